@@ -1,0 +1,45 @@
+/* xpb_strerror: one fixed sentence per error code. */
+#include "xpb_error.h"
+
+const char *xpb_strerror(int err)
+{
+    switch (err) {
+    case XPB_OK: return "success";
+    case XPB_ENOMEM: return "out of memory";
+    case XPB_EINVAL: return "invalid argument";
+    case XPB_ENOTIMPL: return "not implemented";
+    case XPB_EXML: return "not well-formed XML";
+    case XPB_EDTD: return "DOCTYPE/DTD is not allowed in XMPP (RFC 6120 section 11.1)";
+    case XPB_ECOMMENT: return "XML comments are not allowed in XMPP (RFC 6120 section 11.1)";
+    case XPB_EPI:
+        return "XML processing instructions are not allowed in XMPP (RFC 6120 section 11.1)";
+    case XPB_EENTITY:
+        return "entity references other than the five predefined are not allowed (RFC 6120 "
+               "section 11.1)";
+    case XPB_ENESTEDSTREAM: return "<stream:stream> inside a stream";
+    case XPB_EUTF8: return "invalid UTF-8";
+    case XPB_EPREFIX: return "unbound namespace prefix";
+    case XPB_EDUPATTR: return "duplicate attribute";
+    case XPB_ESTANZASIZE: return "stanza exceeds the maximum stanza size";
+    case XPB_EDEPTH: return "element nesting exceeds the maximum depth";
+    case XPB_EATTRS: return "element has more attributes than allowed";
+    case XPB_ETEXT: return "non-whitespace text between stanzas";
+    case XPB_ENOTSTREAM: return "stream root is not <stream:stream>";
+    case XPB_ECLOSED: return "stream already closed or failed";
+    case XPB_ECALLBACK: return "stopped by callback";
+    case XPB_EPBDECODE: return "protobuf bytes do not decode";
+    case XPB_EPBDEPTH: return "record nesting exceeds the depth limit";
+    case XPB_ERECORD: return "invalid record";
+    case XPB_ESTRLEN: return "string exceeds its length limit";
+    case XPB_EXMLCHAR: return "character not allowed in XML 1.0";
+    case XPB_EJID: return "invalid JID";
+    case XPB_ETOOBIG: return "output exceeds the maximum stanza size";
+    case XPB_EJIDEMPTY: return "JID or JID part is empty";
+    case XPB_EJIDLEN: return "JID part exceeds 1023 bytes (RFC 7622 section 3)";
+    case XPB_EJIDCHAR: return "JID part contains a forbidden character";
+    case XPB_EJIDDOMAIN: return "JID domainpart is not a valid domain name (RFC 7622 section 3.2)";
+    case XPB_EJIDLOCAL: return "JID localpart fails the PRECIS UsernameCaseMapped profile";
+    case XPB_EJIDRESOURCE: return "JID resourcepart fails the PRECIS OpaqueString profile";
+    default: return "unknown error";
+    }
+}

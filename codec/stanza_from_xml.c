@@ -1,0 +1,1 @@
+/* stub */ typedef int xpb_stub_stanza_from_xml;

@@ -1,0 +1,28 @@
+/* A bump allocator: many small allocations, one free. Trees the reader builds
+ * and records the mapper unpacks live in an arena, so a stanza costs a couple of
+ * malloc calls, not hundreds (see docs/benchmarks.md). */
+#ifndef XPB_ARENA_H
+#define XPB_ARENA_H
+
+#include <stddef.h>
+#include <protobuf-c/protobuf-c.h>
+
+typedef struct xpb_arena xpb_arena;
+
+/* block_size: bytes per block (0 = 16 KiB). Returns NULL on ENOMEM. */
+xpb_arena *xpb_arena_new(size_t block_size);
+void xpb_arena_free(xpb_arena *a);
+/* Frees every allocation but keeps the first block for reuse. */
+void xpb_arena_reset(xpb_arena *a);
+/* 16-byte aligned; NULL on ENOMEM. Memory is not zeroed. */
+void *xpb_arena_alloc(xpb_arena *a, size_t size);
+void *xpb_arena_calloc(xpb_arena *a, size_t size);
+/* Copy of s[0..len) with a terminating NUL. */
+char *xpb_arena_strndup(xpb_arena *a, const char *s, size_t len);
+/* An allocator for protobuf_c_message_unpack whose free is a no-op. The
+ * returned struct lives inside the arena object. */
+ProtobufCAllocator *xpb_arena_pb_allocator(xpb_arena *a);
+/* Number of malloc calls this arena made since it was created (for benchmarks). */
+size_t xpb_arena_mallocs(const xpb_arena *a);
+
+#endif

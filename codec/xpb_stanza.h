@@ -1,0 +1,77 @@
+/* Stanza <-> record mapping (proto/xpb/v1/stanza.proto), the well-known
+ * namespace dictionary, checks for untrusted records, and a JSON view.
+ * XML -> record -> XML gives back the same infoset; see docs/mapping.md. */
+#ifndef XPB_STANZA_H
+#define XPB_STANZA_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "xpb/v1/stanza.pb-c.h"
+#include "xpb_arena.h"
+#include "xpb_xml.h"
+
+typedef Xpb__V1__Stanza xpb_stanza;
+
+/* Limits applied to records from outside (the bus, a file). */
+#define XPB_RECORD_DEFAULT_MAX_DEPTH 32u      /* nested messages, Stanza = 1 */
+#define XPB_RECORD_DEFAULT_MAX_STRING 65536u  /* bytes per string field */
+typedef struct xpb_record_limits {
+    unsigned max_depth;       /* 0 = default */
+    size_t max_string;        /* 0 = default */
+    size_t max_stanza_bytes;  /* XML output bound; 0 = XPB_READER_DEFAULT_MAX_STANZA */
+} xpb_record_limits;
+
+/* ---- Well-known namespaces: ids 1..n, stable forever within xpb.v1 ---- */
+/* 0 when uri is not in the dictionary. */
+uint32_t xpb_ns_id(const char *uri);
+/* NULL when id is not in the dictionary. */
+const char *xpb_ns_uri(uint32_t id);
+
+/* ---- XML -> record ------------------------------------------------------
+ * el is a depth-1 element from the reader. Everything in *out (strings too) is
+ * allocated in arena a and lives until the arena is reset/freed. Never fails on
+ * well-formed input except with XPB_ENOMEM: what has no typed field becomes a
+ * generic Element. */
+int xpb_stanza_from_xml(xpb_arena *a, const xpb_node *el, xpb_stanza **out);
+
+/* ---- record -> XML --------------------------------------------------------
+ * Checks the record (xpb_stanza_check) and appends exactly one well-formed
+ * element to out. parent_ns: the default namespace in scope (XPB_NS_CLIENT in
+ * a c2s stream; "" for a standalone stanza, which then carries
+ * xmlns='jabber:client'). On refusal nothing is appended and err (if not NULL)
+ * holds a sentence naming the field and the rule or limit. */
+int xpb_stanza_to_xml(xpb_buf *out, const xpb_stanza *st, const char *parent_ns,
+                      const xpb_record_limits *limits, char *err, size_t errlen);
+
+/* Every rule for untrusted records: string lengths, UTF-8 and XML characters,
+ * names that are valid XML names, JIDs (from, to and every JID-valued field),
+ * depth, enum values in range. 0 or XPB_E… with err filled. */
+int xpb_stanza_check(const xpb_stanza *st, const xpb_record_limits *limits, char *err,
+                     size_t errlen);
+
+/* ---- bytes <-> record ------------------------------------------------------ */
+/* Checks nesting depth on the wire bytes first (protobuf-c has no recursion
+ * limit), then unpacks into arena a, then xpb_stanza_check. */
+int xpb_stanza_unpack(xpb_arena *a, const uint8_t *data, size_t len,
+                      const xpb_record_limits *limits, xpb_stanza **out, char *err,
+                      size_t errlen);
+/* Depth of nested messages in wire bytes of message type desc, walking only
+ * message-typed fields; XPB_EPBDEPTH when deeper than max_depth, XPB_EPBDECODE
+ * when the wire format is broken. */
+int xpb_pb_check_depth(const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len,
+                       unsigned max_depth);
+/* Packs st (protobuf_c_message_pack) into out. */
+int xpb_stanza_pack(xpb_buf *out, const xpb_stanza *st);
+
+/* ---- length-delimited streams (varint length prefix) --------------------- */
+int xpb_delim_write(xpb_buf *out, const uint8_t *data, size_t len);
+/* Parses one frame at buf[0..len): 0 with frame, frame_len and consumed set;
+ * 1 when more bytes are needed; XPB_EPBDECODE on a bad varint;
+ * XPB_ETOOBIG when the length exceeds max_len. */
+int xpb_delim_next(const uint8_t *buf, size_t len, size_t max_len, const uint8_t **frame,
+                   size_t *frame_len, size_t *consumed);
+
+/* ---- JSON view of any protobuf-c message (readable, for xpbctl) ---------- */
+int xpb_json_write(xpb_buf *out, const ProtobufCMessage *msg);
+
+#endif

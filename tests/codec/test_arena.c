@@ -1,0 +1,66 @@
+/* Arena: alignment, growth past a block, reset keeps one block, strndup. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "xpb_arena.h"
+
+static void test_alloc_aligned_and_grows(void **state)
+{
+    (void)state;
+    xpb_arena *a = xpb_arena_new(256);
+    assert_non_null(a);
+    for (int i = 0; i < 100; i++) {
+        void *p = xpb_arena_alloc(a, (size_t)i * 3 + 1);
+        assert_non_null(p);
+        assert_int_equal((uintptr_t)p % 16, 0);
+        memset(p, 0xAB, (size_t)i * 3 + 1);
+    }
+    assert_true(xpb_arena_mallocs(a) > 1);
+    void *big = xpb_arena_alloc(a, 10000); /* larger than a block */
+    assert_non_null(big);
+    memset(big, 1, 10000);
+    xpb_arena_free(a);
+}
+
+static void test_reset_reuses_first_block(void **state)
+{
+    (void)state;
+    xpb_arena *a = xpb_arena_new(1024);
+    void *p1 = xpb_arena_alloc(a, 64);
+    for (int i = 0; i < 50; i++) assert_non_null(xpb_arena_alloc(a, 100));
+    size_t m = xpb_arena_mallocs(a);
+    xpb_arena_reset(a);
+    void *p2 = xpb_arena_alloc(a, 64);
+    assert_ptr_equal(p1, p2);
+    assert_int_equal(xpb_arena_mallocs(a), m); /* no new malloc after reset */
+    xpb_arena_free(a);
+}
+
+static void test_strndup_and_calloc(void **state)
+{
+    (void)state;
+    xpb_arena *a = xpb_arena_new(0);
+    char *s = xpb_arena_strndup(a, "hello world", 5);
+    assert_string_equal(s, "hello");
+    unsigned char *z = xpb_arena_calloc(a, 32);
+    for (int i = 0; i < 32; i++) assert_int_equal(z[i], 0);
+    ProtobufCAllocator *pa = xpb_arena_pb_allocator(a);
+    void *q = pa->alloc(pa->allocator_data, 40);
+    assert_non_null(q);
+    pa->free(pa->allocator_data, q);
+    xpb_arena_free(a);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_alloc_aligned_and_grows),
+        cmocka_unit_test(test_reset_reuses_first_block),
+        cmocka_unit_test(test_strndup_and_calloc),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,20 @@
+# Sourced by tools/test.sh and tools/demo.sh: installs the Debian 12 packages
+# xpbridge needs, only those missing, so a second run costs nothing.
+XPB_BUILD_PKGS="cmake make gcc clang pkg-config protobuf-c-compiler libprotobuf-c-dev
+  libnng-dev libexpat1-dev libssl-dev libevent-dev libidn2-dev libutf8proc-dev
+  zlib1g-dev libcmocka-dev libxml2-dev libstrophe-dev libclang-rt-14-dev cppcheck"
+
+xpb_install_deps() {
+    local missing=() p
+    for p in $XPB_BUILD_PKGS "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
+            missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    echo "xpbridge: installing ${missing[*]}" >&2
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo=sudo
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+        "${missing[@]}" >/dev/null
+}

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh Debian 12 machine: installs what is
+# missing, builds a release and an ASan+UBSan build, runs every ctest test in
+# both, runs each libFuzzer target briefly, and runs cppcheck on our sources.
+#   XPB_FUZZ_SECONDS=600 bash tools/test.sh   # longer fuzzing
+#   XPB_SKIP_FUZZ=1 bash tools/test.sh        # no fuzzing
+set -euo pipefail
+top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$top"
+. tools/deps.sh
+xpb_install_deps
+
+jobs=$(nproc 2>/dev/null || echo 2)
+step() { printf '\n==== %s ====\n' "$*"; }
+
+step "release build + tests"
+cmake -S . -B build/release -DCMAKE_BUILD_TYPE=RelWithDebInfo -DXPB_WERROR=ON >/dev/null
+cmake --build build/release -j "$jobs"
+ctest --test-dir build/release --output-on-failure -j "$jobs"
+
+step "ASan+UBSan build + tests"
+cmake -S . -B build/asan -DCMAKE_BUILD_TYPE=Debug -DXPB_SANITIZE=ON >/dev/null
+cmake --build build/asan -j "$jobs"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    ctest --test-dir build/asan --output-on-failure -j "$jobs"
+
+if [ -z "${XPB_SKIP_FUZZ:-}" ]; then
+    secs=${XPB_FUZZ_SECONDS:-20}
+    step "libFuzzer smoke run (${secs}s per target)"
+    CC=clang cmake -S . -B build/fuzz -DCMAKE_BUILD_TYPE=Debug -DXPB_SANITIZE=ON -DXPB_FUZZ=ON \
+        -DBUILD_TESTING=ON >/dev/null
+    cmake --build build/fuzz -j "$jobs" --target fuzz_reader fuzz_record
+    for f in fuzz_reader fuzz_record; do
+        work=$(mktemp -d)
+        cp tests/fuzz/seeds/"$f"/* "$work"/ 2>/dev/null || true
+        (cd "$work" && "$top/build/fuzz/tests/$f" -max_total_time="$secs" -max_len=65536 \
+            -print_final_stats=1 "$work" 2>&1 | tail -n 12)
+        rm -rf "$work"
+    done
+fi
+
+step "cppcheck"
+cppcheck --quiet --error-exitcode=1 --enable=warning,portability --inline-suppr \
+    --suppress=missingIncludeSystem -I codec codec tools bridge
+
+step "all tests passed"

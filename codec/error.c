@@ -40,6 +40,17 @@ const char *xpb_strerror(int err)
     case XPB_EJIDDOMAIN: return "JID domainpart is not a valid domain name (RFC 7622 section 3.2)";
     case XPB_EJIDLOCAL: return "JID localpart fails the PRECIS UsernameCaseMapped profile";
     case XPB_EJIDRESOURCE: return "JID resourcepart fails the PRECIS OpaqueString profile";
+    case XPB_ESASLNOMECH: return "no acceptable SASL mechanism offered";
+    case XPB_ESASLPROTO: return "malformed or unexpected SASL message from the server";
+    case XPB_ESASLNONCE:
+        return "SCRAM server nonce does not start with the client nonce (RFC 5802 section 5.1)";
+    case XPB_ESASLITER: return "SCRAM iteration count outside the accepted range";
+    case XPB_ESASLSERVERSIG: return "SCRAM server signature does not verify";
+    case XPB_ESASLSERVERERR: return "server reported a SCRAM authentication error";
+    case XPB_ESASLSTATE: return "SASL call out of order or after a failure";
+    case XPB_ESASLBASE64: return "invalid base64 (RFC 6120 section 6.4.2)";
+    case XPB_ESASLCRED: return "SASL credential contains a prohibited character";
+    case XPB_ESASLCRYPTO: return "cryptographic library failure";
     default: return "unknown error";
     }
 }

@@ -67,7 +67,8 @@ int xpb_buf_append_str(xpb_buf *b, const char *s)
 }
 
 /* ---- Escaping ------------------------------------------------------------
- * Text: & < > (> too, so "]]>" never appears, XML 1.0 §2.4). Attributes
+ * Text: & < > (> too, so "]]>" never appears, XML 1.0 §2.4) and CR as &#13;,
+ * because end-of-line handling (XML 1.0 §2.11) turns a literal CR into LF. Attributes
  * (single-quoted): & < > " ' and TAB/LF/CR as character references, because
  * attribute-value normalisation (XML 1.0 §3.3.3) turns literal ones into
  * spaces. */
@@ -75,7 +76,7 @@ int xpb_buf_append_str(xpb_buf *b, const char *s)
 enum { ESC_TEXT = 1, ESC_ATTR = 2 };
 
 static const unsigned char esc_class[256] = {
-    ['\t'] = ESC_ATTR, ['\n'] = ESC_ATTR, ['\r'] = ESC_ATTR,
+    ['\t'] = ESC_ATTR, ['\n'] = ESC_ATTR, ['\r'] = ESC_TEXT | ESC_ATTR,
     ['"'] = ESC_ATTR,  ['\''] = ESC_ATTR, ['&'] = ESC_TEXT | ESC_ATTR,
     ['<'] = ESC_TEXT | ESC_ATTR,          ['>'] = ESC_TEXT | ESC_ATTR,
 };
@@ -105,7 +106,7 @@ static size_t safe_run(const unsigned char *s, size_t len, unsigned cls)
     size_t i = 0;
     while (i + 8 <= len) {
         uint64_t v = load64(s + i);
-        uint64_t hit = HAS_BYTE(v, '&') | HAS_BYTE(v, '<') | HAS_BYTE(v, '>');
+        uint64_t hit = HAS_BYTE(v, '&') | HAS_BYTE(v, '<') | HAS_BYTE(v, '>') | HAS_BYTE(v, '\r');
         if (cls == ESC_ATTR) hit |= HAS_BYTE(v, '"') | HAS_BYTE(v, '\'') | HAS_LESS(v, 0x20);
         if (hit) break;
         i += 8;

@@ -41,6 +41,17 @@ enum xpb_error {
     XPB_EJIDDOMAIN = -63,   /* domain fails IDNA / is not a valid domain */
     XPB_EJIDLOCAL = -64,    /* localpart fails the PRECIS UsernameCaseMapped profile */
     XPB_EJIDRESOURCE = -65, /* resourcepart fails the PRECIS OpaqueString profile */
+    /* SASL client (RFC 6120 §6, RFC 5802, RFC 7677, RFC 4616); bridge/xpb_sasl.h */
+    XPB_ESASLNOMECH = -80,  /* no offered SASL mechanism is acceptable */
+    XPB_ESASLPROTO = -81,   /* malformed or unexpected SASL message from the server */
+    XPB_ESASLNONCE = -82,   /* SCRAM server nonce does not start with the client nonce */
+    XPB_ESASLITER = -83,    /* SCRAM iteration count outside the accepted range */
+    XPB_ESASLSERVERSIG = -84, /* SCRAM server signature does not verify */
+    XPB_ESASLSERVERERR = -85, /* server reported a SCRAM error (e=...) */
+    XPB_ESASLSTATE = -86,   /* SASL call out of order, or after a failure */
+    XPB_ESASLBASE64 = -87,  /* invalid base64 (RFC 6120 §6.4.2) */
+    XPB_ESASLCRED = -88,    /* username/authzid/password has a prohibited character */
+    XPB_ESASLCRYPTO = -89,  /* OpenSSL failure (random bytes, PBKDF2, HMAC) */
 };
 
 /* A fixed English sentence for any code above; never NULL. */

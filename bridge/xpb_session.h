@@ -1,0 +1,154 @@
+/* One XMPP client (c2s) session as a pure state machine: it is fed transport
+ * events and received bytes, and answers through a small ops table (send these
+ * bytes, start TLS, connect, set a timer, report an event). No sockets, no
+ * libevent, no OpenSSL here: bridge/loop.c and the transports own those. That
+ * is what makes stream negotiation, SASL, stream management (XEP-0198),
+ * resumption and every error path testable without a network. */
+#ifndef XPB_SESSION_H
+#define XPB_SESSION_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "xpb_stanza.h"
+#include "xpb_xml.h"
+
+/* ---- limits (see docs/architecture.md) ---------------------------------- */
+#define XPB_SESSION_DEFAULT_QUEUE_MAX 1000u       /* stanzas queued while offline / unacked */
+#define XPB_SESSION_DEFAULT_PING_INTERVAL_MS 60000u /* XEP-0199 ping after this much silence */
+#define XPB_SESSION_DEFAULT_PING_TIMEOUT_MS 20000u  /* no answer -> link is dead */
+#define XPB_SESSION_DEFAULT_CONNECT_TIMEOUT_MS 15000u /* connect through bind */
+#define XPB_SESSION_DEFAULT_BACKOFF_MIN_MS 500u
+#define XPB_SESSION_DEFAULT_BACKOFF_MAX_MS 60000u
+#define XPB_SESSION_DEFAULT_ACK_EVERY 5u            /* send <r/> after this many stanzas */
+#define XPB_SESSION_CLOSE_WAIT_MS 2000u             /* wait for the server's </stream:stream> */
+
+typedef enum xpb_session_state {
+    XPB_SS_IDLE = 0,        /* created, not started */
+    XPB_SS_CONNECTING,      /* transport connect in progress */
+    XPB_SS_STREAM_OPEN,     /* header sent, waiting for the server's header + features */
+    XPB_SS_STARTTLS,        /* <starttls/> sent, waiting for <proceed/> */
+    XPB_SS_TLS_HANDSHAKE,   /* <proceed/> received, transport doing the handshake */
+    XPB_SS_AUTH,            /* SASL exchange */
+    XPB_SS_BIND,            /* resource binding (or SM resume) */
+    XPB_SS_ONLINE,          /* stanzas flow */
+    XPB_SS_CLOSING,         /* </stream:stream> sent, waiting for the server's */
+    XPB_SS_BACKOFF,         /* disconnected, reconnect timer running */
+    XPB_SS_STOPPED,         /* closed for good (by the user, or a fatal error) */
+} xpb_session_state;
+
+typedef enum xpb_transport_kind {
+    XPB_TRANSPORT_STARTTLS = 0, /* TCP, then STARTTLS (required unless allow_plaintext) */
+    XPB_TRANSPORT_DIRECT_TLS,   /* XEP-0368: TLS from the first byte */
+    XPB_TRANSPORT_WEBSOCKET,    /* RFC 7395: ws:// or wss:// */
+} xpb_transport_kind;
+
+/* Where to connect; filled by the session for ops->connect. */
+typedef struct xpb_session_target {
+    const char *domain;     /* the JID's domain: what TLS must verify */
+    const char *host;       /* override, or NULL: the loop resolves SRV for domain */
+    uint16_t port;          /* 0 = default / from SRV */
+    xpb_transport_kind transport;
+    const char *ws_url;     /* WEBSOCKET: ws://host:port/path or wss://... */
+    const char *see_other_host; /* set after a see-other-host redirect (RFC 6120 §4.9.3.19) */
+} xpb_session_target;
+
+typedef struct xpb_session_config {
+    const char *jid;            /* bare or full JID; a resource here is requested at bind */
+    const unsigned char *password;
+    size_t password_len;
+    const char *host;           /* NULL = DNS SRV, falling back to the domain on 5222 */
+    uint16_t port;
+    xpb_transport_kind transport;
+    const char *ws_url;
+    int allow_plaintext;        /* 0 (default): no TLS -> refuse. Tests of PLAIN-refusal set 1 */
+    int fetch_roster;           /* fetch the roster after bind */
+    int send_presence;          /* send initial presence after bind (default 1) */
+    const char *presence_show;  /* NULL, "away", "chat", "dnd", "xa" */
+    const char *presence_status;
+    int stream_management;      /* XEP-0198 (default 1) */
+    unsigned queue_max;         /* 0 = default */
+    unsigned ping_interval_ms, ping_timeout_ms, connect_timeout_ms;
+    unsigned backoff_min_ms, backoff_max_ms;
+    unsigned ack_every;
+} xpb_session_config;
+void xpb_session_config_init(xpb_session_config *c);
+
+/* What the session tells the outside (the bus). Pointers valid during the call. */
+typedef enum xpb_session_event_kind {
+    XPB_SE_STATE = 1,   /* state changed: state, reason (text, may be NULL) */
+    XPB_SE_ONLINE,      /* bound: jid = full JID; resumed = 1 when SM resumption worked */
+    XPB_SE_STANZA,      /* a stanza was received: stanza (tree) */
+    XPB_SE_ACKED,       /* an outbound stanza was acknowledged by the server (SM): handle */
+    XPB_SE_FAILED,      /* an outbound stanza will never be sent: handle, reason */
+    XPB_SE_ERROR,       /* an error the user should see (reason), session goes on or stops */
+} xpb_session_event_kind;
+
+typedef struct xpb_session_event {
+    xpb_session_event_kind kind;
+    xpb_session_state state;
+    const char *reason;
+    const char *jid;
+    int resumed;
+    const xpb_node *stanza;
+    uint64_t handle;
+} xpb_session_event;
+
+/* Timers a session uses; the loop keeps one of each per session. */
+typedef enum xpb_session_timer {
+    XPB_TIMER_PING = 0,     /* idle -> send ping / ping timeout */
+    XPB_TIMER_RECONNECT,    /* backoff elapsed */
+    XPB_TIMER_CONNECT,      /* negotiation took too long */
+    XPB_TIMER_ACK,          /* request an ack for stanzas sent since */
+    XPB_TIMER_CLOSE,        /* the server did not close the stream in time */
+    XPB_TIMER_COUNT
+} xpb_session_timer;
+
+/* Provided by the loop. Each returns 0 or a negative error. */
+typedef struct xpb_session_ops {
+    int (*connect)(void *io, const xpb_session_target *t); /* -> on_connected / on_disconnected */
+    int (*send)(void *io, const char *data, size_t len);
+    int (*starttls)(void *io);                             /* -> on_tls_ready / on_disconnected */
+    void (*disconnect)(void *io);                          /* drop the transport now */
+    void (*set_timer)(void *io, xpb_session_timer t, unsigned ms); /* ms = 0 cancels */
+    void (*event)(void *io, const xpb_session_event *ev);
+    uint32_t (*random)(void *io);                          /* jitter, ids */
+} xpb_session_ops;
+
+typedef struct xpb_session xpb_session;
+
+/* cfg strings are copied. ops and io are borrowed for the session's life. */
+int xpb_session_new(xpb_session **out, const xpb_session_config *cfg, const xpb_session_ops *ops,
+                    void *io);
+void xpb_session_free(xpb_session *s);
+int xpb_session_start(xpb_session *s);
+
+/* Transport events from the loop. */
+void xpb_session_on_connected(xpb_session *s, int tls); /* tls: 1 for direct TLS / wss */
+/* cb_type/cb_data: channel binding from the TLS layer ("tls-exporter" for TLS 1.3,
+ * "tls-server-end-point" otherwise), or NULL/0. */
+void xpb_session_on_tls_ready(xpb_session *s, const char *cb_type, const unsigned char *cb_data,
+                              size_t cb_len);
+/* Received bytes (after TLS / WebSocket de-framing: XML only). */
+void xpb_session_on_bytes(xpb_session *s, const char *data, size_t len);
+/* The transport failed or closed; reason is for logs and events. */
+void xpb_session_on_disconnected(xpb_session *s, const char *reason);
+void xpb_session_on_timer(xpb_session *s, xpb_session_timer t);
+
+/* Send a stanza record (checked; given an id if it has none). Queued while not
+ * online, kept until acked with SM. *handle identifies it in ACKED/FAILED.
+ * XPB_EQUEUEFULL when queue_max stanzas are waiting. */
+int xpb_session_send(xpb_session *s, const xpb_stanza *st, uint64_t *handle);
+/* Clean shutdown: unavailable presence, </stream:stream>, wait briefly. */
+void xpb_session_close(xpb_session *s);
+
+xpb_session_state xpb_session_get_state(const xpb_session *s);
+const char *xpb_session_state_name(xpb_session_state st);
+/* Counters for /metrics and tests. */
+typedef struct xpb_session_stats {
+    uint64_t stanzas_in, stanzas_out, bytes_in, bytes_out;
+    uint64_t reconnects, resumptions, resume_failures;
+    unsigned queued, unacked;
+} xpb_session_stats;
+void xpb_session_get_stats(const xpb_session *s, xpb_session_stats *out);
+
+#endif

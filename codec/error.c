@@ -51,6 +51,16 @@ const char *xpb_strerror(int err)
     case XPB_ESASLBASE64: return "invalid base64 (RFC 6120 section 6.4.2)";
     case XPB_ESASLCRED: return "SASL credential contains a prohibited character";
     case XPB_ESASLCRYPTO: return "cryptographic library failure";
+    case XPB_EQUEUEFULL: return "outbound queue is full (queue_max stanzas waiting)";
+    case XPB_ENOTCONN: return "session is not connected";
+    case XPB_ETLS: return "TLS handshake or certificate verification failed";
+    case XPB_ENOTLS: return "server does not offer TLS and plaintext is not allowed";
+    case XPB_EAUTH: return "authentication failed";
+    case XPB_ESTREAM: return "stream error from the server";
+    case XPB_ETIMEOUT: return "timed out";
+    case XPB_EDNS: return "name resolution failed";
+    case XPB_ECONNECT: return "TCP connect failed";
+    case XPB_EWEBSOCKET: return "WebSocket handshake or framing error";
     default: return "unknown error";
     }
 }

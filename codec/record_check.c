@@ -38,7 +38,8 @@ typedef struct chk {
 #if defined(__GNUC__)
 __attribute__((format(printf, 4, 5)))
 #endif
-static int fail(chk *c, int code, const char *field, const char *fmt, ...)
+static int
+fail(chk *c, int code, const char *field, const char *fmt, ...)
 {
     if (c->err == NULL || c->errlen == 0) return code;
     int k = snprintf(c->err, c->errlen, "%s: ", field);
@@ -74,19 +75,19 @@ static void prepend(char *err, size_t errlen, const char *name, size_t idx)
 }
 
 #define NOIDX SIZE_MAX
-#define TRY(expr)                                                                  \
-    do {                                                                           \
-        int rc_ = (expr);                                                          \
-        if (rc_ != 0) return rc_;                                                  \
+#define TRY(expr)                                                                                  \
+    do {                                                                                           \
+        int rc_ = (expr);                                                                          \
+        if (rc_ != 0) return rc_;                                                                  \
     } while (0)
 /* Run a check of a sub-message or array item and name it on the way out. */
-#define TRY_AT(c, expr, name, idx)                                                 \
-    do {                                                                           \
-        int rc_ = (expr);                                                          \
-        if (rc_ != 0) {                                                            \
-            prepend((c)->err, (c)->errlen, (name), (idx));                         \
-            return rc_;                                                            \
-        }                                                                          \
+#define TRY_AT(c, expr, name, idx)                                                                 \
+    do {                                                                                           \
+        int rc_ = (expr);                                                                          \
+        if (rc_ != 0) {                                                                            \
+            prepend((c)->err, (c)->errlen, (name), (idx));                                         \
+            return rc_;                                                                            \
+        }                                                                                          \
     } while (0)
 
 /* ---- Strings ----------------------------------------------------------------- */
@@ -99,7 +100,8 @@ static uint32_t peek_cp(const unsigned char *s, size_t len)
     size_t n = s[0] >= 0xF0 ? 4 : s[0] >= 0xE0 ? 3 : 2;
     if (len < n) return 0xFFFFFFFFu;
     uint32_t cp = s[0] & (0x7Fu >> n);
-    for (size_t i = 1; i < n; i++) cp = (cp << 6) | (s[i] & 0x3Fu);
+    for (size_t i = 1; i < n; i++)
+        cp = (cp << 6) | (s[i] & 0x3Fu);
     return cp;
 }
 
@@ -107,8 +109,7 @@ static int text_fail(chk *c, int rc, const char *field, const char *s, size_t le
 {
     if (rc == XPB_EUTF8) return fail(c, rc, field, "invalid UTF-8 at byte %zu", off);
     uint32_t cp = peek_cp((const unsigned char *)s + off, len - off);
-    return fail(c, rc, field, "U+%04X at byte %zu is not an XML 1.0 character", (unsigned)cp,
-                off);
+    return fail(c, rc, field, "U+%04X at byte %zu is not an XML 1.0 character", (unsigned)cp, off);
 }
 
 /* Length limit, UTF-8 and XML 1.0 Char; *lenp gets the length. NULL is absent. */
@@ -170,9 +171,10 @@ static const unsigned char ascii_name[128] = {
     ['-'] = 1, ['.'] = 1, ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1,
     ['5'] = 1, ['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1, ['_'] = 3,
 #define L(x) [x] = 3, [x + 32] = 3
-    L('A'), L('B'), L('C'), L('D'), L('E'), L('F'), L('G'), L('H'), L('I'),
-    L('J'), L('K'), L('L'), L('M'), L('N'), L('O'), L('P'), L('Q'), L('R'),
-    L('S'), L('T'), L('U'), L('V'), L('W'), L('X'), L('Y'), L('Z'),
+    L('A'),    L('B'),    L('C'),    L('D'),    L('E'),    L('F'),    L('G'),
+    L('H'),    L('I'),    L('J'),    L('K'),    L('L'),    L('M'),    L('N'),
+    L('O'),    L('P'),    L('Q'),    L('R'),    L('S'),    L('T'),    L('U'),
+    L('V'),    L('W'),    L('X'),    L('Y'),    L('Z'),
 #undef L
 };
 
@@ -231,7 +233,8 @@ static int check_name(chk *c, const char *s, const char *field)
     const unsigned char *u = (const unsigned char *)s;
     size_t i = 0;
     if (u[0] < 0x80 && (ascii_name[u[0]] & 2))
-        for (i = 1; i < len && u[i] < 0x80 && ascii_name[u[i]]; i++) continue;
+        for (i = 1; i < len && u[i] < 0x80 && ascii_name[u[i]]; i++)
+            continue;
     if (i < len) {
         TRY(check_str_len(c, s, field, &len));
         if (!is_ncname_unicode(c, s, len))
@@ -270,8 +273,8 @@ static int check_ns(chk *c, bool has_id, uint32_t id, const char *ns, const char
      * separator (our reader's is a space) in it. */
     for (size_t i = 0; i < len; i++)
         if (ns[i] == ' ' || ns[i] == '\t' || ns[i] == '\n' || ns[i] == '\r')
-            return fail(c, XPB_ERECORD, "ns", "a namespace name cannot contain whitespace (byte %zu)",
-                        i);
+            return fail(c, XPB_ERECORD, "ns",
+                        "a namespace name cannot contain whitespace (byte %zu)", i);
     return 0;
 }
 
@@ -290,8 +293,8 @@ static int check_attr(chk *c, const Xpb__V1__Attribute *a, const char **uri)
 static bool clashes_with_stanza_attr(const char *uri, const char *name)
 {
     if (uri[0] == '\0')
-        return strcmp(name, "type") == 0 || strcmp(name, "id") == 0 ||
-               strcmp(name, "from") == 0 || strcmp(name, "to") == 0;
+        return strcmp(name, "type") == 0 || strcmp(name, "id") == 0 || strcmp(name, "from") == 0 ||
+               strcmp(name, "to") == 0;
     return strcmp(uri, XPB_NS_XML) == 0 && strcmp(name, "lang") == 0;
 }
 
@@ -308,8 +311,8 @@ static int check_attrs(chk *c, Xpb__V1__Attribute *const *v, size_t n, bool stan
     for (size_t i = 0; i < n; i++) {
         TRY_AT(c, check_attr(c, v[i], &uris[i]), field, i);
         if (stanza && clashes_with_stanza_attr(uris[i], v[i]->name))
-            return fail(c, XPB_ERECORD, field, "item %zu ('%s') clashes with a typed stanza attribute", i,
-                        v[i]->name);
+            return fail(c, XPB_ERECORD, field,
+                        "item %zu ('%s') clashes with a typed stanza attribute", i, v[i]->name);
         for (size_t j = 0; j < i; j++)
             if (strcmp(v[i]->name, v[j]->name) == 0 && strcmp(uris[i], uris[j]) == 0)
                 return fail(c, XPB_ERECORD, field, "items %zu and %zu are the same attribute '%s'",
@@ -365,7 +368,8 @@ static int check_elements(chk *c, Xpb__V1__Element *const *v, size_t n, unsigned
                           const char *field)
 {
     if (n > 0 && v == NULL) return fail(c, XPB_ERECORD, field, "%zu items but no array", n);
-    for (size_t i = 0; i < n; i++) TRY_AT(c, check_element(c, v[i], depth), field, i);
+    for (size_t i = 0; i < n; i++)
+        TRY_AT(c, check_element(c, v[i], depth), field, i);
     return 0;
 }
 
@@ -378,8 +382,7 @@ static int check_text(chk *c, const Xpb__V1__Text *t, unsigned depth)
     return check_str(c, t->text, "text");
 }
 
-static int check_texts(chk *c, Xpb__V1__Text *const *v, size_t n, unsigned depth,
-                       const char *field)
+static int check_texts(chk *c, Xpb__V1__Text *const *v, size_t n, unsigned depth, const char *field)
 {
     if (n > 0 && v == NULL) return fail(c, XPB_ERECORD, field, "%zu items but no array", n);
     for (size_t i = 0; i < n; i++) {
@@ -396,8 +399,8 @@ static int check_error(chk *c, const Xpb__V1__StanzaError *e, unsigned depth)
     if (e->has_type && e->type_raw != NULL)
         return fail(c, XPB_ERECORD, "type_raw", "both type and type_raw are set");
     TRY(check_str(c, e->type_raw, "type_raw"));
-    TRY(check_enum(c, e->has_condition, (int)e->condition,
-                   &xpb__v1__error_condition__descriptor, "condition"));
+    TRY(check_enum(c, e->has_condition, (int)e->condition, &xpb__v1__error_condition__descriptor,
+                   "condition"));
     TRY(check_str(c, e->condition_uri, "condition_uri"));
     if (e->text != NULL) TRY_AT(c, check_text(c, e->text, depth + 1), "text", NOIDX);
     TRY(check_jid(c, e->by, "by"));
@@ -654,7 +657,7 @@ int xpb_stanza_check(const xpb_stanza *st, const xpb_record_limits *limits, char
 typedef struct wire {
     const uint8_t *base;
     unsigned max_depth;
-    bool strings;      /* refuse NUL in string fields */
+    bool strings; /* refuse NUL in string fields */
     char *err;
     size_t errlen;
 } wire;
@@ -681,12 +684,12 @@ static int read_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
     return XPB_EPBDECODE;
 }
 
-static int wire_walk(wire *w, const ProtobufCMessageDescriptor *desc, const uint8_t *p,
-                     size_t len, unsigned depth);
+static int wire_walk(wire *w, const ProtobufCMessageDescriptor *desc, const uint8_t *p, size_t len,
+                     unsigned depth);
 
 /* A length-delimited field's payload p[0..n). */
-static int wire_delimited(wire *w, const ProtobufCFieldDescriptor *fd, const uint8_t *p,
-                          size_t n, unsigned depth)
+static int wire_delimited(wire *w, const ProtobufCFieldDescriptor *fd, const uint8_t *p, size_t n,
+                          unsigned depth)
 {
     if (fd == NULL) return 0;
     if (fd->type == PROTOBUF_C_TYPE_MESSAGE) {
@@ -742,13 +745,14 @@ static int wire_field(wire *w, const ProtobufCMessageDescriptor *desc, const uin
     }
 }
 
-static int wire_walk(wire *w, const ProtobufCMessageDescriptor *desc, const uint8_t *p,
-                     size_t len, unsigned depth)
+static int wire_walk(wire *w, const ProtobufCMessageDescriptor *desc, const uint8_t *p, size_t len,
+                     unsigned depth)
 {
     if (depth > w->max_depth)
         return wire_fail(w, XPB_EPBDEPTH, p, "message nesting exceeds the wire depth bound");
     const uint8_t *end = p + len;
-    while (p < end) TRY(wire_field(w, desc, &p, end, depth));
+    while (p < end)
+        TRY(wire_field(w, desc, &p, end, depth));
     return 0;
 }
 
@@ -771,16 +775,18 @@ static unsigned wire_bound(unsigned max_depth)
 }
 
 int xpb_stanza_unpack(xpb_arena *a, const uint8_t *data, size_t len,
-                      const xpb_record_limits *limits, xpb_stanza **out, char *err,
-                      size_t errlen)
+                      const xpb_record_limits *limits, xpb_stanza **out, char *err, size_t errlen)
 {
     if (err != NULL && errlen > 0) err[0] = '\0';
     if (a == NULL || out == NULL || (data == NULL && len > 0)) return XPB_EINVAL;
     *out = NULL;
     unsigned max_depth =
         limits && limits->max_depth ? limits->max_depth : XPB_RECORD_DEFAULT_MAX_DEPTH;
-    wire w = {.base = data, .max_depth = wire_bound(max_depth), .strings = true,
-              .err = err, .errlen = errlen};
+    wire w = {.base = data,
+              .max_depth = wire_bound(max_depth),
+              .strings = true,
+              .err = err,
+              .errlen = errlen};
     int rc = wire_walk(&w, &xpb__v1__stanza__descriptor, data, len, 1);
     if (rc != 0) {
         prepend(err, errlen, "stanza", NOIDX);

@@ -52,6 +52,17 @@ enum xpb_error {
     XPB_ESASLBASE64 = -87,  /* invalid base64 (RFC 6120 §6.4.2) */
     XPB_ESASLCRED = -88,    /* username/authzid/password has a prohibited character */
     XPB_ESASLCRYPTO = -89,  /* OpenSSL failure (random bytes, PBKDF2, HMAC) */
+    /* Sessions and transports (bridge/) */
+    XPB_EQUEUEFULL = -100,  /* outbound queue holds queue_max stanzas */
+    XPB_ENOTCONN = -101,    /* session is not connected / stopped */
+    XPB_ETLS = -102,        /* TLS handshake or certificate verification failed */
+    XPB_ENOTLS = -103,      /* server does not offer TLS and plaintext is not allowed */
+    XPB_EAUTH = -104,       /* authentication failed (SASL <failure/>) */
+    XPB_ESTREAM = -105,     /* stream error from the server */
+    XPB_ETIMEOUT = -106,    /* timed out */
+    XPB_EDNS = -107,        /* name resolution failed */
+    XPB_ECONNECT = -108,    /* TCP connect failed */
+    XPB_EWEBSOCKET = -109,  /* WebSocket handshake or framing error (RFC 6455/7395) */
 };
 
 /* A fixed English sentence for any code above; never NULL. */

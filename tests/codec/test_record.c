@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+/* cmocka needs the four above first. */
 #include <cmocka.h>
 
 #include <stdio.h>
@@ -126,11 +127,28 @@ static xpb_stanza *base(void)
 
 static const xpb_record_limits SMALL = {.max_depth = 8, .max_string = 40};
 
-static void m_kind_unset(xpb_stanza *s) { s->has_kind = 0; }
-static void m_kind_99(xpb_stanza *s) { s->kind = 99; }
-static void m_type_99(xpb_stanza *s) { s->type = 99; }
-static void m_show_99(xpb_stanza *s) { s->has_show = 1; s->show = 99; }
-static void m_chat_state_99(xpb_stanza *s) { s->has_chat_state = 1; s->chat_state = 99; }
+static void m_kind_unset(xpb_stanza *s)
+{
+    s->has_kind = 0;
+}
+static void m_kind_99(xpb_stanza *s)
+{
+    s->kind = 99;
+}
+static void m_type_99(xpb_stanza *s)
+{
+    s->type = 99;
+}
+static void m_show_99(xpb_stanza *s)
+{
+    s->has_show = 1;
+    s->show = 99;
+}
+static void m_chat_state_99(xpb_stanza *s)
+{
+    s->has_chat_state = 1;
+    s->chat_state = 99;
+}
 static void m_error_type_99(xpb_stanza *s)
 {
     s->error = NEW(Xpb__V1__StanzaError, xpb__v1__stanza_error__init);
@@ -153,20 +171,61 @@ static void m_carbon_dir_99(xpb_stanza *s)
     s->carbon->has_direction = 1;
     s->carbon->direction = 99;
 }
-static void m_other_no_element(xpb_stanza *s) { s->kind = XPB__V1__KIND__KIND_OTHER; }
-static void m_body_41(xpb_stanza *s) { s->body[0]->text = S("0123456789abcdef0123456789abcdef01234567g"); }
-static void m_bad_utf8(xpb_stanza *s) { s->body[0]->text = S("ok\xC3\x28"); }
-static void m_u0001(xpb_stanza *s) { s->body[0]->text = S("a\x01"); }
-static void m_ufffe(xpb_stanza *s) { s->subject = arr(1); s->n_subject = 1; s->subject[0] = text("ab\xEF\xBF\xBE"); }
-static void m_name_digit(xpb_stanza *s) { s->extension[0]->name = S("1abc"); }
-static void m_name_colon(xpb_stanza *s) { s->extension[0]->name = S("a:b"); }
-static void m_name_xmlns(xpb_stanza *s) { s->extension[0]->name = S("xmlns"); }
-static void m_name_empty(xpb_stanza *s) { s->extension[0]->name = S(""); }
-static void m_name_null(xpb_stanza *s) { s->extension[0]->name = NULL; }
-static void m_name_nested(xpb_stanza *s) { s->extension[0]->child[1]->element->name = S("1abc"); }
+static void m_other_no_element(xpb_stanza *s)
+{
+    s->kind = XPB__V1__KIND__KIND_OTHER;
+}
+static void m_body_41(xpb_stanza *s)
+{
+    s->body[0]->text = S("0123456789abcdef0123456789abcdef01234567g");
+}
+static void m_bad_utf8(xpb_stanza *s)
+{
+    s->body[0]->text = S("ok\xC3\x28");
+}
+static void m_u0001(xpb_stanza *s)
+{
+    s->body[0]->text = S("a\x01");
+}
+static void m_ufffe(xpb_stanza *s)
+{
+    s->subject = arr(1);
+    s->n_subject = 1;
+    s->subject[0] = text("ab\xEF\xBF\xBE");
+}
+static void m_name_digit(xpb_stanza *s)
+{
+    s->extension[0]->name = S("1abc");
+}
+static void m_name_colon(xpb_stanza *s)
+{
+    s->extension[0]->name = S("a:b");
+}
+static void m_name_xmlns(xpb_stanza *s)
+{
+    s->extension[0]->name = S("xmlns");
+}
+static void m_name_empty(xpb_stanza *s)
+{
+    s->extension[0]->name = S("");
+}
+static void m_name_null(xpb_stanza *s)
+{
+    s->extension[0]->name = NULL;
+}
+static void m_name_nested(xpb_stanza *s)
+{
+    s->extension[0]->child[1]->element->name = S("1abc");
+}
 /* U+3400 is a NameChar in the 5th edition but not in expat's tables. */
-static void m_name_cjk_ext(xpb_stanza *s) { s->extension[0]->name = S("a\xE3\x90\x80"); }
-static void m_attr_name_bad(xpb_stanza *s) { s->extension[0]->attr[0]->name = S("-a"); }
+static void m_name_cjk_ext(xpb_stanza *s)
+{
+    s->extension[0]->name = S("a\xE3\x90\x80");
+}
+static void m_attr_name_bad(xpb_stanza *s)
+{
+    s->extension[0]->attr[0]->name = S("-a");
+}
 static void m_ns_id_unknown(xpb_stanza *s)
 {
     s->extension[0]->ns = NULL;
@@ -178,12 +237,30 @@ static void m_ns_id_and_ns(xpb_stanza *s)
     s->extension[0]->has_ns_id = 1;
     s->extension[0]->ns_id = xpb_ns_id("urn:xmpp:ping");
 }
-static void m_elem_xml_ns(xpb_stanza *s) { s->extension[0]->ns = S(XPB_NS_XML); }
-static void m_ns_space(xpb_stanza *s) { s->extension[0]->ns = S("urn:a b"); }
-static void m_attr_ns_tab(xpb_stanza *s) { s->extension[0]->attr[0]->ns = S("urn:a\tb"); }
-static void m_attr_xmlns_ns(xpb_stanza *s) { s->extension[0]->attr[0]->ns = S(NS_XMLNS); }
-static void m_attr_name_xmlns(xpb_stanza *s) { s->extension[0]->attr[0]->name = S("xmlns"); }
-static void m_attr_dup(xpb_stanza *s) { add_attr(s->extension[0], attr("", "a", "2")); }
+static void m_elem_xml_ns(xpb_stanza *s)
+{
+    s->extension[0]->ns = S(XPB_NS_XML);
+}
+static void m_ns_space(xpb_stanza *s)
+{
+    s->extension[0]->ns = S("urn:a b");
+}
+static void m_attr_ns_tab(xpb_stanza *s)
+{
+    s->extension[0]->attr[0]->ns = S("urn:a\tb");
+}
+static void m_attr_xmlns_ns(xpb_stanza *s)
+{
+    s->extension[0]->attr[0]->ns = S(NS_XMLNS);
+}
+static void m_attr_name_xmlns(xpb_stanza *s)
+{
+    s->extension[0]->attr[0]->name = S("xmlns");
+}
+static void m_attr_dup(xpb_stanza *s)
+{
+    add_attr(s->extension[0], attr("", "a", "2"));
+}
 static void m_attr_dup_by_id(xpb_stanza *s)
 {
     add_attr(s->extension[0], attr(XPB_NS_XML, "lang", "en"));
@@ -204,10 +281,22 @@ static void m_extra_lang(xpb_stanza *s)
     s->extra_attr = arr(1);
     s->extra_attr[0] = attr(XPB_NS_XML, "lang", "en");
 }
-static void m_node_unset(xpb_stanza *s) { s->extension[0]->child[0]->node_case = 0; }
-static void m_type_and_raw(xpb_stanza *s) { s->type_raw = S("fancy"); }
-static void m_from_bad(xpb_stanza *s) { s->from = S("juliet@"); }
-static void m_to_bad(xpb_stanza *s) { s->to = S(""); }
+static void m_node_unset(xpb_stanza *s)
+{
+    s->extension[0]->child[0]->node_case = 0;
+}
+static void m_type_and_raw(xpb_stanza *s)
+{
+    s->type_raw = S("fancy");
+}
+static void m_from_bad(xpb_stanza *s)
+{
+    s->from = S("juliet@");
+}
+static void m_to_bad(xpb_stanza *s)
+{
+    s->to = S("");
+}
 static void m_roster_jid_bad(xpb_stanza *s)
 {
     m_roster_sub_99(s);
@@ -262,8 +351,7 @@ static const bad_case BAD[] = {
     {"invalid UTF-8", m_bad_utf8, XPB_EUTF8, "stanza.body[0].text: invalid UTF-8 at byte 2"},
     {"U+0001", m_u0001, XPB_EXMLCHAR, "stanza.body[0].text: U+0001 at byte 1"},
     {"U+FFFE", m_ufffe, XPB_EXMLCHAR, "stanza.subject[0].text: U+FFFE at byte 2"},
-    {"name 1abc", m_name_digit, XPB_ERECORD,
-     "stanza.extension[0].name: '1abc' is not an XML name"},
+    {"name 1abc", m_name_digit, XPB_ERECORD, "stanza.extension[0].name: '1abc' is not an XML name"},
     {"name a:b", m_name_colon, XPB_ERECORD, "stanza.extension[0].name: 'a:b' is not an XML name"},
     {"name xmlns", m_name_xmlns, XPB_ERECORD, "stanza.extension[0].name: 'xmlns' is reserved"},
     {"name empty", m_name_empty, XPB_ERECORD, "stanza.extension[0].name: an XML name is required"},
@@ -276,7 +364,8 @@ static const bad_case BAD[] = {
     {"unknown ns_id", m_ns_id_unknown, XPB_ERECORD,
      "stanza.extension[0].ns_id: 99999 is not in the namespace dictionary"},
     {"ns_id and ns", m_ns_id_and_ns, XPB_ERECORD, "stanza.extension[0].ns: both ns_id"},
-    {"element in xml ns", m_elem_xml_ns, XPB_ERECORD, "stanza.extension[0].ns: '" XPB_NS_XML "' cannot be an element's namespace"},
+    {"element in xml ns", m_elem_xml_ns, XPB_ERECORD,
+     "stanza.extension[0].ns: '" XPB_NS_XML "' cannot be an element's namespace"},
     {"ns with a space", m_ns_space, XPB_ERECORD,
      "stanza.extension[0].ns: a namespace name cannot contain whitespace (byte 5)"},
     {"attr ns with a tab", m_attr_ns_tab, XPB_ERECORD,
@@ -298,7 +387,8 @@ static const bad_case BAD[] = {
      "stanza.type_raw: both type and type_raw are set"},
     {"from bad JID", m_from_bad, XPB_EJID, "stanza.from: invalid JID 'juliet@'"},
     {"to empty JID", m_to_bad, XPB_EJID, "stanza.to: invalid JID ''"},
-    {"roster jid bad", m_roster_jid_bad, XPB_EJID, "stanza.roster.item[0].jid: invalid JID 'a@b@c'"},
+    {"roster jid bad", m_roster_jid_bad, XPB_EJID,
+     "stanza.roster.item[0].jid: invalid JID 'a@b@c'"},
     {"delay from bad", m_delay_from_bad, XPB_EJID, "stanza.delay.from: invalid JID '@example.com'"},
     {"forwarded OTHER", m_forwarded_other, XPB_ERECORD,
      "stanza.carbon.forwarded.stanza.kind: a forwarded stanza must be"},
@@ -339,8 +429,8 @@ static void test_bad_records(void **state)
         char err[512] = "";
         int rc = xpb_stanza_check(st, &SMALL, err, sizeof err);
         if (rc != BAD[i].code || strstr(err, BAD[i].msg) == NULL)
-            fail_msg("%s: got %d (%s) \"%s\", want %d \"%s\"", BAD[i].what, rc,
-                     xpb_strerror(rc), err, BAD[i].code, BAD[i].msg);
+            fail_msg("%s: got %d (%s) \"%s\", want %d \"%s\"", BAD[i].what, rc, xpb_strerror(rc),
+                     err, BAD[i].code, BAD[i].msg);
         /* A tiny buffer or none at all must be safe too. */
         char tiny[8];
         assert_int_equal(xpb_stanza_check(st, &SMALL, tiny, sizeof tiny), BAD[i].code);
@@ -354,19 +444,28 @@ typedef struct good_case {
     void (*mutate)(xpb_stanza *);
 } good_case;
 
-static void g_body_40(xpb_stanza *s) { s->body[0]->text = S("0123456789abcdef0123456789abcdef01234567"); }
+static void g_body_40(xpb_stanza *s)
+{
+    s->body[0]->text = S("0123456789abcdef0123456789abcdef01234567");
+}
 static void g_names_unicode(xpb_stanza *s)
 {
-    s->extension[0]->name = S("caf\xC3\xA9");              /* café */
+    s->extension[0]->name = S("caf\xC3\xA9");               /* café */
     s->extension[0]->attr[0]->name = S("\xE5\x90\x8D-1.x"); /* 名-1.x */
 }
-static void g_name_ascii_all(xpb_stanza *s) { s->extension[0]->name = S("_a-b.c9Z"); }
+static void g_name_ascii_all(xpb_stanza *s)
+{
+    s->extension[0]->name = S("_a-b.c9Z");
+}
 static void g_type_raw_only(xpb_stanza *s)
 {
     s->has_type = 0;
     s->type_raw = S("fancy");
 }
-static void g_attr_same_name_other_ns(xpb_stanza *s) { add_attr(s->extension[0], attr("urn:o", "a", "2")); }
+static void g_attr_same_name_other_ns(xpb_stanza *s)
+{
+    add_attr(s->extension[0], attr("urn:o", "a", "2"));
+}
 static void g_ns_id_only(xpb_stanza *s)
 {
     s->extension[0]->ns = NULL;
@@ -379,7 +478,10 @@ static void g_extra_attr(xpb_stanza *s)
     s->extra_attr = arr(1);
     s->extra_attr[0] = attr("urn:o", "id", "x");
 }
-static void g_text_controls(xpb_stanza *s) { s->body[0]->text = S("a\tb\nc\r\xF0\x9F\x98\x80"); }
+static void g_text_controls(xpb_stanza *s)
+{
+    s->body[0]->text = S("a\tb\nc\r\xF0\x9F\x98\x80");
+}
 
 static const good_case GOOD[] = {
     {"string exactly max_string", g_body_40},
@@ -504,16 +606,16 @@ static uint8_t *deep_wire(size_t n, size_t *len)
     size_t total = 2 + 2 + put_varint(NULL, el[n - 1]) + el[n - 1];
     uint8_t *buf = malloc(total), *p = buf;
     assert_non_null(buf);
-    *p++ = 0x08, *p++ = 0x04;                         /* kind = KIND_OTHER */
-    *p++ = 0xB2, *p++ = 0x04;                         /* field 70, wire type 2 */
+    *p++ = 0x08, *p++ = 0x04; /* kind = KIND_OTHER */
+    *p++ = 0xB2, *p++ = 0x04; /* field 70, wire type 2 */
     p += put_varint(p, el[n - 1]);
     for (size_t i = n - 1;; i--) {
-        *p++ = 0x1A, *p++ = 0x01, *p++ = 'a';         /* name = "a" */
+        *p++ = 0x1A, *p++ = 0x01, *p++ = 'a'; /* name = "a" */
         if (i == 0) break;
         size_t node = 1 + put_varint(NULL, el[i - 1]) + el[i - 1];
-        *p++ = 0x2A;                                  /* child */
+        *p++ = 0x2A; /* child */
         p += put_varint(p, node);
-        *p++ = 0x0A;                                  /* Node.element */
+        *p++ = 0x0A; /* Node.element */
         p += put_varint(p, el[i - 1]);
     }
     assert_int_equal((size_t)(p - buf), total);
@@ -562,7 +664,10 @@ typedef struct wire_case {
 static const wire_case WIRE[] = {
     {"truncated varint", W("\x08\x80"), XPB_EPBDECODE, "truncated varint in the field at byte 0"},
     {"truncated tag", W("\x08\x01\x80"), XPB_EPBDECODE, "truncated tag at byte 2"},
-    {"length past end", W("\x08\x01\x22\x05" "ab"), XPB_EPBDECODE, "length runs past the end"},
+    {"length past end",
+     W("\x08\x01\x22\x05"
+       "ab"),
+     XPB_EPBDECODE, "length runs past the end"},
     {"truncated length", W("\x08\x01\x22"), XPB_EPBDECODE, "truncated length"},
     {"start group", W("\x08\x01\x0B"), XPB_EPBDECODE, "group"},
     {"end group", W("\x08\x01\x0C"), XPB_EPBDECODE, "group"},
@@ -570,14 +675,24 @@ static const wire_case WIRE[] = {
     {"field 0", W("\x08\x01\x02\x00"), XPB_EPBDECODE, "invalid field number"},
     {"truncated fixed64", W("\x08\x01\x99\x06\x01\x02"), XPB_EPBDECODE, "truncated fixed"},
     {"message as varint", W("\x08\x01\xB0\x04\x01"), XPB_EPBDECODE, "scalar wire type"},
-    {"nested truncation", W("\x08\x04\xB2\x04\x03\x1A\x05" "a"), XPB_EPBDECODE,
-     "stanza.element: length runs past"},
-    {"U+0000 in a string", W("\x08\x01\x22\x03" "a\0b"), XPB_EXMLCHAR,
-     "stanza.id: U+0000 is not an XML 1.0 character at byte 5"},
-    {"U+0000 nested", W("\x08\x01\x52\x04\x12\x02" "a\0"), XPB_EXMLCHAR,
-     "stanza.body.text: U+0000"},
-    {"kind missing", W("\x22\x01" "a"), XPB_ERECORD, "stanza.kind: is not set"},
-    {"unknown fields skipped", W("\x08\x01\xF8\x07\x05\xFA\x07\x01x\x9D\x08\x01\x02\x03\x04"), 0, ""},
+    {"nested truncation",
+     W("\x08\x04\xB2\x04\x03\x1A\x05"
+       "a"),
+     XPB_EPBDECODE, "stanza.element: length runs past"},
+    {"U+0000 in a string",
+     W("\x08\x01\x22\x03"
+       "a\0b"),
+     XPB_EXMLCHAR, "stanza.id: U+0000 is not an XML 1.0 character at byte 5"},
+    {"U+0000 nested",
+     W("\x08\x01\x52\x04\x12\x02"
+       "a\0"),
+     XPB_EXMLCHAR, "stanza.body.text: U+0000"},
+    {"kind missing",
+     W("\x22\x01"
+       "a"),
+     XPB_ERECORD, "stanza.kind: is not set"},
+    {"unknown fields skipped", W("\x08\x01\xF8\x07\x05\xFA\x07\x01x\x9D\x08\x01\x02\x03\x04"), 0,
+     ""},
 };
 
 static void test_wire_errors(void **state)
@@ -586,8 +701,8 @@ static void test_wire_errors(void **state)
     for (size_t i = 0; i < sizeof WIRE / sizeof WIRE[0]; i++) {
         char err[256] = "";
         xpb_stanza *out = NULL;
-        int rc = xpb_stanza_unpack(A, (const uint8_t *)WIRE[i].bytes, WIRE[i].len, NULL, &out,
-                                   err, sizeof err);
+        int rc = xpb_stanza_unpack(A, (const uint8_t *)WIRE[i].bytes, WIRE[i].len, NULL, &out, err,
+                                   sizeof err);
         if (rc != WIRE[i].code || strstr(err, WIRE[i].msg) == NULL)
             fail_msg("%s: got %d \"%s\", want %d \"%s\"", WIRE[i].what, rc, err, WIRE[i].code,
                      WIRE[i].msg);
@@ -626,8 +741,9 @@ static void test_pack_roundtrip(void **state)
     assert_int_equal(b.len, 3 + xpb__v1__stanza__get_packed_size(st));
     xpb_stanza *out = NULL;
     char err[256];
-    assert_int_equal(xpb_stanza_unpack(A, (const uint8_t *)b.data + 3, b.len - 3, NULL, &out, err,
-                                       sizeof err), 0);
+    assert_int_equal(
+        xpb_stanza_unpack(A, (const uint8_t *)b.data + 3, b.len - 3, NULL, &out, err, sizeof err),
+        0);
     assert_int_equal(out->kind, XPB__V1__KIND__KIND_MESSAGE);
     assert_string_equal(out->from, st->from);
     assert_string_equal(out->body[0]->text, "hi");
@@ -661,8 +777,9 @@ static void test_truncated(void **state)
     char err[256];
     xpb_stanza *out;
     /* The last field is a string: cutting its last byte breaks its length. */
-    assert_int_equal(xpb_stanza_unpack(A, (const uint8_t *)b.data, b.len - 1, NULL, &out, err,
-                                       sizeof err), XPB_EPBDECODE);
+    assert_int_equal(
+        xpb_stanza_unpack(A, (const uint8_t *)b.data, b.len - 1, NULL, &out, err, sizeof err),
+        XPB_EPBDECODE);
     assert_non_null(strstr(err, "runs past the end"));
     size_t refused = 0;
     for (size_t n = 0; n < b.len; n++) {

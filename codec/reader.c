@@ -139,6 +139,14 @@ static int utf8_lead(utf8_state *s, unsigned char c)
 static size_t utf8_scan(utf8_state *s, const unsigned char *p, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
+        /* Most XMPP traffic is ASCII: skip 8 bytes at a time while no high bit is set. */
+        while (!s->need && i + 8 <= n) {
+            uint64_t v;
+            memcpy(&v, p + i, sizeof v);
+            if (v & UINT64_C(0x8080808080808080)) break;
+            i += 8;
+        }
+        if (i == n) break;
         unsigned char c = p[i];
         if (s->need) {
             if (c < s->lo || c > s->hi) return i;

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian 12 machine: installs what is
 # missing, builds a release and an ASan+UBSan build, runs every ctest test in
-# both, runs each libFuzzer target briefly, and runs cppcheck on our sources.
+# the release build and every unit test in the ASan build (the integration
+# tests against real Prosody/ejabberd run once, in the release build), runs each
+# libFuzzer target briefly, and runs cppcheck on our sources.
 #   XPB_FUZZ_SECONDS=600 bash tools/test.sh   # longer fuzzing
 #   XPB_SKIP_FUZZ=1 bash tools/test.sh        # no fuzzing
 set -euo pipefail
@@ -22,7 +24,7 @@ step "ASan+UBSan build + tests"
 cmake -S . -B build/asan -DCMAKE_BUILD_TYPE=Debug -DXPB_SANITIZE=ON >/dev/null
 cmake --build build/asan -j "$jobs"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    ctest --test-dir build/asan --output-on-failure -j "$jobs"
+    ctest --test-dir build/asan --output-on-failure -j "$jobs" -LE integration
 
 if [ -z "${XPB_SKIP_FUZZ:-}" ]; then
     secs=${XPB_FUZZ_SECONDS:-20}

@@ -21,6 +21,11 @@
 #define XPB_SESSION_DEFAULT_BACKOFF_MAX_MS 60000u
 #define XPB_SESSION_DEFAULT_ACK_EVERY 5u            /* send <r/> after this many stanzas */
 #define XPB_SESSION_CLOSE_WAIT_MS 2000u             /* wait for the server's </stream:stream> */
+/* Added by "session": */
+#define XPB_SESSION_ACK_DELAY_MS 2000u   /* XEP-0198: <r/> this long after an unacked send */
+#define XPB_SESSION_MAX_REDIRECTS 5u     /* see-other-host in a row (RFC 6120 §4.9.3.19) */
+#define XPB_SESSION_ID_MAX 64u           /* bytes of a generated stanza id, NUL included */
+#define XPB_SESSION_MAX_MECHS 32u        /* SASL <mechanism/> names considered */
 
 typedef enum xpb_session_state {
     XPB_SS_IDLE = 0,        /* created, not started */
@@ -49,7 +54,12 @@ typedef struct xpb_session_target {
     uint16_t port;          /* 0 = default / from SRV */
     xpb_transport_kind transport;
     const char *ws_url;     /* WEBSOCKET: ws://host:port/path or wss://... */
-    const char *see_other_host; /* set after a see-other-host redirect (RFC 6120 §4.9.3.19) */
+    const char *see_other_host; /* set after a see-other-host redirect (RFC 6120 §4.9.3.19):
+                                 * the server's text ("host", "host:port", "[v6]:port");
+                                 * host/port above then hold the parsed redirect target
+                                 * (port 0 = default). TLS still verifies domain. A
+                                 * WebSocket <close see-other-uri=''/> (RFC 7395 §3.6.1)
+                                 * sets ws_url instead, and see_other_host to the URI. */
 } xpb_session_target;
 
 typedef struct xpb_session_config {
@@ -91,6 +101,7 @@ typedef struct xpb_session_event {
     int resumed;
     const xpb_node *stanza;
     uint64_t handle;
+    int code;           /* added: XPB_ERROR / STOPPED: the XPB_E… code (0 when none) */
 } xpb_session_event;
 
 /* Timers a session uses; the loop keeps one of each per session. */
@@ -133,6 +144,15 @@ void xpb_session_on_bytes(xpb_session *s, const char *data, size_t len);
 /* The transport failed or closed; reason is for logs and events. */
 void xpb_session_on_disconnected(xpb_session *s, const char *reason);
 void xpb_session_on_timer(xpb_session *s, xpb_session_timer t);
+/* Added: the TLS layer refused the peer (certificate chain or name, protocol
+ * version) in any state, direct TLS included. The session reports XPB_ETLS
+ * with reason and stops: a certificate failure is never retried silently.
+ * (on_disconnected while in XPB_SS_TLS_HANDSHAKE has the same effect.) For
+ * direct TLS / wss the loop may call on_tls_ready before on_connected(s, 1)
+ * just to hand over the channel-binding data. */
+void xpb_session_on_tls_failed(xpb_session *s, const char *reason);
+/* Callbacks (ops->event and the others) must not call xpb_session_free nor feed
+ * bytes re-entrantly; they may call xpb_session_send and xpb_session_close. */
 
 /* Send a stanza record (checked; given an id if it has none). Queued while not
  * online, kept until acked with SM. *handle identifies it in ACKED/FAILED.
@@ -140,6 +160,11 @@ void xpb_session_on_timer(xpb_session *s, xpb_session_timer t);
 int xpb_session_send(xpb_session *s, const xpb_stanza *st, uint64_t *handle);
 /* Clean shutdown: unavailable presence, </stream:stream>, wait briefly. */
 void xpb_session_close(xpb_session *s);
+/* Added: the id of the stanza accepted by the last successful xpb_session_send
+ * (the record's own or the generated one). Valid until the next send. */
+const char *xpb_session_last_id(const xpb_session *s);
+/* Added: the bound full JID, or NULL before the first bind. */
+const char *xpb_session_jid(const xpb_session *s);
 
 xpb_session_state xpb_session_get_state(const xpb_session *s);
 const char *xpb_session_state_name(xpb_session_state st);
@@ -150,5 +175,12 @@ typedef struct xpb_session_stats {
     unsigned queued, unacked;
 } xpb_session_stats;
 void xpb_session_get_stats(const xpb_session *s, xpb_session_stats *out);
+
+/* Test hooks, not for production. Fix the SCRAM client nonce of the next SASL
+ * exchanges (to replay RFC 5802 §5). Set the XEP-0198 counters of a stream
+ * with SM on (inbound h, last outbound h the server acknowledged) to test the
+ * wrap at 2^32; XPB_EINVAL while stanzas are unacknowledged. */
+int xpb_session_test_set_sasl_nonce(xpb_session *s, const char *nonce);
+int xpb_session_test_set_sm_counters(xpb_session *s, uint32_t h_in, uint32_t h_acked);
 
 #endif

@@ -1,0 +1,614 @@
+/* One libevent loop owning every session: implements xpb_session_ops (connect,
+ * send, STARTTLS, timers, randomness) on top of the transports, and routes
+ * transport events back into the pure state machine. Connection plan: host
+ * override or see-other-host, else SRV (RFC 6120 §3.2, XEP-0368) via c-ares,
+ * each target's addresses tried in order. */
+#include "xpb_loop.h"
+
+#include "transport.h"
+#include "xpb_error.h"
+
+#include <event2/event.h>
+#include <event2/util.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define XPB_LOOP_MAX_ADDRS 8u
+
+typedef struct tls_entry {
+    struct tls_entry *next;
+    char *ca_file; /* "" = system store */
+    xpb_tls_ctx *ctx;
+} tls_entry;
+
+typedef struct timer_arg {
+    xpb_loop_session *ls;
+    xpb_session_timer t;
+} timer_arg;
+
+struct xpb_loop_session {
+    xpb_loop *loop;
+    xpb_loop_session *next;
+    char *name;
+    xpb_session *s;
+    xpb_tls_ctx *tls;
+    struct event *timers[XPB_TIMER_COUNT];
+    timer_arg targs[XPB_TIMER_COUNT];
+    struct event *fail_ev; /* reports a connect failure from the loop, not inside a call */
+    char fail_reason[512];
+    xpb_link *link;
+    int connected;
+    xpb_dns_query *dnsq;
+    /* connection plan */
+    char domain[256];
+    xpb_transport_kind kind;
+    char ws_url[1024];
+    xpb_dns_target targets[XPB_DNS_MAX_TARGETS];
+    size_t n_targets, ti;
+    struct sockaddr_storage addrs[XPB_LOOP_MAX_ADDRS];
+    size_t n_addrs, ai;
+    uint32_t prng; /* fallback only */
+};
+
+struct xpb_loop {
+    struct event_base *base;
+    int own_base;
+    xpb_loop_config cfg;
+    char *ca_file;
+    xpb_dns *dns;
+    tls_entry *tls;
+    xpb_loop_session *sessions;
+};
+
+static void try_addr(xpb_loop_session *ls);
+static void try_target(xpb_loop_session *ls);
+
+/* ---- logging ----------------------------------------------------------------- */
+
+static void logf_(xpb_loop_session *ls, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void logf_(xpb_loop_session *ls, int level, const char *fmt, ...)
+{
+    if (!ls->loop->cfg.on_log) return;
+    char msg[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    ls->loop->cfg.on_log(ls->loop->cfg.ud, level, ls->name, msg);
+}
+
+/* ---- transport events -> session ------------------------------------------- */
+
+static void drop_link(xpb_loop_session *ls)
+{
+    if (ls->link) ls->link->ops->free(ls->link);
+    ls->link = NULL;
+    ls->connected = 0;
+    if (ls->dnsq) xpb_dns_cancel(ls->dnsq);
+    ls->dnsq = NULL;
+}
+
+static void on_fail_ev(evutil_socket_t fd, short what, void *arg)
+{
+    xpb_loop_session *ls = arg;
+    (void)fd, (void)what;
+    logf_(ls, XPB_LOG_INFO, "disconnected: %s", ls->fail_reason);
+    xpb_session_on_disconnected(ls->s, ls->fail_reason);
+}
+
+/* Failures found while the session is calling us are reported from the loop. */
+static void fail_later(xpb_loop_session *ls, const char *reason)
+{
+    static const struct timeval now = {0, 0};
+    drop_link(ls);
+    snprintf(ls->fail_reason, sizeof ls->fail_reason, "%s", reason);
+    evtimer_add(ls->fail_ev, &now);
+}
+
+static void on_link_connected(void *ud, int tls)
+{
+    xpb_loop_session *ls = ud;
+    ls->connected = 1;
+    logf_(ls, XPB_LOG_DEBUG, "transport up (%s)", tls ? "TLS" : "plain");
+    xpb_session_on_connected(ls->s, tls);
+}
+
+static void on_link_tls(void *ud, const char *cb_type, const unsigned char *cb, size_t len)
+{
+    xpb_loop_session *ls = ud;
+    logf_(ls, XPB_LOG_DEBUG, "TLS established for %s (channel binding %s)", ls->domain,
+          cb_type ? cb_type : "none");
+    xpb_session_on_tls_ready(ls->s, cb_type, cb, len);
+}
+
+static void on_link_bytes(void *ud, const char *data, size_t len)
+{
+    xpb_loop_session *ls = ud;
+    xpb_session_on_bytes(ls->s, data, len);
+}
+
+static void on_link_closed(void *ud, int err, const char *reason)
+{
+    xpb_loop_session *ls = ud;
+    drop_link(ls);
+    snprintf(ls->fail_reason, sizeof ls->fail_reason, "%s", reason);
+    if (err == XPB_ECONNECT) {
+        /* Next address, then next SRV target, before giving up (RFC 2782). */
+        logf_(ls, XPB_LOG_INFO, "%s", reason);
+        ls->ai++;
+        try_addr(ls);
+        return;
+    }
+    if (err == XPB_ETLS) {
+        logf_(ls, XPB_LOG_WARN, "%s", reason);
+        xpb_session_on_tls_failed(ls->s, reason);
+        return;
+    }
+    logf_(ls, XPB_LOG_INFO, "disconnected: %s", reason);
+    xpb_session_on_disconnected(ls->s, reason);
+}
+
+static const xpb_link_cb link_cb = {
+    .connected = on_link_connected,
+    .tls_ready = on_link_tls,
+    .bytes = on_link_bytes,
+    .closed = on_link_closed,
+};
+
+/* ---- the connection plan ----------------------------------------------------- */
+
+static void try_addr(xpb_loop_session *ls)
+{
+    for (; ls->ai < ls->n_addrs; ls->ai++) {
+        const struct sockaddr *sa = (const struct sockaddr *)&ls->addrs[ls->ai];
+        xpb_stream_params p = {
+            .base = ls->loop->base,
+            .tls = ls->tls,
+            .addr = sa,
+            .addr_len = sa->sa_family == AF_INET ? sizeof(struct sockaddr_in)
+                                                 : sizeof(struct sockaddr_in6),
+            .verify_domain = ls->domain,
+            .direct_tls = ls->targets[ls->ti].direct_tls,
+            .alpn = "xmpp-client", /* XEP-0368 §3 */
+        };
+        int rc = ls->kind == XPB_TRANSPORT_WEBSOCKET
+                     ? xpb_ws_link_new(&ls->link, &p, ls->ws_url, &link_cb, ls)
+                     : xpb_stream_new(&ls->link, &p, &link_cb, ls);
+        if (rc == 0) return;
+        ls->link = NULL;
+        snprintf(ls->fail_reason, sizeof ls->fail_reason, "connect to %s:%u: %s",
+                 ls->targets[ls->ti].host, (unsigned)ls->targets[ls->ti].port,
+                 xpb_strerror(rc));
+    }
+    ls->ti++;
+    try_target(ls);
+}
+
+static void on_addrs(void *ud, int err, const struct sockaddr_storage *addrs, size_t n)
+{
+    xpb_loop_session *ls = ud;
+    ls->dnsq = NULL;
+    if (err != 0 || n == 0) {
+        snprintf(ls->fail_reason, sizeof ls->fail_reason, "cannot resolve %s",
+                 ls->targets[ls->ti].host);
+        ls->ti++;
+        try_target(ls);
+        return;
+    }
+    ls->n_addrs = n < XPB_LOOP_MAX_ADDRS ? n : XPB_LOOP_MAX_ADDRS;
+    memcpy(ls->addrs, addrs, ls->n_addrs * sizeof addrs[0]);
+    ls->ai = 0;
+    try_addr(ls);
+}
+
+/* An IP literal needs no resolver. */
+static int literal_addr(const char *host, uint16_t port, struct sockaddr_storage *ss)
+{
+    memset(ss, 0, sizeof *ss);
+    struct sockaddr_in *in = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+    if (evutil_inet_pton(AF_INET, host, &in->sin_addr) == 1) {
+        in->sin_family = AF_INET;
+        in->sin_port = htons(port);
+        return 1;
+    }
+    if (evutil_inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons(port);
+        return 1;
+    }
+    return 0;
+}
+
+static int ensure_dns(xpb_loop *l)
+{
+    return l->dns ? 0 : xpb_dns_new(&l->dns, l->base);
+}
+
+static void try_target(xpb_loop_session *ls)
+{
+    if (ls->ti >= ls->n_targets) {
+        fail_later(ls, ls->fail_reason[0] ? ls->fail_reason : "no address to connect to");
+        return;
+    }
+    const xpb_dns_target *t = &ls->targets[ls->ti];
+    logf_(ls, XPB_LOG_DEBUG, "connecting to %s:%u (%s)", t->host, (unsigned)t->port,
+          t->direct_tls ? "direct TLS" : "plain TCP");
+    if (literal_addr(t->host, t->port, &ls->addrs[0])) {
+        ls->n_addrs = 1;
+        ls->ai = 0;
+        try_addr(ls);
+        return;
+    }
+    int rc = ensure_dns(ls->loop);
+    if (rc == 0) rc = xpb_dns_addr(ls->loop->dns, t->host, t->port, on_addrs, ls, &ls->dnsq);
+    if (rc != 0) {
+        snprintf(ls->fail_reason, sizeof ls->fail_reason, "cannot resolve %s: %s", t->host,
+                 xpb_strerror(rc));
+        ls->ti++;
+        try_target(ls);
+    }
+}
+
+static void on_srv(void *ud, int err, const xpb_dns_target *t, size_t n)
+{
+    xpb_loop_session *ls = ud;
+    ls->dnsq = NULL;
+    (void)err;
+    ls->n_targets = n < XPB_DNS_MAX_TARGETS ? n : XPB_DNS_MAX_TARGETS;
+    memcpy(ls->targets, t, ls->n_targets * sizeof t[0]);
+    ls->ti = 0;
+    try_target(ls);
+}
+
+/* "host", "host:port", "[v6]:port" (see-other-host, RFC 6120 §4.9.3.19). */
+static int parse_host_port(const char *s, uint16_t dflt, xpb_dns_target *t)
+{
+    const char *hs = s, *he, *p;
+    if (*s == '[') {
+        hs = s + 1;
+        he = strchr(hs, ']');
+        if (!he) return XPB_EINVAL;
+        p = he + 1;
+    } else {
+        p = strrchr(s, ':');
+        he = p ? p : s + strlen(s);
+        if (p && strchr(s, ':') != p) p = NULL, he = s + strlen(s); /* bare IPv6 */
+        if (!p) p = he;
+    }
+    if (he == hs || (size_t)(he - hs) >= sizeof t->host) return XPB_EINVAL;
+    memcpy(t->host, hs, (size_t)(he - hs));
+    t->host[he - hs] = '\0';
+    t->port = dflt;
+    if (*p == ':') {
+        char *e;
+        unsigned long v = strtoul(p + 1, &e, 10);
+        if (*e || v == 0 || v > 65535) return XPB_EINVAL;
+        t->port = (uint16_t)v;
+    }
+    return 0;
+}
+
+static int plan_fixed(xpb_loop_session *ls, const xpb_session_target *t)
+{
+    xpb_dns_target *x = &ls->targets[0];
+    int direct = t->transport == XPB_TRANSPORT_DIRECT_TLS;
+    uint16_t dflt = direct ? 5223 : 5222;
+    memset(x, 0, sizeof *x);
+    if (t->transport == XPB_TRANSPORT_WEBSOCKET) {
+        char path[sizeof ls->ws_url];
+        if (!t->ws_url || strlen(t->ws_url) >= sizeof ls->ws_url) return XPB_EINVAL;
+        memcpy(ls->ws_url, t->ws_url, strlen(t->ws_url) + 1);
+        int rc = xpb_ws_parse_url(t->ws_url, x->host, sizeof x->host, &x->port, path,
+                                  sizeof path, &direct);
+        if (rc != 0) return rc;
+        x->direct_tls = 0; /* the WebSocket link starts TLS itself for wss:// */
+    } else if (t->see_other_host) {
+        if (parse_host_port(t->see_other_host, dflt, x) != 0) return XPB_EINVAL;
+        x->direct_tls = direct;
+    } else {
+        size_t hl = strlen(t->host);
+        if (hl == 0 || hl >= sizeof x->host) return XPB_EINVAL;
+        memcpy(x->host, t->host, hl + 1);
+        x->port = t->port ? t->port : dflt;
+        x->direct_tls = direct;
+    }
+    ls->n_targets = 1;
+    ls->ti = 0;
+    return 0;
+}
+
+static int op_connect(void *io, const xpb_session_target *t)
+{
+    xpb_loop_session *ls = io;
+    drop_link(ls);
+    evtimer_del(ls->fail_ev);
+    ls->fail_reason[0] = '\0';
+    size_t dl = t->domain ? strlen(t->domain) : 0;
+    if (dl == 0 || dl >= sizeof ls->domain) return XPB_EINVAL;
+    memcpy(ls->domain, t->domain, dl + 1);
+    ls->kind = t->transport;
+    if (t->transport == XPB_TRANSPORT_WEBSOCKET || t->see_other_host || t->host) {
+        int rc = plan_fixed(ls, t);
+        if (rc != 0) return rc;
+        try_target(ls);
+        return 0;
+    }
+    int rc = ensure_dns(ls->loop);
+    if (rc != 0) return rc;
+    logf_(ls, XPB_LOG_DEBUG, "SRV lookup for %s", ls->domain);
+    return xpb_dns_srv(ls->loop->dns, ls->domain, t->transport == XPB_TRANSPORT_STARTTLS, 1,
+                       on_srv, ls, &ls->dnsq);
+}
+
+/* ---- the other ops ------------------------------------------------------------ */
+
+static int op_send(void *io, const char *data, size_t len)
+{
+    xpb_loop_session *ls = io;
+    if (!ls->link || !ls->connected) return XPB_ENOTCONN;
+    return ls->link->ops->send(ls->link, data, len);
+}
+
+static int op_starttls(void *io)
+{
+    xpb_loop_session *ls = io;
+    if (!ls->link || !ls->connected) return XPB_ENOTCONN;
+    logf_(ls, XPB_LOG_DEBUG, "STARTTLS: handshake on the same connection");
+    return ls->link->ops->starttls(ls->link);
+}
+
+static void op_disconnect(void *io)
+{
+    xpb_loop_session *ls = io;
+    drop_link(ls);
+    evtimer_del(ls->fail_ev);
+}
+
+static void op_set_timer(void *io, xpb_session_timer t, unsigned ms)
+{
+    xpb_loop_session *ls = io;
+    if ((unsigned)t >= XPB_TIMER_COUNT) return;
+    if (ms == 0) {
+        evtimer_del(ls->timers[t]);
+        return;
+    }
+    struct timeval tv = {(time_t)(ms / 1000u), (suseconds_t)((ms % 1000u) * 1000u)};
+    evtimer_add(ls->timers[t], &tv);
+}
+
+static void op_event(void *io, const xpb_session_event *ev)
+{
+    xpb_loop_session *ls = io;
+    if (ev->kind == XPB_SE_STATE)
+        logf_(ls, XPB_LOG_INFO, "state %s%s%s", xpb_session_state_name(ev->state),
+              ev->reason ? ": " : "", ev->reason ? ev->reason : "");
+    else if (ev->kind == XPB_SE_ERROR)
+        logf_(ls, XPB_LOG_WARN, "error: %s", ev->reason ? ev->reason : "");
+    if (ls->loop->cfg.on_event) ls->loop->cfg.on_event(ls->loop->cfg.ud, ls, ev);
+}
+
+static uint32_t op_random(void *io)
+{
+    xpb_loop_session *ls = io;
+    uint32_t v = 0;
+    if (xpb_tls_random_bytes((unsigned char *)&v, sizeof v) == 0) return v;
+    /* RAND_bytes failing is not expected; jitter still needs some spread. */
+    ls->prng ^= ls->prng << 13;
+    ls->prng ^= ls->prng >> 17;
+    ls->prng ^= ls->prng << 5;
+    return ls->prng;
+}
+
+static const xpb_session_ops loop_ops = {
+    .connect = op_connect,
+    .send = op_send,
+    .starttls = op_starttls,
+    .disconnect = op_disconnect,
+    .set_timer = op_set_timer,
+    .event = op_event,
+    .random = op_random,
+};
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    timer_arg *ta = arg;
+    (void)fd, (void)what;
+    xpb_session_on_timer(ta->ls->s, ta->t);
+}
+
+/* ---- TLS contexts, one per CA file ------------------------------------------- */
+
+static int tls_for(xpb_loop *l, const char *ca_file, xpb_tls_ctx **out, char *err, size_t errlen)
+{
+    const char *key = ca_file ? ca_file : "";
+    for (tls_entry *e = l->tls; e; e = e->next) {
+        if (strcmp(e->ca_file, key) == 0) {
+            *out = e->ctx;
+            return 0;
+        }
+    }
+    tls_entry *e = calloc(1, sizeof *e);
+    if (!e) return XPB_ENOMEM;
+    e->ca_file = strdup(key);
+    int rc = e->ca_file ? xpb_tls_ctx_new(&e->ctx, ca_file, err, errlen) : XPB_ENOMEM;
+    if (rc != 0) {
+        free(e->ca_file);
+        free(e);
+        return rc;
+    }
+    e->next = l->tls;
+    l->tls = e;
+    *out = e->ctx;
+    return 0;
+}
+
+/* ---- the loop ------------------------------------------------------------------ */
+
+int xpb_loop_new(xpb_loop **out, const xpb_loop_config *cfg)
+{
+    if (!out || !cfg) return XPB_EINVAL;
+    xpb_loop *l = calloc(1, sizeof *l);
+    if (!l) return XPB_ENOMEM;
+    l->cfg = *cfg;
+    if (cfg->ca_file && !(l->ca_file = strdup(cfg->ca_file))) {
+        free(l);
+        return XPB_ENOMEM;
+    }
+    l->cfg.ca_file = l->ca_file;
+    l->base = cfg->base;
+    if (!l->base) {
+        l->base = event_base_new();
+        l->own_base = 1;
+    }
+    if (!l->base) {
+        free(l->ca_file);
+        free(l);
+        return XPB_ENOMEM;
+    }
+    *out = l;
+    return 0;
+}
+
+void xpb_loop_free(xpb_loop *l)
+{
+    if (!l) return;
+    while (l->sessions) xpb_loop_remove_session(l, l->sessions);
+    xpb_dns_free(l->dns);
+    while (l->tls) {
+        tls_entry *e = l->tls;
+        l->tls = e->next;
+        xpb_tls_ctx_free(e->ctx);
+        free(e->ca_file);
+        free(e);
+    }
+    if (l->own_base) event_base_free(l->base);
+    free(l->ca_file);
+    free(l);
+}
+
+struct event_base *xpb_loop_base(xpb_loop *l)
+{
+    return l->base;
+}
+
+int xpb_loop_run(xpb_loop *l)
+{
+    return event_base_dispatch(l->base) < 0 ? XPB_EINVAL : 0;
+}
+
+void xpb_loop_stop(xpb_loop *l)
+{
+    event_base_loopbreak(l->base);
+}
+
+static void session_release(xpb_loop_session *ls)
+{
+    drop_link(ls);
+    if (ls->s) xpb_session_free(ls->s);
+    for (int t = 0; t < XPB_TIMER_COUNT; t++)
+        if (ls->timers[t]) event_free(ls->timers[t]);
+    if (ls->fail_ev) event_free(ls->fail_ev);
+    free(ls->name);
+    free(ls);
+}
+
+static int session_events(xpb_loop_session *ls)
+{
+    for (int t = 0; t < XPB_TIMER_COUNT; t++) {
+        ls->targs[t] = (timer_arg){ls, (xpb_session_timer)t};
+        ls->timers[t] = evtimer_new(ls->loop->base, on_timer, &ls->targs[t]);
+        if (!ls->timers[t]) return XPB_ENOMEM;
+    }
+    ls->fail_ev = evtimer_new(ls->loop->base, on_fail_ev, ls);
+    return ls->fail_ev ? 0 : XPB_ENOMEM;
+}
+
+int xpb_loop_add_session(xpb_loop *l, const char *name, const xpb_session_config *cfg,
+                         const char *ca_file, xpb_loop_session **out, char *err, size_t errlen)
+{
+    if (err && errlen) err[0] = '\0';
+    if (!l || !name || !*name || !cfg || xpb_loop_find(l, name)) return XPB_EINVAL;
+    xpb_loop_session *ls = calloc(1, sizeof *ls);
+    if (!ls) return XPB_ENOMEM;
+    ls->loop = l;
+    ls->prng = (uint32_t)(uintptr_t)ls | 1u;
+    ls->name = strdup(name);
+    int rc = ls->name ? session_events(ls) : XPB_ENOMEM;
+    char tmp[256];
+    if (rc == 0) rc = tls_for(l, ca_file ? ca_file : l->ca_file, &ls->tls, err ? err : tmp,
+                              err ? errlen : sizeof tmp);
+    if (rc == 0) rc = xpb_session_new(&ls->s, cfg, &loop_ops, ls);
+    if (rc != 0) {
+        session_release(ls);
+        return rc;
+    }
+    ls->next = l->sessions;
+    l->sessions = ls;
+    rc = xpb_session_start(ls->s);
+    if (rc != 0) {
+        xpb_loop_remove_session(l, ls);
+        return rc;
+    }
+    if (out) *out = ls;
+    return 0;
+}
+
+void xpb_loop_remove_session(xpb_loop *l, xpb_loop_session *ls)
+{
+    for (xpb_loop_session **p = &l->sessions; *p; p = &(*p)->next) {
+        if (*p == ls) {
+            *p = ls->next;
+            session_release(ls);
+            return;
+        }
+    }
+}
+
+xpb_loop_session *xpb_loop_find(xpb_loop *l, const char *name)
+{
+    for (xpb_loop_session *ls = l->sessions; ls; ls = ls->next)
+        if (strcmp(ls->name, name) == 0) return ls;
+    return NULL;
+}
+
+xpb_loop_session *xpb_loop_first(xpb_loop *l)
+{
+    return l->sessions;
+}
+
+xpb_loop_session *xpb_loop_next(xpb_loop_session *ls)
+{
+    return ls->next;
+}
+
+xpb_session *xpb_loop_session_get(xpb_loop_session *ls)
+{
+    return ls->s;
+}
+
+const char *xpb_loop_session_name(const xpb_loop_session *ls)
+{
+    return ls->name;
+}
+
+int xpb_loop_session_cut(xpb_loop_session *ls)
+{
+    if (!ls->link) return XPB_ENOTCONN;
+    ls->link->ops->cut(ls->link);
+    logf_(ls, XPB_LOG_INFO, "cutting the connection (test hook)");
+    fail_later(ls, "connection cut (test hook): broken link");
+    return 0;
+}
+
+int xpb_loop_session_freeze(xpb_loop_session *ls)
+{
+    if (!ls->link) return XPB_ENOTCONN;
+    logf_(ls, XPB_LOG_INFO, "freezing the connection (test hook)");
+    ls->link->ops->freeze(ls->link);
+    return 0;
+}

@@ -1,0 +1,63 @@
+/* The event loop that owns every XMPP session: one libevent event_base, the
+ * transports (TCP, STARTTLS, direct TLS, WebSocket), SRV resolution and the
+ * timers of each session, implemented as the xpb_session_ops the pure state
+ * machine in xpb_session.h calls. Single-threaded: call it from the loop thread. */
+#ifndef XPB_LOOP_H
+#define XPB_LOOP_H
+
+#include "xpb_session.h"
+
+struct event_base;
+
+typedef struct xpb_loop xpb_loop;
+typedef struct xpb_loop_session xpb_loop_session;
+
+/* Every session event, forwarded as it is (pointers valid during the call).
+ * The callback may call xpb_session_send/close, not xpb_loop_remove_session
+ * on this session. */
+typedef void (*xpb_loop_event_cb)(void *ud, xpb_loop_session *ls, const xpb_session_event *ev);
+
+enum { XPB_LOG_DEBUG = 0, XPB_LOG_INFO = 1, XPB_LOG_WARN = 2, XPB_LOG_ERROR = 3 };
+/* Log lines never contain credentials. */
+typedef void (*xpb_loop_log_cb)(void *ud, int level, const char *session, const char *msg);
+
+typedef struct xpb_loop_config {
+    struct event_base *base;  /* NULL: the loop makes and owns one */
+    xpb_loop_event_cb on_event;
+    xpb_loop_log_cb on_log;   /* NULL: no logs */
+    void *ud;
+    const char *ca_file;      /* default CA file for sessions that give none; NULL = system */
+} xpb_loop_config;
+
+int xpb_loop_new(xpb_loop **out, const xpb_loop_config *cfg);
+/* Frees every session (no clean shutdown: close them first). */
+void xpb_loop_free(xpb_loop *l);
+struct event_base *xpb_loop_base(xpb_loop *l);
+/* Runs until xpb_loop_stop or until nothing is left to do. 0 or XPB_EINVAL. */
+int xpb_loop_run(xpb_loop *l);
+void xpb_loop_stop(xpb_loop *l);
+
+/* Creates the session (cfg is copied by xpb_session_new) and starts it.
+ * name identifies it in logs and lookups and must be unique (XPB_EINVAL
+ * otherwise). ca_file NULL = the loop's default. On a TLS setup failure
+ * (unreadable CA file) err gets the reason. */
+int xpb_loop_add_session(xpb_loop *l, const char *name, const xpb_session_config *cfg,
+                         const char *ca_file, xpb_loop_session **out, char *err, size_t errlen);
+/* Drops the transport and frees the session at once (close it first for a
+ * clean shutdown). Not from inside this session's event callback. */
+void xpb_loop_remove_session(xpb_loop *l, xpb_loop_session *ls);
+xpb_loop_session *xpb_loop_find(xpb_loop *l, const char *name);
+/* Iteration: first, then next until NULL. */
+xpb_loop_session *xpb_loop_first(xpb_loop *l);
+xpb_loop_session *xpb_loop_next(xpb_loop_session *ls);
+xpb_session *xpb_loop_session_get(xpb_loop_session *ls);
+const char *xpb_loop_session_name(const xpb_loop_session *ls);
+
+/* Test hooks (tests/integration/xpb_session_driver.c). cut: shutdown(2) the
+ * socket and drop the transport; the session learns of it like of any broken
+ * link. freeze: stop reading and writing, keep the socket open (a dead link
+ * the ping timeout has to find). XPB_ENOTCONN when there is no transport. */
+int xpb_loop_session_cut(xpb_loop_session *ls);
+int xpb_loop_session_freeze(xpb_loop_session *ls);
+
+#endif

@@ -271,7 +271,7 @@ long xpb_ws_check_response(const char *buf, size_t len, const char *key, char *e
     char accept[29];
     xpb_ws_accept_for_key(key, accept);
     ws_seen seen = {0};
-    const char *p = memchr(buf, '\n', (size_t)(end - buf)) + 1;
+    const char *p = (const char *)memchr(buf, '\n', (size_t)(end - buf)) + 1;
     while (p < end - 2) {
         const char *eol = memchr(p, '\r', (size_t)(end - p));
         check_header(p, (size_t)(eol - p), accept, &seen);

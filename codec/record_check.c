@@ -22,7 +22,14 @@
 /* How much of an offending value an error message quotes. */
 #define QUOTE_MAX 64
 
+/* The stanza being checked and the one forwarding it (JidRef targets). */
+typedef struct scope {
+    const xpb_stanza *st;
+    const struct scope *outer;
+} scope;
+
 typedef struct chk {
+    const scope *sc;
     size_t max_string;
     unsigned max_depth;
     char *err;
@@ -162,6 +169,135 @@ static int check_enum(chk *c, bool has, int value, const ProtobufCEnumDescriptor
 {
     if (!has || protobuf_c_enum_descriptor_get_value(d, value) != NULL) return 0;
     return fail(c, XPB_ERECORD, field, "value %d is not a %s", value, d->short_name);
+}
+
+/* ---- Compact forms (docs/mapping.md §7) ----------------------------------------- */
+
+/* An id that is either a string (checked as one) or a UUID of exactly 16
+ * bytes, never both. field names the string; the bytes are field_uuid. */
+static int check_id(chk *c, const char *str, bool has_uuid, ProtobufCBinaryData uuid,
+                    const char *field)
+{
+    if (!has_uuid) return check_str(c, str, field);
+    if (str != NULL)
+        return fail(c, XPB_ERECORD, field, "both %s and %s_uuid are set", field, field);
+    if (uuid.len != 16) {
+        char name[64];
+        snprintf(name, sizeof name, "%s_uuid", field);
+        return fail(c, XPB_ERECORD, name, "%zu bytes; a UUID is exactly 16", uuid.len);
+    }
+    return 0;
+}
+
+/* JidRef values by what they name (stanza.proto). */
+#define REF_BIT(v) (1u << XPB__V1__JID_REF__JID_REF_##v)
+#define REFS_OWN_TO (REF_BIT(TO_BARE) | REF_BIT(TO_DOMAIN) | REF_BIT(TO))
+#define REFS_OWN_FROM (REF_BIT(FROM_BARE) | REF_BIT(FROM_DOMAIN) | REF_BIT(FROM))
+#define REFS_OWN (REFS_OWN_TO | REFS_OWN_FROM)
+#define REFS_OUTER_TO (REF_BIT(OUTER_TO) | REF_BIT(OUTER_TO_BARE))
+#define REFS_OUTER (REFS_OUTER_TO | REF_BIT(OUTER_FROM) | REF_BIT(OUTER_FROM_BARE))
+
+static bool has_jid(const xpb_stanza *st, bool to)
+{
+    return to ? st->to != NULL || st->has_to_ref : st->from != NULL || st->has_from_ref;
+}
+
+/* A JidRef must be one of `allowed` and name a JID that is there: the
+ * stanza's own to/from, or the forwarding stanza's. */
+static int check_jid_ref(chk *c, bool has, int ref, unsigned allowed, const char *field)
+{
+    if (!has) return 0;
+    const ProtobufCEnumValue *v =
+        protobuf_c_enum_descriptor_get_value(&xpb__v1__jid_ref__descriptor, ref);
+    if (v == NULL || ref == 0) return fail(c, XPB_ERECORD, field, "value %d names no JID", ref);
+    if ((allowed & (1u << ref)) == 0)
+        return fail(c, XPB_ERECORD, field, "%s cannot be used here", v->name);
+    bool outer = ((REFS_OUTER >> ref) & 1u) != 0;
+    bool to = (((REFS_OWN_TO | REFS_OUTER_TO) >> ref) & 1u) != 0;
+    const scope *target = outer ? c->sc->outer : c->sc;
+    if (target == NULL)
+        return fail(c, XPB_ERECORD, field, "%s but no stanza forwards this one", v->name);
+    if (!has_jid(target->st, to))
+        return fail(c, XPB_ERECORD, field, "%s but the %sstanza has no '%s'", v->name,
+                    outer ? "forwarding " : "", to ? "to" : "from");
+    return 0;
+}
+
+/* Stanza from/to: a string or a reference, never both; a reference to the
+ * other attribute of the same stanza, or to the forwarding stanza; the two
+ * never both refer within the stanza (no cycle). */
+static int check_stanza_jids(chk *c, const xpb_stanza *st)
+{
+    if (st->from != NULL && st->has_from_ref)
+        return fail(c, XPB_ERECORD, "from_ref", "both from and from_ref are set");
+    if (st->to != NULL && st->has_to_ref)
+        return fail(c, XPB_ERECORD, "to_ref", "both to and to_ref are set");
+    TRY(check_jid_ref(c, st->has_from_ref, (int)st->from_ref, REFS_OWN_TO | REFS_OUTER, "from_ref"));
+    TRY(check_jid_ref(c, st->has_to_ref, (int)st->to_ref, REFS_OWN_FROM | REFS_OUTER, "to_ref"));
+    if (st->has_from_ref && st->has_to_ref && ((REFS_OWN >> st->from_ref) & 1u) &&
+        ((REFS_OWN >> st->to_ref) & 1u))
+        return fail(c, XPB_ERECORD, "to_ref", "from_ref and to_ref refer to each other");
+    return 0;
+}
+
+/* XEP-0082 seconds for years 0000..9999 (days_from_civil of 0000-01-01 and
+ * 9999-12-31T23:59:59Z). */
+#define STAMP_MIN INT64_C(-62167219200)
+#define STAMP_MAX INT64_C(253402300799)
+
+static int check_stamp(chk *c, const Xpb__V1__Delay *d)
+{
+    if (!d->has_stamp_seconds) return check_str(c, d->stamp, "stamp");
+    if (d->stamp != NULL)
+        return fail(c, XPB_ERECORD, "stamp_seconds", "both stamp and stamp_seconds are set");
+    if (d->stamp_seconds < STAMP_MIN || d->stamp_seconds > STAMP_MAX)
+        return fail(c, XPB_ERECORD, "stamp_seconds", "%lld is outside years 0000..9999",
+                    (long long)d->stamp_seconds);
+    return 0;
+}
+
+/* origin-id has at most one of its three forms; the flag needs a stanza id. */
+static int check_origin_id(chk *c, const xpb_stanza *st)
+{
+    bool is_id = st->has_origin_id_is_id && st->origin_id_is_id;
+    if (is_id && (st->origin_id != NULL || st->has_origin_id_uuid))
+        return fail(c, XPB_ERECORD, "origin_id_is_id", "set together with origin_id%s",
+                    st->has_origin_id_uuid ? "_uuid" : "");
+    if (is_id && st->id == NULL && !st->has_id_uuid)
+        return fail(c, XPB_ERECORD, "origin_id_is_id", "set but the stanza has no id");
+    return check_id(c, st->origin_id, st->has_origin_id_uuid, st->origin_id_uuid, "origin_id");
+}
+
+/* feature_id lists every feature: dictionary ids, 0 for the next string. */
+static int check_feature_ids(chk *c, const Xpb__V1__DiscoInfo *d)
+{
+    if (d->n_feature_id == 0) return 0;
+    if (d->feature_id == NULL)
+        return fail(c, XPB_ERECORD, "feature_id", "%zu items but no array", d->n_feature_id);
+    size_t zeros = 0;
+    for (size_t i = 0; i < d->n_feature_id; i++) {
+        if (d->feature_id[i] == 0) {
+            zeros++;
+        } else if (xpb_ns_uri(d->feature_id[i]) == NULL) {
+            return fail(c, XPB_ERECORD, "feature_id", "item %zu (%u) is not in the namespace "
+                        "dictionary", i, (unsigned)d->feature_id[i]);
+        }
+    }
+    if (zeros != d->n_feature)
+        return fail(c, XPB_ERECORD, "feature_id", "has %zu zero entries but there are %zu "
+                    "feature strings", zeros, d->n_feature);
+    return 0;
+}
+
+/* A string or a defined enum value in its place, never both. */
+static int check_enum_str(chk *c, const char *str, bool has, int v, const ProtobufCEnumDescriptor *d,
+                          const char *field, const char *enum_field)
+{
+    if (!has) return check_str(c, str, field);
+    if (str != NULL)
+        return fail(c, XPB_ERECORD, enum_field, "both %s and %s are set", field, enum_field);
+    if (v == 0) return fail(c, XPB_ERECORD, enum_field, "value 0 has no XML spelling");
+    return check_enum(c, true, v, d, enum_field);
 }
 
 /* ---- XML names (Namespaces in XML 1.0 §3 NCName; XML 1.0 5th ed. §2.3) ------- */
@@ -430,12 +566,25 @@ static int check_roster(chk *c, const Xpb__V1__RosterQuery *q, unsigned depth)
     return 0;
 }
 
-static int check_delay(chk *c, const Xpb__V1__Delay *d, unsigned depth)
+/* refs: Stanza.delay may name its stanza's JIDs; Forwarded.delay may not. */
+static int check_delay(chk *c, const Xpb__V1__Delay *d, unsigned depth, bool refs)
 {
     TRY(check_depth(c, depth));
-    TRY(check_str(c, d->stamp, "stamp"));
+    TRY(check_stamp(c, d));
+    if (d->has_from_ref && d->from != NULL)
+        return fail(c, XPB_ERECORD, "from_ref", "both from and from_ref are set");
+    TRY(check_jid_ref(c, d->has_from_ref, (int)d->from_ref, refs ? REFS_OWN : 0, "from_ref"));
     TRY(check_jid(c, d->from, "from"));
     return check_str(c, d->text, "text");
+}
+
+static int check_stanza_id(chk *c, const Xpb__V1__StanzaId *s)
+{
+    TRY(check_id(c, s->id, s->has_id_uuid, s->id_uuid, "id"));
+    if (s->has_by_ref && s->by != NULL)
+        return fail(c, XPB_ERECORD, "by_ref", "both by and by_ref are set");
+    TRY(check_jid_ref(c, s->has_by_ref, (int)s->by_ref, REFS_OWN, "by_ref"));
+    return check_jid(c, s->by, "by");
 }
 
 static int check_stanza_ids(chk *c, Xpb__V1__StanzaId *const *v, size_t n, unsigned depth)
@@ -444,8 +593,7 @@ static int check_stanza_ids(chk *c, Xpb__V1__StanzaId *const *v, size_t n, unsig
     for (size_t i = 0; i < n; i++) {
         if (v[i] == NULL) return fail(c, XPB_ERECORD, "stanza_id", "item %zu is NULL", i);
         TRY_AT(c, check_depth(c, depth), "stanza_id", i);
-        TRY_AT(c, check_str(c, v[i]->id, "id"), "stanza_id", i);
-        TRY_AT(c, check_jid(c, v[i]->by, "by"), "stanza_id", i);
+        TRY_AT(c, check_stanza_id(c, v[i]), "stanza_id", i);
     }
     return 0;
 }
@@ -472,8 +620,13 @@ static int check_muc_user(chk *c, const Xpb__V1__MucUser *m, unsigned depth)
         const Xpb__V1__MucUser__Item *it = m->item[i];
         if (it == NULL) return fail(c, XPB_ERECORD, "item", "item %zu is NULL", i);
         TRY_AT(c, check_depth(c, depth + 1), "item", i);
-        TRY_AT(c, check_str(c, it->affiliation, "affiliation"), "item", i);
-        TRY_AT(c, check_str(c, it->role, "role"), "item", i);
+        TRY_AT(c, check_enum_str(c, it->affiliation, it->has_affiliation_enum,
+                                 (int)it->affiliation_enum,
+                                 &xpb__v1__muc_user__affiliation__descriptor, "affiliation",
+                                 "affiliation_enum"), "item", i);
+        TRY_AT(c, check_enum_str(c, it->role, it->has_role_enum, (int)it->role_enum,
+                                 &xpb__v1__muc_user__role__descriptor, "role", "role_enum"),
+               "item", i);
         TRY_AT(c, check_jid(c, it->jid, "jid"), "item", i);
         TRY_AT(c, check_str(c, it->nick, "nick"), "item", i);
     }
@@ -487,7 +640,7 @@ static int check_forwarded(chk *c, const Xpb__V1__Forwarded *f, unsigned depth)
 {
     if (f == NULL) return 0;
     TRY(check_depth(c, depth));
-    if (f->delay != NULL) TRY_AT(c, check_delay(c, f->delay, depth + 1), "delay", NOIDX);
+    if (f->delay != NULL) TRY_AT(c, check_delay(c, f->delay, depth + 1, false), "delay", NOIDX);
     if (f->stanza != NULL) TRY_AT(c, check_stanza(c, f->stanza, depth + 1, true), "stanza", NOIDX);
     return 0;
 }
@@ -504,8 +657,8 @@ static int check_carbon(chk *c, const Xpb__V1__Carbon *cb, unsigned depth)
 static int check_mam(chk *c, const Xpb__V1__MamResult *m, unsigned depth)
 {
     TRY(check_depth(c, depth));
-    TRY(check_str(c, m->queryid, "queryid"));
-    TRY(check_str(c, m->id, "id"));
+    TRY(check_id(c, m->queryid, m->has_queryid_uuid, m->queryid_uuid, "queryid"));
+    TRY(check_id(c, m->id, m->has_id_uuid, m->id_uuid, "id"));
     TRY_AT(c, check_forwarded(c, m->forwarded, depth + 1), "forwarded", NOIDX);
     return 0;
 }
@@ -526,6 +679,7 @@ static int check_disco_info(chk *c, const Xpb__V1__DiscoInfo *d, unsigned depth)
         TRY_AT(c, check_str(c, id->lang, "lang"), "identity", i);
     }
     TRY(check_strs(c, d->feature, d->n_feature, "feature"));
+    TRY(check_feature_ids(c, d));
     return check_elements(c, d->extension, d->n_extension, depth + 1, "extension");
 }
 
@@ -549,7 +703,8 @@ static int check_disco_items(chk *c, const Xpb__V1__DiscoItems *d, unsigned dept
 static int check_caps(chk *c, const Xpb__V1__Caps *k, unsigned depth)
 {
     TRY(check_depth(c, depth));
-    TRY(check_str(c, k->hash, "hash"));
+    TRY(check_enum_str(c, k->hash, k->has_hash_enum, (int)k->hash_enum,
+                       &xpb__v1__caps__hash__descriptor, "hash", "hash_enum"));
     TRY(check_str(c, k->node, "node"));
     TRY(check_str(c, k->ver, "ver"));
     return check_str(c, k->ext, "ext");
@@ -570,9 +725,10 @@ static int check_head(chk *c, const xpb_stanza *st, bool forwarded)
     if (st->has_type && st->type_raw != NULL)
         return fail(c, XPB_ERECORD, "type_raw", "both type and type_raw are set");
     TRY(check_str(c, st->type_raw, "type_raw"));
-    TRY(check_str(c, st->id, "id"));
+    TRY(check_id(c, st->id, st->has_id_uuid, st->id_uuid, "id"));
     TRY(check_jid(c, st->from, "from"));
     TRY(check_jid(c, st->to, "to"));
+    TRY(check_stanza_jids(c, st));
     TRY(check_str(c, st->lang, "lang"));
     return check_attrs(c, st->extra_attr, st->n_extra_attr, true, "extra_attr");
 }
@@ -583,7 +739,8 @@ static int check_simple(chk *c, const xpb_stanza *st, unsigned d)
     TRY(check_texts(c, st->subject, st->n_subject, d, "subject"));
     if (st->thread != NULL) {
         TRY_AT(c, check_depth(c, d), "thread", NOIDX);
-        TRY_AT(c, check_str(c, st->thread->id, "id"), "thread", NOIDX);
+        TRY_AT(c, check_id(c, st->thread->id, st->thread->has_id_uuid, st->thread->id_uuid, "id"),
+               "thread", NOIDX);
         TRY_AT(c, check_str(c, st->thread->parent, "parent"), "thread", NOIDX);
     }
     TRY(check_enum(c, st->has_show, (int)st->show, &xpb__v1__show__descriptor, "show"));
@@ -592,10 +749,11 @@ static int check_simple(chk *c, const xpb_stanza *st, unsigned d)
     if (st->roster != NULL) TRY_AT(c, check_roster(c, st->roster, d), "roster", NOIDX);
     TRY(check_enum(c, st->has_chat_state, (int)st->chat_state, &xpb__v1__chat_state__descriptor,
                    "chat_state"));
-    TRY(check_str(c, st->receipt_received, "receipt_received"));
-    if (st->delay != NULL) TRY_AT(c, check_delay(c, st->delay, d), "delay", NOIDX);
+    TRY(check_id(c, st->receipt_received, st->has_receipt_received_uuid,
+                 st->receipt_received_uuid, "receipt_received"));
+    if (st->delay != NULL) TRY_AT(c, check_delay(c, st->delay, d, true), "delay", NOIDX);
     TRY(check_stanza_ids(c, st->stanza_id, st->n_stanza_id, d));
-    return check_str(c, st->origin_id, "origin_id");
+    return check_origin_id(c, st);
 }
 
 static int check_extensions(chk *c, const xpb_stanza *st, unsigned d)
@@ -615,7 +773,7 @@ static int check_extensions(chk *c, const xpb_stanza *st, unsigned d)
 /* depth: the stanza's own level. Its children are one deeper; Stanza.element
  * IS the stanza element, so it sits at the stanza's level (record depth then
  * equals the XML depth the reader limits). */
-static int check_stanza(chk *c, const xpb_stanza *st, unsigned depth, bool forwarded)
+static int check_stanza_in(chk *c, const xpb_stanza *st, unsigned depth, bool forwarded)
 {
     TRY(check_depth(c, depth));
     TRY(check_head(c, st, forwarded));
@@ -623,6 +781,15 @@ static int check_stanza(chk *c, const xpb_stanza *st, unsigned depth, bool forwa
     TRY(check_extensions(c, st, depth + 1));
     if (st->element != NULL) TRY_AT(c, check_element(c, st->element, depth), "element", NOIDX);
     return 0;
+}
+
+static int check_stanza(chk *c, const xpb_stanza *st, unsigned depth, bool forwarded)
+{
+    scope mine = {st, c->sc};
+    c->sc = &mine;
+    int rc = check_stanza_in(c, st, depth, forwarded);
+    c->sc = mine.outer;
+    return rc;
 }
 
 static void chk_init(chk *c, const xpb_record_limits *limits, char *err, size_t errlen)
@@ -633,6 +800,7 @@ static void chk_init(chk *c, const xpb_record_limits *limits, char *err, size_t 
     c->err = err;
     c->errlen = errlen;
     c->names = NULL;
+    c->sc = NULL;
     if (err != NULL && errlen > 0) err[0] = '\0';
 }
 

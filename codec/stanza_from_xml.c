@@ -56,6 +56,9 @@ static const char *const condition_names[] = {
 };
 static const char *const chat_state_names[] = {NULL, "active", "composing", "paused", "inactive", "gone"};
 static const char *const subscription_names[] = {NULL, "none", "to", "from", "both", "remove"};
+static const char *const affiliation_names[] = {NULL, "owner", "admin", "member", "outcast", "none"};
+static const char *const role_names[] = {NULL, "moderator", "participant", "visitor", "none"};
+static const char *const hash_names[] = {NULL, "sha-1", "sha-224", "sha-256", "sha-384", "sha-512", "md5"};
 
 #define N_OF(t) (sizeof(t) / sizeof((t)[0]))
 
@@ -574,6 +577,200 @@ static int text_dup(xpb_arena *a, const xpb_node *el, char **out)
     return 0;
 }
 
+/* ---- Compact forms (docs/mapping.md §7) ------------------------------------ */
+
+static int hex_val(char ch)
+{
+    if (ch >= '0' && ch <= '9') return ch - '0';
+    if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
+    return -1; /* uppercase too: the writer prints lowercase, so only that round-trips */
+}
+
+/* The RFC 4122 §3 string form, 8-4-4-4-12 lowercase hex, as 16 bytes. */
+static bool parse_uuid(const char *s, size_t len, uint8_t out[16])
+{
+    if (len != 36) return false;
+    size_t k = 0;
+    for (size_t i = 0; i < 36; i += 2) {
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+            if (s[i] != '-') return false;
+            i++;
+        }
+        int hi = hex_val(s[i]), lo = hex_val(s[i + 1]);
+        if (hi < 0 || lo < 0) return false;
+        out[k++] = (uint8_t)(hi << 4 | lo);
+    }
+    return true;
+}
+
+/* s[0..len) as 16 bytes in *bin when it is a canonical UUID, else as a
+ * string in *str. */
+static int id_dup(xpb_arena *a, const char *s, size_t len, char **str, protobuf_c_boolean *has,
+                  ProtobufCBinaryData *bin)
+{
+    uint8_t u[16];
+    if (!parse_uuid(s, len, u)) {
+        DUP_OR_FAIL(a, *str, s, len);
+        return 0;
+    }
+    bin->data = xpb_arena_alloc(a, sizeof u);
+    if (bin->data == NULL) return XPB_ENOMEM;
+    memcpy(bin->data, u, sizeof u);
+    bin->len = sizeof u;
+    *has = 1;
+    return 0;
+}
+
+/* An attribute whose value is in names[1..n) as that enum value, else as a
+ * string. */
+static int attr_enum_dup(xpb_arena *a, const xpb_node *el, const char *name,
+                         const char *const *names, size_t n, char **str, protobuf_c_boolean *has,
+                         int *v)
+{
+    const xpb_attr *at = attr_get(el, name);
+    if (at == NULL) return 0;
+    int k = strlen(at->value) == at->value_len ? lookup(names, n, at->value) : 0;
+    if (k == 0) {
+        DUP_OR_FAIL(a, *str, at->value, at->value_len);
+        return 0;
+    }
+    *has = 1;
+    *v = k;
+    return 0;
+}
+
+static int attr_id_dup(xpb_arena *a, const xpb_node *el, const char *name, char **str,
+                       protobuf_c_boolean *has, ProtobufCBinaryData *bin)
+{
+    const xpb_attr *at = attr_get(el, name);
+    return at ? id_dup(a, at->value, at->value_len, str, has, bin) : 0;
+}
+
+/* JidRef (stanza.proto): which stanza, which attribute, which part. */
+enum { PART_FULL, PART_BARE, PART_DOMAIN };
+typedef struct ref_info {
+    bool outer, to;
+    int part;
+} ref_info;
+static const ref_info ref_table[] = {
+    [XPB__V1__JID_REF__JID_REF_TO_BARE] = {false, true, PART_BARE},
+    [XPB__V1__JID_REF__JID_REF_FROM_BARE] = {false, false, PART_BARE},
+    [XPB__V1__JID_REF__JID_REF_TO_DOMAIN] = {false, true, PART_DOMAIN},
+    [XPB__V1__JID_REF__JID_REF_FROM_DOMAIN] = {false, false, PART_DOMAIN},
+    [XPB__V1__JID_REF__JID_REF_TO] = {false, true, PART_FULL},
+    [XPB__V1__JID_REF__JID_REF_FROM] = {false, false, PART_FULL},
+    [XPB__V1__JID_REF__JID_REF_OUTER_TO] = {true, true, PART_FULL},
+    [XPB__V1__JID_REF__JID_REF_OUTER_FROM] = {true, false, PART_FULL},
+    [XPB__V1__JID_REF__JID_REF_OUTER_TO_BARE] = {true, true, PART_BARE},
+    [XPB__V1__JID_REF__JID_REF_OUTER_FROM_BARE] = {true, false, PART_BARE},
+};
+
+/* The bare JID is everything before the first '/', the domain the bare JID
+ * after its '@' (RFC 7622 §3.2: neither localpart nor domainpart holds '/',
+ * and a localpart holds no '@'). */
+static void jid_part(const char *s, size_t n, int part, size_t *off, size_t *len)
+{
+    const char *slash = memchr(s, '/', n);
+    size_t bare = slash ? (size_t)(slash - s) : n;
+    const char *at = part == PART_DOMAIN ? memchr(s, '@', bare) : NULL;
+    *off = at ? (size_t)(at - s) + 1 : 0;
+    *len = part == PART_FULL ? n : bare - *off;
+}
+
+/* Candidate references, tried in order. */
+static const uint8_t refs_own[] = {1, 2, 3, 4, 5, 6};
+static const uint8_t refs_from[] = {7, 8, 9, 10, 5, 1, 3};
+static const uint8_t refs_to[] = {7, 8, 9, 10, 6, 2, 4};
+#define N_OUTER_REFS 4
+
+/* The JIDs references can name, looked up once: [outer][to]. */
+typedef struct jid_ctx {
+    const xpb_attr *jid[2][2];
+} jid_ctx;
+
+/* el: the stanza the references are relative to, outer the forwarding one. */
+static jid_ctx jid_ctx_of(const xpb_node *el, const xpb_node *outer)
+{
+    jid_ctx j = {{{attr_get(el, "from"), attr_get(el, "to")}, {NULL, NULL}}};
+    if (outer != NULL) {
+        j.jid[1][0] = attr_get(outer, "from");
+        j.jid[1][1] = attr_get(outer, "to");
+    }
+    return j;
+}
+
+/* The first reference among cands whose JID equals v, or 0. */
+static int find_ref(const xpb_attr *v, const jid_ctx *j, const uint8_t *cands, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        const ref_info *r = &ref_table[cands[i]];
+        const xpb_attr *jid = j->jid[r->outer][r->to];
+        if (jid == NULL) continue;
+        size_t off, len;
+        jid_part(jid->value, jid->value_len, r->part, &off, &len);
+        if (v->value_len == len && memcmp(v->value, jid->value + off, len) == 0) return cands[i];
+    }
+    return 0;
+}
+
+/* A JID attribute as a reference when one matches, else as a string. */
+static int jid_dup(xpb_arena *a, const xpb_attr *v, int ref, char **str, protobuf_c_boolean *has,
+                   Xpb__V1__JidRef *out)
+{
+    if (ref == 0) {
+        DUP_OR_FAIL(a, *str, v->value, v->value_len);
+        return 0;
+    }
+    *has = 1;
+    *out = (Xpb__V1__JidRef)ref;
+    return 0;
+}
+
+/* XEP-0082 DateTime of the exact form YYYY-MM-DDThh:mm:ssZ as seconds since
+ * the epoch; days_from_civil is H. Hinnant's proleptic Gregorian algorithm. */
+static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
+{
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    unsigned yoe = (unsigned)(y - era * 400);
+    unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+    unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + (int64_t)doe - 719468;
+}
+
+static bool digits(const char *s, size_t n, unsigned *v)
+{
+    *v = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9') return false;
+        *v = *v * 10 + (unsigned)(s[i] - '0');
+    }
+    return true;
+}
+
+static bool parse_stamp(const char *s, size_t len, int64_t *out)
+{
+    static const unsigned char mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    unsigned y, mo, d, h, mi, sec;
+    if (len != 20 || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' ||
+        s[16] != ':' || s[19] != 'Z')
+        return false;
+    if (!digits(s, 4, &y) || !digits(s + 5, 2, &mo) || !digits(s + 8, 2, &d) ||
+        !digits(s + 11, 2, &h) || !digits(s + 14, 2, &mi) || !digits(s + 17, 2, &sec))
+        return false;
+    if (mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] || h > 23 || mi > 59 || sec > 59)
+        return false;
+    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    if (mo == 2 && d == 29 && !leap) return false;
+    *out = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec;
+    return true;
+}
+
+static bool same_value(const xpb_attr *x, const xpb_attr *y)
+{
+    return y != NULL && x->value_len == y->value_len && memcmp(x->value, y->value, x->value_len) == 0;
+}
+
 static int map_text(xpb_arena *a, const xpb_node *el, Xpb__V1__Text **out)
 {
     Xpb__V1__Text *t;
@@ -590,7 +787,10 @@ static int map_thread(xpb_arena *a, const xpb_node *el, Xpb__V1__Thread **out)
     ALLOC_MSG(a, t, Xpb__V1__Thread, xpb__v1__thread__init);
     *out = t;
     int rc = attr_dup(a, el, "parent", &t->parent);
-    return rc ? rc : text_dup(a, el, &t->id);
+    const char *s;
+    size_t len;
+    node_text(el, &s, &len);
+    return rc ? rc : id_dup(a, s, len, &t->id, &t->has_id_uuid, &t->id_uuid);
 }
 
 static int map_error(xpb_arena *a, const xpb_node *el, Xpb__V1__StanzaError **out)
@@ -669,24 +869,58 @@ static int map_roster(xpb_arena *a, const xpb_node *el, Xpb__V1__RosterQuery **o
     return 0;
 }
 
-static int map_delay(xpb_arena *a, const xpb_node *el, Xpb__V1__Delay **out)
+/* stanza: the stanza holding this delay, NULL inside <forwarded/> (where
+ * `from` is never a reference). */
+static int map_delay(xpb_arena *a, const xpb_node *el, const xpb_node *stanza,
+                     Xpb__V1__Delay **out)
 {
     Xpb__V1__Delay *d;
     ALLOC_MSG(a, d, Xpb__V1__Delay, xpb__v1__delay__init);
     *out = d;
-    int rc = attr_dup(a, el, "stamp", &d->stamp);
-    if (rc == 0) rc = attr_dup(a, el, "from", &d->from);
+    int rc = 0;
+    const xpb_attr *stamp = attr_get(el, "stamp");
+    if (stamp != NULL && parse_stamp(stamp->value, stamp->value_len, &d->stamp_seconds))
+        d->has_stamp_seconds = 1;
+    else
+        rc = attr_dup(a, el, "stamp", &d->stamp);
+    const xpb_attr *from = attr_get(el, "from");
+    if (rc == 0 && from != NULL) {
+        jid_ctx j = {{{NULL, NULL}, {NULL, NULL}}};
+        if (stanza != NULL) j = jid_ctx_of(stanza, NULL);
+        int ref = find_ref(from, &j, refs_own, N_OF(refs_own));
+        rc = jid_dup(a, from, ref, &d->from, &d->has_from_ref, &d->from_ref);
+    }
     if (rc == 0 && el->children != NULL) rc = text_dup(a, el, &d->text);
     return rc;
 }
 
-static int map_stanza_id(xpb_arena *a, const xpb_node *el, Xpb__V1__StanzaId **out)
+/* XEP-0359 §3: an archive stamps its own JID in 'by', which usually is the
+ * recipient's bare JID (a MAM archive) or the room's (groupchat 'from'). */
+static int map_stanza_id(xpb_arena *a, const xpb_node *el, const xpb_node *stanza,
+                         Xpb__V1__StanzaId **out)
 {
     Xpb__V1__StanzaId *s;
     ALLOC_MSG(a, s, Xpb__V1__StanzaId, xpb__v1__stanza_id__init);
     *out = s;
-    int rc = attr_dup(a, el, "id", &s->id);
-    return rc ? rc : attr_dup(a, el, "by", &s->by);
+    int rc = attr_id_dup(a, el, "id", &s->id, &s->has_id_uuid, &s->id_uuid);
+    const xpb_attr *by = attr_get(el, "by");
+    if (rc != 0 || by == NULL) return rc;
+    jid_ctx j = jid_ctx_of(stanza, NULL);
+    int ref = find_ref(by, &j, refs_own, N_OF(refs_own));
+    return jid_dup(a, by, ref, &s->by, &s->has_by_ref, &s->by_ref);
+}
+
+/* XEP-0359 §4: clients usually reuse the stanza's id as its origin-id. */
+static int map_origin_id(xpb_arena *a, const xpb_node *el, const xpb_node *stanza,
+                         xpb_stanza *st)
+{
+    const xpb_attr *id = attr_get(el, "id");
+    if (same_value(id, attr_get(stanza, "id"))) {
+        st->has_origin_id_is_id = st->origin_id_is_id = 1;
+        return 0;
+    }
+    return id_dup(a, id->value, id->value_len, &st->origin_id, &st->has_origin_id_uuid,
+                  &st->origin_id_uuid);
 }
 
 static int attr_int(const xpb_node *el, const char *name, protobuf_c_boolean *has, int32_t *v)
@@ -726,8 +960,12 @@ static int map_muc_items(xpb_arena *a, const xpb_node *c, size_t n, Xpb__V1__Muc
         Xpb__V1__MucUser__Item *it = m->item[m->n_item] = &arr[m->n_item];
         m->n_item++;
         xpb__v1__muc_user__item__init(it);
-        int rc = attr_dup(a, c, "affiliation", &it->affiliation);
-        if (rc == 0) rc = attr_dup(a, c, "role", &it->role);
+        int rc = attr_enum_dup(a, c, "affiliation", affiliation_names, N_OF(affiliation_names),
+                               &it->affiliation, &it->has_affiliation_enum,
+                               (int *)&it->affiliation_enum);
+        if (rc == 0)
+            rc = attr_enum_dup(a, c, "role", role_names, N_OF(role_names), &it->role,
+                               &it->has_role_enum, (int *)&it->role_enum);
         if (rc == 0) rc = attr_dup(a, c, "jid", &it->jid);
         if (rc == 0) rc = attr_dup(a, c, "nick", &it->nick);
         if (rc != 0) return rc;
@@ -759,23 +997,26 @@ static int map_muc_user(xpb_arena *a, const xpb_node *el, Xpb__V1__MucUser **out
     return 0;
 }
 
-static int map_stanza(xpb_arena *a, const xpb_node *el, xpb_stanza **out);
+static int map_stanza(xpb_arena *a, const xpb_node *el, const xpb_node *outer, xpb_stanza **out);
 
-static int map_forwarded(xpb_arena *a, const xpb_node *el, Xpb__V1__Forwarded **out)
+/* outer: the stanza that forwards (XEP-0297) el's stanza. */
+static int map_forwarded(xpb_arena *a, const xpb_node *el, const xpb_node *outer,
+                         Xpb__V1__Forwarded **out)
 {
     Xpb__V1__Forwarded *f;
     ALLOC_MSG(a, f, Xpb__V1__Forwarded, xpb__v1__forwarded__init);
     *out = f;
     const xpb_node *c = el->children;
     if (!is_stanza_el(c)) {
-        int rc = map_delay(a, c, &f->delay);
+        int rc = map_delay(a, c, NULL, &f->delay);
         if (rc != 0) return rc;
         c = c->next;
     }
-    return map_stanza(a, c, &f->stanza);
+    return map_stanza(a, c, outer, &f->stanza);
 }
 
-static int map_carbon(xpb_arena *a, const xpb_node *el, Xpb__V1__Carbon **out)
+static int map_carbon(xpb_arena *a, const xpb_node *el, const xpb_node *stanza,
+                      Xpb__V1__Carbon **out)
 {
     Xpb__V1__Carbon *cb;
     ALLOC_MSG(a, cb, Xpb__V1__Carbon, xpb__v1__carbon__init);
@@ -783,17 +1024,18 @@ static int map_carbon(xpb_arena *a, const xpb_node *el, Xpb__V1__Carbon **out)
     cb->has_direction = 1;
     cb->direction = el->name[0] == 'r' ? XPB__V1__CARBON__DIRECTION__DIRECTION_RECEIVED
                                        : XPB__V1__CARBON__DIRECTION__DIRECTION_SENT;
-    return map_forwarded(a, el->children, &cb->forwarded);
+    return map_forwarded(a, el->children, stanza, &cb->forwarded);
 }
 
-static int map_mam(xpb_arena *a, const xpb_node *el, Xpb__V1__MamResult **out)
+static int map_mam(xpb_arena *a, const xpb_node *el, const xpb_node *stanza,
+                   Xpb__V1__MamResult **out)
 {
     Xpb__V1__MamResult *m;
     ALLOC_MSG(a, m, Xpb__V1__MamResult, xpb__v1__mam_result__init);
     *out = m;
-    int rc = attr_dup(a, el, "queryid", &m->queryid);
-    if (rc == 0) rc = attr_dup(a, el, "id", &m->id);
-    return rc ? rc : map_forwarded(a, el->children, &m->forwarded);
+    int rc = attr_id_dup(a, el, "queryid", &m->queryid, &m->has_queryid_uuid, &m->queryid_uuid);
+    if (rc == 0) rc = attr_id_dup(a, el, "id", &m->id, &m->has_id_uuid, &m->id_uuid);
+    return rc ? rc : map_forwarded(a, el->children, stanza, &m->forwarded);
 }
 
 static int map_identities(xpb_arena *a, const xpb_node *c, size_t n, Xpb__V1__DiscoInfo *d)
@@ -815,6 +1057,32 @@ static int map_identities(xpb_arena *a, const xpb_node *c, size_t n, Xpb__V1__Di
     return 0;
 }
 
+/* Feature vars that are dictionary namespaces (most are: XEP-0030 §3.1
+ * features are protocol namespaces) go in feature_id, which then lists every
+ * feature in order, 0 standing for the next `feature` string. */
+static int map_features(xpb_arena *a, const xpb_node *f, size_t n, Xpb__V1__DiscoInfo *d)
+{
+    uint32_t *ids = xpb_arena_alloc(a, n * sizeof *ids);
+    d->feature = xpb_arena_alloc(a, n * sizeof *d->feature);
+    if (ids == NULL || d->feature == NULL) return XPB_ENOMEM;
+    bool any = false;
+    for (size_t i = 0; i < n; i++, f = f->next) {
+        const xpb_attr *var = attr_get(f, "var");
+        ids[i] = xpb_ns_id(var->value);
+        if (ids[i] != 0) {
+            any = true;
+            continue;
+        }
+        DUP_OR_FAIL(a, d->feature[d->n_feature], var->value, var->value_len);
+        d->n_feature++;
+    }
+    if (any) {
+        d->feature_id = ids;
+        d->n_feature_id = n;
+    }
+    return 0;
+}
+
 static int map_disco_info(xpb_arena *a, const xpb_node *el, Xpb__V1__DiscoInfo **out)
 {
     Xpb__V1__DiscoInfo *d;
@@ -828,14 +1096,8 @@ static int map_disco_info(xpb_arena *a, const xpb_node *el, Xpb__V1__DiscoInfo *
     for (; c != NULL && is_feature(c); c = c->next) n_feat++;
     if (rc == 0 && n_id != 0) rc = map_identities(a, el->children, n_id, d);
     if (rc != 0) return rc;
-    if (n_feat != 0) {
-        d->feature = xpb_arena_alloc(a, n_feat * sizeof *d->feature);
-        if (d->feature == NULL) return XPB_ENOMEM;
-        for (const xpb_node *f = features; d->n_feature < n_feat; f = f->next) {
-            rc = attr_dup(a, f, "var", &d->feature[d->n_feature++]);
-            if (rc != 0) return rc;
-        }
-    }
+    if (n_feat != 0) rc = map_features(a, features, n_feat, d);
+    if (rc != 0) return rc;
     return map_element_list(a, c, el->ns, &d->n_extension, &d->extension);
 }
 
@@ -868,7 +1130,8 @@ static int map_caps(xpb_arena *a, const xpb_node *el, Xpb__V1__Caps **out)
     Xpb__V1__Caps *c;
     ALLOC_MSG(a, c, Xpb__V1__Caps, xpb__v1__caps__init);
     *out = c;
-    int rc = attr_dup(a, el, "hash", &c->hash);
+    int rc = attr_enum_dup(a, el, "hash", hash_names, N_OF(hash_names), &c->hash, &c->has_hash_enum,
+                           (int *)&c->hash_enum);
     if (rc == 0) rc = attr_dup(a, el, "node", &c->node);
     if (rc == 0) rc = attr_dup(a, el, "ver", &c->ver);
     return rc ? rc : attr_dup(a, el, "ext", &c->ext);
@@ -916,7 +1179,9 @@ static int map_scalar_field(xpb_stanza *st, const xpb_node *c, unsigned f)
     return 0;
 }
 
-static int map_field(xpb_arena *a, xpb_stanza *st, const xpb_node *c, unsigned f)
+/* el: the stanza element, c: its child mapped to field f. */
+static int map_field(xpb_arena *a, xpb_stanza *st, const xpb_node *el, const xpb_node *c,
+                     unsigned f)
 {
     switch (f) {
     case F_BODY: return map_text(a, c, &st->body[st->n_body++]);
@@ -925,17 +1190,19 @@ static int map_field(xpb_arena *a, xpb_stanza *st, const xpb_node *c, unsigned f
     case F_THREAD: return map_thread(a, c, &st->thread);
     case F_ERROR: return map_error(a, c, &st->error);
     case F_ROSTER: return map_roster(a, c, &st->roster);
-    case F_RECEIPT_RECEIVED: return attr_dup(a, c, "id", &st->receipt_received);
-    case F_DELAY: return map_delay(a, c, &st->delay);
-    case F_STANZA_ID: return map_stanza_id(a, c, &st->stanza_id[st->n_stanza_id++]);
-    case F_ORIGIN_ID: return attr_dup(a, c, "id", &st->origin_id);
+    case F_RECEIPT_RECEIVED:
+        return attr_id_dup(a, c, "id", &st->receipt_received, &st->has_receipt_received_uuid,
+                           &st->receipt_received_uuid);
+    case F_DELAY: return map_delay(a, c, el, &st->delay);
+    case F_STANZA_ID: return map_stanza_id(a, c, el, &st->stanza_id[st->n_stanza_id++]);
+    case F_ORIGIN_ID: return map_origin_id(a, c, el, st);
     case F_MUC: return map_muc(a, c, &st->muc);
     case F_MUC_USER: return map_muc_user(a, c, &st->muc_user);
-    case F_CARBON: return map_carbon(a, c, &st->carbon);
+    case F_CARBON: return map_carbon(a, c, el, &st->carbon);
     case F_DISCO_INFO: return map_disco_info(a, c, &st->disco_info);
     case F_DISCO_ITEMS: return map_disco_items(a, c, &st->disco_items);
     case F_CAPS: return map_caps(a, c, &st->caps);
-    case F_MAM_RESULT: return map_mam(a, c, &st->mam_result);
+    case F_MAM_RESULT: return map_mam(a, c, el, &st->mam_result);
     case F_EXTENSION:
         return map_element(a, c, XPB_NS_CLIENT, &st->extension[st->n_extension++]);
     default: return map_scalar_field(st, c, f);
@@ -966,7 +1233,7 @@ static int map_stanza_children(xpb_arena *a, const xpb_node *el, xpb_stanza *st)
     int rc = alloc_repeated(a, st, counts);
     i = 0;
     for (const xpb_node *c = el->children; rc == 0 && c != NULL; c = c->next)
-        if (c->kind == XPB_NODE_ELEMENT) rc = map_field(a, st, c, fields[i++]);
+        if (c->kind == XPB_NODE_ELEMENT) rc = map_field(a, st, el, c, fields[i++]);
     if (rc != 0 || canonical) return rc;
     st->order = xpb_arena_alloc(a, n * sizeof *st->order);
     if (st->order == NULL) return XPB_ENOMEM;
@@ -989,9 +1256,9 @@ static char **typed_attr_slot(xpb_stanza *st, const xpb_attr *at)
     if (is_xml_lang(at)) return &st->lang;
     switch (at->name[0]) {
     case 'i': return &st->id;
-    case 'f': return &st->from;
+    case 'f': return NULL; /* from and to: map_jid_attrs */
     case 't':
-        if (at->name[1] == 'o') return &st->to;
+        if (at->name[1] == 'o') return NULL;
         st->type = (Xpb__V1__StanzaType)lookup(type_names, N_OF(type_names), at->value);
         st->has_type = st->type != 0;
         return st->has_type ? NULL : &st->type_raw;
@@ -999,10 +1266,39 @@ static char **typed_attr_slot(xpb_stanza *st, const xpb_attr *at)
     }
 }
 
+/* from, then to, each as a reference to the other or to the forwarding
+ * stanza when one matches. A reference to the other attribute needs that
+ * one as a string, so the two never refer to each other. */
+static int map_jid_attrs(xpb_arena *a, const xpb_node *el, const xpb_node *outer, xpb_stanza *st)
+{
+    jid_ctx j = jid_ctx_of(el, outer);
+    const xpb_attr *from = j.jid[0][0], *to = j.jid[0][1];
+    size_t n_from = outer ? N_OF(refs_from) : 0, n_to = outer ? N_OF(refs_to) : 0;
+    const uint8_t *own_from = refs_from, *own_to = refs_to;
+    if (outer == NULL) { /* only the references to this stanza */
+        own_from += N_OUTER_REFS;
+        own_to += N_OUTER_REFS;
+        n_from = n_to = N_OF(refs_from) - N_OUTER_REFS;
+    }
+    int ref_from = 0;
+    if (from != NULL) {
+        ref_from = find_ref(from, &j, own_from, n_from);
+        int rc = jid_dup(a, from, ref_from, &st->from, &st->has_from_ref, &st->from_ref);
+        if (rc != 0) return rc;
+    }
+    if (to == NULL) return 0;
+    if (ref_from != 0 && !ref_table[ref_from].outer) n_to = outer ? N_OUTER_REFS : 0;
+    int ref_to = find_ref(to, &j, own_to, n_to);
+    return jid_dup(a, to, ref_to, &st->to, &st->has_to_ref, &st->to_ref);
+}
+
 /* extra: also keep the other attributes (not for a stanza carried whole in
  * `element`, where they are written from there). */
-static int map_stanza_attrs(xpb_arena *a, const xpb_node *el, xpb_stanza *st, bool extra)
+static int map_stanza_attrs(xpb_arena *a, const xpb_node *el, const xpb_node *outer,
+                            xpb_stanza *st, bool extra)
 {
+    int rc = map_jid_attrs(a, el, outer, st);
+    if (rc != 0) return rc;
     size_t n_extra = 0;
     for (size_t i = 0; i < el->n_attrs; i++) {
         const xpb_attr *at = &el->attrs[i];
@@ -1011,7 +1307,12 @@ static int map_stanza_attrs(xpb_arena *a, const xpb_node *el, xpb_stanza *st, bo
             continue;
         }
         char **dst = typed_attr_slot(st, at);
-        if (dst != NULL) DUP_OR_FAIL(a, *dst, at->value, at->value_len);
+        if (dst == &st->id) {
+            rc = id_dup(a, at->value, at->value_len, &st->id, &st->has_id_uuid, &st->id_uuid);
+            if (rc != 0) return rc;
+        } else if (dst != NULL) {
+            DUP_OR_FAIL(a, *dst, at->value, at->value_len);
+        }
     }
     if (!extra || n_extra == 0) return 0;
     st->n_extra_attr = n_extra;
@@ -1036,7 +1337,8 @@ static bool has_loose_text(const xpb_node *el)
     return false;
 }
 
-static int map_stanza(xpb_arena *a, const xpb_node *el, xpb_stanza **out)
+/* outer: the stanza forwarding this one (carbon, MAM), else NULL. */
+static int map_stanza(xpb_arena *a, const xpb_node *el, const xpb_node *outer, xpb_stanza **out)
 {
     xpb_stanza *st;
     ALLOC_MSG(a, st, xpb_stanza, xpb__v1__stanza__init);
@@ -1045,10 +1347,10 @@ static int map_stanza(xpb_arena *a, const xpb_node *el, xpb_stanza **out)
     st->kind = (Xpb__V1__Kind)stanza_kind(el);
     if (st->kind == XPB__V1__KIND__KIND_OTHER) return map_element(a, el, XPB_NS_CLIENT, &st->element);
     if (has_loose_text(el)) {
-        int rc = map_stanza_attrs(a, el, st, false);
+        int rc = map_stanza_attrs(a, el, outer, st, false);
         return rc ? rc : map_element(a, el, XPB_NS_CLIENT, &st->element);
     }
-    int rc = map_stanza_attrs(a, el, st, true);
+    int rc = map_stanza_attrs(a, el, outer, st, true);
     return rc ? rc : map_stanza_children(a, el, st);
 }
 
@@ -1057,7 +1359,7 @@ int xpb_stanza_from_xml(xpb_arena *a, const xpb_node *el, xpb_stanza **out)
     if (a == NULL || el == NULL || out == NULL || el->kind != XPB_NODE_ELEMENT) return XPB_EINVAL;
     *out = NULL;
     xpb_stanza *st = NULL;
-    int rc = map_stanza(a, el, &st);
+    int rc = map_stanza(a, el, NULL, &st);
     if (rc == 0) *out = st;
     return rc;
 }

@@ -56,15 +56,25 @@ static const char *const condition_names[] = {
 static const char *const chat_state_names[] = {NULL, "active", "composing", "paused", "inactive", "gone"};
 static const char *const subscription_names[] = {NULL, "none", "to", "from", "both", "remove"};
 static const char *const direction_names[] = {NULL, "received", "sent"};
+static const char *const affiliation_names[] = {NULL, "owner", "admin", "member", "outcast", "none"};
+static const char *const role_names[] = {NULL, "moderator", "participant", "visitor", "none"};
+static const char *const hash_names[] = {NULL, "sha-1", "sha-224", "sha-256", "sha-384", "sha-512", "md5"};
 
 #define N_OF(t) (sizeof(t) / sizeof((t)[0]))
 
 #define NS_STANZAS "urn:ietf:params:xml:ns:xmpp-stanzas"
 
+/* The stanza being written and the one forwarding it (JidRef targets). */
+typedef struct scope {
+    const xpb_stanza *st;
+    const struct scope *outer;
+} scope;
+
 typedef struct out_ctx {
     xpb_writer w;
     char *err;
     size_t errlen;
+    const scope *sc;
 } out_ctx;
 
 __attribute__((format(printf, 2, 3))) static int refuse(out_ctx *o, const char *fmt, ...)
@@ -116,6 +126,167 @@ static int int_attr(out_ctx *o, const char *name, int32_t v)
     char num[16];
     int k = snprintf(num, sizeof num, "%d", (int)v);
     return xpb_writer_attr(&o->w, "", name, num, (size_t)k);
+}
+
+/* ---- Compact forms (docs/mapping.md §7) ---------------------------------- */
+
+#define UUID_CHARS 36
+
+/* RFC 4122 §3 string form of 16 bytes, lowercase, into buf (no NUL). The
+ * record check has made sure the length is 16. */
+static void format_uuid(const uint8_t *u, char buf[UUID_CHARS])
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t k = 0;
+    for (size_t i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10) buf[k++] = '-';
+        buf[k++] = hex[u[i] >> 4];
+        buf[k++] = hex[u[i] & 15];
+    }
+}
+
+/* An id-valued string that may be stored as a UUID instead. */
+typedef struct id_val {
+    const char *str;
+    protobuf_c_boolean has_uuid;
+    ProtobufCBinaryData uuid;
+} id_val;
+
+static id_val id_of(const char *str, protobuf_c_boolean has_uuid, ProtobufCBinaryData uuid)
+{
+    id_val v = {str, has_uuid, uuid};
+    return v;
+}
+
+static bool id_present(id_val v)
+{
+    return v.str != NULL || v.has_uuid;
+}
+
+static int id_attr(out_ctx *o, const char *name, id_val v)
+{
+    if (!v.has_uuid) return attr(o, name, v.str);
+    char buf[UUID_CHARS];
+    format_uuid(v.uuid.data, buf);
+    return xpb_writer_attr(&o->w, "", name, buf, sizeof buf);
+}
+
+static int id_text(out_ctx *o, id_val v)
+{
+    if (!v.has_uuid) return text(o, v.str);
+    char buf[UUID_CHARS];
+    format_uuid(v.uuid.data, buf);
+    return xpb_writer_text(&o->w, buf, sizeof buf);
+}
+
+static id_val stanza_id_val(const xpb_stanza *st)
+{
+    return id_of(st->id, st->has_id_uuid, st->id_uuid);
+}
+
+/* JidRef (stanza.proto): which stanza, which attribute, which part. */
+enum { PART_FULL, PART_BARE, PART_DOMAIN };
+typedef struct ref_info {
+    bool outer, to;
+    int part;
+} ref_info;
+static const ref_info ref_table[] = {
+    [XPB__V1__JID_REF__JID_REF_UNSPECIFIED] = {false, false, -1},
+    [XPB__V1__JID_REF__JID_REF_TO_BARE] = {false, true, PART_BARE},
+    [XPB__V1__JID_REF__JID_REF_FROM_BARE] = {false, false, PART_BARE},
+    [XPB__V1__JID_REF__JID_REF_TO_DOMAIN] = {false, true, PART_DOMAIN},
+    [XPB__V1__JID_REF__JID_REF_FROM_DOMAIN] = {false, false, PART_DOMAIN},
+    [XPB__V1__JID_REF__JID_REF_TO] = {false, true, PART_FULL},
+    [XPB__V1__JID_REF__JID_REF_FROM] = {false, false, PART_FULL},
+    [XPB__V1__JID_REF__JID_REF_OUTER_TO] = {true, true, PART_FULL},
+    [XPB__V1__JID_REF__JID_REF_OUTER_FROM] = {true, false, PART_FULL},
+    [XPB__V1__JID_REF__JID_REF_OUTER_TO_BARE] = {true, true, PART_BARE},
+    [XPB__V1__JID_REF__JID_REF_OUTER_FROM_BARE] = {true, false, PART_BARE},
+};
+
+/* Bare JID: before the first '/'; domain: the bare JID after its '@'
+ * (RFC 7622 §3.2). */
+static void jid_part(const char *s, size_t n, int part, size_t *off, size_t *len)
+{
+    const char *slash = memchr(s, '/', n);
+    size_t bare = slash ? (size_t)(slash - s) : n;
+    const char *at = part == PART_DOMAIN ? memchr(s, '@', bare) : NULL;
+    *off = at ? (size_t)(at - s) + 1 : 0;
+    *len = part == PART_FULL ? n : bare - *off;
+}
+
+static bool ref_jid(const scope *s, int ref, unsigned hops, const char **p, size_t *n);
+
+/* sc's to (or from), resolving a reference. hops bounds the chain; the
+ * record check refuses cycles, this keeps the writer safe regardless. */
+static bool scope_jid(const scope *s, bool to, unsigned hops, const char **p, size_t *n)
+{
+    const xpb_stanza *st = s->st;
+    const char *str = to ? st->to : st->from;
+    if (str != NULL) {
+        *p = str;
+        *n = strlen(str);
+        return true;
+    }
+    if (!(to ? st->has_to_ref : st->has_from_ref)) return false;
+    return ref_jid(s, (int)(to ? st->to_ref : st->from_ref), hops + 1, p, n);
+}
+
+static bool ref_jid(const scope *s, int ref, unsigned hops, const char **p, size_t *n)
+{
+    if (ref <= 0 || (size_t)ref >= N_OF(ref_table) || hops > 2 * XPB_WRITER_MAX_DEPTH) return false;
+    const ref_info *r = &ref_table[ref];
+    const scope *target = r->outer ? s->outer : s;
+    const char *jid;
+    size_t len, off;
+    if (target == NULL || !scope_jid(target, r->to, hops, &jid, &len)) return false;
+    jid_part(jid, len, r->part, &off, n);
+    *p = jid + off;
+    return true;
+}
+
+/* A JID-valued attribute given as a string or as a reference. */
+static int jid_attr(out_ctx *o, const char *name, const char *str, protobuf_c_boolean has_ref,
+                    int ref)
+{
+    if (str != NULL || !has_ref) return attr(o, name, str);
+    const char *p;
+    size_t n;
+    if (!ref_jid(o->sc, ref, 0, &p, &n))
+        return refuse(o, "%s_ref %d names a JID that is not there", name, ref);
+    return xpb_writer_attr(&o->w, "", name, p, n);
+}
+
+/* Seconds since the epoch as YYYY-MM-DDThh:mm:ssZ (XEP-0082); civil date
+ * by H. Hinnant's civil_from_days. The record check bounds the years. */
+static void format_stamp(int64_t t, char buf[20])
+{
+    int64_t z = (t >= 0 ? t : t - 86399) / 86400;
+    unsigned sod = (unsigned)(t - z * 86400);
+    z += 719468;
+    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    unsigned doe = (unsigned)(z - era * 146097);
+    unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100), mp = (5 * doy + 2) / 153;
+    unsigned d = doy - (153 * mp + 2) / 5 + 1, m = mp < 10 ? mp + 3 : mp - 9;
+    unsigned y = (unsigned)(yoe + era * 400 + (m <= 2));
+    unsigned v[6] = {y, m, d, sod / 3600, sod / 60 % 60, sod % 60};
+    static const char sep[] = "--T::Z";
+    size_t k = 0;
+    for (size_t i = 0; i < 6; i++) {
+        for (unsigned w = i == 0 ? 1000 : 10; w > 0; w /= 10) buf[k++] = (char)('0' + v[i] / w % 10);
+        buf[k++] = sep[i];
+    }
+}
+
+/* An attribute given as a string or as an enum value (names[v]). */
+static int enum_attr(out_ctx *o, const char *name, const char *str, protobuf_c_boolean has, int v,
+                     const char *const *names, size_t n)
+{
+    if (!has) return attr(o, name, str);
+    const char *s = enum_name(names, n, v);
+    if (s == NULL) return refuse(o, "%s_enum: %d is not a value to write", name, v);
+    return attr(o, name, s);
 }
 
 /* <name xmlns=ns/> with no attributes. */
@@ -193,7 +364,7 @@ static int write_thread(out_ctx *o, const Xpb__V1__Thread *t)
 {
     int rc = start(o, XPB_NS_CLIENT, "thread");
     if (rc == 0) rc = attr(o, "parent", t->parent);
-    if (rc == 0) rc = text(o, t->id);
+    if (rc == 0) rc = id_text(o, id_of(t->id, t->has_id_uuid, t->id_uuid));
     return rc ? rc : end(o);
 }
 
@@ -284,18 +455,23 @@ static int write_chat_state(out_ctx *o, int cs)
     return empty_el(o, "http://jabber.org/protocol/chatstates", v);
 }
 
-static int write_id_el(out_ctx *o, const char *ns, const char *name, const char *id)
+static int write_id_el(out_ctx *o, const char *ns, const char *name, id_val id)
 {
     int rc = start(o, ns, name);
-    if (rc == 0) rc = attr(o, "id", id);
+    if (rc == 0) rc = id_attr(o, "id", id);
     return rc ? rc : end(o);
 }
 
 static int write_delay(out_ctx *o, const Xpb__V1__Delay *d)
 {
     int rc = start(o, "urn:xmpp:delay", "delay");
+    if (rc == 0 && d->has_stamp_seconds) {
+        char buf[20];
+        format_stamp(d->stamp_seconds, buf);
+        rc = xpb_writer_attr(&o->w, "", "stamp", buf, sizeof buf);
+    }
     if (rc == 0) rc = attr(o, "stamp", d->stamp);
-    if (rc == 0) rc = attr(o, "from", d->from);
+    if (rc == 0) rc = jid_attr(o, "from", d->from, d->has_from_ref, (int)d->from_ref);
     if (rc == 0) rc = text(o, d->text);
     return rc ? rc : end(o);
 }
@@ -303,8 +479,8 @@ static int write_delay(out_ctx *o, const Xpb__V1__Delay *d)
 static int write_stanza_id(out_ctx *o, const Xpb__V1__StanzaId *s)
 {
     int rc = start(o, "urn:xmpp:sid:0", "stanza-id");
-    if (rc == 0) rc = attr(o, "id", s->id);
-    if (rc == 0) rc = attr(o, "by", s->by);
+    if (rc == 0) rc = id_attr(o, "id", id_of(s->id, s->has_id_uuid, s->id_uuid));
+    if (rc == 0) rc = jid_attr(o, "by", s->by, s->has_by_ref, (int)s->by_ref);
     return rc ? rc : end(o);
 }
 
@@ -334,8 +510,12 @@ static int write_muc_user(out_ctx *o, const Xpb__V1__MucUser *m)
     for (size_t i = 0; rc == 0 && i < m->n_item; i++) {
         const Xpb__V1__MucUser__Item *it = m->item[i];
         rc = start(o, NULL, "item");
-        if (rc == 0) rc = attr(o, "affiliation", it->affiliation);
-        if (rc == 0) rc = attr(o, "role", it->role);
+        if (rc == 0)
+            rc = enum_attr(o, "affiliation", it->affiliation, it->has_affiliation_enum,
+                           (int)it->affiliation_enum, affiliation_names, N_OF(affiliation_names));
+        if (rc == 0)
+            rc = enum_attr(o, "role", it->role, it->has_role_enum, (int)it->role_enum, role_names,
+                           N_OF(role_names));
         if (rc == 0) rc = attr(o, "jid", it->jid);
         if (rc == 0) rc = attr(o, "nick", it->nick);
         if (rc == 0) rc = end(o);
@@ -374,10 +554,32 @@ static int write_carbon(out_ctx *o, const Xpb__V1__Carbon *c)
 static int write_mam(out_ctx *o, const Xpb__V1__MamResult *m)
 {
     int rc = start(o, "urn:xmpp:mam:2", "result");
-    if (rc == 0) rc = attr(o, "queryid", m->queryid);
-    if (rc == 0) rc = attr(o, "id", m->id);
+    if (rc == 0) rc = id_attr(o, "queryid", id_of(m->queryid, m->has_queryid_uuid, m->queryid_uuid));
+    if (rc == 0) rc = id_attr(o, "id", id_of(m->id, m->has_id_uuid, m->id_uuid));
     if (rc == 0) rc = write_forwarded(o, m->forwarded, "mam_result");
     return rc ? rc : end(o);
+}
+
+/* feature_id, when set, orders every feature; 0 takes the next string. */
+static int write_features(out_ctx *o, const Xpb__V1__DiscoInfo *d)
+{
+    size_t n = d->n_feature_id ? d->n_feature_id : d->n_feature, next = 0;
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        const char *var;
+        if (d->n_feature_id == 0 || d->feature_id[i] == 0) {
+            if (next >= d->n_feature)
+                return refuse(o, "stanza.disco_info.feature_id[%zu]: no feature string is left", i);
+            var = d->feature[next++];
+        } else if ((var = xpb_ns_uri(d->feature_id[i])) == NULL) {
+            return refuse(o, "stanza.disco_info.feature_id[%zu]: %u is not in the namespace "
+                          "dictionary", i, (unsigned)d->feature_id[i]);
+        }
+        rc = start(o, NULL, "feature");
+        if (rc == 0) rc = attr(o, "var", var);
+        if (rc == 0) rc = end(o);
+    }
+    return rc;
 }
 
 static int write_disco_info(out_ctx *o, const Xpb__V1__DiscoInfo *d)
@@ -393,11 +595,7 @@ static int write_disco_info(out_ctx *o, const Xpb__V1__DiscoInfo *d)
         if (rc == 0) rc = lang_attr(o, id->lang);
         if (rc == 0) rc = end(o);
     }
-    for (size_t i = 0; rc == 0 && i < d->n_feature; i++) {
-        rc = start(o, NULL, "feature");
-        if (rc == 0) rc = attr(o, "var", d->feature[i]);
-        if (rc == 0) rc = end(o);
-    }
+    if (rc == 0) rc = write_features(o, d);
     if (rc == 0) rc = write_elements(o, d->extension, d->n_extension);
     return rc ? rc : end(o);
 }
@@ -419,7 +617,9 @@ static int write_disco_items(out_ctx *o, const Xpb__V1__DiscoItems *d)
 static int write_caps(out_ctx *o, const Xpb__V1__Caps *c)
 {
     int rc = start(o, "http://jabber.org/protocol/caps", "c");
-    if (rc == 0) rc = attr(o, "hash", c->hash);
+    if (rc == 0)
+        rc = enum_attr(o, "hash", c->hash, c->has_hash_enum, (int)c->hash_enum, hash_names,
+                       N_OF(hash_names));
     if (rc == 0) rc = attr(o, "node", c->node);
     if (rc == 0) rc = attr(o, "ver", c->ver);
     if (rc == 0) rc = attr(o, "ext", c->ext);
@@ -427,6 +627,13 @@ static int write_caps(out_ctx *o, const Xpb__V1__Caps *c)
 }
 
 /* ---- Stanza level ---------------------------------------------------------- */
+
+static int write_origin_id(out_ctx *o, const xpb_stanza *st)
+{
+    id_val v = id_of(st->origin_id, st->has_origin_id_uuid, st->origin_id_uuid);
+    if (!id_present(v)) v = stanza_id_val(st); /* origin_id_is_id */
+    return write_id_el(o, "urn:xmpp:sid:0", "origin-id", v);
+}
 
 /* How many children field f contributes. */
 static size_t field_count(const xpb_stanza *st, unsigned f)
@@ -442,10 +649,12 @@ static size_t field_count(const xpb_stanza *st, unsigned f)
     case F_ROSTER: return st->roster != NULL;
     case F_CHAT_STATE: return st->has_chat_state != 0;
     case F_RECEIPT_REQUEST: return st->has_receipt_request && st->receipt_request;
-    case F_RECEIPT_RECEIVED: return st->receipt_received != NULL;
+    case F_RECEIPT_RECEIVED: return st->receipt_received != NULL || st->has_receipt_received_uuid;
     case F_DELAY: return st->delay != NULL;
     case F_STANZA_ID: return st->n_stanza_id;
-    case F_ORIGIN_ID: return st->origin_id != NULL;
+    case F_ORIGIN_ID:
+        return st->origin_id != NULL || st->has_origin_id_uuid ||
+               (st->has_origin_id_is_id && st->origin_id_is_id);
     case F_PING: return st->has_ping && st->ping;
     case F_MUC: return st->muc != NULL;
     case F_MUC_USER: return st->muc_user != NULL;
@@ -474,10 +683,12 @@ static int write_field(out_ctx *o, const xpb_stanza *st, unsigned f, size_t i)
     case F_CHAT_STATE: return write_chat_state(o, (int)st->chat_state);
     case F_RECEIPT_REQUEST: return empty_el(o, "urn:xmpp:receipts", "request");
     case F_RECEIPT_RECEIVED:
-        return write_id_el(o, "urn:xmpp:receipts", "received", st->receipt_received);
+        return write_id_el(o, "urn:xmpp:receipts", "received",
+                           id_of(st->receipt_received, st->has_receipt_received_uuid,
+                                 st->receipt_received_uuid));
     case F_DELAY: return write_delay(o, st->delay);
     case F_STANZA_ID: return write_stanza_id(o, st->stanza_id[i]);
-    case F_ORIGIN_ID: return write_id_el(o, "urn:xmpp:sid:0", "origin-id", st->origin_id);
+    case F_ORIGIN_ID: return write_origin_id(o, st);
     case F_PING: return empty_el(o, "urn:xmpp:ping", "ping");
     case F_MUC: return write_muc(o, st->muc);
     case F_MUC_USER: return write_muc_user(o, st->muc_user);
@@ -531,9 +742,9 @@ static int write_stanza_attrs(out_ctx *o, const xpb_stanza *st)
         if (type == NULL) return refuse(o, "stanza.type: %d is not a value to write", st->type);
     }
     int rc = attr(o, "type", type);
-    if (rc == 0) rc = attr(o, "id", st->id);
-    if (rc == 0) rc = attr(o, "from", st->from);
-    if (rc == 0) rc = attr(o, "to", st->to);
+    if (rc == 0) rc = id_attr(o, "id", stanza_id_val(st));
+    if (rc == 0) rc = jid_attr(o, "from", st->from, st->has_from_ref, (int)st->from_ref);
+    if (rc == 0) rc = jid_attr(o, "to", st->to, st->has_to_ref, (int)st->to_ref);
     if (rc == 0) rc = lang_attr(o, st->lang);
     for (size_t i = 0; rc == 0 && i < st->n_extra_attr; i++) {
         const Xpb__V1__Attribute *at = st->extra_attr[i];
@@ -553,9 +764,12 @@ static int write_stanza(out_ctx *o, const xpb_stanza *st)
     if (st->element != NULL) return write_element(o, st->element, XPB_NS_CLIENT);
     const char *name = st->has_kind ? enum_name(kind_names, N_OF(kind_names), (int)st->kind) : NULL;
     if (name == NULL) return refuse(o, "stanza.kind: message, presence or iq (or an element) is required");
+    scope mine = {st, o->sc};
+    o->sc = &mine;
     int rc = start(o, XPB_NS_CLIENT, name);
     if (rc == 0) rc = write_stanza_attrs(o, st);
     if (rc == 0) rc = st->n_order ? write_ordered(o, st) : write_canonical(o, st);
+    o->sc = mine.outer;
     return rc ? rc : end(o);
 }
 

@@ -327,6 +327,222 @@ static void m_forwarded_body_bad(xpb_stanza *s)
     s->carbon->forwarded->stanza->body[0]->text = S("\x02");
 }
 
+/* Compact forms (docs/mapping.md §7). */
+static ProtobufCBinaryData bin(size_t n)
+{
+    ProtobufCBinaryData b = {n, xpb_arena_calloc(A, n ? n : 1)};
+    assert_non_null(b.data);
+    return b;
+}
+static void m_id_uuid_15(xpb_stanza *s)
+{
+    s->id = NULL;
+    s->has_id_uuid = 1;
+    s->id_uuid = bin(15);
+}
+static void m_id_and_uuid(xpb_stanza *s)
+{
+    s->has_id_uuid = 1;
+    s->id_uuid = bin(16);
+}
+static void m_receipt_uuid_17(xpb_stanza *s)
+{
+    s->has_receipt_received_uuid = 1;
+    s->receipt_received_uuid = bin(17);
+}
+static void m_origin_is_id_no_id(xpb_stanza *s)
+{
+    s->id = NULL;
+    s->has_origin_id_is_id = s->origin_id_is_id = 1;
+}
+static void m_origin_is_id_and_str(xpb_stanza *s)
+{
+    s->has_origin_id_is_id = s->origin_id_is_id = 1;
+    s->origin_id = S("o1");
+}
+static void m_origin_is_id_and_uuid(xpb_stanza *s)
+{
+    s->has_origin_id_is_id = s->origin_id_is_id = 1;
+    s->has_origin_id_uuid = 1;
+    s->origin_id_uuid = bin(16);
+}
+static void m_thread_uuid_0(xpb_stanza *s)
+{
+    s->thread = NEW(Xpb__V1__Thread, xpb__v1__thread__init);
+    s->thread->has_id_uuid = 1;
+    s->thread->id_uuid = bin(0);
+}
+static Xpb__V1__StanzaId *one_sid(xpb_stanza *s)
+{
+    s->n_stanza_id = 1;
+    s->stanza_id = arr(1);
+    s->stanza_id[0] = NEW(Xpb__V1__StanzaId, xpb__v1__stanza_id__init);
+    return s->stanza_id[0];
+}
+static void m_sid_by_and_ref(xpb_stanza *s)
+{
+    Xpb__V1__StanzaId *x = one_sid(s);
+    x->by = S("romeo@example.net");
+    x->has_by_ref = 1;
+    x->by_ref = XPB__V1__JID_REF__JID_REF_TO_BARE;
+}
+static void m_sid_ref_no_to(xpb_stanza *s)
+{
+    one_sid(s)->has_by_ref = 1;
+    s->stanza_id[0]->by_ref = XPB__V1__JID_REF__JID_REF_TO_BARE;
+    s->to = NULL;
+}
+static void m_sid_ref_0(xpb_stanza *s)
+{
+    one_sid(s)->has_by_ref = 1;
+}
+static void m_sid_ref_99(xpb_stanza *s)
+{
+    one_sid(s)->has_by_ref = 1;
+    s->stanza_id[0]->by_ref = 99;
+}
+static void m_sid_ref_outer(xpb_stanza *s)
+{
+    one_sid(s)->has_by_ref = 1;
+    s->stanza_id[0]->by_ref = XPB__V1__JID_REF__JID_REF_OUTER_TO;
+}
+static void m_sid_uuid_and_id(xpb_stanza *s)
+{
+    Xpb__V1__StanzaId *x = one_sid(s);
+    x->id = S("s1");
+    x->has_id_uuid = 1;
+    x->id_uuid = bin(16);
+}
+static void m_from_and_ref(xpb_stanza *s)
+{
+    s->has_from_ref = 1;
+    s->from_ref = XPB__V1__JID_REF__JID_REF_TO_BARE;
+}
+static void m_from_ref_from(xpb_stanza *s)
+{
+    s->from = NULL;
+    s->has_from_ref = 1;
+    s->from_ref = XPB__V1__JID_REF__JID_REF_FROM_BARE;
+}
+static void m_from_ref_outer_top(xpb_stanza *s)
+{
+    s->from = NULL;
+    s->has_from_ref = 1;
+    s->from_ref = XPB__V1__JID_REF__JID_REF_OUTER_TO;
+}
+static void m_refs_cycle(xpb_stanza *s)
+{
+    s->from = NULL;
+    s->to = NULL;
+    s->has_from_ref = s->has_to_ref = 1;
+    s->from_ref = XPB__V1__JID_REF__JID_REF_TO;
+    s->to_ref = XPB__V1__JID_REF__JID_REF_FROM;
+}
+static xpb_stanza *carbon_of(xpb_stanza *s)
+{
+    m_forwarded_other(s);
+    xpb_stanza *in = s->carbon->forwarded->stanza;
+    in->kind = XPB__V1__KIND__KIND_MESSAGE;
+    in->element = NULL;
+    return in;
+}
+static void m_inner_ref_outer_missing(xpb_stanza *s)
+{
+    xpb_stanza *in = carbon_of(s);
+    s->from = NULL;
+    in->from = NULL;
+    in->has_from_ref = 1;
+    in->from_ref = XPB__V1__JID_REF__JID_REF_OUTER_FROM;
+}
+static void m_stamp_both(xpb_stanza *s)
+{
+    s->delay = NEW(Xpb__V1__Delay, xpb__v1__delay__init);
+    s->delay->stamp = S("2002-09-10T23:08:25Z");
+    s->delay->has_stamp_seconds = 1;
+}
+static void m_stamp_year_10000(xpb_stanza *s)
+{
+    s->delay = NEW(Xpb__V1__Delay, xpb__v1__delay__init);
+    s->delay->has_stamp_seconds = 1;
+    s->delay->stamp_seconds = INT64_C(253402300800);
+}
+static void m_delay_from_and_ref(xpb_stanza *s)
+{
+    m_delay_from_bad(s);
+    s->delay->from = S("example.net");
+    s->delay->has_from_ref = 1;
+    s->delay->from_ref = XPB__V1__JID_REF__JID_REF_TO_DOMAIN;
+}
+static void m_fwd_delay_ref(xpb_stanza *s)
+{
+    carbon_of(s);
+    Xpb__V1__Delay *d = NEW(Xpb__V1__Delay, xpb__v1__delay__init);
+    d->has_from_ref = 1;
+    d->from_ref = XPB__V1__JID_REF__JID_REF_TO_BARE;
+    s->carbon->forwarded->delay = d;
+}
+static Xpb__V1__MamResult *mam_of(xpb_stanza *s)
+{
+    s->mam_result = NEW(Xpb__V1__MamResult, xpb__v1__mam_result__init);
+    return s->mam_result;
+}
+static void m_mam_queryid_both(xpb_stanza *s)
+{
+    Xpb__V1__MamResult *m = mam_of(s);
+    m->queryid = S("q");
+    m->has_queryid_uuid = 1;
+    m->queryid_uuid = bin(16);
+}
+static void m_mam_id_uuid_32(xpb_stanza *s)
+{
+    Xpb__V1__MamResult *m = mam_of(s);
+    m->has_id_uuid = 1;
+    m->id_uuid = bin(32);
+}
+static Xpb__V1__DiscoInfo *disco_of(xpb_stanza *s, size_t n_str, size_t n_id)
+{
+    Xpb__V1__DiscoInfo *d = NEW(Xpb__V1__DiscoInfo, xpb__v1__disco_info__init);
+    d->n_feature = n_str;
+    d->feature = arr(n_str ? n_str : 1);
+    for (size_t i = 0; i < n_str; i++) d->feature[i] = S("urn:example:f");
+    d->n_feature_id = n_id;
+    d->feature_id = xpb_arena_calloc(A, (n_id ? n_id : 1) * sizeof *d->feature_id);
+    s->disco_info = d;
+    return d;
+}
+static void m_feature_id_unknown(xpb_stanza *s)
+{
+    Xpb__V1__DiscoInfo *d = disco_of(s, 0, 1);
+    d->feature_id[0] = 9999;
+}
+static void m_feature_id_zeros(xpb_stanza *s)
+{
+    Xpb__V1__DiscoInfo *d = disco_of(s, 2, 2); /* one zero, two strings */
+    d->feature_id[1] = 9;
+}
+static void m_affiliation_both(xpb_stanza *s)
+{
+    s->muc_user = NEW(Xpb__V1__MucUser, xpb__v1__muc_user__init);
+    s->muc_user->n_item = 1;
+    s->muc_user->item = arr(1);
+    s->muc_user->item[0] = NEW(Xpb__V1__MucUser__Item, xpb__v1__muc_user__item__init);
+    s->muc_user->item[0]->affiliation = S("member");
+    s->muc_user->item[0]->has_affiliation_enum = 1;
+    s->muc_user->item[0]->affiliation_enum = XPB__V1__MUC_USER__AFFILIATION__AFFILIATION_MEMBER;
+}
+static void m_role_0(xpb_stanza *s)
+{
+    m_affiliation_both(s);
+    s->muc_user->item[0]->affiliation = NULL;
+    s->muc_user->item[0]->has_role_enum = 1;
+}
+static void m_caps_hash_99(xpb_stanza *s)
+{
+    s->caps = NEW(Xpb__V1__Caps, xpb__v1__caps__init);
+    s->caps->has_hash_enum = 1;
+    s->caps->hash_enum = 99;
+}
+
 typedef struct bad_case {
     const char *what;
     void (*mutate)(xpb_stanza *);
@@ -394,6 +610,60 @@ static const bad_case BAD[] = {
      "stanza.carbon.forwarded.stanza.kind: a forwarded stanza must be"},
     {"forwarded body", m_forwarded_body_bad, XPB_EXMLCHAR,
      "stanza.carbon.forwarded.stanza.body[0].text: U+0002 at byte 0"},
+    {"id_uuid 15 bytes", m_id_uuid_15, XPB_ERECORD,
+     "stanza.id_uuid: 15 bytes; a UUID is exactly 16"},
+    {"id and id_uuid", m_id_and_uuid, XPB_ERECORD, "stanza.id: both id and id_uuid are set"},
+    {"receipt uuid 17", m_receipt_uuid_17, XPB_ERECORD,
+     "stanza.receipt_received_uuid: 17 bytes; a UUID is exactly 16"},
+    {"origin_id_is_id without id", m_origin_is_id_no_id, XPB_ERECORD,
+     "stanza.origin_id_is_id: set but the stanza has no id"},
+    {"origin_id_is_id and origin_id", m_origin_is_id_and_str, XPB_ERECORD,
+     "stanza.origin_id_is_id: set together with origin_id"},
+    {"origin_id_is_id and uuid", m_origin_is_id_and_uuid, XPB_ERECORD,
+     "stanza.origin_id_is_id: set together with origin_id_uuid"},
+    {"thread uuid 0 bytes", m_thread_uuid_0, XPB_ERECORD,
+     "stanza.thread.id_uuid: 0 bytes; a UUID is exactly 16"},
+    {"stanza_id by and by_ref", m_sid_by_and_ref, XPB_ERECORD,
+     "stanza.stanza_id[0].by_ref: both by and by_ref are set"},
+    {"stanza_id by_ref without to", m_sid_ref_no_to, XPB_ERECORD,
+     "stanza.stanza_id[0].by_ref: JID_REF_TO_BARE but the stanza has no 'to'"},
+    {"stanza_id by_ref 0", m_sid_ref_0, XPB_ERECORD, "stanza.stanza_id[0].by_ref: value 0 names no JID"},
+    {"stanza_id by_ref 99", m_sid_ref_99, XPB_ERECORD, "stanza.stanza_id[0].by_ref: value 99 names no JID"},
+    {"stanza_id by_ref outer", m_sid_ref_outer, XPB_ERECORD,
+     "stanza.stanza_id[0].by_ref: JID_REF_OUTER_TO cannot be used here"},
+    {"stanza_id id and uuid", m_sid_uuid_and_id, XPB_ERECORD,
+     "stanza.stanza_id[0].id: both id and id_uuid are set"},
+    {"from and from_ref", m_from_and_ref, XPB_ERECORD, "stanza.from_ref: both from and from_ref"},
+    {"from_ref to itself", m_from_ref_from, XPB_ERECORD,
+     "stanza.from_ref: JID_REF_FROM_BARE cannot be used here"},
+    {"from_ref outer at top level", m_from_ref_outer_top, XPB_ERECORD,
+     "stanza.from_ref: JID_REF_OUTER_TO but no stanza forwards this one"},
+    {"from_ref and to_ref cycle", m_refs_cycle, XPB_ERECORD,
+     "stanza.to_ref: from_ref and to_ref refer to each other"},
+    {"inner ref to missing outer from", m_inner_ref_outer_missing, XPB_ERECORD,
+     "stanza.carbon.forwarded.stanza.from_ref: JID_REF_OUTER_FROM but the forwarding stanza "
+     "has no 'from'"},
+    {"stamp and stamp_seconds", m_stamp_both, XPB_ERECORD,
+     "stanza.delay.stamp_seconds: both stamp and stamp_seconds are set"},
+    {"stamp_seconds year 10000", m_stamp_year_10000, XPB_ERECORD,
+     "stanza.delay.stamp_seconds: 253402300800 is outside years 0000..9999"},
+    {"delay from and from_ref", m_delay_from_and_ref, XPB_ERECORD,
+     "stanza.delay.from_ref: both from and from_ref are set"},
+    {"forwarded delay from_ref", m_fwd_delay_ref, XPB_ERECORD,
+     "stanza.carbon.forwarded.delay.from_ref: JID_REF_TO_BARE cannot be used here"},
+    {"mam queryid both", m_mam_queryid_both, XPB_ERECORD,
+     "stanza.mam_result.queryid: both queryid and queryid_uuid are set"},
+    {"mam id uuid 32", m_mam_id_uuid_32, XPB_ERECORD,
+     "stanza.mam_result.id_uuid: 32 bytes; a UUID is exactly 16"},
+    {"feature_id unknown", m_feature_id_unknown, XPB_ERECORD,
+     "stanza.disco_info.feature_id: item 0 (9999) is not in the namespace dictionary"},
+    {"feature_id zeros vs strings", m_feature_id_zeros, XPB_ERECORD,
+     "stanza.disco_info.feature_id: has 1 zero entries but there are 2 feature strings"},
+    {"affiliation and enum", m_affiliation_both, XPB_ERECORD,
+     "stanza.muc_user.item[0].affiliation_enum: both affiliation and affiliation_enum are set"},
+    {"role_enum 0", m_role_0, XPB_ERECORD,
+     "stanza.muc_user.item[0].role_enum: value 0 has no XML spelling"},
+    {"caps hash_enum 99", m_caps_hash_99, XPB_ERECORD, "stanza.caps.hash_enum: value 99 is not a Hash"},
 };
 
 static int setup(void **state)
@@ -483,7 +753,37 @@ static void g_text_controls(xpb_stanza *s)
     s->body[0]->text = S("a\tb\nc\r\xF0\x9F\x98\x80");
 }
 
+/* Compact forms that are fine: the writer must give the same XML as the strings. */
+static void g_compact_all(xpb_stanza *s)
+{
+    s->from = NULL;
+    s->has_from_ref = 1;
+    s->from_ref = XPB__V1__JID_REF__JID_REF_TO_DOMAIN;
+    s->has_origin_id_is_id = s->origin_id_is_id = 1;
+    Xpb__V1__StanzaId *x = one_sid(s);
+    x->has_by_ref = 1;
+    x->by_ref = XPB__V1__JID_REF__JID_REF_TO_BARE;
+    x->has_id_uuid = 1;
+    x->id_uuid = bin(16);
+    x->id_uuid.data[15] = 0xab;
+    s->delay = NEW(Xpb__V1__Delay, xpb__v1__delay__init);
+    s->delay->has_stamp_seconds = 1;
+    s->delay->stamp_seconds = INT64_C(-62167219200); /* 0000-01-01T00:00:00Z */
+    Xpb__V1__DiscoInfo *d = disco_of(s, 1, 2);
+    d->feature_id[1] = 9;
+}
+static void g_inner_refs(xpb_stanza *s)
+{
+    xpb_stanza *in = carbon_of(s);
+    in->from = in->to = NULL;
+    in->has_from_ref = in->has_to_ref = 1;
+    in->from_ref = XPB__V1__JID_REF__JID_REF_OUTER_TO_BARE;
+    in->to_ref = XPB__V1__JID_REF__JID_REF_OUTER_FROM;
+}
+
 static const good_case GOOD[] = {
+    {"compact forms", g_compact_all},
+    {"forwarded stanza refers to the outer one", g_inner_refs},
     {"string exactly max_string", g_body_40},
     {"unicode names", g_names_unicode},
     {"ascii name chars", g_name_ascii_all},
@@ -493,6 +793,40 @@ static const good_case GOOD[] = {
     {"namespaced extra_attr named id", g_extra_attr},
     {"tab, newline, CR, emoji", g_text_controls},
 };
+
+/* The writer expands every compact form back to its string. */
+static void test_compact_to_xml(void **state)
+{
+    (void)state;
+    xpb_stanza *st = base();
+    g_compact_all(st);
+    st->n_extension = 0;
+    xpb_stanza *in = carbon_of(st);
+    in->n_extension = 0;
+    in->from = in->to = NULL;
+    in->has_from_ref = in->has_to_ref = 1;
+    in->from_ref = XPB__V1__JID_REF__JID_REF_OUTER_FROM; /* -> the outer from_ref, resolved */
+    in->to_ref = XPB__V1__JID_REF__JID_REF_OUTER_TO_BARE;
+    xpb_buf b;
+    xpb_buf_init(&b, 0);
+    char err[256] = "";
+    int rc = xpb_stanza_to_xml(&b, st, "", NULL, err, sizeof err);
+    if (rc != 0) fail_msg("%d %s", rc, err);
+    assert_int_equal(xpb_buf_append(&b, "", 1), 0);
+    assert_string_equal(
+        b.data,
+        "<message xmlns='jabber:client' type='chat' id='m1' from='example.net' "
+        "to='romeo@example.net'><body>hi</body>"
+        "<delay xmlns='urn:xmpp:delay' stamp='0000-01-01T00:00:00Z'/>"
+        "<stanza-id xmlns='urn:xmpp:sid:0' id='00000000-0000-0000-0000-0000000000ab' "
+        "by='romeo@example.net'/><origin-id xmlns='urn:xmpp:sid:0' id='m1'/>"
+        "<sent xmlns='urn:xmpp:carbons:2'><forwarded xmlns='urn:xmpp:forward:0'>"
+        "<message xmlns='jabber:client' type='chat' id='m1' from='example.net' "
+        "to='romeo@example.net'><body>hi</body></message></forwarded></sent>"
+        "<query xmlns='http://jabber.org/protocol/disco#info'><feature var='urn:example:f'/>"
+        "<feature var='urn:xmpp:ping'/></query></message>");
+    xpb_buf_free(&b);
+}
 
 static void test_good_records(void **state)
 {
@@ -836,6 +1170,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_base_is_valid, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_records, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_compact_to_xml, setup, teardown),
         cmocka_unit_test_setup_teardown(test_good_records, setup, teardown),
         cmocka_unit_test_setup_teardown(test_depth, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deep_wire, setup, teardown),

@@ -146,10 +146,16 @@ static void chk_full_message(const xpb_stanza *st)
     assert_true(st->has_chat_state);
     assert_int_equal(st->chat_state, XPB__V1__CHAT_STATE__CHAT_STATE_ACTIVE);
     assert_true(st->has_receipt_request && st->receipt_request);
-    assert_string_equal(st->delay->stamp, "2002-09-10T23:08:25Z");
-    assert_string_equal(st->delay->from, "example.com");
+    assert_null(st->delay->stamp); /* compact: seconds since the epoch */
+    assert_true(st->delay->has_stamp_seconds);
+    assert_int_equal(st->delay->stamp_seconds, 1031699305);
+    assert_null(st->delay->from); /* the domain of 'to' */
+    assert_int_equal(st->delay->from_ref, XPB__V1__JID_REF__JID_REF_TO_DOMAIN);
     assert_string_equal(st->delay->text, "Offline Storage");
     assert_int_equal(st->n_stanza_id, 2);
+    assert_null(st->stanza_id[0]->by); /* by = the bare JID of 'to' */
+    assert_true(st->stanza_id[0]->has_by_ref);
+    assert_int_equal(st->stanza_id[0]->by_ref, XPB__V1__JID_REF__JID_REF_TO_BARE);
     assert_string_equal(st->stanza_id[1]->by, "b@example.com");
     assert_string_equal(st->origin_id, "o1");
     NO_GENERIC(st);
@@ -191,7 +197,9 @@ static void chk_presence(const xpb_stanza *st)
 
 static void chk_caps(const xpb_stanza *st)
 {
-    assert_string_equal(st->caps->hash, "sha-1");
+    assert_null(st->caps->hash);
+    assert_true(st->caps->has_hash_enum);
+    assert_int_equal(st->caps->hash_enum, XPB__V1__CAPS__HASH__HASH_SHA_1);
     assert_string_equal(st->caps->ver, "q07IKJEyjvHSyhy//CH0CxmKi8w=");
     assert_null(st->caps->ext);
     NO_GENERIC(st);
@@ -209,7 +217,9 @@ static void chk_muc(const xpb_stanza *st)
 static void chk_muc_user(const xpb_stanza *st)
 {
     assert_int_equal(st->muc_user->n_item, 1);
-    assert_string_equal(st->muc_user->item[0]->affiliation, "member");
+    assert_null(st->muc_user->item[0]->affiliation);
+    assert_int_equal(st->muc_user->item[0]->affiliation_enum,
+                     XPB__V1__MUC_USER__AFFILIATION__AFFILIATION_MEMBER);
     assert_int_equal(st->muc_user->n_status, 2);
     assert_int_equal(st->muc_user->status[0], 110);
     assert_int_equal(st->muc_user->status[1], 210);
@@ -276,8 +286,10 @@ static void chk_disco_info(const xpb_stanza *st)
     assert_string_equal(d->node, "http://psi-im.org#q07IKJEyjvHSyhy//CH0CxmKi8w=");
     assert_int_equal(d->n_identity, 1);
     assert_string_equal(d->identity[0]->lang, "en");
-    assert_int_equal(d->n_feature, 2);
-    assert_string_equal(d->feature[1], "urn:xmpp:ping");
+    assert_int_equal(d->n_feature, 0); /* both vars are dictionary namespaces */
+    assert_int_equal(d->n_feature_id, 2);
+    assert_int_equal(d->feature_id[0], xpb_ns_id("http://jabber.org/protocol/disco#info"));
+    assert_int_equal(d->feature_id[1], xpb_ns_id("urn:xmpp:ping"));
     assert_int_equal(d->n_extension, 1);
     assert_int_equal(d->extension[0]->ns_id, xpb_ns_id("jabber:x:data"));
     NO_GENERIC(st);
@@ -351,6 +363,9 @@ static void chk_carbon(const xpb_stanza *st)
     const xpb_stanza *in = c->forwarded->stanza;
     KIND(in, MESSAGE);
     assert_string_equal(in->from, "b@example.com/x");
+    assert_true(st->has_from_ref); /* outer from = bare JID of the outer to */
+    assert_int_equal(st->from_ref, XPB__V1__JID_REF__JID_REF_TO_BARE);
+    assert_null(st->from);
     assert_string_equal(in->body[0]->text, "Hi");
     assert_non_null(in->thread);
     NO_GENERIC(st);
@@ -367,7 +382,7 @@ static void chk_mam(const xpb_stanza *st)
 {
     const Xpb__V1__MamResult *m = st->mam_result;
     assert_string_equal(m->queryid, "f27");
-    assert_string_equal(m->forwarded->delay->stamp, "2010-07-10T23:08:25Z");
+    assert_int_equal(m->forwarded->delay->stamp_seconds, 1278803305);
     assert_null(m->forwarded->delay->text);
     assert_string_equal(m->forwarded->stanza->body[0]->text, "Hail to thee");
     NO_GENERIC(st);
@@ -512,7 +527,235 @@ static void chk_extra_plain(const xpb_stanza *st)
 #define ERR_NS " xmlns='" STANZAS "'"
 #define FWD_NS " xmlns='urn:xmpp:forward:0'"
 
+/* ---- Compact forms (docs/mapping.md §7) ------------------------------------------ */
+
+static const uint8_t uuid_a[16] = {0x12, 0x30, 0x04, 0xef, 0x8d, 0xf5, 0x40, 0xe6,
+                                   0xa1, 0x95, 0x4d, 0xcc, 0x47, 0xb1, 0xe8, 0x9d};
+
+static void assert_uuid(protobuf_c_boolean has, ProtobufCBinaryData b, const uint8_t *want)
+{
+    assert_true(has);
+    assert_int_equal(b.len, 16);
+    assert_memory_equal(b.data, want, 16);
+}
+
+static void chk_uuid_ids(const xpb_stanza *st)
+{
+    assert_null(st->id);
+    assert_uuid(st->has_id_uuid, st->id_uuid, uuid_a);
+    assert_true(st->has_origin_id_is_id && st->origin_id_is_id);
+    assert_null(st->origin_id);
+    assert_false(st->has_origin_id_uuid);
+    assert_int_equal(st->n_stanza_id, 1);
+    assert_null(st->stanza_id[0]->id);
+    assert_true(st->stanza_id[0]->has_id_uuid);
+    assert_int_equal(st->stanza_id[0]->by_ref, XPB__V1__JID_REF__JID_REF_FROM_BARE);
+    assert_true(st->thread->has_id_uuid);
+    assert_null(st->thread->id);
+    NO_GENERIC(st);
+}
+
+/* Uppercase, braces, missing dashes, wrong length: not canonical, kept as strings. */
+static void chk_uuid_not_canonical(const xpb_stanza *st)
+{
+    assert_string_equal(st->id, "123004EF-8DF5-40E6-A195-4DCC47B1E89D");
+    assert_false(st->has_id_uuid);
+    assert_string_equal(st->receipt_received, "123004ef8df540e6a1954dcc47b1e89d");
+    assert_false(st->has_receipt_received_uuid);
+    assert_string_equal(st->origin_id, "{123004ef-8df5-40e6-a195-4dcc47b1e89d}");
+    assert_false(st->has_origin_id_is_id);
+    NO_GENERIC(st);
+}
+
+static void chk_uuid_receipt(const xpb_stanza *st)
+{
+    assert_string_equal(st->id, "r1");
+    assert_uuid(st->has_receipt_received_uuid, st->receipt_received_uuid, uuid_a);
+    assert_uuid(st->has_origin_id_uuid, st->origin_id_uuid, uuid_a); /* differs from id */
+    assert_false(st->has_origin_id_is_id);
+    NO_GENERIC(st);
+}
+
+static void chk_ping_domain_ref(const xpb_stanza *st)
+{
+    assert_null(st->from);
+    assert_true(st->has_from_ref);
+    assert_int_equal(st->from_ref, XPB__V1__JID_REF__JID_REF_TO_DOMAIN);
+    assert_string_equal(st->to, "erin@chat.example.de/work pc");
+    assert_false(st->has_to_ref);
+}
+
+static void chk_to_from_ref(const xpb_stanza *st)
+{
+    assert_null(st->from);
+    assert_int_equal(st->from_ref, XPB__V1__JID_REF__JID_REF_TO);
+    assert_non_null(st->to);
+    assert_string_equal(st->to, "chat.example.de");
+    assert_false(st->has_to_ref); /* never both within a stanza */
+}
+
+static void chk_delay_compact(const xpb_stanza *st)
+{
+    assert_int_equal(st->delay->stamp_seconds, -62135596800 + 59); /* 0001-01-01T00:00:59Z */
+    assert_int_equal(st->delay->from_ref, XPB__V1__JID_REF__JID_REF_FROM_BARE);
+    assert_null(st->delay->from);
+}
+
+static void chk_delay_strings(const xpb_stanza *st)
+{
+    assert_string_equal(st->delay->stamp, "2024-02-30T00:00:00Z"); /* no such day */
+    assert_false(st->delay->has_stamp_seconds);
+    assert_string_equal(st->delay->from, "other.example");
+    assert_false(st->delay->has_from_ref);
+}
+
+static void chk_mam_refs(const xpb_stanza *st)
+{
+    const Xpb__V1__MamResult *m = st->mam_result;
+    assert_uuid(m->has_queryid_uuid, m->queryid_uuid, uuid_a);
+    assert_string_equal(m->id, "28482-98726-73623");
+    const xpb_stanza *in = m->forwarded->stanza;
+    assert_int_equal(in->from_ref, XPB__V1__JID_REF__JID_REF_OUTER_TO);
+    assert_int_equal(in->to_ref, XPB__V1__JID_REF__JID_REF_OUTER_TO_BARE); /* outer refs first */
+    assert_null(in->from);
+    assert_null(in->to);
+    assert_true(in->has_origin_id_is_id && in->origin_id_is_id);
+}
+
+static void chk_carbon_refs(const xpb_stanza *st)
+{
+    const xpb_stanza *in = st->carbon->forwarded->stanza;
+    assert_int_equal(st->from_ref, XPB__V1__JID_REF__JID_REF_TO_BARE);
+    assert_string_equal(in->from, "b@example.com/x");
+    assert_int_equal(in->to_ref, XPB__V1__JID_REF__JID_REF_OUTER_FROM);
+}
+
+static void chk_disco_mixed(const xpb_stanza *st)
+{
+    const Xpb__V1__DiscoInfo *d = st->disco_info;
+    assert_int_equal(d->n_feature, 2);
+    assert_string_equal(d->feature[0], "urn:example:one");
+    assert_string_equal(d->feature[1], "urn:xmpp:avatar:metadata+notify");
+    assert_int_equal(d->n_feature_id, 4);
+    assert_int_equal(d->feature_id[0], 0);
+    assert_int_equal(d->feature_id[1], xpb_ns_id("urn:xmpp:ping"));
+    assert_int_equal(d->feature_id[2], 0);
+    assert_int_equal(d->feature_id[3], xpb_ns_id("urn:xmpp:receipts"));
+}
+
+static void chk_disco_unknown_only(const xpb_stanza *st)
+{
+    assert_int_equal(st->disco_info->n_feature, 1);
+    assert_int_equal(st->disco_info->n_feature_id, 0); /* costs nothing */
+}
+
+static void chk_muc_enums(const xpb_stanza *st)
+{
+    const Xpb__V1__MucUser__Item *it = st->muc_user->item[0];
+    assert_int_equal(it->role_enum, XPB__V1__MUC_USER__ROLE__ROLE_PARTICIPANT);
+    assert_null(it->role);
+    assert_false(it->has_affiliation_enum);
+    assert_string_equal(it->affiliation, "Member"); /* not a defined value */
+    assert_string_equal(st->caps->hash, "sha3-256");
+    assert_false(st->caps->has_hash_enum);
+}
+
 static const map_case cases[] = {
+    {"uuid_ids_origin_is_id_by_from_bare",
+     "<message from='room@muc.example.com/nick' to='a@example.com/r' type='groupchat' "
+     "id='123004ef-8df5-40e6-a195-4dcc47b1e89d'><body>x</body><thread>123004ef-8df5-40e6-a195-4dcc47b1e89d</thread>"
+     "<stanza-id xmlns='urn:xmpp:sid:0' by='room@muc.example.com' "
+     "id='f4f55300-ca24-42f7-a603-4bc0bdee2210'/><origin-id xmlns='urn:xmpp:sid:0' id='123004ef-8df5-40e6-a195-4dcc47b1e89d'/>"
+     "</message>",
+     "<message" CLIENT " type='groupchat' id='123004ef-8df5-40e6-a195-4dcc47b1e89d' from='room@muc.example.com/nick' "
+     "to='a@example.com/r'><body>x</body><thread>123004ef-8df5-40e6-a195-4dcc47b1e89d</thread>"
+     "<stanza-id xmlns='urn:xmpp:sid:0' id='f4f55300-ca24-42f7-a603-4bc0bdee2210' "
+     "by='room@muc.example.com'/><origin-id xmlns='urn:xmpp:sid:0' id='123004ef-8df5-40e6-a195-4dcc47b1e89d'/></message>",
+     chk_uuid_ids},
+    {"uuid_not_canonical_stays_string",
+     "<message id='123004EF-8DF5-40E6-A195-4DCC47B1E89D'>"
+     "<received xmlns='urn:xmpp:receipts' id='123004ef8df540e6a1954dcc47b1e89d'/>"
+     "<origin-id xmlns='urn:xmpp:sid:0' id='{123004ef-8df5-40e6-a195-4dcc47b1e89d}'/></message>",
+     "<message" CLIENT " id='123004EF-8DF5-40E6-A195-4DCC47B1E89D'>"
+     "<received xmlns='urn:xmpp:receipts' id='123004ef8df540e6a1954dcc47b1e89d'/>"
+     "<origin-id xmlns='urn:xmpp:sid:0' id='{123004ef-8df5-40e6-a195-4dcc47b1e89d}'/></message>",
+     chk_uuid_not_canonical},
+    {"uuid_receipt_and_origin",
+     "<message id='r1'><received xmlns='urn:xmpp:receipts' id='123004ef-8df5-40e6-a195-4dcc47b1e89d'/>"
+     "<origin-id xmlns='urn:xmpp:sid:0' id='123004ef-8df5-40e6-a195-4dcc47b1e89d'/></message>",
+     "<message" CLIENT " id='r1'><received xmlns='urn:xmpp:receipts' id='123004ef-8df5-40e6-a195-4dcc47b1e89d'/>"
+     "<origin-id xmlns='urn:xmpp:sid:0' id='123004ef-8df5-40e6-a195-4dcc47b1e89d'/></message>",
+     chk_uuid_receipt},
+    {"ping_from_is_domain_of_to",
+     "<iq from='chat.example.de' to='erin@chat.example.de/work pc' type='get' id='p1'>"
+     "<ping xmlns='urn:xmpp:ping'/></iq>",
+     "<iq" CLIENT " type='get' id='p1' from='chat.example.de' to='erin@chat.example.de/work pc'>"
+     "<ping xmlns='urn:xmpp:ping'/></iq>",
+     chk_ping_domain_ref},
+    {"to_equals_from",
+     "<iq from='chat.example.de' to='chat.example.de' type='result' id='p2'/>",
+     "<iq" CLIENT " type='result' id='p2' from='chat.example.de' to='chat.example.de'/>",
+     chk_to_from_ref},
+    {"delay_seconds_and_from_ref",
+     "<message from='room@muc.example.com/nick'><delay xmlns='urn:xmpp:delay' "
+     "stamp='0001-01-01T00:00:59Z' from='room@muc.example.com'/></message>",
+     "<message" CLIENT " from='room@muc.example.com/nick'><delay xmlns='urn:xmpp:delay' "
+     "stamp='0001-01-01T00:00:59Z' from='room@muc.example.com'/></message>",
+     chk_delay_compact},
+    {"delay_not_canonical_stays_string",
+     "<message from='a@example.com'><delay xmlns='urn:xmpp:delay' "
+     "stamp='2024-02-30T00:00:00Z' from='other.example'/></message>",
+     "<message" CLIENT " from='a@example.com'><delay xmlns='urn:xmpp:delay' "
+     "stamp='2024-02-30T00:00:00Z' from='other.example'/></message>",
+     chk_delay_strings},
+    {"mam_inner_refs",
+     "<message to='juliet@capulet.lit/chamber'><result xmlns='urn:xmpp:mam:2' "
+     "queryid='123004ef-8df5-40e6-a195-4dcc47b1e89d' id='28482-98726-73623'><forwarded xmlns='urn:xmpp:forward:0'>"
+     "<delay xmlns='urn:xmpp:delay' stamp='2010-07-10T23:08:25.123Z'/>"
+     "<message xmlns='jabber:client' from='juliet@capulet.lit/chamber' to='juliet@capulet.lit' "
+     "id='m1'><body>x</body><origin-id xmlns='urn:xmpp:sid:0' id='m1'/></message>"
+     "</forwarded></result></message>",
+     "<message" CLIENT " to='juliet@capulet.lit/chamber'><result xmlns='urn:xmpp:mam:2' "
+     "queryid='123004ef-8df5-40e6-a195-4dcc47b1e89d' id='28482-98726-73623'><forwarded" FWD_NS ">"
+     "<delay xmlns='urn:xmpp:delay' stamp='2010-07-10T23:08:25.123Z'/>"
+     "<message" CLIENT " id='m1' from='juliet@capulet.lit/chamber' to='juliet@capulet.lit'>"
+     "<body>x</body><origin-id xmlns='urn:xmpp:sid:0' id='m1'/></message>"
+     "</forwarded></result></message>",
+     chk_mam_refs},
+    {"carbon_inner_to_is_outer_from",
+     "<message to='a@example.com/r' from='a@example.com' type='chat'>"
+     "<received xmlns='urn:xmpp:carbons:2'><forwarded xmlns='urn:xmpp:forward:0'>"
+     "<message xmlns='jabber:client' from='b@example.com/x' to='a@example.com' type='chat'>"
+     "<body>Hi</body></message></forwarded></received></message>",
+     "<message" CLIENT " type='chat' from='a@example.com' to='a@example.com/r'>"
+     "<received xmlns='urn:xmpp:carbons:2'><forwarded" FWD_NS ">"
+     "<message" CLIENT " type='chat' from='b@example.com/x' to='a@example.com'>"
+     "<body>Hi</body></message></forwarded></received></message>",
+     chk_carbon_refs},
+    {"disco_feature_ids_keep_order",
+     "<iq type='result' id='d2'><query xmlns='http://jabber.org/protocol/disco#info'>"
+     "<feature var='urn:example:one'/><feature var='urn:xmpp:ping'/>"
+     "<feature var='urn:xmpp:avatar:metadata+notify'/><feature var='urn:xmpp:receipts'/>"
+     "</query></iq>",
+     "<iq" CLIENT " type='result' id='d2'><query xmlns='http://jabber.org/protocol/disco#info'>"
+     "<feature var='urn:example:one'/><feature var='urn:xmpp:ping'/>"
+     "<feature var='urn:xmpp:avatar:metadata+notify'/><feature var='urn:xmpp:receipts'/>"
+     "</query></iq>",
+     chk_disco_mixed},
+    {"disco_unknown_features_only",
+     "<iq type='result' id='d3'><query xmlns='http://jabber.org/protocol/disco#info'>"
+     "<feature var='urn:example:one'/></query></iq>",
+     "<iq" CLIENT " type='result' id='d3'><query xmlns='http://jabber.org/protocol/disco#info'>"
+     "<feature var='urn:example:one'/></query></iq>",
+     chk_disco_unknown_only},
+    {"muc_role_enum_affiliation_string_caps_hash_string",
+     "<presence><x xmlns='http://jabber.org/protocol/muc#user'>"
+     "<item affiliation='Member' role='participant'/></x>"
+     "<c xmlns='http://jabber.org/protocol/caps' hash='sha3-256' node='n' ver='v'/></presence>",
+     "<presence" CLIENT "><x xmlns='http://jabber.org/protocol/muc#user'>"
+     "<item affiliation='Member' role='participant'/></x>"
+     "<c xmlns='http://jabber.org/protocol/caps' hash='sha3-256' node='n' ver='v'/></presence>",
+     chk_muc_enums},
     {"message_body",
      "<message to='juliet@example.com' from='romeo@example.net/orchard' type='chat' "
      "id='m1'><body>Wherefore art thou?</body></message>",

@@ -7,6 +7,7 @@
 #include <arpa/inet.h>
 #include <idn2.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -190,9 +191,29 @@ static int report_refusal(const jid_profile *pf, const jid_span *sp, utf8proc_in
     return report_cp(pf, mcp, mwhy, mpos, " of the normalised text", e);
 }
 
-/* Maps and normalises the part with utf8proc (custom map, then NFC), checks
- * every resulting code point; the result goes to *out or is freed. */
-static int unicode_enforce(const jid_profile *pf, const jid_span *sp, char **out, jid_err *e)
+/* Checks every code point of the mapped, NFC text m[0..r) (RFC 8264 §7
+ * order: map, normalise, then test the behavioural rules on the result). */
+static int check_mapped(const jid_profile *pf, const jid_span *sp, const utf8proc_uint8_t *m,
+                        utf8proc_ssize_t r, jid_err *e)
+{
+    if (r < 0) return fail(e, pf->code, "%s is not valid UTF-8 (%s)", pf->part, utf8proc_errmsg(r));
+    if ((size_t)r > XPB_JID_PART_MAX)
+        return fail(e, XPB_EJIDLEN, "%s exceeds %d bytes after normalisation (RFC 7622 §3)",
+                    pf->part, XPB_JID_PART_MAX);
+    for (size_t pos = 0; pos < (size_t)r;) {
+        utf8proc_int32_t cp;
+        utf8proc_ssize_t k = utf8proc_iterate(m + pos, r - (utf8proc_ssize_t)pos, &cp);
+        const char *why = k > 0 ? pf->refuse(cp) : "invalid UTF-8";
+        if (why != NULL) return report_refusal(pf, sp, cp, why, pos, e);
+        pos += k > 0 ? (size_t)k : 1;
+    }
+    return 0;
+}
+
+/* Heap variant of unicode_enforce for inputs that outgrow the stack buffer
+ * (none exist today, see PART_CP_MAX); utf8proc_map_custom sizes its
+ * buffer with a first decomposition pass and mallocs it. */
+static int unicode_enforce_heap(const jid_profile *pf, const jid_span *sp, char **out, jid_err *e)
 {
     utf8proc_uint8_t *m = NULL;
     utf8proc_ssize_t r =
@@ -200,22 +221,39 @@ static int unicode_enforce(const jid_profile *pf, const jid_span *sp, char **out
                             UTF8PROC_STABLE | UTF8PROC_COMPOSE, pf->map, NULL);
     if (r == UTF8PROC_ERROR_NOMEM)
         return fail(e, XPB_ENOMEM, "out of memory normalising the %s", pf->part);
-    if (r < 0) return fail(e, pf->code, "%s is not valid UTF-8 (%s)", pf->part, utf8proc_errmsg(r));
-    int rc = 0;
-    if ((size_t)r > XPB_JID_PART_MAX)
-        rc = fail(e, XPB_EJIDLEN, "%s exceeds %d bytes after normalisation (RFC 7622 §3)", pf->part,
-                  XPB_JID_PART_MAX);
-    for (size_t pos = 0; rc == 0 && pos < (size_t)r;) {
-        utf8proc_int32_t cp;
-        utf8proc_ssize_t k = utf8proc_iterate(m + pos, r - (utf8proc_ssize_t)pos, &cp);
-        const char *why = k > 0 ? pf->refuse(cp) : "invalid UTF-8";
-        if (why != NULL) rc = report_refusal(pf, sp, cp, why, pos, e);
-        pos += k > 0 ? (size_t)k : 1;
-    }
+    int rc = check_mapped(pf, sp, m, r, e);
     if (rc == 0 && out != NULL)
         *out = (char *)m;
     else
         free(m);
+    return rc;
+}
+
+/* Code points after mapping and canonical decomposition, per input byte, at
+ * most 2: ASCII maps to ASCII (one code point per byte), and no canonical
+ * decomposition is longer than 4 code points (U+1F82 -> U+03B1 U+0313 U+0300
+ * U+0345), while every non-ASCII input code point takes at least 2 bytes.
+ * test_jid checks both facts over all of Unicode. */
+#define PART_CP_MAX (2 * XPB_JID_PART_MAX)
+
+/* Maps and normalises the part with utf8proc exactly as utf8proc_map_custom
+ * would (custom map + canonical decomposition, then NFC composition and UTF-8
+ * re-encoding in place), but into a stack buffer: validation allocates
+ * nothing. Only parse copies the result out (*out, malloc'd). */
+static int unicode_enforce(const jid_profile *pf, const jid_span *sp, char **out, jid_err *e)
+{
+    /* +1: utf8proc_reencode NUL-terminates the UTF-8 it writes in place. */
+    utf8proc_int32_t buf[PART_CP_MAX + 1];
+    const utf8proc_option_t opts = UTF8PROC_STABLE | UTF8PROC_COMPOSE;
+    utf8proc_ssize_t r = utf8proc_decompose_custom((const utf8proc_uint8_t *)sp->p,
+                                                   (utf8proc_ssize_t)sp->n, buf, PART_CP_MAX,
+                                                   opts, pf->map, NULL);
+    if (r > PART_CP_MAX) return unicode_enforce_heap(pf, sp, out, e);
+    if (r >= 0) r = utf8proc_reencode(buf, r, opts);
+    const utf8proc_uint8_t *m = (const utf8proc_uint8_t *)buf;
+    int rc = check_mapped(pf, sp, m, r, e);
+    if (rc == 0 && out != NULL && (*out = dup_part((const char *)m, (size_t)r, 0)) == NULL)
+        rc = fail(e, XPB_ENOMEM, "out of memory");
     return rc;
 }
 
@@ -467,6 +505,170 @@ static int domain_ascii(const char *p, size_t n, size_t off, char **out, jid_err
     return rc;
 }
 
+/* ---- domainpart: allocation-free acceptance of stored-form IDNs --------- */
+
+/* libidn2 allocates about ten times per call (libunistring conversions), so
+ * a domain that is already in the form we store is accepted here without
+ * it. "Already stored" must imply exactly what libidn2 decides, so this is a
+ * one-sided test: it only ever says "certainly valid", and anything else
+ * goes to libidn2, which then also produces every refusal and its code.
+ *
+ * A code point is listed below only when, for the IDNA2008/UTS #46 checks
+ * idn2_to_ascii_8z runs (lib/lookup.c: _tr46 and label), it is
+ * - UTS #46 "valid" (or a deviation kept by non-transitional processing:
+ *   U+00DF, U+03C2), so mapping leaves it as is: it is lowercase already;
+ * - PVALID (RFC 5892 §2.1-2.6), neither CONTEXTJ nor CONTEXTO;
+ * - bidi class L, so RFC 5893 (which libidn2 applies only to labels holding
+ *   an R, AL or AN code point, lib/bidi.c) never runs;
+ * - a starter (ccc 0, not a mark: RFC 5891 §5.4 leading-combining rule)
+ *   that is NFC on its own and never the second half of a canonical
+ *   composition, so any string of them and ASCII is NFC (UAX #15 §9);
+ * - in a block assigned by Unicode 6.1, so an older libidn2 knows it.
+ * The list was generated from libidn2 2.3.3 and utf8proc 2.6.0 (Latin, Greek,
+ * Cyrillic, Armenian, Georgian, kana, CJK 4E00-9FA5, Hangul syllables);
+ * test_jid re-derives every entry against the installed libidn2.
+ * Ranges are {first, last, step}: step 2 for alternating lower/upper case. */
+typedef struct cp_run {
+    utf8proc_int32_t lo, hi, step;
+} cp_run;
+
+static const cp_run STORED_IDN_CP[] = {
+    {0x00DF, 0x00F6, 1}, {0x00F8, 0x00FF, 1}, {0x0101, 0x0131, 2}, {0x0135, 0x0137, 2},
+    {0x0138, 0x013E, 2}, {0x0142, 0x0148, 2}, {0x014B, 0x0177, 2}, {0x017A, 0x0180, 2},
+    {0x0183, 0x0185, 2}, {0x0188, 0x0188, 1}, {0x018C, 0x018D, 1}, {0x0192, 0x0192, 1},
+    {0x0195, 0x0195, 1}, {0x0199, 0x019B, 1}, {0x019E, 0x019E, 1}, {0x01A1, 0x01A5, 2},
+    {0x01A8, 0x01AA, 2}, {0x01AB, 0x01AD, 2}, {0x01B0, 0x01B0, 1}, {0x01B4, 0x01B6, 2},
+    {0x01B9, 0x01BB, 1}, {0x01BD, 0x01C3, 1}, {0x01CE, 0x01DC, 2}, {0x01DD, 0x01EF, 2},
+    {0x01F0, 0x01F0, 1}, {0x01F5, 0x01F5, 1}, {0x01F9, 0x0233, 2}, {0x0234, 0x0239, 1},
+    {0x023C, 0x023C, 1}, {0x023F, 0x0240, 1}, {0x0242, 0x0242, 1}, {0x0247, 0x024F, 2},
+    {0x0371, 0x0373, 2}, {0x0377, 0x0377, 1}, {0x037B, 0x037D, 1}, {0x0390, 0x0390, 1},
+    {0x03AC, 0x03CE, 1}, {0x03D7, 0x03EF, 2}, {0x03F3, 0x03F3, 1}, {0x03F8, 0x03F8, 1},
+    {0x03FB, 0x03FC, 1}, {0x0430, 0x045F, 1}, {0x0461, 0x0481, 2}, {0x048B, 0x04BF, 2},
+    {0x04C2, 0x04CE, 2}, {0x04CF, 0x052F, 2}, {0x0559, 0x0559, 1}, {0x0561, 0x0586, 1},
+    {0x10D0, 0x10FA, 1}, {0x10FD, 0x10FF, 1}, {0x1E01, 0x1E95, 2}, {0x1E96, 0x1E99, 1},
+    {0x1E9C, 0x1E9D, 1}, {0x1E9F, 0x1EFF, 2}, {0x1F00, 0x1F07, 1}, {0x1F10, 0x1F15, 1},
+    {0x1F20, 0x1F27, 1}, {0x1F30, 0x1F37, 1}, {0x1F40, 0x1F45, 1}, {0x1F50, 0x1F57, 1},
+    {0x1F60, 0x1F67, 1}, {0x1F70, 0x1F7C, 2}, {0x1FB0, 0x1FB1, 1}, {0x1FB6, 0x1FB6, 1},
+    {0x1FC6, 0x1FC6, 1}, {0x1FD0, 0x1FD2, 1}, {0x1FD6, 0x1FD7, 1}, {0x1FE0, 0x1FE2, 1},
+    {0x1FE4, 0x1FE7, 1}, {0x1FF6, 0x1FF6, 1}, {0x3041, 0x3096, 1}, {0x309D, 0x309E, 1},
+    {0x30A1, 0x30FA, 1}, {0x30FC, 0x30FE, 1}, {0x4E00, 0x9FA5, 1}, {0xAC00, 0xD7A3, 1},
+};
+
+/* Binary search for the run whose lo is the last <= cp. */
+static int stored_idn_cp(utf8proc_int32_t cp)
+{
+    size_t lo = 0, hi = sizeof STORED_IDN_CP / sizeof STORED_IDN_CP[0];
+    while (hi - lo > 1) {
+        size_t mid = (lo + hi) / 2;
+        if (STORED_IDN_CP[mid].lo <= cp)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    const cp_run *r = &STORED_IDN_CP[lo];
+    return cp >= r->lo && cp <= r->hi && (cp - r->lo) % r->step == 0;
+}
+
+/* RFC 3492 §6.1 bias adaptation with the §5 parameters. */
+static uint32_t puny_adapt(uint32_t delta, uint32_t numpoints, int first)
+{
+    uint32_t k = 0;
+    delta = first ? delta / 700 : delta / 2;
+    delta += delta / numpoints;
+    while (delta > ((36 - 1) * 26) / 2) {
+        delta /= 36 - 1;
+        k += 36;
+    }
+    return k + (36 * delta) / (delta + 38);
+}
+
+/* Punycode digits for one delta (RFC 3492 §6.3 inner loop), counted only. */
+static size_t puny_digits(uint32_t q, uint32_t bias)
+{
+    size_t d = 1;
+    for (uint32_t k = 36;; k += 36) {
+        uint32_t t = k <= bias ? 1 : k >= bias + 26 ? 26 : k - bias;
+        if (q < t) return d;
+        q = (q - t) / (36 - t);
+        d++;
+    }
+}
+
+/* Length of the Punycode encoding (RFC 3492 §6.3) of cp[0..n); n <= 63 and
+ * cp < 0x110000 keep every delta far below 2^32 (no overflow handling). */
+static size_t puny_len(const utf8proc_int32_t *cp, size_t n)
+{
+    size_t b = 0;
+    for (size_t i = 0; i < n; i++)
+        b += cp[i] < 0x80;
+    size_t out = b + (b > 0), h = b;
+    uint32_t next = 0x80, delta = 0, bias = 72;
+    while (h < n) {
+        uint32_t m = UINT32_MAX;
+        for (size_t i = 0; i < n; i++)
+            if ((uint32_t)cp[i] >= next && (uint32_t)cp[i] < m) m = (uint32_t)cp[i];
+        delta += (m - next) * (uint32_t)(h + 1);
+        next = m;
+        for (size_t i = 0; i < n; i++) {
+            if ((uint32_t)cp[i] < next) delta++;
+            if ((uint32_t)cp[i] != next) continue;
+            out += puny_digits(delta, bias);
+            bias = puny_adapt(delta, (uint32_t)(h + 1), h == b);
+            delta = 0;
+            h++;
+        }
+        delta++;
+        next++;
+    }
+    return out;
+}
+
+/* Byte length of one label in A-label form, or 0 when the label is not
+ * certainly valid: a code point off the list, a byte outside LDH, a hyphen
+ * at either end or in positions 3-4 (RFC 5891 §4.2.3.1, which libidn2's
+ * TR46 step applies to ASCII labels too), or over 63 bytes as an A-label. */
+static size_t stored_label_alen(const char *p, size_t n)
+{
+    utf8proc_int32_t cp[DNS_LABEL_MAX + 1];
+    size_t ncp = 0, ascii = 1;
+    for (size_t pos = 0; pos < n;) {
+        utf8proc_int32_t c = (unsigned char)p[pos];
+        utf8proc_ssize_t k = 1;
+        if (c >= 0x80) {
+            k = utf8proc_iterate((const utf8proc_uint8_t *)p + pos, (utf8proc_ssize_t)(n - pos), &c);
+            if (k <= 0 || !stored_idn_cp(c)) return 0;
+            ascii = 0;
+        } else if (!(ascii_class(c) & ASCII_LDH)) {
+            return 0;
+        }
+        if (ncp == DNS_LABEL_MAX) return 0; /* > 63 code points: too long either way */
+        cp[ncp++] = c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c; /* UTS #46 maps ASCII case */
+        pos += (size_t)k;
+    }
+    if (ncp == 0 || cp[0] == '-' || cp[ncp - 1] == '-' ||
+        (ncp >= 4 && cp[2] == '-' && cp[3] == '-'))
+        return 0;
+    size_t alen = ascii ? ncp : 4 + puny_len(cp, ncp); /* "xn--" + Punycode */
+    return alen <= DNS_LABEL_MAX ? alen : 0;
+}
+
+/* 1 when p[0..n) (trailing dot removed, no A-labels) is certainly accepted
+ * by domain_idna and stored unchanged apart from ASCII case; 0: ask libidn2.
+ * Limits are on the A-label form, as in idna_to_ulabel (RFC 5890 §2.3.2.1). */
+static int domain_is_stored_form(const char *p, size_t n)
+{
+    size_t total = 0, start = 0;
+    for (size_t i = 0; i <= n; i++) {
+        if (i < n && p[i] != '.') continue;
+        size_t alen = stored_label_alen(p + start, i - start);
+        if (alen == 0) return 0;
+        total += alen + (start > 0);
+        if (total > DNS_NAME_MAX) return 0;
+        start = i + 1;
+    }
+    return 1;
+}
+
 /* IDNA2008 (RFC 5891) through libidn2: to A-labels (which validates, maps
  * case via UTS #46 and applies NFC), then back to U-labels, the stored form
  * (RFC 7622 §3.2). *ulabel is libidn2's, freed with idn2_free. */
@@ -500,11 +702,12 @@ static int domain_idna(const char *p, size_t n, size_t off, char **out, jid_err 
         if (c < 0x80 && c != '.' && !(ascii_class(c) & ASCII_LDH))
             return domain_bad_char(c, off + i, e);
     }
-    char *z = dup_part(p, n, 0);
-    if (z == NULL) return fail(e, XPB_ENOMEM, "out of memory");
+    /* libidn2 wants NUL-terminated input; n <= XPB_JID_PART_MAX (jid_split). */
+    char z[XPB_JID_PART_MAX + 1];
+    memcpy(z, p, n);
+    z[n] = '\0';
     char *ulabel = NULL;
     int rc = idna_to_ulabel(z, off, &ulabel, e);
-    free(z);
     if (rc != 0) return rc;
     size_t un = strlen(ulabel);
     if (un > XPB_JID_PART_MAX)
@@ -524,8 +727,12 @@ static int domain_prep(const jid_span *sp, char **out, jid_err *e)
         return fail(e, XPB_EJIDEMPTY,
                     "domainpart is empty after removing the trailing dot "
                     "(RFC 7622 §3.2)");
-    if (is_ascii(sp->p, n) && !has_alabel(sp->p, n)) return domain_ascii(sp->p, n, sp->off, out, e);
-    return domain_idna(sp->p, n, sp->off, out, e);
+    if (has_alabel(sp->p, n)) return domain_idna(sp->p, n, sp->off, out, e);
+    if (is_ascii(sp->p, n)) return domain_ascii(sp->p, n, sp->off, out, e);
+    if (!domain_is_stored_form(sp->p, n)) return domain_idna(sp->p, n, sp->off, out, e);
+    if (out != NULL && (*out = dup_part(sp->p, n, 1)) == NULL)
+        return fail(e, XPB_ENOMEM, "out of memory");
+    return 0;
 }
 
 /* ---- public API --------------------------------------------------------- */

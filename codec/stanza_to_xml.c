@@ -773,12 +773,12 @@ static int write_stanza(out_ctx *o, const xpb_stanza *st)
     return rc ? rc : end(o);
 }
 
-int xpb_stanza_to_xml(xpb_buf *out, const xpb_stanza *st, const char *parent_ns,
-                      const xpb_record_limits *limits, char *err, size_t errlen)
+static int to_xml(xpb_buf *out, const xpb_stanza *st, const char *parent_ns,
+                  const xpb_record_limits *limits, int check, char *err, size_t errlen)
 {
     if (err != NULL && errlen != 0) err[0] = '\0';
     if (out == NULL || st == NULL) return XPB_EINVAL;
-    int rc = xpb_stanza_check(st, limits, err, errlen);
+    int rc = check ? xpb_stanza_check(st, limits, err, errlen) : 0;
     if (rc != 0) return rc;
     size_t max = limits && limits->max_stanza_bytes ? limits->max_stanza_bytes
                                                     : XPB_READER_DEFAULT_MAX_STANZA;
@@ -800,4 +800,16 @@ int xpb_stanza_to_xml(xpb_buf *out, const xpb_stanza *st, const char *parent_ns,
             snprintf(err, errlen, "%s", xpb_strerror(rc));
     }
     return rc == XPB_EDEPTH ? XPB_EPBDEPTH : rc;
+}
+
+int xpb_stanza_to_xml(xpb_buf *out, const xpb_stanza *st, const char *parent_ns,
+                      const xpb_record_limits *limits, char *err, size_t errlen)
+{
+    return to_xml(out, st, parent_ns, limits, 1, err, errlen);
+}
+
+int xpb_stanza_to_xml_prechecked(xpb_buf *out, const xpb_stanza *st, const char *parent_ns,
+                                 const xpb_record_limits *limits, char *err, size_t errlen)
+{
+    return to_xml(out, st, parent_ns, limits, 0, err, errlen);
 }

@@ -6,6 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include "xpb_error.h"
 #include "xpb_xml.h"
@@ -35,7 +38,16 @@ void xpb_buf_reset(xpb_buf *b)
 }
 
 /* Makes room for extra more bytes; checks the max bound before allocating. */
-static int buf_reserve(xpb_buf *b, size_t extra)
+static int buf_grow(xpb_buf *b, size_t extra);
+
+static inline int buf_reserve(xpb_buf *b, size_t extra)
+{
+    /* Fast path, taken for nearly every append once the buffer is warm. */
+    if (extra <= b->cap - b->len && (b->max == 0 || b->len + extra <= b->max)) return 0;
+    return buf_grow(b, extra);
+}
+
+static int buf_grow(xpb_buf *b, size_t extra)
 {
     if (extra > SIZE_MAX - b->len) return XPB_ETOOBIG;
     size_t need = b->len + extra;
@@ -51,7 +63,8 @@ static int buf_reserve(xpb_buf *b, size_t extra)
     return 0;
 }
 
-int xpb_buf_append(xpb_buf *b, const void *data, size_t len)
+/* The append every writer function uses; inlined on the hot path. */
+static inline int buf_put(xpb_buf *b, const void *data, size_t len)
 {
     if (len == 0) return 0;
     int rc = buf_reserve(b, len);
@@ -61,9 +74,14 @@ int xpb_buf_append(xpb_buf *b, const void *data, size_t len)
     return 0;
 }
 
+int xpb_buf_append(xpb_buf *b, const void *data, size_t len)
+{
+    return buf_put(b, data, len);
+}
+
 int xpb_buf_append_str(xpb_buf *b, const char *s)
 {
-    return xpb_buf_append(b, s, strlen(s));
+    return buf_put(b, s, strlen(s));
 }
 
 /* ---- Escaping ------------------------------------------------------------
@@ -104,6 +122,25 @@ static uint64_t load64(const unsigned char *p)
 static size_t safe_run(const unsigned char *s, size_t len, unsigned cls)
 {
     size_t i = 0;
+#ifdef __SSE2__
+    /* 16 bytes per step: compare with each special byte, stop at the first hit. */
+    const __m128i amp = _mm_set1_epi8('&'), lt = _mm_set1_epi8('<'), gt = _mm_set1_epi8('>'),
+                  cr = _mm_set1_epi8('\r'), quot = _mm_set1_epi8('"'), apos = _mm_set1_epi8('\''),
+                  sp = _mm_set1_epi8(0x20), bias = _mm_set1_epi8((char)0x80);
+    while (i + 16 <= len) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(s + i));
+        __m128i hit = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, amp), _mm_cmpeq_epi8(v, lt)),
+                                   _mm_or_si128(_mm_cmpeq_epi8(v, gt), _mm_cmpeq_epi8(v, cr)));
+        if (cls == ESC_ATTR) {
+            /* Unsigned v < 0x20 via the signed compare of biased values. */
+            __m128i ctl = _mm_cmplt_epi8(_mm_xor_si128(v, bias), _mm_xor_si128(sp, bias));
+            hit = _mm_or_si128(hit, _mm_or_si128(ctl, _mm_or_si128(_mm_cmpeq_epi8(v, quot),
+                                                                   _mm_cmpeq_epi8(v, apos))));
+        }
+        if (_mm_movemask_epi8(hit)) break;
+        i += 16;
+    }
+#endif
     while (i + 8 <= len) {
         uint64_t v = load64(s + i);
         uint64_t hit = HAS_BYTE(v, '&') | HAS_BYTE(v, '<') | HAS_BYTE(v, '>') | HAS_BYTE(v, '\r');
@@ -118,13 +155,16 @@ static size_t safe_run(const unsigned char *s, size_t len, unsigned cls)
 static int escape(xpb_buf *b, const char *s, size_t len, unsigned cls)
 {
     const unsigned char *u = (const unsigned char *)s;
+    /* Most text and attribute values need no escaping at all: one copy. */
+    size_t first = safe_run(u, len, cls);
+    if (first == len) return buf_put(b, s, len);
     size_t start = b->len;
     /* The output is at least len bytes: one reservation in the common case. */
     int rc = buf_reserve(b, len);
     size_t i = 0;
     while (rc == 0 && i < len) {
         size_t run = safe_run(u + i, len - i, cls);
-        rc = xpb_buf_append(b, u + i, run);
+        rc = buf_put(b, u + i, run);
         i += run;
         if (rc == 0 && i < len) {
             rc = xpb_buf_append_str(b, esc_entity[u[i]]);
@@ -167,7 +207,7 @@ void xpb_writer_init(xpb_writer *w, xpb_buf *buf, const char *parent_ns)
 static int close_start_tag(xpb_writer *w)
 {
     if (!w->tag_open) return 0;
-    int rc = xpb_buf_append(w->buf, ">", 1);
+    int rc = buf_put(w->buf, ">", 1);
     if (rc == 0) w->tag_open = false;
     return rc;
 }
@@ -182,12 +222,12 @@ int xpb_writer_start(xpb_writer *w, const char *ns, const char *name)
     size_t start = b->len;
     bool was_open = w->tag_open;
     int rc = close_start_tag(w);
-    if (rc == 0) rc = xpb_buf_append(b, "<", 1);
+    if (rc == 0) rc = buf_put(b, "<", 1);
     if (rc == 0) rc = xpb_buf_append_str(b, name);
     if (rc == 0 && !ns_equal(ns, scope)) {
-        rc = xpb_buf_append(b, " xmlns='", 8);
+        rc = buf_put(b, " xmlns='", 8);
         if (rc == 0) rc = xpb_xml_escape_attr(b, ns, strlen(ns));
-        if (rc == 0) rc = xpb_buf_append(b, "'", 1);
+        if (rc == 0) rc = buf_put(b, "'", 1);
     }
     if (rc != 0) {
         b->len = start;
@@ -251,9 +291,9 @@ static int declare_prefix(xpb_writer *w, const char *uri, int *n)
     if (*n != 0) return 0;
     char decl[32];
     int k = snprintf(decl, sizeof decl, " xmlns:ns%d='", w->prefix_counter + 1);
-    int rc = xpb_buf_append(w->buf, decl, (size_t)k);
+    int rc = buf_put(w->buf, decl, (size_t)k);
     if (rc == 0) rc = xpb_xml_escape_attr(w->buf, uri, strlen(uri));
-    if (rc == 0) rc = xpb_buf_append(w->buf, "'", 1);
+    if (rc == 0) rc = buf_put(w->buf, "'", 1);
     if (rc == 0) *n = ++w->prefix_counter;
     return rc;
 }
@@ -264,16 +304,16 @@ static int write_attr_name(xpb_writer *w, const char *ns, const char *name)
     xpb_buf *b = w->buf;
     int rc;
     if (ns == NULL || ns[0] == '\0') {
-        rc = xpb_buf_append(b, " ", 1);
+        rc = buf_put(b, " ", 1);
     } else if (strcmp(ns, XPB_NS_XML) == 0) {
-        rc = xpb_buf_append(b, " xml:", 5); /* bound by definition, never declared */
+        rc = buf_put(b, " xml:", 5); /* bound by definition, never declared */
     } else {
         int n;
         char pfx[24];
         rc = declare_prefix(w, ns, &n);
         if (rc == 0) {
             int k = snprintf(pfx, sizeof pfx, " ns%d:", n);
-            rc = xpb_buf_append(b, pfx, (size_t)k);
+            rc = buf_put(b, pfx, (size_t)k);
         }
     }
     return rc ? rc : xpb_buf_append_str(b, name);
@@ -286,9 +326,9 @@ int xpb_writer_attr(xpb_writer *w, const char *ns, const char *name, const char 
     size_t start = b->len;
     int counter = w->prefix_counter;
     int rc = write_attr_name(w, ns, name);
-    if (rc == 0) rc = xpb_buf_append(b, "='", 2);
+    if (rc == 0) rc = buf_put(b, "='", 2);
     if (rc == 0) rc = xpb_xml_escape_attr(b, value, len);
-    if (rc == 0) rc = xpb_buf_append(b, "'", 1);
+    if (rc == 0) rc = buf_put(b, "'", 1);
     if (rc != 0) {
         b->len = start;
         w->prefix_counter = counter;
@@ -318,11 +358,11 @@ int xpb_writer_end(xpb_writer *w)
     size_t start = b->len;
     int rc;
     if (w->tag_open) {
-        rc = xpb_buf_append(b, "/>", 2);
+        rc = buf_put(b, "/>", 2);
     } else {
-        rc = xpb_buf_append(b, "</", 2);
+        rc = buf_put(b, "</", 2);
         if (rc == 0) rc = xpb_buf_append_str(b, w->name_stack[w->depth]);
-        if (rc == 0) rc = xpb_buf_append(b, ">", 1);
+        if (rc == 0) rc = buf_put(b, ">", 1);
     }
     if (rc != 0) {
         b->len = start;
@@ -367,7 +407,7 @@ static int header_attr(xpb_buf *b, const char *name, const char *value)
     if (value == NULL) return 0;
     int rc = xpb_buf_append_str(b, name);
     if (rc == 0) rc = xpb_xml_escape_attr(b, value, strlen(value));
-    return rc ? rc : xpb_buf_append(b, "'", 1);
+    return rc ? rc : buf_put(b, "'", 1);
 }
 
 int xpb_xml_write_stream_header(xpb_buf *b, const char *from, const char *to, const char *id,
@@ -381,7 +421,7 @@ int xpb_xml_write_stream_header(xpb_buf *b, const char *from, const char *to, co
     if (rc == 0) rc = header_attr(b, " id='", id);
     if (rc == 0) rc = header_attr(b, " version='", version);
     if (rc == 0) rc = header_attr(b, " xml:lang='", lang);
-    if (rc == 0) rc = xpb_buf_append(b, ">", 1);
+    if (rc == 0) rc = buf_put(b, ">", 1);
     if (rc != 0) b->len = start;
     return rc;
 }

@@ -43,6 +43,13 @@ int xpb_stanza_from_xml(xpb_arena *a, const xpb_node *el, xpb_stanza **out);
 int xpb_stanza_to_xml(xpb_buf *out, const xpb_stanza *st, const char *parent_ns,
                       const xpb_record_limits *limits, char *err, size_t errlen);
 
+/* The same without running xpb_stanza_check again: only for a record that
+ * passed xpb_stanza_check or came out of xpb_stanza_unpack and has not been
+ * changed since (the check is most of the cost of writing; running it twice
+ * halves the speed of bytes -> record -> XML). */
+int xpb_stanza_to_xml_prechecked(xpb_buf *out, const xpb_stanza *st, const char *parent_ns,
+                                 const xpb_record_limits *limits, char *err, size_t errlen);
+
 /* Every rule for untrusted records: string lengths, UTF-8 and XML characters,
  * names that are valid XML names, JIDs (from, to and every JID-valued field),
  * depth, enum values in range. 0 or XPB_E… with err filled. */

@@ -79,6 +79,7 @@ enum bench_path {
     PATH_READER,      /* our reader alone (empty stanza callback) */
     PATH_DEC,         /* bytes -> record -> XML: unpack + to_xml */
     PATH_DEC_GENERIC, /* the same from generic-only records */
+    PATH_WRITE,       /* record -> XML: check + to_xml of records unpacked beforehand */
     PATH_EXPAT,       /* expat, empty handlers, same chunking */
     PATH_STROPHE,     /* libstrophe xmpp_stanza_new_from_string per stanza */
     PATH_COUNT

@@ -11,8 +11,70 @@
 
 #include <cmocka.h>
 
+#include <idn2.h>
+#include <utf8proc.h>
+
 #include "xpb_error.h"
 #include "xpb_jid.h"
+
+/* ---- allocation counter ----------------------------------------------------
+ * Counts every malloc/calloc/realloc in the process (libidn2, libunistring and
+ * utf8proc included) while `counting` is set. Without sanitizers the test
+ * binary defines malloc & co. itself (the dynamic linker binds the shared
+ * libraries' calls to them) and forwards to glibc; under ASan, which owns
+ * malloc, the sanitizer's allocation hook does the counting instead. */
+#if defined(__SANITIZE_ADDRESS__)
+#define XPB_TEST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define XPB_TEST_ASAN 1
+#endif
+#endif
+
+static int counting;
+static unsigned long n_allocs;
+
+#ifdef XPB_TEST_ASAN
+/* From <sanitizer/allocator_interface.h>, which not every toolchain ships. */
+int __sanitizer_install_malloc_and_free_hooks(void (*m)(const volatile void *, size_t),
+                                              void (*f)(const volatile void *));
+static void count_alloc_hook(const volatile void *p, size_t n)
+{
+    (void)p;
+    (void)n;
+    if (counting) n_allocs++;
+}
+static void free_hook(const volatile void *p)
+{
+    (void)p;
+}
+static void install_counter(void)
+{
+    __sanitizer_install_malloc_and_free_hooks(count_alloc_hook, free_hook);
+}
+#else
+extern void *__libc_malloc(size_t n);
+extern void *__libc_calloc(size_t k, size_t n);
+extern void *__libc_realloc(void *p, size_t n);
+void *malloc(size_t n)
+{
+    if (counting) n_allocs++;
+    return __libc_malloc(n);
+}
+void *calloc(size_t k, size_t n)
+{
+    if (counting) n_allocs++;
+    return __libc_calloc(k, n);
+}
+void *realloc(void *p, size_t n)
+{
+    if (counting) n_allocs++;
+    return __libc_realloc(p, n);
+}
+static void install_counter(void)
+{
+}
+#endif
 
 #define N_ELEM(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -480,6 +542,307 @@ static void test_bad_arguments(void **state)
     assert_int_equal(xpb_jid_normalize(NULL, 3, &out, NULL, 0), XPB_EINVAL);
 }
 
+/* ---- allocation-free validation (issue 3) -------------------------------- */
+
+/* Allocations made by n calls of validate(s); the JID must be valid. */
+static unsigned long allocs_for(const char *s, int n)
+{
+    size_t len = strlen(s);
+    unsigned long before = n_allocs;
+    counting = 1;
+    int rc = 0;
+    for (int i = 0; i < n; i++)
+        rc |= xpb_jid_validate(s, len, NULL, 0);
+    counting = 0;
+    if (rc != 0) fail_msg("validate(\"%s\") = %d, want 0", s, rc);
+    return n_allocs - before;
+}
+
+static void test_validate_allocates_nothing(void **state)
+{
+    (void)state;
+    install_counter();
+    /* The counter must really count: one malloc through a volatile pointer
+     * the compiler cannot elide, and libidn2's own allocations. */
+    void *(*volatile alloc)(size_t) = malloc;
+    unsigned long before = n_allocs;
+    counting = 1;
+    void *p = alloc(32);
+    counting = 0;
+    free(p);
+    assert_int_equal(n_allocs - before, 1);
+    char *a = NULL;
+    before = n_allocs;
+    counting = 1;
+    assert_int_equal(idn2_to_ascii_8z("b\xc3\xbc" "cher.example", &a, 0), IDN2_OK);
+    counting = 0;
+    idn2_free(a);
+    assert_true(n_allocs - before >= 1);
+    /* An A-label still goes to libidn2, which allocates. */
+    assert_true(allocs_for("user@xn--bcher-kva.example", 1) > 0);
+
+    static const char *const jids[] = {
+        "j\xc3\xbcrgen@caf\xc3\xa9.example/balc\xc3\xb3n",
+        "juliet@example.com/balcony",
+        "Juliet@EXAMPLE.com/Balcony",
+        "\xe7\x94\xb0\xe4\xb8\xad@\xe4\xbe\x8b\xe3\x81\x88.jp/\xe6\x89\x8b",
+        "\xce\xa3@\xce\xb5\xce\xbb.example/\xe2\x99\x9a",  /* Σ@ελ.example/♚ */
+        "e\xcc\x81@stra\xc3\x9f" "e.de/x\xe3\x80\x80y",     /* NFC + mapping */
+        "\xef\xbc\xa6oo@\xd0\xbf\xd1\x80\xd0\xb8\xd0\xbc\xd0\xb5\xd1\x80.\xd1\x80\xd1\x84",
+        "a@B\xc3\xbc" "cher.EXAMPLE.",                        /* ASCII case, trailing dot */
+        "\xea\xb0\x80@\xea\xb0\x80\xeb\x82\x98.kr",     /* Hangul */
+    };
+    for (size_t i = 0; i < N_ELEM(jids); i++) {
+        unsigned long n = allocs_for(jids[i], 1000);
+        if (n != 0) fail_msg("1000 x validate(\"%s\") made %lu allocations, want 0", jids[i], n);
+    }
+}
+
+/* ---- the domain fast path decides exactly as libidn2 --------------------- */
+
+/* What the libidn2 path (domain_idna) decides for a non-ASCII domain without
+ * A-labels whose ASCII is letters, digits, hyphens and dots: 0 and the
+ * stored form in res, or -1. Mirrors jid.c's flags and A-label limits. */
+static int idna_oracle(const char *dom, char *res, size_t reslen)
+{
+    char z[1100], *a = NULL, *u = NULL;
+    size_t n = strlen(dom);
+    if (n > 0 && dom[n - 1] == '.') n--; /* RFC 7622 §3.2, as jid.c */
+    if (n == 0 || n >= sizeof z) return -1;
+    memcpy(z, dom, n);
+    z[n] = '\0';
+    int r = idn2_to_ascii_8z(z, &a,
+                             IDN2_NFC_INPUT | IDN2_NONTRANSITIONAL | IDN2_ALABEL_ROUNDTRIP |
+                                 IDN2_USE_STD3_ASCII_RULES);
+    int ok = r == IDN2_OK && strlen(a) <= 253;
+    for (const char *l = a; ok && l != NULL;) {
+        const char *dot = strchr(l, '.');
+        size_t ln = dot != NULL ? (size_t)(dot - l) : strlen(l);
+        ok = ln > 0 && ln <= 63 && l[0] != '-' && l[ln - 1] != '-';
+        l = dot != NULL ? dot + 1 : NULL;
+    }
+    if (ok) ok = idn2_to_unicode_8z8z(a, &u, 0) == IDN2_OK;
+    if (ok) snprintf(res, reslen, "%s", u);
+    idn2_free(a);
+    idn2_free(u);
+    return ok ? 0 : -1;
+}
+
+/* validate and normalize of "x@<dom>" agree with the oracle. */
+static void expect_like_libidn2(const char *dom)
+{
+    char jid[1100], want[1100] = "", err[256] = "";
+    snprintf(jid, sizeof jid, "x@%s", dom);
+    int exp = idna_oracle(dom, want, sizeof want);
+    int rc = xpb_jid_validate(jid, strlen(jid), err, sizeof err);
+    if ((rc == 0) != (exp == 0))
+        fail_msg("validate(\"%s\") = %d (%s), libidn2 says %s", jid, rc, err,
+                 exp == 0 ? "valid" : "invalid");
+    if (rc != 0) {
+        if (rc != XPB_EJIDDOMAIN && rc != XPB_EJIDCHAR && rc != XPB_EJIDEMPTY)
+            fail_msg("validate(\"%s\") = %d", jid, rc);
+        return;
+    }
+    xpb_jid j;
+    assert_int_equal(xpb_jid_parse(&j, jid, strlen(jid), NULL, 0), 0);
+    if (strcmp(j.domain, want) != 0)
+        fail_msg("domain of \"%s\" = \"%s\", libidn2 stores \"%s\"", jid, j.domain, want);
+    xpb_jid_clear(&j);
+}
+
+static size_t put_cp(char *d, utf8proc_int32_t cp)
+{
+    return (size_t)utf8proc_encode_char(cp, (utf8proc_uint8_t *)d);
+}
+
+/* One code point at a label start, after a letter and next to itself, for
+ * every code point of the blocks the fast path lists (sampled in the large
+ * CJK and Hangul blocks and, sparsely, everywhere else). */
+static void test_domain_each_code_point(void **state)
+{
+    (void)state;
+    for (utf8proc_int32_t cp = 0x80; cp < 0x30000; cp++) {
+        int dense = cp < 0x600 || (cp >= 0x10A0 && cp < 0x1100) || (cp >= 0x1E00 && cp < 0x2000) ||
+                    (cp >= 0x3040 && cp < 0x3100);
+        int edge = cp == 0x4E00 || cp == 0x9FA5 || cp == 0x9FA6 || cp == 0xAC00 || cp == 0xD7A3 ||
+                   cp == 0xD7A4;
+        if (!dense && !edge && cp % 97 != 0) continue;
+        if (cp >= 0xD800 && cp < 0xE000) continue;
+        char dom[64];
+        size_t w = put_cp(dom, cp);
+        dom[w++] = 'a';
+        w += put_cp(dom + w, cp);
+        w += put_cp(dom + w, cp);
+        memcpy(dom + w, ".example", 9);
+        expect_like_libidn2(dom);
+    }
+}
+
+/* Random domains over a pool of listed and unlisted code points, ASCII
+ * case, digits, hyphens and dots, with labels around the 63-byte A-label
+ * limit and names around 253 bytes. */
+static void test_domain_random_vs_libidn2(void **state)
+{
+    (void)state;
+    static const char *const pool[] = {
+        "a", "Z", "q", "7", "-", "-", ".", "\xc3\xa9", "\xc3\x9f", "\xcf\x82", "\xc3\xbc",
+        "\xe4\xb8\xad", "\xea\xb0\x80", "\xe3\x82\xa2", "\xd0\xb6", "\xe1\xbb\x87",
+        "\xc3\x89",                 /* É: mapped */
+        "\xcc\x81",                 /* combining acute */
+        "\xc2\xaa",                 /* ª: disallowed */
+        "\xc2\xb7",                 /* middle dot: CONTEXTO */
+        "\xd7\x90",                 /* Hebrew alef: bidi */
+        "\xef\xbc\xa1",             /* fullwidth A */
+        "\xe3\x80\x82",             /* ideographic full stop */
+        "\xe1\x84\x80\xe1\x85\xa1", /* conjoining jamo: composes */
+        "\xef\xac\x81",             /* ligature fi */
+    };
+    unsigned seed = 12345;
+    for (int iter = 0; iter < 4000; iter++) {
+        char dom[700];
+        size_t w = 0, want = 5 + (iter % 7 == 0 ? 240 : (size_t)(iter % 90));
+        int has_non_ascii = 0;
+        while (w < want && w + 8 < sizeof dom) {
+            seed = seed * 1103515245u + 12345u;
+            const char *t = pool[(seed >> 16) % N_ELEM(pool)];
+            if ((seed >> 8) % 3 == 0) t = "\xc3\xbc"; /* make long IDN labels likely */
+            size_t n = strlen(t);
+            memcpy(dom + w, t, n);
+            w += n;
+            has_non_ascii |= (unsigned char)t[0] >= 0x80;
+        }
+        dom[w] = '\0';
+        if (!has_non_ascii || strstr(dom, "xn--") != NULL) continue;
+        expect_like_libidn2(dom);
+    }
+}
+
+/* The A-label limits, checked exactly at the boundary with a counted
+ * Punycode length: "xn--" + 59 bytes is the longest label. */
+static void test_domain_alabel_limits(void **state)
+{
+    (void)state;
+    char dom[800];
+    for (size_t k = 1; k < 70; k++) { /* k x "ü" and 'a' + k x "ü" */
+        for (int pre = 0; pre < 2; pre++) {
+            size_t w = 0;
+            if (pre) dom[w++] = 'a';
+            for (size_t i = 0; i < k; i++) {
+                memcpy(dom + w, "\xc3\xbc", 2);
+                w += 2;
+            }
+            memcpy(dom + w, ".example", 9);
+            expect_like_libidn2(dom);
+        }
+    }
+    /* Names crossing 253 bytes in A-label form one byte at a time: IDN
+     * labels, then an ASCII label of every length. */
+    for (size_t labels = 3; labels < 6; labels++) {
+        for (size_t last = 1; last < 64; last++) {
+            size_t w = 0;
+            for (size_t l = 0; l < labels; l++) {
+                memcpy(dom + w, "caf\xc3\xa9", 5);
+                w += 5;
+                for (size_t i = 0; i < 30 + 5 * labels; i++)
+                    dom[w++] = 'e';
+                dom[w++] = '.';
+            }
+            memset(dom + w, 'z', last);
+            dom[w + last] = '\0';
+            expect_like_libidn2(dom);
+        }
+    }
+}
+
+/* Fixed cases: refusal codes the libidn2 path gives (the fast path never
+ * refuses), stored forms the fast path gives. */
+static void test_domain_fast_path_cases(void **state)
+{
+    (void)state;
+    static const norm_case ok[] = {
+        {"a@caf\xc3\xa9.example", "a@caf\xc3\xa9.example"},
+        {"a@CAF\xc3\xa9.Example.", "a@caf\xc3\xa9.example"},
+        {"a@stra\xc3\x9f" "e.de", "a@stra\xc3\x9f" "e.de"},
+        {"a@\xcf\x82\xcf\x83.gr", "a@\xcf\x82\xcf\x83.gr"},
+        {"a@1\xc3\xbc.example", "a@1\xc3\xbc.example"},
+        {"a@\xc3\xbc-1.example/r", "a@\xc3\xbc-1.example/r"},
+        {"a@\xc3\x89t\xc3\xa9.example", "a@\xc3\xa9t\xc3\xa9.example"}, /* É via libidn2 */
+        {"a@e\xcc\x81t\xc3\xa9.example", "a@\xc3\xa9t\xc3\xa9.example"},
+    };
+    for (size_t i = 0; i < N_ELEM(ok); i++)
+        expect_norm(ok[i].in, strlen(ok[i].in), ok[i].want);
+    static const bad_case bad[] = {
+        {"a@-\xc3\xbc.example", 0, XPB_EJIDDOMAIN},
+        {"a@\xc3\xbc-.example", 0, XPB_EJIDDOMAIN},
+        {"a@\xc3\xbc\xc3\xbc--x.example", 0, XPB_EJIDDOMAIN}, /* hyphens 3-4 */
+        {"a@ab--c.\xc3\xbc", 0, XPB_EJIDDOMAIN},
+        {"a@\xc3\xbc..example", 0, XPB_EJIDDOMAIN},
+        {"a@\xc3\xbc_x.example", 0, XPB_EJIDCHAR},
+        {"a@\xcc\x81x.example", 0, XPB_EJIDDOMAIN},         /* leading combining */
+        {"a@\xc3\xbc\xd7\x90.example", 0, XPB_EJIDDOMAIN},  /* bidi */
+        {"a@[\xc3\xbc]", 0, XPB_EJIDCHAR},
+    };
+    run_bad(bad, N_ELEM(bad));
+}
+
+/* ---- localpart/resourcepart stack buffer --------------------------------- */
+
+/* jid.c sizes its stack buffer at 2 code points per input byte: ASCII maps
+ * to ASCII, and no canonical decomposition exceeds 4 code points. */
+static void test_decomposition_bound(void **state)
+{
+    (void)state;
+    for (utf8proc_int32_t c = 0; c < 0x80; c++)
+        assert_true(utf8proc_tolower(c) < 0x80);
+    for (utf8proc_int32_t cp = 0x80; cp < 0x110000; cp++) {
+        utf8proc_int32_t d[16];
+        int bc = 0;
+        utf8proc_ssize_t k =
+            utf8proc_decompose_char(cp, d, 16, UTF8PROC_STABLE | UTF8PROC_DECOMPOSE, &bc);
+        if (k > 4) fail_msg("U+%04X decomposes into %ld code points", (unsigned)cp, (long)k);
+    }
+}
+
+/* Parts whose decomposition is long: 1023 bytes of U+1F82 (4 code points
+ * each), 1022 bytes of U+01D6 (3 each), and U+0958 which NFC does not
+ * recompose (3 bytes -> 6: over the limit after normalisation). */
+static void test_long_decompositions(void **state)
+{
+    (void)state;
+    char s[1200];
+    size_t w = 0;
+    memcpy(s, "a@x/", 4);
+    w = 4;
+    for (int i = 0; i < 341; i++, w += 3)
+        memcpy(s + w, "\xe1\xbe\x82", 3);
+    s[w] = '\0';
+    expect_rc(s, 0, NULL);
+    char *out = NULL;
+    assert_int_equal(xpb_jid_normalize(s, w, &out, NULL, 0), 0);
+    assert_string_equal(out, s);
+    free(out);
+
+    w = 0;
+    for (int i = 0; i < 511; i++, w += 2)
+        memcpy(s + w, "\xc7\x95", 2); /* Ǖ -> ǖ, 3 code points decomposed */
+    memcpy(s + w, "@x", 3);
+    expect_rc(s, 0, NULL);
+    assert_int_equal(xpb_jid_normalize(s, w + 2, &out, NULL, 0), 0);
+    assert_int_equal(memcmp(out, "\xc7\x96\xc7\x96", 4), 0);
+    assert_int_equal(strlen(out), 1024);
+    free(out);
+
+    memcpy(s, "a@x/", 4);
+    w = 4;
+    for (int i = 0; i < 341; i++, w += 3)
+        memcpy(s + w, "\xe0\xa5\x98", 3);
+    s[w] = '\0';
+    expect_rc(s, XPB_EJIDLEN, "resourcepart exceeds 1023 bytes after normalisation");
+    expect_rc(s + 0, XPB_EJIDLEN, NULL);
+    s[4 + 3 * 170] = '\0'; /* 510 bytes -> 1020: fits */
+    expect_rc(s, 0, NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -489,6 +852,13 @@ int main(void)
         cmocka_unit_test(test_part_lengths),    cmocka_unit_test(test_dns_limits),
         cmocka_unit_test(test_messages),        cmocka_unit_test(test_equal),
         cmocka_unit_test(test_every_prefix),    cmocka_unit_test(test_bad_arguments),
+        cmocka_unit_test(test_validate_allocates_nothing),
+        cmocka_unit_test(test_domain_each_code_point),
+        cmocka_unit_test(test_domain_random_vs_libidn2),
+        cmocka_unit_test(test_domain_alabel_limits),
+        cmocka_unit_test(test_domain_fast_path_cases),
+        cmocka_unit_test(test_decomposition_bound),
+        cmocka_unit_test(test_long_decompositions),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -528,10 +528,64 @@ static void test_json_depth(void **state)
     xpb_buf_free(&b);
 }
 
+/* Escaping against a byte-at-a-time reference, on random strings whose
+ * specials sit at every position relative to the 8- and 16-byte fast paths. */
+static void ref_escape(xpb_buf *b, const unsigned char *s, size_t n, int attr)
+{
+    for (size_t i = 0; i < n; i++) {
+        const char *e = NULL;
+        switch (s[i]) {
+        case '&': e = "&amp;"; break;
+        case '<': e = "&lt;"; break;
+        case '>': e = "&gt;"; break;
+        case '\r': e = "&#13;"; break;
+        case '"': e = attr ? "&quot;" : NULL; break;
+        case '\'': e = attr ? "&apos;" : NULL; break;
+        case '\t': e = attr ? "&#9;" : NULL; break;
+        case '\n': e = attr ? "&#10;" : NULL; break;
+        default: break;
+        }
+        if (e) xpb_buf_append_str(b, e);
+        else xpb_buf_append(b, &s[i], 1);
+    }
+}
+
+static void test_escape_random(void **state)
+{
+    (void)state;
+    static const unsigned char alphabet[] = "ab&<>\r\"'\t\n\x01\x7f\xc3\xa9 z";
+    uint32_t seed = 12345;
+    for (int iter = 0; iter < 20000; iter++) {
+        unsigned char in[80];
+        seed = seed * 1103515245u + 12345u;
+        size_t n = (seed >> 16) % sizeof in;
+        for (size_t i = 0; i < n; i++) {
+            seed = seed * 1103515245u + 12345u;
+            /* mostly plain letters so long safe runs occur */
+            in[i] = ((seed >> 16) % 8) ? (unsigned char)('a' + (seed >> 20) % 26)
+                                       : alphabet[(seed >> 20) % (sizeof alphabet - 1)];
+        }
+        for (int attr = 0; attr < 2; attr++) {
+            xpb_buf got, want;
+            xpb_buf_init(&got, 0);
+            xpb_buf_init(&want, 0);
+            int rc = attr ? xpb_xml_escape_attr(&got, (const char *)in, n)
+                          : xpb_xml_escape_text(&got, (const char *)in, n);
+            assert_int_equal(rc, 0);
+            ref_escape(&want, in, n, attr);
+            assert_int_equal(got.len, want.len);
+            assert_memory_equal(got.data, want.data, got.len);
+            xpb_buf_free(&got);
+            xpb_buf_free(&want);
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_escape_table),
+        cmocka_unit_test(test_escape_random),
         cmocka_unit_test(test_body_injection_escaped),
         cmocka_unit_test(test_ns_element_rules),
         cmocka_unit_test(test_ns_attrs),

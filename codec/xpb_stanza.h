@@ -81,4 +81,27 @@ int xpb_delim_next(const uint8_t *buf, size_t len, size_t max_len, const uint8_t
 /* ---- JSON view of any protobuf-c message (readable, for xpbctl) ---------- */
 int xpb_json_write(xpb_buf *out, const ProtobufCMessage *msg);
 
+/* ---- Plain records (docs/mapping.md §7, "Plain and compact records") -------
+ * Rewrites every compact form in st, forwarded stanzas (carbon, mam_result)
+ * included, into its plain field: UUID bytes (*_uuid) into the id string,
+ * JID references (from_ref, to_ref, by_ref, Delay.from_ref) into the JID they
+ * name, origin_id_is_id into origin_id, Delay.stamp_seconds into stamp, and
+ * DiscoInfo.feature_id into the one `feature` list in document order. The
+ * compact field and its has_ flag are cleared; new strings are allocated in
+ * arena a (which must outlive st). The closed-value enums (MUC affiliation and
+ * role, caps hash) are typed fields, not compact forms, and stay. The result
+ * writes byte-identical XML (xpb_stanza_to_xml) and passes xpb_stanza_check
+ * when st did. A plain record is left as it is (idempotent).
+ * 0, XPB_EINVAL, XPB_ENOMEM, or XPB_ERECORD for a compact value that cannot
+ * be expanded (a reference naming no JID, a UUID that is not 16 bytes, both
+ * forms set, ...; xpb_stanza_check says which). On error st may be partly
+ * expanded: every field rewritten so far is equivalent, the failing one is
+ * untouched. */
+int xpb_stanza_expand(xpb_arena *a, xpb_stanza *st);
+
+/* xpb_stanza_from_xml followed by xpb_stanza_expand: the plain record that
+ * the bus publishes by default (compact records only when configured). Same
+ * ownership as xpb_stanza_from_xml; *out is NULL on error. */
+int xpb_stanza_from_xml_plain(xpb_arena *a, const xpb_node *el, xpb_stanza **out);
+
 #endif

@@ -44,7 +44,10 @@ static inline const char *bench_solo(const bench_corpus *c, size_t i)
 }
 
 /* ---- formats and sizes --------------------------------------------------- */
-enum bench_format { FMT_XML, FMT_PB, FMT_GENERIC, FMT_JSON, FMT_COUNT };
+/* FMT_PB: typed records with compact forms (what the size goal measures);
+ * FMT_PB_PLAIN: the same expanded (xpb_stanza_expand), as the bus publishes
+ * them by default; FMT_JSON: JSON of the plain records. */
+enum bench_format { FMT_XML, FMT_PB, FMT_GENERIC, FMT_JSON, FMT_PB_PLAIN, FMT_COUNT };
 extern const char *const bench_format_names[FMT_COUNT];
 
 typedef struct bench_sizes {

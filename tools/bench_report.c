@@ -65,8 +65,8 @@ static int goal_met(const bench_goal *g)
 static void table_sizes(FILE *f, const bench_results *r)
 {
     const bench_sizes *t = &r->sizes.total;
-    fprintf(f, "\nSizes (bytes)            %12s %12s %12s %12s\n", "XML", "Protobuf",
-            "generic PB", "JSON");
+    fprintf(f, "\nSizes (bytes)            %12s %12s %12s %12s %12s\n", "XML", "Protobuf",
+            "generic PB", "JSON", "PB plain");
     fprintf(f, "  raw                    ");
     for (int k = 0; k < FMT_COUNT; k++) fprintf(f, " %12llu", (unsigned long long)t->raw[k]);
     fprintf(f, "\n  ratio to XML           ");
@@ -90,8 +90,8 @@ static void table_kinds(FILE *f, const bench_results *r)
 {
     const bench_corpus *c = r->corpus;
     fprintf(f, "\nPer kind (mean bytes/stanza; ratio to XML)\n");
-    fprintf(f, "  %-22s %7s %8s %14s %14s %14s %8s %14s\n", "kind", "count", "XML", "Protobuf",
-            "generic PB", "JSON", "XML z", "Protobuf z");
+    fprintf(f, "  %-22s %7s %8s %14s %14s %14s %14s %8s %14s\n", "kind", "count", "XML",
+            "Protobuf", "generic PB", "JSON", "PB plain", "XML z", "Protobuf z");
     for (unsigned k = 0; k < c->n_kinds; k++) {
         const bench_sizes *s = &r->sizes.kind[k];
         double n = (double)r->sizes.kind_count[k];
@@ -210,6 +210,9 @@ void bench_print_json(FILE *f, const bench_results *r)
                " \"size_ratio_json_xml\": %.4f,\n",
             ratio(t->raw[FMT_PB], t->raw[FMT_XML]), ratio(t->raw[FMT_GENERIC], t->raw[FMT_XML]),
             ratio(t->raw[FMT_JSON], t->raw[FMT_XML]));
+    fprintf(f, "  \"size_ratio_pb_plain_xml\": %.4f, \"size_ratio_pb_plainz_xmlz\": %.4f,\n",
+            ratio(t->raw[FMT_PB_PLAIN], t->raw[FMT_XML]),
+            ratio(t->zsync[FMT_PB_PLAIN], t->zsync[FMT_XML]));
     fprintf(f, "  \"size_ratio_pbz_xmlz\": %.4f, \"size_ratio_genericz_xmlz\": %.4f,"
                " \"size_ratio_jsonz_xmlz\": %.4f, \"size_ratio_xmlz_xml\": %.4f,\n",
             ratio(t->zsync[FMT_PB], t->zsync[FMT_XML]),
@@ -308,7 +311,7 @@ static int write_plot_data(const bench_results *r, const char *dir, char *err, s
         double n = (double)r->sizes.kind_count[k];
         if (n == 0) continue;
         fprintf(f, "\"%s\" %.0f", c->kinds[k], n);
-        for (int fm = 0; fm < FMT_COUNT; fm++) fprintf(f, " %.1f", (double)s->raw[fm] / n);
+        for (int fm = 0; fm < FMT_PB_PLAIN; fm++) fprintf(f, " %.1f", (double)s->raw[fm] / n);
         fprintf(f, " %.1f %.1f\n", (double)s->zsync[FMT_XML] / n, (double)s->zsync[FMT_PB] / n);
     }
     fclose(f);

@@ -11,7 +11,7 @@
 
 #include "xpb_error.h"
 
-const char *const bench_format_names[FMT_COUNT] = {"xml", "pb", "generic", "json"};
+const char *const bench_format_names[FMT_COUNT] = {"xml", "pb", "generic", "json", "pb_plain"};
 
 /* ---- the generic-only record ----------------------------------------------
  * Built here by walking the tree, not through the typed mapping, so that the
@@ -171,6 +171,8 @@ static int encode_all(size_ctx *sc, const xpb_node *el)
     xpb_arena_reset(sc->arena);
     int rc = xpb_stanza_from_xml(sc->arena, el, &st);
     if (rc == 0) rc = xpb_stanza_pack(&sc->rec[FMT_PB], st);
+    if (rc == 0) rc = xpb_stanza_expand(sc->arena, st);
+    if (rc == 0) rc = xpb_stanza_pack(&sc->rec[FMT_PB_PLAIN], st);
     if (rc == 0) rc = xpb_json_write(&sc->rec[FMT_JSON], &st->base);
     if (rc == 0) rc = xpb_buf_append(&sc->rec[FMT_JSON], "\n", 1);
     if (rc == 0) rc = bench_generic_record(sc->arena, el, &gen);

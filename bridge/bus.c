@@ -565,8 +565,10 @@ static int check_op_stanza(const Xpb__V1__Request *r, char *text, size_t textlen
     }
     xpb_record_limits lim = {0};
     char cerr[256] = "";
-    if (xpb_stanza_check(st, &lim, cerr, sizeof cerr) != 0) {
-        *code = XPB__V1__ERROR_CODE__ERR_INVALID_RECORD;
+    int crc = xpb_stanza_check(st, &lim, cerr, sizeof cerr);
+    if (crc != 0) {
+        *code = crc == XPB_EJID ? XPB__V1__ERROR_CODE__ERR_INVALID_JID
+                                : XPB__V1__ERROR_CODE__ERR_INVALID_RECORD;
         snprintf(text, textlen, "%s: %s", field, cerr);
         return -1;
     }

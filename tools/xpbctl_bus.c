@@ -1537,10 +1537,21 @@ typedef struct tail_args {
     unsigned long long count;
 } tail_args;
 
+/* Seqs skipped so far that may still arrive: the bus batches per topic, so
+ * events of different topics can arrive out of order. A skipped seq is lost
+ * only once a batch whose first seq is above it arrives (batches leave the
+ * bridge in order of their first seq; docs/bus.md). */
+#define TAIL_MAX_PENDING 256
+typedef struct seq_range {
+    uint64_t first, last;
+} seq_range;
+
 typedef struct tail_state {
     unsigned long long printed;
-    uint64_t last_seq;
+    uint64_t last_seq; /* highest seq seen */
     bool check_gaps;
+    seq_range pending[TAIL_MAX_PENDING];
+    size_t n_pending;
 } tail_state;
 
 static volatile sig_atomic_t tail_stop;
@@ -1754,27 +1765,93 @@ static void print_event_human(const tail_args *a, const Xpb__V1__Event *ev)
     putchar('\n');
 }
 
+static void report_lost(ctl *c, uint64_t first, uint64_t last)
+{
+    uint64_t lost = last - first + 1;
+    if (c->json) {
+        printf("{\"gap\":{\"lost\":%" PRIu64 ",\"first\":%" PRIu64 ",\"last\":%" PRIu64 "}}\n",
+               lost, first, last);
+    } else {
+        fflush(stdout);
+        fprintf(stderr, "xpbctl: tail: lost %" PRIu64 " event%s (seq %" PRIu64 "..%" PRIu64 ")\n",
+                lost, lost == 1 ? "" : "s", first, last);
+    }
+}
+
+/* A batch with first seq `first` arrived: every pending seq below it is lost. */
+static void settle_pending(ctl *c, tail_state *t, uint64_t first)
+{
+    size_t keep = 0;
+    for (size_t i = 0; i < t->n_pending; i++) {
+        seq_range r = t->pending[i];
+        if (r.first < first) {
+            uint64_t end = r.last < first ? r.last : first - 1;
+            report_lost(c, r.first, end);
+            if (r.last < first) continue;
+            r.first = first;
+        }
+        t->pending[keep++] = r;
+    }
+    t->n_pending = keep;
+    /* Seqs between the highest seen and this batch's first are lost too. */
+    if (t->last_seq != 0 && first > t->last_seq + 1) {
+        report_lost(c, t->last_seq + 1, first - 1);
+        t->last_seq = first - 1;
+    }
+}
+
+static void add_pending(ctl *c, tail_state *t, uint64_t first, uint64_t last)
+{
+    if (t->n_pending == TAIL_MAX_PENDING) { /* too many holes: the oldest is lost */
+        report_lost(c, t->pending[0].first, t->pending[0].last);
+        memmove(t->pending, t->pending + 1, (TAIL_MAX_PENDING - 1) * sizeof *t->pending);
+        t->n_pending--;
+    }
+    t->pending[t->n_pending++] = (seq_range){first, last};
+}
+
+/* Takes seq out of the pending ranges; false when it was not pending. */
+static bool fill_pending(tail_state *t, uint64_t seq)
+{
+    for (size_t i = 0; i < t->n_pending; i++) {
+        seq_range *r = &t->pending[i];
+        if (seq < r->first || seq > r->last) continue;
+        if (r->first == r->last) {
+            memmove(r, r + 1, (t->n_pending - i - 1) * sizeof *r);
+            t->n_pending--;
+        } else if (seq == r->first) {
+            r->first++;
+        } else if (seq == r->last) {
+            r->last--;
+        } else if (t->n_pending < TAIL_MAX_PENDING) {
+            seq_range tail = {seq + 1, r->last};
+            r->last = seq - 1;
+            t->pending[t->n_pending++] = tail;
+        } else {
+            r->last = seq - 1; /* no room to split: the rest counts as lost later */
+        }
+        return true;
+    }
+    return false;
+}
+
 static void check_gap(ctl *c, tail_state *t, uint64_t seq)
 {
-    if (t->check_gaps && t->last_seq && seq > t->last_seq + 1) {
-        uint64_t first = t->last_seq + 1, last = seq - 1, lost = last - first + 1;
-        if (c->json)
-            printf("{\"gap\":{\"lost\":%" PRIu64 ",\"first\":%" PRIu64 ",\"last\":%" PRIu64 "}}\n",
-                   lost, first, last);
-        else {
-            fflush(stdout);
-            fprintf(stderr,
-                    "xpbctl: tail: lost %" PRIu64 " event%s (seq %" PRIu64 "..%" PRIu64 ")\n", lost,
-                    lost == 1 ? "" : "s", first, last);
-        }
-    } else if (t->last_seq && seq <= t->last_seq) {
+    if (!t->check_gaps) return;
+    if (t->last_seq == 0 || seq == t->last_seq + 1) {
+        t->last_seq = seq;
+    } else if (seq > t->last_seq + 1) {
+        add_pending(c, t, t->last_seq + 1, seq - 1);
+        t->last_seq = seq;
+    } else if (!fill_pending(t, seq)) {
         fflush(stdout);
         fprintf(stderr,
                 "xpbctl: tail: sequence restarted at %" PRIu64 " (after %" PRIu64
                 "): bridge restarted?\n",
                 seq, t->last_seq);
+        t->n_pending = 0;
+        t->last_seq = seq;
     }
-    t->last_seq = seq;
 }
 
 /* One NNG message: topic, NUL, EventBatch. Returns true when --count is reached. */
@@ -1793,6 +1870,7 @@ static bool handle_event_msg(ctl *c, const tail_args *a, tail_state *t, const ui
         return false;
     }
     bool done = false;
+    if (t->check_gaps && b->n_event > 0) settle_pending(c, t, b->event[0]->seq);
     for (size_t i = 0; i < b->n_event && !done; i++) {
         const Xpb__V1__Event *ev = b->event[i];
         check_gap(c, t, ev->seq);

@@ -428,7 +428,7 @@ static void test_malformed_requests(void **state)
         {"no op", NULL, 0, XPB__V1__ERROR_CODE__ERR_BAD_REQUEST, "m-6", "op is missing"},
         {"no account", NULL, 0, XPB__V1__ERROR_CODE__ERR_BAD_REQUEST, "m-7", "account"},
         {"no stanza", NULL, 0, XPB__V1__ERROR_CODE__ERR_BAD_REQUEST, "m-8", "send.stanza"},
-        {"bad jid", NULL, 0, XPB__V1__ERROR_CODE__ERR_INVALID_RECORD, "m-9", "send.stanza: "},
+        {"bad jid", NULL, 0, XPB__V1__ERROR_CODE__ERR_INVALID_JID, "m-9", "send.stanza: "},
         {"iq not iq", NULL, 0, XPB__V1__ERROR_CODE__ERR_INVALID_RECORD, "m-10", "get or set"},
     };
     enum { N = sizeof cases / sizeof cases[0] };

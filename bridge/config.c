@@ -1,0 +1,815 @@
+/* Reads xpbridge's libconfig file into an xpb_config, applies the command
+ * line on top, and compares accounts for SIGHUP. Every error names the file
+ * and line of the setting at fault (docs/configuration.md lists them all). */
+#include "config.h"
+
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libconfig.h>
+
+#include "xpb_error.h"
+#include "xpb_jid.h"
+#include "xpb_session.h"
+
+typedef struct pctx {
+    const char *name;
+    char *err;
+    size_t errlen;
+} pctx;
+
+static int fail_at(pctx *p, const config_setting_t *s, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int fail_at(pctx *p, const config_setting_t *s, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    snprintf(p->err, p->errlen, "%s:%d: %s", p->name, s ? (int)config_setting_source_line(s) : 0,
+             msg);
+    return XPB_EINVAL;
+}
+
+void xpb_config_init(xpb_config *c)
+{
+    memset(c, 0, sizeof *c);
+    c->log_level = XPB_CFG_LOG_INFO;
+    c->max_request_bytes = 1024u * 1024u;
+    c->batch_max = 64;
+    c->batch_flush_us = 2000;
+    c->metrics_listen = strdup(XPB_CONFIG_DEFAULT_METRICS);
+    c->queue_max = XPB_SESSION_DEFAULT_QUEUE_MAX;
+    c->max_stanza_bytes = XPB_READER_DEFAULT_MAX_STANZA;
+    c->muc_ping_s = XPB_CONFIG_DEFAULT_MUC_PING_S;
+}
+
+static void room_clear(xpb_room_cfg *r)
+{
+    free(r->room);
+    free(r->nick);
+    free(r->password);
+    memset(r, 0, sizeof *r);
+}
+
+void xpb_account_cfg_clear(xpb_account_cfg *a)
+{
+    free(a->jid);
+    free(a->resource);
+    free(a->password_file);
+    free(a->host);
+    free(a->ws_url);
+    free(a->ca_file);
+    free(a->presence_show);
+    free(a->presence_status);
+    for (size_t i = 0; i < a->n_rooms; i++) room_clear(&a->rooms[i]);
+    free(a->rooms);
+    memset(a, 0, sizeof *a);
+}
+
+void xpb_config_clear(xpb_config *c)
+{
+    free(c->log_file);
+    free(c->events_url);
+    free(c->requests_url);
+    free(c->private_dir);
+    free(c->metrics_listen);
+    for (size_t i = 0; i < c->n_accounts; i++) xpb_account_cfg_clear(&c->accounts[i]);
+    free(c->accounts);
+    memset(c, 0, sizeof *c);
+}
+
+int xpb_config_log_level(const char *name)
+{
+    static const char *const names[] = {"debug", "info", "warn", "error"};
+    for (int i = 0; i < 4; i++)
+        if (strcmp(name, names[i]) == 0) return i;
+    if (strcmp(name, "warning") == 0) return XPB_CFG_LOG_WARN;
+    return -1;
+}
+
+const char *xpb_config_log_level_name(int level)
+{
+    static const char *const names[] = {"debug", "info", "warn", "error"};
+    return level >= 0 && level < 4 ? names[level] : "info";
+}
+
+int xpb_config_transport(const char *name)
+{
+    if (strcmp(name, "starttls") == 0) return XPB_TRANSPORT_STARTTLS;
+    if (strcmp(name, "directtls") == 0 || strcmp(name, "direct_tls") == 0)
+        return XPB_TRANSPORT_DIRECT_TLS;
+    if (strcmp(name, "websocket") == 0) return XPB_TRANSPORT_WEBSOCKET;
+    return -1;
+}
+
+/* ---- typed getters: absent is fine, a wrong type is an error -------------- */
+
+static int set_str(char **dst, const char *v)
+{
+    char *n = strdup(v);
+    if (!n) return XPB_ENOMEM;
+    free(*dst);
+    *dst = n;
+    return 0;
+}
+
+static int get_str(pctx *p, const config_setting_t *g, const char *key, char **out)
+{
+    const config_setting_t *s = config_setting_get_member(g, key);
+    if (!s) return 0;
+    if (config_setting_type(s) != CONFIG_TYPE_STRING)
+        return fail_at(p, s, "%s must be a string (in double quotes)", key);
+    return set_str(out, config_setting_get_string(s));
+}
+
+static int get_uint(pctx *p, const config_setting_t *g, const char *key, long long min,
+                    long long max, unsigned long long *out)
+{
+    const config_setting_t *s = config_setting_get_member(g, key);
+    if (!s) return 0;
+    int t = config_setting_type(s);
+    if (t != CONFIG_TYPE_INT && t != CONFIG_TYPE_INT64)
+        return fail_at(p, s, "%s must be an integer", key);
+    long long v = config_setting_get_int64(s);
+    if (v < min || v > max) return fail_at(p, s, "%s must be %lld..%lld, not %lld", key, min, max, v);
+    *out = (unsigned long long)v;
+    return 0;
+}
+
+static int get_int(pctx *p, const config_setting_t *g, const char *key, long long min,
+                   long long max, int *out)
+{
+    const config_setting_t *s = config_setting_get_member(g, key);
+    if (!s) return 0;
+    int t = config_setting_type(s);
+    if (t != CONFIG_TYPE_INT && t != CONFIG_TYPE_INT64)
+        return fail_at(p, s, "%s must be an integer", key);
+    long long v = config_setting_get_int64(s);
+    if (v < min || v > max) return fail_at(p, s, "%s must be %lld..%lld, not %lld", key, min, max, v);
+    *out = (int)v;
+    return 0;
+}
+
+static int get_bool(pctx *p, const config_setting_t *g, const char *key, int *out)
+{
+    const config_setting_t *s = config_setting_get_member(g, key);
+    if (!s) return 0;
+    if (config_setting_type(s) != CONFIG_TYPE_BOOL)
+        return fail_at(p, s, "%s must be true or false", key);
+    *out = config_setting_get_bool(s);
+    return 0;
+}
+
+/* A typo in a setting name must not pass silently. */
+static int check_keys(pctx *p, const config_setting_t *g, const char *where,
+                      const char *const *allowed)
+{
+    int n = config_setting_length(g);
+    for (int i = 0; i < n; i++) {
+        const config_setting_t *s = config_setting_get_elem(g, (unsigned)i);
+        const char *name = config_setting_name(s);
+        int ok = 0;
+        for (const char *const *a = allowed; *a && name; a++)
+            if (strcmp(*a, name) == 0) ok = 1;
+        if (!ok) return fail_at(p, s, "unknown setting '%s' in %s", name ? name : "?", where);
+    }
+    return 0;
+}
+
+static int group_of(pctx *p, const config_setting_t *root, const char *key,
+                    const config_setting_t **out)
+{
+    *out = config_setting_get_member(root, key);
+    if (*out && !config_setting_is_group(*out))
+        return fail_at(p, *out, "%s must be a group: %s = { ... };", key, key);
+    return 0;
+}
+
+/* ---- global sections ---------------------------------------------------------- */
+
+static int parse_log(pctx *p, const config_setting_t *root, xpb_config *c)
+{
+    static const char *const keys[] = {"level", "file", NULL};
+    const config_setting_t *g;
+    int rc = group_of(p, root, "log", &g);
+    if (rc || !g) return rc;
+    if ((rc = check_keys(p, g, "log", keys))) return rc;
+    char *level = NULL;
+    rc = get_str(p, g, "level", &level);
+    if (!rc && level) {
+        int lv = xpb_config_log_level(level);
+        if (lv < 0)
+            rc = fail_at(p, config_setting_get_member(g, "level"),
+                         "log level must be debug, info, warn or error, not \"%s\"", level);
+        else
+            c->log_level = lv;
+    }
+    free(level);
+    if (!rc) rc = get_str(p, g, "file", &c->log_file);
+    if (!rc && c->log_file && !c->log_file[0]) {
+        free(c->log_file);
+        c->log_file = NULL;
+    }
+    return rc;
+}
+
+static int parse_bus(pctx *p, const config_setting_t *root, xpb_config *c)
+{
+    static const char *const keys[] = {"events", "requests", "private_dir", "allow_remote",
+                                       "max_request_bytes", "batch_max", "batch_flush_us",
+                                       "compact_records", NULL};
+    const config_setting_t *g;
+    int rc = group_of(p, root, "bus", &g);
+    if (rc || !g) return rc;
+    if ((rc = check_keys(p, g, "bus", keys))) return rc;
+    unsigned long long mrb = c->max_request_bytes, bm = c->batch_max, bf = c->batch_flush_us;
+    if (!rc) rc = get_str(p, g, "events", &c->events_url);
+    if (!rc) rc = get_str(p, g, "requests", &c->requests_url);
+    if (!rc) rc = get_str(p, g, "private_dir", &c->private_dir);
+    if (!rc) rc = get_bool(p, g, "allow_remote", &c->allow_remote);
+    if (!rc) rc = get_bool(p, g, "compact_records", &c->compact_records);
+    if (!rc) rc = get_uint(p, g, "max_request_bytes", 1024, 64ll * 1024 * 1024, &mrb);
+    if (!rc) rc = get_uint(p, g, "batch_max", 1, 4096, &bm);
+    if (!rc) rc = get_uint(p, g, "batch_flush_us", 0, 1000000, &bf);
+    c->max_request_bytes = (size_t)mrb;
+    c->batch_max = (unsigned)bm;
+    c->batch_flush_us = (unsigned)bf;
+    return rc;
+}
+
+/* "ADDR:PORT" with a numeric port; "[v6]:PORT" too. "0" disables. */
+static int listen_ok(const char *s)
+{
+    if (strcmp(s, "0") == 0 || s[0] == '\0') return 1;
+    const char *colon = strrchr(s, ':');
+    if (!colon || colon == s || !colon[1]) return 0;
+    char *end;
+    long port = strtol(colon + 1, &end, 10);
+    return *end == '\0' && port > 0 && port <= 65535;
+}
+
+static int parse_metrics_limits(pctx *p, const config_setting_t *root, xpb_config *c)
+{
+    static const char *const mkeys[] = {"listen", "allow_remote", NULL};
+    static const char *const lkeys[] = {"queue_max", "max_stanza_bytes", "muc_self_ping_s", NULL};
+    const config_setting_t *g;
+    int rc = group_of(p, root, "metrics", &g);
+    if (!rc && g) {
+        if (!(rc = check_keys(p, g, "metrics", mkeys))) rc = get_str(p, g, "listen", &c->metrics_listen);
+        if (!rc && !listen_ok(c->metrics_listen))
+            rc = fail_at(p, config_setting_get_member(g, "listen"),
+                         "metrics listen must be \"ADDR:PORT\" (e.g. \"127.0.0.1:9477\") or \"0\"");
+        if (!rc) rc = get_bool(p, g, "allow_remote", &c->metrics_allow_remote);
+    }
+    if (rc || (rc = group_of(p, root, "limits", &g)) || !g) return rc;
+    if ((rc = check_keys(p, g, "limits", lkeys))) return rc;
+    unsigned long long qm = c->queue_max, msb = c->max_stanza_bytes, mp = c->muc_ping_s;
+    if (!rc) rc = get_uint(p, g, "queue_max", 1, 1000000, &qm);
+    if (!rc) rc = get_uint(p, g, "max_stanza_bytes", 10000, 16ll * 1024 * 1024, &msb);
+    if (!rc) rc = get_uint(p, g, "muc_self_ping_s", 0, 86400, &mp);
+    c->queue_max = (unsigned)qm;
+    c->max_stanza_bytes = (size_t)msb;
+    c->muc_ping_s = (unsigned)mp;
+    return rc;
+}
+
+/* ---- accounts -------------------------------------------------------------------- */
+
+/* s = "user@domain[/resource]" -> normalised bare JID + resource. */
+static int account_jid(xpb_account_cfg *a, const char *s, char *why, size_t whylen)
+{
+    xpb_jid j;
+    int rc = xpb_jid_parse(&j, s, strlen(s), why, whylen);
+    if (rc != 0) return rc;
+    if (!j.local) {
+        snprintf(why, whylen, "an account JID needs a localpart (user@domain)");
+        xpb_jid_clear(&j);
+        return XPB_EJID;
+    }
+    a->jid = xpb_jid_bare(&j);
+    if (j.resource) a->resource = strdup(j.resource);
+    rc = (!a->jid || (j.resource && !a->resource)) ? XPB_ENOMEM : 0;
+    xpb_jid_clear(&j);
+    return rc;
+}
+
+/* A room JID: bare, with a localpart (room@service). */
+static int room_jid_ok(const char *s, char *why, size_t whylen)
+{
+    xpb_jid j;
+    int rc = xpb_jid_parse(&j, s, strlen(s), why, whylen);
+    if (rc != 0) return rc;
+    if (!j.local || j.resource) {
+        snprintf(why, whylen, "a room is a bare JID room@service (the nick goes in 'nick')");
+        rc = XPB_EJID;
+    }
+    xpb_jid_clear(&j);
+    return rc;
+}
+
+static int parse_room(pctx *p, const config_setting_t *s, xpb_room_cfg *r)
+{
+    static const char *const keys[] = {"room", "nick", "password", "history", NULL};
+    if (!config_setting_is_group(s))
+        return fail_at(p, s, "each room is a group: { room = \"r@service\"; nick = \"bot\"; }");
+    int rc = check_keys(p, s, "a room", keys);
+    r->history_maxstanzas = -1;
+    if (!rc) rc = get_str(p, s, "room", &r->room);
+    if (!rc) rc = get_str(p, s, "nick", &r->nick);
+    if (!rc) rc = get_str(p, s, "password", &r->password);
+    if (!rc) rc = get_int(p, s, "history", 0, 1000000, &r->history_maxstanzas);
+    if (rc) return rc;
+    if (!r->room || !r->nick || !r->nick[0])
+        return fail_at(p, s, "a room needs room and nick");
+    char why[256];
+    if (room_jid_ok(r->room, why, sizeof why) != 0)
+        return fail_at(p, config_setting_get_member(s, "room"), "room \"%s\": %s", r->room, why);
+    return 0;
+}
+
+static int parse_rooms(pctx *p, const config_setting_t *acc, xpb_account_cfg *a)
+{
+    const config_setting_t *rs = config_setting_get_member(acc, "rooms");
+    if (!rs) return 0;
+    if (!config_setting_is_list(rs) && !config_setting_is_array(rs))
+        return fail_at(p, rs, "rooms must be a list: rooms = ( { ... } );");
+    int n = config_setting_length(rs);
+    if ((unsigned)n > XPB_CONFIG_MAX_ROOMS)
+        return fail_at(p, rs, "more than %u rooms", XPB_CONFIG_MAX_ROOMS);
+    if (n == 0) return 0;
+    a->rooms = calloc((size_t)n, sizeof *a->rooms);
+    if (!a->rooms) return XPB_ENOMEM;
+    for (int i = 0; i < n; i++) {
+        a->n_rooms++;
+        int rc = parse_room(p, config_setting_get_elem(rs, (unsigned)i), &a->rooms[i]);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+static int parse_presence(pctx *p, const config_setting_t *acc, xpb_account_cfg *a)
+{
+    static const char *const keys[] = {"show", "status", NULL};
+    const config_setting_t *g;
+    int rc = group_of(p, acc, "presence", &g);
+    if (rc || !g) return rc;
+    if ((rc = check_keys(p, g, "presence", keys))) return rc;
+    if (!rc) rc = get_str(p, g, "show", &a->presence_show);
+    if (!rc) rc = get_str(p, g, "status", &a->presence_status);
+    if (rc || !a->presence_show) return rc;
+    static const char *const shows[] = {"", "away", "chat", "dnd", "xa", "online", NULL};
+    for (const char *const *s = shows; *s; s++)
+        if (strcmp(*s, a->presence_show) == 0) {
+            if (!a->presence_show[0] || strcmp(*s, "online") == 0) {
+                free(a->presence_show);
+                a->presence_show = NULL;
+            }
+            return 0;
+        }
+    return fail_at(p, config_setting_get_member(g, "show"),
+                   "presence show must be away, chat, dnd, xa or online, not \"%s\"",
+                   a->presence_show);
+}
+
+static int parse_transport(pctx *p, const config_setting_t *acc, xpb_account_cfg *a)
+{
+    char *t = NULL;
+    int rc = get_str(p, acc, "transport", &t);
+    if (!rc && t) {
+        a->transport = xpb_config_transport(t);
+        if (a->transport < 0)
+            rc = fail_at(p, config_setting_get_member(acc, "transport"),
+                         "transport must be starttls, directtls or websocket, not \"%s\"", t);
+    }
+    free(t);
+    if (!rc) rc = get_str(p, acc, "ws_url", &a->ws_url);
+    if (!rc && a->ws_url && !a->ws_url[0]) {
+        free(a->ws_url);
+        a->ws_url = NULL;
+    }
+    if (!rc && a->transport == XPB_TRANSPORT_WEBSOCKET && !a->ws_url)
+        rc = fail_at(p, acc, "transport \"websocket\" needs ws_url (ws://... or wss://...)");
+    return rc;
+}
+
+static void empty_to_null(char **s)
+{
+    if (*s && !(*s)[0]) {
+        free(*s);
+        *s = NULL;
+    }
+}
+
+static int parse_account(pctx *p, const config_setting_t *s, xpb_account_cfg *a)
+{
+    static const char *const keys[] = {"jid", "password_file", "host", "port", "transport",
+                                       "ws_url", "ca_file", "presence", "send_presence",
+                                       "fetch_roster", "stream_management", "rooms", NULL};
+    a->line = (int)config_setting_source_line(s);
+    a->send_presence = 1;
+    a->stream_management = 1;
+    if (!config_setting_is_group(s))
+        return fail_at(p, s, "each account is a group: { jid = \"...\"; password_file = \"...\"; }");
+    int rc = check_keys(p, s, "an account", keys);
+    char *jid = NULL;
+    unsigned long long port = 0;
+    if (!rc) rc = get_str(p, s, "jid", &jid);
+    if (!rc && !jid) rc = fail_at(p, s, "an account needs jid");
+    char why[256] = "";
+    if (!rc && account_jid(a, jid, why, sizeof why) != 0)
+        rc = fail_at(p, config_setting_get_member(s, "jid"), "jid \"%s\": %s", jid, why);
+    free(jid);
+    if (!rc) rc = get_str(p, s, "password_file", &a->password_file);
+    if (!rc && (!a->password_file || !a->password_file[0]))
+        rc = fail_at(p, s, "account %s needs password_file", a->jid);
+    if (!rc) rc = get_str(p, s, "host", &a->host);
+    if (!rc) rc = get_uint(p, s, "port", 1, 65535, &port);
+    a->port = (unsigned)port;
+    if (!rc) rc = parse_transport(p, s, a);
+    if (!rc) rc = get_str(p, s, "ca_file", &a->ca_file);
+    if (!rc) rc = parse_presence(p, s, a);
+    if (!rc) rc = get_bool(p, s, "send_presence", &a->send_presence);
+    if (!rc) rc = get_bool(p, s, "fetch_roster", &a->fetch_roster);
+    if (!rc) rc = get_bool(p, s, "stream_management", &a->stream_management);
+    if (!rc) rc = parse_rooms(p, s, a);
+    empty_to_null(&a->host);
+    empty_to_null(&a->ca_file);
+    return rc;
+}
+
+static int parse_accounts(pctx *p, const config_setting_t *root, xpb_config *c)
+{
+    const config_setting_t *l = config_setting_get_member(root, "accounts");
+    if (!l) return 0;
+    if (!config_setting_is_list(l) && !config_setting_is_array(l))
+        return fail_at(p, l, "accounts must be a list: accounts = ( { ... }, { ... } );");
+    int n = config_setting_length(l);
+    if ((unsigned)n > XPB_CONFIG_MAX_ACCOUNTS)
+        return fail_at(p, l, "more than %u accounts", XPB_CONFIG_MAX_ACCOUNTS);
+    if (n == 0) return 0;
+    c->accounts = calloc((size_t)n, sizeof *c->accounts);
+    if (!c->accounts) return XPB_ENOMEM;
+    for (int i = 0; i < n; i++) {
+        const config_setting_t *s = config_setting_get_elem(l, (unsigned)i);
+        xpb_account_cfg *a = &c->accounts[i];
+        c->n_accounts++;
+        int rc = parse_account(p, s, a);
+        if (rc) return rc;
+        for (int k = 0; k < i; k++)
+            if (strcmp(c->accounts[k].jid, a->jid) == 0)
+                return fail_at(p, s, "account %s is defined twice (first on line %d)", a->jid,
+                               c->accounts[k].line);
+    }
+    return 0;
+}
+
+static int parse_root(pctx *p, const config_setting_t *root, xpb_config *c)
+{
+    static const char *const keys[] = {"log", "bus", "metrics", "limits", "accounts", NULL};
+    int rc = check_keys(p, root, "the top level", keys);
+    if (!rc) rc = parse_log(p, root, c);
+    if (!rc) rc = parse_bus(p, root, c);
+    if (!rc) rc = parse_metrics_limits(p, root, c);
+    if (!rc) rc = parse_accounts(p, root, c);
+    return rc;
+}
+
+static int parse_config_t(xpb_config *c, config_t *cf, int read_ok, const char *name, char *err,
+                          size_t errlen)
+{
+    pctx p = {name, err, errlen};
+    xpb_config_init(c);
+    if (!read_ok) {
+        const char *f = config_error_file(cf);
+        if (config_error_type(cf) == CONFIG_ERR_FILE_IO)
+            snprintf(err, errlen, "%s: cannot read the file", f ? f : name);
+        else
+            snprintf(err, errlen, "%s:%d: %s", f ? f : name, config_error_line(cf),
+                     config_error_text(cf));
+        xpb_config_clear(c);
+        return XPB_EINVAL;
+    }
+    int rc = parse_root(&p, config_root_setting(cf), c);
+    if (rc == XPB_ENOMEM) snprintf(err, errlen, "%s: out of memory", name);
+    if (rc) xpb_config_clear(c);
+    return rc;
+}
+
+int xpb_config_parse_string(xpb_config *c, const char *text, const char *name, char *err,
+                            size_t errlen)
+{
+    config_t cf;
+    config_init(&cf);
+    int ok = config_read_string(&cf, text) == CONFIG_TRUE;
+    int rc = parse_config_t(c, &cf, ok, name, err, errlen);
+    config_destroy(&cf);
+    return rc;
+}
+
+int xpb_config_load(xpb_config *c, const char *path, char *err, size_t errlen)
+{
+    config_t cf;
+    config_init(&cf);
+    int ok = config_read_file(&cf, path) == CONFIG_TRUE;
+    int rc = parse_config_t(c, &cf, ok, path, err, errlen);
+    config_destroy(&cf);
+    return rc;
+}
+
+/* ---- the command line ------------------------------------------------------------ */
+
+enum {
+    OPT_CONFIG = 256, OPT_JID, OPT_PWFILE, OPT_HOST, OPT_PORT, OPT_TRANSPORT, OPT_WSURL,
+    OPT_CAFILE, OPT_ROOM, OPT_NOPRES, OPT_ROSTER, OPT_EVENTS, OPT_REQUESTS, OPT_METRICS,
+    OPT_LOGLEVEL, OPT_LOGFILE, OPT_CHECK, OPT_VERSION, OPT_HELP,
+};
+
+static const struct option long_opts[] = {
+    {"config", required_argument, NULL, OPT_CONFIG},
+    {"jid", required_argument, NULL, OPT_JID},
+    {"password-file", required_argument, NULL, OPT_PWFILE},
+    {"host", required_argument, NULL, OPT_HOST},
+    {"port", required_argument, NULL, OPT_PORT},
+    {"transport", required_argument, NULL, OPT_TRANSPORT},
+    {"ws-url", required_argument, NULL, OPT_WSURL},
+    {"ca-file", required_argument, NULL, OPT_CAFILE},
+    {"room", required_argument, NULL, OPT_ROOM},
+    {"no-presence", no_argument, NULL, OPT_NOPRES},
+    {"roster", no_argument, NULL, OPT_ROSTER},
+    {"events", required_argument, NULL, OPT_EVENTS},
+    {"requests", required_argument, NULL, OPT_REQUESTS},
+    {"metrics", required_argument, NULL, OPT_METRICS},
+    {"log-level", required_argument, NULL, OPT_LOGLEVEL},
+    {"log-file", required_argument, NULL, OPT_LOGFILE},
+    {"check-config", no_argument, NULL, OPT_CHECK},
+    {"version", no_argument, NULL, OPT_VERSION},
+    {"help", no_argument, NULL, OPT_HELP},
+    {NULL, 0, NULL, 0},
+};
+
+static int cli_value(xpb_cli *cli, int opt, const char *v, char *err, size_t errlen)
+{
+    char *end;
+    long port;
+    switch (opt) {
+    case OPT_CONFIG: cli->config_file = v; break;
+    case OPT_JID: cli->jid = v; break;
+    case OPT_PWFILE: cli->password_file = v; break;
+    case OPT_HOST: cli->host = v; break;
+    case OPT_PORT:
+        port = strtol(v, &end, 10);
+        if (*v == '\0' || *end != '\0' || port < 1 || port > 65535) {
+            snprintf(err, errlen, "--port must be 1..65535, not '%s'", v);
+            return XPB_EINVAL;
+        }
+        cli->port = (unsigned)port;
+        break;
+    case OPT_TRANSPORT: cli->transport = v; break;
+    case OPT_WSURL: cli->ws_url = v; break;
+    case OPT_CAFILE: cli->ca_file = v; break;
+    case OPT_ROOM:
+        if (cli->n_rooms >= XPB_CLI_MAX_ROOMS) {
+            snprintf(err, errlen, "more than %d --room flags", XPB_CLI_MAX_ROOMS);
+            return XPB_EINVAL;
+        }
+        cli->rooms[cli->n_rooms++] = v;
+        break;
+    case OPT_NOPRES: cli->no_presence = 1; break;
+    case OPT_ROSTER: cli->roster = 1; break;
+    case OPT_EVENTS: cli->events = v; break;
+    case OPT_REQUESTS: cli->requests = v; break;
+    case OPT_METRICS: cli->metrics = v; break;
+    case OPT_LOGLEVEL: cli->log_level = v; break;
+    case OPT_LOGFILE: cli->log_file = v; break;
+    case OPT_CHECK: cli->check_config = 1; break;
+    case OPT_VERSION: cli->version = 1; break;
+    case OPT_HELP: cli->help = 1; break;
+    default:
+        snprintf(err, errlen, "unknown option (see xpbridge --help)");
+        return XPB_EINVAL;
+    }
+    return 0;
+}
+
+/* Account flags without --jid would be silently ignored: refuse them. */
+static int cli_check(const xpb_cli *cli, char *err, size_t errlen)
+{
+    if (!cli->jid && (cli->password_file || cli->host || cli->port || cli->transport ||
+                      cli->ws_url || cli->ca_file || cli->n_rooms || cli->no_presence ||
+                      cli->roster)) {
+        snprintf(err, errlen, "--password-file, --host, --port, --transport, --ws-url, "
+                              "--ca-file, --room, --no-presence and --roster go with --jid");
+        return XPB_EINVAL;
+    }
+    if (cli->jid && !cli->password_file) {
+        snprintf(err, errlen, "--jid needs --password-file");
+        return XPB_EINVAL;
+    }
+    if (cli->transport && xpb_config_transport(cli->transport) < 0) {
+        snprintf(err, errlen, "--transport must be starttls, directtls or websocket, not '%s'",
+                 cli->transport);
+        return XPB_EINVAL;
+    }
+    if (cli->log_level && xpb_config_log_level(cli->log_level) < 0) {
+        snprintf(err, errlen, "--log-level must be debug, info, warn or error, not '%s'",
+                 cli->log_level);
+        return XPB_EINVAL;
+    }
+    if (cli->metrics && !listen_ok(cli->metrics)) {
+        snprintf(err, errlen, "--metrics must be ADDR:PORT (e.g. 127.0.0.1:9477) or 0, not '%s'",
+                 cli->metrics);
+        return XPB_EINVAL;
+    }
+    return 0;
+}
+
+int xpb_cli_parse(xpb_cli *cli, int argc, char **argv, char *err, size_t errlen)
+{
+    memset(cli, 0, sizeof *cli);
+    optind = 1;
+    opterr = 0;
+    int opt;
+    while ((opt = getopt_long(argc, argv, ":h", long_opts, NULL)) != -1) {
+        if (opt == 'h') opt = OPT_HELP;
+        if (opt == '?' || opt == ':') {
+            const char *a = argv[optind - 1] ? argv[optind - 1] : "?";
+            snprintf(err, errlen, opt == ':' ? "option %s needs a value" : "unknown option %s", a);
+            return XPB_EINVAL;
+        }
+        int rc = cli_value(cli, opt, optarg, err, errlen);
+        if (rc) return rc;
+    }
+    if (optind < argc) {
+        snprintf(err, errlen, "unexpected argument '%s' (options start with --)", argv[optind]);
+        return XPB_EINVAL;
+    }
+    return cli->help || cli->version ? 0 : cli_check(cli, err, errlen);
+}
+
+/* --room ROOM@SERVICE/NICK */
+static int cli_room(xpb_room_cfg *r, const char *v, char *err, size_t errlen)
+{
+    const char *slash = strchr(v, '/');
+    r->history_maxstanzas = -1;
+    if (!slash || !slash[1]) {
+        snprintf(err, errlen, "--room takes ROOM@SERVICE/NICK, not '%s'", v);
+        return XPB_EINVAL;
+    }
+    r->room = strndup(v, (size_t)(slash - v));
+    r->nick = strdup(slash + 1);
+    if (!r->room || !r->nick) return XPB_ENOMEM;
+    char why[256];
+    if (room_jid_ok(r->room, why, sizeof why) != 0) {
+        snprintf(err, errlen, "--room '%s': %s", v, why);
+        return XPB_EINVAL;
+    }
+    return 0;
+}
+
+static int cli_account(xpb_account_cfg *a, const xpb_cli *cli, char *err, size_t errlen)
+{
+    char why[256] = "";
+    a->send_presence = !cli->no_presence;
+    a->fetch_roster = cli->roster;
+    a->stream_management = 1;
+    if (account_jid(a, cli->jid, why, sizeof why) != 0) {
+        snprintf(err, errlen, "--jid '%s': %s", cli->jid, why);
+        return XPB_EINVAL;
+    }
+    int rc = set_str(&a->password_file, cli->password_file);
+    if (!rc && cli->host) rc = set_str(&a->host, cli->host);
+    if (!rc && cli->ws_url) rc = set_str(&a->ws_url, cli->ws_url);
+    if (!rc && cli->ca_file) rc = set_str(&a->ca_file, cli->ca_file);
+    a->port = cli->port;
+    if (cli->transport) a->transport = xpb_config_transport(cli->transport);
+    if (!rc && a->transport == XPB_TRANSPORT_WEBSOCKET && !a->ws_url) {
+        snprintf(err, errlen, "--transport websocket needs --ws-url");
+        return XPB_EINVAL;
+    }
+    if (!rc && cli->n_rooms) {
+        a->rooms = calloc(cli->n_rooms, sizeof *a->rooms);
+        if (!a->rooms) return XPB_ENOMEM;
+        for (size_t i = 0; i < cli->n_rooms && !rc; i++) {
+            a->n_rooms++;
+            rc = cli_room(&a->rooms[i], cli->rooms[i], err, errlen);
+        }
+    }
+    return rc;
+}
+
+static int add_cli_account(xpb_config *c, const xpb_cli *cli, char *err, size_t errlen)
+{
+    xpb_account_cfg a = {0};
+    int rc = cli_account(&a, cli, err, errlen);
+    if (rc) {
+        if (rc == XPB_ENOMEM) snprintf(err, errlen, "out of memory");
+        xpb_account_cfg_clear(&a);
+        return rc;
+    }
+    for (size_t i = 0; i < c->n_accounts; i++)
+        if (strcmp(c->accounts[i].jid, a.jid) == 0) { /* the flags win */
+            xpb_account_cfg_clear(&c->accounts[i]);
+            c->accounts[i] = a;
+            return 0;
+        }
+    xpb_account_cfg *n = realloc(c->accounts, (c->n_accounts + 1) * sizeof *n);
+    if (!n) {
+        xpb_account_cfg_clear(&a);
+        return XPB_ENOMEM;
+    }
+    c->accounts = n;
+    c->accounts[c->n_accounts++] = a;
+    return 0;
+}
+
+int xpb_config_apply_cli(xpb_config *c, const xpb_cli *cli, char *err, size_t errlen)
+{
+    int rc = cli_check(cli, err, errlen);
+    if (!rc && cli->events) rc = set_str(&c->events_url, cli->events);
+    if (!rc && cli->requests) rc = set_str(&c->requests_url, cli->requests);
+    if (!rc && cli->metrics) rc = set_str(&c->metrics_listen, cli->metrics);
+    if (!rc && cli->log_file) rc = set_str(&c->log_file, cli->log_file);
+    if (!rc && cli->log_level) c->log_level = xpb_config_log_level(cli->log_level);
+    if (!rc && cli->jid) rc = add_cli_account(c, cli, err, errlen);
+    if (rc == XPB_ENOMEM) snprintf(err, errlen, "out of memory");
+    return rc;
+}
+
+/* ---- accounts: compare, copy, find ------------------------------------------------- */
+
+static int str_eq(const char *a, const char *b)
+{
+    if (!a || !b) return a == b;
+    return strcmp(a, b) == 0;
+}
+
+int xpb_account_cfg_equal(const xpb_account_cfg *a, const xpb_account_cfg *b)
+{
+    if (!str_eq(a->jid, b->jid) || !str_eq(a->resource, b->resource) ||
+        !str_eq(a->password_file, b->password_file) || !str_eq(a->host, b->host) ||
+        a->port != b->port || a->transport != b->transport || !str_eq(a->ws_url, b->ws_url) ||
+        !str_eq(a->ca_file, b->ca_file) || !str_eq(a->presence_show, b->presence_show) ||
+        !str_eq(a->presence_status, b->presence_status) || a->send_presence != b->send_presence ||
+        a->fetch_roster != b->fetch_roster || a->stream_management != b->stream_management ||
+        a->n_rooms != b->n_rooms)
+        return 0;
+    for (size_t i = 0; i < a->n_rooms; i++) {
+        const xpb_room_cfg *x = &a->rooms[i], *y = &b->rooms[i];
+        if (!str_eq(x->room, y->room) || !str_eq(x->nick, y->nick) ||
+            !str_eq(x->password, y->password) || x->history_maxstanzas != y->history_maxstanzas)
+            return 0;
+    }
+    return 1;
+}
+
+static int dup_opt(char **dst, const char *src)
+{
+    *dst = NULL;
+    if (!src) return 0;
+    *dst = strdup(src);
+    return *dst ? 0 : XPB_ENOMEM;
+}
+
+int xpb_account_cfg_copy(xpb_account_cfg *dst, const xpb_account_cfg *src)
+{
+    *dst = *src;
+    dst->rooms = NULL;
+    dst->n_rooms = 0;
+    int rc = dup_opt(&dst->jid, src->jid);
+    rc |= dup_opt(&dst->resource, src->resource);
+    rc |= dup_opt(&dst->password_file, src->password_file);
+    rc |= dup_opt(&dst->host, src->host);
+    rc |= dup_opt(&dst->ws_url, src->ws_url);
+    rc |= dup_opt(&dst->ca_file, src->ca_file);
+    rc |= dup_opt(&dst->presence_show, src->presence_show);
+    rc |= dup_opt(&dst->presence_status, src->presence_status);
+    if (!rc && src->n_rooms) {
+        dst->rooms = calloc(src->n_rooms, sizeof *dst->rooms);
+        if (!dst->rooms) rc = XPB_ENOMEM;
+        for (size_t i = 0; !rc && i < src->n_rooms; i++) {
+            xpb_room_cfg *r = &dst->rooms[i];
+            dst->n_rooms++;
+            r->history_maxstanzas = src->rooms[i].history_maxstanzas;
+            rc |= dup_opt(&r->room, src->rooms[i].room);
+            rc |= dup_opt(&r->nick, src->rooms[i].nick);
+            rc |= dup_opt(&r->password, src->rooms[i].password);
+        }
+    }
+    if (rc) {
+        xpb_account_cfg_clear(dst);
+        return XPB_ENOMEM;
+    }
+    return 0;
+}
+
+const xpb_account_cfg *xpb_config_find(const xpb_config *c, const char *jid)
+{
+    for (size_t i = 0; i < c->n_accounts; i++)
+        if (strcmp(c->accounts[i].jid, jid) == 0) return &c->accounts[i];
+    return NULL;
+}

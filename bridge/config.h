@@ -1,0 +1,100 @@
+/* xpbridge's settings: the libconfig file (docs/configuration.md), the
+ * command-line flags that override it, and the comparison SIGHUP uses to tell
+ * changed accounts from unchanged ones. No I/O beyond reading the file. */
+#ifndef XPB_CONFIG_H
+#define XPB_CONFIG_H
+
+#include <stddef.h>
+
+#define XPB_CONFIG_DEFAULT_METRICS "127.0.0.1:9477"
+#define XPB_CONFIG_DEFAULT_MUC_PING_S 300u   /* XEP-0410 self-ping every 5 min */
+#define XPB_CONFIG_MAX_ACCOUNTS 10000u
+#define XPB_CONFIG_MAX_ROOMS 1000u           /* per account */
+
+enum { XPB_CFG_LOG_DEBUG = 0, XPB_CFG_LOG_INFO, XPB_CFG_LOG_WARN, XPB_CFG_LOG_ERROR };
+
+typedef struct xpb_room_cfg {
+    char *room;      /* bare JID of the room */
+    char *nick;
+    char *password;  /* NULL: none */
+    int history_maxstanzas; /* -1: server default */
+} xpb_room_cfg;
+
+typedef struct xpb_account_cfg {
+    char *jid;           /* normalised bare JID: the account's name on the bus */
+    char *resource;      /* requested resource, or NULL */
+    char *password_file;
+    char *host;          /* NULL: DNS SRV */
+    unsigned port;       /* 0: default */
+    int transport;       /* xpb_transport_kind */
+    char *ws_url;
+    char *ca_file;       /* NULL: system store */
+    char *presence_show; /* NULL, away, chat, dnd, xa */
+    char *presence_status;
+    int send_presence, fetch_roster, stream_management;
+    xpb_room_cfg *rooms;
+    size_t n_rooms;
+    int line;            /* where it was defined (0: flags) */
+} xpb_account_cfg;
+
+typedef struct xpb_config {
+    int log_level;       /* XPB_CFG_LOG_* */
+    char *log_file;      /* NULL: stderr */
+    char *events_url, *requests_url; /* NULL: the bus's defaults */
+    char *private_dir;
+    int allow_remote;
+    size_t max_request_bytes;
+    unsigned batch_max, batch_flush_us;
+    int compact_records;  /* bus.compact_records: publish compact record forms */
+    char *metrics_listen; /* "ADDR:PORT"; "0" or "" disables */
+    int metrics_allow_remote; /* metrics.allow_remote: a non-loopback listener */
+    unsigned queue_max;
+    size_t max_stanza_bytes;
+    unsigned muc_ping_s;  /* 0 disables the self-ping */
+    xpb_account_cfg *accounts;
+    size_t n_accounts;
+} xpb_config;
+
+/* What the command line said. Strings point into argv. */
+#define XPB_CLI_MAX_ROOMS 64
+typedef struct xpb_cli {
+    const char *config_file;
+    const char *jid, *password_file, *host, *transport, *ws_url, *ca_file;
+    unsigned port;
+    const char *rooms[XPB_CLI_MAX_ROOMS];
+    size_t n_rooms;
+    int no_presence, roster;
+    const char *events, *requests, *metrics, *log_level, *log_file;
+    int check_config, version, help;
+} xpb_cli;
+
+void xpb_config_init(xpb_config *c);
+void xpb_config_clear(xpb_config *c);
+
+/* Parse libconfig text (name is the file name used in messages). On failure
+ * returns XPB_EINVAL and err holds "NAME:LINE: text". */
+int xpb_config_parse_string(xpb_config *c, const char *text, const char *name, char *err,
+                            size_t errlen);
+/* Same for a file; an unreadable file gives "FILE: reason". */
+int xpb_config_load(xpb_config *c, const char *path, char *err, size_t errlen);
+
+/* argv -> cli. XPB_EINVAL with err on a usage error. */
+int xpb_cli_parse(xpb_cli *cli, int argc, char **argv, char *err, size_t errlen);
+/* Flags override the file's global settings; --jid adds one account (an
+ * account of that name in the file is replaced). XPB_EINVAL with err. */
+int xpb_config_apply_cli(xpb_config *c, const xpb_cli *cli, char *err, size_t errlen);
+
+/* 1 when a running session for a would need no restart for b. */
+int xpb_account_cfg_equal(const xpb_account_cfg *a, const xpb_account_cfg *b);
+/* Deep copy; XPB_ENOMEM. */
+int xpb_account_cfg_copy(xpb_account_cfg *dst, const xpb_account_cfg *src);
+void xpb_account_cfg_clear(xpb_account_cfg *a);
+const xpb_account_cfg *xpb_config_find(const xpb_config *c, const char *jid);
+
+/* "debug" ... "error" -> XPB_CFG_LOG_*, or -1. */
+int xpb_config_log_level(const char *name);
+const char *xpb_config_log_level_name(int level);
+/* "starttls", "directtls", "websocket" -> xpb_transport_kind, or -1. */
+int xpb_config_transport(const char *name);
+
+#endif

@@ -1,0 +1,1483 @@
+/* The daemon core: one account per bridged JID, each with its session on the
+ * shared loop; session events become bus events, bus requests become stanzas.
+ * iq responses are matched to the request that sent them by (account, id,
+ * peer); MUC rooms are rejoined after every fresh bind (XEP-0045 §7.2) and
+ * checked with XEP-0410 self-pings. Runs entirely on the loop thread. */
+#define _DEFAULT_SOURCE /* explicit_bzero */
+#include "daemon.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "xpb_error.h"
+#include "xpb_jid.h"
+#include "xpb_loop.h"
+#include "xpb_session.h"
+#include "xpb_stanza.h"
+
+typedef Xpb__V1__SessionState__State pub_state;
+
+enum iq_kind { IQ_USER, IQ_ROSTER, IQ_SELFPING };
+
+/* A sent stanza whose outcome a Delivery event reports. Outcomes arrive in
+ * send order, so the FIFO is searched from its head. */
+struct handle_ent {
+    struct handle_ent *next;
+    uint64_t handle;
+    char *request_id, *stanza_id;
+};
+
+struct room {
+    struct room *next;
+    char *room, *nick, *password;
+    int history;
+};
+
+struct account;
+struct pending_iq {
+    struct pending_iq *next, *prev;
+    xpb_daemon *d;
+    struct account *acc;
+    enum iq_kind kind;
+    char *id, *peer;       /* peer NULL: the account's own server/bare JID */
+    xpb_bus_request *req;  /* NULL for self-pings */
+    struct event *timer;
+    unsigned timeout_ms;
+    char *room;            /* self-ping: the room */
+};
+
+struct closer {
+    struct closer *next;
+    xpb_bus_request *req;
+};
+
+struct account {
+    struct account *next;
+    xpb_daemon *d;
+    char *name;            /* bare JID */
+    xpb_account_cfg cfg;
+    int from_config;
+    unsigned char *password;
+    size_t password_len;
+    xpb_loop_session *ls;
+    char *full_jid;
+    struct handle_ent *h_head, *h_tail;
+    struct room *rooms;
+    struct closer *closers;
+    struct event *close_timer;
+    int removing, dead;
+    xpb_account_cfg *restart_cfg; /* reload: start again with this once stopped */
+};
+
+struct xpb_daemon {
+    struct event_base *base;
+    xpb_loop *loop;
+    xpb_bus *bus;
+    xpb_metrics *metrics;
+    struct account *accounts;
+    struct pending_iq *iqs;
+    xpb_arena *arena, *rarena;
+    xpb_buf xbuf;
+    xpb_record_limits limits;
+    unsigned queue_max, muc_ping_s;
+    int compact_records; /* publish compact forms (docs/mapping.md §7) */
+    xpb_daemon_counters ctr;
+    uint64_t gone_reconnects, gone_resumptions;
+    struct event *reap_ev, *ping_timer, *shutdown_timer;
+    int shutting_down;
+    time_t started;
+    uint64_t iq_counter;
+};
+
+static void rejoin_rooms(struct account *a);
+static void join_one(struct account *a, const struct room *r);
+
+/* ---- small helpers ------------------------------------------------------------ */
+
+static char *xstrdup(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+static const char *kind_name(Xpb__V1__Kind k)
+{
+    switch (k) {
+    case XPB__V1__KIND__KIND_MESSAGE: return "message";
+    case XPB__V1__KIND__KIND_PRESENCE: return "presence";
+    case XPB__V1__KIND__KIND_IQ: return "iq";
+    default: return "other";
+    }
+}
+
+static int kind_index(Xpb__V1__Kind k)
+{
+    switch (k) {
+    case XPB__V1__KIND__KIND_MESSAGE: return XPB_KIND_MESSAGE;
+    case XPB__V1__KIND__KIND_PRESENCE: return XPB_KIND_PRESENCE;
+    case XPB__V1__KIND__KIND_IQ: return XPB_KIND_IQ;
+    default: return XPB_KIND_OTHER;
+    }
+}
+
+static struct account *find_account(xpb_daemon *d, const char *name)
+{
+    for (struct account *a = d->accounts; a; a = a->next)
+        if (!a->dead && strcmp(a->name, name) == 0) return a;
+    return NULL;
+}
+
+static struct account *account_of(xpb_daemon *d, xpb_loop_session *ls)
+{
+    for (struct account *a = d->accounts; a; a = a->next)
+        if (a->ls == ls) return a;
+    return find_account(d, xpb_loop_session_name(ls));
+}
+
+static xpb_session *session_of(struct account *a)
+{
+    return a->ls ? xpb_loop_session_get(a->ls) : NULL;
+}
+
+/* A compact id (docs/mapping.md §7) back to its canonical UUID text. */
+static void expand_id_uuid(xpb_stanza *st, char buf[37])
+{
+    if (st->id || !st->has_id_uuid || st->id_uuid.len != 16) return;
+    const uint8_t *u = st->id_uuid.data;
+    snprintf(buf, 37,
+             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", u[0], u[1],
+             u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13], u[14],
+             u[15]);
+    st->id = buf;
+    st->has_id_uuid = 0;
+}
+
+/* ---- password files --------------------------------------------------------------- */
+
+static int read_password(const char *path, unsigned char **out, size_t *len, char *err,
+                         size_t errlen)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat sb;
+    if (fd < 0 || fstat(fd, &sb) != 0) {
+        snprintf(err, errlen, "password file %s: %s", path, strerror(errno));
+        if (fd >= 0) close(fd);
+        return XPB_EINVAL;
+    }
+    if (!S_ISREG(sb.st_mode) || sb.st_size > (off_t)XPB_DAEMON_MAX_PASSWORD) {
+        snprintf(err, errlen, "password file %s: not a regular file of at most %u bytes", path,
+                 XPB_DAEMON_MAX_PASSWORD);
+        close(fd);
+        return XPB_EINVAL;
+    }
+    if (sb.st_mode & (S_IRWXG | S_IRWXO))
+        xpb_log(XPB_LOG_WARN, "password file %s can be read by group or others (chmod 600 it)",
+                path);
+    unsigned char *buf = malloc(XPB_DAEMON_MAX_PASSWORD + 1);
+    ssize_t n = buf ? read(fd, buf, XPB_DAEMON_MAX_PASSWORD + 1) : -1;
+    close(fd);
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r')) n--;
+    if (n <= 0 || n > (ssize_t)XPB_DAEMON_MAX_PASSWORD) {
+        snprintf(err, errlen, "password file %s: %s", path, n == 0 ? "empty" : "cannot be read");
+        if (buf) explicit_bzero(buf, XPB_DAEMON_MAX_PASSWORD + 1);
+        free(buf);
+        return XPB_EINVAL;
+    }
+    *out = buf;
+    *len = (size_t)n;
+    return 0;
+}
+
+/* ---- publishing ------------------------------------------------------------------- */
+
+static void publish(xpb_daemon *d, const char *kind, const char *account, Xpb__V1__Event *ev)
+{
+    if (!d->bus) return;
+    int rc = xpb_bus_publish(d->bus, kind, account, ev);
+    if (rc != 0) xpb_log(XPB_LOG_WARN, "publish %s/%s/ failed: %s", kind, account, xpb_strerror(rc));
+}
+
+static void publish_state(struct account *a, pub_state st, const char *reason, const char *jid)
+{
+    Xpb__V1__SessionState ss = XPB__V1__SESSION_STATE__INIT;
+    ss.has_state = 1;
+    ss.state = st;
+    ss.reason = (char *)reason;
+    ss.jid = (char *)jid;
+    Xpb__V1__Event ev = XPB__V1__EVENT__INIT;
+    ev.body_case = XPB__V1__EVENT__BODY_STATE;
+    ev.state = &ss;
+    publish(a->d, "state", a->name, &ev);
+}
+
+static void track_handle(struct account *a, uint64_t h, const char *request_id, const char *sid)
+{
+    struct handle_ent *e = calloc(1, sizeof *e);
+    if (!e) return;
+    e->handle = h;
+    e->request_id = xstrdup(request_id);
+    e->stanza_id = xstrdup(sid);
+    if (a->h_tail) a->h_tail->next = e;
+    else a->h_head = e;
+    a->h_tail = e;
+}
+
+static void free_handle(struct handle_ent *e)
+{
+    free(e->request_id);
+    free(e->stanza_id);
+    free(e);
+}
+
+static struct handle_ent *take_handle(struct account *a, uint64_t h)
+{
+    struct handle_ent *prev = NULL;
+    for (struct handle_ent *e = a->h_head; e; prev = e, e = e->next) {
+        if (e->handle != h) continue;
+        if (prev) prev->next = e->next;
+        else a->h_head = e->next;
+        if (a->h_tail == e) a->h_tail = prev;
+        return e;
+    }
+    return NULL;
+}
+
+static void publish_delivery(struct account *a, const xpb_session_event *sev)
+{
+    struct handle_ent *e = take_handle(a, sev->handle);
+    if (!e) return; /* the daemon's own stanzas (self-pings, rejoins) */
+    Xpb__V1__Delivery dl = XPB__V1__DELIVERY__INIT;
+    dl.has_outcome = 1;
+    dl.outcome = sev->kind == XPB_SE_ACKED ? XPB__V1__DELIVERY__OUTCOME__OUTCOME_ACKED
+                                           : XPB__V1__DELIVERY__OUTCOME__OUTCOME_FAILED;
+    dl.request_id = e->request_id;
+    dl.stanza_id = e->stanza_id;
+    dl.reason = (char *)sev->reason;
+    Xpb__V1__Event ev = XPB__V1__EVENT__INIT;
+    ev.body_case = XPB__V1__EVENT__BODY_DELIVERY;
+    ev.delivery = &dl;
+    publish(a->d, "delivery", a->name, &ev);
+    free_handle(e);
+}
+
+/* ---- pending iqs ---------------------------------------------------------------------- */
+
+static void pending_free(xpb_daemon *d, struct pending_iq *p)
+{
+    if (p->prev) p->prev->next = p->next;
+    else d->iqs = p->next;
+    if (p->next) p->next->prev = p->prev;
+    if (p->timer) event_free(p->timer);
+    free(p->id);
+    free(p->peer);
+    free(p->room);
+    free(p);
+}
+
+static void on_iq_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    struct pending_iq *p = arg;
+    (void)fd, (void)what;
+    if (p->req)
+        xpb_bus_reply_error(p->req, XPB__V1__ERROR_CODE__ERR_TIMEOUT, "no response within %u ms",
+                            p->timeout_ms);
+    else
+        xpb_log(XPB_LOG_DEBUG, "session %s: self-ping to %s unanswered", p->acc->name, p->room);
+    pending_free(p->d, p);
+}
+
+static struct pending_iq *pending_add(struct account *a, enum iq_kind kind, const char *id,
+                                      const char *peer, xpb_bus_request *req, unsigned ms)
+{
+    xpb_daemon *d = a->d;
+    struct pending_iq *p = calloc(1, sizeof *p);
+    if (!p) return NULL;
+    p->d = d;
+    p->acc = a;
+    p->kind = kind;
+    p->req = req;
+    p->timeout_ms = ms;
+    p->id = strdup(id);
+    p->peer = xstrdup(peer);
+    p->timer = evtimer_new(d->base, on_iq_timeout, p);
+    p->next = d->iqs;
+    if (d->iqs) d->iqs->prev = p;
+    d->iqs = p;
+    if (!p->id || (peer && !p->peer) || !p->timer) {
+        pending_free(d, p);
+        return NULL;
+    }
+    struct timeval tv = {(time_t)(ms / 1000u), (suseconds_t)((ms % 1000u) * 1000u)};
+    evtimer_add(p->timer, &tv);
+    return p;
+}
+
+/* Answer (and forget) every iq of an account that goes away. */
+static void pending_drop_account(xpb_daemon *d, const struct account *a, const char *why)
+{
+    struct pending_iq *p = d->iqs;
+    while (p) {
+        struct pending_iq *n = p->next;
+        if (p->acc == a) {
+            if (p->req) xpb_bus_reply_error(p->req, XPB__V1__ERROR_CODE__ERR_NOT_CONNECTED, "%s", why);
+            pending_free(d, p);
+        }
+        p = n;
+    }
+}
+
+/* RFC 6120 §10.1: a response comes from the entity the request went to; a
+ * request without 'to' went to the account itself (its server answers for it). */
+static int peer_matches(const struct pending_iq *p, const char *from)
+{
+    const struct account *a = p->acc;
+    if (!p->peer || xpb_jid_equal(p->peer, a->name)) {
+        if (!from) return 1;
+        const char *at = strchr(a->name, '@');
+        return xpb_jid_equal(from, a->name) || (at && xpb_jid_equal(from, at + 1)) ||
+               (a->full_jid && xpb_jid_equal(from, a->full_jid));
+    }
+    return from && xpb_jid_equal(from, p->peer);
+}
+
+static struct pending_iq *pending_match(xpb_daemon *d, const struct account *a, const xpb_node *el)
+{
+    const xpb_attr *id = xpb_node_attr(el, "", "id");
+    const xpb_attr *from = xpb_node_attr(el, "", "from");
+    if (!id) return NULL;
+    for (struct pending_iq *p = d->iqs; p; p = p->next)
+        if (p->acc == a && strcmp(p->id, id->value) == 0 &&
+            peer_matches(p, from ? from->value : NULL))
+            return p;
+    return NULL;
+}
+
+static const char *condition_name(const xpb_stanza *st)
+{
+    if (!st->error) return "unknown error";
+    const ProtobufCEnumValue *v = protobuf_c_enum_descriptor_get_value(
+        &xpb__v1__error_condition__descriptor, (int)st->error->condition);
+    return v ? v->name : "unknown error";
+}
+
+static void resolve_selfping(struct pending_iq *p, const xpb_stanza *st)
+{
+    if (st->type != XPB__V1__STANZA_TYPE__TYPE_ERROR) return;
+    Xpb__V1__ErrorCondition c = st->error ? st->error->condition : 0;
+    /* XEP-0410 §3.2: these two mean "joined, but the client does not answer pings". */
+    if (c == XPB__V1__ERROR_CONDITION__CONDITION_FEATURE_NOT_IMPLEMENTED ||
+        c == XPB__V1__ERROR_CONDITION__CONDITION_SERVICE_UNAVAILABLE)
+        return;
+    xpb_log(XPB_LOG_INFO, "session %s: self-ping to %s failed (%s); rejoining", p->acc->name,
+            p->room, condition_name(st));
+    for (struct room *r = p->acc->rooms; r; r = r->next)
+        if (strcmp(r->room, p->room) == 0) {
+            join_one(p->acc, r);
+            break;
+        }
+}
+
+static void resolve(struct pending_iq *p, xpb_stanza *st)
+{
+    Xpb__V1__Response resp = XPB__V1__RESPONSE__INIT;
+    Xpb__V1__RosterQuery empty = XPB__V1__ROSTER_QUERY__INIT;
+    if (p->kind == IQ_SELFPING) {
+        resolve_selfping(p, st);
+    } else if (p->kind == IQ_USER) {
+        resp.result_case = XPB__V1__RESPONSE__RESULT_IQ_RESULT;
+        resp.iq_result = st;
+        xpb_bus_reply(p->req, &resp);
+    } else if (st->type == XPB__V1__STANZA_TYPE__TYPE_RESULT) {
+        resp.result_case = XPB__V1__RESPONSE__RESULT_ROSTER;
+        resp.roster = st->roster ? st->roster : &empty;
+        xpb_bus_reply(p->req, &resp);
+    } else {
+        xpb_bus_reply_error(p->req, XPB__V1__ERROR_CODE__ERR_INTERNAL,
+                            "the server refused the roster request: %s", condition_name(st));
+    }
+    pending_free(p->d, p);
+}
+
+/* ---- session events ------------------------------------------------------------------ */
+
+static void on_stanza(struct account *a, const xpb_node *el)
+{
+    xpb_daemon *d = a->d;
+    xpb_arena_reset(d->arena);
+    xpb_stanza *st = NULL;
+    /* Plain records by default: every id and JID as the text it was, so a
+     * backend needs no knowledge of the compact forms. */
+    int rc = d->compact_records ? xpb_stanza_from_xml(d->arena, el, &st)
+                                : xpb_stanza_from_xml_plain(d->arena, el, &st);
+    if (rc != 0) {
+        xpb_log(XPB_LOG_WARN, "session %s: stanza not mapped: %s", a->name, xpb_strerror(rc));
+        return;
+    }
+    xpb_buf_reset(&d->xbuf);
+    size_t xml = xpb_xml_write_node(&d->xbuf, el, XPB_NS_CLIENT) == 0 ? d->xbuf.len : 0;
+    int k = kind_index(st->kind);
+    d->ctr.stanzas[XPB_DIR_IN][k]++;
+    d->ctr.bytes_xml[XPB_DIR_IN] += xml;
+    d->ctr.bytes_record[XPB_DIR_IN] += protobuf_c_message_get_packed_size(&st->base);
+    if (st->kind == XPB__V1__KIND__KIND_IQ && (st->type == XPB__V1__STANZA_TYPE__TYPE_RESULT ||
+                                               st->type == XPB__V1__STANZA_TYPE__TYPE_ERROR)) {
+        struct pending_iq *p = pending_match(d, a, el);
+        if (p) resolve(p, st);
+    }
+    Xpb__V1__Event ev = XPB__V1__EVENT__INIT;
+    ev.body_case = XPB__V1__EVENT__BODY_STANZA;
+    ev.stanza = st;
+    ev.has_xml_bytes = 1;
+    ev.xml_bytes = (uint32_t)xml;
+    publish(d, kind_name(st->kind), a->name, &ev);
+}
+
+static void on_online(struct account *a, const xpb_session_event *ev)
+{
+    char *j = xstrdup(ev->jid);
+    if (j) {
+        free(a->full_jid);
+        a->full_jid = j;
+    }
+    xpb_log(XPB_LOG_INFO, "session %s %s as %s", a->name, ev->resumed ? "resumed" : "online",
+            ev->jid ? ev->jid : "?");
+    publish_state(a, ev->resumed ? XPB__V1__SESSION_STATE__STATE__STATE_RESUMED
+                                 : XPB__V1__SESSION_STATE__STATE__STATE_ONLINE,
+                  NULL, ev->jid);
+    /* XEP-0045: occupancy does not survive a new stream; a resumed one keeps it. */
+    if (!ev->resumed) rejoin_rooms(a);
+}
+
+static void answer_closers(struct account *a, const char *note)
+{
+    while (a->closers) {
+        struct closer *c = a->closers;
+        a->closers = c->next;
+        Xpb__V1__Response resp = XPB__V1__RESPONSE__INIT;
+        if (note) resp.error_text = (char *)note;
+        xpb_bus_reply(c->req, &resp);
+        free(c);
+    }
+}
+
+/* Reaping runs from the loop, never inside a session's own callback. */
+static void schedule_reap(xpb_daemon *d)
+{
+    event_active(d->reap_ev, EV_TIMEOUT, 0);
+}
+
+static void on_stopped(struct account *a, const char *reason)
+{
+    publish_state(a, XPB__V1__SESSION_STATE__STATE__STATE_STOPPED, reason, NULL);
+    if (!a->removing) {
+        xpb_log(XPB_LOG_WARN, "session %s stopped: %s", a->name, reason ? reason : "");
+        return;
+    }
+    answer_closers(a, NULL);
+    a->dead = 1;
+    schedule_reap(a->d);
+}
+
+static void on_state(struct account *a, const xpb_session_event *ev)
+{
+    switch (ev->state) {
+    case XPB_SS_CONNECTING:
+        publish_state(a, XPB__V1__SESSION_STATE__STATE__STATE_CONNECTING, ev->reason, NULL);
+        break;
+    case XPB_SS_BACKOFF:
+        publish_state(a, XPB__V1__SESSION_STATE__STATE__STATE_DISCONNECTED, ev->reason, NULL);
+        break;
+    case XPB_SS_STOPPED: on_stopped(a, ev->reason); break;
+    default: break;
+    }
+}
+
+static void on_session_event(void *ud, xpb_loop_session *ls, const xpb_session_event *ev)
+{
+    xpb_daemon *d = ud;
+    struct account *a = account_of(d, ls);
+    if (!a) return;
+    switch (ev->kind) {
+    case XPB_SE_STATE: on_state(a, ev); break;
+    case XPB_SE_ONLINE: on_online(a, ev); break;
+    case XPB_SE_STANZA: on_stanza(a, ev->stanza); break;
+    case XPB_SE_ACKED:
+    case XPB_SE_FAILED: publish_delivery(a, ev); break;
+    default: break;
+    }
+}
+
+static void on_loop_log(void *ud, int level, const char *session, const char *msg)
+{
+    (void)ud;
+    xpb_log(level, "session %s: %s", session ? session : "-", msg);
+}
+
+/* ---- sending ------------------------------------------------------------------------ */
+
+static int is_jid_error(int rc)
+{
+    return rc == XPB_EJID || (rc <= XPB_EJIDEMPTY && rc >= XPB_EJIDRESOURCE);
+}
+
+/* Send st for request req; on failure answer req and return non-zero. */
+static int send_for(struct account *a, xpb_bus_request *req, xpb_stanza *st, uint64_t *h,
+                    char *idbuf, size_t idlen)
+{
+    xpb_daemon *d = a->d;
+    char cerr[256] = "";
+    int rc = xpb_stanza_check(st, &d->limits, cerr, sizeof cerr);
+    if (rc != 0) {
+        xpb_bus_reply_error(req, is_jid_error(rc) ? XPB__V1__ERROR_CODE__ERR_INVALID_JID
+                                                  : XPB__V1__ERROR_CODE__ERR_INVALID_RECORD,
+                            "%s", cerr[0] ? cerr : xpb_strerror(rc));
+        return rc;
+    }
+    xpb_session *s = session_of(a);
+    rc = s ? xpb_session_send(s, st, h) : XPB_ENOTCONN;
+    if (rc == XPB_EQUEUEFULL) {
+        int online = xpb_session_get_state(s) == XPB_SS_ONLINE;
+        xpb_bus_reply_error(req, XPB__V1__ERROR_CODE__ERR_QUEUE_FULL, "queue full (queue_max %u)%s",
+                            d->queue_max,
+                            online ? ": too many stanzas unacknowledged" : " while not connected");
+    } else if (rc == XPB_ENOTCONN) {
+        xpb_bus_reply_error(req, XPB__V1__ERROR_CODE__ERR_NOT_CONNECTED,
+                            "session %s is stopped or closing (close it and open it again)",
+                            a->name);
+    } else if (rc != 0) {
+        xpb_bus_reply_error(req,
+                            is_jid_error(rc) ? XPB__V1__ERROR_CODE__ERR_INVALID_JID
+                            : rc == XPB_ENOMEM ? XPB__V1__ERROR_CODE__ERR_INTERNAL
+                                               : XPB__V1__ERROR_CODE__ERR_INVALID_RECORD,
+                            "%s", xpb_strerror(rc));
+    }
+    if (rc != 0) return rc;
+    snprintf(idbuf, idlen, "%s", xpb_session_last_id(s));
+    track_handle(a, *h, xpb_bus_request_id(req), idbuf);
+    d->ctr.stanzas[XPB_DIR_OUT][kind_index(st->kind)]++;
+    d->ctr.bytes_record[XPB_DIR_OUT] += protobuf_c_message_get_packed_size(&st->base);
+    xpb_buf_reset(&d->xbuf);
+    if (xpb_stanza_to_xml(&d->xbuf, st, XPB_NS_CLIENT, NULL, NULL, 0) == 0)
+        d->ctr.bytes_xml[XPB_DIR_OUT] += d->xbuf.len;
+    return 0;
+}
+
+static void reply_sent(struct account *a, xpb_bus_request *req, const char *id)
+{
+    Xpb__V1__SendResult sr = XPB__V1__SEND_RESULT__INIT;
+    sr.stanza_id = (char *)id;
+    sr.has_queued = 1;
+    xpb_session *s = session_of(a);
+    sr.queued = !s || xpb_session_get_state(s) != XPB_SS_ONLINE;
+    Xpb__V1__Response resp = XPB__V1__RESPONSE__INIT;
+    resp.result_case = XPB__V1__RESPONSE__RESULT_SENT;
+    resp.sent = &sr;
+    xpb_bus_reply(req, &resp);
+}
+
+/* The daemon's own stanzas (rejoins, self-pings): no request, no Delivery. */
+static int send_own(struct account *a, const xpb_stanza *st)
+{
+    xpb_session *s = session_of(a);
+    uint64_t h;
+    int rc = s ? xpb_session_send(s, st, &h) : XPB_ENOTCONN;
+    if (rc != 0)
+        xpb_log(XPB_LOG_WARN, "session %s: cannot send: %s", a->name, xpb_strerror(rc));
+    else
+        a->d->ctr.stanzas[XPB_DIR_OUT][kind_index(st->kind)]++;
+    return rc;
+}
+
+/* ---- MUC (XEP-0045 §7.2.1 join, XEP-0410 self-ping) ------------------------------------- */
+
+/* The join presence: to room/nick with <x xmlns='http://jabber.org/protocol/muc'>. */
+static int join_stanza(const struct room *r, xpb_stanza *st, Xpb__V1__MucJoin *mj,
+                       Xpb__V1__MucHistory *hist, char *to, size_t tolen)
+{
+    xpb__v1__stanza__init(st);
+    xpb__v1__muc_join__init(mj);
+    xpb__v1__muc_history__init(hist);
+    if ((size_t)snprintf(to, tolen, "%s/%s", r->room, r->nick) >= tolen) return XPB_EINVAL;
+    st->has_kind = 1;
+    st->kind = XPB__V1__KIND__KIND_PRESENCE;
+    st->to = to;
+    st->muc = mj;
+    mj->password = r->password;
+    if (r->history >= 0) {
+        hist->has_maxstanzas = 1;
+        hist->maxstanzas = r->history;
+        mj->history = hist;
+    }
+    return 0;
+}
+
+static void join_one(struct account *a, const struct room *r)
+{
+    xpb_stanza st;
+    Xpb__V1__MucJoin mj;
+    Xpb__V1__MucHistory hist;
+    char to[3 * 1024 + 8];
+    if (join_stanza(r, &st, &mj, &hist, to, sizeof to) != 0) return;
+    if (send_own(a, &st) == 0)
+        xpb_log(XPB_LOG_INFO, "session %s: joining %s as %s", a->name, r->room, r->nick);
+}
+
+static void rejoin_rooms(struct account *a)
+{
+    for (struct room *r = a->rooms; r; r = r->next) join_one(a, r);
+}
+
+static void self_ping_account(struct account *a)
+{
+    for (struct room *r = a->rooms; r; r = r->next) {
+        char to[3 * 1024 + 8];
+        snprintf(to, sizeof to, "%s/%s", r->room, r->nick);
+        xpb_stanza st = XPB__V1__STANZA__INIT;
+        st.has_kind = st.has_type = st.has_ping = 1;
+        st.kind = XPB__V1__KIND__KIND_IQ;
+        st.type = XPB__V1__STANZA_TYPE__TYPE_GET;
+        st.ping = 1;
+        st.to = to;
+        char id[64];
+        snprintf(id, sizeof id, "xpb-sp-%" PRIu64, ++a->d->iq_counter);
+        st.id = id;
+        if (send_own(a, &st) != 0) return;
+        struct pending_iq *p =
+            pending_add(a, IQ_SELFPING, id, to, NULL, XPB_DAEMON_SELF_PING_TIMEOUT_MS);
+        if (p) p->room = strdup(r->room);
+    }
+}
+
+static void on_ping_timer(evutil_socket_t fd, short what, void *arg)
+{
+    xpb_daemon *d = arg;
+    (void)fd, (void)what;
+    for (struct account *a = d->accounts; a; a = a->next) {
+        xpb_session *s = session_of(a);
+        if (!a->dead && !a->removing && s && xpb_session_get_state(s) == XPB_SS_ONLINE)
+            self_ping_account(a);
+    }
+}
+
+static int room_add(struct account *a, const char *room, const char *nick, const char *pw,
+                    int history, struct room **out)
+{
+    for (struct room *r = a->rooms; r; r = r->next)
+        if (strcmp(r->room, room) == 0) { /* a new nick or password replaces the old */
+            char *n = strdup(nick), *p = xstrdup(pw);
+            if (!n || (pw && !p)) {
+                free(n);
+                free(p);
+                return XPB_ENOMEM;
+            }
+            free(r->nick);
+            free(r->password);
+            r->nick = n;
+            r->password = p;
+            r->history = history;
+            *out = r;
+            return 0;
+        }
+    struct room *r = calloc(1, sizeof *r);
+    if (!r) return XPB_ENOMEM;
+    r->room = strdup(room);
+    r->nick = strdup(nick);
+    r->password = xstrdup(pw);
+    r->history = history;
+    if (!r->room || !r->nick || (pw && !r->password)) {
+        free(r->room);
+        free(r->nick);
+        free(r->password);
+        free(r);
+        return XPB_ENOMEM;
+    }
+    struct room **tail = &a->rooms; /* keep config order */
+    while (*tail) tail = &(*tail)->next;
+    *tail = r;
+    *out = r;
+    return 0;
+}
+
+/* ---- accounts --------------------------------------------------------------------- */
+
+static void account_free(struct account *a)
+{
+    xpb_daemon *d = a->d;
+    pending_drop_account(d, a, "the session was closed");
+    answer_closers(a, NULL);
+    if (a->ls) {
+        xpb_session_stats st;
+        xpb_session_get_stats(xpb_loop_session_get(a->ls), &st);
+        d->gone_reconnects += st.reconnects;
+        d->gone_resumptions += st.resumptions;
+        xpb_loop_remove_session(d->loop, a->ls);
+    }
+    while (a->h_head) {
+        struct handle_ent *e = a->h_head;
+        a->h_head = e->next;
+        free_handle(e);
+    }
+    while (a->rooms) {
+        struct room *r = a->rooms;
+        a->rooms = r->next;
+        free(r->room);
+        free(r->nick);
+        free(r->password);
+        free(r);
+    }
+    if (a->close_timer) event_free(a->close_timer);
+    if (a->password) explicit_bzero(a->password, a->password_len);
+    free(a->password);
+    if (a->restart_cfg) {
+        xpb_account_cfg_clear(a->restart_cfg);
+        free(a->restart_cfg);
+    }
+    xpb_account_cfg_clear(&a->cfg);
+    free(a->full_jid);
+    free(a->name);
+    free(a);
+}
+
+static void session_config(const xpb_daemon *d, const struct account *a, xpb_session_config *sc,
+                           char *jid, size_t jidlen)
+{
+    xpb_session_config_init(sc);
+    if (a->cfg.resource) snprintf(jid, jidlen, "%s/%s", a->cfg.jid, a->cfg.resource);
+    else snprintf(jid, jidlen, "%s", a->cfg.jid);
+    sc->jid = jid;
+    sc->password = a->password;
+    sc->password_len = a->password_len;
+    sc->host = a->cfg.host;
+    sc->port = (uint16_t)a->cfg.port;
+    sc->transport = (xpb_transport_kind)a->cfg.transport;
+    sc->ws_url = a->cfg.ws_url;
+    sc->fetch_roster = a->cfg.fetch_roster;
+    sc->send_presence = a->cfg.send_presence;
+    sc->presence_show = a->cfg.presence_show;
+    sc->presence_status = a->cfg.presence_status;
+    sc->stream_management = a->cfg.stream_management;
+    sc->queue_max = d->queue_max;
+}
+
+/* Password: inline (an open request) or from cfg->password_file. */
+static int account_start(xpb_daemon *d, const xpb_account_cfg *cfg, const char *password,
+                         int from_config, char *err, size_t errlen)
+{
+    struct account *a = calloc(1, sizeof *a);
+    if (!a) return XPB_ENOMEM;
+    a->d = d;
+    a->from_config = from_config;
+    int rc = xpb_account_cfg_copy(&a->cfg, cfg);
+    if (!rc && !(a->name = strdup(cfg->jid))) rc = XPB_ENOMEM;
+    if (!rc && password) {
+        a->password_len = strlen(password);
+        if (!(a->password = malloc(a->password_len + 1))) rc = XPB_ENOMEM;
+        else memcpy(a->password, password, a->password_len + 1);
+    } else if (!rc) {
+        rc = read_password(cfg->password_file, &a->password, &a->password_len, err, errlen);
+    }
+    struct room *r;
+    for (size_t i = 0; !rc && i < cfg->n_rooms; i++)
+        rc = room_add(a, cfg->rooms[i].room, cfg->rooms[i].nick, cfg->rooms[i].password,
+                      cfg->rooms[i].history_maxstanzas, &r);
+    if (rc) {
+        if (rc == XPB_ENOMEM) snprintf(err, errlen, "out of memory");
+        account_free(a);
+        return rc;
+    }
+    a->next = d->accounts; /* listed first: the session's first events find it */
+    d->accounts = a;
+    xpb_session_config sc;
+    char jid[3 * 1024 + 8];
+    session_config(d, a, &sc, jid, sizeof jid);
+    rc = xpb_loop_add_session(d->loop, a->name, &sc, a->cfg.ca_file, &a->ls, err, errlen);
+    if (rc) {
+        if (!err[0]) snprintf(err, errlen, "%s", xpb_strerror(rc));
+        d->accounts = a->next;
+        a->ls = NULL;
+        account_free(a);
+        return rc;
+    }
+    xpb_log(XPB_LOG_INFO, "session %s: started (%s)", a->name,
+            from_config ? "configured" : "opened by request");
+    return 0;
+}
+
+static void on_close_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    struct account *a = arg;
+    (void)fd, (void)what;
+    xpb_log(XPB_LOG_WARN, "session %s: not closed within %u ms; dropping it", a->name,
+            XPB_DAEMON_CLOSE_WAIT_MS);
+    answer_closers(a, "closed without waiting for the server");
+    a->dead = 1;
+    schedule_reap(a->d);
+}
+
+/* Clean close (unavailable presence, </stream:stream>), then removal. */
+static void account_close(struct account *a)
+{
+    if (a->dead) return;
+    if (!a->removing) {
+        a->removing = 1;
+        a->close_timer = evtimer_new(a->d->base, on_close_timeout, a);
+        struct timeval tv = {XPB_DAEMON_CLOSE_WAIT_MS / 1000u,
+                             (suseconds_t)(XPB_DAEMON_CLOSE_WAIT_MS % 1000u) * 1000};
+        if (a->close_timer) evtimer_add(a->close_timer, &tv);
+    }
+    xpb_session *s = session_of(a);
+    if (s) xpb_session_close(s);
+    if ((!s || xpb_session_get_state(s) == XPB_SS_STOPPED) && !a->dead) {
+        answer_closers(a, NULL);
+        a->dead = 1;
+        schedule_reap(a->d);
+    }
+}
+
+static void finish_shutdown(xpb_daemon *d);
+
+static void on_reap(evutil_socket_t fd, short what, void *arg)
+{
+    xpb_daemon *d = arg;
+    (void)fd, (void)what;
+    struct account **pp = &d->accounts;
+    while (*pp) {
+        struct account *a = *pp;
+        if (!a->dead) {
+            pp = &a->next;
+            continue;
+        }
+        *pp = a->next;
+        xpb_account_cfg *restart = a->restart_cfg;
+        a->restart_cfg = NULL;
+        xpb_log(XPB_LOG_INFO, "session %s: removed", a->name);
+        account_free(a);
+        if (restart && !d->shutting_down) {
+            char err[512] = "";
+            if (account_start(d, restart, NULL, 1, err, sizeof err) != 0)
+                xpb_log(XPB_LOG_ERROR, "session %s: cannot restart: %s", restart->jid, err);
+        }
+        if (restart) {
+            xpb_account_cfg_clear(restart);
+            free(restart);
+        }
+    }
+    if (d->shutting_down && !d->accounts) finish_shutdown(d);
+}
+
+/* ---- requests --------------------------------------------------------------------- */
+
+static void req_send(struct account *a, xpb_bus_request *req, const Xpb__V1__SendStanza *op)
+{
+    xpb_stanza st = *op->stanza; /* shallow: only the id may change */
+    char uuid[37], id[XPB_SESSION_ID_MAX + 8];
+    expand_id_uuid(&st, uuid);
+    uint64_t h;
+    if (send_for(a, req, &st, &h, id, sizeof id) == 0) reply_sent(a, req, id);
+}
+
+static void req_iq(struct account *a, xpb_bus_request *req, const Xpb__V1__SendIq *op)
+{
+    xpb_daemon *d = a->d;
+    xpb_stanza st = *op->stanza;
+    char uuid[37], gen[64], id[XPB_SESSION_ID_MAX + 8];
+    expand_id_uuid(&st, uuid);
+    if (!st.id || !st.id[0]) {
+        snprintf(gen, sizeof gen, "xpb-iq-%" PRIu64 "-%lx", ++d->iq_counter, (long)time(NULL));
+        st.id = gen;
+    }
+    unsigned ms = op->has_timeout_ms && op->timeout_ms ? op->timeout_ms : 10000u;
+    if (ms > XPB_DAEMON_MAX_IQ_TIMEOUT_MS) ms = XPB_DAEMON_MAX_IQ_TIMEOUT_MS;
+    uint64_t h;
+    if (send_for(a, req, &st, &h, id, sizeof id) != 0) return;
+    if (!pending_add(a, IQ_USER, id, st.to, req, ms))
+        xpb_bus_reply_error(req, XPB__V1__ERROR_CODE__ERR_INTERNAL, "out of memory");
+}
+
+static void req_roster(struct account *a, xpb_bus_request *req)
+{
+    Xpb__V1__RosterQuery q = XPB__V1__ROSTER_QUERY__INIT;
+    xpb_stanza st = XPB__V1__STANZA__INIT;
+    st.has_kind = st.has_type = 1;
+    st.kind = XPB__V1__KIND__KIND_IQ;
+    st.type = XPB__V1__STANZA_TYPE__TYPE_GET; /* RFC 6121 §2.1.3 */
+    st.roster = &q;
+    char id[64], sent[XPB_SESSION_ID_MAX + 8];
+    snprintf(id, sizeof id, "xpb-roster-%" PRIu64, ++a->d->iq_counter);
+    st.id = id;
+    uint64_t h;
+    if (send_for(a, req, &st, &h, sent, sizeof sent) != 0) return;
+    if (!pending_add(a, IQ_ROSTER, sent, NULL, req, 10000u))
+        xpb_bus_reply_error(req, XPB__V1__ERROR_CODE__ERR_INTERNAL, "out of memory");
+}
+
+static int presence_type_ok(Xpb__V1__StanzaType t)
+{
+    return t == XPB__V1__STANZA_TYPE__TYPE_UNAVAILABLE ||
+           (t >= XPB__V1__STANZA_TYPE__TYPE_SUBSCRIBE && t <= XPB__V1__STANZA_TYPE__TYPE_PROBE);
+}
+
+static void req_presence(struct account *a, xpb_bus_request *req, const Xpb__V1__SetPresence *op)
+{
+    char why[256] = "";
+    if (op->to && xpb_jid_validate(op->to, strlen(op->to), why, sizeof why) != 0) {
+        xpb_bus_reply_error(req, XPB__V1__ERROR_CODE__ERR_INVALID_JID, "presence.to: %s", why);
+        return;
+    }
+    if (op->has_type && op->type != 0 && !presence_type_ok(op->type)) {
+        xpb_bus_reply_error(req, XPB__V1__ERROR_CODE__ERR_BAD_REQUEST,
+                            "presence.type must be a presence type (unavailable, subscribe, "
+                            "subscribed, unsubscribe, unsubscribed, probe)");
+        return;
+    }
+    xpb_stanza st = XPB__V1__STANZA__INIT;
+    Xpb__V1__Text status = XPB__V1__TEXT__INIT, *statusp = &status;
+    st.has_kind = 1;
+    st.kind = XPB__V1__KIND__KIND_PRESENCE;
+    st.to = op->to;
+    if (op->unavailable || (op->has_type && op->type != 0)) {
+        st.has_type = 1;
+        st.type = op->unavailable ? XPB__V1__STANZA_TYPE__TYPE_UNAVAILABLE : op->type;
+    }
+    if (op->has_show && op->show != 0) {
+        st.has_show = 1;
+        st.show = op->show;
+    }
+    if (op->status) {
+        status.text = op->status;
+        st.n_status = 1;
+        st.status = &statusp;
+    }
+    st.has_priority = op->has_priority;
+    st.priority = op->priority;
+    char id[XPB_SESSION_ID_MAX + 8];
+    uint64_t h;
+    if (send_for(a, req, &st, &h, id, sizeof id) == 0) reply_sent(a, req, id);
+}
+
+static void req_join(struct account *a, xpb_bus_request *req, const Xpb__V1__JoinRoom *op)
+{
+    char why[256] = "", full[3 * 1024 + 8];
+    if (!op->room || !op->nick || !op->nick[0]) {
+        xpb_bus_reply_error(req, XPB__V1__ERROR_CODE__ERR_BAD_REQUEST, "join needs room and nick");
+        return;
+    }
+    xpb_jid j;
+    int rc = xpb_jid_parse(&j, op->room, strlen(op->room), why, sizeof why);
+    if (rc == 0 && (!j.local || j.resource)) {
+        snprintf(why, sizeof why, "a room is a bare JID room@service");
+        rc = XPB_EJID;
+    }
+    if (rc == 0) xpb_jid_clear(&j);
+    snprintf(full, sizeof full, "%s/%s", op->room, op->nick);
+    if (rc == 0) rc = xpb_jid_validate(full, strlen(full), why, sizeof why);
+    if (rc != 0) {
+        xpb_bus_reply_error(req, XPB__V1__ERROR_CODE__ERR_INVALID_JID, "join %s: %s", full, why);
+        return;
+    }
+    struct room *r;
+    int hist = op->has_history_maxstanzas ? op->history_maxstanzas : -1;
+    if (room_add(a, op->room, op->nick, op->password, hist, &r) != 0) {
+        xpb_bus_reply_error(req, XPB__V1__ERROR_CODE__ERR_INTERNAL, "out of memory");
+        return;
+    }
+    xpb_stanza st;
+    Xpb__V1__MucJoin mj;
+    Xpb__V1__MucHistory mh;
+    char to[3 * 1024 + 8], id[XPB_SESSION_ID_MAX + 8];
+    join_stanza(r, &st, &mj, &mh, to, sizeof to);
+    uint64_t h;
+    if (send_for(a, req, &st, &h, id, sizeof id) == 0) {
+        xpb_log(XPB_LOG_INFO, "session %s: joining %s as %s", a->name, r->room, r->nick);
+        reply_sent(a, req, id);
+    }
+}
+
+static pub_state public_state(xpb_session_state s)
+{
+    switch (s) {
+    case XPB_SS_ONLINE: return XPB__V1__SESSION_STATE__STATE__STATE_ONLINE;
+    case XPB_SS_BACKOFF:
+    case XPB_SS_CLOSING: return XPB__V1__SESSION_STATE__STATE__STATE_DISCONNECTED;
+    case XPB_SS_STOPPED: return XPB__V1__SESSION_STATE__STATE__STATE_STOPPED;
+    default: return XPB__V1__SESSION_STATE__STATE__STATE_CONNECTING;
+    }
+}
+
+static Xpb__V1__SessionInfo *session_info(xpb_daemon *d, struct account *a)
+{
+    xpb_arena *ar = d->rarena;
+    Xpb__V1__SessionInfo *si = xpb_arena_calloc(ar, sizeof *si);
+    if (!si) return NULL;
+    xpb__v1__session_info__init(si);
+    xpb_session *s = session_of(a);
+    xpb_session_stats st = {0};
+    if (s) xpb_session_get_stats(s, &st);
+    si->account = a->name;
+    si->jid = a->full_jid;
+    si->has_state = si->has_stanzas_in = si->has_stanzas_out = si->has_queued = 1;
+    si->has_unacked = si->has_reconnects = si->has_resumptions = 1;
+    si->state = s ? public_state(xpb_session_get_state(s))
+                  : XPB__V1__SESSION_STATE__STATE__STATE_STOPPED;
+    si->stanzas_in = st.stanzas_in;
+    si->stanzas_out = st.stanzas_out;
+    si->queued = st.queued;
+    si->unacked = st.unacked;
+    si->reconnects = st.reconnects;
+    si->resumptions = st.resumptions;
+    size_t n = 0;
+    for (struct room *r = a->rooms; r; r = r->next) n++;
+    si->room = n ? xpb_arena_alloc(ar, n * sizeof *si->room) : NULL;
+    if (n && !si->room) return NULL;
+    for (struct room *r = a->rooms; r; r = r->next) si->room[si->n_room++] = r->room;
+    return si;
+}
+
+static void req_list(xpb_daemon *d, xpb_bus_request *req)
+{
+    xpb_arena_reset(d->rarena);
+    size_t n = 0;
+    for (struct account *a = d->accounts; a; a = a->next) n += !a->dead;
+    Xpb__V1__SessionList sl = XPB__V1__SESSION_LIST__INIT;
+    sl.session = n ? xpb_arena_alloc(d->rarena, n * sizeof *sl.session) : NULL;
+    for (struct account *a = d->accounts; a && (sl.session || !n); a = a->next) {
+        if (a->dead) continue;
+        Xpb__V1__SessionInfo *si = session_info(d, a);
+        if (!si) break;
+        sl.session[sl.n_session++] = si;
+    }
+    if (sl.n_session != n) {
+        xpb_bus_reply_error(req, XPB__V1__ERROR_CODE__ERR_INTERNAL, "out of memory");
+        return;
+    }
+    Xpb__V1__Response resp = XPB__V1__RESPONSE__INIT;
+    resp.result_case = XPB__V1__RESPONSE__RESULT_SESSIONS;
+    resp.sessions = &sl;
+    xpb_bus_reply(req, &resp);
+}
+
+static void req_status(xpb_daemon *d, xpb_bus_request *req)
+{
+    xpb_daemon_counters c;
+    xpb_daemon_get_counters(d, &c);
+    xpb_bus_stats bs;
+    xpb_bus_get_stats(d->bus, &bs);
+    Xpb__V1__BridgeStatus st = XPB__V1__BRIDGE_STATUS__INIT;
+    st.version = XPB_VERSION_STRING;
+    st.has_uptime_s = st.has_sessions = st.has_sessions_online = 1;
+    st.has_events_published = st.has_last_seq = 1;
+    st.uptime_s = (uint64_t)(time(NULL) - d->started);
+    st.sessions = c.n_accounts;
+    st.sessions_online = c.sessions[XPB_MST_ONLINE];
+    st.events_published = bs.events;
+    st.last_seq = bs.last_seq;
+    Xpb__V1__Response resp = XPB__V1__RESPONSE__INIT;
+    resp.result_case = XPB__V1__RESPONSE__RESULT_STATUS;
+    resp.status = &st;
+    xpb_bus_reply(req, &resp);
+}
+
+/* OpenSession -> account settings. 0, or the request is answered. */
+static int open_cfg(xpb_bus_request *req, const Xpb__V1__Request *r, xpb_account_cfg *c)
+{
+    const Xpb__V1__OpenSession *op = r->open;
+    const char *jid = op->jid ? op->jid : r->account;
+    char why[256] = "";
+    xpb_jid j;
+    int rc = xpb_jid_parse(&j, jid, strlen(jid), why, sizeof why);
+    if (rc == 0 && !j.local) {
+        snprintf(why, sizeof why, "an account JID needs a localpart (user@domain)");
+        rc = XPB_EJID;
+    }
+    if (rc != 0) {
+        xpb_bus_reply_error(req, XPB__V1__ERROR_CODE__ERR_INVALID_JID, "open.jid %s: %s", jid, why);
+        return rc;
+    }
+    c->jid = xpb_jid_bare(&j);
+    c->resource = xstrdup(j.resource);
+    xpb_jid_clear(&j);
+    c->password_file = xstrdup(op->password_file);
+    c->host = op->host && op->host[0] ? strdup(op->host) : NULL;
+    c->port = op->has_port && op->port <= 65535 ? op->port : 0;
+    c->transport = (int)op->transport;
+    c->ws_url = op->ws_url && op->ws_url[0] ? strdup(op->ws_url) : NULL;
+    c->ca_file = op->ca_file && op->ca_file[0] ? strdup(op->ca_file) : NULL;
+    c->fetch_roster = op->fetch_roster;
+    c->send_presence = op->send_presence;
+    c->stream_management = op->stream_management;
+    if (!c->jid) {
+        xpb_bus_reply_error(req, XPB__V1__ERROR_CODE__ERR_INTERNAL, "out of memory");
+        return XPB_ENOMEM;
+    }
+    return 0;
+}
+
+static void req_open(xpb_daemon *d, xpb_bus_request *req, const Xpb__V1__Request *r)
+{
+    xpb_account_cfg c = {0};
+    if (open_cfg(req, r, &c) != 0) {
+        xpb_account_cfg_clear(&c);
+        return;
+    }
+    if (find_account(d, c.jid)) {
+        xpb_bus_reply_error(req, XPB__V1__ERROR_CODE__ERR_EXISTS, "account %s is already open",
+                            c.jid);
+    } else if (!r->open->password && !c.password_file) {
+        xpb_bus_reply_error(req, XPB__V1__ERROR_CODE__ERR_BAD_REQUEST,
+                            "open needs password or password_file");
+    } else if (c.transport == XPB_TRANSPORT_WEBSOCKET && !c.ws_url) {
+        xpb_bus_reply_error(req, XPB__V1__ERROR_CODE__ERR_BAD_REQUEST,
+                            "transport websocket needs ws_url");
+    } else {
+        char err[512] = "";
+        int rc = account_start(d, &c, r->open->password, 0, err, sizeof err);
+        struct account *a = rc == 0 ? find_account(d, c.jid) : NULL;
+        for (size_t i = 0; a && i < r->open->n_room; i++) {
+            const Xpb__V1__JoinRoom *jr = r->open->room[i];
+            struct room *rm;
+            if (jr->room && jr->nick)
+                room_add(a, jr->room, jr->nick, jr->password,
+                         jr->has_history_maxstanzas ? jr->history_maxstanzas : -1, &rm);
+        }
+        if (rc == 0) xpb_bus_reply(req, &(Xpb__V1__Response)XPB__V1__RESPONSE__INIT);
+        else
+            xpb_bus_reply_error(req,
+                                rc == XPB_ENOMEM ? XPB__V1__ERROR_CODE__ERR_INTERNAL
+                                : strstr(err, "password") ? XPB__V1__ERROR_CODE__ERR_BAD_REQUEST
+                                                          : XPB__V1__ERROR_CODE__ERR_TLS,
+                                "%s", err);
+    }
+    xpb_account_cfg_clear(&c);
+}
+
+static void req_close(struct account *a, xpb_bus_request *req)
+{
+    struct closer *c = calloc(1, sizeof *c);
+    if (!c) {
+        xpb_bus_reply_error(req, XPB__V1__ERROR_CODE__ERR_INTERNAL, "out of memory");
+        return;
+    }
+    c->req = req;
+    c->next = a->closers;
+    a->closers = c;
+    xpb_log(XPB_LOG_INFO, "session %s: closing (request %s)", a->name, xpb_bus_request_id(req));
+    account_close(a);
+}
+
+static void on_request(void *ud, xpb_bus_request *req, const Xpb__V1__Request *r)
+{
+    xpb_daemon *d = ud;
+    if (d->shutting_down) {
+        xpb_bus_reply_error(req, XPB__V1__ERROR_CODE__ERR_INTERNAL, "shutting down");
+        return;
+    }
+    switch (r->op_case) {
+    case XPB__V1__REQUEST__OP_LIST: req_list(d, req); return;
+    case XPB__V1__REQUEST__OP_STATUS: req_status(d, req); return;
+    case XPB__V1__REQUEST__OP_OPEN: req_open(d, req, r); return;
+    default: break;
+    }
+    struct account *a = find_account(d, r->account);
+    if (!a || (a->removing && r->op_case != XPB__V1__REQUEST__OP_CLOSE)) {
+        xpb_bus_reply_error(req, XPB__V1__ERROR_CODE__ERR_UNKNOWN_ACCOUNT,
+                            "no session for account %s (open it first or add it to the config)",
+                            r->account);
+        return;
+    }
+    switch (r->op_case) {
+    case XPB__V1__REQUEST__OP_CLOSE: req_close(a, req); break;
+    case XPB__V1__REQUEST__OP_SEND: req_send(a, req, r->send); break;
+    case XPB__V1__REQUEST__OP_IQ: req_iq(a, req, r->iq); break;
+    case XPB__V1__REQUEST__OP_PRESENCE: req_presence(a, req, r->presence); break;
+    case XPB__V1__REQUEST__OP_ROSTER: req_roster(a, req); break;
+    case XPB__V1__REQUEST__OP_JOIN: req_join(a, req, r->join); break;
+    default:
+        xpb_bus_reply_error(req, XPB__V1__ERROR_CODE__ERR_BAD_REQUEST, "unknown operation");
+        break;
+    }
+}
+
+/* ---- the daemon --------------------------------------------------------------------- */
+
+static int bus_start(xpb_daemon *d, const xpb_config *cfg, char *err, size_t errlen)
+{
+    xpb_bus_config bc;
+    xpb_bus_config_init(&bc);
+    bc.events_url = cfg->events_url;
+    bc.requests_url = cfg->requests_url;
+    bc.private_dir = cfg->private_dir;
+    bc.allow_remote = cfg->allow_remote;
+    bc.max_request_bytes = cfg->max_request_bytes;
+    bc.batch_max = cfg->batch_max;
+    bc.batch_flush_us = cfg->batch_flush_us;
+    int rc = xpb_bus_new(&d->bus, d->base, &bc, on_request, d, err, errlen);
+    if (rc && !err[0]) snprintf(err, errlen, "bus: %s", xpb_strerror(rc));
+    return rc;
+}
+
+static int daemon_events(xpb_daemon *d, const xpb_config *cfg)
+{
+    d->reap_ev = event_new(d->base, -1, 0, on_reap, d);
+    d->ping_timer = event_new(d->base, -1, EV_PERSIST, on_ping_timer, d);
+    if (!d->reap_ev || !d->ping_timer) return XPB_ENOMEM;
+    if (cfg->muc_ping_s) {
+        struct timeval tv = {(time_t)cfg->muc_ping_s, 0};
+        event_add(d->ping_timer, &tv);
+    }
+    return 0;
+}
+
+static int daemon_init(xpb_daemon *d, struct event_base *base, const xpb_config *cfg, char *err,
+                       size_t errlen)
+{
+    d->base = base;
+    d->started = time(NULL);
+    d->queue_max = cfg->queue_max;
+    d->muc_ping_s = cfg->muc_ping_s;
+    d->compact_records = cfg->compact_records;
+    d->limits.max_stanza_bytes = cfg->max_stanza_bytes;
+    xpb_buf_init(&d->xbuf, 0);
+    d->arena = xpb_arena_new(0);
+    d->rarena = xpb_arena_new(0);
+    if (!d->arena || !d->rarena || daemon_events(d, cfg)) {
+        snprintf(err, errlen, "out of memory");
+        return XPB_ENOMEM;
+    }
+    xpb_loop_config lc = {.base = base, .on_event = on_session_event, .on_log = on_loop_log,
+                          .ud = d};
+    int rc = xpb_loop_new(&d->loop, &lc);
+    if (rc) {
+        snprintf(err, errlen, "event loop: %s", xpb_strerror(rc));
+        return rc;
+    }
+    if ((rc = bus_start(d, cfg, err, errlen))) return rc;
+    d->ctr.bus_up = 1;
+    const char *ml = cfg->metrics_listen;
+    if (ml && ml[0] && strcmp(ml, "0") != 0) {
+        rc = xpb_metrics_new(&d->metrics, base, ml, cfg->metrics_allow_remote || cfg->allow_remote,
+                             d, err, errlen);
+        if (rc) return rc;
+    }
+    for (size_t i = 0; i < cfg->n_accounts; i++) {
+        char aerr[512] = "";
+        rc = account_start(d, &cfg->accounts[i], NULL, 1, aerr, sizeof aerr);
+        if (rc) {
+            snprintf(err, errlen, "account %s: %s", cfg->accounts[i].jid, aerr);
+            return rc;
+        }
+    }
+    return 0;
+}
+
+int xpb_daemon_new(xpb_daemon **out, struct event_base *base, const xpb_config *cfg, char *err,
+                   size_t errlen)
+{
+    if (err && errlen) err[0] = '\0';
+    xpb_daemon *d = calloc(1, sizeof *d);
+    if (!d) return XPB_ENOMEM;
+    int rc = daemon_init(d, base, cfg, err, errlen);
+    if (rc) {
+        xpb_daemon_free(d);
+        return rc;
+    }
+    *out = d;
+    return 0;
+}
+
+static void finish_shutdown(xpb_daemon *d)
+{
+    if (d->shutdown_timer) evtimer_del(d->shutdown_timer);
+    while (d->iqs) pending_free(d, d->iqs); /* xpb_bus_free answers their requests */
+    for (struct account *a = d->accounts; a; a = a->next)
+        while (a->closers) {
+            struct closer *c = a->closers;
+            a->closers = c->next;
+            free(c);
+        }
+    if (d->bus) {
+        xpb_bus_flush(d->bus);
+        xpb_bus_free(d->bus);
+    }
+    d->bus = NULL;
+    d->ctr.bus_up = 0;
+    xpb_log(XPB_LOG_INFO, "xpbridge: stopped");
+    event_base_loopbreak(d->base);
+}
+
+static void on_shutdown_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    xpb_daemon *d = arg;
+    (void)fd, (void)what;
+    xpb_log(XPB_LOG_WARN, "shutdown: sessions still open after %u ms; dropping them",
+            XPB_DAEMON_CLOSE_WAIT_MS);
+    finish_shutdown(d);
+}
+
+void xpb_daemon_shutdown(xpb_daemon *d)
+{
+    if (d->shutting_down) {
+        xpb_log(XPB_LOG_WARN, "shutdown: second signal, stopping now");
+        finish_shutdown(d);
+        return;
+    }
+    d->shutting_down = 1;
+    xpb_log(XPB_LOG_INFO, "shutdown: closing %s sessions", d->accounts ? "all" : "no");
+    evtimer_del(d->ping_timer);
+    d->shutdown_timer = evtimer_new(d->base, on_shutdown_timeout, d);
+    struct timeval tv = {XPB_DAEMON_CLOSE_WAIT_MS / 1000u,
+                         (suseconds_t)(XPB_DAEMON_CLOSE_WAIT_MS % 1000u) * 1000};
+    if (d->shutdown_timer) evtimer_add(d->shutdown_timer, &tv);
+    for (struct account *a = d->accounts; a; a = a->next) account_close(a);
+    schedule_reap(d); /* finishes at once when there was nothing to close */
+}
+
+static void reload_account(xpb_daemon *d, const xpb_account_cfg *nc)
+{
+    struct account *a = find_account(d, nc->jid);
+    char err[512] = "";
+    if (!a) {
+        xpb_log(XPB_LOG_INFO, "reload: adding account %s", nc->jid);
+        if (account_start(d, nc, NULL, 1, err, sizeof err) != 0)
+            xpb_log(XPB_LOG_ERROR, "reload: account %s: %s", nc->jid, err);
+        return;
+    }
+    if (a->removing) return;
+    if (!a->from_config) {
+        a->from_config = 1; /* opened by request, now configured: keep it as it is */
+        return;
+    }
+    if (xpb_account_cfg_equal(&a->cfg, nc)) return;
+    xpb_log(XPB_LOG_INFO, "reload: account %s changed; restarting it", nc->jid);
+    a->restart_cfg = calloc(1, sizeof *a->restart_cfg);
+    if (!a->restart_cfg || xpb_account_cfg_copy(a->restart_cfg, nc) != 0) {
+        free(a->restart_cfg);
+        a->restart_cfg = NULL;
+        xpb_log(XPB_LOG_ERROR, "reload: out of memory");
+        return;
+    }
+    account_close(a);
+}
+
+void xpb_daemon_reload(xpb_daemon *d, const xpb_config *cfg)
+{
+    if (d->shutting_down) return;
+    xpb_log_set_level(cfg->log_level);
+    unsigned removed = 0;
+    for (struct account *a = d->accounts; a; a = a->next)
+        if (a->from_config && !a->removing && !xpb_config_find(cfg, a->name)) {
+            xpb_log(XPB_LOG_INFO, "reload: removing account %s", a->name);
+            account_close(a);
+            removed++;
+        }
+    for (size_t i = 0; i < cfg->n_accounts; i++) reload_account(d, &cfg->accounts[i]);
+    xpb_log(XPB_LOG_INFO, "reload: done (%zu accounts configured, %u removed); bus, metrics and "
+                          "limits changes take effect at the next start",
+            cfg->n_accounts, removed);
+}
+
+void xpb_daemon_free(xpb_daemon *d)
+{
+    if (!d) return;
+    while (d->iqs) pending_free(d, d->iqs);
+    xpb_metrics_free(d->metrics);
+    if (d->bus) xpb_bus_free(d->bus);
+    d->bus = NULL;
+    while (d->accounts) {
+        struct account *a = d->accounts;
+        d->accounts = a->next;
+        while (a->closers) { /* their requests were answered by xpb_bus_free */
+            struct closer *c = a->closers;
+            a->closers = c->next;
+            free(c);
+        }
+        account_free(a);
+    }
+    xpb_loop_free(d->loop);
+    if (d->reap_ev) event_free(d->reap_ev);
+    if (d->ping_timer) event_free(d->ping_timer);
+    if (d->shutdown_timer) event_free(d->shutdown_timer);
+    xpb_arena_free(d->arena);
+    xpb_arena_free(d->rarena);
+    xpb_buf_free(&d->xbuf);
+    free(d);
+}
+
+const char *xpb_daemon_events_url(const xpb_daemon *d)
+{
+    return d->bus ? xpb_bus_events_url(d->bus) : "";
+}
+
+const char *xpb_daemon_requests_url(const xpb_daemon *d)
+{
+    return d->bus ? xpb_bus_requests_url(d->bus) : "";
+}
+
+/* ---- metrics ------------------------------------------------------------------------ */
+
+static int metrics_state(xpb_session_state s)
+{
+    switch (s) {
+    case XPB_SS_ONLINE: return XPB_MST_ONLINE;
+    case XPB_SS_BACKOFF: return XPB_MST_DISCONNECTED;
+    case XPB_SS_CLOSING: return XPB_MST_CLOSING;
+    case XPB_SS_STOPPED: return XPB_MST_STOPPED;
+    default: return XPB_MST_CONNECTING;
+    }
+}
+
+const char *xpb_metrics_state_name(int st)
+{
+    static const char *const n[] = {"connecting", "online", "disconnected", "closing", "stopped"};
+    return st >= 0 && st < XPB_MST_COUNT ? n[st] : "unknown";
+}
+
+void xpb_daemon_get_counters(xpb_daemon *d, xpb_daemon_counters *out)
+{
+    *out = d->ctr;
+    memset(out->sessions, 0, sizeof out->sessions);
+    out->n_accounts = 0;
+    out->reconnects = d->gone_reconnects;
+    out->resumptions = d->gone_resumptions;
+    for (struct account *a = d->accounts; a; a = a->next) {
+        xpb_session *s = session_of(a);
+        if (!s || a->dead) continue;
+        xpb_session_stats st;
+        xpb_session_get_stats(s, &st);
+        out->reconnects += st.reconnects;
+        out->resumptions += st.resumptions;
+        out->sessions[metrics_state(xpb_session_get_state(s))]++;
+        out->n_accounts++;
+    }
+}
+
+void xpb_daemon_get_bus_stats(xpb_daemon *d, xpb_bus_stats *out)
+{
+    if (d->bus) xpb_bus_get_stats(d->bus, out);
+    else memset(out, 0, sizeof *out);
+}
+
+int xpb_daemon_account_at(xpb_daemon *d, size_t i, const char **name, unsigned *queued,
+                          unsigned *unacked)
+{
+    for (struct account *a = d->accounts; a; a = a->next) {
+        xpb_session *s = session_of(a);
+        if (!s || a->dead) continue;
+        if (i-- > 0) continue;
+        xpb_session_stats st;
+        xpb_session_get_stats(s, &st);
+        *name = a->name;
+        *queued = st.queued;
+        *unacked = st.unacked;
+        return 1;
+    }
+    return 0;
+}

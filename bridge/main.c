@@ -1,0 +1,318 @@
+/* xpbridge: keeps the configured XMPP sessions open and serves backends over
+ * NNG. This file is the executable's shell: command line, logging, signals
+ * (SIGTERM/SIGINT clean shutdown, SIGHUP reload); daemon.c does the work. */
+#define _DEFAULT_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "config.h"
+#include "daemon.h"
+#include "xpb_error.h"
+#include "xpb_loop.h"
+
+enum { EXIT_OK = 0, EXIT_RUNTIME = 1, EXIT_USAGE = 2 };
+
+/* ---- logging --------------------------------------------------------------------- */
+
+static struct {
+    int level;
+    FILE *out;
+} g_log = {XPB_LOG_INFO, NULL};
+
+void xpb_log_set_level(int level)
+{
+    g_log.level = level;
+}
+
+int xpb_log_enabled(int level)
+{
+    return level >= g_log.level;
+}
+
+void xpb_log(int level, const char *fmt, ...)
+{
+    if (level < g_log.level) return;
+    static const char *const names[] = {"debug", "info", "warn", "error"};
+    char ts[32];
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    /* One line per entry: a newline in server-supplied text must not forge one. */
+    for (char *p = msg; *p; p++)
+        if (*p == '\n' || *p == '\r') *p = ' ';
+    FILE *f = g_log.out ? g_log.out : stderr;
+    fprintf(f, "%s %s %s\n", ts, names[level < 0 ? 0 : level > 3 ? 3 : level], msg);
+    fflush(f);
+}
+
+static int open_log(const char *path)
+{
+    if (!path) return 0;
+    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    FILE *f = fd >= 0 ? fdopen(fd, "a") : NULL;
+    if (!f) {
+        fprintf(stderr, "xpbridge: cannot open log file %s: %s\n", path, strerror(errno));
+        if (fd >= 0) close(fd);
+        return -1;
+    }
+    if (g_log.out) fclose(g_log.out);
+    g_log.out = f;
+    return 0;
+}
+
+/* ---- help ------------------------------------------------------------------------ */
+
+static const char HELP[] =
+    "NAME\n"
+    "    xpbridge - bridge XMPP accounts to backends over NNG with Protobuf records\n"
+    "\n"
+    "SYNOPSIS\n"
+    "    xpbridge [--config FILE] [--jid JID --password-file FILE [--host H] [--port N]\n"
+    "             [--transport starttls|directtls|websocket] [--ws-url URL] [--ca-file FILE]\n"
+    "             [--room ROOM@SERVICE/NICK]... [--no-presence] [--roster]]\n"
+    "             [--events URL] [--requests URL] [--metrics ADDR:PORT]\n"
+    "             [--log-level debug|info|warn|error] [--log-file FILE]\n"
+    "             [--check-config] [--version] [--help]\n"
+    "\n"
+    "DESCRIPTION\n"
+    "    xpbridge keeps one XMPP client session open per configured account (TLS\n"
+    "    required, SCRAM, stream management with resumption, reconnection with\n"
+    "    backoff) and serves backends over two NNG sockets:\n"
+    "      events    (PUB)  every received stanza as an xpb.v1 record, session state\n"
+    "                       changes and delivery outcomes; topic \"<kind>/<account>/\"\n"
+    "      requests  (REP)  open, close, send, iq, presence, roster, join, list, status\n"
+    "    Records and topics are described in proto/xpb/v1/bus.proto; xpbctl(1) is the\n"
+    "    command-line client. Accounts are named by their bare JID.\n"
+    "\n"
+    "OPTIONS\n"
+    "    --config FILE        read settings and accounts from FILE (libconfig syntax)\n"
+    "    --jid JID            run this account (in addition to those of --config)\n"
+    "    --password-file FILE its password: the file's content, trailing newline removed\n"
+    "    --host H, --port N   connect there instead of the DNS SRV target (TLS still\n"
+    "                         verifies the JID's domain)\n"
+    "    --transport T        starttls (default), directtls (XEP-0368) or websocket\n"
+    "    --ws-url URL         ws:// or wss:// URL for --transport websocket\n"
+    "    --ca-file FILE       trust the CA certificates in FILE instead of the system store\n"
+    "    --room R@S/NICK      join this MUC room (repeatable); rejoined after reconnects\n"
+    "    --no-presence        do not send initial presence\n"
+    "    --roster             fetch the roster after login\n"
+    "    --events URL         PUB endpoint (default ipc://$XDG_RUNTIME_DIR/xpbridge/events,\n"
+    "                         or ipc:///tmp/xpbridge-UID/events; the directory is 0700)\n"
+    "    --requests URL       REP endpoint (default .../requests beside the events socket)\n"
+    "    --metrics ADDR:PORT  /metrics and /healthz listener (default 127.0.0.1:9477;\n"
+    "                         0 disables; non-loopback needs metrics.allow_remote)\n"
+    "    --log-level L        debug, info (default), warn or error\n"
+    "    --log-file FILE      append logs to FILE instead of stderr\n"
+    "    --check-config       validate the configuration and password files, then exit\n"
+    "    --version            print the version\n"
+    "    --help               print this text\n"
+    "    Flags override the config file's global settings; --jid adds one account.\n"
+    "\n"
+    "CONFIGURATION\n"
+    "    log = { level = \"info\"; file = \"/var/log/xpbridge.log\"; };\n"
+    "    bus = { events = \"ipc:///run/xpbridge/events\";\n"
+    "            requests = \"ipc:///run/xpbridge/requests\"; allow_remote = false;\n"
+    "            max_request_bytes = 1048576; batch_max = 64; batch_flush_us = 2000; };\n"
+    "    metrics = { listen = \"127.0.0.1:9477\"; };\n"
+    "    limits = { queue_max = 1000; max_stanza_bytes = 262144; muc_self_ping_s = 300; };\n"
+    "    accounts = ( { jid = \"bot@example.com\"; password_file = \"/etc/xpbridge/bot.pass\";\n"
+    "                   host = \"127.0.0.1\"; port = 5222; transport = \"starttls\";\n"
+    "                   ca_file = \"/etc/ssl/private-ca.pem\";\n"
+    "                   presence = { show = \"chat\"; status = \"bridged\"; };\n"
+    "                   send_presence = true; fetch_roster = true;\n"
+    "                   rooms = ( { room = \"team@conference.example.com\"; nick = \"bot\"; } );\n"
+    "                 } );\n"
+    "    Every setting is described in docs/configuration.md.\n"
+    "\n"
+    "SIGNALS\n"
+    "    SIGTERM, SIGINT  close every session cleanly (unavailable presence, stream\n"
+    "                     close; at most 3 s), answer open requests, exit 0. A second\n"
+    "                     signal stops at once.\n"
+    "    SIGHUP           re-read --config: start new accounts, close removed ones,\n"
+    "                     restart changed ones, leave the others untouched. On an\n"
+    "                     error the running set is kept and the error logged.\n"
+    "\n"
+    "FILES\n"
+    "    $XDG_RUNTIME_DIR/xpbridge/ or /tmp/xpbridge-UID/   default ipc sockets (0700)\n"
+    "    tools/xpbridge.conf.example                        an annotated configuration\n"
+    "\n"
+    "EXIT STATUS\n"
+    "    0  clean shutdown after SIGTERM/SIGINT (or --check-config found no error)\n"
+    "    1  runtime failure (the bus or the metrics listener cannot bind, ...)\n"
+    "    2  usage or configuration error (\"FILE:LINE: text\")\n"
+    "\n"
+    "EXAMPLES\n"
+    "    xpbridge --jid bot@example.com --password-file ~/.config/xpbridge/bot.pass\n"
+    "    xpbridge --config /etc/xpbridge/xpbridge.conf --log-level debug\n"
+    "    xpbridge --config xpbridge.conf --check-config\n"
+    "    xpbctl tail --json     # in another terminal: watch the events\n";
+
+/* ---- configuration ---------------------------------------------------------------- */
+
+static int load_config(const xpb_cli *cli, xpb_config *cfg, char *err, size_t errlen)
+{
+    int rc;
+    if (cli->config_file) rc = xpb_config_load(cfg, cli->config_file, err, errlen);
+    else {
+        xpb_config_init(cfg);
+        rc = 0;
+    }
+    if (rc == 0) rc = xpb_config_apply_cli(cfg, cli, err, errlen);
+    if (rc != 0) xpb_config_clear(cfg);
+    return rc;
+}
+
+/* --check-config also opens each password file (without keeping its content). */
+static int check_password_files(const xpb_config *cfg)
+{
+    int bad = 0;
+    for (size_t i = 0; i < cfg->n_accounts; i++) {
+        const char *p = cfg->accounts[i].password_file;
+        struct stat sb;
+        int fd = open(p, O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) || sb.st_size == 0) {
+            fprintf(stderr, "xpbridge: account %s: password file %s: %s\n", cfg->accounts[i].jid,
+                    p, fd < 0 ? strerror(errno) : "not a non-empty regular file");
+            bad = 1;
+        } else if (sb.st_mode & (S_IRWXG | S_IRWXO)) {
+            fprintf(stderr, "xpbridge: warning: password file %s can be read by group or others\n",
+                    p);
+        }
+        if (fd >= 0) close(fd);
+    }
+    return bad;
+}
+
+/* ---- signals ---------------------------------------------------------------------- */
+
+struct run {
+    xpb_daemon *d;
+    const xpb_cli *cli;
+};
+
+static void on_term(evutil_socket_t sig, short what, void *arg)
+{
+    struct run *r = arg;
+    (void)what;
+    xpb_log(XPB_LOG_INFO, "signal %s: shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    xpb_daemon_shutdown(r->d);
+}
+
+static void on_hup(evutil_socket_t sig, short what, void *arg)
+{
+    struct run *r = arg;
+    (void)sig, (void)what;
+    if (!r->cli->config_file) {
+        xpb_log(XPB_LOG_INFO, "SIGHUP: no --config to reload");
+        return;
+    }
+    xpb_log(XPB_LOG_INFO, "SIGHUP: reloading %s", r->cli->config_file);
+    xpb_config cfg;
+    char err[1024] = "";
+    if (load_config(r->cli, &cfg, err, sizeof err) != 0) {
+        xpb_log(XPB_LOG_ERROR, "reload failed, keeping the running accounts: %s", err);
+        return;
+    }
+    xpb_daemon_reload(r->d, &cfg);
+    xpb_config_clear(&cfg);
+}
+
+static int run(const xpb_cli *cli, const xpb_config *cfg)
+{
+    signal(SIGPIPE, SIG_IGN);
+    struct event_base *base = event_base_new();
+    if (!base) {
+        xpb_log(XPB_LOG_ERROR, "cannot create the event loop");
+        return EXIT_RUNTIME;
+    }
+    struct run r = {NULL, cli};
+    struct event *sig_term = evsignal_new(base, SIGTERM, on_term, &r);
+    struct event *sig_int = evsignal_new(base, SIGINT, on_term, &r);
+    struct event *sig_hup = evsignal_new(base, SIGHUP, on_hup, &r);
+    char err[1024] = "";
+    int rc = xpb_daemon_new(&r.d, base, cfg, err, sizeof err);
+    int status = EXIT_OK;
+    if (rc != 0) {
+        xpb_log(XPB_LOG_ERROR, "xpbridge: %s", err[0] ? err : xpb_strerror(rc));
+        status = EXIT_RUNTIME;
+    } else if (!sig_term || !sig_int || !sig_hup || event_add(sig_term, NULL) ||
+               event_add(sig_int, NULL) || event_add(sig_hup, NULL)) {
+        xpb_log(XPB_LOG_ERROR, "xpbridge: cannot install signal handlers");
+        status = EXIT_RUNTIME;
+    } else {
+        const char *ml = cfg->metrics_listen;
+        int metrics_on = ml && ml[0] && strcmp(ml, "0") != 0;
+        xpb_log(XPB_LOG_INFO, "xpbridge: ready events %s requests %s metrics %s (%zu accounts)",
+                xpb_daemon_events_url(r.d), xpb_daemon_requests_url(r.d),
+                metrics_on ? ml : "off", cfg->n_accounts);
+        event_base_dispatch(base);
+    }
+    xpb_daemon_free(r.d);
+    if (sig_term) event_free(sig_term);
+    if (sig_int) event_free(sig_int);
+    if (sig_hup) event_free(sig_hup);
+    event_base_free(base);
+    return status;
+}
+
+int main(int argc, char **argv)
+{
+    xpb_cli cli;
+    char err[1024] = "";
+    if (xpb_cli_parse(&cli, argc, argv, err, sizeof err) != 0) {
+        fprintf(stderr, "xpbridge: %s\n(see xpbridge --help)\n", err);
+        return EXIT_USAGE;
+    }
+    if (cli.help) {
+        fputs(HELP, stdout);
+        return EXIT_OK;
+    }
+    if (cli.version) {
+        printf("xpbridge %s\n", XPB_VERSION_STRING);
+        return EXIT_OK;
+    }
+    xpb_config cfg;
+    if (load_config(&cli, &cfg, err, sizeof err) != 0) {
+        fprintf(stderr, "xpbridge: %s\n", err);
+        return EXIT_USAGE;
+    }
+    if (xpb_metrics_check_listen(cfg.metrics_listen, cfg.metrics_allow_remote || cfg.allow_remote,
+                                 err, sizeof err) != 0) {
+        fprintf(stderr, "xpbridge: %s\n", err);
+        xpb_config_clear(&cfg);
+        return EXIT_USAGE;
+    }
+    if (cli.check_config) {
+        int bad = check_password_files(&cfg);
+        if (!bad)
+            printf("%s: ok (%zu accounts)\n", cli.config_file ? cli.config_file : "flags",
+                   cfg.n_accounts);
+        xpb_config_clear(&cfg);
+        return bad ? EXIT_USAGE : EXIT_OK;
+    }
+    xpb_log_set_level(cfg.log_level);
+    if (open_log(cfg.log_file) != 0) {
+        xpb_config_clear(&cfg);
+        return EXIT_USAGE;
+    }
+    int status = run(&cli, &cfg);
+    xpb_config_clear(&cfg);
+    if (g_log.out) fclose(g_log.out);
+    return status;
+}

@@ -1,0 +1,325 @@
+/* Tests for bridge/config.c: the documented example parses, bad configs are
+ * refused with "FILE:LINE: text" naming the setting, flags override the
+ * file, and the account comparison SIGHUP relies on. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "xpb_error.h"
+#include "xpb_session.h"
+
+static const char GOOD[] =
+    "log = { level = \"debug\"; file = \"/tmp/x.log\"; };\n"
+    "bus = { events = \"ipc:///run/xpbridge/events\"; requests = \"ipc:///run/xpbridge/requests\";\n"
+    "        allow_remote = false; max_request_bytes = 65536; batch_max = 16; batch_flush_us = 500; };\n"
+    "metrics = { listen = \"127.0.0.1:9999\"; };\n"
+    "limits = { queue_max = 50; max_stanza_bytes = 100000; muc_self_ping_s = 60; };\n"
+    "accounts = (\n"
+    "  { jid = \"Bot@Example.COM/res\"; password_file = \"/etc/xpbridge/bot.pass\";\n"
+    "    host = \"127.0.0.1\"; port = 5222; transport = \"starttls\"; ws_url = \"\";\n"
+    "    ca_file = \"/etc/ssl/ca.pem\"; presence = { show = \"chat\"; status = \"bridged\"; };\n"
+    "    send_presence = true; fetch_roster = true;\n"
+    "    rooms = ( { room = \"team@conference.example.com\"; nick = \"bot\"; history = 5; } ); },\n"
+    "  { jid = \"other@example.com\"; password_file = \"/p\"; transport = \"websocket\";\n"
+    "    ws_url = \"wss://example.com/ws\"; send_presence = false; }\n"
+    ");\n";
+
+static void test_good_config(void **state)
+{
+    (void)state;
+    xpb_config c;
+    char err[512] = "";
+    assert_int_equal(xpb_config_parse_string(&c, GOOD, "good.conf", err, sizeof err), 0);
+    assert_string_equal(err, "");
+    assert_int_equal(c.log_level, XPB_CFG_LOG_DEBUG);
+    assert_string_equal(c.log_file, "/tmp/x.log");
+    assert_string_equal(c.events_url, "ipc:///run/xpbridge/events");
+    assert_string_equal(c.requests_url, "ipc:///run/xpbridge/requests");
+    assert_int_equal(c.max_request_bytes, 65536);
+    assert_int_equal(c.batch_max, 16);
+    assert_int_equal(c.batch_flush_us, 500);
+    assert_string_equal(c.metrics_listen, "127.0.0.1:9999");
+    assert_int_equal(c.queue_max, 50);
+    assert_int_equal(c.max_stanza_bytes, 100000);
+    assert_int_equal(c.muc_ping_s, 60);
+    assert_int_equal(c.n_accounts, 2);
+    const xpb_account_cfg *a = &c.accounts[0];
+    assert_string_equal(a->jid, "bot@example.com"); /* normalised, bare */
+    assert_string_equal(a->resource, "res");
+    assert_string_equal(a->password_file, "/etc/xpbridge/bot.pass");
+    assert_string_equal(a->host, "127.0.0.1");
+    assert_int_equal(a->port, 5222);
+    assert_int_equal(a->transport, XPB_TRANSPORT_STARTTLS);
+    assert_null(a->ws_url);
+    assert_string_equal(a->presence_show, "chat");
+    assert_string_equal(a->presence_status, "bridged");
+    assert_int_equal(a->send_presence, 1);
+    assert_int_equal(a->fetch_roster, 1);
+    assert_int_equal(a->stream_management, 1);
+    assert_int_equal(a->n_rooms, 1);
+    assert_string_equal(a->rooms[0].room, "team@conference.example.com");
+    assert_string_equal(a->rooms[0].nick, "bot");
+    assert_int_equal(a->rooms[0].history_maxstanzas, 5);
+    assert_int_equal(a->line, 7);
+    const xpb_account_cfg *b = &c.accounts[1];
+    assert_int_equal(b->transport, XPB_TRANSPORT_WEBSOCKET);
+    assert_string_equal(b->ws_url, "wss://example.com/ws");
+    assert_int_equal(b->send_presence, 0);
+    assert_int_equal(b->fetch_roster, 0);
+    assert_null(b->host);
+    assert_ptr_equal(xpb_config_find(&c, "other@example.com"), b);
+    assert_null(xpb_config_find(&c, "nobody@example.com"));
+    xpb_config_clear(&c);
+}
+
+static void test_defaults(void **state)
+{
+    (void)state;
+    xpb_config c;
+    char err[512] = "";
+    assert_int_equal(xpb_config_parse_string(&c, "", "empty.conf", err, sizeof err), 0);
+    assert_int_equal(c.log_level, XPB_CFG_LOG_INFO);
+    assert_null(c.log_file);
+    assert_null(c.events_url);
+    assert_string_equal(c.metrics_listen, XPB_CONFIG_DEFAULT_METRICS);
+    assert_int_equal(c.queue_max, XPB_SESSION_DEFAULT_QUEUE_MAX);
+    assert_int_equal(c.muc_ping_s, XPB_CONFIG_DEFAULT_MUC_PING_S);
+    assert_int_equal(c.n_accounts, 0);
+    xpb_config_clear(&c);
+}
+
+/* Each bad config, and the exact "FILE:LINE: text" it must produce. */
+static const struct bad_case {
+    const char *text;
+    const char *err;
+} BAD[] = {
+    {"log = { level = \"loud\"; };", "bad.conf:1: log level must be debug, info, warn or error, not \"loud\""},
+    {"\n\nlimits = { queue_max = 0; };", "bad.conf:3: queue_max must be 1..1000000, not 0"},
+    {"limits = {\n max_stanza_bytes = 100; };", "bad.conf:2: max_stanza_bytes must be 10000..16777216, not 100"},
+    {"bus = { batch_max = \"many\"; };", "bad.conf:1: batch_max must be an integer"},
+    {"bus = { allow_remote = 1; };", "bad.conf:1: allow_remote must be true or false"},
+    {"bus = { evnets = \"ipc:///x\"; };", "bad.conf:1: unknown setting 'evnets' in bus"},
+    {"colour = \"blue\";", "bad.conf:1: unknown setting 'colour' in the top level"},
+    {"metrics = { listen = \"localhost\"; };", "bad.conf:1: metrics listen must be \"ADDR:PORT\" (e.g. \"127.0.0.1:9477\") or \"0\""},
+    {"bus = 3;", "bad.conf:1: bus must be a group: bus = { ... };"},
+    {"accounts = ( {\n password_file = \"/p\"; } );", "bad.conf:1: an account needs jid"},
+    {"accounts = (\n { jid = \"example.com\"; password_file = \"/p\"; } );",
+     "bad.conf:2: jid \"example.com\": an account JID needs a localpart (user@domain)"},
+    {"accounts = ( { jid = \"a@b.example\"; } );", "bad.conf:1: account a@b.example needs password_file"},
+    {"accounts = ( { jid = \"a@b.example\"; password_file = \"/p\";\n port = 70000; } );",
+     "bad.conf:2: port must be 1..65535, not 70000"},
+    {"accounts = ( { jid = \"a@b.example\"; password_file = \"/p\"; transport = \"tcp\"; } );",
+     "bad.conf:1: transport must be starttls, directtls or websocket, not \"tcp\""},
+    {"accounts = ( { jid = \"a@b.example\"; password_file = \"/p\"; transport = \"websocket\"; } );",
+     "bad.conf:1: transport \"websocket\" needs ws_url (ws://... or wss://...)"},
+    {"accounts = ( { jid = \"a@b.example\"; password_file = \"/p\"; pasword = \"x\"; } );",
+     "bad.conf:1: unknown setting 'pasword' in an account"},
+    {"accounts = ( { jid = \"a@b.example\"; password_file = \"/p\";\n presence = { show = \"busy\"; }; } );",
+     "bad.conf:2: presence show must be away, chat, dnd, xa or online, not \"busy\""},
+    {"accounts = ( { jid = \"a@b.example\"; password_file = \"/p\";\n rooms = ( { room = \"r@muc.example\"; } ); } );",
+     "bad.conf:2: a room needs room and nick"},
+    {"accounts = ( { jid = \"a@b.example\"; password_file = \"/p\"; rooms = (\n { room = \"r@muc.example/nick\"; nick = \"n\"; } ); } );",
+     "bad.conf:2: room \"r@muc.example/nick\": a room is a bare JID room@service (the nick goes in 'nick')"},
+    {"accounts = ( { jid = \"a@b.example\"; password_file = \"/p\"; },\n { jid = \"A@B.example\"; password_file = \"/q\"; } );",
+     "bad.conf:2: account a@b.example is defined twice (first on line 1)"},
+    {"accounts = ( { jid = ; } );", "bad.conf:1: syntax error"},
+    {"log = { level = \"info\"; };\n\nbus = { events = ipc; };", "bad.conf:3: syntax error"},
+};
+
+static void test_bad_configs(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof BAD / sizeof BAD[0]; i++) {
+        xpb_config c;
+        char err[512] = "";
+        int rc = xpb_config_parse_string(&c, BAD[i].text, "bad.conf", err, sizeof err);
+        if (rc != XPB_EINVAL || strcmp(err, BAD[i].err) != 0)
+            fail_msg("case %zu: rc %d, err \"%s\"; expected XPB_EINVAL and \"%s\"", i, rc, err,
+                     BAD[i].err);
+        assert_int_equal(c.n_accounts, 0); /* cleared */
+    }
+}
+
+static void test_load_file(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/xpb-test-config-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    const char text[] = "accounts = (\n  { jid = \"a@b.example\"; password_file = \"/p\"; port = -1; }\n);\n";
+    assert_int_equal(write(fd, text, sizeof text - 1), (ssize_t)(sizeof text - 1));
+    close(fd);
+    xpb_config c;
+    char err[512] = "", want[600];
+    assert_int_equal(xpb_config_load(&c, path, err, sizeof err), XPB_EINVAL);
+    snprintf(want, sizeof want, "%s:2: port must be 1..65535, not -1", path);
+    assert_string_equal(err, want);
+    unlink(path);
+    assert_int_equal(xpb_config_load(&c, path, err, sizeof err), XPB_EINVAL);
+    snprintf(want, sizeof want, "%s: cannot read the file", path);
+    assert_string_equal(err, want);
+}
+
+static int parse_args(xpb_cli *cli, char *err, size_t errlen, ...)
+{
+    char *argv[32] = {"xpbridge"};
+    int argc = 1;
+    va_list ap;
+    va_start(ap, errlen);
+    for (char *a; argc < 31 && (a = va_arg(ap, char *)) != NULL;) argv[argc++] = a;
+    va_end(ap);
+    return xpb_cli_parse(cli, argc, argv, err, errlen);
+}
+
+static void test_flags_override(void **state)
+{
+    (void)state;
+    xpb_config c;
+    xpb_cli cli;
+    char err[512] = "";
+    assert_int_equal(xpb_config_parse_string(&c, GOOD, "good.conf", err, sizeof err), 0);
+    assert_int_equal(parse_args(&cli, err, sizeof err, "--config", "good.conf", "--events",
+                                "ipc:///tmp/e", "--metrics", "0", "--log-level", "warn", "--jid",
+                                "new@example.com", "--password-file", "/np", "--port", "5223",
+                                "--transport", "directtls", "--room", "r@muc.example.com/me",
+                                "--no-presence", "--roster", NULL),
+                     0);
+    assert_string_equal(cli.config_file, "good.conf");
+    assert_int_equal(xpb_config_apply_cli(&c, &cli, err, sizeof err), 0);
+    assert_string_equal(c.events_url, "ipc:///tmp/e");
+    assert_string_equal(c.requests_url, "ipc:///run/xpbridge/requests"); /* untouched */
+    assert_string_equal(c.metrics_listen, "0");
+    assert_int_equal(c.log_level, XPB_CFG_LOG_WARN);
+    assert_int_equal(c.n_accounts, 3);
+    const xpb_account_cfg *a = xpb_config_find(&c, "new@example.com");
+    assert_non_null(a);
+    assert_string_equal(a->password_file, "/np");
+    assert_int_equal(a->port, 5223);
+    assert_int_equal(a->transport, XPB_TRANSPORT_DIRECT_TLS);
+    assert_int_equal(a->send_presence, 0);
+    assert_int_equal(a->fetch_roster, 1);
+    assert_int_equal(a->n_rooms, 1);
+    assert_string_equal(a->rooms[0].room, "r@muc.example.com");
+    assert_string_equal(a->rooms[0].nick, "me");
+    /* --jid naming a configured account replaces it. */
+    assert_int_equal(parse_args(&cli, err, sizeof err, "--jid", "bot@example.com",
+                                "--password-file", "/other", NULL),
+                     0);
+    assert_int_equal(xpb_config_apply_cli(&c, &cli, err, sizeof err), 0);
+    assert_int_equal(c.n_accounts, 3);
+    assert_string_equal(xpb_config_find(&c, "bot@example.com")->password_file, "/other");
+    assert_int_equal(xpb_config_find(&c, "bot@example.com")->n_rooms, 0);
+    xpb_config_clear(&c);
+}
+
+static const struct bad_flags {
+    const char *a, *b, *c;
+    const char *err;
+} BAD_FLAGS[] = {
+    {"--bogus", NULL, NULL, "unknown option --bogus"},
+    {"--port", "0", NULL, "--port must be 1..65535, not '0'"},
+    {"--config", NULL, NULL, "option --config needs a value"},
+    {"--password-file", "/p", NULL,
+     "--password-file, --host, --port, --transport, --ws-url, --ca-file, --room, --no-presence "
+     "and --roster go with --jid"},
+    {"--jid", "a@b.example", NULL, "--jid needs --password-file"},
+    {"--log-level", "loud", NULL, "--log-level must be debug, info, warn or error, not 'loud'"},
+    {"--metrics", "9477", NULL, "--metrics must be ADDR:PORT (e.g. 127.0.0.1:9477) or 0, not '9477'"},
+    {"stray", NULL, NULL, "unexpected argument 'stray' (options start with --)"},
+};
+
+static void test_bad_flags(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof BAD_FLAGS / sizeof BAD_FLAGS[0]; i++) {
+        xpb_cli cli;
+        char err[512] = "";
+        const struct bad_flags *f = &BAD_FLAGS[i];
+        int rc = parse_args(&cli, err, sizeof err, f->a, f->b, f->c, NULL);
+        if (rc != XPB_EINVAL || strcmp(err, f->err) != 0)
+            fail_msg("case %zu: rc %d, err \"%s\"; expected \"%s\"", i, rc, err, f->err);
+    }
+    /* Errors found when the account is built. */
+    xpb_config c;
+    xpb_cli cli;
+    char err[512] = "";
+    xpb_config_init(&c);
+    assert_int_equal(parse_args(&cli, err, sizeof err, "--jid", "a@b.example", "--password-file",
+                                "/p", "--room", "nonick@muc.example", NULL),
+                     0);
+    assert_int_equal(xpb_config_apply_cli(&c, &cli, err, sizeof err), XPB_EINVAL);
+    assert_string_equal(err, "--room takes ROOM@SERVICE/NICK, not 'nonick@muc.example'");
+    xpb_config_clear(&c);
+    xpb_config_init(&c);
+    assert_int_equal(parse_args(&cli, err, sizeof err, "--jid", "a@b.example", "--password-file",
+                                "/p", "--transport", "websocket", NULL),
+                     0);
+    assert_int_equal(xpb_config_apply_cli(&c, &cli, err, sizeof err), XPB_EINVAL);
+    assert_string_equal(err, "--transport websocket needs --ws-url");
+    xpb_config_clear(&c);
+}
+
+static void test_account_equal(void **state)
+{
+    (void)state;
+    xpb_config c;
+    char err[512] = "";
+    assert_int_equal(xpb_config_parse_string(&c, GOOD, "good.conf", err, sizeof err), 0);
+    xpb_account_cfg copy;
+    assert_int_equal(xpb_account_cfg_copy(&copy, &c.accounts[0]), 0);
+    assert_true(xpb_account_cfg_equal(&copy, &c.accounts[0]));
+    copy.line = 99; /* where it is defined does not matter */
+    assert_true(xpb_account_cfg_equal(&copy, &c.accounts[0]));
+    copy.port = 5223;
+    assert_false(xpb_account_cfg_equal(&copy, &c.accounts[0]));
+    copy.port = 5222;
+    free(copy.rooms[0].nick);
+    copy.rooms[0].nick = strdup("bot2");
+    assert_false(xpb_account_cfg_equal(&copy, &c.accounts[0]));
+    xpb_account_cfg_clear(&copy);
+    assert_false(xpb_account_cfg_equal(&c.accounts[0], &c.accounts[1]));
+    xpb_config_clear(&c);
+}
+
+static void test_names(void **state)
+{
+    (void)state;
+    assert_int_equal(xpb_config_log_level("error"), XPB_CFG_LOG_ERROR);
+    assert_int_equal(xpb_config_log_level("warning"), XPB_CFG_LOG_WARN);
+    assert_int_equal(xpb_config_log_level("verbose"), -1);
+    assert_string_equal(xpb_config_log_level_name(XPB_CFG_LOG_DEBUG), "debug");
+    assert_int_equal(xpb_config_transport("directtls"), XPB_TRANSPORT_DIRECT_TLS);
+    assert_int_equal(xpb_config_transport("plain"), -1);
+}
+
+/* The shipped example must stay valid. */
+static void test_example_file(void **state)
+{
+    (void)state;
+    xpb_config c;
+    char err[512] = "";
+    int rc = xpb_config_load(&c, XPB_SOURCE_DIR "/tools/xpbridge.conf.example", err, sizeof err);
+    if (rc != 0) fail_msg("example: %s", err);
+    assert_true(c.n_accounts >= 1);
+    xpb_config_clear(&c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_good_config),   cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_bad_configs),   cmocka_unit_test(test_load_file),
+        cmocka_unit_test(test_flags_override), cmocka_unit_test(test_bad_flags),
+        cmocka_unit_test(test_account_equal), cmocka_unit_test(test_names),
+        cmocka_unit_test(test_example_file),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -29,6 +29,9 @@ typedef struct xpb_loop_config {
     const char *ca_file;      /* default CA file for sessions that give none; NULL = system */
 } xpb_loop_config;
 
+/* The program must ignore SIGPIPE (signal(SIGPIPE, SIG_IGN)) before running
+ * the loop: a write to a connection the peer closed is then an error the
+ * session handles as a broken link, instead of killing the process. */
 int xpb_loop_new(xpb_loop **out, const xpb_loop_config *cfg);
 /* Frees every session (no clean shutdown: close them first). */
 void xpb_loop_free(xpb_loop *l);

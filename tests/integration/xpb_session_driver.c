@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -550,6 +551,9 @@ int main(int argc, char **argv)
     driver d = {0};
     int rc = parse_args(&d, argc, argv);
     if (rc != 0) return rc;
+    /* A write to a socket the server has closed must be an error, not a
+     * process kill (the loop's TLS writes go through send(2)). */
+    signal(SIGPIPE, SIG_IGN);
     d.line = malloc(DRV_MAX_LINE + 1);
     xpb_loop_config cfg = {.on_event = on_event, .on_log = on_log, .ud = &d, .ca_file = NULL};
     if (!d.line || xpb_loop_new(&d.loop, &cfg) != 0) {

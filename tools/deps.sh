@@ -16,6 +16,17 @@ xpb_install_deps() {
     local sudo=""
     [ "$(id -u)" -eq 0 ] || sudo=sudo
     $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
-        "${missing[@]}" >/dev/null
+    # Prosody and ejabberd are test peers started by our scripts on 127.0.0.1:
+    # keep their packages from starting system-wide daemons on 0.0.0.0.
+    local policy=/usr/sbin/policy-rc.d made_policy=""
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null
+        $sudo chmod 755 "$policy"
+        made_policy=1
+    fi
+    local rc=0
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq \
+        "${missing[@]}" >/dev/null || rc=$?
+    [ -z "$made_policy" ] || $sudo rm -f "$policy"
+    return $rc
 }

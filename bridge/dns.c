@@ -129,6 +129,14 @@ int xpb_dns_new(xpb_dns **out, struct event_base *base)
     return 0;
 }
 
+/* Replaces the nameservers from resolv.conf (search list and options stay).
+ * A test points this at a local dnsmasq; a deployment at a trusted resolver. */
+int xpb_dns_set_servers(xpb_dns *d, const char *csv)
+{
+    if (!d || !csv || !*csv) return XPB_EINVAL;
+    return ares_set_servers_ports_csv(d->ch, csv) == ARES_SUCCESS ? 0 : XPB_EINVAL;
+}
+
 static void query_release(xpb_dns_query *q)
 {
     for (xpb_dns_query **p = &q->d->queries; *p; p = &(*p)->next) {

@@ -58,6 +58,7 @@ struct xpb_loop {
     int own_base;
     xpb_loop_config cfg;
     char *ca_file;
+    char *dns_servers; /* NULL: resolv.conf */
     xpb_dns *dns;
     tls_entry *tls;
     xpb_loop_session *sessions;
@@ -105,7 +106,10 @@ static void fail_later(xpb_loop_session *ls, const char *reason)
 {
     static const struct timeval now = {0, 0};
     drop_link(ls);
-    snprintf(ls->fail_reason, sizeof ls->fail_reason, "%s", reason);
+    /* reason is often fail_reason itself (try_target): snprintf onto its own
+     * source is undefined and came out empty. */
+    if (reason != ls->fail_reason)
+        snprintf(ls->fail_reason, sizeof ls->fail_reason, "%s", reason);
     evtimer_add(ls->fail_ev, &now);
 }
 
@@ -226,7 +230,14 @@ static int literal_addr(const char *host, uint16_t port, struct sockaddr_storage
 
 static int ensure_dns(xpb_loop *l)
 {
-    return l->dns ? 0 : xpb_dns_new(&l->dns, l->base);
+    if (l->dns) return 0;
+    int rc = xpb_dns_new(&l->dns, l->base);
+    if (rc == 0 && l->dns_servers) rc = xpb_dns_set_servers(l->dns, l->dns_servers);
+    if (rc != 0) {
+        xpb_dns_free(l->dns);
+        l->dns = NULL;
+    }
+    return rc;
 }
 
 static void try_target(xpb_loop_session *ls)
@@ -460,15 +471,25 @@ int xpb_loop_new(xpb_loop **out, const xpb_loop_config *cfg)
         return XPB_ENOMEM;
     }
     l->cfg.ca_file = l->ca_file;
+    if (cfg->dns_servers && !(l->dns_servers = strdup(cfg->dns_servers))) {
+        xpb_loop_free(l);
+        return XPB_ENOMEM;
+    }
+    l->cfg.dns_servers = l->dns_servers;
     l->base = cfg->base;
     if (!l->base) {
         l->base = event_base_new();
         l->own_base = 1;
     }
     if (!l->base) {
-        free(l->ca_file);
-        free(l);
+        xpb_loop_free(l);
         return XPB_ENOMEM;
+    }
+    /* A resolver override is checked now, not at the first connect. */
+    int rc = l->dns_servers ? ensure_dns(l) : 0;
+    if (rc != 0) {
+        xpb_loop_free(l);
+        return rc;
     }
     *out = l;
     return 0;
@@ -486,7 +507,8 @@ void xpb_loop_free(xpb_loop *l)
         free(e->ca_file);
         free(e);
     }
-    if (l->own_base) event_base_free(l->base);
+    if (l->own_base && l->base) event_base_free(l->base);
+    free(l->dns_servers);
     free(l->ca_file);
     free(l);
 }

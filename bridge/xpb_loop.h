@@ -27,6 +27,13 @@ typedef struct xpb_loop_config {
     xpb_loop_log_cb on_log;   /* NULL: no logs */
     void *ud;
     const char *ca_file;      /* default CA file for sessions that give none; NULL = system */
+    /* Nameservers for SRV (RFC 6120 §3.2.1, XEP-0368) and address lookups,
+     * instead of those in /etc/resolv.conf: "ip[:port],..." as c-ares'
+     * ares_set_servers_ports_csv takes it, e.g. "127.0.0.1:5353" or
+     * "[::1]:53,192.0.2.1". NULL = the system's. Copied; a malformed list
+     * makes xpb_loop_new fail with XPB_EINVAL. The integration tests point
+     * it at a dnsmasq holding the test's SRV records. */
+    const char *dns_servers;
 } xpb_loop_config;
 
 /* The program must ignore SIGPIPE (signal(SIGPIPE, SIG_IGN)) before running

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "stanza_internal.h"
 #include "xpb_error.h"
 #include "xpb_jid.h"
 #include "xpb_stanza.h"
@@ -22,14 +23,8 @@
 /* How much of an offending value an error message quotes. */
 #define QUOTE_MAX 64
 
-/* The stanza being checked and the one forwarding it (JidRef targets). */
-typedef struct scope {
-    const xpb_stanza *st;
-    const struct scope *outer;
-} scope;
-
 typedef struct chk {
-    const scope *sc;
+    const xpb_scope *sc; /* the stanza being checked (JidRef targets) */
     size_t max_string;
     unsigned max_depth;
     char *err;
@@ -82,11 +77,6 @@ static void prepend(char *err, size_t errlen, const char *name, size_t idx)
 }
 
 #define NOIDX SIZE_MAX
-#define TRY(expr)                                                                                  \
-    do {                                                                                           \
-        int rc_ = (expr);                                                                          \
-        if (rc_ != 0) return rc_;                                                                  \
-    } while (0)
 /* Run a check of a sub-message or array item and name it on the way out. */
 #define TRY_AT(c, expr, name, idx)                                                                 \
     do {                                                                                           \
@@ -153,7 +143,7 @@ static int check_strs(chk *c, char *const *v, size_t n, const char *field)
 /* RFC 7622 via xpb_jid_validate; the JID module's sentence follows ours. */
 static int check_jid(chk *c, const char *s, const char *field)
 {
-    size_t len;
+    size_t len = 0; /* set by check_str_len; GCC -O3 cannot tell */
     if (s == NULL) return 0;
     TRY(check_str_len(c, s, field, &len));
     char jerr[160];
@@ -194,8 +184,8 @@ static int check_id(chk *c, const char *str, bool has_uuid, ProtobufCBinaryData 
 #define REFS_OWN_TO (REF_BIT(TO_BARE) | REF_BIT(TO_DOMAIN) | REF_BIT(TO))
 #define REFS_OWN_FROM (REF_BIT(FROM_BARE) | REF_BIT(FROM_DOMAIN) | REF_BIT(FROM))
 #define REFS_OWN (REFS_OWN_TO | REFS_OWN_FROM)
-#define REFS_OUTER_TO (REF_BIT(OUTER_TO) | REF_BIT(OUTER_TO_BARE))
-#define REFS_OUTER (REFS_OUTER_TO | REF_BIT(OUTER_FROM) | REF_BIT(OUTER_FROM_BARE))
+#define REFS_OUTER                                                                                 \
+    (REF_BIT(OUTER_TO) | REF_BIT(OUTER_TO_BARE) | REF_BIT(OUTER_FROM) | REF_BIT(OUTER_FROM_BARE))
 
 static bool has_jid(const xpb_stanza *st, bool to)
 {
@@ -212,9 +202,8 @@ static int check_jid_ref(chk *c, bool has, int ref, unsigned allowed, const char
     if (v == NULL || ref == 0) return fail(c, XPB_ERECORD, field, "value %d names no JID", ref);
     if ((allowed & (1u << ref)) == 0)
         return fail(c, XPB_ERECORD, field, "%s cannot be used here", v->name);
-    bool outer = ((REFS_OUTER >> ref) & 1u) != 0;
-    bool to = (((REFS_OWN_TO | REFS_OUTER_TO) >> ref) & 1u) != 0;
-    const scope *target = outer ? c->sc->outer : c->sc;
+    bool outer = xpb_ref_table[ref].outer, to = xpb_ref_table[ref].to;
+    const xpb_scope *target = outer ? c->sc->outer : c->sc;
     if (target == NULL)
         return fail(c, XPB_ERECORD, field, "%s but no stanza forwards this one", v->name);
     if (!has_jid(target->st, to))
@@ -240,17 +229,12 @@ static int check_stanza_jids(chk *c, const xpb_stanza *st)
     return 0;
 }
 
-/* XEP-0082 seconds for years 0000..9999 (days_from_civil of 0000-01-01 and
- * 9999-12-31T23:59:59Z). */
-#define STAMP_MIN INT64_C(-62167219200)
-#define STAMP_MAX INT64_C(253402300799)
-
 static int check_stamp(chk *c, const Xpb__V1__Delay *d)
 {
     if (!d->has_stamp_seconds) return check_str(c, d->stamp, "stamp");
     if (d->stamp != NULL)
         return fail(c, XPB_ERECORD, "stamp_seconds", "both stamp and stamp_seconds are set");
-    if (d->stamp_seconds < STAMP_MIN || d->stamp_seconds > STAMP_MAX)
+    if (d->stamp_seconds < XPB_STAMP_MIN || d->stamp_seconds > XPB_STAMP_MAX)
         return fail(c, XPB_ERECORD, "stamp_seconds", "%lld is outside years 0000..9999",
                     (long long)d->stamp_seconds);
     return 0;
@@ -425,15 +409,6 @@ static int check_attr(chk *c, const Xpb__V1__Attribute *a, const char **uri)
     return check_str(c, a->value, "value");
 }
 
-/* Typed stanza attributes an extra_attr must not repeat (RFC 6120 §8.1). */
-static bool clashes_with_stanza_attr(const char *uri, const char *name)
-{
-    if (uri[0] == '\0')
-        return strcmp(name, "type") == 0 || strcmp(name, "id") == 0 || strcmp(name, "from") == 0 ||
-               strcmp(name, "to") == 0;
-    return strcmp(uri, XPB_NS_XML) == 0 && strcmp(name, "lang") == 0;
-}
-
 /* Each attribute, then no two with the same namespace and name (XML 1.0 §3.1
  * WFC Unique Att Spec, Namespaces §6.3). stanza: also no typed attribute. */
 static int check_attrs(chk *c, Xpb__V1__Attribute *const *v, size_t n, bool stanza,
@@ -446,7 +421,7 @@ static int check_attrs(chk *c, Xpb__V1__Attribute *const *v, size_t n, bool stan
     if (n > 0 && v == NULL) return fail(c, XPB_ERECORD, field, "%zu items but no array", n);
     for (size_t i = 0; i < n; i++) {
         TRY_AT(c, check_attr(c, v[i], &uris[i]), field, i);
-        if (stanza && clashes_with_stanza_attr(uris[i], v[i]->name))
+        if (stanza && xpb_is_typed_stanza_attr(uris[i], v[i]->name))
             return fail(c, XPB_ERECORD, field,
                         "item %zu ('%s') clashes with a typed stanza attribute", i, v[i]->name);
         for (size_t j = 0; j < i; j++)
@@ -785,7 +760,7 @@ static int check_stanza_in(chk *c, const xpb_stanza *st, unsigned depth, bool fo
 
 static int check_stanza(chk *c, const xpb_stanza *st, unsigned depth, bool forwarded)
 {
-    scope mine = {st, c->sc};
+    xpb_scope mine = {st, c->sc};
     c->sc = &mine;
     int rc = check_stanza_in(c, st, depth, forwarded);
     c->sc = mine.outer;

@@ -6,17 +6,9 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "stanza_internal.h"
 #include "xpb_error.h"
 #include "xpb_stanza.h"
-
-/* Field numbers of stanza.proto's Stanza; canonical order is ascending. */
-enum {
-    F_BODY = 10, F_SUBJECT = 11, F_THREAD = 12, F_SHOW = 13, F_STATUS = 14, F_PRIORITY = 15,
-    F_ERROR = 16, F_ROSTER = 17, F_CHAT_STATE = 20, F_RECEIPT_REQUEST = 21,
-    F_RECEIPT_RECEIVED = 22, F_DELAY = 23, F_STANZA_ID = 24, F_ORIGIN_ID = 25, F_PING = 26,
-    F_MUC = 27, F_MUC_USER = 28, F_CARBON = 29, F_DISCO_INFO = 30, F_DISCO_ITEMS = 31,
-    F_CAPS = 32, F_MAM_RESULT = 33, F_EXTENSION = 50,
-};
 
 /* Dictionary ids used for dispatch (codec/ns.c). */
 enum {
@@ -38,37 +30,6 @@ enum {
         (dst) = xpb_arena_strndup((a), (s), (len));          \
         if ((dst) == NULL) return XPB_ENOMEM;                \
     } while (0)
-
-/* Value tables, index = enum value (stanza.proto). */
-static const char *const type_names[] = {
-    NULL, "normal", "chat", "groupchat", "headline", "error", "get", "set", "result",
-    "unavailable", "subscribe", "subscribed", "unsubscribe", "unsubscribed", "probe",
-};
-static const char *const show_names[] = {NULL, "away", "chat", "dnd", "xa"};
-static const char *const error_type_names[] = {NULL, "auth", "cancel", "continue", "modify", "wait"};
-static const char *const condition_names[] = {
-    NULL, "bad-request", "conflict", "feature-not-implemented", "forbidden", "gone",
-    "internal-server-error", "item-not-found", "jid-malformed", "not-acceptable",
-    "not-allowed", "not-authorized", "policy-violation", "recipient-unavailable", "redirect",
-    "registration-required", "remote-server-not-found", "remote-server-timeout",
-    "resource-constraint", "service-unavailable", "subscription-required",
-    "undefined-condition", "unexpected-request",
-};
-static const char *const chat_state_names[] = {NULL, "active", "composing", "paused", "inactive", "gone"};
-static const char *const subscription_names[] = {NULL, "none", "to", "from", "both", "remove"};
-static const char *const affiliation_names[] = {NULL, "owner", "admin", "member", "outcast", "none"};
-static const char *const role_names[] = {NULL, "moderator", "participant", "visitor", "none"};
-static const char *const hash_names[] = {NULL, "sha-1", "sha-224", "sha-256", "sha-384", "sha-512", "md5"};
-
-#define N_OF(t) (sizeof(t) / sizeof((t)[0]))
-
-/* Index of s in names[1..n), or 0. */
-static int lookup(const char *const *names, size_t n, const char *s)
-{
-    for (size_t i = 1; i < n; i++)
-        if (strcmp(names[i], s) == 0) return (int)i;
-    return 0;
-}
 
 /* ---- Small predicates over the tree ---------------------------------- */
 
@@ -206,7 +167,7 @@ static bool match_show(const xpb_node *el)
     size_t len;
     node_text(el, &s, &len);
     return el->n_attrs == 0 && text_only(el) && strlen(s) == len &&
-           lookup(show_names, N_OF(show_names), s) != 0;
+           xpb_names_find(&xpb_show_names, s) != 0;
 }
 
 static bool match_priority(const xpb_node *el)
@@ -221,12 +182,10 @@ static bool match_priority(const xpb_node *el)
 static bool match_condition(const xpb_node *c)
 {
     if (c->kind != XPB_NODE_ELEMENT || !ns_is(c, NS_STANZAS) || c->n_attrs != 0) return false;
-    int cond = lookup(condition_names, N_OF(condition_names), c->name);
+    int cond = xpb_names_find(&xpb_condition_names, c->name);
     if (cond == 0) return false;
     if (c->children == NULL) return true;
-    bool uri = cond == XPB__V1__ERROR_CONDITION__CONDITION_GONE ||
-               cond == XPB__V1__ERROR_CONDITION__CONDITION_REDIRECT;
-    return uri && text_only(c);
+    return xpb_condition_has_uri(cond) && text_only(c);
 }
 
 /* RFC 6120 §8.3.2: one defined condition, optional <text/>, then
@@ -247,7 +206,7 @@ static bool match_roster_item(const xpb_node *it)
 {
     if (!name_is(it, NS_ROSTER, "item") || !attrs_ok(it, a_ritem, false)) return false;
     const xpb_attr *s = attr_get(it, "subscription");
-    if (s && lookup(subscription_names, N_OF(subscription_names), s->value) == 0) return false;
+    if (s && xpb_names_find(&xpb_subscription_names, s->value) == 0) return false;
     const xpb_attr *ask = attr_get(it, "ask");
     if (ask && strcmp(ask->value, "subscribe") != 0) return false;
     const xpb_attr *ap = attr_get(it, "approved");
@@ -393,7 +352,7 @@ static unsigned classify_ns(const xpb_node *c, uint32_t ns)
     case NS_CLIENT: return classify_client(c);
     case NS_ROSTER: return strcmp(n, "query") == 0 && match_roster(c) ? F_ROSTER : 0;
     case NS_CHATSTATES:
-        return lookup(chat_state_names, N_OF(chat_state_names), n) && empty_el(c) ? F_CHAT_STATE : 0;
+        return xpb_names_find(&xpb_chat_state_names, n) && empty_el(c) ? F_CHAT_STATE : 0;
     case NS_RECEIPTS:
         if (strcmp(n, "request") == 0) return empty_el(c) ? F_RECEIPT_REQUEST : 0;
         if (strcmp(n, "received") == 0 && match_attr_only(c, a_id, "id")) return F_RECEIPT_RECEIVED;
@@ -579,37 +538,13 @@ static int text_dup(xpb_arena *a, const xpb_node *el, char **out)
 
 /* ---- Compact forms (docs/mapping.md §7) ------------------------------------ */
 
-static int hex_val(char ch)
-{
-    if (ch >= '0' && ch <= '9') return ch - '0';
-    if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
-    return -1; /* uppercase too: the writer prints lowercase, so only that round-trips */
-}
-
-/* The RFC 4122 §3 string form, 8-4-4-4-12 lowercase hex, as 16 bytes. */
-static bool parse_uuid(const char *s, size_t len, uint8_t out[16])
-{
-    if (len != 36) return false;
-    size_t k = 0;
-    for (size_t i = 0; i < 36; i += 2) {
-        if (i == 8 || i == 13 || i == 18 || i == 23) {
-            if (s[i] != '-') return false;
-            i++;
-        }
-        int hi = hex_val(s[i]), lo = hex_val(s[i + 1]);
-        if (hi < 0 || lo < 0) return false;
-        out[k++] = (uint8_t)(hi << 4 | lo);
-    }
-    return true;
-}
-
 /* s[0..len) as 16 bytes in *bin when it is a canonical UUID, else as a
  * string in *str. */
 static int id_dup(xpb_arena *a, const char *s, size_t len, char **str, protobuf_c_boolean *has,
                   ProtobufCBinaryData *bin)
 {
     uint8_t u[16];
-    if (!parse_uuid(s, len, u)) {
+    if (!xpb_uuid_parse(s, len, u)) {
         DUP_OR_FAIL(a, *str, s, len);
         return 0;
     }
@@ -621,15 +556,14 @@ static int id_dup(xpb_arena *a, const char *s, size_t len, char **str, protobuf_
     return 0;
 }
 
-/* An attribute whose value is in names[1..n) as that enum value, else as a
- * string. */
-static int attr_enum_dup(xpb_arena *a, const xpb_node *el, const char *name,
-                         const char *const *names, size_t n, char **str, protobuf_c_boolean *has,
-                         int *v)
+/* An attribute whose value is spelled in t as that enum value, else as a
+ * string (mapping §7.6). */
+static int attr_enum_dup(xpb_arena *a, const xpb_node *el, const char *name, const xpb_names *t,
+                         char **str, protobuf_c_boolean *has, int *v)
 {
     const xpb_attr *at = attr_get(el, name);
     if (at == NULL) return 0;
-    int k = strlen(at->value) == at->value_len ? lookup(names, n, at->value) : 0;
+    int k = strlen(at->value) == at->value_len ? xpb_names_find(t, at->value) : 0;
     if (k == 0) {
         DUP_OR_FAIL(a, *str, at->value, at->value_len);
         return 0;
@@ -646,38 +580,7 @@ static int attr_id_dup(xpb_arena *a, const xpb_node *el, const char *name, char 
     return at ? id_dup(a, at->value, at->value_len, str, has, bin) : 0;
 }
 
-/* JidRef (stanza.proto): which stanza, which attribute, which part. */
-enum { PART_FULL, PART_BARE, PART_DOMAIN };
-typedef struct ref_info {
-    bool outer, to;
-    int part;
-} ref_info;
-static const ref_info ref_table[] = {
-    [XPB__V1__JID_REF__JID_REF_TO_BARE] = {false, true, PART_BARE},
-    [XPB__V1__JID_REF__JID_REF_FROM_BARE] = {false, false, PART_BARE},
-    [XPB__V1__JID_REF__JID_REF_TO_DOMAIN] = {false, true, PART_DOMAIN},
-    [XPB__V1__JID_REF__JID_REF_FROM_DOMAIN] = {false, false, PART_DOMAIN},
-    [XPB__V1__JID_REF__JID_REF_TO] = {false, true, PART_FULL},
-    [XPB__V1__JID_REF__JID_REF_FROM] = {false, false, PART_FULL},
-    [XPB__V1__JID_REF__JID_REF_OUTER_TO] = {true, true, PART_FULL},
-    [XPB__V1__JID_REF__JID_REF_OUTER_FROM] = {true, false, PART_FULL},
-    [XPB__V1__JID_REF__JID_REF_OUTER_TO_BARE] = {true, true, PART_BARE},
-    [XPB__V1__JID_REF__JID_REF_OUTER_FROM_BARE] = {true, false, PART_BARE},
-};
-
-/* The bare JID is everything before the first '/', the domain the bare JID
- * after its '@' (RFC 7622 §3.2: neither localpart nor domainpart holds '/',
- * and a localpart holds no '@'). */
-static void jid_part(const char *s, size_t n, int part, size_t *off, size_t *len)
-{
-    const char *slash = memchr(s, '/', n);
-    size_t bare = slash ? (size_t)(slash - s) : n;
-    const char *at = part == PART_DOMAIN ? memchr(s, '@', bare) : NULL;
-    *off = at ? (size_t)(at - s) + 1 : 0;
-    *len = part == PART_FULL ? n : bare - *off;
-}
-
-/* Candidate references, tried in order. */
+/* Candidate JidRefs (mapping §7.3), tried in order. */
 static const uint8_t refs_own[] = {1, 2, 3, 4, 5, 6};
 static const uint8_t refs_from[] = {7, 8, 9, 10, 5, 1, 3};
 static const uint8_t refs_to[] = {7, 8, 9, 10, 6, 2, 4};
@@ -703,11 +606,11 @@ static jid_ctx jid_ctx_of(const xpb_node *el, const xpb_node *outer)
 static int find_ref(const xpb_attr *v, const jid_ctx *j, const uint8_t *cands, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        const ref_info *r = &ref_table[cands[i]];
+        const xpb_ref_info *r = &xpb_ref_table[cands[i]];
         const xpb_attr *jid = j->jid[r->outer][r->to];
         if (jid == NULL) continue;
         size_t off, len;
-        jid_part(jid->value, jid->value_len, r->part, &off, &len);
+        xpb_jid_part(jid->value, jid->value_len, r->part, &off, &len);
         if (v->value_len == len && memcmp(v->value, jid->value + off, len) == 0) return cands[i];
     }
     return 0;
@@ -724,46 +627,6 @@ static int jid_dup(xpb_arena *a, const xpb_attr *v, int ref, char **str, protobu
     *has = 1;
     *out = (Xpb__V1__JidRef)ref;
     return 0;
-}
-
-/* XEP-0082 DateTime of the exact form YYYY-MM-DDThh:mm:ssZ as seconds since
- * the epoch; days_from_civil is H. Hinnant's proleptic Gregorian algorithm. */
-static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    unsigned yoe = (unsigned)(y - era * 400);
-    unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
-    unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + (int64_t)doe - 719468;
-}
-
-static bool digits(const char *s, size_t n, unsigned *v)
-{
-    *v = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] < '0' || s[i] > '9') return false;
-        *v = *v * 10 + (unsigned)(s[i] - '0');
-    }
-    return true;
-}
-
-static bool parse_stamp(const char *s, size_t len, int64_t *out)
-{
-    static const unsigned char mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    unsigned y, mo, d, h, mi, sec;
-    if (len != 20 || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' ||
-        s[16] != ':' || s[19] != 'Z')
-        return false;
-    if (!digits(s, 4, &y) || !digits(s + 5, 2, &mo) || !digits(s + 8, 2, &d) ||
-        !digits(s + 11, 2, &h) || !digits(s + 14, 2, &mi) || !digits(s + 17, 2, &sec))
-        return false;
-    if (mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] || h > 23 || mi > 59 || sec > 59)
-        return false;
-    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    if (mo == 2 && d == 29 && !leap) return false;
-    *out = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec;
-    return true;
 }
 
 static bool same_value(const xpb_attr *x, const xpb_attr *y)
@@ -799,7 +662,7 @@ static int map_error(xpb_arena *a, const xpb_node *el, Xpb__V1__StanzaError **ou
     ALLOC_MSG(a, e, Xpb__V1__StanzaError, xpb__v1__stanza_error__init);
     *out = e;
     const xpb_attr *type = attr_get(el, "type");
-    int t = type ? lookup(error_type_names, N_OF(error_type_names), type->value) : 0;
+    int t = type ? xpb_names_find(&xpb_error_type_names, type->value) : 0;
     if (t != 0) {
         e->has_type = 1;
         e->type = (Xpb__V1__ErrorType)t;
@@ -811,7 +674,7 @@ static int map_error(xpb_arena *a, const xpb_node *el, Xpb__V1__StanzaError **ou
     if (rc != 0) return rc;
     const xpb_node *c = el->children;
     e->has_condition = 1;
-    e->condition = (Xpb__V1__ErrorCondition)lookup(condition_names, N_OF(condition_names), c->name);
+    e->condition = (Xpb__V1__ErrorCondition)xpb_names_find(&xpb_condition_names, c->name);
     if (c->children != NULL) DUP_OR_FAIL(a, e->condition_uri, c->children->text, c->children->text_len);
     c = c->next;
     if (c != NULL && name_is(c, NS_STANZAS, "text") && match_text_el(c)) {
@@ -831,8 +694,8 @@ static int map_roster_item(xpb_arena *a, const xpb_node *el, Xpb__V1__RosterItem
     const xpb_attr *s = attr_get(el, "subscription");
     if (s != NULL) {
         it->has_subscription = 1;
-        it->subscription = (Xpb__V1__RosterItem__Subscription)lookup(
-            subscription_names, N_OF(subscription_names), s->value);
+        it->subscription =
+            (Xpb__V1__RosterItem__Subscription)xpb_names_find(&xpb_subscription_names, s->value);
     }
     if (attr_get(el, "ask") != NULL) it->has_ask_subscribe = it->ask_subscribe = 1;
     if (attr_get(el, "approved") != NULL) it->has_approved = it->approved = 1;
@@ -879,7 +742,7 @@ static int map_delay(xpb_arena *a, const xpb_node *el, const xpb_node *stanza,
     *out = d;
     int rc = 0;
     const xpb_attr *stamp = attr_get(el, "stamp");
-    if (stamp != NULL && parse_stamp(stamp->value, stamp->value_len, &d->stamp_seconds))
+    if (stamp != NULL && xpb_stamp_parse(stamp->value, stamp->value_len, &d->stamp_seconds))
         d->has_stamp_seconds = 1;
     else
         rc = attr_dup(a, el, "stamp", &d->stamp);
@@ -960,12 +823,11 @@ static int map_muc_items(xpb_arena *a, const xpb_node *c, size_t n, Xpb__V1__Muc
         Xpb__V1__MucUser__Item *it = m->item[m->n_item] = &arr[m->n_item];
         m->n_item++;
         xpb__v1__muc_user__item__init(it);
-        int rc = attr_enum_dup(a, c, "affiliation", affiliation_names, N_OF(affiliation_names),
-                               &it->affiliation, &it->has_affiliation_enum,
-                               (int *)&it->affiliation_enum);
+        int rc = attr_enum_dup(a, c, "affiliation", &xpb_affiliation_names, &it->affiliation,
+                               &it->has_affiliation_enum, (int *)&it->affiliation_enum);
         if (rc == 0)
-            rc = attr_enum_dup(a, c, "role", role_names, N_OF(role_names), &it->role,
-                               &it->has_role_enum, (int *)&it->role_enum);
+            rc = attr_enum_dup(a, c, "role", &xpb_role_names, &it->role, &it->has_role_enum,
+                               (int *)&it->role_enum);
         if (rc == 0) rc = attr_dup(a, c, "jid", &it->jid);
         if (rc == 0) rc = attr_dup(a, c, "nick", &it->nick);
         if (rc != 0) return rc;
@@ -1130,7 +992,7 @@ static int map_caps(xpb_arena *a, const xpb_node *el, Xpb__V1__Caps **out)
     Xpb__V1__Caps *c;
     ALLOC_MSG(a, c, Xpb__V1__Caps, xpb__v1__caps__init);
     *out = c;
-    int rc = attr_enum_dup(a, el, "hash", hash_names, N_OF(hash_names), &c->hash, &c->has_hash_enum,
+    int rc = attr_enum_dup(a, el, "hash", &xpb_hash_names, &c->hash, &c->has_hash_enum,
                            (int *)&c->hash_enum);
     if (rc == 0) rc = attr_dup(a, el, "node", &c->node);
     if (rc == 0) rc = attr_dup(a, el, "ver", &c->ver);
@@ -1164,13 +1026,13 @@ static int map_scalar_field(xpb_stanza *st, const xpb_node *c, unsigned f)
     node_text(c, &s, &len);
     if (f == F_SHOW) {
         st->has_show = 1;
-        st->show = (Xpb__V1__Show)lookup(show_names, N_OF(show_names), s);
+        st->show = (Xpb__V1__Show)xpb_names_find(&xpb_show_names, s);
     } else if (f == F_PRIORITY) {
         st->has_priority = canon_int(s, len, -128, 127, &st->priority);
     } else if (f == F_CHAT_STATE) {
         st->has_chat_state = 1;
         st->chat_state =
-            (Xpb__V1__ChatState)lookup(chat_state_names, N_OF(chat_state_names), c->name);
+            (Xpb__V1__ChatState)xpb_names_find(&xpb_chat_state_names, c->name);
     } else if (f == F_RECEIPT_REQUEST) {
         st->has_receipt_request = st->receipt_request = 1;
     } else if (f == F_PING) {
@@ -1242,13 +1104,10 @@ static int map_stanza_children(xpb_arena *a, const xpb_node *el, xpb_stanza *st)
     return 0;
 }
 
-/* type, id, from, to and xml:lang have typed fields (RFC 6120 §8.1). */
+/* What has no typed stanza field goes to extra_attr. */
 static bool is_extra_attr(const xpb_attr *at)
 {
-    if (!is_unqualified(at)) return !is_xml_lang(at);
-    const char *n = at->name;
-    return strcmp(n, "type") != 0 && strcmp(n, "id") != 0 && strcmp(n, "from") != 0 &&
-           strcmp(n, "to") != 0;
+    return !xpb_is_typed_stanza_attr(at->ns, at->name);
 }
 
 static char **typed_attr_slot(xpb_stanza *st, const xpb_attr *at)
@@ -1259,7 +1118,7 @@ static char **typed_attr_slot(xpb_stanza *st, const xpb_attr *at)
     case 'f': return NULL; /* from and to: map_jid_attrs */
     case 't':
         if (at->name[1] == 'o') return NULL;
-        st->type = (Xpb__V1__StanzaType)lookup(type_names, N_OF(type_names), at->value);
+        st->type = (Xpb__V1__StanzaType)xpb_names_find(&xpb_type_names, at->value);
         st->has_type = st->type != 0;
         return st->has_type ? NULL : &st->type_raw;
     default: return NULL;
@@ -1287,7 +1146,7 @@ static int map_jid_attrs(xpb_arena *a, const xpb_node *el, const xpb_node *outer
         if (rc != 0) return rc;
     }
     if (to == NULL) return 0;
-    if (ref_from != 0 && !ref_table[ref_from].outer) n_to = outer ? N_OUTER_REFS : 0;
+    if (ref_from != 0 && !xpb_ref_table[ref_from].outer) n_to = outer ? N_OUTER_REFS : 0;
     int ref_to = find_ref(to, &j, own_to, n_to);
     return jid_dup(a, to, ref_to, &st->to, &st->has_to_ref, &st->to_ref);
 }

@@ -7,17 +7,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "stanza_internal.h"
 #include "xpb_error.h"
 #include "xpb_stanza.h"
-
-/* Field numbers of stanza.proto's Stanza; canonical order is ascending. */
-enum {
-    F_BODY = 10, F_SUBJECT = 11, F_THREAD = 12, F_SHOW = 13, F_STATUS = 14, F_PRIORITY = 15,
-    F_ERROR = 16, F_ROSTER = 17, F_CHAT_STATE = 20, F_RECEIPT_REQUEST = 21,
-    F_RECEIPT_RECEIVED = 22, F_DELAY = 23, F_STANZA_ID = 24, F_ORIGIN_ID = 25, F_PING = 26,
-    F_MUC = 27, F_MUC_USER = 28, F_CARBON = 29, F_DISCO_INFO = 30, F_DISCO_ITEMS = 31,
-    F_CAPS = 32, F_MAM_RESULT = 33, F_EXTENSION = 50, F_MAX = 50,
-};
 
 static const uint8_t canonical_fields[] = {
     F_BODY, F_SUBJECT, F_THREAD, F_SHOW, F_STATUS, F_PRIORITY, F_ERROR, F_ROSTER,
@@ -37,44 +29,13 @@ static const char *const field_names[F_MAX + 1] = {
     [F_MAM_RESULT] = "mam_result", [F_EXTENSION] = "extension",
 };
 
-/* XML values, index = enum value (stanza.proto); same tables as the reader side. */
-static const char *const kind_names[] = {NULL, "message", "presence", "iq"};
-static const char *const type_names[] = {
-    NULL, "normal", "chat", "groupchat", "headline", "error", "get", "set", "result",
-    "unavailable", "subscribe", "subscribed", "unsubscribe", "unsubscribed", "probe",
-};
-static const char *const show_names[] = {NULL, "away", "chat", "dnd", "xa"};
-static const char *const error_type_names[] = {NULL, "auth", "cancel", "continue", "modify", "wait"};
-static const char *const condition_names[] = {
-    NULL, "bad-request", "conflict", "feature-not-implemented", "forbidden", "gone",
-    "internal-server-error", "item-not-found", "jid-malformed", "not-acceptable",
-    "not-allowed", "not-authorized", "policy-violation", "recipient-unavailable", "redirect",
-    "registration-required", "remote-server-not-found", "remote-server-timeout",
-    "resource-constraint", "service-unavailable", "subscription-required",
-    "undefined-condition", "unexpected-request",
-};
-static const char *const chat_state_names[] = {NULL, "active", "composing", "paused", "inactive", "gone"};
-static const char *const subscription_names[] = {NULL, "none", "to", "from", "both", "remove"};
-static const char *const direction_names[] = {NULL, "received", "sent"};
-static const char *const affiliation_names[] = {NULL, "owner", "admin", "member", "outcast", "none"};
-static const char *const role_names[] = {NULL, "moderator", "participant", "visitor", "none"};
-static const char *const hash_names[] = {NULL, "sha-1", "sha-224", "sha-256", "sha-384", "sha-512", "md5"};
-
-#define N_OF(t) (sizeof(t) / sizeof((t)[0]))
-
 #define NS_STANZAS "urn:ietf:params:xml:ns:xmpp-stanzas"
-
-/* The stanza being written and the one forwarding it (JidRef targets). */
-typedef struct scope {
-    const xpb_stanza *st;
-    const struct scope *outer;
-} scope;
 
 typedef struct out_ctx {
     xpb_writer w;
     char *err;
     size_t errlen;
-    const scope *sc;
+    const xpb_scope *sc; /* the stanza being written (JidRef targets) */
 } out_ctx;
 
 __attribute__((format(printf, 2, 3))) static int refuse(out_ctx *o, const char *fmt, ...)
@@ -86,12 +47,6 @@ __attribute__((format(printf, 2, 3))) static int refuse(out_ctx *o, const char *
         va_end(ap);
     }
     return XPB_ERECORD;
-}
-
-/* names[v] when v is in range and named, else NULL. */
-static const char *enum_name(const char *const *names, size_t n, int v)
-{
-    return v > 0 && (size_t)v < n ? names[v] : NULL;
 }
 
 /* ---- Writer shorthands (NULL values are simply not written) ------------ */
@@ -130,21 +85,6 @@ static int int_attr(out_ctx *o, const char *name, int32_t v)
 
 /* ---- Compact forms (docs/mapping.md §7) ---------------------------------- */
 
-#define UUID_CHARS 36
-
-/* RFC 4122 §3 string form of 16 bytes, lowercase, into buf (no NUL). The
- * record check has made sure the length is 16. */
-static void format_uuid(const uint8_t *u, char buf[UUID_CHARS])
-{
-    static const char hex[] = "0123456789abcdef";
-    size_t k = 0;
-    for (size_t i = 0; i < 16; i++) {
-        if (i == 4 || i == 6 || i == 8 || i == 10) buf[k++] = '-';
-        buf[k++] = hex[u[i] >> 4];
-        buf[k++] = hex[u[i] & 15];
-    }
-}
-
 /* An id-valued string that may be stored as a UUID instead. */
 typedef struct id_val {
     const char *str;
@@ -166,83 +106,22 @@ static bool id_present(id_val v)
 static int id_attr(out_ctx *o, const char *name, id_val v)
 {
     if (!v.has_uuid) return attr(o, name, v.str);
-    char buf[UUID_CHARS];
-    format_uuid(v.uuid.data, buf);
+    char buf[XPB_UUID_CHARS];
+    xpb_uuid_format(v.uuid.data, buf);
     return xpb_writer_attr(&o->w, "", name, buf, sizeof buf);
 }
 
 static int id_text(out_ctx *o, id_val v)
 {
     if (!v.has_uuid) return text(o, v.str);
-    char buf[UUID_CHARS];
-    format_uuid(v.uuid.data, buf);
+    char buf[XPB_UUID_CHARS];
+    xpb_uuid_format(v.uuid.data, buf);
     return xpb_writer_text(&o->w, buf, sizeof buf);
 }
 
 static id_val stanza_id_val(const xpb_stanza *st)
 {
     return id_of(st->id, st->has_id_uuid, st->id_uuid);
-}
-
-/* JidRef (stanza.proto): which stanza, which attribute, which part. */
-enum { PART_FULL, PART_BARE, PART_DOMAIN };
-typedef struct ref_info {
-    bool outer, to;
-    int part;
-} ref_info;
-static const ref_info ref_table[] = {
-    [XPB__V1__JID_REF__JID_REF_UNSPECIFIED] = {false, false, -1},
-    [XPB__V1__JID_REF__JID_REF_TO_BARE] = {false, true, PART_BARE},
-    [XPB__V1__JID_REF__JID_REF_FROM_BARE] = {false, false, PART_BARE},
-    [XPB__V1__JID_REF__JID_REF_TO_DOMAIN] = {false, true, PART_DOMAIN},
-    [XPB__V1__JID_REF__JID_REF_FROM_DOMAIN] = {false, false, PART_DOMAIN},
-    [XPB__V1__JID_REF__JID_REF_TO] = {false, true, PART_FULL},
-    [XPB__V1__JID_REF__JID_REF_FROM] = {false, false, PART_FULL},
-    [XPB__V1__JID_REF__JID_REF_OUTER_TO] = {true, true, PART_FULL},
-    [XPB__V1__JID_REF__JID_REF_OUTER_FROM] = {true, false, PART_FULL},
-    [XPB__V1__JID_REF__JID_REF_OUTER_TO_BARE] = {true, true, PART_BARE},
-    [XPB__V1__JID_REF__JID_REF_OUTER_FROM_BARE] = {true, false, PART_BARE},
-};
-
-/* Bare JID: before the first '/'; domain: the bare JID after its '@'
- * (RFC 7622 §3.2). */
-static void jid_part(const char *s, size_t n, int part, size_t *off, size_t *len)
-{
-    const char *slash = memchr(s, '/', n);
-    size_t bare = slash ? (size_t)(slash - s) : n;
-    const char *at = part == PART_DOMAIN ? memchr(s, '@', bare) : NULL;
-    *off = at ? (size_t)(at - s) + 1 : 0;
-    *len = part == PART_FULL ? n : bare - *off;
-}
-
-static bool ref_jid(const scope *s, int ref, unsigned hops, const char **p, size_t *n);
-
-/* sc's to (or from), resolving a reference. hops bounds the chain; the
- * record check refuses cycles, this keeps the writer safe regardless. */
-static bool scope_jid(const scope *s, bool to, unsigned hops, const char **p, size_t *n)
-{
-    const xpb_stanza *st = s->st;
-    const char *str = to ? st->to : st->from;
-    if (str != NULL) {
-        *p = str;
-        *n = strlen(str);
-        return true;
-    }
-    if (!(to ? st->has_to_ref : st->has_from_ref)) return false;
-    return ref_jid(s, (int)(to ? st->to_ref : st->from_ref), hops + 1, p, n);
-}
-
-static bool ref_jid(const scope *s, int ref, unsigned hops, const char **p, size_t *n)
-{
-    if (ref <= 0 || (size_t)ref >= N_OF(ref_table) || hops > 2 * XPB_WRITER_MAX_DEPTH) return false;
-    const ref_info *r = &ref_table[ref];
-    const scope *target = r->outer ? s->outer : s;
-    const char *jid;
-    size_t len, off;
-    if (target == NULL || !scope_jid(target, r->to, hops, &jid, &len)) return false;
-    jid_part(jid, len, r->part, &off, n);
-    *p = jid + off;
-    return true;
 }
 
 /* A JID-valued attribute given as a string or as a reference. */
@@ -252,39 +131,19 @@ static int jid_attr(out_ctx *o, const char *name, const char *str, protobuf_c_bo
     if (str != NULL || !has_ref) return attr(o, name, str);
     const char *p;
     size_t n;
-    if (!ref_jid(o->sc, ref, 0, &p, &n))
+    /* The record check refuses cycles; the hop bound keeps a prechecked
+     * record that was changed since from looping. */
+    if (!xpb_ref_resolve(o->sc, ref, 2 * XPB_WRITER_MAX_DEPTH, &p, &n))
         return refuse(o, "%s_ref %d names a JID that is not there", name, ref);
     return xpb_writer_attr(&o->w, "", name, p, n);
 }
 
-/* Seconds since the epoch as YYYY-MM-DDThh:mm:ssZ (XEP-0082); civil date
- * by H. Hinnant's civil_from_days. The record check bounds the years. */
-static void format_stamp(int64_t t, char buf[20])
-{
-    int64_t z = (t >= 0 ? t : t - 86399) / 86400;
-    unsigned sod = (unsigned)(t - z * 86400);
-    z += 719468;
-    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-    unsigned doe = (unsigned)(z - era * 146097);
-    unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100), mp = (5 * doy + 2) / 153;
-    unsigned d = doy - (153 * mp + 2) / 5 + 1, m = mp < 10 ? mp + 3 : mp - 9;
-    unsigned y = (unsigned)(yoe + era * 400 + (m <= 2));
-    unsigned v[6] = {y, m, d, sod / 3600, sod / 60 % 60, sod % 60};
-    static const char sep[] = "--T::Z";
-    size_t k = 0;
-    for (size_t i = 0; i < 6; i++) {
-        for (unsigned w = i == 0 ? 1000 : 10; w > 0; w /= 10) buf[k++] = (char)('0' + v[i] / w % 10);
-        buf[k++] = sep[i];
-    }
-}
-
-/* An attribute given as a string or as an enum value (names[v]). */
+/* An attribute given as a string or as an enum value (its spelling in t). */
 static int enum_attr(out_ctx *o, const char *name, const char *str, protobuf_c_boolean has, int v,
-                     const char *const *names, size_t n)
+                     const xpb_names *t)
 {
     if (!has) return attr(o, name, str);
-    const char *s = enum_name(names, n, v);
+    const char *s = xpb_names_get(t, v);
     if (s == NULL) return refuse(o, "%s_enum: %d is not a value to write", name, v);
     return attr(o, name, s);
 }
@@ -370,7 +229,7 @@ static int write_thread(out_ctx *o, const Xpb__V1__Thread *t)
 
 static int write_show(out_ctx *o, int show)
 {
-    const char *v = enum_name(show_names, N_OF(show_names), show);
+    const char *v = xpb_names_get(&xpb_show_names, show);
     if (v == NULL) return refuse(o, "stanza.show: %d is not a value to write", show);
     int rc = start(o, XPB_NS_CLIENT, "show");
     if (rc == 0) rc = text(o, v);
@@ -389,12 +248,10 @@ static int write_priority(out_ctx *o, int32_t prio)
 /* RFC 6120 §8.3.2: condition first, then <text/>, then application elements. */
 static int write_condition(out_ctx *o, const Xpb__V1__StanzaError *e)
 {
-    const char *cond = e->has_condition ? enum_name(condition_names, N_OF(condition_names),
-                                                    (int)e->condition) : NULL;
+    const char *cond =
+        e->has_condition ? xpb_names_get(&xpb_condition_names, (int)e->condition) : NULL;
     if (cond == NULL) return refuse(o, "stanza.error.condition: a defined condition is required");
-    bool uri = e->condition == XPB__V1__ERROR_CONDITION__CONDITION_GONE ||
-               e->condition == XPB__V1__ERROR_CONDITION__CONDITION_REDIRECT;
-    if (e->condition_uri != NULL && !uri)
+    if (e->condition_uri != NULL && !xpb_condition_has_uri((int)e->condition))
         return refuse(o, "stanza.error.condition_uri: only gone and redirect carry a URI");
     int rc = start(o, NS_STANZAS, cond);
     if (rc == 0) rc = text(o, e->condition_uri);
@@ -405,7 +262,7 @@ static int write_error(out_ctx *o, const Xpb__V1__StanzaError *e)
 {
     const char *type = e->type_raw;
     if (e->has_type) {
-        type = enum_name(error_type_names, N_OF(error_type_names), (int)e->type);
+        type = xpb_names_get(&xpb_error_type_names, (int)e->type);
         if (type == NULL) return refuse(o, "stanza.error.type: %d is not a value to write", e->type);
     }
     int rc = start(o, XPB_NS_CLIENT, "error");
@@ -422,7 +279,7 @@ static int write_roster_item(out_ctx *o, const Xpb__V1__RosterItem *it)
 {
     const char *sub = NULL;
     if (it->has_subscription) {
-        sub = enum_name(subscription_names, N_OF(subscription_names), (int)it->subscription);
+        sub = xpb_names_get(&xpb_subscription_names, (int)it->subscription);
         if (sub == NULL) return refuse(o, "stanza.roster.item.subscription: %d is not a value to write",
                                        it->subscription);
     }
@@ -450,7 +307,7 @@ static int write_roster(out_ctx *o, const Xpb__V1__RosterQuery *q)
 
 static int write_chat_state(out_ctx *o, int cs)
 {
-    const char *v = enum_name(chat_state_names, N_OF(chat_state_names), cs);
+    const char *v = xpb_names_get(&xpb_chat_state_names, cs);
     if (v == NULL) return refuse(o, "stanza.chat_state: %d is not a value to write", cs);
     return empty_el(o, "http://jabber.org/protocol/chatstates", v);
 }
@@ -466,8 +323,8 @@ static int write_delay(out_ctx *o, const Xpb__V1__Delay *d)
 {
     int rc = start(o, "urn:xmpp:delay", "delay");
     if (rc == 0 && d->has_stamp_seconds) {
-        char buf[20];
-        format_stamp(d->stamp_seconds, buf);
+        char buf[XPB_STAMP_CHARS];
+        xpb_stamp_format(d->stamp_seconds, buf);
         rc = xpb_writer_attr(&o->w, "", "stamp", buf, sizeof buf);
     }
     if (rc == 0) rc = attr(o, "stamp", d->stamp);
@@ -512,10 +369,10 @@ static int write_muc_user(out_ctx *o, const Xpb__V1__MucUser *m)
         rc = start(o, NULL, "item");
         if (rc == 0)
             rc = enum_attr(o, "affiliation", it->affiliation, it->has_affiliation_enum,
-                           (int)it->affiliation_enum, affiliation_names, N_OF(affiliation_names));
+                           (int)it->affiliation_enum, &xpb_affiliation_names);
         if (rc == 0)
-            rc = enum_attr(o, "role", it->role, it->has_role_enum, (int)it->role_enum, role_names,
-                           N_OF(role_names));
+            rc = enum_attr(o, "role", it->role, it->has_role_enum, (int)it->role_enum,
+                           &xpb_role_names);
         if (rc == 0) rc = attr(o, "jid", it->jid);
         if (rc == 0) rc = attr(o, "nick", it->nick);
         if (rc == 0) rc = end(o);
@@ -543,8 +400,8 @@ static int write_forwarded(out_ctx *o, const Xpb__V1__Forwarded *f, const char *
 
 static int write_carbon(out_ctx *o, const Xpb__V1__Carbon *c)
 {
-    const char *dir = c->has_direction ? enum_name(direction_names, N_OF(direction_names),
-                                                   (int)c->direction) : NULL;
+    const char *dir =
+        c->has_direction ? xpb_names_get(&xpb_direction_names, (int)c->direction) : NULL;
     if (dir == NULL) return refuse(o, "stanza.carbon.direction: received or sent is required");
     int rc = start(o, "urn:xmpp:carbons:2", dir);
     if (rc == 0) rc = write_forwarded(o, c->forwarded, "carbon");
@@ -618,8 +475,7 @@ static int write_caps(out_ctx *o, const Xpb__V1__Caps *c)
 {
     int rc = start(o, "http://jabber.org/protocol/caps", "c");
     if (rc == 0)
-        rc = enum_attr(o, "hash", c->hash, c->has_hash_enum, (int)c->hash_enum, hash_names,
-                       N_OF(hash_names));
+        rc = enum_attr(o, "hash", c->hash, c->has_hash_enum, (int)c->hash_enum, &xpb_hash_names);
     if (rc == 0) rc = attr(o, "node", c->node);
     if (rc == 0) rc = attr(o, "ver", c->ver);
     if (rc == 0) rc = attr(o, "ext", c->ext);
@@ -738,7 +594,7 @@ static int write_stanza_attrs(out_ctx *o, const xpb_stanza *st)
 {
     const char *type = st->type_raw;
     if (st->has_type) {
-        type = enum_name(type_names, N_OF(type_names), (int)st->type);
+        type = xpb_names_get(&xpb_type_names, (int)st->type);
         if (type == NULL) return refuse(o, "stanza.type: %d is not a value to write", st->type);
     }
     int rc = attr(o, "type", type);
@@ -762,9 +618,9 @@ static int write_stanza_attrs(out_ctx *o, const xpb_stanza *st)
 static int write_stanza(out_ctx *o, const xpb_stanza *st)
 {
     if (st->element != NULL) return write_element(o, st->element, XPB_NS_CLIENT);
-    const char *name = st->has_kind ? enum_name(kind_names, N_OF(kind_names), (int)st->kind) : NULL;
+    const char *name = st->has_kind ? xpb_names_get(&xpb_kind_names, (int)st->kind) : NULL;
     if (name == NULL) return refuse(o, "stanza.kind: message, presence or iq (or an element) is required");
-    scope mine = {st, o->sc};
+    xpb_scope mine = {st, o->sc};
     o->sc = &mine;
     int rc = start(o, XPB_NS_CLIENT, name);
     if (rc == 0) rc = write_stanza_attrs(o, st);

@@ -3,7 +3,8 @@
 XPB_BUILD_PKGS="cmake make gcc clang pkg-config protobuf-c-compiler libprotobuf-c-dev
   libnng-dev libexpat1-dev libssl-dev libevent-dev libidn2-dev libutf8proc-dev
   zlib1g-dev libcmocka-dev libxml2-dev libstrophe-dev libclang-rt-14-dev cppcheck
-  prosody ejabberd python3-slixmpp openssl libc-ares-dev libconfig-dev"
+  prosody ejabberd python3-slixmpp openssl libc-ares-dev libconfig-dev
+  dnsmasq-base"
 
 xpb_install_deps() {
     local missing=() p
@@ -18,6 +19,7 @@ xpb_install_deps() {
     $sudo apt-get update -qq
     # Prosody and ejabberd are test peers started by our scripts on 127.0.0.1:
     # keep their packages from starting system-wide daemons on 0.0.0.0.
+    # (dnsmasq-base, the SRV test's DNS server, is the bare binary: no service.)
     local policy=/usr/sbin/policy-rc.d made_policy=""
     if [ ! -e "$policy" ]; then
         printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null

@@ -1,7 +1,8 @@
 /* Test driver for the integration tests (tests/integration/): sessions in one
  * xpb_loop, commanded by lines on stdin, reporting JSON lines on stdout. The
  * protocol is the contract in tests/integration/README (issue 4): open, send,
- * sendxml, close, cut, freeze, stats, quit. Logs go to stderr, never secrets. */
+ * sendxml, close, cut, freeze, stats, quit. Logs go to stderr, never secrets.
+ * --dns-server IP:PORT sends SRV/A lookups to that server (tests/integration/test_srv.py). */
 #include "xpb_error.h"
 #include "xpb_loop.h"
 #include "xpb_session.h"
@@ -25,6 +26,7 @@ typedef struct driver {
     xpb_loop *loop;
     struct event *stdin_ev, *quit_ev;
     const char *ca_file;
+    const char *dns_servers; /* --dns-server: resolver override (SRV tests) */
     int log_level;
     int quitting;
     char *line;
@@ -532,13 +534,17 @@ static int parse_args(driver *d, int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--ca-file") && i + 1 < argc) {
             d->ca_file = argv[++i];
+        } else if (!strcmp(argv[i], "--dns-server") && i + 1 < argc) {
+            d->dns_servers = argv[++i]; /* "127.0.0.1:PORT[,...]": xpb_loop_config.dns_servers */
         } else if (!strcmp(argv[i], "--log-level") && i + 1 < argc) {
             const char *v = argv[++i];
             d->log_level = !strcmp(v, "debug") ? XPB_LOG_DEBUG
                            : !strcmp(v, "warn") ? XPB_LOG_WARN
                                                 : XPB_LOG_INFO;
         } else {
-            fprintf(stderr, "usage: %s [--ca-file FILE] [--log-level debug|info|warn]\n",
+            fprintf(stderr,
+                    "usage: %s [--ca-file FILE] [--dns-server IP:PORT[,...]]"
+                    " [--log-level debug|info|warn]\n",
                     argv[0]);
             return 2;
         }
@@ -555,9 +561,12 @@ int main(int argc, char **argv)
      * process kill (the loop's TLS writes go through send(2)). */
     signal(SIGPIPE, SIG_IGN);
     d.line = malloc(DRV_MAX_LINE + 1);
-    xpb_loop_config cfg = {.on_event = on_event, .on_log = on_log, .ud = &d, .ca_file = NULL};
-    if (!d.line || xpb_loop_new(&d.loop, &cfg) != 0) {
-        fprintf(stderr, "xpb_session_driver: cannot create the loop\n");
+    xpb_loop_config cfg = {.on_event = on_event, .on_log = on_log, .ud = &d, .ca_file = NULL,
+                           .dns_servers = d.dns_servers};
+    rc = d.line ? xpb_loop_new(&d.loop, &cfg) : XPB_ENOMEM;
+    if (rc != 0) {
+        fprintf(stderr, "xpb_session_driver: cannot create the loop: %s%s%s\n", xpb_strerror(rc),
+                d.dns_servers ? "; --dns-server " : "", d.dns_servers ? d.dns_servers : "");
         return 1;
     }
     struct event_base *base = xpb_loop_base(d.loop);

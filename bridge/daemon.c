@@ -100,6 +100,7 @@ struct xpb_daemon {
 };
 
 static void rejoin_rooms(struct account *a);
+static void accept_instant_room(struct account *a, const xpb_node *el);
 static void join_one(struct account *a, const struct room *r);
 
 /* ---- small helpers ------------------------------------------------------------ */
@@ -433,6 +434,7 @@ static void on_stanza(struct account *a, const xpb_node *el)
         struct pending_iq *p = pending_match(d, a, el);
         if (p) resolve(p, st);
     }
+    if (st->kind == XPB__V1__KIND__KIND_PRESENCE) accept_instant_room(a, el);
     Xpb__V1__Event ev = XPB__V1__EVENT__INIT;
     ev.body_case = XPB__V1__EVENT__BODY_STANZA;
     ev.stanza = st;
@@ -634,6 +636,63 @@ static void join_one(struct account *a, const struct room *r)
 static void rejoin_rooms(struct account *a)
 {
     for (struct room *r = a->rooms; r; r = r->next) join_one(a, r);
+}
+
+/* XEP-0045 §10.1.2: a room we just created (status 201 on our own presence,
+ * 110) stays locked until its owner configures it; accept the default
+ * configuration ("instant room") so the join completes. */
+static void accept_instant_room(struct account *a, const xpb_node *el)
+{
+    /* Read the tree, not the record: servers order <item/> and <status/>
+     * freely, and the record keeps an unusual order as a generic element. */
+    const xpb_node *x = xpb_node_child(el, "http://jabber.org/protocol/muc#user", "x");
+    int created = 0, self = 0;
+    for (const xpb_node *c = x ? x->children : NULL; c; c = c->next) {
+        if (c->kind != XPB_NODE_ELEMENT || strcmp(c->name, "status") != 0) continue;
+        const xpb_attr *code = xpb_node_attr(c, "", "code");
+        created |= code && strcmp(code->value, "201") == 0;
+        self |= code && strcmp(code->value, "110") == 0;
+    }
+    const xpb_attr *from = xpb_node_attr(el, "", "from");
+    if (!created || !self || !from) return;
+    char room[3 * 1024 + 8];
+    const char *slash = strchr(from->value, '/');
+    size_t n = slash ? (size_t)(slash - from->value) : from->value_len;
+    if (n >= sizeof room) return;
+    memcpy(room, from->value, n);
+    room[n] = '\0';
+    Xpb__V1__Attribute type = XPB__V1__ATTRIBUTE__INIT;
+    type.name = "type";
+    type.value = "submit";
+    Xpb__V1__Attribute *attrs[] = {&type};
+    Xpb__V1__Element form = XPB__V1__ELEMENT__INIT;
+    form.ns = "jabber:x:data";
+    form.name = "x";
+    form.n_attr = 1;
+    form.attr = attrs;
+    Xpb__V1__Node node = XPB__V1__NODE__INIT;
+    node.node_case = XPB__V1__NODE__NODE_ELEMENT;
+    node.element = &form;
+    Xpb__V1__Node *children[] = {&node};
+    Xpb__V1__Element query = XPB__V1__ELEMENT__INIT;
+    query.ns = "http://jabber.org/protocol/muc#owner";
+    query.name = "query";
+    query.n_child = 1;
+    query.child = children;
+    Xpb__V1__Element *ext[] = {&query};
+    xpb_stanza iq = XPB__V1__STANZA__INIT;
+    iq.has_kind = iq.has_type = 1;
+    iq.kind = XPB__V1__KIND__KIND_IQ;
+    iq.type = XPB__V1__STANZA_TYPE__TYPE_SET;
+    iq.to = room;
+    char id[64];
+    snprintf(id, sizeof id, "xpb-room-%" PRIu64, ++a->d->iq_counter);
+    iq.id = id;
+    iq.n_extension = 1;
+    iq.extension = ext;
+    if (send_own(a, &iq) == 0)
+        xpb_log(XPB_LOG_INFO, "session %s: created %s; accepting the default configuration",
+                a->name, room);
 }
 
 static void self_ping_account(struct account *a)

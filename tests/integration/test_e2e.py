@@ -1,0 +1,441 @@
+"""Issue 5 end-to-end tests: the real xpbridge daemon (one account from flags,
+bus on ipc:// in a scratch directory) and the real xpbctl, against Prosody and
+ejabberd on 127.0.0.1, with slixmpp persons on the other side. Each server
+class shares one server, bridge, `xpbctl tail --json` and person across its
+tests (unique bodies keep them apart); the server-restart test has its own.
+Every process is stopped by PID in cleanup, pass or fail."""
+import json
+import os
+import re
+import subprocess
+import time
+import unittest
+
+from xpbtest import env
+from xpbtest.bridge import (ERR_API_VERSION, ERR_BAD_REQUEST, Bridge, RawReq, RichPerson,
+                            body, is_message, is_presence, pb_bytes, pb_varint,
+                            response_code, stanza, state, xpbctl_path, xpbridge_path)
+from xpbtest.certs import DOMAIN, MUC
+from xpbtest.servers import Ejabberd, Prosody
+
+BOT = f'bot@{DOMAIN}'
+ALICE = f'alice@{DOMAIN}'
+CHATSTATES = 'http://jabber.org/protocol/chatstates'
+
+
+def setUpModule():
+    for name, path in (('XPBRIDGE', xpbridge_path()), ('XPBCTL', xpbctl_path())):
+        if not path or not os.access(path, os.X_OK):
+            if os.environ.get(name):
+                raise FileNotFoundError(f'{name}={path} is not executable')
+            raise unittest.SkipTest(f'{name.lower()} not built (set {name})')
+
+
+def _problems(tc):
+    """Failures and errors so far in this run (the counts grow by test)."""
+    res = getattr(getattr(tc, '_outcome', None), 'result', None)
+    return len(res.failures) + len(res.errors) if res else 0
+
+
+class Fixture:
+    """A server with accounts bot and alice, xpbridge for bot, a tail on all
+    of the bridge's events and alice online. stop() undoes it all."""
+
+    def __init__(self, server_cls, rooms=()):
+        self.stack = []
+        try:
+            self.srv = server_cls(env.scratch(server_cls.kind), env.pki())
+            self.srv.start()
+            self.stack.append(self.srv.stop)
+            self.srv.register('bot', 'bot-pw')
+            self.srv.register('alice', 'alice-pw')
+            self.bridge = Bridge(env.scratch('bridge'), BOT, 'bot-pw', '127.0.0.1',
+                                 self.srv.ports['c2s'], env.pki().ca, rooms=rooms)
+            self.tail = self.bridge.tail()  # before the bridge: it sees the session start
+            self.stack.append(self.tail.stop)
+            self.bot_jid = self.bridge.start()
+            self.stack.append(self.bridge.stop)
+            self.alice = self.new_person()
+            self.tail.sync(lambda i: self.alice.send(BOT, f'sync-{i}'),
+                           lambda i: (lambda e: is_message(e, f'sync-{i}')))
+        except BaseException:
+            self.stop()
+            raise
+
+    def new_person(self, user='alice'):
+        p = RichPerson(f'{user}@{DOMAIN}', f'{user}-pw', env.pki().ca, self.srv.ports['c2s'])
+        self.stack.append(p.stop)
+        return p.start()
+
+    def ctl(self, *args, **kw):
+        return self.bridge.ctl(*args, **kw)
+
+    def stop(self):
+        while self.stack:
+            fn = self.stack.pop()
+            try:
+                fn()
+            except Exception as e:  # keep stopping the rest
+                print(f'cleanup: {fn}: {e}')
+
+    def diagnostics(self):
+        return (f'--- xpbridge log tail ---\n{self.bridge.log_tail(40)}\n'
+                f'--- tail stderr ---\n' + '\n'.join(self.tail.stderr[-10:]) +
+                f'\n--- {self.srv.kind} log tail ---\n{self.srv.log_tail(20)}')
+
+
+class E2EMixin:
+    server_cls = None
+
+    @classmethod
+    def setUpClass(cls):
+        cls.fx = Fixture(cls.server_cls)
+        cls.addClassCleanup(cls.fx.stop)
+
+    def setUp(self):
+        self.bridge, self.tail, self.alice = self.fx.bridge, self.fx.tail, self.fx.alice
+        self.assertTrue(self.bridge.alive(), 'xpbridge died in an earlier test')
+        self._problems_before = _problems(self)
+
+    def tearDown(self):
+        if _problems(self) > self._problems_before:
+            print(f'\n{self.id()}\n{self.fx.diagnostics()}')
+
+    def ctl(self, *args, **kw):
+        return self.bridge.ctl(*args, **kw)
+
+    # -- person -> subscriber ----------------------------------------------------------
+    def test_message_reaches_subscriber_with_every_field(self):
+        """`xpbctl tail --json --count 3` exits after 3 events; one of them is
+        alice's message with id, from, to, type, lang, body, thread, chat
+        state, receipt request and an unknown extension intact."""
+        t = self.bridge.tail('--count', '3', '--kind', 'message', '--account', BOT)
+        self.addCleanup(t.stop)
+        t.sync(lambda i: self.alice.send(BOT, f'count-poke-{i}'),
+               lambda i: (lambda e: is_message(e, f'count-poke-{i}')))
+        mark = self.tail.mark()
+        self.alice.send_raw(
+            f"<message to='{BOT}' type='chat' id='e2e-rich-1' xml:lang='en'>"
+            "<body>rich &amp; &lt;escaped&gt; \u00e9\u2713</body>"
+            "<thread parent='parent-7'>thread-42</thread>"
+            f"<active xmlns='{CHATSTATES}'/><request xmlns='urn:xmpp:receipts'/>"
+            "<x xmlns='urn:example:e2e' a='1'>v</x></message>")
+        for i in range(6):  # fill up to --count, whatever the pokes used
+            if t.wait_exit(1.0) is not None:
+                break
+            self.alice.send(BOT, f'count-fill-{i}')
+        self.assertEqual(t.wait_exit(5), 0, f'tail --count 3 did not exit 0: {t.stderr}')
+        self.assertEqual(len(t.events), 3, t.events)
+        rich = [e for e in t.events if stanza(e).get('id') == 'e2e-rich-1']
+        self.assertEqual(len(rich), 1, t.events)
+        ev, s = rich[0], stanza(rich[0])
+        self.assertEqual(ev['account'], BOT)
+        self.assertGreater(int(ev['seq']), 0)
+        self.assertLess(abs(int(ev['timestamp_us']) / 1e6 - time.time()), 60)
+        self.assertGreater(ev.get('xml_bytes', 0), 200)
+        self.assertEqual(s['kind'], 'KIND_MESSAGE')
+        self.assertEqual(s['type'], 'TYPE_CHAT')
+        self.assertEqual(s['from'], self.alice.jid)
+        self.assertEqual(s['to'], BOT)
+        self.assertEqual(s.get('lang'), 'en')
+        self.assertEqual(s['body'], [{'text': 'rich & <escaped> \u00e9\u2713'}])
+        self.assertEqual(s['thread'], {'id': 'thread-42', 'parent': 'parent-7'})
+        self.assertEqual(s['chat_state'], 'CHAT_STATE_ACTIVE')
+        self.assertIs(s['receipt_request'], True)
+        ext = [x for x in s.get('extension', []) if x.get('ns') == 'urn:example:e2e']
+        self.assertEqual(ext, [{'ns': 'urn:example:e2e', 'name': 'x',
+                                'attr': [{'name': 'a', 'value': '1'}],
+                                'child': [{'text': 'v'}]}])
+        # The unfiltered subscriber got the same event (same seq) too.
+        same = self.tail.wait(lambda e: stanza(e).get('id') == 'e2e-rich-1', since=mark)
+        self.assertEqual(same[0]['seq'], ev['seq'])
+        self.assertEqual(same[0]['stanza'], s)
+
+    # -- backend -> person -------------------------------------------------------------
+    def test_send_reaches_person(self):
+        mark = self.tail.mark()
+        r = self.ctl('send', '--account', BOT, '--to', self.alice.jid, '--thread', 'th-9',
+                     '--id', 'e2e-out-1', '--', 'hello', 'from', 'the', 'backend')
+        self.assertEqual(r.stdout.split(), ['e2e-out-1'])
+        self.ctl('send', '--account', BOT, '--to', ALICE, '--type', 'normal', 'plain normal')
+        self.ctl('send', '--account', BOT, '--xml',
+                 f"<message to='{self.alice.jid}' type='headline' id='e2e-out-3'>"
+                 f"<body>as xml</body><composing xmlns='{CHATSTATES}'/></message>")
+        got = {m['id']: m for m in self.alice.wait_stanza(
+            lambda k, s: k == 'message' and s['body'] in
+            ('hello from the backend', 'plain normal', 'as xml'), n=3)}
+        self.assertEqual(len(got), 3, got)
+        m = got['e2e-out-1']
+        self.assertEqual((m['body'], m['type'], m['thread']),
+                         ('hello from the backend', 'chat', 'th-9'))
+        self.assertEqual(str(m['from']), self.fx.bot_jid)
+        normal = [v for v in got.values() if v['body'] == 'plain normal'][0]
+        self.assertEqual(normal['type'], 'normal')
+        xml = got['e2e-out-3']
+        self.assertEqual(xml['type'], 'headline')
+        self.assertIsNotNone(xml.xml.find(f'{{{CHATSTATES}}}composing'), str(xml))
+        # Delivery outcome on the bus (XEP-0198 ack) for the first one.
+        dl = self.tail.wait(lambda e: (e.get('delivery') or {}).get('stanza_id') == 'e2e-out-1',
+                            since=mark)
+        self.assertEqual(dl[0]['delivery']['outcome'], 'OUTCOME_ACKED')
+
+    def test_unknown_account_and_bad_jid_are_errors(self):
+        r = self.ctl('send', '--account', f'nobody@{DOMAIN}', '--to', ALICE, 'x', check=False)
+        self.assertEqual(r.returncode, 1, r)
+        self.assertIn('ERR_UNKNOWN_ACCOUNT', r.stderr)
+        r = self.ctl('send', '--account', BOT, '--to', 'a@b@c', 'x', check=False)
+        self.assertEqual(r.returncode, 1, r)
+        self.assertRegex(r.stderr, 'ERR_INVALID_JID|ERR_INVALID_RECORD|refused|JID')
+
+    # -- iq ------------------------------------------------------------------------------
+    def test_iq_round_trips(self):
+        ping = self.ctl('iq', '--account', BOT, '--to', self.alice.jid, '--ping', json_out=True)
+        self.assertEqual((ping['kind'], ping['type'], ping['from']),
+                         ('KIND_IQ', 'TYPE_RESULT', self.alice.jid))
+        ping = self.ctl('iq', '--account', BOT, '--to', DOMAIN, '--ping', json_out=True)
+        self.assertEqual((ping['type'], ping['from']), ('TYPE_RESULT', DOMAIN))
+        info = self.ctl('iq', '--account', BOT, '--to', DOMAIN, '--disco-info').stdout
+        self.assertIn("type='result'", info)
+        self.assertIn("category='server'", info)
+        self.assertIn("var='urn:xmpp:ping'", info)
+        info = self.ctl('iq', '--account', BOT, '--to', self.alice.jid, '--disco-info',
+                        json_out=True)
+        self.assertEqual(info['type'], 'TYPE_RESULT')
+        self.assertIn('urn:xmpp:ping', json.dumps(info))
+        items = self.ctl('iq', '--account', BOT, '--to', DOMAIN, '--disco-items').stdout
+        self.assertIn(MUC, items)
+        # An error response is printed and gives exit status 1.
+        r = self.ctl('iq', '--account', BOT, '--to', f'nobody@{DOMAIN}/gone', '--ping',
+                     check=False)
+        self.assertEqual(r.returncode, 1, r)
+        self.assertIn("type='error'", r.stdout)
+
+    # -- presence and subscriptions -------------------------------------------------------
+    def test_presence_and_subscription_both_ways(self):
+        a, mark = self.alice, self.tail.mark()
+        # alice asks for bot's presence; the backend sees the request and approves.
+        a.presence(to=BOT, ptype='subscribe')
+        self.tail.wait(lambda e: is_presence(e, 'TYPE_SUBSCRIBE', ALICE), since=mark)
+        self.ctl('presence', '--account', BOT, '--to', ALICE, '--type', 'subscribed')
+        self.assertTrue(a.wait_stanza(lambda k, s: k == 'presence' and s['type'] == 'subscribed'
+                                      and str(s['from']).startswith(BOT)))
+        # bot asks for alice's presence; alice approves; the backend sees it.
+        mark = self.tail.mark()
+        self.ctl('presence', '--account', BOT, '--to', ALICE, '--type', 'subscribe')
+        self.assertTrue(a.wait_stanza(lambda k, s: k == 'presence' and s['type'] == 'subscribe'
+                                      and str(s['from']).startswith(BOT)))
+        a.presence(to=BOT, ptype='subscribed')
+        self.tail.wait(lambda e: is_presence(e, 'TYPE_SUBSCRIBED', ALICE), since=mark)
+        # Now both ways: the roster says so.
+        deadline = time.monotonic() + 10
+        while True:
+            roster = self.ctl('roster', '--account', BOT, json_out=True) or {}
+            item = [i for i in roster.get('item', []) if i.get('jid') == ALICE]
+            if item and item[0].get('subscription') == 'SUBSCRIPTION_BOTH':
+                break
+            self.assertLess(time.monotonic(), deadline, f'roster: {roster}')
+            time.sleep(0.3)
+        plain = self.ctl('roster', '--account', BOT).stdout
+        self.assertRegex(plain, rf'{ALICE}\s.*both')
+        # bot's presence change reaches alice.
+        self.ctl('presence', '--account', BOT, '--show', 'away', '--status', 'at lunch')
+        got = a.wait_stanza(lambda k, s: k == 'presence' and str(s['from']) == self.fx.bot_jid
+                            and s['show'] == 'away')
+        self.assertTrue(got, 'alice never saw bot go away')
+        self.assertEqual(got[-1]['status'], 'at lunch')
+        # alice's presence change reaches the backend.
+        mark = self.tail.mark()
+        a.presence(xml="<presence><show>dnd</show><status>in a meeting</status></presence>")
+        ev = self.tail.wait(lambda e: is_presence(e, None, ALICE)
+                            and stanza(e).get('show') == 'SHOW_DND', since=mark)
+        self.assertEqual(stanza(ev[0])['status'], [{'text': 'in a meeting'}])
+        self.assertEqual(stanza(ev[0])['from'], a.jid)
+        self.ctl('presence', '--account', BOT, '--show', 'chat', '--status', 'back')
+
+    # -- MUC -------------------------------------------------------------------------------
+    def test_muc_groupchat_both_ways(self):
+        room = f'lobby@{MUC}'
+        self.assertEqual(self.alice.join_room(room, 'alice'), {'alice'})
+        mark = self.tail.mark()
+        self.assertEqual(self.ctl('join', '--account', BOT, '--room', room, '--nick', 'botty',
+                                  '--history', '0').stdout.strip(), 'ok')
+        self.assertTrue(self.alice.wait_stanza(
+            lambda k, s: k == 'presence' and str(s['from']) == f'{room}/botty'),
+            'alice never saw bot enter the room')
+        self.tail.wait(lambda e: is_presence(e, None, f'{room}/botty'), since=mark)
+        sessions = self.ctl('sessions', json_out=True)
+        self.assertIn(room, sessions['session'][0].get('room', []))
+        # bot -> room
+        self.ctl('send', '--account', BOT, '--type', 'groupchat', '--to', room, 'hello room')
+        got = self.alice.wait_stanza(lambda k, s: k == 'message' and s['body'] == 'hello room')
+        self.assertTrue(got)
+        self.assertEqual((str(got[0]['from']), got[0]['type']), (f'{room}/botty', 'groupchat'))
+        # person -> room -> backend
+        self.alice.send(room, 'hello bot', mtype='groupchat')
+        ev = self.tail.wait(lambda e: is_message(e, 'hello bot', 'TYPE_GROUPCHAT'), since=mark)
+        self.assertEqual(stanza(ev[0])['from'], f'{room}/alice')
+
+    def test_bot_creates_room_and_person_joins(self):
+        # The bot is the first occupant: the server creates the room locked
+        # (status 201) until its owner accepts a configuration (XEP-0045 §10.1.2).
+        room = f'fresh{int(time.monotonic() * 1000)}@{MUC}'
+        mark = self.tail.mark()
+        self.assertEqual(self.ctl('join', '--account', BOT, '--room', room, '--nick', 'owner',
+                                  '--history', '0').stdout.strip(), 'ok')
+        self.tail.wait(lambda e: is_presence(e, None, f'{room}/owner'), since=mark)
+        # Once the instant configuration is accepted the room is open to others.
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                occupants = self.alice.join_room(room, 'visitor')
+                break
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+        self.assertIn('owner', occupants)
+        self.ctl('send', '--account', BOT, '--type', 'groupchat', '--to', room, 'room is open')
+        self.assertTrue(self.alice.wait_stanza(
+            lambda k, s: k == 'message' and s['body'] == 'room is open'))
+
+    # -- idempotence -------------------------------------------------------------------------
+    def test_resent_request_id_sends_once(self):
+        args = ('send', '--account', BOT, '--to', self.alice.jid, '--request-id', 'e2e-dup-1')
+        first = self.ctl(*args, 'only once').stdout.strip()
+        second = self.ctl(*args, 'only once').stdout.strip()
+        self.assertEqual(first, second, 'the resend was not answered from the cache')
+        # Control: a new id does send (so the counting below can fail).
+        self.ctl('send', '--account', BOT, '--to', self.alice.jid, '--request-id', 'e2e-dup-2',
+                 'only once')
+        self.alice.wait_messages(2, body_prefix='only once')
+        self.alice.wait_quiet(1.5)
+        self.assertEqual(len(self.alice.messages(body_prefix='only once')), 2)
+
+    # -- volume --------------------------------------------------------------------------------
+    def test_thousand_messages_each_way_in_order(self):
+        n = 1000
+        want = [f'vol-{i:04d}' for i in range(n)]
+        mark = self.tail.mark()
+        t0 = time.monotonic()
+        for b in want:
+            self.alice.send(BOT, b)
+        evs = self.tail.wait(lambda e: is_message(e, 'vol-'), n=n, timeout=60, since=mark)
+        self.assertEqual([body(e) for e in evs], want)
+        seqs = [int(e['seq']) for e in evs]
+        self.assertEqual(seqs, sorted(seqs))
+        self.assertEqual([e for e in self.tail.events[mark:] if 'gap' in e], [])
+        t_in = time.monotonic() - t0
+        # The other way: one xpbctl process per message, in a shell loop.
+        t0 = time.monotonic()
+        script = (f'for i in $(seq -w 0 {n - 1}); do "$XPBCTL" send --requests "$REQ" '
+                  f'--account {BOT} --to {self.alice.jid} "out-$i" >/dev/null || exit 1; done')
+        r = subprocess.run(['bash', '-c', script], capture_output=True, text=True, timeout=120,
+                           env={**os.environ, 'XPBCTL': self.bridge.ctl_path,
+                                'REQ': self.bridge.requests})
+        self.assertEqual(r.returncode, 0, r.stderr)
+        got = self.alice.wait_messages(n, timeout=60, body_prefix='out-')
+        self.assertEqual([m['body'] for m in got], [f'out-{i:03d}' for i in range(n)])
+        print(f'\n  {self.server_cls.kind}: {n} in via tail {t_in:.1f}s, '
+              f'{n} out via xpbctl {time.monotonic() - t0:.1f}s', end=' ')
+
+    # -- malformed requests ------------------------------------------------------------------
+    def test_malformed_requests_get_errors_and_daemon_stays_up(self):
+        raw = RawReq(self.bridge.requests)
+        self.addCleanup(raw.close)
+        cases = [
+            ('garbage', b'\xff\xfe\x00 not protobuf', ERR_BAD_REQUEST),
+            ('truncated', pb_varint(1, 1) + b'\x12\x40abc', ERR_BAD_REQUEST),
+            ('empty', b'', (ERR_BAD_REQUEST, ERR_API_VERSION)),
+            ('no request id', pb_varint(1, 1) + pb_bytes(18, b''), ERR_BAD_REQUEST),
+            ('no op', pb_varint(1, 1) + pb_bytes(2, 'e2e-noop'), ERR_BAD_REQUEST),
+            ('api version 99', pb_varint(1, 99) + pb_bytes(2, 'e2e-v99') + pb_bytes(18, b''),
+             ERR_API_VERSION),
+            ('deep nesting', pb_varint(1, 1) + pb_bytes(2, 'e2e-deep') + pb_bytes(3, BOT)
+             + pb_bytes(12, _nested(200)), None),
+        ]
+        for name, payload, want in cases:
+            with self.subTest(name):
+                code, text, _ = response_code(raw.request(payload))
+                if want is None:
+                    self.assertNotEqual(code, 0, f'{name} accepted')
+                else:
+                    self.assertIn(code, want if isinstance(want, tuple) else (want,),
+                                  f'{name}: {text}')
+                self.assertTrue(text, f'{name}: no error text')
+        # A well-formed status request on the same raw socket works.
+        code, text, rid = response_code(raw.request(pb_varint(1, 1) + pb_bytes(2, 'e2e-ok')
+                                                    + pb_bytes(18, b'')))
+        self.assertEqual((code, rid), (0, 'e2e-ok'), text)
+        # Over the size limit: NNG drops the connection; nothing else changes.
+        big = RawReq(self.bridge.requests)
+        self.addCleanup(big.close)
+        try:
+            big.sock.settimeout(3)
+            big.request(b'\x00' * (2 * 1024 * 1024))
+        except (OSError, ConnectionError):
+            pass
+        self.assertTrue(self.bridge.alive())
+        self.assertIn('1 online', self.ctl('status').stdout)
+        self.ctl('send', '--account', BOT, '--to', self.alice.jid, 'still here')
+        self.assertTrue(self.alice.wait_messages(1, body_prefix='still here'))
+
+    # -- reconnect and rejoin ------------------------------------------------------------------
+    def test_rooms_rejoined_after_server_restart(self):
+        fx = Fixture(self.server_cls)
+        self.addCleanup(fx.stop)
+        room = f'persist@{MUC}'
+        fx.alice.join_room(room, 'alice', persistent=True)
+        fx.ctl('join', '--account', BOT, '--room', room, '--nick', 'botty', '--history', '0')
+        self.assertTrue(fx.alice.wait_stanza(
+            lambda k, s: k == 'presence' and str(s['from']) == f'{room}/botty'))
+        fx.alice.stop()
+        mark, log_mark = fx.tail.mark(), fx.bridge.log_mark()
+        fx.srv.restart()
+        fx.tail.wait(lambda e: state(e) == 'STATE_DISCONNECTED', since=mark, timeout=20)
+        fx.tail.wait(lambda e: state(e) in ('STATE_ONLINE', 'STATE_RESUMED'), since=mark,
+                     timeout=45)
+        fx.bridge.wait_log(f'joining {room} as botty', 10, since=log_mark)  # the daemon's rejoin
+        alice = fx.new_person()
+        deadline = time.monotonic() + 30
+        occupants = alice.join_room(room, 'alice')
+        while 'botty' not in occupants and time.monotonic() < deadline:
+            alice.wait_stanza(lambda k, s: k == 'presence' and str(s['from']) == f'{room}/botty',
+                              timeout=1)
+            occupants = alice.occupants(room)
+        self.assertIn('botty', occupants, f'bot not back in {room}\n{fx.diagnostics()}')
+        # And the room works both ways again.
+        fx.ctl('send', '--account', BOT, '--type', 'groupchat', '--to', room, 'back again')
+        self.assertTrue(alice.wait_stanza(lambda k, s: k == 'message'
+                                          and s['body'] == 'back again'))
+        self.assertEqual(fx.bridge.stop(), 0, 'xpbridge did not exit 0 on SIGTERM')
+
+
+def _nested(depth):
+    """A SendStanza whose stanza holds `depth` nested extension elements
+    (Stanza.extension 50 -> Element.child 5 -> Node.element ...)."""
+    el = pb_bytes(3, 'x')
+    for _ in range(depth):
+        el = pb_bytes(3, 'x') + pb_bytes(5, pb_bytes(_node_element_field(), el))
+    st = pb_varint(1, 1) + pb_bytes(6, ALICE) + pb_bytes(50, el)
+    return pb_bytes(1, st)
+
+
+def _node_element_field():
+    """Field number of Node.element in stanza.proto (read, not guessed)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    with open(os.path.join(here, '..', '..', 'proto', 'xpb', 'v1', 'stanza.proto')) as f:
+        text = f.read()
+    m = re.search(r'message Node \{(.*?)\n\}', text, re.S)
+    return int(re.search(r'Element element = (\d+);', m.group(1)).group(1))
+
+
+class TestProsodyE2E(E2EMixin, unittest.TestCase):
+    server_cls = Prosody
+
+
+class TestEjabberdE2E(E2EMixin, unittest.TestCase):
+    server_cls = Ejabberd
+
+
+if __name__ == '__main__':
+    unittest.main()

@@ -298,6 +298,19 @@ class E2EMixin:
         self.assertTrue(self.alice.wait_stanza(
             lambda k, s: k == 'message' and s['body'] == 'room is open'))
 
+    def test_credentials_never_logged(self):
+        # The bridge runs at --log-level debug here: even then no password, and
+        # no SASL payload that carries one, may reach its log.
+        self.ctl('send', '--account', BOT, '--to', self.alice.jid, 'log check')
+        self.alice.wait_messages(1, body_prefix='log check')
+        with open(self.fx.bridge.log_path, 'rb') as f:
+            log = f.read()
+        self.assertIn(b'online as', log)  # the log is the real one, and not empty
+        import base64
+        for secret in (b'bot-pw', base64.b64encode(b'\0bot\0bot-pw'),
+                       base64.b64encode(b'bot\0bot-pw'), base64.b64encode(b'bot-pw')):
+            self.assertNotIn(secret, log, f'{secret!r} appears in the bridge log')
+
     # -- idempotence -------------------------------------------------------------------------
     def test_resent_request_id_sends_once(self):
         args = ('send', '--account', BOT, '--to', self.alice.jid, '--request-id', 'e2e-dup-1')

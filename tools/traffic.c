@@ -364,19 +364,27 @@ static void gen_groupchat(emit *e, xpb_traffic *t)
     raw(e, "</message>");
 }
 
+/* XEP-0115 §5: ver is the base64 SHA-1 of the client's identities and
+ * features, so every user of one client version sends the same string. A few
+ * clients, two versions each (ver = base64(sha1("client/version")) here). */
 static void caps(emit *e, xpb_traffic *t)
 {
-    static const char *const nodes[] = {"http://conversations.im", "https://gajim.org",
-                                        "https://dino.im", "http://monal-im.org/"};
-    static const char b64[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    char ver[29];
-    for (int i = 0; i < 27; i++) ver[i] = b64[rnd(t, 64)];
-    ver[27] = '=';
-    ver[28] = '\0';
+    static const struct {
+        const char *node, *ver;
+    } clients[] = {
+        {"http://conversations.im", "ugc06zis/m9FHueNfv5bb7o61ZE="},
+        {"http://conversations.im", "T3bJrf4YAgzOzZfHj9DH8f2oCz4="},
+        {"https://gajim.org", "L0/gxWwNiKedurYFH/Dg8Vh4/IM="},
+        {"https://gajim.org", "8eMrVpKJP7n2WxI2atXullI0XFA="},
+        {"https://dino.im", "4L5dwVzoWbMWjI1Pi2AWtevpH4g="},
+        {"https://dino.im", "kaqSLQW0a9XS1lv2gMQOrm9bGrk="},
+        {"http://monal-im.org/", "1ntJU/TM4pQ5ZJWEIHnUGVh43/Q="},
+        {"http://monal-im.org/", "9HeJVi6zVvegpoYp+sBDLBmDP3E="},
+    };
+    size_t i = rnd(t, sizeof clients / sizeof clients[0]);
     raw(e, "<c xmlns='http://jabber.org/protocol/caps' hash='sha-1'");
-    attr(e, "node", PICK(t, nodes));
-    attr(e, "ver", ver);
+    attr(e, "node", clients[i].node);
+    attr(e, "ver", clients[i].ver);
     raw(e, "/>");
 }
 

@@ -1399,6 +1399,24 @@ void xpb_daemon_shutdown(xpb_daemon *d)
     schedule_reap(d); /* finishes at once when there was nothing to close */
 }
 
+/* Remember nc to start the account again once its close is done (on_reap);
+ * the newest configuration wins. 0, or -1 out of memory. */
+static int schedule_restart(struct account *a, const xpb_account_cfg *nc)
+{
+    xpb_account_cfg *copy = calloc(1, sizeof *copy);
+    if (!copy || xpb_account_cfg_copy(copy, nc) != 0) {
+        free(copy);
+        xpb_log(XPB_LOG_ERROR, "reload: out of memory");
+        return -1;
+    }
+    if (a->restart_cfg) {
+        xpb_account_cfg_clear(a->restart_cfg);
+        free(a->restart_cfg);
+    }
+    a->restart_cfg = copy;
+    return 0;
+}
+
 static void reload_account(xpb_daemon *d, const xpb_account_cfg *nc)
 {
     struct account *a = find_account(d, nc->jid);
@@ -1409,21 +1427,21 @@ static void reload_account(xpb_daemon *d, const xpb_account_cfg *nc)
             xpb_log(XPB_LOG_ERROR, "reload: account %s: %s", nc->jid, err);
         return;
     }
-    if (a->removing) return;
+    if (a->removing) {
+        /* Back in the file while its close is still in progress: start it
+         * again once the close is done, instead of losing it. */
+        xpb_log(XPB_LOG_INFO, "reload: account %s is closing; starting it again afterwards",
+                nc->jid);
+        schedule_restart(a, nc);
+        return;
+    }
     if (!a->from_config) {
         a->from_config = 1; /* opened by request, now configured: keep it as it is */
         return;
     }
     if (xpb_account_cfg_equal(&a->cfg, nc)) return;
     xpb_log(XPB_LOG_INFO, "reload: account %s changed; restarting it", nc->jid);
-    a->restart_cfg = calloc(1, sizeof *a->restart_cfg);
-    if (!a->restart_cfg || xpb_account_cfg_copy(a->restart_cfg, nc) != 0) {
-        free(a->restart_cfg);
-        a->restart_cfg = NULL;
-        xpb_log(XPB_LOG_ERROR, "reload: out of memory");
-        return;
-    }
-    account_close(a);
+    if (schedule_restart(a, nc) == 0) account_close(a);
 }
 
 void xpb_daemon_reload(xpb_daemon *d, const xpb_config *cfg)
@@ -1431,12 +1449,18 @@ void xpb_daemon_reload(xpb_daemon *d, const xpb_config *cfg)
     if (d->shutting_down) return;
     xpb_log_set_level(cfg->log_level);
     unsigned removed = 0;
-    for (struct account *a = d->accounts; a; a = a->next)
-        if (a->from_config && !a->removing && !xpb_config_find(cfg, a->name)) {
+    for (struct account *a = d->accounts; a; a = a->next) {
+        if (!a->from_config || xpb_config_find(cfg, a->name)) continue;
+        if (a->removing && a->restart_cfg) { /* a pending restart no longer wanted */
+            xpb_account_cfg_clear(a->restart_cfg);
+            free(a->restart_cfg);
+            a->restart_cfg = NULL;
+        } else if (!a->removing) {
             xpb_log(XPB_LOG_INFO, "reload: removing account %s", a->name);
             account_close(a);
             removed++;
         }
+    }
     for (size_t i = 0; i < cfg->n_accounts; i++) reload_account(d, &cfg->accounts[i]);
     xpb_log(XPB_LOG_INFO, "reload: done (%zu accounts configured, %u removed); bus, metrics and "
                           "limits changes take effect at the next start",

@@ -1,6 +1,7 @@
 /* The NNG bus: events batched per topic on a PUB socket, requests served on a
  * REP socket through NNG contexts, with a response cache keyed by request id.
  * Wire format and semantics: docs/bus.md and proto/xpb/v1/bus.proto. */
+#include "bus_internal.h"
 #include "xpb_bus.h"
 
 #include <errno.h>
@@ -583,14 +584,14 @@ static int check_op_stanza(const Xpb__V1__Request *r, char *text, size_t textlen
 }
 
 /* The envelope rules, in the order a client most needs to hear about them. */
-static int validate(xpb_bus_request *s, const Xpb__V1__Request *r, char *text, size_t textlen,
-                    Xpb__V1__ErrorCode *code)
+static int validate(const Xpb__V1__Request *r, char id[XPB_BUS_MAX_REQUEST_ID + 1], int *has_id,
+                    char *text, size_t textlen, Xpb__V1__ErrorCode *code)
 {
     *code = XPB__V1__ERROR_CODE__ERR_BAD_REQUEST;
     if (r->request_id != NULL && strlen(r->request_id) <= XPB_BUS_MAX_REQUEST_ID &&
         r->request_id[0] != '\0') {
-        memcpy(s->id, r->request_id, strlen(r->request_id) + 1);
-        s->has_id = 1;
+        memcpy(id, r->request_id, strlen(r->request_id) + 1);
+        *has_id = 1;
     }
     if (!r->has_api_version || r->api_version != XPB_BUS_API_VERSION) {
         *code = XPB__V1__ERROR_CODE__ERR_API_VERSION;
@@ -606,7 +607,7 @@ static int validate(xpb_bus_request *s, const Xpb__V1__Request *r, char *text, s
         snprintf(text, textlen, "request_id is required");
         return -1;
     }
-    if (!s->has_id) {
+    if (!*has_id) {
         snprintf(text, textlen, "request_id is longer than %u bytes", XPB_BUS_MAX_REQUEST_ID);
         return -1;
     }
@@ -624,13 +625,11 @@ static int validate(xpb_bus_request *s, const Xpb__V1__Request *r, char *text, s
 /* Bytes -> unpacked request, or an error text. Size is NNG's job
  * (RECVMAXSZ); depth is checked before unpacking because protobuf-c recurses
  * without a limit. */
-static Xpb__V1__Request *decode(xpb_bus *b, nng_msg *m, char *text, size_t textlen)
+static Xpb__V1__Request *decode(const uint8_t *data, size_t len, size_t max_bytes, char *text,
+                                size_t textlen)
 {
-    const uint8_t *data = nng_msg_body(m);
-    size_t len = nng_msg_len(m);
-    if (len > b->cfg.max_request_bytes) {
-        snprintf(text, textlen, "request does not decode: %zu bytes, limit %zu", len,
-                 b->cfg.max_request_bytes);
+    if (len > max_bytes) {
+        snprintf(text, textlen, "request does not decode: %zu bytes, limit %zu", len, max_bytes);
         return NULL;
     }
     int rc = xpb_pb_check_depth(&xpb__v1__request__descriptor, data, len, REQUEST_MAX_DEPTH);
@@ -643,6 +642,24 @@ static Xpb__V1__Request *decode(xpb_bus *b, nng_msg *m, char *text, size_t textl
     if (rc == 0) r = xpb__v1__request__unpack(NULL, len, data);
     if (r == NULL) snprintf(text, textlen, "request does not decode: not a valid xpb.v1.Request");
     return r;
+}
+
+/* bus_internal.h; process() below is its only caller in the bridge. */
+int xpb_bus_decode_request(const uint8_t *data, size_t len, size_t max_bytes,
+                           Xpb__V1__Request **out, char id[XPB_BUS_MAX_REQUEST_ID + 1], int *has_id,
+                           Xpb__V1__ErrorCode *code, char *text, size_t textlen)
+{
+    *out = NULL;
+    *has_id = 0;
+    *code = XPB__V1__ERROR_CODE__ERR_BAD_REQUEST;
+    Xpb__V1__Request *r = decode(data, len, max_bytes, text, textlen);
+    if (r == NULL) return -1;
+    if (validate(r, id, has_id, text, textlen, code) != 0) {
+        xpb__v1__request__free_unpacked(r, NULL);
+        return -1;
+    }
+    *out = r;
+    return 0;
 }
 
 static unsigned inflight(const xpb_bus *b)
@@ -705,13 +722,14 @@ static void process(xpb_bus *b, xpb_bus_request *s)
     s->entry = NULL;
     s->req = NULL;
     b->st.requests++;
-    Xpb__V1__Request *r = decode(b, m, text, sizeof text);
+    Xpb__V1__Request *r = NULL;
+    int rc = xpb_bus_decode_request(nng_msg_body(m), nng_msg_len(m), b->cfg.max_request_bytes, &r,
+                                    s->id, &s->has_id, &code, text, sizeof text);
     nng_msg_free(m);
-    if (r != NULL && validate(s, r, text, sizeof text, &code) == 0) {
+    if (rc == 0) {
         dispatch(b, s, r);
         return;
     }
-    if (r != NULL) xpb__v1__request__free_unpacked(r, NULL);
     b->st.malformed++;
     answer_error(s, code, text);
 }

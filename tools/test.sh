@@ -31,8 +31,8 @@ if [ -z "${XPB_SKIP_FUZZ:-}" ]; then
     step "libFuzzer smoke run (${secs}s per target)"
     CC=clang cmake -S . -B build/fuzz -DCMAKE_BUILD_TYPE=Debug -DXPB_SANITIZE=ON -DXPB_FUZZ=ON \
         -DBUILD_TESTING=ON >/dev/null
-    cmake --build build/fuzz -j "$jobs" --target fuzz_reader fuzz_record
-    for f in fuzz_reader fuzz_record; do
+    cmake --build build/fuzz -j "$jobs" --target fuzz_reader fuzz_record fuzz_session fuzz_bus_request
+    for f in fuzz_reader fuzz_record fuzz_session fuzz_bus_request; do
         work=$(mktemp -d)
         cp tests/fuzz/seeds/"$f"/* "$work"/ 2>/dev/null || true
         (cd "$work" && "$top/build/fuzz/tests/$f" -max_total_time="$secs" -max_len=65536 \

@@ -1,0 +1,24 @@
+/* Internal to bridge/ and its tests: the request intake step of bus.c as a
+ * pure function (bytes in, a validated Request or an error code and sentence
+ * out), so that tests/fuzz/fuzz_bus_request.c can drive it without sockets. */
+#ifndef XPB_BUS_INTERNAL_H
+#define XPB_BUS_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "xpb_bus.h"
+
+/* Refuses more than max_bytes, checks the nesting depth before unpacking
+ * (protobuf-c recurses without a limit), unpacks, then checks the envelope:
+ * api_version, request_id, op, account (unless list or status) and the
+ * stanza of send and iq (xpb_stanza_check). Returns 0 with *out set (free it
+ * with xpb__v1__request__free_unpacked), or -1 with *out NULL, *code set and
+ * a sentence in text (non-empty when textlen > 0). id receives the request id
+ * and *has_id is 1 whenever the id is present and at most
+ * XPB_BUS_MAX_REQUEST_ID bytes, on failure too, so the error reply can carry it. */
+int xpb_bus_decode_request(const uint8_t *data, size_t len, size_t max_bytes,
+                           Xpb__V1__Request **out, char id[XPB_BUS_MAX_REQUEST_ID + 1], int *has_id,
+                           Xpb__V1__ErrorCode *code, char *text, size_t textlen);
+
+#endif

@@ -292,9 +292,33 @@ static void flush_queue(xpb_session *s)
     while (s->state == XPB_SS_ONLINE && s->n_sent < s->n_items) send_next_item(s);
 }
 
-/* The session's own stanzas count for h like any other (XEP-0198 §4). */
+static void forget_sm(xpb_session *s);
+static void enter_backoff(xpb_session *s, const char *reason, unsigned lo);
+
+static size_t count_internal_unacked(const xpb_session *s)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < s->n_sent; i++) n += s->items[i].handle == 0;
+    return n;
+}
+
+/* The session's own stanzas count for h like any other (XEP-0198 §4). They
+ * are kept until acknowledged like the user's, so a server that makes us
+ * answer (pings) but never acknowledges would grow that list without end:
+ * past XPB_SESSION_MAX_INTERNAL_UNACKED the stream is given up and a fresh
+ * one started (the user's stanzas are resent there; ours are not needed). */
 static int send_internal(xpb_session *s, const char *xml, size_t len)
 {
+    if (s->sm_on && count_internal_unacked(s) >= XPB_SESSION_MAX_INTERNAL_UNACKED) {
+        char reason[160];
+        snprintf(reason, sizeof reason,
+                 "server acknowledged none of our last %u stanzas (XEP-0198): new session",
+                 XPB_SESSION_MAX_INTERNAL_UNACKED);
+        forget_sm(s);
+        drop_internal_items(s);
+        enter_backoff(s, reason, 0);
+        return XPB_ESTREAM;
+    }
     if (s->sm_on) {
         int rc = item_insert(s, s->n_sent, 0, xml, len);
         if (rc != 0) return rc;

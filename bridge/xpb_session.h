@@ -21,6 +21,9 @@
 #define XPB_SESSION_DEFAULT_BACKOFF_MAX_MS 60000u
 #define XPB_SESSION_DEFAULT_ACK_EVERY 5u            /* send <r/> after this many stanzas */
 #define XPB_SESSION_CLOSE_WAIT_MS 2000u             /* wait for the server's </stream:stream> */
+/* The session's own stanzas (ping answers, presence, roster) awaiting a
+ * XEP-0198 ack; a server that never acks them gets a fresh session instead. */
+#define XPB_SESSION_MAX_INTERNAL_UNACKED 1000u
 /* Added by "session": */
 #define XPB_SESSION_ACK_DELAY_MS 2000u   /* XEP-0198: <r/> this long after an unacked send */
 #define XPB_SESSION_MAX_REDIRECTS 5u     /* see-other-host in a row (RFC 6120 §4.9.3.19) */

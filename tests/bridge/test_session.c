@@ -838,6 +838,31 @@ static void test_sm_ping_uses_r(void **state)
     xpb_session_free(s);
 }
 
+/* A server that pings but never acknowledges: our answers would pile up as
+ * unacked without end; past the limit the session starts afresh instead. */
+static void test_unacked_internal_bounded(void **state)
+{
+    (void)state;
+    xpb_session_config c;
+    base_cfg(&c, 1);
+    xpb_session *s = online_sm(&c);
+    char ping[160];
+    for (unsigned i = 0; i < XPB_SESSION_MAX_INTERNAL_UNACKED + 5 &&
+                         xpb_session_get_state(s) == XPB_SS_ONLINE;
+         i++) {
+        snprintf(ping, sizeof ping,
+                 "<iq type='get' id='p%u' from='example.com'><ping xmlns='urn:xmpp:ping'/></iq>", i);
+        feed(s, ping);
+    }
+    assert_int_equal(xpb_session_get_state(s), XPB_SS_BACKOFF);
+    xpb_session_stats st;
+    xpb_session_get_stats(s, &st);
+    assert_true(st.unacked <= XPB_SESSION_MAX_INTERNAL_UNACKED);
+    assert_true(st.queued + st.unacked == 0); /* only our own answers were pending */
+    assert_non_null(strstr(last_event(XPB_SE_STATE)->reason, "acknowledged none"));
+    xpb_session_free(s);
+}
+
 static void test_backoff_grows_and_caps(void **state)
 {
     (void)state;
@@ -1117,6 +1142,7 @@ int main(void)
         T(test_queue_full),
         T(test_ping_timeout_reconnects),
         T(test_sm_ping_uses_r),
+        T(test_unacked_internal_bounded),
         T(test_backoff_grows_and_caps),
         T(test_see_other_host),
         T(test_conflict_stops),

@@ -581,11 +581,33 @@ static void test_escape_random(void **state)
     }
 }
 
+/* The first bad byte is found wherever it sits relative to the 8- and
+ * 16-byte fast paths. */
+static void test_check_text_every_offset(void **state)
+{
+    (void)state;
+    char buf[64];
+    for (size_t at = 0; at < 48; at++) {
+        memset(buf, 'a', 48);
+        buf[at] = '\x01';
+        size_t off = 999;
+        assert_int_equal(xpb_xml_check_text(buf, 48, &off), XPB_EXMLCHAR);
+        assert_int_equal(off, at);
+        buf[at] = '\xff';
+        off = 999;
+        assert_int_equal(xpb_xml_check_text(buf, 48, &off), XPB_EUTF8);
+        assert_int_equal(off, at);
+        buf[at] = '\t';
+        assert_int_equal(xpb_xml_check_text(buf, 48, &off), 0);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_escape_table),
         cmocka_unit_test(test_escape_random),
+        cmocka_unit_test(test_check_text_every_offset),
         cmocka_unit_test(test_body_injection_escaped),
         cmocka_unit_test(test_ns_element_rules),
         cmocka_unit_test(test_ns_attrs),

@@ -77,6 +77,11 @@ struct account {
     struct event *close_timer;
     int removing, dead;
     xpb_account_cfg *restart_cfg; /* reload: start again with this once stopped */
+    /* The last broadcast presence a backend set (presence request without
+     * `to`): a fresh session after a reconnect announces it again, so a
+     * reconnect does not silently turn "away" back into the configured one. */
+    int pres_set, pres_show, pres_has_prio, pres_prio;
+    char *pres_status;
 };
 
 struct xpb_daemon {
@@ -100,6 +105,7 @@ struct xpb_daemon {
 };
 
 static void rejoin_rooms(struct account *a);
+static void resend_presence(struct account *a);
 static void accept_instant_room(struct account *a, const xpb_node *el);
 static void join_one(struct account *a, const struct room *r);
 
@@ -456,7 +462,10 @@ static void on_online(struct account *a, const xpb_session_event *ev)
                                  : XPB__V1__SESSION_STATE__STATE__STATE_ONLINE,
                   NULL, ev->jid);
     /* XEP-0045: occupancy does not survive a new stream; a resumed one keeps it. */
-    if (!ev->resumed) rejoin_rooms(a);
+    if (!ev->resumed) {
+        resend_presence(a);
+        rejoin_rooms(a);
+    }
 }
 
 static void answer_closers(struct account *a, const char *note)
@@ -771,6 +780,7 @@ static int room_add(struct account *a, const char *room, const char *nick, const
 static void account_free(struct account *a)
 {
     xpb_daemon *d = a->d;
+    free(a->pres_status);
     pending_drop_account(d, a, "the session was closed");
     answer_closers(a, NULL);
     if (a->ls) {
@@ -985,6 +995,38 @@ static int presence_type_ok(Xpb__V1__StanzaType t)
            (t >= XPB__V1__STANZA_TYPE__TYPE_SUBSCRIBE && t <= XPB__V1__STANZA_TYPE__TYPE_PROBE);
 }
 
+static void remember_presence(struct account *a, const xpb_stanza *st, const char *status)
+{
+    char *copy = xstrdup(status);
+    if (status && !copy) return; /* out of memory: keep the previous one */
+    free(a->pres_status);
+    a->pres_status = copy;
+    a->pres_set = 1;
+    a->pres_show = st->has_show ? (int)st->show : 0;
+    a->pres_has_prio = st->has_priority;
+    a->pres_prio = st->priority;
+}
+
+/* After a fresh bind (not a resumption, which keeps the server's state). */
+static void resend_presence(struct account *a)
+{
+    if (!a->pres_set) return;
+    xpb_stanza st = XPB__V1__STANZA__INIT;
+    Xpb__V1__Text status = XPB__V1__TEXT__INIT, *statusp = &status;
+    st.has_kind = 1;
+    st.kind = XPB__V1__KIND__KIND_PRESENCE;
+    st.has_show = a->pres_show != 0;
+    st.show = (Xpb__V1__Show)a->pres_show;
+    if (a->pres_status) {
+        status.text = a->pres_status;
+        st.n_status = 1;
+        st.status = &statusp;
+    }
+    st.has_priority = a->pres_has_prio;
+    st.priority = a->pres_prio;
+    send_own(a, &st);
+}
+
 static void req_presence(struct account *a, xpb_bus_request *req, const Xpb__V1__SetPresence *op)
 {
     char why[256] = "";
@@ -1020,7 +1062,9 @@ static void req_presence(struct account *a, xpb_bus_request *req, const Xpb__V1_
     st.priority = op->priority;
     char id[XPB_SESSION_ID_MAX + 8];
     uint64_t h;
-    if (send_for(a, req, &st, &h, id, sizeof id) == 0) reply_sent(a, req, id);
+    if (send_for(a, req, &st, &h, id, sizeof id) != 0) return;
+    if (!op->to && !st.has_type) remember_presence(a, &st, op->status);
+    reply_sent(a, req, id);
 }
 
 static void req_join(struct account *a, xpb_bus_request *req, const Xpb__V1__JoinRoom *op)

@@ -423,6 +423,38 @@ class E2EMixin:
         self.assertEqual(fx.bridge.stop(), 0, 'xpbridge did not exit 0 on SIGTERM')
 
 
+    def test_presence_kept_across_server_restart(self):
+        # A presence set through the bus is announced again after a fresh
+        # session (the server's restart ends stream management's state).
+        fx = Fixture(self.server_cls)
+        self.addCleanup(fx.stop)
+        fx.alice.presence(to=BOT, ptype='subscribe')
+        fx.tail.wait(lambda e: is_presence(e, 'TYPE_SUBSCRIBE', ALICE))
+        fx.ctl('presence', '--account', BOT, '--to', ALICE, '--type', 'subscribed')
+        self.assertTrue(fx.alice.wait_stanza(lambda k, s: k == 'presence'
+                                             and s['type'] == 'subscribed'))
+        fx.ctl('presence', '--account', BOT, '--show', 'xa', '--status', 'kept across restarts')
+        self.assertTrue(fx.alice.wait_stanza(lambda k, s: k == 'presence' and s['show'] == 'xa'
+                                             and str(s['from']).startswith(BOT)))
+        fx.alice.stop()
+        mark = fx.tail.mark()
+        fx.srv.restart()
+        fx.tail.wait(lambda e: state(e) == 'STATE_DISCONNECTED', since=mark, timeout=20)
+        fx.tail.wait(lambda e: state(e) == 'STATE_ONLINE', since=mark, timeout=45)
+        alice = fx.new_person()
+
+        async def bot_presence(c):  # slixmpp's roster view: what the server told alice
+            return {r: dict(p) for r, p in c.client_roster.presence(BOT).items()}
+        deadline, seen = time.monotonic() + 15, {}
+        while time.monotonic() < deadline:
+            seen = alice.run(bot_presence)
+            if any(p.get('show') == 'xa' for p in seen.values()):
+                break
+            time.sleep(0.3)
+        self.assertTrue(any(p.get('show') == 'xa' and p.get('status') == 'kept across restarts'
+                            for p in seen.values()),
+                        f'bot came back without its presence: {seen}\n{fx.diagnostics()}')
+
 def _nested(depth):
     """A SendStanza whose stanza holds `depth` nested extension elements
     (Stanza.extension 50 -> Element.child 5 -> Node.element ...)."""

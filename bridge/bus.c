@@ -32,6 +32,10 @@
 #define REQUEST_MAX_DEPTH (2u * XPB_RECORD_DEFAULT_MAX_DEPTH + 1u + 2u)
 #define PUB_RECVMAXSZ 4096u /* PUB never receives; bounded all the same */
 #define ERRTEXT_MAX 512
+/* Topics whose last seq is remembered for EventBatch.prev_seq; the least
+ * recently published one is forgotten first (its next batch says 0). */
+#define BUS_MAX_TOPICS 4096u
+#define TOPIC_BUCKETS 1024u /* power of two */
 
 /* Why contexts rather than a raw REP socket: a context keeps the REQ
  * backtrace for us, so the reply needs no manual header handling, and each
@@ -81,6 +85,15 @@ struct batch {
     char topic[];
 };
 
+/* The last seq published on one topic, on a hash chain and an LRU list. */
+struct topic_ent {
+    struct topic_ent *hnext, *lprev, *lnext;
+    uint32_t hash;
+    uint64_t last_seq;
+    size_t len;
+    char name[];
+};
+
 struct xpb_bus {
     struct event_base *base;
     xpb_bus_config cfg;
@@ -105,6 +118,9 @@ struct xpb_bus {
 
     struct batch *bhead, *btail;
     uint64_t seq;
+    struct topic_ent *topics[TOPIC_BUCKETS];
+    struct topic_ent *tlru_head, *tlru_tail; /* most recently published first */
+    unsigned ntopics;
     xpb_bus_stats st;
 };
 
@@ -841,6 +857,11 @@ static int kind_ok(const char *kind)
 
 static void send_batch(xpb_bus *b, struct batch *bt)
 {
+    if (bt->count == 0) { /* its only event failed to append: nothing to send */
+        nng_msg_free(bt->msg);
+        free(bt);
+        return;
+    }
     int rv = nng_sendmsg(b->pub, bt->msg, NNG_FLAG_NONBLOCK);
     if (rv != 0) {
         nng_msg_free(bt->msg);
@@ -873,20 +894,119 @@ static void on_flush_timer(evutil_socket_t fd, short what, void *arg)
     xpb_bus_flush(arg);
 }
 
-static struct batch *batch_get(xpb_bus *b, const char *kind, const char *account)
+/* Whether name[0..len) is the topic "<kind>/<account>/". */
+static int topic_is(const char *name, size_t len, const char *kind, const char *account)
+{
+    size_t kl = strlen(kind), al = strlen(account);
+    return len == kl + al + 2 && memcmp(name, kind, kl) == 0 && name[kl] == '/' &&
+           memcmp(name + kl + 1, account, al) == 0;
+}
+
+static uint32_t topic_hash(const char *kind, const char *account)
+{
+    uint32_t h = 2166136261u; /* FNV-1a over "<kind>/<account>/" */
+    for (const char *s = kind; *s != '\0'; s++)
+        h = (h ^ (uint8_t)*s) * 16777619u;
+    h = (h ^ '/') * 16777619u;
+    for (const char *s = account; *s != '\0'; s++)
+        h = (h ^ (uint8_t)*s) * 16777619u;
+    return (h ^ '/') * 16777619u;
+}
+
+static void topic_lru_unlink(xpb_bus *b, struct topic_ent *t)
+{
+    if (t->lprev != NULL)
+        t->lprev->lnext = t->lnext;
+    else
+        b->tlru_head = t->lnext;
+    if (t->lnext != NULL)
+        t->lnext->lprev = t->lprev;
+    else
+        b->tlru_tail = t->lprev;
+    t->lprev = t->lnext = NULL;
+}
+
+static void topic_lru_push(xpb_bus *b, struct topic_ent *t)
+{
+    t->lnext = b->tlru_head;
+    if (b->tlru_head != NULL)
+        b->tlru_head->lprev = t;
+    else
+        b->tlru_tail = t;
+    b->tlru_head = t;
+}
+
+/* Forgets the least recently published topic: its next batch has prev_seq 0. */
+static void topic_evict(xpb_bus *b)
+{
+    struct topic_ent *t = b->tlru_tail;
+    topic_lru_unlink(b, t);
+    struct topic_ent **pp = &b->topics[t->hash & (TOPIC_BUCKETS - 1)];
+    while (*pp != t)
+        pp = &(*pp)->hnext;
+    *pp = t->hnext;
+    free(t);
+    b->ntopics--;
+}
+
+/* The topic's entry, now the most recently used; created with last_seq 0
+ * (unknown) when new. NULL when out of memory. */
+static struct topic_ent *topic_get(xpb_bus *b, const char *kind, const char *account)
+{
+    uint32_t h = topic_hash(kind, account);
+    struct topic_ent **head = &b->topics[h & (TOPIC_BUCKETS - 1)];
+    for (struct topic_ent *t = *head; t != NULL; t = t->hnext)
+        if (t->hash == h && topic_is(t->name, t->len, kind, account)) {
+            topic_lru_unlink(b, t);
+            topic_lru_push(b, t);
+            return t;
+        }
+    if (b->ntopics >= BUS_MAX_TOPICS) topic_evict(b);
+    size_t tl = strlen(kind) + strlen(account) + 2;
+    struct topic_ent *t = calloc(1, sizeof *t + tl + 1);
+    if (t == NULL) return NULL;
+    snprintf(t->name, tl + 1, "%s/%s/", kind, account);
+    t->len = tl;
+    t->hash = h;
+    t->hnext = *head;
+    *head = t;
+    topic_lru_push(b, t);
+    b->ntopics++;
+    return t;
+}
+
+static void free_topics(xpb_bus *b)
+{
+    while (b->tlru_tail != NULL)
+        topic_evict(b);
+}
+
+static size_t varint_put(uint8_t *p, uint64_t v);
+
+/* EventBatch.prev_seq (field 2, varint): written once, before the events;
+ * protobuf accepts fields in any order, so appending events stays cheap. */
+static int batch_put_prev_seq(struct batch *bt, uint64_t prev_seq)
+{
+    uint8_t f[11];
+    f[0] = 0x10;
+    size_t fl = 1 + varint_put(f + 1, prev_seq);
+    return nng_msg_append(bt->msg, f, fl) == 0 ? 0 : XPB_ENOMEM;
+}
+
+/* The open batch of the topic, or a new one that starts with prev_seq. */
+static struct batch *batch_get(xpb_bus *b, const char *kind, const char *account, uint64_t prev_seq)
 {
     size_t kl = strlen(kind), al = strlen(account), tl = kl + al + 2;
     for (struct batch *bt = b->bhead; bt != NULL; bt = bt->next)
-        if (bt->topic_len == tl && memcmp(bt->topic, kind, kl) == 0 && bt->topic[kl] == '/' &&
-            memcmp(bt->topic + kl + 1, account, al) == 0)
-            return bt;
+        if (topic_is(bt->topic, bt->topic_len, kind, account)) return bt;
     struct batch *bt = calloc(1, sizeof *bt + tl + 1);
     if (bt == NULL) return NULL;
     snprintf(bt->topic, tl + 1, "%s/%s/", kind, account);
     bt->topic_len = tl;
     /* The NUL after the topic is part of the message: a prefix subscription
      * on "message/alice@x/" can then never match "message/alice@x.org/". */
-    if (nng_msg_alloc(&bt->msg, 0) != 0 || nng_msg_append(bt->msg, bt->topic, tl + 1) != 0) {
+    if (nng_msg_alloc(&bt->msg, 0) != 0 || nng_msg_append(bt->msg, bt->topic, tl + 1) != 0 ||
+        batch_put_prev_seq(bt, prev_seq) != 0) {
         if (bt->msg != NULL) nng_msg_free(bt->msg);
         free(bt);
         return NULL;
@@ -945,17 +1065,23 @@ int xpb_bus_publish(xpb_bus *b, const char *kind, const char *account, Xpb__V1__
     ev->has_timestamp_us = 1;
     ev->timestamp_us = now_us();
     size_t evlen = protobuf_c_message_get_packed_size(&ev->base);
-    struct batch *bt = batch_get(b, kind, account);
+    struct topic_ent *te = topic_get(b, kind, account);
+    uint64_t prev_seq = te != NULL ? te->last_seq : 0;
+    struct batch *bt = batch_get(b, kind, account, prev_seq);
     if (bt != NULL && bt->count > 0 && nng_msg_len(bt->msg) + evlen + 11 > b->cfg.batch_bytes) {
         xpb_bus_flush(b);
-        bt = batch_get(b, kind, account);
+        bt = batch_get(b, kind, account, prev_seq);
     }
     int rc = bt == NULL ? XPB_ENOMEM : batch_append(bt, ev, evlen);
     ev->account = saved_account;
     b->st.last_seq = b->seq;
+    /* Even a dropped event is the topic's last: the next batch's prev_seq
+     * then points at it, so subscribers see the loss. */
+    if (te != NULL) te->last_seq = ev->seq;
     if (rc != 0) {
         b->st.publish_errors++;
         b->st.events_dropped++;
+        xpb_bus_flush(b); /* the topic's next event opens a batch with prev_seq */
         return rc;
     }
     b->st.events++;
@@ -1179,6 +1305,7 @@ void xpb_bus_free(xpb_bus *b)
     for (int i = 0; i < 2; i++)
         if (b->wake[i] >= 0) close(b->wake[i]);
     free_dedupe(b);
+    free_topics(b);
     free(b->events_url);
     free(b->requests_url);
     pthread_mutex_destroy(&b->mu);

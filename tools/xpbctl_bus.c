@@ -1497,8 +1497,15 @@ static const char tail_help[] =
     "    slow and NNG dropped messages); it is reported as\n"
     "        xpbctl: tail: lost N events (seq A..B)\n"
     "    on standard error, or as a line {\"gap\":{\"lost\":N,\"first\":A,\"last\":B}}\n"
-    "    with --json. With filters, other topics' numbers are skipped normally,\n"
-    "    so gaps are not reported.\n"
+    "    with --json. With filters, other topics' numbers are skipped normally;\n"
+    "    instead each batch says which seq came before it on its topic\n"
+    "    (EventBatch.prev_seq), and tail keeps the last seq it saw per topic. When\n"
+    "    they differ, events of that topic were lost:\n"
+    "        xpbctl: tail: lost events on TOPIC between seq A and B (the last was P)\n"
+    "    or {\"gap\":{\"topic\":\"TOPIC\",\"after\":A,\"before\":B,\"last\":P}} with\n"
+    "    --json (how many is unknown: other topics' events are numbered between).\n"
+    "    A topic's first batch, and prev_seq 0 (the bridge forgot the topic), are\n"
+    "    not checked.\n"
     "\n"
     "    tail starts even when the bridge is not running yet and reconnects when\n"
     "    it restarts. It stops after --count events, or on SIGINT or SIGTERM.\n"
@@ -1546,12 +1553,30 @@ typedef struct seq_range {
     uint64_t first, last;
 } seq_range;
 
+/* With filters, the last seq seen per topic, compared with each batch's
+ * prev_seq. A --kind filter without --account matches any number of
+ * accounts, so the topics remembered are bounded; the least recently seen is
+ * forgotten first (its next batch is then not checked). */
+#define TAIL_MAX_TOPICS 4096
+#define TAIL_TOPIC_BUCKETS 1024 /* power of two */
+#define TAIL_TOPIC_MAX 4096     /* bytes: "<kind>/" + a bare JID (3071) + "/" */
+typedef struct tail_topic {
+    struct tail_topic *hnext, *lprev, *lnext;
+    uint32_t hash;
+    uint64_t last_seq;
+    size_t len;
+    char name[];
+} tail_topic;
+
 typedef struct tail_state {
     unsigned long long printed;
     uint64_t last_seq; /* highest seq seen */
     bool check_gaps;
     seq_range pending[TAIL_MAX_PENDING];
     size_t n_pending;
+    tail_topic *topics[TAIL_TOPIC_BUCKETS];
+    tail_topic *lru_head, *lru_tail; /* most recently seen first */
+    size_t n_topics;
 } tail_state;
 
 static volatile sig_atomic_t tail_stop;
@@ -1854,6 +1879,122 @@ static void check_gap(ctl *c, tail_state *t, uint64_t seq)
     }
 }
 
+/* ---- per-topic gaps (filtered tail) ---- */
+
+static uint32_t topic_hash(const char *s, size_t len)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (uint8_t)s[i]) * 16777619u;
+    return h;
+}
+
+static void topic_unlink(tail_state *t, tail_topic *tp)
+{
+    if (tp->lprev)
+        tp->lprev->lnext = tp->lnext;
+    else
+        t->lru_head = tp->lnext;
+    if (tp->lnext)
+        tp->lnext->lprev = tp->lprev;
+    else
+        t->lru_tail = tp->lprev;
+    tp->lprev = tp->lnext = NULL;
+}
+
+static void topic_push(tail_state *t, tail_topic *tp)
+{
+    tp->lnext = t->lru_head;
+    if (t->lru_head)
+        t->lru_head->lprev = tp;
+    else
+        t->lru_tail = tp;
+    t->lru_head = tp;
+}
+
+static void topic_forget_oldest(tail_state *t)
+{
+    tail_topic *tp = t->lru_tail;
+    topic_unlink(t, tp);
+    tail_topic **pp = &t->topics[tp->hash & (TAIL_TOPIC_BUCKETS - 1)];
+    while (*pp != tp)
+        pp = &(*pp)->hnext;
+    *pp = tp->hnext;
+    free(tp);
+    t->n_topics--;
+}
+
+static void free_topics(tail_state *t)
+{
+    while (t->lru_tail)
+        topic_forget_oldest(t);
+}
+
+/* Printed as is, on stderr and inside a JSON string: a bridge's topics are
+ * "<kind>/<bare JID>/" and a JID holds no '"' (RFC 7622 §3.3.1, §3.2), so
+ * anything else is simply not tracked. */
+static bool topic_printable(const uint8_t *s, size_t len)
+{
+    if (!len || len > TAIL_TOPIC_MAX) return false;
+    for (size_t i = 0; i < len; i++)
+        if (s[i] < 0x20 || s[i] == 0x7f || s[i] == '"' || s[i] == '\\') return false;
+    return true;
+}
+
+/* The topic's entry, now the most recently seen; new ones have last_seq 0. */
+static tail_topic *topic_get(tail_state *t, const uint8_t *name, size_t len)
+{
+    if (!topic_printable(name, len)) return NULL;
+    uint32_t h = topic_hash((const char *)name, len);
+    tail_topic **head = &t->topics[h & (TAIL_TOPIC_BUCKETS - 1)];
+    for (tail_topic *tp = *head; tp; tp = tp->hnext)
+        if (tp->hash == h && tp->len == len && memcmp(tp->name, name, len) == 0) {
+            topic_unlink(t, tp);
+            topic_push(t, tp);
+            return tp;
+        }
+    if (t->n_topics >= TAIL_MAX_TOPICS) topic_forget_oldest(t);
+    tail_topic *tp = calloc(1, sizeof(*tp) + len + 1);
+    if (!tp) return NULL;
+    memcpy(tp->name, name, len);
+    tp->len = len;
+    tp->hash = h;
+    tp->hnext = *head;
+    *head = tp;
+    topic_push(t, tp);
+    t->n_topics++;
+    return tp;
+}
+
+static void report_topic_lost(ctl *c, const tail_topic *tp, uint64_t before, uint64_t last)
+{
+    if (c->json) {
+        printf("{\"gap\":{\"topic\":\"%s\",\"after\":%" PRIu64 ",\"before\":%" PRIu64
+               ",\"last\":%" PRIu64 "}}\n",
+               tp->name, tp->last_seq, before, last);
+    } else {
+        fflush(stdout);
+        fprintf(stderr,
+                "xpbctl: tail: lost events on %s between seq %" PRIu64 " and %" PRIu64
+                " (the last was %" PRIu64 ")\n",
+                tp->name, tp->last_seq, before, last);
+    }
+}
+
+/* A batch of a filtered tail: prev_seq names the topic's event before it
+ * (docs/bus.md); 0 or absent means unknown. A first seq at or below the last
+ * one seen means the bridge restarted: start the topic over. */
+static void check_topic_gap(ctl *c, tail_state *t, const uint8_t *topic, size_t len,
+                            const Xpb__V1__EventBatch *b)
+{
+    tail_topic *tp = topic_get(t, topic, len);
+    if (!tp) return;
+    uint64_t first = b->event[0]->seq;
+    if (tp->last_seq && first > tp->last_seq && b->has_prev_seq && b->prev_seq > tp->last_seq)
+        report_topic_lost(c, tp, first, b->prev_seq);
+    tp->last_seq = b->event[b->n_event - 1]->seq;
+}
+
 /* One NNG message: topic, NUL, EventBatch. Returns true when --count is reached. */
 static bool handle_event_msg(ctl *c, const tail_args *a, tail_state *t, const uint8_t *data,
                              size_t len)
@@ -1871,6 +2012,7 @@ static bool handle_event_msg(ctl *c, const tail_args *a, tail_state *t, const ui
     }
     bool done = false;
     if (t->check_gaps && b->n_event > 0) settle_pending(c, t, b->event[0]->seq);
+    if (!t->check_gaps && b->n_event > 0) check_topic_gap(c, t, data, off - 1, b);
     for (size_t i = 0; i < b->n_event && !done; i++) {
         const Xpb__V1__Event *ev = b->event[i];
         check_gap(c, t, ev->seq);
@@ -1924,7 +2066,8 @@ int xpbctl_tail_main(int argc, char **argv)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
-    tail_state t = {.check_gaps = !a.any_kind && !a.n_accounts};
+    static tail_state t; /* the topic table is big for a stack */
+    t.check_gaps = !a.any_kind && !a.n_accounts;
     bool done = false;
     while (!done && !tail_stop) {
         nng_msg *m = NULL;
@@ -1943,5 +2086,6 @@ int xpbctl_tail_main(int argc, char **argv)
         }
     }
     nng_close(s);
+    free_topics(&t);
     return rc;
 }

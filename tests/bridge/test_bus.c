@@ -894,6 +894,129 @@ static void test_slow_subscriber_sees_gap(void **state)
     nng_close(sub);
 }
 
+/* prev_seq of every batch read off a SUB socket, with its topic and seqs. */
+typedef struct pbatch {
+    char topic[64];
+    int has_prev;
+    uint64_t prev, seq[8];
+    size_t n;
+} pbatch;
+
+static int read_pbatch(nng_socket s, pbatch *pb)
+{
+    nng_msg *m;
+    if (nng_recvmsg(s, &m, 0) != 0) return -1;
+    const uint8_t *p = nng_msg_body(m);
+    size_t len = nng_msg_len(m);
+    const uint8_t *nul = memchr(p, 0, len);
+    assert_non_null(nul);
+    size_t tl = (size_t)(nul - p);
+    assert_true(tl < sizeof pb->topic);
+    memcpy(pb->topic, p, tl);
+    pb->topic[tl] = '\0';
+    Xpb__V1__EventBatch *eb = xpb__v1__event_batch__unpack(NULL, len - tl - 1, nul + 1);
+    assert_non_null(eb);
+    assert_true(eb->n_event > 0 && eb->n_event <= 8);
+    pb->has_prev = eb->has_prev_seq;
+    pb->prev = eb->prev_seq;
+    pb->n = eb->n_event;
+    for (size_t i = 0; i < eb->n_event; i++)
+        pb->seq[i] = eb->event[i]->seq;
+    xpb__v1__event_batch__free_unpacked(eb, NULL);
+    nng_msg_free(m);
+    return 0;
+}
+
+static void restart_bus(fx *f, unsigned batch_max)
+{
+    xpb_bus_free(f->bus);
+    xpb_bus_config cfg;
+    xpb_bus_config_init(&cfg);
+    cfg.events_url = f->ev_url;
+    cfg.requests_url = f->req_url;
+    cfg.batch_max = batch_max;
+    char err[256];
+    assert_int_equal(make_bus(f, &cfg, &f->bus, err, sizeof err), 0);
+}
+
+/* Two topics interleaved irregularly, batches cut by batch_max and by
+ * explicit flushes: every batch's prev_seq is exactly the seq published on
+ * its topic before its first event (0 for the topic's first), and the events
+ * inside a batch continue that chain. */
+static void test_prev_seq_chains_per_topic(void **state)
+{
+    fx *f = *state;
+    enum { TOTAL = 60 };
+    restart_bus(f, 3);
+    nng_socket all = sub_open(f->ev_url, "");
+    nng_msleep(100);
+    uint64_t prev_of[TOTAL + 1], last_a = 0, last_b = 0;
+    for (size_t i = 0; i < TOTAL; i++) {
+        int is_b = i % 5 == 1 || i % 5 == 2 || i % 11 == 0;
+        publish_one(f, "message", is_b ? BOB : ALICE);
+        uint64_t *last = is_b ? &last_b : &last_a;
+        prev_of[i + 1] = *last;
+        *last = i + 1;
+        if (i % 7 == 6) xpb_bus_flush(f->bus);
+    }
+    xpb_bus_flush(f->bus);
+    pbatch pb;
+    size_t events = 0, batches = 0, zero_prev = 0;
+    while (read_pbatch(all, &pb) == 0) {
+        batches++;
+        assert_true(pb.has_prev);
+        int is_b = strcmp(pb.topic, "message/" BOB "/") == 0;
+        assert_true(is_b || strcmp(pb.topic, "message/" ALICE "/") == 0);
+        assert_int_equal(pb.prev, prev_of[pb.seq[0]]);
+        zero_prev += pb.prev == 0;
+        for (size_t i = 1; i < pb.n; i++)
+            assert_int_equal(prev_of[pb.seq[i]], pb.seq[i - 1]);
+        events += pb.n;
+    }
+    assert_int_equal(events, TOTAL);
+    assert_true(batches > TOTAL / 3);
+    assert_int_equal(zero_prev, 2); /* each topic's first batch only */
+    nng_close(all);
+}
+
+/* A topic forgotten after BUS_MAX_TOPICS (4096) newer ones: its next batch
+ * says prev_seq 0 (unknown); while it is remembered it says the real one. */
+static void test_prev_seq_forgotten_topic(void **state)
+{
+    fx *f = *state;
+    enum { MAX_TOPICS = 4096 };
+    nng_socket sub = sub_open(f->ev_url, "message/" ALICE "/");
+    nng_msleep(100);
+    char acct[64];
+    size_t other = 0;
+    publish_one(f, "message", ALICE); /* seq 1 */
+    for (int phase = 0; phase < 2; phase++) {
+        /* phase 0: 4095 others keep alice among the last 4096; phase 1: 4096 evict her */
+        size_t n = phase == 0 ? MAX_TOPICS - 1 : MAX_TOPICS;
+        for (size_t i = 0; i < n; i++) {
+            snprintf(acct, sizeof acct, "u%zu@example.com", other++);
+            publish_one(f, "presence", acct);
+            if (i % 256 == 255) xpb_bus_flush(f->bus);
+        }
+        xpb_bus_flush(f->bus);
+        nng_msleep(200); /* the others' batches leave the PUB queue */
+        publish_one(f, "message", ALICE);
+        xpb_bus_flush(f->bus);
+    }
+    pbatch pb;
+    assert_int_equal(read_pbatch(sub, &pb), 0);
+    assert_int_equal(pb.seq[0], 1);
+    assert_int_equal(pb.prev, 0);
+    assert_int_equal(read_pbatch(sub, &pb), 0);
+    assert_int_equal(pb.seq[0], MAX_TOPICS + 1);
+    assert_int_equal(pb.prev, 1);
+    assert_int_equal(read_pbatch(sub, &pb), 0);
+    assert_int_equal(pb.seq[0], 2 * MAX_TOPICS + 2);
+    assert_true(pb.has_prev);
+    assert_int_equal(pb.prev, 0);
+    nng_close(sub);
+}
+
 /* ---- endpoints ---- */
 
 static void test_remote_endpoint_refused(void **state)
@@ -992,6 +1115,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_publish_topics_batches_seq, setup, teardown),
         cmocka_unit_test_setup_teardown(test_publish_refuses_bad_topic, setup, teardown),
         cmocka_unit_test_setup_teardown(test_slow_subscriber_sees_gap, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_prev_seq_chains_per_topic, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_prev_seq_forgotten_topic, setup, teardown),
         cmocka_unit_test_setup_teardown(test_remote_endpoint_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_private_dir, setup, teardown),
     };

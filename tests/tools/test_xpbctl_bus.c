@@ -789,10 +789,13 @@ static void wait_subscriber(fake *f)
     sleep_ms(50); /* let the subscriber's side of the pipe start too */
 }
 
-/* One NNG message: topic, NUL, EventBatch of n events. */
-static void publish(fake *f, const char *topic, Xpb__V1__Event **evs, size_t n)
+/* One NNG message: topic, NUL, EventBatch of n events; prev_seq when has_prev. */
+static void publish_prev(fake *f, const char *topic, Xpb__V1__Event **evs, size_t n, bool has_prev,
+                         uint64_t prev)
 {
     Xpb__V1__EventBatch b = XPB__V1__EVENT_BATCH__INIT;
+    b.has_prev_seq = has_prev;
+    b.prev_seq = prev;
     b.n_event = n;
     b.event = evs;
     size_t tl = strlen(topic), len = xpb__v1__event_batch__get_packed_size(&b);
@@ -802,6 +805,11 @@ static void publish(fake *f, const char *topic, Xpb__V1__Event **evs, size_t n)
     xpb__v1__event_batch__pack(&b, buf + tl + 1);
     assert_int_equal(nng_send(f->pub, buf, tl + 1 + len, 0), 0);
     free(buf);
+}
+
+static void publish(fake *f, const char *topic, Xpb__V1__Event **evs, size_t n)
+{
+    publish_prev(f, topic, evs, n, false, 0);
 }
 
 typedef struct msg_event {
@@ -911,6 +919,62 @@ static void test_tail_gap(void **state)
     run_free(&r);
 }
 
+/* Filtered, gaps come from prev_seq per topic: tail --account a@x sees
+ * message/a@x/ and presence/a@x/ interleaved (each chain intact), then a
+ * last message batch whose prev_seq is either the message seen last (no
+ * warning) or a seq it never got (a warning naming the topic). */
+static void test_tail_filtered_prev_seq(void **state)
+{
+    static const struct {
+        uint64_t prev; /* prev_seq of the last batch (seq 7) */
+        bool json;
+        const char *err, *out_gap;
+    } cases[] = {
+        {3, false, "", NULL},
+        {0, false, "", NULL}, /* unknown: not checked */
+        {6, false,
+         "xpbctl: tail: lost events on message/a@x/ between seq 3 and 7 (the last was 6)\n", NULL},
+        {5, true, "",
+         "\n{\"gap\":{\"topic\":\"message/a@x/\",\"after\":3,\"before\":7,\"last\":5}}\n"},
+    };
+    fake *f = *state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        run r;
+        const char *args[] = {"tail", "--account", "a@x", "--count", "5", NULL, NULL};
+        if (cases[i].json) args[5] = "--json";
+        atomic_store(&f->subscribers, 0);
+        spawn_ctl(f, &r, args, true, NULL);
+        wait_subscriber(f);
+        msg_event m[6];
+        make_message(&m[0], 1, "a@x", "m1");
+        make_message(&m[1], 2, "a@x", "p2");
+        make_message(&m[2], 3, "a@x", "m3");
+        make_message(&m[3], 4, "b@x", "b4"); /* not subscribed */
+        make_message(&m[4], 5, "a@x", "p5");
+        make_message(&m[5], 7, "a@x", "m7");
+        Xpb__V1__Event *e[6];
+        for (size_t k = 0; k < 6; k++)
+            e[k] = &m[k].ev;
+        publish_prev(f, "message/a@x/", &e[0], 1, true, 0);
+        publish_prev(f, "presence/a@x/", &e[1], 1, true, 0);
+        publish_prev(f, "message/a@x/", &e[2], 1, true, 1);
+        publish_prev(f, "message/b@x/", &e[3], 1, true, 0);
+        publish_prev(f, "presence/a@x/", &e[4], 1, true, 2);
+        publish_prev(f, "message/a@x/", &e[5], 1, true, cases[i].prev);
+        finish_ctl(&r);
+        assert_int_equal(r.status, 0);
+        assert_int_equal(count_lines(r.out), cases[i].out_gap ? 6 : 5);
+        assert_string_equal(r.err, cases[i].err);
+        if (cases[i].out_gap) {
+            assert_int_equal(assert_json_lines(r.out), 6);
+            assert_contains(r.out, cases[i].out_gap);
+        } else {
+            assert_null(strstr(r.out, "gap"));
+        }
+        run_free(&r);
+    }
+}
+
 static void test_tail_json_and_sizes(void **state)
 {
     fake *f = *state;
@@ -983,6 +1047,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_help_pages, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tail_filter, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tail_gap, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tail_filtered_prev_seq, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tail_json_and_sizes, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

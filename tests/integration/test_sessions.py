@@ -212,7 +212,12 @@ class SessionsMixin:
         # XEP-0198 §4: what the server acknowledged before it went down is the
         # server's to deliver (a server may acknowledge, then stop before
         # storing it); everything it did not acknowledge is ours to resend.
-        stopped_at = d.mark()
+        # The acknowledgements the session read before it saw the connection
+        # go are those printed before its first state change after `mark`;
+        # taking a mark here instead would race with the driver's output.
+        went = lambda e: e.get('state') != 'online'
+        d.wait_for('state', session='alice', since=mark, timeout=15, pred=went)
+        stopped_at = d.index_of('state', since=mark, pred=went, session='alice')
         queued = d.find('queued', since=mark, session='alice')
         acked = {e['handle'] for e in d.events[mark:stopped_at]
                  if e.get('event') == 'acked' and e.get('session') == 'alice'}

@@ -139,6 +139,15 @@ class Driver:
                     return got
                 self._cond.wait(left)
 
+    def index_of(self, event=None, since=0, pred=None, **match):
+        """Index of the first event at or after `since` matching, or None."""
+        with self._cond:
+            for i in range(since, len(self.events)):
+                e = self.events[i]
+                if _matches(e, event, match) and (pred is None or pred(e)):
+                    return i
+        return None
+
     def mark(self):
         with self._cond:
             return len(self.events)

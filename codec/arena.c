@@ -6,6 +6,25 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Under AddressSanitizer, memory the arena has not handed out (or took back
+ * with reset) is poisoned, so a tree or record used after its arena was reset
+ * is reported like a use-after-free instead of silently reading new data. */
+#if defined(__SANITIZE_ADDRESS__)
+#define XPB_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define XPB_ASAN 1
+#endif
+#endif
+#ifdef XPB_ASAN
+#include <sanitizer/asan_interface.h>
+#define POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
+#define UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#else
+#define POISON(p, n) ((void)(p), (void)(n))
+#define UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
 #define ARENA_ALIGN 16u
 #define ARENA_DEFAULT_BLOCK (16u * 1024u)
 
@@ -39,6 +58,7 @@ static arena_block *block_new(xpb_arena *a, size_t size)
     b->next = NULL;
     b->size = size;
     b->used = 0;
+    POISON(block_data(b), size);
     return b;
 }
 
@@ -74,6 +94,7 @@ static void free_chain(arena_block *b, arena_block *stop)
 {
     while (b && b != stop) {
         arena_block *next = b->next;
+        UNPOISON(block_data(b), b->size);
         free(b);
         b = next;
     }
@@ -93,24 +114,38 @@ void xpb_arena_reset(xpb_arena *a)
     a->head = a->first;
     a->first->used = 0;
     a->first->next = NULL;
+    POISON(block_data(a->first), a->first->size);
+}
+
+/* A new block for an allocation that does not fit the current one. Kept out
+ * of line so the fast path below stays small enough to inline. */
+__attribute__((noinline)) static void *alloc_slow(xpb_arena *a, size_t size)
+{
+    if (size > SIZE_MAX - ARENA_ALIGN) return NULL; /* overflow */
+    size_t bs = size > a->block_size ? size : a->block_size;
+    arena_block *nb = block_new(a, bs);
+    if (!nb) return NULL;
+    nb->next = a->head;
+    a->head = nb;
+    nb->used = size;
+    UNPOISON(block_data(nb), size);
+    return block_data(nb);
+}
+
+/* align: a power of two <= ARENA_ALIGN (block data starts ARENA_ALIGN-aligned). */
+static inline void *alloc_aligned(xpb_arena *a, size_t size, size_t align)
+{
+    arena_block *b = a->head;
+    size_t at = (b->used + align - 1) & ~(align - 1);
+    if (at > b->size || b->size - at < size) return alloc_slow(a, size);
+    b->used = at + size;
+    UNPOISON(block_data(b) + at, size);
+    return block_data(b) + at;
 }
 
 void *xpb_arena_alloc(xpb_arena *a, size_t size)
 {
-    size_t need = (size + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
-    if (need < size) return NULL; /* overflow */
-    arena_block *b = a->head;
-    if (b->size - b->used < need) {
-        size_t bs = need > a->block_size ? need : a->block_size;
-        arena_block *nb = block_new(a, bs);
-        if (!nb) return NULL;
-        nb->next = a->head;
-        a->head = nb;
-        b = nb;
-    }
-    void *p = block_data(b) + b->used;
-    b->used += need;
-    return p;
+    return alloc_aligned(a, size, ARENA_ALIGN);
 }
 
 void *xpb_arena_calloc(xpb_arena *a, size_t size)
@@ -122,7 +157,8 @@ void *xpb_arena_calloc(xpb_arena *a, size_t size)
 
 char *xpb_arena_strndup(xpb_arena *a, const char *s, size_t len)
 {
-    char *p = xpb_arena_alloc(a, len + 1);
+    if (len == SIZE_MAX) return NULL;
+    char *p = alloc_aligned(a, len + 1, 1); /* strings need no alignment: pack them */
     if (!p) return NULL;
     if (len) memcpy(p, s, len);
     p[len] = '\0';

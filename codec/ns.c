@@ -113,8 +113,11 @@ static const uint8_t by_len_start[NS_MAX_LEN + 2] = {
  * URIs of one family share long prefixes. No locks, no mutable state. */
 uint32_t xpb_ns_id(const char *uri)
 {
-    if (uri == NULL) return 0;
-    size_t len = strlen(uri);
+    return uri == NULL ? 0 : xpb_ns_id_n(uri, strlen(uri));
+}
+
+uint32_t xpb_ns_id_n(const char *uri, size_t len)
+{
     if (len == 0 || len > NS_MAX_LEN) return 0;
     for (unsigned i = by_len_start[len]; i < by_len_start[len + 1]; i++) {
         const struct ns_entry *e = &ns_table[by_len[i]];

@@ -2,6 +2,7 @@
  * chunking, the stream header and one element tree per stanza out, every
  * refusal a distinct code plus a message naming the rule, limit and offset. */
 #include "xpb_error.h"
+#include "xpb_stanza.h" /* the namespace dictionary */
 #include "xpb_xml.h"
 
 #include <expat.h>
@@ -162,22 +163,28 @@ static size_t utf8_scan(utf8_state *s, const unsigned char *p, size_t n)
 
 /* ---- tree building ------------------------------------------------------ */
 
-/* Split "uri SEP local" (or a bare local name) into arena strings. */
-static int split_name(xpb_reader *r, const char *qname, const char **ns, const char **local)
+/* Split "uri SEP local" (or a bare local name) into arena strings. A URI in
+ * the namespace dictionary is not copied: ns points at the dictionary's own
+ * string and *ns_id says which, so the mapping never looks it up again. */
+static int split_name(xpb_reader *r, const char *qname, const char **ns, const char **local,
+                      unsigned *ns_id)
 {
-    size_t len = strlen(qname);
-    char *copy = xpb_arena_strndup(r->arena, qname, len);
-    if (!copy) return XPB_ENOMEM;
-    char *sep = strrchr(copy, NS_SEP);
-    if (sep) {
-        *sep = '\0';
-        *ns = copy;
-        *local = sep + 1;
-    } else {
-        *ns = "";
-        *local = copy;
+    size_t len = strlen(qname), i = len;
+    while (i > 0 && qname[i - 1] != NS_SEP) /* local names are short: scan from the end */
+        i--;
+    *ns = "";
+    *ns_id = 0;
+    if (i > 0) {
+        uint32_t id = xpb_ns_id_n(qname, i - 1);
+        if (id != 0) {
+            *ns = xpb_ns_uri(id);
+            *ns_id = id;
+        } else if ((*ns = xpb_arena_strndup(r->arena, qname, i - 1)) == NULL) {
+            return XPB_ENOMEM;
+        }
     }
-    return 0;
+    *local = xpb_arena_strndup(r->arena, qname + i, len - i);
+    return *local ? 0 : XPB_ENOMEM;
 }
 
 static int fill_attrs(xpb_reader *r, xpb_node *el, const XML_Char **atts, size_t n)
@@ -188,7 +195,8 @@ static int fill_attrs(xpb_reader *r, xpb_node *el, const XML_Char **atts, size_t
     for (size_t i = 0; i < n; i++) {
         xpb_attr *a = &el->attrs[i];
         size_t vlen = strlen(atts[2 * i + 1]);
-        if (split_name(r, atts[2 * i], &a->ns, &a->name) != 0) return XPB_ENOMEM;
+        unsigned ns_id;
+        if (split_name(r, atts[2 * i], &a->ns, &a->name, &ns_id) != 0) return XPB_ENOMEM;
         a->value = xpb_arena_strndup(r->arena, atts[2 * i + 1], vlen);
         if (!a->value) return XPB_ENOMEM;
         a->value_len = vlen;
@@ -203,7 +211,7 @@ static xpb_node *new_element(xpb_reader *r, const XML_Char *name, const XML_Char
     xpb_node *el = xpb_arena_calloc(r->arena, sizeof *el);
     if (!el) return NULL;
     el->kind = XPB_NODE_ELEMENT;
-    if (split_name(r, name, &el->ns, &el->name) != 0) return NULL;
+    if (split_name(r, name, &el->ns, &el->name, &el->ns_id) != 0) return NULL;
     if (fill_attrs(r, el, atts, n_attrs) != 0) return NULL;
     return el;
 }
@@ -300,7 +308,7 @@ static void on_stream_start(xpb_reader *r, const XML_Char *name, const XML_Char 
 /* Limits and rules for an element inside the stream (stanza or descendant). */
 static int check_element(xpb_reader *r, const XML_Char *name, size_t n_attrs)
 {
-    if (strcmp(name, STREAM_QNAME) == 0)
+    if (name[0] == STREAM_QNAME[0] && strcmp(name, STREAM_QNAME) == 0)
         return reader_fail(r, XPB_ENESTEDSTREAM,
                            "nested <stream:stream> refused (RFC 6120 section 4.2) at byte %zu",
                            event_offset(r));

@@ -40,7 +40,7 @@ static bool is_unqualified(const xpb_attr *at)
 
 static bool is_xml_lang(const xpb_attr *at)
 {
-    return at->ns != NULL && strcmp(at->ns, XPB_NS_XML) == 0 && strcmp(at->name, "lang") == 0;
+    return at->ns != NULL && xpb_streq(at->ns, XPB_NS_XML) && xpb_streq(at->name, "lang");
 }
 
 /* Every attribute is unqualified and named in names (NULL-terminated), or is
@@ -52,7 +52,7 @@ static bool attrs_ok(const xpb_node *el, const char *const *names, bool lang)
         if (lang && is_xml_lang(at)) continue;
         if (!is_unqualified(at) || names == NULL) return false;
         const char *const *n = names;
-        while (*n != NULL && strcmp(*n, at->name) != 0) n++;
+        while (*n != NULL && !xpb_streq(*n, at->name)) n++;
         if (*n == NULL) return false;
     }
     return true;
@@ -61,7 +61,7 @@ static bool attrs_ok(const xpb_node *el, const char *const *names, bool lang)
 static const xpb_attr *attr_get(const xpb_node *el, const char *name)
 {
     for (size_t i = 0; i < el->n_attrs; i++)
-        if (is_unqualified(&el->attrs[i]) && strcmp(el->attrs[i].name, name) == 0)
+        if (is_unqualified(&el->attrs[i]) && xpb_streq(el->attrs[i].name, name))
             return &el->attrs[i];
     return NULL;
 }
@@ -85,14 +85,20 @@ static bool empty_el(const xpb_node *el)
     return el->n_attrs == 0 && el->children == NULL;
 }
 
+/* Dictionary id of el's namespace: the reader's, or looked up. */
+static uint32_t node_ns_id(const xpb_node *el)
+{
+    return el->ns_id != 0 ? el->ns_id : xpb_ns_id(el->ns);
+}
+
 static bool ns_is(const xpb_node *el, uint32_t id)
 {
-    return xpb_ns_id(el->ns) == id;
+    return node_ns_id(el) == id;
 }
 
 static bool name_is(const xpb_node *el, uint32_t id, const char *name)
 {
-    return el->kind == XPB_NODE_ELEMENT && strcmp(el->name, name) == 0 && ns_is(el, id);
+    return el->kind == XPB_NODE_ELEMENT && xpb_streq(el->name, name) && ns_is(el, id);
 }
 
 static bool all_space(const char *s, size_t len)
@@ -208,9 +214,9 @@ static bool match_roster_item(const xpb_node *it)
     const xpb_attr *s = attr_get(it, "subscription");
     if (s && xpb_names_find(&xpb_subscription_names, s->value) == 0) return false;
     const xpb_attr *ask = attr_get(it, "ask");
-    if (ask && strcmp(ask->value, "subscribe") != 0) return false;
+    if (ask && !xpb_streq(ask->value, "subscribe")) return false;
     const xpb_attr *ap = attr_get(it, "approved");
-    if (ap && strcmp(ap->value, "true") != 0) return false;
+    if (ap && !xpb_streq(ap->value, "true")) return false;
     for (const xpb_node *g = it->children; g != NULL; g = g->next)
         if (!name_is(g, NS_ROSTER, "group") || g->n_attrs != 0 || !text_only(g)) return false;
     return true;
@@ -259,8 +265,8 @@ static bool match_muc_user(const xpb_node *el)
 static bool is_stanza_el(const xpb_node *el)
 {
     return el->kind == XPB_NODE_ELEMENT && ns_is(el, NS_CLIENT) &&
-           (strcmp(el->name, "message") == 0 || strcmp(el->name, "presence") == 0 ||
-            strcmp(el->name, "iq") == 0);
+           (xpb_streq(el->name, "message") || xpb_streq(el->name, "presence") ||
+            xpb_streq(el->name, "iq"));
 }
 
 /* XEP-0297: optional delay, then exactly one stanza, no text. */
@@ -330,17 +336,17 @@ static unsigned classify_client(const xpb_node *c)
 {
     const char *n = c->name;
     switch (n[0]) {
-    case 'b': return strcmp(n, "body") == 0 && match_text_el(c) ? F_BODY : F_EXTENSION;
+    case 'b': return xpb_streq(n, "body") && match_text_el(c) ? F_BODY : F_EXTENSION;
     case 's':
-        if (strcmp(n, "subject") == 0) return match_text_el(c) ? F_SUBJECT : F_EXTENSION;
-        if (strcmp(n, "status") == 0) return match_text_el(c) ? F_STATUS : F_EXTENSION;
-        if (strcmp(n, "show") == 0) return match_show(c) ? F_SHOW : F_EXTENSION;
+        if (xpb_streq(n, "subject")) return match_text_el(c) ? F_SUBJECT : F_EXTENSION;
+        if (xpb_streq(n, "status")) return match_text_el(c) ? F_STATUS : F_EXTENSION;
+        if (xpb_streq(n, "show")) return match_show(c) ? F_SHOW : F_EXTENSION;
         return F_EXTENSION;
     case 't':
-        return strcmp(n, "thread") == 0 && attrs_ok(c, a_parent, false) && text_only(c)
+        return xpb_streq(n, "thread") && attrs_ok(c, a_parent, false) && text_only(c)
                    ? F_THREAD : F_EXTENSION;
-    case 'p': return strcmp(n, "priority") == 0 && match_priority(c) ? F_PRIORITY : F_EXTENSION;
-    case 'e': return strcmp(n, "error") == 0 && match_error(c) ? F_ERROR : F_EXTENSION;
+    case 'p': return xpb_streq(n, "priority") && match_priority(c) ? F_PRIORITY : F_EXTENSION;
+    case 'e': return xpb_streq(n, "error") && match_error(c) ? F_ERROR : F_EXTENSION;
     default: return F_EXTENSION;
     }
 }
@@ -350,29 +356,29 @@ static unsigned classify_ns(const xpb_node *c, uint32_t ns)
     const char *n = c->name;
     switch (ns) {
     case NS_CLIENT: return classify_client(c);
-    case NS_ROSTER: return strcmp(n, "query") == 0 && match_roster(c) ? F_ROSTER : 0;
+    case NS_ROSTER: return xpb_streq(n, "query") && match_roster(c) ? F_ROSTER : 0;
     case NS_CHATSTATES:
         return xpb_names_find(&xpb_chat_state_names, n) && empty_el(c) ? F_CHAT_STATE : 0;
     case NS_RECEIPTS:
-        if (strcmp(n, "request") == 0) return empty_el(c) ? F_RECEIPT_REQUEST : 0;
-        if (strcmp(n, "received") == 0 && match_attr_only(c, a_id, "id")) return F_RECEIPT_RECEIVED;
+        if (xpb_streq(n, "request")) return empty_el(c) ? F_RECEIPT_REQUEST : 0;
+        if (xpb_streq(n, "received") && match_attr_only(c, a_id, "id")) return F_RECEIPT_RECEIVED;
         return 0;
-    case NS_DELAY: return strcmp(n, "delay") == 0 && match_delay(c) ? F_DELAY : 0;
+    case NS_DELAY: return xpb_streq(n, "delay") && match_delay(c) ? F_DELAY : 0;
     case NS_SID:
-        if (strcmp(n, "stanza-id") == 0 && match_attr_only(c, a_sid, NULL)) return F_STANZA_ID;
-        if (strcmp(n, "origin-id") == 0 && match_attr_only(c, a_id, "id")) return F_ORIGIN_ID;
+        if (xpb_streq(n, "stanza-id") && match_attr_only(c, a_sid, NULL)) return F_STANZA_ID;
+        if (xpb_streq(n, "origin-id") && match_attr_only(c, a_id, "id")) return F_ORIGIN_ID;
         return 0;
-    case NS_PING: return strcmp(n, "ping") == 0 && empty_el(c) ? F_PING : 0;
-    case NS_MUC: return strcmp(n, "x") == 0 && match_muc(c) ? F_MUC : 0;
-    case NS_MUC_USER: return strcmp(n, "x") == 0 && match_muc_user(c) ? F_MUC_USER : 0;
+    case NS_PING: return xpb_streq(n, "ping") && empty_el(c) ? F_PING : 0;
+    case NS_MUC: return xpb_streq(n, "x") && match_muc(c) ? F_MUC : 0;
+    case NS_MUC_USER: return xpb_streq(n, "x") && match_muc_user(c) ? F_MUC_USER : 0;
     case NS_CARBONS:
-        return (strcmp(n, "received") == 0 || strcmp(n, "sent") == 0) && match_carbon(c)
+        return (xpb_streq(n, "received") || xpb_streq(n, "sent")) && match_carbon(c)
                    ? F_CARBON : 0;
-    case NS_DISCO_INFO: return strcmp(n, "query") == 0 && match_disco_info(c) ? F_DISCO_INFO : 0;
+    case NS_DISCO_INFO: return xpb_streq(n, "query") && match_disco_info(c) ? F_DISCO_INFO : 0;
     case NS_DISCO_ITEMS:
-        return strcmp(n, "query") == 0 && match_disco_items(c) ? F_DISCO_ITEMS : 0;
-    case NS_CAPS: return strcmp(n, "c") == 0 && match_attr_only(c, a_caps, NULL) ? F_CAPS : 0;
-    case NS_MAM: return strcmp(n, "result") == 0 && match_mam(c) ? F_MAM_RESULT : 0;
+        return xpb_streq(n, "query") && match_disco_items(c) ? F_DISCO_ITEMS : 0;
+    case NS_CAPS: return xpb_streq(n, "c") && match_attr_only(c, a_caps, NULL) ? F_CAPS : 0;
+    case NS_MAM: return xpb_streq(n, "result") && match_mam(c) ? F_MAM_RESULT : 0;
     default: return 0;
     }
 }
@@ -386,7 +392,7 @@ static bool is_repeated(unsigned f)
  * extension. *seen has bit f set once field f is taken. */
 static unsigned classify(const xpb_node *c, uint64_t *seen)
 {
-    unsigned f = classify_ns(c, xpb_ns_id(c->ns));
+    unsigned f = classify_ns(c, node_ns_id(c));
     if (f == 0) return F_EXTENSION;
     if (!is_repeated(f)) {
         if (*seen & ((uint64_t)1 << f)) return F_EXTENSION;
@@ -399,11 +405,12 @@ static unsigned classify(const xpb_node *c, uint64_t *seen)
 
 /* Namespace of an element relative to its parent: nothing when equal, a
  * dictionary id when known, else the URI ("" for no namespace). */
-static int set_element_ns(xpb_arena *a, Xpb__V1__Element *e, const char *ns, const char *parent)
+static int set_element_ns(xpb_arena *a, Xpb__V1__Element *e, const xpb_node *el,
+                          const char *parent)
 {
-    if (ns == NULL) ns = "";
-    if (strcmp(ns, parent) == 0) return 0;
-    uint32_t id = xpb_ns_id(ns);
+    const char *ns = el->ns != NULL ? el->ns : "";
+    if (ns == parent || xpb_streq(ns, parent)) return 0; /* the reader shares dictionary URIs */
+    uint32_t id = node_ns_id(el);
     if (id != 0) {
         e->has_ns_id = 1;
         e->ns_id = id;
@@ -483,7 +490,7 @@ static int map_element(xpb_arena *a, const xpb_node *el, const char *parent,
 {
     Xpb__V1__Element *e;
     ALLOC_MSG(a, e, Xpb__V1__Element, xpb__v1__element__init);
-    int rc = set_element_ns(a, e, el->ns, parent);
+    int rc = set_element_ns(a, e, el, parent);
     if (rc != 0) return rc;
     DUP_OR_FAIL(a, e->name, el->name, strlen(el->name));
     if (el->n_attrs != 0) {
@@ -799,7 +806,7 @@ static int map_muc(xpb_arena *a, const xpb_node *el, Xpb__V1__MucJoin **out)
     ALLOC_MSG(a, m, Xpb__V1__MucJoin, xpb__v1__muc_join__init);
     *out = m;
     const xpb_node *c = el->children;
-    if (c != NULL && strcmp(c->name, "password") == 0) {
+    if (c != NULL && xpb_streq(c->name, "password")) {
         int rc = text_dup(a, c, &m->password);
         if (rc != 0) return rc;
         c = c->next;
@@ -842,7 +849,7 @@ static int map_muc_user(xpb_arena *a, const xpb_node *el, Xpb__V1__MucUser **out
     *out = m;
     size_t n_item = 0, n_status = 0;
     const xpb_node *c = el->children;
-    for (; c != NULL && strcmp(c->name, "item") == 0; c = c->next) n_item++;
+    for (; c != NULL && xpb_streq(c->name, "item"); c = c->next) n_item++;
     const xpb_node *statuses = c;
     for (; c != NULL; c = c->next) n_status++;
     if (n_item != 0) {

@@ -68,14 +68,21 @@ static inline bool xpb_condition_has_uri(int cond)
            cond == XPB__V1__ERROR_CONDITION__CONDITION_REDIRECT;
 }
 
+/* strcmp(a, b) == 0 with the first bytes compared inline: names met while
+ * mapping mostly differ there, and the call is what costs. */
+static inline bool xpb_streq(const char *a, const char *b)
+{
+    return a[0] == b[0] && strcmp(a, b) == 0;
+}
+
 /* The stanza attributes with typed fields (RFC 6120 §8.1): unqualified type,
  * id, from, to, and xml:lang. uri NULL or "" is no namespace. */
 static inline bool xpb_is_typed_stanza_attr(const char *uri, const char *name)
 {
     if (uri == NULL || uri[0] == '\0')
-        return strcmp(name, "type") == 0 || strcmp(name, "id") == 0 || strcmp(name, "from") == 0 ||
-               strcmp(name, "to") == 0;
-    return strcmp(uri, XPB_NS_XML) == 0 && strcmp(name, "lang") == 0;
+        return xpb_streq(name, "type") || xpb_streq(name, "id") || xpb_streq(name, "from") ||
+               xpb_streq(name, "to");
+    return xpb_streq(uri, XPB_NS_XML) && xpb_streq(name, "lang");
 }
 
 /* ---- UUIDs (mapping §7.1, RFC 4122 §3) ------------------------------------ */

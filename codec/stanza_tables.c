@@ -35,27 +35,29 @@ NAMES(xpb_hash_names, "sha-1", "sha-224", "sha-256", "sha-384", "sha-512", "md5"
 
 /* ---- UUIDs ---------------------------------------------------------------- */
 
-static int hex_val(char ch)
-{
-    if (ch >= '0' && ch <= '9') return ch - '0';
-    if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
-    return -1; /* uppercase too: the writer prints lowercase, so only that round-trips */
-}
+/* Lowercase hex digit value + 1; 0 for everything else (uppercase too: the
+ * writer prints lowercase, so only that round-trips). A table because every
+ * message id goes through here. */
+static const uint8_t hex_tab[256] = {
+    ['0'] = 1,  ['1'] = 2,  ['2'] = 3,  ['3'] = 4,  ['4'] = 5,  ['5'] = 6,  ['6'] = 7,  ['7'] = 8,
+    ['8'] = 9,  ['9'] = 10, ['a'] = 11, ['b'] = 12, ['c'] = 13, ['d'] = 14, ['e'] = 15, ['f'] = 16,
+};
+
+/* Positions of the four hyphens in 8-4-4-4-12. */
+static const uint8_t uuid_pair_at[16] = {0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34};
 
 bool xpb_uuid_parse(const char *s, size_t len, uint8_t out[16])
 {
-    if (len != XPB_UUID_CHARS) return false;
-    size_t k = 0;
-    for (size_t i = 0; i < XPB_UUID_CHARS; i += 2) {
-        if (i == 8 || i == 13 || i == 18 || i == 23) {
-            if (s[i] != '-') return false;
-            i++;
-        }
-        int hi = hex_val(s[i]), lo = hex_val(s[i + 1]);
-        if (hi < 0 || lo < 0) return false;
-        out[k++] = (uint8_t)(hi << 4 | lo);
+    if (len != XPB_UUID_CHARS || s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-')
+        return false;
+    const unsigned char *u = (const unsigned char *)s;
+    bool ok = true;
+    for (size_t k = 0; k < 16; k++) {
+        unsigned hi = hex_tab[u[uuid_pair_at[k]]], lo = hex_tab[u[uuid_pair_at[k] + 1]];
+        ok &= hi != 0 && lo != 0;
+        out[k] = (uint8_t)((hi - 1) << 4 | (lo - 1));
     }
-    return true;
+    return ok;
 }
 
 void xpb_uuid_format(const uint8_t *u, char buf[XPB_UUID_CHARS])

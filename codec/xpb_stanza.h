@@ -24,6 +24,8 @@ typedef struct xpb_record_limits {
 /* ---- Well-known namespaces: ids 1..n, stable forever within xpb.v1 ---- */
 /* 0 when uri is not in the dictionary. */
 uint32_t xpb_ns_id(const char *uri);
+/* The same for uri[0..len), which need not be NUL-terminated. */
+uint32_t xpb_ns_id_n(const char *uri, size_t len);
 /* NULL when id is not in the dictionary. */
 const char *xpb_ns_uri(uint32_t id);
 
@@ -67,7 +69,8 @@ int xpb_stanza_unpack(xpb_arena *a, const uint8_t *data, size_t len,
  * when the wire format is broken. */
 int xpb_pb_check_depth(const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len,
                        unsigned max_depth);
-/* Packs st (protobuf_c_message_pack) into out. */
+/* Appends st packed to out: the bytes protobuf_c_message_pack would give
+ * (codec/pack.c). 0, XPB_EINVAL, XPB_ETOOBIG (out->max) or XPB_ENOMEM. */
 int xpb_stanza_pack(xpb_buf *out, const xpb_stanza *st);
 
 /* ---- length-delimited streams (varint length prefix) --------------------- */

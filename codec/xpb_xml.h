@@ -34,6 +34,8 @@ struct xpb_node {
     size_t text_len;
     /* XPB_NODE_ELEMENT */
     const char *ns;
+    unsigned ns_id;          /* ns's dictionary id (xpb_ns_id) when the reader
+                                built the node; 0 = not known, look ns up */
     const char *name;
     xpb_attr *attrs;
     size_t n_attrs;

@@ -55,12 +55,52 @@ static void test_strndup_and_calloc(void **state)
     xpb_arena_free(a);
 }
 
+static void test_strings_are_packed(void **state)
+{
+    (void)state;
+    xpb_arena *a = xpb_arena_new(0);
+    char *s1 = xpb_arena_strndup(a, "abc", 3);
+    char *s2 = xpb_arena_strndup(a, "de", 2);
+    assert_ptr_equal(s2, s1 + 4); /* no padding between strings */
+    unsigned char *p = xpb_arena_alloc(a, 8);
+    assert_int_equal((uintptr_t)p % 16, 0); /* the next object is aligned again */
+    assert_string_equal(s1, "abc");
+    assert_string_equal(s2, "de");
+    xpb_arena_free(a);
+}
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+/* A tree or record used after its arena was reset must be caught by ASan. */
+static void test_reset_poisons_under_asan(void **state)
+{
+    (void)state;
+    xpb_arena *a = xpb_arena_new(1024);
+    char *s = xpb_arena_strndup(a, "stanza", 6);
+    assert_false(__asan_address_is_poisoned(s));
+    assert_false(__asan_address_is_poisoned(s + 6));
+    assert_true(__asan_address_is_poisoned(s + 64)); /* not handed out yet */
+    for (int i = 0; i < 20; i++) assert_non_null(xpb_arena_alloc(a, 100)); /* a second block */
+    xpb_arena_reset(a);
+    assert_true(__asan_address_is_poisoned(s));
+    char *t = xpb_arena_strndup(a, "x", 1);
+    assert_ptr_equal(t, s);
+    assert_false(__asan_address_is_poisoned(t));
+    assert_true(__asan_address_is_poisoned(t + 2));
+    xpb_arena_free(a);
+}
+#endif
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_alloc_aligned_and_grows),
         cmocka_unit_test(test_reset_reuses_first_block),
         cmocka_unit_test(test_strndup_and_calloc),
+        cmocka_unit_test(test_strings_are_packed),
+#if defined(__SANITIZE_ADDRESS__)
+        cmocka_unit_test(test_reset_poisons_under_asan),
+#endif
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -416,7 +416,8 @@ static void resolve(struct pending_iq *p, xpb_stanza *st)
 
 /* ---- session events ------------------------------------------------------------------ */
 
-static void on_stanza(struct account *a, const xpb_node *el)
+/* xml: the stanza's size as the server sent it. */
+static void on_stanza(struct account *a, const xpb_node *el, size_t xml)
 {
     xpb_daemon *d = a->d;
     xpb_arena_reset(d->arena);
@@ -429,8 +430,6 @@ static void on_stanza(struct account *a, const xpb_node *el)
         xpb_log(XPB_LOG_WARN, "session %s: stanza not mapped: %s", a->name, xpb_strerror(rc));
         return;
     }
-    xpb_buf_reset(&d->xbuf);
-    size_t xml = xpb_xml_write_node(&d->xbuf, el, XPB_NS_CLIENT) == 0 ? d->xbuf.len : 0;
     int k = kind_index(st->kind);
     d->ctr.stanzas[XPB_DIR_IN][k]++;
     d->ctr.bytes_xml[XPB_DIR_IN] += xml;
@@ -520,7 +519,7 @@ static void on_session_event(void *ud, xpb_loop_session *ls, const xpb_session_e
     switch (ev->kind) {
     case XPB_SE_STATE: on_state(a, ev); break;
     case XPB_SE_ONLINE: on_online(a, ev); break;
-    case XPB_SE_STANZA: on_stanza(a, ev->stanza); break;
+    case XPB_SE_STANZA: on_stanza(a, ev->stanza, ev->stanza_bytes); break;
     case XPB_SE_ACKED:
     case XPB_SE_FAILED: publish_delivery(a, ev); break;
     default: break;

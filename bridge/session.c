@@ -841,7 +841,8 @@ static void on_client_stanza(xpb_session *s, const xpb_node *el)
     if (s->sm_on) s->h_in++; /* uint32 arithmetic wraps at 2^32 (XEP-0198 §4) */
     s->stats.stanzas_in++;
     if (own_iq_result(s, el) || answer_ping(s, el)) return;
-    xpb_session_event ev = {.kind = XPB_SE_STANZA, .state = s->state, .stanza = el};
+    xpb_session_event ev = {.kind = XPB_SE_STANZA, .state = s->state, .stanza = el,
+                            .stanza_bytes = xpb_reader_stanza_bytes(s->reader)};
     s->ops->event(s->io, &ev);
 }
 

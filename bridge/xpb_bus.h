@@ -92,5 +92,10 @@ void xpb_bus_get_stats(const xpb_bus *b, xpb_bus_stats *out);
 /* The URLs actually bound (after defaults). */
 const char *xpb_bus_events_url(const xpb_bus *b);
 const char *xpb_bus_requests_url(const xpb_bus *b);
+/* The URL a bus binds for name ("events" or "requests") when none is
+ * configured and private_dir is unset: ipc://$XDG_RUNTIME_DIR/xpbridge/NAME,
+ * or ipc:///tmp/xpbridge-UID/NAME. xpbctl uses it to find the daemon, so
+ * the rule lives here once. 0, or XPB_ETOOBIG when out is too small. */
+int xpb_bus_default_url(const char *name, char *out, size_t outlen);
 
 #endif

@@ -103,6 +103,7 @@ typedef struct xpb_session_event {
     const char *jid;
     int resumed;
     const xpb_node *stanza;
+    size_t stanza_bytes; /* XPB_SE_STANZA: its size as received (xpb_reader_stanza_bytes) */
     uint64_t handle;
     int code;           /* added: XPB_ERROR / STOPPED: the XPB_E… code (0 when none) */
 } xpb_session_event;

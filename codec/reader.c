@@ -65,6 +65,8 @@ struct xpb_reader {
     size_t fed;     /* bytes handed to expat (user bytes only) */
     size_t mark;    /* start of the size window: end of the last top-level element */
     size_t stop_at; /* user offset where the parser was stopped on purpose */
+    size_t stanza_start; /* user offset of the open stanza's start tag */
+    size_t stanza_bytes; /* during the stanza callback: its size in the input */
     int in_parse;
     int stopped;
     int closed;
@@ -343,10 +345,12 @@ static void XMLCALL on_start(void *ud, const XML_Char *name, const XML_Char **at
     }
     f->el = el;
     f->up = r->top;
-    if (r->top)
+    if (r->top) {
         append_child(r->top, el);
-    else
+    } else {
         r->stanza = el;
+        r->stanza_start = event_offset(r);
+    }
     r->top = f;
 }
 
@@ -356,7 +360,9 @@ static void deliver_stanza(xpb_reader *r)
     r->stanza = NULL;
     r->top = NULL;
     r->mark = event_end(r);
+    r->stanza_bytes = r->mark - r->stanza_start;
     int rc = r->cb.stanza ? r->cb.stanza(r->ud, s) : 0;
+    r->stanza_bytes = 0;
     xpb_arena_reset(r->arena);
     check_callback(r, rc, "stanza");
 }
@@ -637,6 +643,11 @@ const char *xpb_reader_error(const xpb_reader *r)
 size_t xpb_reader_offset(const xpb_reader *r)
 {
     return r ? r->total : 0;
+}
+
+size_t xpb_reader_stanza_bytes(const xpb_reader *r)
+{
+    return r->stanza_bytes;
 }
 
 /* ---- feeding ------------------------------------------------------------ */

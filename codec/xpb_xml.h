@@ -101,6 +101,10 @@ const char *xpb_reader_error(const xpb_reader *r);
 int xpb_reader_reset(xpb_reader *r);
 /* Total bytes fed since new/reset. */
 size_t xpb_reader_offset(const xpb_reader *r);
+/* Inside a stanza callback: the input bytes the stanza took, from the '<' of
+ * its start tag to the '>' of its end tag, as received (so a bridge counts
+ * wire bytes without writing the tree out again). 0 outside a callback. */
+size_t xpb_reader_stanza_bytes(const xpb_reader *r);
 
 /* ---- Writer -------------------------------------------------------------
  * Appends to a growable buffer. Escapes & < > in text and & < " ' in

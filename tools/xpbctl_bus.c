@@ -22,6 +22,7 @@
 #include <nng/protocol/reqrep0/req.h>
 
 #include "xpb/v1/bus.pb-c.h"
+#include "xpb_bus.h" /* xpb_bus_default_url */
 #include "xpb_error.h"
 #include "xpb_stanza.h"
 #include "xpb_xml.h"
@@ -149,13 +150,7 @@ static int random_request_id(char *out, size_t outlen)
 
 int xpbctl_default_url(const char *name, char *out, size_t outlen)
 {
-    const char *xdg = getenv("XDG_RUNTIME_DIR");
-    int n;
-    if (xdg && xdg[0])
-        n = snprintf(out, outlen, "ipc://%s/xpbridge/%s", xdg, name);
-    else
-        n = snprintf(out, outlen, "ipc:///tmp/xpbridge-%lu/%s", (unsigned long)getuid(), name);
-    return n < 0 || (size_t)n >= outlen ? -1 : 0;
+    return xpb_bus_default_url(name, out, outlen) == 0 ? 0 : -1; /* the daemon's own rule */
 }
 
 static int set_url(ctl *c, char *dst, const char *url)

@@ -1053,6 +1053,42 @@ static void test_remote_endpoint_refused(void **state)
     }
 }
 
+/* The default endpoints are the ones xpb_bus_default_url names (xpbctl finds
+ * the daemon through it): under an absolute $XDG_RUNTIME_DIR, and not under a
+ * relative one, which the XDG spec says to ignore. */
+static void test_default_url(void **state)
+{
+    fx *f = *state;
+    char err[256], want[256], buf[256];
+    const char *old = getenv("XDG_RUNTIME_DIR");
+    char *saved = old ? strdup(old) : NULL;
+    setenv("XDG_RUNTIME_DIR", f->dir, 1);
+    xpb_bus_config cfg;
+    xpb_bus_config_init(&cfg);
+    xpb_bus *b = NULL;
+    assert_int_equal(make_bus(f, &cfg, &b, err, sizeof err), 0);
+    assert_int_equal(xpb_bus_default_url("events", buf, sizeof buf), 0);
+    assert_string_equal(xpb_bus_events_url(b), buf);
+    snprintf(want, sizeof want, "ipc://%s/xpbridge/events", f->dir);
+    assert_string_equal(buf, want);
+    assert_int_equal(xpb_bus_default_url("requests", buf, sizeof buf), 0);
+    assert_string_equal(xpb_bus_requests_url(b), buf);
+    xpb_bus_free(b);
+
+    setenv("XDG_RUNTIME_DIR", "relative/run", 1);
+    assert_int_equal(xpb_bus_default_url("events", buf, sizeof buf), 0);
+    snprintf(want, sizeof want, "ipc:///tmp/xpbridge-%lu/events", (unsigned long)geteuid());
+    assert_string_equal(buf, want);
+    assert_int_equal(xpb_bus_default_url("events", buf, 10), XPB_ETOOBIG);
+
+    if (saved) {
+        setenv("XDG_RUNTIME_DIR", saved, 1);
+        free(saved);
+    } else {
+        unsetenv("XDG_RUNTIME_DIR");
+    }
+}
+
 static void test_private_dir(void **state)
 {
     fx *f = *state;
@@ -1118,6 +1154,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_prev_seq_chains_per_topic, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prev_seq_forgotten_topic, setup, teardown),
         cmocka_unit_test_setup_teardown(test_remote_endpoint_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_default_url, setup, teardown),
         cmocka_unit_test_setup_teardown(test_private_dir, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -12,6 +12,7 @@
 #include <cmocka.h> /* after the headers it needs */
 
 #include "xpb_error.h"
+#include "xpb_stanza.h" /* xpb_ns_id */
 #include "xpb_xml.h"
 
 #define HDR                                                                                        \
@@ -915,6 +916,64 @@ static void test_fragments_no_stream_open(void **state)
     done(&c);
 }
 
+/* ---- stanza sizes as received, and dictionary ids on nodes -------------- */
+
+typedef struct sizes {
+    xpb_reader *r;
+    size_t got[8];
+    int n;
+    int ns_ok; /* every element's ns_id agreed with the dictionary */
+} sizes;
+
+static void check_ns_ids(sizes *z, const xpb_node *n)
+{
+    for (; n; n = n->next) {
+        if (n->kind != XPB_NODE_ELEMENT) continue;
+        if (n->ns_id != xpb_ns_id(n->ns)) z->ns_ok = 0;
+        if (n->ns_id != 0 && n->ns != xpb_ns_uri(n->ns_id)) z->ns_ok = 0; /* shared, not copied */
+        check_ns_ids(z, n->children);
+    }
+}
+
+static int on_sized(void *ud, const xpb_node *el)
+{
+    sizes *z = ud;
+    if (z->n < 8) z->got[z->n++] = xpb_reader_stanza_bytes(z->r);
+    check_ns_ids(z, el);
+    return 0;
+}
+
+static void test_stanza_bytes(void **state)
+{
+    (void)state;
+    static const char *const st[] = {
+        "<message id='a' xml:lang='en'><body>x &amp; \xc3\xa9</body></message>",
+        "<presence/>",
+        "<iq type='get' id='q'><ping xmlns='urn:xmpp:ping'/><x xmlns='urn:example:other'/></iq>",
+    };
+    const xpb_reader_mode modes[] = {XPB_READER_STREAM, XPB_READER_FRAGMENTS, XPB_READER_AUTO};
+    for (size_t m = 0; m < 3; m++) {
+        char in[1024];
+        size_t len = 0;
+        if (modes[m] == XPB_READER_STREAM) len = (size_t)snprintf(in, sizeof in, "%s", HDR);
+        len += (size_t)snprintf(in + len, sizeof in - len, " \n%s\n%s  %s\n", st[0], st[1], st[2]);
+        for (size_t step = 1; step <= len; step = step == 1 ? len : len + 1) {
+            sizes z = {.ns_ok = 1};
+            xpb_reader_callbacks cb = {.stanza = on_sized};
+            assert_int_equal(xpb_reader_new(&z.r, modes[m], NULL, &cb, &z), 0);
+            for (size_t off = 0; off < len; off += step) {
+                size_t n = len - off < step ? len - off : step;
+                assert_int_equal(xpb_reader_feed(z.r, in + off, n), 0);
+            }
+            assert_int_equal(z.n, 3);
+            for (int i = 0; i < 3; i++) assert_int_equal(z.got[i], strlen(st[i]));
+            assert_true(z.ns_ok);
+            assert_int_equal(xpb_reader_stanza_bytes(z.r), 0); /* outside a callback */
+            xpb_reader_free(z.r);
+        }
+    }
+}
+
 static void test_bad_args(void **state)
 {
     (void)state;
@@ -951,6 +1010,7 @@ int main(void)
         cmocka_unit_test(test_auto_mode),
         cmocka_unit_test(test_auto_whitespace_only_is_bounded),
         cmocka_unit_test(test_fragments_no_stream_open),
+        cmocka_unit_test(test_stanza_bytes),
         cmocka_unit_test(test_bad_args),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -32,11 +32,13 @@ typedef struct utf8_state {
     unsigned char lo, hi; /* allowed range for the next continuation byte */
 } utf8_state;
 
-/* One open element of the stanza being built; lives in the arena. */
+/* One open element of the stanza being built: frames[d] is the open element
+ * at stanza depth d (0 = the stanza), reused from stanza to stanza. The array
+ * may move when it grows, so frames are found by depth, never kept by address
+ * across a frame_at call. */
 typedef struct frame {
     xpb_node *el;
     xpb_node *last; /* last child, for O(1) append */
-    struct frame *up;
 } frame;
 
 struct xpb_reader {
@@ -52,6 +54,8 @@ struct xpb_reader {
     size_t base; /* expat bytes that are not the user's (the wrapper) */
     xpb_arena *arena;
     frame *top; /* innermost open stanza element, NULL between stanzas */
+    frame *frames; /* grows to the deepest stanza seen, never past max_depth */
+    size_t frames_cap;
     xpb_node *stanza;
     unsigned xdepth; /* expat element depth: 1 = stream root, 2 = stanza */
 
@@ -165,6 +169,109 @@ static size_t utf8_scan(utf8_state *s, const unsigned char *p, size_t n)
 
 /* ---- tree building ------------------------------------------------------ */
 
+/* Element and attribute names common in XMPP traffic (RFC 6120/6121 and the
+ * XEPs the typed mapping knows) are not copied: the node points at the
+ * literal. Most names in a stanza are among these. */
+#define NAME_IS(lit)                                                                               \
+    if (memcmp(s, lit, sizeof lit - 1) == 0) return lit
+static const char *common_name(const char *s, size_t len)
+{
+    switch (len) {
+    case 1:
+        switch (s[0]) {
+        case 'c': NAME_IS("c"); break;
+        case 'x': NAME_IS("x"); break;
+        }
+        break;
+    case 2:
+        switch (s[0]) {
+        case 'b': NAME_IS("by"); break;
+        case 'i': NAME_IS("iq"); NAME_IS("id"); break;
+        case 't': NAME_IS("to"); break;
+        }
+        break;
+    case 3:
+        switch (s[0]) {
+        case 'j': NAME_IS("jid"); break;
+        case 'v': NAME_IS("ver"); NAME_IS("var"); break;
+        }
+        break;
+    case 4:
+        switch (s[0]) {
+        case 'b': NAME_IS("body"); break;
+        case 'c': NAME_IS("code"); break;
+        case 'f': NAME_IS("from"); break;
+        case 'g': NAME_IS("gone"); break;
+        case 'h': NAME_IS("hash"); break;
+        case 'i': NAME_IS("item"); break;
+        case 'l': NAME_IS("lang"); break;
+        case 'n': NAME_IS("node"); NAME_IS("name"); break;
+        case 'p': NAME_IS("ping"); break;
+        case 'r': NAME_IS("role"); break;
+        case 's': NAME_IS("show"); NAME_IS("sent"); break;
+        case 't': NAME_IS("type"); NAME_IS("text"); break;
+        }
+        break;
+    case 5:
+        switch (s[0]) {
+        case 'd': NAME_IS("delay"); break;
+        case 'e': NAME_IS("error"); break;
+        case 'q': NAME_IS("query"); break;
+        case 's': NAME_IS("stamp"); break;
+        }
+        break;
+    case 6:
+        switch (s[0]) {
+        case 'a': NAME_IS("active"); break;
+        case 'p': NAME_IS("paused"); break;
+        case 'r': NAME_IS("result"); break;
+        case 's': NAME_IS("status"); break;
+        case 't': NAME_IS("thread"); break;
+        }
+        break;
+    case 7:
+        switch (s[0]) {
+        case 'f': NAME_IS("feature"); break;
+        case 'm': NAME_IS("message"); break;
+        case 'q': NAME_IS("queryid"); break;
+        case 'r': NAME_IS("request"); break;
+        case 's': NAME_IS("subject"); break;
+        }
+        break;
+    case 8:
+        switch (s[0]) {
+        case 'c': NAME_IS("category"); break;
+        case 'i': NAME_IS("inactive"); NAME_IS("identity"); break;
+        case 'm': NAME_IS("markable"); break;
+        case 'n': NAME_IS("no-store"); break;
+        case 'p': NAME_IS("presence"); NAME_IS("priority"); break;
+        case 'r': NAME_IS("received"); break;
+        }
+        break;
+    case 9:
+        switch (s[0]) {
+        case 'c': NAME_IS("composing"); break;
+        case 'f': NAME_IS("forwarded"); break;
+        case 'o': NAME_IS("origin-id"); break;
+        case 's': NAME_IS("stanza-id"); break;
+        }
+        break;
+    case 11:
+        switch (s[0]) {
+        case 'a': NAME_IS("affiliation"); break;
+        }
+        break;
+    case 12:
+        switch (s[0]) {
+        case 's': NAME_IS("subscription"); break;
+        }
+        break;
+    }
+    return NULL;
+}
+
+#undef NAME_IS
+
 /* Split "uri SEP local" (or a bare local name) into arena strings. A URI in
  * the namespace dictionary is not copied: ns points at the dictionary's own
  * string and *ns_id says which, so the mapping never looks it up again. */
@@ -185,7 +292,8 @@ static int split_name(xpb_reader *r, const char *qname, const char **ns, const c
             return XPB_ENOMEM;
         }
     }
-    *local = xpb_arena_strndup(r->arena, qname + i, len - i);
+    *local = common_name(qname + i, len - i);
+    if (*local == NULL) *local = xpb_arena_strndup(r->arena, qname + i, len - i);
     return *local ? 0 : XPB_ENOMEM;
 }
 
@@ -324,6 +432,21 @@ static int check_element(xpb_reader *r, const XML_Char *name, size_t n_attrs)
     return 0;
 }
 
+/* The frame for stanza depth d (0 = the stanza), grown on demand. */
+static frame *frame_at(xpb_reader *r, size_t d)
+{
+    if (d >= r->frames_cap) {
+        size_t cap = r->frames_cap ? r->frames_cap * 2 : 8;
+        while (cap <= d)
+            cap *= 2;
+        frame *n = realloc(r->frames, cap * sizeof *n);
+        if (!n) return NULL;
+        r->frames = n;
+        r->frames_cap = cap;
+    }
+    return &r->frames[d];
+}
+
 static void XMLCALL on_start(void *ud, const XML_Char *name, const XML_Char **atts)
 {
     xpb_reader *r = ud;
@@ -338,15 +461,16 @@ static void XMLCALL on_start(void *ud, const XML_Char *name, const XML_Char **at
     xpb_node *el = NULL;
     frame *f = NULL;
     if (flush_text(r) == 0) el = new_element(r, name, atts, n_attrs);
-    if (el) f = xpb_arena_calloc(r->arena, sizeof *f);
+    size_t d = r->xdepth - 2; /* check_element bounded it by max_depth */
+    if (el) f = frame_at(r, d);
     if (!f) {
         reader_fail(r, XPB_ENOMEM, "out of memory at byte %zu", event_offset(r));
         return;
     }
     f->el = el;
-    f->up = r->top;
-    if (r->top) {
-        append_child(r->top, el);
+    f->last = NULL;
+    if (d > 0) {
+        append_child(&r->frames[d - 1], el);
     } else {
         r->stanza = el;
         r->stanza_start = event_offset(r);
@@ -393,7 +517,7 @@ static void XMLCALL on_end(void *ud, const XML_Char *name)
         reader_fail(r, XPB_ENOMEM, "out of memory at byte %zu", event_offset(r));
         return;
     }
-    r->top = r->top ? r->top->up : NULL;
+    r->top = d >= 3 ? &r->frames[d - 3] : NULL; /* the parent's frame; d is the old xdepth */
     if (d == 2) deliver_stanza(r);
 }
 
@@ -619,6 +743,7 @@ void xpb_reader_free(xpb_reader *r)
     xpb_arena_free(r->arena);
     free(r->text);
     free(r->pending);
+    free(r->frames);
     free(r);
 }
 

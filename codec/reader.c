@@ -8,6 +8,7 @@
 #include <expat.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,7 +65,6 @@ struct xpb_reader {
     char *pending; /* AUTO: leading bytes held until the mode is known */
     size_t pending_len, pending_cap;
 
-    utf8_state utf8;
     size_t total;   /* bytes handed to xpb_reader_feed since new/reset */
     size_t fed;     /* bytes handed to expat (user bytes only) */
     size_t mark;    /* start of the size window: end of the last top-level element */
@@ -141,30 +141,26 @@ static int utf8_lead(utf8_state *s, unsigned char c)
     return 0;
 }
 
-/* Index of the first invalid byte in p[0..n), or n. Partial sequences at the
- * end are carried to the next chunk in *s. */
-static size_t utf8_scan(utf8_state *s, const unsigned char *p, size_t n)
+/* Whether the character at p[0..n) is invalid UTF-8; *bad is the index of
+ * its first wrong byte. An ASCII byte, or a sequence that n cuts short, is
+ * not. */
+static bool utf8_invalid_char(const unsigned char *p, size_t n, size_t *bad)
 {
-    for (size_t i = 0; i < n; i++) {
-        /* Most XMPP traffic is ASCII: skip 8 bytes at a time while no high bit is set. */
-        while (!s->need && i + 8 <= n) {
-            uint64_t v;
-            memcpy(&v, p + i, sizeof v);
-            if (v & UINT64_C(0x8080808080808080)) break;
-            i += 8;
-        }
-        if (i == n) break;
-        unsigned char c = p[i];
-        if (s->need) {
-            if (c < s->lo || c > s->hi) return i;
-            s->need--;
-            s->lo = 0x80;
-            s->hi = 0xBF;
-        } else if (c >= 0x80 && utf8_lead(s, c) != 0) {
-            return i;
-        }
+    utf8_state s = {0};
+    if (n == 0 || p[0] < 0x80) return false;
+    if (utf8_lead(&s, p[0]) != 0) {
+        *bad = 0;
+        return true;
     }
-    return n;
+    for (size_t i = 1; i <= s.need && i < n; i++) {
+        if (p[i] < s.lo || p[i] > s.hi) {
+            *bad = i;
+            return true;
+        }
+        s.lo = 0x80;
+        s.hi = 0xBF;
+    }
+    return false;
 }
 
 /* ---- tree building ------------------------------------------------------ */
@@ -648,9 +644,27 @@ static const char *rule_for(int code)
     }
 }
 
+/* expat checks UTF-8 itself (no overlongs, surrogates or code points past
+ * U+10FFFF, as RFC 3629 says) and stops with an invalid token on the first
+ * bad sequence, at its first byte. Looking at the bytes there tells that case
+ * from the other invalid tokens, so no pass of our own over every byte is
+ * needed to name it. */
+static int fail_if_bad_utf8(xpb_reader *r)
+{
+    int off = 0, size = 0;
+    const char *ctx = XML_GetInputContext(r->p, &off, &size);
+    size_t bad;
+    if (!ctx || off < 0 || off >= size) return 0;
+    const unsigned char *p = (const unsigned char *)ctx + off;
+    if (!utf8_invalid_char(p, (size_t)(size - off), &bad)) return 0;
+    return reader_fail(r, XPB_EUTF8, "invalid UTF-8 byte 0x%02X (RFC 6120 section 11.6) at byte %zu",
+                       (unsigned)p[bad], event_offset(r) + bad);
+}
+
 static int fail_from_expat(xpb_reader *r)
 {
     enum XML_Error e = XML_GetErrorCode(r->p);
+    if (e == XML_ERROR_INVALID_TOKEN && fail_if_bad_utf8(r) != 0) return r->err;
     int code = map_expat_error(r, e);
     return reader_fail(r, code, "%s: expat: %s at byte %zu", rule_for(code), XML_ErrorString(e),
                        event_offset(r));
@@ -694,7 +708,6 @@ static void state_clear(xpb_reader *r)
     r->xdepth = 0;
     r->text_len = 0;
     r->pending_len = 0;
-    memset(&r->utf8, 0, sizeof r->utf8);
     r->total = r->fed = r->mark = r->stop_at = 0;
     r->in_parse = r->stopped = r->closed = r->reset_pending = 0;
     r->err = 0;
@@ -822,18 +835,10 @@ static int feed_parser(xpb_reader *r, const char *buf, size_t len, size_t *used)
         size_t n = len - done;
         if (n > r->max_stanza - window) n = r->max_stanza - window;
         if (n > MAX_PIECE) n = MAX_PIECE;
-        size_t good = utf8_scan(&r->utf8, (const unsigned char *)buf + done, n);
         size_t u = 0;
-        if (good > 0) {
-            int rc = parse_piece(r, buf + done, good, &u);
-            if (rc != 0) return rc;
-            done += u;
-            if (r->stopped) continue; /* closed or reset pending: checked above */
-        }
-        if (good < n)
-            return reader_fail(r, XPB_EUTF8,
-                               "invalid UTF-8 byte 0x%02X (RFC 6120 section 11.6) at byte %zu",
-                               (unsigned)(unsigned char)buf[done], r->fed);
+        int rc = parse_piece(r, buf + done, n, &u);
+        if (rc != 0) return rc;
+        done += u;
     }
     *used = done;
     return 0;

@@ -522,6 +522,48 @@ static void test_refusals_any_chunking(void **state)
     }
 }
 
+/* Invalid UTF-8 is named with its exact offset wherever it sits, at every
+ * two-chunk split; a stanza before it is still delivered; an invalid XML
+ * character before it is reported as that, not as UTF-8. */
+static void test_utf8_offsets(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *name;
+        xpb_reader_mode mode;
+        const char *in;
+        int code;
+        size_t at; /* offset of the bad byte, for XPB_EUTF8 */
+        int stanzas;
+    } cases[] = {
+        {"in text", XPB_READER_STREAM, HDR "<m><b>ok\xc3\xa9 \xff</b></m>", XPB_EUTF8, HDR_LEN + 11, 0},
+        {"in attribute", XPB_READER_STREAM, HDR "<m a='x\xed\xa0\x80'/>", XPB_EUTF8, HDR_LEN + 8, 0},
+        {"in a name", XPB_READER_STREAM, HDR "<m\xc0\xaf/>", XPB_EUTF8, HDR_LEN + 2, 0},
+        {"after a stanza", XPB_READER_STREAM, HDR "<p/>\n<m>\xe2\x82<", XPB_EUTF8, HDR_LEN + 10, 1},
+        {"between stanzas", XPB_READER_FRAGMENTS, "<p/> \xf4\x90\x80\x80", XPB_EUTF8, 6, 1},
+        {"in the header", XPB_READER_STREAM, "<stream:stream xmlns:stream='\xfe'", XPB_EUTF8, 29, 0},
+        {"XML char first", XPB_READER_STREAM, HDR "<m>\x01\xff</m>", XPB_EXML, 0, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        size_t n = strlen(cases[i].in);
+        char want[64];
+        snprintf(want, sizeof want, "at byte %zu", cases[i].at);
+        for (size_t split = 0; split < n; split++) {
+            col c;
+            xpb_reader *r = mk(&c, cases[i].mode, NULL);
+            int rc = xpb_reader_feed(r, cases[i].in, split);
+            if (rc == 0) rc = xpb_reader_feed(r, cases[i].in + split, n - split);
+            const char *msg = xpb_reader_error(r);
+            if (rc != cases[i].code || c.n_stanzas != cases[i].stanzas ||
+                (rc == XPB_EUTF8 && !strstr(msg, want)))
+                fail_msg("%s, split %zu: rc %d (want %d), %d stanzas (want %d), '%s' (want '%s')",
+                         cases[i].name, split, rc, cases[i].code, c.n_stanzas,
+                         cases[i].stanzas, msg, want);
+            done(&c);
+        }
+    }
+}
+
 static void test_sticky_and_reset(void **state)
 {
     (void)state;
@@ -997,6 +1039,7 @@ int main(void)
         cmocka_unit_test(test_tree_helpers),
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_refusals_any_chunking),
+        cmocka_unit_test(test_utf8_offsets),
         cmocka_unit_test(test_sticky_and_reset),
         cmocka_unit_test(test_reset_from_callback),
         cmocka_unit_test(test_closed),

@@ -234,8 +234,11 @@ static inline bool measure_value(xpb_pack_plan *pl, ProtobufCType t, const void 
     }
     switch (t) {
     case PROTOBUF_C_TYPE_STRING: {
+        /* Its length is kept too, so pass 2 does not run strlen again. */
         const char *str = *(const char *const *)v;
-        size_t n = str ? strlen(str) : 0;
+        size_t slot, n = str ? strlen(str) : 0;
+        if (n > UINT32_MAX || !take_len(pl, &slot)) return false;
+        pl->len[slot] = (uint32_t)n;
         *out = varint_size(n) + n;
         return true;
     }
@@ -340,7 +343,7 @@ static inline uint8_t *write_value(pack_cursor *c, ProtobufCType t, const void *
     switch (t) {
     case PROTOBUF_C_TYPE_STRING: {
         const char *str = *(const char *const *)v;
-        size_t n = str ? strlen(str) : 0;
+        size_t n = c->pl->len[c->next_len++];
         p = put_varint(p, n);
         if (n > 0) memcpy(p, str, n);
         return p + n;

@@ -15,14 +15,14 @@
 #include "xpb_xml.h"
 
 /* What pass 1 hands to pass 2, in pre-order (the order pass 2 needs it):
- *  - len: one length per nested message and per non-empty packed repeated
- *    field (a stanza of the corpus or the traffic generator needs a few
- *    dozen at most);
+ *  - len: one length per nested message, per string and per non-empty
+ *    packed repeated field (a stanza of the corpus or the traffic generator
+ *    needs a few dozen at most);
  *  - field: for each message, the fields[] indexes of the fields written,
  *    then XPB_PACK_END, so pass 2 visits only those.
  * A record needing more, or a message type with XPB_PACK_END fields or more,
- * is packed by protobuf-c. Both arrays live on the stack (6 KiB). */
-#define XPB_PACK_MAX_LENGTHS 512
+ * is packed by protobuf-c. Both arrays live on the stack (12 KiB). */
+#define XPB_PACK_MAX_LENGTHS 2048
 #define XPB_PACK_MAX_FIELDS 4096
 #define XPB_PACK_END 0xFF
 

@@ -705,7 +705,8 @@ static Xpbtest__Tree *new_tree(const char *name)
     return t;
 }
 
-/* A root with n children: n nested messages, n lengths. */
+/* A root with n named children: 1 + 2n lengths (the root's name, and each
+ * child's message and name). */
 static Xpbtest__Tree *wide_tree(size_t n)
 {
     Xpbtest__Tree *root = new_tree("root");
@@ -719,15 +720,16 @@ static Xpbtest__Tree *wide_tree(size_t n)
 static void test_plan_limits(void **state)
 {
     (void)state;
-    check_same("512 nested messages", &wide_tree(XPB_PACK_MAX_LENGTHS)->base, OURS);
-    check_same("513 nested messages", &wide_tree(XPB_PACK_MAX_LENGTHS + 1)->base, FALLBACK);
+    size_t fit = (XPB_PACK_MAX_LENGTHS - 1) / 2;
+    check_same("lengths just fit", &wide_tree(fit)->base, OURS);
+    check_same("one length too many", &wide_tree(fit + 1)->base, FALLBACK);
     Xpbtest__Tree *deep = new_tree("0");
-    for (int i = 0; i < 600; i++) {
+    for (int i = 0; i < XPB_PACK_MAX_LENGTHS / 2 + 100; i++) {
         Xpbtest__Tree *t = new_tree("n");
         t->next = deep;
         deep = t;
     }
-    check_same("600 deep", &deep->base, FALLBACK);
+    check_same("deeper than the lengths", &deep->base, FALLBACK);
 
     /* Few messages, many fields: 200 Scalars of 25 fields each note more
      * than XPB_PACK_MAX_FIELDS fields. 100 of them fit. */

@@ -412,12 +412,8 @@ static void on_stream_start(xpb_reader *r, const XML_Char *name, const XML_Char 
 }
 
 /* Limits and rules for an element inside the stream (stanza or descendant). */
-static int check_element(xpb_reader *r, const XML_Char *name, size_t n_attrs)
+static int check_element(xpb_reader *r, size_t n_attrs)
 {
-    if (name[0] == STREAM_QNAME[0] && strcmp(name, STREAM_QNAME) == 0)
-        return reader_fail(r, XPB_ENESTEDSTREAM,
-                           "nested <stream:stream> refused (RFC 6120 section 4.2) at byte %zu",
-                           event_offset(r));
     if (r->xdepth - 1 > r->max_depth)
         return reader_fail(r, XPB_EDEPTH, "element nesting exceeds max_depth (%u) at byte %zu",
                            r->max_depth, event_offset(r));
@@ -453,10 +449,16 @@ static void XMLCALL on_start(void *ud, const XML_Char *name, const XML_Char **at
         on_stream_start(r, name, atts, n_attrs);
         return;
     }
-    if (check_element(r, name, n_attrs) != 0) return;
+    if (check_element(r, n_attrs) != 0) return;
     xpb_node *el = NULL;
     frame *f = NULL;
     if (flush_text(r) == 0) el = new_element(r, name, atts, n_attrs);
+    if (el && el->ns_id == XPB_NS_ID_STREAMS && strcmp(el->name, "stream") == 0) {
+        reader_fail(r, XPB_ENESTEDSTREAM,
+                    "nested <stream:stream> refused (RFC 6120 section 4.2) at byte %zu",
+                    event_offset(r));
+        return;
+    }
     size_t d = r->xdepth - 2; /* check_element bounded it by max_depth */
     if (el) f = frame_at(r, d);
     if (!f) {

@@ -28,6 +28,7 @@ uint32_t xpb_ns_id(const char *uri);
 uint32_t xpb_ns_id_n(const char *uri, size_t len);
 /* NULL when id is not in the dictionary. */
 const char *xpb_ns_uri(uint32_t id);
+#define XPB_NS_ID_STREAMS 3u /* xpb_ns_id(XPB_NS_STREAMS); test_stanza checks it */
 
 /* ---- XML -> record ------------------------------------------------------
  * el is a depth-1 element from the reader. Everything in *out (strings too) is

@@ -1068,6 +1068,7 @@ static void test_ns_dictionary(void **state)
     assert_int_equal(xpb_ns_id("jabber:client"), 1);
     assert_int_equal(xpb_ns_id(XPB_NS_XML), 2);
     assert_int_equal(xpb_ns_id(XPB_NS_STREAMS), 3);
+    assert_int_equal(xpb_ns_id(XPB_NS_STREAMS), XPB_NS_ID_STREAMS); /* the reader relies on it */
     assert_int_equal(xpb_ns_id(STANZAS), 4);
     assert_int_equal(xpb_ns_id("http://jabber.org/protocol/chatstates"), 5);
     assert_int_equal(xpb_ns_id("urn:xmpp:sm:3"), 53);

@@ -104,6 +104,7 @@ struct xpb_bus {
     int pub_open, rep_open;
     xpb_bus_request *slots;
     unsigned nslots;
+    xpb_pack_plan *plan; /* events: packed on the loop thread only (codec/pack.c) */
 
     pthread_mutex_t mu; /* guards the queue, signalled, closing, slot states */
     xpb_bus_request *qhead, *qtail;
@@ -1047,8 +1048,10 @@ static size_t varint_put(uint8_t *p, uint64_t v)
 }
 
 /* EventBatch is "repeated Event event = 1": its wire bytes are just tag 0x0a,
- * length, event, repeated; so events are appended without re-packing. */
-static int batch_append(struct batch *bt, const Xpb__V1__Event *ev, size_t evlen)
+ * length, event, repeated; so events are appended without re-packing. ev was
+ * measured with plan just before (evlen). */
+static int batch_append(struct batch *bt, xpb_pack_plan *plan, const Xpb__V1__Event *ev,
+                        size_t evlen)
 {
     uint8_t hdr[11];
     hdr[0] = 0x0a;
@@ -1057,7 +1060,7 @@ static int batch_append(struct batch *bt, const Xpb__V1__Event *ev, size_t evlen
     if (nng_msg_realloc(bt->msg, old + hl + evlen) != 0) return XPB_ENOMEM;
     uint8_t *p = (uint8_t *)nng_msg_body(bt->msg) + old;
     memcpy(p, hdr, hl);
-    protobuf_c_message_pack(&ev->base, p + hl);
+    xpb_pack_plan_write(plan, &ev->base, p + hl);
     bt->count++;
     return 0;
 }
@@ -1080,7 +1083,7 @@ int xpb_bus_publish(xpb_bus *b, const char *kind, const char *account, Xpb__V1__
     ev->seq = ++b->seq;
     ev->has_timestamp_us = 1;
     ev->timestamp_us = now_us();
-    size_t evlen = protobuf_c_message_get_packed_size(&ev->base);
+    size_t evlen = xpb_pack_plan_measure(b->plan, &ev->base);
     struct topic_ent *te = topic_get(b, kind, account);
     uint64_t prev_seq = te != NULL ? te->last_seq : 0;
     struct batch *bt = batch_get(b, kind, account, prev_seq);
@@ -1088,7 +1091,7 @@ int xpb_bus_publish(xpb_bus *b, const char *kind, const char *account, Xpb__V1__
         xpb_bus_flush(b);
         bt = batch_get(b, kind, account, prev_seq);
     }
-    int rc = bt == NULL ? XPB_ENOMEM : batch_append(bt, ev, evlen);
+    int rc = bt == NULL ? XPB_ENOMEM : batch_append(bt, b->plan, ev, evlen);
     ev->account = saved_account;
     b->st.last_seq = b->seq;
     /* Even a dropped event is the topic's last: the next batch's prev_seq
@@ -1217,7 +1220,8 @@ int xpb_bus_new(xpb_bus **out, struct event_base *base, const xpb_bus_config *cf
     while (b->nbuckets < 2u * ((size_t)b->cfg.dedupe_entries + b->nslots))
         b->nbuckets *= 2;
     b->buckets = calloc(b->nbuckets, sizeof *b->buckets);
-    int rc = b->buckets == NULL ? XPB_ENOMEM : resolve_urls(b, err, errlen);
+    b->plan = xpb_pack_plan_new();
+    int rc = b->buckets == NULL || b->plan == NULL ? XPB_ENOMEM : resolve_urls(b, err, errlen);
     /* The caller's strings are not kept: the resolved copies are. */
     b->cfg.events_url = b->cfg.requests_url = b->cfg.private_dir = NULL;
     if (rc == 0) rc = init_loop(b);
@@ -1324,6 +1328,7 @@ void xpb_bus_free(xpb_bus *b)
     free_topics(b);
     free(b->events_url);
     free(b->requests_url);
+    xpb_pack_plan_free(b->plan);
     pthread_mutex_destroy(&b->mu);
     free(b);
 }

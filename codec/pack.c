@@ -444,3 +444,27 @@ int xpb_pack_append(xpb_buf *out, const ProtobufCMessage *m)
     out->len += ours ? xpb_pack_write(&plan, m, at) : protobuf_c_message_pack(m, at);
     return 0;
 }
+
+/* ---- The public plan API (xpb_stanza.h) ------------------------------------------ */
+
+xpb_pack_plan *xpb_pack_plan_new(void)
+{
+    return calloc(1, sizeof(xpb_pack_plan));
+}
+
+void xpb_pack_plan_free(xpb_pack_plan *plan)
+{
+    free(plan);
+}
+
+size_t xpb_pack_plan_measure(xpb_pack_plan *plan, const ProtobufCMessage *m)
+{
+    size_t n;
+    plan->theirs = !xpb_pack_measure(plan, m, &n);
+    return plan->theirs ? protobuf_c_message_get_packed_size(m) : n;
+}
+
+size_t xpb_pack_plan_write(xpb_pack_plan *plan, const ProtobufCMessage *m, uint8_t *out)
+{
+    return plan->theirs ? protobuf_c_message_pack(m, out) : xpb_pack_write(plan, m, out);
+}

@@ -26,11 +26,12 @@
 #define XPB_PACK_MAX_FIELDS 4096
 #define XPB_PACK_END 0xFF
 
-typedef struct xpb_pack_plan {
+struct xpb_pack_plan {
+    bool theirs; /* xpb_pack_plan_measure: protobuf-c packs this one */
     size_t n_len, n_field;
     uint32_t len[XPB_PACK_MAX_LENGTHS];
     uint8_t field[XPB_PACK_MAX_FIELDS];
-} xpb_pack_plan;
+};
 
 /* Pass 1: true with *size set and plan filled when xpb_pack_write can pack
  * m; false when protobuf-c must (unknown fields anywhere, a proto3 or

@@ -30,6 +30,21 @@ uint32_t xpb_ns_id_n(const char *uri, size_t len);
 const char *xpb_ns_uri(uint32_t id);
 #define XPB_NS_ID_STREAMS 3u /* xpb_ns_id(XPB_NS_STREAMS); test_stanza checks it */
 
+/* ---- Packing any record ---------------------------------------------------
+ * codec/pack.c: the bytes protobuf_c_message_pack gives, for any message (bus
+ * events too), in fewer instructions. A plan carries what the sizing pass
+ * hands to the writing pass (about 12 KiB): keep one per thread and reuse
+ * it; it is not safe to share between threads. */
+typedef struct xpb_pack_plan xpb_pack_plan;
+xpb_pack_plan *xpb_pack_plan_new(void); /* NULL on ENOMEM */
+void xpb_pack_plan_free(xpb_pack_plan *plan);
+/* The packed size of m. The plan then serves one xpb_pack_plan_write of this
+ * same, unchanged m. */
+size_t xpb_pack_plan_measure(xpb_pack_plan *plan, const ProtobufCMessage *m);
+/* Writes m, measured just before, at out (room for the measured size);
+ * returns the bytes written. */
+size_t xpb_pack_plan_write(xpb_pack_plan *plan, const ProtobufCMessage *m, uint8_t *out);
+
 /* ---- XML -> record ------------------------------------------------------
  * el is a depth-1 element from the reader. Everything in *out (strings too) is
  * allocated in arena a and lives until the arena is reset/freed. Never fails on

@@ -105,6 +105,16 @@ static bool check_same(const char *what, const ProtobufCMessage *m, enum path pa
     assert_memory_equal(b.data, "pre", 3);
     if (want_n > 0) assert_memory_equal(b.data + 3, want, want_n);
     xpb_buf_free(&b);
+
+    /* The public plan API (the bus packs events with it), one plan reused. */
+    static xpb_pack_plan *pub;
+    if (pub == NULL) assert_non_null(pub = xpb_pack_plan_new());
+    if (xpb_pack_plan_measure(pub, m) != want_n) fail_msg("%s: plan measure differs", what);
+    uint8_t *got = malloc(want_n ? want_n : 1);
+    assert_non_null(got);
+    if (xpb_pack_plan_write(pub, m, got) != want_n || memcmp(got, want, want_n) != 0)
+        fail_msg("%s: plan write differs", what);
+    free(got);
     free(want);
     return ours;
 }

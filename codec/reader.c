@@ -296,7 +296,7 @@ static int split_name(xpb_reader *r, const char *qname, const char **ns, const c
 static int fill_attrs(xpb_reader *r, xpb_node *el, const XML_Char **atts, size_t n)
 {
     if (n == 0) return 0;
-    el->attrs = xpb_arena_calloc(r->arena, n * sizeof *el->attrs);
+    el->attrs = xpb_arena_alloc(r->arena, n * sizeof *el->attrs); /* every field set below */
     if (!el->attrs) return XPB_ENOMEM;
     for (size_t i = 0; i < n; i++) {
         xpb_attr *a = &el->attrs[i];
@@ -314,9 +314,9 @@ static int fill_attrs(xpb_reader *r, xpb_node *el, const XML_Char **atts, size_t
 static xpb_node *new_element(xpb_reader *r, const XML_Char *name, const XML_Char **atts,
                              size_t n_attrs)
 {
-    xpb_node *el = xpb_arena_calloc(r->arena, sizeof *el);
+    xpb_node *el = xpb_arena_alloc(r->arena, sizeof *el);
     if (!el) return NULL;
-    el->kind = XPB_NODE_ELEMENT;
+    *el = (xpb_node){.kind = XPB_NODE_ELEMENT};
     if (split_name(r, name, &el->ns, &el->name, &el->ns_id) != 0) return NULL;
     if (fill_attrs(r, el, atts, n_attrs) != 0) return NULL;
     return el;

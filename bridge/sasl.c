@@ -65,6 +65,8 @@ struct xpb_sasl {
     size_t password_len;
     int tls, allow_plain;
     const char *cb_type; /* static string, NULL when no channel binding */
+    int cb_usable;       /* the server can check cb_type (see cb_usable()) */
+    int cb_listed;       /* the server listed its types (XEP-0440) */
     unsigned char *cb_data;
     size_t cb_len;
     char gs2_flag; /* 'p', 'y' or 'n' (RFC 5802 §7 gs2-cbind-flag) */
@@ -310,6 +312,16 @@ static int copy_cb(xpb_sasl *s, const xpb_sasl_config *cfg)
     return 0;
 }
 
+/* Whether the server can verify a binding of type ours (xpb_sasl_config). */
+static int cb_usable(const char *ours, const xpb_sasl_config *cfg)
+{
+    if (!ours) return 0;
+    if (!cfg->server_cb_types) return strcmp(ours, "tls-exporter") == 0;
+    for (size_t i = 0; i < cfg->n_server_cb_types; i++)
+        if (cfg->server_cb_types[i] && strcmp(cfg->server_cb_types[i], ours) == 0) return 1;
+    return 0;
+}
+
 int xpb_sasl_new(xpb_sasl **out, const xpb_sasl_config *cfg)
 {
     if (!out || !cfg || !cfg->authcid) return XPB_EINVAL;
@@ -324,6 +336,8 @@ int xpb_sasl_new(xpb_sasl **out, const xpb_sasl_config *cfg)
     int rc = copy_identities(s, cfg);
     if (rc == 0) rc = copy_password(s, cfg);
     if (rc == 0) rc = copy_cb(s, cfg);
+    s->cb_usable = cb_usable(s->cb_type, cfg);
+    s->cb_listed = cfg->server_cb_types != NULL;
     if (rc != 0) {
         xpb_sasl_free(s);
         return rc;
@@ -373,6 +387,10 @@ static const char *refusal(const xpb_sasl *s, enum mech m)
 {
     if (m == M_NONE) return "the mechanism is not supported";
     if (mechs[m].plus && !s->cb_type) return "no channel-binding data is available";
+    if (mechs[m].plus && !s->cb_usable)
+        return s->cb_listed ? "the server's channel-binding types (XEP-0440) do not include ours"
+                            : "with no XEP-0440 list the server is taken to bind to tls-unique "
+                              "(TLS 1.2), which we do not implement";
     if (m == M_PLAIN && !s->tls) return "the stream is not TLS-protected";
     if (m == M_PLAIN && !s->allow_plain) return "PLAIN is disabled by configuration";
     return NULL;
@@ -414,6 +432,16 @@ static int explain_refusal(xpb_sasl *s, const char *const *offered, size_t n)
     return set_err(s, XPB_ESASLNOMECH, "server offers %zu mechanisms: %s", n, msg);
 }
 
+/* Any -PLUS mechanism among those offered, known to us or not. */
+static int offers_plus(const char *const *offered, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        size_t len = offered[i] ? strlen(offered[i]) : 0;
+        if (len > 5 && strcmp(offered[i] + len - 5, "-PLUS") == 0) return 1;
+    }
+    return 0;
+}
+
 int xpb_sasl_select(xpb_sasl *s, const char *const *offered, size_t n, const char **chosen)
 {
     if (!s || (n && !offered) || !chosen) return XPB_EINVAL;
@@ -428,8 +456,12 @@ int xpb_sasl_select(xpb_sasl *s, const char *const *offered, size_t n, const cha
         if (!seen[m] || refusal(s, (enum mech)m)) continue;
         s->mech = (enum mech)m;
         /* RFC 5802 §6: 'y' tells a server that hides -PLUS that we could have
-         * bound, so a stripped mechanism list is detected (downgrade). */
-        s->gs2_flag = mechs[m].plus ? 'p' : s->cb_type ? 'y' : 'n';
+         * bound, so a stripped mechanism list is detected (downgrade). When it
+         * does offer -PLUS but with a binding we cannot make, 'y' would look
+         * like that attack to it: 'n', we do not support its binding. */
+        s->gs2_flag = mechs[m].plus              ? 'p'
+                      : s->cb_type && !offers_plus(offered, n) ? 'y'
+                                                               : 'n';
         s->st = ST_SELECTED;
         *chosen = mechs[m].name;
         return 0;

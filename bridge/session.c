@@ -21,6 +21,8 @@
 #define NS_ROSTER "jabber:iq:roster"
 #define NS_FRAMING "urn:ietf:params:xml:ns:xmpp-framing"
 #define NS_STREAM_ERR "urn:ietf:params:xml:ns:xmpp-streams"
+#define NS_SASL_CB "urn:xmpp:sasl-cb:0" /* XEP-0440 */
+#define MAX_CB_TYPES 8u                  /* XEP-0440 types considered */
 
 /* Steps inside XPB_SS_BIND (RFC 6120 §7, RFC 3921 §3, XEP-0198 §3, §5). */
 typedef enum bind_phase { PH_NONE = 0, PH_RESUME, PH_BIND, PH_SESSION, PH_ENABLE } bind_phase;
@@ -441,10 +443,12 @@ static void send_starttls(xpb_session *s)
     emit_str(s, "<starttls xmlns='" NS_TLS "'/>");
 }
 
-static int new_sasl(xpb_session *s)
+static int new_sasl(xpb_session *s, const char *const *server_cb_types, size_t n_cb)
 {
     xpb_sasl_config c;
     xpb_sasl_config_init(&c);
+    c.server_cb_types = server_cb_types;
+    c.n_server_cb_types = n_cb;
     c.authcid = s->jid.local;
     c.password = s->password;
     c.password_len = s->cfg.password_len;
@@ -492,15 +496,51 @@ static size_t offered_mechs(const xpb_node *mechs, const char **out, size_t max)
     return n;
 }
 
+/* XEP-0440: the channel-binding types the server can verify; *listed = 0
+ * when it does not say. */
+static size_t offered_cb_types(const xpb_node *features, const char **out, size_t max,
+                               int *listed)
+{
+    const xpb_node *cb = xpb_node_child(features, NS_SASL_CB, "sasl-channel-binding");
+    size_t n = 0;
+    *listed = cb != NULL;
+    for (const xpb_node *c = cb ? cb->children : NULL; c && n < max; c = c->next) {
+        int is_cb = c->kind == XPB_NODE_ELEMENT && strcmp(c->ns, NS_SASL_CB) == 0 &&
+                    strcmp(c->name, "channel-binding") == 0;
+        const xpb_attr *type = is_cb ? xpb_node_attr(c, "", "type") : NULL;
+        if (type) out[n++] = type->value;
+    }
+    return n;
+}
+
+/* The offered names for the log, space-separated. They come from the
+ * server: a name that is not a SASL mechanism name (RFC 4422 §3.1: 1 to 20
+ * of A-Z 0-9 - _) is shown as "?". */
+static void mech_list(char *out, size_t cap, const char *const *offered, size_t n)
+{
+    size_t len = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < n && len < cap; i++) {
+        const char *m = offered[i] ? offered[i] : "";
+        size_t k = strspn(m, "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_");
+        int ok = k > 0 && k <= 20 && m[k] == '\0';
+        int w = snprintf(out + len, cap - len, "%s%s", i ? " " : "", ok ? m : "?");
+        if (w < 0) break;
+        len += (size_t)w;
+    }
+}
+
 static void start_auth(xpb_session *s, const xpb_node *features)
 {
-    const char *offered[XPB_SESSION_MAX_MECHS];
+    const char *offered[XPB_SESSION_MAX_MECHS], *cb_types[MAX_CB_TYPES];
     size_t n = offered_mechs(xpb_node_child(features, NS_SASL, "mechanisms"), offered,
                              XPB_SESSION_MAX_MECHS);
+    int cb_listed;
+    size_t n_cb = offered_cb_types(features, cb_types, MAX_CB_TYPES, &cb_listed);
     const char *mech = NULL;
     const unsigned char *out = NULL;
     size_t out_len = 0;
-    int rc = new_sasl(s);
+    int rc = new_sasl(s, cb_listed ? cb_types : NULL, n_cb);
     if (rc == 0) rc = xpb_sasl_select(s->sasl, offered, n, &mech);
     if (rc != 0) {
         char why[512];
@@ -518,8 +558,10 @@ static void start_auth(xpb_session *s, const xpb_node *features)
         stop_session(s, rc, "SASL: could not start the exchange");
         return;
     }
-    char why[96];
-    snprintf(why, sizeof why, "authenticating with %s", mech);
+    char why[96 + XPB_SESSION_MAX_MECHS * 24], list[XPB_SESSION_MAX_MECHS * 24];
+    mech_list(list, sizeof list, offered, n);
+    snprintf(why, sizeof why, "authenticating with %s; the server offers %s%s", mech, list,
+             cb_listed ? " and lists its channel bindings (XEP-0440)" : "");
     set_state(s, XPB_SS_AUTH, why);
 }
 

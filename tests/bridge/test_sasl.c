@@ -262,8 +262,14 @@ struct sel_case {
     const char *chosen;   /* NULL: expect XPB_ESASLNOMECH */
     const char *gs2;      /* expected start of the initial response, SCRAM only */
     const char *msg_part; /* on refusal, must appear in the message */
+    const char *cb_type;  /* with cb: ours (NULL = tls-exporter) */
+    int listed;           /* the server sent a XEP-0440 list: server_cb */
+    const char *server_cb[3];
 };
 
+/* The channel-binding fields at the end are left out where they do not matter. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
 static const struct sel_case sel_cases[] = {
     {{"SCRAM-SHA-1", "SCRAM-SHA-256", "PLAIN"}, 1, 0, 1, "SCRAM-SHA-256", "n,,", NULL},
     {{"PLAIN", "SCRAM-SHA-1"}, 1, 0, 1, "SCRAM-SHA-1", "n,,", NULL},
@@ -310,8 +316,29 @@ static const struct sel_case sel_cases[] = {
      "DIGEST-MD5 refused because the mechanism is not supported; PLAIN refused because the "
      "stream is not TLS-protected"},
     {{"scram-sha-1"}, 1, 0, 1, NULL, NULL, "scram-sha-1"},
+    /* XEP-0440 and the binding the server can check. TLS 1.2 (our
+     * tls-server-end-point) with no list: the server is taken to bind to
+     * tls-unique, so no -PLUS, and 'n' since it does offer -PLUS. */
+    {{"SCRAM-SHA-1-PLUS", "SCRAM-SHA-1"}, 1, 1, 1, "SCRAM-SHA-1", "n,,", NULL,
+     .cb_type = "tls-server-end-point"},
+    {{"SCRAM-SHA-1"}, 1, 1, 1, "SCRAM-SHA-1", "y,,", NULL, .cb_type = "tls-server-end-point"},
+    {{"SCRAM-SHA-1-PLUS"}, 1, 1, 1, NULL, NULL, "tls-unique", .cb_type = "tls-server-end-point"},
+    {{"SCRAM-SHA-1-PLUS", "SCRAM-SHA-1"}, 1, 1, 1, "SCRAM-SHA-1-PLUS",
+     "p=tls-server-end-point,,", NULL, .cb_type = "tls-server-end-point", .listed = 1,
+     .server_cb = {"tls-unique", "tls-server-end-point"}},
+    /* TLS 1.3 (tls-exporter): a list without it, an empty list, a list with it */
+    {{"SCRAM-SHA-256-PLUS", "SCRAM-SHA-256"}, 1, 1, 1, "SCRAM-SHA-256", "n,,", NULL, .listed = 1,
+     .server_cb = {"tls-unique"}},
+    {{"SCRAM-SHA-256-PLUS", "SCRAM-SHA-256"}, 1, 1, 1, "SCRAM-SHA-256", "n,,", NULL, .listed = 1},
+    {{"SCRAM-SHA-256-PLUS"}, 1, 1, 1, NULL, NULL, "XEP-0440", .listed = 1,
+     .server_cb = {"tls-server-end-point"}},
+    {{"SCRAM-SHA-256-PLUS", "SCRAM-SHA-256"}, 1, 1, 1, "SCRAM-SHA-256-PLUS", "p=tls-exporter,,",
+     NULL, .listed = 1, .server_cb = {"tls-unique", "tls-exporter"}},
+    /* a -PLUS we do not know still means the server binds: 'n', not 'y' */
+    {{"SCRAM-SHA-512-PLUS", "SCRAM-SHA-256"}, 1, 1, 1, "SCRAM-SHA-256", "n,,", NULL},
     {{NULL}, 1, 0, 1, NULL, NULL, "server offers no mechanism"},
 };
+#pragma GCC diagnostic pop
 
 static void run_sel_case(size_t i, const struct sel_case *k)
 {
@@ -320,6 +347,12 @@ static void run_sel_case(size_t i, const struct sel_case *k)
         n++;
     xpb_sasl_config c = cfg_for("user", "pencil", k->tls, k->cb);
     c.allow_plain = k->allow_plain;
+    if (k->cb_type) c.cb_type = k->cb_type;
+    size_t n_cb = 0;
+    while (n_cb < 3 && k->server_cb[n_cb])
+        n_cb++;
+    c.server_cb_types = k->listed ? k->server_cb : NULL;
+    c.n_server_cb_types = n_cb;
     xpb_sasl *s = NULL;
     const char *chosen = NULL;
     const unsigned char *out;
@@ -400,6 +433,9 @@ static void test_tls_server_end_point_and_authzid(void **state)
     (void)state;
     xpb_sasl_config c = cfg_for("user", "pencil", 1, 1);
     c.cb_type = "tls-server-end-point";
+    static const char *const listed[] = {"tls-unique", "tls-server-end-point"}; /* XEP-0440 */
+    c.server_cb_types = listed;
+    c.n_server_cb_types = 2;
     c.authzid = "admin,x=y";
     xpb_sasl_free(begin(&c, "SCRAM-SHA-256-PLUS", "abc",
                         "p=tls-server-end-point,a=admin=2Cx=3Dy,n=user,r=abc"));

@@ -537,6 +537,45 @@ static void test_bytes_after_proceed_not_parsed(void **state)
     xpb_session_free(s);
 }
 
+/* XEP-0440: -PLUS only with a binding the server can check. After TLS 1.2
+ * (tls-server-end-point data), a server with no <sasl-channel-binding/> list
+ * is taken to bind to tls-unique: plain SCRAM. With a list naming ours: -PLUS. */
+static void auth_after_tls12(const char *features, const char *want)
+{
+    xpb_session_config c;
+    base_cfg(&c, 0);
+    xpb_session *s = new_session(&c);
+    assert_int_equal(xpb_session_start(s), 0);
+    xpb_session_on_connected(s, 0);
+    feed(s, SERVER_HEADER FEATURES(F_STARTTLS));
+    feed(s, PROCEED);
+    static const unsigned char hash[32] = {1, 2, 3};
+    xpb_session_on_tls_ready(s, "tls-server-end-point", hash, sizeof hash);
+    clear_sent();
+    feed(s, features);
+    assert_sent(want);
+    xpb_session_free(s);
+}
+
+static void test_channel_binding_types(void **state)
+{
+    (void)state;
+#define CB_LIST(t) "<sasl-channel-binding xmlns='urn:xmpp:sasl-cb:0'>" t "</sasl-channel-binding>"
+#define CB(t) "<channel-binding type='" t "'/>"
+    const char *mechs = F_MECHS(MECH("SCRAM-SHA-1-PLUS") MECH("SCRAM-SHA-1"));
+    char buf[1024];
+    snprintf(buf, sizeof buf, SERVER_HEADER "<stream:features>%s</stream:features>", mechs);
+    auth_after_tls12(buf, "mechanism='SCRAM-SHA-1'>");
+    snprintf(buf, sizeof buf, SERVER_HEADER "<stream:features>%s%s</stream:features>", mechs,
+             CB_LIST(CB("tls-unique") CB("tls-server-end-point")));
+    auth_after_tls12(buf, "mechanism='SCRAM-SHA-1-PLUS'>");
+    snprintf(buf, sizeof buf, SERVER_HEADER "<stream:features>%s%s</stream:features>", mechs,
+             CB_LIST(CB("tls-unique") CB("tls-exporter")));
+    auth_after_tls12(buf, "mechanism='SCRAM-SHA-1'>");
+#undef CB_LIST
+#undef CB
+}
+
 static void test_no_starttls_offered(void **state)
 {
     (void)state;
@@ -1132,6 +1171,7 @@ int main(void)
         T(test_scram_bad_server_signature),
         T(test_sasl_failure_stops),
         T(test_bytes_after_proceed_not_parsed),
+        T(test_channel_binding_types),
         T(test_no_starttls_offered),
         T(test_plain_without_tls_refused),
         T(test_tls_failure_stops),

@@ -43,7 +43,7 @@ class Server:
 
     def __init__(self, tmpdir, pki=None, domain=DOMAIN, cert='good',
                  sasl=('SCRAM-SHA-1', 'SCRAM-SHA-256', 'PLAIN'), tls_required=True,
-                 tls=True, smacks=True, websocket=True, debug=False):
+                 tls=True, smacks=True, websocket=True, debug=False, tls12_only=False):
         self.dir = os.path.join(tmpdir, self.kind)
         os.makedirs(self.dir, exist_ok=True)
         os.chmod(tmpdir, 0o755)
@@ -54,6 +54,7 @@ class Server:
         self.pki, self.domain, self.cert = pki, domain, cert
         self.sasl, self.tls_required, self.tls = tuple(sasl), tls_required, tls
         self.smacks, self.websocket, self.debug = smacks, websocket, debug
+        self.tls12_only = tls12_only  # TLS 1.2 only: tls-unique channel binding
         c2s, dtls, http, https, dist = procs.free_ports(5)
         self.ports = {'c2s': c2s, 'directtls': dtls if tls else None, 'http': http,
                       'https': https if tls else None}
@@ -175,7 +176,8 @@ class Prosody(Server):
                     tls_required='true' if (tls and self.tls_required) else 'false',
                     allow_plain_plaintext='false' if tls else 'true',
                     disabled_mechs='; '.join(_lua_str(m) for m in self.disabled_mechs),
-                    ssl_line=(f'ssl = {{ certificate = {_lua_str(crt)}; key = {_lua_str(key)} }}'
+                    ssl_line=(f'ssl = {{ certificate = {_lua_str(crt)}; key = {_lua_str(key)}'
+                              + ('; protocol = "tlsv1_2"' if self.tls12_only else '') + ' }'
                               if tls else ''), **mods)
         self.config_path = os.path.join(d, 'prosody.cfg.lua')
         with open(self.config_path, 'w') as f:
@@ -255,6 +257,8 @@ class Ejabberd(Server):
                     c2s_port=self.ports['c2s'],
                     starttls='true' if self.tls else 'false',
                     starttls_required='true' if (self.tls and self.tls_required) else 'false',
+                    c2s_tls_options=('    protocol_options:\n      - "no_tlsv1_3"\n'
+                                     if self.tls12_only else ''),
                     tls_listener=tls_listener, https_listener=https_listener,
                     http_port=self.ports['http'],
                     smacks_module=smacks)

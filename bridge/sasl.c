@@ -305,6 +305,8 @@ static int copy_cb(xpb_sasl *s, const xpb_sasl_config *cfg)
         s->cb_type = "tls-exporter"; /* RFC 9266 */
     else if (strcmp(cfg->cb_type, "tls-server-end-point") == 0)
         s->cb_type = "tls-server-end-point"; /* RFC 5929 §4 */
+    else if (strcmp(cfg->cb_type, "tls-unique") == 0)
+        s->cb_type = "tls-unique"; /* RFC 5929 §3, TLS 1.2 with extended master secret */
     else
         return set_err(s, XPB_EINVAL, "unsupported channel-binding type");
     if (!(s->cb_data = dup_bytes(cfg->cb_data, cfg->cb_data_len))) return XPB_ENOMEM;
@@ -316,7 +318,11 @@ static int copy_cb(xpb_sasl *s, const xpb_sasl_config *cfg)
 static int cb_usable(const char *ours, const xpb_sasl_config *cfg)
 {
     if (!ours) return 0;
-    if (!cfg->server_cb_types) return strcmp(ours, "tls-exporter") == 0;
+    /* No list: only TLS 1.2's default, tls-unique (RFC 5929). RFC 9266 makes
+     * tls-exporter TLS 1.3's default, but servers that predate it bind -PLUS
+     * to something else there (ejabberd 23.01 offers SCRAM-SHA-1-PLUS over
+     * TLS 1.3 and refuses tls-exporter): on 1.3 we bind only when listed. */
+    if (!cfg->server_cb_types) return strcmp(ours, "tls-unique") == 0;
     for (size_t i = 0; i < cfg->n_server_cb_types; i++)
         if (cfg->server_cb_types[i] && strcmp(cfg->server_cb_types[i], ours) == 0) return 1;
     return 0;
@@ -389,8 +395,9 @@ static const char *refusal(const xpb_sasl *s, enum mech m)
     if (mechs[m].plus && !s->cb_type) return "no channel-binding data is available";
     if (mechs[m].plus && !s->cb_usable)
         return s->cb_listed ? "the server's channel-binding types (XEP-0440) do not include ours"
-                            : "with no XEP-0440 list the server is taken to bind to tls-unique "
-                              "(TLS 1.2), which we do not implement";
+                            : "the server does not list its channel-binding types (XEP-0440), "
+                              "and without a list we bind only to tls-unique (TLS 1.2 with the "
+                              "extended master secret)";
     if (m == M_PLAIN && !s->tls) return "the stream is not TLS-protected";
     if (m == M_PLAIN && !s->allow_plain) return "PLAIN is disabled by configuration";
     return NULL;

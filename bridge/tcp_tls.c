@@ -139,8 +139,22 @@ static int server_end_point(SSL *ssl, unsigned char *out, size_t *len)
     return ok ? 0 : -1;
 }
 
-/* RFC 9266 for TLS 1.3, RFC 5929 tls-server-end-point for TLS 1.2 (tls-unique
- * is not defined for 1.3 and weak for 1.2 without extended master secret). */
+/* RFC 5929 §3.1: the first Finished message of the handshake: ours on a full
+ * handshake (the client finishes first), the server's on a resumed one. */
+static int tls_unique(SSL *ssl, unsigned char *out, size_t *len)
+{
+    size_t n = SSL_session_reused(ssl) ? SSL_get_peer_finished(ssl, out, XPB_CB_MAX)
+                                       : SSL_get_finished(ssl, out, XPB_CB_MAX);
+    if (n == 0 || n > XPB_CB_MAX) return -1;
+    *len = n;
+    return 0;
+}
+
+/* TLS 1.3: tls-exporter (RFC 9266). TLS 1.2: tls-unique, the binding TLS 1.2
+ * servers implement (Prosody 0.12, ejabberd), but only with the extended
+ * master secret (RFC 7627), without which the triple-handshake attack breaks
+ * it; else tls-server-end-point (RFC 5929 §4), which a server must list
+ * (XEP-0440) before we use it. */
 static const char *channel_binding(SSL *ssl, unsigned char *out, size_t *len)
 {
     static const char label[] = "EXPORTER-Channel-Binding";
@@ -150,6 +164,7 @@ static const char *channel_binding(SSL *ssl, unsigned char *out, size_t *len)
         *len = 32;
         return "tls-exporter";
     }
+    if (SSL_get_extms_support(ssl) == 1 && tls_unique(ssl, out, len) == 0) return "tls-unique";
     return server_end_point(ssl, out, len) == 0 ? "tls-server-end-point" : NULL;
 }
 

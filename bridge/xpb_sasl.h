@@ -44,16 +44,18 @@ typedef struct xpb_sasl_config {
     size_t password_len;
     const char *authzid;          /* optional authorization identity, NULL for none */
     int tls;                      /* nonzero when the stream is TLS-protected */
-    const char *cb_type;          /* "tls-exporter" or "tls-server-end-point", or NULL */
+    const char *cb_type;          /* "tls-exporter", "tls-unique" or "tls-server-end-point",
+                                     or NULL */
     const unsigned char *cb_data; /* channel-binding data for cb_type (needs tls) */
     size_t cb_data_len;           /* 0 = no channel binding available */
     int allow_plain;              /* PLAIN allowed (still only over TLS); default 1 */
     /* The channel-binding types the server listed in its stream features
      * (XEP-0440 <sasl-channel-binding/>), or NULL when it listed none. -PLUS
      * is used only when the server can check our cb_type: it is listed, or,
-     * with no list, it is tls-exporter (RFC 9266 §3: TLS 1.3's default; a TLS
-     * 1.2 server without a list is taken to use tls-unique, RFC 5929, which
-     * we do not implement). Borrowed for xpb_sasl_new only. */
+     * with no list, it is tls-unique (TLS 1.2's default, RFC 5929; on TLS 1.3
+     * servers that predate RFC 9266 bind -PLUS to something else than
+     * tls-exporter, so there we need the list). Borrowed for xpb_sasl_new
+     * only. */
     const char *const *server_cb_types;
     size_t n_server_cb_types;
     xpb_sasl_cache *cache;        /* optional SaltedPassword cache, NULL for none;

@@ -47,10 +47,13 @@ static xpb_sasl_config cfg_for(const char *user, const char *pw, int tls, int cb
     c.password = U(pw);
     c.password_len = strlen(pw);
     c.tls = tls;
-    if (cb) {
+    if (cb) { /* TLS 1.3, and a server that lists tls-exporter (XEP-0440) */
+        static const char *const listed[] = {"tls-exporter"};
         c.cb_type = "tls-exporter";
         c.cb_data = cb_bytes;
         c.cb_data_len = sizeof cb_bytes;
+        c.server_cb_types = listed;
+        c.n_server_cb_types = 1;
     }
     return c;
 }
@@ -273,14 +276,14 @@ struct sel_case {
 static const struct sel_case sel_cases[] = {
     {{"SCRAM-SHA-1", "SCRAM-SHA-256", "PLAIN"}, 1, 0, 1, "SCRAM-SHA-256", "n,,", NULL},
     {{"PLAIN", "SCRAM-SHA-1"}, 1, 0, 1, "SCRAM-SHA-1", "n,,", NULL},
-    {{"SCRAM-SHA-1-PLUS", "SCRAM-SHA-256-PLUS", "SCRAM-SHA-256"},
-     1,
-     1,
-     1,
-     "SCRAM-SHA-256-PLUS",
-     "p=tls-exporter,,",
-     NULL},
-    {{"SCRAM-SHA-1-PLUS", "SCRAM-SHA-256"}, 1, 1, 1, "SCRAM-SHA-1-PLUS", "p=tls-exporter,,", NULL},
+    /* TLS 1.3 (tls-exporter) with a XEP-0440 list naming it: -PLUS */
+    {{"SCRAM-SHA-1-PLUS", "SCRAM-SHA-256-PLUS", "SCRAM-SHA-256"}, 1, 1, 1, "SCRAM-SHA-256-PLUS",
+     "p=tls-exporter,,", NULL, .listed = 1, .server_cb = {"tls-exporter"}},
+    {{"SCRAM-SHA-1-PLUS", "SCRAM-SHA-256"}, 1, 1, 1, "SCRAM-SHA-1-PLUS", "p=tls-exporter,,", NULL,
+     .listed = 1, .server_cb = {"tls-exporter"}},
+    /* ... and without a list (ejabberd 23.01 over TLS 1.3 offers -PLUS and
+     * refuses tls-exporter): plain SCRAM, 'n' */
+    {{"SCRAM-SHA-1-PLUS", "SCRAM-SHA-1"}, 1, 1, 1, "SCRAM-SHA-1", "n,,", NULL},
     /* -PLUS offered but no cb data: plain SCRAM, and 'n' since we cannot bind */
     {{"SCRAM-SHA-256-PLUS", "SCRAM-SHA-256"}, 1, 0, 1, "SCRAM-SHA-256", "n,,", NULL},
     {{"SCRAM-SHA-256-PLUS", "SCRAM-SHA-1-PLUS", "SCRAM-SHA-1"},
@@ -334,6 +337,11 @@ static const struct sel_case sel_cases[] = {
      .server_cb = {"tls-server-end-point"}},
     {{"SCRAM-SHA-256-PLUS", "SCRAM-SHA-256"}, 1, 1, 1, "SCRAM-SHA-256-PLUS", "p=tls-exporter,,",
      NULL, .listed = 1, .server_cb = {"tls-unique", "tls-exporter"}},
+    /* TLS 1.2 with the extended master secret: tls-unique, the 1.2 default */
+    {{"SCRAM-SHA-1-PLUS", "SCRAM-SHA-1"}, 1, 1, 1, "SCRAM-SHA-1-PLUS", "p=tls-unique,,", NULL,
+     .cb_type = "tls-unique"},
+    {{"SCRAM-SHA-1-PLUS", "SCRAM-SHA-1"}, 1, 1, 1, "SCRAM-SHA-1", "n,,", NULL,
+     .cb_type = "tls-unique", .listed = 1, .server_cb = {"tls-server-end-point"}},
     /* a -PLUS we do not know still means the server binds: 'n', not 'y' */
     {{"SCRAM-SHA-512-PLUS", "SCRAM-SHA-256"}, 1, 1, 1, "SCRAM-SHA-256", "n,,", NULL},
     {{NULL}, 1, 0, 1, NULL, NULL, "server offers no mechanism"},
@@ -487,7 +495,7 @@ static void test_config_checks(void **state)
     assert_int_equal(xpb_sasl_new(&s, &c), XPB_EINVAL);
     assert_null(s);
     c = cfg_for("user", "pencil", 1, 1);
-    c.cb_type = "tls-unique";
+    c.cb_type = "tls-foo";
     assert_int_equal(xpb_sasl_new(&s, &c), XPB_EINVAL);
     c = cfg_for("us\ter", "pencil", 1, 0);
     assert_int_equal(xpb_sasl_new(&s, &c), XPB_ESASLCRED);

@@ -532,7 +532,9 @@ static void test_bytes_after_proceed_not_parsed(void **state)
     xpb_session_on_tls_ready(s, "tls-exporter", (const unsigned char *)"0123456789abcdef0123456789abcdef", 32);
     assert_sent("<stream:stream");
     /* the reader was reset: a fresh header parses */
-    feed(s, SERVER_HEADER FEATURES(F_MECHS(MECH("SCRAM-SHA-1-PLUS") MECH("PLAIN"))));
+    feed(s, SERVER_HEADER FEATURES(F_MECHS(MECH("SCRAM-SHA-1-PLUS") MECH("PLAIN"))
+                                   "<sasl-channel-binding xmlns='urn:xmpp:sasl-cb:0'>"
+                                   "<channel-binding type='tls-exporter'/></sasl-channel-binding>"));
     assert_sent("mechanism='SCRAM-SHA-1-PLUS'"); /* channel binding from on_tls_ready */
     xpb_session_free(s);
 }

@@ -172,25 +172,37 @@ class SessionsMixin:
         self.assertRegex(text, re.compile(r'PLAIN|TLS|mechanism', re.I))
         self.assertEqual(srv.auth_successes('alice'), [], 'server saw a successful login')
 
-    def test_tls12_server_binds_plus_to_tls_unique(self):
-        """Over TLS 1.2 both servers bind SCRAM-*-PLUS to tls-unique only, which we
-        do not implement (RFC 9266: undefined in TLS 1.3, weak in 1.2 without
-        extended master secret). Without a XEP-0440 list naming our binding, the
-        session must not pick -PLUS (the server would refuse the binding) nor
-        send 'y' (the server would take it for a downgrade): plain SCRAM, 'n'."""
-        srv = self.server(tls12_only=True, debug=True,
-                          sasl=('SCRAM-SHA-1', 'SCRAM-SHA-1-PLUS', 'PLAIN'))
+    def test_tls12_scram_plus_tls_unique(self):
+        """Over TLS 1.2 both servers offer SCRAM-SHA-1-PLUS bound to tls-unique
+        only (no XEP-0440 list). With the extended master secret (RFC 7627) we
+        bind to it, and the server checks the binding: a wrong Finished message
+        would fail the login. (Before, we offered tls-server-end-point there and
+        every login failed.)"""
+        srv = self.server(tls12_only=True, sasl=('SCRAM-SHA-1', 'SCRAM-SHA-1-PLUS', 'PLAIN'))
         d = self.driver()
         d.open('alice', f'alice@{DOMAIN}', 'alice-pw', **self.opts(srv, backoff_min_ms=2000))
         self.online(d, 'alice')
         auth = [e for e in d.find('state', session='alice') if e.get('state') == 'auth']
         self.assertTrue(auth, d.find('state', session='alice'))
-        why = auth[0]['reason']
-        self.assertIn('SCRAM-SHA-1-PLUS', why.split('offers', 1)[1], why)  # it was offered
-        self.assertTrue(why.startswith('authenticating with SCRAM-SHA-1;'), why)  # not taken
-        self.assertIn('tls-server-end-point', d.stderr_tail(200))  # TLS 1.2 was used
-        # the server logs the login a moment later
+        self.assertTrue(auth[0]['reason'].startswith('authenticating with SCRAM-SHA-1-PLUS;'), auth)
+        self.assertIn('channel binding tls-unique', d.stderr_tail(200))
+        self.assertEqual(d.find('error', session='alice'), [])
         self.assertTrue(_poll(lambda: srv.auth_successes('alice'), 10), srv.log_tail())
+
+    def test_tls13_no_plus_without_xep0440(self):
+        """TLS 1.3 (tls-exporter data): Prosody 0.12 offers no -PLUS there (it
+        knows only tls-unique), so we send 'y' (RFC 5802 §6); ejabberd 23.01
+        offers SCRAM-SHA-1-PLUS but refuses tls-exporter and lists no types
+        (XEP-0440), so we take SCRAM-SHA-1 with 'n'. Both logins must work (an
+        earlier version bound to tls-exporter and ejabberd refused every one)."""
+        srv = self.server(sasl=('SCRAM-SHA-1', 'SCRAM-SHA-1-PLUS', 'PLAIN'))
+        d = self.driver()
+        d.open('alice', f'alice@{DOMAIN}', 'alice-pw', **self.opts(srv, backoff_min_ms=2000))
+        self.online(d, 'alice')
+        auth = [e for e in d.find('state', session='alice') if e.get('state') == 'auth']
+        self.assertTrue(auth[0]['reason'].startswith('authenticating with SCRAM-SHA-1;'), auth)
+        self.assertIn('channel binding tls-exporter', d.stderr_tail(200))
+        self.assertEqual(d.find('error', session='alice'), [])
 
     # -- stay alive, lose nothing ------------------------------------------------------
     def test_tcp_cut_resumes_without_loss(self):

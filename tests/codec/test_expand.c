@@ -8,7 +8,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <dirent.h>
+#include "test_util.h"
+
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -238,41 +239,15 @@ static void feed(run *r, const char *what, const char *data, size_t len)
     xpb_reader_free(rd);
 }
 
-static char *read_all(const char *path, size_t *len)
+static void feed_corpus_file(const char *name, const char *data, size_t len, void *ud)
 {
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    assert_int_equal(fseek(f, 0, SEEK_END), 0);
-    long n = ftell(f);
-    assert_true(n >= 0);
-    rewind(f);
-    char *p = malloc((size_t)n + 1);
-    assert_non_null(p);
-    assert_int_equal(fread(p, 1, (size_t)n, f), (size_t)n);
-    fclose(f);
-    *len = (size_t)n;
-    return p;
+    feed(ud, name, data, len);
 }
 
 static void feed_corpus(run *r)
 {
-    DIR *d = opendir(XPB_CORPUS_DIR);
-    assert_non_null(d);
-    size_t files = 0;
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        size_t l = strlen(de->d_name);
-        if (l < 5 || strcmp(de->d_name + l - 4, ".xml") != 0) continue;
-        char path[1024];
-        snprintf(path, sizeof path, "%s/%s", XPB_CORPUS_DIR, de->d_name);
-        size_t len;
-        char *data = read_all(path, &len);
-        feed(r, de->d_name, data, len);
-        free(data);
-        files++;
-    }
-    closedir(d);
-    assert_true(files >= 10);
+    size_t files = xpb_test_each_xml(XPB_CORPUS_DIR, feed_corpus_file, r);
+    assert_true(files >= 10 && files != (size_t)-1);
 }
 
 static void feed_generated(run *r)

@@ -11,7 +11,8 @@
 /* cmocka needs the four above first. */
 #include <cmocka.h>
 
-#include <dirent.h>
+#include "test_util.h"
+
 #include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -168,46 +169,17 @@ static size_t feed_document(const char *what, const char *data, size_t len)
     return fd.n;
 }
 
-static char *read_all(const char *path, size_t *len)
+static void feed_corpus_file(const char *name, const char *data, size_t len, void *ud)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    size_t cap = 4096, n = 0, got;
-    char *p = malloc(cap);
-    while (p && (got = fread(p + n, 1, cap - n, f)) > 0) {
-        n += got;
-        if (n == cap) {
-            char *q = realloc(p, cap *= 2);
-            if (!q) free(p);
-            p = q;
-        }
-    }
-    fclose(f);
-    *len = n;
-    return p;
+    *(size_t *)ud += feed_document(name, data, len);
 }
 
 static void test_corpus(void **state)
 {
     (void)state;
-    DIR *d = opendir(XPB_CORPUS_DIR);
-    assert_non_null(d);
-    size_t files = 0, stanzas = 0;
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        size_t l = strlen(de->d_name);
-        if (l < 5 || strcmp(de->d_name + l - 4, ".xml") != 0) continue;
-        char path[1024];
-        snprintf(path, sizeof path, "%s/%s", XPB_CORPUS_DIR, de->d_name);
-        size_t len = 0;
-        char *data = read_all(path, &len);
-        assert_non_null(data);
-        stanzas += feed_document(de->d_name, data, len);
-        free(data);
-        files++;
-    }
-    closedir(d);
-    assert_true(files >= 10);
+    size_t stanzas = 0;
+    size_t files = xpb_test_each_xml(XPB_CORPUS_DIR, feed_corpus_file, &stanzas);
+    assert_true(files >= 10 && files != (size_t)-1);
     assert_true(stanzas >= 150); /* the corpus is there and not a token one */
 }
 

@@ -8,7 +8,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <dirent.h>
+#include "test_util.h"
+
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,56 +38,35 @@ typedef struct file {
     size_t len;
 } file;
 
-static char *read_all(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    size_t cap = 4096, n = 0, got;
-    char *p = malloc(cap);
-    while (p && (got = fread(p + n, 1, cap - n, f)) > 0) {
-        n += got;
-        if (n == cap) {
-            char *q = realloc(p, cap *= 2);
-            if (!q) free(p);
-            p = q;
-        }
-    }
-    fclose(f);
-    *len = n;
-    return p;
-}
+typedef struct corpus {
+    file *files;
+    size_t n;
+} corpus;
 
-static int by_name(const void *a, const void *b)
+static void add_file(const char *name, const char *data, size_t len, void *ud)
 {
-    return strcmp(((const file *)a)->name, ((const file *)b)->name);
+    corpus *c = ud;
+    size_t l = strlen(name);
+    assert_true(l < sizeof c->files->name);
+    c->files = realloc(c->files, (c->n + 1) * sizeof *c->files);
+    assert_non_null(c->files);
+    file *f = &c->files[c->n++];
+    memcpy(f->name, name, l + 1);
+    f->data = malloc(len + 1);
+    assert_non_null(f->data);
+    memcpy(f->data, data, len);
+    f->data[len] = '\0';
+    f->len = len;
 }
 
 /* Every *.xml in XPB_CORPUS_DIR, sorted by name. */
 static file *load_corpus(size_t *count)
 {
-    DIR *d = opendir(XPB_CORPUS_DIR);
-    assert_non_null(d);
-    file *files = NULL;
-    size_t n = 0;
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        size_t l = strlen(de->d_name);
-        if (l < 5 || strcmp(de->d_name + l - 4, ".xml") != 0 || l >= sizeof(files->name))
-            continue;
-        files = realloc(files, (n + 1) * sizeof(*files));
-        assert_non_null(files);
-        memcpy(files[n].name, de->d_name, l + 1);
-        char path[1024];
-        snprintf(path, sizeof(path), "%s/%s", XPB_CORPUS_DIR, de->d_name);
-        files[n].data = read_all(path, &files[n].len);
-        assert_non_null(files[n].data);
-        n++;
-    }
-    closedir(d);
-    assert_true(n >= 10); /* the corpus is there */
-    qsort(files, n, sizeof(*files), by_name);
-    *count = n;
-    return files;
+    corpus c = {NULL, 0};
+    size_t n = xpb_test_each_xml(XPB_CORPUS_DIR, add_file, &c);
+    assert_true(n >= 10 && n != (size_t)-1); /* the corpus is there */
+    *count = c.n;
+    return c.files;
 }
 
 static void free_corpus(file *files, size_t n)

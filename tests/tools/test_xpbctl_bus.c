@@ -9,6 +9,8 @@
 
 #include <cmocka.h>
 
+#include "test_util.h"
+
 #include <fcntl.h>
 #include <spawn.h>
 #include <stdatomic.h>
@@ -134,13 +136,9 @@ static void spawn_ctl(fake *f, run *r, const char *const *args, bool bus, char *
 
 static char *slurp(const char *path)
 {
-    FILE *fp = fopen(path, "rb");
-    assert_non_null(fp);
-    char *buf = calloc(1, 65536);
+    size_t len;
+    char *buf = xpb_test_read_file(path, &len);
     assert_non_null(buf);
-    size_t n = fread(buf, 1, 65535, fp);
-    buf[n] = '\0';
-    fclose(fp);
     return buf;
 }
 

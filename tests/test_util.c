@@ -1,0 +1,62 @@
+/* Helpers shared by the unit tests (tests/test_util.h). */
+#include "test_util.h"
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+char *xpb_test_read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    size_t cap = 4096, n = 0, got;
+    char *p = malloc(cap + 1);
+    while (p && (got = fread(p + n, 1, cap - n, f)) > 0) {
+        n += got;
+        if (n == cap) {
+            char *q = realloc(p, (cap *= 2) + 1);
+            if (!q) free(p);
+            p = q;
+        }
+    }
+    int bad = ferror(f);
+    fclose(f);
+    if (!p || bad) {
+        free(p);
+        return NULL;
+    }
+    p[n] = '\0';
+    *len = n;
+    return p;
+}
+
+static int is_xml(const struct dirent *de)
+{
+    size_t l = strlen(de->d_name);
+    return l > 4 && strcmp(de->d_name + l - 4, ".xml") == 0;
+}
+
+size_t xpb_test_each_xml(const char *dir, xpb_test_file_fn fn, void *ud)
+{
+    struct dirent **names = NULL;
+    int n = scandir(dir, &names, is_xml, alphasort);
+    if (n < 0) return (size_t)-1;
+    size_t done = 0;
+    for (int i = 0; i < n; i++) {
+        char path[4096];
+        size_t len = 0;
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]->d_name);
+        char *data = done != (size_t)-1 ? xpb_test_read_file(path, &len) : NULL;
+        if (data) {
+            fn(names[i]->d_name, data, len, ud);
+            free(data);
+            done++;
+        } else {
+            done = (size_t)-1;
+        }
+        free(names[i]);
+    }
+    free(names);
+    return done;
+}

@@ -1,0 +1,17 @@
+/* Helpers shared by the unit tests (linked into every xpb_test executable). */
+#ifndef XPB_TEST_UTIL_H
+#define XPB_TEST_UTIL_H
+
+#include <stddef.h>
+
+/* The whole file at path, malloc'ed, with a NUL after the *len bytes; NULL
+ * when it cannot be opened or read. */
+char *xpb_test_read_file(const char *path, size_t *len);
+
+/* Calls fn for every *.xml file in dir, in name order, with its bytes (valid
+ * during the call). Returns how many, or (size_t)-1 when the directory or a
+ * file cannot be read. */
+typedef void (*xpb_test_file_fn)(const char *name, const char *data, size_t len, void *ud);
+size_t xpb_test_each_xml(const char *dir, xpb_test_file_fn fn, void *ud);
+
+#endif

@@ -92,6 +92,7 @@ struct xpb_daemon {
     struct account *accounts;
     struct pending_iq *iqs;
     xpb_arena *arena, *rarena;
+    xpb_pack_plan *plan; /* sizes records for the byte counters (codec/pack.c) */
     xpb_buf xbuf;
     xpb_record_limits limits;
     unsigned queue_max, muc_ping_s;
@@ -433,7 +434,7 @@ static void on_stanza(struct account *a, const xpb_node *el, size_t xml)
     int k = kind_index(st->kind);
     d->ctr.stanzas[XPB_DIR_IN][k]++;
     d->ctr.bytes_xml[XPB_DIR_IN] += xml;
-    d->ctr.bytes_record[XPB_DIR_IN] += protobuf_c_message_get_packed_size(&st->base);
+    d->ctr.bytes_record[XPB_DIR_IN] += xpb_pack_plan_measure(d->plan, &st->base);
     if (st->kind == XPB__V1__KIND__KIND_IQ && (st->type == XPB__V1__STANZA_TYPE__TYPE_RESULT ||
                                                st->type == XPB__V1__STANZA_TYPE__TYPE_ERROR)) {
         struct pending_iq *p = pending_match(d, a, el);
@@ -574,7 +575,7 @@ static int send_for(struct account *a, xpb_bus_request *req, xpb_stanza *st, uin
     snprintf(idbuf, idlen, "%s", xpb_session_last_id(s));
     track_handle(a, *h, xpb_bus_request_id(req), idbuf);
     d->ctr.stanzas[XPB_DIR_OUT][kind_index(st->kind)]++;
-    d->ctr.bytes_record[XPB_DIR_OUT] += protobuf_c_message_get_packed_size(&st->base);
+    d->ctr.bytes_record[XPB_DIR_OUT] += xpb_pack_plan_measure(d->plan, &st->base);
     xpb_buf_reset(&d->xbuf);
     if (xpb_stanza_to_xml(&d->xbuf, st, XPB_NS_CLIENT, NULL, NULL, 0) == 0)
         d->ctr.bytes_xml[XPB_DIR_OUT] += d->xbuf.len;
@@ -1350,7 +1351,8 @@ static int daemon_init(xpb_daemon *d, struct event_base *base, const xpb_config 
     xpb_buf_init(&d->xbuf, 0);
     d->arena = xpb_arena_new(0);
     d->rarena = xpb_arena_new(0);
-    if (!d->arena || !d->rarena || daemon_events(d, cfg)) {
+    d->plan = xpb_pack_plan_new();
+    if (!d->arena || !d->rarena || !d->plan || daemon_events(d, cfg)) {
         snprintf(err, errlen, "out of memory");
         return XPB_ENOMEM;
     }
@@ -1532,6 +1534,7 @@ void xpb_daemon_free(xpb_daemon *d)
     if (d->ping_timer) event_free(d->ping_timer);
     if (d->shutdown_timer) event_free(d->shutdown_timer);
     xpb_arena_free(d->arena);
+    xpb_pack_plan_free(d->plan);
     xpb_arena_free(d->rarena);
     xpb_buf_free(&d->xbuf);
     free(d);

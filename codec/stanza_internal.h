@@ -51,7 +51,7 @@ extern XPB_INTERNAL const xpb_names xpb_kind_names, xpb_type_names, xpb_show_nam
 static inline int xpb_names_find(const xpb_names *t, const char *s)
 {
     for (size_t i = 1; i < t->n; i++)
-        if (strcmp(t->name[i], s) == 0) return (int)i;
+        if (t->name[i][0] == s[0] && strcmp(t->name[i], s) == 0) return (int)i;
     return 0;
 }
 
@@ -69,10 +69,12 @@ static inline bool xpb_condition_has_uri(int cond)
 }
 
 /* strcmp(a, b) == 0 with the first bytes compared inline: names met while
- * mapping mostly differ there, and the call is what costs. */
+ * mapping mostly differ there, and the call is what costs. The reader points
+ * common names at literals (reader.c common_name), which the linker merges
+ * with ours, so a match is often the same pointer. */
 static inline bool xpb_streq(const char *a, const char *b)
 {
-    return a[0] == b[0] && strcmp(a, b) == 0;
+    return a == b || (a[0] == b[0] && strcmp(a, b) == 0);
 }
 
 /* The stanza attributes with typed fields (RFC 6120 §8.1): unqualified type,

@@ -93,7 +93,6 @@ struct xpb_daemon {
     struct pending_iq *iqs;
     xpb_arena *arena, *rarena;
     xpb_pack_plan *plan; /* sizes records for the byte counters (codec/pack.c) */
-    xpb_buf xbuf;
     xpb_record_limits limits;
     unsigned queue_max, muc_ping_s;
     int compact_records; /* publish compact forms (docs/mapping.md §7) */
@@ -576,9 +575,7 @@ static int send_for(struct account *a, xpb_bus_request *req, xpb_stanza *st, uin
     track_handle(a, *h, xpb_bus_request_id(req), idbuf);
     d->ctr.stanzas[XPB_DIR_OUT][kind_index(st->kind)]++;
     d->ctr.bytes_record[XPB_DIR_OUT] += xpb_pack_plan_measure(d->plan, &st->base);
-    xpb_buf_reset(&d->xbuf);
-    if (xpb_stanza_to_xml(&d->xbuf, st, XPB_NS_CLIENT, NULL, NULL, 0) == 0)
-        d->ctr.bytes_xml[XPB_DIR_OUT] += d->xbuf.len;
+    d->ctr.bytes_xml[XPB_DIR_OUT] += xpb_session_last_bytes(s); /* as the session queued it */
     return 0;
 }
 
@@ -1348,7 +1345,6 @@ static int daemon_init(xpb_daemon *d, struct event_base *base, const xpb_config 
     d->muc_ping_s = cfg->muc_ping_s;
     d->compact_records = cfg->compact_records;
     d->limits.max_stanza_bytes = cfg->max_stanza_bytes;
-    xpb_buf_init(&d->xbuf, 0);
     d->arena = xpb_arena_new(0);
     d->rarena = xpb_arena_new(0);
     d->plan = xpb_pack_plan_new();
@@ -1536,7 +1532,6 @@ void xpb_daemon_free(xpb_daemon *d)
     xpb_arena_free(d->arena);
     xpb_pack_plan_free(d->plan);
     xpb_arena_free(d->rarena);
-    xpb_buf_free(&d->xbuf);
     free(d);
 }
 

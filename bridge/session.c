@@ -65,6 +65,7 @@ struct xpb_session {
     char iq_bind[32], iq_session[32], iq_roster[32], iq_ping[32];
     uint64_t iq_counter, id_counter, next_handle;
     char last_id[XPB_SESSION_ID_MAX];
+    size_t last_bytes; /* XML size of the stanza last accepted by xpb_session_send */
 
     /* XEP-0198 */
     int sm_on;                   /* enabled or resumed on this stream */
@@ -1452,8 +1453,10 @@ int xpb_session_send(xpb_session *s, const xpb_stanza *st, uint64_t *handle)
     int rc = xpb_stanza_to_xml(&b, &copy, is_ws(s) ? "" : XPB_NS_CLIENT, NULL, NULL, 0);
     uint64_t h = s->next_handle + 1;
     if (rc == 0) rc = item_insert(s, s->n_items, h, b.data, b.len);
+    size_t bytes = b.len;
     xpb_buf_free(&b);
     if (rc != 0) return rc;
+    s->last_bytes = bytes;
     s->next_handle = h;
     if (handle != NULL) *handle = h;
     flush_queue(s);
@@ -1495,6 +1498,8 @@ const char *xpb_session_state_name(xpb_session_state st)
 }
 
 const char *xpb_session_last_id(const xpb_session *s) { return s->last_id; }
+
+size_t xpb_session_last_bytes(const xpb_session *s) { return s->last_bytes; }
 
 const char *xpb_session_jid(const xpb_session *s) { return s->bound_jid; }
 

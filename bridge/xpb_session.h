@@ -167,6 +167,8 @@ void xpb_session_close(xpb_session *s);
 /* Added: the id of the stanza accepted by the last successful xpb_session_send
  * (the record's own or the generated one). Valid until the next send. */
 const char *xpb_session_last_id(const xpb_session *s);
+/* Added: the size of that stanza as XML on the wire, as queued. */
+size_t xpb_session_last_bytes(const xpb_session *s);
 /* Added: the bound full JID, or NULL before the first bind. */
 const char *xpb_session_jid(const xpb_session *s);
 

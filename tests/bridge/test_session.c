@@ -651,6 +651,14 @@ static void test_sm_enable_and_acks(void **state)
     assert_sent("<r xmlns='urn:xmpp:sm:3'/>"); /* ack_every = 3 (presence + 2) */
     assert_sent("id='fixed-id'");
     assert_string_equal(xpb_session_last_id(s), "fixed-id");
+    /* its size as queued: the bytes of that <message> element in the output */
+    const char *m = strstr(F.out.data, "<message"), *id = strstr(F.out.data, "id='fixed-id'");
+    assert_non_null(id);
+    for (const char *n; m && (n = strstr(m + 1, "<message")) && n < id;)
+        m = n; /* the last <message before the id */
+    const char *m_end = m ? strstr(m, "</message>") : NULL;
+    assert_non_null(m_end);
+    assert_int_equal(xpb_session_last_bytes(s), (size_t)(m_end + strlen("</message>") - m));
     int acked = count_events(XPB_SE_ACKED);
     feed(s, "<a xmlns='urn:xmpp:sm:3' h='2'/>"); /* presence + one */
     assert_int_equal(count_events(XPB_SE_ACKED), acked + 1);

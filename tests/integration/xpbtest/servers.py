@@ -38,11 +38,16 @@ def _hash_for(sasl):
 
 
 class Server:
-    """Common part. Subclasses fill in _write_config, _argv, register."""
+    """Common part. Subclasses fill in _write_config, _argv, register.
+
+    By default the servers offer SCRAM-SHA-1-PLUS too, as both ship: every
+    test then meets the -PLUS offer real deployments make (ejabberd 23.01
+    offers it even over TLS 1.3, where it refuses tls-exporter)."""
     kind = '?'
 
     def __init__(self, tmpdir, pki=None, domain=DOMAIN, cert='good',
-                 sasl=('SCRAM-SHA-1', 'SCRAM-SHA-256', 'PLAIN'), tls_required=True,
+                 sasl=('SCRAM-SHA-1', 'SCRAM-SHA-1-PLUS', 'SCRAM-SHA-256', 'PLAIN'),
+                 tls_required=True,
                  tls=True, smacks=True, websocket=True, debug=False, tls12_only=False):
         self.dir = os.path.join(tmpdir, self.kind)
         os.makedirs(self.dir, exist_ok=True)

@@ -47,11 +47,20 @@ extern XPB_INTERNAL const xpb_names xpb_kind_names, xpb_type_names, xpb_show_nam
     xpb_error_type_names, xpb_condition_names, xpb_chat_state_names, xpb_subscription_names,
     xpb_direction_names, xpb_affiliation_names, xpb_role_names, xpb_hash_names;
 
+/* strcmp(a, b) == 0 with the first bytes compared inline: names met while
+ * mapping mostly differ there, and the call is what costs. The reader points
+ * common names at literals (reader.c common_name), which the linker merges
+ * with ours, so a match is often the same pointer. */
+static inline bool xpb_streq(const char *a, const char *b)
+{
+    return a == b || (a[0] == b[0] && strcmp(a, b) == 0);
+}
+
 /* The enum value spelled s (exact, case-sensitive), or 0. */
 static inline int xpb_names_find(const xpb_names *t, const char *s)
 {
     for (size_t i = 1; i < t->n; i++)
-        if (t->name[i][0] == s[0] && strcmp(t->name[i], s) == 0) return (int)i;
+        if (xpb_streq(t->name[i], s)) return (int)i;
     return 0;
 }
 
@@ -66,15 +75,6 @@ static inline bool xpb_condition_has_uri(int cond)
 {
     return cond == XPB__V1__ERROR_CONDITION__CONDITION_GONE ||
            cond == XPB__V1__ERROR_CONDITION__CONDITION_REDIRECT;
-}
-
-/* strcmp(a, b) == 0 with the first bytes compared inline: names met while
- * mapping mostly differ there, and the call is what costs. The reader points
- * common names at literals (reader.c common_name), which the linker merges
- * with ours, so a match is often the same pointer. */
-static inline bool xpb_streq(const char *a, const char *b)
-{
-    return a == b || (a[0] == b[0] && strcmp(a, b) == 0);
 }
 
 /* The stanza attributes with typed fields (RFC 6120 §8.1): unqualified type,

@@ -1352,3 +1352,8 @@ const char *xpb_bus_requests_url(const xpb_bus *b)
 {
     return b->requests_url;
 }
+
+const char *xpb_bus_library_version(void)
+{
+    return nng_version();
+}

@@ -324,3 +324,8 @@ int xpb_dns_addr(xpb_dns *d, const char *host, uint16_t port, xpb_dns_addr_cb cb
     reschedule(d);
     return 0;
 }
+
+const char *xpb_dns_library_version(void)
+{
+    return ares_version(NULL);
+}

@@ -634,3 +634,10 @@ int xpb_loop_session_freeze(xpb_loop_session *ls)
     ls->link->ops->freeze(ls->link);
     return 0;
 }
+
+size_t xpb_loop_versions(char *buf, size_t len)
+{
+    int w = snprintf(buf, len, "libevent %s, %s, c-ares %s", event_get_version(),
+                     xpb_tls_library_version(), xpb_dns_library_version());
+    return w < 0 ? 0 : (size_t)w;
+}

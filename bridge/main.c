@@ -18,7 +18,9 @@
 #include "config.h"
 #include "daemon.h"
 #include "xpb_error.h"
+#include "xpb_bus.h"
 #include "xpb_loop.h"
+#include "xpb_xml.h"
 
 enum { EXIT_OK = 0, EXIT_RUNTIME = 1, EXIT_USAGE = 2 };
 
@@ -233,6 +235,16 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
     xpb_config_clear(&cfg);
 }
 
+/* The libraries that parse or carry untrusted input, as running (not as
+ * built against): an operator can tell which security update is in use. */
+static void library_versions(char *buf, size_t len)
+{
+    char codec[512], loop[256];
+    xpb_codec_versions(codec, sizeof codec);
+    xpb_loop_versions(loop, sizeof loop);
+    snprintf(buf, len, "%s, %s, NNG %s", codec, loop, xpb_bus_library_version());
+}
+
 static int run(const xpb_cli *cli, const xpb_config *cfg)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -246,6 +258,9 @@ static int run(const xpb_cli *cli, const xpb_config *cfg)
     struct event *sig_int = evsignal_new(base, SIGINT, on_term, &r);
     struct event *sig_hup = evsignal_new(base, SIGHUP, on_hup, &r);
     char err[1024] = "";
+    char libs[1024];
+    library_versions(libs, sizeof libs);
+    xpb_log(XPB_LOG_INFO, "xpbridge %s: libraries %s", XPB_VERSION_STRING, libs);
     int rc = xpb_daemon_new(&r.d, base, cfg, err, sizeof err);
     int status = EXIT_OK;
     if (rc != 0) {
@@ -284,7 +299,9 @@ int main(int argc, char **argv)
         return EXIT_OK;
     }
     if (cli.version) {
-        printf("xpbridge %s\n", XPB_VERSION_STRING);
+        char libs[1024];
+        library_versions(libs, sizeof libs);
+        printf("xpbridge %s\nlibraries: %s\n", XPB_VERSION_STRING, libs);
         return EXIT_OK;
     }
     xpb_config cfg;

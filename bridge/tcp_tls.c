@@ -443,3 +443,8 @@ int xpb_stream_new(xpb_link **out, const xpb_stream_params *p, const xpb_link_cb
     *out = &s->link;
     return 0;
 }
+
+const char *xpb_tls_library_version(void)
+{
+    return OpenSSL_version(OPENSSL_VERSION);
+}

@@ -176,4 +176,8 @@ void xpb_dns_cancel(xpb_dns_query *q);
  * c-ares takes it ("127.0.0.1:5353", "[::1]:53"). XPB_EINVAL when malformed. */
 int xpb_dns_set_servers(xpb_dns *d, const char *csv);
 
+/* The running OpenSSL and c-ares versions, for xpb_loop_versions. */
+const char *xpb_tls_library_version(void);
+const char *xpb_dns_library_version(void);
+
 #endif

@@ -98,4 +98,7 @@ const char *xpb_bus_requests_url(const xpb_bus *b);
  * the rule lives here once. 0, or XPB_ETOOBIG when out is too small. */
 int xpb_bus_default_url(const char *name, char *out, size_t outlen);
 
+/* The running NNG version ("1.5.2"). */
+const char *xpb_bus_library_version(void);
+
 #endif

@@ -70,4 +70,8 @@ const char *xpb_loop_session_name(const xpb_loop_session *ls);
 int xpb_loop_session_cut(xpb_loop_session *ls);
 int xpb_loop_session_freeze(xpb_loop_session *ls);
 
+/* Writes "libevent X, OpenSSL X, c-ares X" as the running libraries report
+ * them; returns the length the whole text needs, like snprintf. */
+size_t xpb_loop_versions(char *buf, size_t len);
+
 #endif

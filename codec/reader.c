@@ -3,6 +3,7 @@
  * refusal a distinct code plus a message naming the rule, limit and offset. */
 #include "xpb_error.h"
 #include "xpb_stanza.h" /* the namespace dictionary */
+#include "xpb_expat_compat.h"
 #include "xpb_xml.h"
 
 #include <expat.h>
@@ -681,13 +682,8 @@ static int parser_start(xpb_reader *r, xpb_reader_mode active)
     if (!r->p) return XPB_ENOMEM;
     r->active = active;
     XML_SetUserData(r->p, r);
-#if XPB_HAVE_XML_SETREPARSEDEFERRALENABLED
-    /* Deliver a stanza as soon as its last byte arrives: expat 2.6 (and
-     * Debian's 2.5.0-1+deb12u2 and later) defers reparsing a large token until
-     * more input arrives. An expat without the switch never defers, so the
-     * result is the same either way (docs/architecture.md, "expat"). */
-    XML_SetReparseDeferralEnabled(r->p, XML_FALSE);
-#endif
+    /* Deliver a stanza as soon as its last byte arrives. */
+    if (!xpb_expat_disable_deferral(r->p)) return XPB_ENOMEM;
     XML_SetElementHandler(r->p, on_start, on_end);
     XML_SetCharacterDataHandler(r->p, on_text);
     XML_SetCommentHandler(r->p, on_comment);

@@ -161,4 +161,9 @@ int xpb_xml_write_stream_header(xpb_buf *b, const char *from, const char *to, co
  * XPB_EUTF8 or XPB_EXMLCHAR otherwise, with *bad_offset set to the first bad byte. */
 int xpb_xml_check_text(const char *s, size_t len, size_t *bad_offset);
 
+/* Writes "expat X.Y.Z (feature list; reparse deferral), protobuf-c X.Y.Z" as
+ * the running libraries report them into buf (always NUL-terminated when len >
+ * 0) and returns the length the whole text needs, like snprintf. */
+size_t xpb_codec_versions(char *buf, size_t len);
+
 #endif

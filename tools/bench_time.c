@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "xpb_error.h"
+#include "xpb_expat_compat.h"
 
 const char *const bench_path_names[PATH_COUNT] = {
     "XML -> record -> bytes", "XML -> generic record -> bytes", "our reader alone",
@@ -145,9 +146,7 @@ static void pass_expat(bench_ctx *b)
      * our reader does (same encoding, no reparse deferral, so each chunk is
      * parsed when fed; an expat without the switch never defers). */
     XML_ParserReset(b->expat, "UTF-8");
-#if XPB_HAVE_XML_SETREPARSEDEFERRALENABLED
-    XML_SetReparseDeferralEnabled(b->expat, XML_FALSE);
-#endif
+    xpb_expat_disable_deferral(b->expat);
     XML_SetElementHandler(b->expat, x_start, x_end);
     XML_SetCharacterDataHandler(b->expat, x_chars);
     if (XML_Parse(b->expat, expat_root, (int)sizeof expat_root - 1, 0) != XML_STATUS_OK)

@@ -86,6 +86,7 @@ printf '%sxpbridge live demo%s — a person, the bridge and a backend, on this m
 step "Installing what is missing and building"
 . tools/deps.sh
 xpb_install_deps
+xpb_upgrade_parsers
 say "cmake release build in build/release (log: $tmp/build.log) ..."
 if ! { cmake -S . -B build/release -DCMAKE_BUILD_TYPE=RelWithDebInfo &&
        cmake --build build/release -j "$(nproc 2>/dev/null || echo 2)" --target xpbridge xpbctl

@@ -2,8 +2,10 @@
 # The whole test suite, from a fresh Debian 12 machine: installs what is
 # missing, builds a release and an ASan+UBSan build, runs every ctest test in
 # the release build and every unit test in the ASan build (the integration
-# tests against real Prosody/ejabberd run once, in the release build), runs each
-# libFuzzer target briefly, and runs cppcheck on our sources.
+# tests against real Prosody/ejabberd run once, in the release build), builds
+# the codec once more against an expat header without the reparse-deferral
+# switch (tools/check_expat_fallback.sh), runs each libFuzzer target briefly,
+# and runs cppcheck on our sources.
 #   XPB_FUZZ_SECONDS=600 bash tools/test.sh   # longer fuzzing
 #   XPB_SKIP_FUZZ=1 bash tools/test.sh        # no fuzzing
 set -euo pipefail
@@ -11,6 +13,7 @@ top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$top"
 . tools/deps.sh
 xpb_install_deps
+xpb_upgrade_parsers
 
 jobs=$(nproc 2>/dev/null || echo 2)
 step() { printf '\n==== %s ====\n' "$*"; }
@@ -19,6 +22,9 @@ step "release build + tests"
 cmake -S . -B build/release -DCMAKE_BUILD_TYPE=RelWithDebInfo -DXPB_WERROR=ON >/dev/null
 cmake --build build/release -j "$jobs"
 ctest --test-dir build/release --output-on-failure -j "$jobs"
+
+step "codec against an expat without XML_SetReparseDeferralEnabled"
+bash tools/check_expat_fallback.sh build/expat-fallback
 
 step "ASan+UBSan build + tests"
 cmake -S . -B build/asan -DCMAKE_BUILD_TYPE=Debug -DXPB_SANITIZE=ON >/dev/null

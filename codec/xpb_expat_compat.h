@@ -1,0 +1,36 @@
+/* Turns off expat's reparse deferral wherever the running library has it.
+ * Deferral (expat 2.6, and Debian's 2.5.0-1+deb12u2 and later) holds a large
+ * token back until more input arrives; we deliver a stanza in the feed call
+ * that carries its last byte, so it must be off (docs/architecture.md, "expat"). */
+#ifndef XPB_EXPAT_COMPAT_H
+#define XPB_EXPAT_COMPAT_H
+
+#include <expat.h>
+
+#if !XPB_HAVE_XML_SETREPARSEDEFERRALENABLED
+#include <dlfcn.h>
+#endif
+
+/* Returns 1 when deferral is off or the library has none, 0 when the switch
+ * failed. With a header that does not declare the switch, the running library
+ * may still have it (libexpat1 upgraded under an older build, where deferral is
+ * on by default), so it is looked up by name at run time. */
+static inline int xpb_expat_disable_deferral(XML_Parser p)
+{
+#if XPB_HAVE_XML_SETREPARSEDEFERRALENABLED
+    return XML_SetReparseDeferralEnabled(p, XML_FALSE) == XML_TRUE;
+#else
+    typedef XML_Bool (*set_fn)(XML_Parser, XML_Bool);
+    void *self = dlopen(NULL, RTLD_LAZY); /* the process's global symbols */
+    if (!self) return 1;
+    union {
+        void *obj;
+        set_fn fn;
+    } sym = {dlsym(self, "XML_SetReparseDeferralEnabled")};
+    int ok = !sym.obj || sym.fn(p, XML_FALSE) == XML_TRUE;
+    dlclose(self);
+    return ok;
+#endif
+}
+
+#endif

@@ -7,6 +7,8 @@
 set -euo pipefail
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${1:-$top/build/expat-fallback}
+mkdir -p "$build"
+build=$(cd "$build" && pwd) # -I must not depend on the compiler's directory
 inc=$build/expat-include
 header=${XPB_EXPAT_HEADER:-/usr/include/expat.h}
 mkdir -p "$inc"

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include "config.h"
 #include "xpb_bus.h"
+#include "xpb_log.h"
 #include "xpb_xml.h"
 
 #define XPB_VERSION_STRING "0.1.0"
@@ -16,13 +17,6 @@
 #define XPB_DAEMON_SELF_PING_TIMEOUT_MS 30000u
 #define XPB_DAEMON_MAX_PASSWORD 4096u       /* bytes of a password file */
 #define XPB_DAEMON_MAX_IQ_TIMEOUT_MS 600000u
-
-/* ---- logging (main.c) ------------------------------------------------------ */
-/* "2026-11-25T20:31:02Z info text" to stderr or the log file. Never pass
- * credentials. */
-void xpb_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void xpb_log_set_level(int level);
-int xpb_log_enabled(int level);
 
 /* ---- the daemon --------------------------------------------------------------- */
 typedef struct xpb_daemon xpb_daemon;

@@ -19,63 +19,18 @@
 #include "daemon.h"
 #include "xpb_error.h"
 #include "xpb_bus.h"
+#include "xpb_log.h"
 #include "xpb_loop.h"
 #include "xpb_xml.h"
 
 enum { EXIT_OK = 0, EXIT_RUNTIME = 1, EXIT_USAGE = 2 };
 
-/* ---- logging --------------------------------------------------------------------- */
-
-static struct {
-    int level;
-    FILE *out;
-} g_log = {XPB_LOG_INFO, NULL};
-
-void xpb_log_set_level(int level)
-{
-    g_log.level = level;
-}
-
-int xpb_log_enabled(int level)
-{
-    return level >= g_log.level;
-}
-
-void xpb_log(int level, const char *fmt, ...)
-{
-    if (level < g_log.level) return;
-    static const char *const names[] = {"debug", "info", "warn", "error"};
-    char ts[32];
-    time_t now = time(NULL);
-    struct tm tm;
-    gmtime_r(&now, &tm);
-    strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    char msg[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    /* One line per entry: a newline in server-supplied text must not forge one. */
-    for (char *p = msg; *p; p++)
-        if (*p == '\n' || *p == '\r') *p = ' ';
-    FILE *f = g_log.out ? g_log.out : stderr;
-    fprintf(f, "%s %s %s\n", ts, names[level < 0 ? 0 : level > 3 ? 3 : level], msg);
-    fflush(f);
-}
-
 static int open_log(const char *path)
 {
-    if (!path) return 0;
-    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
-    FILE *f = fd >= 0 ? fdopen(fd, "a") : NULL;
-    if (!f) {
-        fprintf(stderr, "xpbridge: cannot open log file %s: %s\n", path, strerror(errno));
-        if (fd >= 0) close(fd);
-        return -1;
-    }
-    if (g_log.out) fclose(g_log.out);
-    g_log.out = f;
-    return 0;
+    char err[512];
+    if (!path || xpb_log_open_file(path, err, sizeof err) == 0) return 0;
+    fprintf(stderr, "xpbridge: %s\n", err);
+    return -1;
 }
 
 /* ---- help ------------------------------------------------------------------------ */
@@ -330,6 +285,6 @@ int main(int argc, char **argv)
     }
     int status = run(&cli, &cfg);
     xpb_config_clear(&cfg);
-    if (g_log.out) fclose(g_log.out);
+    xpb_log_close_file();
     return status;
 }

@@ -5,6 +5,7 @@
 #ifndef XPB_LOOP_H
 #define XPB_LOOP_H
 
+#include "xpb_log.h" /* the levels */
 #include "xpb_session.h"
 
 struct event_base;
@@ -17,7 +18,6 @@ typedef struct xpb_loop_session xpb_loop_session;
  * on this session. */
 typedef void (*xpb_loop_event_cb)(void *ud, xpb_loop_session *ls, const xpb_session_event *ev);
 
-enum { XPB_LOG_DEBUG = 0, XPB_LOG_INFO = 1, XPB_LOG_WARN = 2, XPB_LOG_ERROR = 3 };
 /* Log lines never contain credentials. */
 typedef void (*xpb_loop_log_cb)(void *ud, int level, const char *session, const char *msg);
 

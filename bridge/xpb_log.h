@@ -1,0 +1,20 @@
+/* The process's logger, at the bottom of bridge/: every module may call it and
+ * it calls nothing above it. One line per entry, "TIMESTAMP LEVEL TEXT" (UTC),
+ * to stderr or to the file the executable chooses. Never pass credentials. */
+#ifndef XPB_LOG_H
+#define XPB_LOG_H
+
+#include <stddef.h>
+
+enum { XPB_LOG_DEBUG = 0, XPB_LOG_INFO = 1, XPB_LOG_WARN = 2, XPB_LOG_ERROR = 3 };
+
+void xpb_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void xpb_log_set_level(int level);
+int xpb_log_enabled(int level);
+/* Append to path (created 0640) instead of stderr; replaces an earlier file.
+ * 0, or -1 with err filled. */
+int xpb_log_open_file(const char *path, char *err, size_t errlen);
+/* Back to stderr; closes the file. */
+void xpb_log_close_file(void);
+
+#endif

@@ -74,4 +74,37 @@ int xpb_loop_session_freeze(xpb_loop_session *ls);
  * them; returns the length the whole text needs, like snprintf. */
 size_t xpb_loop_versions(char *buf, size_t len);
 
+/* ---- primitives for the modules above the loop ----------------------------------
+ * Each object belongs to one loop and is used from that loop's thread, except
+ * xpb_wake_signal, which any thread may call. Callbacks run on the loop thread. */
+
+/* One-shot timer: start (re)arms it to fire once after ms; stop disarms. */
+typedef struct xpb_timer xpb_timer;
+typedef void (*xpb_timer_cb)(void *ud);
+int xpb_timer_new(xpb_loop *l, xpb_timer_cb cb, void *ud, xpb_timer **out);
+void xpb_timer_start(xpb_timer *t, unsigned ms);
+void xpb_timer_stop(xpb_timer *t);
+int xpb_timer_pending(const xpb_timer *t);
+void xpb_timer_free(xpb_timer *t); /* NULL is fine */
+
+/* Calls cb whenever fd is readable, until freed. The fd stays the caller's. */
+typedef struct xpb_watch xpb_watch;
+typedef void (*xpb_watch_cb)(void *ud, int fd);
+int xpb_watch_new(xpb_loop *l, int fd, xpb_watch_cb cb, void *ud, xpb_watch **out);
+void xpb_watch_free(xpb_watch *w);
+
+/* A wake-up another thread can signal: cb runs once on the loop thread after
+ * one or more xpb_wake_signal calls (signals coalesce). */
+typedef struct xpb_wake xpb_wake;
+typedef void (*xpb_wake_cb)(void *ud);
+int xpb_wake_new(xpb_loop *l, xpb_wake_cb cb, void *ud, xpb_wake **out);
+void xpb_wake_signal(xpb_wake *w);
+void xpb_wake_free(xpb_wake *w);
+
+/* A POSIX signal delivered as a loop callback (SIGTERM, SIGHUP ...). */
+typedef struct xpb_signal xpb_signal;
+typedef void (*xpb_signal_cb)(void *ud, int signo);
+int xpb_signal_new(xpb_loop *l, int signo, xpb_signal_cb cb, void *ud, xpb_signal **out);
+void xpb_signal_free(xpb_signal *s);
+
 #endif

@@ -1,0 +1,156 @@
+/* The loop's primitives (bridge/loop_events.c): timers fire once and in
+ * order, stop disarms, a watch reports a readable fd, a wake-up signalled from
+ * another thread runs its callback on the loop, signals are delivered. */
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "xpb_error.h"
+#include "xpb_loop.h"
+
+typedef struct rec {
+    xpb_loop *l;
+    char order[16];
+    int n;
+    int stop_after;
+} rec;
+
+static void note(rec *r, char c)
+{
+    if (r->n < (int)sizeof r->order - 1) r->order[r->n++] = c;
+    if (r->n >= r->stop_after) xpb_loop_stop(r->l);
+}
+
+static void on_a(void *ud) { note(ud, 'a'); }
+static void on_b(void *ud) { note(ud, 'b'); }
+static void on_c(void *ud) { note(ud, 'c'); }
+
+static xpb_loop *new_loop(void)
+{
+    xpb_loop_config cfg = {0};
+    xpb_loop *l = NULL;
+    assert_int_equal(xpb_loop_new(&l, &cfg), 0);
+    return l;
+}
+
+static void test_timers_order_and_stop(void **state)
+{
+    (void)state;
+    rec r = {.l = new_loop(), .stop_after = 2};
+    xpb_timer *a, *b, *c;
+    assert_int_equal(xpb_timer_new(r.l, on_a, &r, &a), 0);
+    assert_int_equal(xpb_timer_new(r.l, on_b, &r, &b), 0);
+    assert_int_equal(xpb_timer_new(r.l, on_c, &r, &c), 0);
+    xpb_timer_start(b, 30);
+    xpb_timer_start(a, 5);
+    xpb_timer_start(c, 15);
+    assert_true(xpb_timer_pending(c));
+    xpb_timer_stop(c); /* never fires */
+    assert_false(xpb_timer_pending(c));
+    assert_int_equal(xpb_loop_run(r.l), 0);
+    r.order[r.n] = '\0';
+    assert_string_equal(r.order, "ab");
+    assert_false(xpb_timer_pending(a));
+    /* Re-arming a fired timer fires it again. */
+    r.stop_after = 3;
+    xpb_timer_start(a, 1);
+    assert_int_equal(xpb_loop_run(r.l), 0);
+    r.order[r.n] = '\0';
+    assert_string_equal(r.order, "aba");
+    xpb_timer_free(a);
+    xpb_timer_free(b);
+    xpb_timer_free(c);
+    xpb_timer_free(NULL);
+    xpb_loop_free(r.l);
+}
+
+static void on_readable(void *ud, int fd)
+{
+    char buf[8];
+    assert_true(read(fd, buf, sizeof buf) > 0);
+    note(ud, 'w');
+}
+
+static void test_watch(void **state)
+{
+    (void)state;
+    rec r = {.l = new_loop(), .stop_after = 1};
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    xpb_watch *w;
+    assert_int_equal(xpb_watch_new(r.l, p[0], on_readable, &r, &w), 0);
+    assert_int_equal(write(p[1], "x", 1), 1);
+    assert_int_equal(xpb_loop_run(r.l), 0);
+    assert_int_equal(r.n, 1);
+    assert_int_equal(r.order[0], 'w');
+    assert_int_equal(xpb_watch_new(r.l, -1, on_readable, &r, &w), XPB_EINVAL);
+    xpb_watch_free(w);
+    close(p[0]);
+    close(p[1]);
+    xpb_loop_free(r.l);
+}
+
+static void on_woken(void *ud) { note(ud, 'k'); }
+
+static void *signal_many(void *arg)
+{
+    for (int i = 0; i < 1000; i++) xpb_wake_signal(arg);
+    return NULL;
+}
+
+static void test_wake_from_threads(void **state)
+{
+    (void)state;
+    rec r = {.l = new_loop(), .stop_after = 1};
+    xpb_wake *w;
+    assert_int_equal(xpb_wake_new(r.l, on_woken, &r, &w), 0);
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++) assert_int_equal(pthread_create(&t[i], NULL, signal_many, w), 0);
+    for (int i = 0; i < 4; i++) pthread_join(t[i], NULL);
+    /* 4000 signals before the loop ran: they coalesce into one callback. */
+    assert_int_equal(xpb_loop_run(r.l), 0);
+    assert_int_equal(r.n, 1);
+    /* And a later signal wakes it again. */
+    r.stop_after = 2;
+    xpb_wake_signal(w);
+    assert_int_equal(xpb_loop_run(r.l), 0);
+    assert_int_equal(r.n, 2);
+    xpb_wake_free(w);
+    xpb_loop_free(r.l);
+}
+
+static void on_sig(void *ud, int signo)
+{
+    assert_int_equal(signo, SIGUSR1);
+    note(ud, 's');
+}
+
+static void test_signal(void **state)
+{
+    (void)state;
+    rec r = {.l = new_loop(), .stop_after = 1};
+    xpb_signal *s;
+    assert_int_equal(xpb_signal_new(r.l, SIGUSR1, on_sig, &r, &s), 0);
+    assert_int_equal(raise(SIGUSR1), 0);
+    assert_int_equal(xpb_loop_run(r.l), 0);
+    assert_int_equal(r.n, 1);
+    xpb_signal_free(s);
+    xpb_loop_free(r.l);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_timers_order_and_stop),
+        cmocka_unit_test(test_watch),
+        cmocka_unit_test(test_wake_from_threads),
+        cmocka_unit_test(test_signal),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

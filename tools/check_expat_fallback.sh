@@ -25,6 +25,9 @@ if grep -q XML_SetReparseDeferralEnabled "$inc/expat.h"; then
     exit 1
 fi
 
+# A fresh configure: the detection's result is cached, and a cache from an
+# earlier run with another include path would hide what this header does.
+rm -f "$build/CMakeCache.txt"
 cmake -S "$top" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DXPB_WERROR=ON -DXPB_LTO=OFF \
     -DCMAKE_C_FLAGS="-I$inc" >/dev/null
 have=$(sed -n 's/^XPB_HAVE_XML_SETREPARSEDEFERRALENABLED:INTERNAL=//p' "$build/CMakeCache.txt")

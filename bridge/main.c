@@ -13,10 +13,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <event2/event.h>
-
 #include "config.h"
 #include "daemon.h"
+#include "notify.h"
 #include "xpb_error.h"
 #include "xpb_bus.h"
 #include "xpb_log.h"
@@ -161,20 +160,19 @@ static int check_password_files(const xpb_config *cfg)
 struct run {
     xpb_daemon *d;
     const xpb_cli *cli;
+    xpb_notify *notify;
 };
 
-static void on_term(evutil_socket_t sig, short what, void *arg)
+static void on_term(void *ud, int sig)
 {
-    struct run *r = arg;
-    (void)what;
+    struct run *r = ud;
     xpb_log(XPB_LOG_INFO, "signal %s: shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    xpb_notify_stopping(r->notify);
     xpb_daemon_shutdown(r->d);
 }
 
-static void on_hup(evutil_socket_t sig, short what, void *arg)
+static void reload(struct run *r)
 {
-    struct run *r = arg;
-    (void)sig, (void)what;
     if (!r->cli->config_file) {
         xpb_log(XPB_LOG_INFO, "SIGHUP: no --config to reload");
         return;
@@ -190,6 +188,34 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
     xpb_config_clear(&cfg);
 }
 
+static void on_hup(void *ud, int sig)
+{
+    struct run *r = ud;
+    (void)sig;
+    xpb_notify_reloading(r->notify);
+    reload(r);
+    xpb_notify_ready(r->notify); /* the reload is over, applied or refused */
+}
+
+/* SIGUSR1: reopen --log-file after logrotate moved it. */
+static void on_usr1(void *ud, int sig)
+{
+    char err[512];
+    (void)ud, (void)sig;
+    if (xpb_log_reopen(err, sizeof err) != 0)
+        xpb_log(XPB_LOG_ERROR, "SIGUSR1: %s; still writing to the old file", err);
+    else
+        xpb_log(XPB_LOG_INFO, "SIGUSR1: log file reopened");
+}
+
+static void service_status(void *ud, char *buf, size_t len)
+{
+    struct run *r = ud;
+    xpb_daemon_counters c;
+    xpb_daemon_get_counters(r->d, &c);
+    snprintf(buf, len, "%u of %u sessions online", c.sessions[XPB_MST_ONLINE], c.n_accounts);
+}
+
 /* The libraries that parse or carry untrusted input, as running (not as
  * built against): an operator can tell which security update is in use. */
 static void library_versions(char *buf, size_t len)
@@ -200,29 +226,46 @@ static void library_versions(char *buf, size_t len)
     snprintf(buf, len, "%s, %s, NNG %s", codec, loop, xpb_bus_library_version());
 }
 
+enum { SIG_TERM, SIG_INT, SIG_HUP, SIG_USR1, SIG_COUNT };
+
+static int install_signals(xpb_loop *loop, struct run *r, xpb_signal *sigs[SIG_COUNT])
+{
+    static const struct {
+        int signo;
+        xpb_signal_cb cb;
+    } table[SIG_COUNT] = {
+        [SIG_TERM] = {SIGTERM, on_term},
+        [SIG_INT] = {SIGINT, on_term},
+        [SIG_HUP] = {SIGHUP, on_hup},
+        [SIG_USR1] = {SIGUSR1, on_usr1},
+    };
+    for (int i = 0; i < SIG_COUNT; i++)
+        if (xpb_signal_new(loop, table[i].signo, table[i].cb, r, &sigs[i]) != 0) return -1;
+    return 0;
+}
+
 static int run(const xpb_cli *cli, const xpb_config *cfg)
 {
     signal(SIGPIPE, SIG_IGN);
-    struct event_base *base = event_base_new();
-    if (!base) {
+    xpb_loop_config lc = {0};
+    xpb_loop *loop = NULL;
+    if (xpb_loop_new(&loop, &lc) != 0) {
         xpb_log(XPB_LOG_ERROR, "cannot create the event loop");
         return EXIT_RUNTIME;
     }
-    struct run r = {NULL, cli};
-    struct event *sig_term = evsignal_new(base, SIGTERM, on_term, &r);
-    struct event *sig_int = evsignal_new(base, SIGINT, on_term, &r);
-    struct event *sig_hup = evsignal_new(base, SIGHUP, on_hup, &r);
+    struct run r = {NULL, cli, NULL};
+    xpb_signal *sigs[SIG_COUNT] = {NULL};
     char err[1024] = "";
     char libs[1024];
     library_versions(libs, sizeof libs);
     xpb_log(XPB_LOG_INFO, "xpbridge %s: libraries %s", XPB_VERSION_STRING, libs);
-    int rc = xpb_daemon_new(&r.d, base, cfg, err, sizeof err);
+    int rc = xpb_daemon_new(&r.d, xpb_loop_base(loop), cfg, err, sizeof err);
     int status = EXIT_OK;
     if (rc != 0) {
         xpb_log(XPB_LOG_ERROR, "xpbridge: %s", err[0] ? err : xpb_strerror(rc));
         status = EXIT_RUNTIME;
-    } else if (!sig_term || !sig_int || !sig_hup || event_add(sig_term, NULL) ||
-               event_add(sig_int, NULL) || event_add(sig_hup, NULL)) {
+    } else if (install_signals(loop, &r, sigs) != 0 ||
+               xpb_notify_new(&r.notify, loop, service_status, &r) != 0) {
         xpb_log(XPB_LOG_ERROR, "xpbridge: cannot install signal handlers");
         status = EXIT_RUNTIME;
     } else {
@@ -231,13 +274,13 @@ static int run(const xpb_cli *cli, const xpb_config *cfg)
         xpb_log(XPB_LOG_INFO, "xpbridge: ready events %s requests %s metrics %s (%zu accounts)",
                 xpb_daemon_events_url(r.d), xpb_daemon_requests_url(r.d),
                 metrics_on ? ml : "off", cfg->n_accounts);
-        event_base_dispatch(base);
+        xpb_notify_ready(r.notify);
+        xpb_loop_run(loop);
     }
     xpb_daemon_free(r.d);
-    if (sig_term) event_free(sig_term);
-    if (sig_int) event_free(sig_int);
-    if (sig_hup) event_free(sig_hup);
-    event_base_free(base);
+    xpb_notify_free(r.notify);
+    for (int i = 0; i < SIG_COUNT; i++) xpb_signal_free(sigs[i]);
+    xpb_loop_free(loop);
     return status;
 }
 
@@ -278,6 +321,7 @@ int main(int argc, char **argv)
         xpb_config_clear(&cfg);
         return bad ? EXIT_USAGE : EXIT_OK;
     }
+    xpb_log_init();
     xpb_log_set_level(cfg.log_level);
     if (open_log(cfg.log_file) != 0) {
         xpb_config_clear(&cfg);

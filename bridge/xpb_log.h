@@ -16,5 +16,12 @@ int xpb_log_enabled(int level);
 int xpb_log_open_file(const char *path, char *err, size_t errlen);
 /* Back to stderr; closes the file. */
 void xpb_log_close_file(void);
+/* Closes and opens the file again (SIGUSR1, after logrotate moved it); the
+ * old file stays in use when the new one cannot be opened. 0 or -1 with err. */
+int xpb_log_reopen(char *err, size_t errlen);
+/* Looks at JOURNAL_STREAM once at start-up: when stderr is the journal, lines
+ * to stderr get "<N>" priority prefixes and no timestamp. */
+void xpb_log_init(void);
+int xpb_log_to_journal(void);
 
 #endif

@@ -3,7 +3,7 @@
  * refusal a distinct code plus a message naming the rule, limit and offset. */
 #include "xpb_error.h"
 #include "xpb_stanza.h" /* the namespace dictionary */
-#include "xpb_expat_compat.h"
+#include "expat_compat.h"
 #include "xpb_xml.h"
 
 #include <expat.h>

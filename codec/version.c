@@ -7,7 +7,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 
-#include "xpb_expat_compat.h"
+#include "expat_compat.h"
 
 /* The reparse deferral switch: in the header we built with, found in the
  * running library only, or absent (an expat that never defers). */

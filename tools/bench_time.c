@@ -10,7 +10,7 @@
 #include <time.h>
 
 #include "xpb_error.h"
-#include "xpb_expat_compat.h"
+#include "expat_compat.h"
 
 const char *const bench_path_names[PATH_COUNT] = {
     "XML -> record -> bytes", "XML -> generic record -> bytes", "our reader alone",

@@ -2,8 +2,8 @@
  * Deferral (expat 2.6, and Debian's 2.5.0-1+deb12u2 and later) holds a large
  * token back until more input arrives; we deliver a stanza in the feed call
  * that carries its last byte, so it must be off (docs/architecture.md, "expat"). */
-#ifndef XPB_EXPAT_COMPAT_H
-#define XPB_EXPAT_COMPAT_H
+#ifndef XPB_CODEC_EXPAT_COMPAT_H
+#define XPB_CODEC_EXPAT_COMPAT_H
 
 #include <expat.h>
 

@@ -126,6 +126,7 @@ static void say(char *why, size_t len, const char *fmt, ...)
 static void drop(xpb_trust_verdict *v, xpb_trust_reason r)
 {
     v->publish = 0;
+    v->trust = 0;
     v->answer = XPB_ANSWER_NONE;
     v->reason = r;
 }

@@ -41,6 +41,7 @@ struct handle_ent {
 struct room {
     struct room *next;
     char *room, *nick, *password;
+    char *norm;            /* room normalised (RFC 7622), made on first use; NULL: not yet */
     int history;
 };
 
@@ -435,12 +436,20 @@ static int trust_mam_query(void *ud, const char *queryid, const char **archive)
     return 0;
 }
 
+/* One normalisation of the sender per stanza, none per room after the first
+ * use: an account in many rooms costs string compares only. */
 static int trust_room_joined(void *ud, const char *room)
 {
-    const struct account *a = ud;
-    for (const struct room *r = a->rooms; r; r = r->next)
-        if (xpb_jid_equal(r->room, room)) return 1;
-    return 0;
+    struct account *a = ud;
+    char *norm = NULL;
+    int found = 0;
+    if (!a->rooms || xpb_jid_normalize(room, strlen(room), &norm, NULL, 0) != 0) return 0;
+    for (struct room *r = a->rooms; r && !found; r = r->next) {
+        if (!r->norm) xpb_jid_normalize(r->room, strlen(r->room), &r->norm, NULL, 0);
+        found = r->norm && strcmp(r->norm, norm) == 0;
+    }
+    free(norm);
+    return found;
 }
 
 static void trust_ctx(struct account *a, xpb_trust_ctx *ctx)
@@ -864,6 +873,7 @@ static void account_free(struct account *a)
         free(r->room);
         free(r->nick);
         free(r->password);
+        free(r->norm);
         free(r);
     }
     if (a->close_timer) event_free(a->close_timer);

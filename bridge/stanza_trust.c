@@ -67,11 +67,18 @@ static int streq(const char *a, const char *b)
     return a && b && strcmp(a, b) == 0;
 }
 
+/* RFC 7622 comparison; the byte compare first spares the normalisation on the
+ * common path (the server echoes the JIDs it bound). */
+static int jid_eq(const char *a, const char *b)
+{
+    return streq(a, b) || xpb_jid_equal(a, b);
+}
+
 /* from names our account itself: absent (RFC 6120 §8.1.2.1: the stanza is from
  * the user's account) or our bare JID. */
 static int from_own_bare(const xpb_trust_ctx *ctx, const char *from)
 {
-    return !from || xpb_jid_equal(from, ctx->bare);
+    return !from || jid_eq(from, ctx->bare);
 }
 
 /* The bare part of jid into buf ("" when it does not fit). */
@@ -142,12 +149,12 @@ static void answer(xpb_trust_verdict *v, xpb_trust_reason r, xpb_trust_answer a)
 
 int xpb_trust_peer_matches(const xpb_trust_ctx *ctx, const char *peer, const char *from)
 {
-    if (!peer || xpb_jid_equal(peer, ctx->bare)) {
+    if (!peer || jid_eq(peer, ctx->bare)) {
         if (!from) return 1;
-        return xpb_jid_equal(from, ctx->bare) || xpb_jid_equal(from, domain_of(ctx->bare)) ||
-               (ctx->full && xpb_jid_equal(from, ctx->full));
+        return jid_eq(from, ctx->bare) || jid_eq(from, domain_of(ctx->bare)) ||
+               (ctx->full && jid_eq(from, ctx->full));
     }
-    return from && xpb_jid_equal(from, peer);
+    return from && jid_eq(from, peer);
 }
 
 /* RFC 6120 §8.1.1: a client accepts stanzas addressed to its account. */
@@ -155,7 +162,7 @@ static int check_to(const xpb_trust_ctx *ctx, const xpb_node *el, xpb_trust_verd
                     char *why, size_t len)
 {
     const char *to = attr(el, "to");
-    if (to && !xpb_jid_equal(to, ctx->bare) && !(ctx->full && xpb_jid_equal(to, ctx->full))) {
+    if (to && !jid_eq(to, ctx->bare) && !(ctx->full && jid_eq(to, ctx->full))) {
         drop(v, XPB_TR_TO_NOT_ACCOUNT);
         say(why, len, "dropped %s: to %s is neither our bare nor our full JID (RFC 6120 §8.1.1)",
             el->name, to);
@@ -169,7 +176,7 @@ static int check_to(const xpb_trust_ctx *ctx, const xpb_node *el, xpb_trust_verd
 static void check_carbon(const xpb_trust_ctx *ctx, const char *from, xpb_trust_verdict *v,
                          char *why, size_t len)
 {
-    if (from && xpb_jid_equal(from, ctx->bare)) {
+    if (from && jid_eq(from, ctx->bare)) {
         v->trust |= XPB_TRUST_CARBON_OWN_ACCOUNT;
         return;
     }
@@ -191,7 +198,7 @@ static void check_mam(const xpb_trust_ctx *ctx, const xpb_node *result, const ch
             nz(qid), nz(from));
         return;
     }
-    int ok = archive && !xpb_jid_equal(archive, ctx->bare) ? from && xpb_jid_equal(from, archive)
+    int ok = archive && !jid_eq(archive, ctx->bare) ? from && jid_eq(from, archive)
                                                           : from_own_bare(ctx, from);
     if (ok) {
         v->trust |= XPB_TRUST_MAM_RESULT_OURS;

@@ -158,8 +158,8 @@ int xpb_trust_peer_matches(const xpb_trust_ctx *ctx, const char *peer, const cha
 }
 
 /* RFC 6120 §8.1.1: a client accepts stanzas addressed to its account. */
-static int check_to(const xpb_trust_ctx *ctx, const xpb_node *el, xpb_trust_verdict *v,
-                    char *why, size_t len)
+static int check_to(const xpb_trust_ctx *ctx, const xpb_node *el, xpb_trust_verdict *v, char *why,
+                    size_t len)
 {
     const char *to = attr(el, "to");
     if (to && !jid_eq(to, ctx->bare) && !(ctx->full && jid_eq(to, ctx->full))) {
@@ -199,7 +199,7 @@ static void check_mam(const xpb_trust_ctx *ctx, const xpb_node *result, const ch
         return;
     }
     int ok = archive && !jid_eq(archive, ctx->bare) ? from && jid_eq(from, archive)
-                                                          : from_own_bare(ctx, from);
+                                                    : from_own_bare(ctx, from);
     if (ok) {
         v->trust |= XPB_TRUST_MAM_RESULT_OURS;
         return;
@@ -220,8 +220,8 @@ static void classify_message(const xpb_trust_ctx *ctx, const xpb_node *el, const
 
 /* XEP-0045 §7.2.2 / §10.1.1: self-presence (110) and "room created" (201)
  * mean something only for a room we asked to join. */
-static void classify_presence(const xpb_node *el, const char *from, xpb_trust_verdict *v,
-                              char *why, size_t len)
+static void classify_presence(const xpb_node *el, const char *from, xpb_trust_verdict *v, char *why,
+                              size_t len)
 {
     const xpb_node *x = xpb_node_child(el, NS_MUC_USER, "x");
     int self = 0, created = 0;
@@ -236,8 +236,9 @@ static void classify_presence(const xpb_node *el, const char *from, xpb_trust_ve
         return;
     }
     v->reason = XPB_TR_MUC_SELF_NOT_JOINED;
-    say(why, len, "self-presence from %s: a room we never joined; published without "
-                  "muc-room-joined and not acted on (XEP-0045 §7.2.2)",
+    say(why, len,
+        "self-presence from %s: a room we never joined; published without "
+        "muc-room-joined and not acted on (XEP-0045 §7.2.2)",
         nz(from));
 }
 
@@ -258,8 +259,9 @@ static void classify_response(const xpb_trust_ctx *ctx, const char *id, const ch
         return;
     }
     drop(v, XPB_TR_IQ_RESPONSE_WRONG_PEER);
-    say(why, len, "dropped iq response: id %s is pending for another JID, not %s "
-                  "(RFC 6120 §8.2.3)",
+    say(why, len,
+        "dropped iq response: id %s is pending for another JID, not %s "
+        "(RFC 6120 §8.2.3)",
         id, nz(from));
 }
 
@@ -272,8 +274,8 @@ static int passthrough(const xpb_trust_ctx *ctx, const char *ns)
 
 /* RFC 6121 §2.1.6: a roster push is ignored unless from is absent or our
  * bare JID; a genuine one is answered with a result. */
-static void classify_roster_push(const xpb_trust_ctx *ctx, const char *from,
-                                 xpb_trust_verdict *v, char *why, size_t len)
+static void classify_roster_push(const xpb_trust_ctx *ctx, const char *from, xpb_trust_verdict *v,
+                                 char *why, size_t len)
 {
     if (from_own_bare(ctx, from)) {
         v->trust |= XPB_TRUST_ROSTER_PUSH_OWN;
@@ -282,8 +284,8 @@ static void classify_roster_push(const xpb_trust_ctx *ctx, const char *from,
         return;
     }
     drop(v, XPB_TR_ROSTER_PUSH_FOREIGN);
-    say(why, len, "dropped roster push: from %s is not our bare JID %s (RFC 6121 §2.1.6)",
-        nz(from), ctx->bare);
+    say(why, len, "dropped roster push: from %s is not our bare JID %s (RFC 6121 §2.1.6)", nz(from),
+        ctx->bare);
 }
 
 /* RFC 6120 §8.2.3 / §8.4: every get or set gets a result or an error. */
@@ -293,8 +295,9 @@ static void classify_request(const xpb_trust_ctx *ctx, const xpb_node *el, const
     const xpb_node *q;
     if (element_children(el, &q) != 1) {
         answer(v, XPB_TR_IQ_BAD_PAYLOAD, XPB_ANSWER_BAD_REQUEST);
-        say(why, len, "answered bad-request: iq %s from %s has not exactly one child "
-                      "(RFC 6120 §8.2.3)",
+        say(why, len,
+            "answered bad-request: iq %s from %s has not exactly one child "
+            "(RFC 6120 §8.2.3)",
             type, nz(from));
         return;
     }
@@ -306,15 +309,17 @@ static void classify_request(const xpb_trust_ctx *ctx, const xpb_node *el, const
     } else if (get && streq(q->ns, NS_PING) && streq(q->name, "ping")) {
         answer(v, XPB_TR_IQ_PING, XPB_ANSWER_RESULT);
     } else if (get && streq(q->ns, NS_DISCO_INFO) && streq(q->name, "query")) {
-        if (attr(q, "node")) answer(v, XPB_TR_IQ_DISCO_NODE, XPB_ANSWER_ITEM_NOT_FOUND);
-        else answer(v, XPB_TR_IQ_DISCO_INFO, XPB_ANSWER_DISCO_INFO);
-    } else if (get && ctx->answer_version && streq(q->ns, NS_VERSION) &&
-               streq(q->name, "query")) {
+        if (attr(q, "node"))
+            answer(v, XPB_TR_IQ_DISCO_NODE, XPB_ANSWER_ITEM_NOT_FOUND);
+        else
+            answer(v, XPB_TR_IQ_DISCO_INFO, XPB_ANSWER_DISCO_INFO);
+    } else if (get && ctx->answer_version && streq(q->ns, NS_VERSION) && streq(q->name, "query")) {
         answer(v, XPB_TR_IQ_VERSION, XPB_ANSWER_VERSION);
     } else {
         answer(v, XPB_TR_IQ_UNHANDLED, XPB_ANSWER_SERVICE_UNAVAILABLE);
-        say(why, len, "answered service-unavailable: no handler for %s from %s (RFC 6120 §8.4; "
-                      "list the namespace in iq.passthrough for a backend to answer it)",
+        say(why, len,
+            "answered service-unavailable: no handler for %s from %s (RFC 6120 §8.4; "
+            "list the namespace in iq.passthrough for a backend to answer it)",
             nz(q->ns), nz(from));
     }
 }
@@ -344,9 +349,12 @@ void xpb_trust_classify(const xpb_trust_ctx *ctx, const xpb_node *el, xpb_trust_
     if (!check_to(ctx, el, v, why, whylen)) return;
     const char *from = attr(el, "from");
     if (room_joined(ctx, from)) v->trust |= XPB_TRUST_MUC_ROOM_JOINED;
-    if (strcmp(el->name, "message") == 0) classify_message(ctx, el, from, v, why, whylen);
-    else if (strcmp(el->name, "presence") == 0) classify_presence(el, from, v, why, whylen);
-    else if (strcmp(el->name, "iq") == 0) classify_iq(ctx, el, from, v, why, whylen);
+    if (strcmp(el->name, "message") == 0)
+        classify_message(ctx, el, from, v, why, whylen);
+    else if (strcmp(el->name, "presence") == 0)
+        classify_presence(el, from, v, why, whylen);
+    else if (strcmp(el->name, "iq") == 0)
+        classify_iq(ctx, el, from, v, why, whylen);
 }
 
 /* ---- outbound MAM queries ---------------------------------------------------------- */
@@ -404,7 +412,8 @@ static Xpb__V1__DiscoInfo *disco_info_of(xpb_arena *a, const xpb_trust_ctx *ctx)
     Xpb__V1__DiscoInfo__Identity *id = xpb_arena_calloc(a, sizeof *id);
     Xpb__V1__DiscoInfo__Identity **ids = xpb_arena_calloc(a, sizeof *ids);
     size_t nf = 0;
-    while (xpb_trust_features[nf]) nf++;
+    while (xpb_trust_features[nf])
+        nf++;
     size_t total = nf + (ctx->answer_version ? 1 : 0) + ctx->n_passthrough;
     char **f = xpb_arena_calloc(a, total * sizeof *f);
     if (!di || !id || !ids || !f) return NULL;
@@ -416,7 +425,8 @@ static Xpb__V1__DiscoInfo *disco_info_of(xpb_arena *a, const xpb_trust_ctx *ctx)
     ids[0] = id;
     di->n_identity = 1;
     di->identity = ids;
-    for (size_t i = 0; i < nf; i++) f[di->n_feature++] = (char *)xpb_trust_features[i];
+    for (size_t i = 0; i < nf; i++)
+        f[di->n_feature++] = (char *)xpb_trust_features[i];
     if (ctx->answer_version) f[di->n_feature++] = NS_VERSION;
     for (size_t i = 0; i < ctx->n_passthrough; i++)
         f[di->n_feature++] = (char *)ctx->passthrough[i];
@@ -493,7 +503,8 @@ xpb_stanza *xpb_trust_build_answer(xpb_arena *a, const xpb_trust_ctx *ctx, const
         st->type = XPB__V1__STANZA_TYPE__TYPE_ERROR;
         if (!(st->error = error_of(a, v->answer))) return NULL;
         break;
-    default: break;
+    default:
+        break;
     }
     return st;
 }

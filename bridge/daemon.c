@@ -443,11 +443,13 @@ static int trust_room_joined(void *ud, const char *room)
     struct account *a = ud;
     char *norm = NULL;
     int found = 0;
-    if (!a->rooms || xpb_jid_normalize(room, strlen(room), &norm, NULL, 0) != 0) return 0;
-    for (struct room *r = a->rooms; r && !found; r = r->next) {
+    for (struct room *r = a->rooms; r; r = r->next) {
         if (!r->norm) xpb_jid_normalize(r->room, strlen(r->room), &r->norm, NULL, 0);
-        found = r->norm && strcmp(r->norm, norm) == 0;
+        if (r->norm && strcmp(r->norm, room) == 0) return 1; /* servers send it normalised */
     }
+    if (!a->rooms || xpb_jid_normalize(room, strlen(room), &norm, NULL, 0) != 0) return 0;
+    for (struct room *r = a->rooms; r && !found; r = r->next)
+        found = r->norm && strcmp(r->norm, norm) == 0;
     free(norm);
     return found;
 }

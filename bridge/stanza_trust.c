@@ -162,7 +162,9 @@ static int check_to(const xpb_trust_ctx *ctx, const xpb_node *el, xpb_trust_verd
                     size_t len)
 {
     const char *to = attr(el, "to");
-    if (to && !jid_eq(to, ctx->bare) && !(ctx->full && jid_eq(to, ctx->full))) {
+    int ours = !to || streq(to, ctx->full) || streq(to, ctx->bare) || jid_eq(to, ctx->bare) ||
+               (ctx->full && jid_eq(to, ctx->full));
+    if (!ours) {
         drop(v, XPB_TR_TO_NOT_ACCOUNT);
         say(why, len, "dropped %s: to %s is neither our bare nor our full JID (RFC 6120 §8.1.1)",
             el->name, to);

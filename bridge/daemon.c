@@ -1,7 +1,8 @@
 /* The daemon core: one account per bridged JID, each with its session on the
  * shared loop; session events become bus events, bus requests become stanzas.
- * iq responses are matched to the request that sent them by (account, id,
- * peer); MUC rooms are rejoined after every fresh bind (XEP-0045 §7.2) and
+ * Every inbound stanza passes the trust rules (stanza_trust.c) first: it is
+ * published with what they verified, dropped, or answered. iq responses are
+ * matched to the request that sent them by (account, id, peer); MUC rooms are rejoined after every fresh bind (XEP-0045 §7.2) and
  * checked with XEP-0410 self-pings. Runs entirely on the loop thread. */
 #define _DEFAULT_SOURCE /* explicit_bzero */
 #include "daemon.h"

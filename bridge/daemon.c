@@ -2,8 +2,9 @@
  * shared loop; session events become bus events, bus requests become stanzas.
  * Every inbound stanza passes the trust rules (stanza_trust.c) first: it is
  * published with what they verified, dropped, or answered. iq responses are
- * matched to the request that sent them by (account, id, peer); MUC rooms are rejoined after every fresh bind (XEP-0045 §7.2) and
- * checked with XEP-0410 self-pings. Runs entirely on the loop thread. */
+ * matched to the request that sent them by (account, id, peer); MUC rooms
+ * are rejoined after every fresh bind (XEP-0045 §7.2) and checked with
+ * XEP-0410 self-pings. Runs entirely on the loop thread. */
 #define _DEFAULT_SOURCE /* explicit_bzero */
 #include "daemon.h"
 

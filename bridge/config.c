@@ -78,6 +78,8 @@ void xpb_config_clear(xpb_config *c)
     free(c->requests_url);
     free(c->private_dir);
     free(c->metrics_listen);
+    for (size_t i = 0; i < c->n_iq_passthrough; i++) free(c->iq_passthrough[i]);
+    free(c->iq_passthrough);
     for (size_t i = 0; i < c->n_accounts; i++) xpb_account_cfg_clear(&c->accounts[i]);
     free(c->accounts);
     memset(c, 0, sizeof *c);
@@ -468,13 +470,49 @@ static int parse_accounts(pctx *p, const config_setting_t *root, xpb_config *c)
     return 0;
 }
 
+/* iq { answer_version = false; passthrough = [ "urn:example:ns", ... ]; } */
+static int parse_passthrough(pctx *p, const config_setting_t *l, xpb_config *c)
+{
+    if (!config_setting_is_array(l) && !config_setting_is_list(l))
+        return fail_at(p, l, "iq.passthrough must be a list of namespaces: [ \"urn:...\" ]");
+    int n = config_setting_length(l);
+    if ((unsigned)n > XPB_CONFIG_MAX_IQ_PASSTHROUGH)
+        return fail_at(p, l, "iq.passthrough: more than %u namespaces",
+                       XPB_CONFIG_MAX_IQ_PASSTHROUGH);
+    if (n == 0) return 0;
+    if (!(c->iq_passthrough = calloc((size_t)n, sizeof *c->iq_passthrough))) return XPB_ENOMEM;
+    for (int i = 0; i < n; i++) {
+        const config_setting_t *e = config_setting_get_elem(l, (unsigned)i);
+        const char *v = config_setting_get_string(e);
+        if (!v || !v[0])
+            return fail_at(p, e, "iq.passthrough: each entry is a namespace string");
+        if (!(c->iq_passthrough[i] = strdup(v))) return XPB_ENOMEM;
+        c->n_iq_passthrough++;
+    }
+    return 0;
+}
+
+static int parse_iq(pctx *p, const config_setting_t *root, xpb_config *c)
+{
+    static const char *const keys[] = {"answer_version", "passthrough", NULL};
+    const config_setting_t *g;
+    int rc = group_of(p, root, "iq", &g);
+    if (rc || !g) return rc;
+    if ((rc = check_keys(p, g, "iq", keys))) return rc;
+    rc = get_bool(p, g, "answer_version", &c->iq_answer_version);
+    const config_setting_t *l = config_setting_get_member(g, "passthrough");
+    if (!rc && l) rc = parse_passthrough(p, l, c);
+    return rc;
+}
+
 static int parse_root(pctx *p, const config_setting_t *root, xpb_config *c)
 {
-    static const char *const keys[] = {"log", "bus", "metrics", "limits", "accounts", NULL};
+    static const char *const keys[] = {"log", "bus", "metrics", "limits", "iq", "accounts", NULL};
     int rc = check_keys(p, root, "the top level", keys);
     if (!rc) rc = parse_log(p, root, c);
     if (!rc) rc = parse_bus(p, root, c);
     if (!rc) rc = parse_metrics_limits(p, root, c);
+    if (!rc) rc = parse_iq(p, root, c);
     if (!rc) rc = parse_accounts(p, root, c);
     return rc;
 }

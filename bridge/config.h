@@ -10,6 +10,7 @@
 #define XPB_CONFIG_DEFAULT_MUC_PING_S 300u   /* XEP-0410 self-ping every 5 min */
 #define XPB_CONFIG_MAX_ACCOUNTS 10000u
 #define XPB_CONFIG_MAX_ROOMS 1000u           /* per account */
+#define XPB_CONFIG_MAX_IQ_PASSTHROUGH 64u    /* iq.passthrough namespaces */
 
 enum { XPB_CFG_LOG_DEBUG = 0, XPB_CFG_LOG_INFO, XPB_CFG_LOG_WARN, XPB_CFG_LOG_ERROR };
 
@@ -51,6 +52,9 @@ typedef struct xpb_config {
     unsigned queue_max;
     size_t max_stanza_bytes;
     unsigned muc_ping_s;  /* 0 disables the self-ping */
+    int iq_answer_version; /* iq.answer_version: answer jabber:iq:version (XEP-0092) */
+    char **iq_passthrough; /* iq.passthrough: get/set namespaces backends answer */
+    size_t n_iq_passthrough;
     xpb_account_cfg *accounts;
     size_t n_accounts;
 } xpb_config;

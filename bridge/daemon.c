@@ -1,8 +1,10 @@
 /* The daemon core: one account per bridged JID, each with its session on the
  * shared loop; session events become bus events, bus requests become stanzas.
- * iq responses are matched to the request that sent them by (account, id,
- * peer); MUC rooms are rejoined after every fresh bind (XEP-0045 §7.2) and
- * checked with XEP-0410 self-pings. Runs entirely on the loop thread. */
+ * Every inbound stanza passes the trust rules (stanza_trust.c) first: it is
+ * published with what they verified, dropped, or answered. iq responses are
+ * matched to the request that sent them by (account, id, peer); MUC rooms
+ * are rejoined after every fresh bind (XEP-0045 §7.2) and checked with
+ * XEP-0410 self-pings. Runs entirely on the loop thread. */
 #define _DEFAULT_SOURCE /* explicit_bzero */
 #include "daemon.h"
 
@@ -24,6 +26,7 @@
 #include "xpb_loop.h"
 #include "xpb_session.h"
 #include "xpb_stanza.h"
+#include "stanza_trust.h"
 
 typedef Xpb__V1__SessionState__State pub_state;
 
@@ -40,6 +43,7 @@ struct handle_ent {
 struct room {
     struct room *next;
     char *room, *nick, *password;
+    char *norm;            /* room normalised (RFC 7622), made on first use; NULL: not yet */
     int history;
 };
 
@@ -54,6 +58,7 @@ struct pending_iq {
     struct event *timer;
     unsigned timeout_ms;
     char *room;            /* self-ping: the room */
+    char *mam_qid;         /* a MAM query (XEP-0313): its queryid, "" none; NULL: not MAM */
 };
 
 struct closer {
@@ -102,12 +107,16 @@ struct xpb_daemon {
     int shutting_down;
     time_t started;
     uint64_t iq_counter;
+    int iq_answer_version;  /* iq.answer_version */
+    char **iq_passthrough;  /* iq.passthrough */
+    size_t n_iq_passthrough;
 };
 
 static void rejoin_rooms(struct account *a);
 static void resend_presence(struct account *a);
 static void accept_instant_room(struct account *a, const xpb_node *el);
 static void join_one(struct account *a, const struct room *r);
+static int send_own(struct account *a, const xpb_stanza *st);
 
 /* ---- small helpers ------------------------------------------------------------ */
 
@@ -134,6 +143,14 @@ static int kind_index(Xpb__V1__Kind k)
     case XPB__V1__KIND__KIND_IQ: return XPB_KIND_IQ;
     default: return XPB_KIND_OTHER;
     }
+}
+
+static int kind_of_name(const char *name)
+{
+    return strcmp(name, "message") == 0    ? XPB_KIND_MESSAGE
+           : strcmp(name, "presence") == 0 ? XPB_KIND_PRESENCE
+           : strcmp(name, "iq") == 0       ? XPB_KIND_IQ
+                                           : XPB_KIND_OTHER;
 }
 
 static struct account *find_account(xpb_daemon *d, const char *name)
@@ -287,6 +304,7 @@ static void pending_free(xpb_daemon *d, struct pending_iq *p)
     free(p->id);
     free(p->peer);
     free(p->room);
+    free(p->mam_qid);
     free(p);
 }
 
@@ -342,29 +360,12 @@ static void pending_drop_account(xpb_daemon *d, const struct account *a, const c
     }
 }
 
-/* RFC 6120 §10.1: a response comes from the entity the request went to; a
- * request without 'to' went to the account itself (its server answers for it). */
-static int peer_matches(const struct pending_iq *p, const char *from)
+/* The n-th pending iq of account a with this id (stanza_trust.h iq_pending). */
+static struct pending_iq *pending_nth(xpb_daemon *d, const struct account *a, const char *id,
+                                      size_t n)
 {
-    const struct account *a = p->acc;
-    if (!p->peer || xpb_jid_equal(p->peer, a->name)) {
-        if (!from) return 1;
-        const char *at = strchr(a->name, '@');
-        return xpb_jid_equal(from, a->name) || (at && xpb_jid_equal(from, at + 1)) ||
-               (a->full_jid && xpb_jid_equal(from, a->full_jid));
-    }
-    return from && xpb_jid_equal(from, p->peer);
-}
-
-static struct pending_iq *pending_match(xpb_daemon *d, const struct account *a, const xpb_node *el)
-{
-    const xpb_attr *id = xpb_node_attr(el, "", "id");
-    const xpb_attr *from = xpb_node_attr(el, "", "from");
-    if (!id) return NULL;
     for (struct pending_iq *p = d->iqs; p; p = p->next)
-        if (p->acc == a && strcmp(p->id, id->value) == 0 &&
-            peer_matches(p, from ? from->value : NULL))
-            return p;
+        if (p->acc == a && strcmp(p->id, id) == 0 && n-- == 0) return p;
     return NULL;
 }
 
@@ -416,10 +417,94 @@ static void resolve(struct pending_iq *p, xpb_stanza *st)
 
 /* ---- session events ------------------------------------------------------------------ */
 
-/* xml: the stanza's size as the server sent it. */
+/* ---- inbound trust (bridge/stanza_trust.c) ------------------------------------- */
+
+static int trust_iq_pending(void *ud, const char *id, size_t n, const char **peer)
+{
+    struct account *a = ud;
+    struct pending_iq *p = pending_nth(a->d, a, id, n);
+    if (p) *peer = p->peer;
+    return p != NULL;
+}
+
+static int trust_mam_query(void *ud, const char *queryid, const char **archive)
+{
+    struct account *a = ud;
+    for (struct pending_iq *p = a->d->iqs; p; p = p->next)
+        if (p->acc == a && p->mam_qid && strcmp(p->mam_qid, queryid) == 0) {
+            *archive = p->peer;
+            return 1;
+        }
+    return 0;
+}
+
+/* One normalisation of the sender per stanza, none per room after the first
+ * use: an account in many rooms costs string compares only. */
+static int trust_room_joined(void *ud, const char *room)
+{
+    struct account *a = ud;
+    char *norm = NULL;
+    int found = 0;
+    for (struct room *r = a->rooms; r; r = r->next) {
+        if (!r->norm) xpb_jid_normalize(r->room, strlen(r->room), &r->norm, NULL, 0);
+        if (r->norm && strcmp(r->norm, room) == 0) return 1; /* servers send it normalised */
+    }
+    if (!a->rooms || xpb_jid_normalize(room, strlen(room), &norm, NULL, 0) != 0) return 0;
+    for (struct room *r = a->rooms; r && !found; r = r->next)
+        found = r->norm && strcmp(r->norm, norm) == 0;
+    free(norm);
+    return found;
+}
+
+static void trust_ctx(struct account *a, xpb_trust_ctx *ctx)
+{
+    memset(ctx, 0, sizeof *ctx);
+    ctx->bare = a->name;
+    ctx->full = a->full_jid;
+    ctx->iq_pending = trust_iq_pending;
+    ctx->mam_query = trust_mam_query;
+    ctx->room_joined = trust_room_joined;
+    ctx->ud = a;
+    ctx->passthrough = (const char *const *)a->d->iq_passthrough;
+    ctx->n_passthrough = a->d->n_iq_passthrough;
+    ctx->answer_version = a->d->iq_answer_version;
+    ctx->version = XPB_VERSION_STRING;
+}
+
+/* Count, log and answer what the trust rules decided; 1 when el is published. */
+static int apply_verdict(struct account *a, const xpb_trust_ctx *ctx, const xpb_node *el,
+                         const xpb_trust_verdict *v, const char *why)
+{
+    xpb_daemon *d = a->d;
+    d->ctr.trust[v->reason]++;
+    if (why[0]) xpb_log(XPB_LOG_DEBUG, "session %s: %s", a->name, why);
+    if (v->answer != XPB_ANSWER_NONE) {
+        xpb_arena_reset(d->arena);
+        xpb_stanza *ans = xpb_trust_build_answer(d->arena, ctx, el, v);
+        if (ans) send_own(a, ans);
+        else xpb_log(XPB_LOG_WARN, "session %s: cannot build the iq answer: out of memory", a->name);
+    }
+    if (v->muc_created) accept_instant_room(a, el);
+    return v->publish;
+}
+
+/* xml: the stanza's size as the server sent it. The trust rules run first:
+ * a stanza is published only as what they verified (Event.trust). */
 static void on_stanza(struct account *a, const xpb_node *el, size_t xml)
 {
     xpb_daemon *d = a->d;
+    xpb_trust_ctx ctx;
+    xpb_trust_verdict v;
+    char why[512];
+    trust_ctx(a, &ctx);
+    xpb_trust_classify(&ctx, el, &v, why, sizeof why);
+    struct pending_iq *p =
+        v.iq_match >= 0 ? pending_nth(d, a, xpb_node_attr(el, "", "id")->value, (size_t)v.iq_match)
+                        : NULL;
+    /* Every stanza received counts, whatever its verdict. */
+    d->ctr.stanzas[XPB_DIR_IN][kind_of_name(el->name)]++;
+    d->ctr.bytes_xml[XPB_DIR_IN] += xml;
+    if (!apply_verdict(a, &ctx, el, &v, why)) return;
     xpb_arena_reset(d->arena);
     xpb_stanza *st = NULL;
     /* Plain records by default: every id and JID as the text it was, so a
@@ -430,21 +515,14 @@ static void on_stanza(struct account *a, const xpb_node *el, size_t xml)
         xpb_log(XPB_LOG_WARN, "session %s: stanza not mapped: %s", a->name, xpb_strerror(rc));
         return;
     }
-    int k = kind_index(st->kind);
-    d->ctr.stanzas[XPB_DIR_IN][k]++;
-    d->ctr.bytes_xml[XPB_DIR_IN] += xml;
     d->ctr.bytes_record[XPB_DIR_IN] += xpb_pack_plan_measure(d->plan, &st->base);
-    if (st->kind == XPB__V1__KIND__KIND_IQ && (st->type == XPB__V1__STANZA_TYPE__TYPE_RESULT ||
-                                               st->type == XPB__V1__STANZA_TYPE__TYPE_ERROR)) {
-        struct pending_iq *p = pending_match(d, a, el);
-        if (p) resolve(p, st);
-    }
-    if (st->kind == XPB__V1__KIND__KIND_PRESENCE) accept_instant_room(a, el);
+    if (p) resolve(p, st);
     Xpb__V1__Event ev = XPB__V1__EVENT__INIT;
     ev.body_case = XPB__V1__EVENT__BODY_STANZA;
     ev.stanza = st;
-    ev.has_xml_bytes = 1;
+    ev.has_xml_bytes = ev.has_trust = 1;
     ev.xml_bytes = (uint32_t)xml;
+    ev.trust = v.trust;
     publish(d, kind_name(st->kind), a->name, &ev);
 }
 
@@ -646,7 +724,8 @@ static void rejoin_rooms(struct account *a)
 
 /* XEP-0045 §10.1.2: a room we just created (status 201 on our own presence,
  * 110) stays locked until its owner configures it; accept the default
- * configuration ("instant room") so the join completes. */
+ * configuration ("instant room") so the join completes. Called only when the
+ * trust rules found the room among the ones we asked to join (muc_created). */
 static void accept_instant_room(struct account *a, const xpb_node *el)
 {
     /* Read the tree, not the record: servers order <item/> and <status/>
@@ -798,6 +877,7 @@ static void account_free(struct account *a)
         free(r->room);
         free(r->nick);
         free(r->password);
+        free(r->norm);
         free(r);
     }
     if (a->close_timer) event_free(a->close_timer);
@@ -965,8 +1045,14 @@ static void req_iq(struct account *a, xpb_bus_request *req, const Xpb__V1__SendI
     if (ms > XPB_DAEMON_MAX_IQ_TIMEOUT_MS) ms = XPB_DAEMON_MAX_IQ_TIMEOUT_MS;
     uint64_t h;
     if (send_for(a, req, &st, &h, id, sizeof id) != 0) return;
-    if (!pending_add(a, IQ_USER, id, st.to, req, ms))
-        xpb_bus_reply_error(req, XPB__V1__ERROR_CODE__ERR_INTERNAL, "out of memory");
+    struct pending_iq *p = pending_add(a, IQ_USER, id, st.to, req, ms);
+    const char *qid;
+    /* XEP-0313 §5: its results are trusted only with this queryid, from st.to. */
+    if (p && xpb_trust_mam_queryid(&st, &qid) && !(p->mam_qid = strdup(qid))) {
+        pending_free(d, p);
+        p = NULL;
+    }
+    if (!p) xpb_bus_reply_error(req, XPB__V1__ERROR_CODE__ERR_INTERNAL, "out of memory");
 }
 
 static void req_roster(struct account *a, xpb_bus_request *req)
@@ -1345,6 +1431,17 @@ static int daemon_init(xpb_daemon *d, struct event_base *base, const xpb_config 
     d->muc_ping_s = cfg->muc_ping_s;
     d->compact_records = cfg->compact_records;
     d->limits.max_stanza_bytes = cfg->max_stanza_bytes;
+    d->iq_answer_version = cfg->iq_answer_version;
+    if (cfg->n_iq_passthrough &&
+        !(d->iq_passthrough = calloc(cfg->n_iq_passthrough, sizeof *d->iq_passthrough))) {
+        snprintf(err, errlen, "out of memory");
+        return XPB_ENOMEM;
+    }
+    for (size_t i = 0; i < cfg->n_iq_passthrough; i++, d->n_iq_passthrough++)
+        if (!(d->iq_passthrough[i] = strdup(cfg->iq_passthrough[i]))) {
+            snprintf(err, errlen, "out of memory");
+            return XPB_ENOMEM;
+        }
     d->arena = xpb_arena_new(0);
     d->rarena = xpb_arena_new(0);
     d->plan = xpb_pack_plan_new();
@@ -1532,6 +1629,8 @@ void xpb_daemon_free(xpb_daemon *d)
     xpb_arena_free(d->arena);
     xpb_pack_plan_free(d->plan);
     xpb_arena_free(d->rarena);
+    for (size_t i = 0; i < d->n_iq_passthrough; i++) free(d->iq_passthrough[i]);
+    free(d->iq_passthrough);
     free(d);
 }
 

@@ -11,6 +11,7 @@
 #include "xpb_bus.h"
 #include "xpb_log.h"
 #include "xpb_xml.h"
+#include "stanza_trust.h"
 
 #define XPB_VERSION_STRING "0.1.0"
 #define XPB_DAEMON_CLOSE_WAIT_MS 3000u      /* close / shutdown: wait this long for sessions */
@@ -44,6 +45,7 @@ typedef struct xpb_daemon_counters {
     uint64_t stanzas[2][XPB_KIND_COUNT];
     uint64_t bytes_xml[2], bytes_record[2];
     uint64_t reconnects, resumptions;  /* summed over sessions, removed ones included */
+    uint64_t trust[XPB_TR_COUNT];      /* inbound stanzas by trust verdict reason */
     unsigned sessions[XPB_MST_COUNT];
     unsigned n_accounts;
     int bus_up;

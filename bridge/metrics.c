@@ -106,6 +106,18 @@ static int render_traffic(xpb_buf *b, const xpb_daemon_counters *c)
     return rc;
 }
 
+/* The inbound trust verdicts (bridge/stanza_trust.h, docs/security.md). */
+static int render_trust(xpb_buf *b, const xpb_daemon_counters *c)
+{
+    int rc = head(b, "xpb_inbound_trust_total", "counter",
+                  "Received stanzas by the trust rule that decided them: published, dropped, "
+                  "answered by the bridge, or published marked (docs/security.md).");
+    for (int r = 0; r < XPB_TR_COUNT && !rc; r++)
+        rc = put(b, "xpb_inbound_trust_total{rule=\"%s\",action=\"%s\"} %" PRIu64 "\n",
+                 xpb_trust_reason_name(r), xpb_trust_reason_action(r), c->trust[r]);
+    return rc;
+}
+
 static int counter(xpb_buf *b, const char *name, const char *help, uint64_t v)
 {
     int rc = head(b, name, "counter", help);
@@ -145,6 +157,7 @@ int xpb_metrics_render(xpb_daemon *d, xpb_buf *out)
     xpb_daemon_get_bus_stats(d, &bs);
     int rc = render_sessions(d, out, &c);
     if (!rc) rc = render_traffic(out, &c);
+    if (!rc) rc = render_trust(out, &c);
     if (!rc) rc = render_bus(out, &bs);
     return rc;
 }

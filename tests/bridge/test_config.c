@@ -300,6 +300,43 @@ static void test_names(void **state)
     assert_int_equal(xpb_config_transport("plain"), -1);
 }
 
+/* iq { answer_version; passthrough } (docs/configuration.md, `iq`). */
+static void test_iq_group(void **state)
+{
+    (void)state;
+    xpb_config c;
+    char err[512] = "";
+    assert_int_equal(xpb_config_parse_string(&c, "", "empty.conf", err, sizeof err), 0);
+    assert_int_equal(c.iq_answer_version, 0); /* off by default (XEP-0092 §6) */
+    assert_int_equal(c.n_iq_passthrough, 0);
+    xpb_config_clear(&c);
+    assert_int_equal(xpb_config_parse_string(&c,
+                                             "iq = { answer_version = true;\n"
+                                             " passthrough = [ \"urn:a\", \"urn:b\" ]; };",
+                                             "iq.conf", err, sizeof err),
+                     0);
+    assert_int_equal(c.iq_answer_version, 1);
+    assert_int_equal(c.n_iq_passthrough, 2);
+    assert_string_equal(c.iq_passthrough[0], "urn:a");
+    assert_string_equal(c.iq_passthrough[1], "urn:b");
+    xpb_config_clear(&c);
+    static const struct bad_case bad[] = {
+        {"iq = { passthrough = \"urn:a\"; };",
+         "bad.conf:1: iq.passthrough must be a list of namespaces: [ \"urn:...\" ]"},
+        {"iq = {\n passthrough = [ \"\" ]; };",
+         "bad.conf:2: iq.passthrough: each entry is a namespace string"},
+        {"iq = { passthrough = ( 1 ); };",
+         "bad.conf:1: iq.passthrough: each entry is a namespace string"},
+        {"iq = { answer_version = \"yes\"; };", "bad.conf:1: answer_version must be true or false"},
+        {"iq = { version = true; };", "bad.conf:1: unknown setting 'version' in iq"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int rc = xpb_config_parse_string(&c, bad[i].text, "bad.conf", err, sizeof err);
+        if (rc != XPB_EINVAL || strcmp(err, bad[i].err) != 0)
+            fail_msg("iq case %zu: rc %d, err \"%s\"; expected \"%s\"", i, rc, err, bad[i].err);
+    }
+}
+
 /* The shipped example must stay valid. */
 static void test_example_file(void **state)
 {
@@ -319,7 +356,7 @@ int main(void)
         cmocka_unit_test(test_bad_configs),   cmocka_unit_test(test_load_file),
         cmocka_unit_test(test_flags_override), cmocka_unit_test(test_bad_flags),
         cmocka_unit_test(test_account_equal), cmocka_unit_test(test_names),
-        cmocka_unit_test(test_example_file),
+        cmocka_unit_test(test_example_file),  cmocka_unit_test(test_iq_group),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -152,7 +152,8 @@ static int store_list(const parser *p, const xpbctl_opt *o, const char *val, xpb
 {
     if (l->n >= (size_t)o->max || l->n >= XPBCTL_LIST_MAX) {
         if (o->kind == XPBCTL_WORDS)
-            return usage_errorf(p, NULL, "too many %s words (at most %lld): quote them as one",
+            return usage_errorf(p, NULL,
+                                "too many %s words (at most %lld): quote them to pass one argument",
                                 o->arg, o->max);
         return usage_errorf(p, val, "too many %s (at most %lld)", o->name, o->max);
     }

@@ -190,32 +190,17 @@ static void slot_set(xpb_bus_request *s, enum slot_state st)
  * Endpoints: private directory, loopback rule, stale ipc sockets
  * ====================================================================== */
 
-/* Only an absolute $XDG_RUNTIME_DIR counts (XDG Base Directory spec). */
-static const char *runtime_dir(void)
-{
-    const char *xdg = getenv("XDG_RUNTIME_DIR");
-    return xdg != NULL && xdg[0] == '/' ? xdg : NULL;
-}
-
+/* The default directory's rule is shared with clients (bus_wire.c). */
 static int private_dir_path(const xpb_bus_config *cfg, char **out)
 {
-    const char *xdg = runtime_dir();
+    char dir[4096];
     if (cfg->private_dir != NULL)
         *out = dup_str(cfg->private_dir);
-    else if (xdg != NULL)
-        *out = dup_printf("%s/xpbridge", xdg);
+    else if (xpb_bus_default_dir(dir, sizeof dir) != 0)
+        return XPB_ETOOBIG;
     else
-        *out = dup_printf("/tmp/xpbridge-%lu", (unsigned long)geteuid());
+        *out = dup_str(dir);
     return *out == NULL ? XPB_ENOMEM : 0;
-}
-
-int xpb_bus_default_url(const char *name, char *out, size_t outlen)
-{
-    const char *xdg = runtime_dir();
-    int n = xdg != NULL ? snprintf(out, outlen, "ipc://%s/xpbridge/%s", xdg, name)
-                        : snprintf(out, outlen, "ipc:///tmp/xpbridge-%lu/%s",
-                                   (unsigned long)geteuid(), name);
-    return n < 0 || (size_t)n >= outlen ? XPB_ETOOBIG : 0;
 }
 
 /* The directory holds the ipc sockets, whose permissions are the only access

@@ -8,11 +8,11 @@
 #define XPB_BUS_H
 
 #include "xpb/v1/bus.pb-c.h"
+#include "xpb_bus_wire.h" /* API version, default endpoints, topics */
 #include <event2/event.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#define XPB_BUS_API_VERSION 1u
 #define XPB_BUS_DEFAULT_MAX_REQUEST (1024u * 1024u) /* NNG_OPT_RECVMAXSZ on REP */
 #define XPB_BUS_DEFAULT_BATCH_MAX 64u               /* events per NNG message */
 #define XPB_BUS_DEFAULT_BATCH_FLUSH_US 2000u        /* flush a partial batch after this */
@@ -21,7 +21,6 @@
 #define XPB_BUS_DEFAULT_BATCH_BYTES                                                                \
     (256u * 1024u)                  /* bytes per NNG message (a bigger                             \
                                        single event goes alone) */
-#define XPB_BUS_MAX_REQUEST_ID 128u /* bytes of Request.request_id */
 #define XPB_BUS_PUB_SENDBUF                                                                        \
     256                              /* batches queued per subscriber                              \
                                         before PUB drops the oldest */
@@ -92,11 +91,6 @@ void xpb_bus_get_stats(const xpb_bus *b, xpb_bus_stats *out);
 /* The URLs actually bound (after defaults). */
 const char *xpb_bus_events_url(const xpb_bus *b);
 const char *xpb_bus_requests_url(const xpb_bus *b);
-/* The URL a bus binds for name ("events" or "requests") when none is
- * configured and private_dir is unset: ipc://$XDG_RUNTIME_DIR/xpbridge/NAME,
- * or ipc:///tmp/xpbridge-UID/NAME. xpbctl uses it to find the daemon, so
- * the rule lives here once. 0, or XPB_ETOOBIG when out is too small. */
-int xpb_bus_default_url(const char *name, char *out, size_t outlen);
 
 /* The running NNG version ("1.5.2"). */
 const char *xpb_bus_library_version(void);

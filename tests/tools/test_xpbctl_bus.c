@@ -1,6 +1,7 @@
 /* xpbctl's bus commands end to end: the built xpbctl is spawned against a
  * scripted fake bridge (raw NNG REP and PUB sockets on ipc:// in a temporary
- * directory); we assert the Request it sent, its output and its exit status. */
+ * directory); we assert the Request it sent, its output and its exit status,
+ * and the generated help pages and usage errors. */
 #define _XOPEN_SOURCE 700 /* mkdtemp, realpath, nanosleep */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -35,7 +36,8 @@
 
 extern char **environ;
 
-#define WAIT_MS 5000 /* the longest any step may take (ASan included) */
+#define WAIT_MS 5000       /* the longest any step may take (ASan included) */
+#define SPAWN_MAX_ARGS 300 /* send's 256 BODY words and then some */
 
 typedef struct fake {
     char dir[64];
@@ -105,7 +107,7 @@ static int teardown(void **state)
  * fake's URLs and a generous timeout come first (later options override). */
 static void spawn_ctl(fake *f, run *r, const char *const *args, bool bus, char **envp)
 {
-    const char *argv[64];
+    const char *argv[SPAWN_MAX_ARGS];
     size_t n = 0;
     argv[n++] = XPBCTL_PATH;
     argv[n++] = args[0];
@@ -116,7 +118,7 @@ static void spawn_ctl(fake *f, run *r, const char *const *args, bool bus, char *
             argv[n++] = common[i];
     }
     for (size_t i = 1; args[i]; i++) {
-        assert_true(n < 62);
+        assert_true(n < SPAWN_MAX_ARGS - 2);
         argv[n++] = args[i];
     }
     argv[n] = NULL;
@@ -1023,6 +1025,250 @@ static void test_tail_json_and_sizes(void **state)
     run_free(&r);
 }
 
+/* ---- options before the command, generated help, limits ------------------------ */
+/* `xpbctl --requests URL --timeout MS send ...`: the global options before
+ * the command reach it; given again after it, the later one wins. */
+static void test_options_before_command(void **state)
+{
+    fake *f = *state;
+    run r;
+    Xpb__V1__SendResult sent = XPB__V1__SEND_RESULT__INIT;
+    Xpb__V1__Response resp = XPB__V1__RESPONSE__INIT;
+    sent.stanza_id = "m9";
+    resp.result_case = XPB__V1__RESPONSE__RESULT_SENT;
+    resp.sent = &sent;
+    const char *args[] = {"--requests", f->req_url, "--timeout", "5000", "--request-id",
+                          "early-1",    "send",     "--account", "a@x",  "--to",
+                          "b@x",        "hi",       "there",     NULL};
+    spawn_ctl(f, &r, args, false, NULL);
+    Xpb__V1__Request *req = serve_one(f, &resp);
+    finish_ctl(&r);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out, "m9\n");
+    assert_string_equal(req->request_id, "early-1");
+    assert_string_equal(req->send->stanza->body[0]->text, "hi there");
+    xpb__v1__request__free_unpacked(req, NULL);
+    run_free(&r);
+
+    /* --timeout before the command, overridden after it: 300 ms is used. */
+    char want[256];
+    const char *args2[] = {"--timeout", "9000",      "--requests", f->req_url,
+                           "status",    "--timeout", "300",        NULL};
+    spawn_ctl(f, &r, args2, false, NULL);
+    req = serve_one(f, NULL);
+    finish_ctl(&r);
+    assert_int_equal(r.status, 3);
+    snprintf(want, sizeof(want),
+             "xpbctl: status: no reply from %s within 300 ms — is xpbridge running?\n", f->req_url);
+    assert_string_equal(r.err, want);
+    xpb__v1__request__free_unpacked(req, NULL);
+    run_free(&r);
+}
+
+static void test_events_before_tail(void **state)
+{
+    fake *f = *state;
+    run r;
+    const char *args[] = {"--events", f->ev_url, "--json", "tail", "--count", "1", NULL};
+    spawn_ctl(f, &r, args, false, NULL);
+    wait_subscriber(f);
+    publish_message(f, 1, "message", "a@x", "early");
+    finish_ctl(&r);
+    assert_int_equal(r.status, 0);
+    assert_int_equal(assert_json_lines(r.out), 1);
+    assert_contains(r.out, "\"early\"");
+    run_free(&r);
+}
+
+/* Every option of every command, as the commands took them before their
+ * tables existed: each must be in its command's generated --help. */
+static const struct {
+    const char *cmd;
+    const char *opts[12];
+} command_opts[] = {
+    {"convert", {"--from", "--to", "--max-stanza-bytes", "FILE", NULL}},
+    {"send", {"--account", "--to", "--type", "--thread", "--id", "--xml", "BODY...", NULL}},
+    {"tail", {"--account", "--kind", "--count", "--sizes", NULL}},
+    {"iq",
+     {"--account", "--to", "--ping", "--disco-info", "--disco-items", "--node", "--version",
+      "--xml", "--iq-timeout", NULL}},
+    {"presence",
+     {"--account", "--show", "--status", "--priority", "--unavailable", "--to", "--type", NULL}},
+    {"roster", {"--account", NULL}},
+    {"join", {"--account", "--room", "--nick", "--password", "--history", NULL}},
+    {"sessions", {NULL}},
+    {"status", {NULL}},
+    {"open",
+     {"--account", "--password-file", "--host", "--port", "--transport", "--ws-url", "--ca-file",
+      "--roster", "--no-presence", "--no-sm", NULL}},
+    {"close", {"--account", NULL}},
+};
+static const char *const global_opts[] = {"--requests",   "--events", "--timeout",
+                                          "--request-id", "--json",   NULL};
+
+/* "    NAME" at the start of a line of the help's option list. */
+static void assert_lists_option(const char *help, const char *cmd, const char *opt)
+{
+    char want[64];
+    snprintf(want, sizeof(want), "\n    %s ", opt);
+    if (!strstr(help, want)) fail_msg("xpbctl %s --help does not list %s:\n%s", cmd, opt, help);
+}
+
+static void test_help_lists_every_option(void **state)
+{
+    fake *f = *state;
+    for (size_t i = 0; i < sizeof(command_opts) / sizeof(command_opts[0]); i++) {
+        run r, h;
+        const char *args[] = {command_opts[i].cmd, "--help", NULL};
+        spawn_ctl(f, &r, args, false, NULL);
+        finish_ctl(&r);
+        assert_int_equal(r.status, 0);
+        for (size_t o = 0; command_opts[i].opts[o]; o++)
+            assert_lists_option(r.out, command_opts[i].cmd, command_opts[i].opts[o]);
+        for (size_t o = 0; strcmp(command_opts[i].cmd, "convert") != 0 && global_opts[o]; o++)
+            assert_lists_option(r.out, command_opts[i].cmd, global_opts[o]);
+        assert_lists_option(r.out, command_opts[i].cmd, "--help");
+        /* `xpbctl help CMD` is the same page */
+        const char *hargs[] = {"help", command_opts[i].cmd, NULL};
+        spawn_ctl(f, &h, hargs, false, NULL);
+        finish_ctl(&h);
+        assert_int_equal(h.status, 0);
+        assert_string_equal(h.out, r.out);
+        run_free(&r);
+        run_free(&h);
+    }
+}
+
+/* xpbctl --help lists every command with its summary, and the global options. */
+static void test_main_help(void **state)
+{
+    fake *f = *state;
+    run r;
+    const char *args[] = {"--help", NULL};
+    spawn_ctl(f, &r, args, false, NULL);
+    finish_ctl(&r);
+    assert_int_equal(r.status, 0);
+    assert_contains(r.out, "\nCOMMANDS\n");
+    assert_contains(r.out, "\nGLOBAL OPTIONS\n");
+    for (size_t i = 0; i < sizeof(command_opts) / sizeof(command_opts[0]); i++) {
+        char want[32];
+        snprintf(want, sizeof(want), "\n    %-9s ", command_opts[i].cmd);
+        assert_contains(r.out, want);
+    }
+    for (size_t o = 0; global_opts[o]; o++)
+        assert_lists_option(r.out, "", global_opts[o]);
+    run_free(&r);
+}
+
+/* Limits are in the help, generated from the option tables. */
+static void test_help_states_limits(void **state)
+{
+    fake *f = *state;
+    static const struct {
+        const char *cmd, *limit;
+    } rows[] = {
+        {"send", "at most 256 words"},
+        {"send", "one of chat, normal, groupchat, headline"},
+        {"send", "1..86400000 ms"},
+        {"send", "1..128 bytes"},
+        {"tail", "repeatable, at most 16 times"},
+        {"iq", "1..86400000 ms"},
+        {"presence", "-128..127"},
+        {"join", "0..2147483647"},
+        {"open", "1..65535"},
+        {"open", "one of starttls, directtls, websocket"},
+        {"convert", "10000..1073741824"},
+    };
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        run r;
+        const char *args[] = {rows[i].cmd, "--help", NULL};
+        spawn_ctl(f, &r, args, false, NULL);
+        finish_ctl(&r);
+        assert_int_equal(r.status, 0);
+        if (!strstr(r.out, rows[i].limit))
+            fail_msg("xpbctl %s --help does not state '%s'", rows[i].cmd, rows[i].limit);
+        run_free(&r);
+    }
+}
+
+/* An unknown option names the command (and where its help is); one before
+ * the command names neither. */
+static void test_unknown_option_names_command(void **state)
+{
+    fake *f = *state;
+    static const struct {
+        const char *args[6];
+        const char *err;
+    } rows[] = {
+        {{"send", "--account", "a@x", "--bogus", NULL},
+         "xpbctl send: unknown option: --bogus\nusage: xpbctl send "},
+        {{"tail", "--bogus", NULL}, "xpbctl tail: unknown option: --bogus\nusage: xpbctl tail "},
+        {{"convert", "--json", NULL}, "xpbctl convert: unknown option: --json\n"},
+        {{"--to", "b@x", "send", NULL},
+         "xpbctl: unknown global option (a command's options go after its name): --to\n"},
+        {{"--timeout", "5", "convert", "--from", "xml", NULL},
+         "xpbctl convert: the global options do not apply to this command: --timeout\n"},
+    };
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        run r;
+        spawn_ctl(f, &r, rows[i].args, false, NULL);
+        finish_ctl(&r);
+        assert_int_equal(r.status, 2);
+        assert_string_equal(r.out, "");
+        if (strncmp(r.err, rows[i].err, strlen(rows[i].err)) != 0)
+            fail_msg("row %zu: stderr\n%s\ndoes not start with\n%s", i, r.err, rows[i].err);
+        run_free(&r);
+    }
+}
+
+/* send takes at most 256 BODY words: 256 are sent, 257 are refused before
+ * anything goes on the bus. */
+static void test_send_word_limit(void **state)
+{
+    fake *f = *state;
+    enum { LIMIT = 256 };
+    static char words[LIMIT + 1][8];
+    const char *args[LIMIT + 8];
+    size_t n = 0;
+    args[n++] = "send";
+    args[n++] = "--account";
+    args[n++] = "a@x";
+    args[n++] = "--to";
+    args[n++] = "b@x";
+    for (size_t i = 0; i < LIMIT; i++) {
+        snprintf(words[i], sizeof(words[i]), "w%zu", i);
+        args[n++] = words[i];
+    }
+    args[n] = NULL;
+
+    run r;
+    Xpb__V1__SendResult sent = XPB__V1__SEND_RESULT__INIT;
+    Xpb__V1__Response resp = XPB__V1__RESPONSE__INIT;
+    sent.stanza_id = "long";
+    resp.result_case = XPB__V1__RESPONSE__RESULT_SENT;
+    resp.sent = &sent;
+    Xpb__V1__Request *req = call_ctl(f, &r, args, &resp);
+    assert_int_equal(r.status, 0);
+    assert_true(strncmp(req->send->stanza->body[0]->text, "w0 w1 w2 ", 9) == 0);
+    assert_non_null(strstr(req->send->stanza->body[0]->text, " w255"));
+    xpb__v1__request__free_unpacked(req, NULL);
+    run_free(&r);
+
+    snprintf(words[LIMIT], sizeof(words[LIMIT]), "w%d", LIMIT);
+    args[n++] = words[LIMIT];
+    args[n] = NULL;
+    spawn_ctl(f, &r, args, true, NULL);
+    finish_ctl(&r);
+    assert_int_equal(r.status, 2);
+    assert_true(strncmp(r.err,
+                        "xpbctl send: too many BODY words (at most 256): quote them to pass one "
+                        "argument\n",
+                        80) == 0);
+    nng_msg *m = NULL;
+    assert_int_equal(nng_recvmsg(f->rep, &m, NNG_FLAG_NONBLOCK), NNG_EAGAIN); /* nothing sent */
+    run_free(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1047,6 +1293,13 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_tail_gap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tail_filtered_prev_seq, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tail_json_and_sizes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_options_before_command, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_events_before_tail, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_help_lists_every_option, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_main_help, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_help_states_limits, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unknown_option_names_command, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_send_word_limit, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

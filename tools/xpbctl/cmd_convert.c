@@ -11,59 +11,7 @@
 #include "xpb_error.h"
 #include "xpb_stanza.h"
 #include "xpb_xml.h"
-
-int xpbctl_convert_main(int argc, char **argv);
-
-static const char usage[] =
-    "NAME\n"
-    "    xpbctl convert - convert stanzas between XML, protobuf records and JSON\n"
-    "\n"
-    "SYNOPSIS\n"
-    "    xpbctl convert --from xml|pb --to pb|xml|json [--max-stanza-bytes N] [FILE]\n"
-    "\n"
-    "DESCRIPTION\n"
-    "    Reads FILE (standard input when absent or '-') and writes the converted\n"
-    "    stanzas to standard output.\n"
-    "\n"
-    "    XML input is a sequence of stanzas: bare elements one after another (an\n"
-    "    element without xmlns is in jabber:client) or a full\n"
-    "    <stream:stream> document. Comments, processing instructions, DTDs and\n"
-    "    entities other than the five predefined ones are refused (RFC 6120 §11).\n"
-    "    A reader error ends the input: it is reported and the stanzas before it\n"
-    "    have already been written.\n"
-    "\n"
-    "    pb input and output are length-delimited records: a varint length, then\n"
-    "    an xpb.v1.Stanza (protobuf writeDelimitedTo). Every input record is\n"
-    "    checked like the bridge checks records from the bus (nesting depth,\n"
-    "    string lengths, UTF-8 and XML characters, XML names, JIDs); a refused\n"
-    "    record is reported and skipped, and the following records are still\n"
-    "    converted.\n"
-    "\n"
-    "    XML output is one standalone stanza per line, with xmlns='jabber:client';\n"
-    "    JSON output is one object per line.\n"
-    "\n"
-    "    Refusals are reported on standard error as\n"
-    "        xpbctl: stanza N: REASON\n"
-    "    where N counts stanzas (or records) from 1 and REASON names the field and\n"
-    "    the rule or limit.\n"
-    "\n"
-    "OPTIONS\n"
-    "    --from xml|pb          input format (required)\n"
-    "    --to pb|xml|json       output format (required)\n"
-    "    --max-stanza-bytes N   largest XML stanza read or written, and largest\n"
-    "                           record read (default 262144; at least 10000, as\n"
-    "                           RFC 6120 §13.12 requires)\n"
-    "    --help                 print this text\n"
-    "\n"
-    "EXIT STATUS\n"
-    "    0  every stanza was converted\n"
-    "    1  at least one stanza or record was refused, or input/output failed\n"
-    "    2  usage error\n"
-    "\n"
-    "EXAMPLES\n"
-    "    xpbctl convert --from xml --to pb session.xml > session.pb\n"
-    "    xpbctl convert --from pb --to xml session.pb\n"
-    "    xpb-gen --count 100 | xpbctl convert --from xml --to json\n";
+#include "xpbctl.h"
 
 enum fmt { FMT_NONE = 0, FMT_XML, FMT_PB, FMT_JSON };
 
@@ -72,8 +20,8 @@ typedef struct conv {
     xpb_record_limits limits;
     xpb_arena *arena;
     xpb_buf out;
-    size_t index;     /* 1-based index of the stanza being handled */
-    bool refused;     /* something was refused: exit status 1 */
+    size_t index; /* 1-based index of the stanza being handled */
+    bool refused; /* something was refused: exit status 1 */
     bool write_failed;
     bool saw_eof_mark;
 } conv;
@@ -140,7 +88,10 @@ static int on_xml_stanza(void *ud, const xpb_node *el)
     return 0;
 }
 
-static void on_xml_close(void *ud) { ((conv *)ud)->saw_eof_mark = true; }
+static void on_xml_close(void *ud)
+{
+    ((conv *)ud)->saw_eof_mark = true;
+}
 
 static void reader_failed(conv *c, const xpb_reader *r, int rc)
 {
@@ -161,7 +112,8 @@ static int convert_xml(conv *c, FILE *in, size_t max_stanza)
         return XPB_ENOMEM;
     }
     size_t n;
-    while (!rc && (n = fread(chunk, 1, READ_CHUNK, in)) > 0) rc = xpb_reader_feed(r, chunk, n);
+    while (!rc && (n = fread(chunk, 1, READ_CHUNK, in)) > 0)
+        rc = xpb_reader_feed(r, chunk, n);
     if (!rc && ferror(in)) {
         fprintf(stderr, "xpbctl: read error: %s\n", strerror(errno));
         c->refused = true;
@@ -228,7 +180,8 @@ static int drain_frames(conv *c, inbuf *b, size_t max_len, size_t *skip)
                 /* The prefix is intact: skip the oversized record, go on. */
                 uint64_t v = 0;
                 size_t i = 0;
-                for (; b->data[pos + i] & 0x80; i++) v |= (uint64_t)(b->data[pos + i] & 0x7f) << (7 * i);
+                for (; b->data[pos + i] & 0x80; i++)
+                    v |= (uint64_t)(b->data[pos + i] & 0x7f) << (7 * i);
                 v |= (uint64_t)b->data[pos + i] << (7 * i);
                 snprintf(msg, sizeof(msg), "record of %llu bytes exceeds --max-stanza-bytes (%zu)",
                          (unsigned long long)v, max_len);
@@ -257,7 +210,8 @@ static int convert_pb(conv *c, FILE *in, size_t max_len)
     inbuf b = {0};
     size_t skip = 0, n;
     int more = 1;
-    while (more && (n = read_more(&b, in, max_len + 16 > READ_CHUNK ? max_len + 16 : READ_CHUNK)) > 0) {
+    while (more &&
+           (n = read_more(&b, in, max_len + 16 > READ_CHUNK ? max_len + 16 : READ_CHUNK)) > 0) {
         b.len += n;
         if (skip) {
             size_t drop = skip < b.len ? skip : b.len;
@@ -278,86 +232,57 @@ static int convert_pb(conv *c, FILE *in, size_t max_len)
 }
 
 /* ---- Command line ------------------------------------------------------- */
-typedef struct opts {
-    enum fmt from, to;
-    size_t max_stanza;
+#define CONVERT_MAX_STANZA_LIMIT (1ll << 30) /* --max-stanza-bytes: 1 GiB */
+
+typedef struct convert_args {
+    xpbctl_num from, to, max_stanza;
     const char *file;
-} opts;
+} convert_args;
 
-static enum fmt parse_fmt(const char *s)
-{
-    if (strcmp(s, "xml") == 0) return FMT_XML;
-    if (strcmp(s, "pb") == 0) return FMT_PB;
-    if (strcmp(s, "json") == 0) return FMT_JSON;
-    return FMT_NONE;
-}
+static const xpbctl_choice input_formats[] = {{"xml", FMT_XML}, {"pb", FMT_PB}, {NULL, 0}};
+static const xpbctl_choice output_formats[] = {
+    {"pb", FMT_PB}, {"xml", FMT_XML}, {"json", FMT_JSON}, {NULL, 0}};
 
-static int usage_error(const char *what, const char *arg)
-{
-    fprintf(stderr, "xpbctl convert: %s%s%s\n", what, arg ? ": " : "", arg ? arg : "");
-    fputs("usage: xpbctl convert --from xml|pb --to pb|xml|json [--max-stanza-bytes N] [FILE]\n",
-          stderr);
-    return 2;
-}
+static const xpbctl_opt convert_opts[] = {
+    {.name = "--from",
+     .arg = "FMT",
+     .kind = XPBCTL_CHOICE,
+     .choices = input_formats,
+     .required = true,
+     .offset = XPBCTL_AT(convert_args, from),
+     .help = "input format"},
+    {.name = "--to",
+     .arg = "FMT",
+     .kind = XPBCTL_CHOICE,
+     .choices = output_formats,
+     .required = true,
+     .offset = XPBCTL_AT(convert_args, to),
+     .help = "output format"},
+    {.name = "--max-stanza-bytes",
+     .arg = "N",
+     .kind = XPBCTL_NUM,
+     .min = XPB_READER_MIN_MAX_STANZA,
+     .max = CONVERT_MAX_STANZA_LIMIT,
+     .offset = XPBCTL_AT(convert_args, max_stanza),
+     .help = "largest XML stanza read or written, and largest\n"
+             "record read (default 262144; at least 10000, as\n"
+             "RFC 6120 §13.12 requires)"},
+    {.arg = "FILE",
+     .kind = XPBCTL_WORD,
+     .offset = XPBCTL_AT(convert_args, file),
+     .help = "the input; standard input when absent or '-'"},
+    {0},
+};
 
-/* 0 on success, 2 on a usage error, -1 when --help was printed. */
-static int parse_opts(int argc, char **argv, opts *o)
+static int convert_stream(const convert_args *o, FILE *in, size_t max_stanza)
 {
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--help") == 0) {
-            fputs(usage, stdout);
-            return -1;
-        }
-        bool has_val = i + 1 < argc;
-        if (strcmp(a, "--from") == 0 || strcmp(a, "--to") == 0) {
-            if (!has_val) return usage_error("missing value for", a);
-            enum fmt f = parse_fmt(argv[++i]);
-            if (f == FMT_NONE || (a[2] == 'f' && f == FMT_JSON))
-                return usage_error("unsupported format", argv[i]);
-            *(a[2] == 'f' ? &o->from : &o->to) = f;
-        } else if (strcmp(a, "--max-stanza-bytes") == 0) {
-            char *end = NULL;
-            if (!has_val) return usage_error("missing value for", a);
-            errno = 0;
-            unsigned long long v = strtoull(argv[++i], &end, 10);
-            if (errno || *end || argv[i][0] == '-' || v < XPB_READER_MIN_MAX_STANZA ||
-                v > (1ull << 30))
-                return usage_error("--max-stanza-bytes must be 10000..1073741824", argv[i]);
-            o->max_stanza = (size_t)v;
-        } else if (a[0] == '-' && a[1] != '\0') {
-            return usage_error("unknown option", a);
-        } else if (o->file) {
-            return usage_error("more than one FILE", a);
-        } else {
-            o->file = a;
-        }
-    }
-    if (o->from == FMT_NONE || o->to == FMT_NONE)
-        return usage_error("--from and --to are required", NULL);
-    return 0;
-}
-
-int xpbctl_convert_main(int argc, char **argv)
-{
-    opts o = {.max_stanza = XPB_READER_DEFAULT_MAX_STANZA};
-    int rc = parse_opts(argc, argv, &o);
-    if (rc) return rc < 0 ? 0 : rc;
-    FILE *in = stdin;
-    if (o.file && strcmp(o.file, "-") != 0 && !(in = fopen(o.file, "rb"))) {
-        fprintf(stderr, "xpbctl: %s: %s\n", o.file, strerror(errno));
-        return 1;
-    }
-    conv c = {.to = o.to, .index = 1};
-    c.limits.max_stanza_bytes = o.max_stanza;
+    conv c = {.to = (enum fmt)o->to.v, .index = 1};
+    c.limits.max_stanza_bytes = max_stanza;
     xpb_buf_init(&c.out, 0);
     c.arena = xpb_arena_new(0);
-    if (!c.arena) {
-        rc = XPB_ENOMEM;
-    } else {
-        rc = o.from == FMT_XML ? convert_xml(&c, in, o.max_stanza)
-                               : convert_pb(&c, in, o.max_stanza);
-    }
+    int rc = !c.arena               ? XPB_ENOMEM
+             : o->from.v == FMT_XML ? convert_xml(&c, in, max_stanza)
+                                    : convert_pb(&c, in, max_stanza);
     if (rc) fprintf(stderr, "xpbctl: %s\n", xpb_strerror(rc));
     if (fflush(stdout) != 0 || c.write_failed) {
         fprintf(stderr, "xpbctl: write error: %s\n", strerror(errno));
@@ -365,6 +290,68 @@ int xpbctl_convert_main(int argc, char **argv)
     }
     xpb_buf_free(&c.out);
     xpb_arena_free(c.arena);
-    if (in != stdin) fclose(in);
-    return rc || c.refused ? 1 : 0;
+    return rc || c.refused ? XPBCTL_EXIT_FAIL : XPBCTL_EXIT_OK;
 }
+
+static int run_convert(const xpbctl_command *cmd, const xpbctl_globals *g, void *args)
+{
+    (void)cmd;
+    (void)g;
+    const convert_args *o = args;
+    size_t max_stanza = o->max_stanza.set ? (size_t)o->max_stanza.v : XPB_READER_DEFAULT_MAX_STANZA;
+    FILE *in = stdin;
+    if (o->file && strcmp(o->file, "-") != 0 && !(in = fopen(o->file, "rb"))) {
+        fprintf(stderr, "xpbctl: %s: %s\n", o->file, strerror(errno));
+        return XPBCTL_EXIT_FAIL;
+    }
+    int rc = convert_stream(o, in, max_stanza);
+    if (in != stdin) fclose(in);
+    return rc;
+}
+
+const xpbctl_command xpbctl_cmd_convert = {
+    .page =
+        {
+            .name = "convert",
+            .summary = "convert stanzas between XML, protobuf records and JSON (offline)",
+            .usage = "xpbctl convert --from xml|pb --to pb|xml|json [--max-stanza-bytes N] [FILE]",
+            .synopsis = "    xpbctl convert --from xml|pb --to pb|xml|json [--max-stanza-bytes N] "
+                        "[FILE]\n",
+            .description =
+                "    Reads FILE (standard input when absent or '-') and writes the converted\n"
+                "    stanzas to standard output, checking every record like the bridge does.\n"
+                "\n"
+                "    XML input is a sequence of stanzas: bare elements one after another (an\n"
+                "    element without xmlns is in jabber:client) or a full\n"
+                "    <stream:stream> document. Comments, processing instructions, DTDs and\n"
+                "    entities other than the five predefined ones are refused (RFC 6120 §11).\n"
+                "    A reader error ends the input: it is reported and the stanzas before it\n"
+                "    have already been written.\n"
+                "\n"
+                "    pb input and output are length-delimited records: a varint length, then\n"
+                "    an xpb.v1.Stanza (protobuf writeDelimitedTo). Every input record is\n"
+                "    checked like the bridge checks records from the bus (nesting depth,\n"
+                "    string lengths, UTF-8 and XML characters, XML names, JIDs); a refused\n"
+                "    record is reported and skipped, and the following records are still\n"
+                "    converted.\n"
+                "\n"
+                "    XML output is one standalone stanza per line, with xmlns='jabber:client';\n"
+                "    JSON output is one object per line.\n"
+                "\n"
+                "    Refusals are reported on standard error as\n"
+                "        xpbctl: stanza N: REASON\n"
+                "    where N counts stanzas (or records) from 1 and REASON names the field and\n"
+                "    the rule or limit. convert takes none of the global options.\n",
+            .exit_status = "    0  every stanza was converted\n"
+                           "    1  at least one stanza or record was refused, or input/output "
+                           "failed\n"
+                           "    2  usage error\n",
+            .examples = "    xpbctl convert --from xml --to pb session.xml > session.pb\n"
+                        "    xpbctl convert --from pb --to xml session.pb\n"
+                        "    xpb-gen --count 100 | xpbctl convert --from xml --to json\n",
+        },
+    .opts = convert_opts,
+    .args_size = sizeof(convert_args),
+    .bus = false,
+    .run = run_convert,
+};

@@ -1,0 +1,261 @@
+/* `xpbctl tail`: the bridge's events as they come. Filters become NNG prefix
+ * subscriptions "KIND/ACCOUNT/" (bus.proto's topic scheme), so filtering
+ * costs nothing on the wire; printing is tail_format.c, lost events
+ * tail_gaps.c. */
+#define _XOPEN_SOURCE 700 /* sigaction */
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "bus_client.h"
+#include "output.h"
+#include "tail.h"
+#include "xpb_stanza.h"
+
+#define TAIL_MAX_FILTERS 16   /* values of --account, and of --kind */
+#define TAIL_TOPIC_BYTES 2048 /* "KIND/" + a bare JID + "/" */
+
+typedef struct tail_args {
+    xpbctl_list accounts, kinds;
+    xpbctl_num count;
+    bool sizes;
+} tail_args;
+
+static const char *bare_jid_check(const char *v)
+{
+    return !v[0] || strchr(v, '/') ? "takes a bare JID" : NULL;
+}
+
+/* The index of kind name[0..n) in xpb_bus_event_kinds, or -1. */
+static int kind_index(const char *name, size_t n)
+{
+    for (size_t k = 0; k < XPB_BUS_N_EVENT_KINDS; k++)
+        if (strlen(xpb_bus_event_kinds[k]) == n && memcmp(xpb_bus_event_kinds[k], name, n) == 0)
+            return (int)k;
+    return -1;
+}
+
+static const char *kind_list_check(const char *v)
+{
+    for (const char *p = v; *p; p += strcspn(p, ",") + (p[strcspn(p, ",")] == ',')) {
+        if (kind_index(p, strcspn(p, ",")) < 0)
+            return "takes a comma-separated list of message, presence, iq, other, state, "
+                   "delivery";
+    }
+    return NULL;
+}
+
+static const xpbctl_opt tail_opts[] = {
+    {.name = "--account",
+     .arg = "JID",
+     .kind = XPBCTL_LIST,
+     .max = TAIL_MAX_FILTERS,
+     .check = bare_jid_check,
+     .offset = XPBCTL_AT(tail_args, accounts),
+     .help = "only this account's events (a bare JID)"},
+    {.name = "--kind",
+     .arg = "LIST",
+     .kind = XPBCTL_LIST,
+     .max = TAIL_MAX_FILTERS,
+     .check = kind_list_check,
+     .offset = XPBCTL_AT(tail_args, kinds),
+     .help = "only these kinds: message, presence, iq, other, state,\n"
+             "delivery (comma-separated)"},
+    {.name = "--count",
+     .arg = "N",
+     .kind = XPBCTL_NUM,
+     .min = 1,
+     .max = LLONG_MAX,
+     .offset = XPBCTL_AT(tail_args, count),
+     .help = "exit after N events"},
+    {.name = "--sizes",
+     .kind = XPBCTL_FLAG,
+     .offset = XPBCTL_AT(tail_args, sizes),
+     .help = "append each stanza's record size against its size as\n"
+             "XML on the wire: [record 112 B vs XML 287 B (0.39)]"},
+    {0},
+};
+
+/* Which kinds the --kind lists name; false when none does (all kinds). */
+static bool selected_kinds(const tail_args *a, bool kind[XPB_BUS_N_EVENT_KINDS])
+{
+    memset(kind, 0, XPB_BUS_N_EVENT_KINDS * sizeof(bool));
+    for (size_t i = 0; i < a->kinds.n; i++)
+        for (const char *p = a->kinds.v[i]; *p;) {
+            size_t n = strcspn(p, ",");
+            int k = kind_index(p, n);
+            if (k >= 0) kind[k] = true;
+            p += n + (p[n] == ',');
+        }
+    return a->kinds.n > 0;
+}
+
+/* One prefix per kind × account; *n 0 means every event. */
+static int topic_prefixes(const tail_args *a, char (*buf)[TAIL_TOPIC_BYTES], const char **out,
+                          size_t *n)
+{
+    bool kind[XPB_BUS_N_EVENT_KINDS];
+    bool any_kind = selected_kinds(a, kind);
+    size_t n_acc = a->accounts.n ? a->accounts.n : 1;
+    *n = 0;
+    if (!any_kind && !a->accounts.n) return 0;
+    for (size_t k = 0; k < XPB_BUS_N_EVENT_KINDS; k++) {
+        if (any_kind && !kind[k]) continue;
+        for (size_t i = 0; i < n_acc; i++) {
+            const char *acc = a->accounts.n ? a->accounts.v[i] : NULL;
+            if (xpb_bus_topic_prefix(xpb_bus_event_kinds[k], acc, buf[*n], TAIL_TOPIC_BYTES) < 0)
+                return -1;
+            out[*n] = buf[*n];
+            (*n)++;
+        }
+    }
+    return 0;
+}
+
+static volatile sig_atomic_t tail_stop;
+static void on_stop_signal(int sig)
+{
+    (void)sig;
+    tail_stop = 1;
+}
+
+static void catch_stop_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+/* One NNG message: topic, NUL, EventBatch. Returns true when --count is
+ * reached; *printed counts the events printed so far. */
+static bool handle_event_msg(const ctl *c, const tail_args *a, tail_gaps *gaps,
+                             unsigned long long *printed, const uint8_t *data, size_t len)
+{
+    const uint8_t *nul = memchr(data, 0, len);
+    size_t off = nul ? (size_t)(nul - data) + 1 : 0;
+    Xpb__V1__EventBatch *b = NULL;
+    /* Batch and Event wrap the Stanza: two more levels than a record. */
+    if (!nul ||
+        xpb_pb_check_depth(&xpb__v1__event_batch__descriptor, data + off, len - off,
+                           XPB_RECORD_DEFAULT_MAX_DEPTH + 2) ||
+        !(b = xpb__v1__event_batch__unpack(NULL, len - off, data + off))) {
+        fprintf(stderr, "xpbctl: tail: undecodable event message (%zu bytes)\n", len);
+        return false;
+    }
+    bool done = false;
+    tail_gaps_batch(gaps, data, off - 1, b);
+    for (size_t i = 0; i < b->n_event && !done; i++) {
+        const Xpb__V1__Event *ev = b->event[i];
+        tail_gaps_event(gaps, ev->seq);
+        if (c->json)
+            ctl_print_json(&ev->base);
+        else
+            tail_print_event(ev, a->sizes);
+        done = a->count.set && ++*printed >= (unsigned long long)a->count.v;
+    }
+    fflush(stdout);
+    xpb__v1__event_batch__free_unpacked(b, NULL);
+    return done;
+}
+
+static int follow(const ctl *c, const tail_args *a, ctl_sub *sub, tail_gaps *gaps)
+{
+    unsigned long long printed = 0;
+    bool done = false;
+    while (!done && !tail_stop) {
+        const uint8_t *data = NULL;
+        size_t len = 0;
+        int rc = ctl_sub_next(sub, &data, &len);
+        if (rc == CTL_SUB_TIMEOUT) continue;
+        if (rc) return rc;
+        done = handle_event_msg(c, a, gaps, &printed, data, len);
+        if (ferror(stdout)) return XPBCTL_EXIT_FAIL;
+    }
+    return 0;
+}
+
+static int run_tail(const xpbctl_command *cmd, const xpbctl_globals *g, void *args)
+{
+    const tail_args *a = args;
+    static char buf[XPB_BUS_N_EVENT_KINDS * TAIL_MAX_FILTERS][TAIL_TOPIC_BYTES];
+    const char *prefixes[XPB_BUS_N_EVENT_KINDS * TAIL_MAX_FILTERS];
+    size_t n = 0;
+    ctl c;
+    int rc = ctl_init(&c, cmd->page.name, g);
+    if (rc) return rc;
+    if (topic_prefixes(a, buf, prefixes, &n))
+        return xpbctl_usage_error(&cmd->page, "--account is too long for a topic", NULL);
+    ctl_sub *sub = NULL;
+    if ((rc = ctl_sub_open(&c, prefixes, n, &sub))) return rc;
+    catch_stop_signals();
+    tail_gaps *gaps = tail_gaps_new(a->kinds.n || a->accounts.n, c.json);
+    rc = gaps ? follow(&c, a, sub, gaps) : XPBCTL_EXIT_FAIL;
+    tail_gaps_free(gaps);
+    ctl_sub_close(sub);
+    return rc;
+}
+
+const xpbctl_command xpbctl_cmd_tail = {
+    .page =
+        {
+            .name = "tail",
+            .summary = "print the bridge's events as they come (stanzas, states, deliveries)",
+            .usage = "xpbctl tail [--account JID]... [--kind KIND,...] [--count N] [--sizes] "
+                     "[--json]",
+            .synopsis = "    xpbctl tail [--account JID]... [--kind KIND[,KIND...]] [--count N]\n"
+                        "                [--sizes] [--json] [--events URL]\n",
+            .description =
+                "    Subscribes to the bridge's event socket (proto/xpb/v1/bus.proto) and\n"
+                "    prints every event: received stanzas (kinds message, presence, iq,\n"
+                "    other), session state changes (kind state) and outcomes of sent\n"
+                "    stanzas (kind delivery). Filters become NNG prefix subscriptions on the\n"
+                "    topic \"KIND/ACCOUNT/\", one per kind and account, so the filtering\n"
+                "    costs nothing on the wire.\n"
+                "\n"
+                "    A line per event:\n"
+                "        #SEQ TIME ACCOUNT KIND FROM → TO TYPE \"BODY...\"\n"
+                "        #SEQ TIME ACCOUNT state STATE [jid=JID] [reason=\"...\"]\n"
+                "        #SEQ TIME ACCOUNT delivery acked|failed id=ID [request=ID] "
+                "[reason=\"...\"]\n"
+                "    TIME is local, HH:MM:SS.mmm; a body or status is cut after 60 bytes.\n"
+                "    With --json, each event is one JSON object (xpb.v1.Event) per line.\n"
+                "\n"
+                "    Sequence numbers count every event of the bridge, across all topics.\n"
+                "    Without filters, a jump means events were lost (the subscriber was too\n"
+                "    slow and NNG dropped messages); it is reported as\n"
+                "        xpbctl: tail: lost N events (seq A..B)\n"
+                "    on standard error, or as a line "
+                "{\"gap\":{\"lost\":N,\"first\":A,\"last\":B}}\n"
+                "    with --json. Up to 256 holes are awaited at once (events of different\n"
+                "    topics may arrive out of order); beyond that the oldest is reported.\n"
+                "    With filters, other topics' numbers are skipped normally;\n"
+                "    instead each batch says which seq came before it on its topic\n"
+                "    (EventBatch.prev_seq), and tail keeps the last seq it saw per topic\n"
+                "    (at most 4096 topics, the least recently seen forgotten first). When\n"
+                "    they differ, events of that topic were lost:\n"
+                "        xpbctl: tail: lost events on TOPIC between seq A and B (the last was P)\n"
+                "    or {\"gap\":{\"topic\":\"TOPIC\",\"after\":A,\"before\":B,\"last\":P}} with\n"
+                "    --json (how many is unknown: other topics' events are numbered between).\n"
+                "    A topic's first batch, and prev_seq 0 (the bridge forgot the topic), are\n"
+                "    not checked.\n"
+                "\n"
+                "    tail starts even when the bridge is not running yet and reconnects when\n"
+                "    it restarts. It stops after --count events, or on SIGINT or SIGTERM.\n"
+                "    It reads messages of up to 64 MiB and queues up to 1024 of them.\n",
+            .exit_status = "    0  --count events were printed, or SIGINT/SIGTERM\n"
+                           "    1  the event socket could not be opened, or output failed\n"
+                           "    2  usage error\n",
+            .examples =
+                "    xpbctl tail\n"
+                "    xpbctl tail --account bot@example.com --kind message,delivery --sizes\n"
+                "    xpbctl --events ipc:///run/xpbridge/events tail --kind state\n"
+                "    xpbctl tail --json --kind state | jq -c '{account, state: .state.state}'\n",
+        },
+    .opts = tail_opts,
+    .args_size = sizeof(tail_args),
+    .bus = true,
+    .run = run_tail,
+};

@@ -95,6 +95,7 @@ struct xpb_daemon {
     xpb_pack_plan *plan; /* sizes records for the byte counters (codec/pack.c) */
     xpb_record_limits limits;
     unsigned queue_max, muc_ping_s;
+    unsigned backoff_reset_s; /* limits.backoff_reset_s */
     int compact_records; /* publish compact forms (docs/mapping.md §7) */
     xpb_daemon_counters ctr;
     uint64_t gone_reconnects, gone_resumptions;
@@ -832,6 +833,9 @@ static void session_config(const xpb_daemon *d, const struct account *a, xpb_ses
     sc->presence_status = a->cfg.presence_status;
     sc->stream_management = a->cfg.stream_management;
     sc->queue_max = d->queue_max;
+    sc->backoff_reset_ms = d->backoff_reset_s * 1000u;
+    /* ws:// only with allow_plaintext_ws, which config.c grants to loopback only */
+    sc->allow_plaintext = a->cfg.transport == XPB_TRANSPORT_WEBSOCKET && a->cfg.allow_plaintext_ws;
 }
 
 /* Password: inline (an open request) or from cfg->password_file. */
@@ -1343,6 +1347,7 @@ static int daemon_init(xpb_daemon *d, struct event_base *base, const xpb_config 
     d->started = time(NULL);
     d->queue_max = cfg->queue_max;
     d->muc_ping_s = cfg->muc_ping_s;
+    d->backoff_reset_s = cfg->backoff_reset_s;
     d->compact_records = cfg->compact_records;
     d->limits.max_stanza_bytes = cfg->max_stanza_bytes;
     d->arena = xpb_arena_new(0);

@@ -204,6 +204,7 @@ static int check_password_files(const xpb_config *cfg)
 struct run {
     xpb_daemon *d;
     const xpb_cli *cli;
+    size_t n_accounts; /* of the configuration running now */
 };
 
 static void on_term(evutil_socket_t sig, short what, void *arg)
@@ -229,7 +230,18 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
         xpb_log(XPB_LOG_ERROR, "reload failed, keeping the running accounts: %s", err);
         return;
     }
+    if (cfg.n_accounts == 0 && r->n_accounts > 0) {
+        /* An emptied or truncated file (an editor mid-save, a failed deploy)
+         * must not close every session; stopping them all is SIGTERM's job. */
+        xpb_log(XPB_LOG_ERROR,
+                "reload refused, keeping the running accounts: %s defines no account and a "
+                "reload may not remove every account (%zu running); stop xpbridge instead",
+                r->cli->config_file, r->n_accounts);
+        xpb_config_clear(&cfg);
+        return;
+    }
     xpb_daemon_reload(r->d, &cfg);
+    r->n_accounts = cfg.n_accounts;
     xpb_config_clear(&cfg);
 }
 
@@ -241,7 +253,7 @@ static int run(const xpb_cli *cli, const xpb_config *cfg)
         xpb_log(XPB_LOG_ERROR, "cannot create the event loop");
         return EXIT_RUNTIME;
     }
-    struct run r = {NULL, cli};
+    struct run r = {NULL, cli, cfg->n_accounts};
     struct event *sig_term = evsignal_new(base, SIGTERM, on_term, &r);
     struct event *sig_int = evsignal_new(base, SIGINT, on_term, &r);
     struct event *sig_hup = evsignal_new(base, SIGHUP, on_hup, &r);

@@ -1304,7 +1304,8 @@ void xpb_session_on_connected(xpb_session *s, int tls)
     s->halt = 0;
     if (is_ws(s) && !s->tls && !s->cfg.allow_plaintext) {
         /* RFC 7395 §3.1: no STARTTLS over WebSocket; ws:// is plaintext. */
-        stop_session(s, XPB_ENOTLS, "WebSocket without TLS (ws://) and plaintext is not allowed");
+        stop_session(s, XPB_ENOTLS, "WebSocket without TLS (ws://) needs allow_plaintext_ws "
+                                    "and a loopback host (RFC 7395 has no STARTTLS)");
         return;
     }
     open_stream(s);

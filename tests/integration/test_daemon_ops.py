@@ -416,6 +416,44 @@ class TestReload(OpsBase):
         self.assertEqual(b.stop(), 0)
 
 
+    def test_sighup_refuses_empty_config_and_fifo(self):
+        """Issue 12: a reload that would remove every account, or that reads
+        something other than a regular file (a FIFO would block the loop),
+        is refused by name and the running accounts stay; a FIFO is refused
+        at start-up too (exit 2)."""
+        b = self.new_bridge([BOT])
+        a_full = b.start()
+        # An emptied file: every account would go.
+        mark = b.log_mark()
+        b.write_config([])
+        b.signal(signal.SIGHUP)
+        line = b.wait_log('reload refused, keeping the running accounts', 5, since=mark)
+        self.assertIn('may not remove every account', line)
+        self.assertEqual(b.lines_since(mark, 'reload: removing'), [])
+        self.assertEqual({k: (v['state'], v['jid']) for k, v in b.sessions().items()},
+                         {BOT: ('STATE_ONLINE', a_full)})
+        # A FIFO in place of the file: refused at once, without a writer.
+        os.remove(b.conf_path)
+        os.mkfifo(b.conf_path)
+        mark = b.log_mark()
+        t0 = time.monotonic()
+        b.signal(signal.SIGHUP)
+        line = b.wait_log('reload failed, keeping the running accounts', 5, since=mark)
+        self.assertIn('not a regular file', line)
+        r = b.ctl('iq', '--account', BOT, '--to', DOMAIN, '--ping', json_out=True)
+        self.assertEqual(r['type'], 'TYPE_RESULT')
+        self.assertLess(time.monotonic() - t0, 4, 'the loop was blocked by the FIFO')
+        self.assertEqual(b.lines_since(mark, 'reload: removing'), [])
+        # ... and at start-up.
+        r = subprocess.run([xpbridge_path(), '--config', b.conf_path, '--check-config'],
+                           capture_output=True, text=True, timeout=10)
+        self.assertEqual(r.returncode, 2, r)
+        self.assertIn('not a regular file', r.stderr)
+        os.remove(b.conf_path)
+        b.write_config([BOT])
+        self.assertEqual(b.stop(), 0)
+
+
 # -- SIGTERM ---------------------------------------------------------------------------
 class TestShutdown(OpsBase):
     def test_sigterm_answers_pending_iq_and_closes_sessions(self):

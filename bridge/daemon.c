@@ -1368,8 +1368,11 @@ static int daemon_init(xpb_daemon *d, struct event_base *base, const xpb_config 
     d->ctr.bus_up = 1;
     const char *ml = cfg->metrics_listen;
     if (ml && ml[0] && strcmp(ml, "0") != 0) {
-        rc = xpb_metrics_new(&d->metrics, base, ml, cfg->metrics_allow_remote || cfg->allow_remote,
-                             d, err, errlen);
+        xpb_metrics_opts mo = {.listen = ml,
+                               .allow_remote = cfg->metrics_allow_remote || cfg->allow_remote,
+                               .max_connections = cfg->metrics_max_connections,
+                               .idle_timeout_s = cfg->metrics_idle_timeout_s};
+        rc = xpb_metrics_new(&d->metrics, base, &mo, d, err, errlen);
         if (rc) return rc;
     }
     for (size_t i = 0; i < cfg->n_accounts; i++) {

@@ -23,6 +23,13 @@
 void xpb_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void xpb_log_set_level(int level);
 int xpb_log_enabled(int level);
+/* libevent's own messages go through xpb_log (never its default stderr
+ * output), at most XPB_LOG_LIBEVENT_BURST per XPB_LOG_LIBEVENT_WINDOW_S; the
+ * rest are counted. Install before creating the event base. */
+#define XPB_LOG_LIBEVENT_BURST 5u
+#define XPB_LOG_LIBEVENT_WINDOW_S 10u
+void xpb_log_route_libevent(void);
+void xpb_log_libevent_counts(uint64_t *seen, uint64_t *suppressed);
 
 /* ---- the daemon --------------------------------------------------------------- */
 typedef struct xpb_daemon xpb_daemon;
@@ -63,9 +70,14 @@ const char *xpb_metrics_state_name(int st);
 
 /* ---- /metrics and /healthz (metrics.c) ------------------------------------------ */
 typedef struct xpb_metrics xpb_metrics;
-/* listen "ADDR:PORT"; a non-loopback address needs allow_remote. */
-int xpb_metrics_new(xpb_metrics **out, struct event_base *base, const char *listen,
-                    int allow_remote, xpb_daemon *d, char *err, size_t errlen);
+typedef struct xpb_metrics_opts {
+    const char *listen;          /* "ADDR:PORT"; a non-loopback address needs allow_remote */
+    int allow_remote;
+    unsigned max_connections;    /* metrics.max_connections: more are closed at once */
+    unsigned idle_timeout_s;     /* metrics.idle_timeout_s: per request, and per reply */
+} xpb_metrics_opts;
+int xpb_metrics_new(xpb_metrics **out, struct event_base *base, const xpb_metrics_opts *o,
+                    xpb_daemon *d, char *err, size_t errlen);
 void xpb_metrics_free(xpb_metrics *m);
 /* The listen address rule alone (for --check-config and start-up): 0 or
  * XPB_EINVAL with err. "0" and "" (disabled) pass. */

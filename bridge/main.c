@@ -4,6 +4,7 @@
 #define _DEFAULT_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -59,6 +60,53 @@ void xpb_log(int level, const char *fmt, ...)
     FILE *f = g_log.out ? g_log.out : stderr;
     fprintf(f, "%s %s %s\n", ts, names[level < 0 ? 0 : level > 3 ? 3 : level], msg);
     fflush(f);
+}
+
+/* libevent's messages (event_set_log_callback): a burst per window, the rest
+ * counted and summed up in the next line that gets through. A library that
+ * logs per failed accept() must not be able to fill the disk. */
+static struct {
+    uint64_t seen, suppressed, suppressed_reported;
+    time_t window;
+    unsigned in_window;
+} g_evlog;
+
+static void on_libevent_log(int severity, const char *msg)
+{
+    g_evlog.seen++;
+    time_t now = time(NULL);
+    if (now - g_evlog.window >= (time_t)XPB_LOG_LIBEVENT_WINDOW_S) {
+        g_evlog.window = now;
+        g_evlog.in_window = 0;
+    }
+    if (g_evlog.in_window >= XPB_LOG_LIBEVENT_BURST) {
+        g_evlog.suppressed++;
+        return;
+    }
+    g_evlog.in_window++;
+    int level = severity == EVENT_LOG_DEBUG ? XPB_LOG_DEBUG
+                : severity == EVENT_LOG_MSG ? XPB_LOG_INFO
+                : severity == EVENT_LOG_WARN ? XPB_LOG_WARN
+                                             : XPB_LOG_ERROR;
+    uint64_t skipped = g_evlog.suppressed - g_evlog.suppressed_reported;
+    g_evlog.suppressed_reported = g_evlog.suppressed;
+    if (skipped)
+        xpb_log(level, "libevent: %s (%" PRIu64 " earlier libevent messages suppressed: at most "
+                       "%u every %u s)", msg, skipped, XPB_LOG_LIBEVENT_BURST,
+                XPB_LOG_LIBEVENT_WINDOW_S);
+    else
+        xpb_log(level, "libevent: %s", msg);
+}
+
+void xpb_log_route_libevent(void)
+{
+    event_set_log_callback(on_libevent_log);
+}
+
+void xpb_log_libevent_counts(uint64_t *seen, uint64_t *suppressed)
+{
+    *seen = g_evlog.seen;
+    *suppressed = g_evlog.suppressed;
 }
 
 static int open_log(const char *path)
@@ -248,6 +296,7 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
 static int run(const xpb_cli *cli, const xpb_config *cfg)
 {
     signal(SIGPIPE, SIG_IGN);
+    xpb_log_route_libevent();
     struct event_base *base = event_base_new();
     if (!base) {
         xpb_log(XPB_LOG_ERROR, "cannot create the event loop");

@@ -47,7 +47,8 @@ class ConfBridge(Bridge):
     """xpbridge --config FILE; the file is rewritten by the test (atomically:
     a SIGHUP never reads half a file). Logs at debug level to a file."""
 
-    def __init__(self, workdir, server, accounts, metrics='0', queue_max=None):
+    def __init__(self, workdir, server, accounts, metrics='0', queue_max=None, metrics_extra='',
+                 nofile=None):
         self.path, self.ctl_path = xpbridge_path(), xpbctl_path()
         self.dir, self.server = workdir, server
         self.jid = accounts[0] if accounts else None
@@ -56,10 +57,13 @@ class ConfBridge(Bridge):
         self.log_path = os.path.join(workdir, 'xpbridge.log')
         self.conf_path = os.path.join(workdir, 'xpbridge.conf')
         self.metrics, self.queue_max = metrics, queue_max
+        self.metrics_extra = metrics_extra
         self.proc, self.returncode = None, None
         self._log_mark = 0
         self.write_config(accounts)
         self.argv = [self.path, '--config', self.conf_path]
+        if nofile:   # RLIMIT_NOFILE for xpbridge alone (prlimit execs it: same PID)
+            self.argv = ['/usr/bin/prlimit', f'--nofile={nofile}:{nofile}', '--', *self.argv]
 
     def _password_file(self, jid):
         p = os.path.join(self.dir, jid.split('@')[0] + '.pass')
@@ -72,7 +76,7 @@ class ConfBridge(Bridge):
         """The file for these accounts; extra: {jid: more settings text}."""
         lines = ['log = { level = "debug"; };',
                  f'bus = {{ events = {_q(self.events)}; requests = {_q(self.requests)}; }};',
-                 f'metrics = {{ listen = {_q(self.metrics)}; }};']
+                 f'metrics = {{ listen = {_q(self.metrics)}; {self.metrics_extra} }};']
         if self.queue_max is not None:
             lines.append(f'limits = {{ queue_max = {self.queue_max}; }};')
         lines.append('accounts = (')
@@ -688,6 +692,125 @@ class TestMetrics(OpsBase):
         self.assertEqual(metric(m2, 'xpb_sessions', state='online'), 0)
         self.assertEqual(b.stop(), 0)
         self.assertEqual(tcp_listeners(port), [], 'metrics listener outlived xpbridge')
+
+
+def _cpu_seconds(pid):
+    with open(f'/proc/{pid}/stat') as f:
+        fields = f.read().rsplit(')', 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+
+
+def _fd_count(pid):
+    return len(os.listdir(f'/proc/{pid}/fd'))
+
+
+def _open_idle(port, n):
+    """n TCP connections to port that send nothing."""
+    import socket
+    out = []
+    for _ in range(n):
+        c = socket.create_connection(('127.0.0.1', port), timeout=5)
+        c.setblocking(False)
+        out.append(c)
+    return out
+
+
+def _closed_by_peer(socks):
+    """How many of socks the peer has closed (EOF or reset)."""
+    n = 0
+    for c in socks:
+        try:
+            if c.recv(1) == b'':
+                n += 1
+        except BlockingIOError:
+            pass
+        except OSError:
+            n += 1
+    return n
+
+
+class TestMetricsLimits(OpsBase):
+    """Issue 12: a local user holding hundreds of idle /metrics connections
+    must not starve the bridge. xpbridge runs with RLIMIT_NOFILE = 64."""
+    NOFILE, IDLE_S, N_IDLE = 64, 2, 300
+    LOG_BOUND = 64 * 1024
+
+    def _bridge(self, extra):
+        port = procs.free_ports(1)[0]
+        b = self.new_bridge([BOT], metrics=f'127.0.0.1:{port}', nofile=self.NOFILE,
+                            metrics_extra=f'idle_timeout_s = {self.IDLE_S}; {extra}')
+        b.start()
+        return b, port
+
+    def _close_all(self, socks):
+        for c in socks:
+            c.close()
+
+    def _bus_and_session_work(self, b):
+        st = b.ctl('status', json_out=True)
+        self.assertTrue(st, 'no status reply')
+        r = b.ctl('iq', '--account', BOT, '--to', DOMAIN, '--ping', json_out=True, timeout=15)
+        self.assertEqual(r['type'], 'TYPE_RESULT')
+
+    def test_connection_cap_and_idle_timeout(self):
+        b, port = self._bridge('')      # max_connections: the default, 16
+        log0 = b.log_mark()
+        socks = _open_idle(port, self.N_IDLE)
+        self.addCleanup(self._close_all, socks)
+        # Over the cap: closed at once. The bridge's descriptors stay bounded.
+        refused = _wait(lambda: _closed_by_peer(socks) >= self.N_IDLE - 16, 10,
+                        'connections over max_connections closed at once')
+        self.assertTrue(refused)
+        self.assertLess(_fd_count(b.proc.pid), self.NOFILE)
+        self._bus_and_session_work(b)
+        # The 16 admitted ones: closed by idle_timeout_s.
+        _wait(lambda: _closed_by_peer(socks) == self.N_IDLE, self.IDLE_S + 8,
+              'idle connections closed by metrics.idle_timeout_s')
+        m = parse_metrics(http_get(port, '/metrics')[1], self)
+        self.assertEqual(metric(m, 'xpb_metrics_max_connections'), 16)
+        # Every idle connection was either refused at once or timed out (a
+        # slot freed by the timeout may admit a later one while the test is
+        # still connecting); the only one accepted otherwise is this request.
+        refused = metric(m, 'xpb_metrics_connections_refused_total')
+        timed_out = metric(m, 'xpb_metrics_connections_timed_out_total')
+        self.assertEqual(refused + timed_out, self.N_IDLE, m)
+        self.assertGreaterEqual(refused, self.N_IDLE // 2)
+        self.assertGreaterEqual(timed_out, 16)
+        self.assertEqual(metric(m, 'xpb_metrics_connections_total'), timed_out + 1)
+        self.assertEqual(metric(m, 'xpb_metrics_connections'), 1)   # this request
+        self.assertEqual(metric(m, 'xpb_metrics_accept_errors_total'), 0)
+        self._bus_and_session_work(b)
+        self.assertLess(b.log_mark() - log0, self.LOG_BOUND)
+        self.assertEqual(b.stop(), 0)
+
+    def test_out_of_descriptors_pauses_accept(self):
+        """A cap above the fd limit: accept() fails with EMFILE. The listener
+        pauses instead of spinning, the log stays small, libevent writes
+        nothing to stderr, and everything recovers once the idle connections
+        time out."""
+        b, port = self._bridge('max_connections = 1000;')
+        log0 = b.log_mark()
+        cpu0, t0 = _cpu_seconds(b.proc.pid), time.monotonic()
+        socks = _open_idle(port, self.N_IDLE)
+        self.addCleanup(self._close_all, socks)
+        time.sleep(1.5)   # out of descriptors for a while
+        self.assertGreaterEqual(_fd_count(b.proc.pid), self.NOFILE - 2)
+        cpu = _cpu_seconds(b.proc.pid) - cpu0
+        wall = time.monotonic() - t0
+        self.assertLess(cpu, 0.3 * wall, f'{cpu:.2f} s CPU in {wall:.2f} s: spinning on accept()')
+        # Everything it held is closed by the timeout; pending ones are then served.
+        _wait(lambda: _closed_by_peer(socks) == self.N_IDLE, 6 * self.IDLE_S + 20,
+              'every idle connection closed')
+        self._bus_and_session_work(b)
+        m = parse_metrics(http_get(port, '/metrics')[1], self)
+        self.assertGreater(metric(m, 'xpb_metrics_accept_errors_total'), 0)
+        self.assertGreater(metric(m, 'xpb_metrics_connections_timed_out_total'), 0)
+        self.assertLess(b.log_mark() - log0, self.LOG_BOUND)
+        lines = b.lines_since(log0, 'metrics: accept() failed: ')
+        self.assertTrue(lines, 'accept errors not logged through our logger')
+        self.assertIn('EMFILE', lines[0])
+        self.assertEqual(b.lines_since(log0, 'Error from accept() call'), [])
+        self.assertEqual(b.stop(), 0)
 
 
 # -- queue_max -------------------------------------------------------------------------

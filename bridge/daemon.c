@@ -1225,6 +1225,16 @@ static int open_cfg(xpb_bus_request *req, const Xpb__V1__Request *r, xpb_account
     return 0;
 }
 
+/* The same WebSocket URL rule as the configuration (xpb_config_check_ws_url);
+ * a bus request cannot set allow_plaintext_ws, so ws:// is refused here. */
+static int open_ws_url_refused(xpb_bus_request *req, const xpb_account_cfg *c)
+{
+    char why[400];
+    if (xpb_config_check_ws_url(c->ws_url, 0, why, sizeof why) == 0) return 0;
+    xpb_bus_reply_error(req, XPB__V1__ERROR_CODE__ERR_BAD_REQUEST, "open.%s", why);
+    return 1;
+}
+
 static void req_open(xpb_daemon *d, xpb_bus_request *req, const Xpb__V1__Request *r)
 {
     xpb_account_cfg c = {0};
@@ -1241,6 +1251,8 @@ static void req_open(xpb_daemon *d, xpb_bus_request *req, const Xpb__V1__Request
     } else if (c.transport == XPB_TRANSPORT_WEBSOCKET && !c.ws_url) {
         xpb_bus_reply_error(req, XPB__V1__ERROR_CODE__ERR_BAD_REQUEST,
                             "transport websocket needs ws_url");
+    } else if (c.ws_url && open_ws_url_refused(req, &c)) {
+        /* answered: the ws:// rule of config.c (no allow_plaintext_ws over the bus) */
     } else {
         char err[512] = "";
         int rc = account_start(d, &c, r->open->password, 0, err, sizeof err);

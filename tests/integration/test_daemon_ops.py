@@ -339,6 +339,44 @@ class TestConfigErrors(unittest.TestCase):
         self.assertEqual(rc, 0, err)
 
 
+    def test_ws_url_rule_everywhere(self):
+        """Issue 12: ws:// (WebSocket without TLS) is refused in the file, by
+        --check-config, at start-up (exit 2) and in a bus open; allowed only
+        to a loopback host with allow_plaintext_ws."""
+        ws_remote = self.good().replace(
+            'port = 1; }', 'ws_url = "ws://xmpp.example.com:5280/ws"; allow_plaintext_ws = true; }')
+        ws_local_implicit = self.good().replace('port = 1; }', 'ws_url = "ws://127.0.0.1:1/ws"; }')
+        for name, text, want in (('remote.conf', ws_remote, 'allowed only to a loopback host'),
+                                 ('local.conf', ws_local_implicit, 'allow_plaintext_ws')):
+            p = self.write(name, text)
+            for extra in ((), ('--check-config',)):
+                with self.subTest(name=name, extra=extra):
+                    rc, out, err = self.run_bridge('--config', p, *extra)
+                    self.assertEqual(rc, 2, err)
+                    self.assertIn(f'{p}:', err)
+                    self.assertIn(want, err)
+        self.assert_nothing_bound()
+        rc, out, err = self.run_bridge('--jid', BOT, '--password-file', self.pw,
+                                       '--ws-url', 'ws://127.0.0.1:1/ws')
+        self.assertEqual(rc, 2, err)
+        self.assertIn('--allow-plaintext-ws', err)
+        # Control: loopback with the setting passes, and ws_url alone means websocket.
+        ok = self.good().replace(
+            'port = 1; }', 'ws_url = "ws://127.0.0.1:1/ws"; allow_plaintext_ws = true; }')
+        rc, out, err = self.run_bridge('--config', self.write('ok.conf', ok), '--check-config')
+        self.assertEqual(rc, 0, err)
+        # A bus open cannot set allow_plaintext_ws: ws:// is refused there.
+        b = ConfBridge(env.scratch('bridge'), None, [])
+        self.addCleanup(b.stop)
+        b.start(online_timeout=None)
+        r = b.ctl('open', '--account', BOT, '--password-file', self.pw, '--transport',
+                  'websocket', '--ws-url', 'ws://127.0.0.1:1/ws', check=False)
+        self.assertEqual(r.returncode, 1, r)
+        self.assertIn('ERR_BAD_REQUEST', r.stderr)
+        self.assertIn('ws://', r.stderr)
+        self.assertEqual(b.sessions(), {})
+        self.assertEqual(b.stop(), 0)
+
 # -- SIGHUP ----------------------------------------------------------------------------
 class TestReload(OpsBase):
     def test_sighup_adds_keeps_and_removes_accounts(self):

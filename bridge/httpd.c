@@ -36,8 +36,8 @@ typedef struct conn {
 struct xpb_httpd {
     struct event_base *base;
     struct evconnlistener *lev;
-    struct event *resume;      /* re-enables the listener after an accept() error */
-    int reserve_fd;            /* given up to accept-and-close one client at EMFILE */
+    struct event *resume; /* re-enables the listener after an accept() error */
+    int reserve_fd;       /* given up to accept-and-close one client at EMFILE */
     xpb_httpd_opts o;
     xpb_httpd_handler handler;
     void *ud;
@@ -52,8 +52,10 @@ struct xpb_httpd {
 static void conn_free(conn *c)
 {
     xpb_httpd *h = c->h;
-    if (c->prev) c->prev->next = c->next;
-    else h->conns = c->next;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        h->conns = c->next;
     if (c->next) c->next->prev = c->prev;
     if (c->deadline) event_free(c->deadline);
     if (c->bev) bufferevent_free(c->bev); /* closes the socket (BEV_OPT_CLOSE_ON_FREE) */
@@ -138,7 +140,8 @@ typedef struct request_line {
 static int parse_request_line(const char *p, size_t n, request_line *rl)
 {
     size_t end = 0;
-    while (end < n && p[end] != '\r' && p[end] != '\n') end++;
+    while (end < n && p[end] != '\r' && p[end] != '\n')
+        end++;
     const char *sp1 = memchr(p, ' ', end);
     if (!sp1 || sp1 == p || (size_t)(sp1 - p) >= sizeof rl->method) return XPB_EINVAL;
     const char *t = sp1 + 1;
@@ -149,7 +152,8 @@ static int parse_request_line(const char *p, size_t n, request_line *rl)
     memcpy(rl->method, p, (size_t)(sp1 - p));
     rl->method[sp1 - p] = '\0';
     size_t plen = 0;
-    while (t + plen < sp2 && t[plen] != '?') plen++;
+    while (t + plen < sp2 && t[plen] != '?')
+        plen++;
     if (plen >= sizeof rl->path) plen = 0;
     memcpy(rl->path, t, plen);
     rl->path[plen] = '\0';
@@ -163,8 +167,8 @@ static void serve(conn *c, const request_line *rl)
         send_error(c, 405, "Method Not Allowed", "Allow: GET, HEAD\r\n");
         return;
     }
-    xpb_httpd_reply r = {.status = 404, .reason = "Not Found",
-                         .ctype = "text/plain; charset=utf-8"};
+    xpb_httpd_reply r = {
+        .status = 404, .reason = "Not Found", .ctype = "text/plain; charset=utf-8"};
     xpb_buf_init(&r.body, 0);
     c->h->handler(c->h->ud, rl->path, &r);
     send_reply(c, &r, head, NULL);
@@ -212,8 +216,10 @@ static void on_accept(struct evconnlistener *lev, evutil_socket_t fd, struct soc
     if (c && c->bev) c->deadline = evtimer_new(h->base, on_deadline, c);
     if (!c || !c->bev || !c->deadline) {
         if (c && c->deadline) event_free(c->deadline);
-        if (c && c->bev) bufferevent_free(c->bev);
-        else evutil_closesocket(fd);
+        if (c && c->bev)
+            bufferevent_free(c->bev);
+        else
+            evutil_closesocket(fd);
         free(c);
         h->st.refused++;
         return;
@@ -247,11 +253,16 @@ static void shed_one(xpb_httpd *h)
 static const char *errno_name(int e)
 {
     switch (e) {
-    case EMFILE: return "EMFILE";
-    case ENFILE: return "ENFILE";
-    case ENOBUFS: return "ENOBUFS";
-    case ENOMEM: return "ENOMEM";
-    default: return "errno";
+    case EMFILE:
+        return "EMFILE";
+    case ENFILE:
+        return "ENFILE";
+    case ENOBUFS:
+        return "ENOBUFS";
+    case ENOMEM:
+        return "ENOMEM";
+    default:
+        return "errno";
     }
 }
 
@@ -292,17 +303,17 @@ static int bind_listener(xpb_httpd *h, char *err, size_t errlen)
 {
     char port[8];
     snprintf(port, sizeof port, "%u", (unsigned)h->o.port);
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
     struct addrinfo *ai = NULL;
     if (getaddrinfo(h->o.addr, port, &hints, &ai) != 0 || !ai) {
         snprintf(err, errlen, "metrics: %s is not an address here", h->o.addr);
         return XPB_EINVAL;
     }
-    h->lev = evconnlistener_new_bind(h->base, on_accept, h,
-                                     LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
-                                         LEV_OPT_CLOSE_ON_EXEC,
-                                     XPB_HTTPD_BACKLOG, ai->ai_addr, (int)ai->ai_addrlen);
+    h->lev = evconnlistener_new_bind(
+        h->base, on_accept, h, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC,
+        XPB_HTTPD_BACKLOG, ai->ai_addr, (int)ai->ai_addrlen);
     freeaddrinfo(ai);
     if (!h->lev) {
         snprintf(err, errlen, "metrics: cannot listen on %s:%u (%s)", h->o.addr,
@@ -346,7 +357,8 @@ int xpb_httpd_new(xpb_httpd **out, struct event_base *base, const xpb_httpd_opts
 void xpb_httpd_free(xpb_httpd *h)
 {
     if (!h) return;
-    while (h->conns) conn_free(h->conns);
+    while (h->conns)
+        conn_free(h->conns);
     if (h->lev) evconnlistener_free(h->lev);
     if (h->resume) event_free(h->resume);
     if (h->reserve_fd >= 0) close(h->reserve_fd);

@@ -3,11 +3,15 @@
  * and line of the setting at fault (docs/configuration.md lists them all). */
 #include "config.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <libconfig.h>
 
@@ -46,6 +50,9 @@ void xpb_config_init(xpb_config *c)
     c->queue_max = XPB_SESSION_DEFAULT_QUEUE_MAX;
     c->max_stanza_bytes = XPB_READER_DEFAULT_MAX_STANZA;
     c->muc_ping_s = XPB_CONFIG_DEFAULT_MUC_PING_S;
+    c->metrics_max_connections = XPB_CONFIG_DEFAULT_METRICS_MAX_CONNECTIONS;
+    c->metrics_idle_timeout_s = XPB_CONFIG_DEFAULT_METRICS_IDLE_S;
+    c->backoff_reset_s = XPB_CONFIG_DEFAULT_BACKOFF_RESET_S;
 }
 
 static void room_clear(xpb_room_cfg *r)
@@ -257,26 +264,36 @@ static int listen_ok(const char *s)
 
 static int parse_metrics_limits(pctx *p, const config_setting_t *root, xpb_config *c)
 {
-    static const char *const mkeys[] = {"listen", "allow_remote", NULL};
-    static const char *const lkeys[] = {"queue_max", "max_stanza_bytes", "muc_self_ping_s", NULL};
+    static const char *const mkeys[] = {"listen", "allow_remote", "max_connections",
+                                        "idle_timeout_s", NULL};
+    static const char *const lkeys[] = {"queue_max", "max_stanza_bytes", "muc_self_ping_s",
+                                        "backoff_reset_s", NULL};
     const config_setting_t *g;
     int rc = group_of(p, root, "metrics", &g);
     if (!rc && g) {
+        unsigned long long mc = c->metrics_max_connections, mi = c->metrics_idle_timeout_s;
         if (!(rc = check_keys(p, g, "metrics", mkeys))) rc = get_str(p, g, "listen", &c->metrics_listen);
         if (!rc && !listen_ok(c->metrics_listen))
             rc = fail_at(p, config_setting_get_member(g, "listen"),
                          "metrics listen must be \"ADDR:PORT\" (e.g. \"127.0.0.1:9477\") or \"0\"");
         if (!rc) rc = get_bool(p, g, "allow_remote", &c->metrics_allow_remote);
+        if (!rc) rc = get_uint(p, g, "max_connections", 1, 10000, &mc);
+        if (!rc) rc = get_uint(p, g, "idle_timeout_s", 1, 3600, &mi);
+        c->metrics_max_connections = (unsigned)mc;
+        c->metrics_idle_timeout_s = (unsigned)mi;
     }
     if (rc || (rc = group_of(p, root, "limits", &g)) || !g) return rc;
     if ((rc = check_keys(p, g, "limits", lkeys))) return rc;
     unsigned long long qm = c->queue_max, msb = c->max_stanza_bytes, mp = c->muc_ping_s;
+    unsigned long long br = c->backoff_reset_s;
     if (!rc) rc = get_uint(p, g, "queue_max", 1, 1000000, &qm);
     if (!rc) rc = get_uint(p, g, "max_stanza_bytes", 10000, 16ll * 1024 * 1024, &msb);
     if (!rc) rc = get_uint(p, g, "muc_self_ping_s", 0, 86400, &mp);
+    if (!rc) rc = get_uint(p, g, "backoff_reset_s", 1, 86400, &br);
     c->queue_max = (unsigned)qm;
     c->max_stanza_bytes = (size_t)msb;
     c->muc_ping_s = (unsigned)mp;
+    c->backoff_reset_s = (unsigned)br;
     return rc;
 }
 
@@ -378,6 +395,8 @@ static int parse_presence(pctx *p, const config_setting_t *acc, xpb_account_cfg 
                    a->presence_show);
 }
 
+/* ws_url without transport implies "websocket"; with another transport it
+ * would be ignored, so it is refused. */
 static int parse_transport(pctx *p, const config_setting_t *acc, xpb_account_cfg *a)
 {
     char *t = NULL;
@@ -388,14 +407,23 @@ static int parse_transport(pctx *p, const config_setting_t *acc, xpb_account_cfg
             rc = fail_at(p, config_setting_get_member(acc, "transport"),
                          "transport must be starttls, directtls or websocket, not \"%s\"", t);
     }
-    free(t);
     if (!rc) rc = get_str(p, acc, "ws_url", &a->ws_url);
+    if (!rc) rc = get_bool(p, acc, "allow_plaintext_ws", &a->allow_plaintext_ws);
     if (!rc && a->ws_url && !a->ws_url[0]) {
         free(a->ws_url);
         a->ws_url = NULL;
     }
+    if (!rc && a->ws_url && !t) a->transport = XPB_TRANSPORT_WEBSOCKET;
+    free(t);
+    char why[400];
     if (!rc && a->transport == XPB_TRANSPORT_WEBSOCKET && !a->ws_url)
-        rc = fail_at(p, acc, "transport \"websocket\" needs ws_url (ws://... or wss://...)");
+        rc = fail_at(p, acc, "transport \"websocket\" needs ws_url (wss://...)");
+    else if (!rc && a->ws_url && a->transport != XPB_TRANSPORT_WEBSOCKET)
+        rc = fail_at(p, config_setting_get_member(acc, "ws_url"),
+                     "ws_url goes with transport \"websocket\" (or no transport setting)");
+    else if (!rc && a->ws_url && xpb_config_check_ws_url(a->ws_url, a->allow_plaintext_ws, why,
+                                                         sizeof why) != 0)
+        rc = fail_at(p, config_setting_get_member(acc, "ws_url"), "%s", why);
     return rc;
 }
 
@@ -411,7 +439,8 @@ static int parse_account(pctx *p, const config_setting_t *s, xpb_account_cfg *a)
 {
     static const char *const keys[] = {"jid", "password_file", "host", "port", "transport",
                                        "ws_url", "ca_file", "presence", "send_presence",
-                                       "fetch_roster", "stream_management", "rooms", NULL};
+                                       "fetch_roster", "stream_management", "rooms",
+                                       "allow_plaintext_ws", NULL};
     a->line = (int)config_setting_source_line(s);
     a->send_presence = 1;
     a->stream_management = 1;
@@ -549,11 +578,49 @@ int xpb_config_parse_string(xpb_config *c, const char *text, const char *name, c
     return rc;
 }
 
+/* A FIFO or a device would block (or never end) the read on the loop thread:
+ * only a regular file of a sane size is read. */
+static FILE *open_regular(const char *path, char *err, size_t errlen)
+{
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    struct stat sb;
+    if (fd < 0 || fstat(fd, &sb) != 0) {
+        snprintf(err, errlen, "%s: cannot read the file: %s", path, strerror(errno));
+        if (fd >= 0) close(fd);
+        return NULL;
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        snprintf(err, errlen, "%s: not a regular file (a config file must be one; FIFOs and "
+                              "devices are refused)", path);
+        close(fd);
+        return NULL;
+    }
+    if ((unsigned long long)sb.st_size > XPB_CONFIG_MAX_FILE_BYTES) {
+        snprintf(err, errlen, "%s: %lld bytes exceeds the config file limit (%u)", path,
+                 (long long)sb.st_size, XPB_CONFIG_MAX_FILE_BYTES);
+        close(fd);
+        return NULL;
+    }
+    FILE *f = fdopen(fd, "r");
+    if (!f) {
+        snprintf(err, errlen, "%s: out of memory", path);
+        close(fd);
+    }
+    return f;
+}
+
 int xpb_config_load(xpb_config *c, const char *path, char *err, size_t errlen)
 {
+    FILE *f = open_regular(path, err, errlen);
+    if (!f) {
+        xpb_config_init(c); /* the caller may clear it, as after a parse error */
+        xpb_config_clear(c);
+        return XPB_EINVAL;
+    }
     config_t cf;
     config_init(&cf);
-    int ok = config_read_file(&cf, path) == CONFIG_TRUE;
+    int ok = config_read(&cf, f) == CONFIG_TRUE;
+    fclose(f);
     int rc = parse_config_t(c, &cf, ok, path, err, errlen);
     config_destroy(&cf);
     return rc;
@@ -564,7 +631,7 @@ int xpb_config_load(xpb_config *c, const char *path, char *err, size_t errlen)
 enum {
     OPT_CONFIG = 256, OPT_JID, OPT_PWFILE, OPT_HOST, OPT_PORT, OPT_TRANSPORT, OPT_WSURL,
     OPT_CAFILE, OPT_ROOM, OPT_NOPRES, OPT_ROSTER, OPT_EVENTS, OPT_REQUESTS, OPT_METRICS,
-    OPT_LOGLEVEL, OPT_LOGFILE, OPT_CHECK, OPT_VERSION, OPT_HELP,
+    OPT_LOGLEVEL, OPT_LOGFILE, OPT_CHECK, OPT_VERSION, OPT_HELP, OPT_PLAINWS,
 };
 
 static const struct option long_opts[] = {
@@ -575,6 +642,7 @@ static const struct option long_opts[] = {
     {"port", required_argument, NULL, OPT_PORT},
     {"transport", required_argument, NULL, OPT_TRANSPORT},
     {"ws-url", required_argument, NULL, OPT_WSURL},
+    {"allow-plaintext-ws", no_argument, NULL, OPT_PLAINWS},
     {"ca-file", required_argument, NULL, OPT_CAFILE},
     {"room", required_argument, NULL, OPT_ROOM},
     {"no-presence", no_argument, NULL, OPT_NOPRES},
@@ -609,6 +677,7 @@ static int cli_value(xpb_cli *cli, int opt, const char *v, char *err, size_t err
         break;
     case OPT_TRANSPORT: cli->transport = v; break;
     case OPT_WSURL: cli->ws_url = v; break;
+    case OPT_PLAINWS: cli->allow_plaintext_ws = 1; break;
     case OPT_CAFILE: cli->ca_file = v; break;
     case OPT_ROOM:
         if (cli->n_rooms >= XPB_CLI_MAX_ROOMS) {
@@ -639,9 +708,10 @@ static int cli_check(const xpb_cli *cli, char *err, size_t errlen)
 {
     if (!cli->jid && (cli->password_file || cli->host || cli->port || cli->transport ||
                       cli->ws_url || cli->ca_file || cli->n_rooms || cli->no_presence ||
-                      cli->roster)) {
+                      cli->roster || cli->allow_plaintext_ws)) {
         snprintf(err, errlen, "--password-file, --host, --port, --transport, --ws-url, "
-                              "--ca-file, --room, --no-presence and --roster go with --jid");
+                              "--allow-plaintext-ws, --ca-file, --room, --no-presence and "
+                              "--roster go with --jid");
         return XPB_EINVAL;
     }
     if (cli->jid && !cli->password_file) {
@@ -709,6 +779,25 @@ static int cli_room(xpb_room_cfg *r, const char *v, char *err, size_t errlen)
     return 0;
 }
 
+/* The same transport and ws:// rules as parse_transport, for the flags. */
+static int cli_ws_check(const xpb_account_cfg *a, char *err, size_t errlen)
+{
+    char why[400];
+    if (a->transport == XPB_TRANSPORT_WEBSOCKET && !a->ws_url) {
+        snprintf(err, errlen, "--transport websocket needs --ws-url");
+        return XPB_EINVAL;
+    }
+    if (a->ws_url && a->transport != XPB_TRANSPORT_WEBSOCKET) {
+        snprintf(err, errlen, "--ws-url goes with --transport websocket (or no --transport)");
+        return XPB_EINVAL;
+    }
+    if (a->ws_url && xpb_config_check_ws_url(a->ws_url, a->allow_plaintext_ws, why, sizeof why)) {
+        snprintf(err, errlen, "--ws-url: %s", why);
+        return XPB_EINVAL;
+    }
+    return 0;
+}
+
 static int cli_account(xpb_account_cfg *a, const xpb_cli *cli, char *err, size_t errlen)
 {
     char why[256] = "";
@@ -724,11 +813,10 @@ static int cli_account(xpb_account_cfg *a, const xpb_cli *cli, char *err, size_t
     if (!rc && cli->ws_url) rc = set_str(&a->ws_url, cli->ws_url);
     if (!rc && cli->ca_file) rc = set_str(&a->ca_file, cli->ca_file);
     a->port = cli->port;
+    a->allow_plaintext_ws = cli->allow_plaintext_ws;
     if (cli->transport) a->transport = xpb_config_transport(cli->transport);
-    if (!rc && a->transport == XPB_TRANSPORT_WEBSOCKET && !a->ws_url) {
-        snprintf(err, errlen, "--transport websocket needs --ws-url");
-        return XPB_EINVAL;
-    }
+    else if (cli->ws_url) a->transport = XPB_TRANSPORT_WEBSOCKET; /* --ws-url implies it */
+    if (!rc) rc = cli_ws_check(a, err, errlen);
     if (!rc && cli->n_rooms) {
         a->rooms = calloc(cli->n_rooms, sizeof *a->rooms);
         if (!a->rooms) return XPB_ENOMEM;
@@ -791,6 +879,7 @@ int xpb_account_cfg_equal(const xpb_account_cfg *a, const xpb_account_cfg *b)
     if (!str_eq(a->jid, b->jid) || !str_eq(a->resource, b->resource) ||
         !str_eq(a->password_file, b->password_file) || !str_eq(a->host, b->host) ||
         a->port != b->port || a->transport != b->transport || !str_eq(a->ws_url, b->ws_url) ||
+        a->allow_plaintext_ws != b->allow_plaintext_ws ||
         !str_eq(a->ca_file, b->ca_file) || !str_eq(a->presence_show, b->presence_show) ||
         !str_eq(a->presence_status, b->presence_status) || a->send_presence != b->send_presence ||
         a->fetch_roster != b->fetch_roster || a->stream_management != b->stream_management ||

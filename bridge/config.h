@@ -11,6 +11,10 @@
 #define XPB_CONFIG_MAX_ACCOUNTS 10000u
 #define XPB_CONFIG_MAX_ROOMS 1000u           /* per account */
 #define XPB_CONFIG_MAX_IQ_PASSTHROUGH 64u    /* iq.passthrough namespaces */
+#define XPB_CONFIG_DEFAULT_METRICS_MAX_CONNECTIONS 16u /* concurrent /metrics clients */
+#define XPB_CONFIG_DEFAULT_METRICS_IDLE_S 10u  /* a /metrics connection idle this long is closed */
+#define XPB_CONFIG_DEFAULT_BACKOFF_RESET_S 60u /* online this long -> the backoff starts over */
+#define XPB_CONFIG_MAX_FILE_BYTES (16u * 1024u * 1024u) /* a bigger config file is refused */
 
 enum { XPB_CFG_LOG_DEBUG = 0, XPB_CFG_LOG_INFO, XPB_CFG_LOG_WARN, XPB_CFG_LOG_ERROR };
 
@@ -28,7 +32,8 @@ typedef struct xpb_account_cfg {
     char *host;          /* NULL: DNS SRV */
     unsigned port;       /* 0: default */
     int transport;       /* xpb_transport_kind */
-    char *ws_url;
+    char *ws_url;        /* wss://, or ws:// to a loopback host with allow_plaintext_ws */
+    int allow_plaintext_ws; /* ws:// (no TLS) allowed: only to a loopback host */
     char *ca_file;       /* NULL: system store */
     char *presence_show; /* NULL, away, chat, dnd, xa */
     char *presence_status;
@@ -49,6 +54,9 @@ typedef struct xpb_config {
     int compact_records;  /* bus.compact_records: publish compact record forms */
     char *metrics_listen; /* "ADDR:PORT"; "0" or "" disables */
     int metrics_allow_remote; /* metrics.allow_remote: a non-loopback listener */
+    unsigned metrics_max_connections; /* metrics.max_connections */
+    unsigned metrics_idle_timeout_s;  /* metrics.idle_timeout_s */
+    unsigned backoff_reset_s;         /* limits.backoff_reset_s */
     unsigned queue_max;
     size_t max_stanza_bytes;
     unsigned muc_ping_s;  /* 0 disables the self-ping */
@@ -67,7 +75,7 @@ typedef struct xpb_cli {
     unsigned port;
     const char *rooms[XPB_CLI_MAX_ROOMS];
     size_t n_rooms;
-    int no_presence, roster;
+    int no_presence, roster, allow_plaintext_ws;
     const char *events, *requests, *metrics, *log_level, *log_file;
     int check_config, version, help;
 } xpb_cli;
@@ -79,7 +87,9 @@ void xpb_config_clear(xpb_config *c);
  * returns XPB_EINVAL and err holds "NAME:LINE: text". */
 int xpb_config_parse_string(xpb_config *c, const char *text, const char *name, char *err,
                             size_t errlen);
-/* Same for a file; an unreadable file gives "FILE: reason". */
+/* Same for a file; an unreadable file gives "FILE: reason". Only a regular
+ * file is read (checked with fstat after a non-blocking open, so a FIFO or a
+ * device never blocks the caller): anything else is XPB_EINVAL. */
 int xpb_config_load(xpb_config *c, const char *path, char *err, size_t errlen);
 
 /* argv -> cli. XPB_EINVAL with err on a usage error. */
@@ -100,5 +110,10 @@ int xpb_config_log_level(const char *name);
 const char *xpb_config_log_level_name(int level);
 /* "starttls", "directtls", "websocket" -> xpb_transport_kind, or -1. */
 int xpb_config_transport(const char *name);
+/* The WebSocket URL rule: wss://HOST..., or ws://HOST... only when
+ * allow_plaintext_ws is set and HOST is a loopback address (127.0.0.0/8, ::1,
+ * localhost): RFC 7395 has no STARTTLS, so ws:// is plaintext. 0, or
+ * XPB_EINVAL with why. */
+int xpb_config_check_ws_url(const char *url, int allow_plaintext_ws, char *why, size_t whylen);
 
 #endif

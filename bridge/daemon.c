@@ -100,6 +100,7 @@ struct xpb_daemon {
     xpb_pack_plan *plan; /* sizes records for the byte counters (codec/pack.c) */
     xpb_record_limits limits;
     unsigned queue_max, muc_ping_s;
+    unsigned backoff_reset_s; /* limits.backoff_reset_s */
     int compact_records; /* publish compact forms (docs/mapping.md §7) */
     xpb_daemon_counters ctr;
     uint64_t gone_reconnects, gone_resumptions;
@@ -912,6 +913,9 @@ static void session_config(const xpb_daemon *d, const struct account *a, xpb_ses
     sc->presence_status = a->cfg.presence_status;
     sc->stream_management = a->cfg.stream_management;
     sc->queue_max = d->queue_max;
+    sc->backoff_reset_ms = d->backoff_reset_s * 1000u;
+    /* ws:// only with allow_plaintext_ws, which config.c grants to loopback only */
+    sc->allow_plaintext = a->cfg.transport == XPB_TRANSPORT_WEBSOCKET && a->cfg.allow_plaintext_ws;
 }
 
 /* Password: inline (an open request) or from cfg->password_file. */
@@ -1307,6 +1311,16 @@ static int open_cfg(xpb_bus_request *req, const Xpb__V1__Request *r, xpb_account
     return 0;
 }
 
+/* The same WebSocket URL rule as the configuration (xpb_config_check_ws_url);
+ * a bus request cannot set allow_plaintext_ws, so ws:// is refused here. */
+static int open_ws_url_refused(xpb_bus_request *req, const xpb_account_cfg *c)
+{
+    char why[400];
+    if (xpb_config_check_ws_url(c->ws_url, 0, why, sizeof why) == 0) return 0;
+    xpb_bus_reply_error(req, XPB__V1__ERROR_CODE__ERR_BAD_REQUEST, "open.%s", why);
+    return 1;
+}
+
 static void req_open(xpb_daemon *d, xpb_bus_request *req, const Xpb__V1__Request *r)
 {
     xpb_account_cfg c = {0};
@@ -1323,6 +1337,8 @@ static void req_open(xpb_daemon *d, xpb_bus_request *req, const Xpb__V1__Request
     } else if (c.transport == XPB_TRANSPORT_WEBSOCKET && !c.ws_url) {
         xpb_bus_reply_error(req, XPB__V1__ERROR_CODE__ERR_BAD_REQUEST,
                             "transport websocket needs ws_url");
+    } else if (c.ws_url && open_ws_url_refused(req, &c)) {
+        /* answered: the ws:// rule of config.c (no allow_plaintext_ws over the bus) */
     } else {
         char err[512] = "";
         int rc = account_start(d, &c, r->open->password, 0, err, sizeof err);
@@ -1429,6 +1445,7 @@ static int daemon_init(xpb_daemon *d, struct event_base *base, const xpb_config 
     d->started = time(NULL);
     d->queue_max = cfg->queue_max;
     d->muc_ping_s = cfg->muc_ping_s;
+    d->backoff_reset_s = cfg->backoff_reset_s;
     d->compact_records = cfg->compact_records;
     d->limits.max_stanza_bytes = cfg->max_stanza_bytes;
     d->iq_answer_version = cfg->iq_answer_version;
@@ -1460,8 +1477,11 @@ static int daemon_init(xpb_daemon *d, struct event_base *base, const xpb_config 
     d->ctr.bus_up = 1;
     const char *ml = cfg->metrics_listen;
     if (ml && ml[0] && strcmp(ml, "0") != 0) {
-        rc = xpb_metrics_new(&d->metrics, base, ml, cfg->metrics_allow_remote || cfg->allow_remote,
-                             d, err, errlen);
+        xpb_metrics_opts mo = {.listen = ml,
+                               .allow_remote = cfg->metrics_allow_remote || cfg->allow_remote,
+                               .max_connections = cfg->metrics_max_connections,
+                               .idle_timeout_s = cfg->metrics_idle_timeout_s};
+        rc = xpb_metrics_new(&d->metrics, base, &mo, d, err, errlen);
         if (rc) return rc;
     }
     for (size_t i = 0; i < cfg->n_accounts; i++) {

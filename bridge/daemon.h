@@ -59,9 +59,14 @@ const char *xpb_metrics_state_name(int st);
 
 /* ---- /metrics and /healthz (metrics.c) ------------------------------------------ */
 typedef struct xpb_metrics xpb_metrics;
-/* listen "ADDR:PORT"; a non-loopback address needs allow_remote. */
-int xpb_metrics_new(xpb_metrics **out, struct event_base *base, const char *listen,
-                    int allow_remote, xpb_daemon *d, char *err, size_t errlen);
+typedef struct xpb_metrics_opts {
+    const char *listen;          /* "ADDR:PORT"; a non-loopback address needs allow_remote */
+    int allow_remote;
+    unsigned max_connections;    /* metrics.max_connections: more are closed at once */
+    unsigned idle_timeout_s;     /* metrics.idle_timeout_s: per request, and per reply */
+} xpb_metrics_opts;
+int xpb_metrics_new(xpb_metrics **out, struct event_base *base, const xpb_metrics_opts *o,
+                    xpb_daemon *d, char *err, size_t errlen);
 void xpb_metrics_free(xpb_metrics *m);
 /* The listen address rule alone (for --check-config and start-up): 0 or
  * XPB_EINVAL with err. "0" and "" (disabled) pass. */

@@ -5,6 +5,8 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <inttypes.h>
+#include <time.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -14,6 +16,7 @@
 #include <event2/event.h>
 
 #include "xpb_error.h"
+#include "xpb_log.h"
 
 /* ---- timers -------------------------------------------------------------------- */
 
@@ -201,4 +204,54 @@ void xpb_signal_free(xpb_signal *s)
     if (!s) return;
     event_free(s->ev);
     free(s);
+}
+
+/* ---- libevent's own messages ---------------------------------------------------------- */
+
+/* libevent's messages (event_set_log_callback): a burst per window, the rest
+ * counted and summed up in the next line that gets through. A library that
+ * logs per failed accept() must not be able to fill the disk. Process-wide,
+ * like libevent's callback itself. */
+static struct {
+    uint64_t seen, suppressed, suppressed_reported;
+    time_t window;
+    unsigned in_window;
+} g_evlog;
+
+static void on_libevent_log(int severity, const char *msg)
+{
+    g_evlog.seen++;
+    time_t now = time(NULL);
+    if (now - g_evlog.window >= (time_t)XPB_LOOP_LIBEVENT_LOG_WINDOW_S) {
+        g_evlog.window = now;
+        g_evlog.in_window = 0;
+    }
+    if (g_evlog.in_window >= XPB_LOOP_LIBEVENT_LOG_BURST) {
+        g_evlog.suppressed++;
+        return;
+    }
+    g_evlog.in_window++;
+    int level = severity == EVENT_LOG_DEBUG ? XPB_LOG_DEBUG
+                : severity == EVENT_LOG_MSG ? XPB_LOG_INFO
+                : severity == EVENT_LOG_WARN ? XPB_LOG_WARN
+                                             : XPB_LOG_ERROR;
+    uint64_t skipped = g_evlog.suppressed - g_evlog.suppressed_reported;
+    g_evlog.suppressed_reported = g_evlog.suppressed;
+    if (skipped)
+        xpb_log(level, "libevent: %s (%" PRIu64 " earlier libevent messages suppressed: at most "
+                       "%u every %u s)", msg, skipped, XPB_LOOP_LIBEVENT_LOG_BURST,
+                XPB_LOOP_LIBEVENT_LOG_WINDOW_S);
+    else
+        xpb_log(level, "libevent: %s", msg);
+}
+
+void xpb_loop_route_libevent_log(void)
+{
+    event_set_log_callback(on_libevent_log);
+}
+
+void xpb_loop_libevent_log_counts(uint64_t *seen, uint64_t *suppressed)
+{
+    *seen = g_evlog.seen;
+    *suppressed = g_evlog.suppressed;
 }

@@ -4,6 +4,7 @@
 #define _DEFAULT_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -40,7 +41,8 @@ static const char HELP[] =
     "\n"
     "SYNOPSIS\n"
     "    xpbridge [--config FILE] [--jid JID --password-file FILE [--host H] [--port N]\n"
-    "             [--transport starttls|directtls|websocket] [--ws-url URL] [--ca-file FILE]\n"
+    "             [--transport starttls|directtls|websocket] [--ws-url URL]\n"
+    "             [--allow-plaintext-ws] [--ca-file FILE]\n"
     "             [--room ROOM@SERVICE/NICK]... [--no-presence] [--roster]]\n"
     "             [--events URL] [--requests URL] [--metrics ADDR:PORT]\n"
     "             [--log-level debug|info|warn|error] [--log-file FILE]\n"
@@ -63,7 +65,9 @@ static const char HELP[] =
     "    --host H, --port N   connect there instead of the DNS SRV target (TLS still\n"
     "                         verifies the JID's domain)\n"
     "    --transport T        starttls (default), directtls (XEP-0368) or websocket\n"
-    "    --ws-url URL         ws:// or wss:// URL for --transport websocket\n"
+    "    --ws-url URL         wss:// URL; implies --transport websocket\n"
+    "    --allow-plaintext-ws allow a ws:// (no TLS) --ws-url, to a loopback host only\n"
+    "                         (127.0.0.0/8, ::1, localhost); otherwise ws:// is refused\n"
     "    --ca-file FILE       trust the CA certificates in FILE instead of the system store\n"
     "    --room R@S/NICK      join this MUC room (repeatable); rejoined after reconnects\n"
     "    --no-presence        do not send initial presence\n"
@@ -85,10 +89,12 @@ static const char HELP[] =
     "    bus = { events = \"ipc:///run/xpbridge/events\";\n"
     "            requests = \"ipc:///run/xpbridge/requests\"; allow_remote = false;\n"
     "            max_request_bytes = 1048576; batch_max = 64; batch_flush_us = 2000; };\n"
-    "    metrics = { listen = \"127.0.0.1:9477\"; };\n"
-    "    limits = { queue_max = 1000; max_stanza_bytes = 262144; muc_self_ping_s = 300; };\n"
+    "    metrics = { listen = \"127.0.0.1:9477\"; max_connections = 16; idle_timeout_s = 10; };\n"
+    "    limits = { queue_max = 1000; max_stanza_bytes = 262144; muc_self_ping_s = 300;\n"
+    "               backoff_reset_s = 60; };\n"
     "    accounts = ( { jid = \"bot@example.com\"; password_file = \"/etc/xpbridge/bot.pass\";\n"
     "                   host = \"127.0.0.1\"; port = 5222; transport = \"starttls\";\n"
+    "                   # or: ws_url = \"wss://example.com/xmpp-websocket\";\n"
     "                   ca_file = \"/etc/ssl/private-ca.pem\";\n"
     "                   presence = { show = \"chat\"; status = \"bridged\"; };\n"
     "                   send_presence = true; fetch_roster = true;\n"
@@ -102,7 +108,9 @@ static const char HELP[] =
     "                     signal stops at once.\n"
     "    SIGHUP           re-read --config: start new accounts, close removed ones,\n"
     "                     restart changed ones, leave the others untouched. On an\n"
-    "                     error the running set is kept and the error logged.\n"
+    "                     error the running set is kept and the error logged; so\n"
+    "                     it is when FILE is not a regular file or defines no\n"
+    "                     account while accounts are running.\n"
     "\n"
     "FILES\n"
     "    $XDG_RUNTIME_DIR/xpbridge/ or /tmp/xpbridge-UID/   default ipc sockets (0700)\n"
@@ -161,6 +169,7 @@ struct run {
     xpb_daemon *d;
     const xpb_cli *cli;
     xpb_notify *notify;
+    size_t n_accounts; /* of the configuration running now */
 };
 
 static void on_term(void *ud, int sig)
@@ -184,7 +193,18 @@ static void reload(struct run *r)
         xpb_log(XPB_LOG_ERROR, "reload failed, keeping the running accounts: %s", err);
         return;
     }
+    if (cfg.n_accounts == 0 && r->n_accounts > 0) {
+        /* An emptied or truncated file (an editor mid-save, a failed deploy)
+         * must not close every session; stopping them all is SIGTERM's job. */
+        xpb_log(XPB_LOG_ERROR,
+                "reload refused, keeping the running accounts: %s defines no account and a "
+                "reload may not remove every account (%zu running); stop xpbridge instead",
+                r->cli->config_file, r->n_accounts);
+        xpb_config_clear(&cfg);
+        return;
+    }
     xpb_daemon_reload(r->d, &cfg);
+    r->n_accounts = cfg.n_accounts;
     xpb_config_clear(&cfg);
 }
 
@@ -247,13 +267,14 @@ static int install_signals(xpb_loop *loop, struct run *r, xpb_signal *sigs[SIG_C
 static int run(const xpb_cli *cli, const xpb_config *cfg)
 {
     signal(SIGPIPE, SIG_IGN);
+    xpb_loop_route_libevent_log();
     xpb_loop_config lc = {0};
     xpb_loop *loop = NULL;
     if (xpb_loop_new(&loop, &lc) != 0) {
         xpb_log(XPB_LOG_ERROR, "cannot create the event loop");
         return EXIT_RUNTIME;
     }
-    struct run r = {NULL, cli, NULL};
+    struct run r = {NULL, cli, NULL, cfg->n_accounts};
     xpb_signal *sigs[SIG_COUNT] = {NULL};
     char err[1024] = "";
     char libs[1024];

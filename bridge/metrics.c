@@ -1,6 +1,6 @@
-/* /metrics (Prometheus text exposition format 0.0.4) and /healthz over
- * libevent's HTTP server, on a loopback address unless allow_remote: the
- * numbers say which accounts exist, so they are not published by default. */
+/* /metrics (Prometheus text exposition format 0.0.4) and /healthz over our
+ * bounded HTTP server (httpd.c), on a loopback address unless allow_remote:
+ * the numbers say which accounts exist, so they are not published by default. */
 #define _DEFAULT_SOURCE
 #include "daemon.h"
 
@@ -11,16 +11,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <event2/buffer.h>
-#include <event2/http.h>
-#include <event2/keyvalq_struct.h>
-
+#include "httpd.h"
 #include "xpb_error.h"
+#include "xpb_loop.h"
 
 #define METRICS_MAX_ADDR 128
 
 struct xpb_metrics {
-    struct evhttp *http;
+    xpb_httpd *http;
+    unsigned max_connections, idle_timeout_s;
     xpb_daemon *d;
 };
 
@@ -178,48 +177,83 @@ int xpb_metrics_health(xpb_daemon *d, char *why, size_t whylen)
     return 1;
 }
 
-/* ---- HTTP ---------------------------------------------------------------------------- */
+/* ---- the limits of this listener and of the log ----------------------------------- */
 
-static void reply_text(struct evhttp_request *req, int code, const char *reason,
-                       const char *ctype, const char *body, size_t len)
+static int gauge(xpb_buf *b, const char *name, const char *help, uint64_t v)
 {
-    struct evbuffer *eb = evbuffer_new();
-    if (!eb) {
-        evhttp_send_error(req, 500, "out of memory");
-        return;
-    }
-    evbuffer_add(eb, body, len);
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", ctype);
-    evhttp_send_reply(req, code, reason, eb);
-    evbuffer_free(eb);
+    int rc = head(b, name, "gauge", help);
+    return rc ? rc : put(b, "%s %" PRIu64 "\n", name, v);
 }
 
-static void on_http(struct evhttp_request *req, void *arg)
+static int render_http(const struct xpb_metrics *m, xpb_buf *b)
+{
+    xpb_httpd_stats st;
+    uint64_t seen, suppressed;
+    xpb_httpd_get_stats(m->http, &st);
+    xpb_loop_libevent_log_counts(&seen, &suppressed);
+    int rc = gauge(b, "xpb_metrics_connections", "Open /metrics connections.", st.open);
+    if (!rc)
+        rc = gauge(b, "xpb_metrics_max_connections", "metrics.max_connections.",
+                   m->max_connections);
+    if (!rc)
+        rc = counter(b, "xpb_metrics_connections_total", "/metrics connections accepted.",
+                     st.accepted);
+    if (!rc)
+        rc = counter(b, "xpb_metrics_connections_refused_total",
+                     "/metrics connections closed at once: over metrics.max_connections, or "
+                     "shed while out of file descriptors.", st.refused);
+    if (!rc)
+        rc = counter(b, "xpb_metrics_connections_timed_out_total",
+                     "/metrics connections closed after metrics.idle_timeout_s.", st.timed_out);
+    if (!rc)
+        rc = counter(b, "xpb_metrics_bad_requests_total",
+                     "/metrics requests refused: not HTTP/1.x, or a head over 8 KiB.",
+                     st.bad_requests);
+    if (!rc)
+        rc = counter(b, "xpb_metrics_accept_errors_total",
+                     "accept() failures on the /metrics listener (EMFILE, ENFILE, ...); each "
+                     "pauses it for 250 ms.", st.accept_errors);
+    if (!rc)
+        rc = counter(b, "xpb_libevent_messages_total", "libevent's own log messages.", seen);
+    if (!rc)
+        rc = counter(b, "xpb_libevent_messages_suppressed_total",
+                     "libevent log messages not written (over the log rate limit).", suppressed);
+    return rc;
+}
+
+/* ---- HTTP ---------------------------------------------------------------------------- */
+
+static void reply_text(xpb_httpd_reply *r, int code, const char *reason, const char *ctype,
+                       const char *body, size_t len)
+{
+    r->status = code;
+    r->reason = reason;
+    r->ctype = ctype;
+    xpb_buf_reset(&r->body);
+    xpb_buf_append(&r->body, body, len);
+}
+
+static void on_http(void *arg, const char *path, xpb_httpd_reply *r)
 {
     struct xpb_metrics *m = arg;
-    const char *uri = evhttp_request_get_uri(req);
-    enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
-    if (cmd != EVHTTP_REQ_GET && cmd != EVHTTP_REQ_HEAD) {
-        evhttp_send_error(req, 405, "GET only");
-        return;
-    }
-    size_t plen = strcspn(uri, "?");
-    if (plen == 8 && strncmp(uri, "/metrics", 8) == 0) {
+    if (strcmp(path, "/metrics") == 0) {
         xpb_buf b;
         xpb_buf_init(&b, 0);
-        if (xpb_metrics_render(m->d, &b) == 0)
-            reply_text(req, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", b.data, b.len);
+        if (xpb_metrics_render(m->d, &b) == 0 && render_http(m, &b) == 0)
+            reply_text(r, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", b.data, b.len);
         else
-            evhttp_send_error(req, 500, "metrics rendering failed");
+            reply_text(r, 500, "Internal Server Error", "text/plain; charset=utf-8",
+                       "metrics rendering failed\n", 25);
         xpb_buf_free(&b);
-    } else if (plen == 8 && strncmp(uri, "/healthz", 8) == 0) {
+    } else if (strcmp(path, "/healthz") == 0) {
         char why[256], body[300];
         int ok = xpb_metrics_health(m->d, why, sizeof why);
         int n = snprintf(body, sizeof body, "%s\n", why);
-        reply_text(req, ok ? 200 : 503, ok ? "OK" : "Service Unavailable",
+        reply_text(r, ok ? 200 : 503, ok ? "OK" : "Service Unavailable",
                    "text/plain; charset=utf-8", body, (size_t)n);
     } else {
-        evhttp_send_error(req, 404, "try /metrics or /healthz");
+        static const char nf[] = "try /metrics or /healthz\n";
+        reply_text(r, 404, "Not Found", "text/plain; charset=utf-8", nf, sizeof nf - 1);
     }
 }
 
@@ -277,31 +311,27 @@ int xpb_metrics_check_listen(const char *listen, int allow_remote, char *err, si
     return check_listen(listen, allow_remote, addr, sizeof addr, &port, err, errlen);
 }
 
-int xpb_metrics_new(xpb_metrics **out, struct event_base *base, const char *listen,
-                    int allow_remote, xpb_daemon *d, char *err, size_t errlen)
+int xpb_metrics_new(xpb_metrics **out, struct event_base *base, const xpb_metrics_opts *o,
+                    xpb_daemon *d, char *err, size_t errlen)
 {
     char addr[METRICS_MAX_ADDR];
     uint16_t port;
-    int rc = check_listen(listen, allow_remote, addr, sizeof addr, &port, err, errlen);
+    int rc = check_listen(o->listen, o->allow_remote, addr, sizeof addr, &port, err, errlen);
     if (rc) return rc;
     struct xpb_metrics *m = calloc(1, sizeof *m);
-    if (!m || !(m->http = evhttp_new(base))) {
-        free(m);
+    if (!m) {
         snprintf(err, errlen, "out of memory");
         return XPB_ENOMEM;
     }
     m->d = d;
-    evhttp_set_gencb(m->http, on_http, m);
-    evhttp_set_allowed_methods(m->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
-    evhttp_set_max_headers_size(m->http, 8192);
-    evhttp_set_max_body_size(m->http, 0);
-    evhttp_set_timeout(m->http, 10);
-    if (!evhttp_bind_socket_with_handle(m->http, addr, port)) {
-        snprintf(err, errlen, "metrics: cannot listen on %s (in use, or not an address here)",
-                 listen);
-        evhttp_free(m->http);
+    m->max_connections = o->max_connections;
+    m->idle_timeout_s = o->idle_timeout_s;
+    xpb_httpd_opts ho = {.addr = addr, .port = port, .max_connections = o->max_connections,
+                         .idle_timeout_s = o->idle_timeout_s};
+    rc = xpb_httpd_new(&m->http, base, &ho, on_http, m, err, errlen);
+    if (rc) {
         free(m);
-        return XPB_EINVAL;
+        return rc;
     }
     *out = m;
     return 0;
@@ -310,6 +340,6 @@ int xpb_metrics_new(xpb_metrics **out, struct event_base *base, const char *list
 void xpb_metrics_free(xpb_metrics *m)
 {
     if (!m) return;
-    evhttp_free(m->http);
+    xpb_httpd_free(m->http);
     free(m);
 }

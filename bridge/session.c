@@ -160,6 +160,7 @@ static void cancel_link_timers(xpb_session *s)
     set_timer(s, XPB_TIMER_CONNECT, 0);
     set_timer(s, XPB_TIMER_ACK, 0);
     set_timer(s, XPB_TIMER_CLOSE, 0);
+    set_timer(s, XPB_TIMER_STABLE, 0);
     s->ack_timer_armed = 0;
     s->ping_wait = 0;
 }
@@ -262,16 +263,23 @@ static void request_ack(xpb_session *s)
     s->since_r = 0;
 }
 
-/* After a tracked send: ask for an ack every ack_every stanzas, or a little
- * later so that a lone stanza is acknowledged too (XEP-0198 §4). */
+/* After a tracked send: ask for an ack every ack_every stanzas, and once the
+ * burst is over (the ACK timer runs on the loop's next turn) so that the last
+ * stanzas of a burst are acknowledged at once too (XEP-0198 §4). */
 static void after_tracked_send(xpb_session *s)
 {
     if (++s->since_r >= s->cfg.ack_every) {
         request_ack(s);
     } else if (!s->ack_timer_armed) {
         s->ack_timer_armed = 1;
-        set_timer(s, XPB_TIMER_ACK, XPB_SESSION_ACK_DELAY_MS);
+        set_timer(s, XPB_TIMER_ACK, XPB_SESSION_ACK_IDLE_MS);
     }
+}
+
+/* The queue has just been written in one go: one <r/> for all of it. */
+static void request_ack_if_pending(xpb_session *s)
+{
+    if (s->sm_on && s->since_r > 0 && s->state == XPB_SS_ONLINE) request_ack(s);
 }
 
 /* Send item n_sent; with SM it stays until acked, without it is done. */
@@ -702,7 +710,16 @@ static void on_sasl_failure(xpb_session *s, const xpb_node *el)
             cond = c->name;
             break;
         }
-    char why[160];
+    char why[200];
+    if (strcmp(cond, "temporary-auth-failure") == 0) {
+        /* RFC 6120 §6.5.9: the server's problem, "try again later": retried
+         * with the backoff of a lost connection, never a stop. */
+        snprintf(why, sizeof why,
+                 "authentication failed: temporary-auth-failure (RFC 6120 §6.5.9): retrying");
+        emit_event(s, XPB_SE_ERROR, why, XPB_EAUTH);
+        enter_backoff(s, why, 0);
+        return;
+    }
     snprintf(why, sizeof why, "authentication failed: %.100s", cond);
     stop_session(s, XPB_EAUTH, why);
 }
@@ -763,14 +780,16 @@ static void go_online(xpb_session *s, int resumed)
 {
     s->phase = PH_NONE;
     s->redirects = 0;
-    s->backoff_cur = 0;
     set_timer(s, XPB_TIMER_CONNECT, 0);
+    /* The backoff starts over only once this link has lasted (STABLE timer). */
+    set_timer(s, XPB_TIMER_STABLE, s->cfg.backoff_reset_ms);
     s->state = XPB_SS_ONLINE; /* set before sending so the queue flushes */
     if (!resumed) {
         if (s->cfg.fetch_roster) send_roster_get(s);
         if (s->cfg.send_presence) send_presence(s, 0);
     }
     flush_queue(s);
+    request_ack_if_pending(s);
     arm_ping(s);
     if (s->state != XPB_SS_ONLINE) return;
     emit_event(s, XPB_SE_STATE, resumed ? "session resumed" : "session established", 0);
@@ -1153,6 +1172,7 @@ static void config_defaults(xpb_session_config *c)
     if (c->backoff_min_ms == 0) c->backoff_min_ms = XPB_SESSION_DEFAULT_BACKOFF_MIN_MS;
     if (c->backoff_max_ms == 0) c->backoff_max_ms = XPB_SESSION_DEFAULT_BACKOFF_MAX_MS;
     if (c->backoff_max_ms < c->backoff_min_ms) c->backoff_max_ms = c->backoff_min_ms;
+    if (c->backoff_reset_ms == 0) c->backoff_reset_ms = XPB_SESSION_DEFAULT_BACKOFF_RESET_MS;
     if (c->ack_every == 0) c->ack_every = XPB_SESSION_DEFAULT_ACK_EVERY;
 }
 
@@ -1284,7 +1304,8 @@ void xpb_session_on_connected(xpb_session *s, int tls)
     s->halt = 0;
     if (is_ws(s) && !s->tls && !s->cfg.allow_plaintext) {
         /* RFC 7395 §3.1: no STARTTLS over WebSocket; ws:// is plaintext. */
-        stop_session(s, XPB_ENOTLS, "WebSocket without TLS (ws://) and plaintext is not allowed");
+        stop_session(s, XPB_ENOTLS, "WebSocket without TLS (ws://) needs allow_plaintext_ws "
+                                    "and a loopback host (RFC 7395 has no STARTTLS)");
         return;
     }
     open_stream(s);
@@ -1416,7 +1437,10 @@ void xpb_session_on_timer(xpb_session *s, xpb_session_timer t)
         break;
     case XPB_TIMER_ACK:
         s->ack_timer_armed = 0;
-        if (s->sm_on && s->n_sent > 0 && s->state == XPB_SS_ONLINE) request_ack(s);
+        if (s->n_sent > 0) request_ack_if_pending(s);
+        break;
+    case XPB_TIMER_STABLE:
+        if (s->state == XPB_SS_ONLINE) s->backoff_cur = 0;
         break;
     case XPB_TIMER_CLOSE:
         if (s->state == XPB_SS_CLOSING) stop_session(s, 0, "closed (server did not answer)");

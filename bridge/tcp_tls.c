@@ -12,6 +12,7 @@
 #include <event2/event.h>
 #include <event2/util.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/objects.h>
@@ -410,6 +411,11 @@ static int stream_init(xpb_stream *s, const xpb_stream_params *p)
     s->fd_owned = 1;
     evutil_make_socket_nonblocking(s->fd);
     evutil_make_socket_closeonexec(s->fd);
+    /* Stanzas and XEP-0198 <r/> are small writes a few ms apart: Nagle would
+     * hold the <r/> until the server's delayed ACK (~40 ms), and with it the
+     * `acked` delivery event. Each write is a whole TLS record anyway. */
+    int one = 1;
+    setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     s->bev = bufferevent_socket_new(p->base, s->fd, 0);
     if (!s->bev) return XPB_ENOMEM;
     bufferevent_setcb(s->bev, on_read, NULL, on_event, s);

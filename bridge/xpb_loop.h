@@ -107,4 +107,12 @@ typedef void (*xpb_signal_cb)(void *ud, int signo);
 int xpb_signal_new(xpb_loop *l, int signo, xpb_signal_cb cb, void *ud, xpb_signal **out);
 void xpb_signal_free(xpb_signal *s);
 
+/* libevent's own messages go through xpb_log (never its default stderr
+ * output), at most XPB_LOOP_LIBEVENT_LOG_BURST per XPB_LOOP_LIBEVENT_LOG_WINDOW_S;
+ * the rest are counted. Process-wide; call before creating a loop. */
+#define XPB_LOOP_LIBEVENT_LOG_BURST 5u
+#define XPB_LOOP_LIBEVENT_LOG_WINDOW_S 10u
+void xpb_loop_route_libevent_log(void);
+void xpb_loop_libevent_log_counts(uint64_t *seen, uint64_t *suppressed);
+
 #endif

@@ -19,13 +19,18 @@
 #define XPB_SESSION_DEFAULT_CONNECT_TIMEOUT_MS 15000u /* connect through bind */
 #define XPB_SESSION_DEFAULT_BACKOFF_MIN_MS 500u
 #define XPB_SESSION_DEFAULT_BACKOFF_MAX_MS 60000u
+/* Online this long before the backoff starts again from backoff_min: a server
+ * that drops us right after bind must not get a reconnect every 0.5 s. */
+#define XPB_SESSION_DEFAULT_BACKOFF_RESET_MS 60000u
 #define XPB_SESSION_DEFAULT_ACK_EVERY 5u            /* send <r/> after this many stanzas */
 #define XPB_SESSION_CLOSE_WAIT_MS 2000u             /* wait for the server's </stream:stream> */
 /* The session's own stanzas (ping answers, presence, roster) awaiting a
  * XEP-0198 ack; a server that never acks them gets a fresh session instead. */
 #define XPB_SESSION_MAX_INTERNAL_UNACKED 1000u
-/* Added by "session": */
-#define XPB_SESSION_ACK_DELAY_MS 2000u   /* XEP-0198: <r/> this long after an unacked send */
+/* XEP-0198 §4: <r/> once the sends of this loop turn are written (the timer
+ * runs after them), so a burst gets one request and `acked` follows one round
+ * trip after the last send. */
+#define XPB_SESSION_ACK_IDLE_MS 1u
 #define XPB_SESSION_MAX_REDIRECTS 5u     /* see-other-host in a row (RFC 6120 §4.9.3.19) */
 #define XPB_SESSION_ID_MAX 64u           /* bytes of a generated stanza id, NUL included */
 #define XPB_SESSION_MAX_MECHS 32u        /* SASL <mechanism/> names considered */
@@ -82,6 +87,7 @@ typedef struct xpb_session_config {
     unsigned queue_max;         /* 0 = default */
     unsigned ping_interval_ms, ping_timeout_ms, connect_timeout_ms;
     unsigned backoff_min_ms, backoff_max_ms;
+    unsigned backoff_reset_ms;  /* online this long -> backoff back to min (0 = default) */
     unsigned ack_every;
 } xpb_session_config;
 void xpb_session_config_init(xpb_session_config *c);
@@ -115,6 +121,7 @@ typedef enum xpb_session_timer {
     XPB_TIMER_CONNECT,      /* negotiation took too long */
     XPB_TIMER_ACK,          /* request an ack for stanzas sent since */
     XPB_TIMER_CLOSE,        /* the server did not close the stream in time */
+    XPB_TIMER_STABLE,       /* online for backoff_reset_ms: the backoff starts over */
     XPB_TIMER_COUNT
 } xpb_session_timer;
 

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -119,7 +120,29 @@ static const struct bad_case {
     {"accounts = ( { jid = \"a@b.example\"; password_file = \"/p\"; transport = \"tcp\"; } );",
      "bad.conf:1: transport must be starttls, directtls or websocket, not \"tcp\""},
     {"accounts = ( { jid = \"a@b.example\"; password_file = \"/p\"; transport = \"websocket\"; } );",
-     "bad.conf:1: transport \"websocket\" needs ws_url (ws://... or wss://...)"},
+     "bad.conf:1: transport \"websocket\" needs ws_url (wss://...)"},
+    /* ws:// is plaintext (RFC 7395 has no STARTTLS): loopback and explicit only */
+    {"accounts = ( { jid = \"a@b.example\"; password_file = \"/p\";\n ws_url = \"ws://127.0.0.1:5280/ws\"; } );",
+     "bad.conf:2: ws_url \"ws://127.0.0.1:5280/ws\": ws:// is WebSocket without TLS (RFC 7395 has "
+     "no STARTTLS); use wss://, or set allow_plaintext_ws = true (--allow-plaintext-ws) for a "
+     "loopback host"},
+    {"accounts = ( { jid = \"a@b.example\"; password_file = \"/p\"; allow_plaintext_ws = true;\n"
+     " ws_url = \"ws://xmpp.example.com:5280/ws\"; } );",
+     "bad.conf:2: ws_url \"ws://xmpp.example.com:5280/ws\": ws:// (no TLS) is allowed only to a "
+     "loopback host (127.0.0.0/8, ::1, localhost); use wss://"},
+    {"accounts = ( { jid = \"a@b.example\"; password_file = \"/p\"; allow_plaintext_ws = true;\n"
+     " ws_url = \"ws://127.evil.example/ws\"; } );",
+     "bad.conf:2: ws_url \"ws://127.evil.example/ws\": ws:// (no TLS) is allowed only to a "
+     "loopback host (127.0.0.0/8, ::1, localhost); use wss://"},
+    {"accounts = ( { jid = \"a@b.example\"; password_file = \"/p\";\n ws_url = \"https://example.com/ws\"; } );",
+     "bad.conf:2: ws_url \"https://example.com/ws\" must be wss://HOST[:PORT]/PATH (or ws:// to a "
+     "loopback host with allow_plaintext_ws)"},
+    {"accounts = ( { jid = \"a@b.example\"; password_file = \"/p\"; transport = \"starttls\";\n"
+     " ws_url = \"wss://example.com/ws\"; } );",
+     "bad.conf:2: ws_url goes with transport \"websocket\" (or no transport setting)"},
+    {"metrics = { max_connections = 0; };", "bad.conf:1: max_connections must be 1..10000, not 0"},
+    {"metrics = { idle_timeout_s = 7200; };", "bad.conf:1: idle_timeout_s must be 1..3600, not 7200"},
+    {"limits = { backoff_reset_s = 0; };", "bad.conf:1: backoff_reset_s must be 1..86400, not 0"},
     {"accounts = ( { jid = \"a@b.example\"; password_file = \"/p\"; pasword = \"x\"; } );",
      "bad.conf:1: unknown setting 'pasword' in an account"},
     {"accounts = ( { jid = \"a@b.example\"; password_file = \"/p\";\n presence = { show = \"busy\"; }; } );",
@@ -164,8 +187,126 @@ static void test_load_file(void **state)
     assert_string_equal(err, want);
     unlink(path);
     assert_int_equal(xpb_config_load(&c, path, err, sizeof err), XPB_EINVAL);
-    snprintf(want, sizeof want, "%s: cannot read the file", path);
+    snprintf(want, sizeof want, "%s: cannot read the file: No such file or directory", path);
     assert_string_equal(err, want);
+}
+
+/* Only a regular file is read: a FIFO would block the caller (SIGHUP runs
+ * on the event loop) until a writer shows up, a device never ends. */
+static void test_load_refuses_non_regular(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/xpb-test-config-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char fifo[64];
+    snprintf(fifo, sizeof fifo, "%s/fifo.conf", dir);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    const char *const paths[] = {fifo, "/dev/null", dir};
+    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
+        xpb_config c;
+        char err[512] = "", want[600];
+        assert_int_equal(xpb_config_load(&c, paths[i], err, sizeof err), XPB_EINVAL);
+        snprintf(want, sizeof want,
+                 "%s: not a regular file (a config file must be one; FIFOs and devices are "
+                 "refused)", paths[i]);
+        assert_string_equal(err, want);
+        xpb_config_clear(&c);
+    }
+    unlink(fifo);
+    rmdir(dir);
+}
+
+/* ws_url alone means the websocket transport; ws:// with the explicit
+ * setting to a loopback host is accepted, in the file and as flags. */
+static void test_websocket_rules(void **state)
+{
+    (void)state;
+    static const char text[] =
+        "accounts = (\n"
+        "  { jid = \"a@b.example\"; password_file = \"/p\"; ws_url = \"wss://b.example/ws\"; },\n"
+        "  { jid = \"c@b.example\"; password_file = \"/p\"; allow_plaintext_ws = true;\n"
+        "    ws_url = \"ws://127.0.0.1:5280/xmpp-websocket\"; },\n"
+        "  { jid = \"d@b.example\"; password_file = \"/p\"; allow_plaintext_ws = true;\n"
+        "    ws_url = \"ws://[::1]:5280/ws\"; },\n"
+        "  { jid = \"e@b.example\"; password_file = \"/p\"; allow_plaintext_ws = true;\n"
+        "    ws_url = \"ws://LocalHost/ws\"; } );\n";
+    xpb_config c;
+    char err[512] = "";
+    assert_int_equal(xpb_config_parse_string(&c, text, "ws.conf", err, sizeof err), 0);
+    for (size_t i = 0; i < c.n_accounts; i++)
+        assert_int_equal(c.accounts[i].transport, XPB_TRANSPORT_WEBSOCKET);
+    assert_int_equal(c.accounts[0].allow_plaintext_ws, 0);
+    assert_int_equal(c.accounts[1].allow_plaintext_ws, 1);
+    xpb_account_cfg copy;
+    assert_int_equal(xpb_account_cfg_copy(&copy, &c.accounts[1]), 0);
+    assert_true(xpb_account_cfg_equal(&copy, &c.accounts[1]));
+    copy.allow_plaintext_ws = 0;
+    assert_false(xpb_account_cfg_equal(&copy, &c.accounts[1]));
+    xpb_account_cfg_clear(&copy);
+    xpb_config_clear(&c);
+    /* flags: --ws-url implies --transport websocket */
+    static const struct {
+        const char *url;
+        int plain;
+        const char *transport;
+        const char *err; /* NULL: accepted */
+    } cases[] = {
+        {"wss://b.example/ws", 0, NULL, NULL},
+        {"ws://127.0.0.1:5280/ws", 1, NULL, NULL},
+        {"ws://127.0.0.1:5280/ws", 0, NULL,
+         "--ws-url: ws_url \"ws://127.0.0.1:5280/ws\": ws:// is WebSocket without TLS (RFC 7395 "
+         "has no STARTTLS); use wss://, or set allow_plaintext_ws = true (--allow-plaintext-ws) "
+         "for a loopback host"},
+        {"ws://10.0.0.1/ws", 1, NULL,
+         "--ws-url: ws_url \"ws://10.0.0.1/ws\": ws:// (no TLS) is allowed only to a loopback "
+         "host (127.0.0.0/8, ::1, localhost); use wss://"},
+        {"wss://b.example/ws", 0, "starttls",
+         "--ws-url goes with --transport websocket (or no --transport)"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *argv[12] = {"xpbridge", "--jid", "a@b.example", "--password-file", "/p",
+                          "--ws-url", (char *)cases[i].url};
+        int argc = 7;
+        if (cases[i].plain) argv[argc++] = "--allow-plaintext-ws";
+        if (cases[i].transport) {
+            argv[argc++] = "--transport";
+            argv[argc++] = (char *)cases[i].transport;
+        }
+        xpb_cli cli;
+        assert_int_equal(xpb_cli_parse(&cli, argc, argv, err, sizeof err), 0);
+        xpb_config_init(&c);
+        int rc = xpb_config_apply_cli(&c, &cli, err, sizeof err);
+        if (cases[i].err == NULL) {
+            if (rc != 0) fail_msg("case %zu: %s", i, err);
+            assert_int_equal(c.accounts[0].transport, XPB_TRANSPORT_WEBSOCKET);
+            assert_int_equal(c.accounts[0].allow_plaintext_ws, cases[i].plain);
+        } else {
+            assert_int_equal(rc, XPB_EINVAL);
+            assert_string_equal(err, cases[i].err);
+        }
+        xpb_config_clear(&c);
+    }
+}
+
+static void test_robustness_limits(void **state)
+{
+    (void)state;
+    xpb_config c;
+    char err[512] = "";
+    assert_int_equal(xpb_config_parse_string(&c, "", "empty.conf", err, sizeof err), 0);
+    assert_int_equal(c.metrics_max_connections, XPB_CONFIG_DEFAULT_METRICS_MAX_CONNECTIONS);
+    assert_int_equal(c.metrics_idle_timeout_s, XPB_CONFIG_DEFAULT_METRICS_IDLE_S);
+    assert_int_equal(c.backoff_reset_s, XPB_CONFIG_DEFAULT_BACKOFF_RESET_S);
+    xpb_config_clear(&c);
+    assert_int_equal(xpb_config_parse_string(&c,
+                                             "metrics = { max_connections = 4; idle_timeout_s = 2; };\n"
+                                             "limits = { backoff_reset_s = 300; };",
+                                             "l.conf", err, sizeof err),
+                     0);
+    assert_int_equal(c.metrics_max_connections, 4);
+    assert_int_equal(c.metrics_idle_timeout_s, 2);
+    assert_int_equal(c.backoff_reset_s, 300);
+    xpb_config_clear(&c);
 }
 
 static int parse_args(xpb_cli *cli, char *err, size_t errlen, ...)
@@ -228,8 +369,8 @@ static const struct bad_flags {
     {"--port", "0", NULL, "--port must be 1..65535, not '0'"},
     {"--config", NULL, NULL, "option --config needs a value"},
     {"--password-file", "/p", NULL,
-     "--password-file, --host, --port, --transport, --ws-url, --ca-file, --room, --no-presence "
-     "and --roster go with --jid"},
+     "--password-file, --host, --port, --transport, --ws-url, --allow-plaintext-ws, --ca-file, "
+     "--room, --no-presence and --roster go with --jid"},
     {"--jid", "a@b.example", NULL, "--jid needs --password-file"},
     {"--log-level", "loud", NULL, "--log-level must be debug, info, warn or error, not 'loud'"},
     {"--metrics", "9477", NULL, "--metrics must be ADDR:PORT (e.g. 127.0.0.1:9477) or 0, not '9477'"},
@@ -357,6 +498,9 @@ int main(void)
         cmocka_unit_test(test_flags_override), cmocka_unit_test(test_bad_flags),
         cmocka_unit_test(test_account_equal), cmocka_unit_test(test_names),
         cmocka_unit_test(test_example_file),  cmocka_unit_test(test_iq_group),
+        cmocka_unit_test(test_load_refuses_non_regular),
+        cmocka_unit_test(test_websocket_rules),
+        cmocka_unit_test(test_robustness_limits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

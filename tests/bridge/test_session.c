@@ -636,19 +636,19 @@ static void test_sm_enable_and_acks(void **state)
     (void)state;
     xpb_session_config c;
     base_cfg(&c, 1);
-    c.ack_every = 3;
+    c.ack_every = 2;
     xpb_session *s = online_sm(&c);
-    assert_sent("<presence/>");
+    /* the flush at bind ends with one request for it (XEP-0198 §4) */
+    assert_sent("<presence/><r xmlns='urn:xmpp:sm:3'/>");
     /* presence counted: 1 unacked of our own, no event for it */
     xpb_session_stats st;
     xpb_session_get_stats(s, &st);
     assert_int_equal(st.unacked, 1);
-    assert_int_equal(F.timers[XPB_TIMER_ACK], XPB_SESSION_ACK_DELAY_MS);
     clear_sent();
     uint64_t h1 = send_msg(s, NULL, "one");
     assert_not_sent("<r xmlns");
     uint64_t h2 = send_msg(s, "fixed-id", "two");
-    assert_sent("<r xmlns='urn:xmpp:sm:3'/>"); /* ack_every = 3 (presence + 2) */
+    assert_sent("<r xmlns='urn:xmpp:sm:3'/>"); /* ack_every = 2 */
     assert_sent("id='fixed-id'");
     assert_string_equal(xpb_session_last_id(s), "fixed-id");
     /* its size as queued: the bytes of that <message> element in the output */
@@ -679,6 +679,110 @@ static void test_sm_enable_and_acks(void **state)
     send_msg(s, NULL, "three");
     xpb_session_on_timer(s, XPB_TIMER_ACK);
     assert_sent("<r xmlns='urn:xmpp:sm:3'/>");
+    xpb_session_free(s);
+}
+
+/* XEP-0198 §4: stanzas queued while offline go out at bind followed by one
+ * <r/>; a burst of live sends gets one <r/> on the loop's next turn (the ACK
+ * timer at XPB_SESSION_ACK_IDLE_MS), not one per stanza nor seconds later. */
+static void test_ack_requested_when_queue_idle(void **state)
+{
+    (void)state;
+    xpb_session_config c;
+    base_cfg(&c, 1);
+    c.send_presence = 0;
+    xpb_session *s = new_session(&c);
+    uint64_t q[3];
+    for (int i = 0; i < 3; i++) q[i] = send_msg(s, NULL, "queued");
+    negotiate(s, F_BIND F_SM);
+    answer_bind(s, "user@example.com/r1");
+    clear_sent();
+    feed(s, "<enabled xmlns='urn:xmpp:sm:3' id='sm-1' resume='true'/>");
+    assert_int_equal(xpb_session_get_state(s), XPB_SS_ONLINE);
+    assert_int_equal(count_sub(sent(), "<message"), 3);
+    assert_int_equal(count_sub(sent(), "<r xmlns='urn:xmpp:sm:3'/>"), 1);
+    const char *r = strstr(sent(), "<r xmlns"), *last = strstr(sent(), "</message>");
+    for (const char *n; last && (n = strstr(last + 1, "</message>"));) last = n;
+    assert_true(r > last); /* right after the queued stanzas */
+    feed(s, "<a xmlns='urn:xmpp:sm:3' h='3'/>");
+    assert_int_equal(count_events(XPB_SE_ACKED), 3);
+    assert_int_equal(last_event(XPB_SE_ACKED)->handle, q[2]);
+    /* a live burst: nothing per stanza, one request once the turn is over */
+    clear_sent();
+    for (int i = 0; i < 4; i++) send_msg(s, NULL, "burst");
+    assert_not_sent("<r xmlns");
+    assert_int_equal(F.timers[XPB_TIMER_ACK], XPB_SESSION_ACK_IDLE_MS);
+    assert_true(XPB_SESSION_ACK_IDLE_MS <= 10);
+    xpb_session_on_timer(s, XPB_TIMER_ACK);
+    assert_int_equal(count_sub(sent(), "<r xmlns='urn:xmpp:sm:3'/>"), 1);
+    xpb_session_on_timer(s, XPB_TIMER_ACK); /* nothing new since: no second request */
+    assert_int_equal(count_sub(sent(), "<r xmlns='urn:xmpp:sm:3'/>"), 1);
+    xpb_session_free(s);
+}
+
+/* The delay next_backoff picks with F.rnd for this cap (base_cfg: min 100). */
+static unsigned jittered(unsigned cap) { return 100 + (unsigned)(F.rnd % (cap - 100 + 1)); }
+
+/* RFC 6120 §6.5.9: temporary-auth-failure means "try again later": backoff
+ * like a lost link, growing; not-authorized still stops (test above). */
+static void test_temporary_auth_failure_retries(void **state)
+{
+    (void)state;
+    F.rnd = 0xFFFFFFFFu;
+    xpb_session_config c;
+    base_cfg(&c, 0);
+    xpb_session *s = new_session(&c);
+    assert_int_equal(xpb_session_start(s), 0);
+    static const unsigned caps[] = {100, 200, 400};
+    for (size_t i = 0; i < sizeof caps / sizeof caps[0]; i++) {
+        xpb_session_on_connected(s, 1);
+        feed(s, SERVER_HEADER FEATURES(F_MECHS(MECH("PLAIN"))));
+        feed(s, "<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><temporary-auth-failure/>"
+                "<text>database down</text></failure>");
+        assert_int_equal(xpb_session_get_state(s), XPB_SS_BACKOFF);
+        const rec_event *e = last_event(XPB_SE_ERROR);
+        assert_non_null(e);
+        assert_int_equal(e->code, XPB_EAUTH);
+        assert_non_null(strstr(e->reason, "temporary-auth-failure"));
+        assert_int_equal(F.timers[XPB_TIMER_RECONNECT], jittered(caps[i]));
+        assert_int_equal(F.disconnects, (int)i + 1);
+        xpb_session_on_timer(s, XPB_TIMER_RECONNECT);
+        assert_int_equal(F.connects, (int)i + 2);
+        assert_int_equal(xpb_session_get_state(s), XPB_SS_CONNECTING);
+    }
+    xpb_session_free(s);
+}
+
+/* A link that fails right after bind does not reset the backoff; one that
+ * stayed online for backoff_reset_ms (the STABLE timer) does. */
+static void test_backoff_reset_only_when_stable(void **state)
+{
+    (void)state;
+    F.rnd = 0xFFFFFFFFu;
+    xpb_session_config c;
+    base_cfg(&c, 0);
+    c.backoff_reset_ms = 5000;
+    xpb_session *s = new_session(&c);
+    static const struct { int stable; unsigned want; } steps[] = {
+        {0, 100}, {0, 200}, {0, 400}, {1, 100}, {0, 200}};
+    for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+        negotiate(s, F_BIND);
+        answer_bind(s, "user@example.com/r1");
+        assert_int_equal(xpb_session_get_state(s), XPB_SS_ONLINE);
+        assert_int_equal(F.timers[XPB_TIMER_STABLE], 5000);
+        if (steps[i].stable) xpb_session_on_timer(s, XPB_TIMER_STABLE);
+        xpb_session_on_disconnected(s, "reset by peer");
+        assert_int_equal(xpb_session_get_state(s), XPB_SS_BACKOFF);
+        assert_int_equal(F.timers[XPB_TIMER_STABLE], 0); /* cancelled with the link */
+        assert_int_equal(F.timers[XPB_TIMER_RECONNECT], jittered(steps[i].want));
+        xpb_session_on_timer(s, XPB_TIMER_RECONNECT);
+    }
+    /* a late STABLE timer after the link is gone changes nothing */
+    xpb_session_on_disconnected(s, "refused");
+    xpb_session_on_timer(s, XPB_TIMER_STABLE);
+    xpb_session_on_timer(s, XPB_TIMER_RECONNECT);
+    xpb_session_on_disconnected(s, "refused");
+    assert_int_equal(F.timers[XPB_TIMER_RECONNECT], jittered(800)); /* 400 -> 800: growing */
     xpb_session_free(s);
 }
 
@@ -1186,6 +1290,9 @@ int main(void)
         T(test_plain_without_tls_refused),
         T(test_tls_failure_stops),
         T(test_sm_enable_and_acks),
+        T(test_ack_requested_when_queue_idle),
+        T(test_temporary_auth_failure_retries),
+        T(test_backoff_reset_only_when_stable),
         T(test_h_wrap),
         T(test_resume_resends_only_unacked),
         T(test_resume_failed_fresh_bind),

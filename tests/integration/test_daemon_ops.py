@@ -47,7 +47,8 @@ class ConfBridge(Bridge):
     """xpbridge --config FILE; the file is rewritten by the test (atomically:
     a SIGHUP never reads half a file). Logs at debug level to a file."""
 
-    def __init__(self, workdir, server, accounts, metrics='0', queue_max=None):
+    def __init__(self, workdir, server, accounts, metrics='0', queue_max=None, metrics_extra='',
+                 nofile=None):
         self.path, self.ctl_path = xpbridge_path(), xpbctl_path()
         self.dir, self.server = workdir, server
         self.jid = accounts[0] if accounts else None
@@ -56,10 +57,13 @@ class ConfBridge(Bridge):
         self.log_path = os.path.join(workdir, 'xpbridge.log')
         self.conf_path = os.path.join(workdir, 'xpbridge.conf')
         self.metrics, self.queue_max = metrics, queue_max
+        self.metrics_extra = metrics_extra
         self.proc, self.returncode = None, None
         self._log_mark = 0
         self.write_config(accounts)
         self.argv = [self.path, '--config', self.conf_path]
+        if nofile:   # RLIMIT_NOFILE for xpbridge alone (prlimit execs it: same PID)
+            self.argv = ['/usr/bin/prlimit', f'--nofile={nofile}:{nofile}', '--', *self.argv]
 
     def _password_file(self, jid):
         p = os.path.join(self.dir, jid.split('@')[0] + '.pass')
@@ -72,7 +76,7 @@ class ConfBridge(Bridge):
         """The file for these accounts; extra: {jid: more settings text}."""
         lines = ['log = { level = "debug"; };',
                  f'bus = {{ events = {_q(self.events)}; requests = {_q(self.requests)}; }};',
-                 f'metrics = {{ listen = {_q(self.metrics)}; }};']
+                 f'metrics = {{ listen = {_q(self.metrics)}; {self.metrics_extra} }};']
         if self.queue_max is not None:
             lines.append(f'limits = {{ queue_max = {self.queue_max}; }};')
         lines.append('accounts = (')
@@ -335,6 +339,44 @@ class TestConfigErrors(unittest.TestCase):
         self.assertEqual(rc, 0, err)
 
 
+    def test_ws_url_rule_everywhere(self):
+        """Issue 12: ws:// (WebSocket without TLS) is refused in the file, by
+        --check-config, at start-up (exit 2) and in a bus open; allowed only
+        to a loopback host with allow_plaintext_ws."""
+        ws_remote = self.good().replace(
+            'port = 1; }', 'ws_url = "ws://xmpp.example.com:5280/ws"; allow_plaintext_ws = true; }')
+        ws_local_implicit = self.good().replace('port = 1; }', 'ws_url = "ws://127.0.0.1:1/ws"; }')
+        for name, text, want in (('remote.conf', ws_remote, 'allowed only to a loopback host'),
+                                 ('local.conf', ws_local_implicit, 'allow_plaintext_ws')):
+            p = self.write(name, text)
+            for extra in ((), ('--check-config',)):
+                with self.subTest(name=name, extra=extra):
+                    rc, out, err = self.run_bridge('--config', p, *extra)
+                    self.assertEqual(rc, 2, err)
+                    self.assertIn(f'{p}:', err)
+                    self.assertIn(want, err)
+        self.assert_nothing_bound()
+        rc, out, err = self.run_bridge('--jid', BOT, '--password-file', self.pw,
+                                       '--ws-url', 'ws://127.0.0.1:1/ws')
+        self.assertEqual(rc, 2, err)
+        self.assertIn('--allow-plaintext-ws', err)
+        # Control: loopback with the setting passes, and ws_url alone means websocket.
+        ok = self.good().replace(
+            'port = 1; }', 'ws_url = "ws://127.0.0.1:1/ws"; allow_plaintext_ws = true; }')
+        rc, out, err = self.run_bridge('--config', self.write('ok.conf', ok), '--check-config')
+        self.assertEqual(rc, 0, err)
+        # A bus open cannot set allow_plaintext_ws: ws:// is refused there.
+        b = ConfBridge(env.scratch('bridge'), None, [])
+        self.addCleanup(b.stop)
+        b.start(online_timeout=None)
+        r = b.ctl('open', '--account', BOT, '--password-file', self.pw, '--transport',
+                  'websocket', '--ws-url', 'ws://127.0.0.1:1/ws', check=False)
+        self.assertEqual(r.returncode, 1, r)
+        self.assertIn('ERR_BAD_REQUEST', r.stderr)
+        self.assertIn('ws://', r.stderr)
+        self.assertEqual(b.sessions(), {})
+        self.assertEqual(b.stop(), 0)
+
 # -- SIGHUP ----------------------------------------------------------------------------
 class TestReload(OpsBase):
     def test_sighup_adds_keeps_and_removes_accounts(self):
@@ -413,6 +455,44 @@ class TestReload(OpsBase):
         s = b.sessions()
         self.assertEqual({k: v['state'] for k, v in s.items()}, {BOT2: 'STATE_ONLINE'})
         self.assertEqual(s[BOT2]['jid'], b2_full)
+        self.assertEqual(b.stop(), 0)
+
+
+    def test_sighup_refuses_empty_config_and_fifo(self):
+        """Issue 12: a reload that would remove every account, or that reads
+        something other than a regular file (a FIFO would block the loop),
+        is refused by name and the running accounts stay; a FIFO is refused
+        at start-up too (exit 2)."""
+        b = self.new_bridge([BOT])
+        a_full = b.start()
+        # An emptied file: every account would go.
+        mark = b.log_mark()
+        b.write_config([])
+        b.signal(signal.SIGHUP)
+        line = b.wait_log('reload refused, keeping the running accounts', 5, since=mark)
+        self.assertIn('may not remove every account', line)
+        self.assertEqual(b.lines_since(mark, 'reload: removing'), [])
+        self.assertEqual({k: (v['state'], v['jid']) for k, v in b.sessions().items()},
+                         {BOT: ('STATE_ONLINE', a_full)})
+        # A FIFO in place of the file: refused at once, without a writer.
+        os.remove(b.conf_path)
+        os.mkfifo(b.conf_path)
+        mark = b.log_mark()
+        t0 = time.monotonic()
+        b.signal(signal.SIGHUP)
+        line = b.wait_log('reload failed, keeping the running accounts', 5, since=mark)
+        self.assertIn('not a regular file', line)
+        r = b.ctl('iq', '--account', BOT, '--to', DOMAIN, '--ping', json_out=True)
+        self.assertEqual(r['type'], 'TYPE_RESULT')
+        self.assertLess(time.monotonic() - t0, 4, 'the loop was blocked by the FIFO')
+        self.assertEqual(b.lines_since(mark, 'reload: removing'), [])
+        # ... and at start-up.
+        r = subprocess.run([xpbridge_path(), '--config', b.conf_path, '--check-config'],
+                           capture_output=True, text=True, timeout=10)
+        self.assertEqual(r.returncode, 2, r)
+        self.assertIn('not a regular file', r.stderr)
+        os.remove(b.conf_path)
+        b.write_config([BOT])
         self.assertEqual(b.stop(), 0)
 
 
@@ -650,6 +730,125 @@ class TestMetrics(OpsBase):
         self.assertEqual(metric(m2, 'xpb_sessions', state='online'), 0)
         self.assertEqual(b.stop(), 0)
         self.assertEqual(tcp_listeners(port), [], 'metrics listener outlived xpbridge')
+
+
+def _cpu_seconds(pid):
+    with open(f'/proc/{pid}/stat') as f:
+        fields = f.read().rsplit(')', 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+
+
+def _fd_count(pid):
+    return len(os.listdir(f'/proc/{pid}/fd'))
+
+
+def _open_idle(port, n):
+    """n TCP connections to port that send nothing."""
+    import socket
+    out = []
+    for _ in range(n):
+        c = socket.create_connection(('127.0.0.1', port), timeout=5)
+        c.setblocking(False)
+        out.append(c)
+    return out
+
+
+def _closed_by_peer(socks):
+    """How many of socks the peer has closed (EOF or reset)."""
+    n = 0
+    for c in socks:
+        try:
+            if c.recv(1) == b'':
+                n += 1
+        except BlockingIOError:
+            pass
+        except OSError:
+            n += 1
+    return n
+
+
+class TestMetricsLimits(OpsBase):
+    """Issue 12: a local user holding hundreds of idle /metrics connections
+    must not starve the bridge. xpbridge runs with RLIMIT_NOFILE = 64."""
+    NOFILE, IDLE_S, N_IDLE = 64, 2, 300
+    LOG_BOUND = 64 * 1024
+
+    def _bridge(self, extra):
+        port = procs.free_ports(1)[0]
+        b = self.new_bridge([BOT], metrics=f'127.0.0.1:{port}', nofile=self.NOFILE,
+                            metrics_extra=f'idle_timeout_s = {self.IDLE_S}; {extra}')
+        b.start()
+        return b, port
+
+    def _close_all(self, socks):
+        for c in socks:
+            c.close()
+
+    def _bus_and_session_work(self, b):
+        st = b.ctl('status', json_out=True)
+        self.assertTrue(st, 'no status reply')
+        r = b.ctl('iq', '--account', BOT, '--to', DOMAIN, '--ping', json_out=True, timeout=15)
+        self.assertEqual(r['type'], 'TYPE_RESULT')
+
+    def test_connection_cap_and_idle_timeout(self):
+        b, port = self._bridge('')      # max_connections: the default, 16
+        log0 = b.log_mark()
+        socks = _open_idle(port, self.N_IDLE)
+        self.addCleanup(self._close_all, socks)
+        # Over the cap: closed at once. The bridge's descriptors stay bounded.
+        refused = _wait(lambda: _closed_by_peer(socks) >= self.N_IDLE - 16, 10,
+                        'connections over max_connections closed at once')
+        self.assertTrue(refused)
+        self.assertLess(_fd_count(b.proc.pid), self.NOFILE)
+        self._bus_and_session_work(b)
+        # The 16 admitted ones: closed by idle_timeout_s.
+        _wait(lambda: _closed_by_peer(socks) == self.N_IDLE, self.IDLE_S + 8,
+              'idle connections closed by metrics.idle_timeout_s')
+        m = parse_metrics(http_get(port, '/metrics')[1], self)
+        self.assertEqual(metric(m, 'xpb_metrics_max_connections'), 16)
+        # Every idle connection was either refused at once or timed out (a
+        # slot freed by the timeout may admit a later one while the test is
+        # still connecting); the only one accepted otherwise is this request.
+        refused = metric(m, 'xpb_metrics_connections_refused_total')
+        timed_out = metric(m, 'xpb_metrics_connections_timed_out_total')
+        self.assertEqual(refused + timed_out, self.N_IDLE, m)
+        self.assertGreaterEqual(refused, self.N_IDLE // 2)
+        self.assertGreaterEqual(timed_out, 16)
+        self.assertEqual(metric(m, 'xpb_metrics_connections_total'), timed_out + 1)
+        self.assertEqual(metric(m, 'xpb_metrics_connections'), 1)   # this request
+        self.assertEqual(metric(m, 'xpb_metrics_accept_errors_total'), 0)
+        self._bus_and_session_work(b)
+        self.assertLess(b.log_mark() - log0, self.LOG_BOUND)
+        self.assertEqual(b.stop(), 0)
+
+    def test_out_of_descriptors_pauses_accept(self):
+        """A cap above the fd limit: accept() fails with EMFILE. The listener
+        pauses instead of spinning, the log stays small, libevent writes
+        nothing to stderr, and everything recovers once the idle connections
+        time out."""
+        b, port = self._bridge('max_connections = 1000;')
+        log0 = b.log_mark()
+        cpu0, t0 = _cpu_seconds(b.proc.pid), time.monotonic()
+        socks = _open_idle(port, self.N_IDLE)
+        self.addCleanup(self._close_all, socks)
+        time.sleep(1.5)   # out of descriptors for a while
+        self.assertGreaterEqual(_fd_count(b.proc.pid), self.NOFILE - 2)
+        cpu = _cpu_seconds(b.proc.pid) - cpu0
+        wall = time.monotonic() - t0
+        self.assertLess(cpu, 0.3 * wall, f'{cpu:.2f} s CPU in {wall:.2f} s: spinning on accept()')
+        # Everything it held is closed by the timeout; pending ones are then served.
+        _wait(lambda: _closed_by_peer(socks) == self.N_IDLE, 6 * self.IDLE_S + 20,
+              'every idle connection closed')
+        self._bus_and_session_work(b)
+        m = parse_metrics(http_get(port, '/metrics')[1], self)
+        self.assertGreater(metric(m, 'xpb_metrics_accept_errors_total'), 0)
+        self.assertGreater(metric(m, 'xpb_metrics_connections_timed_out_total'), 0)
+        self.assertLess(b.log_mark() - log0, self.LOG_BOUND)
+        lines = b.lines_since(log0, 'metrics: accept() failed: ')
+        self.assertTrue(lines, 'accept errors not logged through our logger')
+        self.assertIn('EMFILE', lines[0])
+        self.assertEqual(b.lines_since(log0, 'Error from accept() call'), [])
+        self.assertEqual(b.stop(), 0)
 
 
 # -- queue_max -------------------------------------------------------------------------

@@ -1284,24 +1284,29 @@ static const char open_help[] =
     "    xpbctl open - open an XMPP session for an account in the bridge\n"
     "\n"
     "SYNOPSIS\n"
-    "    xpbctl open --account JID --password-file F [--host H] [--port N]\n"
+    "    xpbctl open --account JID [--roster] [--no-presence] [--no-sm] [OPTIONS]\n"
+    "    xpbctl open --account JID [--password-file F] [--host H] [--port N]\n"
     "                [--transport starttls|directtls|websocket] [--ws-url URL]\n"
-    "                [--ca-file F] [--roster] [--no-presence] [--no-sm] [OPTIONS]\n"
+    "                [--ca-file F] ...\n"
     "\n"
     "DESCRIPTION\n"
     "    Request \"open\" of proto/xpb/v1/bus.proto: the bridge starts a session\n"
     "    for the account and keeps it open (reconnecting as needed) until\n"
-    "    xpbctl close or the bridge stops. Sessions from the configuration file\n"
-    "    need no open. The reply comes at once; watch the session's state with\n"
-    "    xpbctl tail --kind state or xpbctl sessions. Prints \"ok\".\n"
+    "    xpbctl close or the bridge stops. The reply comes at once; watch the\n"
+    "    session's state with xpbctl tail --kind state or xpbctl sessions.\n"
+    "    Prints \"ok\".\n"
     "\n"
-    "    The password is never put on the bus: the bridge reads the password\n"
-    "    file itself, so it is sent as an absolute path and must be readable by\n"
-    "    the bridge.\n"
+    "    The bridge opens only accounts of its configuration file, with the\n"
+    "    settings and password file configured there (e.g. again after xpbctl\n"
+    "    close). --password-file, --host, --port, --transport, --ws-url and\n"
+    "    --ca-file are refused with ERR_FORBIDDEN unless the configuration sets\n"
+    "    bus.allow_open_overrides (docs/security.md). The password is never put\n"
+    "    on the bus: the bridge reads the password file itself, so it is sent\n"
+    "    as an absolute path and must be readable by the bridge.\n"
     "\n"
     "OPTIONS\n"
     "    --account JID        the account's bare JID (required)\n"
-    "    --password-file F    file holding the password (required)\n"
+    "    --password-file F    file holding the password (allow_open_overrides)\n"
     "    --host H, --port N   connect here instead of the DNS SRV lookup\n"
     "    --transport T        starttls (RFC 6120 §5, default), directtls\n"
     "                         (XEP-0368) or websocket (RFC 7395)\n"
@@ -1310,10 +1315,11 @@ static const char open_help[] =
     "    --roster             fetch the roster after login\n"
     "    --no-presence        do not send initial presence\n"
     "    --no-sm              do not use stream management (XEP-0198)\n" HELP_COMMON_OPTIONS
-    "\n" HELP_EXIT_STATUS "    1  also: ERR_EXISTS when the account already has a session\n"
+    "\n" HELP_EXIT_STATUS "    1  also: ERR_EXISTS when the account already has a session,\n"
+    "       ERR_FORBIDDEN when the configuration does not allow the request\n"
     "\n"
     "EXAMPLES\n"
-    "    xpbctl open --account bot@example.com --password-file ~/.config/bot.pass\n"
+    "    xpbctl open --account bot@example.com\n"
     "    xpbctl open --account bot@localhost --password-file bot.pass \\\n"
     "        --host 127.0.0.1 --port 5222 --ca-file /etc/prosody/certs/localhost.crt\n";
 
@@ -1400,8 +1406,7 @@ static int parse_open(ctl *c, Xpb__V1__OpenSession *s, open_args *a)
             return o;
         }
     }
-    if (!c->account || !a->password_file)
-        return usage_error(c, "--account and --password-file are required", NULL);
+    if (!c->account) return usage_error(c, "--account is required", NULL);
     if (s->ws_url && !(s->has_transport && s->transport == XPB__V1__TRANSPORT__TRANSPORT_WEBSOCKET))
         return usage_error(c, "--ws-url goes with --transport websocket", NULL);
     return 0;
@@ -1414,11 +1419,11 @@ int xpbctl_open_main(int argc, char **argv)
     Xpb__V1__OpenSession s = XPB__V1__OPEN_SESSION__INIT;
     int rc = ctl_init(
         &c, "open", open_help,
-        "xpbctl open --account JID --password-file F [--host H] [--port N] [--transport T] ...",
+        "xpbctl open --account JID [--password-file F] [--host H] [--port N] [--transport T] ...",
         argc, argv);
     if (rc) return rc;
     if ((rc = parse_open(&c, &s, &a))) return opt_exit(rc);
-    rc = absolute_path(&c, "--password-file", a.password_file, &s.password_file);
+    if (a.password_file) rc = absolute_path(&c, "--password-file", a.password_file, &s.password_file);
     if (!rc && a.ca_file) rc = absolute_path(&c, "--ca-file", a.ca_file, &s.ca_file);
     if (!rc) {
         Xpb__V1__Request r = XPB__V1__REQUEST__INIT;

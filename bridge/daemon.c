@@ -853,6 +853,7 @@ static void session_config(const xpb_daemon *d, const struct account *a, xpb_ses
     sc->presence_status = a->cfg.presence_status;
     sc->stream_management = a->cfg.stream_management;
     sc->queue_max = d->queue_max;
+    sc->max_stanza_bytes = d->limits.max_stanza_bytes;
 }
 
 /* Password: inline (an open request) or from cfg->password_file. */

@@ -83,6 +83,7 @@ typedef struct xpb_session_config {
     unsigned ping_interval_ms, ping_timeout_ms, connect_timeout_ms;
     unsigned backoff_min_ms, backoff_max_ms;
     unsigned ack_every;
+    size_t max_stanza_bytes;    /* largest stanza sent, and longest string in it; 0 = default */
 } xpb_session_config;
 void xpb_session_config_init(xpb_session_config *c);
 

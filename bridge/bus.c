@@ -350,10 +350,9 @@ static void ipc_dir_of(const char *path, char *dir, size_t dirlen)
  * our socket, so the directory must be owned by this user or root and be
  * writable by nobody else, unless it has the sticky bit (like /tmp), which
  * keeps others from removing or renaming our file. */
-static int ipc_dir_ok(const char *name, const char *url, mode_t *dir_mode, char *err,
-                      size_t errlen)
+static int ipc_dir_ok(const char *name, const char *url, mode_t *dir_mode, char *err, size_t errlen)
 {
-    char dir[sizeof ((struct sockaddr_un *)0)->sun_path + 8];
+    char dir[sizeof((struct sockaddr_un *)0)->sun_path + 8];
     ipc_dir_of(url + strlen("ipc://"), dir, sizeof dir);
     struct stat sb;
     if (stat(dir, &sb) != 0) {
@@ -647,8 +646,8 @@ static int op_needs_account(Xpb__V1__Request__OpCase op)
 }
 
 /* The stanza inside send or iq, checked like any record from outside. */
-static int check_op_stanza(const Xpb__V1__Request *r, size_t max_string, char *text,
-                           size_t textlen, Xpb__V1__ErrorCode *code)
+static int check_op_stanza(const Xpb__V1__Request *r, size_t max_string, char *text, size_t textlen,
+                           Xpb__V1__ErrorCode *code)
 {
     const Xpb__V1__Stanza *st = NULL;
     const char *field = NULL;
@@ -775,7 +774,8 @@ int xpb_bus_decode_request(const uint8_t *data, size_t len, size_t max_bytes, si
     *has_id = 0;
     *code = XPB__V1__ERROR_CODE__ERR_BAD_REQUEST;
     int bad_string = 0;
-    Xpb__V1__Request *r = decode(data, len, max_bytes, max_string, code, &bad_string, text, textlen);
+    Xpb__V1__Request *r =
+        decode(data, len, max_bytes, max_string, code, &bad_string, text, textlen);
     if (r == NULL) return bad_string ? -2 : -1;
     if (validate(r, max_string, id, has_id, text, textlen, code) != 0) {
         xpb__v1__request__free_unpacked(r, NULL);
@@ -882,9 +882,9 @@ static void process(xpb_bus *b, xpb_bus_request *s)
     s->req = NULL;
     b->st.requests++;
     Xpb__V1__Request *r = NULL;
-    int rc = xpb_bus_decode_request(nng_msg_body(m), nng_msg_len(m), b->cfg.max_request_bytes,
-                                    b->cfg.max_string, &r, s->id, &s->has_id, &code, text,
-                                    sizeof text);
+    int rc =
+        xpb_bus_decode_request(nng_msg_body(m), nng_msg_len(m), b->cfg.max_request_bytes,
+                               b->cfg.max_string, &r, s->id, &s->has_id, &code, text, sizeof text);
     nng_msg_free(m);
     if (rc == 0) {
         dispatch(b, s, r);
@@ -1247,8 +1247,8 @@ int xpb_bus_publish(xpb_bus *b, const char *kind, const char *account, Xpb__V1__
  * ====================================================================== */
 
 /* nng_listen, with the socket file's mode set for ipc:// (ipc_socket_mode). */
-static int listen_on(nng_socket sock, const char *name, const char *url, mode_t dir_mode,
-                     char *err, size_t errlen)
+static int listen_on(nng_socket sock, const char *name, const char *url, mode_t dir_mode, char *err,
+                     size_t errlen)
 {
     nng_listener l;
     int rv = nng_listener_create(&l, sock, url);
@@ -1276,8 +1276,8 @@ static int open_sockets(xpb_bus *b, char *err, size_t errlen)
     if (rv == 0) {
         b->rep_open = 1;
         nng_socket_set_size(b->rep, NNG_OPT_RECVMAXSZ, b->cfg.max_request_bytes);
-        int rc = listen_on(b->rep, "requests_url", b->requests_url, b->requests_dir_mode, err,
-                           errlen);
+        int rc =
+            listen_on(b->rep, "requests_url", b->requests_url, b->requests_dir_mode, err, errlen);
         if (rc != 0) return rc;
     }
     if (rv != 0) {

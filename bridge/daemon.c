@@ -19,12 +19,12 @@
 
 #include <event2/event.h>
 
+#include "open_policy.h"
 #include "xpb_error.h"
 #include "xpb_jid.h"
 #include "xpb_loop.h"
 #include "xpb_session.h"
 #include "xpb_stanza.h"
-#include "open_policy.h"
 
 typedef Xpb__V1__SessionState__State pub_state;
 
@@ -1231,10 +1231,9 @@ static int open_cfg(xpb_daemon *d, xpb_bus_request *req, const Xpb__V1__Request 
     const xpb_account_cfg *conf = NULL;
     for (size_t i = 0; bare && i < d->n_conf; i++)
         if (strcmp(d->conf[i].jid, bare) == 0) conf = &d->conf[i];
-    Xpb__V1__ErrorCode code =
-        bare ? xpb_open_resolve(&d->open_rules, conf, op, bare, j.resource, c, password, why,
-                                sizeof why)
-             : XPB__V1__ERROR_CODE__ERR_INTERNAL;
+    Xpb__V1__ErrorCode code = bare ? xpb_open_resolve(&d->open_rules, conf, op, bare, j.resource, c,
+                                                      password, why, sizeof why)
+                                   : XPB__V1__ERROR_CODE__ERR_INTERNAL;
     xpb_jid_clear(&j);
     free(bare);
     if (code != XPB__V1__ERROR_CODE__OK) {
@@ -1355,7 +1354,8 @@ static size_t request_limit(const xpb_config *cfg)
  * every reload); the bus.allow_* switches are read at start only. */
 static void forget_config(xpb_daemon *d)
 {
-    for (size_t i = 0; i < d->n_conf; i++) xpb_account_cfg_clear(&d->conf[i]);
+    for (size_t i = 0; i < d->n_conf; i++)
+        xpb_account_cfg_clear(&d->conf[i]);
     free(d->conf);
     d->conf = NULL;
     d->n_conf = 0;

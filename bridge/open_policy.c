@@ -69,8 +69,7 @@ static Xpb__V1__ErrorCode refuse(xpb_account_cfg *out, Xpb__V1__ErrorCode code, 
     return code;
 }
 
-Xpb__V1__ErrorCode xpb_open_resolve(const xpb_open_rules *rules,
-                                    const xpb_account_cfg *configured,
+Xpb__V1__ErrorCode xpb_open_resolve(const xpb_open_rules *rules, const xpb_account_cfg *configured,
                                     const Xpb__V1__OpenSession *op, const char *bare,
                                     const char *resource, xpb_account_cfg *out,
                                     const char **password, char *err, size_t errlen)

@@ -27,8 +27,7 @@ typedef struct xpb_open_rules {
  * account the configuration does not provide, ERR_BAD_REQUEST, ERR_INTERNAL)
  * and a sentence in err naming the rule and the setting that would allow it;
  * *out is then empty. */
-Xpb__V1__ErrorCode xpb_open_resolve(const xpb_open_rules *rules,
-                                    const xpb_account_cfg *configured,
+Xpb__V1__ErrorCode xpb_open_resolve(const xpb_open_rules *rules, const xpb_account_cfg *configured,
                                     const Xpb__V1__OpenSession *op, const char *bare,
                                     const char *resource, xpb_account_cfg *out,
                                     const char **password, char *err, size_t errlen);

@@ -57,8 +57,9 @@ typedef void (*xpb_bus_handler)(void *ud, xpb_bus_request *req, const Xpb__V1__R
 /* Creates the private directory (when a default endpoint needs it), checks
  * the directory of every ipc:// endpoint (ipc_dir_ok), removes stale ipc
  * socket files, binds both sockets (ipc socket files get XPB_BUS_IPC_MODE)
- * and starts max_inflight + XPB_BUS_CONTROL_SLOTS contexts. On failure returns XPB_EINVAL (a refused endpoint or directory)
- * or XPB_ENOMEM, and err holds a sentence naming the endpoint or option. */
+ * and starts max_inflight + XPB_BUS_CONTROL_SLOTS contexts. On failure
+ * returns XPB_EINVAL (a refused endpoint or directory) or XPB_ENOMEM, and err
+ * holds a sentence naming the endpoint or option. */
 int xpb_bus_new(xpb_bus **out, struct event_base *base, const xpb_bus_config *cfg,
                 xpb_bus_handler handler, void *ud, char *err, size_t errlen);
 /* Answers every open request with ERR_INTERNAL "shutting down" (and waits,

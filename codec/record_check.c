@@ -933,9 +933,8 @@ int xpb_pb_check_depth(const ProtobufCMessageDescriptor *desc, const uint8_t *da
     return wire_walk(&w, desc, data, len, 1);
 }
 
-int xpb_pb_check_wire_text(const ProtobufCMessageDescriptor *desc, const uint8_t *data,
-                           size_t len, unsigned max_depth, size_t max_string, char *err,
-                           size_t errlen)
+int xpb_pb_check_wire_text(const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len,
+                           unsigned max_depth, size_t max_string, char *err, size_t errlen)
 {
     if (err != NULL && errlen > 0) err[0] = '\0';
     if (desc == NULL || (data == NULL && len > 0)) return XPB_EINVAL;

@@ -1423,7 +1423,8 @@ int xpbctl_open_main(int argc, char **argv)
         argc, argv);
     if (rc) return rc;
     if ((rc = parse_open(&c, &s, &a))) return opt_exit(rc);
-    if (a.password_file) rc = absolute_path(&c, "--password-file", a.password_file, &s.password_file);
+    if (a.password_file)
+        rc = absolute_path(&c, "--password-file", a.password_file, &s.password_file);
     if (!rc && a.ca_file) rc = absolute_path(&c, "--ca-file", a.ca_file, &s.ca_file);
     if (!rc) {
         Xpb__V1__Request r = XPB__V1__REQUEST__INIT;

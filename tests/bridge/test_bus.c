@@ -627,14 +627,14 @@ static void test_busy_when_all_slots_taken(void **state)
     atomic_int done = 0;
     size_t len;
     {
-        uint8_t *rq_ = pack_req(1, "first", "a@example.com", XPB__V1__REQUEST__OP_ROSTER, NULL,
-                                &len);
+        uint8_t *rq_ =
+            pack_req(1, "first", "a@example.com", XPB__V1__REQUEST__OP_ROSTER, NULL, &len);
         call_start(&c[0], rq, rq_, len, 3000, &done);
     }
     run_until(f, NULL, 0, 50);
     {
-        uint8_t *rq_ = pack_req(1, "second", "a@example.com", XPB__V1__REQUEST__OP_ROSTER, NULL,
-                                &len);
+        uint8_t *rq_ =
+            pack_req(1, "second", "a@example.com", XPB__V1__REQUEST__OP_ROSTER, NULL, &len);
         call_start(&c[1], rq, rq_, len, 3000, &done);
     }
     run_until(f, &done, 2, 4000);
@@ -1231,12 +1231,11 @@ static void test_ipc_endpoint_directory(void **state)
         int rc;
         mode_t sock_mode;
     } cases[] = {
-        {0777, XPB_EINVAL, 0},    /* anyone could replace the socket */
-        {0770, XPB_EINVAL, 0},    /* the group could */
-        {01777, 0, 0600},         /* like /tmp: sticky, owner only */
-        {0750, 0, 0660},          /* a private dir shared with one group */
-        {0700, 0, 0600},
-        {0755, 0, 0600},          /* others may look, not connect */
+        {0777, XPB_EINVAL, 0},                  /* anyone could replace the socket */
+        {0770, XPB_EINVAL, 0},                  /* the group could */
+        {01777, 0, 0600},                       /* like /tmp: sticky, owner only */
+        {0750, 0, 0660},                        /* a private dir shared with one group */
+        {0700, 0, 0600},       {0755, 0, 0600}, /* others may look, not connect */
     };
     mode_t old = umask(0); /* what NNG would otherwise leave the socket at */
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -1276,10 +1275,9 @@ static void test_nul_in_body_refused(void **state)
     fx *f = *state;
     /* Request{api 1, id "nul", account "a@b", send{stanza{kind 1, body{text
      * "PLACE\0OLD"}}}} as raw bytes: protobuf-c would stop at the NUL. */
-    static const uint8_t req[] = {
-        0x08, 0x01, 0x12, 0x03, 'n', 'u', 'l', 0x1a, 0x03, 'a', '@', 'b', 0x62, 0x11,
-        0x0a, 0x0f, 0x08, 0x01, 0x52, 0x0b, 0x12, 0x09, 'P', 'L', 'A', 'C', 'E', 0x00,
-        'O', 'L', 'D'};
+    static const uint8_t req[] = {0x08, 0x01, 0x12, 0x03, 'n',  'u',  'l',  0x1a, 0x03, 'a',  '@',
+                                  'b',  0x62, 0x11, 0x0a, 0x0f, 0x08, 0x01, 0x52, 0x0b, 0x12, 0x09,
+                                  'P',  'L',  'A',  'C',  'E',  0x00, 'O',  'L',  'D'};
     call c;
     roundtrip(f, f->req_url, copy_bytes(req, sizeof req), sizeof req, 2000, &c);
     assert_int_equal(c.rv, 0);

@@ -71,7 +71,8 @@ static size_t resolve(const char *path, const ProtobufCFieldDescriptor **fds)
     for (char *save = NULL, *tok = strtok_r(buf, ".", &save); tok != NULL;
          tok = strtok_r(NULL, ".", &save)) {
         if (d == NULL) fail_msg("%s: %s is below a scalar", path, tok);
-        const ProtobufCFieldDescriptor *fd = protobuf_c_message_descriptor_get_field_by_name(d, tok);
+        const ProtobufCFieldDescriptor *fd =
+            protobuf_c_message_descriptor_get_field_by_name(d, tok);
         if (fd == NULL) fail_msg("%s: no field %s in %s", path, tok, d->name);
         fds[n++] = fd;
         d = fd->type == PROTOBUF_C_TYPE_MESSAGE ? fd->descriptor : NULL;
@@ -101,15 +102,15 @@ static void expect_refused(const char *path, const ProtobufCFieldDescriptor *con
         char id[XPB_BUS_MAX_REQUEST_ID + 1], text[512], want[512];
         int has_id = 0;
         Xpb__V1__ErrorCode code = XPB__V1__ERROR_CODE__OK;
-        int rc = xpb_bus_decode_request(req, len, BUFCAP, 0, &r, id, &has_id, &code, text,
-                                        sizeof text);
+        int rc =
+            xpb_bus_decode_request(req, len, BUFCAP, 0, &r, id, &has_id, &code, text, sizeof text);
         snprintf(want, sizeof want, "%s: %s", path, bad_values[v].rule);
         if (rc != -2 || r != NULL || strcmp(text, want) != 0)
-            fail_msg("%s with %s: rc %d, text '%s', expected -2 and '%s'", path,
-                     bad_values[v].what, rc, text, want);
+            fail_msg("%s with %s: rc %d, text '%s', expected -2 and '%s'", path, bad_values[v].what,
+                     rc, text, want);
         int stanza = strncmp(path, "send.stanza", 11) == 0 || strncmp(path, "iq.stanza", 9) == 0;
-        Xpb__V1__ErrorCode want_code = stanza ? XPB__V1__ERROR_CODE__ERR_INVALID_RECORD
-                                              : XPB__V1__ERROR_CODE__ERR_BAD_REQUEST;
+        Xpb__V1__ErrorCode want_code =
+            stanza ? XPB__V1__ERROR_CODE__ERR_INVALID_RECORD : XPB__V1__ERROR_CODE__ERR_BAD_REQUEST;
         if (code != want_code) fail_msg("%s: code %d, expected %d", path, code, want_code);
     }
     size_t len = build(fds, n, (const uint8_t *)"ok", 2, req);
@@ -180,7 +181,8 @@ static size_t sweep(const ProtobufCMessageDescriptor *d, const ProtobufCFieldDes
         } else if (fd->type == PROTOBUF_C_TYPE_MESSAGE) {
             int seen = 0;
             for (size_t j = 0; j < depth; j++)
-                seen |= fds[j]->type == PROTOBUF_C_TYPE_MESSAGE && fds[j]->descriptor == fd->descriptor;
+                seen |=
+                    fds[j]->type == PROTOBUF_C_TYPE_MESSAGE && fds[j]->descriptor == fd->descriptor;
             if (!seen && depth + 1 < MAXPATH)
                 count += sweep(fd->descriptor, fds, depth + 1, path, plen + (size_t)k);
         }
@@ -235,8 +237,8 @@ static void test_max_string_follows_the_configured_limit(void **state)
     int rc = xpb_bus_decode_request(req, len, BUFCAP, 0, &r, id, &has_id, &code, text, sizeof text);
     assert_int_equal(rc, -2);
     assert_string_equal(text, "send.stanza.body.text: 70000 bytes exceeds max_string (65536)");
-    rc = xpb_bus_decode_request(req, len, BUFCAP, 262144, &r, id, &has_id, &code, text,
-                                sizeof text);
+    rc =
+        xpb_bus_decode_request(req, len, BUFCAP, 262144, &r, id, &has_id, &code, text, sizeof text);
     if (rc != 0) fail_msg("refused: %s", text);
     assert_int_equal(strlen(r->send->stanza->body[0]->text), blen);
     xpb__v1__request__free_unpacked(r, NULL);

@@ -339,12 +339,11 @@ static void test_bus_open_switches(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_good_config),   cmocka_unit_test(test_defaults),
-        cmocka_unit_test(test_bad_configs),   cmocka_unit_test(test_load_file),
+        cmocka_unit_test(test_good_config),    cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_bad_configs),    cmocka_unit_test(test_load_file),
         cmocka_unit_test(test_flags_override), cmocka_unit_test(test_bad_flags),
-        cmocka_unit_test(test_account_equal), cmocka_unit_test(test_names),
-        cmocka_unit_test(test_example_file),
-        cmocka_unit_test(test_bus_open_switches),
+        cmocka_unit_test(test_account_equal),  cmocka_unit_test(test_names),
+        cmocka_unit_test(test_example_file),   cmocka_unit_test(test_bus_open_switches),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

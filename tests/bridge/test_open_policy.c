@@ -43,8 +43,10 @@ typedef struct row {
 
 #define FORBIDDEN XPB__V1__ERROR_CODE__ERR_FORBIDDEN
 #define OK XPB__V1__ERROR_CODE__OK
-#define OVR(f) "open: " f " is not allowed from the bus (set bus.allow_open_overrides in the config)"
-#define INL "open: password is not allowed from the bus (set bus.allow_inline_credentials in the config)"
+#define OVR(f)                                                                                     \
+    "open: " f " is not allowed from the bus (set bus.allow_open_overrides in the config)"
+#define INL                                                                                        \
+    "open: password is not allowed from the bus (set bus.allow_inline_credentials in the config)"
 #define NOTCONF                                                                                    \
     "open: account bot@example.com is not in the configuration, and the bus may open only "        \
     "accounts whose credentials the configuration provides (add it to accounts, or set "           \
@@ -56,8 +58,7 @@ static const row rows[] = {
      -1, -1, NULL, NULL, FORBIDDEN, OVR("password_file")},
     {"password_file, unconfigured", INLINE, 0, NULL, "/etc/passwd", NULL, -1, -1, NULL, NULL,
      FORBIDDEN, OVR("password_file")},
-    {"host", INLINE, 1, NULL, NULL, "attacker.example", -1, -1, NULL, NULL, FORBIDDEN,
-     OVR("host")},
+    {"host", INLINE, 1, NULL, NULL, "attacker.example", -1, -1, NULL, NULL, FORBIDDEN, OVR("host")},
     {"port", OFF, 1, NULL, NULL, NULL, 5223, -1, NULL, NULL, FORBIDDEN, OVR("port")},
     {"transport", OFF, 1, NULL, NULL, NULL, -1, 1, NULL, NULL, FORBIDDEN, OVR("transport")},
     {"ws_url", OFF, 1, NULL, NULL, NULL, -1, -1, "wss://attacker.example/ws", NULL, FORBIDDEN,
@@ -66,8 +67,8 @@ static const row rows[] = {
      OVR("ca_file")},
     {"inline password, switch off", OVERRIDES, 1, "secret", NULL, NULL, -1, -1, NULL, NULL,
      FORBIDDEN, INL},
-    {"inline password, unconfigured, switch off", OFF, 0, "secret", NULL, NULL, -1, -1, NULL,
-     NULL, FORBIDDEN, INL},
+    {"inline password, unconfigured, switch off", OFF, 0, "secret", NULL, NULL, -1, -1, NULL, NULL,
+     FORBIDDEN, INL},
     {"unconfigured, no credentials", BOTH, 0, NULL, NULL, NULL, -1, -1, NULL, NULL, FORBIDDEN,
      NOTCONF},
     {"empty inline password", INLINE, 0, "", NULL, NULL, -1, -1, NULL, NULL,
@@ -109,28 +110,35 @@ static void test_rules(void **state)
         xpb_account_cfg out;
         const char *pw = "unset";
         char err[512] = "";
-        Xpb__V1__ErrorCode code = xpb_open_resolve(&rules, r->conf ? &conf : NULL, &op,
-                                                   "bot@example.com", NULL, &out, &pw, err,
-                                                   sizeof err);
+        Xpb__V1__ErrorCode code =
+            xpb_open_resolve(&rules, r->conf ? &conf : NULL, &op, "bot@example.com", NULL, &out,
+                             &pw, err, sizeof err);
         if (code != r->code) fail_msg("%s: code %d (%s), expected %d", r->name, code, err, r->code);
         if (code != OK) {
-            if (strcmp(err, r->err) != 0) fail_msg("%s: '%s'\n expected '%s'", r->name, err, r->err);
+            if (strcmp(err, r->err) != 0)
+                fail_msg("%s: '%s'\n expected '%s'", r->name, err, r->err);
             assert_null(out.jid); /* nothing to start */
             assert_null(pw);
             continue;
         }
         assert_string_equal(out.jid, "bot@example.com");
-        if (r->password) assert_string_equal(pw, r->password);
-        else assert_null(pw);
+        if (r->password)
+            assert_string_equal(pw, r->password);
+        else
+            assert_null(pw);
         /* where it connects: the request's only when overrides are allowed */
         const char *want_host = r->host ? r->host : r->conf ? conf.host : NULL;
-        if (want_host) assert_string_equal(out.host, want_host);
-        else assert_null(out.host);
+        if (want_host)
+            assert_string_equal(out.host, want_host);
+        else
+            assert_null(out.host);
         const char *want_pf = r->password_file ? r->password_file
                               : r->conf        ? conf.password_file
                                                : NULL;
-        if (want_pf) assert_string_equal(out.password_file, want_pf);
-        else assert_null(out.password_file);
+        if (want_pf)
+            assert_string_equal(out.password_file, want_pf);
+        else
+            assert_null(out.password_file);
         assert_int_equal(out.port, r->port >= 0 ? (unsigned)r->port : r->conf ? conf.port : 0);
         xpb_account_cfg_clear(&out);
     }
@@ -147,9 +155,9 @@ static void test_session_flags(void **state)
     xpb_account_cfg out;
     const char *pw;
     char err[256];
-    assert_int_equal(xpb_open_resolve(&rules, &conf, &op, "bot@example.com", "desk", &out, &pw,
-                                      err, sizeof err),
-                     OK);
+    assert_int_equal(
+        xpb_open_resolve(&rules, &conf, &op, "bot@example.com", "desk", &out, &pw, err, sizeof err),
+        OK);
     assert_int_equal(out.fetch_roster, 1);
     assert_string_equal(out.resource, "desk");
     xpb_account_cfg_clear(&out);
@@ -157,9 +165,9 @@ static void test_session_flags(void **state)
     op.fetch_roster = 0;
     op.has_send_presence = 1;
     op.send_presence = 0;
-    assert_int_equal(xpb_open_resolve(&rules, &conf, &op, "bot@example.com", NULL, &out, &pw, err,
-                                      sizeof err),
-                     OK);
+    assert_int_equal(
+        xpb_open_resolve(&rules, &conf, &op, "bot@example.com", NULL, &out, &pw, err, sizeof err),
+        OK);
     assert_int_equal(out.fetch_roster, 0);
     assert_int_equal(out.send_presence, 0);
     assert_int_equal(out.stream_management, 1);

@@ -765,6 +765,47 @@ static Xpb__V1__Request *decode(const uint8_t *data, size_t len, size_t max_byte
     return r;
 }
 
+static int read_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+    uint64_t r = 0;
+    for (unsigned shift = 0; shift < 64 && *p < end; shift += 7) {
+        uint8_t b = *(*p)++;
+        r |= (uint64_t)(b & 0x7fu) << shift;
+        if ((b & 0x80u) == 0) {
+            *v = r;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* A request refused for a string rule was well-formed protobuf: its
+ * request_id (top-level field 2) is read from the wire bytes so the refusal
+ * can carry it, when the id itself is valid text of at most 128 bytes. */
+static void wire_request_id(const uint8_t *p, size_t len, char id[XPB_BUS_MAX_REQUEST_ID + 1],
+                            int *has_id)
+{
+    const uint8_t *end = p + len;
+    uint64_t tag, v;
+    while (p < end && read_varint(&p, end, &tag) == 0) {
+        unsigned wt = (unsigned)(tag & 7u);
+        if (wt == 0 && read_varint(&p, end, &v) == 0) continue;
+        if ((wt == 1 || wt == 5) && (size_t)(end - p) >= (wt == 1 ? 8u : 4u)) {
+            p += wt == 1 ? 8 : 4;
+            continue;
+        }
+        if (wt != 2 || read_varint(&p, end, &v) != 0 || v > (uint64_t)(end - p)) return;
+        size_t off;
+        if ((tag >> 3) == 2 && v > 0 && v <= XPB_BUS_MAX_REQUEST_ID &&
+            xpb_xml_check_text((const char *)p, (size_t)v, &off) == 0) {
+            memcpy(id, p, (size_t)v);
+            id[v] = '\0';
+            *has_id = 1;
+        }
+        p += v;
+    }
+}
+
 /* bus_internal.h; process() below is its only caller in the bridge. */
 int xpb_bus_decode_request(const uint8_t *data, size_t len, size_t max_bytes, size_t max_string,
                            Xpb__V1__Request **out, char id[XPB_BUS_MAX_REQUEST_ID + 1], int *has_id,
@@ -776,6 +817,7 @@ int xpb_bus_decode_request(const uint8_t *data, size_t len, size_t max_bytes, si
     int bad_string = 0;
     Xpb__V1__Request *r =
         decode(data, len, max_bytes, max_string, code, &bad_string, text, textlen);
+    if (r == NULL && bad_string) wire_request_id(data, len, id, has_id);
     if (r == NULL) return bad_string ? -2 : -1;
     if (validate(r, max_string, id, has_id, text, textlen, code) != 0) {
         xpb__v1__request__free_unpacked(r, NULL);

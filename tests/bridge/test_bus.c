@@ -1286,6 +1286,7 @@ static void test_nul_in_body_refused(void **state)
         strcmp(c.resp->error_text,
                "send.stanza.body.text: U+0000 at byte 5 is not an XML 1.0 character") != 0)
         fail_msg("code %d: %s", c.resp->code, c.resp->error_text);
+    assert_string_equal(c.resp->request_id, "nul"); /* read from the wire for the refusal */
     call_free(&c);
     assert_int_equal(f->h.calls, 0);
     xpb_bus_stats st;

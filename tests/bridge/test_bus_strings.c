@@ -112,6 +112,10 @@ static void expect_refused(const char *path, const ProtobufCFieldDescriptor *con
         Xpb__V1__ErrorCode want_code =
             stanza ? XPB__V1__ERROR_CODE__ERR_INVALID_RECORD : XPB__V1__ERROR_CODE__ERR_BAD_REQUEST;
         if (code != want_code) fail_msg("%s: code %d, expected %d", path, code, want_code);
+        /* the refusal carries the request id, unless the id is what was refused */
+        int id_refused = strcmp(path, "request_id") == 0;
+        if (has_id != !id_refused || (!id_refused && strcmp(id, "t") != 0))
+            fail_msg("%s: has_id %d id '%s'", path, has_id, has_id ? id : "");
     }
     size_t len = build(fds, n, (const uint8_t *)"ok", 2, req);
     Xpb__V1__Request *r = NULL;

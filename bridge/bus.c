@@ -1,6 +1,7 @@
 /* The NNG bus: events batched per topic on a PUB socket, requests served on a
  * REP socket through NNG contexts, with a response cache keyed by request id.
  * Wire format and semantics: docs/bus.md and proto/xpb/v1/bus.proto. */
+#define _DEFAULT_SOURCE /* S_ISVTX */
 #include "bus_internal.h"
 #include "xpb_bus.h"
 
@@ -64,6 +65,7 @@ struct xpb_bus_request {
     struct xpb_bus_request *wnext;
     char id[XPB_BUS_MAX_REQUEST_ID + 1];
     int has_id;
+    int control; /* HANDLER or WAITING: counted in st.inflight_control */
 };
 
 /* One remembered request id: in flight (owner + waiters) or answered (the
@@ -100,6 +102,7 @@ struct xpb_bus {
     xpb_bus_handler handler;
     void *ud;
     char *events_url, *requests_url;
+    mode_t events_dir_mode, requests_dir_mode; /* of ipc:// endpoints' directories */
     nng_socket pub, rep;
     int pub_open, rep_open;
     xpb_bus_request *slots;
@@ -312,6 +315,67 @@ static int remove_stale_ipc(const char *name, const char *url, char *err, size_t
     return 0;
 }
 
+/* The directory part of an ipc:// path ("." for a bare name). */
+static void ipc_dir_of(const char *path, char *dir, size_t dirlen)
+{
+    const char *slash = strrchr(path, '/');
+    size_t n = slash == NULL ? 0 : slash == path ? 1 : (size_t)(slash - path);
+    if (n == 0) {
+        snprintf(dir, dirlen, ".");
+        return;
+    }
+    if (n >= dirlen) n = dirlen - 1;
+    memcpy(dir, path, n);
+    dir[n] = '\0';
+}
+
+/* The bus has no authentication: the socket file's mode and its directory
+ * are the access control, for explicit endpoints as much as for the default
+ * private directory. Whoever may write the directory may unlink or replace
+ * our socket, so the directory must be owned by this user or root and be
+ * writable by nobody else, unless it has the sticky bit (like /tmp), which
+ * keeps others from removing or renaming our file. */
+static int ipc_dir_ok(const char *name, const char *url, mode_t *dir_mode, char *err, size_t errlen)
+{
+    char dir[sizeof((struct sockaddr_un *)0)->sun_path + 8];
+    ipc_dir_of(url + strlen("ipc://"), dir, sizeof dir);
+    struct stat sb;
+    if (stat(dir, &sb) != 0) {
+        set_err(err, errlen, "%s %s: directory %s: %s", name, url, dir, strerror(errno));
+        return XPB_EINVAL;
+    }
+    if (!S_ISDIR(sb.st_mode)) {
+        set_err(err, errlen, "%s %s: %s is not a directory", name, url, dir);
+        return XPB_EINVAL;
+    }
+    if (sb.st_uid != geteuid() && sb.st_uid != 0) {
+        set_err(err, errlen,
+                "%s %s: directory %s is owned by uid %lu, neither this user (uid %lu) nor root; "
+                "its owner could replace the socket",
+                name, url, dir, (unsigned long)sb.st_uid, (unsigned long)geteuid());
+        return XPB_EINVAL;
+    }
+    if ((sb.st_mode & 022) != 0 && (sb.st_mode & S_ISVTX) == 0) {
+        set_err(err, errlen,
+                "%s %s: directory %s is writable by group or others without the sticky bit "
+                "(mode %04o), so another user could replace the socket; use a directory only "
+                "this user can write (such as the default private_dir)",
+                name, url, dir, (unsigned)(sb.st_mode & 07777));
+        return XPB_EINVAL;
+    }
+    *dir_mode = sb.st_mode;
+    return 0;
+}
+
+/* The socket file's mode: owner only, plus the group when the directory
+ * grants its group access and others none (a 0750 private_dir lets one group
+ * connect); never others. NNG would otherwise leave it to the umask. */
+static int ipc_socket_mode(mode_t dir_mode)
+{
+    int group = (dir_mode & S_IXGRP) != 0 && (dir_mode & S_IRWXO) == 0;
+    return XPB_BUS_IPC_MODE | (group ? 0060 : 0);
+}
+
 static int resolve_urls(xpb_bus *b, char *err, size_t errlen)
 {
     const xpb_bus_config *c = &b->cfg;
@@ -331,6 +395,10 @@ static int resolve_urls(xpb_bus *b, char *err, size_t errlen)
     if (b->events_url == NULL || b->requests_url == NULL) return XPB_ENOMEM;
     int rc = check_endpoint("events_url", b->events_url, c->allow_remote, err, errlen);
     if (rc == 0) rc = check_endpoint("requests_url", b->requests_url, c->allow_remote, err, errlen);
+    if (rc == 0 && has_scheme(b->events_url, "ipc://"))
+        rc = ipc_dir_ok("events_url", b->events_url, &b->events_dir_mode, err, errlen);
+    if (rc == 0 && has_scheme(b->requests_url, "ipc://"))
+        rc = ipc_dir_ok("requests_url", b->requests_url, &b->requests_dir_mode, err, errlen);
     if (rc == 0 && has_scheme(b->events_url, "ipc://"))
         rc = remove_stale_ipc("events_url", b->events_url, err, errlen);
     if (rc == 0 && has_scheme(b->requests_url, "ipc://"))
@@ -563,7 +631,7 @@ static int op_needs_account(Xpb__V1__Request__OpCase op)
 }
 
 /* The stanza inside send or iq, checked like any record from outside. */
-static int check_op_stanza(const Xpb__V1__Request *r, char *text, size_t textlen,
+static int check_op_stanza(const Xpb__V1__Request *r, size_t max_string, char *text, size_t textlen,
                            Xpb__V1__ErrorCode *code)
 {
     const Xpb__V1__Stanza *st = NULL;
@@ -582,7 +650,7 @@ static int check_op_stanza(const Xpb__V1__Request *r, char *text, size_t textlen
         snprintf(text, textlen, "%s is required", field);
         return -1;
     }
-    xpb_record_limits lim = {0};
+    xpb_record_limits lim = {.max_string = max_string};
     char cerr[256] = "";
     int crc = xpb_stanza_check(st, &lim, cerr, sizeof cerr);
     if (crc != 0) {
@@ -602,8 +670,9 @@ static int check_op_stanza(const Xpb__V1__Request *r, char *text, size_t textlen
 }
 
 /* The envelope rules, in the order a client most needs to hear about them. */
-static int validate(const Xpb__V1__Request *r, char id[XPB_BUS_MAX_REQUEST_ID + 1], int *has_id,
-                    char *text, size_t textlen, Xpb__V1__ErrorCode *code)
+static int validate(const Xpb__V1__Request *r, size_t max_string,
+                    char id[XPB_BUS_MAX_REQUEST_ID + 1], int *has_id, char *text, size_t textlen,
+                    Xpb__V1__ErrorCode *code)
 {
     *code = XPB__V1__ERROR_CODE__ERR_BAD_REQUEST;
     if (r->request_id != NULL && strlen(r->request_id) <= XPB_BUS_MAX_REQUEST_ID &&
@@ -637,23 +706,42 @@ static int validate(const Xpb__V1__Request *r, char id[XPB_BUS_MAX_REQUEST_ID + 
         snprintf(text, textlen, "account is required for this operation");
         return -1;
     }
-    return check_op_stanza(r, text, textlen, code);
+    return check_op_stanza(r, max_string, text, textlen, code);
+}
+
+/* Whether a wire-check failure lies inside the stanza of send or iq: those
+ * are record faults (ERR_INVALID_RECORD, as xpb_stanza_check reports them);
+ * every other field is the request's own (ERR_BAD_REQUEST). */
+static int in_op_stanza(const char *path)
+{
+    return strncmp(path, "send.stanza", 11) == 0 || strncmp(path, "iq.stanza", 9) == 0;
 }
 
 /* Bytes -> unpacked request, or an error text. Size is NNG's job
- * (RECVMAXSZ); depth is checked before unpacking because protobuf-c recurses
- * without a limit. */
-static Xpb__V1__Request *decode(const uint8_t *data, size_t len, size_t max_bytes, char *text,
-                                size_t textlen)
+ * (RECVMAXSZ) and checked again here. Depth and every string field (NUL,
+ * UTF-8, XML characters, max_string) are checked on the wire bytes before
+ * unpacking: protobuf-c recurses without a limit and keeps a NUL inside a
+ * string, where every later strlen would silently cut it. */
+static Xpb__V1__Request *decode(const uint8_t *data, size_t len, size_t max_bytes,
+                                size_t max_string, Xpb__V1__ErrorCode *code, int *bad_string,
+                                char *text, size_t textlen)
 {
     if (len > max_bytes) {
         snprintf(text, textlen, "request does not decode: %zu bytes, limit %zu", len, max_bytes);
         return NULL;
     }
-    int rc = xpb_pb_check_depth(&xpb__v1__request__descriptor, data, len, REQUEST_MAX_DEPTH);
+    char why[ERRTEXT_MAX - 64] = "";
+    int rc = xpb_pb_check_wire_text(&xpb__v1__request__descriptor, data, len, REQUEST_MAX_DEPTH,
+                                    max_string, why, sizeof why);
     if (rc == XPB_EPBDEPTH) {
         snprintf(text, textlen, "request does not decode: nesting deeper than the limit of %u",
                  REQUEST_MAX_DEPTH);
+        return NULL;
+    }
+    if (rc == XPB_ESTRLEN || rc == XPB_EUTF8 || rc == XPB_EXMLCHAR) {
+        if (in_op_stanza(why)) *code = XPB__V1__ERROR_CODE__ERR_INVALID_RECORD;
+        *bad_string = 1;
+        snprintf(text, textlen, "%s", why);
         return NULL;
     }
     Xpb__V1__Request *r = NULL;
@@ -662,17 +750,61 @@ static Xpb__V1__Request *decode(const uint8_t *data, size_t len, size_t max_byte
     return r;
 }
 
+static int read_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+    uint64_t r = 0;
+    for (unsigned shift = 0; shift < 64 && *p < end; shift += 7) {
+        uint8_t b = *(*p)++;
+        r |= (uint64_t)(b & 0x7fu) << shift;
+        if ((b & 0x80u) == 0) {
+            *v = r;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* A request refused for a string rule was well-formed protobuf: its
+ * request_id (top-level field 2) is read from the wire bytes so the refusal
+ * can carry it, when the id itself is valid text of at most 128 bytes. */
+static void wire_request_id(const uint8_t *p, size_t len, char id[XPB_BUS_MAX_REQUEST_ID + 1],
+                            int *has_id)
+{
+    const uint8_t *end = p + len;
+    uint64_t tag, v;
+    while (p < end && read_varint(&p, end, &tag) == 0) {
+        unsigned wt = (unsigned)(tag & 7u);
+        if (wt == 0 && read_varint(&p, end, &v) == 0) continue;
+        if ((wt == 1 || wt == 5) && (size_t)(end - p) >= (wt == 1 ? 8u : 4u)) {
+            p += wt == 1 ? 8 : 4;
+            continue;
+        }
+        if (wt != 2 || read_varint(&p, end, &v) != 0 || v > (uint64_t)(end - p)) return;
+        size_t off;
+        if ((tag >> 3) == 2 && v > 0 && v <= XPB_BUS_MAX_REQUEST_ID &&
+            xpb_xml_check_text((const char *)p, (size_t)v, &off) == 0) {
+            memcpy(id, p, (size_t)v);
+            id[v] = '\0';
+            *has_id = 1;
+        }
+        p += v;
+    }
+}
+
 /* bus_internal.h; process() below is its only caller in the bridge. */
-int xpb_bus_decode_request(const uint8_t *data, size_t len, size_t max_bytes,
+int xpb_bus_decode_request(const uint8_t *data, size_t len, size_t max_bytes, size_t max_string,
                            Xpb__V1__Request **out, char id[XPB_BUS_MAX_REQUEST_ID + 1], int *has_id,
                            Xpb__V1__ErrorCode *code, char *text, size_t textlen)
 {
     *out = NULL;
     *has_id = 0;
     *code = XPB__V1__ERROR_CODE__ERR_BAD_REQUEST;
-    Xpb__V1__Request *r = decode(data, len, max_bytes, text, textlen);
-    if (r == NULL) return -1;
-    if (validate(r, id, has_id, text, textlen, code) != 0) {
+    int bad_string = 0;
+    Xpb__V1__Request *r =
+        decode(data, len, max_bytes, max_string, code, &bad_string, text, textlen);
+    if (r == NULL && bad_string) wire_request_id(data, len, id, has_id);
+    if (r == NULL) return bad_string ? -2 : -1;
+    if (validate(r, max_string, id, has_id, text, textlen, code) != 0) {
         xpb__v1__request__free_unpacked(r, NULL);
         return -1;
     }
@@ -680,9 +812,46 @@ int xpb_bus_decode_request(const uint8_t *data, size_t len, size_t max_bytes,
     return 0;
 }
 
-static unsigned inflight(const xpb_bus *b)
+/* status, list and close: what an operator needs most when the bus is full
+ * of slow requests, so they have slots of their own. */
+static int is_control(const Xpb__V1__Request *r)
 {
-    return b->st.inflight;
+    return r->op_case == XPB__V1__REQUEST__OP_STATUS || r->op_case == XPB__V1__REQUEST__OP_LIST ||
+           r->op_case == XPB__V1__REQUEST__OP_CLOSE;
+}
+
+/* Ordinary requests may hold max_inflight - 1 contexts, control requests
+ * XPB_BUS_CONTROL_SLOTS more; so one context always stays free and a full
+ * bridge says ERR_BUSY at once instead of leaving the client waiting. */
+static int over_limit(xpb_bus *b, int control, char *text, size_t textlen)
+{
+    if (control && b->st.inflight_control >= XPB_BUS_CONTROL_SLOTS) {
+        b->st.busy_control++;
+        snprintf(text, textlen,
+                 "too many status, list and close requests in flight (control slots %u)",
+                 XPB_BUS_CONTROL_SLOTS);
+        return 1;
+    }
+    if (!control && b->st.inflight - b->st.inflight_control + 1 >= b->cfg.max_inflight) {
+        snprintf(text, textlen, "too many requests in flight (max_inflight %u)",
+                 b->cfg.max_inflight);
+        return 1;
+    }
+    return 0;
+}
+
+static void inflight_add(xpb_bus *b, xpb_bus_request *s, int control)
+{
+    s->control = control;
+    b->st.inflight++;
+    b->st.inflight_control += control != 0;
+}
+
+static void inflight_done(xpb_bus *b, xpb_bus_request *s)
+{
+    b->st.inflight--;
+    b->st.inflight_control -= s->control != 0;
+    s->control = 0;
 }
 
 /* A valid request: cached answer, join the in-flight one, busy, or handler. */
@@ -697,16 +866,15 @@ static void dispatch(xpb_bus *b, xpb_bus_request *s, Xpb__V1__Request *r)
         slot_send_bytes(s, e->resp, e->resp_len);
         return;
     }
-    /* One slot always stays free so that a full bridge says so at once. */
-    if (inflight(b) + 1 >= b->nslots) {
+    int control = is_control(r);
+    char text[128];
+    if (over_limit(b, control, text, sizeof text)) {
         b->st.busy++;
         xpb__v1__request__free_unpacked(r, NULL);
-        char text[96];
-        snprintf(text, sizeof text, "too many requests in flight (max_inflight %u)", b->nslots);
         answer_error(s, XPB__V1__ERROR_CODE__ERR_BUSY, text);
         return;
     }
-    b->st.inflight++;
+    inflight_add(b, s, control);
     if (e != NULL) {
         b->st.dedupe_hits++;
         xpb__v1__request__free_unpacked(r, NULL);
@@ -718,7 +886,7 @@ static void dispatch(xpb_bus *b, xpb_bus_request *s, Xpb__V1__Request *r)
     }
     e = dd_add(b, s->id);
     if (e == NULL) {
-        b->st.inflight--;
+        inflight_done(b, s);
         xpb__v1__request__free_unpacked(r, NULL);
         answer_error(s, XPB__V1__ERROR_CODE__ERR_INTERNAL, "out of memory");
         return;
@@ -741,14 +909,16 @@ static void process(xpb_bus *b, xpb_bus_request *s)
     s->req = NULL;
     b->st.requests++;
     Xpb__V1__Request *r = NULL;
-    int rc = xpb_bus_decode_request(nng_msg_body(m), nng_msg_len(m), b->cfg.max_request_bytes, &r,
-                                    s->id, &s->has_id, &code, text, sizeof text);
+    int rc =
+        xpb_bus_decode_request(nng_msg_body(m), nng_msg_len(m), b->cfg.max_request_bytes,
+                               b->cfg.max_string, &r, s->id, &s->has_id, &code, text, sizeof text);
     nng_msg_free(m);
     if (rc == 0) {
         dispatch(b, s, r);
         return;
     }
     b->st.malformed++;
+    b->st.bad_strings += rc == -2;
     answer_error(s, code, text);
 }
 
@@ -800,12 +970,12 @@ static void complete_entry(xpb_bus *b, struct dd_entry *e, uint8_t *buf, size_t 
     xpb__v1__request__free_unpacked(owner->req, NULL);
     owner->req = NULL;
     owner->entry = NULL;
-    b->st.inflight--;
+    inflight_done(b, owner);
     slot_send_bytes(owner, buf, len);
     while (w != NULL) {
         xpb_bus_request *next = w->wnext;
         w->entry = NULL;
-        b->st.inflight--;
+        inflight_done(b, w);
         slot_send_bytes(w, buf, len);
         w = next;
     }
@@ -1103,6 +1273,22 @@ int xpb_bus_publish(xpb_bus *b, const char *kind, const char *account, Xpb__V1__
  * Life cycle
  * ====================================================================== */
 
+/* nng_listen, with the socket file's mode set for ipc:// (ipc_socket_mode). */
+static int listen_on(nng_socket sock, const char *name, const char *url, mode_t dir_mode, char *err,
+                     size_t errlen)
+{
+    nng_listener l;
+    int rv = nng_listener_create(&l, sock, url);
+    if (rv == 0 && has_scheme(url, "ipc://"))
+        rv = nng_listener_set_int(l, NNG_OPT_IPC_PERMISSIONS, ipc_socket_mode(dir_mode));
+    if (rv == 0) rv = nng_listener_start(l, 0);
+    if (rv != 0) {
+        set_err(err, errlen, "cannot listen on %s %s: %s", name, url, nng_strerror(rv));
+        return XPB_EINVAL;
+    }
+    return 0;
+}
+
 static int open_sockets(xpb_bus *b, char *err, size_t errlen)
 {
     int rv = nng_pub0_open(&b->pub);
@@ -1110,23 +1296,16 @@ static int open_sockets(xpb_bus *b, char *err, size_t errlen)
         b->pub_open = 1;
         nng_socket_set_size(b->pub, NNG_OPT_RECVMAXSZ, PUB_RECVMAXSZ);
         nng_socket_set_int(b->pub, NNG_OPT_SENDBUF, XPB_BUS_PUB_SENDBUF);
-        rv = nng_listen(b->pub, b->events_url, NULL, 0);
-        if (rv != 0) {
-            set_err(err, errlen, "cannot listen on events_url %s: %s", b->events_url,
-                    nng_strerror(rv));
-            return XPB_EINVAL;
-        }
+        int rc = listen_on(b->pub, "events_url", b->events_url, b->events_dir_mode, err, errlen);
+        if (rc != 0) return rc;
         rv = nng_rep0_open(&b->rep);
     }
     if (rv == 0) {
         b->rep_open = 1;
         nng_socket_set_size(b->rep, NNG_OPT_RECVMAXSZ, b->cfg.max_request_bytes);
-        rv = nng_listen(b->rep, b->requests_url, NULL, 0);
-        if (rv != 0) {
-            set_err(err, errlen, "cannot listen on requests_url %s: %s", b->requests_url,
-                    nng_strerror(rv));
-            return XPB_EINVAL;
-        }
+        int rc =
+            listen_on(b->rep, "requests_url", b->requests_url, b->requests_dir_mode, err, errlen);
+        if (rc != 0) return rc;
     }
     if (rv != 0) {
         set_err(err, errlen, "cannot open NNG sockets: %s", nng_strerror(rv));
@@ -1200,7 +1379,7 @@ int xpb_bus_new(xpb_bus **out, struct event_base *base, const xpb_bus_config *cf
     else
         xpb_bus_config_init(&b->cfg);
     apply_defaults(&b->cfg);
-    b->nslots = b->cfg.max_inflight;
+    b->nslots = b->cfg.max_inflight + XPB_BUS_CONTROL_SLOTS;
     b->nbuckets = 64;
     while (b->nbuckets < 2u * ((size_t)b->cfg.dedupe_entries + b->nslots))
         b->nbuckets *= 2;
@@ -1256,6 +1435,7 @@ static void answer_open_requests(xpb_bus *b)
         answer_shutdown(q);
     }
     b->st.inflight = 0;
+    b->st.inflight_control = 0;
 }
 
 static void stop_slots(xpb_bus *b)

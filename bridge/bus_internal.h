@@ -9,15 +9,18 @@
 
 #include "xpb_bus.h"
 
-/* Refuses more than max_bytes, checks the nesting depth before unpacking
- * (protobuf-c recurses without a limit), unpacks, then checks the envelope:
+/* Refuses more than max_bytes, checks the nesting depth and every string
+ * field of every message in it on the wire bytes before unpacking
+ * (xpb_pb_check_wire_text: at most max_string bytes, 0 = the record default,
+ * UTF-8, XML characters, no NUL), unpacks, then checks the envelope:
  * api_version, request_id, op, account (unless list or status) and the
  * stanza of send and iq (xpb_stanza_check). Returns 0 with *out set (free it
- * with xpb__v1__request__free_unpacked), or -1 with *out NULL, *code set and
- * a sentence in text (non-empty when textlen > 0). id receives the request id
- * and *has_id is 1 whenever the id is present and at most
- * XPB_BUS_MAX_REQUEST_ID bytes, on failure too, so the error reply can carry it. */
-int xpb_bus_decode_request(const uint8_t *data, size_t len, size_t max_bytes,
+ * with xpb__v1__request__free_unpacked), or -1 (-2 when a string field broke
+ * a text rule) with *out NULL, *code set and a sentence in text (non-empty
+ * when textlen > 0). id receives the request id and *has_id is 1 whenever the
+ * id is present and at most XPB_BUS_MAX_REQUEST_ID bytes, on failure too, so
+ * the error reply can carry it. */
+int xpb_bus_decode_request(const uint8_t *data, size_t len, size_t max_bytes, size_t max_string,
                            Xpb__V1__Request **out, char id[XPB_BUS_MAX_REQUEST_ID + 1], int *has_id,
                            Xpb__V1__ErrorCode *code, char *text, size_t textlen);
 

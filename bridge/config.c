@@ -231,7 +231,8 @@ static int parse_bus(pctx *p, const config_setting_t *root, xpb_config *c)
 {
     static const char *const keys[] = {"events", "requests", "private_dir", "allow_remote",
                                        "max_request_bytes", "batch_max", "batch_flush_us",
-                                       "compact_records", NULL};
+                                       "compact_records", "allow_inline_credentials",
+                                       "allow_open_overrides", NULL};
     const config_setting_t *g;
     int rc = group_of(p, root, "bus", &g);
     if (rc || !g) return rc;
@@ -242,6 +243,8 @@ static int parse_bus(pctx *p, const config_setting_t *root, xpb_config *c)
     if (!rc) rc = get_str(p, g, "private_dir", &c->private_dir);
     if (!rc) rc = get_bool(p, g, "allow_remote", &c->allow_remote);
     if (!rc) rc = get_bool(p, g, "compact_records", &c->compact_records);
+    if (!rc) rc = get_bool(p, g, "allow_inline_credentials", &c->allow_inline_credentials);
+    if (!rc) rc = get_bool(p, g, "allow_open_overrides", &c->allow_open_overrides);
     if (!rc) rc = get_uint(p, g, "max_request_bytes", 1024, 64ll * 1024 * 1024, &mrb);
     if (!rc) rc = get_uint(p, g, "batch_max", 1, 4096, &bm);
     if (!rc) rc = get_uint(p, g, "batch_flush_us", 0, 1000000, &bf);

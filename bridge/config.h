@@ -52,6 +52,8 @@ typedef struct xpb_config {
     size_t max_request_bytes;
     unsigned batch_max, batch_flush_us;
     int compact_records;  /* bus.compact_records: publish compact record forms */
+    int allow_inline_credentials; /* bus.allow_inline_credentials: open may send a password */
+    int allow_open_overrides; /* bus.allow_open_overrides: open may send files, host, port, TLS */
     char *metrics_listen; /* "ADDR:PORT"; "0" or "" disables */
     int metrics_allow_remote; /* metrics.allow_remote: a non-loopback listener */
     unsigned metrics_max_connections; /* metrics.max_connections */

@@ -21,6 +21,7 @@
 
 #include <event2/event.h>
 
+#include "open_policy.h"
 #include "xpb_error.h"
 #include "xpb_jid.h"
 #include "xpb_loop.h"
@@ -102,6 +103,9 @@ struct xpb_daemon {
     unsigned queue_max, muc_ping_s;
     unsigned backoff_reset_s; /* limits.backoff_reset_s */
     int compact_records; /* publish compact forms (docs/mapping.md §7) */
+    xpb_open_rules open_rules; /* bus.allow_*: what an open request may do */
+    xpb_account_cfg *conf;     /* the configuration's accounts: what open may start */
+    size_t n_conf;
     xpb_daemon_counters ctr;
     uint64_t gone_reconnects, gone_resumptions;
     struct event *reap_ev, *ping_timer, *shutdown_timer;
@@ -166,6 +170,23 @@ static struct account *account_of(xpb_daemon *d, xpb_loop_session *ls)
     for (struct account *a = d->accounts; a; a = a->next)
         if (a->ls == ls) return a;
     return find_account(d, xpb_loop_session_name(ls));
+}
+
+/* The account a request names: its bare JID, or the full JID our own
+ * session is bound to (as the log and SessionInfo.jid show it). Any other
+ * full JID is refused with a sentence saying to use the bare JID. */
+static struct account *request_account(xpb_daemon *d, const char *name, char *why, size_t whylen)
+{
+    struct account *a = find_account(d, name);
+    const char *slash = strchr(name, '/');
+    if (a || !slash) return a;
+    for (struct account *b = d->accounts; b; b = b->next)
+        if (!b->dead && b->full_jid && strcmp(b->full_jid, name) == 0) return b;
+    snprintf(why, whylen,
+             "account %s is a full JID that no session is bound to; name the account by its "
+             "bare JID %.*s",
+             name, (int)(slash - name), name);
+    return NULL;
 }
 
 static xpb_session *session_of(struct account *a)
@@ -916,6 +937,7 @@ static void session_config(const xpb_daemon *d, const struct account *a, xpb_ses
     sc->backoff_reset_ms = d->backoff_reset_s * 1000u;
     /* ws:// only with allow_plaintext_ws, which config.c grants to loopback only */
     sc->allow_plaintext = a->cfg.transport == XPB_TRANSPORT_WEBSOCKET && a->cfg.allow_plaintext_ws;
+    sc->max_stanza_bytes = d->limits.max_stanza_bytes;
 }
 
 /* Password: inline (an open request) or from cfg->password_file. */
@@ -1276,38 +1298,44 @@ static void req_status(xpb_daemon *d, xpb_bus_request *req)
     xpb_bus_reply(req, &resp);
 }
 
-/* OpenSession -> account settings. 0, or the request is answered. */
-static int open_cfg(xpb_bus_request *req, const Xpb__V1__Request *r, xpb_account_cfg *c)
+/* OpenSession -> the account to start, under the configuration's rules
+ * (open_policy.h). 0, or the request is answered. */
+static int open_cfg(xpb_daemon *d, xpb_bus_request *req, const Xpb__V1__Request *r,
+                    xpb_account_cfg *c, const char **password, int *from_config)
 {
     const Xpb__V1__OpenSession *op = r->open;
     const char *jid = op->jid ? op->jid : r->account;
-    char why[256] = "";
+    char why[512] = "";
     xpb_jid j;
     int rc = xpb_jid_parse(&j, jid, strlen(jid), why, sizeof why);
     if (rc == 0 && !j.local) {
         snprintf(why, sizeof why, "an account JID needs a localpart (user@domain)");
+        xpb_jid_clear(&j);
         rc = XPB_EJID;
     }
     if (rc != 0) {
         xpb_bus_reply_error(req, XPB__V1__ERROR_CODE__ERR_INVALID_JID, "open.jid %s: %s", jid, why);
         return rc;
     }
-    c->jid = xpb_jid_bare(&j);
-    c->resource = xstrdup(j.resource);
+    char *bare = xpb_jid_bare(&j);
+    const xpb_account_cfg *conf = NULL;
+    for (size_t i = 0; bare && i < d->n_conf; i++)
+        if (strcmp(d->conf[i].jid, bare) == 0) conf = &d->conf[i];
+    Xpb__V1__ErrorCode code = bare ? xpb_open_resolve(&d->open_rules, conf, op, bare, j.resource, c,
+                                                      password, why, sizeof why)
+                                   : XPB__V1__ERROR_CODE__ERR_INTERNAL;
     xpb_jid_clear(&j);
-    c->password_file = xstrdup(op->password_file);
-    c->host = op->host && op->host[0] ? strdup(op->host) : NULL;
-    c->port = op->has_port && op->port <= 65535 ? op->port : 0;
-    c->transport = (int)op->transport;
-    c->ws_url = op->ws_url && op->ws_url[0] ? strdup(op->ws_url) : NULL;
-    c->ca_file = op->ca_file && op->ca_file[0] ? strdup(op->ca_file) : NULL;
-    c->fetch_roster = op->fetch_roster;
-    c->send_presence = op->send_presence;
-    c->stream_management = op->stream_management;
-    if (!c->jid) {
-        xpb_bus_reply_error(req, XPB__V1__ERROR_CODE__ERR_INTERNAL, "out of memory");
-        return XPB_ENOMEM;
+    free(bare);
+    if (code != XPB__V1__ERROR_CODE__OK) {
+        if (code == XPB__V1__ERROR_CODE__ERR_FORBIDDEN) {
+            d->ctr.open_forbidden++;
+            xpb_log(XPB_LOG_WARN, "request %s refused: %s", xpb_bus_request_id(req), why);
+        }
+        xpb_bus_reply_error(req, code, "%s", why[0] ? why : "out of memory");
+        return -1;
     }
+    *from_config = conf && !*password && !op->password_file && !op->host && !op->has_port &&
+                   !op->has_transport && !op->ws_url && !op->ca_file;
     return 0;
 }
 
@@ -1324,14 +1352,16 @@ static int open_ws_url_refused(xpb_bus_request *req, const xpb_account_cfg *c)
 static void req_open(xpb_daemon *d, xpb_bus_request *req, const Xpb__V1__Request *r)
 {
     xpb_account_cfg c = {0};
-    if (open_cfg(req, r, &c) != 0) {
+    const char *password = NULL;
+    int from_config = 0;
+    if (open_cfg(d, req, r, &c, &password, &from_config) != 0) {
         xpb_account_cfg_clear(&c);
         return;
     }
     if (find_account(d, c.jid)) {
         xpb_bus_reply_error(req, XPB__V1__ERROR_CODE__ERR_EXISTS, "account %s is already open",
                             c.jid);
-    } else if (!r->open->password && !c.password_file) {
+    } else if (!password && !c.password_file) {
         xpb_bus_reply_error(req, XPB__V1__ERROR_CODE__ERR_BAD_REQUEST,
                             "open needs password or password_file");
     } else if (c.transport == XPB_TRANSPORT_WEBSOCKET && !c.ws_url) {
@@ -1341,7 +1371,7 @@ static void req_open(xpb_daemon *d, xpb_bus_request *req, const Xpb__V1__Request
         /* answered: the ws:// rule of config.c (no allow_plaintext_ws over the bus) */
     } else {
         char err[512] = "";
-        int rc = account_start(d, &c, r->open->password, 0, err, sizeof err);
+        int rc = account_start(d, &c, password, from_config, err, sizeof err);
         struct account *a = rc == 0 ? find_account(d, c.jid) : NULL;
         for (size_t i = 0; a && i < r->open->n_room; i++) {
             const Xpb__V1__JoinRoom *jr = r->open->room[i];
@@ -1388,11 +1418,14 @@ static void on_request(void *ud, xpb_bus_request *req, const Xpb__V1__Request *r
     case XPB__V1__REQUEST__OP_OPEN: req_open(d, req, r); return;
     default: break;
     }
-    struct account *a = find_account(d, r->account);
+    char why[1024] = "";
+    struct account *a = request_account(d, r->account, why, sizeof why);
     if (!a || (a->removing && r->op_case != XPB__V1__REQUEST__OP_CLOSE)) {
-        xpb_bus_reply_error(req, XPB__V1__ERROR_CODE__ERR_UNKNOWN_ACCOUNT,
-                            "no session for account %s (open it first or add it to the config)",
-                            r->account);
+        if (!why[0])
+            snprintf(why, sizeof why,
+                     "no session for account %s (open it first or add it to the config)",
+                     r->account);
+        xpb_bus_reply_error(req, XPB__V1__ERROR_CODE__ERR_UNKNOWN_ACCOUNT, "%s", why);
         return;
     }
     switch (r->op_case) {
@@ -1410,6 +1443,39 @@ static void on_request(void *ud, xpb_bus_request *req, const Xpb__V1__Request *r
 
 /* ---- the daemon --------------------------------------------------------------------- */
 
+/* A request must have room for the largest stanza the bridge may write:
+ * its record takes at most about twice its XML (tags and lengths of nested
+ * elements), plus the envelope. bus.max_request_bytes can raise it. */
+static size_t request_limit(const xpb_config *cfg)
+{
+    size_t need = 2 * cfg->max_stanza_bytes + XPB_DAEMON_REQUEST_SLACK;
+    return cfg->max_request_bytes > need ? cfg->max_request_bytes : need;
+}
+
+/* The configuration's accounts, kept for open requests (at start and at
+ * every reload); the bus.allow_* switches are read at start only. */
+static void forget_config(xpb_daemon *d)
+{
+    for (size_t i = 0; i < d->n_conf; i++)
+        xpb_account_cfg_clear(&d->conf[i]);
+    free(d->conf);
+    d->conf = NULL;
+    d->n_conf = 0;
+}
+
+static int remember_config(xpb_daemon *d, const xpb_config *cfg)
+{
+    forget_config(d);
+    if (!cfg->n_accounts) return 0;
+    d->conf = calloc(cfg->n_accounts, sizeof *d->conf);
+    if (!d->conf) return XPB_ENOMEM;
+    for (size_t i = 0; i < cfg->n_accounts; i++) {
+        if (xpb_account_cfg_copy(&d->conf[i], &cfg->accounts[i]) != 0) return XPB_ENOMEM;
+        d->n_conf++;
+    }
+    return 0;
+}
+
 static int bus_start(xpb_daemon *d, const xpb_config *cfg, char *err, size_t errlen)
 {
     xpb_bus_config bc;
@@ -1418,7 +1484,8 @@ static int bus_start(xpb_daemon *d, const xpb_config *cfg, char *err, size_t err
     bc.requests_url = cfg->requests_url;
     bc.private_dir = cfg->private_dir;
     bc.allow_remote = cfg->allow_remote;
-    bc.max_request_bytes = cfg->max_request_bytes;
+    bc.max_request_bytes = request_limit(cfg);
+    bc.max_string = cfg->max_stanza_bytes; /* a bot can send back what it received */
     bc.batch_max = cfg->batch_max;
     bc.batch_flush_us = cfg->batch_flush_us;
     int rc = xpb_bus_new(&d->bus, d->base, &bc, on_request, d, err, errlen);
@@ -1459,6 +1526,13 @@ static int daemon_init(xpb_daemon *d, struct event_base *base, const xpb_config 
             snprintf(err, errlen, "out of memory");
             return XPB_ENOMEM;
         }
+    d->limits.max_string = cfg->max_stanza_bytes; /* as the bus's request check */
+    d->open_rules.allow_inline_credentials = cfg->allow_inline_credentials;
+    d->open_rules.allow_open_overrides = cfg->allow_open_overrides;
+    if (remember_config(d, cfg)) {
+        snprintf(err, errlen, "out of memory");
+        return XPB_ENOMEM;
+    }
     d->arena = xpb_arena_new(0);
     d->rarena = xpb_arena_new(0);
     d->plan = xpb_pack_plan_new();
@@ -1620,6 +1694,7 @@ void xpb_daemon_reload(xpb_daemon *d, const xpb_config *cfg)
         }
     }
     for (size_t i = 0; i < cfg->n_accounts; i++) reload_account(d, &cfg->accounts[i]);
+    if (remember_config(d, cfg)) xpb_log(XPB_LOG_ERROR, "reload: out of memory");
     xpb_log(XPB_LOG_INFO, "reload: done (%zu accounts configured, %u removed); bus, metrics and "
                           "limits changes take effect at the next start",
             cfg->n_accounts, removed);
@@ -1651,6 +1726,7 @@ void xpb_daemon_free(xpb_daemon *d)
     xpb_arena_free(d->rarena);
     for (size_t i = 0; i < d->n_iq_passthrough; i++) free(d->iq_passthrough[i]);
     free(d->iq_passthrough);
+    forget_config(d);
     free(d);
 }
 

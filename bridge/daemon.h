@@ -18,6 +18,7 @@
 #define XPB_DAEMON_SELF_PING_TIMEOUT_MS 30000u
 #define XPB_DAEMON_MAX_PASSWORD 4096u       /* bytes of a password file */
 #define XPB_DAEMON_MAX_IQ_TIMEOUT_MS 600000u
+#define XPB_DAEMON_REQUEST_SLACK (64u * 1024u) /* request bytes beyond 2 x max_stanza_bytes */
 
 /* ---- the daemon --------------------------------------------------------------- */
 typedef struct xpb_daemon xpb_daemon;
@@ -46,6 +47,7 @@ typedef struct xpb_daemon_counters {
     uint64_t bytes_xml[2], bytes_record[2];
     uint64_t reconnects, resumptions;  /* summed over sessions, removed ones included */
     uint64_t trust[XPB_TR_COUNT];      /* inbound stanzas by trust verdict reason */
+    uint64_t open_forbidden;           /* open requests refused by bus.allow_* (ERR_FORBIDDEN) */
     unsigned sessions[XPB_MST_COUNT];
     unsigned n_accounts;
     int bus_up;

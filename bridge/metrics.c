@@ -145,6 +145,19 @@ static int render_bus(xpb_buf *b, const xpb_bus_stats *s)
         rc = counter(b, "xpb_bus_busy_total", "Requests refused with ERR_BUSY.", s->busy);
     if (!rc) rc = head(b, "xpb_bus_inflight", "gauge", "Requests being served.");
     if (!rc) rc = put(b, "xpb_bus_inflight %u\n", s->inflight);
+    if (!rc)
+        rc = counter(b, "xpb_bus_bad_strings_total",
+                     "Requests refused because a string field held a NUL, invalid UTF-8, a "
+                     "character XML does not allow, or more than max_stanza_bytes.",
+                     s->bad_strings);
+    if (!rc)
+        rc = counter(b, "xpb_bus_busy_control_total",
+                     "status, list and close requests refused with ERR_BUSY (control slots full).",
+                     s->busy_control);
+    if (!rc)
+        rc = head(b, "xpb_bus_inflight_control", "gauge",
+                  "status, list and close requests being served (their own slots).");
+    if (!rc) rc = put(b, "xpb_bus_inflight_control %u\n", s->inflight_control);
     return rc;
 }
 
@@ -158,6 +171,11 @@ int xpb_metrics_render(xpb_daemon *d, xpb_buf *out)
     if (!rc) rc = render_traffic(out, &c);
     if (!rc) rc = render_trust(out, &c);
     if (!rc) rc = render_bus(out, &bs);
+    if (!rc)
+        rc = counter(out, "xpb_bus_open_forbidden_total",
+                     "open requests refused with ERR_FORBIDDEN (bus.allow_inline_credentials, "
+                     "bus.allow_open_overrides).",
+                     c.open_forbidden);
     return rc;
 }
 

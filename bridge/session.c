@@ -1474,7 +1474,10 @@ int xpb_session_send(xpb_session *s, const xpb_stanza *st, uint64_t *handle)
     if (make_id(s, st)) copy.id = s->last_id;
     xpb_buf b;
     xpb_buf_init(&b, 0);
-    int rc = xpb_stanza_to_xml(&b, &copy, is_ws(s) ? "" : XPB_NS_CLIENT, NULL, NULL, 0);
+    /* Strings as long as the stanza may be: what arrived can be echoed. */
+    xpb_record_limits lim = {.max_string = s->cfg.max_stanza_bytes,
+                             .max_stanza_bytes = s->cfg.max_stanza_bytes};
+    int rc = xpb_stanza_to_xml(&b, &copy, is_ws(s) ? "" : XPB_NS_CLIENT, &lim, NULL, 0);
     uint64_t h = s->next_handle + 1;
     if (rc == 0) rc = item_insert(s, s->n_items, h, b.data, b.len);
     size_t bytes = b.len;

@@ -16,7 +16,8 @@
 #define XPB_BUS_DEFAULT_MAX_REQUEST (1024u * 1024u) /* NNG_OPT_RECVMAXSZ on REP */
 #define XPB_BUS_DEFAULT_BATCH_MAX 64u               /* events per NNG message */
 #define XPB_BUS_DEFAULT_BATCH_FLUSH_US 2000u        /* flush a partial batch after this */
-#define XPB_BUS_DEFAULT_MAX_INFLIGHT 64u            /* NNG contexts = concurrent requests */
+#define XPB_BUS_DEFAULT_MAX_INFLIGHT 64u            /* NNG contexts for ordinary requests */
+#define XPB_BUS_CONTROL_SLOTS 8u /* more contexts, only for status, list and close */
 #define XPB_BUS_DEFAULT_DEDUPE 4096u                /* responses remembered by request id */
 #define XPB_BUS_DEFAULT_BATCH_BYTES                                                                \
     (256u * 1024u)                  /* bytes per NNG message (a bigger                             \
@@ -25,6 +26,7 @@
     256                              /* batches queued per subscriber                              \
                                         before PUB drops the oldest */
 #define XPB_BUS_SEND_TIMEOUT_MS 5000 /* a reply nobody takes is dropped */
+#define XPB_BUS_IPC_MODE 0600        /* mode of every ipc:// socket file */
 
 typedef struct xpb_bus_config {
     const char *events_url;   /* NULL: ipc://<private dir>/events */
@@ -32,6 +34,7 @@ typedef struct xpb_bus_config {
     const char *private_dir; /* NULL: $XDG_RUNTIME_DIR/xpbridge or /tmp/xpbridge-<uid>; made 0700 */
     int allow_remote;        /* 0: refuse tcp:// / ws:// endpoints not bound to loopback */
     size_t max_request_bytes;
+    size_t max_string; /* bytes per string field of a request; 0: XPB_RECORD_DEFAULT_MAX_STRING */
     unsigned batch_max, batch_flush_us, max_inflight, dedupe_entries;
     size_t batch_bytes; /* added: byte bound of one event message */
 } xpb_bus_config;
@@ -50,10 +53,12 @@ typedef struct xpb_bus_request xpb_bus_request;
  * answered or in flight never reach it. r stays valid until req is answered. */
 typedef void (*xpb_bus_handler)(void *ud, xpb_bus_request *req, const Xpb__V1__Request *r);
 
-/* Creates the private directory (when a default endpoint needs it), removes
- * stale ipc socket files, binds both sockets and starts max_inflight
- * contexts. On failure returns XPB_EINVAL (a refused endpoint or directory)
- * or XPB_ENOMEM, and err holds a sentence naming the endpoint or option. */
+/* Creates the private directory (when a default endpoint needs it), checks
+ * the directory of every ipc:// endpoint (ipc_dir_ok), removes stale ipc
+ * socket files, binds both sockets (ipc socket files get XPB_BUS_IPC_MODE)
+ * and starts max_inflight + XPB_BUS_CONTROL_SLOTS contexts. On failure
+ * returns XPB_EINVAL (a refused endpoint or directory) or XPB_ENOMEM, and err
+ * holds a sentence naming the endpoint or option. */
 int xpb_bus_new(xpb_bus **out, struct event_base *base, const xpb_bus_config *cfg,
                 xpb_bus_handler handler, void *ud, char *err, size_t errlen);
 /* Answers every open request with ERR_INTERNAL "shutting down" (and waits,
@@ -86,6 +91,9 @@ typedef struct xpb_bus_stats {
     uint64_t events_dropped; /* events in batches PUB refused (publish_errors) */
     uint64_t reply_errors;   /* replies NNG could not send (peer gone, timeout) */
     unsigned dedupe_size;    /* answered request ids remembered */
+    uint64_t bad_strings;    /* malformed: a string field failed a text rule (NUL, UTF-8, ...) */
+    uint64_t busy_control;   /* busy: status, list or close with every control slot taken */
+    unsigned inflight_control; /* of inflight: status, list and close */
 } xpb_bus_stats;
 void xpb_bus_get_stats(const xpb_bus *b, xpb_bus_stats *out);
 /* The URLs actually bound (after defaults). */

@@ -89,6 +89,7 @@ typedef struct xpb_session_config {
     unsigned backoff_min_ms, backoff_max_ms;
     unsigned backoff_reset_ms;  /* online this long -> backoff back to min (0 = default) */
     unsigned ack_every;
+    size_t max_stanza_bytes;    /* largest stanza sent, and longest string in it; 0 = default */
 } xpb_session_config;
 void xpb_session_config_init(xpb_session_config *c);
 

@@ -802,6 +802,8 @@ typedef struct wire {
     const uint8_t *base;
     unsigned max_depth;
     bool strings; /* refuse NUL in string fields */
+    bool text;    /* and check each string as text: max_string, UTF-8, XML Char */
+    size_t max_string;
     char *err;
     size_t errlen;
 } wire;
@@ -831,6 +833,28 @@ static int read_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
 static int wire_walk(wire *w, const ProtobufCMessageDescriptor *desc, const uint8_t *p, size_t len,
                      unsigned depth);
 
+/* A string field's payload p[0..n) as text: the rules check_str_len applies to
+ * a C string, applied to the wire bytes, so a NUL (which strlen would stop
+ * at) is refused instead of cutting the string short. */
+static int wire_text(wire *w, const ProtobufCFieldDescriptor *fd, const uint8_t *p, size_t n)
+{
+    size_t off = 0;
+    int rc = 0;
+    if (n > w->max_string) {
+        rc = XPB_ESTRLEN;
+        if (w->err != NULL && w->errlen > 0)
+            snprintf(w->err, w->errlen, ": %zu bytes exceeds max_string (%zu)", n, w->max_string);
+    } else if ((rc = xpb_xml_check_text((const char *)p, n, &off)) != 0) {
+        if (w->err != NULL && w->errlen > 0 && rc == XPB_EUTF8)
+            snprintf(w->err, w->errlen, ": invalid UTF-8 at byte %zu", off);
+        else if (w->err != NULL && w->errlen > 0)
+            snprintf(w->err, w->errlen, ": U+%04X at byte %zu is not an XML 1.0 character",
+                     (unsigned)peek_cp(p + off, n - off), off);
+    }
+    if (rc != 0) prepend(w->err, w->errlen, fd->name, NOIDX);
+    return rc;
+}
+
 /* A length-delimited field's payload p[0..n). */
 static int wire_delimited(wire *w, const ProtobufCFieldDescriptor *fd, const uint8_t *p, size_t n,
                           unsigned depth)
@@ -841,6 +865,7 @@ static int wire_delimited(wire *w, const ProtobufCFieldDescriptor *fd, const uin
         if (rc != 0) prepend(w->err, w->errlen, fd->name, NOIDX);
         return rc;
     }
+    if (w->text && fd->type == PROTOBUF_C_TYPE_STRING) return wire_text(w, fd, p, n);
     if (w->strings && fd->type == PROTOBUF_C_TYPE_STRING && memchr(p, 0, n) != NULL) {
         const uint8_t *z = memchr(p, 0, n);
         int rc = wire_fail(w, XPB_EXMLCHAR, z, "U+0000 is not an XML 1.0 character");
@@ -905,6 +930,21 @@ int xpb_pb_check_depth(const ProtobufCMessageDescriptor *desc, const uint8_t *da
 {
     if (desc == NULL || (data == NULL && len > 0)) return XPB_EINVAL;
     wire w = {.base = data, .max_depth = max_depth, .strings = false, .err = NULL, .errlen = 0};
+    return wire_walk(&w, desc, data, len, 1);
+}
+
+int xpb_pb_check_wire_text(const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len,
+                           unsigned max_depth, size_t max_string, char *err, size_t errlen)
+{
+    if (err != NULL && errlen > 0) err[0] = '\0';
+    if (desc == NULL || (data == NULL && len > 0)) return XPB_EINVAL;
+    wire w = {.base = data,
+              .max_depth = max_depth,
+              .strings = true,
+              .text = true,
+              .max_string = max_string > 0 ? max_string : XPB_RECORD_DEFAULT_MAX_STRING,
+              .err = err,
+              .errlen = errlen};
     return wire_walk(&w, desc, data, len, 1);
 }
 

@@ -85,6 +85,14 @@ int xpb_stanza_unpack(xpb_arena *a, const uint8_t *data, size_t len,
  * when the wire format is broken. */
 int xpb_pb_check_depth(const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len,
                        unsigned max_depth);
+/* The same walk, which also checks the wire bytes of every string field, at
+ * any depth, with the rules of xpb_stanza_check: at most max_string bytes
+ * (0 = default), valid UTF-8, XML 1.0 characters only, so no NUL (which a C
+ * string would silently end at). XPB_EPBDEPTH, XPB_EPBDECODE, XPB_ESTRLEN,
+ * XPB_EUTF8 or XPB_EXMLCHAR, with err naming the field path, e.g.
+ * "send.stanza.body.text: U+0000 at byte 5 is not an XML 1.0 character". */
+int xpb_pb_check_wire_text(const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len,
+                           unsigned max_depth, size_t max_string, char *err, size_t errlen);
 /* Appends st packed to out: the bytes protobuf_c_message_pack would give
  * (codec/pack.c). 0, XPB_EINVAL, XPB_ETOOBIG (out->max) or XPB_ENOMEM. */
 int xpb_stanza_pack(xpb_buf *out, const xpb_stanza *st);

@@ -40,6 +40,8 @@ typedef struct handler_state {
     const char *slow_id; /* answered from a timer 300 ms later */
     const char *hold_id; /* never answered by the handler */
     xpb_bus_request *held;
+    const char *hold_prefix; /* ids starting with it are held too, counted */
+    int held_n;
     xpb_bus_request *slow_req;
     struct event *slow_ev;
 } handler_state;
@@ -71,6 +73,11 @@ static void handler(void *ud, xpb_bus_request *req, const Xpb__V1__Request *r)
     h->calls++;
     if (h->hold_id != NULL && strcmp(r->request_id, h->hold_id) == 0) {
         h->held = req;
+        return;
+    }
+    if (h->hold_prefix != NULL &&
+        strncmp(r->request_id, h->hold_prefix, strlen(h->hold_prefix)) == 0) {
+        h->held_n++; /* answered by xpb_bus_free */
         return;
     }
     if (h->slow_id != NULL && strcmp(r->request_id, h->slow_id) == 0) {
@@ -377,6 +384,8 @@ static uint8_t *pack_req(unsigned api, const char *id, const char *account,
     Xpb__V1__SendStanza send = XPB__V1__SEND_STANZA__INIT;
     Xpb__V1__SendIq iq = XPB__V1__SEND_IQ__INIT;
     Xpb__V1__ListSessions list = XPB__V1__LIST_SESSIONS__INIT;
+    Xpb__V1__GetRoster roster = XPB__V1__GET_ROSTER__INIT;
+    Xpb__V1__CloseSession close_ = XPB__V1__CLOSE_SESSION__INIT;
     r.has_api_version = api != 0;
     r.api_version = api;
     r.request_id = (char *)id;
@@ -390,6 +399,10 @@ static uint8_t *pack_req(unsigned api, const char *id, const char *account,
         r.iq = &iq;
     } else if (op == XPB__V1__REQUEST__OP_LIST) {
         r.list = &list;
+    } else if (op == XPB__V1__REQUEST__OP_ROSTER) {
+        r.roster = &roster;
+    } else if (op == XPB__V1__REQUEST__OP_CLOSE) {
+        r.close = &close_;
     }
     *len = xpb__v1__request__get_packed_size(&r);
     uint8_t *buf = malloc(*len + 1);
@@ -614,12 +627,14 @@ static void test_busy_when_all_slots_taken(void **state)
     atomic_int done = 0;
     size_t len;
     {
-        uint8_t *rq_ = pack_status("first", 1, &len);
+        uint8_t *rq_ =
+            pack_req(1, "first", "a@example.com", XPB__V1__REQUEST__OP_ROSTER, NULL, &len);
         call_start(&c[0], rq, rq_, len, 3000, &done);
     }
     run_until(f, NULL, 0, 50);
     {
-        uint8_t *rq_ = pack_status("second", 1, &len);
+        uint8_t *rq_ =
+            pack_req(1, "second", "a@example.com", XPB__V1__REQUEST__OP_ROSTER, NULL, &len);
         call_start(&c[1], rq, rq_, len, 3000, &done);
     }
     run_until(f, &done, 2, 4000);
@@ -632,6 +647,78 @@ static void test_busy_when_all_slots_taken(void **state)
     call_free(&c[0]);
     call_free(&c[1]);
     xpb_bus_free(b);
+}
+
+/* With every ordinary slot taken by slow requests, status, list and close
+ * are still served from slots of their own; those are bounded too. */
+static void test_control_requests_have_own_slots(void **state)
+{
+    fx *f = *state;
+    xpb_bus_config cfg;
+    xpb_bus_config_init(&cfg);
+    char ev[160], rq[160], err[256];
+    snprintf(ev, sizeof ev, "ipc://%s/ev-ctl", f->dir);
+    snprintf(rq, sizeof rq, "ipc://%s/req-ctl", f->dir);
+    cfg.events_url = ev;
+    cfg.requests_url = rq;
+    cfg.max_inflight = 4; /* 3 ordinary requests in flight at most */
+    xpb_bus *b = NULL;
+    assert_int_equal(make_bus(f, &cfg, &b, err, sizeof err), 0);
+    f->h.hold_prefix = "hold-";
+    enum { ORD = 3, CTL = XPB_BUS_CONTROL_SLOTS, N = ORD + CTL + 4 };
+    call c[N];
+    atomic_int done = 0;
+    size_t len, k = 0;
+    char id[32];
+    for (int i = 0; i < ORD; i++) { /* fill the ordinary slots */
+        snprintf(id, sizeof id, "hold-iq-%d", i);
+        uint8_t *q = pack_req(1, id, "a@example.com", XPB__V1__REQUEST__OP_ROSTER, NULL, &len);
+        call_start(&c[k++], rq, q, len, 5000, &done);
+        run_until(f, NULL, 0, 30);
+    }
+    for (int i = 0; i < 100 && f->h.held_n < ORD; i++)
+        run_until(f, NULL, 0, 10);
+    assert_int_equal(f->h.held_n, ORD);
+    size_t ord_busy = k;
+    uint8_t *q = pack_req(1, "iq-busy", "a@example.com", XPB__V1__REQUEST__OP_ROSTER, NULL, &len);
+    call_start(&c[k++], rq, q, len, 3000, &done);
+    size_t status_ok = k;
+    q = pack_status("st-1", 1, &len);
+    call_start(&c[k++], rq, q, len, 3000, &done);
+    size_t list_ok = k;
+    q = pack_req(1, "ls-1", NULL, XPB__V1__REQUEST__OP_LIST, NULL, &len);
+    call_start(&c[k++], rq, q, len, 3000, &done);
+    run_until(f, &done, 3, 3000);
+    assert_int_equal(atomic_load(&done), 3);
+    for (int i = 0; i < CTL; i++) { /* fill the control slots with held closes */
+        snprintf(id, sizeof id, "hold-close-%d", i);
+        q = pack_req(1, id, "a@example.com", XPB__V1__REQUEST__OP_CLOSE, NULL, &len);
+        call_start(&c[k++], rq, q, len, 5000, &done);
+        run_until(f, NULL, 0, 30);
+    }
+    for (int i = 0; i < 100 && f->h.held_n < ORD + CTL; i++)
+        run_until(f, NULL, 0, 10);
+    assert_int_equal(f->h.held_n, ORD + CTL);
+    xpb_bus_stats st;
+    xpb_bus_get_stats(b, &st);
+    assert_int_equal(st.inflight, ORD + CTL);
+    assert_int_equal(st.inflight_control, CTL);
+    size_t ctl_busy = k;
+    q = pack_status("st-2", 1, &len);
+    call_start(&c[k++], rq, q, len, 3000, &done);
+    run_until(f, &done, 4, 3000);
+    assert_int_equal(atomic_load(&done), 4);
+    xpb_bus_free(b); /* answers the held ones */
+    for (size_t i = 0; i < k; i++)
+        call_finish(&c[i]);
+    assert_int_equal(c[ord_busy].resp->code, XPB__V1__ERROR_CODE__ERR_BUSY);
+    assert_non_null(strstr(c[ord_busy].resp->error_text, "max_inflight 4"));
+    assert_int_equal(c[status_ok].resp->code, XPB__V1__ERROR_CODE__OK);
+    assert_int_equal(c[list_ok].resp->code, XPB__V1__ERROR_CODE__OK);
+    assert_int_equal(c[ctl_busy].resp->code, XPB__V1__ERROR_CODE__ERR_BUSY);
+    assert_non_null(strstr(c[ctl_busy].resp->error_text, "control slots 8"));
+    for (size_t i = 0; i < k; i++)
+        call_free(&c[i]);
 }
 
 static void test_free_answers_inflight(void **state)
@@ -1134,6 +1221,80 @@ static void test_private_dir(void **state)
     assert_null(b);
 }
 
+/* Every ipc:// endpoint's directory is checked like the private one, and
+ * socket files get an explicit mode instead of whatever the umask gives. */
+static void test_ipc_endpoint_directory(void **state)
+{
+    fx *f = *state;
+    const struct {
+        mode_t dir_mode;
+        int rc;
+        mode_t sock_mode;
+    } cases[] = {
+        {0777, XPB_EINVAL, 0},                  /* anyone could replace the socket */
+        {0770, XPB_EINVAL, 0},                  /* the group could */
+        {01777, 0, 0600},                       /* like /tmp: sticky, owner only */
+        {0750, 0, 0660},                        /* a private dir shared with one group */
+        {0700, 0, 0600},       {0755, 0, 0600}, /* others may look, not connect */
+    };
+    mode_t old = umask(0); /* what NNG would otherwise leave the socket at */
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char dir[160], ev[200], rq[200], err[512] = "";
+        snprintf(dir, sizeof dir, "%s/d%zu", f->dir, i);
+        assert_int_equal(mkdir(dir, 0700), 0);
+        assert_int_equal(chmod(dir, cases[i].dir_mode), 0);
+        snprintf(ev, sizeof ev, "ipc://%s/events", dir);
+        snprintf(rq, sizeof rq, "ipc://%s/requests", f->dir);
+        xpb_bus_config cfg;
+        xpb_bus_config_init(&cfg);
+        cfg.events_url = ev;
+        cfg.requests_url = rq;
+        xpb_bus *b = NULL;
+        int rc = make_bus(f, &cfg, &b, err, sizeof err);
+        if (rc != cases[i].rc) fail_msg("dir mode %04o: rc %d (%s)", cases[i].dir_mode, rc, err);
+        if (rc != 0) {
+            assert_non_null(strstr(err, "events_url"));
+            assert_non_null(strstr(err, "without the sticky bit"));
+            assert_null(b);
+            continue;
+        }
+        struct stat sb;
+        assert_int_equal(stat(ev + strlen("ipc://"), &sb), 0);
+        if ((sb.st_mode & 0777) != cases[i].sock_mode)
+            fail_msg("dir mode %04o: socket mode %04o, expected %04o", cases[i].dir_mode,
+                     sb.st_mode & 0777, cases[i].sock_mode);
+        xpb_bus_free(b);
+    }
+    umask(old);
+}
+
+/* A NUL inside a string over a real socket: refused naming the field, the
+ * handler never called, counted in bad_strings. */
+static void test_nul_in_body_refused(void **state)
+{
+    fx *f = *state;
+    /* Request{api 1, id "nul", account "a@b", send{stanza{kind 1, body{text
+     * "PLACE\0OLD"}}}} as raw bytes: protobuf-c would stop at the NUL. */
+    static const uint8_t req[] = {0x08, 0x01, 0x12, 0x03, 'n',  'u',  'l',  0x1a, 0x03, 'a',  '@',
+                                  'b',  0x62, 0x11, 0x0a, 0x0f, 0x08, 0x01, 0x52, 0x0b, 0x12, 0x09,
+                                  'P',  'L',  'A',  'C',  'E',  0x00, 'O',  'L',  'D'};
+    call c;
+    roundtrip(f, f->req_url, copy_bytes(req, sizeof req), sizeof req, 2000, &c);
+    assert_int_equal(c.rv, 0);
+    assert_non_null(c.resp);
+    if (c.resp->code != XPB__V1__ERROR_CODE__ERR_INVALID_RECORD ||
+        strcmp(c.resp->error_text,
+               "send.stanza.body.text: U+0000 at byte 5 is not an XML 1.0 character") != 0)
+        fail_msg("code %d: %s", c.resp->code, c.resp->error_text);
+    assert_string_equal(c.resp->request_id, "nul"); /* read from the wire for the refusal */
+    call_free(&c);
+    assert_int_equal(f->h.calls, 0);
+    xpb_bus_stats st;
+    xpb_bus_get_stats(f->bus, &st);
+    assert_int_equal(st.bad_strings, 1);
+    assert_int_equal(st.malformed, 1);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -1156,6 +1317,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_remote_endpoint_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_default_url, setup, teardown),
         cmocka_unit_test_setup_teardown(test_private_dir, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_control_requests_have_own_slots, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ipc_endpoint_directory, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_nul_in_body_refused, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

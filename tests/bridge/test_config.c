@@ -490,17 +490,42 @@ static void test_example_file(void **state)
     xpb_config_clear(&c);
 }
 
+/* The two switches of bus open requests: off unless set (docs/security.md). */
+static void test_bus_open_switches(void **state)
+{
+    (void)state;
+    xpb_config c;
+    char err[512] = "";
+    assert_int_equal(xpb_config_parse_string(&c, "", "empty.conf", err, sizeof err), 0);
+    assert_int_equal(c.allow_inline_credentials, 0);
+    assert_int_equal(c.allow_open_overrides, 0);
+    xpb_config_clear(&c);
+    assert_int_equal(xpb_config_parse_string(&c,
+                                             "bus = { allow_inline_credentials = true;\n"
+                                             "        allow_open_overrides = true; };",
+                                             "on.conf", err, sizeof err),
+                     0);
+    assert_int_equal(c.allow_inline_credentials, 1);
+    assert_int_equal(c.allow_open_overrides, 1);
+    xpb_config_clear(&c);
+    assert_int_equal(xpb_config_parse_string(&c, "bus = { allow_open_overrides = 1; };", "bad.conf",
+                                             err, sizeof err),
+                     XPB_EINVAL);
+    assert_string_equal(err, "bad.conf:1: allow_open_overrides must be true or false");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_good_config),   cmocka_unit_test(test_defaults),
-        cmocka_unit_test(test_bad_configs),   cmocka_unit_test(test_load_file),
+        cmocka_unit_test(test_good_config),    cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_bad_configs),    cmocka_unit_test(test_load_file),
         cmocka_unit_test(test_flags_override), cmocka_unit_test(test_bad_flags),
         cmocka_unit_test(test_account_equal), cmocka_unit_test(test_names),
         cmocka_unit_test(test_example_file),  cmocka_unit_test(test_iq_group),
         cmocka_unit_test(test_load_refuses_non_regular),
         cmocka_unit_test(test_websocket_rules),
         cmocka_unit_test(test_robustness_limits),
+        cmocka_unit_test(test_bus_open_switches),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

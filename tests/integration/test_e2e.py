@@ -7,12 +7,15 @@ Every process is stopped by PID in cleanup, pass or fail."""
 import json
 import os
 import re
+import select
+import socket
 import subprocess
 import time
 import unittest
 
 from xpbtest import env
-from xpbtest.bridge import (ERR_API_VERSION, ERR_BAD_REQUEST, Bridge, RawReq, RichPerson,
+from xpbtest.bridge import (ERR_API_VERSION, ERR_BAD_REQUEST, ERR_FORBIDDEN, ERR_INVALID_RECORD,
+                            ERR_UNKNOWN_ACCOUNT, Bridge, RawReq, RichPerson,
                             body, is_message, is_presence, pb_bytes, pb_varint,
                             response_code, stanza, state, xpbctl_path, xpbridge_path)
 from xpbtest.certs import DOMAIN, MUC
@@ -391,6 +394,136 @@ class E2EMixin:
         self.assertIn('1 online', self.ctl('status').stdout)
         self.ctl('send', '--account', BOT, '--to', self.alice.jid, 'still here')
         self.assertTrue(self.alice.wait_messages(1, body_prefix='still here'))
+
+    # -- the bus cannot escape the configuration (docs/security.md) ------------------------------
+    def test_open_cannot_read_files_or_choose_hosts(self):
+        """password_file=/etc/passwd + host=an attacker's listener: refused
+        with ERR_FORBIDDEN naming bus.allow_open_overrides, and nothing ever
+        connects to the listener. Inline passwords and unconfigured accounts
+        are refused too (the bridge runs with neither switch)."""
+        attacker = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.addCleanup(attacker.close)
+        attacker.bind(('127.0.0.1', 0))
+        attacker.listen(4)
+        port = attacker.getsockname()[1]
+        raw = RawReq(self.bridge.requests)
+        self.addCleanup(raw.close)
+        mallory = f'mallory@{DOMAIN}'
+
+        def open_req(rid, account, *fields):
+            return response_code(raw.request(pb_varint(1, 1) + pb_bytes(2, rid)
+                                             + pb_bytes(3, account)
+                                             + pb_bytes(10, b''.join(fields))))
+        cases = [
+            ('file and host, unconfigured account', mallory,
+             (pb_bytes(1, mallory), pb_bytes(3, '/etc/passwd'), pb_bytes(4, '127.0.0.1'),
+              pb_varint(5, port)),
+             'open: password_file is not allowed from the bus '
+             '(set bus.allow_open_overrides in the config)'),
+            ('host for the configured account', BOT,
+             (pb_bytes(4, '127.0.0.1'), pb_varint(5, port)),
+             'open: host is not allowed from the bus (set bus.allow_open_overrides in the config)'),
+            ('inline password', mallory, (pb_bytes(2, 'mallory-pw'),),
+             'open: password is not allowed from the bus '
+             '(set bus.allow_inline_credentials in the config)'),
+            ('unconfigured account', mallory, (),
+             f'open: account {mallory} is not in the configuration'),
+        ]
+        log_mark = self.bridge.log_mark()
+        for i, (name, account, fields, want) in enumerate(cases):
+            with self.subTest(name):
+                code, text, rid = open_req(f'e2e-open-{i}', account, *fields)
+                self.assertEqual((code, rid), (ERR_FORBIDDEN, f'e2e-open-{i}'), text)
+                self.assertIn(want, text)
+        # Nothing connects to the attacker's port, nothing read /etc/passwd.
+        ready, _, _ = select.select([attacker], [], [], 2.0)
+        self.assertEqual(ready, [], 'the bridge connected to the host a request named')
+        sessions = self.ctl('sessions', json_out=True)
+        names = [s['account'] for s in sessions.get('session', [])]
+        self.assertEqual(names, [BOT], sessions)
+        log = '\n'.join(self.bridge.log_lines(log_mark))
+        self.assertNotIn('/etc/passwd:', log)  # read_password never ran
+        self.assertNotIn(mallory + ': started', log)
+        self.assertEqual(log.count('refused: open:'), len(cases), log)
+
+    def test_nul_in_request_strings_is_refused(self):
+        """A NUL inside any string of a request is refused naming the field,
+        instead of being cut at the NUL: PLACE\\0OLD never goes out as PLACE."""
+        raw = RawReq(self.bridge.requests)
+        self.addCleanup(raw.close)
+
+        def send_req(rid, account, to, text):
+            st = pb_varint(1, 1) + pb_bytes(6, to) + pb_bytes(10, pb_bytes(2, text))
+            return response_code(raw.request(pb_varint(1, 1) + pb_bytes(2, rid)
+                                             + pb_bytes(3, account)
+                                             + pb_bytes(12, pb_bytes(1, st))))
+        alice = self.alice.jid
+        cases = [
+            ('body', BOT, alice, b'PLACE\x00OLD', ERR_INVALID_RECORD,
+             'send.stanza.body.text: U+0000 at byte 5 is not an XML 1.0 character'),
+            ('to', BOT, f'{ALICE}\x00.evil.example'.encode(), b'nul-to', ERR_INVALID_RECORD,
+             f'send.stanza.to: U+0000 at byte {len(ALICE)} is not an XML 1.0 character'),
+            ('account', f'{BOT}\x00zzz'.encode(), alice, b'nul-account', ERR_BAD_REQUEST,
+             f'account: U+0000 at byte {len(BOT)} is not an XML 1.0 character'),
+            ('bad UTF-8', BOT, alice, b'caf\xc3', ERR_INVALID_RECORD,
+             'send.stanza.body.text: invalid UTF-8 at byte 3'),
+            ('control char', BOT, alice, b'bell\x07', ERR_INVALID_RECORD,
+             'send.stanza.body.text: U+0007 at byte 4 is not an XML 1.0 character'),
+        ]
+        for i, (name, account, to, text, want_code, want) in enumerate(cases):
+            with self.subTest(name):
+                code, etext, _ = send_req(f'e2e-nul-{i}', account, to, text)
+                self.assertEqual((code, etext), (want_code, want))
+        self.ctl('send', '--account', BOT, '--to', alice, 'after-nul')
+        self.assertTrue(self.alice.wait_messages(1, body_prefix='after-nul'))
+        self.assertEqual(self.alice.wait_messages(1, timeout=0.5, body_prefix='PLACE'), [])
+        self.assertEqual(self.alice.wait_messages(1, timeout=0.1, body_prefix='nul-'), [])
+
+    def test_send_with_the_full_jid_of_our_session(self):
+        """The full JID from the log names the account; another full JID is
+        refused with a sentence saying to use the bare JID."""
+        self.ctl('send', '--account', self.fx.bot_jid, '--to', self.alice.jid, 'via-full-jid')
+        self.assertTrue(self.alice.wait_messages(1, body_prefix='via-full-jid'))
+        r = self.ctl('send', '--account', f'{BOT}/not-ours', '--to', ALICE, 'x', check=False)
+        self.assertEqual(r.returncode, 1, r)
+        self.assertIn('ERR_UNKNOWN_ACCOUNT', r.stderr)
+        self.assertIn(f'name the account by its bare JID {BOT}', r.stderr)
+
+    def test_echo_a_body_longer_than_64_kib(self):
+        """A 70,000-character body arrives and is published; sending it back
+        through the bus works (request strings follow max_stanza_bytes)."""
+        long_body = 'echo-' + 'x' * 70000
+        mark = self.tail.mark()
+        self.alice.send(BOT, long_body)
+        ev = self.tail.wait(lambda e: is_message(e, 'echo-'), since=mark)[0]
+        self.assertEqual(body(ev), long_body)
+        raw = RawReq(self.bridge.requests)
+        self.addCleanup(raw.close)
+        st = (pb_varint(1, 1) + pb_bytes(6, self.alice.jid)
+              + pb_bytes(10, pb_bytes(2, long_body)))
+        code, text, _ = response_code(raw.request(pb_varint(1, 1) + pb_bytes(2, 'e2e-echo')
+                                                  + pb_bytes(3, BOT)
+                                                  + pb_bytes(12, pb_bytes(1, st))))
+        self.assertEqual(code, 0, text)
+        got = self.alice.wait_messages(1, body_prefix='echo-', timeout=15)
+        self.assertEqual([len(m['body']) for m in got], [len(long_body)])
+
+    def test_close_then_open_a_configured_account(self):
+        """open needs nothing but the account when the configuration has its
+        credentials (here the --jid flags)."""
+        fx = Fixture(self.server_cls)
+        self.addCleanup(fx.stop)
+        fx.ctl('close', '--account', BOT)
+        self.assertEqual(fx.ctl('sessions', json_out=True).get('session', []), [])
+        mark = fx.tail.mark()
+        fx.ctl('open', '--account', BOT)
+        fx.tail.wait(lambda e: state(e) == 'STATE_ONLINE', since=mark, timeout=20)
+        fx.ctl('send', '--account', BOT, '--to', fx.alice.jid, 'reopened')
+        self.assertTrue(fx.alice.wait_messages(1, body_prefix='reopened'))
+        r = fx.ctl('open', '--account', BOT, '--password-file', '/etc/passwd', check=False)
+        self.assertEqual(r.returncode, 1, r)
+        self.assertIn('ERR_FORBIDDEN', r.stderr)
+        self.assertIn('bus.allow_open_overrides', r.stderr)
 
     # -- reconnect and rejoin ------------------------------------------------------------------
     def test_rooms_rejoined_after_server_restart(self):

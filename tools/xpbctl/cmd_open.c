@@ -32,9 +32,9 @@ static const xpbctl_opt open_opts[] = {
     {.name = "--password-file",
      .arg = "F",
      .kind = XPBCTL_STR,
-     .required = true,
      .offset = XPBCTL_AT(open_args, password_file),
-     .help = "file holding the password, read by the bridge"},
+     .help = "file holding the password, read by the bridge\n"
+             "(refused unless bus.allow_open_overrides)"},
     {.name = "--host",
      .arg = "H",
      .kind = XPBCTL_STR,
@@ -113,7 +113,7 @@ static int run_open(const xpbctl_command *cmd, const xpbctl_globals *g, void *ar
     c.account = a->account;
     Xpb__V1__OpenSession s = XPB__V1__OPEN_SESSION__INIT;
     fill_open(a, &s);
-    rc = absolute_path("--password-file", a->password_file, &s.password_file);
+    if (a->password_file) rc = absolute_path("--password-file", a->password_file, &s.password_file);
     if (!rc && a->ca_file) rc = absolute_path("--ca-file", a->ca_file, &s.ca_file);
     if (!rc) {
         Xpb__V1__Request r = XPB__V1__REQUEST__INIT;
@@ -131,26 +131,32 @@ const xpbctl_command xpbctl_cmd_open = {
         {
             .name = "open",
             .summary = "open a session for an account",
-            .usage = "xpbctl open --account JID --password-file F [--host H] [--port N] "
+            .usage = "xpbctl open --account JID [--password-file F] [--host H] [--port N] "
                      "[--transport T] ...",
             .synopsis =
-                "    xpbctl open --account JID --password-file F [--host H] [--port N]\n"
+                "    xpbctl open --account JID [--roster] [--no-presence] [--no-sm] [OPTIONS]\n"
+                "    xpbctl open --account JID [--password-file F] [--host H] [--port N]\n"
                 "                [--transport starttls|directtls|websocket] [--ws-url URL]\n"
-                "                [--ca-file F] [--roster] [--no-presence] [--no-sm] [OPTIONS]\n",
+                "                [--ca-file F] ...\n",
             .description =
                 "    Request \"open\" of proto/xpb/v1/bus.proto: the bridge starts a session\n"
                 "    for the account and keeps it open (reconnecting as needed) until\n"
-                "    xpbctl close or the bridge stops. Sessions from the configuration file\n"
-                "    need no open. The reply comes at once; watch the session's state with\n"
-                "    xpbctl tail --kind state or xpbctl sessions. Prints \"ok\".\n"
+                "    xpbctl close or the bridge stops. The reply comes at once; watch the\n"
+                "    session's state with xpbctl tail --kind state or xpbctl sessions.\n"
+                "    Prints \"ok\".\n"
                 "\n"
-                "    The password is never put on the bus: the bridge reads the password\n"
-                "    file itself, so it is sent as an absolute path and must be readable by\n"
-                "    the bridge.\n",
+                "    The bridge opens only accounts of its configuration file, with the\n"
+                "    settings and password file configured there (e.g. again after xpbctl\n"
+                "    close). --password-file, --host, --port, --transport, --ws-url and\n"
+                "    --ca-file are refused with ERR_FORBIDDEN unless the configuration sets\n"
+                "    bus.allow_open_overrides (docs/security.md). The password is never put\n"
+                "    on the bus: the bridge reads the password file itself, so it is sent\n"
+                "    as an absolute path and must be readable by the bridge.\n",
             .exit_status = XPBCTL_REQUEST_EXIT_STATUS
-            "    1  also: ERR_EXISTS when the account already has a session\n",
+            "    1  also: ERR_EXISTS when the account already has a session,\n"
+            "       ERR_FORBIDDEN when the configuration does not allow the request\n",
             .examples =
-                "    xpbctl open --account bot@example.com --password-file ~/.config/bot.pass\n"
+                "    xpbctl open --account bot@example.com\n"
                 "    xpbctl open --account bot@localhost --password-file bot.pass \\\n"
                 "        --host 127.0.0.1 --port 5222 --ca-file /etc/prosody/certs/localhost.crt\n",
         },

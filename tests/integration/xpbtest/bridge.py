@@ -382,7 +382,8 @@ def _read_varint(buf, i):
         shift += 7
 
 
-ERR_BAD_REQUEST, ERR_API_VERSION = 1, 2
+ERR_BAD_REQUEST, ERR_API_VERSION, ERR_UNKNOWN_ACCOUNT, ERR_INVALID_RECORD = 1, 2, 3, 7
+ERR_FORBIDDEN = 14
 
 
 def response_code(reply):

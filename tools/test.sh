@@ -4,15 +4,17 @@
 # the release build and every unit test in the ASan build (the integration
 # tests against real Prosody/ejabberd run once, in the release build), builds
 # the codec once more against an expat header without the reparse-deferral
-# switch (tools/check_expat_fallback.sh), runs each libFuzzer target briefly,
-# and runs cppcheck on our sources.
+# switch (tools/check_expat_fallback.sh), builds the Debian packages and checks
+# them with lintian, the install tree, the systemd unit and the alert rules
+# (tools/check_package.sh), runs each libFuzzer target briefly, and runs
+# cppcheck on our sources.
 #   XPB_FUZZ_SECONDS=600 bash tools/test.sh   # longer fuzzing
 #   XPB_SKIP_FUZZ=1 bash tools/test.sh        # no fuzzing
 set -euo pipefail
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$top"
 . tools/deps.sh
-xpb_install_deps
+xpb_install_deps $XPB_TEST_PKGS
 xpb_upgrade_parsers
 
 jobs=$(nproc 2>/dev/null || echo 2)
@@ -22,6 +24,9 @@ step "release build + tests"
 cmake -S . -B build/release -DCMAKE_BUILD_TYPE=RelWithDebInfo -DXPB_WERROR=ON >/dev/null
 cmake --build build/release -j "$jobs"
 ctest --test-dir build/release --output-on-failure -j "$jobs"
+
+step "packages, install tree, unit and alert rules"
+bash tools/check_package.sh
 
 step "codec against an expat without XML_SetReparseDeferralEnabled"
 bash tools/check_expat_fallback.sh build/expat-fallback

@@ -1,4 +1,4 @@
-/* Tests for bridge/bus.c over real NNG sockets (ipc:// in a mkdtemp dir) with
+/* Tests for bridge/bus/bus.c over real NNG sockets (ipc:// in a mkdtemp dir) with
  * a real event_base on the main thread: topics, batching and seq numbers,
  * concurrent requests, resends, malformed requests, limits, endpoints. */
 // clang-format off

@@ -1,5 +1,5 @@
 /* Every string field of every bus request is checked as text on the wire
- * bytes (bridge/bus.c decode, codec xpb_pb_check_wire_text): a NUL, bad UTF-8
+ * bytes (bridge/bus/bus.c decode, codec xpb_pb_check_wire_text): a NUL, bad UTF-8
  * or a character XML 1.0 does not allow is refused, naming the field, before
  * anything reads the field as a C string. One row per field, plus a sweep
  * over the descriptors that reaches every string field of Request. */

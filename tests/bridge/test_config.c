@@ -1,4 +1,4 @@
-/* Tests for bridge/config.c: the documented example parses, bad configs are
+/* Tests for bridge/config/config.c: the documented example parses, bad configs are
  * refused with "FILE:LINE: text" naming the setting, flags override the
  * file, and the account comparison SIGHUP relies on. */
 #include <setjmp.h>
@@ -13,7 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "config.h"
+#include "xpb_config.h"
 #include "xpb_error.h"
 #include "xpb_session.h"
 

@@ -1,4 +1,4 @@
-/* The loop's primitives (bridge/loop_events.c): timers fire once and in
+/* The loop's primitives (bridge/io/loop_events.c): timers fire once and in
  * order, stop disarms, a watch reports a readable fd, a wake-up signalled from
  * another thread runs its callback on the loop, signals are delivered. */
 #include <pthread.h>

@@ -1,4 +1,4 @@
-/* Tests for bridge/open_policy.c: what a bus `open` request may start, one
+/* Tests for bridge/daemon/open_policy.c: what a bus `open` request may start, one
  * row per rule, each refusal with its exact sentence. */
 // clang-format off
 #include <setjmp.h>

@@ -1,4 +1,4 @@
-/* Tests for bridge/sasl.c: the RFC 5802 §5 and RFC 7677 §3 SCRAM examples byte
+/* Tests for bridge/session/sasl.c: the RFC 5802 §5 and RFC 7677 §3 SCRAM examples byte
  * for byte, refusals (signature, nonce, iterations, e=, m=), mechanism choice
  * over TLS / channel-binding combinations, PLAIN, base64 and saslname escaping. */
 // clang-format off

@@ -1,4 +1,4 @@
-/* Tests for bridge/stanza_trust.c: every inbound rule, the case it accepts and
+/* Tests for bridge/daemon/stanza_trust.c: every inbound rule, the case it accepts and
  * the case it refuses, table-driven; the answers the bridge writes for the iq
  * requests it handles; the MAM queryid of outgoing queries. */
 // clang-format off
@@ -12,7 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "stanza_trust.h"
+#include "xpb_trust.h"
 #include "xpb_error.h"
 
 #define BARE "bot@xpb.test"

@@ -1,4 +1,4 @@
-/* Tests for the WebSocket codec in bridge/websocket.c (RFC 6455): frame
+/* Tests for the WebSocket codec in bridge/io/websocket.c (RFC 6455): frame
  * lengths at the 7/16/64-bit boundaries, masking, the §5.7 examples, every
  * prefix as "incomplete", control frames, fragmentation, close codes, the
  * size limit, the opening handshake (§1.3 example key) and ws:// URLs. */

@@ -1,4 +1,4 @@
-/* libFuzzer target for the bus's request intake (bridge/bus_internal.h):
+/* libFuzzer target for the bus's request intake (bridge/bus/bus_internal.h):
  * arbitrary bytes -> depth check, unpack, envelope and stanza checks. Every
  * input must end as a request that obeys the envelope rules or as an error
  * code with a sentence; never a crash, a leak or a UBSan report. */

@@ -1,4 +1,4 @@
-/* libFuzzer target for the c2s session (bridge/xpb_session.h) facing a hostile
+/* libFuzzer target for the c2s session (bridge/session/include/xpb_session.h) facing a hostile
  * or broken server, with a fake loop (no network). Input: one configuration
  * byte, then segments separated by NUL (never part of XML); a segment is a
  * control byte (transport event, timer, send, close) and server bytes.

@@ -714,6 +714,10 @@ class TestMetrics(OpsBase):
                                    metric(m0, 'xpb_bytes_total', direction=d, format=f), (d, f))
         self.assertEqual(metric(m1, 'xpb_sessions', state='online'), 1)
         self.assertEqual(metric(m1, 'xpb_queue_depth', account=BOT), 0)
+        # The limits in force, beside the gauges they bound (defaults here).
+        self.assertEqual(metric(m1, 'xpb_queue_max'), 1000)
+        self.assertEqual(metric(m1, 'xpb_max_stanza_bytes'), 262144)
+        self.assertEqual(metric(m1, 'xpb_muc_self_ping_seconds'), 300)
         self.assertGreaterEqual(metric(m1, 'xpb_bus_requests_total'), n_out)
 
         # Server gone: not healthy, and the gauge says so.

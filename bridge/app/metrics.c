@@ -2,7 +2,7 @@
  * bounded HTTP server (httpd.c), on a loopback address unless allow_remote:
  * the numbers say which accounts exist, so they are not published by default. */
 #define _DEFAULT_SOURCE
-#include "daemon.h"
+#include "xpb_daemon.h"
 
 #include <arpa/inet.h>
 #include <inttypes.h>
@@ -123,6 +123,25 @@ static int counter(xpb_buf *b, const char *name, const char *help, uint64_t v)
     return rc ? rc : put(b, "%s %" PRIu64 "\n", name, v);
 }
 
+static int gauge(xpb_buf *b, const char *name, const char *help, uint64_t v);
+
+/* The configured limits, beside the gauges they bound (xpb_queue_depth ...). */
+static int render_limits(xpb_buf *b, const xpb_daemon_counters *c)
+{
+    int rc = gauge(b, "xpb_queue_max",
+                       "limits.queue_max: stanzas kept per account (xpb_queue_depth + xpb_unacked).",
+                       c->queue_max);
+    if (!rc)
+        rc = gauge(b, "xpb_max_stanza_bytes",
+                       "limits.max_stanza_bytes: largest stanza read or written (RFC 6120 13.12).",
+                       c->max_stanza_bytes);
+    if (!rc)
+        rc = gauge(b, "xpb_muc_self_ping_seconds",
+                       "limits.muc_self_ping_s: XEP-0410 self-ping interval, 0 when off.",
+                       c->muc_self_ping_s);
+    return rc;
+}
+
 static int render_bus(xpb_buf *b, const xpb_bus_stats *s)
 {
     int rc = counter(b, "xpb_bus_events_total", "Events published on the bus.", s->events);
@@ -170,6 +189,7 @@ int xpb_metrics_render(xpb_daemon *d, xpb_buf *out)
     int rc = render_sessions(d, out, &c);
     if (!rc) rc = render_traffic(out, &c);
     if (!rc) rc = render_trust(out, &c);
+    if (!rc) rc = render_limits(out, &c);
     if (!rc) rc = render_bus(out, &bs);
     if (!rc)
         rc = counter(out, "xpb_bus_open_forbidden_total",

@@ -14,8 +14,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "config.h"
-#include "daemon.h"
+#include "xpb_config.h"
+#include "xpb_daemon.h"
 #include "notify.h"
 #include "xpb_error.h"
 #include "xpb_bus.h"

@@ -3,8 +3,8 @@
  * self-presence, the `to` address) before a backend is told it is genuine, and
  * the iq requests a client must answer are answered here. Pure: no I/O, no
  * event loop; what the daemon knows arrives through xpb_trust_ctx. */
-#ifndef XPB_STANZA_TRUST_H
-#define XPB_STANZA_TRUST_H
+#ifndef XPB_TRUST_H
+#define XPB_TRUST_H
 
 #include <stddef.h>
 #include <stdint.h>

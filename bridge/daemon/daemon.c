@@ -6,7 +6,7 @@
  * are rejoined after every fresh bind (XEP-0045 §7.2) and checked with
  * XEP-0410 self-pings. Runs entirely on the loop thread. */
 #define _DEFAULT_SOURCE /* explicit_bzero */
-#include "daemon.h"
+#include "xpb_daemon.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -27,7 +27,7 @@
 #include "xpb_loop.h"
 #include "xpb_session.h"
 #include "xpb_stanza.h"
-#include "stanza_trust.h"
+#include "xpb_trust.h"
 
 typedef Xpb__V1__SessionState__State pub_state;
 
@@ -439,7 +439,7 @@ static void resolve(struct pending_iq *p, xpb_stanza *st)
 
 /* ---- session events ------------------------------------------------------------------ */
 
-/* ---- inbound trust (bridge/stanza_trust.c) ------------------------------------- */
+/* ---- inbound trust (bridge/daemon/stanza_trust.c) ------------------------------------- */
 
 static int trust_iq_pending(void *ud, const char *id, size_t n, const char **peer)
 {
@@ -1766,6 +1766,9 @@ void xpb_daemon_get_counters(xpb_daemon *d, xpb_daemon_counters *out)
     out->n_accounts = 0;
     out->reconnects = d->gone_reconnects;
     out->resumptions = d->gone_resumptions;
+    out->queue_max = d->queue_max;
+    out->muc_self_ping_s = d->muc_ping_s;
+    out->max_stanza_bytes = d->limits.max_stanza_bytes;
     for (struct account *a = d->accounts; a; a = a->next) {
         xpb_session *s = session_of(a);
         if (!s || a->dead) continue;

@@ -7,11 +7,11 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include "config.h"
+#include "xpb_config.h"
 #include "xpb_bus.h"
 #include "xpb_log.h"
 #include "xpb_xml.h"
-#include "stanza_trust.h"
+#include "xpb_trust.h"
 
 #define XPB_VERSION_STRING "0.1.0"
 #define XPB_DAEMON_CLOSE_WAIT_MS 3000u      /* close / shutdown: wait this long for sessions */
@@ -51,6 +51,9 @@ typedef struct xpb_daemon_counters {
     unsigned sessions[XPB_MST_COUNT];
     unsigned n_accounts;
     int bus_up;
+    /* the limits in force, so a dashboard or an alert can relate a gauge to its bound */
+    unsigned queue_max, muc_self_ping_s;
+    size_t max_stanza_bytes;
 } xpb_daemon_counters;
 void xpb_daemon_get_counters(xpb_daemon *d, xpb_daemon_counters *out);
 void xpb_daemon_get_bus_stats(xpb_daemon *d, xpb_bus_stats *out);

@@ -3,7 +3,7 @@
  * host when allow_plaintext_ws says so. RFC 7395 has no STARTTLS, so ws://
  * sends the password in clear. */
 #define _DEFAULT_SOURCE
-#include "config.h"
+#include "xpb_config.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>

@@ -1,7 +1,7 @@
 /* Reads xpbridge's libconfig file into an xpb_config, applies the command
  * line on top, and compares accounts for SIGHUP. Every error names the file
  * and line of the setting at fault (docs/configuration.md lists them all). */
-#include "config.h"
+#include "xpb_config.h"
 
 #include <errno.h>
 #include <fcntl.h>

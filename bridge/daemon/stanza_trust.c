@@ -2,7 +2,7 @@
  * inbound stanzas"): one verdict per stanza from the server, publish with the
  * trust bits that held, drop, or answer, and the answers themselves. Reads the
  * parsed element, not the record, so compact record forms cannot hide a field. */
-#include "stanza_trust.h"
+#include "xpb_trust.h"
 
 #include <stdarg.h>
 #include <stdio.h>

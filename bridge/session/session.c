@@ -1,5 +1,5 @@
-/* The c2s session state machine (bridge/xpb_session.h): stream negotiation
- * (RFC 6120 §4-§7), STARTTLS, SASL via bridge/sasl.c, resource binding, stream
+/* The c2s session state machine (bridge/session/include/xpb_session.h): stream negotiation
+ * (RFC 6120 §4-§7), STARTTLS, SASL via bridge/session/sasl.c, resource binding, stream
  * management with resumption (XEP-0198), pings (XEP-0199), backoff and clean
  * close. Pure: every effect goes through the ops table the loop provides. */
 #include <inttypes.h>

@@ -1,7 +1,7 @@
 /* One XMPP client (c2s) session as a pure state machine: it is fed transport
  * events and received bytes, and answers through a small ops table (send these
  * bytes, start TLS, connect, set a timer, report an event). No sockets, no
- * libevent, no OpenSSL here: bridge/loop.c and the transports own those. That
+ * libevent, no OpenSSL here: bridge/io/loop.c and the transports own those. That
  * is what makes stream negotiation, SASL, stream management (XEP-0198),
  * resumption and every error path testable without a network. */
 #ifndef XPB_SESSION_H

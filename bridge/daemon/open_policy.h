@@ -9,7 +9,7 @@
 
 #include <stddef.h>
 
-#include "config.h"
+#include "xpb_config.h"
 #include "xpb/v1/bus.pb-c.h"
 
 typedef struct xpb_open_rules {

@@ -22,7 +22,7 @@
 #include <event2/listener.h>
 #include <event2/util.h>
 
-#include "daemon.h"
+#include "xpb_daemon.h"
 #include "xpb_error.h"
 #include "xpb_loop.h" /* XPB_LOG_* */
 

@@ -48,7 +48,7 @@ class ConfBridge(Bridge):
     a SIGHUP never reads half a file). Logs at debug level to a file."""
 
     def __init__(self, workdir, server, accounts, metrics='0', queue_max=None, metrics_extra='',
-                 nofile=None):
+                 bus_extra='', nofile=None):
         self.path, self.ctl_path = xpbridge_path(), xpbctl_path()
         self.dir, self.server = workdir, server
         self.jid = accounts[0] if accounts else None
@@ -58,6 +58,7 @@ class ConfBridge(Bridge):
         self.conf_path = os.path.join(workdir, 'xpbridge.conf')
         self.metrics, self.queue_max = metrics, queue_max
         self.metrics_extra = metrics_extra
+        self.bus_extra = bus_extra
         self.proc, self.returncode = None, None
         self._log_mark = 0
         self.write_config(accounts)
@@ -75,7 +76,8 @@ class ConfBridge(Bridge):
     def config_text(self, accounts, extra=None):
         """The file for these accounts; extra: {jid: more settings text}."""
         lines = ['log = { level = "debug"; };',
-                 f'bus = {{ events = {_q(self.events)}; requests = {_q(self.requests)}; }};',
+                 f'bus = {{ events = {_q(self.events)}; requests = {_q(self.requests)}; '
+                 f'{self.bus_extra} }};',
                  f'metrics = {{ listen = {_q(self.metrics)}; {self.metrics_extra} }};']
         if self.queue_max is not None:
             lines.append(f'limits = {{ queue_max = {self.queue_max}; }};')
@@ -365,8 +367,9 @@ class TestConfigErrors(unittest.TestCase):
             'port = 1; }', 'ws_url = "ws://127.0.0.1:1/ws"; allow_plaintext_ws = true; }')
         rc, out, err = self.run_bridge('--config', self.write('ok.conf', ok), '--check-config')
         self.assertEqual(rc, 0, err)
-        # A bus open cannot set allow_plaintext_ws: ws:// is refused there.
-        b = ConfBridge(env.scratch('bridge'), None, [])
+        # A bus open cannot set allow_plaintext_ws: ws:// is refused there,
+        # even where the configuration lets requests choose the transport.
+        b = ConfBridge(env.scratch('bridge'), None, [], bus_extra='allow_open_overrides = true;')
         self.addCleanup(b.stop)
         b.start(online_timeout=None)
         r = b.ctl('open', '--account', BOT, '--password-file', self.pw, '--transport',

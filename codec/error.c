@@ -61,6 +61,10 @@ const char *xpb_strerror(int err)
     case XPB_EDNS: return "name resolution failed";
     case XPB_ECONNECT: return "TCP connect failed";
     case XPB_EWEBSOCKET: return "WebSocket handshake or framing error";
+    case XPB_ESTORE: return "the state database cannot be read or written";
+    case XPB_ESTOREFULL: return "the state directory is full: nothing new can be kept";
+    case XPB_ESTORERO: return "the state directory is read-only: nothing new can be kept";
+    case XPB_EREPLAYGONE: return "replay from a seq older than the journal keeps";
     default: return "unknown error";
     }
 }

@@ -63,6 +63,11 @@ enum xpb_error {
     XPB_EDNS = -107,        /* name resolution failed */
     XPB_ECONNECT = -108,    /* TCP connect failed */
     XPB_EWEBSOCKET = -109,  /* WebSocket handshake or framing error (RFC 6455/7395) */
+
+    XPB_ESTORE = -120,      /* the state database cannot be read or written */
+    XPB_ESTOREFULL = -121,  /* the state directory's disk (or the database's limit) is full */
+    XPB_ESTORERO = -122,    /* the state directory or database is read-only */
+    XPB_EREPLAYGONE = -123, /* replay from a seq older than the journal keeps */
 };
 
 /* A fixed English sentence for any code above; never NULL. */

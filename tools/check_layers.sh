@@ -14,7 +14,7 @@ fail=0
 bad() { echo "check_layers: $*"; fail=1; }
 
 # bridge/ folders from the bottom; codec/ and the generated records sit below.
-layers=(util session io bus config daemon app)
+layers=(util session io store bus config daemon app)
 rank_of() {
     local i
     for i in "${!layers[@]}"; do [ "${layers[$i]}" = "$1" ] && { echo $((i + 1)); return; }; done
@@ -36,6 +36,7 @@ declare -A lib_owner=(
     ['ares.h']='^bridge/io/dns\.c$'
     ['libconfig.h']='^bridge/config/config\.c$'
     ['systemd/']='^bridge/app/notify\.c$'
+    ['sqlite3.h']='^bridge/store/'
 )
 
 for f in $(git ls-files 'bridge/*.c' 'bridge/*.h'); do

@@ -1,0 +1,49 @@
+/* Shared by the store's files: the handle, its prepared statements, and the
+ * mapping of SQLite's errors onto ours with a sentence naming the cause. */
+#ifndef XPB_STORE_INTERNAL_H
+#define XPB_STORE_INTERNAL_H
+
+#include <sqlite3.h>
+
+#include "xpb_store.h"
+
+enum store_stmt {
+    ST_J_APPEND,
+    ST_J_READ,
+    ST_J_READ_PREFIX,
+    ST_J_SET_LAST,
+    ST_J_OLDEST_AFTER_AGE,
+    ST_J_SIZES,
+    ST_J_DELETE_TO,
+    ST_O_PUT,
+    ST_O_DONE,
+    ST_O_EACH,
+    ST_O_COUNT,
+    ST_SM_SAVE,
+    ST_SM_LOAD,
+    ST_SM_CLEAR,
+    ST_M_GET,
+    ST_M_SET,
+    ST_SEEN_ADD,
+    ST_SEEN_COUNT,
+    ST_SEEN_TRIM,
+    ST_COUNT
+};
+
+struct xpb_store {
+    sqlite3 *db;
+    sqlite3_stmt *st[ST_COUNT];
+    char path[4096];
+    char journal_id[XPB_STORE_JOURNAL_ID_LEN + 1];
+    uint64_t max_bytes, max_age_s;
+    xpb_journal_stats js;
+};
+
+/* The statement (prepared on first use, then reset for reuse), or NULL. */
+sqlite3_stmt *store_stmt(xpb_store *s, enum store_stmt which);
+/* Maps rc (an SQLite result) to an XPB_E… code and writes "what: reason". */
+int store_fail(xpb_store *s, int rc, const char *what, char *err, size_t errlen);
+int store_exec(xpb_store *s, const char *sql, const char *what, char *err, size_t errlen);
+int store_journal_load(xpb_store *s, char *err, size_t errlen);
+
+#endif

@@ -21,6 +21,7 @@ KINDS = ('message', 'presence', 'iq', 'other', 'state', 'delivery')
 # larger stanza; a response at most a roster. NNG drops anything bigger.
 RECV_MAX = 4 << 20
 POLL_MS = 500  # how often a waiting events() looks at its timeout
+_sleep = time.sleep  # replaced by the unit tests
 
 
 def default_url(name):
@@ -54,11 +55,48 @@ class BusTimeout(BusError, TimeoutError):
         self.name = 'TIMEOUT'
 
 
-def check_response(op, resp, request_id):
-    """resp when its code is OK, else the BusError it carries."""
+def check_response(op, resp, request_id, raw=b''):
+    """resp when its code is OK, else the BusError it carries. The bridge
+    always writes code; proto2 parses a code newer than this client's .proto
+    as absent (its default, OK), so an absent code is an error, named by
+    the number read from the raw bytes."""
+    if not resp.HasField('code'):
+        raise BusError(op, raw_code(raw), resp.error_text or 'response without a known code',
+                       resp.request_id or request_id)
     if resp.code != bus_pb2.OK:
         raise BusError(op, resp.code, resp.error_text, resp.request_id or request_id)
     return resp
+
+
+def raw_code(data):
+    """Response.code (field 3, varint) read from the wire bytes; -1 if absent."""
+    i, code = 0, -1
+    try:
+        while i < len(data):
+            key, i = _varint(data, i)
+            wt = key & 7
+            if wt == 0:
+                val, i = _varint(data, i)
+                code = val if key >> 3 == 3 else code
+            elif wt == 2:
+                n, i = _varint(data, i)
+                i += n
+            else:
+                i += 8 if wt == 1 else 4
+    except IndexError:
+        pass
+    return code
+
+
+def _varint(data, i):
+    n = shift = 0
+    while True:
+        b = data[i]
+        i += 1
+        n |= (b & 0x7f) << shift
+        if not b & 0x80:
+            return n, i
+        shift += 7
 
 
 def split_event_message(data):
@@ -140,26 +178,28 @@ class Bridge:
             sock = self._req_socket()
             sock.set_ms(_nng.OPT_RECVTIMEO, int(wait * 1000))
             for attempt in range(self.retries + 1):
-                resp = self._try(sock, data)
+                resp, raw = self._try(sock, data)
                 if resp is None:
                     log.warning('%s %s: no answer within %g s (try %d)', op, rid, wait,
                                 attempt + 1)
                     continue
                 if resp.code != bus_pb2.ERR_BUSY or attempt == self.retries:
-                    return check_response(op, resp, rid)
-                time.sleep(0.05 * (2 ** attempt))  # ERR_BUSY is not cached: same id again
+                    return check_response(op, resp, rid, raw)
+                _sleep(0.05 * (2 ** attempt))  # ERR_BUSY is not cached: same id again
         raise BusTimeout(op, rid, self.retries + 1, wait)
 
     @staticmethod
     def _try(sock, data):
-        """The Response, or None when sending or the answer timed out."""
+        """(Response, its bytes), or (None, None) when sending or the answer
+        timed out."""
         try:
             sock.send(data)
-            return bus_pb2.Response.FromString(sock.recv())
+            raw = sock.recv()
         except _nng.NngError as e:
             if e.errno == _nng.ETIMEDOUT:
-                return None
+                return None, None
             raise
+        return bus_pb2.Response.FromString(raw), raw
 
     def send(self, account, stanza=None, *, to=None, body=None, type='chat', request_id=None):
         """Sends a stanza (or a message to/body) as account; the SendResult."""

@@ -68,8 +68,8 @@ class Proc:
         self.proc.stdout.close()
 
 
-class EchoMixin:
-    """Subclasses give bot_argv() and bot_env()."""
+class LiveFixture:
+    """Prosody with bot and alice, xpbridge serving bot, alice online."""
 
     @classmethod
     def setUpClass(cls):
@@ -98,6 +98,11 @@ class EchoMixin:
                 fn()
             except Exception as e:  # keep stopping the rest
                 print(f'cleanup: {fn}: {e}')
+
+
+
+class EchoMixin(LiveFixture):
+    """The echo-bot example; subclasses give bot_argv() and bot_env()."""
 
     def start_bot(self):
         bot = Proc(self.bot_argv() + [BOT, self.bridge.events, self.bridge.requests],
@@ -145,10 +150,14 @@ class PythonClient(EchoMixin, unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
+        cls.import_xpbridge(cls)
+        super().setUpClass()
+
+    @staticmethod
+    def import_xpbridge(cls):
         sys.path.insert(0, os.path.join(ROOT, 'clients', 'python'))
         import xpbridge
         cls.xpb = xpbridge
-        super().setUpClass()
 
     def client(self):
         c = self.xpb.Bridge(self.bridge.events, self.bridge.requests, timeout=5)
@@ -227,6 +236,57 @@ class PythonClient(EchoMixin, unittest.TestCase):
         with open(resume) as f:
             self.assertEqual(int(f.read()), got[1].seq)
         self.assertEqual(c.gaps, [])
+
+
+class PythonRestart(LiveFixture, unittest.TestCase):
+    """events() reports a restart of the bridge (seq going back), and goes
+    on with the new process's events (the SUB socket redials by itself)."""
+
+    @classmethod
+    def setUpClass(cls):
+        PythonClient.import_xpbridge(cls)
+        super().setUpClass()
+
+    def test_restart_of_the_bridge_is_reported(self):
+        c = self.xpb.Bridge(self.bridge.events, self.bridge.requests, timeout=5)
+        self.addCleanup(c.close)
+        seen, gaps = [], []
+        stop = threading.Event()
+
+        def follow():
+            for ev in c.events(account=BOT, on_gap=gaps.append, timeout=30):
+                if ev.stanza.body:
+                    seen.append((ev.seq, ev.stanza.body[0].text))
+                if stop.is_set():
+                    return
+        t = threading.Thread(target=follow, daemon=True)
+        t.start()
+        self.wait_bodies(seen, 'before-', 30)
+        top = max(s for s, _ in seen)
+        self.bridge.stop()
+        self.bridge.start()
+        self.wait_bodies(seen, 'after-', 1)
+        stop.set()
+        self.alice.send(BOT, 'last')  # wakes the iterator so it returns
+        t.join(10)
+        after = [s for s, b in seen if b.startswith('after-')]
+        self.assertLess(after[0], top, 'the new process numbers from 1')
+        kinds = [g.kind for g in gaps]
+        self.assertIn('restart', kinds, gaps)
+        self.assertNotIn('lost', kinds, gaps)
+        self.assertIs(c.gaps[0], gaps[0])
+
+    def wait_bodies(self, seen, prefix, n, timeout=30):
+        """alice sends prefix-N (one each 0.2 s) until the iterator saw n."""
+        deadline, i = time.monotonic() + timeout, 0
+        while time.monotonic() < deadline:
+            if sum(b.startswith(prefix) for _, b in seen) >= n:
+                return
+            self.alice.send(BOT, f'{prefix}{i}')
+            i += 1
+            time.sleep(0.2)
+        self.fail(f'events() saw {len(seen)} bodies, not {n} starting {prefix}; '
+                  f'bridge log:\n{self.bridge.log_tail(20)}')
 
 
 class NodeClient(EchoMixin, unittest.TestCase):

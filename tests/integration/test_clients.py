@@ -100,7 +100,6 @@ class LiveFixture:
                 print(f'cleanup: {fn}: {e}')
 
 
-
 class EchoMixin(LiveFixture):
     """The echo-bot example; subclasses give bot_argv() and bot_env()."""
 

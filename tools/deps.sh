@@ -12,9 +12,17 @@ XPB_BUILD_PKGS="cmake make gcc clang pkg-config protobuf-c-compiler libprotobuf-
 # (tools/check_package.sh). tools/test.sh passes them to xpb_install_deps.
 XPB_TEST_PKGS="debhelper dpkg-dev lintian systemd procps prometheus"
 
+# The client libraries' tests (clients/): protoc's classes for Python, and
+# node with npm and a C++ compiler for the nanomsg addon. A nodejs from
+# another archive (NodeSource) bundles npm and conflicts with Debian's npm
+# package, so npm is asked for only when there is no npm command.
+XPB_CLIENT_PKGS="python3-protobuf protobuf-compiler nodejs g++"
+
 xpb_install_deps() {
     local missing=() p
-    for p in $XPB_BUILD_PKGS "$@"; do
+    local npm_pkg=""
+    command -v npm >/dev/null 2>&1 || npm_pkg=npm
+    for p in $XPB_BUILD_PKGS $XPB_CLIENT_PKGS $npm_pkg "$@"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
             missing+=("$p")
     done

@@ -1,0 +1,341 @@
+/* Tests for bridge/store/ (xpb_store.h): the journal's seqs, pages, prefixes,
+ * retention and the error naming the oldest seq kept; state that survives a
+ * reopen (journal id, seq, outbox, XEP-0198, markers, seen ids); a full disk
+ * (a database page limit, and a real 64 KiB tmpfs when we may mount one) and a
+ * read-only directory refused with their own codes; and a kill -9 at random
+ * moments of a writer loses nothing it reported written. */
+#define _DEFAULT_SOURCE
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "xpb_error.h"
+#include "xpb_store.h"
+
+static char g_dir[256];
+static char g_err[1024];
+
+static int setup(void **state)
+{
+    (void)state;
+    snprintf(g_dir, sizeof g_dir, "/tmp/xpb-store-XXXXXX");
+    assert_non_null(mkdtemp(g_dir));
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static xpb_store *open_store(const char *dir, uint64_t max_bytes, uint64_t max_age_s)
+{
+    xpb_store_config cfg = {.dir = dir, .journal_max_bytes = max_bytes, .journal_max_age_s = max_age_s};
+    xpb_store *s = NULL;
+    int rc = xpb_store_open(&s, &cfg, g_err, sizeof g_err);
+    if (rc) fprintf(stderr, "open: %s\n", g_err);
+    assert_int_equal(rc, 0);
+    return s;
+}
+
+/* Appends n events, topics alternating "message/a@x/" and "state/b@x/". */
+static int append_n(xpb_store *s, size_t n, int64_t time_us)
+{
+    xpb_journal_event ev[64];
+    uint8_t rec[100];
+    memset(rec, 'r', sizeof rec);
+    assert_true(n <= 64);
+    uint64_t seq = xpb_store_next_seq(s);
+    for (size_t i = 0; i < n; i++) {
+        ev[i] = (xpb_journal_event){.seq = seq + i, .time_us = time_us,
+                                    .topic = (seq + i) % 2 ? "message/a@x/" : "state/b@x/",
+                                    .record = rec, .record_len = sizeof rec};
+    }
+    return xpb_store_journal_append(s, ev, n, g_err, sizeof g_err);
+}
+
+typedef struct seen_seqs {
+    uint64_t seq[256];
+    size_t n;
+    size_t stop_after;
+} seen_seqs;
+
+static int collect(void *ud, const xpb_journal_event *ev)
+{
+    seen_seqs *c = ud;
+    assert_true(c->n < 256);
+    assert_int_equal(ev->record_len, 100);
+    c->seq[c->n++] = ev->seq;
+    return c->stop_after && c->n >= c->stop_after;
+}
+
+static void test_journal_pages_and_prefix(void **state)
+{
+    (void)state;
+    xpb_store *s = open_store(g_dir, 0, 0);
+    assert_int_equal(strlen(xpb_store_journal_id(s)), XPB_STORE_JOURNAL_ID_LEN);
+    assert_int_equal(xpb_store_next_seq(s), 1);
+    assert_int_equal(append_n(s, 10, 1000), 0);
+    assert_int_equal(append_n(s, 10, 1000), 0);
+    /* Pages of 8 from seq 1: 1..8, 9..16, 17..20, then nothing. */
+    uint64_t next = 1;
+    size_t pages = 0, total = 0;
+    for (;;) {
+        seen_seqs c = {0};
+        assert_int_equal(xpb_store_journal_read(s, next, "", 8, collect, &c, &next, g_err,
+                                                sizeof g_err), 0);
+        for (size_t i = 0; i < c.n; i++) assert_int_equal(c.seq[i], total + i + 1);
+        total += c.n;
+        if (!c.n) break;
+        pages++;
+    }
+    assert_int_equal(total, 20);
+    assert_int_equal(pages, 3);
+    assert_int_equal(next, 21);
+    /* A prefix: the odd seqs only, and next goes past what was skipped. */
+    seen_seqs c = {0};
+    assert_int_equal(xpb_store_journal_read(s, 1, "message/", 0, collect, &c, &next, g_err,
+                                            sizeof g_err), 0);
+    assert_int_equal(c.n, 10);
+    for (size_t i = 0; i < c.n; i++) assert_int_equal(c.seq[i], 2 * i + 1);
+    assert_int_equal(next, 21);
+    /* The callback stops early: next is right after the last one it saw. */
+    seen_seqs d = {.stop_after = 3};
+    assert_int_equal(xpb_store_journal_read(s, 5, "", 0, collect, &d, &next, g_err,
+                                            sizeof g_err), 0);
+    assert_int_equal(d.n, 3);
+    assert_int_equal(next, 8);
+    /* Out of order is refused and keeps nothing. */
+    xpb_journal_event bad = {.seq = 99, .topic = "x/", .record = (const uint8_t *)"", .record_len = 0};
+    assert_int_equal(xpb_store_journal_append(s, &bad, 1, g_err, sizeof g_err), XPB_EINVAL);
+    assert_non_null(strstr(g_err, "out of order (next is 21)"));
+    xpb_journal_stats st;
+    xpb_store_journal_stats(s, &st);
+    assert_int_equal(st.events, 20);
+    assert_int_equal(st.first_seq, 1);
+    assert_int_equal(st.last_seq, 20);
+    xpb_store_close(s);
+}
+
+static void test_state_survives_reopen(void **state)
+{
+    (void)state;
+    xpb_store *s = open_store(g_dir, 0, 0);
+    char id[XPB_STORE_JOURNAL_ID_LEN + 1];
+    memcpy(id, xpb_store_journal_id(s), sizeof id);
+    assert_int_equal(append_n(s, 5, 1), 0);
+    xpb_outbox_item it = {.account = "bot@x", .id = 7, .stanza_id = "s7", .request_id = "r7",
+                          .xml = (const uint8_t *)"<message/>", .xml_len = 10};
+    assert_int_equal(xpb_store_outbox_put(s, &it, g_err, sizeof g_err), 0);
+    it.id = 8;
+    it.stanza_id = "s8";
+    assert_int_equal(xpb_store_outbox_put(s, &it, g_err, sizeof g_err), 0);
+    xpb_sm_state sm = {.id = "sm-1", .location = "", .h_in = 41, .h_out = 42, .saved_us = 5};
+    assert_int_equal(xpb_store_sm_save(s, "bot@x", &sm, g_err, sizeof g_err), 0);
+    assert_int_equal(xpb_store_marker_set(s, "bot@x", "bot@x", "arch-9", g_err, sizeof g_err), 0);
+    assert_int_equal(xpb_store_seen(s, "bot@x", "room@muc.x", "sid-1", 1, g_err, sizeof g_err), 0);
+    xpb_store_close(s);
+
+    s = open_store(g_dir, 0, 0);
+    assert_string_equal(xpb_store_journal_id(s), id);
+    assert_int_equal(xpb_store_next_seq(s), 6);
+    assert_int_equal(xpb_store_outbox_count(s, "bot@x"), 2);
+    assert_int_equal(xpb_store_outbox_done(s, "bot@x", 7, g_err, sizeof g_err), 0);
+    assert_int_equal(xpb_store_outbox_count(s, "bot@x"), 1);
+    assert_int_equal(xpb_store_outbox_count(s, "other@x"), 0);
+    xpb_sm_state got;
+    assert_int_equal(xpb_store_sm_load(s, "bot@x", &got, g_err, sizeof g_err), 0);
+    assert_string_equal(got.id, "sm-1");
+    assert_int_equal(got.h_in, 41);
+    assert_int_equal(got.h_out, 42);
+    assert_int_equal(xpb_store_sm_clear(s, "bot@x", g_err, sizeof g_err), 0);
+    assert_int_equal(xpb_store_sm_load(s, "bot@x", &got, g_err, sizeof g_err), 1);
+    char marker[64];
+    assert_int_equal(xpb_store_marker_get(s, "bot@x", "bot@x", marker, sizeof marker, g_err,
+                                          sizeof g_err), 0);
+    assert_string_equal(marker, "arch-9");
+    assert_int_equal(xpb_store_marker_get(s, "bot@x", "room@muc.x", marker, sizeof marker, g_err,
+                                          sizeof g_err), 1);
+    assert_int_equal(xpb_store_seen(s, "bot@x", "room@muc.x", "sid-1", 2, g_err, sizeof g_err), 1);
+    assert_int_equal(xpb_store_seen(s, "bot@x", "room@muc.x", "sid-2", 2, g_err, sizeof g_err), 0);
+    assert_int_equal(xpb_store_seen(s, "bot@x", "other@muc.x", "sid-1", 2, g_err, sizeof g_err), 0);
+    xpb_store_close(s);
+}
+
+static void test_retention(void **state)
+{
+    (void)state;
+    /* Each event is 100 record bytes + 10 or 12 topic bytes: 1,000 bytes keep
+     * about 8 of them. */
+    xpb_store *s = open_store(g_dir, 1000, 3600);
+    for (int i = 0; i < 4; i++) assert_int_equal(append_n(s, 5, 1000000), 0);
+    assert_int_equal(xpb_store_journal_trim(s, 2000000, g_err, sizeof g_err), 0);
+    xpb_journal_stats st;
+    xpb_store_journal_stats(s, &st);
+    assert_true(st.bytes <= 1000);
+    assert_true(st.first_seq > 1);
+    assert_int_equal(st.last_seq, 20);
+    assert_int_equal(st.trimmed, 20 - st.events);
+    /* From before the oldest kept: the error names it and the setting. */
+    seen_seqs c = {0};
+    uint64_t next;
+    assert_int_equal(xpb_store_journal_read(s, 2, "", 0, collect, &c, &next, g_err, sizeof g_err),
+                     XPB_EREPLAYGONE);
+    char want[64];
+    snprintf(want, sizeof want, "keeps seq %llu to 20", (unsigned long long)st.first_seq);
+    assert_non_null(strstr(g_err, want));
+    assert_non_null(strstr(g_err, "journal_max_bytes 1000"));
+    assert_int_equal(c.n, 0);
+    /* From the oldest kept on, all of them. */
+    assert_int_equal(xpb_store_journal_read(s, st.first_seq, "", 0, collect, &c, &next, g_err,
+                                            sizeof g_err), 0);
+    assert_int_equal(c.n, st.events);
+    /* By age: an hour after, everything goes, and the seq goes on. */
+    assert_int_equal(xpb_store_journal_trim(s, 1000000 + 3601ll * 1000000, g_err, sizeof g_err), 0);
+    xpb_store_journal_stats(s, &st);
+    assert_int_equal(st.events, 0);
+    assert_int_equal(xpb_store_next_seq(s), 21);
+    xpb_store_close(s);
+    s = open_store(g_dir, 1000, 3600);
+    assert_int_equal(xpb_store_next_seq(s), 21);
+    assert_int_equal(xpb_store_journal_read(s, 20, "", 0, collect, &c, &next, g_err, sizeof g_err),
+                     XPB_EREPLAYGONE);
+    assert_non_null(strstr(g_err, "the journal is empty; the next seq is 21"));
+    /* Asking for what is next is not an error: nothing yet. */
+    assert_int_equal(xpb_store_journal_read(s, 21, "", 0, collect, &c, &next, g_err, sizeof g_err), 0);
+    xpb_store_close(s);
+}
+
+static void test_full_by_page_limit(void **state)
+{
+    (void)state;
+    xpb_store_config cfg = {.dir = g_dir, .max_db_pages = 12};
+    xpb_store *s = NULL;
+    assert_int_equal(xpb_store_open(&s, &cfg, g_err, sizeof g_err), 0);
+    int rc = 0;
+    for (int i = 0; i < 200 && rc == 0; i++) rc = append_n(s, 20, 1);
+    assert_int_equal(rc, XPB_ESTOREFULL);
+    assert_non_null(strstr(g_err, "state directory full"));
+    assert_non_null(strstr(g_err, g_dir));
+    /* The failed batch left nothing; what was kept reads back whole. */
+    xpb_journal_stats st;
+    xpb_store_journal_stats(s, &st);
+    assert_int_equal(st.append_errors, 1);
+    assert_int_equal(st.events % 20, 0);
+    seen_seqs c = {0};
+    uint64_t next;
+    assert_int_equal(xpb_store_journal_read(s, st.last_seq - 4, "", 0, collect, &c, &next, g_err,
+                                            sizeof g_err), 0);
+    assert_int_equal(c.n, 5);
+    assert_int_equal(xpb_store_next_seq(s), st.last_seq + 1);
+    xpb_store_close(s);
+}
+
+/* A real full disk: a 64 KiB tmpfs, when this process may mount one. */
+static void test_full_disk_tmpfs(void **state)
+{
+    (void)state;
+    char mnt[300];
+    snprintf(mnt, sizeof mnt, "%s/small", g_dir);
+    assert_int_equal(mkdir(mnt, 0700), 0);
+    if (geteuid() != 0 || mount("tmpfs", mnt, "tmpfs", 0, "size=64k") != 0) {
+        skip(); /* not root: test_full_by_page_limit covers the code path */
+    }
+    xpb_store_config cfg = {.dir = mnt};
+    xpb_store *s = NULL;
+    int rc = xpb_store_open(&s, &cfg, g_err, sizeof g_err);
+    for (int i = 0; i < 400 && rc == 0; i++) rc = append_n(s, 20, 1);
+    assert_int_equal(rc, XPB_ESTOREFULL);
+    assert_non_null(strstr(g_err, "state directory full"));
+    xpb_store_close(s);
+    assert_int_equal(umount(mnt), 0);
+}
+
+static void test_read_only_dir(void **state)
+{
+    (void)state;
+    char ro[300];
+    snprintf(ro, sizeof ro, "%s/ro", g_dir);
+    assert_int_equal(mkdir(ro, 0700), 0);
+    int mounted = 0;
+    if (geteuid() == 0) {
+        if (mount("tmpfs", ro, "tmpfs", MS_RDONLY, "size=64k") != 0) skip();
+        mounted = 1;
+    } else {
+        assert_int_equal(chmod(ro, 0500), 0);
+    }
+    xpb_store_config cfg = {.dir = ro};
+    xpb_store *s = NULL;
+    assert_int_equal(xpb_store_open(&s, &cfg, g_err, sizeof g_err), XPB_ESTORERO);
+    assert_non_null(strstr(g_err, ro));
+    assert_true(strstr(g_err, "not writable") || strstr(g_err, "read-only"));
+    if (mounted) assert_int_equal(umount(ro), 0);
+}
+
+/* A writer reports each committed seq on a pipe and is killed (SIGKILL) at a
+ * random moment; every reported seq must be there after reopening, with no
+ * hole below the last one kept. */
+static void test_kill9_loses_nothing_reported(void **state)
+{
+    (void)state;
+    srand((unsigned)getpid());
+    for (int round = 0; round < 12; round++) {
+        int p[2];
+        assert_int_equal(pipe(p), 0);
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            close(p[0]);
+            xpb_store *s = open_store(g_dir, 0, 0);
+            for (;;) {
+                if (append_n(s, 1 + (size_t)(rand() % 20), 1) != 0) _exit(3);
+                uint64_t last = xpb_store_next_seq(s) - 1;
+                if (write(p[1], &last, sizeof last) != sizeof last) _exit(4);
+            }
+        }
+        close(p[1]);
+        usleep((useconds_t)(20000 + rand() % 80000));
+        kill(pid, SIGKILL);
+        uint64_t reported = 0, v;
+        while (read(p[0], &v, sizeof v) == sizeof v) reported = v;
+        close(p[0]);
+        int status;
+        waitpid(pid, &status, 0);
+        assert_true(WIFSIGNALED(status));
+        xpb_store *s = open_store(g_dir, 0, 0);
+        xpb_journal_stats st;
+        xpb_store_journal_stats(s, &st);
+        assert_true(st.last_seq >= reported);
+        assert_int_equal(st.first_seq, 1);
+        assert_int_equal(st.events, st.last_seq); /* 1..last, no hole */
+        xpb_store_close(s);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_journal_pages_and_prefix, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_state_survives_reopen, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retention, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_full_by_page_limit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_full_disk_tmpfs, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_read_only_dir, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_kill9_loses_nothing_reported, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -146,7 +146,9 @@ static int open_db(xpb_store *s, const xpb_store_config *cfg, char *err, size_t 
     sqlite3_busy_timeout(s->db, 2000);
     /* WAL: readers never block the writer; FULL: a commit is on disk when it
      * returns, so what we reported written survives a power cut too. */
-    rc = store_exec(s, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;", "open", err, errlen);
+    rc = store_exec(s, cfg->sync_normal ? "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+                                        : "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;",
+                    "open", err, errlen);
     if (!rc && cfg->max_db_pages) {
         char sql[64];
         snprintf(sql, sizeof sql, "PRAGMA max_page_count=%llu",

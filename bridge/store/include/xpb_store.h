@@ -3,8 +3,9 @@
  * server acknowledges them, XEP-0198 resumption state, and XEP-0313 archive
  * markers with the stanza-ids seen (XEP-0359). Every write is a transaction
  * that is on disk when the call returns (synchronous=FULL), so a kill -9 or a
- * power cut loses nothing that was reported written. One store per process;
- * call it from one thread. */
+ * power cut loses nothing that was reported written (with sync_normal, a
+ * kill -9 still loses nothing; a power cut may lose the last commits). One
+ * store per process; call it from one thread. */
 #ifndef XPB_STORE_H
 #define XPB_STORE_H
 
@@ -22,6 +23,8 @@ typedef struct xpb_store_config {
     uint64_t journal_max_bytes; /* 0: XPB_STORE_DEFAULT_MAX_BYTES */
     uint64_t journal_max_age_s; /* 0: XPB_STORE_DEFAULT_MAX_AGE_S */
     uint64_t max_db_pages;      /* 0: no limit; tests set it to stand in for a full disk */
+    int sync_normal; /* 1: synchronous=NORMAL: a commit survives kill -9 but may be lost to a
+                        power cut; 0 (default): FULL, on disk when the call returns */
 } xpb_store_config;
 
 typedef struct xpb_store xpb_store;

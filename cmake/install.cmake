@@ -13,6 +13,9 @@ install(FILES ${CMAKE_SOURCE_DIR}/deploy/xpbridge.conf
 install(FILES ${CMAKE_SOURCE_DIR}/proto/xpb/v1/stanza.proto ${CMAKE_SOURCE_DIR}/proto/xpb/v1/bus.proto
         DESTINATION ${CMAKE_INSTALL_DATADIR}/xpbridge/proto/xpb/v1)
 
+install(FILES ${CMAKE_SOURCE_DIR}/deploy/bash-completion/xpbctl
+        DESTINATION ${CMAKE_INSTALL_DATADIR}/bash-completion/completions)
+
 # The unit goes where systemd looks for packaged units (/lib/systemd/system on
 # Debian 12), unless XPB_SYSTEMD_UNITDIR says otherwise.
 if(NOT XPB_SYSTEMD_UNITDIR)

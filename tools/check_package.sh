@@ -28,7 +28,8 @@ DESTDIR=$dest cmake --install "$work/b" >/dev/null
 for f in usr/sbin/xpbridge usr/bin/xpbctl usr/bin/xpb-gen usr/bin/xpb-bench \
     etc/xpbridge/xpbridge.conf usr/share/man/man8/xpbridge.8 usr/share/man/man5/xpbridge.conf.5 \
     usr/share/man/man1/xpbctl.1 usr/share/xpbridge/proto/xpb/v1/bus.proto \
-    lib/systemd/system/xpbridge.service usr/include/xpbridge/xpb_stanza.h; do
+    lib/systemd/system/xpbridge.service usr/include/xpbridge/xpb_stanza.h \
+    usr/share/bash-completion/completions/xpbctl; do
     [ -e "$dest/$f" ] || { echo "not installed: /$f" >&2; exit 1; }
 done
 "$dest/usr/sbin/xpbridge" --version

@@ -5,18 +5,14 @@
 #define _DEFAULT_SOURCE /* explicit_bzero */
 #include <errno.h>
 #include <fcntl.h>
-#include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "daemon_internal.h"
 #include "xpb_error.h"
-#include "xpb_jid.h"
 
 /* ---- password files --------------------------------------------------------------- */
 

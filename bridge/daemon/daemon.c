@@ -4,17 +4,11 @@
  * (stanza_trust.c) first: it is published with what they verified, dropped,
  * or answered. Here too: new/free, clean shutdown, the counters /metrics
  * shows, and the one table naming session states. Runs on the loop thread. */
-#define _DEFAULT_SOURCE /* explicit_bzero */
-#include <errno.h>
-#include <fcntl.h>
-#include <inttypes.h>
-#include <stdarg.h>
+#define _DEFAULT_SOURCE /* strdup */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "daemon_internal.h"
 #include "xpb_error.h"
@@ -396,7 +390,7 @@ static int bus_start(xpb_daemon *d, const xpb_config *cfg, char *err, size_t err
     bc.max_string = cfg->max_stanza_bytes; /* a bot can send back what it received */
     bc.batch_max = cfg->batch_max;
     bc.batch_flush_us = cfg->batch_flush_us;
-    int rc = xpb_bus_new(&d->bus, d->base, &bc, requests_dispatch, d, err, errlen);
+    int rc = xpb_bus_new(&d->bus, d->base, &bc, on_request, d, err, errlen);
     if (rc && !err[0]) snprintf(err, errlen, "bus: %s", xpb_strerror(rc));
     return rc;
 }

@@ -10,6 +10,8 @@
 #ifndef XPB_DAEMON_INTERNAL_H
 #define XPB_DAEMON_INTERNAL_H
 
+#include <time.h>
+
 #include "xpb_daemon.h"
 #include "open_policy.h"
 #include "xpb_loop.h"
@@ -150,6 +152,7 @@ int room_add(struct account *a, const char *room, const char *nick, const char *
 /* ---- requests.c ---------------------------------------------------------------- */
 int send_own(struct account *a, const xpb_stanza *st);
 void resend_presence(struct account *a);
-void requests_dispatch(void *ud, xpb_bus_request *req, const Xpb__V1__Request *r);
+/* The bus request handler (an xpb_bus_handler) that bus_start gives the bus. */
+void on_request(void *ud, xpb_bus_request *req, const Xpb__V1__Request *r);
 
 #endif

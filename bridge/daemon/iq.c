@@ -2,21 +2,13 @@
  * XEP-0410 self-pings) waits here until the response with its id comes from
  * the peer it was sent to (RFC 6120 §8.2.3: the trust rules check the peer,
  * stanza_trust.c) or its timer fires (ERR_TIMEOUT). */
-#define _DEFAULT_SOURCE /* explicit_bzero */
-#include <errno.h>
-#include <fcntl.h>
-#include <inttypes.h>
-#include <stdarg.h>
+#define _DEFAULT_SOURCE /* strdup */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "daemon_internal.h"
 #include "xpb_error.h"
-#include "xpb_jid.h"
 
 /* ---- pending iqs ---------------------------------------------------------------------- */
 

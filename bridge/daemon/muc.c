@@ -2,21 +2,14 @@
  * fresh bind (§7.2), accepting the default configuration of a room we
  * created (§10.1.2, instant room), and XEP-0410 self-pings every
  * limits.muc_self_ping_s that rejoin a room we were silently dropped from. */
-#define _DEFAULT_SOURCE /* explicit_bzero */
-#include <errno.h>
-#include <fcntl.h>
+#define _DEFAULT_SOURCE /* strdup */
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "daemon_internal.h"
 #include "xpb_error.h"
-#include "xpb_jid.h"
 
 /* ---- MUC (XEP-0045 §7.2.1 join, XEP-0410 self-ping) ------------------------------------- */
 

@@ -1,18 +1,13 @@
 /* The bus requests: send, iq, roster, presence, join, list, status, open and
  * close, each answered exactly once, and their dispatch from the bus
- * (requests_dispatch). Sending a stanza for a request tracks its handle so
+ * (on_request). Sending a stanza for a request tracks its handle so
  * its Delivery event names the request. */
-#define _DEFAULT_SOURCE /* explicit_bzero */
-#include <errno.h>
-#include <fcntl.h>
+#define _DEFAULT_SOURCE /* strdup */
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "daemon_internal.h"
 #include "xpb_error.h"
@@ -439,7 +434,7 @@ static void req_close(struct account *a, xpb_bus_request *req)
     account_close(a);
 }
 
-void requests_dispatch(void *ud, xpb_bus_request *req, const Xpb__V1__Request *r)
+void on_request(void *ud, xpb_bus_request *req, const Xpb__V1__Request *r)
 {
     xpb_daemon *d = ud;
     if (d->shutting_down) {

@@ -1,6 +1,8 @@
 /* xpbridge: keeps the configured XMPP sessions open and serves backends over
- * NNG. This file is the executable's shell: command line, logging, signals
- * (SIGTERM/SIGINT clean shutdown, SIGHUP reload); daemon.c does the work. */
+ * NNG. This file is the executable's shell: command line, where logs go,
+ * signals (SIGTERM/SIGINT clean shutdown, SIGHUP reload); it creates the loop,
+ * the daemon (bridge/daemon/, which does the work) and the /metrics listener
+ * (metrics.c), and hands the listener the daemon's figures (metrics_snapshot). */
 #define _DEFAULT_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -16,6 +18,7 @@
 
 #include "xpb_config.h"
 #include "xpb_daemon.h"
+#include "metrics.h"
 #include "notify.h"
 #include "xpb_error.h"
 #include "xpb_bus.h"
@@ -167,6 +170,7 @@ static int check_password_files(const xpb_config *cfg)
 
 struct run {
     xpb_daemon *d;
+    xpb_metrics *metrics;
     const xpb_cli *cli;
     xpb_notify *notify;
     size_t n_accounts; /* of the configuration running now */
@@ -236,6 +240,38 @@ static void service_status(void *ud, char *buf, size_t len)
     snprintf(buf, len, "%u of %u sessions online", c.sessions[XPB_MST_ONLINE], c.n_accounts);
 }
 
+/* The /metrics listener's figures, read from the daemon on each request. */
+static int metrics_snapshot(void *ud, xpb_metrics_snapshot *s)
+{
+    struct run *r = ud;
+    xpb_daemon_get_counters(r->d, &s->c);
+    xpb_daemon_get_bus_stats(r->d, &s->bus);
+    for (int i = 0; i < XPB_MST_COUNT; i++) s->state_name[i] = xpb_daemon_state_name(i);
+    const char *name;
+    unsigned q, u;
+    for (size_t i = 0; xpb_daemon_account_at(r->d, i, &name, &q, &u); i++)
+        if (xpb_metrics_snapshot_add_account(s, name, q, u) != 0) return XPB_ENOMEM;
+    return 0;
+}
+
+static int metrics_on(const xpb_config *cfg)
+{
+    const char *ml = cfg->metrics_listen;
+    return ml && ml[0] && strcmp(ml, "0") != 0;
+}
+
+/* After the daemon: the listener reads its figures. */
+static int metrics_start(struct run *r, xpb_loop *loop, const xpb_config *cfg, char *err,
+                         size_t errlen)
+{
+    if (!metrics_on(cfg)) return 0;
+    xpb_metrics_opts mo = {.listen = cfg->metrics_listen,
+                           .allow_remote = cfg->metrics_allow_remote || cfg->allow_remote,
+                           .max_connections = cfg->metrics_max_connections,
+                           .idle_timeout_s = cfg->metrics_idle_timeout_s};
+    return xpb_metrics_new(&r->metrics, loop, &mo, metrics_snapshot, r, err, errlen);
+}
+
 /* The libraries that parse or carry untrusted input, as running (not as
  * built against): an operator can tell which security update is in use. */
 static void library_versions(char *buf, size_t len)
@@ -274,13 +310,14 @@ static int run(const xpb_cli *cli, const xpb_config *cfg)
         xpb_log(XPB_LOG_ERROR, "cannot create the event loop");
         return EXIT_RUNTIME;
     }
-    struct run r = {NULL, cli, NULL, cfg->n_accounts};
+    struct run r = {NULL, NULL, cli, NULL, cfg->n_accounts};
     xpb_signal *sigs[SIG_COUNT] = {NULL};
     char err[1024] = "";
     char libs[1024];
     library_versions(libs, sizeof libs);
     xpb_log(XPB_LOG_INFO, "xpbridge %s: libraries %s", XPB_VERSION_STRING, libs);
-    int rc = xpb_daemon_new(&r.d, xpb_loop_base(loop), cfg, err, sizeof err);
+    int rc = xpb_daemon_new(&r.d, loop, cfg, err, sizeof err);
+    if (rc == 0) rc = metrics_start(&r, loop, cfg, err, sizeof err);
     int status = EXIT_OK;
     if (rc != 0) {
         xpb_log(XPB_LOG_ERROR, "xpbridge: %s", err[0] ? err : xpb_strerror(rc));
@@ -290,14 +327,13 @@ static int run(const xpb_cli *cli, const xpb_config *cfg)
         xpb_log(XPB_LOG_ERROR, "xpbridge: cannot install signal handlers");
         status = EXIT_RUNTIME;
     } else {
-        const char *ml = cfg->metrics_listen;
-        int metrics_on = ml && ml[0] && strcmp(ml, "0") != 0;
         xpb_log(XPB_LOG_INFO, "xpbridge: ready events %s requests %s metrics %s (%zu accounts)",
                 xpb_daemon_events_url(r.d), xpb_daemon_requests_url(r.d),
-                metrics_on ? ml : "off", cfg->n_accounts);
+                metrics_on(cfg) ? cfg->metrics_listen : "off", cfg->n_accounts);
         xpb_notify_ready(r.notify);
         xpb_loop_run(loop);
     }
+    xpb_metrics_free(r.metrics);
     xpb_daemon_free(r.d);
     xpb_notify_free(r.notify);
     for (int i = 0; i < SIG_COUNT; i++) xpb_signal_free(sigs[i]);

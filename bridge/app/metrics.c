@@ -1,8 +1,9 @@
-/* /metrics (Prometheus text exposition format 0.0.4) and /healthz over our
- * bounded HTTP server (httpd.c), on a loopback address unless allow_remote:
- * the numbers say which accounts exist, so they are not published by default. */
+/* /metrics (Prometheus text exposition format 0.0.4) and /healthz over the
+ * bounded HTTP server (bridge/io/httpd.c), on a loopback address unless
+ * allow_remote: the numbers say which accounts exist, so they are not
+ * published by default. The figures come from the snapshot callback. */
 #define _DEFAULT_SOURCE
-#include "xpb_daemon.h"
+#include "metrics.h"
 
 #include <arpa/inet.h>
 #include <inttypes.h>
@@ -11,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "httpd.h"
+#include "xpb_httpd.h"
 #include "xpb_error.h"
 #include "xpb_loop.h"
 
@@ -20,8 +21,30 @@
 struct xpb_metrics {
     xpb_httpd *http;
     unsigned max_connections, idle_timeout_s;
-    xpb_daemon *d;
+    xpb_metrics_snapshot_fn snapshot;
+    void *ud;
 };
+
+int xpb_metrics_snapshot_add_account(xpb_metrics_snapshot *s, const char *name, unsigned queued,
+                                     unsigned unacked)
+{
+    if (s->n_accounts == s->cap_accounts) {
+        size_t cap = s->cap_accounts ? 2 * s->cap_accounts : 16;
+        xpb_metrics_account *a = realloc(s->accounts, cap * sizeof *a);
+        if (!a) return XPB_ENOMEM;
+        s->accounts = a;
+        s->cap_accounts = cap;
+    }
+    s->accounts[s->n_accounts++] = (xpb_metrics_account){name, queued, unacked};
+    return 0;
+}
+
+void xpb_metrics_snapshot_clear(xpb_metrics_snapshot *s)
+{
+    free(s->accounts);
+    s->accounts = NULL;
+    s->n_accounts = s->cap_accounts = 0;
+}
 
 /* ---- the exposition text ---------------------------------------------------------- */
 
@@ -55,23 +78,26 @@ static int label_value(xpb_buf *b, const char *v)
     return rc;
 }
 
-static int render_sessions(xpb_daemon *d, xpb_buf *b, const xpb_daemon_counters *c)
+static int render_sessions(const xpb_metrics_snapshot *snap, xpb_buf *b)
 {
+    const xpb_daemon_counters *c = &snap->c;
     int rc = head(b, "xpb_sessions", "gauge", "Bridged sessions by state.");
-    for (int s = 0; s < XPB_MST_COUNT && !rc; s++)
-        rc = put(b, "xpb_sessions{state=\"%s\"} %u\n", xpb_metrics_state_name(s), c->sessions[s]);
+    for (int s = 0; s < XPB_MST_COUNT && !rc; s++) {
+        rc = put(b, "xpb_sessions{state=\"");
+        if (!rc) rc = label_value(b, snap->state_name[s] ? snap->state_name[s] : "unknown");
+        if (!rc) rc = put(b, "\"} %u\n", c->sessions[s]);
+    }
     static const char *const names[2] = {"xpb_queue_depth", "xpb_unacked"};
     static const char *const helps[2] = {
         "Stanzas waiting to be sent (offline queue, bounded by queue_max).",
         "Stanzas sent but not yet acknowledged by the server (XEP-0198)."};
     for (int m = 0; m < 2 && !rc; m++) {
         rc = head(b, names[m], "gauge", helps[m]);
-        const char *name;
-        unsigned q, u;
-        for (size_t i = 0; !rc && xpb_daemon_account_at(d, i, &name, &q, &u); i++) {
+        for (size_t i = 0; !rc && i < snap->n_accounts; i++) {
+            const xpb_metrics_account *a = &snap->accounts[i];
             rc = put(b, "%s{account=\"", names[m]);
-            if (!rc) rc = label_value(b, name);
-            if (!rc) rc = put(b, "\"} %u\n", m == 0 ? q : u);
+            if (!rc) rc = label_value(b, a->name);
+            if (!rc) rc = put(b, "\"} %u\n", m == 0 ? a->queued : a->unacked);
         }
     }
     return rc;
@@ -180,29 +206,24 @@ static int render_bus(xpb_buf *b, const xpb_bus_stats *s)
     return rc;
 }
 
-int xpb_metrics_render(xpb_daemon *d, xpb_buf *out)
+int xpb_metrics_render(const xpb_metrics_snapshot *s, xpb_buf *out)
 {
-    xpb_daemon_counters c;
-    xpb_bus_stats bs;
-    xpb_daemon_get_counters(d, &c);
-    xpb_daemon_get_bus_stats(d, &bs);
-    int rc = render_sessions(d, out, &c);
-    if (!rc) rc = render_traffic(out, &c);
-    if (!rc) rc = render_trust(out, &c);
-    if (!rc) rc = render_limits(out, &c);
-    if (!rc) rc = render_bus(out, &bs);
+    int rc = render_sessions(s, out);
+    if (!rc) rc = render_traffic(out, &s->c);
+    if (!rc) rc = render_trust(out, &s->c);
+    if (!rc) rc = render_limits(out, &s->c);
+    if (!rc) rc = render_bus(out, &s->bus);
     if (!rc)
         rc = counter(out, "xpb_bus_open_forbidden_total",
                      "open requests refused with ERR_FORBIDDEN (bus.allow_inline_credentials, "
                      "bus.allow_open_overrides).",
-                     c.open_forbidden);
+                     s->c.open_forbidden);
     return rc;
 }
 
-int xpb_metrics_health(xpb_daemon *d, char *why, size_t whylen)
+int xpb_metrics_health(const xpb_metrics_snapshot *s, char *why, size_t whylen)
 {
-    xpb_daemon_counters c;
-    xpb_daemon_get_counters(d, &c);
+    const xpb_daemon_counters c = s->c;
     if (!c.bus_up) {
         snprintf(why, whylen, "the bus is down");
         return 0;
@@ -274,18 +295,21 @@ static void reply_text(xpb_httpd_reply *r, int code, const char *reason, const c
 static void on_http(void *arg, const char *path, xpb_httpd_reply *r)
 {
     struct xpb_metrics *m = arg;
-    if (strcmp(path, "/metrics") == 0) {
+    int is_metrics = strcmp(path, "/metrics") == 0, is_health = strcmp(path, "/healthz") == 0;
+    xpb_metrics_snapshot snap = {0};
+    int snap_rc = is_metrics || is_health ? m->snapshot(m->ud, &snap) : 0;
+    if (is_metrics) {
         xpb_buf b;
         xpb_buf_init(&b, 0);
-        if (xpb_metrics_render(m->d, &b) == 0 && render_http(m, &b) == 0)
+        if (!snap_rc && xpb_metrics_render(&snap, &b) == 0 && render_http(m, &b) == 0)
             reply_text(r, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", b.data, b.len);
         else
             reply_text(r, 500, "Internal Server Error", "text/plain; charset=utf-8",
                        "metrics rendering failed\n", 25);
         xpb_buf_free(&b);
-    } else if (strcmp(path, "/healthz") == 0) {
-        char why[256], body[300];
-        int ok = xpb_metrics_health(m->d, why, sizeof why);
+    } else if (is_health) {
+        char why[256] = "the figures could not be read", body[300];
+        int ok = !snap_rc && xpb_metrics_health(&snap, why, sizeof why);
         int n = snprintf(body, sizeof body, "%s\n", why);
         reply_text(r, ok ? 200 : 503, ok ? "OK" : "Service Unavailable",
                    "text/plain; charset=utf-8", body, (size_t)n);
@@ -293,6 +317,7 @@ static void on_http(void *arg, const char *path, xpb_httpd_reply *r)
         static const char nf[] = "try /metrics or /healthz\n";
         reply_text(r, 404, "Not Found", "text/plain; charset=utf-8", nf, sizeof nf - 1);
     }
+    xpb_metrics_snapshot_clear(&snap);
 }
 
 /* "ADDR:PORT" or "[v6]:PORT" -> addr, port. */
@@ -349,8 +374,8 @@ int xpb_metrics_check_listen(const char *listen, int allow_remote, char *err, si
     return check_listen(listen, allow_remote, addr, sizeof addr, &port, err, errlen);
 }
 
-int xpb_metrics_new(xpb_metrics **out, struct event_base *base, const xpb_metrics_opts *o,
-                    xpb_daemon *d, char *err, size_t errlen)
+int xpb_metrics_new(xpb_metrics **out, xpb_loop *loop, const xpb_metrics_opts *o,
+                    xpb_metrics_snapshot_fn snapshot, void *ud, char *err, size_t errlen)
 {
     char addr[METRICS_MAX_ADDR];
     uint16_t port;
@@ -361,12 +386,13 @@ int xpb_metrics_new(xpb_metrics **out, struct event_base *base, const xpb_metric
         snprintf(err, errlen, "out of memory");
         return XPB_ENOMEM;
     }
-    m->d = d;
+    m->snapshot = snapshot;
+    m->ud = ud;
     m->max_connections = o->max_connections;
     m->idle_timeout_s = o->idle_timeout_s;
     xpb_httpd_opts ho = {.addr = addr, .port = port, .max_connections = o->max_connections,
                          .idle_timeout_s = o->idle_timeout_s};
-    rc = xpb_httpd_new(&m->http, base, &ho, on_http, m, err, errlen);
+    rc = xpb_httpd_new(&m->http, loop, &ho, on_http, m, err, errlen);
     if (rc) {
         free(m);
         return rc;

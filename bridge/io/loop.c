@@ -530,6 +530,14 @@ struct event_base *xpb_loop_base(xpb_loop *l)
     return l->base;
 }
 
+void xpb_loop_set_handlers(xpb_loop *l, xpb_loop_event_cb on_event, xpb_loop_log_cb on_log,
+                           void *ud)
+{
+    l->cfg.on_event = on_event;
+    l->cfg.on_log = on_log;
+    l->cfg.ud = ud;
+}
+
 int xpb_loop_run(xpb_loop *l)
 {
     return event_base_dispatch(l->base) < 0 ? XPB_EINVAL : 0;

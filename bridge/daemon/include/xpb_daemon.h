@@ -1,7 +1,8 @@
-/* xpbridge's daemon core (internal to the executable): the accounts and their
- * sessions, the bus request handlers, session events -> bus events, iq
- * correlation, MUC rejoin and self-ping, reload, clean shutdown. Logging and
- * the /metrics listener hang off it. Everything runs on the loop thread. */
+/* xpbridge's daemon (the xpbdaemon library): the accounts and their sessions
+ * on a loop it is given, the bus request handlers, session events -> bus
+ * events, iq correlation, MUC rejoin and self-ping, reload, clean shutdown.
+ * It knows neither the /metrics listener nor where logs go: main.c wires
+ * those, reading the figures below. Everything runs on the loop thread. */
 #ifndef XPB_DAEMON_H
 #define XPB_DAEMON_H
 
@@ -10,6 +11,7 @@
 #include "xpb_config.h"
 #include "xpb_bus.h"
 #include "xpb_log.h"
+#include "xpb_loop.h"
 #include "xpb_xml.h"
 #include "xpb_trust.h"
 
@@ -23,12 +25,14 @@
 /* ---- the daemon --------------------------------------------------------------- */
 typedef struct xpb_daemon xpb_daemon;
 
-/* cfg is copied. Binds the bus and starts a session per account. On failure
- * returns an XPB_E… code with err filled (the bus could not bind ...). */
-int xpb_daemon_new(xpb_daemon **out, struct event_base *base, const xpb_config *cfg, char *err,
+/* cfg is copied. Takes over the loop's session events (xpb_loop_set_handlers),
+ * binds the bus and starts a session per account on loop, which must outlive
+ * the daemon. On failure returns an XPB_E… code with err filled (the bus
+ * could not bind ...). */
+int xpb_daemon_new(xpb_daemon **out, xpb_loop *loop, const xpb_config *cfg, char *err,
                    size_t errlen);
 /* Close every session cleanly, wait at most XPB_DAEMON_CLOSE_WAIT_MS for them,
- * answer open requests (xpb_bus_free), then break the loop. */
+ * answer open requests (xpb_bus_free), then break the loop (xpb_loop_stop). */
 void xpb_daemon_shutdown(xpb_daemon *d);
 /* SIGHUP: apply the accounts of cfg (added, removed, restarted when changed). */
 void xpb_daemon_reload(xpb_daemon *d, const xpb_config *cfg);
@@ -36,11 +40,17 @@ void xpb_daemon_free(xpb_daemon *d);
 const char *xpb_daemon_events_url(const xpb_daemon *d);
 const char *xpb_daemon_requests_url(const xpb_daemon *d);
 
-/* ---- what /metrics shows -------------------------------------------------------- */
+/* ---- the figures /metrics shows (read by main.c's snapshot) ---------------------- */
 enum { XPB_DIR_IN = 0, XPB_DIR_OUT = 1 };
 enum { XPB_KIND_MESSAGE = 0, XPB_KIND_PRESENCE, XPB_KIND_IQ, XPB_KIND_OTHER, XPB_KIND_COUNT };
+/* Sessions by state, as /metrics counts them (xpb_sessions{state}). One table
+ * in daemon.c maps every xpb_session_state both to one of these and to the
+ * bus's SessionState (docs/bus.md): a CLOSING session is "closing" here and
+ * DISCONNECTED on the bus, which has no closing state. */
 enum { XPB_MST_CONNECTING = 0, XPB_MST_ONLINE, XPB_MST_DISCONNECTED, XPB_MST_CLOSING,
        XPB_MST_STOPPED, XPB_MST_COUNT };
+/* "connecting", "online", "disconnected", "closing", "stopped"; "unknown". */
+const char *xpb_daemon_state_name(int bucket);
 
 typedef struct xpb_daemon_counters {
     uint64_t stanzas[2][XPB_KIND_COUNT];
@@ -60,24 +70,5 @@ void xpb_daemon_get_bus_stats(xpb_daemon *d, xpb_bus_stats *out);
 /* Per-account gauges: i = 0, 1, ... until it returns 0. */
 int xpb_daemon_account_at(xpb_daemon *d, size_t i, const char **name, unsigned *queued,
                           unsigned *unacked);
-const char *xpb_metrics_state_name(int st);
-
-/* ---- /metrics and /healthz (metrics.c) ------------------------------------------ */
-typedef struct xpb_metrics xpb_metrics;
-typedef struct xpb_metrics_opts {
-    const char *listen;          /* "ADDR:PORT"; a non-loopback address needs allow_remote */
-    int allow_remote;
-    unsigned max_connections;    /* metrics.max_connections: more are closed at once */
-    unsigned idle_timeout_s;     /* metrics.idle_timeout_s: per request, and per reply */
-} xpb_metrics_opts;
-int xpb_metrics_new(xpb_metrics **out, struct event_base *base, const xpb_metrics_opts *o,
-                    xpb_daemon *d, char *err, size_t errlen);
-void xpb_metrics_free(xpb_metrics *m);
-/* The listen address rule alone (for --check-config and start-up): 0 or
- * XPB_EINVAL with err. "0" and "" (disabled) pass. */
-int xpb_metrics_check_listen(const char *listen, int allow_remote, char *err, size_t errlen);
-/* The exposition text (format 0.0.4) and the health verdict; for tests too. */
-int xpb_metrics_render(xpb_daemon *d, xpb_buf *out);
-int xpb_metrics_health(xpb_daemon *d, char *why, size_t whylen); /* 1 healthy */
 
 #endif

@@ -43,6 +43,10 @@ int xpb_loop_new(xpb_loop **out, const xpb_loop_config *cfg);
 /* Frees every session (no clean shutdown: close them first). */
 void xpb_loop_free(xpb_loop *l);
 struct event_base *xpb_loop_base(xpb_loop *l);
+/* Replaces on_event, on_log and ud of the configuration (the daemon takes
+ * over a loop main.c made); NULL callbacks: none. */
+void xpb_loop_set_handlers(xpb_loop *l, xpb_loop_event_cb on_event, xpb_loop_log_cb on_log,
+                           void *ud);
 /* Runs until xpb_loop_stop or until nothing is left to do. 0 or XPB_EINVAL. */
 int xpb_loop_run(xpb_loop *l);
 void xpb_loop_stop(xpb_loop *l);

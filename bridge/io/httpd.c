@@ -1,9 +1,9 @@
-/* The small HTTP/1.x server under /metrics (see httpd.h): any local user can
+/* The small HTTP/1.x server under /metrics (see xpb_httpd.h): any local user can
  * connect, so nothing here may grow or spin without a bound. One request per
  * connection, "Connection: close"; accept() errors pause the listener and are
  * logged through xpb_log at most once per XPB_HTTPD_LOG_INTERVAL_S. */
 #define _DEFAULT_SOURCE
-#include "httpd.h"
+#include "xpb_httpd.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -22,9 +22,9 @@
 #include <event2/listener.h>
 #include <event2/util.h>
 
-#include "xpb_daemon.h"
 #include "xpb_error.h"
-#include "xpb_loop.h" /* XPB_LOG_* */
+#include "xpb_log.h"
+#include "xpb_loop.h"
 
 typedef struct conn {
     struct xpb_httpd *h;
@@ -324,7 +324,7 @@ static int bind_listener(xpb_httpd *h, char *err, size_t errlen)
     return 0;
 }
 
-int xpb_httpd_new(xpb_httpd **out, struct event_base *base, const xpb_httpd_opts *o,
+int xpb_httpd_new(xpb_httpd **out, xpb_loop *loop, const xpb_httpd_opts *o,
                   xpb_httpd_handler handler, void *ud, char *err, size_t errlen)
 {
     if (!o->max_connections || !o->idle_timeout_s) {
@@ -336,12 +336,12 @@ int xpb_httpd_new(xpb_httpd **out, struct event_base *base, const xpb_httpd_opts
         snprintf(err, errlen, "out of memory");
         return XPB_ENOMEM;
     }
-    h->base = base;
+    h->base = xpb_loop_base(loop);
     h->o = *o;
     h->handler = handler;
     h->ud = ud;
     h->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    h->resume = evtimer_new(base, on_resume, h);
+    h->resume = evtimer_new(h->base, on_resume, h);
     int rc = h->resume ? bind_listener(h, err, errlen) : XPB_ENOMEM;
     if (rc) {
         if (rc == XPB_ENOMEM) snprintf(err, errlen, "out of memory");

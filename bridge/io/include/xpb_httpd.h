@@ -1,5 +1,6 @@
-/* Internal to the xpbridge executable: the small HTTP/1.x server under
- * /metrics and /healthz. One GET or HEAD per connection, answered and closed;
+/* The small HTTP/1.x server under /metrics and /healthz (bridge/app/metrics.c
+ * serves them on it). It lives in the loop library because it is libevent
+ * (a listener and bufferevents), which only bridge/io/ may use. One GET or HEAD per connection, answered and closed;
  * every resource bounded: concurrent connections (max_connections, further
  * ones closed at once), the time a connection may take (idle_timeout_s), the
  * request head (XPB_HTTPD_MAX_HEAD); accept() errors such as EMFILE pause the
@@ -7,11 +8,10 @@
 #ifndef XPB_HTTPD_H
 #define XPB_HTTPD_H
 
+#include "xpb_loop.h"
 #include "xpb_xml.h"
 #include <stddef.h>
 #include <stdint.h>
-
-struct event_base;
 
 #define XPB_HTTPD_MAX_HEAD 8192u       /* request line + headers, bytes */
 #define XPB_HTTPD_ACCEPT_PAUSE_MS 250u /* accept() failed (EMFILE...): listener off this long */
@@ -47,7 +47,7 @@ typedef struct xpb_httpd_stats {
 } xpb_httpd_stats;
 
 /* Binds addr:port. 0, or XPB_E… with err. */
-int xpb_httpd_new(xpb_httpd **out, struct event_base *base, const xpb_httpd_opts *o,
+int xpb_httpd_new(xpb_httpd **out, xpb_loop *loop, const xpb_httpd_opts *o,
                   xpb_httpd_handler h, void *ud, char *err, size_t errlen);
 void xpb_httpd_free(xpb_httpd *h);
 void xpb_httpd_get_stats(const xpb_httpd *h, xpb_httpd_stats *out);

@@ -1,0 +1,55 @@
+/* /metrics (Prometheus text exposition format 0.0.4) and /healthz, served on
+ * the bounded HTTP server of the loop library (xpb_httpd.h). The listener
+ * knows nothing of the daemon: on every request it asks the snapshot
+ * callback it was given for the figures (main.c wires it to the daemon), so
+ * a test can render them from a fake source. */
+#ifndef XPB_METRICS_H
+#define XPB_METRICS_H
+
+#include <stddef.h>
+#include "xpb_bus.h"    /* xpb_bus_stats */
+#include "xpb_daemon.h" /* xpb_daemon_counters, XPB_MST_* */
+#include "xpb_loop.h"
+#include "xpb_xml.h"
+
+/* One account's gauges (xpb_queue_depth, xpb_unacked). */
+typedef struct xpb_metrics_account {
+    const char *name; /* the source's; valid while the snapshot is used */
+    unsigned queued, unacked;
+} xpb_metrics_account;
+
+/* The figures of one request, filled by the source. */
+typedef struct xpb_metrics_snapshot {
+    xpb_daemon_counters c;
+    xpb_bus_stats bus;
+    const char *state_name[XPB_MST_COUNT]; /* the label of each c.sessions[] bucket */
+    xpb_metrics_account *accounts;         /* grown by xpb_metrics_snapshot_add_account */
+    size_t n_accounts, cap_accounts;
+} xpb_metrics_snapshot;
+
+/* Fills *out (zeroed before the call). 0, or non-zero: answered 500. */
+typedef int (*xpb_metrics_snapshot_fn)(void *ud, xpb_metrics_snapshot *out);
+int xpb_metrics_snapshot_add_account(xpb_metrics_snapshot *s, const char *name, unsigned queued,
+                                     unsigned unacked);
+void xpb_metrics_snapshot_clear(xpb_metrics_snapshot *s);
+
+typedef struct xpb_metrics xpb_metrics;
+typedef struct xpb_metrics_opts {
+    const char *listen;          /* "ADDR:PORT"; a non-loopback address needs allow_remote */
+    int allow_remote;
+    unsigned max_connections;    /* metrics.max_connections: more are closed at once */
+    unsigned idle_timeout_s;     /* metrics.idle_timeout_s: per request, and per reply */
+} xpb_metrics_opts;
+int xpb_metrics_new(xpb_metrics **out, xpb_loop *loop, const xpb_metrics_opts *o,
+                    xpb_metrics_snapshot_fn snapshot, void *ud, char *err, size_t errlen);
+void xpb_metrics_free(xpb_metrics *m);
+/* The listen address rule alone (for --check-config and start-up): 0 or
+ * XPB_EINVAL with err. "0" and "" (disabled) pass. */
+int xpb_metrics_check_listen(const char *listen, int allow_remote, char *err, size_t errlen);
+/* The exposition text of a snapshot (without the listener's own figures) and
+ * the health verdict: 1 healthy, 0 not, with why ("ok", "the bus is down",
+ * "no session online (N configured)"). */
+int xpb_metrics_render(const xpb_metrics_snapshot *s, xpb_buf *out);
+int xpb_metrics_health(const xpb_metrics_snapshot *s, char *why, size_t whylen);
+
+#endif

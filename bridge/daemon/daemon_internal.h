@@ -1,0 +1,158 @@
+/* Internal to the daemon library (bridge/daemon/): the state its files share
+ * and the functions they call across file boundaries. Each file owns a seam:
+ *   daemon.c    the core: new/free, session events -> bus events, publish,
+ *               shutdown, counters, the one session-state table
+ *   accounts.c  accounts: password files, start, close, reap, reload
+ *   iq.c        pending iqs: tracking, matching a response, timeouts
+ *   muc.c       MUC: join, rejoin, XEP-0410 self-ping, instant rooms
+ *   requests.c  the bus requests (req_*) and their dispatch, sending
+ * Everything runs on the loop thread; timers are the loop's (xpb_loop.h). */
+#ifndef XPB_DAEMON_INTERNAL_H
+#define XPB_DAEMON_INTERNAL_H
+
+#include <time.h>
+
+#include "xpb_daemon.h"
+#include "open_policy.h"
+#include "xpb_loop.h"
+#include "xpb_session.h"
+#include "xpb_stanza.h"
+#include "xpb_trust.h"
+
+typedef Xpb__V1__SessionState__State pub_state;
+
+enum iq_kind { IQ_USER, IQ_ROSTER, IQ_SELFPING };
+
+/* A sent stanza whose outcome a Delivery event reports. Outcomes arrive in
+ * send order, so the FIFO is searched from its head. */
+struct handle_ent {
+    struct handle_ent *next;
+    uint64_t handle;
+    char *request_id, *stanza_id;
+};
+
+struct room {
+    struct room *next;
+    char *room, *nick, *password;
+    char *norm;            /* room normalised (RFC 7622), made on first use; NULL: not yet */
+    int history;
+};
+
+struct account;
+struct pending_iq {
+    struct pending_iq *next, *prev;
+    xpb_daemon *d;
+    struct account *acc;
+    enum iq_kind kind;
+    char *id, *peer;       /* peer NULL: the account's own server/bare JID */
+    xpb_bus_request *req;  /* NULL for self-pings */
+    xpb_timer *timer;
+    unsigned timeout_ms;
+    char *room;            /* self-ping: the room */
+    char *mam_qid;         /* a MAM query (XEP-0313): its queryid, "" none; NULL: not MAM */
+};
+
+struct closer {
+    struct closer *next;
+    xpb_bus_request *req;
+};
+
+struct account {
+    struct account *next;
+    xpb_daemon *d;
+    char *name;            /* bare JID */
+    xpb_account_cfg cfg;
+    int from_config;
+    unsigned char *password;
+    size_t password_len;
+    xpb_loop_session *ls;
+    char *full_jid;
+    struct handle_ent *h_head, *h_tail;
+    struct room *rooms;
+    struct closer *closers;
+    xpb_timer *close_timer;
+    int removing, dead;
+    xpb_account_cfg *restart_cfg; /* reload: start again with this once stopped */
+    /* The last broadcast presence a backend set (presence request without
+     * `to`): a fresh session after a reconnect announces it again, so a
+     * reconnect does not silently turn "away" back into the configured one. */
+    int pres_set, pres_show, pres_has_prio, pres_prio;
+    char *pres_status;
+};
+
+struct xpb_daemon {
+    struct event_base *base; /* the loop's, for bus_start only (the bus takes a base today) */
+    xpb_loop *loop;          /* given by xpb_daemon_new's caller */
+    xpb_bus *bus;
+    struct account *accounts;
+    struct pending_iq *iqs;
+    xpb_arena *arena, *rarena;
+    xpb_pack_plan *plan; /* sizes records for the byte counters (codec/pack.c) */
+    xpb_record_limits limits;
+    unsigned queue_max, muc_ping_s;
+    unsigned backoff_reset_s; /* limits.backoff_reset_s */
+    int compact_records; /* publish compact forms (docs/mapping.md §7) */
+    xpb_open_rules open_rules; /* bus.allow_*: what an open request may do */
+    xpb_account_cfg *conf;     /* the configuration's accounts: what open may start */
+    size_t n_conf;
+    xpb_daemon_counters ctr;
+    uint64_t gone_reconnects, gone_resumptions;
+    xpb_timer *reap_timer, *ping_timer, *shutdown_timer;
+    int shutting_down;
+    time_t started;
+    uint64_t iq_counter;
+    int iq_answer_version;  /* iq.answer_version */
+    char **iq_passthrough;  /* iq.passthrough */
+    size_t n_iq_passthrough;
+};
+
+/* ---- daemon.c ------------------------------------------------------------------ */
+char *xstrdup(const char *s);
+int kind_index(Xpb__V1__Kind k);
+struct account *find_account(xpb_daemon *d, const char *name);
+struct account *request_account(xpb_daemon *d, const char *name, char *why, size_t whylen);
+xpb_session *session_of(struct account *a);
+void expand_id_uuid(xpb_stanza *st, char buf[37]);
+void track_handle(struct account *a, uint64_t h, const char *request_id, const char *sid);
+void free_handle(struct handle_ent *e);
+int remember_config(xpb_daemon *d, const xpb_config *cfg);
+void finish_shutdown(xpb_daemon *d);
+/* The one session-state mapping (xpb_daemon_state_name names its buckets). */
+pub_state daemon_bus_state(xpb_session_state s);
+int daemon_state_bucket(xpb_session_state s);
+
+/* ---- accounts.c ---------------------------------------------------------------- */
+void answer_closers(struct account *a, const char *note);
+void schedule_reap(xpb_daemon *d);
+void account_free(struct account *a);
+/* Password: inline (an open request) or from cfg->password_file. */
+int account_start(xpb_daemon *d, const xpb_account_cfg *cfg, const char *password,
+                  int from_config, char *err, size_t errlen);
+void account_close(struct account *a);
+void on_reap(void *arg);
+
+/* ---- iq.c ---------------------------------------------------------------------- */
+void pending_free(xpb_daemon *d, struct pending_iq *p);
+struct pending_iq *pending_add(struct account *a, enum iq_kind kind, const char *id,
+                               const char *peer, xpb_bus_request *req, unsigned ms);
+void pending_drop_account(xpb_daemon *d, const struct account *a, const char *why);
+struct pending_iq *pending_nth(xpb_daemon *d, const struct account *a, const char *id, size_t n);
+void pending_resolve(struct pending_iq *p, xpb_stanza *st);
+
+/* ---- muc.c --------------------------------------------------------------------- */
+int join_stanza(const struct room *r, xpb_stanza *st, Xpb__V1__MucJoin *mj,
+                Xpb__V1__MucHistory *hist, char *to, size_t tolen);
+void join_one(struct account *a, const struct room *r);
+void rejoin_rooms(struct account *a);
+void accept_instant_room(struct account *a, const xpb_node *el);
+void on_ping_timer(void *arg);
+int room_add(struct account *a, const char *room, const char *nick, const char *pw, int history,
+             struct room **out);
+
+/* ---- requests.c ---------------------------------------------------------------- */
+int send_own(struct account *a, const xpb_stanza *st);
+void resend_presence(struct account *a);
+/* The bus request handler (an xpb_bus_handler) that bus_start gives the bus. */
+void on_request(void *ud, xpb_bus_request *req, const Xpb__V1__Request *r);
+
+#endif

@@ -1,0 +1,472 @@
+/* The bus requests: send, iq, roster, presence, join, list, status, open and
+ * close, each answered exactly once, and their dispatch from the bus
+ * (on_request). Sending a stanza for a request tracks its handle so
+ * its Delivery event names the request. */
+#define _DEFAULT_SOURCE /* strdup */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "daemon_internal.h"
+#include "xpb_error.h"
+#include "xpb_jid.h"
+
+/* ---- sending ------------------------------------------------------------------------ */
+
+static int is_jid_error(int rc)
+{
+    return rc == XPB_EJID || (rc <= XPB_EJIDEMPTY && rc >= XPB_EJIDRESOURCE);
+}
+
+/* Send st for request req; on failure answer req and return non-zero. */
+static int send_for(struct account *a, xpb_bus_request *req, xpb_stanza *st, uint64_t *h,
+                    char *idbuf, size_t idlen)
+{
+    xpb_daemon *d = a->d;
+    char cerr[256] = "";
+    int rc = xpb_stanza_check(st, &d->limits, cerr, sizeof cerr);
+    if (rc != 0) {
+        xpb_bus_reply_error(req, is_jid_error(rc) ? XPB__V1__ERROR_CODE__ERR_INVALID_JID
+                                                  : XPB__V1__ERROR_CODE__ERR_INVALID_RECORD,
+                            "%s", cerr[0] ? cerr : xpb_strerror(rc));
+        return rc;
+    }
+    xpb_session *s = session_of(a);
+    rc = s ? xpb_session_send(s, st, h) : XPB_ENOTCONN;
+    if (rc == XPB_EQUEUEFULL) {
+        int online = xpb_session_get_state(s) == XPB_SS_ONLINE;
+        xpb_bus_reply_error(req, XPB__V1__ERROR_CODE__ERR_QUEUE_FULL, "queue full (queue_max %u)%s",
+                            d->queue_max,
+                            online ? ": too many stanzas unacknowledged" : " while not connected");
+    } else if (rc == XPB_ENOTCONN) {
+        xpb_bus_reply_error(req, XPB__V1__ERROR_CODE__ERR_NOT_CONNECTED,
+                            "session %s is stopped or closing (close it and open it again)",
+                            a->name);
+    } else if (rc != 0) {
+        xpb_bus_reply_error(req,
+                            is_jid_error(rc) ? XPB__V1__ERROR_CODE__ERR_INVALID_JID
+                            : rc == XPB_ENOMEM ? XPB__V1__ERROR_CODE__ERR_INTERNAL
+                                               : XPB__V1__ERROR_CODE__ERR_INVALID_RECORD,
+                            "%s", xpb_strerror(rc));
+    }
+    if (rc != 0) return rc;
+    snprintf(idbuf, idlen, "%s", xpb_session_last_id(s));
+    track_handle(a, *h, xpb_bus_request_id(req), idbuf);
+    d->ctr.stanzas[XPB_DIR_OUT][kind_index(st->kind)]++;
+    d->ctr.bytes_record[XPB_DIR_OUT] += xpb_pack_plan_measure(d->plan, &st->base);
+    d->ctr.bytes_xml[XPB_DIR_OUT] += xpb_session_last_bytes(s); /* as the session queued it */
+    return 0;
+}
+
+static void reply_sent(struct account *a, xpb_bus_request *req, const char *id)
+{
+    Xpb__V1__SendResult sr = XPB__V1__SEND_RESULT__INIT;
+    sr.stanza_id = (char *)id;
+    sr.has_queued = 1;
+    xpb_session *s = session_of(a);
+    sr.queued = !s || xpb_session_get_state(s) != XPB_SS_ONLINE;
+    Xpb__V1__Response resp = XPB__V1__RESPONSE__INIT;
+    resp.result_case = XPB__V1__RESPONSE__RESULT_SENT;
+    resp.sent = &sr;
+    xpb_bus_reply(req, &resp);
+}
+
+/* The daemon's own stanzas (rejoins, self-pings): no request, no Delivery. */
+int send_own(struct account *a, const xpb_stanza *st)
+{
+    xpb_session *s = session_of(a);
+    uint64_t h;
+    int rc = s ? xpb_session_send(s, st, &h) : XPB_ENOTCONN;
+    if (rc != 0)
+        xpb_log(XPB_LOG_WARN, "session %s: cannot send: %s", a->name, xpb_strerror(rc));
+    else
+        a->d->ctr.stanzas[XPB_DIR_OUT][kind_index(st->kind)]++;
+    return rc;
+}
+
+/* ---- requests --------------------------------------------------------------------- */
+
+static void req_send(struct account *a, xpb_bus_request *req, const Xpb__V1__SendStanza *op)
+{
+    xpb_stanza st = *op->stanza; /* shallow: only the id may change */
+    char uuid[37], id[XPB_SESSION_ID_MAX + 8];
+    expand_id_uuid(&st, uuid);
+    uint64_t h;
+    if (send_for(a, req, &st, &h, id, sizeof id) == 0) reply_sent(a, req, id);
+}
+
+static void req_iq(struct account *a, xpb_bus_request *req, const Xpb__V1__SendIq *op)
+{
+    xpb_daemon *d = a->d;
+    xpb_stanza st = *op->stanza;
+    char uuid[37], gen[64], id[XPB_SESSION_ID_MAX + 8];
+    expand_id_uuid(&st, uuid);
+    if (!st.id || !st.id[0]) {
+        snprintf(gen, sizeof gen, "xpb-iq-%" PRIu64 "-%lx", ++d->iq_counter, (long)time(NULL));
+        st.id = gen;
+    }
+    unsigned ms = op->has_timeout_ms && op->timeout_ms ? op->timeout_ms : 10000u;
+    if (ms > XPB_DAEMON_MAX_IQ_TIMEOUT_MS) ms = XPB_DAEMON_MAX_IQ_TIMEOUT_MS;
+    uint64_t h;
+    if (send_for(a, req, &st, &h, id, sizeof id) != 0) return;
+    struct pending_iq *p = pending_add(a, IQ_USER, id, st.to, req, ms);
+    const char *qid;
+    /* XEP-0313 §5: its results are trusted only with this queryid, from st.to. */
+    if (p && xpb_trust_mam_queryid(&st, &qid) && !(p->mam_qid = strdup(qid))) {
+        pending_free(d, p);
+        p = NULL;
+    }
+    if (!p) xpb_bus_reply_error(req, XPB__V1__ERROR_CODE__ERR_INTERNAL, "out of memory");
+}
+
+static void req_roster(struct account *a, xpb_bus_request *req)
+{
+    Xpb__V1__RosterQuery q = XPB__V1__ROSTER_QUERY__INIT;
+    xpb_stanza st = XPB__V1__STANZA__INIT;
+    st.has_kind = st.has_type = 1;
+    st.kind = XPB__V1__KIND__KIND_IQ;
+    st.type = XPB__V1__STANZA_TYPE__TYPE_GET; /* RFC 6121 §2.1.3 */
+    st.roster = &q;
+    char id[64], sent[XPB_SESSION_ID_MAX + 8];
+    snprintf(id, sizeof id, "xpb-roster-%" PRIu64, ++a->d->iq_counter);
+    st.id = id;
+    uint64_t h;
+    if (send_for(a, req, &st, &h, sent, sizeof sent) != 0) return;
+    if (!pending_add(a, IQ_ROSTER, sent, NULL, req, 10000u))
+        xpb_bus_reply_error(req, XPB__V1__ERROR_CODE__ERR_INTERNAL, "out of memory");
+}
+
+static int presence_type_ok(Xpb__V1__StanzaType t)
+{
+    return t == XPB__V1__STANZA_TYPE__TYPE_UNAVAILABLE ||
+           (t >= XPB__V1__STANZA_TYPE__TYPE_SUBSCRIBE && t <= XPB__V1__STANZA_TYPE__TYPE_PROBE);
+}
+
+static void remember_presence(struct account *a, const xpb_stanza *st, const char *status)
+{
+    char *copy = xstrdup(status);
+    if (status && !copy) return; /* out of memory: keep the previous one */
+    free(a->pres_status);
+    a->pres_status = copy;
+    a->pres_set = 1;
+    a->pres_show = st->has_show ? (int)st->show : 0;
+    a->pres_has_prio = st->has_priority;
+    a->pres_prio = st->priority;
+}
+
+/* After a fresh bind (not a resumption, which keeps the server's state). */
+void resend_presence(struct account *a)
+{
+    if (!a->pres_set) return;
+    xpb_stanza st = XPB__V1__STANZA__INIT;
+    Xpb__V1__Text status = XPB__V1__TEXT__INIT, *statusp = &status;
+    st.has_kind = 1;
+    st.kind = XPB__V1__KIND__KIND_PRESENCE;
+    st.has_show = a->pres_show != 0;
+    st.show = (Xpb__V1__Show)a->pres_show;
+    if (a->pres_status) {
+        status.text = a->pres_status;
+        st.n_status = 1;
+        st.status = &statusp;
+    }
+    st.has_priority = a->pres_has_prio;
+    st.priority = a->pres_prio;
+    send_own(a, &st);
+}
+
+static void req_presence(struct account *a, xpb_bus_request *req, const Xpb__V1__SetPresence *op)
+{
+    char why[256] = "";
+    if (op->to && xpb_jid_validate(op->to, strlen(op->to), why, sizeof why) != 0) {
+        xpb_bus_reply_error(req, XPB__V1__ERROR_CODE__ERR_INVALID_JID, "presence.to: %s", why);
+        return;
+    }
+    if (op->has_type && op->type != 0 && !presence_type_ok(op->type)) {
+        xpb_bus_reply_error(req, XPB__V1__ERROR_CODE__ERR_BAD_REQUEST,
+                            "presence.type must be a presence type (unavailable, subscribe, "
+                            "subscribed, unsubscribe, unsubscribed, probe)");
+        return;
+    }
+    xpb_stanza st = XPB__V1__STANZA__INIT;
+    Xpb__V1__Text status = XPB__V1__TEXT__INIT, *statusp = &status;
+    st.has_kind = 1;
+    st.kind = XPB__V1__KIND__KIND_PRESENCE;
+    st.to = op->to;
+    if (op->unavailable || (op->has_type && op->type != 0)) {
+        st.has_type = 1;
+        st.type = op->unavailable ? XPB__V1__STANZA_TYPE__TYPE_UNAVAILABLE : op->type;
+    }
+    if (op->has_show && op->show != 0) {
+        st.has_show = 1;
+        st.show = op->show;
+    }
+    if (op->status) {
+        status.text = op->status;
+        st.n_status = 1;
+        st.status = &statusp;
+    }
+    st.has_priority = op->has_priority;
+    st.priority = op->priority;
+    char id[XPB_SESSION_ID_MAX + 8];
+    uint64_t h;
+    if (send_for(a, req, &st, &h, id, sizeof id) != 0) return;
+    if (!op->to && !st.has_type) remember_presence(a, &st, op->status);
+    reply_sent(a, req, id);
+}
+
+static void req_join(struct account *a, xpb_bus_request *req, const Xpb__V1__JoinRoom *op)
+{
+    char why[256] = "", full[3 * 1024 + 8];
+    if (!op->room || !op->nick || !op->nick[0]) {
+        xpb_bus_reply_error(req, XPB__V1__ERROR_CODE__ERR_BAD_REQUEST, "join needs room and nick");
+        return;
+    }
+    xpb_jid j;
+    int rc = xpb_jid_parse(&j, op->room, strlen(op->room), why, sizeof why);
+    if (rc == 0 && (!j.local || j.resource)) {
+        snprintf(why, sizeof why, "a room is a bare JID room@service");
+        rc = XPB_EJID;
+    }
+    if (rc == 0) xpb_jid_clear(&j);
+    snprintf(full, sizeof full, "%s/%s", op->room, op->nick);
+    if (rc == 0) rc = xpb_jid_validate(full, strlen(full), why, sizeof why);
+    if (rc != 0) {
+        xpb_bus_reply_error(req, XPB__V1__ERROR_CODE__ERR_INVALID_JID, "join %s: %s", full, why);
+        return;
+    }
+    struct room *r;
+    int hist = op->has_history_maxstanzas ? op->history_maxstanzas : -1;
+    if (room_add(a, op->room, op->nick, op->password, hist, &r) != 0) {
+        xpb_bus_reply_error(req, XPB__V1__ERROR_CODE__ERR_INTERNAL, "out of memory");
+        return;
+    }
+    xpb_stanza st;
+    Xpb__V1__MucJoin mj;
+    Xpb__V1__MucHistory mh;
+    char to[3 * 1024 + 8], id[XPB_SESSION_ID_MAX + 8];
+    join_stanza(r, &st, &mj, &mh, to, sizeof to);
+    uint64_t h;
+    if (send_for(a, req, &st, &h, id, sizeof id) == 0) {
+        xpb_log(XPB_LOG_INFO, "session %s: joining %s as %s", a->name, r->room, r->nick);
+        reply_sent(a, req, id);
+    }
+}
+
+static Xpb__V1__SessionInfo *session_info(xpb_daemon *d, struct account *a)
+{
+    xpb_arena *ar = d->rarena;
+    Xpb__V1__SessionInfo *si = xpb_arena_calloc(ar, sizeof *si);
+    if (!si) return NULL;
+    xpb__v1__session_info__init(si);
+    xpb_session *s = session_of(a);
+    xpb_session_stats st = {0};
+    if (s) xpb_session_get_stats(s, &st);
+    si->account = a->name;
+    si->jid = a->full_jid;
+    si->has_state = si->has_stanzas_in = si->has_stanzas_out = si->has_queued = 1;
+    si->has_unacked = si->has_reconnects = si->has_resumptions = 1;
+    si->state = s ? daemon_bus_state(xpb_session_get_state(s))
+                  : XPB__V1__SESSION_STATE__STATE__STATE_STOPPED;
+    si->stanzas_in = st.stanzas_in;
+    si->stanzas_out = st.stanzas_out;
+    si->queued = st.queued;
+    si->unacked = st.unacked;
+    si->reconnects = st.reconnects;
+    si->resumptions = st.resumptions;
+    size_t n = 0;
+    for (struct room *r = a->rooms; r; r = r->next) n++;
+    si->room = n ? xpb_arena_alloc(ar, n * sizeof *si->room) : NULL;
+    if (n && !si->room) return NULL;
+    for (struct room *r = a->rooms; r; r = r->next) si->room[si->n_room++] = r->room;
+    return si;
+}
+
+static void req_list(xpb_daemon *d, xpb_bus_request *req)
+{
+    xpb_arena_reset(d->rarena);
+    size_t n = 0;
+    for (struct account *a = d->accounts; a; a = a->next) n += !a->dead;
+    Xpb__V1__SessionList sl = XPB__V1__SESSION_LIST__INIT;
+    sl.session = n ? xpb_arena_alloc(d->rarena, n * sizeof *sl.session) : NULL;
+    for (struct account *a = d->accounts; a && (sl.session || !n); a = a->next) {
+        if (a->dead) continue;
+        Xpb__V1__SessionInfo *si = session_info(d, a);
+        if (!si) break;
+        sl.session[sl.n_session++] = si;
+    }
+    if (sl.n_session != n) {
+        xpb_bus_reply_error(req, XPB__V1__ERROR_CODE__ERR_INTERNAL, "out of memory");
+        return;
+    }
+    Xpb__V1__Response resp = XPB__V1__RESPONSE__INIT;
+    resp.result_case = XPB__V1__RESPONSE__RESULT_SESSIONS;
+    resp.sessions = &sl;
+    xpb_bus_reply(req, &resp);
+}
+
+static void req_status(xpb_daemon *d, xpb_bus_request *req)
+{
+    xpb_daemon_counters c;
+    xpb_daemon_get_counters(d, &c);
+    xpb_bus_stats bs;
+    xpb_bus_get_stats(d->bus, &bs);
+    Xpb__V1__BridgeStatus st = XPB__V1__BRIDGE_STATUS__INIT;
+    st.version = XPB_VERSION_STRING;
+    st.has_uptime_s = st.has_sessions = st.has_sessions_online = 1;
+    st.has_events_published = st.has_last_seq = 1;
+    st.uptime_s = (uint64_t)(time(NULL) - d->started);
+    st.sessions = c.n_accounts;
+    st.sessions_online = c.sessions[XPB_MST_ONLINE];
+    st.events_published = bs.events;
+    st.last_seq = bs.last_seq;
+    Xpb__V1__Response resp = XPB__V1__RESPONSE__INIT;
+    resp.result_case = XPB__V1__RESPONSE__RESULT_STATUS;
+    resp.status = &st;
+    xpb_bus_reply(req, &resp);
+}
+
+/* OpenSession -> the account to start, under the configuration's rules
+ * (open_policy.h). 0, or the request is answered. */
+static int open_cfg(xpb_daemon *d, xpb_bus_request *req, const Xpb__V1__Request *r,
+                    xpb_account_cfg *c, const char **password, int *from_config)
+{
+    const Xpb__V1__OpenSession *op = r->open;
+    const char *jid = op->jid ? op->jid : r->account;
+    char why[512] = "";
+    xpb_jid j;
+    int rc = xpb_jid_parse(&j, jid, strlen(jid), why, sizeof why);
+    if (rc == 0 && !j.local) {
+        snprintf(why, sizeof why, "an account JID needs a localpart (user@domain)");
+        xpb_jid_clear(&j);
+        rc = XPB_EJID;
+    }
+    if (rc != 0) {
+        xpb_bus_reply_error(req, XPB__V1__ERROR_CODE__ERR_INVALID_JID, "open.jid %s: %s", jid, why);
+        return rc;
+    }
+    char *bare = xpb_jid_bare(&j);
+    const xpb_account_cfg *conf = NULL;
+    for (size_t i = 0; bare && i < d->n_conf; i++)
+        if (strcmp(d->conf[i].jid, bare) == 0) conf = &d->conf[i];
+    Xpb__V1__ErrorCode code = bare ? xpb_open_resolve(&d->open_rules, conf, op, bare, j.resource, c,
+                                                      password, why, sizeof why)
+                                   : XPB__V1__ERROR_CODE__ERR_INTERNAL;
+    xpb_jid_clear(&j);
+    free(bare);
+    if (code != XPB__V1__ERROR_CODE__OK) {
+        if (code == XPB__V1__ERROR_CODE__ERR_FORBIDDEN) {
+            d->ctr.open_forbidden++;
+            xpb_log(XPB_LOG_WARN, "request %s refused: %s", xpb_bus_request_id(req), why);
+        }
+        xpb_bus_reply_error(req, code, "%s", why[0] ? why : "out of memory");
+        return -1;
+    }
+    *from_config = conf && !*password && !op->password_file && !op->host && !op->has_port &&
+                   !op->has_transport && !op->ws_url && !op->ca_file;
+    return 0;
+}
+
+/* The same WebSocket URL rule as the configuration (xpb_config_check_ws_url);
+ * a bus request cannot set allow_plaintext_ws, so ws:// is refused here. */
+static int open_ws_url_refused(xpb_bus_request *req, const xpb_account_cfg *c)
+{
+    char why[400];
+    if (xpb_config_check_ws_url(c->ws_url, 0, why, sizeof why) == 0) return 0;
+    xpb_bus_reply_error(req, XPB__V1__ERROR_CODE__ERR_BAD_REQUEST, "open.%s", why);
+    return 1;
+}
+
+static void req_open(xpb_daemon *d, xpb_bus_request *req, const Xpb__V1__Request *r)
+{
+    xpb_account_cfg c = {0};
+    const char *password = NULL;
+    int from_config = 0;
+    if (open_cfg(d, req, r, &c, &password, &from_config) != 0) {
+        xpb_account_cfg_clear(&c);
+        return;
+    }
+    if (find_account(d, c.jid)) {
+        xpb_bus_reply_error(req, XPB__V1__ERROR_CODE__ERR_EXISTS, "account %s is already open",
+                            c.jid);
+    } else if (!password && !c.password_file) {
+        xpb_bus_reply_error(req, XPB__V1__ERROR_CODE__ERR_BAD_REQUEST,
+                            "open needs password or password_file");
+    } else if (c.transport == XPB_TRANSPORT_WEBSOCKET && !c.ws_url) {
+        xpb_bus_reply_error(req, XPB__V1__ERROR_CODE__ERR_BAD_REQUEST,
+                            "transport websocket needs ws_url");
+    } else if (c.ws_url && open_ws_url_refused(req, &c)) {
+        /* answered: the ws:// rule of config.c (no allow_plaintext_ws over the bus) */
+    } else {
+        char err[512] = "";
+        int rc = account_start(d, &c, password, from_config, err, sizeof err);
+        struct account *a = rc == 0 ? find_account(d, c.jid) : NULL;
+        for (size_t i = 0; a && i < r->open->n_room; i++) {
+            const Xpb__V1__JoinRoom *jr = r->open->room[i];
+            struct room *rm;
+            if (jr->room && jr->nick)
+                room_add(a, jr->room, jr->nick, jr->password,
+                         jr->has_history_maxstanzas ? jr->history_maxstanzas : -1, &rm);
+        }
+        if (rc == 0) xpb_bus_reply(req, &(Xpb__V1__Response)XPB__V1__RESPONSE__INIT);
+        else
+            xpb_bus_reply_error(req,
+                                rc == XPB_ENOMEM ? XPB__V1__ERROR_CODE__ERR_INTERNAL
+                                : strstr(err, "password") ? XPB__V1__ERROR_CODE__ERR_BAD_REQUEST
+                                                          : XPB__V1__ERROR_CODE__ERR_TLS,
+                                "%s", err);
+    }
+    xpb_account_cfg_clear(&c);
+}
+
+static void req_close(struct account *a, xpb_bus_request *req)
+{
+    struct closer *c = calloc(1, sizeof *c);
+    if (!c) {
+        xpb_bus_reply_error(req, XPB__V1__ERROR_CODE__ERR_INTERNAL, "out of memory");
+        return;
+    }
+    c->req = req;
+    c->next = a->closers;
+    a->closers = c;
+    xpb_log(XPB_LOG_INFO, "session %s: closing (request %s)", a->name, xpb_bus_request_id(req));
+    account_close(a);
+}
+
+void on_request(void *ud, xpb_bus_request *req, const Xpb__V1__Request *r)
+{
+    xpb_daemon *d = ud;
+    if (d->shutting_down) {
+        xpb_bus_reply_error(req, XPB__V1__ERROR_CODE__ERR_INTERNAL, "shutting down");
+        return;
+    }
+    switch (r->op_case) {
+    case XPB__V1__REQUEST__OP_LIST: req_list(d, req); return;
+    case XPB__V1__REQUEST__OP_STATUS: req_status(d, req); return;
+    case XPB__V1__REQUEST__OP_OPEN: req_open(d, req, r); return;
+    default: break;
+    }
+    char why[1024] = "";
+    struct account *a = request_account(d, r->account, why, sizeof why);
+    if (!a || (a->removing && r->op_case != XPB__V1__REQUEST__OP_CLOSE)) {
+        if (!why[0])
+            snprintf(why, sizeof why,
+                     "no session for account %s (open it first or add it to the config)",
+                     r->account);
+        xpb_bus_reply_error(req, XPB__V1__ERROR_CODE__ERR_UNKNOWN_ACCOUNT, "%s", why);
+        return;
+    }
+    switch (r->op_case) {
+    case XPB__V1__REQUEST__OP_CLOSE: req_close(a, req); break;
+    case XPB__V1__REQUEST__OP_SEND: req_send(a, req, r->send); break;
+    case XPB__V1__REQUEST__OP_IQ: req_iq(a, req, r->iq); break;
+    case XPB__V1__REQUEST__OP_PRESENCE: req_presence(a, req, r->presence); break;
+    case XPB__V1__REQUEST__OP_ROSTER: req_roster(a, req); break;
+    case XPB__V1__REQUEST__OP_JOIN: req_join(a, req, r->join); break;
+    default:
+        xpb_bus_reply_error(req, XPB__V1__ERROR_CODE__ERR_BAD_REQUEST, "unknown operation");
+        break;
+    }
+}
+

@@ -1,0 +1,37 @@
+/* A fake bus for tests/bridge/test_daemon.c, linked in place of
+ * bridge/bus/bus.c (a link seam): it implements only the xpb_bus.h functions
+ * the daemon calls (xpb_bus_config_init, _new, _free, _flush, _publish,
+ * _reply, _reply_error, _request_id, _get_stats, _events_url,
+ * _requests_url), keeps every published event and every reply as packed
+ * records, and lets the test hand the daemon a request. No NNG. */
+#ifndef FAKE_BUS_H
+#define FAKE_BUS_H
+
+#include <stddef.h>
+#include "xpb_bus.h"
+
+#define FAKE_BUS_MAX_EVENTS 512
+
+/* A request the test sent; the reply is kept unpacked once answered. */
+typedef struct fake_req {
+    int answered;
+    Xpb__V1__Response *resp; /* NULL until answered */
+} fake_req;
+
+/* The bus the daemon made (NULL before xpb_bus_new and after xpb_bus_free). */
+xpb_bus *fake_bus_get(void);
+/* Hands r to the daemon's request handler as request id; the returned
+ * request stays valid until fake_bus_reset. */
+fake_req *fake_bus_request(const char *id, const Xpb__V1__Request *r);
+/* Published events, oldest first: kind ("state", "message" ...) and the
+ * record (unpacked). */
+size_t fake_bus_n_events(void);
+const char *fake_bus_event_kind(size_t i);
+const Xpb__V1__Event *fake_bus_event(size_t i);
+/* The last "state" event of account, or NULL. */
+const Xpb__V1__SessionState *fake_bus_last_state(const char *account);
+void fake_bus_clear_events(void);
+/* Frees every request and event (after the daemon is freed). */
+void fake_bus_reset(void);
+
+#endif

@@ -1,0 +1,442 @@
+/* Tests for the daemon library (bridge/daemon/): requests go in through a
+ * fake bus (fake_bus.c) and sessions run on a fake loop (fake_loop.c), both
+ * linked in place of the real ones. Each session is the real xpb_session
+ * state machine; the test plays the server by feeding it XML, and fires the
+ * daemon's timers by hand. No network, no NNG, no libevent. */
+// clang-format off
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+// clang-format on
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fake_bus.h"
+#include "fake_loop.h"
+#include "xpb_config.h"
+#include "xpb_daemon.h"
+#include "xpb_error.h"
+
+#define BOT "bot@example.com"
+#define ROOM "room@conference.example.com"
+#define SERVER_HEADER                                                                              \
+    "<?xml version='1.0'?><stream:stream xmlns='jabber:client' "                                   \
+    "xmlns:stream='http://etherx.jabber.org/streams' id='s1' from='example.com' version='1.0'>"
+#define FEATURES(x) "<stream:features>" x "</stream:features>"
+#define F_STARTTLS "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'><required/></starttls>"
+#define F_PLAIN                                                                                    \
+    "<mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism>"          \
+    "</mechanisms>"
+#define F_BIND "<bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/>"
+
+typedef struct fixture {
+    xpb_loop *loop;
+    xpb_daemon *d;
+    int n_req;
+} fixture;
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    assert_non_null(f);
+    f->loop = fake_loop_new();
+    assert_non_null(f->loop);
+    xpb_config cfg;
+    xpb_config_init(&cfg);
+    cfg.allow_inline_credentials = 1; /* open may carry a password (bus.allow_inline_credentials) */
+    char err[512] = "";
+    int rc = xpb_daemon_new(&f->d, f->loop, &cfg, err, sizeof err);
+    xpb_config_clear(&cfg);
+    if (rc != 0) fail_msg("xpb_daemon_new: %s", err);
+    assert_non_null(fake_bus_get());
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    xpb_daemon_free(f->d);
+    assert_null(fake_bus_get()); /* the daemon freed its bus */
+    fake_loop_free(f->loop);
+    fake_bus_reset();
+    free(f);
+    return 0;
+}
+
+/* ---- requests ------------------------------------------------------------------- */
+
+static fake_req *request(fixture *f, Xpb__V1__Request *r)
+{
+    char id[32];
+    snprintf(id, sizeof id, "r%d", ++f->n_req);
+    r->api_version = 1;
+    r->has_api_version = 1;
+    r->request_id = id;
+    fake_req *q = fake_bus_request(id, r);
+    assert_non_null(q);
+    fake_loop_idle(f->loop);
+    return q;
+}
+
+static Xpb__V1__ErrorCode code_of(const fake_req *q)
+{
+    assert_true(q->answered);
+    return q->resp->has_code ? q->resp->code : XPB__V1__ERROR_CODE__OK;
+}
+
+static fake_req *open_bot(fixture *f, const char *room)
+{
+    Xpb__V1__JoinRoom jr = XPB__V1__JOIN_ROOM__INIT;
+    jr.room = (char *)room;
+    jr.nick = "bot";
+    Xpb__V1__JoinRoom *rooms[] = {&jr};
+    Xpb__V1__OpenSession op = XPB__V1__OPEN_SESSION__INIT;
+    op.jid = BOT;
+    op.password = "pencil";
+    op.n_room = room ? 1 : 0;
+    op.room = rooms;
+    Xpb__V1__Request r = XPB__V1__REQUEST__INIT;
+    r.account = BOT;
+    r.op_case = XPB__V1__REQUEST__OP_OPEN;
+    r.open = &op;
+    return request(f, &r);
+}
+
+static fake_req *send_message(fixture *f, const char *body)
+{
+    Xpb__V1__Text text = XPB__V1__TEXT__INIT;
+    text.text = (char *)body;
+    Xpb__V1__Text *bodies[] = {&text};
+    xpb_stanza st = XPB__V1__STANZA__INIT;
+    st.has_kind = st.has_type = 1;
+    st.kind = XPB__V1__KIND__KIND_MESSAGE;
+    st.type = XPB__V1__STANZA_TYPE__TYPE_CHAT;
+    st.to = "friend@example.com";
+    st.n_body = 1;
+    st.body = bodies;
+    Xpb__V1__SendStanza op = XPB__V1__SEND_STANZA__INIT;
+    op.stanza = &st;
+    Xpb__V1__Request r = XPB__V1__REQUEST__INIT;
+    r.account = BOT;
+    r.op_case = XPB__V1__REQUEST__OP_SEND;
+    r.send = &op;
+    return request(f, &r);
+}
+
+/* An XEP-0199 ping iq to peer with id; timeout_ms 0: the default. */
+static fake_req *send_iq(fixture *f, const char *peer, const char *id, unsigned timeout_ms)
+{
+    xpb_stanza st = XPB__V1__STANZA__INIT;
+    st.has_kind = st.has_type = st.has_ping = 1;
+    st.kind = XPB__V1__KIND__KIND_IQ;
+    st.type = XPB__V1__STANZA_TYPE__TYPE_GET;
+    st.ping = 1;
+    st.to = (char *)peer;
+    st.id = (char *)id;
+    Xpb__V1__SendIq op = XPB__V1__SEND_IQ__INIT;
+    op.stanza = &st;
+    op.has_timeout_ms = timeout_ms != 0;
+    op.timeout_ms = timeout_ms;
+    Xpb__V1__Request r = XPB__V1__REQUEST__INIT;
+    r.account = BOT;
+    r.op_case = XPB__V1__REQUEST__OP_IQ;
+    r.iq = &op;
+    return request(f, &r);
+}
+
+static fake_req *simple_request(fixture *f, Xpb__V1__Request__OpCase op, const char *account)
+{
+    Xpb__V1__CloseSession close = XPB__V1__CLOSE_SESSION__INIT;
+    Xpb__V1__ListSessions list = XPB__V1__LIST_SESSIONS__INIT;
+    Xpb__V1__Request r = XPB__V1__REQUEST__INIT;
+    r.account = (char *)account;
+    r.op_case = op;
+    if (op == XPB__V1__REQUEST__OP_CLOSE) r.close = &close;
+    if (op == XPB__V1__REQUEST__OP_LIST) r.list = &list;
+    return request(f, &r);
+}
+
+/* ---- the server's side ------------------------------------------------------------ */
+
+static xpb_loop_session *bot_session(fixture *f)
+{
+    xpb_loop_session *ls = fake_loop_session(f->loop, BOT);
+    assert_non_null(ls);
+    return ls;
+}
+
+static void assert_sent(xpb_loop_session *ls, const char *what)
+{
+    if (!strstr(fake_sent(ls), what)) fail_msg("'%s' not sent; sent: %s", what, fake_sent(ls));
+}
+
+static void assert_not_sent(xpb_loop_session *ls, const char *what)
+{
+    if (strstr(fake_sent(ls), what)) fail_msg("'%s' sent; sent: %s", what, fake_sent(ls));
+}
+
+/* TCP, STARTTLS, PLAIN, bind: ends ONLINE as BOT/r1 (no XEP-0198 offered). */
+static void login(fixture *f)
+{
+    xpb_loop_session *ls = bot_session(f);
+    xpb_session *s = xpb_loop_session_get(ls);
+    assert_int_equal(xpb_session_get_state(s), XPB_SS_CONNECTING);
+    xpb_session_on_connected(s, 0);
+    fake_feed(ls, SERVER_HEADER FEATURES(F_STARTTLS F_PLAIN));
+    fake_feed(ls, "<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
+    xpb_session_on_tls_ready(s, NULL, NULL, 0);
+    fake_feed(ls, SERVER_HEADER FEATURES(F_PLAIN));
+    fake_feed(ls, "<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>");
+    fake_clear_sent(ls);
+    fake_feed(ls, SERVER_HEADER FEATURES(F_BIND));
+    const char *p = strstr(fake_sent(ls), "id='xpb-bind-");
+    assert_non_null(p);
+    char id[64], buf[512];
+    p += strlen("id='");
+    snprintf(id, sizeof id, "%.*s", (int)(strchr(p, '\'') - p), p);
+    fake_clear_sent(ls);
+    snprintf(buf, sizeof buf,
+             "<iq type='result' id='%s'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>"
+             "<jid>" BOT "/r1</jid></bind></iq>", id);
+    fake_feed(ls, buf);
+    assert_int_equal(xpb_session_get_state(s), XPB_SS_ONLINE);
+    fake_loop_idle(f->loop);
+}
+
+static xpb_daemon_counters counters(fixture *f)
+{
+    xpb_daemon_counters c;
+    xpb_daemon_get_counters(f->d, &c);
+    return c;
+}
+
+/* ---- tests ----------------------------------------------------------------------- */
+
+static void test_open_starts_a_session(void **state)
+{
+    fixture *f = *state;
+    fake_req *q = open_bot(f, NULL);
+    assert_int_equal(code_of(q), XPB__V1__ERROR_CODE__OK);
+    assert_int_equal(fake_loop_n_sessions(f->loop), 1);
+    assert_int_equal(fake_connects(bot_session(f)), 1);
+    const Xpb__V1__SessionState *st = fake_bus_last_state(BOT);
+    assert_non_null(st);
+    assert_int_equal(st->state, XPB__V1__SESSION_STATE__STATE__STATE_CONNECTING);
+    assert_int_equal(counters(f).sessions[XPB_MST_CONNECTING], 1);
+    /* A second open of the same account is refused. */
+    assert_int_equal(code_of(open_bot(f, NULL)), XPB__V1__ERROR_CODE__ERR_EXISTS);
+    login(f);
+    st = fake_bus_last_state(BOT);
+    assert_int_equal(st->state, XPB__V1__SESSION_STATE__STATE__STATE_ONLINE);
+    assert_string_equal(st->jid, BOT "/r1");
+    assert_int_equal(counters(f).sessions[XPB_MST_ONLINE], 1);
+}
+
+static void test_unknown_account_refused(void **state)
+{
+    fixture *f = *state;
+    fake_req *q = send_message(f, "hello");
+    assert_int_equal(code_of(q), XPB__V1__ERROR_CODE__ERR_UNKNOWN_ACCOUNT);
+    assert_int_equal(fake_loop_n_sessions(f->loop), 0);
+}
+
+static void test_send_while_offline_is_queued(void **state)
+{
+    fixture *f = *state;
+    open_bot(f, NULL);
+    xpb_loop_session *ls = bot_session(f);
+    fake_req *q = send_message(f, "queued hello");
+    assert_int_equal(code_of(q), XPB__V1__ERROR_CODE__OK);
+    assert_int_equal(q->resp->result_case, XPB__V1__RESPONSE__RESULT_SENT);
+    assert_true(q->resp->sent->queued);
+    assert_non_null(q->resp->sent->stanza_id);
+    assert_not_sent(ls, "queued hello"); /* nothing connected yet */
+    /* Sent once the session is online, with the id the reply named. */
+    login(f);
+    /* login() cleared the output before bind; the queue flushes after it. */
+    assert_sent(ls, "queued hello");
+    assert_sent(ls, q->resp->sent->stanza_id);
+    /* Online: not queued any more. */
+    fake_req *q2 = send_message(f, "live hello");
+    assert_int_equal(code_of(q2), XPB__V1__ERROR_CODE__OK);
+    assert_false(q2->resp->sent->queued);
+    assert_sent(ls, "live hello");
+    assert_int_equal(counters(f).stanzas[XPB_DIR_OUT][XPB_KIND_MESSAGE], 2);
+}
+
+static void test_iq_response_matched_to_its_request(void **state)
+{
+    fixture *f = *state;
+    open_bot(f, NULL);
+    login(f);
+    xpb_loop_session *ls = bot_session(f);
+    fake_clear_sent(ls);
+    fake_req *q = send_iq(f, "svc@example.com/x", "q1", 0);
+    assert_false(q->answered);
+    assert_sent(ls, "id='q1'");
+    /* The same id from another JID is not the response (RFC 6120 §8.2.3). */
+    fake_feed(ls, "<iq type='result' id='q1' from='mallory@example.com/x' to='" BOT "/r1'/>");
+    fake_loop_idle(f->loop);
+    assert_false(q->answered);
+    /* An unrelated id neither. */
+    fake_feed(ls, "<iq type='result' id='q2' from='svc@example.com/x' to='" BOT "/r1'/>");
+    assert_false(q->answered);
+    fake_feed(ls, "<iq type='result' id='q1' from='svc@example.com/x' to='" BOT "/r1'/>");
+    assert_int_equal(code_of(q), XPB__V1__ERROR_CODE__OK);
+    assert_int_equal(q->resp->result_case, XPB__V1__RESPONSE__RESULT_IQ_RESULT);
+    assert_string_equal(q->resp->iq_result->id, "q1");
+    assert_string_equal(q->resp->iq_result->from, "svc@example.com/x");
+    /* Answered once: its timer is gone with it. */
+    assert_int_equal(fake_loop_armed(f->loop, 10000), 0);
+}
+
+static void test_iq_timeout(void **state)
+{
+    fixture *f = *state;
+    open_bot(f, NULL);
+    login(f);
+    fake_req *q = send_iq(f, "svc@example.com/x", "slow", 1234);
+    assert_false(q->answered);
+    assert_int_equal(fake_loop_armed(f->loop, 1234), 1);
+    assert_int_equal(fake_loop_fire(f->loop, 1234), 1);
+    assert_int_equal(code_of(q), XPB__V1__ERROR_CODE__ERR_TIMEOUT);
+    assert_non_null(strstr(q->resp->error_text, "1234 ms"));
+    /* A late response is not matched to anything (and answers nothing twice). */
+    xpb_loop_session *ls = bot_session(f);
+    fake_feed(ls, "<iq type='result' id='slow' from='svc@example.com/x' to='" BOT "/r1'/>");
+    assert_int_equal(code_of(q), XPB__V1__ERROR_CODE__ERR_TIMEOUT);
+}
+
+static void test_muc_join_and_rejoin_after_reconnect(void **state)
+{
+    fixture *f = *state;
+    open_bot(f, ROOM);
+    xpb_loop_session *ls = bot_session(f);
+    xpb_session *s = xpb_loop_session_get(ls);
+    login(f);
+    assert_sent(ls, "to='" ROOM "/bot'");
+    assert_sent(ls, "http://jabber.org/protocol/muc");
+    /* The link breaks: DISCONNECTED on the bus, a reconnect timer. */
+    xpb_session_on_disconnected(s, "link cut by the test");
+    fake_loop_idle(f->loop);
+    assert_int_equal(fake_bus_last_state(BOT)->state,
+                     XPB__V1__SESSION_STATE__STATE__STATE_DISCONNECTED);
+    assert_int_equal(counters(f).sessions[XPB_MST_DISCONNECTED], 1);
+    assert_true(fake_session_timer(ls, XPB_TIMER_RECONNECT) > 0);
+    xpb_session_on_timer(s, XPB_TIMER_RECONNECT);
+    assert_int_equal(fake_connects(ls), 2);
+    /* A fresh stream (no XEP-0198 resumption): the room is joined again. */
+    login(f);
+    assert_sent(ls, "to='" ROOM "/bot'");
+    assert_sent(ls, "http://jabber.org/protocol/muc");
+    /* A join request while online is sent at once, and remembered. */
+    fake_clear_sent(ls);
+    Xpb__V1__JoinRoom jr = XPB__V1__JOIN_ROOM__INIT;
+    jr.room = "other@conference.example.com";
+    jr.nick = "b";
+    Xpb__V1__Request r = XPB__V1__REQUEST__INIT;
+    r.account = BOT;
+    r.op_case = XPB__V1__REQUEST__OP_JOIN;
+    r.join = &jr;
+    fake_req *q = request(f, &r);
+    assert_int_equal(code_of(q), XPB__V1__ERROR_CODE__OK);
+    assert_false(q->resp->sent->queued);
+    assert_sent(ls, "to='other@conference.example.com/b'");
+    fake_req *l = simple_request(f, XPB__V1__REQUEST__OP_LIST, NULL);
+    assert_int_equal(l->resp->sessions->n_session, 1);
+    assert_int_equal(l->resp->sessions->session[0]->n_room, 2);
+}
+
+static void test_close(void **state)
+{
+    fixture *f = *state;
+    open_bot(f, NULL);
+    login(f);
+    xpb_loop_session *ls = bot_session(f);
+    fake_clear_sent(ls);
+    fake_req *q = simple_request(f, XPB__V1__REQUEST__OP_CLOSE, BOT);
+    assert_false(q->answered); /* answered when the stream is closed */
+    assert_sent(ls, "</stream:stream>");
+    /* CLOSING: "closing" in /metrics, DISCONNECTED in SessionInfo (one table). */
+    assert_int_equal(counters(f).sessions[XPB_MST_CLOSING], 1);
+    assert_string_equal(xpb_daemon_state_name(XPB_MST_CLOSING), "closing");
+    fake_req *l = simple_request(f, XPB__V1__REQUEST__OP_LIST, NULL);
+    assert_int_equal(l->resp->sessions->n_session, 1);
+    assert_int_equal(l->resp->sessions->session[0]->state,
+                     XPB__V1__SESSION_STATE__STATE__STATE_DISCONNECTED);
+    /* Requests for a closing account are refused. */
+    assert_int_equal(code_of(send_message(f, "late")), XPB__V1__ERROR_CODE__ERR_UNKNOWN_ACCOUNT);
+    fake_feed(ls, "</stream:stream>");
+    fake_loop_idle(f->loop); /* the reap runs from the loop */
+    assert_int_equal(code_of(q), XPB__V1__ERROR_CODE__OK);
+    assert_int_equal(fake_loop_n_sessions(f->loop), 0);
+    assert_int_equal(fake_bus_last_state(BOT)->state,
+                     XPB__V1__SESSION_STATE__STATE__STATE_STOPPED);
+    l = simple_request(f, XPB__V1__REQUEST__OP_LIST, NULL);
+    assert_int_equal(l->resp->sessions->n_session, 0);
+    /* And it can be opened again. */
+    assert_int_equal(code_of(open_bot(f, NULL)), XPB__V1__ERROR_CODE__OK);
+}
+
+static void test_close_bounded_when_the_server_is_silent(void **state)
+{
+    fixture *f = *state;
+    open_bot(f, NULL);
+    login(f);
+    fake_req *q = simple_request(f, XPB__V1__REQUEST__OP_CLOSE, BOT);
+    assert_false(q->answered);
+    assert_true(fake_loop_fire(f->loop, XPB_DAEMON_CLOSE_WAIT_MS) >= 1);
+    fake_loop_idle(f->loop);
+    assert_int_equal(code_of(q), XPB__V1__ERROR_CODE__OK);
+    assert_non_null(strstr(q->resp->error_text, "without waiting"));
+    assert_int_equal(fake_loop_n_sessions(f->loop), 0);
+}
+
+static void test_shutdown_answers_pending_and_stops_the_loop(void **state)
+{
+    fixture *f = *state;
+    open_bot(f, NULL);
+    login(f);
+    fake_req *iq = send_iq(f, "svc@example.com/x", "q9", 0);
+    xpb_daemon_shutdown(f->d);
+    fake_loop_idle(f->loop);
+    assert_false(fake_loop_stopped(f->loop)); /* waiting for the session to close */
+    fake_feed(bot_session(f), "</stream:stream>");
+    fake_loop_idle(f->loop);
+    assert_true(fake_loop_stopped(f->loop));
+    assert_int_equal(code_of(iq), XPB__V1__ERROR_CODE__ERR_NOT_CONNECTED);
+    assert_null(fake_bus_get()); /* the bus was freed at the end of the shutdown */
+}
+
+static void test_state_names(void **state)
+{
+    (void)state;
+    static const char *const want[XPB_MST_COUNT] = {"connecting", "online", "disconnected",
+                                                    "closing", "stopped"};
+    for (int i = 0; i < XPB_MST_COUNT; i++) assert_string_equal(xpb_daemon_state_name(i), want[i]);
+    assert_string_equal(xpb_daemon_state_name(XPB_MST_COUNT), "unknown");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_open_starts_a_session, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unknown_account_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_send_while_offline_is_queued, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_iq_response_matched_to_its_request, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_iq_timeout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_muc_join_and_rejoin_after_reconnect, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_close, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_close_bounded_when_the_server_is_silent, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_shutdown_answers_pending_and_stops_the_loop, setup,
+                                        teardown),
+        cmocka_unit_test(test_state_names),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

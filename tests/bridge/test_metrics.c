@@ -1,0 +1,167 @@
+/* Tests for bridge/app/metrics.c: the exposition text and the /healthz
+ * verdict rendered from a fake snapshot source (no daemon, no socket). */
+// clang-format off
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+// clang-format on
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "metrics.h"
+#include "xpb_error.h"
+
+/* The fake source: figures the test chose. */
+static void fake_snapshot(xpb_metrics_snapshot *s)
+{
+    memset(s, 0, sizeof *s);
+    static const char *const names[XPB_MST_COUNT] = {"connecting", "online", "disconnected",
+                                                     "closing", "stopped"};
+    for (int i = 0; i < XPB_MST_COUNT; i++) s->state_name[i] = names[i];
+    s->c.sessions[XPB_MST_ONLINE] = 2;
+    s->c.sessions[XPB_MST_CLOSING] = 1;
+    s->c.n_accounts = 3;
+    s->c.bus_up = 1;
+    s->c.stanzas[XPB_DIR_IN][XPB_KIND_MESSAGE] = 41;
+    s->c.stanzas[XPB_DIR_OUT][XPB_KIND_IQ] = 7;
+    s->c.reconnects = 5;
+    s->c.open_forbidden = 9;
+    s->c.queue_max = 1000;
+    s->c.max_stanza_bytes = 262144;
+    s->c.muc_self_ping_s = 300;
+    s->bus.events = 123;
+    s->bus.inflight = 4;
+    assert_int_equal(xpb_metrics_snapshot_add_account(s, "bot@example.com", 3, 1), 0);
+    /* Label values escape \, " and newline (exposition format 0.0.4). */
+    assert_int_equal(xpb_metrics_snapshot_add_account(s, "we\"ird\\na\nme@example.com", 0, 2), 0);
+}
+
+static char *render(const xpb_metrics_snapshot *s)
+{
+    xpb_buf b;
+    xpb_buf_init(&b, 0);
+    assert_int_equal(xpb_metrics_render(s, &b), 0);
+    assert_int_equal(xpb_buf_append(&b, "", 1), 0);
+    return b.data; /* the buffer's storage, freed by the caller */
+}
+
+static void assert_has(const char *text, const char *line)
+{
+    if (!strstr(text, line)) fail_msg("missing: %s", line);
+}
+
+static void test_values_and_labels(void **state)
+{
+    (void)state;
+    xpb_metrics_snapshot s;
+    fake_snapshot(&s);
+    char *t = render(&s);
+    assert_has(t, "\nxpb_sessions{state=\"online\"} 2\n");
+    assert_has(t, "\nxpb_sessions{state=\"closing\"} 1\n");
+    assert_has(t, "\nxpb_sessions{state=\"connecting\"} 0\n");
+    assert_has(t, "xpb_stanzas_total{direction=\"in\",kind=\"message\"} 41\n");
+    assert_has(t, "xpb_stanzas_total{direction=\"out\",kind=\"iq\"} 7\n");
+    assert_has(t, "\nxpb_reconnects_total 5\n");
+    assert_has(t, "\nxpb_bus_events_total 123\n");
+    assert_has(t, "\nxpb_bus_inflight 4\n");
+    assert_has(t, "\nxpb_bus_open_forbidden_total 9\n");
+    assert_has(t, "\nxpb_queue_max 1000\n");
+    assert_has(t, "\nxpb_queue_depth{account=\"bot@example.com\"} 3\n");
+    assert_has(t, "\nxpb_unacked{account=\"bot@example.com\"} 1\n");
+    assert_has(t, "\nxpb_unacked{account=\"we\\\"ird\\\\na\\nme@example.com\"} 2\n");
+    assert_null(strstr(t, "ird\\na\nme")); /* no raw newline inside a label */
+    free(t);
+    xpb_metrics_snapshot_clear(&s);
+}
+
+/* Every sample line's metric has one HELP and one TYPE line before it, and
+ * no HELP or TYPE is repeated. */
+static void test_every_metric_has_help_and_type(void **state)
+{
+    (void)state;
+    xpb_metrics_snapshot s;
+    fake_snapshot(&s);
+    char *t = render(&s);
+    char seen_help[128][96], seen_type[128][96];
+    int n_help = 0, n_type = 0, samples = 0;
+    for (char *line = strtok(t, "\n"); line; line = strtok(NULL, "\n")) {
+        char name[96];
+        if (sscanf(line, "# HELP %95s", name) == 1) {
+            for (int i = 0; i < n_help; i++)
+                if (strcmp(seen_help[i], name) == 0) fail_msg("HELP twice: %s", name);
+            assert_true(n_help < 128);
+            snprintf(seen_help[n_help++], 96, "%s", name);
+            continue;
+        }
+        if (sscanf(line, "# TYPE %95s", name) == 1) {
+            const char *type = line + strlen("# TYPE ") + strlen(name) + 1;
+            assert_true(strcmp(type, "gauge") == 0 || strcmp(type, "counter") == 0);
+            for (int i = 0; i < n_type; i++)
+                if (strcmp(seen_type[i], name) == 0) fail_msg("TYPE twice: %s", name);
+            assert_true(n_type < 128);
+            snprintf(seen_type[n_type++], 96, "%s", name);
+            continue;
+        }
+        assert_true(line[0] != '#');
+        size_t len = strcspn(line, "{ ");
+        snprintf(name, sizeof name, "%.*s", (int)len, line);
+        int help = 0, type = 0;
+        for (int i = 0; i < n_help; i++) help |= strcmp(seen_help[i], name) == 0;
+        for (int i = 0; i < n_type; i++) type |= strcmp(seen_type[i], name) == 0;
+        if (!help || !type) fail_msg("%s has no HELP or TYPE before it", name);
+        samples++;
+    }
+    assert_int_equal(n_help, n_type);
+    assert_true(samples > n_help); /* labelled metrics have several samples */
+    free(t);
+    xpb_metrics_snapshot_clear(&s);
+}
+
+static void test_healthz(void **state)
+{
+    (void)state;
+    xpb_metrics_snapshot s;
+    char why[256];
+    fake_snapshot(&s);
+    assert_int_equal(xpb_metrics_health(&s, why, sizeof why), 1);
+    assert_string_equal(why, "ok");
+    s.c.sessions[XPB_MST_ONLINE] = 0;
+    assert_int_equal(xpb_metrics_health(&s, why, sizeof why), 0);
+    assert_string_equal(why, "no session online (3 configured)");
+    s.c.bus_up = 0;
+    assert_int_equal(xpb_metrics_health(&s, why, sizeof why), 0);
+    assert_string_equal(why, "the bus is down");
+    /* No account configured and the bus up: healthy. */
+    s.c.bus_up = 1;
+    s.c.n_accounts = 0;
+    assert_int_equal(xpb_metrics_health(&s, why, sizeof why), 1);
+    xpb_metrics_snapshot_clear(&s);
+}
+
+static void test_listen_rule(void **state)
+{
+    (void)state;
+    char err[256];
+    assert_int_equal(xpb_metrics_check_listen("127.0.0.1:9477", 0, err, sizeof err), 0);
+    assert_int_equal(xpb_metrics_check_listen("[::1]:9477", 0, err, sizeof err), 0);
+    assert_int_equal(xpb_metrics_check_listen("0", 0, err, sizeof err), 0);
+    assert_int_equal(xpb_metrics_check_listen("192.0.2.1:9477", 0, err, sizeof err), XPB_EINVAL);
+    assert_non_null(strstr(err, "metrics.allow_remote"));
+    assert_int_equal(xpb_metrics_check_listen("192.0.2.1:9477", 1, err, sizeof err), 0);
+    assert_int_equal(xpb_metrics_check_listen("127.0.0.1", 0, err, sizeof err), XPB_EINVAL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_values_and_labels),
+        cmocka_unit_test(test_every_metric_has_help_and_type),
+        cmocka_unit_test(test_healthz),
+        cmocka_unit_test(test_listen_rule),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

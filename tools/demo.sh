@@ -94,7 +94,7 @@ if ! { cmake -S . -B build/release -DCMAKE_BUILD_TYPE=RelWithDebInfo &&
     tail -n 30 "$tmp/build.log" >&2
     die "the build failed"
 fi
-XPBRIDGE=$top/build/release/bridge/app/xpbridge
+XPBRIDGE=$top/build/release/bridge/xpbridge
 XPBCTL_BIN=$top/build/release/tools/xpbctl
 say "built $(basename "$XPBRIDGE") and $(basename "$XPBCTL_BIN")."
 

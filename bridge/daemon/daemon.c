@@ -1488,7 +1488,7 @@ static int bus_start(xpb_daemon *d, const xpb_config *cfg, char *err, size_t err
     bc.max_string = cfg->max_stanza_bytes; /* a bot can send back what it received */
     bc.batch_max = cfg->batch_max;
     bc.batch_flush_us = cfg->batch_flush_us;
-    int rc = xpb_bus_new(&d->bus, d->base, &bc, on_request, d, err, errlen);
+    int rc = xpb_bus_new(&d->bus, d->loop, &bc, on_request, d, err, errlen);
     if (rc && !err[0]) snprintf(err, errlen, "bus: %s", xpb_strerror(rc));
     return rc;
 }

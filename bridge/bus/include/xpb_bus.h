@@ -33,6 +33,7 @@ typedef struct xpb_bus_backend_ops xpb_bus_backend_ops; /* xpb_bus_backend.h */
 typedef struct xpb_bus_config {
     /* NULL: xpb_bus_nng_ops. The endpoint fields below are the NNG back end's. */
     const xpb_bus_backend_ops *backend;
+    const void *backend_cfg; /* the back end's own settings, given to its open; NULL for NNG */
     const char *events_url;   /* NULL: ipc://<private dir>/events */
     const char *requests_url; /* NULL: ipc://<private dir>/requests */
     const char *private_dir; /* NULL: $XDG_RUNTIME_DIR/xpbridge or /tmp/xpbridge-<uid>; made 0700 */

@@ -153,7 +153,7 @@ static int one_run(xpb_loop *loop, const char *dir, unsigned events, unsigned ac
         up = wait_events(&s, 1, 100);
     }
     unsigned long base = atomic_load(&s.events);
-    char (*acc)[64] = calloc(accounts, sizeof *acc);
+    char(*acc)[64] = calloc(accounts, sizeof *acc);
     for (unsigned a = 0; a < accounts; a++)
         snprintf(acc[a], sizeof acc[a], "user%u@example.org", a);
     long t0 = mono_ns();
@@ -162,8 +162,8 @@ static int one_run(xpb_loop *loop, const char *dir, unsigned events, unsigned ac
     xpb_bus_flush(bus);
     long t1 = mono_ns();
     /* Delivery: until the subscriber is quiet for BUS_BENCH_DRAIN_MS. */
-    while (atomic_load(&s.events) - base < events && mono_ns() - atomic_load(&s.last_ns) <
-                                                         BUS_BENCH_DRAIN_MS * 1000000L)
+    while (atomic_load(&s.events) - base < events &&
+           mono_ns() - atomic_load(&s.last_ns) < BUS_BENCH_DRAIN_MS * 1000000L)
         usleep(1000);
     out->delivered = atomic_load(&s.events) - base;
     long t2 = atomic_load(&s.last_ns);

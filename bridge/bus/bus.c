@@ -27,8 +27,8 @@ struct xpb_bus_request {
     xpb_bus *bus;
     xpb_bus_token *tok;
     enum req_state state;
-    Xpb__V1__Request *req;    /* HANDLER: unpacked */
-    xpb_bus_dd_entry *entry;  /* HANDLER or WAITING */
+    Xpb__V1__Request *req;         /* HANDLER: unpacked */
+    xpb_bus_dd_entry *entry;       /* HANDLER or WAITING */
     struct xpb_bus_request *wnext; /* WAITING: the next resend; FREE: the free list */
     char id[XPB_BUS_MAX_REQUEST_ID + 1];
     int control; /* counted in st.inflight_control */
@@ -538,7 +538,8 @@ void xpb_bus_get_stats(const xpb_bus *b, xpb_bus_stats *out)
 
 static const char *endpoint(const xpb_bus *b, xpb_bus_endpoint which)
 {
-    const char *u = b->be != NULL && b->ops->endpoint != NULL ? b->ops->endpoint(b->be, which) : NULL;
+    const char *u =
+        b->be != NULL && b->ops->endpoint != NULL ? b->ops->endpoint(b->be, which) : NULL;
     return u != NULL ? u : "";
 }
 

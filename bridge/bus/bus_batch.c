@@ -92,8 +92,6 @@ xpb_bus_topic *xpb_bus_topic_get(xpb_bus_batcher *b, const char *kind, const cha
     return t;
 }
 
-
-
 static size_t varint_put(uint8_t *p, uint64_t v)
 {
     size_t n = 0;

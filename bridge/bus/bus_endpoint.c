@@ -76,19 +76,21 @@ static int ensure_private_dir(const char *path, char *err, size_t errlen)
         return XPB_EINVAL;
     }
     if (!S_ISDIR(sb.st_mode)) {
-        xpb_bus_set_err(err, errlen, "private_dir %s is not a directory (symlinks are refused)", path);
+        xpb_bus_set_err(err, errlen, "private_dir %s is not a directory (symlinks are refused)",
+                        path);
         return XPB_EINVAL;
     }
     if (sb.st_uid != geteuid()) {
-        xpb_bus_set_err(err, errlen, "private_dir %s is owned by uid %lu, not by this user (uid %lu)", path,
-                (unsigned long)sb.st_uid, (unsigned long)geteuid());
+        xpb_bus_set_err(err, errlen,
+                        "private_dir %s is owned by uid %lu, not by this user (uid %lu)", path,
+                        (unsigned long)sb.st_uid, (unsigned long)geteuid());
         return XPB_EINVAL;
     }
     if ((sb.st_mode & 022) != 0) {
         xpb_bus_set_err(err, errlen,
-                "private_dir %s is writable by group or others (mode %04o); make it 0700 "
-                "or choose another private_dir",
-                path, (unsigned)(sb.st_mode & 07777));
+                        "private_dir %s is writable by group or others (mode %04o); make it 0700 "
+                        "or choose another private_dir",
+                        path, (unsigned)(sb.st_mode & 07777));
         return XPB_EINVAL;
     }
     return 0;
@@ -135,9 +137,9 @@ static int check_endpoint(const char *name, const char *url, int allow_remote, c
     url_host(url, host, sizeof host);
     if (is_loopback_host(host)) return 0;
     xpb_bus_set_err(err, errlen,
-            "%s %s is not a loopback address (127.0.0.1, [::1], localhost); the bus has no "
-            "authentication, set allow_remote to listen on other interfaces",
-            name, url);
+                    "%s %s is not a loopback address (127.0.0.1, [::1], localhost); the bus has no "
+                    "authentication, set allow_remote to listen on other interfaces",
+                    name, url);
     return XPB_EINVAL;
 }
 
@@ -204,18 +206,20 @@ static int ipc_dir_ok(const char *name, const char *url, mode_t *dir_mode, char 
         return XPB_EINVAL;
     }
     if (sb.st_uid != geteuid() && sb.st_uid != 0) {
-        xpb_bus_set_err(err, errlen,
-                "%s %s: directory %s is owned by uid %lu, neither this user (uid %lu) nor root; "
-                "its owner could replace the socket",
-                name, url, dir, (unsigned long)sb.st_uid, (unsigned long)geteuid());
+        xpb_bus_set_err(
+            err, errlen,
+            "%s %s: directory %s is owned by uid %lu, neither this user (uid %lu) nor root; "
+            "its owner could replace the socket",
+            name, url, dir, (unsigned long)sb.st_uid, (unsigned long)geteuid());
         return XPB_EINVAL;
     }
     if ((sb.st_mode & 022) != 0 && (sb.st_mode & S_ISVTX) == 0) {
-        xpb_bus_set_err(err, errlen,
-                "%s %s: directory %s is writable by group or others without the sticky bit "
-                "(mode %04o), so another user could replace the socket; use a directory only "
-                "this user can write (such as the default private_dir)",
-                name, url, dir, (unsigned)(sb.st_mode & 07777));
+        xpb_bus_set_err(
+            err, errlen,
+            "%s %s: directory %s is writable by group or others without the sticky bit "
+            "(mode %04o), so another user could replace the socket; use a directory only "
+            "this user can write (such as the default private_dir)",
+            name, url, dir, (unsigned)(sb.st_mode & 07777));
         return XPB_EINVAL;
     }
     *dir_mode = sb.st_mode;
@@ -257,7 +261,8 @@ int xpb_bus_endpoints_resolve(const xpb_bus_config *c, xpb_bus_endpoints *ep, ch
         int rc = default_urls(c, ep, err, errlen);
         if (rc != 0) return rc;
     }
-    if (ep->events_url == NULL) ep->events_url = dup_str(c->events_url != NULL ? c->events_url : "");
+    if (ep->events_url == NULL)
+        ep->events_url = dup_str(c->events_url != NULL ? c->events_url : "");
     if (ep->requests_url == NULL)
         ep->requests_url = dup_str(c->requests_url != NULL ? c->requests_url : "");
     if (ep->events_url == NULL || ep->requests_url == NULL) return XPB_ENOMEM;

@@ -9,7 +9,7 @@
 #include "xpb_bus.h"
 
 typedef struct xpb_bus_endpoints {
-    char *events_url, *requests_url; /* resolved, owned */
+    char *events_url, *requests_url;           /* resolved, owned */
     mode_t events_dir_mode, requests_dir_mode; /* of ipc:// endpoints' directories */
 } xpb_bus_endpoints;
 

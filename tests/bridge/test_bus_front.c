@@ -53,8 +53,8 @@ typedef struct fake {
     size_t on_drain_len;
 } fake;
 
-static int fake_open(void **be, xpb_loop *loop, const xpb_bus_config *cfg,
-                     const xpb_bus_host *host, char *err, size_t errlen)
+static int fake_open(void **be, xpb_loop *loop, const xpb_bus_config *cfg, const xpb_bus_host *host,
+                     char *err, size_t errlen)
 {
     (void)loop, (void)err, (void)errlen;
     fake *f = (fake *)cfg->backend_cfg;
@@ -422,9 +422,8 @@ static void test_resend_in_flight_waits_for_the_answer(void **state)
     xpb_bus_stats st;
     xpb_bus_get_stats(f->bus, &st);
     assert_int_equal(st.inflight, 2);
-    assert_int_equal(xpb_bus_reply_error(f->h.req[0], XPB__V1__ERROR_CODE__ERR_TIMEOUT, "late %d",
-                                         1),
-                     0);
+    assert_int_equal(
+        xpb_bus_reply_error(f->h.req[0], XPB__V1__ERROR_CODE__ERR_TIMEOUT, "late %d", 1), 0);
     assert_int_equal(f->fk.nr, 2);
     expect_reply(f, 0, 3, "r2", XPB__V1__ERROR_CODE__ERR_TIMEOUT);
     expect_reply(f, 1, 4, "r2", XPB__V1__ERROR_CODE__ERR_TIMEOUT);

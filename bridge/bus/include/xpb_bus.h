@@ -12,28 +12,28 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define XPB_BUS_DEFAULT_MAX_REQUEST (1024u * 1024u) /* NNG_OPT_RECVMAXSZ on REP */
-#define XPB_BUS_DEFAULT_BATCH_MAX 64u               /* events per NNG message */
-#define XPB_BUS_DEFAULT_BATCH_FLUSH_US 2000u        /* flush a partial batch after this */
-#define XPB_BUS_DEFAULT_MAX_INFLIGHT 64u            /* NNG contexts for ordinary requests */
-#define XPB_BUS_CONTROL_SLOTS 8u /* more contexts, only for status, list and close */
-#define XPB_BUS_DEFAULT_DEDUPE 4096u                /* responses remembered by request id */
-#define XPB_BUS_DEFAULT_BATCH_BYTES                                                                \
-    (256u * 1024u)                  /* bytes per NNG message (a bigger                             \
-                                       single event goes alone) */
-#define XPB_BUS_PUB_SENDBUF                                                                        \
-    256                              /* batches queued per subscriber                              \
-                                        before PUB drops the oldest */
+/* Limits of the front (any back end) */
+#define XPB_BUS_DEFAULT_MAX_REQUEST (1024u * 1024u) /* bytes of a request (NNG: RECVMAXSZ) */
+#define XPB_BUS_DEFAULT_BATCH_MAX 64u               /* events per batch */
+#define XPB_BUS_DEFAULT_BATCH_FLUSH_US 2000u /* flush a partial batch after this (whole ms) */
+#define XPB_BUS_DEFAULT_MAX_INFLIGHT 64u     /* ordinary requests at once (one is kept free) */
+#define XPB_BUS_CONTROL_SLOTS 8u             /* more, only for status, list and close */
+#define XPB_BUS_DEFAULT_DEDUPE 4096u         /* responses remembered by request id */
+/* bytes per batch (a bigger single event goes alone) */
+#define XPB_BUS_DEFAULT_BATCH_BYTES (256u * 1024u)
+
+/* Limits of the NNG back end */
+#define XPB_BUS_PUB_SENDBUF 256      /* batches queued per subscriber before PUB drops the oldest */
 #define XPB_BUS_SEND_TIMEOUT_MS 5000 /* a reply nobody takes is dropped */
 #define XPB_BUS_IPC_MODE 0600        /* mode of every ipc:// socket file */
 
-typedef struct xpb_loop xpb_loop;             /* xpb_loop.h */
+typedef struct xpb_loop xpb_loop;                       /* xpb_loop.h */
 typedef struct xpb_bus_backend_ops xpb_bus_backend_ops; /* xpb_bus_backend.h */
 
 typedef struct xpb_bus_config {
     /* NULL: xpb_bus_nng_ops. The endpoint fields below are the NNG back end's. */
     const xpb_bus_backend_ops *backend;
-    const void *backend_cfg; /* the back end's own settings, given to its open; NULL for NNG */
+    const void *backend_cfg;  /* the back end's own settings, read by its open; NULL for NNG */
     const char *events_url;   /* NULL: ipc://<private dir>/events */
     const char *requests_url; /* NULL: ipc://<private dir>/requests */
     const char *private_dir; /* NULL: $XDG_RUNTIME_DIR/xpbridge or /tmp/xpbridge-<uid>; made 0700 */
@@ -41,7 +41,7 @@ typedef struct xpb_bus_config {
     size_t max_request_bytes;
     size_t max_string; /* bytes per string field of a request; 0: XPB_RECORD_DEFAULT_MAX_STRING */
     unsigned batch_max, batch_flush_us, max_inflight, dedupe_entries;
-    size_t batch_bytes; /* byte bound of one event message */
+    size_t batch_bytes; /* byte bound of one batch */
 } xpb_bus_config;
 void xpb_bus_config_init(xpb_bus_config *c);
 
@@ -93,13 +93,13 @@ typedef struct xpb_bus_stats {
     uint64_t events, batches, publish_errors, requests, replies, malformed, dedupe_hits, busy;
     uint64_t last_seq;
     unsigned inflight;
-    uint64_t events_dropped; /* events in batches PUB refused (publish_errors) */
-    uint64_t reply_errors;   /* replies the back end could not send (peer gone, timeout) */
-    unsigned dedupe_size;    /* answered request ids remembered */
-    uint64_t bad_strings;    /* malformed: a string field failed a text rule (NUL, UTF-8, ...) */
-    uint64_t busy_control;   /* busy: status, list or close with every control slot taken */
+    uint64_t events_dropped;   /* events in batches PUB refused (publish_errors) */
+    uint64_t reply_errors;     /* replies the back end could not send (peer gone, timeout) */
+    unsigned dedupe_size;      /* answered request ids remembered */
+    uint64_t bad_strings;      /* malformed: a string field failed a text rule (NUL, UTF-8, ...) */
+    uint64_t busy_control;     /* busy: status, list or close with every control slot taken */
     unsigned inflight_control; /* of inflight: status, list and close */
-    uint64_t acked_seq; /* the back end took every event up to this seq (NNG: when sent) */
+    uint64_t acked_seq;        /* the back end took every event up to this seq (NNG: when sent) */
 } xpb_bus_stats;
 void xpb_bus_get_stats(const xpb_bus *b, xpb_bus_stats *out);
 /* The URLs actually bound (after defaults); "" when the back end has none. */

@@ -35,8 +35,8 @@ typedef struct xpb_bus_host {
 typedef struct xpb_bus_batch {
     const uint8_t *frame; /* topic, NUL, EventBatch wire bytes */
     size_t frame_len;
-    const char *topic;    /* "<kind>/<account>/" (frame starts with it) */
-    size_t topic_len;     /* the EventBatch is at frame + topic_len + 1 */
+    const char *topic; /* "<kind>/<account>/" (frame starts with it) */
+    size_t topic_len;  /* the EventBatch is at frame + topic_len + 1 */
     const char *kind, *account;
     uint64_t first_seq, last_seq;
     unsigned count;

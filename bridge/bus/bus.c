@@ -184,7 +184,8 @@ static void dispatch(xpb_bus *b, xpb_bus_token *tok, const char *id, Xpb__V1__Re
         return;
     }
     int control = is_control(r);
-    char text[128];
+    /* The pool is sized so that over_limit always says it first. */
+    char text[128] = "no request slot free";
     if (over_limit(b, control, text, sizeof text) || b->free_reqs == NULL) {
         b->st.busy++;
         xpb__v1__request__free_unpacked(r, NULL);

@@ -1,6 +1,7 @@
-/* Internal to bridge/ and its tests: the request intake step of bus.c as a
- * pure function (bytes in, a validated Request or an error code and sentence
- * out), so that tests/fuzz/fuzz_bus_request.c can drive it without sockets. */
+/* Internal to bridge/bus/ and its tests: the request intake step
+ * (bus_request.c) as a pure function (bytes in, a validated Request or an
+ * error code and sentence out), so that tests/fuzz/fuzz_bus_request.c can
+ * drive it without a back end. */
 #ifndef XPB_BUS_INTERNAL_H
 #define XPB_BUS_INTERNAL_H
 
@@ -8,6 +9,8 @@
 #include <stdint.h>
 
 #include "xpb_bus.h"
+
+#define XPB_BUS_ERRTEXT_MAX 512 /* bytes of an error_text the bus writes */
 
 /* Refuses more than max_bytes, checks the nesting depth and every string
  * field of every message in it on the wire bytes before unpacking

@@ -390,7 +390,7 @@ static int bus_start(xpb_daemon *d, const xpb_config *cfg, char *err, size_t err
     bc.max_string = cfg->max_stanza_bytes; /* a bot can send back what it received */
     bc.batch_max = cfg->batch_max;
     bc.batch_flush_us = cfg->batch_flush_us;
-    int rc = xpb_bus_new(&d->bus, d->base, &bc, on_request, d, err, errlen);
+    int rc = xpb_bus_new(&d->bus, d->loop, &bc, on_request, d, err, errlen);
     if (rc && !err[0]) snprintf(err, errlen, "bus: %s", xpb_strerror(rc));
     return rc;
 }
@@ -414,7 +414,6 @@ static int daemon_init(xpb_daemon *d, xpb_loop *loop, const xpb_config *cfg, cha
                        size_t errlen)
 {
     d->loop = loop;
-    d->base = xpb_loop_base(loop);
     d->started = time(NULL);
     d->queue_max = cfg->queue_max;
     d->muc_ping_s = cfg->muc_ping_s;

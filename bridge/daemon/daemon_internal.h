@@ -81,7 +81,6 @@ struct account {
 };
 
 struct xpb_daemon {
-    struct event_base *base; /* the loop's, for bus_start only (the bus takes a base today) */
     xpb_loop *loop;          /* given by xpb_daemon_new's caller */
     xpb_bus *bus;
     struct account *accounts;

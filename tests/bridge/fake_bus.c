@@ -33,10 +33,10 @@ void xpb_bus_config_init(xpb_bus_config *c)
     memset(c, 0, sizeof *c);
 }
 
-int xpb_bus_new(xpb_bus **out, struct event_base *base, const xpb_bus_config *cfg,
+int xpb_bus_new(xpb_bus **out, xpb_loop *loop, const xpb_bus_config *cfg,
                 xpb_bus_handler handler, void *ud, char *err, size_t errlen)
 {
-    (void)base, (void)cfg, (void)err, (void)errlen;
+    (void)loop, (void)cfg, (void)err, (void)errlen;
     xpb_bus *b = calloc(1, sizeof *b);
     if (!b) return XPB_ENOMEM;
     b->handler = handler;

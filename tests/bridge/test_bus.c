@@ -1,5 +1,6 @@
-/* Tests for bridge/bus/bus.c over real NNG sockets (ipc:// in a mkdtemp dir) with
- * a real event_base on the main thread: topics, batching and seq numbers,
+/* Tests for the bus front with its NNG back end (bridge/bus/) over real NNG
+ * sockets (ipc:// in a mkdtemp dir), on an xpb_loop wrapping the test's own
+ * event_base on the main thread: topics, batching and seq numbers,
  * concurrent requests, resends, malformed requests, limits, endpoints. */
 // clang-format off
 #include <setjmp.h>
@@ -28,6 +29,7 @@
 #include <nng/supplemental/util/platform.h>
 
 #include "xpb_bus.h"
+#include "xpb_loop.h"
 #include "xpb_error.h"
 
 #define NMAX 4096
@@ -97,6 +99,7 @@ typedef struct fx {
     char ev_url[128], req_url[128];
     struct event_base *base;
     struct event *tick;
+    xpb_loop *loop;
     xpb_bus *bus;
     handler_state h;
 } fx;
@@ -110,7 +113,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 
 static int make_bus(fx *f, xpb_bus_config *cfg, xpb_bus **out, char *err, size_t errlen)
 {
-    return xpb_bus_new(out, f->base, cfg, handler, &f->h, err, errlen);
+    return xpb_bus_new(out, f->loop, cfg, handler, &f->h, err, errlen);
 }
 
 static int setup(void **state)
@@ -121,6 +124,8 @@ static int setup(void **state)
     snprintf(f->ev_url, sizeof f->ev_url, "ipc://%s/ev", f->dir);
     snprintf(f->req_url, sizeof f->req_url, "ipc://%s/req", f->dir);
     f->base = event_base_new();
+    xpb_loop_config lc = {.base = f->base};
+    assert_int_equal(xpb_loop_new(&f->loop, &lc), 0);
     f->h.base = f->base;
     struct timeval tv = {0, 2000};
     f->tick = event_new(f->base, -1, EV_PERSIST, on_tick, NULL);
@@ -143,6 +148,7 @@ static int teardown(void **state)
     xpb_bus_free(f->bus);
     if (f->h.slow_ev != NULL) event_free(f->h.slow_ev);
     event_free(f->tick);
+    xpb_loop_free(f->loop);
     event_base_free(f->base);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);

@@ -1,34 +1,39 @@
-/* The NNG bus (proto/xpb/v1/bus.proto, docs/bus.md): events out on PUB,
- * requests in on REP, served concurrently with NNG contexts. NNG callbacks run
- * on NNG's threads and only move messages through a locked queue that wakes
- * the libevent loop (a pipe the loop watches, so no evthread locking is
- * needed); all decoding, dispatch and state live on the loop thread. Only this
- * module touches NNG. Every function below is called on the loop thread. */
+/* The bus front (proto/xpb/v1/bus.proto, docs/bus.md): what the daemon calls
+ * to publish events and answer requests. The front assigns seqs, batches
+ * events per topic, decodes and validates requests and remembers answers by
+ * request id; a back end (xpb_bus_backend.h: NNG by default) only moves bytes.
+ * The daemon never learns which back end runs. Every function below is
+ * called on the loop thread; several buses may live on several loops. */
 #ifndef XPB_BUS_H
 #define XPB_BUS_H
 
 #include "xpb/v1/bus.pb-c.h"
 #include "xpb_bus_wire.h" /* API version, default endpoints, topics */
-#include <event2/event.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#define XPB_BUS_DEFAULT_MAX_REQUEST (1024u * 1024u) /* NNG_OPT_RECVMAXSZ on REP */
-#define XPB_BUS_DEFAULT_BATCH_MAX 64u               /* events per NNG message */
-#define XPB_BUS_DEFAULT_BATCH_FLUSH_US 2000u        /* flush a partial batch after this */
-#define XPB_BUS_DEFAULT_MAX_INFLIGHT 64u            /* NNG contexts for ordinary requests */
-#define XPB_BUS_CONTROL_SLOTS 8u /* more contexts, only for status, list and close */
-#define XPB_BUS_DEFAULT_DEDUPE 4096u                /* responses remembered by request id */
-#define XPB_BUS_DEFAULT_BATCH_BYTES                                                                \
-    (256u * 1024u)                  /* bytes per NNG message (a bigger                             \
-                                       single event goes alone) */
-#define XPB_BUS_PUB_SENDBUF                                                                        \
-    256                              /* batches queued per subscriber                              \
-                                        before PUB drops the oldest */
+/* Limits of the front (any back end) */
+#define XPB_BUS_DEFAULT_MAX_REQUEST (1024u * 1024u) /* bytes of a request (NNG: RECVMAXSZ) */
+#define XPB_BUS_DEFAULT_BATCH_MAX 64u               /* events per batch */
+#define XPB_BUS_DEFAULT_BATCH_FLUSH_US 2000u /* flush a partial batch after this (whole ms) */
+#define XPB_BUS_DEFAULT_MAX_INFLIGHT 64u     /* ordinary requests at once (one is kept free) */
+#define XPB_BUS_CONTROL_SLOTS 8u             /* more, only for status, list and close */
+#define XPB_BUS_DEFAULT_DEDUPE 4096u         /* responses remembered by request id */
+/* bytes per batch (a bigger single event goes alone) */
+#define XPB_BUS_DEFAULT_BATCH_BYTES (256u * 1024u)
+
+/* Limits of the NNG back end */
+#define XPB_BUS_PUB_SENDBUF 256      /* batches queued per subscriber before PUB drops the oldest */
 #define XPB_BUS_SEND_TIMEOUT_MS 5000 /* a reply nobody takes is dropped */
 #define XPB_BUS_IPC_MODE 0600        /* mode of every ipc:// socket file */
 
+typedef struct xpb_loop xpb_loop;                       /* xpb_loop.h */
+typedef struct xpb_bus_backend_ops xpb_bus_backend_ops; /* xpb_bus_backend.h */
+
 typedef struct xpb_bus_config {
+    /* NULL: xpb_bus_nng_ops. The endpoint fields below are the NNG back end's. */
+    const xpb_bus_backend_ops *backend;
+    const void *backend_cfg;  /* the back end's own settings, read by its open; NULL for NNG */
     const char *events_url;   /* NULL: ipc://<private dir>/events */
     const char *requests_url; /* NULL: ipc://<private dir>/requests */
     const char *private_dir; /* NULL: $XDG_RUNTIME_DIR/xpbridge or /tmp/xpbridge-<uid>; made 0700 */
@@ -36,7 +41,7 @@ typedef struct xpb_bus_config {
     size_t max_request_bytes;
     size_t max_string; /* bytes per string field of a request; 0: XPB_RECORD_DEFAULT_MAX_STRING */
     unsigned batch_max, batch_flush_us, max_inflight, dedupe_entries;
-    size_t batch_bytes; /* added: byte bound of one event message */
+    size_t batch_bytes; /* byte bound of one batch */
 } xpb_bus_config;
 void xpb_bus_config_init(xpb_bus_config *c);
 
@@ -53,14 +58,15 @@ typedef struct xpb_bus_request xpb_bus_request;
  * answered or in flight never reach it. r stays valid until req is answered. */
 typedef void (*xpb_bus_handler)(void *ud, xpb_bus_request *req, const Xpb__V1__Request *r);
 
-/* Creates the private directory (when a default endpoint needs it), checks
- * the directory of every ipc:// endpoint (ipc_dir_ok), removes stale ipc
- * socket files, binds both sockets (ipc socket files get XPB_BUS_IPC_MODE)
- * and starts max_inflight + XPB_BUS_CONTROL_SLOTS contexts. On failure
- * returns XPB_EINVAL (a refused endpoint or directory) or XPB_ENOMEM, and err
- * holds a sentence naming the endpoint or option. */
-int xpb_bus_new(xpb_bus **out, struct event_base *base, const xpb_bus_config *cfg,
-                xpb_bus_handler handler, void *ud, char *err, size_t errlen);
+/* Creates the front on loop and opens cfg->backend. The NNG back end creates
+ * the private directory (when a default endpoint needs it), checks the
+ * directory of every ipc:// endpoint, removes stale ipc socket files, binds
+ * both sockets (ipc socket files get XPB_BUS_IPC_MODE) and starts
+ * max_inflight + XPB_BUS_CONTROL_SLOTS contexts. On failure returns
+ * XPB_EINVAL (a refused endpoint or directory) or XPB_ENOMEM, and err holds a
+ * sentence naming the endpoint or option. */
+int xpb_bus_new(xpb_bus **out, xpb_loop *loop, const xpb_bus_config *cfg, xpb_bus_handler handler,
+                void *ud, char *err, size_t errlen);
 /* Answers every open request with ERR_INTERNAL "shutting down" (and waits,
  * at most XPB_BUS_SEND_TIMEOUT_MS, for those replies to be sent), flushes
  * batches, closes sockets. Request pointers are invalid afterwards. NULL ok. */
@@ -87,20 +93,20 @@ typedef struct xpb_bus_stats {
     uint64_t events, batches, publish_errors, requests, replies, malformed, dedupe_hits, busy;
     uint64_t last_seq;
     unsigned inflight;
-    /* added: */
-    uint64_t events_dropped; /* events in batches PUB refused (publish_errors) */
-    uint64_t reply_errors;   /* replies NNG could not send (peer gone, timeout) */
-    unsigned dedupe_size;    /* answered request ids remembered */
-    uint64_t bad_strings;    /* malformed: a string field failed a text rule (NUL, UTF-8, ...) */
-    uint64_t busy_control;   /* busy: status, list or close with every control slot taken */
+    uint64_t events_dropped;   /* events in batches PUB refused (publish_errors) */
+    uint64_t reply_errors;     /* replies the back end could not send (peer gone, timeout) */
+    unsigned dedupe_size;      /* answered request ids remembered */
+    uint64_t bad_strings;      /* malformed: a string field failed a text rule (NUL, UTF-8, ...) */
+    uint64_t busy_control;     /* busy: status, list or close with every control slot taken */
     unsigned inflight_control; /* of inflight: status, list and close */
+    uint64_t acked_seq;        /* the back end took every event up to this seq (NNG: when sent) */
 } xpb_bus_stats;
 void xpb_bus_get_stats(const xpb_bus *b, xpb_bus_stats *out);
-/* The URLs actually bound (after defaults). */
+/* The URLs actually bound (after defaults); "" when the back end has none. */
 const char *xpb_bus_events_url(const xpb_bus *b);
 const char *xpb_bus_requests_url(const xpb_bus *b);
 
-/* The running NNG version ("1.5.2"). */
+/* The running NNG version ("1.5.2") of the NNG back end. */
 const char *xpb_bus_library_version(void);
 
 #endif

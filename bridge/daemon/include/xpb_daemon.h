@@ -15,6 +15,7 @@
 #include "xpb_xml.h"
 #include "xpb_trust.h"
 
+
 #define XPB_VERSION_STRING "0.1.0"
 #define XPB_DAEMON_CLOSE_WAIT_MS 3000u      /* close / shutdown: wait this long for sessions */
 #define XPB_DAEMON_SELF_PING_TIMEOUT_MS 30000u

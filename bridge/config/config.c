@@ -1,11 +1,11 @@
-/* Reads xpbridge's libconfig file into an xpb_config, applies the command
- * line on top, and compares accounts for SIGHUP. Every error names the file
+/* Reads xpbridge's libconfig file into an xpb_config and compares accounts
+ * for SIGHUP (cli.c applies the command line on top). Every error names the file
  * and line of the setting at fault (docs/configuration.md lists them all). */
 #include "xpb_config.h"
+#include "config_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -118,7 +118,7 @@ int xpb_config_transport(const char *name)
 
 /* ---- typed getters: absent is fine, a wrong type is an error -------------- */
 
-static int set_str(char **dst, const char *v)
+int config_set_str(char **dst, const char *v)
 {
     char *n = strdup(v);
     if (!n) return XPB_ENOMEM;
@@ -133,7 +133,7 @@ static int get_str(pctx *p, const config_setting_t *g, const char *key, char **o
     if (!s) return 0;
     if (config_setting_type(s) != CONFIG_TYPE_STRING)
         return fail_at(p, s, "%s must be a string (in double quotes)", key);
-    return set_str(out, config_setting_get_string(s));
+    return config_set_str(out, config_setting_get_string(s));
 }
 
 static int get_uint(pctx *p, const config_setting_t *g, const char *key, long long min,
@@ -255,7 +255,7 @@ static int parse_bus(pctx *p, const config_setting_t *root, xpb_config *c)
 }
 
 /* "ADDR:PORT" with a numeric port; "[v6]:PORT" too. "0" disables. */
-static int listen_ok(const char *s)
+int config_listen_ok(const char *s)
 {
     if (strcmp(s, "0") == 0 || s[0] == '\0') return 1;
     const char *colon = strrchr(s, ':');
@@ -276,7 +276,7 @@ static int parse_metrics_limits(pctx *p, const config_setting_t *root, xpb_confi
     if (!rc && g) {
         unsigned long long mc = c->metrics_max_connections, mi = c->metrics_idle_timeout_s;
         if (!(rc = check_keys(p, g, "metrics", mkeys))) rc = get_str(p, g, "listen", &c->metrics_listen);
-        if (!rc && !listen_ok(c->metrics_listen))
+        if (!rc && !config_listen_ok(c->metrics_listen))
             rc = fail_at(p, config_setting_get_member(g, "listen"),
                          "metrics listen must be \"ADDR:PORT\" (e.g. \"127.0.0.1:9477\") or \"0\"");
         if (!rc) rc = get_bool(p, g, "allow_remote", &c->metrics_allow_remote);
@@ -303,7 +303,7 @@ static int parse_metrics_limits(pctx *p, const config_setting_t *root, xpb_confi
 /* ---- accounts -------------------------------------------------------------------- */
 
 /* s = "user@domain[/resource]" -> normalised bare JID + resource. */
-static int account_jid(xpb_account_cfg *a, const char *s, char *why, size_t whylen)
+int config_account_jid(xpb_account_cfg *a, const char *s, char *why, size_t whylen)
 {
     xpb_jid j;
     int rc = xpb_jid_parse(&j, s, strlen(s), why, whylen);
@@ -321,7 +321,7 @@ static int account_jid(xpb_account_cfg *a, const char *s, char *why, size_t whyl
 }
 
 /* A room JID: bare, with a localpart (room@service). */
-static int room_jid_ok(const char *s, char *why, size_t whylen)
+int config_room_jid_ok(const char *s, char *why, size_t whylen)
 {
     xpb_jid j;
     int rc = xpb_jid_parse(&j, s, strlen(s), why, whylen);
@@ -349,7 +349,7 @@ static int parse_room(pctx *p, const config_setting_t *s, xpb_room_cfg *r)
     if (!r->room || !r->nick || !r->nick[0])
         return fail_at(p, s, "a room needs room and nick");
     char why[256];
-    if (room_jid_ok(r->room, why, sizeof why) != 0)
+    if (config_room_jid_ok(r->room, why, sizeof why) != 0)
         return fail_at(p, config_setting_get_member(s, "room"), "room \"%s\": %s", r->room, why);
     return 0;
 }
@@ -455,7 +455,7 @@ static int parse_account(pctx *p, const config_setting_t *s, xpb_account_cfg *a)
     if (!rc) rc = get_str(p, s, "jid", &jid);
     if (!rc && !jid) rc = fail_at(p, s, "an account needs jid");
     char why[256] = "";
-    if (!rc && account_jid(a, jid, why, sizeof why) != 0)
+    if (!rc && config_account_jid(a, jid, why, sizeof why) != 0)
         rc = fail_at(p, config_setting_get_member(s, "jid"), "jid \"%s\": %s", jid, why);
     free(jid);
     if (!rc) rc = get_str(p, s, "password_file", &a->password_file);
@@ -628,248 +628,6 @@ int xpb_config_load(xpb_config *c, const char *path, char *err, size_t errlen)
     config_destroy(&cf);
     return rc;
 }
-
-/* ---- the command line ------------------------------------------------------------ */
-
-enum {
-    OPT_CONFIG = 256, OPT_JID, OPT_PWFILE, OPT_HOST, OPT_PORT, OPT_TRANSPORT, OPT_WSURL,
-    OPT_CAFILE, OPT_ROOM, OPT_NOPRES, OPT_ROSTER, OPT_EVENTS, OPT_REQUESTS, OPT_METRICS,
-    OPT_LOGLEVEL, OPT_LOGFILE, OPT_CHECK, OPT_VERSION, OPT_HELP, OPT_PLAINWS,
-};
-
-static const struct option long_opts[] = {
-    {"config", required_argument, NULL, OPT_CONFIG},
-    {"jid", required_argument, NULL, OPT_JID},
-    {"password-file", required_argument, NULL, OPT_PWFILE},
-    {"host", required_argument, NULL, OPT_HOST},
-    {"port", required_argument, NULL, OPT_PORT},
-    {"transport", required_argument, NULL, OPT_TRANSPORT},
-    {"ws-url", required_argument, NULL, OPT_WSURL},
-    {"allow-plaintext-ws", no_argument, NULL, OPT_PLAINWS},
-    {"ca-file", required_argument, NULL, OPT_CAFILE},
-    {"room", required_argument, NULL, OPT_ROOM},
-    {"no-presence", no_argument, NULL, OPT_NOPRES},
-    {"roster", no_argument, NULL, OPT_ROSTER},
-    {"events", required_argument, NULL, OPT_EVENTS},
-    {"requests", required_argument, NULL, OPT_REQUESTS},
-    {"metrics", required_argument, NULL, OPT_METRICS},
-    {"log-level", required_argument, NULL, OPT_LOGLEVEL},
-    {"log-file", required_argument, NULL, OPT_LOGFILE},
-    {"check-config", no_argument, NULL, OPT_CHECK},
-    {"version", no_argument, NULL, OPT_VERSION},
-    {"help", no_argument, NULL, OPT_HELP},
-    {NULL, 0, NULL, 0},
-};
-
-static int cli_value(xpb_cli *cli, int opt, const char *v, char *err, size_t errlen)
-{
-    char *end;
-    long port;
-    switch (opt) {
-    case OPT_CONFIG: cli->config_file = v; break;
-    case OPT_JID: cli->jid = v; break;
-    case OPT_PWFILE: cli->password_file = v; break;
-    case OPT_HOST: cli->host = v; break;
-    case OPT_PORT:
-        port = strtol(v, &end, 10);
-        if (*v == '\0' || *end != '\0' || port < 1 || port > 65535) {
-            snprintf(err, errlen, "--port must be 1..65535, not '%s'", v);
-            return XPB_EINVAL;
-        }
-        cli->port = (unsigned)port;
-        break;
-    case OPT_TRANSPORT: cli->transport = v; break;
-    case OPT_WSURL: cli->ws_url = v; break;
-    case OPT_PLAINWS: cli->allow_plaintext_ws = 1; break;
-    case OPT_CAFILE: cli->ca_file = v; break;
-    case OPT_ROOM:
-        if (cli->n_rooms >= XPB_CLI_MAX_ROOMS) {
-            snprintf(err, errlen, "more than %d --room flags", XPB_CLI_MAX_ROOMS);
-            return XPB_EINVAL;
-        }
-        cli->rooms[cli->n_rooms++] = v;
-        break;
-    case OPT_NOPRES: cli->no_presence = 1; break;
-    case OPT_ROSTER: cli->roster = 1; break;
-    case OPT_EVENTS: cli->events = v; break;
-    case OPT_REQUESTS: cli->requests = v; break;
-    case OPT_METRICS: cli->metrics = v; break;
-    case OPT_LOGLEVEL: cli->log_level = v; break;
-    case OPT_LOGFILE: cli->log_file = v; break;
-    case OPT_CHECK: cli->check_config = 1; break;
-    case OPT_VERSION: cli->version = 1; break;
-    case OPT_HELP: cli->help = 1; break;
-    default:
-        snprintf(err, errlen, "unknown option (see xpbridge --help)");
-        return XPB_EINVAL;
-    }
-    return 0;
-}
-
-/* Account flags without --jid would be silently ignored: refuse them. */
-static int cli_check(const xpb_cli *cli, char *err, size_t errlen)
-{
-    if (!cli->jid && (cli->password_file || cli->host || cli->port || cli->transport ||
-                      cli->ws_url || cli->ca_file || cli->n_rooms || cli->no_presence ||
-                      cli->roster || cli->allow_plaintext_ws)) {
-        snprintf(err, errlen, "--password-file, --host, --port, --transport, --ws-url, "
-                              "--allow-plaintext-ws, --ca-file, --room, --no-presence and "
-                              "--roster go with --jid");
-        return XPB_EINVAL;
-    }
-    if (cli->jid && !cli->password_file) {
-        snprintf(err, errlen, "--jid needs --password-file");
-        return XPB_EINVAL;
-    }
-    if (cli->transport && xpb_config_transport(cli->transport) < 0) {
-        snprintf(err, errlen, "--transport must be starttls, directtls or websocket, not '%s'",
-                 cli->transport);
-        return XPB_EINVAL;
-    }
-    if (cli->log_level && xpb_config_log_level(cli->log_level) < 0) {
-        snprintf(err, errlen, "--log-level must be debug, info, warn or error, not '%s'",
-                 cli->log_level);
-        return XPB_EINVAL;
-    }
-    if (cli->metrics && !listen_ok(cli->metrics)) {
-        snprintf(err, errlen, "--metrics must be ADDR:PORT (e.g. 127.0.0.1:9477) or 0, not '%s'",
-                 cli->metrics);
-        return XPB_EINVAL;
-    }
-    return 0;
-}
-
-int xpb_cli_parse(xpb_cli *cli, int argc, char **argv, char *err, size_t errlen)
-{
-    memset(cli, 0, sizeof *cli);
-    optind = 1;
-    opterr = 0;
-    int opt;
-    while ((opt = getopt_long(argc, argv, ":h", long_opts, NULL)) != -1) {
-        if (opt == 'h') opt = OPT_HELP;
-        if (opt == '?' || opt == ':') {
-            const char *a = argv[optind - 1] ? argv[optind - 1] : "?";
-            snprintf(err, errlen, opt == ':' ? "option %s needs a value" : "unknown option %s", a);
-            return XPB_EINVAL;
-        }
-        int rc = cli_value(cli, opt, optarg, err, errlen);
-        if (rc) return rc;
-    }
-    if (optind < argc) {
-        snprintf(err, errlen, "unexpected argument '%s' (options start with --)", argv[optind]);
-        return XPB_EINVAL;
-    }
-    return cli->help || cli->version ? 0 : cli_check(cli, err, errlen);
-}
-
-/* --room ROOM@SERVICE/NICK */
-static int cli_room(xpb_room_cfg *r, const char *v, char *err, size_t errlen)
-{
-    const char *slash = strchr(v, '/');
-    r->history_maxstanzas = -1;
-    if (!slash || !slash[1]) {
-        snprintf(err, errlen, "--room takes ROOM@SERVICE/NICK, not '%s'", v);
-        return XPB_EINVAL;
-    }
-    r->room = strndup(v, (size_t)(slash - v));
-    r->nick = strdup(slash + 1);
-    if (!r->room || !r->nick) return XPB_ENOMEM;
-    char why[256];
-    if (room_jid_ok(r->room, why, sizeof why) != 0) {
-        snprintf(err, errlen, "--room '%s': %s", v, why);
-        return XPB_EINVAL;
-    }
-    return 0;
-}
-
-/* The same transport and ws:// rules as parse_transport, for the flags. */
-static int cli_ws_check(const xpb_account_cfg *a, char *err, size_t errlen)
-{
-    char why[400];
-    if (a->transport == XPB_TRANSPORT_WEBSOCKET && !a->ws_url) {
-        snprintf(err, errlen, "--transport websocket needs --ws-url");
-        return XPB_EINVAL;
-    }
-    if (a->ws_url && a->transport != XPB_TRANSPORT_WEBSOCKET) {
-        snprintf(err, errlen, "--ws-url goes with --transport websocket (or no --transport)");
-        return XPB_EINVAL;
-    }
-    if (a->ws_url && xpb_config_check_ws_url(a->ws_url, a->allow_plaintext_ws, why, sizeof why)) {
-        snprintf(err, errlen, "--ws-url: %s", why);
-        return XPB_EINVAL;
-    }
-    return 0;
-}
-
-static int cli_account(xpb_account_cfg *a, const xpb_cli *cli, char *err, size_t errlen)
-{
-    char why[256] = "";
-    a->send_presence = !cli->no_presence;
-    a->fetch_roster = cli->roster;
-    a->stream_management = 1;
-    if (account_jid(a, cli->jid, why, sizeof why) != 0) {
-        snprintf(err, errlen, "--jid '%s': %s", cli->jid, why);
-        return XPB_EINVAL;
-    }
-    int rc = set_str(&a->password_file, cli->password_file);
-    if (!rc && cli->host) rc = set_str(&a->host, cli->host);
-    if (!rc && cli->ws_url) rc = set_str(&a->ws_url, cli->ws_url);
-    if (!rc && cli->ca_file) rc = set_str(&a->ca_file, cli->ca_file);
-    a->port = cli->port;
-    a->allow_plaintext_ws = cli->allow_plaintext_ws;
-    if (cli->transport) a->transport = xpb_config_transport(cli->transport);
-    else if (cli->ws_url) a->transport = XPB_TRANSPORT_WEBSOCKET; /* --ws-url implies it */
-    if (!rc) rc = cli_ws_check(a, err, errlen);
-    if (!rc && cli->n_rooms) {
-        a->rooms = calloc(cli->n_rooms, sizeof *a->rooms);
-        if (!a->rooms) return XPB_ENOMEM;
-        for (size_t i = 0; i < cli->n_rooms && !rc; i++) {
-            a->n_rooms++;
-            rc = cli_room(&a->rooms[i], cli->rooms[i], err, errlen);
-        }
-    }
-    return rc;
-}
-
-static int add_cli_account(xpb_config *c, const xpb_cli *cli, char *err, size_t errlen)
-{
-    xpb_account_cfg a = {0};
-    int rc = cli_account(&a, cli, err, errlen);
-    if (rc) {
-        if (rc == XPB_ENOMEM) snprintf(err, errlen, "out of memory");
-        xpb_account_cfg_clear(&a);
-        return rc;
-    }
-    for (size_t i = 0; i < c->n_accounts; i++)
-        if (strcmp(c->accounts[i].jid, a.jid) == 0) { /* the flags win */
-            xpb_account_cfg_clear(&c->accounts[i]);
-            c->accounts[i] = a;
-            return 0;
-        }
-    xpb_account_cfg *n = realloc(c->accounts, (c->n_accounts + 1) * sizeof *n);
-    if (!n) {
-        xpb_account_cfg_clear(&a);
-        return XPB_ENOMEM;
-    }
-    c->accounts = n;
-    c->accounts[c->n_accounts++] = a;
-    return 0;
-}
-
-int xpb_config_apply_cli(xpb_config *c, const xpb_cli *cli, char *err, size_t errlen)
-{
-    int rc = cli_check(cli, err, errlen);
-    if (!rc && cli->events) rc = set_str(&c->events_url, cli->events);
-    if (!rc && cli->requests) rc = set_str(&c->requests_url, cli->requests);
-    if (!rc && cli->metrics) rc = set_str(&c->metrics_listen, cli->metrics);
-    if (!rc && cli->log_file) rc = set_str(&c->log_file, cli->log_file);
-    if (!rc && cli->log_level) c->log_level = xpb_config_log_level(cli->log_level);
-    if (!rc && cli->jid) rc = add_cli_account(c, cli, err, errlen);
-    if (rc == XPB_ENOMEM) snprintf(err, errlen, "out of memory");
-    return rc;
-}
-
-/* ---- accounts: compare, copy, find ------------------------------------------------- */
 
 static int str_eq(const char *a, const char *b)
 {

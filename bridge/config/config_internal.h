@@ -1,0 +1,18 @@
+/* Shared by config.c (the file) and cli.c (the flags). */
+#ifndef XPB_CONFIG_INTERNAL_H
+#define XPB_CONFIG_INTERNAL_H
+
+#include <stddef.h>
+
+#include "xpb_config.h"
+
+/* *dst = a copy of v (NULL stays NULL); 0 or XPB_ENOMEM. */
+int config_set_str(char **dst, const char *v);
+/* s = "user@domain[/resource]" -> a->jid (normalised bare JID) and a->resource. */
+int config_account_jid(xpb_account_cfg *a, const char *s, char *why, size_t whylen);
+/* A metrics listen address: "ADDR:PORT" (or "[v6]:PORT"); "0" and "" (disabled) pass. */
+int config_listen_ok(const char *s);
+/* A room JID: bare, with a localpart (room@service). */
+int config_room_jid_ok(const char *s, char *why, size_t whylen);
+
+#endif

@@ -471,6 +471,8 @@ int xpb_bus_new(xpb_bus **out, xpb_loop *loop, const xpb_bus_config *cfg, xpb_bu
         xpb_bus_config_init(&b->cfg);
     apply_defaults(&b->cfg);
     b->ops = b->cfg.backend;
+    if (b->cfg.first_seq > 1) b->seq = b->cfg.first_seq - 1;
+    b->batches.journal_id = b->cfg.journal_id;
     b->host = (xpb_bus_host){.front = b, .request = on_request, .published = on_published};
     int rc = front_init(b);
     if (rc == 0) rc = b->ops->open(&b->be, loop, &b->cfg, &b->host, err, errlen);
@@ -552,4 +554,9 @@ const char *xpb_bus_events_url(const xpb_bus *b)
 const char *xpb_bus_requests_url(const xpb_bus *b)
 {
     return endpoint(b, XPB_BUS_EP_REQUESTS);
+}
+
+void *xpb_bus_backend_of(const xpb_bus *b, const xpb_bus_backend_ops *ops)
+{
+    return b != NULL && b->ops == ops ? b->be : NULL;
 }

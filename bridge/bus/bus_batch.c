@@ -135,7 +135,19 @@ static int batch_put_prev_seq(xpb_bus_open_batch *bt, uint64_t prev_seq)
     return batch_put(bt, f, fl);
 }
 
-static xpb_bus_open_batch *batch_new(const char *kind, const char *account, uint64_t prev_seq)
+/* EventBatch.journal_id (field 3, string), before the events like prev_seq. */
+static int batch_put_journal_id(xpb_bus_open_batch *bt, const char *id)
+{
+    if (id == NULL) return 0;
+    uint8_t f[11];
+    size_t n = strlen(id);
+    f[0] = 0x1a;
+    size_t fl = 1 + varint_put(f + 1, n);
+    return batch_put(bt, f, fl) != 0 ? XPB_ENOMEM : batch_put(bt, id, n);
+}
+
+static xpb_bus_open_batch *batch_new(const char *kind, const char *account, uint64_t prev_seq,
+                                     const char *journal_id)
 {
     size_t kl = strlen(kind), al = strlen(account), tl = kl + al + 2;
     xpb_bus_open_batch *bt = calloc(1, sizeof *bt + tl + 1 + kl + 1 + al + 1);
@@ -149,7 +161,8 @@ static xpb_bus_open_batch *batch_new(const char *kind, const char *account, uint
     bt->kind_len = kl;
     /* The NUL after the topic is part of the frame: a prefix subscription
      * on "message/alice@x/" can then never match "message/alice@x.org/". */
-    if (batch_put(bt, bt->topic, tl + 1) != 0 || batch_put_prev_seq(bt, prev_seq) != 0) {
+    if (batch_put(bt, bt->topic, tl + 1) != 0 || batch_put_prev_seq(bt, prev_seq) != 0 ||
+        batch_put_journal_id(bt, journal_id) != 0) {
         xpb_bus_batch_free(bt);
         return NULL;
     }
@@ -161,7 +174,7 @@ xpb_bus_open_batch *xpb_bus_batch_get(xpb_bus_batcher *b, const char *kind, cons
 {
     for (xpb_bus_open_batch *bt = b->head; bt != NULL; bt = bt->next)
         if (topic_is(bt->topic, bt->topic_len, kind, account)) return bt;
-    xpb_bus_open_batch *bt = batch_new(kind, account, prev_seq);
+    xpb_bus_open_batch *bt = batch_new(kind, account, prev_seq, b->journal_id);
     if (bt == NULL) return NULL;
     if (b->tail != NULL)
         b->tail->next = bt;

@@ -40,6 +40,7 @@ typedef struct xpb_bus_batcher {
     xpb_bus_topic *topics[XPB_BUS_TOPIC_BUCKETS];
     xpb_bus_topic *lru_head, *lru_tail; /* most recently published first */
     unsigned ntopics;
+    const char *journal_id; /* EventBatch.journal_id of every batch; NULL: none */
 } xpb_bus_batcher;
 
 void xpb_bus_batcher_free(xpb_bus_batcher *bt); /* open batches and topics */

@@ -27,4 +27,8 @@ int xpb_bus_decode_request(const uint8_t *data, size_t len, size_t max_bytes, si
                            Xpb__V1__Request **out, char id[XPB_BUS_MAX_REQUEST_ID + 1], int *has_id,
                            Xpb__V1__ErrorCode *code, char *text, size_t textlen);
 
+/* The back end's handle when the bus runs on ops, else NULL (for a back
+ * end's own stats, e.g. the journal's). */
+void *xpb_bus_backend_of(const xpb_bus *b, const xpb_bus_backend_ops *ops);
+
 #endif

@@ -17,7 +17,8 @@
 
 static int op_needs_account(Xpb__V1__Request__OpCase op)
 {
-    return op != XPB__V1__REQUEST__OP_LIST && op != XPB__V1__REQUEST__OP_STATUS;
+    return op != XPB__V1__REQUEST__OP_LIST && op != XPB__V1__REQUEST__OP_STATUS &&
+           op != XPB__V1__REQUEST__OP_REPLAY;
 }
 
 /* The stanza inside send or iq, checked like any record from outside. */

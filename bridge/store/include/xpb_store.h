@@ -54,8 +54,8 @@ typedef struct xpb_journal_stats {
 
 /* The seq the next appended event must carry (last_seq + 1). */
 uint64_t xpb_store_next_seq(const xpb_store *s);
-/* Appends n events in one transaction (a group commit); their seqs must
- * follow on from xpb_store_next_seq. On error nothing of them is kept. */
+/* Appends n events in one transaction (a group commit); their seqs must grow
+ * and be at least xpb_store_next_seq. On error nothing of them is kept. */
 int xpb_store_journal_append(xpb_store *s, const xpb_journal_event *ev, size_t n, char *err,
                              size_t errlen);
 /* Calls cb for each kept event with seq >= from_seq whose topic starts with

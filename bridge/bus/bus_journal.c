@@ -13,6 +13,7 @@
 #include "bus_internal.h"
 #include "xpb_error.h"
 #include "xpb_log.h"
+#include "xpb_loop.h"
 
 typedef struct held_batch {
     xpb_bus_batch bt; /* frame, topic, kind and account point into mem */

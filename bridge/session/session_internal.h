@@ -23,7 +23,7 @@
 #define NS_STREAM_ERR "urn:ietf:params:xml:ns:xmpp-streams"
 #define NS_SASL_CB "urn:xmpp:sasl-cb:0" /* XEP-0440 */
 #define MAX_CB_TYPES 8u                  /* XEP-0440 types considered */
-#define SESSION_WHY_MAX 512u             /* a reason sentence kept for an action */
+#define SESSION_WHY_MAX 1024u            /* a reason sentence kept for an action */
 
 /* The one sub-state: steps inside XPB_SS_BIND (RFC 6120 §7, RFC 3921 §3,
  * XEP-0198 §3, §5). */

@@ -164,8 +164,11 @@ extern const session_rule session_rules[];
 extern const size_t session_n_rules;
 extern const session_edge session_edges[];
 extern const size_t session_n_edges;
-/* The row for {ns, name}, or NULL for an element the session does not know. */
-const session_rule *session_rule_find(const char *ns, const char *name);
+/* The row for {ns, name} in state st; when no row allows st, the first row
+ * for {ns, name} (its `from` lacks st) and *allowed = every state that has
+ * one; NULL for an element the session does not know. */
+const session_rule *session_rule_find(const char *ns, const char *name, xpb_session_state st,
+                                      unsigned *allowed);
 /* Dispatch a depth-1 element through the table. */
 session_action session_dispatch(xpb_session *s, const xpb_node *el);
 /* 1 when some row or edge declares the move from -> to. */

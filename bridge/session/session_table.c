@@ -105,21 +105,29 @@ static session_action on_client_stanza(xpb_session *s, const xpb_node *el)
 
 /* ---- the table ------------------------------------------------------------- */
 
-/* Stanzas first: they are most of the traffic. name NULL: any element of ns. */
+/* Stanzas first: they are most of the traffic. name NULL: any element of ns.
+ * An element may have several rows for different states (different `to`). */
+#define STANZA_RULE \
+    "RFC 6120 §7.1: stanzas only once the stream is authenticated and a resource is bound"
 const session_rule session_rules[] = {
-    {S(BIND) | S(ONLINE) | S(CLOSING), XPB_NS_CLIENT, NULL, on_client_stanza,
-     S(ONLINE) | S(BACKOFF) | S(STOPPED), "stanza (bind, session, iq results)",
-     "RFC 6120 §7.1: stanzas only once the stream is authenticated and a resource is bound"},
+    {S(ONLINE) | S(CLOSING), XPB_NS_CLIENT, NULL, on_client_stanza, S(BACKOFF),
+     "ping answer past the unacked limit", STANZA_RULE},
+    {S(BIND), XPB_NS_CLIENT, NULL, on_client_stanza, S(ONLINE) | S(STOPPED),
+     "bind or session result", STANZA_RULE},
     {S(ONLINE) | S(CLOSING), NS_SM, "r", session_on_sm, 0, "r",
      "XEP-0198 §4: acks only on a stream with stream management"},
-    {S(ONLINE) | S(CLOSING), NS_SM, "a", session_on_sm, S(BACKOFF), "a with bad h",
+    {S(ONLINE) | S(CLOSING), NS_SM, "a", session_on_sm, S(BACKOFF), "a with a bad h",
      "XEP-0198 §4: acks only on a stream with stream management"},
     {S(STREAM_OPEN), XPB_NS_STREAMS, "features", session_on_features,
      S(STARTTLS) | S(AUTH) | S(BIND) | S(STOPPED), "features",
      "RFC 6120 §4.3.2: features follow the server's stream header"},
-    {LINK, XPB_NS_STREAMS, "error", on_stream_error, S(BACKOFF) | S(STOPPED), "stream error",
+    {LINK & ~S(CLOSING), XPB_NS_STREAMS, "error", on_stream_error, S(BACKOFF) | S(STOPPED),
+     "stream error", "RFC 6120 §4.9"},
+    {S(CLOSING), XPB_NS_STREAMS, "error", on_stream_error, S(STOPPED), "stream error",
      "RFC 6120 §4.9"},
-    {LINK, NS_FRAMING, "close", on_ws_close, S(BACKOFF) | S(STOPPED), "close",
+    {LINK & ~S(CLOSING), NS_FRAMING, "close", on_ws_close, S(BACKOFF) | S(STOPPED),
+     "server closes the stream", "RFC 7395 §3.6"},
+    {S(CLOSING), NS_FRAMING, "close", on_ws_close, S(STOPPED), "server closes the stream",
      "RFC 7395 §3.6"},
     {S(STREAM_OPEN), NS_FRAMING, "open", on_ws_open, 0, "open",
      "RFC 7395 §3.4: <open/> answers the client's <open/>"},
@@ -157,21 +165,33 @@ const session_edge session_edges[] = {
      "connect timer", S(BACKOFF)},
     {S(ONLINE), "ping timeout", S(BACKOFF)},
     {S(CLOSING), "close timer", S(STOPPED)},
-    {S(ONLINE), "close", S(CLOSING) | S(BACKOFF)},
+    {S(ONLINE), "close()", S(CLOSING) | S(BACKOFF)},
     {S(IDLE) | S(CONNECTING) | S(STREAM_OPEN) | S(STARTTLS) | S(TLS_HANDSHAKE) | S(AUTH) |
          S(BIND) | S(BACKOFF),
-     "close", S(STOPPED)},
+     "close()", S(STOPPED)},
     {LINK, "XML error, element out of place", S(BACKOFF)},
 };
 const size_t session_n_edges = sizeof session_edges / sizeof session_edges[0];
 
-const session_rule *session_rule_find(const char *ns, const char *name)
+static int rule_matches(const session_rule *r, const char *ns, const char *name)
 {
+    return strcmp(ns, r->ns) == 0 && (r->name == NULL || strcmp(name, r->name) == 0);
+}
+
+const session_rule *session_rule_find(const char *ns, const char *name, xpb_session_state st,
+                                      unsigned *allowed)
+{
+    const session_rule *first = NULL;
+    *allowed = 0;
     for (size_t i = 0; i < session_n_rules; i++) {
         const session_rule *r = &session_rules[i];
-        if (strcmp(ns, r->ns) == 0 && (r->name == NULL || strcmp(name, r->name) == 0)) return r;
+        if (!rule_matches(r, ns, name)) continue;
+        if (r->from & SS_BIT(st)) return r;
+        if (first == NULL) first = r;
     }
-    return NULL;
+    for (size_t i = 0; first != NULL && i < session_n_rules; i++) /* every state it may come in */
+        if (rule_matches(&session_rules[i], ns, name)) *allowed |= session_rules[i].from;
+    return first;
 }
 
 static void allowed_states(char *out, size_t cap, unsigned mask)
@@ -188,10 +208,11 @@ static void allowed_states(char *out, size_t cap, unsigned mask)
 }
 
 /* RFC 6120 §4.9: named once, in the stream error's text and the event. */
-static session_action out_of_place(xpb_session *s, const session_rule *r, const xpb_node *el)
+static session_action out_of_place(xpb_session *s, const session_rule *r, unsigned from,
+                                   const xpb_node *el)
 {
     char allowed[160];
-    allowed_states(allowed, sizeof allowed, r->from);
+    allowed_states(allowed, sizeof allowed, from);
     snprintf(s->why, sizeof s->why,
              "<%.40s xmlns='%.60s'/> is out of place in state %s (%s; allowed in: %s)",
              el->name, el->ns, xpb_session_state_name(s->state), r->rule, allowed);
@@ -200,11 +221,12 @@ static session_action out_of_place(xpb_session *s, const session_rule *r, const 
 
 session_action session_dispatch(xpb_session *s, const xpb_node *el)
 {
-    const session_rule *r = session_rule_find(el->ns, el->name);
-    /* Elements of namespaces the session does not speak are extensions it
-     * may ignore (RFC 6120 §8.4); the RFC 7395 <open/> answer lands here too. */
+    unsigned allowed;
+    const session_rule *r = session_rule_find(el->ns, el->name, s->state, &allowed);
+    /* Elements the session does not know are extensions it may ignore
+     * (RFC 6120 §8.4). */
     if (r == NULL) return act_continue();
-    if (!(r->from & SS_BIT(s->state))) return out_of_place(s, r, el);
+    if (!(r->from & SS_BIT(s->state))) return out_of_place(s, r, allowed, el);
     return r->fn(s, el);
 }
 

@@ -230,6 +230,7 @@ static void fail_stream(xpb_session *s, const char *xml, const char *why)
 
 void session_apply(xpb_session *s, session_action a)
 {
+    if (a.kind == ACT_CONTINUE || a.kind == ACT_HALTED) return;
     char why[SESSION_WHY_MAX]; /* events may re-enter the session and reuse s->why */
     snprintf(why, sizeof why, "%s", a.reason ? a.reason : "");
     switch (a.kind) {
@@ -365,6 +366,7 @@ int xpb_session_new(xpb_session **out, const xpb_session_config *cfg, const xpb_
     if (s == NULL) return XPB_ENOMEM;
     s->ops = ops;
     s->io = io;
+    xpb_buf_init(&s->wbuf, 0);
     int rc = copy_config(s, cfg);
     if (rc == 0) rc = xpb_jid_parse(&s->jid, cfg->jid, strlen(cfg->jid), NULL, 0);
     if (rc == 0 && s->jid.local == NULL) rc = XPB_EJIDEMPTY; /* SASL needs a username */
@@ -385,6 +387,7 @@ void xpb_session_free(xpb_session *s)
 {
     if (s == NULL) return;
     session_items_free(s);
+    xpb_buf_free(&s->wbuf);
     xpb_reader_free(s->reader);
     xpb_sasl_free(s->sasl);
     xpb_sasl_cache_free(s->sasl_cache);

@@ -94,6 +94,7 @@ struct xpb_session {
     size_t last_bytes; /* XML size of the stanza last accepted by xpb_session_send */
     char why[SESSION_WHY_MAX];   /* reason text of the action being applied */
     char why_xml[384];           /* ACT_STREAM_ERROR: the <stream:error/> to send */
+    xpb_buf wbuf;                /* where session_xml.c builds elements, reused */
 
     /* XEP-0198 */
     int sm_on;                   /* enabled or resumed on this stream */

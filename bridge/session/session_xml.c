@@ -11,24 +11,28 @@
 #include "xpb_error.h"
 #include "xpb_jid.h"
 
-/* A writer whose first error sticks, so an element reads as its steps. */
+/* A writer whose first error sticks, so an element reads as its steps. The
+ * session's elements are built in its reusable s->wbuf (no allocation per
+ * element once it has grown); a nested write (an <r/> after a tracked send)
+ * only starts after the outer one's bytes were consumed. */
 typedef struct out {
-    xpb_buf buf;
+    xpb_buf *buf;
     xpb_writer w;
     int rc;
 } out;
 
-static void o_init(out *o, const char *parent_ns)
+static void o_init(out *o, xpb_buf *buf, const char *parent_ns)
 {
-    xpb_buf_init(&o->buf, 0);
-    xpb_writer_init(&o->w, &o->buf, parent_ns);
+    o->buf = buf;
+    o->buf->len = 0;
+    xpb_writer_init(&o->w, o->buf, parent_ns);
     o->rc = 0;
 }
 
 /* Stanzas (ns NULL: jabber:client) and stream-level elements alike. */
-static void o_init_for(out *o, const xpb_session *s)
+static void o_init_for(out *o, xpb_session *s)
 {
-    o_init(o, session_is_ws(s) ? "" : XPB_NS_CLIENT);
+    o_init(o, &s->wbuf, session_is_ws(s) ? "" : XPB_NS_CLIENT);
 }
 
 static void o_start(out *o, const char *ns, const char *name)
@@ -62,19 +66,13 @@ static void o_child_text(out *o, const char *name, const char *text)
 /* Sends what was built (not SM-tracked: stream-level elements). */
 static int o_send(xpb_session *s, out *o)
 {
-    int rc = o->rc;
-    if (rc == 0) rc = session_emit_bytes(s, o->buf.data, o->buf.len);
-    xpb_buf_free(&o->buf);
-    return rc;
+    return o->rc == 0 ? session_emit_bytes(s, o->buf->data, o->buf->len) : o->rc;
 }
 
 /* Sends a stanza of the session's own (SM-tracked, see session_sm.c). */
 static session_action o_send_internal(xpb_session *s, out *o)
 {
-    session_action a = act_continue();
-    if (o->rc == 0) a = session_send_internal(s, o->buf.data, o->buf.len);
-    xpb_buf_free(&o->buf);
-    return a;
+    return o->rc == 0 ? session_send_internal(s, o->buf->data, o->buf->len) : act_continue();
 }
 
 /* ---- stream ---------------------------------------------------------------- */
@@ -83,7 +81,7 @@ int session_write_stream_header(xpb_session *s)
 {
     if (session_is_ws(s)) { /* RFC 7395 §3.4 */
         out o;
-        o_init(&o, "");
+        o_init(&o, &s->wbuf, "");
         o_start(&o, NS_FRAMING, "open");
         o_attr(&o, "to", s->jid.domain);
         o_attr(&o, "version", "1.0");
@@ -125,9 +123,10 @@ int session_format_stream_error(xpb_buf *b, const char *cond, const char *app_ns
                                 const char *app_name, const char *h, const char *send_count,
                                 const char *text)
 {
-    out o; /* o.buf unused: the writer fills b */
-    o.rc = 0;
-    xpb_writer_init(&o.w, b, "");
+    xpb_buf local;
+    xpb_buf_init(&local, 0);
+    out o;
+    o_init(&o, &local, "");
     /* The prefix is declared here too, so the element stands alone (RFC 7395
      * §3.6 messages do; in TCP it repeats the stream header's). */
     o_start(&o, NULL, "stream:error");
@@ -146,7 +145,10 @@ int session_format_stream_error(xpb_buf *b, const char *cond, const char *app_ns
         o_end(&o);
     }
     o_end(&o);
-    return o.rc;
+    int rc = o.rc;
+    if (rc == 0) rc = xpb_buf_append(b, local.data, local.len);
+    xpb_buf_free(&local);
+    return rc;
 }
 
 /* ---- negotiation ----------------------------------------------------------- */
@@ -160,15 +162,17 @@ int session_write_sasl(xpb_session *s, const char *name, const char *mech,
     size_t b64_len = 0;
     int rc = xpb_sasl_b64_encode(data, len, &b64, &b64_len);
     if (rc != 0) return rc;
+    xpb_buf secret; /* its own buffer: wiped, never reused */
+    xpb_buf_init(&secret, 0);
     out o;
-    o_init_for(&o, s);
+    o_init(&o, &secret, session_is_ws(s) ? "" : XPB_NS_CLIENT);
     o_start(&o, NS_SASL, name);
     o_attr(&o, "mechanism", mech);
     o_text(&o, b64, b64_len);
     o_end(&o);
     rc = o.rc;
-    if (rc == 0) rc = session_emit_bytes(s, o.buf.data, o.buf.len);
-    if (o.buf.data != NULL) session_free_secret(o.buf.data, o.buf.cap);
+    if (rc == 0) rc = session_emit_bytes(s, secret.data, secret.len);
+    if (secret.data != NULL) session_free_secret(secret.data, secret.cap);
     session_free_secret(b64, b64_len);
     return rc;
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian 12 machine: installs what is
-# missing, builds a release and an ASan+UBSan build, runs every ctest test in
+# missing, checks the layering of bridge/ (tools/check_layers.sh), builds a release and an ASan+UBSan build, runs every ctest test in
 # the release build and every unit test in the ASan build (the integration
 # tests against real Prosody/ejabberd run once, in the release build), builds
 # the codec once more against an expat header without the reparse-deferral
@@ -19,6 +19,9 @@ xpb_upgrade_parsers
 
 jobs=$(nproc 2>/dev/null || echo 2)
 step() { printf '\n==== %s ====\n' "$*"; }
+
+step "layering check"
+bash tools/check_layers.sh
 
 step "release build + tests"
 cmake -S . -B build/release -DCMAKE_BUILD_TYPE=RelWithDebInfo -DXPB_WERROR=ON >/dev/null

@@ -1,8 +1,10 @@
 /* Client side of SASL for XMPP (RFC 6120 §6): mechanism choice, SCRAM (RFC 5802,
  * RFC 7677, channel binding per RFC 9266) and PLAIN (RFC 4616) as a pure state
- * machine. Only libcrypto is used: RAND_bytes, PBKDF2, HMAC, CRYPTO_memcmp. */
+ * machine. Only libcrypto is used: RAND_bytes, PBKDF2, HMAC, CRYPTO_memcmp.
+ * Base64 is in sasl_base64.c, the SaltedPassword cache in sasl_cache.c. */
 #include "xpb_error.h"
 #include "xpb_sasl.h"
+#include "sasl_cache.h"
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -43,17 +45,6 @@ enum state {
     ST_WAIT_PLAIN, /* PLAIN sent, expecting <success/> */
     ST_DONE,
     ST_FAILED,
-};
-
-struct xpb_sasl_cache {
-    int sha256;
-    uint32_t iter;
-    unsigned char salt[XPB_SASL_SALT_MAX];
-    size_t salt_len;
-    unsigned char pwhash[32]; /* SHA-256 of the password: a new password misses */
-    unsigned char salted[EVP_MAX_MD_SIZE];
-    int valid;
-    uint64_t hits;
 };
 
 struct xpb_sasl {
@@ -138,91 +129,6 @@ static void sanitize(char *dst, size_t dstlen, const char *src, size_t len)
         dst[j++] = (c >= 0x20 && c < 0x7f) ? (char)c : '?';
     }
     dst[j] = 0;
-}
-
-/* ---- base64 (RFC 4648 §4; RFC 6120 §6.4.2) ------------------------------ */
-
-static const char b64_alpha[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-static void b64_block(const unsigned char *in, size_t n, char *o)
-{
-    uint32_t v = (uint32_t)in[0] << 16;
-    if (n > 1) v |= (uint32_t)in[1] << 8;
-    if (n > 2) v |= in[2];
-    o[0] = b64_alpha[(v >> 18) & 63];
-    o[1] = b64_alpha[(v >> 12) & 63];
-    o[2] = n > 1 ? b64_alpha[(v >> 6) & 63] : '=';
-    o[3] = n > 2 ? b64_alpha[v & 63] : '=';
-}
-
-int xpb_sasl_b64_encode(const unsigned char *in, size_t len, char **out, size_t *out_len)
-{
-    if (!out || !out_len || (len && !in)) return XPB_EINVAL;
-    if (len > (SIZE_MAX / 4 - 1) * 3) return XPB_EINVAL;
-    size_t n = len ? 4 * ((len + 2) / 3) : 1;
-    char *o = malloc(n + 1);
-    if (!o) return XPB_ENOMEM;
-    if (!len) o[0] = '='; /* RFC 6120 §6.4.2: empty data is sent as "=" */
-    for (size_t i = 0, j = 0; i < len; i += 3, j += 4)
-        b64_block(in + i, len - i < 3 ? len - i : 3, o + j);
-    o[n] = 0;
-    *out = o;
-    *out_len = n;
-    return 0;
-}
-
-static int b64_val(char c)
-{
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+') return 62;
-    if (c == '/') return 63;
-    return -1;
-}
-
-/* Decode one 4-character group; pads allowed only when last. Returns bytes or -1. */
-static int b64_group(const char *g, int last, unsigned char *o)
-{
-    int v[4], pads = 0;
-    for (int k = 0; k < 4; k++) {
-        if (g[k] == '=' && last && k >= 2) {
-            v[k] = 0;
-            pads++;
-        } else if (pads || (v[k] = b64_val(g[k])) < 0) {
-            return -1;
-        }
-    }
-    uint32_t w = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 | (uint32_t)v[3];
-    /* RFC 4648 §3.5: only the canonical encoding (zero pad bits) is accepted,
-     * so two different strings never decode to the same bytes. */
-    if ((pads == 1 && (w & 0xff)) || (pads == 2 && (w & 0xffff))) return -1;
-    o[0] = (unsigned char)(w >> 16);
-    o[1] = (unsigned char)(w >> 8);
-    o[2] = (unsigned char)w;
-    return 3 - pads;
-}
-
-int xpb_sasl_b64_decode(const char *in, size_t len, unsigned char **out, size_t *out_len)
-{
-    if (!out || !out_len || (len && !in)) return XPB_EINVAL;
-    if (len == 1 && in[0] == '=') len = 0; /* RFC 6120 §6.4.2 empty */
-    if (len % 4) return XPB_ESASLBASE64;
-    unsigned char *o = malloc(len / 4 * 3 + 1);
-    if (!o) return XPB_ENOMEM;
-    size_t n = 0;
-    for (size_t i = 0; i < len; i += 4) {
-        int got = b64_group(in + i, i + 4 == len, o + n);
-        if (got < 0) {
-            wipe_free(o, len / 4 * 3 + 1);
-            return XPB_ESASLBASE64;
-        }
-        n += (size_t)got;
-    }
-    o[n] = 0;
-    *out = o;
-    *out_len = n;
-    return 0;
 }
 
 /* ---- configuration and lifetime ----------------------------------------- */
@@ -741,28 +647,15 @@ static int hmac(const EVP_MD *md, const unsigned char *key, size_t klen, const v
 static int cache_lookup(xpb_sasl *s, const server_first *sf, const unsigned char *pwhash,
                         unsigned char *salted, size_t hlen)
 {
-    xpb_sasl_cache *c = s->cache;
-    if (!c || !c->valid || c->sha256 != mechs[s->mech].sha256 || c->iter != sf->iter ||
-        c->salt_len != sf->salt_len || memcmp(c->salt, sf->salt, sf->salt_len) != 0 ||
-        CRYPTO_memcmp(c->pwhash, pwhash, sizeof c->pwhash) != 0)
-        return -1;
-    memcpy(salted, c->salted, hlen);
-    c->hits++;
-    return 0;
+    return sasl_cache_lookup(s->cache, mechs[s->mech].sha256, sf->iter, sf->salt, sf->salt_len,
+                             pwhash, salted, hlen);
 }
 
 static void cache_store(xpb_sasl *s, const server_first *sf, const unsigned char *pwhash,
                         const unsigned char *salted, size_t hlen)
 {
-    xpb_sasl_cache *c = s->cache;
-    if (!c) return;
-    c->sha256 = mechs[s->mech].sha256;
-    c->iter = sf->iter;
-    memcpy(c->salt, sf->salt, sf->salt_len);
-    c->salt_len = sf->salt_len;
-    memcpy(c->pwhash, pwhash, sizeof c->pwhash);
-    memcpy(c->salted, salted, hlen);
-    c->valid = 1;
+    sasl_cache_store(s->cache, mechs[s->mech].sha256, sf->iter, sf->salt, sf->salt_len, pwhash,
+                     salted, hlen);
 }
 
 /* SaltedPassword := Hi(Normalize(password), salt, i), i.e. PBKDF2-HMAC. */
@@ -953,25 +846,4 @@ int xpb_sasl_finish(xpb_sasl *s, const unsigned char *data, size_t len)
     }
     if (rc == 0) s->st = ST_DONE;
     return rc;
-}
-
-/* ---- SaltedPassword cache ------------------------------------------------ */
-
-int xpb_sasl_cache_new(xpb_sasl_cache **out)
-{
-    if (!out) return XPB_EINVAL;
-    *out = calloc(1, sizeof **out);
-    return *out ? 0 : XPB_ENOMEM;
-}
-
-void xpb_sasl_cache_free(xpb_sasl_cache *c)
-{
-    if (!c) return;
-    OPENSSL_cleanse(c, sizeof *c);
-    free(c);
-}
-
-uint64_t xpb_sasl_cache_hits(const xpb_sasl_cache *c)
-{
-    return c ? c->hits : 0;
 }

@@ -1,4 +1,4 @@
-/* Tests for bridge/session/session.c: a scripted fake server drives the c2s state
+/* Tests for the c2s session (bridge/session/session*.c): a scripted fake server drives the c2s state
  * machine through the ops table, asserts what the session sends and answers
  * with canned XML (STARTTLS, SASL, bind, XEP-0198, pings, backoff, stream
  * errors, clean close, RFC 7395 framing). No network. */

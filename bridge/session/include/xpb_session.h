@@ -112,7 +112,7 @@ typedef struct xpb_session_event {
     const xpb_node *stanza;
     size_t stanza_bytes; /* XPB_SE_STANZA: its size as received (xpb_reader_stanza_bytes) */
     uint64_t handle;
-    int code;           /* added: XPB_ERROR / STOPPED: the XPB_E… code (0 when none) */
+    int code;           /* XPB_SE_ERROR / STOPPED: the XPB_E… code (0 when none) */
 } xpb_session_event;
 
 /* Timers a session uses; the loop keeps one of each per session. */
@@ -156,7 +156,7 @@ void xpb_session_on_bytes(xpb_session *s, const char *data, size_t len);
 /* The transport failed or closed; reason is for logs and events. */
 void xpb_session_on_disconnected(xpb_session *s, const char *reason);
 void xpb_session_on_timer(xpb_session *s, xpb_session_timer t);
-/* Added: the TLS layer refused the peer (certificate chain or name, protocol
+/* The TLS layer refused the peer (certificate chain or name, protocol
  * version) in any state, direct TLS included. The session reports XPB_ETLS
  * with reason and stops: a certificate failure is never retried silently.
  * (on_disconnected while in XPB_SS_TLS_HANDSHAKE has the same effect.) For
@@ -172,12 +172,12 @@ void xpb_session_on_tls_failed(xpb_session *s, const char *reason);
 int xpb_session_send(xpb_session *s, const xpb_stanza *st, uint64_t *handle);
 /* Clean shutdown: unavailable presence, </stream:stream>, wait briefly. */
 void xpb_session_close(xpb_session *s);
-/* Added: the id of the stanza accepted by the last successful xpb_session_send
+/* The id of the stanza accepted by the last successful xpb_session_send
  * (the record's own or the generated one). Valid until the next send. */
 const char *xpb_session_last_id(const xpb_session *s);
-/* Added: the size of that stanza as XML on the wire, as queued. */
+/* The size of that stanza as XML on the wire, as queued. */
 size_t xpb_session_last_bytes(const xpb_session *s);
-/* Added: the bound full JID, or NULL before the first bind. */
+/* The bound full JID, or NULL before the first bind. */
 const char *xpb_session_jid(const xpb_session *s);
 
 xpb_session_state xpb_session_get_state(const xpb_session *s);

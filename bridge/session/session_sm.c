@@ -1,0 +1,276 @@
+/* Stream management (XEP-0198) and the outbound queue of the c2s session:
+ * stanzas kept until acknowledged, <r/> and <a/>, enable and resume, and the
+ * stream errors XEP-0198 §6 asks for when the counts disagree. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "session_internal.h"
+#include "xpb_error.h"
+
+/* ---- outbound queue -------------------------------------------------------- */
+
+static void item_release(xpb_session *s, size_t i)
+{
+    free(s->items[i].xml);
+    memmove(&s->items[i], &s->items[i + 1], (s->n_items - i - 1) * sizeof *s->items);
+    s->n_items--;
+    if (i < s->n_sent) s->n_sent--;
+}
+
+int session_item_insert(xpb_session *s, size_t at, uint64_t handle, const char *xml, size_t len)
+{
+    if (s->n_items == s->cap_items) {
+        size_t cap = s->cap_items ? s->cap_items * 2 : 16;
+        out_item *n = realloc(s->items, cap * sizeof *n);
+        if (n == NULL) return XPB_ENOMEM;
+        s->items = n;
+        s->cap_items = cap;
+    }
+    char *copy = malloc(len + 1);
+    if (copy == NULL) return XPB_ENOMEM;
+    memcpy(copy, xml, len);
+    copy[len] = '\0';
+    memmove(&s->items[at + 1], &s->items[at], (s->n_items - at) * sizeof *s->items);
+    s->items[at] = (out_item){.handle = handle, .xml = copy, .len = len};
+    s->n_items++;
+    return 0;
+}
+
+void session_items_free(xpb_session *s)
+{
+    for (size_t i = 0; i < s->n_items; i++) free(s->items[i].xml);
+    free(s->items);
+    s->items = NULL;
+    s->n_items = s->cap_items = s->n_sent = 0;
+}
+
+static void report_item(xpb_session *s, xpb_session_event_kind kind, uint64_t handle,
+                        const char *reason)
+{
+    if (handle == 0) return; /* the session's own stanza */
+    xpb_session_event ev = {.kind = kind, .state = s->state, .handle = handle, .reason = reason};
+    s->ops->event(s->io, &ev);
+}
+
+/* XEP-0198 §4: the server has handled `count` more of our stanzas. */
+static void release_acked(xpb_session *s, uint32_t count)
+{
+    for (uint32_t i = 0; i < count && s->n_sent > 0; i++) {
+        uint64_t h = s->items[0].handle;
+        item_release(s, 0);
+        report_item(s, XPB_SE_ACKED, h, NULL);
+    }
+}
+
+void session_fail_all_items(xpb_session *s, const char *reason)
+{
+    while (s->n_items > 0) {
+        uint64_t h = s->items[0].handle;
+        item_release(s, 0);
+        report_item(s, XPB_SE_FAILED, h, reason);
+    }
+    s->n_sent = 0;
+}
+
+/* A fresh session: our own stanzas of the old one are pointless (presence and
+ * roster are sent again); the user's are all resent. */
+void session_drop_internal_items(xpb_session *s)
+{
+    s->n_sent = 0;
+    for (size_t i = 0; i < s->n_items;) {
+        if (s->items[i].handle == 0)
+            item_release(s, i);
+        else
+            i++;
+    }
+}
+
+void session_forget_sm(xpb_session *s)
+{
+    free(s->sm_id);
+    s->sm_id = NULL;
+    s->h_in = s->last_acked = 0;
+}
+
+void session_request_ack(xpb_session *s)
+{
+    session_write_empty(s, NS_SM, "r");
+    s->since_r = 0;
+}
+
+/* After a tracked send: ask for an ack every ack_every stanzas, and once the
+ * burst is over (the ACK timer runs on the loop's next turn) so that the last
+ * stanzas of a burst are acknowledged at once too (XEP-0198 §4). */
+static void after_tracked_send(xpb_session *s)
+{
+    if (++s->since_r >= s->cfg.ack_every) {
+        session_request_ack(s);
+    } else if (!s->ack_timer_armed) {
+        s->ack_timer_armed = 1;
+        session_set_timer(s, XPB_TIMER_ACK, XPB_SESSION_ACK_IDLE_MS);
+    }
+}
+
+/* The queue has just been written in one go: one <r/> for all of it. */
+void session_request_ack_if_pending(xpb_session *s)
+{
+    if (s->sm_on && s->since_r > 0 && s->state == XPB_SS_ONLINE) session_request_ack(s);
+}
+
+/* Send item n_sent; with SM it stays until acked, without it is done. */
+static void send_next_item(xpb_session *s)
+{
+    out_item *it = &s->items[s->n_sent];
+    session_emit_bytes(s, it->xml, it->len);
+    s->stats.stanzas_out++;
+    if (s->sm_on) {
+        s->n_sent++;
+        after_tracked_send(s);
+    } else {
+        uint64_t h = it->handle;
+        item_release(s, s->n_sent);
+        report_item(s, XPB_SE_ACKED, h, NULL);
+    }
+}
+
+void session_flush_queue(xpb_session *s)
+{
+    while (s->state == XPB_SS_ONLINE && s->n_sent < s->n_items) send_next_item(s);
+}
+
+static size_t count_internal_unacked(const xpb_session *s)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < s->n_sent; i++) n += s->items[i].handle == 0;
+    return n;
+}
+
+/* The session's own stanzas count for h like any other (XEP-0198 §4). They
+ * are kept until acknowledged like the user's, so a server that makes us
+ * answer (pings) but never acknowledges would grow that list without end:
+ * past XPB_SESSION_MAX_INTERNAL_UNACKED the stream is given up and a fresh
+ * one started (the user's stanzas are resent there; ours are not needed). */
+session_action session_send_internal(xpb_session *s, const char *xml, size_t len)
+{
+    if (s->sm_on && count_internal_unacked(s) >= XPB_SESSION_MAX_INTERNAL_UNACKED) {
+        snprintf(s->why, sizeof s->why,
+                 "server acknowledged none of our last %u stanzas (XEP-0198): new session",
+                 XPB_SESSION_MAX_INTERNAL_UNACKED);
+        session_forget_sm(s);
+        session_drop_internal_items(s);
+        return act_retry(0, s->why, 0, 0);
+    }
+    if (s->sm_on) {
+        if (session_item_insert(s, s->n_sent, 0, xml, len) == 0) send_next_item(s);
+        return act_continue();
+    }
+    s->stats.stanzas_out++;
+    session_emit_bytes(s, xml, len);
+    return act_continue();
+}
+
+/* ---- acks ------------------------------------------------------------------ */
+
+static session_action stream_error(xpb_session *s, const char *h, const char *send_count)
+{
+    xpb_buf b;
+    xpb_buf_init(&b, 0);
+    int rc = session_format_stream_error(&b, "undefined-condition",
+                                         send_count ? NS_SM : NULL, "handled-count-too-high", h,
+                                         send_count, NULL);
+    if (rc == 0 && b.len < sizeof s->why_xml) {
+        memcpy(s->why_xml, b.data, b.len);
+        s->why_xml[b.len] = '\0';
+    } else {
+        s->why_xml[0] = '\0';
+    }
+    xpb_buf_free(&b);
+    return (session_action){ACT_STREAM_ERROR, XPB_ESTREAM, s->why, 0, 0};
+}
+
+/* XEP-0198 §4: h acknowledges (h - last_acked) mod 2^32 stanzas; more than we
+ * sent is a protocol violation answered with undefined-condition +
+ * handled-count-too-high (XEP-0198 §6). */
+static session_action apply_h(xpb_session *s, const char *hv)
+{
+    uint32_t h;
+    if (session_parse_u32(hv, &h) != 0) {
+        snprintf(s->why, sizeof s->why, "stream management: invalid h");
+        return stream_error(s, NULL, NULL);
+    }
+    uint32_t diff = h - s->last_acked;
+    if (diff > s->n_sent) {
+        uint32_t sent = s->last_acked + (uint32_t)s->n_sent;
+        char hs[16], ss[16];
+        snprintf(hs, sizeof hs, "%" PRIu32, h);
+        snprintf(ss, sizeof ss, "%" PRIu32, sent);
+        snprintf(s->why, sizeof s->why, "stream management: server acknowledged %" PRIu32
+                 " but only %" PRIu32 " were sent (handled-count-too-high)", h, sent);
+        return stream_error(s, hs, ss);
+    }
+    s->last_acked = h;
+    release_acked(s, diff);
+    return act_continue();
+}
+
+/* ---- enable, resume -------------------------------------------------------- */
+
+static session_action on_enabled(xpb_session *s, const xpb_node *el)
+{
+    if (s->step != BIND_ENABLE) return act_continue();
+    const char *resume = session_attr(el, "resume"), *id = session_attr(el, "id");
+    session_forget_sm(s);
+    if (id && resume && (strcmp(resume, "true") == 0 || strcmp(resume, "1") == 0))
+        s->sm_id = session_dup_str(id);
+    s->sm_on = 1;
+    s->since_r = 0;
+    return session_go_online(s, 0);
+}
+
+static session_action on_resumed(xpb_session *s, const xpb_node *el)
+{
+    if (s->step != BIND_RESUME) return act_continue();
+    s->sm_on = 1;
+    session_action a = apply_h(s, session_attr(el, "h"));
+    if (a.kind != ACT_CONTINUE) return a;
+    s->stats.resumptions++;
+    s->n_sent = 0; /* XEP-0198 §5: everything not acknowledged is sent again */
+    s->since_r = 0;
+    return session_go_online(s, 1);
+}
+
+static session_action on_failed(xpb_session *s, const xpb_node *el)
+{
+    if (s->step == BIND_ENABLE) {
+        session_forget_sm(s);
+        return session_go_online(s, 0); /* no SM on this stream */
+    }
+    if (s->step != BIND_RESUME) return act_continue();
+    s->stats.resume_failures++;
+    /* A newer server tells what it handled before the session died. */
+    if (session_attr(el, "h") != NULL) {
+        s->sm_on = 1;
+        session_action a = apply_h(s, session_attr(el, "h"));
+        if (a.kind != ACT_CONTINUE) return a;
+        s->sm_on = 0;
+    }
+    session_forget_sm(s);
+    session_drop_internal_items(s);
+    return session_send_bind(s);
+}
+
+session_action session_on_sm(xpb_session *s, const xpb_node *el)
+{
+    const char *name = el->name;
+    if (strcmp(name, "r") == 0) {
+        if (s->sm_on) session_write_answer_r(s);
+        return act_continue();
+    }
+    if (strcmp(name, "a") == 0) return s->sm_on ? apply_h(s, session_attr(el, "h")) : act_continue();
+    if (strcmp(name, "enabled") == 0) return on_enabled(s, el);
+    if (strcmp(name, "resumed") == 0) return on_resumed(s, el);
+    if (strcmp(name, "failed") == 0) return on_failed(s, el);
+    return act_continue();
+}

@@ -14,6 +14,7 @@
 #include "bus_dedupe.h"
 #include "bus_endpoint.h"
 #include "bus_internal.h"
+#include "xpb_bus_journal.h"
 #include "xpb_bus_backend.h"
 #include "xpb_error.h"
 #include "xpb_loop.h"
@@ -42,6 +43,7 @@ struct xpb_bus {
     const xpb_bus_backend_ops *ops;
     void *be;
     xpb_bus_host host;
+    xpb_bus_journal_cfg journal_cfg; /* when cfg.journal: the decorator's settings */
     xpb_pack_plan *plan; /* events: packed on the loop thread only (codec/pack.c) */
     xpb_timer *flush_timer;
     unsigned flush_ms;
@@ -471,8 +473,14 @@ int xpb_bus_new(xpb_bus **out, xpb_loop *loop, const xpb_bus_config *cfg, xpb_bu
         xpb_bus_config_init(&b->cfg);
     apply_defaults(&b->cfg);
     b->ops = b->cfg.backend;
-    if (b->cfg.first_seq > 1) b->seq = b->cfg.first_seq - 1;
-    b->batches.journal_id = b->cfg.journal_id;
+    if (b->cfg.journal != NULL) {
+        b->journal_cfg = (xpb_bus_journal_cfg){.store = b->cfg.journal, .inner = b->ops,
+                                               .inner_cfg = b->cfg.backend_cfg};
+        b->ops = b->cfg.backend = &xpb_bus_journal_ops;
+        b->cfg.backend_cfg = &b->journal_cfg;
+        b->seq = xpb_store_next_seq(b->cfg.journal) - 1;
+        b->batches.journal_id = xpb_store_journal_id(b->cfg.journal);
+    }
     b->host = (xpb_bus_host){.front = b, .request = on_request, .published = on_published};
     int rc = front_init(b);
     if (rc == 0) rc = b->ops->open(&b->be, loop, &b->cfg, &b->host, err, errlen);

@@ -17,7 +17,7 @@
 enum {
     OPT_CONFIG = 256, OPT_JID, OPT_PWFILE, OPT_HOST, OPT_PORT, OPT_TRANSPORT, OPT_WSURL,
     OPT_CAFILE, OPT_ROOM, OPT_NOPRES, OPT_ROSTER, OPT_EVENTS, OPT_REQUESTS, OPT_METRICS,
-    OPT_LOGLEVEL, OPT_LOGFILE, OPT_CHECK, OPT_VERSION, OPT_HELP, OPT_PLAINWS,
+    OPT_LOGLEVEL, OPT_LOGFILE, OPT_CHECK, OPT_VERSION, OPT_HELP, OPT_PLAINWS, OPT_STATEDIR,
 };
 
 static const struct option long_opts[] = {
@@ -38,6 +38,7 @@ static const struct option long_opts[] = {
     {"metrics", required_argument, NULL, OPT_METRICS},
     {"log-level", required_argument, NULL, OPT_LOGLEVEL},
     {"log-file", required_argument, NULL, OPT_LOGFILE},
+    {"state-dir", required_argument, NULL, OPT_STATEDIR},
     {"check-config", no_argument, NULL, OPT_CHECK},
     {"version", no_argument, NULL, OPT_VERSION},
     {"help", no_argument, NULL, OPT_HELP},
@@ -79,6 +80,7 @@ static int cli_value(xpb_cli *cli, int opt, const char *v, char *err, size_t err
     case OPT_METRICS: cli->metrics = v; break;
     case OPT_LOGLEVEL: cli->log_level = v; break;
     case OPT_LOGFILE: cli->log_file = v; break;
+    case OPT_STATEDIR: cli->state_dir = v; break;
     case OPT_CHECK: cli->check_config = 1; break;
     case OPT_VERSION: cli->version = 1; break;
     case OPT_HELP: cli->help = 1; break;
@@ -246,6 +248,7 @@ int xpb_config_apply_cli(xpb_config *c, const xpb_cli *cli, char *err, size_t er
     if (!rc && cli->requests) rc = config_set_str(&c->requests_url, cli->requests);
     if (!rc && cli->metrics) rc = config_set_str(&c->metrics_listen, cli->metrics);
     if (!rc && cli->log_file) rc = config_set_str(&c->log_file, cli->log_file);
+    if (!rc && cli->state_dir) rc = config_set_str(&c->state_dir, cli->state_dir);
     if (!rc && cli->log_level) c->log_level = xpb_config_log_level(cli->log_level);
     if (!rc && cli->jid) rc = add_cli_account(c, cli, err, errlen);
     if (rc == XPB_ENOMEM) snprintf(err, errlen, "out of memory");

@@ -81,6 +81,7 @@ void xpb_account_cfg_clear(xpb_account_cfg *a)
 void xpb_config_clear(xpb_config *c)
 {
     free(c->log_file);
+    free(c->state_dir);
     free(c->events_url);
     free(c->requests_url);
     free(c->private_dir);
@@ -537,14 +538,43 @@ static int parse_iq(pctx *p, const config_setting_t *root, xpb_config *c)
     return rc;
 }
 
+/* state = { dir = "/var/lib/xpbridge"; journal_max_bytes = ...; journal_max_age_s = ...;
+ *           sync = "full"; } */
+static int parse_state(pctx *p, const config_setting_t *root, xpb_config *c)
+{
+    static const char *const keys[] = {"dir", "journal_max_bytes", "journal_max_age_s", "sync",
+                                       NULL};
+    const config_setting_t *g;
+    int rc = group_of(p, root, "state", &g);
+    if (rc || !g) return rc;
+    if ((rc = check_keys(p, g, "state", keys))) return rc;
+    char *sync = NULL;
+    rc = get_str(p, g, "dir", &c->state_dir);
+    if (!rc) rc = get_uint(p, g, "journal_max_bytes", 65536, 1ll << 50, &c->journal_max_bytes);
+    if (!rc)
+        rc = get_uint(p, g, "journal_max_age_s", 60, 10ll * 365 * 24 * 3600,
+                      &c->journal_max_age_s);
+    if (!rc) rc = get_str(p, g, "sync", &sync);
+    if (!rc && sync) {
+        if (strcmp(sync, "full") && strcmp(sync, "normal"))
+            rc = fail_at(p, config_setting_get_member(g, "sync"),
+                         "state.sync must be \"full\" or \"normal\", not \"%s\"", sync);
+        c->state_sync_normal = strcmp(sync, "normal") == 0;
+    }
+    free(sync);
+    return rc;
+}
+
 static int parse_root(pctx *p, const config_setting_t *root, xpb_config *c)
 {
-    static const char *const keys[] = {"log", "bus", "metrics", "limits", "iq", "accounts", NULL};
+    static const char *const keys[] = {"log", "bus", "metrics", "limits", "iq", "state", "accounts",
+                                       NULL};
     int rc = check_keys(p, root, "the top level", keys);
     if (!rc) rc = parse_log(p, root, c);
     if (!rc) rc = parse_bus(p, root, c);
     if (!rc) rc = parse_metrics_limits(p, root, c);
     if (!rc) rc = parse_iq(p, root, c);
+    if (!rc) rc = parse_state(p, root, c);
     if (!rc) rc = parse_accounts(p, root, c);
     return rc;
 }

@@ -390,6 +390,7 @@ static int bus_start(xpb_daemon *d, const xpb_config *cfg, char *err, size_t err
     bc.max_string = cfg->max_stanza_bytes; /* a bot can send back what it received */
     bc.batch_max = cfg->batch_max;
     bc.batch_flush_us = cfg->batch_flush_us;
+    state_bus_config(d, &bc);
     int rc = xpb_bus_new(&d->bus, d->loop, &bc, on_request, d, err, errlen);
     if (rc && !err[0]) snprintf(err, errlen, "bus: %s", xpb_strerror(rc));
     return rc;
@@ -446,7 +447,9 @@ static int daemon_init(xpb_daemon *d, xpb_loop *loop, const xpb_config *cfg, cha
         return XPB_ENOMEM;
     }
     xpb_loop_set_handlers(loop, on_session_event, on_loop_log, d);
-    int rc = bus_start(d, cfg, err, errlen);
+    int rc = state_open(d, cfg, err, errlen);
+    if (rc) return rc;
+    rc = bus_start(d, cfg, err, errlen);
     if (rc) return rc;
     d->ctr.bus_up = 1;
     for (size_t i = 0; i < cfg->n_accounts; i++) {
@@ -526,6 +529,7 @@ void xpb_daemon_free(xpb_daemon *d)
     while (d->iqs) pending_free(d, d->iqs);
     if (d->bus) xpb_bus_free(d->bus);
     d->bus = NULL;
+    state_close(d); /* after the bus: its last flush goes to the journal */
     while (d->accounts) {
         struct account *a = d->accounts;
         d->accounts = a->next;

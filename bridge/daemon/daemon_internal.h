@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "xpb_daemon.h"
+#include "xpb_store.h"
 #include "open_policy.h"
 #include "xpb_loop.h"
 #include "xpb_session.h"
@@ -83,6 +84,7 @@ struct account {
 struct xpb_daemon {
     xpb_loop *loop;          /* given by xpb_daemon_new's caller */
     xpb_bus *bus;
+    xpb_store *store; /* the state directory's database, or NULL */
     struct account *accounts;
     struct pending_iq *iqs;
     xpb_arena *arena, *rarena;
@@ -153,5 +155,11 @@ int send_own(struct account *a, const xpb_stanza *st);
 void resend_presence(struct account *a);
 /* The bus request handler (an xpb_bus_handler) that bus_start gives the bus. */
 void on_request(void *ud, xpb_bus_request *req, const Xpb__V1__Request *r);
+
+/* state.c: the state directory, the journal under the bus, Replay. */
+int state_open(xpb_daemon *d, const xpb_config *cfg, char *err, size_t errlen);
+void state_bus_config(xpb_daemon *d, xpb_bus_config *bc);
+void state_close(xpb_daemon *d);
+void req_replay(xpb_daemon *d, xpb_bus_request *req, const Xpb__V1__Replay *op);
 
 #endif

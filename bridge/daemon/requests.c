@@ -444,6 +444,7 @@ void on_request(void *ud, xpb_bus_request *req, const Xpb__V1__Request *r)
     switch (r->op_case) {
     case XPB__V1__REQUEST__OP_LIST: req_list(d, req); return;
     case XPB__V1__REQUEST__OP_STATUS: req_status(d, req); return;
+    case XPB__V1__REQUEST__OP_REPLAY: req_replay(d, req, r->replay); return;
     case XPB__V1__REQUEST__OP_OPEN: req_open(d, req, r); return;
     default: break;
     }

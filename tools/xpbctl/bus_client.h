@@ -26,6 +26,7 @@ typedef struct ctl {
     bool timeout_set, json;
     char request_id[XPB_BUS_MAX_REQUEST_ID + 1];
     const char *account; /* put into requests that have none */
+    void *ud;            /* for a reply printer that needs a context */
 } ctl;
 
 /* Fills c from g: default URLs, a random request id unless given. 0 or an

@@ -10,6 +10,7 @@
 #include "bus_client.h"
 #include "output.h"
 #include "tail.h"
+#include "tail_resume.h"
 #include "xpb_stanza.h"
 
 #define TAIL_MAX_FILTERS 16   /* values of --account, and of --kind */
@@ -17,8 +18,9 @@
 
 typedef struct tail_args {
     xpbctl_list accounts, kinds;
-    xpbctl_num count;
+    xpbctl_num count, from_seq;
     bool sizes;
+    const char *resume_file;
 } tail_args;
 
 static const char *bare_jid_check(const char *v)
@@ -73,6 +75,20 @@ static const xpbctl_opt tail_opts[] = {
      .offset = XPBCTL_AT(tail_args, sizes),
      .help = "append each stanza's record size against its size as\n"
              "XML on the wire: [record 112 B vs XML 287 B (0.39)]"},
+    {.name = "--resume-file",
+     .arg = "FILE",
+     .kind = XPBCTL_STR,
+     .offset = XPBCTL_AT(tail_args, resume_file),
+     .help = "keep the last seq delivered in FILE (written atomically);\n"
+             "at start replay from the bridge's journal what came after\n"
+             "it, and replay any gap of the live stream"},
+    {.name = "--from-seq",
+     .arg = "N",
+     .kind = XPBCTL_NUM,
+     .min = 1,
+     .max = LLONG_MAX,
+     .offset = XPBCTL_AT(tail_args, from_seq),
+     .help = "replay from seq N first (wins over --resume-file's seq)"},
     {0},
 };
 
@@ -129,10 +145,50 @@ static void catch_stop_signals(void)
     sigaction(SIGTERM, &sa, NULL);
 }
 
+typedef struct tail_run {
+    const ctl *c;
+    const tail_args *a;
+    tail_gaps *gaps;
+    unsigned long long printed;
+    tail_resume *res; /* NULL unless --resume-file or --from-seq */
+    ctl *rc_ctl;      /* for replays */
+    const char *const *prefixes;
+    size_t n;
+} tail_run;
+
+/* Prints one event; non-zero once --count is reached. */
+static int deliver(void *ud, const Xpb__V1__Event *ev)
+{
+    tail_run *t = ud;
+    if (t->c->json)
+        ctl_print_json(&ev->base);
+    else
+        tail_print_event(ev, t->a->sizes);
+    return t->a->count.set && ++t->printed >= (unsigned long long)t->a->count.v;
+}
+
+/* With a resume point: events already delivered are skipped, and a hole
+ * before ev (by seq without filters, by the topic's prev_seq with them) is
+ * replayed from the journal first. Returns non-zero to stop. */
+static int deliver_resumed(tail_run *t, const Xpb__V1__EventBatch *b, size_t i)
+{
+    const Xpb__V1__Event *ev = b->event[i];
+    if (ev->seq <= t->res->last) return 0;
+    int hole = t->n == 0 ? ev->seq > t->res->last + 1
+                         : i == 0 && b->has_prev_seq && b->prev_seq > t->res->last;
+    int stopped = 0;
+    if (hole && t->res->last) {
+        tail_replay(t->rc_ctl, t->res, t->prefixes, t->n, ev->seq, deliver, t, &stopped);
+        if (stopped) return 1;
+    }
+    t->res->last = ev->seq;
+    t->res->dirty = 1;
+    return deliver(t, ev);
+}
+
 /* One NNG message: topic, NUL, EventBatch. Returns true when --count is
- * reached; *printed counts the events printed so far. */
-static bool handle_event_msg(const ctl *c, const tail_args *a, tail_gaps *gaps,
-                             unsigned long long *printed, const uint8_t *data, size_t len)
+ * reached. */
+static bool handle_event_msg(tail_run *t, const uint8_t *data, size_t len)
 {
     const uint8_t *nul = memchr(data, 0, len);
     size_t off = nul ? (size_t)(nul - data) + 1 : 0;
@@ -146,24 +202,20 @@ static bool handle_event_msg(const ctl *c, const tail_args *a, tail_gaps *gaps,
         return false;
     }
     bool done = false;
-    tail_gaps_batch(gaps, data, off - 1, b);
+    if (t->res) tail_resume_journal(t->res, b->journal_id);
+    tail_gaps_batch(t->gaps, data, off - 1, b);
     for (size_t i = 0; i < b->n_event && !done; i++) {
-        const Xpb__V1__Event *ev = b->event[i];
-        tail_gaps_event(gaps, ev->seq);
-        if (c->json)
-            ctl_print_json(&ev->base);
-        else
-            tail_print_event(ev, a->sizes);
-        done = a->count.set && ++*printed >= (unsigned long long)a->count.v;
+        tail_gaps_event(t->gaps, b->event[i]->seq);
+        done = t->res ? deliver_resumed(t, b, i) : deliver(t, b->event[i]);
     }
     fflush(stdout);
+    if (t->res) tail_resume_save(t->res);
     xpb__v1__event_batch__free_unpacked(b, NULL);
     return done;
 }
 
-static int follow(const ctl *c, const tail_args *a, ctl_sub *sub, tail_gaps *gaps)
+static int follow(tail_run *t, ctl_sub *sub)
 {
-    unsigned long long printed = 0;
     bool done = false;
     while (!done && !tail_stop) {
         const uint8_t *data = NULL;
@@ -171,10 +223,21 @@ static int follow(const ctl *c, const tail_args *a, ctl_sub *sub, tail_gaps *gap
         int rc = ctl_sub_next(sub, &data, &len);
         if (rc == CTL_SUB_TIMEOUT) continue;
         if (rc) return rc;
-        done = handle_event_msg(c, a, gaps, &printed, data, len);
+        done = handle_event_msg(t, data, len);
         if (ferror(stdout)) return XPBCTL_EXIT_FAIL;
     }
     return 0;
+}
+
+/* Replays what the journal kept after the resume point, then saves it. */
+static int replay_first(tail_run *t, bool *done)
+{
+    int stopped = 0;
+    int rc = tail_replay(t->rc_ctl, t->res, t->prefixes, t->n, 0, deliver, t, &stopped);
+    fflush(stdout);
+    if (!rc) tail_resume_save(t->res);
+    *done = stopped;
+    return rc;
 }
 
 static int run_tail(const xpbctl_command *cmd, const xpbctl_globals *g, void *args)
@@ -188,12 +251,21 @@ static int run_tail(const xpbctl_command *cmd, const xpbctl_globals *g, void *ar
     if (rc) return rc;
     if (topic_prefixes(a, buf, prefixes, &n))
         return xpbctl_usage_error(&cmd->page, "--account is too long for a topic", NULL);
+    tail_resume res;
+    bool resuming = a->resume_file || a->from_seq.set;
+    if (resuming && tail_resume_load(&res, a->resume_file, a->from_seq.set ? a->from_seq.v : 0))
+        return XPBCTL_EXIT_FAIL;
     ctl_sub *sub = NULL;
+    /* Subscribe before replaying: nothing published meanwhile falls between. */
     if ((rc = ctl_sub_open(&c, prefixes, n, &sub))) return rc;
     catch_stop_signals();
-    tail_gaps *gaps = tail_gaps_new(a->kinds.n || a->accounts.n, c.json);
-    rc = gaps ? follow(&c, a, sub, gaps) : XPBCTL_EXIT_FAIL;
-    tail_gaps_free(gaps);
+    tail_run t = {&c, a, tail_gaps_new(a->kinds.n || a->accounts.n, c.json), 0,
+                  resuming ? &res : NULL, &c, prefixes, n};
+    bool done = false;
+    rc = t.gaps ? 0 : XPBCTL_EXIT_FAIL;
+    if (!rc && resuming) rc = replay_first(&t, &done);
+    if (!rc && !done) rc = follow(&t, sub);
+    tail_gaps_free(t.gaps);
     ctl_sub_close(sub);
     return rc;
 }
@@ -204,9 +276,10 @@ const xpbctl_command xpbctl_cmd_tail = {
             .name = "tail",
             .summary = "print the bridge's events as they come (stanzas, states, deliveries)",
             .usage = "xpbctl tail [--account JID]... [--kind KIND,...] [--count N] [--sizes] "
-                     "[--json]",
+                     "[--resume-file FILE] [--from-seq N] [--json]",
             .synopsis = "    xpbctl tail [--account JID]... [--kind KIND[,KIND...]] [--count N]\n"
-                        "                [--sizes] [--json] [--events URL]\n",
+                        "                [--sizes] [--resume-file FILE] [--from-seq N] [--json]\n"
+                        "                [--events URL]\n",
             .description =
                 "    Subscribes to the bridge's event socket (proto/xpb/v1/bus.proto) and\n"
                 "    prints every event: received stanzas (kinds message, presence, iq,\n"
@@ -242,6 +315,18 @@ const xpbctl_command xpbctl_cmd_tail = {
                 "    A topic's first batch, and prev_seq 0 (the bridge forgot the topic), are\n"
                 "    not checked.\n"
                 "\n"
+                "    With --resume-file FILE (or --from-seq N), tail first replays from the\n"
+                "    bridge's journal (request Replay; the bridge needs a state directory)\n"
+                "    every event after the seq in FILE, then follows live; a hole in the\n"
+                "    live stream is replayed before the event after it, and events already\n"
+                "    delivered are skipped. FILE holds \"JOURNAL_ID SEQ\" and is rewritten\n"
+                "    atomically after each batch, so a reader that restarts goes on where it\n"
+                "    stopped: every event once, in order (one may repeat if tail is killed\n"
+                "    between printing a batch and saving FILE). A new journal id means the\n"
+                "    state directory was replaced: tail says so and starts from its start.\n"
+                "    Events the journal no longer keeps give ERR_REPLAY_GONE naming the\n"
+                "    oldest seq kept.\n"
+                "\n"
                 "    tail starts even when the bridge is not running yet and reconnects when\n"
                 "    it restarts. It stops after --count events, or on SIGINT or SIGTERM.\n"
                 "    It reads messages of up to 64 MiB and queues up to 1024 of them.\n",
@@ -252,7 +337,8 @@ const xpbctl_command xpbctl_cmd_tail = {
                 "    xpbctl tail\n"
                 "    xpbctl tail --account bot@example.com --kind message,delivery --sizes\n"
                 "    xpbctl --events ipc:///run/xpbridge/events tail --kind state\n"
-                "    xpbctl tail --json --kind state | jq -c '{account, state: .state.state}'\n",
+                "    xpbctl tail --json --kind state | jq -c '{account, state: .state.state}'\n"
+                "    xpbctl tail --resume-file ~/.cache/xpbctl-tail.seq --kind message\n",
         },
     .opts = tail_opts,
     .args_size = sizeof(tail_args),

@@ -42,11 +42,12 @@ typedef struct xpb_bus_config {
     size_t max_string; /* bytes per string field of a request; 0: XPB_RECORD_DEFAULT_MAX_STRING */
     unsigned batch_max, batch_flush_us, max_inflight, dedupe_entries;
     size_t batch_bytes; /* byte bound of one batch */
-    /* With a journal (docs/durability.md): the seq after the journal's last,
-     * so seqs go on across restarts (0: start at 1), and its id, carried by
-     * every EventBatch (NULL: none). The string must outlive the bus. */
-    uint64_t first_seq;
-    const char *journal_id;
+    /* The state directory's store (docs/durability.md), or NULL. With one,
+     * the bus puts the journal back end (xpb_bus_journal.h) over the back end
+     * above, so every event is on disk before it is published; seqs go on
+     * from the journal's last and every EventBatch carries the journal's id.
+     * The store must outlive the bus. */
+    struct xpb_store *journal;
 } xpb_bus_config;
 void xpb_bus_config_init(xpb_bus_config *c);
 

@@ -65,6 +65,12 @@ typedef struct xpb_config {
     int iq_answer_version; /* iq.answer_version: answer jabber:iq:version (XEP-0092) */
     char **iq_passthrough; /* iq.passthrough: get/set namespaces backends answer */
     size_t n_iq_passthrough;
+    /* state.dir: the state directory (docs/durability.md); NULL or "none":
+     * memory only. state.journal_max_bytes / _max_age_s: retention (0: the
+     * store's defaults); state.sync = "full" | "normal". */
+    char *state_dir;
+    unsigned long long journal_max_bytes, journal_max_age_s;
+    int state_sync_normal;
     xpb_account_cfg *accounts;
     size_t n_accounts;
 } xpb_config;
@@ -78,7 +84,7 @@ typedef struct xpb_cli {
     const char *rooms[XPB_CLI_MAX_ROOMS];
     size_t n_rooms;
     int no_presence, roster, allow_plaintext_ws;
-    const char *events, *requests, *metrics, *log_level, *log_file;
+    const char *events, *requests, *metrics, *log_level, *log_file, *state_dir;
     int check_config, version, help;
 } xpb_cli;
 

@@ -1,0 +1,123 @@
+/* The daemon's state directory (docs/durability.md): opens the store when
+ * one is configured, puts the journal back end under the bus so every event
+ * is on disk before it is published, and serves Replay requests from it. */
+#define _DEFAULT_SOURCE
+#include "daemon_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "xpb_error.h"
+#include "xpb_log.h"
+
+int state_open(xpb_daemon *d, const xpb_config *cfg, char *err, size_t errlen)
+{
+    if (!cfg->state_dir || !cfg->state_dir[0] || strcmp(cfg->state_dir, "none") == 0) {
+        xpb_log(XPB_LOG_INFO, "state: memory only (no state directory): events cannot be "
+                              "replayed and nothing survives a restart");
+        return 0;
+    }
+    xpb_store_config sc = {.dir = cfg->state_dir,
+                           .journal_max_bytes = cfg->journal_max_bytes,
+                           .journal_max_age_s = cfg->journal_max_age_s,
+                           .sync_normal = cfg->state_sync_normal};
+    char why[768];
+    int rc = xpb_store_open(&d->store, &sc, why, sizeof why);
+    if (rc) {
+        snprintf(err, errlen, "state directory: %s", why);
+        return rc;
+    }
+    xpb_journal_stats st;
+    xpb_store_journal_stats(d->store, &st);
+    xpb_log(XPB_LOG_INFO, "state: %s/%s, journal %s, seq %llu to %llu kept, next %llu",
+            cfg->state_dir, XPB_STORE_FILE, xpb_store_journal_id(d->store),
+            (unsigned long long)st.first_seq, (unsigned long long)st.last_seq,
+            (unsigned long long)xpb_store_next_seq(d->store));
+    return 0;
+}
+
+void state_bus_config(xpb_daemon *d, xpb_bus_config *bc)
+{
+    bc->journal = d->store; /* the bus puts its journal under the back end */
+}
+
+void state_close(xpb_daemon *d)
+{
+    xpb_store_close(d->store);
+    d->store = NULL;
+}
+
+/* ---- Replay -------------------------------------------------------------------------- */
+
+#define REPLAY_MAX_EVENTS 10000u
+#define REPLAY_MAX_BYTES (4u * 1024u * 1024u) /* a page stays well under a client's limit */
+
+typedef struct page {
+    xpb_buf batch; /* EventBatch wire bytes: field 1, one per event */
+    uint32_t count;
+} page;
+
+static size_t varint(uint8_t *p, uint64_t v)
+{
+    size_t n = 0;
+    do {
+        uint8_t c = v & 0x7f;
+        v >>= 7;
+        p[n++] = c | (v ? 0x80 : 0);
+    } while (v);
+    return n;
+}
+
+static int add_event(void *ud, const xpb_journal_event *ev)
+{
+    page *pg = ud;
+    uint8_t head[11];
+    head[0] = 0x0a; /* EventBatch.event, length-delimited */
+    size_t hl = 1 + varint(head + 1, ev->record_len);
+    if (xpb_buf_append(&pg->batch, head, hl) || xpb_buf_append(&pg->batch, ev->record, ev->record_len))
+        return 1;
+    pg->count++;
+    return pg->batch.len >= REPLAY_MAX_BYTES;
+}
+
+void req_replay(xpb_daemon *d, xpb_bus_request *req, const Xpb__V1__Replay *op)
+{
+    if (!d->store) {
+        xpb_bus_reply_error(req, XPB__V1__ERROR_CODE__ERR_NO_JOURNAL,
+                            "replay: this bridge runs without a state directory (state.dir / "
+                            "--state-dir), so it keeps no journal");
+        return;
+    }
+    uint32_t max = op->has_max_events ? op->max_events : 1000;
+    if (max == 0 || max > REPLAY_MAX_EVENTS) max = REPLAY_MAX_EVENTS;
+    page pg = {.count = 0};
+    xpb_buf_init(&pg.batch, REPLAY_MAX_BYTES + 1024u * 1024u);
+    uint64_t next = 0;
+    char err[768];
+    int rc = xpb_store_journal_read(d->store, op->has_from_seq ? op->from_seq : 1,
+                                    op->topic_prefix ? op->topic_prefix : "", max, add_event, &pg,
+                                    &next, err, sizeof err);
+    if (rc == XPB_EREPLAYGONE) {
+        xpb_bus_reply_error(req, XPB__V1__ERROR_CODE__ERR_REPLAY_GONE, "%s", err);
+    } else if (rc) {
+        xpb_bus_reply_error(req, XPB__V1__ERROR_CODE__ERR_STORAGE, "replay: %s", err);
+    } else {
+        xpb_journal_stats st;
+        xpb_store_journal_stats(d->store, &st);
+        Xpb__V1__ReplayPage rp = XPB__V1__REPLAY_PAGE__INIT;
+        rp.has_batch = 1;
+        rp.batch.data = (uint8_t *)pg.batch.data;
+        rp.batch.len = pg.batch.len;
+        rp.has_next_seq = rp.has_last_seq = rp.has_count = 1;
+        rp.next_seq = next;
+        rp.last_seq = st.last_seq;
+        rp.count = pg.count;
+        rp.journal_id = (char *)xpb_store_journal_id(d->store);
+        Xpb__V1__Response resp = XPB__V1__RESPONSE__INIT;
+        resp.result_case = XPB__V1__RESPONSE__RESULT_REPLAY;
+        resp.replay = &rp;
+        xpb_bus_reply(req, &resp);
+    }
+    xpb_buf_free(&pg.batch);
+}

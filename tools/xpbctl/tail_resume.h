@@ -1,0 +1,37 @@
+/* `xpbctl tail --resume-file`: replay from the bridge's journal and the file
+ * that remembers how far a reader got (tail_resume.c). */
+#ifndef XPBCTL_TAIL_RESUME_H
+#define XPBCTL_TAIL_RESUME_H
+
+#include <stdint.h>
+
+#include "bus_client.h"
+
+#define TAIL_REPLAY_PAGE 1000u /* events asked per Replay request */
+
+typedef struct tail_resume {
+    const char *path;   /* NULL: nothing is saved (--from-seq alone) */
+    char journal_id[65]; /* of the events delivered; "" when unknown */
+    uint64_t last;       /* the last seq delivered; 0: none yet */
+    int dirty;
+} tail_resume;
+
+/* Reads "JOURNAL_ID SEQ" from path (a missing file is a first run); from_seq,
+ * when not 0, wins over the file. 0, or -1 with the reason printed. */
+int tail_resume_load(tail_resume *r, const char *path, uint64_t from_seq);
+/* Writes the file atomically (a temporary file, fsync, rename). 0 or -1. */
+int tail_resume_save(const tail_resume *r);
+/* A batch's or page's journal id: another journal restarts from its start. */
+void tail_resume_journal(tail_resume *r, const char *id);
+/* message, presence, iq, other, state or delivery: the event's topic kind. */
+const char *tail_event_kind(const Xpb__V1__Event *ev);
+
+/* Prints one event; returns non-zero to stop (--count reached). */
+typedef int (*tail_deliver_fn)(void *ud, const Xpb__V1__Event *ev);
+/* Replays the journal from r->last + 1 (below before, when not 0), page by
+ * page, delivering the events whose topic starts with one of prefixes (all
+ * when n is 0) and moving r->last. Returns an exit status. */
+int tail_replay(ctl *c, tail_resume *r, const char *const *prefixes, size_t n, uint64_t before,
+                tail_deliver_fn deliver, void *ud, int *stopped);
+
+#endif

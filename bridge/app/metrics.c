@@ -151,6 +151,43 @@ static int counter(xpb_buf *b, const char *name, const char *help, uint64_t v)
 
 static int gauge(xpb_buf *b, const char *name, const char *help, uint64_t v);
 
+/* The journal (docs/durability.md): what it keeps against its retention,
+ * and what it did. Absent without a state directory. */
+static int render_journal(xpb_buf *b, const xpb_daemon_counters *c)
+{
+    if (!c->journal_on) return 0;
+    const xpb_journal_stats *j = &c->journal;
+    int rc = gauge(b, "xpb_journal_bytes", "Journal size: topic and record bytes kept.", j->bytes);
+    if (!rc)
+        rc = gauge(b, "xpb_journal_max_bytes", "state.journal_max_bytes: retention by size.",
+                   c->journal_max_bytes);
+    if (!rc)
+        rc = gauge(b, "xpb_journal_max_age_seconds", "state.journal_max_age_s: retention by age.",
+                   c->journal_max_age_s);
+    if (!rc) rc = gauge(b, "xpb_journal_events", "Events kept in the journal.", j->events);
+    if (!rc)
+        rc = gauge(b, "xpb_journal_oldest_seq", "The oldest seq a Replay can still serve (0: empty).",
+                   j->first_seq);
+    if (!rc) rc = gauge(b, "xpb_journal_last_seq", "The newest seq in the journal.", j->last_seq);
+    if (!rc)
+        rc = counter(b, "xpb_journal_appended_total", "Events written to the journal.", j->appended);
+    if (!rc)
+        rc = counter(b, "xpb_journal_commits_total", "Group commits (one per bus flush).",
+                     c->journal_bus.commits);
+    if (!rc)
+        rc = counter(b, "xpb_journal_append_errors_total",
+                     "Flushes whose events could not be written (published all the same: full "
+                     "or read-only state directory).",
+                     c->journal_bus.append_errors);
+    if (!rc)
+        rc = counter(b, "xpb_journal_trimmed_total", "Events dropped by retention.", j->trimmed);
+    if (!rc) rc = counter(b, "xpb_journal_replays_total", "Replay pages served.", j->replays);
+    if (!rc)
+        rc = counter(b, "xpb_journal_replayed_events_total", "Events read back for Replay.",
+                     j->replayed_events);
+    return rc;
+}
+
 /* The configured limits, beside the gauges they bound (xpb_queue_depth ...). */
 static int render_limits(xpb_buf *b, const xpb_daemon_counters *c)
 {
@@ -212,6 +249,7 @@ int xpb_metrics_render(const xpb_metrics_snapshot *s, xpb_buf *out)
     if (!rc) rc = render_traffic(out, &s->c);
     if (!rc) rc = render_trust(out, &s->c);
     if (!rc) rc = render_limits(out, &s->c);
+    if (!rc) rc = render_journal(out, &s->c);
     if (!rc) rc = render_bus(out, &s->bus);
     if (!rc)
         rc = counter(out, "xpb_bus_open_forbidden_total",

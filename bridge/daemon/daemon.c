@@ -623,6 +623,13 @@ void xpb_daemon_get_counters(xpb_daemon *d, xpb_daemon_counters *out)
     out->queue_max = d->queue_max;
     out->muc_self_ping_s = d->muc_ping_s;
     out->max_stanza_bytes = d->limits.max_stanza_bytes;
+    if (d->store) {
+        out->journal_on = 1;
+        xpb_store_journal_stats(d->store, &out->journal);
+        xpb_bus_journal_get_stats(d->bus, &out->journal_bus);
+        out->journal_max_bytes = d->journal_max_bytes;
+        out->journal_max_age_s = d->journal_max_age_s;
+    }
     for (struct account *a = d->accounts; a; a = a->next) {
         xpb_session *s = session_of(a);
         if (!s || a->dead) continue;

@@ -85,6 +85,7 @@ struct xpb_daemon {
     xpb_loop *loop;          /* given by xpb_daemon_new's caller */
     xpb_bus *bus;
     xpb_store *store; /* the state directory's database, or NULL */
+    uint64_t journal_max_bytes, journal_max_age_s; /* its retention in force */
     struct account *accounts;
     struct pending_iq *iqs;
     xpb_arena *arena, *rarena;

@@ -28,6 +28,10 @@ int state_open(xpb_daemon *d, const xpb_config *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "state directory: %s", why);
         return rc;
     }
+    d->journal_max_bytes = cfg->journal_max_bytes ? cfg->journal_max_bytes
+                                                  : XPB_STORE_DEFAULT_MAX_BYTES;
+    d->journal_max_age_s = cfg->journal_max_age_s ? cfg->journal_max_age_s
+                                                  : XPB_STORE_DEFAULT_MAX_AGE_S;
     xpb_journal_stats st;
     xpb_store_journal_stats(d->store, &st);
     xpb_log(XPB_LOG_INFO, "state: %s/%s, journal %s, seq %llu to %llu kept, next %llu",

@@ -10,8 +10,9 @@ import os
 import signal
 import subprocess
 import unittest
+import urllib.request
 
-from xpbtest import env
+from xpbtest import env, procs
 from xpbtest.bridge import Bridge, RichPerson, xpbctl_path, xpbridge_path
 from xpbtest.certs import DOMAIN
 from xpbtest.servers import Prosody
@@ -65,8 +66,10 @@ class Durability(unittest.TestCase):
             except Exception as e:  # keep stopping the rest
                 print(f'cleanup: {e}')
 
-    def new_bridge(self, jid=BOT, pw='bot-pw', state=None, workdir=None):
+    def new_bridge(self, jid=BOT, pw='bot-pw', state=None, workdir=None, metrics=None):
         extra = ('--state-dir', state) if state else ()
+        if metrics:
+            extra += ('--metrics', f'127.0.0.1:{metrics}')
         b = Bridge(workdir or env.scratch('bridge'), jid, pw, '127.0.0.1',
                    self.srv.ports['c2s'], env.pki().ca, extra=extra)
         self.addCleanup(b.stop)
@@ -75,7 +78,8 @@ class Durability(unittest.TestCase):
     def test_resume_file_replays_then_follows_and_survives_kill9(self):
         work = env.scratch('bridge')
         state = os.path.join(work, 'state')
-        b = self.new_bridge(state=state, workdir=work)
+        port = procs.free_ports(1)[0]
+        b = self.new_bridge(state=state, workdir=work, metrics=port)
         b.start()
         log = '\n'.join(b.log_lines())
         self.assertIn('state: ', log)
@@ -95,6 +99,15 @@ class Durability(unittest.TestCase):
             rid, rseq = f.read().split()
         self.assertEqual(rid, journal_id)
         self.assertEqual(int(rseq), seqs[-1])
+        # /metrics shows the journal: what it keeps and the replays served.
+        m = urllib.request.urlopen(f'http://127.0.0.1:{port}/metrics', timeout=10).read().decode()
+        figures = dict(line.split(' ', 1) for line in m.splitlines()
+                       if line.startswith('xpb_journal_'))
+        self.assertGreaterEqual(int(figures['xpb_journal_last_seq']), seqs[-1])
+        self.assertGreaterEqual(int(figures['xpb_journal_appended_total']), 5)
+        self.assertGreaterEqual(int(figures['xpb_journal_replays_total']), 1)
+        self.assertEqual(int(figures['xpb_journal_oldest_seq']), 1)
+        self.assertEqual(int(figures['xpb_journal_append_errors_total']), 0)
 
         # A second reader run gets only what is new, exactly once.
         second = [f'durable-{i}' for i in range(5, 8)]

@@ -10,6 +10,8 @@
 #include <stdint.h>
 #include "xpb_config.h"
 #include "xpb_bus.h"
+#include "xpb_bus_journal.h"
+#include "xpb_store.h"
 #include "xpb_log.h"
 #include "xpb_loop.h"
 #include "xpb_xml.h"
@@ -65,6 +67,11 @@ typedef struct xpb_daemon_counters {
     /* the limits in force, so a dashboard or an alert can relate a gauge to its bound */
     unsigned queue_max, muc_self_ping_s;
     size_t max_stanza_bytes;
+    /* the state directory's journal (docs/durability.md); journal_on 0: none */
+    int journal_on;
+    xpb_journal_stats journal;      /* kept now, appended, trimmed, replays served */
+    xpb_bus_journal_stats journal_bus; /* group commits and append errors */
+    uint64_t journal_max_bytes, journal_max_age_s;
 } xpb_daemon_counters;
 void xpb_daemon_get_counters(xpb_daemon *d, xpb_daemon_counters *out);
 void xpb_daemon_get_bus_stats(xpb_daemon *d, xpb_bus_stats *out);

@@ -152,9 +152,16 @@ static struct handle_ent *take_handle(struct account *a, uint64_t h)
     return NULL;
 }
 
-static void publish_delivery(struct account *a, const xpb_session_event *sev)
+void publish_delivery(struct account *a, const xpb_session_event *sev)
 {
     struct handle_ent *e = take_handle(a, sev->handle);
+    if (!e && a->in_send) { /* reported before send_for could track it */
+        a->early_set = 1;
+        a->early_handle = sev->handle;
+        a->early_kind = sev->kind;
+        snprintf(a->early_reason, sizeof a->early_reason, "%s", sev->reason ? sev->reason : "");
+        return;
+    }
     if (!e) return; /* the daemon's own stanzas (self-pings, rejoins) */
     Xpb__V1__Delivery dl = XPB__V1__DELIVERY__INIT;
     dl.has_outcome = 1;

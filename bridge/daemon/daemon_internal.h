@@ -69,6 +69,13 @@ struct account {
     xpb_loop_session *ls;
     char *full_jid;
     struct handle_ent *h_head, *h_tail;
+    /* An outcome the session reported inside xpb_session_send, before the
+     * handle was tracked (without XEP-0198 a written stanza is acked at
+     * once): kept here and published as soon as send_for tracks it. */
+    int in_send, early_set;
+    uint64_t early_handle;
+    xpb_session_event_kind early_kind;
+    char early_reason[256];
     struct room *rooms;
     struct closer *closers;
     xpb_timer *close_timer;
@@ -116,6 +123,8 @@ struct account *request_account(xpb_daemon *d, const char *name, char *why, size
 xpb_session *session_of(struct account *a);
 void expand_id_uuid(xpb_stanza *st, char buf[37]);
 void track_handle(struct account *a, uint64_t h, const char *request_id, const char *sid);
+/* Publishes the delivery outcome of a tracked handle (ACKED or FAILED). */
+void publish_delivery(struct account *a, const xpb_session_event *sev);
 void free_handle(struct handle_ent *e);
 int remember_config(xpb_daemon *d, const xpb_config *cfg);
 void finish_shutdown(xpb_daemon *d);

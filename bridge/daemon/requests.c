@@ -34,7 +34,10 @@ static int send_for(struct account *a, xpb_bus_request *req, xpb_stanza *st, uin
         return rc;
     }
     xpb_session *s = session_of(a);
+    a->in_send = 1;
+    a->early_set = 0;
     rc = s ? xpb_session_send(s, st, h) : XPB_ENOTCONN;
+    a->in_send = 0;
     if (rc == XPB_EQUEUEFULL) {
         int online = xpb_session_get_state(s) == XPB_SS_ONLINE;
         xpb_bus_reply_error(req, XPB__V1__ERROR_CODE__ERR_QUEUE_FULL, "queue full (queue_max %u)%s",
@@ -54,6 +57,12 @@ static int send_for(struct account *a, xpb_bus_request *req, xpb_stanza *st, uin
     if (rc != 0) return rc;
     snprintf(idbuf, idlen, "%s", xpb_session_last_id(s));
     track_handle(a, *h, xpb_bus_request_id(req), idbuf);
+    if (a->early_set && a->early_handle == *h) { /* acked inside the send: report it now */
+        xpb_session_event sev = {.kind = a->early_kind, .handle = *h,
+                                 .reason = a->early_reason[0] ? a->early_reason : NULL};
+        a->early_set = 0;
+        publish_delivery(a, &sev);
+    }
     d->ctr.stanzas[XPB_DIR_OUT][kind_index(st->kind)]++;
     d->ctr.bytes_record[XPB_DIR_OUT] += xpb_pack_plan_measure(d->plan, &st->base);
     d->ctr.bytes_xml[XPB_DIR_OUT] += xpb_session_last_bytes(s); /* as the session queued it */

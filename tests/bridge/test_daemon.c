@@ -269,6 +269,30 @@ static void test_send_while_offline_is_queued(void **state)
     assert_int_equal(counters(f).stanzas[XPB_DIR_OUT][XPB_KIND_MESSAGE], 2);
 }
 
+/* Without XEP-0198 (the server offers no <sm/>) a written stanza is acked
+ * inside xpb_session_send, before the daemon knew its handle: the delivery
+ * event must still be published, once, and nothing stays tracked. */
+static void test_delivery_acked_without_stream_management(void **state)
+{
+    fixture *f = *state;
+    open_bot(f, NULL);
+    login(f);
+    fake_bus_clear_events();
+    for (int i = 0; i < 3; i++) {
+        fake_req *q = send_message(f, "no-sm hello");
+        assert_int_equal(code_of(q), XPB__V1__ERROR_CODE__OK);
+        size_t acked = 0;
+        for (size_t k = 0; k < fake_bus_n_events(); k++) {
+            const Xpb__V1__Event *ev = fake_bus_event(k);
+            if (ev->body_case == XPB__V1__EVENT__BODY_DELIVERY &&
+                ev->delivery->outcome == XPB__V1__DELIVERY__OUTCOME__OUTCOME_ACKED &&
+                strcmp(ev->delivery->stanza_id, q->resp->sent->stanza_id) == 0)
+                acked++;
+        }
+        assert_int_equal(acked, 1);
+    }
+}
+
 static void test_iq_response_matched_to_its_request(void **state)
 {
     fixture *f = *state;
@@ -428,6 +452,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_open_starts_a_session, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_account_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_send_while_offline_is_queued, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_delivery_acked_without_stream_management, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_iq_response_matched_to_its_request, setup, teardown),
         cmocka_unit_test_setup_teardown(test_iq_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_muc_join_and_rejoin_after_reconnect, setup, teardown),

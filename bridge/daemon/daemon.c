@@ -66,9 +66,21 @@ static struct account *account_of(xpb_daemon *d, xpb_loop_session *ls)
 /* The account a request names: its bare JID, or the full JID our own
  * session is bound to (as the log and SessionInfo.jid show it). Any other
  * full JID is refused with a sentence saying to use the bare JID. */
+/* Accounts are named by their normalised bare JID (RFC 7622 §3), so
+ * BOT@Example.COM is bot@example.com (docs/configuration.md). */
+static struct account *find_normalised(xpb_daemon *d, const char *name)
+{
+    char *norm = NULL, jerr[128];
+    if (xpb_jid_normalize(name, strlen(name), &norm, jerr, sizeof jerr) != 0) return NULL;
+    struct account *a = strcmp(norm, name) != 0 ? find_account(d, norm) : NULL;
+    free(norm);
+    return a;
+}
+
 struct account *request_account(xpb_daemon *d, const char *name, char *why, size_t whylen)
 {
     struct account *a = find_account(d, name);
+    if (!a) a = find_normalised(d, name);
     const char *slash = strchr(name, '/');
     if (a || !slash) return a;
     for (struct account *b = d->accounts; b; b = b->next)

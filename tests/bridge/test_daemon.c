@@ -107,7 +107,14 @@ static fake_req *open_bot(fixture *f, const char *room)
     return request(f, &r);
 }
 
+static fake_req *send_message_as(fixture *f, const char *account, const char *body);
+
 static fake_req *send_message(fixture *f, const char *body)
+{
+    return send_message_as(f, BOT, body);
+}
+
+static fake_req *send_message_as(fixture *f, const char *account, const char *body)
 {
     Xpb__V1__Text text = XPB__V1__TEXT__INIT;
     text.text = (char *)body;
@@ -122,7 +129,7 @@ static fake_req *send_message(fixture *f, const char *body)
     Xpb__V1__SendStanza op = XPB__V1__SEND_STANZA__INIT;
     op.stanza = &st;
     Xpb__V1__Request r = XPB__V1__REQUEST__INIT;
-    r.account = BOT;
+    r.account = (char *)account;
     r.op_case = XPB__V1__REQUEST__OP_SEND;
     r.send = &op;
     return request(f, &r);
@@ -293,6 +300,18 @@ static void test_delivery_acked_without_stream_management(void **state)
     }
 }
 
+/* Accounts are named by their normalised bare JID: any spelling of it finds
+ * the session (RFC 7622 §3); another JID does not. */
+static void test_account_name_is_normalised(void **state)
+{
+    fixture *f = *state;
+    open_bot(f, NULL);
+    assert_int_equal(code_of(send_message_as(f, "BOT@Example.COM", "hi")),
+                     XPB__V1__ERROR_CODE__OK);
+    assert_int_equal(code_of(send_message_as(f, "bot2@example.com", "hi")),
+                     XPB__V1__ERROR_CODE__ERR_UNKNOWN_ACCOUNT);
+}
+
 static void test_iq_response_matched_to_its_request(void **state)
 {
     fixture *f = *state;
@@ -454,6 +473,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_send_while_offline_is_queued, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delivery_acked_without_stream_management, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_account_name_is_normalised, setup, teardown),
         cmocka_unit_test_setup_teardown(test_iq_response_matched_to_its_request, setup, teardown),
         cmocka_unit_test_setup_teardown(test_iq_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_muc_join_and_rejoin_after_reconnect, setup, teardown),

@@ -355,24 +355,33 @@ static int parse_room(pctx *p, const config_setting_t *s, xpb_room_cfg *r)
     return 0;
 }
 
+/* The length of list setting l (NULL: 0), which must be a list of at most
+ * max entries; example shows the syntax in the error. */
+static int list_length(pctx *p, const config_setting_t *l, const char *what, unsigned max,
+                       const char *example, int *n)
+{
+    *n = 0;
+    if (!l) return 0;
+    if (!config_setting_is_list(l) && !config_setting_is_array(l))
+        return fail_at(p, l, "%s must be a list: %s", what, example);
+    *n = config_setting_length(l);
+    if ((unsigned)*n > max) return fail_at(p, l, "more than %u %s", max, what);
+    return 0;
+}
+
 static int parse_rooms(pctx *p, const config_setting_t *acc, xpb_account_cfg *a)
 {
     const config_setting_t *rs = config_setting_get_member(acc, "rooms");
-    if (!rs) return 0;
-    if (!config_setting_is_list(rs) && !config_setting_is_array(rs))
-        return fail_at(p, rs, "rooms must be a list: rooms = ( { ... } );");
-    int n = config_setting_length(rs);
-    if ((unsigned)n > XPB_CONFIG_MAX_ROOMS)
-        return fail_at(p, rs, "more than %u rooms", XPB_CONFIG_MAX_ROOMS);
-    if (n == 0) return 0;
+    int n;
+    int rc = list_length(p, rs, "rooms", XPB_CONFIG_MAX_ROOMS, "rooms = ( { ... } );", &n);
+    if (rc || n == 0) return rc;
     a->rooms = calloc((size_t)n, sizeof *a->rooms);
     if (!a->rooms) return XPB_ENOMEM;
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < n && !rc; i++) {
         a->n_rooms++;
-        int rc = parse_room(p, config_setting_get_elem(rs, (unsigned)i), &a->rooms[i]);
-        if (rc) return rc;
+        rc = parse_room(p, config_setting_get_elem(rs, (unsigned)i), &a->rooms[i]);
     }
-    return 0;
+    return rc;
 }
 
 static int parse_presence(pctx *p, const config_setting_t *acc, xpb_account_cfg *a)
@@ -480,13 +489,10 @@ static int parse_account(pctx *p, const config_setting_t *s, xpb_account_cfg *a)
 static int parse_accounts(pctx *p, const config_setting_t *root, xpb_config *c)
 {
     const config_setting_t *l = config_setting_get_member(root, "accounts");
-    if (!l) return 0;
-    if (!config_setting_is_list(l) && !config_setting_is_array(l))
-        return fail_at(p, l, "accounts must be a list: accounts = ( { ... }, { ... } );");
-    int n = config_setting_length(l);
-    if ((unsigned)n > XPB_CONFIG_MAX_ACCOUNTS)
-        return fail_at(p, l, "more than %u accounts", XPB_CONFIG_MAX_ACCOUNTS);
-    if (n == 0) return 0;
+    int n;
+    int lrc = list_length(p, l, "accounts", XPB_CONFIG_MAX_ACCOUNTS,
+                          "accounts = ( { ... }, { ... } );", &n);
+    if (lrc || n == 0) return lrc;
     c->accounts = calloc((size_t)n, sizeof *c->accounts);
     if (!c->accounts) return XPB_ENOMEM;
     for (int i = 0; i < n; i++) {

@@ -41,8 +41,9 @@ static void check_accepted(const Xpb__V1__Request *r, const char *id, int has_id
     if (strlen(r->request_id) > XPB_BUS_MAX_REQUEST_ID) die("long request_id", r->request_id);
     if (!has_id || strcmp(id, r->request_id) != 0) die("id not handed out", id);
     if (r->op_case == XPB__V1__REQUEST__OP__NOT_SET) die("no op", NULL);
+    /* list, status and replay are the bridge's, not an account's. */
     if (r->op_case != XPB__V1__REQUEST__OP_LIST && r->op_case != XPB__V1__REQUEST__OP_STATUS &&
-        (r->account == NULL || r->account[0] == '\0'))
+        r->op_case != XPB__V1__REQUEST__OP_REPLAY && (r->account == NULL || r->account[0] == '\0'))
         die("no account", NULL);
     if (r->op_case == XPB__V1__REQUEST__OP_SEND || r->op_case == XPB__V1__REQUEST__OP_IQ) {
         const Xpb__V1__Stanza *st = op_stanza(r);

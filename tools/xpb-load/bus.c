@@ -18,6 +18,7 @@
 #define SUB_QUEUE 4096
 #define SUB_POLL_MS 100
 #define SUB_REDIAL_MS 5
+#define SUB_SEEN_MAX_BYTES (64u * 1024u * 1024u) /* seqs checked: 512 M */
 #define LAT_MAX (4u * 1024u * 1024u) /* latency samples kept */
 
 struct lsub {
@@ -25,7 +26,9 @@ struct lsub {
     pthread_t thread;
     atomic_int stop;
     pthread_mutex_t mu;
-    uint64_t messages, online, deliveries, gaps, last_seq, last_ns;
+    uint64_t messages, online, deliveries, gaps, complete, last_ns;
+    uint8_t *seen; /* bit per seq: the gap rule of docs/bus.md needs the set */
+    size_t seen_bytes;
     uint64_t *lat;
     size_t n_lat;
 };
@@ -41,12 +44,44 @@ static void on_stanza(lsub *s, const Xpb__V1__Stanza *st, uint64_t now)
     }
 }
 
+static int seen_get(const lsub *s, uint64_t seq)
+{
+    return seq / 8 < s->seen_bytes && (s->seen[seq / 8] >> (seq % 8)) & 1;
+}
+
+static void seen_set(lsub *s, uint64_t seq)
+{
+    if (seq / 8 >= s->seen_bytes) {
+        size_t n = s->seen_bytes ? s->seen_bytes : 4096;
+        while (n <= seq / 8) n *= 2;
+        if (n > SUB_SEEN_MAX_BYTES) return;
+        uint8_t *p = realloc(s->seen, n);
+        if (!p) return;
+        memset(p + s->seen_bytes, 0, n - s->seen_bytes);
+        s->seen = p;
+        s->seen_bytes = n;
+    }
+    s->seen[seq / 8] |= (uint8_t)(1u << (seq % 8));
+}
+
+/* docs/bus.md, "Sequence numbers and gaps": batches leave in the order of
+ * their first seq, so a batch starting at F means every seq below F not seen
+ * yet was lost. The first batch seen starts the count (events before the
+ * subscriber connected are not losses). */
+static void check_batch(lsub *s, const Xpb__V1__EventBatch *b)
+{
+    if (!b->n_event || !b->event[0]->has_seq) return;
+    uint64_t first = b->event[0]->seq;
+    if (!s->complete) s->complete = first - 1;
+    for (uint64_t q = s->complete + 1; q < first; q++)
+        if (!seen_get(s, q)) s->gaps++;
+    if (first - 1 > s->complete) s->complete = first - 1;
+    for (size_t i = 0; i < b->n_event; i++)
+        if (b->event[i]->has_seq) seen_set(s, b->event[i]->seq);
+}
+
 static void on_event(lsub *s, const Xpb__V1__Event *e, uint64_t now)
 {
-    if (e->has_seq) {
-        if (s->last_seq && e->seq > s->last_seq + 1) s->gaps += e->seq - s->last_seq - 1;
-        if (e->seq > s->last_seq) s->last_seq = e->seq;
-    }
     if (e->body_case == XPB__V1__EVENT__BODY_STANZA) on_stanza(s, e->stanza, now);
     if (e->body_case == XPB__V1__EVENT__BODY_STATE && e->state->has_state &&
         (e->state->state == XPB__V1__SESSION_STATE__STATE__STATE_ONLINE ||
@@ -69,6 +104,7 @@ static void on_message(lsub *s, nng_msg *m)
         xpb__v1__event_batch__unpack(NULL, len - (size_t)(nul + 1 - d), nul + 1);
     if (!b) return;
     pthread_mutex_lock(&s->mu);
+    check_batch(s, b);
     for (size_t i = 0; i < b->n_event; i++) on_event(s, b->event[i], now);
     pthread_mutex_unlock(&s->mu);
     xpb__v1__event_batch__free_unpacked(b, NULL);
@@ -123,6 +159,7 @@ void lsub_stop(lsub *s)
     nng_close(s->s);
     pthread_mutex_destroy(&s->mu);
     free(s->lat);
+    free(s->seen);
     free(s);
 }
 

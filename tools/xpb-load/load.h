@@ -117,6 +117,8 @@ typedef struct lreq_result {
 
 /* n send requests for account to peer@LOAD_DOMAIN, in_flight at once through
  * NNG contexts. 0 or -1 (printed). */
+/* One `status` request: BridgeStatus.sessions_online. 0 or -1. */
+int lreq_status(const char *requests_url, uint64_t *online);
 int lreq_run(const char *requests_url, const char *account, uint64_t n, unsigned in_flight,
              lreq_result *r);
 

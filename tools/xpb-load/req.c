@@ -17,6 +17,7 @@
 
 #define REQ_TIMEOUT_MS 60000
 #define REQ_MAX_IN_FLIGHT 1024u
+#define STATUS_TIMEOUT_MS 5000
 
 typedef struct lreq lreq;
 typedef struct lctx {
@@ -166,4 +167,35 @@ int lreq_run(const char *url, const char *account, uint64_t n, unsigned in_fligh
     pthread_cond_destroy(&r.done);
     pthread_mutex_destroy(&r.mu);
     return rv || r.failed ? -1 : 0;
+}
+
+/* One `status` request (BridgeStatus.sessions_online); 0 or -1. */
+int lreq_status(const char *url, uint64_t *online)
+{
+    char rid[64];
+    snprintf(rid, sizeof(rid), "ld-%d-%llu", (int)getpid(), (unsigned long long)next_id++);
+    Xpb__V1__GetStatus st = XPB__V1__GET_STATUS__INIT;
+    Xpb__V1__Request q = XPB__V1__REQUEST__INIT;
+    q.has_api_version = 1;
+    q.api_version = XPB_BUS_API_VERSION;
+    q.request_id = rid;
+    q.op_case = XPB__V1__REQUEST__OP_STATUS;
+    q.status = &st;
+    uint8_t buf[256];
+    size_t len = xpb__v1__request__pack(&q, buf);
+    nng_socket s = NNG_SOCKET_INITIALIZER;
+    nng_msg *m = NULL;
+    int rv = nng_req0_open(&s);
+    if (!rv) rv = nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, STATUS_TIMEOUT_MS);
+    if (!rv) rv = nng_dial(s, url, NULL, 0);
+    if (!rv) rv = nng_send(s, buf, len, 0);
+    if (!rv) rv = nng_recvmsg(s, &m, 0);
+    Xpb__V1__Response *r = rv ? NULL
+                              : xpb__v1__response__unpack(NULL, nng_msg_len(m), nng_msg_body(m));
+    int rc = r && r->result_case == XPB__V1__RESPONSE__RESULT_STATUS ? 0 : -1;
+    if (!rc) *online = r->status->sessions_online;
+    if (r) xpb__v1__response__free_unpacked(r, NULL);
+    if (m) nng_msg_free(m);
+    nng_close(s);
+    return rc;
 }

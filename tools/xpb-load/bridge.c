@@ -64,10 +64,10 @@ static void write_bus(FILE *f, const lbridge_opts *o, const lbridge *b)
 static int write_config(const lbridge_opts *o, lbridge *b, char *conf, size_t len)
 {
     char pw[LOAD_PATH_MAX];
-    snprintf(pw, sizeof(pw), "%s/password", b->dir);
+    if (snprintf(pw, sizeof(pw), "%s/password", b->dir) >= (int)sizeof(pw)) return -1;
     int fd = open(pw, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0 || write(fd, LOAD_PASSWORD "\n", sizeof(LOAD_PASSWORD)) < 0 || close(fd)) return -1;
-    snprintf(conf, len, "%s/xpbridge.conf", b->dir);
+    if (snprintf(conf, len, "%s/xpbridge.conf", b->dir) >= (int)len) return -1;
     FILE *f = fopen(conf, "w");
     if (!f) return -1;
     fprintf(f, "log = { level = \"warn\"; file = \"%s/xpbridge.log\"; };\n", b->dir);
@@ -82,7 +82,7 @@ static int write_config(const lbridge_opts *o, lbridge *b, char *conf, size_t le
 static pid_t spawn(const char *exe, const char *conf, const char *dir)
 {
     char err[LOAD_PATH_MAX];
-    snprintf(err, sizeof(err), "%s/xpbridge.stderr", dir);
+    if (snprintf(err, sizeof(err), "%s/xpbridge.stderr", dir) >= (int)sizeof(err)) return -1;
     pid_t pid = fork();
     if (pid != 0) return pid;
     int fd = open(err, O_WRONLY | O_CREAT | O_TRUNC, 0600);
@@ -97,11 +97,13 @@ static pid_t spawn(const char *exe, const char *conf, const char *dir)
 int lbridge_config(const lbridge_opts *o, lbridge *b)
 {
     memset(b, 0, sizeof(*b));
-    snprintf(b->dir, sizeof(b->dir), "%s", o->dir);
-    snprintf(b->events, sizeof(b->events), "ipc://%s/events", o->dir);
-    snprintf(b->requests, sizeof(b->requests), "ipc://%s/requests", o->dir);
+    int too_long = snprintf(b->dir, sizeof(b->dir), "%s", o->dir) >= (int)sizeof(b->dir) ||
+                   snprintf(b->events, sizeof(b->events), "ipc://%s/events", o->dir) >=
+                       (int)sizeof(b->events) ||
+                   snprintf(b->requests, sizeof(b->requests), "ipc://%s/requests", o->dir) >=
+                       (int)sizeof(b->requests);
     b->metrics_port = free_port();
-    if (b->metrics_port < 0 || write_config(o, b, b->conf, sizeof(b->conf))) {
+    if (too_long || b->metrics_port < 0 || write_config(o, b, b->conf, sizeof(b->conf))) {
         fprintf(stderr, "xpb-load: cannot write the bridge's config in %s: %s\n", o->dir,
                 strerror(errno));
         return -1;

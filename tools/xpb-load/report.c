@@ -132,7 +132,7 @@ void load_report_text(const load_opts *o, const load_run *runs, unsigned n)
     row(l, m[F_ONLINE], -1, 2, "10,000 in <= 12 s");
     snprintf(l, sizeof(l), "one /metrics scrape at %u accounts, ms", o->idle + 1);
     row(l, m[F_SCRAPE], -1, 2, "<= 10 ms at 10,000");
-    row("events missing by seq (all runs)", m[F_GAPS], -1, 0, "0");
+    row("events missing by seq, per run", m[F_GAPS], -1, 0, "0");
     goal g[16];
     size_t k = goals_of(o, m, g);
     printf("\ngoals:");

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -83,8 +84,11 @@ static pid_t spawn(const char *exe, const char *conf, const char *dir)
 {
     char err[LOAD_PATH_MAX];
     if (snprintf(err, sizeof(err), "%s/xpbridge.stderr", dir) >= (int)sizeof(err)) return -1;
+    pid_t parent = getpid();
     pid_t pid = fork();
     if (pid != 0) return pid;
+    /* Never outlive the benchmark, even when it dies without cleaning up. */
+    if (prctl(PR_SET_PDEATHSIG, SIGTERM) || getppid() != parent) _exit(127);
     int fd = open(err, O_WRONLY | O_CREAT | O_TRUNC, 0600);
     if (fd >= 0) {
         dup2(fd, 2);

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "load.h"
@@ -205,6 +206,19 @@ static void signals(void)
     signal(SIGPIPE, SIG_IGN); /* a closed TLS peer is an error return, not a death */
 }
 
+/* Each session is a socket at both ends: M idle accounts need 2 M + a few
+ * descriptors in this process and M in the bridge, which inherits the limit. */
+static void raise_fd_limit(const load_opts *o)
+{
+    struct rlimit rl;
+    rlim_t want = 2 * (rlim_t)o->idle + 256;
+    if (getrlimit(RLIMIT_NOFILE, &rl) || rl.rlim_cur >= want) return;
+    rl.rlim_cur = rl.rlim_max < want ? rl.rlim_max : want;
+    if (setrlimit(RLIMIT_NOFILE, &rl) || rl.rlim_cur < want)
+        fprintf(stderr, "xpb-load: RLIMIT_NOFILE is %llu, below the %llu that --idle %u needs\n",
+                (unsigned long long)rl.rlim_cur, (unsigned long long)want, o->idle);
+}
+
 static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *f)
 {
     (void)st, (void)flag, (void)f;
@@ -242,6 +256,7 @@ int main(int argc, char **argv)
     }
     c.o.dir = dir;
     signals();
+    raise_fd_limit(&c.o);
     rc = run_all(&c);
     if (c.keep)
         fprintf(stderr, "xpb-load: work directory kept: %s\n", dir);

@@ -31,7 +31,8 @@ m = d["median"]
 need = ["inbound_1_account_per_s", "inbound_with_idle_per_s", "outbound_16_in_flight_per_s",
         "outbound_63_in_flight_per_s", "outbound_16_queue_full", "latency_p50_us",
         "latency_p99_us", "rss_1_account_kib", "rss_with_idle_kib", "accounts_online_s",
-        "metrics_scrape_ms", "libstrophe_inbound_per_s", "libstrophe_outbound_per_s"]
+        "metrics_scrape_ms", "libstrophe_inbound_per_s", "libstrophe_outbound_per_s",
+        "libstrophe_memory_per_idle_session_kib", "libstrophe_idle_online_s"]
 for k in need:
     v = m.get(k)
     assert isinstance(v, (int, float)) and not isinstance(v, bool), f"{k}: {v!r} is not a number"

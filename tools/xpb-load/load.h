@@ -128,6 +128,12 @@ int lreq_run(const char *requests_url, const char *account, uint64_t n, unsigned
  * server, or -1. */
 double peer_inbound(lsrv *srv, const char *ca_file, const char *user, uint64_t n);
 double peer_outbound(lsrv *srv, const char *ca_file, const char *user, uint64_t n);
+/* Idle: m libstrophe sessions in a child process (this program again, with
+ * --peer-idle-child): its RSS growth per session, and the time to online.
+ * 0 or -1 (printed). */
+#define PEER_IDLE_MAX 1000u /* libstrophe's select(): FD_SETSIZE is 1024 */
+int peer_idle(lsrv *srv, unsigned m, double *kib_per_session, double *online_s);
+int peer_idle_child(int port, const char *ca_file, unsigned m);
 
 /* ---- scenarios (scenario.c) and the report (report.c) -------------------- */
 typedef struct load_opts {
@@ -143,7 +149,8 @@ typedef struct load_opts {
 typedef enum load_fig {
     F_IN1, F_IN1_CPU, F_IN_IDLE, F_OUT16, F_OUT16_REFUSED, F_OUT63, F_OUT63_REFUSED,
     F_OUT_DELIVERED, F_LAT_P50, F_LAT_P99, F_LAT_RATE, F_MEM, F_RSS1, F_RSSM, F_ONLINE,
-    F_SCRAPE, F_GAPS, F_PEER_IN, F_PEER_OUT, F_COUNT
+    F_SCRAPE, F_GAPS, F_PEER_IN, F_PEER_OUT, F_PEER_MEM, F_PEER_ONLINE, F_PEER_IDLE_N,
+    F_COUNT
 } load_fig;
 
 typedef struct load_run {

@@ -26,6 +26,9 @@ static const char *const keys[F_COUNT] = {
     [F_GAPS] = "events_missing_by_seq",
     [F_PEER_IN] = "libstrophe_inbound_per_s",
     [F_PEER_OUT] = "libstrophe_outbound_per_s",
+    [F_PEER_MEM] = "libstrophe_memory_per_idle_session_kib",
+    [F_PEER_ONLINE] = "libstrophe_idle_online_s",
+    [F_PEER_IDLE_N] = "libstrophe_idle_sessions",
 };
 
 static int cmp_d(const void *a, const void *b)
@@ -124,12 +127,14 @@ void load_report_text(const load_opts *o, const load_run *runs, unsigned n)
     snprintf(l, sizeof(l), "added latency p50 us, at %.0f/s", m[F_LAT_RATE]);
     row(l, m[F_LAT_P50], -1, 1, "<= 100 us at half load");
     row("added latency p99 us", m[F_LAT_P99], -1, 1, "<= 1000 us");
-    row("memory per idle TLS session, KiB", m[F_MEM], -1, 1, "<= 32 KiB");
+    row("memory per idle TLS session, KiB", m[F_MEM], m[F_PEER_MEM], 1, "<= 32 KiB");
     row("  bridge RSS KiB, 1 account", m[F_RSS1], -1, 0, "");
     snprintf(l, sizeof(l), "  bridge RSS KiB, %u accounts", o->idle + 1);
     row(l, m[F_RSSM], -1, 0, "");
     snprintf(l, sizeof(l), "%u accounts online, s", o->idle + 1);
     row(l, m[F_ONLINE], -1, 2, "10,000 in <= 12 s");
+    snprintf(l, sizeof(l), "  libstrophe: %.0f sessions online, s", m[F_PEER_IDLE_N]);
+    row(l, m[F_PEER_ONLINE], -1, 2, "(select(): at most 1,000)");
     snprintf(l, sizeof(l), "one /metrics scrape at %u accounts, ms", o->idle + 1);
     row(l, m[F_SCRAPE], -1, 2, "<= 10 ms at 10,000");
     row("events missing by seq, per run", m[F_GAPS], -1, 0, "0");

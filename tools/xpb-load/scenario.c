@@ -187,6 +187,9 @@ static void with_peer(ctx *c, load_run *r)
     r->v[F_PEER_IN] = peer_inbound(c->srv, lsrv_ca_file(c->srv), "peerin", c->o->messages);
     r->v[F_PEER_OUT] = peer_outbound(c->srv, lsrv_ca_file(c->srv), "peerout", c->o->sends);
     if (r->v[F_PEER_IN] < 0 || r->v[F_PEER_OUT] < 0) c->failed = 1;
+    unsigned m = c->o->idle < PEER_IDLE_MAX ? c->o->idle : PEER_IDLE_MAX;
+    if (m && peer_idle(c->srv, m, &r->v[F_PEER_MEM], &r->v[F_PEER_ONLINE])) c->failed = 1;
+    if (m) r->v[F_PEER_IDLE_N] = m;
 }
 
 int load_run_once(const load_opts *o, unsigned run, load_run *r)

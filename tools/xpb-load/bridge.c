@@ -75,7 +75,8 @@ static int write_config(const lbridge_opts *o, lbridge *b, char *conf, size_t le
     write_bus(f, o, b);
     fprintf(f, "metrics = { listen = \"127.0.0.1:%d\"; };\n", b->metrics_port);
     fprintf(f, "limits = { queue_max = 1000; };\naccounts = (\n");
-    for (unsigned i = 0; i < o->accounts; i++) write_account(f, o, pw, i);
+    for (unsigned i = 0; i < o->accounts; i++)
+        write_account(f, o, pw, i);
     fprintf(f, ");\n");
     return fclose(f) ? -1 : 0;
 }
@@ -189,7 +190,8 @@ double lbridge_cpu_s(const lbridge *b)
 
 static int connect_local(int port)
 {
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     struct timeval tv = {.tv_sec = SCRAPE_MAX_MS / 1000};
@@ -203,7 +205,8 @@ static int connect_local(int port)
 
 double lbridge_scrape_ms(const lbridge *b, size_t *bytes)
 {
-    static const char req[] = "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    static const char req[] =
+        "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
     uint64_t t0 = load_now_ns();
     int fd = connect_local(b->metrics_port);
     if (fd < 0 || write(fd, req, sizeof(req) - 1) != (ssize_t)(sizeof(req) - 1)) {
@@ -213,7 +216,8 @@ double lbridge_scrape_ms(const lbridge *b, size_t *bytes)
     char buf[65536];
     ssize_t n;
     *bytes = 0;
-    while ((n = read(fd, buf, sizeof(buf))) > 0) *bytes += (size_t)n;
+    while ((n = read(fd, buf, sizeof(buf))) > 0)
+        *bytes += (size_t)n;
     close(fd);
     return n < 0 || *bytes == 0 ? -1 : (double)(load_now_ns() - t0) / 1e6;
 }

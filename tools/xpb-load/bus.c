@@ -19,7 +19,7 @@
 #define SUB_POLL_MS 100
 #define SUB_REDIAL_MS 5
 #define SUB_SEEN_MAX_BYTES (64u * 1024u * 1024u) /* seqs checked: 512 M */
-#define LAT_MAX (4u * 1024u * 1024u) /* latency samples kept */
+#define LAT_MAX (4u * 1024u * 1024u)             /* latency samples kept */
 
 struct lsub {
     nng_socket s;
@@ -53,7 +53,8 @@ static void seen_set(lsub *s, uint64_t seq)
 {
     if (seq / 8 >= s->seen_bytes) {
         size_t n = s->seen_bytes ? s->seen_bytes : 4096;
-        while (n <= seq / 8) n *= 2;
+        while (n <= seq / 8)
+            n *= 2;
         if (n > SUB_SEEN_MAX_BYTES) return;
         uint8_t *p = realloc(s->seen, n);
         if (!p) return;
@@ -105,7 +106,8 @@ static void on_message(lsub *s, nng_msg *m)
     if (!b) return;
     pthread_mutex_lock(&s->mu);
     check_batch(s, b);
-    for (size_t i = 0; i < b->n_event; i++) on_event(s, b->event[i], now);
+    for (size_t i = 0; i < b->n_event; i++)
+        on_event(s, b->event[i], now);
     pthread_mutex_unlock(&s->mu);
     xpb__v1__event_batch__free_unpacked(b, NULL);
 }
@@ -179,11 +181,26 @@ static uint64_t read_locked(lsub *s, const uint64_t *field)
     return v;
 }
 
-uint64_t lsub_messages(lsub *s) { return read_locked(s, &s->messages); }
-uint64_t lsub_online(lsub *s) { return read_locked(s, &s->online); }
-uint64_t lsub_deliveries(lsub *s) { return read_locked(s, &s->deliveries); }
-uint64_t lsub_gaps(lsub *s) { return read_locked(s, &s->gaps); }
-uint64_t lsub_last_ns(lsub *s) { return read_locked(s, &s->last_ns); }
+uint64_t lsub_messages(lsub *s)
+{
+    return read_locked(s, &s->messages);
+}
+uint64_t lsub_online(lsub *s)
+{
+    return read_locked(s, &s->online);
+}
+uint64_t lsub_deliveries(lsub *s)
+{
+    return read_locked(s, &s->deliveries);
+}
+uint64_t lsub_gaps(lsub *s)
+{
+    return read_locked(s, &s->gaps);
+}
+uint64_t lsub_last_ns(lsub *s)
+{
+    return read_locked(s, &s->last_ns);
+}
 
 static int cmp_u64(const void *a, const void *b)
 {

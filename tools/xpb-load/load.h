@@ -8,8 +8,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#define LOAD_DOMAIN "load.test"        /* every account's domain; the certificate's name */
-#define LOAD_PASSWORD "load-pw"        /* the test server accepts any password */
+#define LOAD_DOMAIN "load.test" /* every account's domain; the certificate's name */
+#define LOAD_PASSWORD "load-pw" /* the test server accepts any password */
 #define LOAD_PATH_MAX 512
 
 /* ---- clock --------------------------------------------------------------- */
@@ -19,10 +19,10 @@ uint64_t load_now_ns(void); /* CLOCK_MONOTONIC: server and subscriber share it *
 typedef struct lsrv lsrv;
 
 typedef struct lsrv_opts {
-    const char *dir;     /* where the certificate and key are written */
-    int sm;              /* offer XEP-0198 */
-    uint64_t seed;       /* traffic generator seed */
-    unsigned max_conns;  /* sessions held at once */
+    const char *dir;    /* where the certificate and key are written */
+    int sm;             /* offer XEP-0198 */
+    uint64_t seed;      /* traffic generator seed */
+    unsigned max_conns; /* sessions held at once */
 } lsrv_opts;
 
 /* Listens on 127.0.0.1, a free port, in its own thread. 0 or -1 (printed). */
@@ -50,15 +50,15 @@ int load_make_cert(const char *dir, char *cert, char *key, size_t len);
 
 /* ---- top-level element splitter (server_xml.c) --------------------------- */
 typedef struct lxml {
-    int depth;      /* 0 before the stream header, 1 inside the stream */
-    int in_tag;     /* inside <...> */
-    char quote;     /* inside an attribute value */
-    int closing;    /* the tag is an end tag */
-    char prev;      /* previous byte inside the tag */
-    int fresh;      /* the next byte is the first after '<' */
-    int bang;       /* <? ... ?> or <!...> */
-    size_t start;   /* offset of the current top-level element */
-    size_t tag;     /* offset of the current tag's '<' */
+    int depth;    /* 0 before the stream header, 1 inside the stream */
+    int in_tag;   /* inside <...> */
+    char quote;   /* inside an attribute value */
+    int closing;  /* the tag is an end tag */
+    char prev;    /* previous byte inside the tag */
+    int fresh;    /* the next byte is the first after '<' */
+    int bang;     /* <? ... ?> or <!...> */
+    size_t start; /* offset of the current top-level element */
+    size_t tag;   /* offset of the current tag's '<' */
 } lxml;
 
 /* Scans buf[*pos..len); returns 1 with [*el, *el_len) a complete top-level
@@ -81,7 +81,7 @@ typedef struct lbridge {
 typedef struct lbridge_opts {
     const char *xpbridge, *dir, *ca_file;
     int server_port, sm;
-    unsigned accounts;   /* load0 .. loadN-1 @LOAD_DOMAIN; load0 is the busy one */
+    unsigned accounts;                  /* load0 .. loadN-1 @LOAD_DOMAIN; load0 is the busy one */
     unsigned batch_max, batch_flush_us; /* 0: the bridge's defaults */
 } lbridge_opts;
 
@@ -91,8 +91,8 @@ int lbridge_config(const lbridge_opts *o, lbridge *b);
 int lbridge_spawn(const lbridge_opts *o, lbridge *b);
 int lbridge_alive(lbridge *b); /* 0 once it exited (printed, and reaped) */
 void lbridge_stop(lbridge *b);
-long lbridge_rss_kib(const lbridge *b);       /* VmRSS, or -1 */
-double lbridge_cpu_s(const lbridge *b);       /* user + system seconds, or -1 */
+long lbridge_rss_kib(const lbridge *b); /* VmRSS, or -1 */
+double lbridge_cpu_s(const lbridge *b); /* user + system seconds, or -1 */
 /* GET /metrics; the time to the last byte in ms, or -1. */
 double lbridge_scrape_ms(const lbridge *b, size_t *bytes);
 void load_account(unsigned i, char *out, size_t len); /* "loadI" */
@@ -147,9 +147,28 @@ typedef struct load_opts {
 
 /* One run's figures; -1 where a scenario failed or was not run. */
 typedef enum load_fig {
-    F_IN1, F_IN1_CPU, F_IN_IDLE, F_OUT16, F_OUT16_REFUSED, F_OUT63, F_OUT63_REFUSED,
-    F_OUT_DELIVERED, F_LAT_P50, F_LAT_P99, F_LAT_RATE, F_MEM, F_RSS1, F_RSSM, F_ONLINE,
-    F_SCRAPE, F_GAPS, F_PEER_IN, F_PEER_OUT, F_PEER_MEM, F_PEER_ONLINE, F_PEER_IDLE_N,
+    F_IN1,
+    F_IN1_CPU,
+    F_IN_IDLE,
+    F_OUT16,
+    F_OUT16_REFUSED,
+    F_OUT63,
+    F_OUT63_REFUSED,
+    F_OUT_DELIVERED,
+    F_LAT_P50,
+    F_LAT_P99,
+    F_LAT_RATE,
+    F_MEM,
+    F_RSS1,
+    F_RSSM,
+    F_ONLINE,
+    F_SCRAPE,
+    F_GAPS,
+    F_PEER_IN,
+    F_PEER_OUT,
+    F_PEER_MEM,
+    F_PEER_ONLINE,
+    F_PEER_IDLE_N,
     F_COUNT
 } load_fig;
 

@@ -93,20 +93,39 @@ static const char usage_text[] =
     "    xpb-load --idle 10000 --runs 3 --json\n"
     "    xpb-load --messages 200 --sends 100 --idle 5 --latency-count 50 --runs 1\n";
 
-enum { O_XPB = 256, O_MSG, O_SENDS, O_IDLE, O_LATN, O_LATR, O_RUNS, O_NOSM, O_NOPEER,
-       O_BMAX, O_BFLUSH, O_SEED, O_KEEP, O_JSON };
+enum {
+    O_XPB = 256,
+    O_MSG,
+    O_SENDS,
+    O_IDLE,
+    O_LATN,
+    O_LATR,
+    O_RUNS,
+    O_NOSM,
+    O_NOPEER,
+    O_BMAX,
+    O_BFLUSH,
+    O_SEED,
+    O_KEEP,
+    O_JSON
+};
 
-static const struct option long_opts[] = {
-    {"xpbridge", required_argument, 0, O_XPB}, {"messages", required_argument, 0, O_MSG},
-    {"sends", required_argument, 0, O_SENDS},  {"idle", required_argument, 0, O_IDLE},
-    {"latency-count", required_argument, 0, O_LATN},
-    {"latency-rate", required_argument, 0, O_LATR},
-    {"runs", required_argument, 0, O_RUNS},    {"no-sm", no_argument, 0, O_NOSM},
-    {"no-peer", no_argument, 0, O_NOPEER},     {"batch-max", required_argument, 0, O_BMAX},
-    {"batch-flush-us", required_argument, 0, O_BFLUSH},
-    {"seed", required_argument, 0, O_SEED},    {"keep", no_argument, 0, O_KEEP},
-    {"json", no_argument, 0, O_JSON},          {"help", no_argument, 0, 'h'},
-    {0, 0, 0, 0}};
+static const struct option long_opts[] = {{"xpbridge", required_argument, 0, O_XPB},
+                                          {"messages", required_argument, 0, O_MSG},
+                                          {"sends", required_argument, 0, O_SENDS},
+                                          {"idle", required_argument, 0, O_IDLE},
+                                          {"latency-count", required_argument, 0, O_LATN},
+                                          {"latency-rate", required_argument, 0, O_LATR},
+                                          {"runs", required_argument, 0, O_RUNS},
+                                          {"no-sm", no_argument, 0, O_NOSM},
+                                          {"no-peer", no_argument, 0, O_NOPEER},
+                                          {"batch-max", required_argument, 0, O_BMAX},
+                                          {"batch-flush-us", required_argument, 0, O_BFLUSH},
+                                          {"seed", required_argument, 0, O_SEED},
+                                          {"keep", no_argument, 0, O_KEEP},
+                                          {"json", no_argument, 0, O_JSON},
+                                          {"help", no_argument, 0, 'h'},
+                                          {0, 0, 0, 0}};
 
 static int usage_error(const char *what, const char *arg)
 {
@@ -136,20 +155,40 @@ typedef struct cli {
 static int set_num(cli *c, int opt, const char *arg)
 {
     unsigned long long v;
-    unsigned long long max = opt == O_IDLE ? LOAD_MAX_IDLE : opt == O_RUNS ? LOAD_MAX_RUNS
-                             : opt == O_BMAX || opt == O_BFLUSH ? 100000000u : LOAD_MAX_COUNT;
+    unsigned long long max = opt == O_IDLE                      ? LOAD_MAX_IDLE
+                             : opt == O_RUNS                    ? LOAD_MAX_RUNS
+                             : opt == O_BMAX || opt == O_BFLUSH ? 100000000u
+                                                                : LOAD_MAX_COUNT;
     unsigned long long min = opt == O_IDLE || opt == O_SEED ? 0 : 1;
     if (parse_num(arg, min, max, &v)) return usage_error("not a number in range", arg);
     switch (opt) {
-    case O_MSG: c->o.messages = v; break;
-    case O_SENDS: c->o.sends = v; break;
-    case O_IDLE: c->o.idle = (unsigned)v; break;
-    case O_LATN: c->o.latency_count = v; break;
-    case O_LATR: c->o.latency_rate = (double)v; break;
-    case O_RUNS: c->o.runs = (unsigned)v; break;
-    case O_BMAX: c->o.batch_max = (unsigned)v; break;
-    case O_BFLUSH: c->o.batch_flush_us = (unsigned)v; break;
-    default: c->o.seed = v; break;
+    case O_MSG:
+        c->o.messages = v;
+        break;
+    case O_SENDS:
+        c->o.sends = v;
+        break;
+    case O_IDLE:
+        c->o.idle = (unsigned)v;
+        break;
+    case O_LATN:
+        c->o.latency_count = v;
+        break;
+    case O_LATR:
+        c->o.latency_rate = (double)v;
+        break;
+    case O_RUNS:
+        c->o.runs = (unsigned)v;
+        break;
+    case O_BMAX:
+        c->o.batch_max = (unsigned)v;
+        break;
+    case O_BFLUSH:
+        c->o.batch_flush_us = (unsigned)v;
+        break;
+    default:
+        c->o.seed = v;
+        break;
     }
     return 0;
 }
@@ -157,8 +196,14 @@ static int set_num(cli *c, int opt, const char *arg)
 static int parse_args(int argc, char **argv, cli *c)
 {
     int opt;
-    c->o = (load_opts){.messages = 100000, .sends = 20000, .idle = 1000, .latency_count = 20000,
-                       .runs = 3, .sm = 1, .peer = 1, .seed = 1};
+    c->o = (load_opts){.messages = 100000,
+                       .sends = 20000,
+                       .idle = 1000,
+                       .latency_count = 20000,
+                       .runs = 3,
+                       .sm = 1,
+                       .peer = 1,
+                       .seed = 1};
     while ((opt = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {
         int rc = 0;
         if (opt == 'h') {
@@ -167,8 +212,10 @@ static int parse_args(int argc, char **argv, cli *c)
         } else if (opt == O_XPB) {
             c->o.xpbridge = optarg;
         } else if (opt == O_NOSM || opt == O_NOPEER || opt == O_KEEP || opt == O_JSON) {
-            *(opt == O_NOSM ? &c->o.sm : opt == O_NOPEER ? &c->o.peer
-              : opt == O_KEEP ? &c->keep : &c->o.json) = opt == O_KEEP || opt == O_JSON;
+            *(opt == O_NOSM     ? &c->o.sm
+              : opt == O_NOPEER ? &c->o.peer
+              : opt == O_KEEP   ? &c->keep
+                                : &c->o.json) = opt == O_KEEP || opt == O_JSON;
         } else if (opt == '?') {
             rc = 2;
         } else {
@@ -187,7 +234,8 @@ static int default_bridge(cli *c)
     if (n <= 0) return -1;
     self[n] = 0;
     if (snprintf(c->xpbridge, sizeof(c->xpbridge), "%s/../bridge/app/xpbridge", dirname(self)) >=
-            (int)sizeof(c->xpbridge) || access(c->xpbridge, X_OK))
+            (int)sizeof(c->xpbridge) ||
+        access(c->xpbridge, X_OK))
         return -1;
     c->o.xpbridge = c->xpbridge;
     return 0;

@@ -11,7 +11,7 @@
 
 #define PEER_STALL_NS 10000000000ull /* no progress this long: the run failed */
 #define PEER_CONNECT_NS 15000000000ull
-#define PEER_QUEUE 256              /* stanzas queued in libstrophe at once */
+#define PEER_QUEUE 256 /* stanzas queued in libstrophe at once */
 
 typedef struct peer {
     xmpp_ctx_t *ctx;
@@ -63,7 +63,8 @@ static void peer_close(peer *p)
     if (p->conn) {
         if (p->online && !p->failed) {
             xmpp_disconnect(p->conn);
-            for (int i = 0; i < 100 && !p->failed; i++) xmpp_run_once(p->ctx, 10);
+            for (int i = 0; i < 100 && !p->failed; i++)
+                xmpp_run_once(p->ctx, 10);
         }
         xmpp_conn_release(p->conn);
     }
@@ -85,9 +86,11 @@ double peer_inbound(lsrv *srv, const char *ca_file, const char *user, uint64_t n
             xmpp_run_once(p.ctx, 1);
             if (p.got != seen) seen = p.got, t_seen = load_now_ns();
         }
-        if (p.got >= n) r = rate(n, t0, t_seen);
-        else fprintf(stderr, "xpb-load: libstrophe peer got %llu of %llu messages\n",
-                     (unsigned long long)p.got, (unsigned long long)n);
+        if (p.got >= n)
+            r = rate(n, t0, t_seen);
+        else
+            fprintf(stderr, "xpb-load: libstrophe peer got %llu of %llu messages\n",
+                    (unsigned long long)p.got, (unsigned long long)n);
     }
     peer_close(&p);
     return r;
@@ -121,9 +124,11 @@ double peer_outbound(lsrv *srv, const char *ca_file, const char *user, uint64_t 
             uint64_t g = lsrv_received(srv, user) - base;
             if (g != got) got = g, t_seen = load_now_ns();
         }
-        if (got >= n) r = rate(n, t0, t_seen);
-        else fprintf(stderr, "xpb-load: the server got %llu of the libstrophe peer's %llu\n",
-                     (unsigned long long)got, (unsigned long long)n);
+        if (got >= n)
+            r = rate(n, t0, t_seen);
+        else
+            fprintf(stderr, "xpb-load: the server got %llu of the libstrophe peer's %llu\n",
+                    (unsigned long long)got, (unsigned long long)n);
     }
     peer_close(&p);
     return r;

@@ -98,8 +98,10 @@ int peer_idle(lsrv *srv, unsigned m, double *kib_per_session, double *online_s)
     unsigned long long ns = 0;
     unsigned n = 0;
     int ok = f && fscanf(f, "%ld %ld %llu %u", &rss0, &rss1, &ns, &n) == 4 && n == m;
-    if (f) fclose(f);
-    else close(fds[0]);
+    if (f)
+        fclose(f);
+    else
+        close(fds[0]);
     if (pid > 0) waitpid(pid, NULL, 0);
     if (!ok || rss0 < 0 || rss1 < rss0) {
         fprintf(stderr, "xpb-load: libstrophe peer: %u of %u idle sessions online\n", n, m);

@@ -71,7 +71,8 @@ static size_t goals_of(const load_opts *o, const double *m, goal *g)
     size_t n = 0;
     if (o->peer) g[n++] = (goal){"inbound_beats_libstrophe", ratio(m[F_IN1], m[F_PEER_IN]), 1, 0};
     g[n++] = (goal){"inbound_with_idle_flat", ratio(m[F_IN_IDLE], m[F_IN1]), 0.95, 0};
-    if (o->peer) g[n++] = (goal){"outbound_vs_libstrophe", ratio(m[F_OUT16], m[F_PEER_OUT]), 0.8, 0};
+    if (o->peer)
+        g[n++] = (goal){"outbound_vs_libstrophe", ratio(m[F_OUT16], m[F_PEER_OUT]), 0.8, 0};
     g[n++] = (goal){"outbound_63_no_refusal", m[F_OUT63_REFUSED], 0, 1};
     g[n++] = (goal){"latency_p50_us", m[F_LAT_P50], 100, 1};
     g[n++] = (goal){"latency_p99_us", m[F_LAT_P99], 1000, 1};
@@ -84,7 +85,8 @@ static size_t goals_of(const load_opts *o, const double *m, goal *g)
 
 static void medians(const load_run *runs, unsigned n, double *m)
 {
-    for (int f = 0; f < F_COUNT; f++) m[f] = median(runs, n, (load_fig)f);
+    for (int f = 0; f < F_COUNT; f++)
+        m[f] = median(runs, n, (load_fig)f);
 }
 
 /* decimals: digits after the point */
@@ -111,8 +113,9 @@ void load_report_text(const load_opts *o, const load_run *runs, unsigned n)
     char l[128];
     medians(runs, n, m);
     printf("xpb-load: medians of %u run(s); %llu flood messages, %llu sends, %u idle accounts, "
-           "XEP-0198 %s\n\n", n, (unsigned long long)o->messages, (unsigned long long)o->sends,
-           o->idle, o->sm ? "on" : "off");
+           "XEP-0198 %s\n\n",
+           n, (unsigned long long)o->messages, (unsigned long long)o->sends, o->idle,
+           o->sm ? "on" : "off");
     printf("%-44s %14s %14s %14s  %s\n", "figure", "xpbridge", "libstrophe", "ratio", "goal");
     row("inbound stanzas/s, 1 account", m[F_IN1], m[F_PEER_IN], 0, "beat the peer");
     row("  bridge CPU % during that flood", m[F_IN1_CPU], -1, 0, "");
@@ -141,7 +144,8 @@ void load_report_text(const load_opts *o, const load_run *runs, unsigned n)
     goal g[16];
     size_t k = goals_of(o, m, g);
     printf("\ngoals:");
-    for (size_t i = 0; i < k; i++) printf(" %s %s;", g[i].name, goal_met(&g[i]) ? "met" : "MISSED");
+    for (size_t i = 0; i < k; i++)
+        printf(" %s %s;", g[i].name, goal_met(&g[i]) ? "met" : "MISSED");
     printf("\n");
 }
 

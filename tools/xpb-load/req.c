@@ -136,13 +136,14 @@ static int open_ctxs(nng_socket s, lctx *cs, unsigned k, lreq *r)
 static void drive(lreq *r, lctx *cs, unsigned k)
 {
     pthread_mutex_lock(&r->mu);
-    for (unsigned i = 0; i < k; i++) next(&cs[i]);
-    while (r->answered < r->n && !r->failed) pthread_cond_wait(&r->done, &r->mu);
+    for (unsigned i = 0; i < k; i++)
+        next(&cs[i]);
+    while (r->answered < r->n && !r->failed)
+        pthread_cond_wait(&r->done, &r->mu);
     pthread_mutex_unlock(&r->mu);
 }
 
-int lreq_run(const char *url, const char *account, uint64_t n, unsigned in_flight,
-             lreq_result *res)
+int lreq_run(const char *url, const char *account, uint64_t n, unsigned in_flight, lreq_result *res)
 {
     memset(res, 0, sizeof(*res));
     if (in_flight == 0 || in_flight > REQ_MAX_IN_FLIGHT) return -1;
@@ -162,7 +163,8 @@ int lreq_run(const char *url, const char *account, uint64_t n, unsigned in_fligh
     for (unsigned i = 0; cs && i < in_flight; i++)
         if (cs[i].aio) nng_aio_stop(cs[i].aio);
     nng_close(s);
-    for (unsigned i = 0; cs && i < in_flight; i++) nng_aio_free(cs[i].aio);
+    for (unsigned i = 0; cs && i < in_flight; i++)
+        nng_aio_free(cs[i].aio);
     free(cs);
     pthread_cond_destroy(&r.done);
     pthread_mutex_destroy(&r.mu);
@@ -190,8 +192,8 @@ int lreq_status(const char *url, uint64_t *online)
     if (!rv) rv = nng_dial(s, url, NULL, 0);
     if (!rv) rv = nng_send(s, buf, len, 0);
     if (!rv) rv = nng_recvmsg(s, &m, 0);
-    Xpb__V1__Response *r = rv ? NULL
-                              : xpb__v1__response__unpack(NULL, nng_msg_len(m), nng_msg_body(m));
+    Xpb__V1__Response *r =
+        rv ? NULL : xpb__v1__response__unpack(NULL, nng_msg_len(m), nng_msg_body(m));
     int rc = r && r->result_case == XPB__V1__RESPONSE__RESULT_STATUS ? 0 : -1;
     if (!rc) *online = r->status->sessions_online;
     if (r) xpb__v1__response__free_unpacked(r, NULL);

@@ -25,8 +25,14 @@ typedef struct ctx {
 } ctx;
 
 typedef uint64_t (*counter)(void *);
-static uint64_t sub_messages(void *s) { return lsub_messages(s); }
-static uint64_t srv_busy_received(void *s) { return lsrv_received(s, BUSY); }
+static uint64_t sub_messages(void *s)
+{
+    return lsub_messages(s);
+}
+static uint64_t srv_busy_received(void *s)
+{
+    return lsrv_received(s, BUSY);
+}
 
 /* Polls get until it reaches target or stops moving for stall_ns; returns
  * the last value and when it last moved. */
@@ -72,9 +78,14 @@ static int bring_up(ctx *c, const char *name, unsigned run, unsigned accounts, d
 {
     char dir[LOAD_PATH_MAX];
     snprintf(dir, sizeof(dir), "%s/%s%u", c->o->dir, name, run);
-    lbridge_opts bo = {.xpbridge = c->o->xpbridge, .dir = dir, .ca_file = lsrv_ca_file(c->srv),
-                       .server_port = lsrv_port(c->srv), .sm = c->o->sm, .accounts = accounts,
-                       .batch_max = c->o->batch_max, .batch_flush_us = c->o->batch_flush_us};
+    lbridge_opts bo = {.xpbridge = c->o->xpbridge,
+                       .dir = dir,
+                       .ca_file = lsrv_ca_file(c->srv),
+                       .server_port = lsrv_port(c->srv),
+                       .sm = c->o->sm,
+                       .accounts = accounts,
+                       .batch_max = c->o->batch_max,
+                       .batch_flush_us = c->o->batch_flush_us};
     if (mkdir(dir, 0700) || lbridge_config(&bo, &c->b) || lsub_start(c->b.events, &c->sub))
         return -1;
     uint64_t t0 = load_now_ns(), t1;
@@ -139,8 +150,9 @@ static void outbound(ctx *c, unsigned k, load_fig rate, load_fig refused, load_r
         return;
     }
     uint64_t got = wait_for(c, srv_busy_received, c->srv, base + q.ok, STALL_NS, &t1) - base;
-    if (q.other_err) fprintf(stderr, "xpb-load: %llu send requests failed (not ERR_QUEUE_FULL)\n",
-                             (unsigned long long)q.other_err);
+    if (q.other_err)
+        fprintf(stderr, "xpb-load: %llu send requests failed (not ERR_QUEUE_FULL)\n",
+                (unsigned long long)q.other_err);
     if (short_of(c, "sent stanzas the server received", got, q.ok) || !q.ok || q.other_err) {
         c->failed = 1;
         return;
@@ -195,7 +207,8 @@ static void with_peer(ctx *c, load_run *r)
 int load_run_once(const load_opts *o, unsigned run, load_run *r)
 {
     ctx c = {.o = o};
-    for (int i = 0; i < F_COUNT; i++) r->v[i] = -1;
+    for (int i = 0; i < F_COUNT; i++)
+        r->v[i] = -1;
     r->v[F_GAPS] = 0;
     lsrv_opts so = {.dir = o->dir, .sm = o->sm, .seed = o->seed + run, .max_conns = o->idle + 64};
     if (lsrv_start(&so, &c.srv)) return -1;

@@ -55,7 +55,8 @@ int lconn_append(lconn *c, const char *p, size_t n)
     if (c->out_off && c->out_off == c->out_len) c->out_off = c->out_len = 0;
     if (c->out_len + n > c->out_cap) {
         size_t cap = c->out_cap ? c->out_cap : 4096;
-        while (cap < c->out_len + n) cap *= 2;
+        while (cap < c->out_len + n)
+            cap *= 2;
         char *o = realloc(c->out, cap);
         if (!o) return -1;
         c->out = o;
@@ -211,8 +212,8 @@ static int listen_local(lsrv *s)
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t al = sizeof(a);
     s->lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (s->lfd < 0 || bind(s->lfd, (struct sockaddr *)&a, sizeof(a)) ||
-        listen(s->lfd, 4096) || getsockname(s->lfd, (struct sockaddr *)&a, &al))
+    if (s->lfd < 0 || bind(s->lfd, (struct sockaddr *)&a, sizeof(a)) || listen(s->lfd, 4096) ||
+        getsockname(s->lfd, (struct sockaddr *)&a, &al))
         return -1;
     s->port = ntohs(a.sin_port);
     return 0;
@@ -249,8 +250,8 @@ int lsrv_start(const lsrv_opts *o, lsrv **out)
     s->lfd = s->ep = s->wake = -1;
     pthread_mutex_init(&s->mu, NULL);
     s->conns = calloc(o->max_conns, sizeof(*s->conns));
-    int rc = s->conns && !tls_setup(s, o->dir) && !lsrv_pool_make(s, o->seed) &&
-                     !listen_local(s) && (s->ep = epoll_create1(EPOLL_CLOEXEC)) >= 0 &&
+    int rc = s->conns && !tls_setup(s, o->dir) && !lsrv_pool_make(s, o->seed) && !listen_local(s) &&
+                     (s->ep = epoll_create1(EPOLL_CLOEXEC)) >= 0 &&
                      (s->wake = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) >= 0 &&
                      !watch(s, s->lfd, &s->lfd) && !watch(s, s->wake, &s->wake)
                  ? 0
@@ -281,7 +282,8 @@ void lsrv_stop(lsrv *s)
         lsrv_wake(s);
         pthread_join(s->thread, NULL);
     }
-    while (s->n_conns) conn_close(s, s->conns[0]);
+    while (s->n_conns)
+        conn_close(s, s->conns[0]);
     if (s->lfd >= 0) close(s->lfd);
     if (s->ep >= 0) close(s->ep);
     if (s->wake >= 0) close(s->wake);

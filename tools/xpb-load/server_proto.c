@@ -15,7 +15,7 @@
 #include "traffic.h"
 #include "xpb_xml.h"
 
-#define POOL_SIZE 2048u           /* distinct flood stanzas, cycled */
+#define POOL_SIZE 2048u /* distinct flood stanzas, cycled */
 #define POOL_MAX_TRIES 200000u
 
 #define NS_SASL "urn:ietf:params:xml:ns:xmpp-sasl"
@@ -92,7 +92,8 @@ static int sasl_plain(lconn *c, const char *el, size_t len)
     const unsigned char *a = n > 0 ? memchr(raw, 0, (size_t)n) : NULL;
     if (!a) return -1;
     size_t i = 0;
-    for (a++; a < raw + n && *a && *a != '@' && i + 1 < sizeof(c->user); a++) c->user[i++] = (char)*a;
+    for (a++; a < raw + n && *a && *a != '@' && i + 1 < sizeof(c->user); a++)
+        c->user[i++] = (char)*a;
     c->user[i] = 0;
     memset(&c->x, 0, sizeof(c->x)); /* RFC 6120 §6.4.6: a new stream follows */
     c->stage = ST_HEADER2;

@@ -15,9 +15,11 @@
 #include <unistd.h>
 
 #include "load.h"
+#include "xpb_config.h"
 
 #define LOAD_MAX_RUNS 64u
-#define LOAD_MAX_IDLE 100000u
+/* The busy account plus M idle ones, within the bridge's own limit. */
+#define LOAD_MAX_IDLE (XPB_CONFIG_MAX_ACCOUNTS - 1u)
 #define LOAD_MAX_COUNT 100000000ull
 
 volatile int load_interrupted;
@@ -69,7 +71,8 @@ static const char usage_text[] =
     "                      beside this program's directory)\n"
     "    --messages N      messages per inbound flood (default 100000)\n"
     "    --sends N         send requests per outbound figure (default 20000)\n"
-    "    --idle M          idle accounts beside the busy one (default 1000)\n"
+    "    --idle M          idle accounts beside the busy one (default 1000; at\n"
+    "                      most 9999: the bridge takes 10,000 accounts)\n"
     "    --latency-count N stamped messages for the latency figure (default 20000)\n"
     "    --latency-rate R  their rate per second (default: half the inbound\n"
     "                      figure of the same run)\n"
@@ -90,7 +93,7 @@ static const char usage_text[] =
     "\n"
     "EXAMPLES\n"
     "    xpb-load --runs 3\n"
-    "    xpb-load --idle 10000 --runs 3 --json\n"
+    "    xpb-load --idle 9999 --runs 3 --json\n"
     "    xpb-load --messages 200 --sends 100 --idle 5 --latency-count 50 --runs 1\n";
 
 enum {
@@ -160,7 +163,11 @@ static int set_num(cli *c, int opt, const char *arg)
                              : opt == O_BMAX || opt == O_BFLUSH ? 100000000u
                                                                 : LOAD_MAX_COUNT;
     unsigned long long min = opt == O_IDLE || opt == O_SEED ? 0 : 1;
-    if (parse_num(arg, min, max, &v)) return usage_error("not a number in range", arg);
+    if (parse_num(arg, min, max, &v)) {
+        char what[96];
+        snprintf(what, sizeof(what), "not a number from %llu to %llu", min, max);
+        return usage_error(what, arg);
+    }
     switch (opt) {
     case O_MSG:
         c->o.messages = v;
@@ -261,7 +268,7 @@ static void signals(void)
 static void raise_fd_limit(const load_opts *o)
 {
     struct rlimit rl;
-    rlim_t want = 2 * (rlim_t)o->idle + 256;
+    rlim_t want = (rlim_t)o->idle + 256; /* the server's ends; the bridge holds its own */
     if (getrlimit(RLIMIT_NOFILE, &rl) || rl.rlim_cur >= want) return;
     rl.rlim_cur = rl.rlim_max < want ? rl.rlim_max : want;
     if (setrlimit(RLIMIT_NOFILE, &rl) || rl.rlim_cur < want)

@@ -136,7 +136,10 @@ void load_report_text(const load_opts *o, const load_run *runs, unsigned n)
     row(l, m[F_RSSM], -1, 0, "");
     snprintf(l, sizeof(l), "%u accounts online, s", o->idle + 1);
     row(l, m[F_ONLINE], -1, 2, "10,000 in <= 12 s");
-    snprintf(l, sizeof(l), "  libstrophe: %.0f sessions online, s", m[F_PEER_IDLE_N]);
+    if (m[F_PEER_IDLE_N] > 0)
+        snprintf(l, sizeof(l), "  libstrophe: %.0f sessions online, s", m[F_PEER_IDLE_N]);
+    else
+        snprintf(l, sizeof(l), "  libstrophe: idle sessions online, s");
     row(l, m[F_PEER_ONLINE], -1, 2, "(select(): at most 1,000)");
     snprintf(l, sizeof(l), "one /metrics scrape at %u accounts, ms", o->idle + 1);
     row(l, m[F_SCRAPE], -1, 2, "<= 10 ms at 10,000");

@@ -1,0 +1,193 @@
+/* xpb-load's report: the median of each figure over the runs, beside the
+ * libstrophe peer's and the goal of issue 10, as a text table or JSON. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "load.h"
+
+static const char *const keys[F_COUNT] = {
+    [F_IN1] = "inbound_1_account_per_s",
+    [F_IN1_CPU] = "inbound_1_account_bridge_cpu_pct",
+    [F_IN_IDLE] = "inbound_with_idle_per_s",
+    [F_OUT16] = "outbound_16_in_flight_per_s",
+    [F_OUT16_REFUSED] = "outbound_16_queue_full",
+    [F_OUT63] = "outbound_63_in_flight_per_s",
+    [F_OUT63_REFUSED] = "outbound_63_queue_full",
+    [F_OUT_DELIVERED] = "outbound_delivery_events_acked",
+    [F_LAT_P50] = "latency_p50_us",
+    [F_LAT_P99] = "latency_p99_us",
+    [F_LAT_RATE] = "latency_rate_per_s",
+    [F_MEM] = "memory_per_idle_session_kib",
+    [F_RSS1] = "rss_1_account_kib",
+    [F_RSSM] = "rss_with_idle_kib",
+    [F_ONLINE] = "accounts_online_s",
+    [F_SCRAPE] = "metrics_scrape_ms",
+    [F_GAPS] = "events_missing_by_seq",
+    [F_PEER_IN] = "libstrophe_inbound_per_s",
+    [F_PEER_OUT] = "libstrophe_outbound_per_s",
+    [F_PEER_MEM] = "libstrophe_memory_per_idle_session_kib",
+    [F_PEER_ONLINE] = "libstrophe_idle_online_s",
+    [F_PEER_IDLE_N] = "libstrophe_idle_sessions",
+};
+
+static int cmp_d(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The median of the runs that produced the figure; -1 when none did. */
+static double median(const load_run *runs, unsigned n, load_fig f)
+{
+    double v[64];
+    unsigned k = 0;
+    for (unsigned i = 0; i < n && k < 64; i++)
+        if (runs[i].v[f] >= 0) v[k++] = runs[i].v[f];
+    if (!k) return -1;
+    qsort(v, k, sizeof(v[0]), cmp_d);
+    return k % 2 ? v[k / 2] : (v[k / 2 - 1] + v[k / 2]) / 2;
+}
+
+typedef struct goal {
+    const char *name;
+    double value, limit;
+    int at_most; /* value <= limit, else value >= limit */
+} goal;
+
+static int goal_met(const goal *g)
+{
+    if (g->value < 0) return 0;
+    return g->at_most ? g->value <= g->limit : g->value >= g->limit;
+}
+
+static double ratio(double a, double b)
+{
+    return a > 0 && b > 0 ? a / b : -1;
+}
+
+static size_t goals_of(const load_opts *o, const double *m, goal *g)
+{
+    size_t n = 0;
+    if (o->peer) g[n++] = (goal){"inbound_beats_libstrophe", ratio(m[F_IN1], m[F_PEER_IN]), 1, 0};
+    g[n++] = (goal){"inbound_with_idle_flat", ratio(m[F_IN_IDLE], m[F_IN1]), 0.95, 0};
+    if (o->peer)
+        g[n++] = (goal){"outbound_vs_libstrophe", ratio(m[F_OUT16], m[F_PEER_OUT]), 0.8, 0};
+    g[n++] = (goal){"outbound_63_no_refusal", m[F_OUT63_REFUSED], 0, 1};
+    g[n++] = (goal){"latency_p50_us", m[F_LAT_P50], 100, 1};
+    g[n++] = (goal){"latency_p99_us", m[F_LAT_P99], 1000, 1};
+    g[n++] = (goal){"memory_per_idle_session_kib", m[F_MEM], 32, 1};
+    /* Judged as stated only at 10,000 accounts: fewer prove nothing. */
+    if (o->idle + 1 >= 10000) g[n++] = (goal){"10000_online_s", m[F_ONLINE], 12, 1};
+    g[n++] = (goal){"metrics_scrape_ms", m[F_SCRAPE], 10, 1};
+    return n;
+}
+
+static void medians(const load_run *runs, unsigned n, double *m)
+{
+    for (int f = 0; f < F_COUNT; f++)
+        m[f] = median(runs, n, (load_fig)f);
+}
+
+/* decimals: digits after the point */
+static void num(double v, int decimals, const char *suffix)
+{
+    if (v < 0)
+        printf(" %14s", "-");
+    else
+        printf(" %*.*f%s", 14 - (int)strlen(suffix), decimals, v, suffix);
+}
+
+static void row(const char *label, double v, double peer, int decimals, const char *target)
+{
+    printf("%-44s", label);
+    num(v, decimals, "");
+    num(peer, 0, "");
+    num(ratio(v, peer), 2, "x");
+    printf("  %s\n", target);
+}
+
+void load_report_text(const load_opts *o, const load_run *runs, unsigned n)
+{
+    double m[F_COUNT];
+    char l[128];
+    medians(runs, n, m);
+    printf("xpb-load: medians of %u run(s); %llu flood messages, %llu sends, %u idle accounts, "
+           "XEP-0198 %s\n\n",
+           n, (unsigned long long)o->messages, (unsigned long long)o->sends, o->idle,
+           o->sm ? "on" : "off");
+    printf("%-44s %14s %14s %14s  %s\n", "figure", "xpbridge", "libstrophe", "ratio", "goal");
+    row("inbound stanzas/s, 1 account", m[F_IN1], m[F_PEER_IN], 0, "beat the peer");
+    row("  bridge CPU % during that flood", m[F_IN1_CPU], -1, 0, "");
+    snprintf(l, sizeof(l), "inbound stanzas/s, 1 + %u idle accounts", o->idle);
+    row(l, m[F_IN_IDLE], -1, 0, ">= 0.95x the 1-account figure");
+    row("outbound stanzas/s, 16 requests in flight", m[F_OUT16], m[F_PEER_OUT], 0,
+        ">= 0.8x libstrophe sending directly");
+    row("  ERR_QUEUE_FULL refusals", m[F_OUT16_REFUSED], -1, 0, "");
+    row("outbound stanzas/s, 63 requests in flight", m[F_OUT63], -1, 0, "");
+    row("  ERR_QUEUE_FULL refusals", m[F_OUT63_REFUSED], -1, 0, "0 while the server keeps up");
+    row("  ACKED delivery events (both)", m[F_OUT_DELIVERED], -1, 0, "one per accepted send");
+    snprintf(l, sizeof(l), "added latency p50 us, at %.0f/s", m[F_LAT_RATE]);
+    row(l, m[F_LAT_P50], -1, 1, "<= 100 us at half load");
+    row("added latency p99 us", m[F_LAT_P99], -1, 1, "<= 1000 us");
+    row("memory per idle TLS session, KiB", m[F_MEM], m[F_PEER_MEM], 1, "<= 32 KiB");
+    row("  bridge RSS KiB, 1 account", m[F_RSS1], -1, 0, "");
+    snprintf(l, sizeof(l), "  bridge RSS KiB, %u accounts", o->idle + 1);
+    row(l, m[F_RSSM], -1, 0, "");
+    snprintf(l, sizeof(l), "%u accounts online, s", o->idle + 1);
+    row(l, m[F_ONLINE], -1, 2, "10,000 in <= 12 s");
+    if (m[F_PEER_IDLE_N] > 0)
+        snprintf(l, sizeof(l), "  libstrophe: %.0f sessions online, s", m[F_PEER_IDLE_N]);
+    else
+        snprintf(l, sizeof(l), "  libstrophe: idle sessions online, s");
+    row(l, m[F_PEER_ONLINE], -1, 2, "(select(): at most 1,000)");
+    snprintf(l, sizeof(l), "one /metrics scrape at %u accounts, ms", o->idle + 1);
+    row(l, m[F_SCRAPE], -1, 2, "<= 10 ms at 10,000");
+    row("events missing by seq, per run", m[F_GAPS], -1, 0, "0");
+    goal g[16];
+    size_t k = goals_of(o, m, g);
+    printf("\ngoals:");
+    for (size_t i = 0; i < k; i++)
+        printf(" %s %s;", g[i].name, goal_met(&g[i]) ? "met" : "MISSED");
+    printf("\n");
+}
+
+static void json_figs(const double *v)
+{
+    for (int f = 0; f < F_COUNT; f++) {
+        printf("%s\"%s\": ", f ? ", " : "", keys[f]);
+        if (v[f] < 0)
+            printf("null");
+        else
+            printf("%.3f", v[f]);
+    }
+}
+
+void load_report_json(const load_opts *o, const load_run *runs, unsigned n)
+{
+    double m[F_COUNT];
+    medians(runs, n, m);
+    printf("{\"tool\": \"xpb-load\", \"runs\": %u, \"messages\": %llu, \"sends\": %llu, "
+           "\"latency_count\": %llu, \"idle\": %u, \"sm\": %s,\n \"median\": {",
+           n, (unsigned long long)o->messages, (unsigned long long)o->sends,
+           (unsigned long long)o->latency_count, o->idle, o->sm ? "true" : "false");
+    json_figs(m);
+    printf("},\n \"each_run\": [");
+    for (unsigned i = 0; i < n; i++) {
+        printf("%s{", i ? ", " : "");
+        json_figs(runs[i].v);
+        printf("}");
+    }
+    printf("],\n \"goals\": {");
+    goal g[16];
+    size_t k = goals_of(o, m, g);
+    for (size_t i = 0; i < k; i++) {
+        printf("%s\"%s\": {\"value\": ", i ? ", " : "", g[i].name);
+        if (g[i].value < 0)
+            printf("null");
+        else
+            printf("%.3f", g[i].value);
+        printf(", \"limit\": %g, \"met\": %s}", g[i].limit, goal_met(&g[i]) ? "true" : "false");
+    }
+    printf("}}\n");
+}

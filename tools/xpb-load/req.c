@@ -1,0 +1,203 @@
+/* xpb-load's REQ load generator: K NNG contexts on one REQ socket, each
+ * sending the next `send` request as soon as its reply arrives, so K requests
+ * are always in flight (docs/bus.md, "Requests"). */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/req.h>
+
+#include "load.h"
+#include "xpb/v1/bus.pb-c.h"
+#include "xpb_bus_wire.h"
+
+#define REQ_TIMEOUT_MS 60000
+#define REQ_MAX_IN_FLIGHT 1024u
+#define STATUS_TIMEOUT_MS 5000
+
+typedef struct lreq lreq;
+typedef struct lctx {
+    lreq *r;
+    nng_ctx ctx;
+    nng_aio *aio;
+    int receiving;
+} lctx;
+
+struct lreq {
+    const char *account;
+    uint64_t n, issued, answered;
+    lreq_result *res;
+    pthread_mutex_t mu;
+    pthread_cond_t done;
+    int failed;
+};
+
+/* Request ids never repeat within the process: the bridge answers a repeated
+ * id from its cache without acting (docs/bus.md). */
+static atomic_ullong next_id;
+
+static nng_msg *build(lreq *r, uint64_t i)
+{
+    char rid[64], body[64], to[] = "peer@" LOAD_DOMAIN;
+    snprintf(rid, sizeof(rid), "ld-%d-%llu", (int)getpid(), (unsigned long long)next_id++);
+    snprintf(body, sizeof(body), "load message %llu", (unsigned long long)i);
+    Xpb__V1__Text t = XPB__V1__TEXT__INIT;
+    Xpb__V1__Text *tp = &t;
+    t.text = body;
+    Xpb__V1__Stanza st = XPB__V1__STANZA__INIT;
+    st.has_kind = st.has_type = 1;
+    st.kind = XPB__V1__KIND__KIND_MESSAGE;
+    st.type = XPB__V1__STANZA_TYPE__TYPE_CHAT;
+    st.to = to;
+    st.n_body = 1;
+    st.body = &tp;
+    Xpb__V1__SendStanza s = XPB__V1__SEND_STANZA__INIT;
+    s.stanza = &st;
+    Xpb__V1__Request q = XPB__V1__REQUEST__INIT;
+    q.has_api_version = 1;
+    q.api_version = XPB_BUS_API_VERSION;
+    q.request_id = rid;
+    q.account = (char *)r->account;
+    q.op_case = XPB__V1__REQUEST__OP_SEND;
+    q.send = &s;
+    nng_msg *m = NULL;
+    size_t len = xpb__v1__request__get_packed_size(&q);
+    if (nng_msg_alloc(&m, len)) return NULL;
+    xpb__v1__request__pack(&q, nng_msg_body(m));
+    return m;
+}
+
+static void count_reply(lreq *r, nng_msg *m)
+{
+    Xpb__V1__Response *resp = xpb__v1__response__unpack(NULL, nng_msg_len(m), nng_msg_body(m));
+    int code = !resp ? -1 : resp->has_code ? (int)resp->code : 0;
+    if (code == XPB__V1__ERROR_CODE__OK)
+        r->res->ok++;
+    else if (code == XPB__V1__ERROR_CODE__ERR_QUEUE_FULL)
+        r->res->queue_full++;
+    else
+        r->res->other_err++;
+    if (resp) xpb__v1__response__free_unpacked(resp, NULL);
+}
+
+/* Called with r->mu held: the next request, or nothing left to send. */
+static void next(lctx *c)
+{
+    lreq *r = c->r;
+    nng_msg *m = r->issued < r->n && !r->failed ? build(r, r->issued) : NULL;
+    if (!m) {
+        if (r->answered >= r->n || r->failed) pthread_cond_broadcast(&r->done);
+        return;
+    }
+    r->issued++;
+    c->receiving = 0;
+    nng_aio_set_msg(c->aio, m);
+    nng_ctx_send(c->ctx, c->aio);
+}
+
+static void on_aio(void *arg)
+{
+    lctx *c = arg;
+    lreq *r = c->r;
+    int rv = nng_aio_result(c->aio);
+    pthread_mutex_lock(&r->mu);
+    if (rv) {
+        if (!c->receiving) nng_msg_free(nng_aio_get_msg(c->aio));
+        fprintf(stderr, "xpb-load: send request: %s\n", nng_strerror(rv));
+        r->failed = 1;
+        pthread_cond_broadcast(&r->done);
+    } else if (!c->receiving) {
+        c->receiving = 1;
+        nng_ctx_recv(c->ctx, c->aio);
+    } else {
+        nng_msg *m = nng_aio_get_msg(c->aio);
+        count_reply(r, m);
+        nng_msg_free(m);
+        r->answered++;
+        next(c);
+    }
+    pthread_mutex_unlock(&r->mu);
+}
+
+static int open_ctxs(nng_socket s, lctx *cs, unsigned k, lreq *r)
+{
+    for (unsigned i = 0; i < k; i++) {
+        cs[i].r = r;
+        if (nng_ctx_open(&cs[i].ctx, s) || nng_aio_alloc(&cs[i].aio, on_aio, &cs[i])) return -1;
+        nng_aio_set_timeout(cs[i].aio, REQ_TIMEOUT_MS);
+    }
+    return 0;
+}
+
+static void drive(lreq *r, lctx *cs, unsigned k)
+{
+    pthread_mutex_lock(&r->mu);
+    for (unsigned i = 0; i < k; i++)
+        next(&cs[i]);
+    while (r->answered < r->n && !r->failed)
+        pthread_cond_wait(&r->done, &r->mu);
+    pthread_mutex_unlock(&r->mu);
+}
+
+int lreq_run(const char *url, const char *account, uint64_t n, unsigned in_flight, lreq_result *res)
+{
+    memset(res, 0, sizeof(*res));
+    if (in_flight == 0 || in_flight > REQ_MAX_IN_FLIGHT) return -1;
+    lreq r = {.account = account, .n = n, .res = res};
+    pthread_mutex_init(&r.mu, NULL);
+    pthread_cond_init(&r.done, NULL);
+    lctx *cs = calloc(in_flight, sizeof(*cs));
+    nng_socket s = NNG_SOCKET_INITIALIZER;
+    int rv = cs ? nng_req0_open(&s) : NNG_ENOMEM;
+    if (!rv) rv = nng_socket_set_ms(s, NNG_OPT_REQ_RESENDTIME, REQ_TIMEOUT_MS * 2);
+    if (!rv) rv = nng_dial(s, url, NULL, 0);
+    if (!rv) rv = open_ctxs(s, cs, in_flight, &r) ? NNG_ENOMEM : 0;
+    uint64_t t0 = load_now_ns();
+    if (!rv) drive(&r, cs, in_flight);
+    res->seconds = (double)(load_now_ns() - t0) / 1e9;
+    if (rv) fprintf(stderr, "xpb-load: requests on %s: %s\n", url, nng_strerror(rv));
+    for (unsigned i = 0; cs && i < in_flight; i++)
+        if (cs[i].aio) nng_aio_stop(cs[i].aio);
+    nng_close(s);
+    for (unsigned i = 0; cs && i < in_flight; i++)
+        nng_aio_free(cs[i].aio);
+    free(cs);
+    pthread_cond_destroy(&r.done);
+    pthread_mutex_destroy(&r.mu);
+    return rv || r.failed ? -1 : 0;
+}
+
+/* One `status` request (BridgeStatus.sessions_online); 0 or -1. */
+int lreq_status(const char *url, uint64_t *online)
+{
+    char rid[64];
+    snprintf(rid, sizeof(rid), "ld-%d-%llu", (int)getpid(), (unsigned long long)next_id++);
+    Xpb__V1__GetStatus st = XPB__V1__GET_STATUS__INIT;
+    Xpb__V1__Request q = XPB__V1__REQUEST__INIT;
+    q.has_api_version = 1;
+    q.api_version = XPB_BUS_API_VERSION;
+    q.request_id = rid;
+    q.op_case = XPB__V1__REQUEST__OP_STATUS;
+    q.status = &st;
+    uint8_t buf[256];
+    size_t len = xpb__v1__request__pack(&q, buf);
+    nng_socket s = NNG_SOCKET_INITIALIZER;
+    nng_msg *m = NULL;
+    int rv = nng_req0_open(&s);
+    if (!rv) rv = nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, STATUS_TIMEOUT_MS);
+    if (!rv) rv = nng_dial(s, url, NULL, 0);
+    if (!rv) rv = nng_send(s, buf, len, 0);
+    if (!rv) rv = nng_recvmsg(s, &m, 0);
+    Xpb__V1__Response *r =
+        rv ? NULL : xpb__v1__response__unpack(NULL, nng_msg_len(m), nng_msg_body(m));
+    int rc = r && r->result_case == XPB__V1__RESPONSE__RESULT_STATUS ? 0 : -1;
+    if (!rc) *online = r->status->sessions_online;
+    if (r) xpb__v1__response__free_unpacked(r, NULL);
+    if (m) nng_msg_free(m);
+    nng_close(s);
+    return rc;
+}

@@ -1,0 +1,230 @@
+/* xpb-load's scenarios (the table of issue 10): one bridge with one account
+ * for inbound, latency and outbound; one with 1 + M accounts for bring-up
+ * time, memory per idle session, a /metrics scrape and inbound beside idle
+ * sessions; then the libstrophe peer on the same test server. */
+#define _DEFAULT_SOURCE
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "load.h"
+
+#define STALL_NS 10000000000ull        /* no progress this long: work was lost */
+/* Bring-up may pause between accounts: today's bridge sets up every account
+ * before the first connects, in time that grows with the count squared. */
+#define ONLINE_STALL_NS 30000000000ull
+#define ONLINE_STALL_PER_ACCOUNT_NS 10000000ull
+#define POLL_US 1000
+#define ONLINE_POLL_US 20000
+#define BUSY "load0"
+
+typedef struct ctx {
+    const load_opts *o;
+    lsrv *srv;
+    lbridge b;
+    lsub *sub;
+    int failed;
+} ctx;
+
+typedef uint64_t (*counter)(void *);
+static uint64_t sub_messages(void *s)
+{
+    return lsub_messages(s);
+}
+static uint64_t srv_busy_received(void *s)
+{
+    return lsrv_received(s, BUSY);
+}
+
+/* Polls get until it reaches target or stops moving for stall_ns; returns
+ * the last value and when it last moved. */
+static uint64_t wait_for(ctx *c, counter get, void *arg, uint64_t target, uint64_t stall_ns,
+                         uint64_t *t_moved)
+{
+    uint64_t v = get(arg), t = load_now_ns();
+    while (v < target && !load_interrupted && load_now_ns() - t < stall_ns) {
+        usleep(POLL_US);
+        uint64_t w = get(arg);
+        if (w != v) v = w, t = load_now_ns();
+        if (!lbridge_alive(&c->b)) break;
+    }
+    if (t_moved) *t_moved = t;
+    return v;
+}
+
+static int short_of(ctx *c, const char *what, uint64_t got, uint64_t want)
+{
+    if (got >= want) return 0;
+    fprintf(stderr, "xpb-load: %s: %llu of %llu\n", what, (unsigned long long)got,
+            (unsigned long long)want);
+    c->failed = 1;
+    return -1;
+}
+
+/* Online as the bridge counts it (a `status` request): state events can be
+ * dropped by PUB when a burst of them outruns the subscriber. */
+static uint64_t wait_online(ctx *c, unsigned accounts, uint64_t *t_online)
+{
+    uint64_t n = 0, t = load_now_ns();
+    uint64_t stall = ONLINE_STALL_NS + accounts * ONLINE_STALL_PER_ACCOUNT_NS;
+    while (n < accounts && !load_interrupted && load_now_ns() - t < stall &&
+           lbridge_alive(&c->b)) {
+        uint64_t k;
+        if (!lreq_status(c->b.requests, &k) && k != n) n = k, t = load_now_ns();
+        if (n < accounts) usleep(ONLINE_POLL_US);
+    }
+    *t_online = t;
+    return n;
+}
+
+static int bring_up(ctx *c, const char *name, unsigned run, unsigned accounts, double *online_s)
+{
+    char dir[LOAD_PATH_MAX];
+    snprintf(dir, sizeof(dir), "%s/%s%u", c->o->dir, name, run);
+    lbridge_opts bo = {.xpbridge = c->o->xpbridge,
+                       .dir = dir,
+                       .ca_file = lsrv_ca_file(c->srv),
+                       .server_port = lsrv_port(c->srv),
+                       .sm = c->o->sm,
+                       .accounts = accounts,
+                       .batch_max = c->o->batch_max,
+                       .batch_flush_us = c->o->batch_flush_us};
+    if (mkdir(dir, 0700) || lbridge_config(&bo, &c->b) || lsub_start(c->b.events, &c->sub))
+        return -1;
+    uint64_t t0 = load_now_ns(), t1;
+    if (lbridge_spawn(&bo, &c->b)) return -1;
+    uint64_t n = wait_online(c, accounts, &t1);
+    if (short_of(c, "sessions online (status request)", n, accounts)) return -1;
+    if (online_s) *online_s = (double)(t1 - t0) / 1e9;
+    usleep(ONLINE_POLL_US); /* the last state events */
+    uint64_t ev = lsub_online(c->sub);
+    if (ev < accounts)
+        fprintf(stderr, "xpb-load: %llu of %u online state events reached the subscriber\n",
+                (unsigned long long)ev, accounts);
+    return 0;
+}
+
+static void tear_down(ctx *c, load_run *r)
+{
+    if (c->sub) r->v[F_GAPS] += (double)lsub_gaps(c->sub);
+    lbridge_stop(&c->b);
+    lsub_stop(c->sub);
+    c->sub = NULL;
+}
+
+static double inbound(ctx *c, double *cpu_pct)
+{
+    uint64_t n = c->o->messages, tf = 0, tl = 0;
+    lsub_reset(c->sub);
+    double c0 = lbridge_cpu_s(&c->b);
+    if (lsrv_flood(c->srv, BUSY, n)) return -1;
+    uint64_t got = wait_for(c, sub_messages, c->sub, n, STALL_NS, NULL);
+    double c1 = lbridge_cpu_s(&c->b);
+    lsrv_sent(c->srv, BUSY, &tf, &tl);
+    uint64_t last = lsub_last_ns(c->sub);
+    if (short_of(c, "inbound messages published", got, n) || !tf || last <= tf) return -1;
+    double secs = (double)(last - tf) / 1e9;
+    if (cpu_pct && c0 >= 0 && c1 >= 0) *cpu_pct = (c1 - c0) / secs * 100;
+    return (double)n / secs;
+}
+
+static void latency(ctx *c, double rate, load_run *r)
+{
+    uint64_t n = c->o->latency_count;
+    size_t k;
+    lsub_reset(c->sub);
+    if (rate <= 0 || lsrv_trickle(c->srv, BUSY, n, rate)) return;
+    uint64_t got = wait_for(c, sub_messages, c->sub, n, STALL_NS, NULL);
+    const uint64_t *lat = lsub_latencies(c->sub, &k);
+    if (short_of(c, "latency probes published", k, n) || short_of(c, "messages", got, n)) return;
+    r->v[F_LAT_RATE] = rate;
+    r->v[F_LAT_P50] = (double)lat[k / 2] / 1e3;
+    r->v[F_LAT_P99] = (double)lat[k * 99 / 100] / 1e3;
+}
+
+static void outbound(ctx *c, unsigned k, load_fig rate, load_fig refused, load_run *r)
+{
+    lreq_result q;
+    char account[64];
+    snprintf(account, sizeof(account), BUSY "@" LOAD_DOMAIN);
+    uint64_t base = lsrv_received(c->srv, BUSY), t0 = load_now_ns(), t1;
+    if (lreq_run(c->b.requests, account, c->o->sends, k, &q)) {
+        c->failed = 1;
+        return;
+    }
+    uint64_t got = wait_for(c, srv_busy_received, c->srv, base + q.ok, STALL_NS, &t1) - base;
+    if (q.other_err)
+        fprintf(stderr, "xpb-load: %llu send requests failed (not ERR_QUEUE_FULL)\n",
+                (unsigned long long)q.other_err);
+    if (short_of(c, "sent stanzas the server received", got, q.ok) || !q.ok || q.other_err) {
+        c->failed = 1;
+        return;
+    }
+    r->v[rate] = (double)got * 1e9 / (double)(t1 - t0);
+    r->v[refused] = (double)q.queue_full;
+}
+
+static void single_account(ctx *c, unsigned run, load_run *r)
+{
+    if (bring_up(c, "one", run, 1, NULL)) {
+        c->failed = 1;
+        return;
+    }
+    r->v[F_RSS1] = (double)lbridge_rss_kib(&c->b);
+    r->v[F_IN1] = inbound(c, &r->v[F_IN1_CPU]);
+    double rate = c->o->latency_rate > 0 ? c->o->latency_rate : r->v[F_IN1] / 2;
+    latency(c, rate, r);
+    uint64_t d0 = lsub_deliveries(c->sub);
+    outbound(c, 16, F_OUT16, F_OUT16_REFUSED, r);
+    outbound(c, 63, F_OUT63, F_OUT63_REFUSED, r);
+    usleep(200000); /* the last acks' delivery events */
+    r->v[F_OUT_DELIVERED] = (double)(lsub_deliveries(c->sub) - d0);
+}
+
+static void many_accounts(ctx *c, unsigned run, load_run *r)
+{
+    size_t bytes;
+    if (bring_up(c, "many", run, c->o->idle + 1, &r->v[F_ONLINE])) {
+        c->failed = 1;
+        return;
+    }
+    usleep(500000); /* let the bring-up's garbage settle before reading RSS */
+    r->v[F_RSSM] = (double)lbridge_rss_kib(&c->b);
+    if (r->v[F_RSS1] > 0 && r->v[F_RSSM] > 0 && c->o->idle)
+        r->v[F_MEM] = (r->v[F_RSSM] - r->v[F_RSS1]) / c->o->idle;
+    r->v[F_SCRAPE] = lbridge_scrape_ms(&c->b, &bytes);
+    if (r->v[F_SCRAPE] < 0) short_of(c, "/metrics scrapes answered", 0, 1);
+    r->v[F_IN_IDLE] = inbound(c, NULL);
+}
+
+static void with_peer(ctx *c, load_run *r)
+{
+    r->v[F_PEER_IN] = peer_inbound(c->srv, lsrv_ca_file(c->srv), "peerin", c->o->messages);
+    r->v[F_PEER_OUT] = peer_outbound(c->srv, lsrv_ca_file(c->srv), "peerout", c->o->sends);
+    if (r->v[F_PEER_IN] < 0 || r->v[F_PEER_OUT] < 0) c->failed = 1;
+    unsigned m = c->o->idle < PEER_IDLE_MAX ? c->o->idle : PEER_IDLE_MAX;
+    if (m && peer_idle(c->srv, m, &r->v[F_PEER_MEM], &r->v[F_PEER_ONLINE])) c->failed = 1;
+    if (m) r->v[F_PEER_IDLE_N] = m;
+}
+
+int load_run_once(const load_opts *o, unsigned run, load_run *r)
+{
+    ctx c = {.o = o};
+    for (int i = 0; i < F_COUNT; i++)
+        r->v[i] = -1;
+    r->v[F_GAPS] = 0;
+    lsrv_opts so = {.dir = o->dir, .sm = o->sm, .seed = o->seed + run, .max_conns = o->idle + 64};
+    if (lsrv_start(&so, &c.srv)) return -1;
+    single_account(&c, run, r);
+    tear_down(&c, r);
+    if (!load_interrupted && !c.failed) many_accounts(&c, run, r);
+    tear_down(&c, r);
+    if (!load_interrupted && !c.failed && o->peer) with_peer(&c, r);
+    lsrv_stop(c.srv);
+    /* A figure, not a failure: the counts above check the measured work. */
+    if (r->v[F_GAPS] > 0)
+        fprintf(stderr, "xpb-load: %.0f events missing by seq (docs/bus.md gap rule)\n",
+                r->v[F_GAPS]);
+    return c.failed || load_interrupted ? -1 : 0;
+}

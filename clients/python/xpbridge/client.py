@@ -259,24 +259,56 @@ class Bridge:
         self.close()
 
     # -- events ---------------------------------------------------------------
-    def events(self, kinds=None, account=None, resume_file=None, on_gap=None, timeout=None):
+    def replay(self, from_seq, topic_prefix='', max_events=1000):
+        """One page of the bridge's journal (docs/durability.md): a
+        ReplayPage whose .batch is EventBatch bytes. BusError
+        ERR_REPLAY_GONE / ERR_NO_JOURNAL as the bridge answers."""
+        op = bus_pb2.Replay(from_seq=from_seq, topic_prefix=topic_prefix, max_events=max_events)
+        return self.request('replay', op).replay
+
+    def replay_events(self, from_seq, subs=('',), before=None):
+        """Kept events from from_seq on (below before, when given) whose
+        topic starts with one of subs, in order, page by page."""
+        prefix = subs[0] if len(subs) == 1 else ''
+        while True:
+            page = self.replay(from_seq, prefix)
+            batch = bus_pb2.EventBatch.FromString(page.batch)
+            for ev in batch.event:
+                if before is not None and ev.seq >= before:
+                    return
+                if any(event_topic(ev).startswith(p) for p in subs):
+                    yield ev
+            if page.count == 0 or page.next_seq > page.last_seq:
+                return
+            from_seq = page.next_seq
+
+    def events(self, kinds=None, account=None, resume_file=None, on_gap=None, timeout=None,
+               from_seq=None):
         """Events (xpb.v1.Event) of kinds (e.g. ['message']; None: all) for
         account (bare JID; None: all), in order. Gaps (docs/bus.md) go to
         on_gap(Gap) (default: a warning in the log) and to self.gaps.
         resume_file keeps the seq of the last event the caller finished
-        with (written when it asks for the next one); replaying what was
-        missed needs the bridge's replay request, which does not exist yet:
-        until then a restart or loss since that seq is reported, not
-        recovered. timeout: stop after that many seconds without an event."""
+        with (written when it asks for the next one). With a seq in it (or
+        from_seq), the events after it are first replayed from the bridge's
+        journal, and a gap of the live stream is replayed before the event
+        after it: every event once, in order (docs/durability.md). A bridge
+        without a state directory answers ERR_NO_JOURNAL: then a restart or
+        loss since that seq is reported as a gap, not recovered. A first run
+        (no file) starts with live events. timeout: stop after that many
+        seconds without an event."""
         subs = subscriptions(kinds, account)
         det = GapDetector()
-        if resume_file:
-            seq = _read_seq(resume_file)
-            if seq:
-                det.resume_from(seq, subs == [''])
-        sock = self._sub_socket(subs)
+        last = _read_seq(resume_file) if resume_file else 0
+        if from_seq:
+            last = from_seq - 1
+        sock = self._sub_socket(subs)  # first: nothing published meanwhile is missed
         try:
-            yield from self._follow(sock, det, resume_file, on_gap or _log_gap, timeout)
+            resume = _Resume(self, subs, last, resume_file) if (last or from_seq) else None
+            if resume is not None:
+                yield from resume.replay()
+                if not resume.journal:
+                    det.resume_from(resume.last, subs == [''])
+            yield from self._follow(sock, det, resume_file, on_gap or _log_gap, timeout, resume)
         finally:
             sock.close()
 
@@ -291,8 +323,9 @@ class Bridge:
         s.dial(self.events_url)
         return s
 
-    def _follow(self, sock, det, resume_file, on_gap, timeout):
+    def _follow(self, sock, det, resume_file, on_gap, timeout, resume=None):
         idle_since = time.monotonic()
+        journal = resume is not None and resume.journal
         while True:
             try:
                 data = sock.recv()
@@ -308,6 +341,9 @@ class Bridge:
             except (ValueError, UnicodeDecodeError) as e:  # DecodeError is a ValueError
                 log.warning('events: skipped a message that does not decode: %s', e)
                 continue
+            if journal:
+                yield from resume.live(batch)
+                continue
             for gap in det.batch(topic, batch.prev_seq, [ev.seq for ev in batch.event]):
                 self.gaps.append(gap)
                 on_gap(gap)
@@ -315,6 +351,54 @@ class Bridge:
                 yield ev
                 if resume_file:
                     _write_seq(resume_file, ev.seq)
+
+
+class _Resume:
+    """The reader's side of the journal (docs/durability.md, "Replay and
+    resume"): replay after the last seq, then follow live, skipping what was
+    delivered and replaying any hole first."""
+
+    def __init__(self, client, subs, last, resume_file):
+        self.client, self.subs, self.last, self.file = client, subs, last, resume_file
+        self.journal = True
+
+    def _deliver(self, ev):
+        yield ev
+        self.last = ev.seq
+        if self.file:
+            _write_seq(self.file, ev.seq)
+
+    def replay(self, before=None):
+        try:
+            for ev in self.client.replay_events(self.last + 1, self.subs, before):
+                yield from self._deliver(ev)
+        except BusError as e:
+            if e.name != 'ERR_NO_JOURNAL':
+                raise
+            log.warning('events: the bridge keeps no journal; missed events cannot be replayed')
+            self.journal = False
+
+    def live(self, batch):
+        for i, ev in enumerate(batch.event):
+            if ev.seq <= self.last:
+                continue
+            hole = (ev.seq > self.last + 1 if self.subs == ['']
+                    else i == 0 and batch.prev_seq > self.last)
+            if hole:
+                yield from self.replay(before=ev.seq)
+            if ev.seq > self.last:
+                yield from self._deliver(ev)
+
+
+def event_topic(ev):
+    """The topic an event is published on: "<kind>/<account>/"."""
+    body = ev.WhichOneof('body')
+    if body == 'stanza':
+        kind = {stanza_pb2.KIND_MESSAGE: 'message', stanza_pb2.KIND_PRESENCE: 'presence',
+                stanza_pb2.KIND_IQ: 'iq'}.get(ev.stanza.kind, 'other')
+    else:
+        kind = body if body in ('state', 'delivery') else 'other'
+    return f'{kind}/{ev.account}/'
 
 
 def _log_gap(gap):

@@ -336,6 +336,7 @@ class NodeClient(EchoMixin, unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.node_modules = install_node_deps()
+        cls.bridge_extra = ('--state-dir', os.path.join(env.scratch('state'), 'db'))
         super().setUpClass()
 
     def bot_argv(self):
@@ -359,6 +360,10 @@ class NodeClient(EchoMixin, unittest.TestCase):
         self.assertEqual(out['sessions'], [BOT])
         self.assertTrue(out['stanza_ids'][0])
         self.assertEqual(out['stanza_ids'][0], out['stanza_ids'][1])
+        # Replayed from the journal: the account's first events, in order.
+        self.assertEqual(len(out['replayed']), 3, out)
+        self.assertEqual(out['replayed'], sorted(out['replayed']))
+        self.assertEqual(out['replayed'][0], 1)
         self.assertEqual(out['unknown_account'][:2], [3, 'ERR_UNKNOWN_ACCOUNT'])
         self.assertIn(f'nobody@{DOMAIN}', out['unknown_account'][2])
         self.assertEqual(out['not_an_iq'][:2], [7, 'ERR_INVALID_RECORD'])

@@ -256,28 +256,72 @@ class Bridge {
 
   close() { if (this._req) { this._req.close(); this._req = null; } }
 
+  // One page of the bridge's journal (docs/durability.md): a ReplayPage
+  // whose .batch is EventBatch bytes. BusError ERR_REPLAY_GONE /
+  // ERR_NO_JOURNAL as the bridge answers.
+  async replay(fromSeq, topicPrefix = '', maxEvents = 1000) {
+    const r = await this.request('replay', { from_seq: fromSeq, topic_prefix: topicPrefix, max_events: maxEvents });
+    return r.replay;
+  }
+
+  // Kept events from fromSeq on (below before, when not null) whose topic
+  // starts with one of subs, in order, page by page.
+  async* replayEvents(fromSeq, subs = [''], before = null) {
+    const { EventBatch } = loadTypes();
+    const prefix = subs.length === 1 ? subs[0] : '';
+    for (;;) {
+      const page = await this.replay(fromSeq, prefix);
+      const batch = EventBatch.toObject(EventBatch.decode(page.batch || Buffer.alloc(0)), TO_OBJECT);
+      for (const ev of batch.event || []) {
+        if (before !== null && ev.seq >= before) return;
+        if (subs.some((p) => eventTopic(ev).startsWith(p))) yield ev;
+      }
+      if (!page.count || page.next_seq > page.last_seq) return;
+      fromSeq = page.next_seq;
+    }
+  }
+
   // Events (plain objects of xpb.v1.Event) of kinds (e.g. ['message'];
   // null: all) for account (bare JID; null: all), in order. Gaps go to
   // onGap(gap) (default: a warning on stderr) and this.gaps. resumeFile
-  // keeps the seq of the last event the caller finished with; recovering
-  // what was missed needs the bridge's replay request, which does not exist
-  // yet: until then a restart or loss since that seq is reported only.
+  // keeps the seq of the last event the caller finished with. With a seq in
+  // it (or fromSeq), what came after it is first replayed from the bridge's
+  // journal, then live events follow; a hole of the live stream is replayed
+  // before the event after it (docs/durability.md). A bridge without a state
+  // directory answers ERR_NO_JOURNAL: then a restart or loss since that seq
+  // is reported only. A first run (no file) starts with live events.
   // timeout: stop after that many ms without an event.
-  async* events({ kinds = null, account = null, resumeFile = null, onGap = null, timeout = null } = {}) {
+  async* events({ kinds = null, account = null, resumeFile = null, onGap = null, timeout = null,
+    fromSeq = null } = {}) {
     const subs = subscriptions(kinds, account);
     const det = new GapDetector();
-    if (resumeFile) {
-      const seq = readSeq(resumeFile);
-      if (seq) det.resumeFrom(seq, subs.length === 1 && subs[0] === '');
-    }
+    let last = resumeFile ? readSeq(resumeFile) : 0;
+    if (fromSeq) last = fromSeq - 1;
     const report = onGap || ((g) => process.stderr.write(`xpbridge: events: ${g}\n`));
     const queue = [];
     let wake = null;
     const sock = nano.socket('sub', { chan: subs, rcvmaxsize: this.recvMax });
     sock.on('data', (d) => { queue.push(d); if (wake) wake(); });
     sock.on('error', (e) => process.stderr.write(`xpbridge: events: ${e.message}\n`));
-    sock.connect(this.eventsUrl);
+    sock.connect(this.eventsUrl); // first: nothing published meanwhile is missed
+    const self = this;
+    let journal = Boolean(last || fromSeq);
+    async function* replayAfter(before) {
+      try {
+        for await (const ev of self.replayEvents(last + 1, subs, before)) {
+          yield ev;
+          last = ev.seq;
+          if (resumeFile) writeSeq(resumeFile, ev.seq);
+        }
+      } catch (e) {
+        if (!(e instanceof BusError) || e.codeName !== 'ERR_NO_JOURNAL') throw e;
+        process.stderr.write('xpbridge: events: the bridge keeps no journal; missed events cannot be replayed\n');
+        journal = false;
+      }
+    }
     try {
+      if (journal) yield* replayAfter(null);
+      if (!journal && last) det.resumeFrom(last, subs.length === 1 && subs[0] === '');
       for (;;) {
         if (queue.length === 0 && !(await waitFor((w) => { wake = w; }, timeout))) return;
         wake = null;
@@ -288,12 +332,23 @@ class Bridge {
           continue;
         }
         const evs = m.batch.event || [];
-        for (const g of det.batch(m.topic, m.batch.prev_seq || 0, evs.map((e) => e.seq))) {
-          this.gaps.push(g);
-          report(g);
+        if (!journal) {
+          for (const g of det.batch(m.topic, m.batch.prev_seq || 0, evs.map((e) => e.seq))) {
+            this.gaps.push(g);
+            report(g);
+          }
         }
-        for (const ev of evs) {
+        for (let i = 0; i < evs.length; i += 1) {
+          const ev = evs[i];
+          if (journal) {
+            if (ev.seq <= last) continue;
+            const hole = subs.length === 1 && subs[0] === '' ? ev.seq > last + 1
+              : i === 0 && (m.batch.prev_seq || 0) > last;
+            if (hole) yield* replayAfter(ev.seq);
+            if (ev.seq <= last) continue;
+          }
           yield ev;
+          last = ev.seq;
           if (resumeFile) writeSeq(resumeFile, ev.seq);
         }
       }
@@ -301,6 +356,17 @@ class Bridge {
       sock.close();
     }
   }
+}
+
+// The topic an event is published on: "<kind>/<account>/".
+function eventTopic(ev) {
+  let kind = 'other';
+  if (ev.body === 'stanza') {
+    kind = { KIND_MESSAGE: 'message', KIND_PRESENCE: 'presence', KIND_IQ: 'iq' }[ev.stanza.kind] || 'other';
+  } else if (ev.body === 'state' || ev.body === 'delivery') {
+    kind = ev.body;
+  }
+  return `${kind}/${ev.account}/`;
 }
 
 // Resolves true when wake is called, false after ms (null: never).
@@ -328,5 +394,5 @@ function writeSeq(file, seq) { // atomically: the old number or the new one
 
 module.exports = {
   API_VERSION, KINDS, Bridge, BusError, BusTimeout, Gap, GapDetector, checkResponse, defaultUrl,
-  loadTypes, message, splitEventMessage, subscriptions,
+  eventTopic, loadTypes, message, splitEventMessage, subscriptions,
 };

@@ -25,6 +25,14 @@ async function failure(p) {
   }
   out.unknown_account = await failure(b.send(`nobody@${account.split('@')[1]}`, { to: peer, body: 'x' }));
   out.not_an_iq = await failure(b.iq(account, message(peer, 'not an iq')));
+  // The journal (the bridge runs with a state directory): from seq 1, the
+  // account's events come back in order, starting with its first.
+  const replayed = [];
+  for await (const ev of b.events({ account, fromSeq: 1, timeout: 1500 })) {
+    replayed.push(Number(ev.seq));
+    if (replayed.length >= 3) break;
+  }
+  out.replayed = replayed;
   b.close();
   const dead = new Bridge(eventsUrl, deadUrl, { timeout: 300, retries: 1 });
   const t = await failure(dead.status());

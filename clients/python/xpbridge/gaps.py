@@ -45,8 +45,9 @@ class GapDetector:
         """seq: the last seq handled by an earlier run (a resume file). The
         first batch then shows a restart of the bridge since (first seq at or
         below it) or, for a subscriber to everything (""), the events missed
-        in between. Fetching them needs the bridge's replay request, which
-        does not exist yet: they are reported, not recovered."""
+        in between. Used when the bridge keeps no journal (no state
+        directory): then they are reported, not recovered; with a journal
+        Bridge.events() replays them instead."""
         self.resume_seq, self.everything = seq, everything
 
     def batch(self, topic, prev_seq, seqs):

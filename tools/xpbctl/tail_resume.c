@@ -139,12 +139,15 @@ static int on_page(ctl *c, const Xpb__V1__Response *resp)
 int tail_replay(ctl *c, tail_resume *r, const char *const *prefixes, size_t n, uint64_t before,
                 tail_deliver_fn deliver, void *ud, int *stopped)
 {
-    replay_run run = {r, prefixes, n, before, deliver, ud, 0, 0, 0, 0};
+    /* On the heap: the reply printer reaches it through c->ud. */
+    replay_run *run = calloc(1, sizeof *run);
+    if (!run) return XPBCTL_EXIT_FAIL;
+    *run = (replay_run){r, prefixes, n, before, deliver, ud, 0, 0, 0, 0};
     char base[sizeof c->request_id];
     memcpy(base, c->request_id, sizeof base);
-    c->ud = &run;
+    c->ud = run;
     int rc = 0;
-    for (unsigned page = 1; !rc && !run.stop; page++) {
+    for (unsigned page = 1; !rc && !run->stop; page++) {
         Xpb__V1__Replay op = XPB__V1__REPLAY__INIT;
         op.has_from_seq = op.has_max_events = 1;
         op.from_seq = r->last + 1;
@@ -156,11 +159,12 @@ int tail_replay(ctl *c, tail_resume *r, const char *const *prefixes, size_t n, u
         /* Each page is its own request: the bridge answers a repeated id from its cache. */
         snprintf(c->request_id, sizeof c->request_id, "%.100s-r%u", base, page);
         rc = ctl_request(c, &req, on_page);
-        if (!rc && run.next > r->last + 1 && run.count == 0) r->last = run.next - 1;
-        if (run.count == 0 || run.next > run.last_seq || (before && run.next >= before)) break;
+        if (!rc && run->next > r->last + 1 && run->count == 0) r->last = run->next - 1;
+        if (run->count == 0 || run->next > run->last_seq || (before && run->next >= before)) break;
     }
     memcpy(c->request_id, base, sizeof base);
     c->ud = NULL;
-    *stopped = run.stop;
+    *stopped = run->stop;
+    free(run);
     return rc;
 }

@@ -367,7 +367,9 @@ static int publish_args_ok(const xpb_bus *b, const char *kind, const char *accou
 }
 
 /* After an event is in its batch: full batches go out, others wait for the
- * flush timer (batch_flush_us). */
+ * flush timer (batch_flush_us). With batch_flush_us 0 the timer is due at
+ * once: the loop first runs every callback that is ready (the events that
+ * arrived together share a batch), then flushes: no added delay. */
 static void after_append(xpb_bus *b, const xpb_bus_open_batch *ob)
 {
     if (ob->count >= b->cfg.batch_max)
@@ -423,7 +425,6 @@ static void apply_defaults(xpb_bus_config *c)
 {
     if (c->max_request_bytes == 0) c->max_request_bytes = XPB_BUS_DEFAULT_MAX_REQUEST;
     if (c->batch_max == 0) c->batch_max = XPB_BUS_DEFAULT_BATCH_MAX;
-    if (c->batch_flush_us == 0) c->batch_flush_us = XPB_BUS_DEFAULT_BATCH_FLUSH_US;
     if (c->max_inflight < 2) /* one slot is kept to answer ERR_BUSY */
         c->max_inflight = c->max_inflight == 0 ? XPB_BUS_DEFAULT_MAX_INFLIGHT : 2;
     if (c->batch_bytes == 0) c->batch_bytes = XPB_BUS_DEFAULT_BATCH_BYTES;

@@ -45,7 +45,7 @@ void xpb_config_init(xpb_config *c)
     c->log_level = XPB_CFG_LOG_INFO;
     c->max_request_bytes = 1024u * 1024u;
     c->batch_max = 64;
-    c->batch_flush_us = 2000;
+    c->batch_flush_us = XPB_CONFIG_DEFAULT_BATCH_FLUSH_US;
     c->metrics_listen = strdup(XPB_CONFIG_DEFAULT_METRICS);
     c->queue_max = XPB_SESSION_DEFAULT_QUEUE_MAX;
     c->max_stanza_bytes = XPB_READER_DEFAULT_MAX_STANZA;

@@ -296,11 +296,51 @@ static void test_flush_timer_sends_partial_batch(void **state)
     assert_int_equal(publish(f, "state", "alice@example.org"), 0);
     xpb_timer *stop = NULL;
     assert_int_equal(xpb_timer_new(f->loop, stop_loop, f->loop, &stop), 0);
-    xpb_timer_start(stop, 200); /* the bus flushes after XPB_BUS_DEFAULT_BATCH_FLUSH_US */
+    xpb_timer_start(stop, 200); /* the bus flushes on the next turn (XPB_BUS_DEFAULT_BATCH_FLUSH_US) */
     xpb_loop_run(f->loop);
     xpb_timer_free(stop);
     assert_int_equal(f->fk.nb, 1);
     assert_int_equal(f->fk.b[0].first_seq, 1);
+}
+
+/* Runs the loop until a timer at ms stops it; returns the batches sent. */
+static unsigned batches_after_loop(fx *f, unsigned ms)
+{
+    xpb_timer *stop = NULL;
+    assert_int_equal(xpb_timer_new(f->loop, stop_loop, f->loop, &stop), 0);
+    xpb_timer_start(stop, ms);
+    xpb_loop_run(f->loop);
+    xpb_timer_free(stop);
+    return f->fk.nb;
+}
+
+/* A bus on the same fake back end with batch_flush_us us. */
+static void remake_bus(fx *f, unsigned us)
+{
+    xpb_bus_free(f->bus); /* sends a held batch while closing */
+    f->bus = NULL;
+    f->fk.opened = f->fk.drained = f->fk.closed = 0; /* the same fake serves the next bus */
+    xpb_bus_config cfg;
+    xpb_bus_config_init(&cfg);
+    cfg.batch_flush_us = us;
+    make_bus(f, &cfg);
+}
+
+/* batch_flush_us 0 (the default) is "no wait": the partial batch goes out
+ * on the loop's next turn, before a timer due 1 ms later; with 2000 us it is
+ * still held at that point. Timers fire in deadline order, so this does not
+ * depend on how fast the machine is. */
+static void test_flush_us_zero_flushes_on_the_next_turn(void **state)
+{
+    fx *f = *state;
+    remake_bus(f, 2000);
+    unsigned before = f->fk.nb;
+    assert_int_equal(publish(f, "state", "alice@example.org"), 0);
+    assert_int_equal(batches_after_loop(f, 1), before);
+    remake_bus(f, 0);
+    before = f->fk.nb;
+    assert_int_equal(publish(f, "state", "alice@example.org"), 0);
+    assert_int_equal(batches_after_loop(f, 1), before + 1);
 }
 
 static void test_publish_failure_counts_dropped_events(void **state)
@@ -498,6 +538,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_publish_refuses_bad_topic, setup, teardown),
         cmocka_unit_test_setup_teardown(test_full_batch_goes_at_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_flush_timer_sends_partial_batch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_flush_us_zero_flushes_on_the_next_turn, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_publish_failure_counts_dropped_events, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_request_answered_once, setup, teardown),

@@ -58,7 +58,7 @@ static void write_bus(FILE *f, const lbridge_opts *o, const lbridge *b)
 {
     fprintf(f, "bus = {\n  events = \"%s\";\n  requests = \"%s\";\n", b->events, b->requests);
     if (o->batch_max) fprintf(f, "  batch_max = %u;\n", o->batch_max);
-    if (o->batch_flush_us) fprintf(f, "  batch_flush_us = %u;\n", o->batch_flush_us);
+    if (o->batch_flush_set) fprintf(f, "  batch_flush_us = %u;\n", o->batch_flush_us);
     fprintf(f, "};\n");
 }
 

@@ -82,7 +82,8 @@ typedef struct lbridge_opts {
     const char *xpbridge, *dir, *ca_file;
     int server_port, sm;
     unsigned accounts;                  /* load0 .. loadN-1 @LOAD_DOMAIN; load0 is the busy one */
-    unsigned batch_max, batch_flush_us; /* 0: the bridge's defaults */
+    unsigned batch_max, batch_flush_us; /* batch_max 0: the bridge's default */
+    int batch_flush_set;                /* 0: the bridge's batch_flush_us (0 is a value) */
 } lbridge_opts;
 
 /* Writes dir/xpbridge.conf and fills b's endpoints; then spawn runs it, so a
@@ -141,7 +142,7 @@ typedef struct load_opts {
     uint64_t messages, sends, latency_count;
     double latency_rate; /* 0: half the run's one-account inbound figure */
     unsigned idle, runs, batch_max, batch_flush_us;
-    int sm, peer, json;
+    int sm, peer, json, batch_flush_set;
     uint64_t seed;
 } load_opts;
 

@@ -67,7 +67,7 @@ static const char usage_text[] =
     "    process the tool starts is stopped by PID, also on error and Ctrl-C.\n"
     "\n"
     "OPTIONS\n"
-    "    --xpbridge PATH   the bridge to run (default: ../bridge/app/xpbridge\n"
+    "    --xpbridge PATH   the bridge to run (default: ../bridge/xpbridge\n"
     "                      beside this program's directory)\n"
     "    --messages N      messages per inbound flood (default 100000)\n"
     "    --sends N         send requests per outbound figure (default 20000)\n"
@@ -80,7 +80,8 @@ static const char usage_text[] =
     "    --no-sm           the server does not offer XEP-0198\n"
     "    --no-peer         skip the libstrophe peer\n"
     "    --batch-max N     the bridge's bus.batch_max (default: its own)\n"
-    "    --batch-flush-us US  the bridge's bus.batch_flush_us (default: its own)\n"
+    "    --batch-flush-us US  the bridge's bus.batch_flush_us (default: its own;\n"
+    "                      0: a batch goes out when the loop has run what is ready)\n"
     "    --seed N          traffic generator seed (default 1)\n"
     "    --keep            keep the work directory (configs, logs) and print it\n"
     "    --json            print one JSON object instead of the table\n"
@@ -162,7 +163,7 @@ static int set_num(cli *c, int opt, const char *arg)
                              : opt == O_RUNS                    ? LOAD_MAX_RUNS
                              : opt == O_BMAX || opt == O_BFLUSH ? 100000000u
                                                                 : LOAD_MAX_COUNT;
-    unsigned long long min = opt == O_IDLE || opt == O_SEED ? 0 : 1;
+    unsigned long long min = opt == O_IDLE || opt == O_SEED || opt == O_BFLUSH ? 0 : 1;
     if (parse_num(arg, min, max, &v)) {
         char what[96];
         snprintf(what, sizeof(what), "not a number from %llu to %llu", min, max);
@@ -192,6 +193,7 @@ static int set_num(cli *c, int opt, const char *arg)
         break;
     case O_BFLUSH:
         c->o.batch_flush_us = (unsigned)v;
+        c->o.batch_flush_set = 1;
         break;
     default:
         c->o.seed = v;
@@ -233,14 +235,14 @@ static int parse_args(int argc, char **argv, cli *c)
     return optind < argc ? usage_error("unexpected argument", argv[optind]) : 0;
 }
 
-/* ../bridge/app/xpbridge beside this program's directory (the build tree). */
+/* ../bridge/xpbridge beside this program's directory (the build tree). */
 static int default_bridge(cli *c)
 {
     char self[LOAD_PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
     if (n <= 0) return -1;
     self[n] = 0;
-    if (snprintf(c->xpbridge, sizeof(c->xpbridge), "%s/../bridge/app/xpbridge", dirname(self)) >=
+    if (snprintf(c->xpbridge, sizeof(c->xpbridge), "%s/../bridge/xpbridge", dirname(self)) >=
             (int)sizeof(c->xpbridge) ||
         access(c->xpbridge, X_OK))
         return -1;

@@ -15,7 +15,7 @@
 /* Limits of the front (any back end) */
 #define XPB_BUS_DEFAULT_MAX_REQUEST (1024u * 1024u) /* bytes of a request (NNG: RECVMAXSZ) */
 #define XPB_BUS_DEFAULT_BATCH_MAX 64u               /* events per batch */
-#define XPB_BUS_DEFAULT_BATCH_FLUSH_US 2000u /* flush a partial batch after this (whole ms) */
+#define XPB_BUS_DEFAULT_BATCH_FLUSH_US 0u /* 0: flush once the loop has run what is ready */
 #define XPB_BUS_DEFAULT_MAX_INFLIGHT 64u     /* ordinary requests at once (one is kept free) */
 #define XPB_BUS_CONTROL_SLOTS 8u             /* more, only for status, list and close */
 #define XPB_BUS_DEFAULT_DEDUPE 4096u         /* responses remembered by request id */
@@ -40,6 +40,8 @@ typedef struct xpb_bus_config {
     int allow_remote;        /* 0: refuse tcp:// / ws:// endpoints not bound to loopback */
     size_t max_request_bytes;
     size_t max_string; /* bytes per string field of a request; 0: XPB_RECORD_DEFAULT_MAX_STRING */
+    /* batch_flush_us: a partial batch waits this long (rounded up to whole
+     * ms); 0: it goes out as soon as the loop has run what is ready. */
     unsigned batch_max, batch_flush_us, max_inflight, dedupe_entries;
     size_t batch_bytes; /* byte bound of one batch */
     /* The state directory's store (docs/durability.md), or NULL. With one,

@@ -172,8 +172,9 @@ int xpb_dns_addr(xpb_dns *d, const char *host, uint16_t port, xpb_dns_addr_cb cb
 /* The callback will not be called; the query is released when c-ares is done. */
 void xpb_dns_cancel(xpb_dns_query *q);
 /* Ask these servers instead of resolv.conf's nameservers
- * (xpb_loop_config.dns_servers; the SRV integration test points it at its dnsmasq). csv: "host[:port],..." as
- * c-ares takes it ("127.0.0.1:5353", "[::1]:53"). XPB_EINVAL when malformed. */
+ * (xpb_loop_config.dns_servers; the SRV integration test points it at its
+ * dnsmasq). csv: "host[:port],..." as c-ares takes it ("127.0.0.1:5353",
+ * "[::1]:53"). XPB_EINVAL when malformed. */
 int xpb_dns_set_servers(xpb_dns *d, const char *csv);
 
 /* The running OpenSSL and c-ares versions, for xpb_loop_versions. */

@@ -244,6 +244,11 @@ static void service_status(void *ud, char *buf, size_t len)
     snprintf(buf, len, "%u of %u sessions online", c.sessions[XPB_MST_ONLINE], c.n_accounts);
 }
 
+static int add_account(void *ud, const char *name, unsigned queued, unsigned unacked)
+{
+    return xpb_metrics_snapshot_add_account(ud, name, queued, unacked) != 0 ? XPB_ENOMEM : 0;
+}
+
 /* The /metrics listener's figures, read from the daemon on each request. */
 static int metrics_snapshot(void *ud, xpb_metrics_snapshot *s)
 {
@@ -251,11 +256,7 @@ static int metrics_snapshot(void *ud, xpb_metrics_snapshot *s)
     xpb_daemon_get_counters(r->d, &s->c);
     xpb_daemon_get_bus_stats(r->d, &s->bus);
     for (int i = 0; i < XPB_MST_COUNT; i++) s->state_name[i] = xpb_daemon_state_name(i);
-    const char *name;
-    unsigned q, u;
-    for (size_t i = 0; xpb_daemon_account_at(r->d, i, &name, &q, &u); i++)
-        if (xpb_metrics_snapshot_add_account(s, name, q, u) != 0) return XPB_ENOMEM;
-    return 0;
+    return xpb_daemon_each_account(r->d, add_account, s);
 }
 
 static int metrics_on(const xpb_config *cfg)

@@ -667,19 +667,15 @@ void xpb_daemon_get_bus_stats(xpb_daemon *d, xpb_bus_stats *out)
     else memset(out, 0, sizeof *out);
 }
 
-int xpb_daemon_account_at(xpb_daemon *d, size_t i, const char **name, unsigned *queued,
-                          unsigned *unacked)
+int xpb_daemon_each_account(xpb_daemon *d, xpb_daemon_account_fn cb, void *ud)
 {
     for (struct account *a = d->accounts; a; a = a->next) {
         xpb_session *s = session_of(a);
         if (!s || a->dead) continue;
-        if (i-- > 0) continue;
         xpb_session_stats st;
         xpb_session_get_stats(s, &st);
-        *name = a->name;
-        *queued = st.queued;
-        *unacked = st.unacked;
-        return 1;
+        int rc = cb(ud, a->name, st.queued, st.unacked);
+        if (rc) return rc;
     }
     return 0;
 }

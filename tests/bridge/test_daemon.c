@@ -252,6 +252,20 @@ static void test_unknown_account_refused(void **state)
     assert_int_equal(fake_loop_n_sessions(f->loop), 0);
 }
 
+typedef struct gauges {
+    unsigned accounts, queued;
+} gauges;
+
+static int count_gauges(void *ud, const char *name, unsigned queued, unsigned unacked)
+{
+    gauges *g = ud;
+    assert_string_equal(name, BOT);
+    (void)unacked;
+    g->accounts++;
+    g->queued += queued;
+    return 0;
+}
+
 static void test_send_while_offline_is_queued(void **state)
 {
     fixture *f = *state;
@@ -263,6 +277,11 @@ static void test_send_while_offline_is_queued(void **state)
     assert_true(q->resp->sent->queued);
     assert_non_null(q->resp->sent->stanza_id);
     assert_not_sent(ls, "queued hello"); /* nothing connected yet */
+    /* The per-account gauges /metrics shows, in one walk. */
+    gauges g = {0};
+    assert_int_equal(xpb_daemon_each_account(f->d, count_gauges, &g), 0);
+    assert_int_equal(g.accounts, 1);
+    assert_int_equal(g.queued, 1);
     /* Sent once the session is online, with the id the reply named. */
     login(f);
     /* login() cleared the output before bind; the queue flushes after it. */

@@ -75,8 +75,11 @@ typedef struct xpb_daemon_counters {
 } xpb_daemon_counters;
 void xpb_daemon_get_counters(xpb_daemon *d, xpb_daemon_counters *out);
 void xpb_daemon_get_bus_stats(xpb_daemon *d, xpb_bus_stats *out);
-/* Per-account gauges: i = 0, 1, ... until it returns 0. */
-int xpb_daemon_account_at(xpb_daemon *d, size_t i, const char **name, unsigned *queued,
-                          unsigned *unacked);
+/* Per-account gauges, one call of cb per live account in one walk (O(n) for
+ * a scrape: issue 10 found the indexed walk O(n^2)). cb returns non-zero to
+ * stop; that value is returned. */
+typedef int (*xpb_daemon_account_fn)(void *ud, const char *name, unsigned queued,
+                                     unsigned unacked);
+int xpb_daemon_each_account(xpb_daemon *d, xpb_daemon_account_fn cb, void *ud);
 
 #endif

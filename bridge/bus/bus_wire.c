@@ -46,3 +46,23 @@ int xpb_bus_topic_prefix(const char *kind, const char *account, char *out, size_
                             : snprintf(out, outlen, "%s/", kind);
     return fits(n, outlen) ? XPB_ETOOBIG : n;
 }
+
+const char *xpb_bus_stanza_kind(Xpb__V1__Kind k)
+{
+    switch (k) {
+    case XPB__V1__KIND__KIND_MESSAGE: return "message";
+    case XPB__V1__KIND__KIND_PRESENCE: return "presence";
+    case XPB__V1__KIND__KIND_IQ: return "iq";
+    default: return "other";
+    }
+}
+
+const char *xpb_bus_event_kind(const Xpb__V1__Event *ev)
+{
+    switch (ev->body_case) {
+    case XPB__V1__EVENT__BODY_STATE: return "state";
+    case XPB__V1__EVENT__BODY_DELIVERY: return "delivery";
+    case XPB__V1__EVENT__BODY_STANZA: return xpb_bus_stanza_kind(ev->stanza->kind);
+    default: return "other";
+    }
+}

@@ -21,16 +21,6 @@ char *xstrdup(const char *s)
     return s ? strdup(s) : NULL;
 }
 
-static const char *kind_name(Xpb__V1__Kind k)
-{
-    switch (k) {
-    case XPB__V1__KIND__KIND_MESSAGE: return "message";
-    case XPB__V1__KIND__KIND_PRESENCE: return "presence";
-    case XPB__V1__KIND__KIND_IQ: return "iq";
-    default: return "other";
-    }
-}
-
 int kind_index(Xpb__V1__Kind k)
 {
     switch (k) {
@@ -297,7 +287,7 @@ static void on_stanza(struct account *a, const xpb_node *el, size_t xml)
     ev.has_xml_bytes = ev.has_trust = 1;
     ev.xml_bytes = (uint32_t)xml;
     ev.trust = v.trust;
-    publish(d, kind_name(st->kind), a->name, &ev);
+    publish(d, xpb_bus_stanza_kind(st->kind), a->name, &ev);
 }
 
 static void on_online(struct account *a, const xpb_session_event *ev)

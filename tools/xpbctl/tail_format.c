@@ -6,6 +6,7 @@
 
 #include "output.h"
 #include "tail.h"
+#include "xpb_bus_wire.h"
 #include "xpb_stanza.h"
 
 #define TAIL_EXCERPT_BYTES 60 /* of a body or status */
@@ -17,20 +18,6 @@ static void print_time(uint64_t us)
     char buf[16] = "??:??:??";
     if (localtime_r(&t, &tm)) strftime(buf, sizeof(buf), "%H:%M:%S", &tm);
     printf("%s.%03u", buf, (unsigned)(us / 1000u % 1000u));
-}
-
-static const char *stanza_kind_name(const xpb_stanza *st)
-{
-    switch (st->kind) {
-    case XPB__V1__KIND__KIND_MESSAGE:
-        return "message";
-    case XPB__V1__KIND__KIND_PRESENCE:
-        return "presence";
-    case XPB__V1__KIND__KIND_IQ:
-        return "iq";
-    default:
-        return "other";
-    }
 }
 
 /* What an iq carries, in a word. */
@@ -47,7 +34,7 @@ static const char *iq_payload_name(const xpb_stanza *st)
 static void print_stanza_line(const xpb_stanza *st)
 {
     char word[64];
-    printf(" %s ", stanza_kind_name(st));
+    printf(" %s ", xpb_bus_stanza_kind(st->kind));
     ctl_put_clean(st->from, 256);
     fputs(" → ", stdout);
     ctl_put_clean(st->to, 256);

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "xpb_bus_wire.h"
 #include "xpb_stanza.h"
 
 int tail_resume_load(tail_resume *r, const char *path, uint64_t from_seq)
@@ -71,28 +72,12 @@ void tail_resume_journal(tail_resume *r, const char *id)
     r->dirty = 1;
 }
 
-const char *tail_event_kind(const Xpb__V1__Event *ev)
-{
-    switch (ev->body_case) {
-    case XPB__V1__EVENT__BODY_STATE: return "state";
-    case XPB__V1__EVENT__BODY_DELIVERY: return "delivery";
-    case XPB__V1__EVENT__BODY_STANZA:
-        switch (ev->stanza->kind) {
-        case XPB__V1__KIND__KIND_MESSAGE: return "message";
-        case XPB__V1__KIND__KIND_PRESENCE: return "presence";
-        case XPB__V1__KIND__KIND_IQ: return "iq";
-        default: return "other";
-        }
-    default: return "other";
-    }
-}
-
 /* Whether the event's topic "KIND/ACCOUNT/" starts with one of prefixes. */
 static int wanted(const Xpb__V1__Event *ev, const char *const *prefixes, size_t n)
 {
     if (n == 0) return 1;
     char topic[2100];
-    snprintf(topic, sizeof topic, "%s/%s/", tail_event_kind(ev), ev->account ? ev->account : "");
+    snprintf(topic, sizeof topic, "%s/%s/", xpb_bus_event_kind(ev), ev->account ? ev->account : "");
     for (size_t i = 0; i < n; i++)
         if (strncmp(topic, prefixes[i], strlen(prefixes[i])) == 0) return 1;
     return 0;

@@ -23,8 +23,6 @@ int tail_resume_load(tail_resume *r, const char *path, uint64_t from_seq);
 int tail_resume_save(const tail_resume *r);
 /* A batch's or page's journal id: another journal restarts from its start. */
 void tail_resume_journal(tail_resume *r, const char *id);
-/* message, presence, iq, other, state or delivery: the event's topic kind. */
-const char *tail_event_kind(const Xpb__V1__Event *ev);
 
 /* Prints one event; returns non-zero to stop (--count reached). */
 typedef int (*tail_deliver_fn)(void *ud, const Xpb__V1__Event *ev);

@@ -7,6 +7,8 @@
 
 #include <stddef.h>
 
+#include "xpb/v1/bus.pb-c.h"
+
 #define XPB_BUS_API_VERSION 1u
 #define XPB_BUS_MAX_REQUEST_ID 128u /* bytes of Request.request_id */
 
@@ -14,6 +16,13 @@
  * "iq", "other", "state", "delivery". */
 #define XPB_BUS_N_EVENT_KINDS 6u
 extern const char *const xpb_bus_event_kinds[XPB_BUS_N_EVENT_KINDS];
+
+/* The topic kind of a received stanza: "message", "presence", "iq", or
+ * "other" for anything else. */
+const char *xpb_bus_stanza_kind(Xpb__V1__Kind k);
+/* The topic kind an event is published under: its stanza's kind, "state"
+ * or "delivery". */
+const char *xpb_bus_event_kind(const Xpb__V1__Event *ev);
 
 /* The private directory a bus uses when none is configured:
  * $XDG_RUNTIME_DIR/xpbridge when $XDG_RUNTIME_DIR is absolute (XDG Base

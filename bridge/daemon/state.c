@@ -62,24 +62,12 @@ typedef struct page {
     uint32_t count;
 } page;
 
-static size_t varint(uint8_t *p, uint64_t v)
-{
-    size_t n = 0;
-    do {
-        uint8_t c = v & 0x7f;
-        v >>= 7;
-        p[n++] = c | (v ? 0x80 : 0);
-    } while (v);
-    return n;
-}
-
 static int add_event(void *ud, const xpb_journal_event *ev)
 {
     page *pg = ud;
-    uint8_t head[11];
-    head[0] = 0x0a; /* EventBatch.event, length-delimited */
-    size_t hl = 1 + varint(head + 1, ev->record_len);
-    if (xpb_buf_append(&pg->batch, head, hl) || xpb_buf_append(&pg->batch, ev->record, ev->record_len))
+    static const uint8_t tag = 0x0a; /* EventBatch.event: field 1, length-delimited */
+    if (xpb_buf_append(&pg->batch, &tag, 1) ||
+        xpb_delim_write(&pg->batch, ev->record, ev->record_len))
         return 1;
     pg->count++;
     return pg->batch.len >= REPLAY_MAX_BYTES;

@@ -11,6 +11,19 @@
 #include <dlfcn.h>
 #endif
 
+#if !XPB_HAVE_XML_SETREPARSEDEFERRALENABLED
+/* The switch in the running library, looked up by name, or NULL when this
+ * expat has none. Our handle on the process's global symbols is closed at
+ * once; the symbol belongs to the linked libexpat and stays valid. */
+static inline void *xpb_expat_deferral_symbol(void)
+{
+    void *self = dlopen(NULL, RTLD_LAZY);
+    void *sym = self ? dlsym(self, "XML_SetReparseDeferralEnabled") : NULL;
+    if (self) dlclose(self);
+    return sym;
+}
+#endif
+
 /* Returns 1 when deferral is off or the library has none, 0 when the switch
  * failed. With a header that does not declare the switch, the running library
  * may still have it (libexpat1 upgraded under an older build, where deferral is
@@ -21,15 +34,11 @@ static inline int xpb_expat_disable_deferral(XML_Parser p)
     return XML_SetReparseDeferralEnabled(p, XML_FALSE) == XML_TRUE;
 #else
     typedef XML_Bool (*set_fn)(XML_Parser, XML_Bool);
-    void *self = dlopen(NULL, RTLD_LAZY); /* the process's global symbols */
-    if (!self) return 1;
     union {
         void *obj;
         set_fn fn;
-    } sym = {dlsym(self, "XML_SetReparseDeferralEnabled")};
-    int ok = !sym.obj || sym.fn(p, XML_FALSE) == XML_TRUE;
-    dlclose(self);
-    return ok;
+    } sym = {xpb_expat_deferral_symbol()};
+    return !sym.obj || sym.fn(p, XML_FALSE) == XML_TRUE;
 #endif
 }
 

@@ -16,11 +16,8 @@ static const char *deferral_switch(void)
 #if XPB_HAVE_XML_SETREPARSEDEFERRALENABLED
     return "reparse deferral off (switch declared at build time)";
 #else
-    void *self = dlopen(NULL, RTLD_LAZY);
-    void *sym = self ? dlsym(self, "XML_SetReparseDeferralEnabled") : NULL;
-    if (self) dlclose(self);
-    return sym ? "reparse deferral off (switch found at run time)"
-               : "no reparse deferral in this expat";
+    return xpb_expat_deferral_symbol() ? "reparse deferral off (switch found at run time)"
+                                        : "no reparse deferral in this expat";
 #endif
 }
 

@@ -191,13 +191,15 @@ static int check_keys(pctx *p, const config_setting_t *g, const char *where,
     return 0;
 }
 
+/* The group setting key of root (NULL in *out when absent), which must be a
+ * group holding only the settings named in keys. */
 static int group_of(pctx *p, const config_setting_t *root, const char *key,
-                    const config_setting_t **out)
+                    const char *const *keys, const config_setting_t **out)
 {
     *out = config_setting_get_member(root, key);
     if (*out && !config_setting_is_group(*out))
         return fail_at(p, *out, "%s must be a group: %s = { ... };", key, key);
-    return 0;
+    return *out ? check_keys(p, *out, key, keys) : 0;
 }
 
 /* ---- global sections ---------------------------------------------------------- */
@@ -206,9 +208,8 @@ static int parse_log(pctx *p, const config_setting_t *root, xpb_config *c)
 {
     static const char *const keys[] = {"level", "file", NULL};
     const config_setting_t *g;
-    int rc = group_of(p, root, "log", &g);
+    int rc = group_of(p, root, "log", keys, &g);
     if (rc || !g) return rc;
-    if ((rc = check_keys(p, g, "log", keys))) return rc;
     char *level = NULL;
     rc = get_str(p, g, "level", &level);
     if (!rc && level) {
@@ -235,9 +236,8 @@ static int parse_bus(pctx *p, const config_setting_t *root, xpb_config *c)
                                        "compact_records", "allow_inline_credentials",
                                        "allow_open_overrides", NULL};
     const config_setting_t *g;
-    int rc = group_of(p, root, "bus", &g);
+    int rc = group_of(p, root, "bus", keys, &g);
     if (rc || !g) return rc;
-    if ((rc = check_keys(p, g, "bus", keys))) return rc;
     unsigned long long mrb = c->max_request_bytes, bm = c->batch_max, bf = c->batch_flush_us;
     if (!rc) rc = get_str(p, g, "events", &c->events_url);
     if (!rc) rc = get_str(p, g, "requests", &c->requests_url);
@@ -273,10 +273,10 @@ static int parse_metrics_limits(pctx *p, const config_setting_t *root, xpb_confi
     static const char *const lkeys[] = {"queue_max", "max_stanza_bytes", "muc_self_ping_s",
                                         "backoff_reset_s", NULL};
     const config_setting_t *g;
-    int rc = group_of(p, root, "metrics", &g);
+    int rc = group_of(p, root, "metrics", mkeys, &g);
     if (!rc && g) {
         unsigned long long mc = c->metrics_max_connections, mi = c->metrics_idle_timeout_s;
-        if (!(rc = check_keys(p, g, "metrics", mkeys))) rc = get_str(p, g, "listen", &c->metrics_listen);
+        rc = get_str(p, g, "listen", &c->metrics_listen);
         if (!rc && !config_listen_ok(c->metrics_listen))
             rc = fail_at(p, config_setting_get_member(g, "listen"),
                          "metrics listen must be \"ADDR:PORT\" (e.g. \"127.0.0.1:9477\") or \"0\"");
@@ -286,8 +286,7 @@ static int parse_metrics_limits(pctx *p, const config_setting_t *root, xpb_confi
         c->metrics_max_connections = (unsigned)mc;
         c->metrics_idle_timeout_s = (unsigned)mi;
     }
-    if (rc || (rc = group_of(p, root, "limits", &g)) || !g) return rc;
-    if ((rc = check_keys(p, g, "limits", lkeys))) return rc;
+    if (rc || (rc = group_of(p, root, "limits", lkeys, &g)) || !g) return rc;
     unsigned long long qm = c->queue_max, msb = c->max_stanza_bytes, mp = c->muc_ping_s;
     unsigned long long br = c->backoff_reset_s;
     if (!rc) rc = get_uint(p, g, "queue_max", 1, 1000000, &qm);
@@ -388,9 +387,8 @@ static int parse_presence(pctx *p, const config_setting_t *acc, xpb_account_cfg 
 {
     static const char *const keys[] = {"show", "status", NULL};
     const config_setting_t *g;
-    int rc = group_of(p, acc, "presence", &g);
+    int rc = group_of(p, acc, "presence", keys, &g);
     if (rc || !g) return rc;
-    if ((rc = check_keys(p, g, "presence", keys))) return rc;
     if (!rc) rc = get_str(p, g, "show", &a->presence_show);
     if (!rc) rc = get_str(p, g, "status", &a->presence_status);
     if (rc || !a->presence_show) return rc;
@@ -535,9 +533,8 @@ static int parse_iq(pctx *p, const config_setting_t *root, xpb_config *c)
 {
     static const char *const keys[] = {"answer_version", "passthrough", NULL};
     const config_setting_t *g;
-    int rc = group_of(p, root, "iq", &g);
+    int rc = group_of(p, root, "iq", keys, &g);
     if (rc || !g) return rc;
-    if ((rc = check_keys(p, g, "iq", keys))) return rc;
     rc = get_bool(p, g, "answer_version", &c->iq_answer_version);
     const config_setting_t *l = config_setting_get_member(g, "passthrough");
     if (!rc && l) rc = parse_passthrough(p, l, c);
@@ -551,9 +548,8 @@ static int parse_state(pctx *p, const config_setting_t *root, xpb_config *c)
     static const char *const keys[] = {"dir", "journal_max_bytes", "journal_max_age_s", "sync",
                                        NULL};
     const config_setting_t *g;
-    int rc = group_of(p, root, "state", &g);
+    int rc = group_of(p, root, "state", keys, &g);
     if (rc || !g) return rc;
-    if ((rc = check_keys(p, g, "state", keys))) return rc;
     char *sync = NULL;
     rc = get_str(p, g, "dir", &c->state_dir);
     if (!rc) rc = get_uint(p, g, "journal_max_bytes", 65536, 1ll << 50, &c->journal_max_bytes);

@@ -95,7 +95,7 @@ static const char HELP[] =
     "    log = { level = \"info\"; file = \"/var/log/xpbridge.log\"; };\n"
     "    bus = { events = \"ipc:///run/xpbridge/events\";\n"
     "            requests = \"ipc:///run/xpbridge/requests\"; allow_remote = false;\n"
-    "            max_request_bytes = 1048576; batch_max = 64; batch_flush_us = 0; };\n"
+    "            max_request_bytes = 1048576; batch_max = 64; batch_flush_us = 2000; };\n"
     "    metrics = { listen = \"127.0.0.1:9477\"; max_connections = 16; idle_timeout_s = 10; };\n"
     "    limits = { queue_max = 1000; max_stanza_bytes = 262144; muc_self_ping_s = 300;\n"
     "               backoff_reset_s = 60; };\n"

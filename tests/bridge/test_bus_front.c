@@ -296,7 +296,7 @@ static void test_flush_timer_sends_partial_batch(void **state)
     assert_int_equal(publish(f, "state", "alice@example.org"), 0);
     xpb_timer *stop = NULL;
     assert_int_equal(xpb_timer_new(f->loop, stop_loop, f->loop, &stop), 0);
-    xpb_timer_start(stop, 200); /* the bus flushes on the next turn (XPB_BUS_DEFAULT_BATCH_FLUSH_US) */
+    xpb_timer_start(stop, 200); /* the bus flushes after XPB_BUS_DEFAULT_BATCH_FLUSH_US */
     xpb_loop_run(f->loop);
     xpb_timer_free(stop);
     assert_int_equal(f->fk.nb, 1);
@@ -326,7 +326,7 @@ static void remake_bus(fx *f, unsigned us)
     make_bus(f, &cfg);
 }
 
-/* batch_flush_us 0 (the default) is "no wait": the partial batch goes out
+/* batch_flush_us 0 is "no wait": the partial batch goes out
  * on the loop's next turn, before a timer due 1 ms later; with 2000 us it is
  * still held at that point. Timers fire in deadline order, so this does not
  * depend on how fast the machine is. */

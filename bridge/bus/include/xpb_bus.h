@@ -15,7 +15,7 @@
 /* Limits of the front (any back end) */
 #define XPB_BUS_DEFAULT_MAX_REQUEST (1024u * 1024u) /* bytes of a request (NNG: RECVMAXSZ) */
 #define XPB_BUS_DEFAULT_BATCH_MAX 64u               /* events per batch */
-#define XPB_BUS_DEFAULT_BATCH_FLUSH_US 0u /* 0: flush once the loop has run what is ready */
+#define XPB_BUS_DEFAULT_BATCH_FLUSH_US 2000u /* a partial batch waits 2 ms (0: no wait) */
 #define XPB_BUS_DEFAULT_MAX_INFLIGHT 64u     /* ordinary requests at once (one is kept free) */
 #define XPB_BUS_CONTROL_SLOTS 8u             /* more, only for status, list and close */
 #define XPB_BUS_DEFAULT_DEDUPE 4096u         /* responses remembered by request id */

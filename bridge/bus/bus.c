@@ -389,11 +389,10 @@ int xpb_bus_publish(xpb_bus *b, const char *kind, const char *account, Xpb__V1__
     ev->timestamp_us = now_us();
     size_t evlen = xpb_pack_plan_measure(b->plan, &ev->base);
     xpb_bus_topic *te = xpb_bus_topic_get(&b->batches, kind, account);
-    uint64_t prev_seq = te != NULL ? te->last_seq : 0;
-    xpb_bus_open_batch *ob = xpb_bus_batch_get(&b->batches, kind, account, prev_seq);
+    xpb_bus_open_batch *ob = xpb_bus_batch_get(&b->batches, te, kind, account);
     if (ob != NULL && ob->count > 0 && ob->len + evlen + 11 > b->cfg.batch_bytes) {
         xpb_bus_flush(b);
-        ob = xpb_bus_batch_get(&b->batches, kind, account, prev_seq);
+        ob = xpb_bus_batch_get(&b->batches, te, kind, account);
     }
     int rc = ob == NULL ? XPB_ENOMEM : xpb_bus_batch_append(ob, b->plan, ev, evlen);
     ev->account = saved_account;

@@ -74,6 +74,7 @@ void account_free(struct account *a)
 {
     xpb_daemon *d = a->d;
     free(a->pres_status);
+    if (a->name) xpb_strmap_del(&d->by_name, a->name, a);
     pending_drop_account(d, a, "the session was closed");
     answer_closers(a, NULL);
     if (a->ls) {
@@ -161,7 +162,14 @@ int account_start(xpb_daemon *d, const xpb_account_cfg *cfg, const char *passwor
         account_free(a);
         return rc;
     }
-    a->next = d->accounts; /* listed first: the session's first events find it */
+    /* Found by name before its session exists: the session's first events
+     * (inside xpb_loop_add_session) come before it points at the account. */
+    if (xpb_strmap_put(&d->by_name, a->name, a) != 0) {
+        snprintf(err, errlen, "out of memory");
+        account_free(a);
+        return XPB_ENOMEM;
+    }
+    a->next = d->accounts;
     d->accounts = a;
     xpb_session_config sc;
     char jid[3 * 1024 + 8];
@@ -174,6 +182,7 @@ int account_start(xpb_daemon *d, const xpb_account_cfg *cfg, const char *passwor
         account_free(a);
         return rc;
     }
+    xpb_loop_session_set_ud(a->ls, a);
     xpb_log(XPB_LOG_INFO, "session %s: started (%s)", a->name,
             from_config ? "configured" : "opened by request");
     return 0;

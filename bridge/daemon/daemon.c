@@ -41,16 +41,16 @@ static int kind_of_name(const char *name)
 
 struct account *find_account(xpb_daemon *d, const char *name)
 {
-    for (struct account *a = d->accounts; a; a = a->next)
-        if (!a->dead && strcmp(a->name, name) == 0) return a;
-    return NULL;
+    struct account *a = xpb_strmap_get(&d->by_name, name);
+    return a && !a->dead ? a : NULL;
 }
 
+/* The session points at its account (account_start); only the events a
+ * session reports while it is being added come before that pointer. */
 static struct account *account_of(xpb_daemon *d, xpb_loop_session *ls)
 {
-    for (struct account *a = d->accounts; a; a = a->next)
-        if (a->ls == ls) return a;
-    return find_account(d, xpb_loop_session_name(ls));
+    struct account *a = xpb_loop_session_ud(ls);
+    return a ? a : find_account(d, xpb_loop_session_name(ls));
 }
 
 /* The account a request names: its bare JID, or the full JID our own
@@ -194,8 +194,8 @@ static int trust_iq_pending(void *ud, const char *id, size_t n, const char **pee
 static int trust_mam_query(void *ud, const char *queryid, const char **archive)
 {
     struct account *a = ud;
-    for (struct pending_iq *p = a->d->iqs; p; p = p->next)
-        if (p->acc == a && p->mam_qid && strcmp(p->mam_qid, queryid) == 0) {
+    for (struct pending_iq *p = a->iqs; p; p = p->anext)
+        if (p->mam_qid && strcmp(p->mam_qid, queryid) == 0) {
             *archive = p->peer;
             return 1;
         }
@@ -549,6 +549,7 @@ void xpb_daemon_free(xpb_daemon *d)
         }
         account_free(a);
     }
+    xpb_strmap_clear(&d->by_name);
     if (d->loop) xpb_loop_set_handlers(d->loop, NULL, NULL, NULL); /* the loop outlives us */
     xpb_timer_free(d->reap_timer);
     xpb_timer_free(d->ping_timer);

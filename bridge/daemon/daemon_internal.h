@@ -18,6 +18,7 @@
 #include "xpb_loop.h"
 #include "xpb_session.h"
 #include "xpb_stanza.h"
+#include "xpb_strmap.h"
 #include "xpb_trust.h"
 
 typedef Xpb__V1__SessionState__State pub_state;
@@ -41,7 +42,8 @@ struct room {
 
 struct account;
 struct pending_iq {
-    struct pending_iq *next, *prev;
+    struct pending_iq *next, *prev;   /* every pending iq of the daemon */
+    struct pending_iq *anext, *aprev; /* those of acc: what a response is matched against */
     xpb_daemon *d;
     struct account *acc;
     enum iq_kind kind;
@@ -77,6 +79,7 @@ struct account {
     xpb_session_event_kind early_kind;
     char early_reason[256];
     struct room *rooms;
+    struct pending_iq *iqs; /* this account's pending iqs (anext) */
     struct closer *closers;
     xpb_timer *close_timer;
     int removing, dead;
@@ -94,6 +97,7 @@ struct xpb_daemon {
     xpb_store *store; /* the state directory's database, or NULL */
     uint64_t journal_max_bytes, journal_max_age_s; /* its retention in force */
     struct account *accounts;
+    xpb_strmap by_name;      /* name -> the live account of that name (find_account) */
     struct pending_iq *iqs;
     xpb_arena *arena, *rarena;
     xpb_pack_plan *plan; /* sizes records for the byte counters (codec/pack.c) */
@@ -118,6 +122,7 @@ struct xpb_daemon {
 /* ---- daemon.c ------------------------------------------------------------------ */
 char *xstrdup(const char *s);
 int kind_index(Xpb__V1__Kind k);
+/* The live (not dead) account of that name, in O(1). */
 struct account *find_account(xpb_daemon *d, const char *name);
 struct account *request_account(xpb_daemon *d, const char *name, char *why, size_t whylen);
 xpb_session *session_of(struct account *a);

@@ -7,6 +7,7 @@
 
 #include "transport.h"
 #include "xpb_error.h"
+#include "xpb_strmap.h"
 
 #include <event2/event.h>
 #include <event2/util.h>
@@ -31,8 +32,9 @@ typedef struct timer_arg {
 
 struct xpb_loop_session {
     xpb_loop *loop;
-    xpb_loop_session *next;
+    xpb_loop_session *next, *prev;
     char *name;
+    void *ud; /* the owner's (xpb_loop_session_set_ud) */
     xpb_session *s;
     xpb_tls_ctx *tls;
     struct event *timers[XPB_TIMER_COUNT];
@@ -62,6 +64,7 @@ struct xpb_loop {
     xpb_dns *dns;
     tls_entry *tls;
     xpb_loop_session *sessions;
+    xpb_strmap by_name; /* name -> session */
 };
 
 static void try_addr(xpb_loop_session *ls);
@@ -520,6 +523,7 @@ void xpb_loop_free(xpb_loop *l)
         free(e);
     }
     if (l->own_base && l->base) event_base_free(l->base);
+    xpb_strmap_clear(&l->by_name);
     free(l->dns_servers);
     free(l->ca_file);
     free(l);
@@ -585,11 +589,13 @@ int xpb_loop_add_session(xpb_loop *l, const char *name, const xpb_session_config
     if (rc == 0) rc = tls_for(l, ca_file ? ca_file : l->ca_file, &ls->tls, err ? err : tmp,
                               err ? errlen : sizeof tmp);
     if (rc == 0) rc = xpb_session_new(&ls->s, cfg, &loop_ops, ls);
+    if (rc == 0 && xpb_strmap_put(&l->by_name, ls->name, ls) != 0) rc = XPB_ENOMEM;
     if (rc != 0) {
         session_release(ls);
         return rc;
     }
     ls->next = l->sessions;
+    if (l->sessions) l->sessions->prev = ls;
     l->sessions = ls;
     rc = xpb_session_start(ls->s);
     if (rc != 0) {
@@ -602,20 +608,27 @@ int xpb_loop_add_session(xpb_loop *l, const char *name, const xpb_session_config
 
 void xpb_loop_remove_session(xpb_loop *l, xpb_loop_session *ls)
 {
-    for (xpb_loop_session **p = &l->sessions; *p; p = &(*p)->next) {
-        if (*p == ls) {
-            *p = ls->next;
-            session_release(ls);
-            return;
-        }
-    }
+    if (!ls || ls->loop != l) return;
+    if (ls->prev) ls->prev->next = ls->next;
+    else l->sessions = ls->next;
+    if (ls->next) ls->next->prev = ls->prev;
+    xpb_strmap_del(&l->by_name, ls->name, ls);
+    session_release(ls);
 }
 
 xpb_loop_session *xpb_loop_find(xpb_loop *l, const char *name)
 {
-    for (xpb_loop_session *ls = l->sessions; ls; ls = ls->next)
-        if (strcmp(ls->name, name) == 0) return ls;
-    return NULL;
+    return xpb_strmap_get(&l->by_name, name);
+}
+
+void xpb_loop_session_set_ud(xpb_loop_session *ls, void *ud)
+{
+    ls->ud = ud;
+}
+
+void *xpb_loop_session_ud(const xpb_loop_session *ls)
+{
+    return ls->ud;
 }
 
 xpb_loop_session *xpb_loop_first(xpb_loop *l)

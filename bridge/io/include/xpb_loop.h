@@ -60,7 +60,11 @@ int xpb_loop_add_session(xpb_loop *l, const char *name, const xpb_session_config
 /* Drops the transport and frees the session at once (close it first for a
  * clean shutdown). Not from inside this session's event callback. */
 void xpb_loop_remove_session(xpb_loop *l, xpb_loop_session *ls);
-xpb_loop_session *xpb_loop_find(xpb_loop *l, const char *name);
+xpb_loop_session *xpb_loop_find(xpb_loop *l, const char *name); /* O(1) */
+/* A pointer of the owner's, kept with the session (NULL until set): the
+ * event callback finds its own object from the session without a lookup. */
+void xpb_loop_session_set_ud(xpb_loop_session *ls, void *ud);
+void *xpb_loop_session_ud(const xpb_loop_session *ls);
 /* Iteration: first, then next until NULL. */
 xpb_loop_session *xpb_loop_first(xpb_loop *l);
 xpb_loop_session *xpb_loop_next(xpb_loop_session *ls);

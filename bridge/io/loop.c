@@ -5,6 +5,7 @@
  * each target's addresses tried in order. */
 #include "xpb_loop.h"
 
+#include "connect_gate.h"
 #include "transport.h"
 #include "xpb_error.h"
 #include "xpb_strmap.h"
@@ -13,6 +14,7 @@
 #include <event2/util.h>
 #include <netinet/in.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +46,9 @@ struct xpb_loop_session {
     xpb_link *link;
     int connected;
     xpb_dns_query *dnsq;
+    xpb_gate_node gate;  /* waiting for the connect gate; first member use: gate_owner */
+    int plan_srv;        /* the plan starts with an SRV lookup (else a fixed target) */
+    unsigned connect_ms; /* the session's last XPB_TIMER_CONNECT, restarted at the gate */
     /* connection plan */
     char domain[256];
     xpb_transport_kind kind;
@@ -65,6 +70,7 @@ struct xpb_loop {
     tls_entry *tls;
     xpb_loop_session *sessions;
     xpb_strmap by_name; /* name -> session */
+    xpb_gate *gate;     /* new connections per second (cfg.connect_rate) */
 };
 
 static void try_addr(xpb_loop_session *ls);
@@ -89,6 +95,7 @@ static void logf_(xpb_loop_session *ls, int level, const char *fmt, ...)
 
 static void drop_link(xpb_loop_session *ls)
 {
+    xpb_gate_leave(ls->loop->gate, &ls->gate);
     if (ls->link) ls->link->ops->free(ls->link);
     ls->link = NULL;
     ls->connected = 0;
@@ -336,6 +343,34 @@ static int plan_fixed(xpb_loop_session *ls, const xpb_session_target *t)
     return 0;
 }
 
+/* The plan's first step, once the gate lets the session through. */
+static int start_plan(xpb_loop_session *ls)
+{
+    if (!ls->plan_srv) {
+        try_target(ls);
+        return 0;
+    }
+    int rc = ensure_dns(ls->loop);
+    if (rc != 0) return rc;
+    logf_(ls, XPB_LOG_DEBUG, "SRV lookup for %s", ls->domain);
+    return xpb_dns_srv(ls->loop->dns, ls->domain, ls->kind == XPB_TRANSPORT_STARTTLS, 1, on_srv,
+                       ls, &ls->dnsq);
+}
+
+/* The gate let a waiting session through: its negotiation timeout counts
+ * from now, not from when it started waiting. */
+static void on_gate_go(xpb_gate_node *n)
+{
+    xpb_loop_session *ls = (xpb_loop_session *)((char *)n - offsetof(xpb_loop_session, gate));
+    if (ls->connect_ms && evtimer_pending(ls->timers[XPB_TIMER_CONNECT], NULL)) {
+        struct timeval tv = {(time_t)(ls->connect_ms / 1000u),
+                             (suseconds_t)((ls->connect_ms % 1000u) * 1000u)};
+        evtimer_add(ls->timers[XPB_TIMER_CONNECT], &tv);
+    }
+    int rc = start_plan(ls);
+    if (rc != 0) fail_later(ls, xpb_strerror(rc));
+}
+
 static int op_connect(void *io, const xpb_session_target *t)
 {
     xpb_loop_session *ls = io;
@@ -346,17 +381,16 @@ static int op_connect(void *io, const xpb_session_target *t)
     if (dl == 0 || dl >= sizeof ls->domain) return XPB_EINVAL;
     memcpy(ls->domain, t->domain, dl + 1);
     ls->kind = t->transport;
-    if (t->transport == XPB_TRANSPORT_WEBSOCKET || t->see_other_host || t->host) {
+    ls->plan_srv = !(t->transport == XPB_TRANSPORT_WEBSOCKET || t->see_other_host || t->host);
+    if (!ls->plan_srv) {
         int rc = plan_fixed(ls, t);
         if (rc != 0) return rc;
-        try_target(ls);
+    }
+    if (!xpb_gate_enter(ls->loop->gate, &ls->gate)) {
+        logf_(ls, XPB_LOG_DEBUG, "waiting for the connect gate (limits.connect_rate)");
         return 0;
     }
-    int rc = ensure_dns(ls->loop);
-    if (rc != 0) return rc;
-    logf_(ls, XPB_LOG_DEBUG, "SRV lookup for %s", ls->domain);
-    return xpb_dns_srv(ls->loop->dns, ls->domain, t->transport == XPB_TRANSPORT_STARTTLS, 1,
-                       on_srv, ls, &ls->dnsq);
+    return start_plan(ls);
 }
 
 /* ---- the other ops ------------------------------------------------------------ */
@@ -387,6 +421,7 @@ static void op_set_timer(void *io, xpb_session_timer t, unsigned ms)
 {
     xpb_loop_session *ls = io;
     if ((unsigned)t >= XPB_TIMER_COUNT) return;
+    if (t == XPB_TIMER_CONNECT) ls->connect_ms = ms;
     if (ms == 0) {
         evtimer_del(ls->timers[t]);
         return;
@@ -500,8 +535,13 @@ int xpb_loop_new(xpb_loop **out, const xpb_loop_config *cfg)
         xpb_loop_free(l);
         return XPB_ENOMEM;
     }
+    int rc = xpb_gate_new(&l->gate, l->base, cfg->connect_rate, on_gate_go);
+    if (rc != 0) {
+        xpb_loop_free(l);
+        return rc;
+    }
     /* A resolver override is checked now, not at the first connect. */
-    int rc = l->dns_servers ? ensure_dns(l) : 0;
+    rc = l->dns_servers ? ensure_dns(l) : 0;
     if (rc != 0) {
         xpb_loop_free(l);
         return rc;
@@ -514,6 +554,7 @@ void xpb_loop_free(xpb_loop *l)
 {
     if (!l) return;
     while (l->sessions) xpb_loop_remove_session(l, l->sessions);
+    xpb_gate_free(l->gate);
     xpb_dns_free(l->dns);
     while (l->tls) {
         tls_entry *e = l->tls;

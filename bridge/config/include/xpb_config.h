@@ -10,6 +10,7 @@
 #define XPB_CONFIG_DEFAULT_METRICS "127.0.0.1:9477"
 #define XPB_CONFIG_DEFAULT_MUC_PING_S 300u   /* XEP-0410 self-ping every 5 min */
 #define XPB_CONFIG_MAX_ACCOUNTS 10000u
+#define XPB_CONFIG_DEFAULT_CONNECT_RATE 1000u /* new TLS handshakes per second */
 #define XPB_CONFIG_MAX_ROOMS 1000u           /* per account */
 #define XPB_CONFIG_MAX_IQ_PASSTHROUGH 64u    /* iq.passthrough namespaces */
 #define XPB_CONFIG_DEFAULT_METRICS_MAX_CONNECTIONS 16u /* concurrent /metrics clients */
@@ -60,6 +61,7 @@ typedef struct xpb_config {
     unsigned metrics_max_connections; /* metrics.max_connections */
     unsigned metrics_idle_timeout_s;  /* metrics.idle_timeout_s */
     unsigned backoff_reset_s;         /* limits.backoff_reset_s */
+    unsigned connect_rate;            /* limits.connect_rate: new connections/s, 0 no limit */
     unsigned queue_max;
     size_t max_stanza_bytes;
     unsigned muc_ping_s;  /* 0 disables the self-ping */

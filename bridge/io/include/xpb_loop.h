@@ -34,7 +34,11 @@ typedef struct xpb_loop_config {
      * makes xpb_loop_new fail with XPB_EINVAL. The integration tests point
      * it at a dnsmasq holding the test's SRV records. */
     const char *dns_servers;
+    /* New connections (each a TCP connect and TLS handshake) started per
+     * second, over every session; the others wait in order. 0: no limit. */
+    unsigned connect_rate;
 } xpb_loop_config;
+
 
 /* The program must ignore SIGPIPE (signal(SIGPIPE, SIG_IGN)) before running
  * the loop: a write to a connection the peer closed is then an error the

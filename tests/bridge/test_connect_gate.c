@@ -1,0 +1,106 @@
+/* The connect gate (bridge/io/connect_gate.c): the token bucket on a made-up
+ * clock, and the gate's order, leave and release on a real event base. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <event2/event.h>
+
+#include "connect_gate.h"
+
+#define MS 1000000ull /* ns */
+
+static void test_tokens_rate_and_burst(void **state)
+{
+    (void)state;
+    xpb_tokens t;
+    xpb_tokens_init(&t, 1000, 0); /* burst 1000/50 = 20 */
+    int n = 0;
+    while (xpb_tokens_take(&t, 0)) n++;
+    assert_int_equal(n, 20);
+    assert_int_equal(xpb_tokens_wait_ns(&t, 0), 1 * MS); /* one per ms */
+    assert_int_equal(xpb_tokens_take(&t, MS / 2), 0);
+    assert_int_equal(xpb_tokens_take(&t, MS), 1);
+    assert_int_equal(xpb_tokens_take(&t, MS), 0);
+    /* 100 ms later: 100 tokens earned, but only the burst is kept */
+    n = 0;
+    while (xpb_tokens_take(&t, 101 * MS)) n++;
+    assert_int_equal(n, 20);
+    /* over one simulated second in 0.1 ms steps: the rate, give or take the burst */
+    n = 0;
+    for (uint64_t now = 101 * MS; now <= 1101 * MS; now += MS / 10)
+        while (xpb_tokens_take(&t, now)) n++;
+    assert_in_range(n, 1000, 1001);
+}
+
+static void test_tokens_low_rate_and_no_limit(void **state)
+{
+    (void)state;
+    xpb_tokens t;
+    xpb_tokens_init(&t, 3, 0); /* burst at least 1 */
+    assert_int_equal(xpb_tokens_take(&t, 0), 1);
+    assert_int_equal(xpb_tokens_take(&t, 0), 0);
+    /* fractions add up over many small steps (no token lost to rounding) */
+    int n = 0;
+    for (uint64_t now = 0; now <= 1000 * MS; now += MS / 100)
+        n += xpb_tokens_take(&t, now);
+    assert_int_equal(n, 3);
+    xpb_tokens_init(&t, 0, 0);
+    for (int i = 0; i < 100000; i++) assert_int_equal(xpb_tokens_take(&t, 0), 1);
+    assert_int_equal(xpb_tokens_wait_ns(&t, 0), 0);
+}
+
+enum { NODES = 40 };
+static xpb_gate_node nodes[NODES];
+static int order[NODES], norder;
+static struct event_base *base;
+
+static void on_go(xpb_gate_node *n)
+{
+    order[norder++] = (int)(n - nodes);
+    if (norder == NODES - 1) event_base_loopbreak(base); /* one left the queue */
+}
+
+/* 1,000/s: 20 go at once, the rest wait and come out in the order they
+ * entered; one that left is never called. */
+static void test_gate_order_and_leave(void **state)
+{
+    (void)state;
+    base = event_base_new();
+    assert_non_null(base);
+    xpb_gate *g = NULL;
+    assert_int_equal(xpb_gate_new(&g, base, 1000, on_go), 0);
+    norder = 0;
+    int now = 0;
+    for (int i = 0; i < NODES; i++) {
+        if (xpb_gate_enter(g, &nodes[i])) order[norder++] = i, now++;
+    }
+    assert_int_equal(now, 20);
+    assert_int_equal(xpb_gate_waiting(g), NODES - 20);
+    assert_int_equal(xpb_gate_enter(g, &nodes[25]), 0); /* already waiting: no-op */
+    assert_int_equal(xpb_gate_waiting(g), NODES - 20);
+    xpb_gate_leave(g, &nodes[30]);
+    xpb_gate_leave(g, &nodes[3]); /* went through: no-op */
+    assert_int_equal(xpb_gate_waiting(g), NODES - 21);
+    event_base_dispatch(base);
+    assert_int_equal(norder, NODES - 1);
+    assert_int_equal(xpb_gate_waiting(g), 0);
+    for (int i = 0, k = 0; i < NODES; i++) {
+        if (i == 30) continue;
+        assert_int_equal(order[k++], i);
+    }
+    xpb_gate_free(g);
+    event_base_free(base);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_tokens_rate_and_burst),
+        cmocka_unit_test(test_tokens_low_rate_and_no_limit),
+        cmocka_unit_test(test_gate_order_and_leave),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -618,7 +618,11 @@ int xpb_session_send(xpb_session *s, const xpb_stanza *st, uint64_t *handle)
 {
     if (s == NULL || st == NULL) return XPB_EINVAL;
     if (s->state == XPB_SS_STOPPED || s->state == XPB_SS_CLOSING) return XPB_ENOTCONN;
-    if (s->n_items >= s->cfg.queue_max) return XPB_EQUEUEFULL;
+    /* queue_max bounds what waits for the connection and, apart from it,
+     * what was sent and is not yet acked: a server that keeps up with its
+     * acks never makes a send fail, however many are in flight. */
+    if (s->n_items - s->n_sent >= s->cfg.queue_max || s->n_sent >= s->cfg.queue_max)
+        return XPB_EQUEUEFULL;
     xpb_stanza copy = *st; /* shallow: only the id may differ */
     if (make_id(s, st)) copy.id = s->last_id;
     xpb_buf b;

@@ -23,6 +23,7 @@
 #define XPB_DAEMON_SELF_PING_TIMEOUT_MS 30000u
 #define XPB_DAEMON_MAX_PASSWORD 4096u       /* bytes of a password file */
 #define XPB_DAEMON_MAX_IQ_TIMEOUT_MS 600000u
+#define XPB_DAEMON_MAX_SEND_BATCH 4096u     /* stanzas in one SendBatch request */
 #define XPB_DAEMON_REQUEST_SLACK (64u * 1024u) /* request bytes beyond 2 x max_stanza_bytes */
 
 /* ---- the daemon --------------------------------------------------------------- */

@@ -60,7 +60,8 @@ static void refuse_full(const send_sink *k, struct account *a, xpb_session *s)
     refuse(k, XPB__V1__ERROR_CODE__ERR_QUEUE_FULL, "queue full (queue_max %u): %s",
            a->d->queue_max,
            !online ? "stanzas waiting while not connected"
-           : st.unacked >= a->d->queue_max ? "too many stanzas sent and not acknowledged"
+           : st.unacked >= a->d->queue_max * XPB_SESSION_UNACKED_FACTOR
+               ? "too many stanzas sent and not acknowledged"
                                            : "too many stanzas waiting for the connection");
 }
 

@@ -618,10 +618,12 @@ int xpb_session_send(xpb_session *s, const xpb_stanza *st, uint64_t *handle)
 {
     if (s == NULL || st == NULL) return XPB_EINVAL;
     if (s->state == XPB_SS_STOPPED || s->state == XPB_SS_CLOSING) return XPB_ENOTCONN;
-    /* queue_max bounds what waits for the connection and, apart from it,
-     * what was sent and is not yet acked: a server that keeps up with its
-     * acks never makes a send fail, however many are in flight. */
-    if (s->n_items - s->n_sent >= s->cfg.queue_max || s->n_sent >= s->cfg.queue_max)
+    /* queue_max bounds what waits for the connection; what was sent and is
+     * not yet acked is bounded apart (XPB_SESSION_UNACKED_FACTOR x queue_max),
+     * so a server that acks as it reads never makes a send fail, however
+     * fast they come: its acks trail the stream by a few milliseconds. */
+    if (s->n_items - s->n_sent >= s->cfg.queue_max ||
+        s->n_sent >= (size_t)s->cfg.queue_max * XPB_SESSION_UNACKED_FACTOR)
         return XPB_EQUEUEFULL;
     xpb_stanza copy = *st; /* shallow: only the id may differ */
     if (make_id(s, st)) copy.id = s->last_id;

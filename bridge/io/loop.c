@@ -27,6 +27,16 @@ typedef struct tls_entry {
     xpb_tls_ctx *ctx;
 } tls_entry;
 
+/* Where to connect: SRV targets, then each one's addresses. About 6 KiB,
+ * so it lives on the heap while connecting and is given back once online. */
+typedef struct conn_plan {
+    char ws_url[1024];
+    xpb_dns_target targets[XPB_DNS_MAX_TARGETS];
+    size_t n_targets, ti;
+    struct sockaddr_storage addrs[XPB_LOOP_MAX_ADDRS];
+    size_t n_addrs, ai;
+} conn_plan;
+
 typedef struct timer_arg {
     xpb_loop_session *ls;
     xpb_session_timer t;
@@ -49,15 +59,10 @@ struct xpb_loop_session {
     xpb_gate_node gate;  /* waiting for the connect gate; first member use: gate_owner */
     int plan_srv;        /* the plan starts with an SRV lookup (else a fixed target) */
     unsigned connect_ms; /* the session's last XPB_TIMER_CONNECT, restarted at the gate */
-    /* connection plan */
     char domain[256];
     xpb_transport_kind kind;
-    char ws_url[1024];
-    xpb_dns_target targets[XPB_DNS_MAX_TARGETS];
-    size_t n_targets, ti;
-    struct sockaddr_storage addrs[XPB_LOOP_MAX_ADDRS];
-    size_t n_addrs, ai;
-    uint32_t prng; /* fallback only */
+    conn_plan *plan; /* only while connecting: freed once the session is online */
+    uint32_t prng;   /* fallback only */
 };
 
 struct xpb_loop {
@@ -150,10 +155,10 @@ static void on_link_closed(void *ud, int err, const char *reason)
     xpb_loop_session *ls = ud;
     drop_link(ls);
     snprintf(ls->fail_reason, sizeof ls->fail_reason, "%s", reason);
-    if (err == XPB_ECONNECT) {
+    if (err == XPB_ECONNECT && ls->plan) {
         /* Next address, then next SRV target, before giving up (RFC 2782). */
         logf_(ls, XPB_LOG_INFO, "%s", reason);
-        ls->ai++;
+        ls->plan->ai++;
         try_addr(ls);
         return;
     }
@@ -177,8 +182,8 @@ static const xpb_link_cb link_cb = {
 
 static void try_addr(xpb_loop_session *ls)
 {
-    for (; ls->ai < ls->n_addrs; ls->ai++) {
-        const struct sockaddr *sa = (const struct sockaddr *)&ls->addrs[ls->ai];
+    for (; ls->plan->ai < ls->plan->n_addrs; ls->plan->ai++) {
+        const struct sockaddr *sa = (const struct sockaddr *)&ls->plan->addrs[ls->plan->ai];
         xpb_stream_params p = {
             .base = ls->loop->base,
             .tls = ls->tls,
@@ -186,19 +191,19 @@ static void try_addr(xpb_loop_session *ls)
             .addr_len = sa->sa_family == AF_INET ? sizeof(struct sockaddr_in)
                                                  : sizeof(struct sockaddr_in6),
             .verify_domain = ls->domain,
-            .direct_tls = ls->targets[ls->ti].direct_tls,
+            .direct_tls = ls->plan->targets[ls->plan->ti].direct_tls,
             .alpn = "xmpp-client", /* XEP-0368 §3 */
         };
         int rc = ls->kind == XPB_TRANSPORT_WEBSOCKET
-                     ? xpb_ws_link_new(&ls->link, &p, ls->ws_url, &link_cb, ls)
+                     ? xpb_ws_link_new(&ls->link, &p, ls->plan->ws_url, &link_cb, ls)
                      : xpb_stream_new(&ls->link, &p, &link_cb, ls);
         if (rc == 0) return;
         ls->link = NULL;
         snprintf(ls->fail_reason, sizeof ls->fail_reason, "connect to %s:%u: %s",
-                 ls->targets[ls->ti].host, (unsigned)ls->targets[ls->ti].port,
+                 ls->plan->targets[ls->plan->ti].host, (unsigned)ls->plan->targets[ls->plan->ti].port,
                  xpb_strerror(rc));
     }
-    ls->ti++;
+    ls->plan->ti++;
     try_target(ls);
 }
 
@@ -208,14 +213,14 @@ static void on_addrs(void *ud, int err, const struct sockaddr_storage *addrs, si
     ls->dnsq = NULL;
     if (err != 0 || n == 0) {
         snprintf(ls->fail_reason, sizeof ls->fail_reason, "cannot resolve %s",
-                 ls->targets[ls->ti].host);
-        ls->ti++;
+                 ls->plan->targets[ls->plan->ti].host);
+        ls->plan->ti++;
         try_target(ls);
         return;
     }
-    ls->n_addrs = n < XPB_LOOP_MAX_ADDRS ? n : XPB_LOOP_MAX_ADDRS;
-    memcpy(ls->addrs, addrs, ls->n_addrs * sizeof addrs[0]);
-    ls->ai = 0;
+    ls->plan->n_addrs = n < XPB_LOOP_MAX_ADDRS ? n : XPB_LOOP_MAX_ADDRS;
+    memcpy(ls->plan->addrs, addrs, ls->plan->n_addrs * sizeof addrs[0]);
+    ls->plan->ai = 0;
     try_addr(ls);
 }
 
@@ -252,16 +257,16 @@ static int ensure_dns(xpb_loop *l)
 
 static void try_target(xpb_loop_session *ls)
 {
-    if (ls->ti >= ls->n_targets) {
+    if (ls->plan->ti >= ls->plan->n_targets) {
         fail_later(ls, ls->fail_reason[0] ? ls->fail_reason : "no address to connect to");
         return;
     }
-    const xpb_dns_target *t = &ls->targets[ls->ti];
+    const xpb_dns_target *t = &ls->plan->targets[ls->plan->ti];
     logf_(ls, XPB_LOG_DEBUG, "connecting to %s:%u (%s)", t->host, (unsigned)t->port,
           t->direct_tls ? "direct TLS" : "plain TCP");
-    if (literal_addr(t->host, t->port, &ls->addrs[0])) {
-        ls->n_addrs = 1;
-        ls->ai = 0;
+    if (literal_addr(t->host, t->port, &ls->plan->addrs[0])) {
+        ls->plan->n_addrs = 1;
+        ls->plan->ai = 0;
         try_addr(ls);
         return;
     }
@@ -270,7 +275,7 @@ static void try_target(xpb_loop_session *ls)
     if (rc != 0) {
         snprintf(ls->fail_reason, sizeof ls->fail_reason, "cannot resolve %s: %s", t->host,
                  xpb_strerror(rc));
-        ls->ti++;
+        ls->plan->ti++;
         try_target(ls);
     }
 }
@@ -280,9 +285,9 @@ static void on_srv(void *ud, int err, const xpb_dns_target *t, size_t n)
     xpb_loop_session *ls = ud;
     ls->dnsq = NULL;
     (void)err;
-    ls->n_targets = n < XPB_DNS_MAX_TARGETS ? n : XPB_DNS_MAX_TARGETS;
-    memcpy(ls->targets, t, ls->n_targets * sizeof t[0]);
-    ls->ti = 0;
+    ls->plan->n_targets = n < XPB_DNS_MAX_TARGETS ? n : XPB_DNS_MAX_TARGETS;
+    memcpy(ls->plan->targets, t, ls->plan->n_targets * sizeof t[0]);
+    ls->plan->ti = 0;
     try_target(ls);
 }
 
@@ -316,14 +321,14 @@ static int parse_host_port(const char *s, uint16_t dflt, xpb_dns_target *t)
 
 static int plan_fixed(xpb_loop_session *ls, const xpb_session_target *t)
 {
-    xpb_dns_target *x = &ls->targets[0];
+    xpb_dns_target *x = &ls->plan->targets[0];
     int direct = t->transport == XPB_TRANSPORT_DIRECT_TLS;
     uint16_t dflt = direct ? 5223 : 5222;
     memset(x, 0, sizeof *x);
     if (t->transport == XPB_TRANSPORT_WEBSOCKET) {
-        char path[sizeof ls->ws_url];
-        if (!t->ws_url || strlen(t->ws_url) >= sizeof ls->ws_url) return XPB_EINVAL;
-        memcpy(ls->ws_url, t->ws_url, strlen(t->ws_url) + 1);
+        char path[sizeof ls->plan->ws_url];
+        if (!t->ws_url || strlen(t->ws_url) >= sizeof ls->plan->ws_url) return XPB_EINVAL;
+        memcpy(ls->plan->ws_url, t->ws_url, strlen(t->ws_url) + 1);
         int rc = xpb_ws_parse_url(t->ws_url, x->host, sizeof x->host, &x->port, path,
                                   sizeof path, &direct);
         if (rc != 0) return rc;
@@ -338,8 +343,8 @@ static int plan_fixed(xpb_loop_session *ls, const xpb_session_target *t)
         x->port = t->port ? t->port : dflt;
         x->direct_tls = direct;
     }
-    ls->n_targets = 1;
-    ls->ti = 0;
+    ls->plan->n_targets = 1;
+    ls->plan->ti = 0;
     return 0;
 }
 
@@ -379,6 +384,7 @@ static int op_connect(void *io, const xpb_session_target *t)
     ls->fail_reason[0] = '\0';
     size_t dl = t->domain ? strlen(t->domain) : 0;
     if (dl == 0 || dl >= sizeof ls->domain) return XPB_EINVAL;
+    if (!ls->plan && !(ls->plan = calloc(1, sizeof *ls->plan))) return XPB_ENOMEM;
     memcpy(ls->domain, t->domain, dl + 1);
     ls->kind = t->transport;
     ls->plan_srv = !(t->transport == XPB_TRANSPORT_WEBSOCKET || t->see_other_host || t->host);
@@ -438,6 +444,10 @@ static void op_event(void *io, const xpb_session_event *ev)
               ev->reason ? ": " : "", ev->reason ? ev->reason : "");
     else if (ev->kind == XPB_SE_ERROR)
         logf_(ls, XPB_LOG_WARN, "error: %s", ev->reason ? ev->reason : "");
+    if (ev->kind == XPB_SE_ONLINE) { /* the plan is done with until the next connect */
+        free(ls->plan);
+        ls->plan = NULL;
+    }
     if (ls->loop->cfg.on_event) ls->loop->cfg.on_event(ls->loop->cfg.ud, ls, ev);
 }
 
@@ -600,6 +610,7 @@ static void session_release(xpb_loop_session *ls)
     for (int t = 0; t < XPB_TIMER_COUNT; t++)
         if (ls->timers[t]) event_free(ls->timers[t]);
     if (ls->fail_ev) event_free(ls->fail_ev);
+    free(ls->plan);
     free(ls->name);
     free(ls);
 }

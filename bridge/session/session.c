@@ -508,6 +508,9 @@ void xpb_session_on_bytes(xpb_session *s, const char *data, size_t len)
         a = act_retry(rc, s->why, 0, 0);
     }
     session_apply(s, a);
+    /* Between stanzas the reader gives its tree memory back: of 10,000
+     * mostly idle sessions only those reading hold a block. */
+    if (s->reader) xpb_reader_trim(s->reader);
 }
 
 void xpb_session_on_tls_failed(xpb_session *s, const char *reason)

@@ -12,6 +12,9 @@
 
 #include <event2/event.h>
 #include <event2/util.h>
+#ifdef __GLIBC__
+#include <malloc.h> /* malloc_trim */
+#endif
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -76,6 +79,7 @@ struct xpb_loop {
     xpb_loop_session *sessions;
     xpb_strmap by_name; /* name -> session */
     xpb_gate *gate;     /* new connections per second (cfg.connect_rate) */
+    struct event *trim_ev; /* XPB_LOOP_TRIM_QUIET_MS after the last session came online */
 };
 
 static void try_addr(xpb_loop_session *ls);
@@ -447,6 +451,8 @@ static void op_event(void *io, const xpb_session_event *ev)
     if (ev->kind == XPB_SE_ONLINE) { /* the plan is done with until the next connect */
         free(ls->plan);
         ls->plan = NULL;
+        static const struct timeval quiet = {0, XPB_LOOP_TRIM_QUIET_MS * 1000};
+        evtimer_add(ls->loop->trim_ev, &quiet); /* pushed back by every later one */
     }
     if (ls->loop->cfg.on_event) ls->loop->cfg.on_event(ls->loop->cfg.ud, ls, ev);
 }
@@ -472,6 +478,18 @@ static const xpb_session_ops loop_ops = {
     .event = op_event,
     .random = op_random,
 };
+
+/* Bring-up (or a wave of reconnects) is over: every handshake's buffers
+ * and every first stanza's tree were freed, scattered between the sessions'
+ * long-lived memory; give the free pages back to the system so an idle
+ * session costs what it keeps, not what its negotiation once took. */
+static void on_trim(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what, (void)arg;
+#ifdef __GLIBC__
+    malloc_trim(0);
+#endif
+}
 
 static void on_timer(evutil_socket_t fd, short what, void *arg)
 {
@@ -546,6 +564,7 @@ int xpb_loop_new(xpb_loop **out, const xpb_loop_config *cfg)
         return XPB_ENOMEM;
     }
     int rc = xpb_gate_new(&l->gate, l->base, cfg->connect_rate, on_gate_go);
+    if (rc == 0 && !(l->trim_ev = evtimer_new(l->base, on_trim, l))) rc = XPB_ENOMEM;
     if (rc != 0) {
         xpb_loop_free(l);
         return rc;
@@ -565,6 +584,7 @@ void xpb_loop_free(xpb_loop *l)
     if (!l) return;
     while (l->sessions) xpb_loop_remove_session(l, l->sessions);
     xpb_gate_free(l->gate);
+    if (l->trim_ev) event_free(l->trim_ev);
     xpb_dns_free(l->dns);
     while (l->tls) {
         tls_entry *e = l->tls;

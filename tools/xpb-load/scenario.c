@@ -192,7 +192,7 @@ static void many_accounts(ctx *c, unsigned run, load_run *r)
         c->failed = 1;
         return;
     }
-    usleep(500000); /* let the bring-up's garbage settle before reading RSS */
+    usleep(1000000); /* idle: the bridge gives the bring-up's garbage back after 250 ms */
     r->v[F_RSSM] = (double)lbridge_rss_kib(&c->b);
     if (r->v[F_RSS1] > 0 && r->v[F_RSSM] > 0 && c->o->idle)
         r->v[F_MEM] = (r->v[F_RSSM] - r->v[F_RSS1]) / c->o->idle;

@@ -44,6 +44,10 @@ typedef struct xpb_loop_config {
  * the loop: a write to a connection the peer closed is then an error the
  * session handles as a broken link, instead of killing the process. */
 int xpb_loop_new(xpb_loop **out, const xpb_loop_config *cfg);
+/* Sessions coming online (bring-up, reconnects) free what their negotiation
+ * took; once none has come online for this long, free heap pages are given
+ * back to the system (glibc malloc_trim). */
+#define XPB_LOOP_TRIM_QUIET_MS 250u
 /* Frees every session (no clean shutdown: close them first). */
 void xpb_loop_free(xpb_loop *l);
 struct event_base *xpb_loop_base(xpb_loop *l);

@@ -45,6 +45,7 @@ struct xpb_bus {
     xpb_bus_host host;
     xpb_bus_journal_cfg journal_cfg; /* when cfg.journal: the decorator's settings */
     xpb_pack_plan *plan; /* events: packed on the loop thread only (codec/pack.c) */
+    size_t last_stanza_bytes; /* xpb_bus_last_stanza_bytes */
     xpb_timer *flush_timer;
     unsigned flush_ms;
     int closing;
@@ -378,8 +379,14 @@ static void after_append(xpb_bus *b, const xpb_bus_open_batch *ob)
         xpb_timer_start(b->flush_timer, b->flush_ms);
 }
 
+size_t xpb_bus_last_stanza_bytes(const xpb_bus *b)
+{
+    return b ? b->last_stanza_bytes : 0;
+}
+
 int xpb_bus_publish(xpb_bus *b, const char *kind, const char *account, Xpb__V1__Event *ev)
 {
+    if (b) b->last_stanza_bytes = 0;
     if (!publish_args_ok(b, kind, account, ev)) return XPB_EINVAL;
     char *saved_account = ev->account;
     if (ev->account == NULL) ev->account = (char *)account;
@@ -387,7 +394,14 @@ int xpb_bus_publish(xpb_bus *b, const char *kind, const char *account, Xpb__V1__
     ev->seq = ++b->seq;
     ev->has_timestamp_us = 1;
     ev->timestamp_us = now_us();
+    xpb_pack_plan_watch(b->plan, ev->stanza ? &ev->stanza->base : NULL);
     size_t evlen = xpb_pack_plan_measure(b->plan, &ev->base);
+    size_t stl = ev->stanza ? xpb_pack_plan_watched(b->plan) : 0;
+    if (stl == SIZE_MAX) { /* protobuf-c sized it (unknown fields): once more, then the event */
+        stl = xpb_pack_plan_measure(b->plan, &ev->stanza->base);
+        evlen = xpb_pack_plan_measure(b->plan, &ev->base);
+    }
+    b->last_stanza_bytes = stl;
     xpb_bus_topic *te = xpb_bus_topic_get(&b->batches, kind, account);
     xpb_bus_open_batch *ob = xpb_bus_batch_get(&b->batches, te, kind, account);
     if (ob != NULL && ob->count > 0 && ob->len + evlen + 11 > b->cfg.batch_bytes) {
@@ -401,6 +415,7 @@ int xpb_bus_publish(xpb_bus *b, const char *kind, const char *account, Xpb__V1__
      * then points at it, so subscribers see the loss. */
     if (te != NULL) te->last_seq = ev->seq;
     if (rc != 0) {
+        b->last_stanza_bytes = 0;
         b->st.publish_errors++;
         b->st.events_dropped++;
         xpb_bus_flush(b); /* the topic's next event opens a batch with prev_seq */

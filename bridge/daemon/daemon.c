@@ -279,7 +279,6 @@ static void on_stanza(struct account *a, const xpb_node *el, size_t xml)
         xpb_log(XPB_LOG_WARN, "session %s: stanza not mapped: %s", a->name, xpb_strerror(rc));
         return;
     }
-    d->ctr.bytes_record[XPB_DIR_IN] += xpb_pack_plan_measure(d->plan, &st->base);
     if (p) pending_resolve(p, st);
     Xpb__V1__Event ev = XPB__V1__EVENT__INIT;
     ev.body_case = XPB__V1__EVENT__BODY_STANZA;
@@ -288,6 +287,9 @@ static void on_stanza(struct account *a, const xpb_node *el, size_t xml)
     ev.xml_bytes = (uint32_t)xml;
     ev.trust = v.trust;
     publish(d, xpb_bus_stanza_kind(st->kind), a->name, &ev);
+    /* Sized once, with its event, by the bus (bug 6b of issue 10: twice). */
+    size_t rec = xpb_bus_last_stanza_bytes(d->bus);
+    d->ctr.bytes_record[XPB_DIR_IN] += rec ? rec : xpb_pack_plan_measure(d->plan, &st->base);
 }
 
 static void on_online(struct account *a, const xpb_session_event *ev)

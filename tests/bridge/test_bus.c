@@ -940,7 +940,8 @@ static int read_batch(nng_socket s, const char *topic, uint64_t *seqs, size_t *n
 static void test_slow_subscriber_sees_gap(void **state)
 {
     fx *f = *state;
-    enum { TOTAL = 20000, BATCH = 4, SUB_RECVBUF = 8 };
+    /* more batches than the PUB queue (XPB_BUS_PUB_SENDBUF) and SUB_RECVBUF hold */
+    enum { TOTAL = 4 * (XPB_BUS_PUB_SENDBUF + 4096), BATCH = 4, SUB_RECVBUF = 8 };
     static uint64_t seqs[TOTAL];
     size_t n = 0;
     xpb_bus_free(f->bus); /* a bus with small batches on the same endpoints */

@@ -2,7 +2,7 @@
  * command-line flags that override it, and the comparison SIGHUP uses to tell
  * changed accounts from unchanged ones. No I/O beyond reading the file. */
 #ifndef XPB_CONFIG_H
-#define XPB_CONFIG_DEFAULT_BATCH_FLUSH_US 2000u /* bus.batch_flush_us (0: flush when the loop goes idle) */
+#define XPB_CONFIG_DEFAULT_BATCH_FLUSH_US 0u /* bus.batch_flush_us (0: flush when the loop goes idle) */
 #define XPB_CONFIG_H
 
 #include <stddef.h>

@@ -394,11 +394,13 @@ int xpb_bus_publish(xpb_bus *b, const char *kind, const char *account, Xpb__V1__
     ev->seq = ++b->seq;
     ev->has_timestamp_us = 1;
     ev->timestamp_us = now_us();
-    xpb_pack_plan_watch(b->plan, ev->stanza ? &ev->stanza->base : NULL);
+    /* body is a oneof (a union): stanza only when it is the case */
+    const Xpb__V1__Stanza *st = ev->body_case == XPB__V1__EVENT__BODY_STANZA ? ev->stanza : NULL;
+    xpb_pack_plan_watch(b->plan, st ? &st->base : NULL);
     size_t evlen = xpb_pack_plan_measure(b->plan, &ev->base);
-    size_t stl = ev->stanza ? xpb_pack_plan_watched(b->plan) : 0;
+    size_t stl = st ? xpb_pack_plan_watched(b->plan) : 0;
     if (stl == SIZE_MAX) { /* protobuf-c sized it (unknown fields): once more, then the event */
-        stl = xpb_pack_plan_measure(b->plan, &ev->stanza->base);
+        stl = xpb_pack_plan_measure(b->plan, &st->base);
         evlen = xpb_pack_plan_measure(b->plan, &ev->base);
     }
     b->last_stanza_bytes = stl;

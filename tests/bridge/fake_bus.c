@@ -101,7 +101,7 @@ int xpb_bus_publish(xpb_bus *b, const char *kind, const char *account, Xpb__V1__
     if (!G.events[G.n_events]) return XPB_ENOMEM;
     snprintf(G.kinds[G.n_events++], sizeof G.kinds[0], "%s", kind);
     b->st.events++;
-    if (ev->stanza) last_stanza_bytes = xpb__v1__stanza__get_packed_size(ev->stanza);
+    if (ev->body_case == XPB__V1__EVENT__BODY_STANZA && ev->stanza) last_stanza_bytes = xpb__v1__stanza__get_packed_size(ev->stanza);
     return 0;
 }
 

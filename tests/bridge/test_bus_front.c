@@ -278,7 +278,13 @@ static void test_last_stanza_bytes(void **state)
     ev.stanza = &st;
     assert_int_equal(xpb_bus_publish(f->bus, "message", "alice@example.org", &ev), 0);
     assert_int_equal(xpb_bus_last_stanza_bytes(f->bus), xpb__v1__stanza__get_packed_size(&st));
-    assert_int_equal(publish(f, "state", "alice@example.org"), 0); /* no stanza */
+    /* body is a oneof: a state event's pointer is not a stanza */
+    Xpb__V1__SessionState ss = XPB__V1__SESSION_STATE__INIT;
+    ss.reason = "a reason long enough to be seen";
+    Xpb__V1__Event sev = XPB__V1__EVENT__INIT;
+    sev.body_case = XPB__V1__EVENT__BODY_STATE;
+    sev.state = &ss;
+    assert_int_equal(xpb_bus_publish(f->bus, "state", "alice@example.org", &sev), 0);
     assert_int_equal(xpb_bus_last_stanza_bytes(f->bus), 0);
     assert_int_not_equal(publish(f, "nonsense", "alice@example.org"), 0);
     assert_int_equal(xpb_bus_last_stanza_bytes(f->bus), 0);

@@ -91,7 +91,7 @@ void xpb_bus_free(xpb_bus *b);
  * '/'). The event is packed at once (the caller keeps ownership of ev).
  * XPB_EINVAL for a bad kind or account. */
 int xpb_bus_publish(xpb_bus *b, const char *kind, const char *account, Xpb__V1__Event *ev);
-/* The packed size of ev->stanza, sized once with the event by the last
+/* The packed size of ev->stanza (body_case STANZA), sized once with the event by the last
  * xpb_bus_publish (so a caller's byte counter costs no second pass); 0 when
  * that event had no stanza or was not published. */
 size_t xpb_bus_last_stanza_bytes(const xpb_bus *b);

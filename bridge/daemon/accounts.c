@@ -87,10 +87,8 @@ void account_free(struct account *a)
     pending_drop_account(d, a, "the session was closed");
     answer_closers(a, NULL);
     if (a->ls) {
-        xpb_session_stats st;
-        xpb_session_get_stats(xpb_loop_session_get(a->ls), &st);
-        d->gone_reconnects += st.reconnects;
-        d->gone_resumptions += st.resumptions;
+        a->dead = 1;
+        account_recount(a); /* its last reconnects stay in the totals */
         xpb_loop_remove_session(d->loop, a->ls);
     }
     while (a->h_head) {
@@ -152,6 +150,7 @@ int account_start(xpb_daemon *d, const xpb_account_cfg *cfg, const char *passwor
     struct account *a = calloc(1, sizeof *a);
     if (!a) return XPB_ENOMEM;
     a->d = d;
+    a->bucket = -1;
     a->from_config = from_config;
     int rc = xpb_account_cfg_copy(&a->cfg, cfg);
     if (!rc && !(a->name = strdup(cfg->jid))) rc = XPB_ENOMEM;
@@ -192,6 +191,7 @@ int account_start(xpb_daemon *d, const xpb_account_cfg *cfg, const char *passwor
         return rc;
     }
     xpb_loop_session_set_ud(a->ls, a);
+    account_recount(a);
     xpb_log(XPB_LOG_INFO, "session %s: started (%s)", a->name,
             from_config ? "configured" : "opened by request");
     return 0;
@@ -204,6 +204,7 @@ static void on_close_timeout(void *arg)
             XPB_DAEMON_CLOSE_WAIT_MS);
     answer_closers(a, "closed without waiting for the server");
     a->dead = 1;
+    account_recount(a);
     schedule_reap(a->d);
 }
 
@@ -221,8 +222,29 @@ void account_close(struct account *a)
     if ((!s || xpb_session_get_state(s) == XPB_SS_STOPPED) && !a->dead) {
         answer_closers(a, NULL);
         a->dead = 1;
+        account_recount(a);
         schedule_reap(a->d);
     }
+}
+
+void account_recount(struct account *a)
+{
+    xpb_daemon *d = a->d;
+    xpb_session *s = session_of(a);
+    int bucket = -1;
+    if (s) {
+        xpb_session_stats st;
+        xpb_session_get_stats(s, &st);
+        d->sum_reconnects += st.reconnects - a->seen_reconnects;
+        d->sum_resumptions += st.resumptions - a->seen_resumptions;
+        a->seen_reconnects = st.reconnects;
+        a->seen_resumptions = st.resumptions;
+        if (!a->dead) bucket = daemon_state_bucket(xpb_session_get_state(s));
+    }
+    if (bucket == a->bucket) return;
+    if (a->bucket >= 0) d->n_bucket[a->bucket]--;
+    if (bucket >= 0) d->n_bucket[bucket]++;
+    a->bucket = bucket;
 }
 
 void on_reap(void *arg)

@@ -346,6 +346,7 @@ static void on_session_event(void *ud, xpb_loop_session *ls, const xpb_session_e
     case XPB_SE_FAILED: publish_delivery(a, ev); break;
     default: break;
     }
+    if (ev->kind != XPB_SE_STANZA) account_recount(a); /* a stanza changes no gauge */
 }
 
 static void on_loop_log(void *ud, int level, const char *session, const char *msg)
@@ -628,10 +629,13 @@ const char *xpb_daemon_state_name(int bucket)
 void xpb_daemon_get_counters(xpb_daemon *d, xpb_daemon_counters *out)
 {
     *out = d->ctr;
-    memset(out->sessions, 0, sizeof out->sessions);
     out->n_accounts = 0;
-    out->reconnects = d->gone_reconnects;
-    out->resumptions = d->gone_resumptions;
+    for (int b = 0; b < XPB_MST_COUNT; b++) {
+        out->sessions[b] = d->n_bucket[b];
+        out->n_accounts += d->n_bucket[b];
+    }
+    out->reconnects = d->sum_reconnects;
+    out->resumptions = d->sum_resumptions;
     out->queue_max = d->queue_max;
     out->muc_self_ping_s = d->muc_ping_s;
     out->max_stanza_bytes = d->limits.max_stanza_bytes;
@@ -641,16 +645,6 @@ void xpb_daemon_get_counters(xpb_daemon *d, xpb_daemon_counters *out)
         xpb_bus_journal_get_stats(d->bus, &out->journal_bus);
         out->journal_max_bytes = d->journal_max_bytes;
         out->journal_max_age_s = d->journal_max_age_s;
-    }
-    for (struct account *a = d->accounts; a; a = a->next) {
-        xpb_session *s = session_of(a);
-        if (!s || a->dead) continue;
-        xpb_session_stats st;
-        xpb_session_get_stats(s, &st);
-        out->reconnects += st.reconnects;
-        out->resumptions += st.resumptions;
-        out->sessions[daemon_state_bucket(xpb_session_get_state(s))]++;
-        out->n_accounts++;
     }
 }
 

@@ -83,6 +83,8 @@ struct account {
     struct closer *closers;
     xpb_timer *close_timer;
     int removing, dead;
+    int bucket;            /* its XPB_MST_* in the daemon's live gauges; -1: not counted */
+    uint64_t seen_reconnects, seen_resumptions; /* its session's, already in the totals */
     xpb_account_cfg *restart_cfg; /* reload: start again with this once stopped */
     /* The last broadcast presence a backend set (presence request without
      * `to`): a fresh session after a reconnect announces it again, so a
@@ -109,7 +111,10 @@ struct xpb_daemon {
     xpb_account_cfg *conf;     /* the configuration's accounts: what open may start */
     size_t n_conf;
     xpb_daemon_counters ctr;
-    uint64_t gone_reconnects, gone_resumptions;
+    /* Kept as sessions change (account_recount), so a status request or a
+     * scrape reads them without walking 10,000 accounts. */
+    unsigned n_bucket[XPB_MST_COUNT];
+    uint64_t sum_reconnects, sum_resumptions; /* removed sessions' included */
     xpb_timer *reap_timer, *ping_timer, *shutdown_timer;
     int shutting_down;
     time_t started;
@@ -138,6 +143,9 @@ pub_state daemon_bus_state(xpb_session_state s);
 int daemon_state_bucket(xpb_session_state s);
 
 /* ---- accounts.c ---------------------------------------------------------------- */
+/* Brings the daemon's gauges and totals up to date with a's session (after
+ * any event of it, and when a is started, marked dead or freed): O(1). */
+void account_recount(struct account *a);
 void answer_closers(struct account *a, const char *note);
 void schedule_reap(xpb_daemon *d);
 void account_free(struct account *a);

@@ -460,6 +460,11 @@ static void test_muc_join_and_rejoin_after_reconnect(void **state)
     assert_true(fake_session_timer(ls, XPB_TIMER_RECONNECT) > 0);
     xpb_session_on_timer(s, XPB_TIMER_RECONNECT);
     assert_int_equal(fake_connects(ls), 2);
+    /* The gauges and totals follow the session's events, with no walk. */
+    assert_int_equal(counters(f).reconnects, 1);
+    assert_int_equal(counters(f).sessions[XPB_MST_DISCONNECTED], 0);
+    assert_int_equal(counters(f).sessions[XPB_MST_CONNECTING], 1);
+    assert_int_equal(counters(f).n_accounts, 1);
     /* A fresh stream (no XEP-0198 resumption): the room is joined again. */
     login(f);
     assert_sent(ls, "to='" ROOM "/bot'");
@@ -509,8 +514,12 @@ static void test_close(void **state)
                      XPB__V1__SESSION_STATE__STATE__STATE_STOPPED);
     l = simple_request(f, XPB__V1__REQUEST__OP_LIST, NULL);
     assert_int_equal(l->resp->sessions->n_session, 0);
+    xpb_daemon_counters c = counters(f);
+    assert_int_equal(c.n_accounts, 0);
+    for (int b = 0; b < XPB_MST_COUNT; b++) assert_int_equal(c.sessions[b], 0);
     /* And it can be opened again. */
     assert_int_equal(code_of(open_bot(f, NULL)), XPB__V1__ERROR_CODE__OK);
+    assert_int_equal(counters(f).sessions[XPB_MST_CONNECTING], 1);
 }
 
 static void test_close_bounded_when_the_server_is_silent(void **state)

@@ -9,9 +9,10 @@
 
 #include "xpb_error.h"
 
-/* Saved-up tokens: a fiftieth of a second's worth, so a quiet gate lets a
- * small group through at once and a big one at the rate. */
-#define GATE_BURST_DIV 50u
+/* Saved-up tokens: a tenth of a second's worth, so a quiet gate lets a
+ * small group through at once and a big one at the rate, and a loop busy
+ * with handshakes for a while catches up instead of losing its turns. */
+#define GATE_BURST_DIV 10u
 #define GATE_JITTER_US 500u /* ticks land up to this much later, spread */
 
 void xpb_tokens_init(xpb_tokens *t, unsigned rate, uint64_t now_ns)

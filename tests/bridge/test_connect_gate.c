@@ -16,21 +16,21 @@ static void test_tokens_rate_and_burst(void **state)
 {
     (void)state;
     xpb_tokens t;
-    xpb_tokens_init(&t, 1000, 0); /* burst 1000/50 = 20 */
+    xpb_tokens_init(&t, 1000, 0); /* burst 1000/10 = 100 */
     int n = 0;
     while (xpb_tokens_take(&t, 0)) n++;
-    assert_int_equal(n, 20);
+    assert_int_equal(n, 100);
     assert_int_equal(xpb_tokens_wait_ns(&t, 0), 1 * MS); /* one per ms */
     assert_int_equal(xpb_tokens_take(&t, MS / 2), 0);
     assert_int_equal(xpb_tokens_take(&t, MS), 1);
     assert_int_equal(xpb_tokens_take(&t, MS), 0);
-    /* 100 ms later: 100 tokens earned, but only the burst is kept */
+    /* 600 ms later: 600 tokens earned, but only the burst is kept */
     n = 0;
-    while (xpb_tokens_take(&t, 101 * MS)) n++;
-    assert_int_equal(n, 20);
+    while (xpb_tokens_take(&t, 601 * MS)) n++;
+    assert_int_equal(n, 100);
     /* over one simulated second in 0.1 ms steps: the rate, give or take the burst */
     n = 0;
-    for (uint64_t now = 101 * MS; now <= 1101 * MS; now += MS / 10)
+    for (uint64_t now = 601 * MS; now <= 1601 * MS; now += MS / 10)
         while (xpb_tokens_take(&t, now)) n++;
     assert_in_range(n, 1000, 1001);
 }
@@ -63,7 +63,7 @@ static void on_go(xpb_gate_node *n)
     if (norder == NODES - 1) event_base_loopbreak(base); /* one left the queue */
 }
 
-/* 1,000/s: 20 go at once, the rest wait and come out in the order they
+/* 100/s: 10 go at once, the rest wait and come out in the order they
  * entered; one that left is never called. */
 static void test_gate_order_and_leave(void **state)
 {
@@ -71,19 +71,19 @@ static void test_gate_order_and_leave(void **state)
     base = event_base_new();
     assert_non_null(base);
     xpb_gate *g = NULL;
-    assert_int_equal(xpb_gate_new(&g, base, 1000, on_go), 0);
+    assert_int_equal(xpb_gate_new(&g, base, 100, on_go), 0);
     norder = 0;
     int now = 0;
     for (int i = 0; i < NODES; i++) {
         if (xpb_gate_enter(g, &nodes[i])) order[norder++] = i, now++;
     }
-    assert_int_equal(now, 20);
-    assert_int_equal(xpb_gate_waiting(g), NODES - 20);
+    assert_int_equal(now, 10);
+    assert_int_equal(xpb_gate_waiting(g), NODES - 10);
     assert_int_equal(xpb_gate_enter(g, &nodes[25]), 0); /* already waiting: no-op */
-    assert_int_equal(xpb_gate_waiting(g), NODES - 20);
+    assert_int_equal(xpb_gate_waiting(g), NODES - 10);
     xpb_gate_leave(g, &nodes[30]);
     xpb_gate_leave(g, &nodes[3]); /* went through: no-op */
-    assert_int_equal(xpb_gate_waiting(g), NODES - 21);
+    assert_int_equal(xpb_gate_waiting(g), NODES - 11);
     event_base_dispatch(base);
     assert_int_equal(norder, NODES - 1);
     assert_int_equal(xpb_gate_waiting(g), 0);

@@ -16,6 +16,7 @@
 #include "xpb_bus_wire.h"
 
 #define REQ_TIMEOUT_MS 60000
+#define REQ_FULL_BACKOFF_MS 1 /* a context waits this long after an ERR_QUEUE_FULL */
 #define REQ_MAX_IN_FLIGHT 1024u
 #define STATUS_TIMEOUT_MS 5000
 
@@ -24,7 +25,7 @@ typedef struct lctx {
     lreq *r;
     nng_ctx ctx;
     nng_aio *aio;
-    int receiving;
+    int receiving, sleeping;
     uint64_t cnt; /* stanzas in the request in flight */
 } lctx;
 
@@ -113,9 +114,11 @@ static void count_code(lreq *r, int code, uint64_t n)
         r->res->other_err += n;
 }
 
-/* cnt: the stanzas of the request; a batch's outcomes count one by one. */
-static void count_reply(lreq *r, nng_msg *m, uint64_t cnt)
+/* cnt: the stanzas of the request; a batch's outcomes count one by one.
+ * Returns how many were refused with ERR_QUEUE_FULL. */
+static uint64_t count_reply(lreq *r, nng_msg *m, uint64_t cnt)
 {
+    uint64_t full0 = r->res->queue_full;
     Xpb__V1__Response *resp = xpb__v1__response__unpack(NULL, nng_msg_len(m), nng_msg_body(m));
     int code = !resp ? -1 : resp->has_code ? (int)resp->code : 0;
     if (code == 0 && resp->result_case == XPB__V1__RESPONSE__RESULT_SENT_BATCH &&
@@ -128,6 +131,7 @@ static void count_reply(lreq *r, nng_msg *m, uint64_t cnt)
         count_code(r, r->batch && code == 0 ? -1 : code, cnt);
     }
     if (resp) xpb__v1__response__free_unpacked(resp, NULL);
+    return r->res->queue_full - full0;
 }
 
 /* Called with r->mu held: the next request, or nothing left to send. */
@@ -159,15 +163,23 @@ static void on_aio(void *arg)
         fprintf(stderr, "xpb-load: send request: %s\n", nng_strerror(rv));
         r->failed = 1;
         pthread_cond_broadcast(&r->done);
+    } else if (c->sleeping) {
+        c->sleeping = 0;
+        next(c);
     } else if (!c->receiving) {
         c->receiving = 1;
         nng_ctx_recv(c->ctx, c->aio);
     } else {
         nng_msg *m = nng_aio_get_msg(c->aio);
-        count_reply(r, m, c->cnt);
+        uint64_t full = count_reply(r, m, c->cnt);
         nng_msg_free(m);
         r->answered += c->cnt;
-        next(c);
+        if (full && r->issued < r->n) { /* back off like a client would: the queue is full */
+            c->sleeping = 1;
+            nng_sleep_aio(REQ_FULL_BACKOFF_MS, c->aio);
+        } else {
+            next(c);
+        }
     }
     pthread_mutex_unlock(&r->mu);
 }

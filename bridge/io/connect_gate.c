@@ -28,8 +28,8 @@ static void refill(xpb_tokens *t, uint64_t now_ns)
     if (now_ns <= t->last_ns) return;
     uint64_t dt = now_ns - t->last_ns;
     if (dt > 10000000000u) dt = 10000000000u; /* 10 s fills any bucket; no overflow */
-    uint64_t add = dt * t->rate / 1000000u; /* milli-tokens: ns x rate/s x 1000 / 1e9 */
-    if (add == 0) return; /* keep last_ns: the fraction builds up */
+    uint64_t add = dt * t->rate / 1000000u;   /* milli-tokens: ns x rate/s x 1000 / 1e9 */
+    if (add == 0) return;                     /* keep last_ns: the fraction builds up */
     t->milli += add;
     /* Advance by the time those tokens took, so no fraction is lost. */
     t->last_ns += add * 1000000u / t->rate;
@@ -75,10 +75,14 @@ static uint64_t now_ns(void)
 
 static void unlink_node(xpb_gate *g, xpb_gate_node *n)
 {
-    if (n->prev) n->prev->next = n->next;
-    else g->head = n->next;
-    if (n->next) n->next->prev = n->prev;
-    else g->tail = n->prev;
+    if (n->prev)
+        n->prev->next = n->next;
+    else
+        g->head = n->next;
+    if (n->next)
+        n->next->prev = n->prev;
+    else
+        g->tail = n->prev;
     n->next = n->prev = NULL;
     n->queued = 0;
     g->waiting--;
@@ -128,7 +132,8 @@ int xpb_gate_new(xpb_gate **out, struct event_base *base, unsigned rate, xpb_gat
 void xpb_gate_free(xpb_gate *g)
 {
     if (!g) return;
-    while (g->head) unlink_node(g, g->head);
+    while (g->head)
+        unlink_node(g, g->head);
     event_free(g->tick);
     free(g);
 }
@@ -139,8 +144,10 @@ int xpb_gate_enter(xpb_gate *g, xpb_gate_node *n)
     if (!g->head && xpb_tokens_take(&g->tokens, now_ns())) return 1;
     n->next = NULL;
     n->prev = g->tail;
-    if (g->tail) g->tail->next = n;
-    else g->head = n;
+    if (g->tail)
+        g->tail->next = n;
+    else
+        g->head = n;
     g->tail = n;
     n->queued = 1;
     g->waiting++;

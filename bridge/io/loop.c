@@ -59,7 +59,7 @@ struct xpb_loop_session {
     xpb_link *link;
     int connected;
     xpb_dns_query *dnsq;
-    xpb_gate_node gate;  /* waiting for the connect gate; first member use: gate_owner */
+    xpb_gate_node gate;  /* its place in the connect gate's queue (on_gate_go: offsetof) */
     int plan_srv;        /* the plan starts with an SRV lookup (else a fixed target) */
     unsigned connect_ms; /* the session's last XPB_TIMER_CONNECT, restarted at the gate */
     char domain[256];

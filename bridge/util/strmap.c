@@ -40,7 +40,8 @@ static int grow(xpb_strmap *m)
     m->slots = ns;
     m->cap = ncap;
     for (size_t i = 0; i < old.cap; i++)
-        if (old.slots[i].key) m->slots[find_slot(m, old.slots[i].key, old.slots[i].hash)] = old.slots[i];
+        if (old.slots[i].key)
+            m->slots[find_slot(m, old.slots[i].key, old.slots[i].hash)] = old.slots[i];
     free(old.slots);
     return 0;
 }

@@ -1,10 +1,10 @@
 /* The connect gate (bridge/io/connect_gate.c): the token bucket on a made-up
  * clock, and the gate's order, leave and release on a real event base. */
+#include <cmocka.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <cmocka.h>
 
 #include <event2/event.h>
 
@@ -18,7 +18,8 @@ static void test_tokens_rate_and_burst(void **state)
     xpb_tokens t;
     xpb_tokens_init(&t, 1000, 0); /* burst 1000/10 = 100 */
     int n = 0;
-    while (xpb_tokens_take(&t, 0)) n++;
+    while (xpb_tokens_take(&t, 0))
+        n++;
     assert_int_equal(n, 100);
     assert_int_equal(xpb_tokens_wait_ns(&t, 0), 1 * MS); /* one per ms */
     assert_int_equal(xpb_tokens_take(&t, MS / 2), 0);
@@ -26,12 +27,14 @@ static void test_tokens_rate_and_burst(void **state)
     assert_int_equal(xpb_tokens_take(&t, MS), 0);
     /* 600 ms later: 600 tokens earned, but only the burst is kept */
     n = 0;
-    while (xpb_tokens_take(&t, 601 * MS)) n++;
+    while (xpb_tokens_take(&t, 601 * MS))
+        n++;
     assert_int_equal(n, 100);
     /* over one simulated second in 0.1 ms steps: the rate, give or take the burst */
     n = 0;
     for (uint64_t now = 601 * MS; now <= 1601 * MS; now += MS / 10)
-        while (xpb_tokens_take(&t, now)) n++;
+        while (xpb_tokens_take(&t, now))
+            n++;
     assert_in_range(n, 1000, 1001);
 }
 
@@ -48,7 +51,8 @@ static void test_tokens_low_rate_and_no_limit(void **state)
         n += xpb_tokens_take(&t, now);
     assert_int_equal(n, 3);
     xpb_tokens_init(&t, 0, 0);
-    for (int i = 0; i < 100000; i++) assert_int_equal(xpb_tokens_take(&t, 0), 1);
+    for (int i = 0; i < 100000; i++)
+        assert_int_equal(xpb_tokens_take(&t, 0), 1);
     assert_int_equal(xpb_tokens_wait_ns(&t, 0), 0);
 }
 

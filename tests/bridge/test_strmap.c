@@ -1,10 +1,10 @@
 /* The string hash table (bridge/util/strmap.c): get/put/replace/delete,
  * growth, and deletion inside probe runs checked against a plain array. */
+#include <cmocka.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <cmocka.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,7 +52,8 @@ static void test_many_with_deletes(void **state)
     }
     assert_int_equal(m.n, N);
     assert_true(m.cap * 3 >= m.n * 4);
-    for (int i = 0; i < N; i += 2) assert_int_equal(xpb_strmap_del(&m, keys[i], NULL), 1);
+    for (int i = 0; i < N; i += 2)
+        assert_int_equal(xpb_strmap_del(&m, keys[i], NULL), 1);
     for (int i = 0; i < N; i++) {
         int *v = xpb_strmap_get(&m, keys[i]);
         if (i % 2) {
@@ -62,9 +63,11 @@ static void test_many_with_deletes(void **state)
             assert_null(v);
         }
     }
-    for (int i = 1; i < N; i += 2) assert_int_equal(xpb_strmap_del(&m, keys[i], &vals[i]), 1);
+    for (int i = 1; i < N; i += 2)
+        assert_int_equal(xpb_strmap_del(&m, keys[i], &vals[i]), 1);
     assert_int_equal(m.n, 0);
-    for (size_t i = 0; i < m.cap; i++) assert_null(m.slots[i].key);
+    for (size_t i = 0; i < m.cap; i++)
+        assert_null(m.slots[i].key);
     xpb_strmap_clear(&m);
 }
 
@@ -85,10 +88,12 @@ static void test_delete_in_run(void **state)
         if (h == home) same[ns++] = keys[i];
     }
     assert_int_equal(ns, 4);
-    for (size_t i = 0; i < ns; i++) assert_int_equal(xpb_strmap_put(&m, same[i], (void *)same[i]), 0);
+    for (size_t i = 0; i < ns; i++)
+        assert_int_equal(xpb_strmap_put(&m, same[i], (void *)same[i]), 0);
     assert_int_equal(m.cap, 16);
     assert_int_equal(xpb_strmap_del(&m, same[0], NULL), 1);
-    for (size_t i = 1; i < ns; i++) assert_ptr_equal(xpb_strmap_get(&m, same[i]), same[i]);
+    for (size_t i = 1; i < ns; i++)
+        assert_ptr_equal(xpb_strmap_get(&m, same[i]), same[i]);
     assert_int_equal(xpb_strmap_del(&m, same[2], NULL), 1);
     assert_ptr_equal(xpb_strmap_get(&m, same[1]), same[1]);
     assert_ptr_equal(xpb_strmap_get(&m, same[3]), same[3]);

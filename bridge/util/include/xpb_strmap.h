@@ -21,7 +21,10 @@ typedef struct xpb_strmap {
     size_t cap, n; /* cap: 0 or a power of two */
 } xpb_strmap;
 
-#define XPB_STRMAP_INIT {NULL, 0, 0}
+#define XPB_STRMAP_INIT                                                                            \
+    {                                                                                              \
+        NULL, 0, 0                                                                                 \
+    }
 
 /* FNV-1a over the key's bytes. */
 uint32_t xpb_strmap_hash(const char *key);

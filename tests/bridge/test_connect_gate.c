@@ -1,10 +1,12 @@
 /* The connect gate (bridge/io/connect_gate.c): the token bucket on a made-up
  * clock, and the gate's order, leave and release on a real event base. */
-#include <cmocka.h>
+// clang-format off: cmocka.h needs these first
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <cmocka.h>
+// clang-format on
 
 #include <event2/event.h>
 

@@ -1,10 +1,12 @@
 /* The string hash table (bridge/util/strmap.c): get/put/replace/delete,
  * growth, and deletion inside probe runs checked against a plain array. */
-#include <cmocka.h>
+// clang-format off: cmocka.h needs these first
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <cmocka.h>
+// clang-format on
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -50,19 +50,20 @@ static void refuse(const send_sink *k, Xpb__V1__ErrorCode code, const char *fmt,
     k->out->error_text = k->text;
 }
 
-/* Why a session refused a send for its queue (limits.queue_max counts what
- * waits for the socket and what was sent and is not yet acked, each apart). */
+/* Why a session refused a send for its queue (limits.queue_max bounds what
+ * waits for the connection; what was sent and is not yet acked is bounded
+ * apart, at XPB_SESSION_UNACKED_FACTOR x queue_max). */
 static void refuse_full(const send_sink *k, struct account *a, xpb_session *s)
 {
     xpb_session_stats st;
     xpb_session_get_stats(s, &st);
-    int online = xpb_session_get_state(s) == XPB_SS_ONLINE;
+    const char *why = "too many stanzas waiting for the connection";
+    if (xpb_session_get_state(s) != XPB_SS_ONLINE)
+        why = "stanzas waiting while not connected";
+    else if (st.unacked >= a->d->queue_max * XPB_SESSION_UNACKED_FACTOR)
+        why = "too many stanzas sent and not acknowledged";
     refuse(k, XPB__V1__ERROR_CODE__ERR_QUEUE_FULL, "queue full (queue_max %u): %s",
-           a->d->queue_max,
-           !online ? "stanzas waiting while not connected"
-           : st.unacked >= a->d->queue_max * XPB_SESSION_UNACKED_FACTOR
-               ? "too many stanzas sent and not acknowledged"
-                                           : "too many stanzas waiting for the connection");
+           a->d->queue_max, why);
 }
 
 /* Send st; on failure tell k and return non-zero. */

@@ -63,6 +63,7 @@ struct xpb_gate {
     xpb_gate_go go;
     xpb_gate_node *head, *tail;
     size_t waiting;
+    size_t inflight, max_inflight; /* max 0: no limit */
     uint32_t prng;
 };
 
@@ -88,9 +89,21 @@ static void unlink_node(xpb_gate *g, xpb_gate_node *n)
     g->waiting--;
 }
 
+static int room(const xpb_gate *g)
+{
+    return !g->max_inflight || g->inflight < g->max_inflight;
+}
+
+static void hold(xpb_gate *g, xpb_gate_node *n)
+{
+    n->holding = 1;
+    g->inflight++;
+}
+
+/* No tick while every in-flight place is taken: a leave re-arms it. */
 static void arm(xpb_gate *g)
 {
-    if (!g->head || evtimer_pending(g->tick, NULL)) return;
+    if (!g->head || !room(g) || evtimer_pending(g->tick, NULL)) return;
     uint64_t wait = xpb_tokens_wait_ns(&g->tokens, now_ns());
     g->prng ^= g->prng << 13;
     g->prng ^= g->prng >> 17;
@@ -105,18 +118,21 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     xpb_gate *g = arg;
     (void)fd, (void)what;
     uint64_t now = now_ns();
-    while (g->head && xpb_tokens_take(&g->tokens, now)) {
+    while (g->head && room(g) && xpb_tokens_take(&g->tokens, now)) {
         xpb_gate_node *n = g->head;
         unlink_node(g, n);
+        hold(g, n);
         g->go(n); /* may enter or leave other nodes */
     }
     arm(g);
 }
 
-int xpb_gate_new(xpb_gate **out, struct event_base *base, unsigned rate, xpb_gate_go go)
+int xpb_gate_new(xpb_gate **out, struct event_base *base, unsigned rate, size_t max_inflight,
+                 xpb_gate_go go)
 {
     xpb_gate *g = calloc(1, sizeof *g);
     if (!g) return XPB_ENOMEM;
+    g->max_inflight = max_inflight;
     xpb_tokens_init(&g->tokens, rate, now_ns());
     g->go = go;
     g->prng = (uint32_t)(uintptr_t)g | 1u;
@@ -141,7 +157,11 @@ void xpb_gate_free(xpb_gate *g)
 int xpb_gate_enter(xpb_gate *g, xpb_gate_node *n)
 {
     if (n->queued) return 0;
-    if (!g->head && xpb_tokens_take(&g->tokens, now_ns())) return 1;
+    xpb_gate_leave(g, n); /* a new attempt: the last one's place is free */
+    if (!g->head && room(g) && xpb_tokens_take(&g->tokens, now_ns())) {
+        hold(g, n);
+        return 1;
+    }
     n->next = NULL;
     n->prev = g->tail;
     if (g->tail)
@@ -158,6 +178,16 @@ int xpb_gate_enter(xpb_gate *g, xpb_gate_node *n)
 void xpb_gate_leave(xpb_gate *g, xpb_gate_node *n)
 {
     if (n->queued) unlink_node(g, n);
+    if (n->holding) {
+        n->holding = 0;
+        g->inflight--;
+        arm(g);
+    }
+}
+
+size_t xpb_gate_inflight(const xpb_gate *g)
+{
+    return g->inflight;
 }
 
 size_t xpb_gate_waiting(const xpb_gate *g)

@@ -27,19 +27,28 @@ uint64_t xpb_tokens_wait_ns(xpb_tokens *t, uint64_t now_ns);
 
 typedef struct xpb_gate_node {
     struct xpb_gate_node *next, *prev;
-    int queued;
+    int queued;  /* waits in the gate's queue */
+    int holding; /* went through, and its negotiation is not over: one of max_inflight */
 } xpb_gate_node;
 
 typedef struct xpb_gate xpb_gate;
 typedef void (*xpb_gate_go)(xpb_gate_node *n); /* n may start connecting now */
 
-/* rate: new connections per second (0: no limit). */
-int xpb_gate_new(xpb_gate **out, struct event_base *base, unsigned rate, xpb_gate_go go);
+/* rate: new connections per second (0: no limit). max_inflight: nodes that
+ * went through and have not left yet (their negotiation is under way; 0: no
+ * limit): a server that falls behind is not handed more handshakes than it
+ * can finish before their timeout. */
+int xpb_gate_new(xpb_gate **out, struct event_base *base, unsigned rate, size_t max_inflight,
+                 xpb_gate_go go);
 void xpb_gate_free(xpb_gate *g); /* waiting nodes are forgotten, not called */
-/* 1: go now (a token was free and nobody waits before n); 0: n waits, and
- * go(n) is called later from the loop, in the order nodes entered. */
+/* 1: go now (a token and an in-flight place were free and nobody waits
+ * before n); 0: n waits, and go(n) is called later from the loop, in the
+ * order nodes entered. Either way n then holds its place until it leaves. */
 int xpb_gate_enter(xpb_gate *g, xpb_gate_node *n);
-void xpb_gate_leave(xpb_gate *g, xpb_gate_node *n); /* no longer waits (no-op if not) */
+/* n no longer waits, or its negotiation is over (online, failed, removed):
+ * its in-flight place is free. A no-op for a node that holds nothing. */
+void xpb_gate_leave(xpb_gate *g, xpb_gate_node *n);
 size_t xpb_gate_waiting(const xpb_gate *g);
+size_t xpb_gate_inflight(const xpb_gate *g);
 
 #endif

@@ -366,12 +366,12 @@ static int start_plan(xpb_loop_session *ls)
                        ls, &ls->dnsq);
 }
 
-/* The gate let a waiting session through: its negotiation timeout counts
- * from now, not from when it started waiting. */
+/* The gate let a waiting session through: its negotiation timeout, held
+ * while it waited, counts from now. */
 static void on_gate_go(xpb_gate_node *n)
 {
     xpb_loop_session *ls = (xpb_loop_session *)((char *)n - offsetof(xpb_loop_session, gate));
-    if (ls->connect_ms && evtimer_pending(ls->timers[XPB_TIMER_CONNECT], NULL)) {
+    if (ls->connect_ms) {
         struct timeval tv = {(time_t)(ls->connect_ms / 1000u),
                              (suseconds_t)((ls->connect_ms % 1000u) * 1000u)};
         evtimer_add(ls->timers[XPB_TIMER_CONNECT], &tv);
@@ -397,6 +397,8 @@ static int op_connect(void *io, const xpb_session_target *t)
         if (rc != 0) return rc;
     }
     if (!xpb_gate_enter(ls->loop->gate, &ls->gate)) {
+        /* Waiting is not negotiating: the timeout starts at the gate's exit. */
+        evtimer_del(ls->timers[XPB_TIMER_CONNECT]);
         logf_(ls, XPB_LOG_DEBUG, "waiting for the connect gate (limits.connect_rate)");
         return 0;
     }
@@ -431,7 +433,10 @@ static void op_set_timer(void *io, xpb_session_timer t, unsigned ms)
 {
     xpb_loop_session *ls = io;
     if ((unsigned)t >= XPB_TIMER_COUNT) return;
-    if (t == XPB_TIMER_CONNECT) ls->connect_ms = ms;
+    if (t == XPB_TIMER_CONNECT) {
+        ls->connect_ms = ms;
+        if (ms && ls->gate.queued) return; /* armed when it leaves the gate */
+    }
     if (ms == 0) {
         evtimer_del(ls->timers[t]);
         return;
@@ -451,6 +456,7 @@ static void op_event(void *io, const xpb_session_event *ev)
     if (ev->kind == XPB_SE_ONLINE) { /* the plan is done with until the next connect */
         free(ls->plan);
         ls->plan = NULL;
+        xpb_gate_leave(ls->loop->gate, &ls->gate); /* negotiation over: its place is free */
         static const struct timeval quiet = {0, XPB_LOOP_TRIM_QUIET_MS * 1000};
         evtimer_add(ls->loop->trim_ev, &quiet); /* pushed back by every later one */
     }
@@ -563,7 +569,8 @@ int xpb_loop_new(xpb_loop **out, const xpb_loop_config *cfg)
         xpb_loop_free(l);
         return XPB_ENOMEM;
     }
-    int rc = xpb_gate_new(&l->gate, l->base, cfg->connect_rate, on_gate_go);
+    int rc = xpb_gate_new(&l->gate, l->base, cfg->connect_rate,
+                          (size_t)cfg->connect_rate * XPB_LOOP_CONNECT_INFLIGHT_S, on_gate_go);
     if (rc == 0 && !(l->trim_ev = evtimer_new(l->base, on_trim, l))) rc = XPB_ENOMEM;
     if (rc != 0) {
         xpb_loop_free(l);

@@ -8,6 +8,8 @@
 #include <cmocka.h>
 // clang-format on
 
+#include <string.h>
+
 #include <event2/event.h>
 
 #include "connect_gate.h"
@@ -77,7 +79,7 @@ static void test_gate_order_and_leave(void **state)
     base = event_base_new();
     assert_non_null(base);
     xpb_gate *g = NULL;
-    assert_int_equal(xpb_gate_new(&g, base, 100, on_go), 0);
+    assert_int_equal(xpb_gate_new(&g, base, 100, 0, on_go), 0);
     norder = 0;
     int now = 0;
     for (int i = 0; i < NODES; i++) {
@@ -101,12 +103,60 @@ static void test_gate_order_and_leave(void **state)
     event_base_free(base);
 }
 
+static int gone[8], ngone;
+
+static void on_go_count(xpb_gate_node *n)
+{
+    gone[ngone++] = (int)(n - nodes);
+}
+
+/* No rate limit, 3 in flight at most: 3 go at once, the others wait until a
+ * holder leaves (online or failed); one that left while waiting never goes. */
+static void test_gate_inflight_cap(void **state)
+{
+    (void)state;
+    base = event_base_new();
+    assert_non_null(base);
+    xpb_gate *g = NULL;
+    assert_int_equal(xpb_gate_new(&g, base, 0, 3, on_go_count), 0);
+    memset(nodes, 0, sizeof nodes); /* the last test's gate is gone */
+    ngone = 0;
+    int now = 0;
+    for (int i = 0; i < 6; i++) now += xpb_gate_enter(g, &nodes[i]);
+    assert_int_equal(now, 3);
+    assert_int_equal(xpb_gate_inflight(g), 3);
+    assert_int_equal(xpb_gate_waiting(g), 3);
+    /* full: the loop has nothing to do for the gate */
+    assert_int_equal(event_base_loop(base, EVLOOP_NONBLOCK), 1);
+    assert_int_equal(ngone, 0);
+    xpb_gate_leave(g, &nodes[4]); /* gives up waiting */
+    xpb_gate_leave(g, &nodes[1]); /* online: its place is free */
+    assert_int_equal(xpb_gate_inflight(g), 2);
+    event_base_loop(base, EVLOOP_ONCE);
+    assert_int_equal(ngone, 1);
+    assert_int_equal(gone[0], 3);
+    assert_int_equal(xpb_gate_inflight(g), 3);
+    xpb_gate_leave(g, &nodes[1]); /* leaving twice frees nothing more */
+    assert_int_equal(xpb_gate_inflight(g), 3);
+    xpb_gate_leave(g, &nodes[0]);
+    event_base_loop(base, EVLOOP_ONCE);
+    assert_int_equal(ngone, 2);
+    assert_int_equal(gone[1], 5);
+    assert_int_equal(xpb_gate_waiting(g), 0);
+    /* a holder that connects again gives its place back first */
+    assert_int_equal(xpb_gate_enter(g, &nodes[2]), 1);
+    assert_int_equal(xpb_gate_inflight(g), 3);
+    xpb_gate_free(g);
+    event_base_free(base);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tokens_rate_and_burst),
         cmocka_unit_test(test_tokens_low_rate_and_no_limit),
         cmocka_unit_test(test_gate_order_and_leave),
+        cmocka_unit_test(test_gate_inflight_cap),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -35,7 +35,10 @@ typedef struct xpb_loop_config {
      * it at a dnsmasq holding the test's SRV records. */
     const char *dns_servers;
     /* New connections (each a TCP connect and TLS handshake) started per
-     * second, over every session; the others wait in order. 0: no limit. */
+     * second, over every session; the others wait in order. 0: no limit.
+     * At most connect_rate x XPB_LOOP_CONNECT_INFLIGHT_S negotiations are
+     * under way at once (connected, not yet online), so a server that falls
+     * behind does not make the newest ones time out. */
     unsigned connect_rate;
 } xpb_loop_config;
 
@@ -48,6 +51,7 @@ int xpb_loop_new(xpb_loop **out, const xpb_loop_config *cfg);
  * took; once none has come online for this long, free heap pages are given
  * back to the system (glibc malloc_trim). */
 #define XPB_LOOP_TRIM_QUIET_MS 250u
+#define XPB_LOOP_CONNECT_INFLIGHT_S 2u
 /* Frees every session (no clean shutdown: close them first). */
 void xpb_loop_free(xpb_loop *l);
 struct event_base *xpb_loop_base(xpb_loop *l);

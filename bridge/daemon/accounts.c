@@ -75,6 +75,7 @@ void account_free(struct account *a)
     xpb_daemon *d = a->d;
     free(a->pres_status);
     pending_drop_account(d, a, "the session was closed");
+    catchup_account_free(a);
     answer_closers(a, NULL);
     if (a->ls) {
         xpb_session_stats st;

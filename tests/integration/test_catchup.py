@@ -5,8 +5,9 @@ the bridge asks both archives for what came after its markers (XEP-0313 +
 RSM) and a subscriber with `xpbctl tail --resume-file` gets every message
 exactly once (counted by stanza-id, XEP-0359). A slow subscriber misses
 nothing of 10,000 events. A Prosody restart (no resumption possible) loses
-nothing in either direction. Replay from before the oldest seq kept is
-covered by test_store (ERR_REPLAY_GONE) and not repeated here."""
+nothing in either direction. Replay from before the oldest seq that
+retention kept gives ERR_REPLAY_GONE naming it (test_store checks the store's
+side; here the bridge's answer and xpbctl's message)."""
 import json
 import os
 import signal
@@ -73,7 +74,7 @@ class Catchup(unittest.TestCase):
         cls.srv = Prosody(env.scratch('prosody'), env.pki(), mam=True)
         cls.srv.start()
         cls.stack.append(lambda: cls.srv.stop())
-        for user in ('bot', 'alice', 'carol', 'bot2', 'bot3'):
+        for user in ('bot', 'alice', 'carol', 'bot2', 'bot3', 'bot4'):
             cls.srv.register(user, f'{user}-pw')
         cls.alice = cls.person(ALICE, 'alice-pw')
         cls.carol = cls.person(CAROL, 'carol-pw')
@@ -94,8 +95,13 @@ class Catchup(unittest.TestCase):
             except Exception as e:  # keep stopping the rest
                 print(f'cleanup: {e}')
 
-    def new_bridge(self, workdir, jid=BOT, pw='bot-pw', rooms=(), metrics_port=None):
+    def new_bridge(self, workdir, jid=BOT, pw='bot-pw', rooms=(), metrics_port=None, conf=None):
         extra = ('--state-dir', os.path.join(workdir, 'state'))
+        if conf:
+            path = os.path.join(workdir, 'xpbridge.conf')
+            with open(path, 'w') as f:
+                f.write(conf)
+            extra += ('--config', path)
         if metrics_port:
             extra += ('--metrics', f'127.0.0.1:{metrics_port}')
         b = Bridge(workdir, jid, pw, '127.0.0.1', self.srv.ports['c2s'], env.pki().ca,
@@ -258,6 +264,31 @@ class Catchup(unittest.TestCase):
         time.sleep(1.0)
         self.assertEqual(len(self.alice.messages(body_prefix='out-')), 20, 'a send came twice')
         self.assertNotIn('session bot3@' + DOMAIN + ' resumed', '\n'.join(b.log_lines(mark)))
+
+    def test_replay_before_retention_is_refused_by_name(self):
+        work = env.scratch('bridge')
+        jid = f'bot4@{DOMAIN}'
+        conf = 'state = { journal_max_bytes = 65536; };\n'
+        b = self.new_bridge(work, jid=jid, pw='bot4-pw', conf=conf)
+        b.start()
+        live = b.tail('--kind', 'message')
+        self.addCleanup(procs.kill_group, live.proc)
+        live.sync(lambda i: self.alice.send(jid, f'sync-{i}'),
+                  lambda i: lambda e: body(e) == f'sync-{i}')
+        pad = 'x' * 200
+        for i in range(600):  # about 250 KiB of records: far over 64 KiB
+            self.alice.send(jid, f'ret-{i} {pad}')
+        live.wait(lambda e: body(e).startswith('ret-599 '), timeout=60)
+        b.stop()
+        b2 = self.new_bridge(work, jid=jid, pw='bot4-pw', conf=conf)
+        b2.start()  # retention runs at start: the oldest events go
+        r = subprocess.run([xpbctl_path(), 'tail', '--json', '--events', b2.events,
+                            '--requests', b2.requests, '--from-seq', '1', '--count', '1'],
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 1, r)
+        self.assertIn('ERR_REPLAY_GONE', r.stderr)
+        self.assertRegex(r.stderr, r'the journal keeps seq [0-9]+ to [0-9]+')
+        self.assertIn('journal_max_bytes', r.stderr)
 
 
 if __name__ == '__main__':

@@ -52,7 +52,7 @@ struct catchup {
     int refused_logged;
     char iq_id[64], queryid[64];
     char start[XPB_MAM_STAMP_LEN + 1]; /* time-based run: the form's start */
-    unsigned pages, messages, dups;
+    unsigned pages, messages, dups, failed;
     char page_last[XPB_MAM_ID_MAX];              /* newest result id of this run */
     char page_stamp[XPB_MAM_STAMP_LEN + 1];      /* and its delay stamp */
     int64_t started_us;
@@ -239,7 +239,7 @@ static void start_archive(struct catchup *c)
     xpb_daemon *d = a->d;
     char text[XPB_MAM_STAMP_LEN + XPB_MAM_ID_MAX + 2], err[512];
     xpb_mam_marker m;
-    c->pages = c->messages = c->dups = 0;
+    c->pages = c->messages = c->dups = c->failed = 0;
     c->fallback_used = 0;
     c->start[0] = c->page_last[0] = c->page_stamp[0] = '\0';
     c->started_us = now_us();
@@ -371,24 +371,34 @@ void catchup_presence(struct account *a, const xpb_node *el, uint32_t trust)
     if (c && c->state == CU_IDLE) start_disco(c);
 }
 
-/* An archived message: the forwarded <message/> with the result's delay and
- * the archive's stanza-id, published as an ordinary message event. */
-static void publish_archived(struct catchup *c, const xpb_node *el, const char *rid,
-                             uint32_t trust)
+/* XEP-0203 <delay/> of the result as a record (stamp, from, text). */
+static Xpb__V1__Delay *delay_of(xpb_arena *ar, const xpb_node *delay)
+{
+    const xpb_attr *stamp = delay ? xpb_node_attr(delay, "", "stamp") : NULL;
+    if (!stamp) return NULL;
+    Xpb__V1__Delay *dl = xpb_arena_calloc(ar, sizeof *dl);
+    if (!dl) return NULL;
+    xpb__v1__delay__init(dl);
+    dl->stamp = (char *)stamp->value; /* the node outlives the publish */
+    const xpb_attr *from = xpb_node_attr(delay, "", "from");
+    dl->from = from ? (char *)from->value : NULL;
+    return dl;
+}
+
+/* An archived message: the forwarded <message/> itself (mapped on its own, so
+ * however a server orders or decorates the wrapper, the message comes out),
+ * with the result's delay and the archive's stanza-id, published as an
+ * ordinary message event. 0, or an error when it cannot be mapped. */
+static int publish_archived(struct catchup *c, const xpb_node *inner, const xpb_node *delay,
+                            const char *rid, uint32_t trust)
 {
     xpb_daemon *d = c->acc->d;
     xpb_arena *ar = d->cu->arena;
     xpb_arena_reset(ar);
-    xpb_stanza *st = NULL; /* plain: the inner stanza's JIDs must not refer to the wrapper */
-    int rc = xpb_stanza_from_xml_plain(ar, el, &st);
-    Xpb__V1__Forwarded *fw = rc == 0 && st->mam_result ? st->mam_result->forwarded : NULL;
-    xpb_stanza *in = fw ? fw->stanza : NULL;
-    if (!in) {
-        xpb_log(XPB_LOG_WARN, "catch-up %s: archived message %s not mapped: %s", c->archive, rid,
-                rc ? xpb_strerror(rc) : "no forwarded stanza");
-        return;
-    }
-    if (!in->delay) in->delay = fw->delay; /* XEP-0313 §4.2: the time it was archived */
+    xpb_stanza *in = NULL; /* plain: every id and JID as the text it was */
+    int rc = xpb_stanza_from_xml_plain(ar, inner, &in);
+    if (rc) return rc;
+    if (!in->delay) in->delay = delay_of(ar, delay); /* XEP-0313 §4.2: when it was archived */
     int has_sid = 0;
     for (size_t i = 0; i < in->n_stanza_id; i++)
         has_sid |= in->stanza_id[i]->by && strcmp(in->stanza_id[i]->by, c->archive) == 0;
@@ -409,8 +419,7 @@ static void publish_archived(struct catchup *c, const xpb_node *el, const char *
     ev.trust = trust;
     ev.from_archive = 1;
     ev.archive = c->archive;
-    rc = d->bus ? xpb_bus_publish(d->bus, xpb_bus_stanza_kind(in->kind), c->acc->name, &ev) : 0;
-    if (rc) xpb_log(XPB_LOG_WARN, "catch-up %s: publish failed: %s", c->archive, xpb_strerror(rc));
+    return d->bus ? xpb_bus_publish(d->bus, xpb_bus_stanza_kind(in->kind), c->acc->name, &ev) : 0;
 }
 
 static struct catchup *by_queryid(struct account *a, const char *qid)
@@ -429,9 +438,9 @@ static void on_result(struct catchup *c, const xpb_node *el, uint32_t trust)
     if (!inner || !rid || !rid[0] || strlen(rid) >= XPB_MAM_ID_MAX) return;
     const xpb_attr *stamp = delay ? xpb_node_attr(delay, "", "stamp") : NULL;
     snprintf(c->page_last, sizeof c->page_last, "%s", rid);
+    int64_t t = stamp ? xpb_mam_stamp_parse(stamp->value) : -1;
     c->page_stamp[0] = '\0';
-    if (stamp && xpb_mam_stamp_parse(stamp->value) >= 0)
-        snprintf(c->page_stamp, sizeof c->page_stamp, "%s", stamp->value);
+    if (t >= 0) xpb_mam_stamp(t, c->page_stamp);
     if (c->state == CU_LATEST) return; /* first run: its id only */
     struct account *a = c->acc;
     c->messages++;
@@ -440,7 +449,13 @@ static void on_result(struct catchup *c, const xpb_node *el, uint32_t trust)
         a->d->ctr.catchup_duplicates++;
         return;
     }
-    publish_archived(c, el, rid, trust);
+    int rc = publish_archived(c, inner, delay, rid, trust);
+    if (rc) { /* the marker moves past it all the same: asking again would not help */
+        xpb_log(c->failed++ ? XPB_LOG_DEBUG : XPB_LOG_WARN,
+                "catch-up %s of %s: archived message %s not published: %s", c->archive, a->name,
+                rid, xpb_strerror(rc));
+        return;
+    }
     remember(a, c->archive, rid, NULL);
     a->d->ctr.catchup_messages++;
 }
@@ -491,9 +506,9 @@ static void finished(struct catchup *c, int synced, const char *how)
     c->state = CU_DONE;
     c->synced = synced;
     xpb_log(XPB_LOG_INFO,
-            "catch-up %s of %s %s: %u archived messages in %u pages (%u duplicates dropped) "
-            "in %.1f s",
-            c->archive, c->acc->name, how, c->messages, c->pages, c->dups,
+            "catch-up %s of %s %s: %u archived messages in %u pages (%u duplicates dropped, "
+            "%u not published) in %.1f s",
+            c->archive, c->acc->name, how, c->messages, c->pages, c->dups, c->failed,
             (double)(now_us() - c->started_us) / 1e6);
 }
 

@@ -217,9 +217,10 @@ int xpb_mam_marker_parse(const char *text, xpb_mam_marker *m)
 {
     memset(m, 0, sizeof *m);
     const char *sp = strchr(text, ' ');
-    if (sp && sp - text == XPB_MAM_STAMP_LEN && xpb_mam_stamp_parse(text) >= 0) {
+    if (sp && sp - text == XPB_MAM_STAMP_LEN) {
         memcpy(m->stamp, text, XPB_MAM_STAMP_LEN);
-        text = sp + 1;
+        if (xpb_mam_stamp_parse(m->stamp) >= 0) text = sp + 1;
+        else m->stamp[0] = '\0';
     }
     size_t n = strlen(text);
     if (n >= sizeof m->id) return XPB_EINVAL;
@@ -244,12 +245,15 @@ void xpb_mam_stamp(int64_t unix_s, char out[XPB_MAM_STAMP_LEN + 1])
 int64_t xpb_mam_stamp_parse(const char *stamp)
 {
     struct tm tm = {0};
-    char z = 0;
     int used = 0;
-    if (sscanf(stamp, "%4d-%2d-%2dT%2d:%2d:%2d%c%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
-               &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &z, &used) != 7 ||
-        z != 'Z' || used != XPB_MAM_STAMP_LEN)
+    if (sscanf(stamp, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+               &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &used) != 6 ||
+        used != XPB_MAM_STAMP_LEN - 1)
         return -1;
+    const char *p = stamp + used;
+    if (*p == '.') /* XEP-0082 §3.2: fractions of a second (ejabberd sends microseconds) */
+        for (p++; *p >= '0' && *p <= '9'; p++) {}
+    if (p[0] != 'Z' || p[1] != '\0') return -1; /* offsets other than Z are not read */
     tm.tm_year -= 1900;
     tm.tm_mon -= 1;
     return (int64_t)timegm(&tm);

@@ -277,7 +277,10 @@ static void test_stamp(void **state)
     assert_string_equal(s, "2026-12-06T04:03:25Z");
     assert_int_equal(xpb_mam_stamp_parse(s), 1796529805);
     assert_int_equal(xpb_mam_stamp_parse("1970-01-01T00:00:00Z"), 0);
-    assert_int_equal(xpb_mam_stamp_parse("2026-12-06T04:03:25.123Z"), -1); /* not the plain form */
+    assert_int_equal(xpb_mam_stamp_parse("2026-12-06T04:03:25.398116Z"), 1796529805);
+    assert_int_equal(xpb_mam_stamp_parse("2026-12-06T04:03:25.Z"), 1796529805);
+    assert_int_equal(xpb_mam_stamp_parse("2026-12-06T04:03:25+01:00"), -1); /* offsets unread */
+    assert_int_equal(xpb_mam_stamp_parse("2026-12-06T04:03:25Zjunk"), -1);
     assert_int_equal(xpb_mam_stamp_parse("2026-12-06T04:03:25"), -1);
     assert_int_equal(xpb_mam_stamp_parse("yesterday"), -1);
 }

@@ -19,7 +19,7 @@ import urllib.request
 from xpbtest import env, procs
 from xpbtest.bridge import Bridge, RichPerson, xpbctl_path, xpbridge_path
 from xpbtest.certs import DOMAIN
-from xpbtest.servers import Prosody
+from xpbtest.servers import Ejabberd, Prosody
 
 BOT = f'bot@{DOMAIN}'
 ALICE = f'alice@{DOMAIN}'
@@ -67,11 +67,13 @@ class Resumer:
 
 
 class Catchup(unittest.TestCase):
+    server = Prosody
+
     @classmethod
     def setUpClass(cls):
         cls.stack = []
         cls.addClassCleanup(cls._cleanup)
-        cls.srv = Prosody(env.scratch('prosody'), env.pki(), mam=True)
+        cls.srv = cls.server(env.scratch(cls.server.kind), env.pki(), mam=True)
         cls.srv.start()
         cls.stack.append(lambda: cls.srv.stop())
         for user in ('bot', 'alice', 'carol', 'bot2', 'bot3', 'bot4'):
@@ -289,6 +291,20 @@ class Catchup(unittest.TestCase):
         self.assertIn('ERR_REPLAY_GONE', r.stderr)
         self.assertRegex(r.stderr, r'the journal keeps seq [0-9]+ to [0-9]+')
         self.assertIn('journal_max_bytes', r.stderr)
+
+
+class CatchupEjabberd(unittest.TestCase):
+    """The kill -9 case against ejabberd's mod_mam (numeric archive ids, its own
+    offline and resumption behaviour)."""
+    server = Ejabberd
+    setUpClass = Catchup.__dict__['setUpClass']
+    person = Catchup.__dict__['person']
+    _cleanup = Catchup.__dict__['_cleanup']
+    new_bridge = Catchup.new_bridge
+    kill9 = Catchup.kill9
+    assert_once = Catchup.assert_once
+    test_messages_while_down_come_once_from_the_archives = \
+        Catchup.test_messages_while_down_come_once_from_the_archives
 
 
 if __name__ == '__main__':

@@ -71,7 +71,8 @@ typedef struct xpb_mam_marker {
 } xpb_mam_marker;
 int xpb_mam_marker_parse(const char *text, xpb_mam_marker *m); /* XPB_EINVAL: too long */
 int xpb_mam_marker_format(const xpb_mam_marker *m, char *out, size_t len);
-/* unix seconds as a XEP-0082 stamp; and back (-1 when stamp is not that form). */
+/* unix seconds as a XEP-0082 stamp; and back, fractions of a second ignored (-1 when
+ * stamp is not YYYY-MM-DDThh:mm:ss[.fff]Z). */
 void xpb_mam_stamp(int64_t unix_s, char out[XPB_MAM_STAMP_LEN + 1]);
 int64_t xpb_mam_stamp_parse(const char *stamp);
 

@@ -273,7 +273,12 @@ class Ejabberd(Server):
                                      if self.tls12_only else ''),
                     tls_listener=tls_listener, https_listener=https_listener,
                     http_port=self.ports['http'],
-                    smacks_module=smacks)
+                    smacks_module=smacks,
+                    # XEP-0313 archives (catch-up tests): every message, rooms too.
+                    mam_module=('  mod_mam:\n    assume_mam_usage: true\n    default: always\n'
+                                if self.mam else ''),
+                    muc_mam_options=('    default_room_options:\n      mam: true\n'
+                                     '      persistent: true\n' if self.mam else ''))
         self.config_path = os.path.join(self.conf_dir, 'ejabberd.yml')
         with open(self.config_path, 'w') as f:
             f.write(cfg)

@@ -507,7 +507,7 @@ static void finished(struct catchup *c, int synced, const char *how)
     c->synced = synced;
     xpb_log(XPB_LOG_INFO,
             "catch-up %s of %s %s: %u archived messages in %u pages (%u duplicates dropped, "
-            "%u not published) in %.1f s",
+            "%u not published) in %.3f s",
             c->archive, c->acc->name, how, c->messages, c->pages, c->dups, c->failed,
             (double)(now_us() - c->started_us) / 1e6);
 }

@@ -32,12 +32,12 @@
 #define JID_MAX (3 * 1024 + 8)
 
 enum cu_state {
-    CU_IDLE,    /* nothing asked in this stream yet */
-    CU_DISCO,   /* a room: disco#info asked, does it keep an archive? */
-    CU_LATEST,  /* first run: asking for the newest id only (no history taken) */
-    CU_PAGING,  /* asking page after page */
-    CU_DONE,    /* caught up (synced) or stopped at the bound (not synced) */
-    CU_OFF,     /* the archive is missing or refused: nothing more this stream */
+    CU_IDLE,   /* nothing asked in this stream yet */
+    CU_DISCO,  /* a room: disco#info asked, does it keep an archive? */
+    CU_LATEST, /* first run: asking for the newest id only (no history taken) */
+    CU_PAGING, /* asking page after page */
+    CU_DONE,   /* caught up (synced) or stopped at the bound (not synced) */
+    CU_OFF,    /* the archive is missing or refused: nothing more this stream */
 };
 
 /* One archive of one account: the account's own, or a room's. */
@@ -53,8 +53,8 @@ struct catchup {
     char iq_id[64], queryid[64];
     char start[XPB_MAM_STAMP_LEN + 1]; /* time-based run: the form's start */
     unsigned pages, messages, dups, failed;
-    char page_last[XPB_MAM_ID_MAX];              /* newest result id of this run */
-    char page_stamp[XPB_MAM_STAMP_LEN + 1];      /* and its delay stamp */
+    char page_last[XPB_MAM_ID_MAX];         /* newest result id of this run */
+    char page_stamp[XPB_MAM_STAMP_LEN + 1]; /* and its delay stamp */
     int64_t started_us;
 };
 
@@ -96,7 +96,8 @@ static void commit_pending(xpb_daemon *d)
     xpb_store_seen_item it[XPB_MAM_PENDING_MAX];
     for (size_t i = 0; i < cu->pending.n; i++) {
         const xpb_mam_pending_ent *e = &cu->pending.ent[i];
-        it[i] = (xpb_store_seen_item){.account = e->account, .archive = e->archive,
+        it[i] = (xpb_store_seen_item){.account = e->account,
+                                      .archive = e->archive,
                                       .stanza_id = e->stanza_id,
                                       .marker = journal_ok ? e->marker : NULL};
     }
@@ -131,8 +132,9 @@ static void remember(struct account *a, const char *archive, const char *stanza_
         commit_pending(a->d);
         rc = xpb_mam_pending_add(&cu->pending, a->name, archive, stanza_id, marker);
     }
-    if (rc) xpb_log(XPB_LOG_WARN, "catch-up %s: cannot remember stanza-id: %s", archive,
-                    xpb_strerror(rc));
+    if (rc)
+        xpb_log(XPB_LOG_WARN, "catch-up %s: cannot remember stanza-id: %s", archive,
+                xpb_strerror(rc));
     if (!cu->timer_armed) {
         cu->timer_armed = 1;
         xpb_timer_start(cu->timer, CATCHUP_COMMIT_MS);
@@ -148,8 +150,10 @@ static int seen_before(struct account *a, const char *archive, const char *stanz
     int rc = xpb_store_seen_has(a->d->store, a->name, archive, stanza_id, err, sizeof err);
     if (rc >= 0) return rc;
     if (!cu->store_error_logged++) /* publishing twice beats losing it */
-        xpb_log(XPB_LOG_WARN, "catch-up: cannot read the seen stanza-ids (%s); de-duplication "
-                              "is off until the store answers", err);
+        xpb_log(XPB_LOG_WARN,
+                "catch-up: cannot read the seen stanza-ids (%s); de-duplication "
+                "is off until the store answers",
+                err);
     return 0;
 }
 
@@ -157,8 +161,10 @@ static void marker_text(const char *stamp, const char *id, char *out, size_t len
 {
     xpb_mam_marker m;
     memset(&m, 0, sizeof m);
-    if (stamp && stamp[0]) snprintf(m.stamp, sizeof m.stamp, "%s", stamp);
-    else xpb_mam_stamp(now_us() / 1000000, m.stamp);
+    if (stamp && stamp[0])
+        snprintf(m.stamp, sizeof m.stamp, "%s", stamp);
+    else
+        xpb_mam_stamp(now_us() / 1000000, m.stamp);
     snprintf(m.id, sizeof m.id, "%s", id);
     if (xpb_mam_marker_format(&m, out, len) != 0) out[0] = '\0';
 }
@@ -204,8 +210,8 @@ static int send_tracked(struct catchup *c, xpb_stanza *st, const char *mam_qid)
 {
     struct account *a = c->acc;
     if (send_own(a, st) != 0) return XPB_ENOTCONN;
-    struct pending_iq *p = pending_add(a, IQ_CATCHUP, c->iq_id, c->room ? c->archive : NULL,
-                                       NULL, a->d->cu->timeout_ms);
+    struct pending_iq *p = pending_add(a, IQ_CATCHUP, c->iq_id, c->room ? c->archive : NULL, NULL,
+                                       a->d->cu->timeout_ms);
     if (p && mam_qid && !(p->mam_qid = strdup(mam_qid))) {
         pending_free(a->d, p);
         p = NULL;
@@ -220,10 +226,15 @@ static void send_page(struct catchup *c, const char *after, int last_page)
     struct catchup_daemon *cu = d->cu;
     uint64_t n = ++d->iq_counter;
     snprintf(c->iq_id, sizeof c->iq_id, "xpb-mam-%" PRIu64, n);
-    snprintf(c->queryid, sizeof c->queryid, "xpbcu-%" PRIu64 "-%lx", n, (long)(now_us() & 0xffffff));
-    xpb_mam_query q = {.id = c->iq_id, .to = c->room ? c->archive : NULL, .queryid = c->queryid,
-                       .max = last_page ? 1 : cu->page, .after = after,
-                       .start = c->start[0] ? c->start : NULL, .last_page = last_page};
+    snprintf(c->queryid, sizeof c->queryid, "xpbcu-%" PRIu64 "-%lx", n,
+             (long)(now_us() & 0xffffff));
+    xpb_mam_query q = {.id = c->iq_id,
+                       .to = c->room ? c->archive : NULL,
+                       .queryid = c->queryid,
+                       .max = last_page ? 1 : cu->page,
+                       .after = after,
+                       .start = c->start[0] ? c->start : NULL,
+                       .last_page = last_page};
     xpb_arena_reset(cu->arena);
     xpb_stanza *st;
     int rc = xpb_mam_build_query(cu->arena, &q, &st);
@@ -248,7 +259,8 @@ static void start_archive(struct catchup *c)
     c->started_us = now_us();
     c->synced = 0;
     d->ctr.catchup_runs++;
-    int rc = xpb_store_marker_get(d->store, a->name, c->archive, text, sizeof text, err, sizeof err);
+    int rc =
+        xpb_store_marker_get(d->store, a->name, c->archive, text, sizeof text, err, sizeof err);
     if (rc < 0) {
         refuse(c, err);
         return;
@@ -491,8 +503,10 @@ int catchup_inbound(struct account *a, const xpb_node *el, uint32_t trust)
     if (!id || strlen(id) >= XPB_MAM_ID_MAX) return 0;
     if (seen_before(a, archive, id)) {
         a->d->ctr.catchup_duplicates++;
-        xpb_log(XPB_LOG_DEBUG, "session %s: dropped message %s of %s: already published "
-                               "(stanza-id, XEP-0359)", a->name, id, archive);
+        xpb_log(XPB_LOG_DEBUG,
+                "session %s: dropped message %s of %s: already published "
+                "(stanza-id, XEP-0359)",
+                a->name, id, archive);
         return 1;
     }
     const struct catchup *c = find_archive(a, archive);
@@ -521,8 +535,8 @@ static void on_latest(struct catchup *c)
     marker_text(c->page_stamp, c->page_last, marker, sizeof marker);
     remember(c->acc, c->archive, NULL, marker);
     commit_pending(c->acc->d);
-    xpb_log(XPB_LOG_INFO, "catch-up %s of %s: first run, no history taken; marker %s",
-            c->archive, c->acc->name, marker);
+    xpb_log(XPB_LOG_INFO, "catch-up %s of %s: first run, no history taken; marker %s", c->archive,
+            c->acc->name, marker);
     finished(c, 1, "started");
 }
 
@@ -563,8 +577,8 @@ static void on_error(struct catchup *c, const xpb_mam_fin *fin)
         char text[XPB_MAM_STAMP_LEN + XPB_MAM_ID_MAX + 2], err[256];
         xpb_mam_marker m;
         c->fallback_used = 1;
-        if (xpb_store_marker_get(c->acc->d->store, c->acc->name, c->archive, text, sizeof text,
-                                 err, sizeof err) == 0 &&
+        if (xpb_store_marker_get(c->acc->d->store, c->acc->name, c->archive, text, sizeof text, err,
+                                 sizeof err) == 0 &&
             xpb_mam_marker_parse(text, &m) == 0 && m.stamp[0]) {
             xpb_mam_stamp(xpb_mam_stamp_parse(m.stamp) - CATCHUP_TIME_MARGIN_S, c->start);
             xpb_log(XPB_LOG_WARN,
@@ -574,8 +588,9 @@ static void on_error(struct catchup *c, const xpb_mam_fin *fin)
             send_page(c, NULL, 0);
             return;
         }
-        xpb_log(XPB_LOG_WARN, "catch-up %s of %s: the archive no longer knows the marker and it "
-                              "has no time; starting over without history",
+        xpb_log(XPB_LOG_WARN,
+                "catch-up %s of %s: the archive no longer knows the marker and it "
+                "has no time; starting over without history",
                 c->archive, c->acc->name);
         c->state = CU_LATEST;
         send_page(c, NULL, 1);
@@ -607,7 +622,8 @@ static void on_disco(struct catchup *c, const xpb_node *el)
 void catchup_iq(struct pending_iq *p, const xpb_node *el)
 {
     struct catchup *c = NULL;
-    for (c = p->acc->cu; c && strcmp(c->iq_id, p->id) != 0; c = c->next) {}
+    for (c = p->acc->cu; c && strcmp(c->iq_id, p->id) != 0; c = c->next) {
+    }
     if (!c || (c->state != CU_DISCO && c->state != CU_LATEST && c->state != CU_PAGING)) return;
     char why[96];
     if (!el) {

@@ -76,7 +76,8 @@ static int add_field(xpb_arena *a, Xpb__V1__Element *x, const char *var, const c
                      const char *value)
 {
     Xpb__V1__Element *f = add_child(a, x, NS_DATA, "field", NULL);
-    if (!f || add_attr(a, f, "var", var) || (type && add_attr(a, f, "type", type))) return XPB_ENOMEM;
+    if (!f || add_attr(a, f, "var", var) || (type && add_attr(a, f, "type", type)))
+        return XPB_ENOMEM;
     return add_child(a, f, NS_DATA, "value", value) ? 0 : XPB_ENOMEM;
 }
 
@@ -219,8 +220,10 @@ int xpb_mam_marker_parse(const char *text, xpb_mam_marker *m)
     const char *sp = strchr(text, ' ');
     if (sp && sp - text == XPB_MAM_STAMP_LEN) {
         memcpy(m->stamp, text, XPB_MAM_STAMP_LEN);
-        if (xpb_mam_stamp_parse(m->stamp) >= 0) text = sp + 1;
-        else m->stamp[0] = '\0';
+        if (xpb_mam_stamp_parse(m->stamp) >= 0)
+            text = sp + 1;
+        else
+            m->stamp[0] = '\0';
     }
     size_t n = strlen(text);
     if (n >= sizeof m->id) return XPB_EINVAL;
@@ -252,7 +255,8 @@ int64_t xpb_mam_stamp_parse(const char *stamp)
         return -1;
     const char *p = stamp + used;
     if (*p == '.') /* XEP-0082 §3.2: fractions of a second (ejabberd sends microseconds) */
-        for (p++; *p >= '0' && *p <= '9'; p++) {}
+        for (p++; *p >= '0' && *p <= '9'; p++) {
+        }
     if (p[0] != 'Z' || p[1] != '\0') return -1; /* offsets other than Z are not read */
     tm.tm_year -= 1900;
     tm.tm_mon -= 1;

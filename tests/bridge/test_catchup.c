@@ -30,7 +30,7 @@
 #define FEATURES(x) "<stream:features>" x "</stream:features>"
 #define F_STARTTLS "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'><required/></starttls>"
 #define F_PLAIN                                                                                    \
-    "<mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism>"          \
+    "<mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism>"            \
     "</mechanisms>"
 #define F_BIND "<bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/>"
 
@@ -133,7 +133,8 @@ static void login(fixture *f)
     fake_clear_sent(ls);
     snprintf(buf, sizeof buf,
              "<iq type='result' id='%s'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>"
-             "<jid>" BOT "/r1</jid></bind></iq>", id);
+             "<jid>" BOT "/r1</jid></bind></iq>",
+             id);
     fake_feed(ls, buf);
     assert_int_equal(xpb_session_get_state(s), XPB_SS_ONLINE);
     fake_loop_idle(f->loop);
@@ -148,7 +149,8 @@ static void last_attr(xpb_loop_session *ls, const char *before, const char *name
     char key[32];
     snprintf(key, sizeof key, "%s='", name);
     const char *p = NULL;
-    for (const char *s = fake_sent(ls); (s = strstr(s, key)); s++) p = s;
+    for (const char *s = fake_sent(ls); (s = strstr(s, key)); s++)
+        p = s;
     assert_non_null(p);
     p += strlen(key);
     snprintf(out, len, "%.*s", (int)(strchr(p, '\'') - p), p);
@@ -255,7 +257,7 @@ static void test_first_run_then_catch_up(void **state)
     feed_result(ls, &q, "A1", "old news");
     feed_fin(ls, &q, "A1", "A1", 1);
     bodies(got, sizeof got);
-    assert_string_equal(got, ""); /* no history on the first run */
+    assert_string_equal(got, "");                         /* no history on the first run */
     assert_null(strstr(fake_sent(ls), "urn:xmpp:mam:2")); /* nothing more asked */
     daemon_down(f);
     marker(m, sizeof m);
@@ -320,7 +322,8 @@ static void test_refusing_archive_leaves_the_session(void **state)
     char buf[512];
     snprintf(buf, sizeof buf,
              "<iq type='error' id='%s'><error type='cancel'><feature-not-implemented "
-             "xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>", q.id);
+             "xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>",
+             q.id);
     fake_clear_sent(ls);
     fake_feed(ls, buf);
     assert_int_equal(xpb_session_get_state(xpb_loop_session_get(ls)), XPB_SS_ONLINE);
@@ -344,7 +347,8 @@ static void test_unknown_marker_falls_back_to_time(void **state)
     char buf[512];
     snprintf(buf, sizeof buf,
              "<iq type='error' id='%s'><error type='cancel'><item-not-found "
-             "xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>", q.id);
+             "xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>",
+             q.id);
     fake_clear_sent(ls);
     fake_feed(ls, buf);
     query q2 = sent_query(ls, "<field var='start'><value>2026-12-06T00:57:03Z</value></field>");

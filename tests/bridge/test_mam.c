@@ -34,8 +34,9 @@ static void query_xml(const xpb_mam_query *q, char *out, size_t len)
     xpb_arena_free(a);
 }
 
-#define FORM "<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'>" \
-             "<value>urn:xmpp:mam:2</value></field>"
+#define FORM                                                                                       \
+    "<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'>"                 \
+    "<value>urn:xmpp:mam:2</value></field>"
 
 static void test_query_after_marker(void **state)
 {
@@ -53,15 +54,17 @@ static void test_query_room_by_time(void **state)
 {
     (void)state;
     char xml[2048];
-    xpb_mam_query q = {.id = "i2", .to = "lounge@conference.xpb.test", .queryid = "q2",
-                       .max = 50, .start = "2026-12-06T03:00:00Z"};
+    xpb_mam_query q = {.id = "i2",
+                       .to = "lounge@conference.xpb.test",
+                       .queryid = "q2",
+                       .max = 50,
+                       .start = "2026-12-06T03:00:00Z"};
     query_xml(&q, xml, sizeof xml);
-    assert_string_equal(xml,
-                        "<iq type='set' id='i2' to='lounge@conference.xpb.test'>"
-                        "<query xmlns='urn:xmpp:mam:2' queryid='q2'>" FORM
-                        "<field var='start'><value>2026-12-06T03:00:00Z</value></field></x>"
-                        "<set xmlns='http://jabber.org/protocol/rsm'><max>50</max></set>"
-                        "</query></iq>");
+    assert_string_equal(xml, "<iq type='set' id='i2' to='lounge@conference.xpb.test'>"
+                             "<query xmlns='urn:xmpp:mam:2' queryid='q2'>" FORM
+                             "<field var='start'><value>2026-12-06T03:00:00Z</value></field></x>"
+                             "<set xmlns='http://jabber.org/protocol/rsm'><max>50</max></set>"
+                             "</query></iq>");
 }
 
 /* First run: the newest result only (XEP-0059 §2.5, <before/> = the last page). */
@@ -109,8 +112,10 @@ static int on_stanza(void *ud, const xpb_node *el)
 static void with_node(const char *xml, node_fn fn, void *ud)
 {
     char doc[8192];
-    snprintf(doc, sizeof doc, "<stream:stream xmlns='jabber:client' "
-             "xmlns:stream='http://etherx.jabber.org/streams'>%s", xml);
+    snprintf(doc, sizeof doc,
+             "<stream:stream xmlns='jabber:client' "
+             "xmlns:stream='http://etherx.jabber.org/streams'>%s",
+             xml);
     with_ctx w = {fn, ud, 0};
     xpb_reader *rd;
     xpb_reader_callbacks cb = {.stanza = on_stanza};
@@ -153,7 +158,8 @@ static void test_parse_fin(void **state)
     char too_long[600];
     snprintf(too_long, sizeof too_long,
              "<iq type='result' id='a'><fin xmlns='urn:xmpp:mam:2'><set xmlns='" RSM "'>"
-             "<last>%s</last></set></fin></iq>", long_id);
+             "<last>%s</last></set></fin></iq>",
+             long_id);
     const fin_case cases[] = {
         /* XEP-0313 §4.3: the last page */
         {"<iq type='result' id='a'><fin xmlns='urn:xmpp:mam:2' complete='true'><set xmlns='" RSM

@@ -37,12 +37,12 @@ int xpb_mam_build_query(xpb_arena *a, const xpb_mam_query *q, xpb_stanza **out);
 
 /* What a query's response said (XEP-0313 §4.3, XEP-0059 §2.2). */
 typedef struct xpb_mam_fin {
-    int is_error;                 /* an iq error: condition names why */
-    char condition[48];           /* "item-not-found", "forbidden" ... ("" when not an error) */
-    int complete;                 /* <fin complete='true'/>: no more pages */
-    char first[XPB_MAM_ID_MAX];   /* RSM <first/>, "" when the page is empty */
-    char last[XPB_MAM_ID_MAX];    /* RSM <last/>: ask <after/> it next; "" when empty */
-    long count;                   /* RSM <count/>, -1 when absent */
+    int is_error;               /* an iq error: condition names why */
+    char condition[48];         /* "item-not-found", "forbidden" ... ("" when not an error) */
+    int complete;               /* <fin complete='true'/>: no more pages */
+    char first[XPB_MAM_ID_MAX]; /* RSM <first/>, "" when the page is empty */
+    char last[XPB_MAM_ID_MAX];  /* RSM <last/>: ask <after/> it next; "" when empty */
+    long count;                 /* RSM <count/>, -1 when absent */
 } xpb_mam_fin;
 
 /* Reads the response iq el (type result with <fin/>, or type error).

@@ -475,6 +475,29 @@ static void on_result(struct catchup *c, const xpb_node *el, uint32_t trust)
     a->d->ctr.catchup_messages++;
 }
 
+/* A result of an earlier catch-up query of ours (the stream was replaced
+ * meanwhile): its pending iq is still there, its run is not. */
+static int stale_query(struct account *a, const char *qid)
+{
+    for (const struct pending_iq *p = a->d->iqs; p && qid; p = p->next)
+        if (p->acc == a && p->kind == IQ_CATCHUP && p->mam_qid && strcmp(p->mam_qid, qid) == 0)
+            return 1;
+    return 0;
+}
+
+/* The message whose stanza-id counts: el itself, or for a carbon from our own
+ * account (XEP-0280 §11, checked by the trust rules) the forwarded message,
+ * which carries our archive's stanza-id (the same message as the archive's). */
+static const xpb_node *dedup_subject(const xpb_node *el, uint32_t trust)
+{
+    if (!(trust & XPB_TRUST_CARBON_OWN_ACCOUNT)) return el;
+    const xpb_node *w = xpb_node_child(el, "urn:xmpp:carbons:2", "received");
+    if (!w) w = xpb_node_child(el, "urn:xmpp:carbons:2", "sent");
+    const xpb_node *fwd = w ? xpb_node_child(w, "urn:xmpp:forward:0", "forwarded") : NULL;
+    const xpb_node *msg = fwd ? xpb_node_child(fwd, "jabber:client", "message") : NULL;
+    return msg ? msg : el;
+}
+
 int catchup_inbound(struct account *a, const xpb_node *el, uint32_t trust)
 {
     if (!a->d->cu || strcmp(el->name, "message") != 0) return 0;
@@ -482,9 +505,9 @@ int catchup_inbound(struct account *a, const xpb_node *el, uint32_t trust)
         const xpb_node *res = xpb_node_child(el, XPB_MAM_NS, "result");
         const xpb_attr *qid = res ? xpb_node_attr(res, "", "queryid") : NULL;
         struct catchup *c = by_queryid(a, qid ? qid->value : NULL);
-        if (!c) return 0; /* a backend's own query: theirs to read */
-        on_result(c, el, trust);
-        return 1;
+        if (c) on_result(c, el, trust);
+        /* else a backend's own query (theirs to read), or a stale one of ours */
+        return c || stale_query(a, qid ? qid->value : NULL);
     }
     /* XEP-0359 §5: a room's stanza-id is by the room, ours by our bare JID. */
     const xpb_attr *type = xpb_node_attr(el, "", "type"), *from = xpb_node_attr(el, "", "from");
@@ -499,7 +522,7 @@ int catchup_inbound(struct account *a, const xpb_node *el, uint32_t trust)
         room[n] = '\0';
         archive = room;
     }
-    const char *id = xpb_mam_stanza_id(el, archive);
+    const char *id = xpb_mam_stanza_id(dedup_subject(el, trust), archive);
     if (!id || strlen(id) >= XPB_MAM_ID_MAX) return 0;
     if (seen_before(a, archive, id)) {
         a->d->ctr.catchup_duplicates++;

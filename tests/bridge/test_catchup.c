@@ -382,6 +382,42 @@ static void test_bound(void **state)
     assert_non_null(strstr(m, " B1"));
 }
 
+/* A carbon (XEP-0280) seen live carries our archive's stanza-id in the
+ * forwarded message: its archived copy is not published again. A result of
+ * a query the bridge no longer runs is dropped, not published. */
+static void test_carbon_then_archive(void **state)
+{
+    fixture *f = *state;
+    first_run_marker(f, "C0");
+    daemon_up(f, 0);
+    login(f);
+    xpb_loop_session *ls = bot(f);
+    query q = sent_query(ls, "<after>C0</after>");
+    fake_feed(ls, "<message from='" BOT "' to='" BOT "/r1'><received xmlns='urn:xmpp:carbons:2'>"
+                  "<forwarded xmlns='urn:xmpp:forward:0'><message xmlns='jabber:client' "
+                  "from='alice@example.com/x' to='" BOT "/other' type='chat'><body>one</body>"
+                  "<stanza-id xmlns='urn:xmpp:sid:0' by='" BOT "' id='C1'/></message>"
+                  "</forwarded></received></message>");
+    feed_result(ls, &q, "C1", "one");
+    feed_result(ls, &q, "C2", "two");
+    feed_fin(ls, &q, "C1", "C2", 1);
+    query stale = q;
+    snprintf(stale.qid, sizeof stale.qid, "not-ours-any-more");
+    feed_result(ls, &stale, "C3", "three"); /* no query with that id: the trust rules drop it */
+    char got[256];
+    bodies(got, sizeof got);
+    assert_string_equal(got, "two[A]");
+    xpb_daemon_counters c = counters(f);
+    assert_int_equal(c.catchup_messages, 1);
+    assert_int_equal(c.catchup_duplicates, 1);
+    size_t carbons = 0;
+    for (size_t i = 0; i < fake_bus_n_events(); i++) {
+        const Xpb__V1__Event *ev = fake_bus_event(i);
+        carbons += ev->body_case == XPB__V1__EVENT__BODY_STANZA && ev->stanza->carbon;
+    }
+    assert_int_equal(carbons, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -389,6 +425,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_refusing_archive_leaves_the_session, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_marker_falls_back_to_time, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bound, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_carbon_then_archive, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -209,6 +209,31 @@ static int render_journal(xpb_buf *b, const xpb_daemon_counters *c)
     return rc;
 }
 
+/* Catch-up from the server's archive (docs/durability.md, "Catch-up"). Absent
+ * when it is off (no state directory, or mam.catchup = false). */
+static int render_catchup(xpb_buf *b, const xpb_daemon_counters *c)
+{
+    if (!c->catchup_on) return 0;
+    int rc = counter(b, "xpb_catchup_runs_total",
+                     "Archive catch-ups started (the account's archive, each room's).",
+                     c->catchup_runs);
+    if (!rc)
+        rc = counter(b, "xpb_catchup_messages_total", "Archived messages published (from_archive).",
+                     c->catchup_messages);
+    if (!rc)
+        rc = counter(b, "xpb_catchup_duplicates_total",
+                     "Archived or live messages dropped: their stanza-id was published before.",
+                     c->catchup_duplicates);
+    if (!rc)
+        rc = counter(b, "xpb_catchup_bounded_total",
+                     "Catch-ups stopped at mam.max_pages or mam.max_messages.", c->catchup_bounded);
+    if (!rc)
+        rc = counter(b, "xpb_catchup_refused_total",
+                     "Archives missing, refusing the query or not answering in mam.timeout_ms.",
+                     c->catchup_refused);
+    return rc;
+}
+
 /* The configured limits, beside the gauges they bound (xpb_queue_depth ...). */
 static int render_limits(xpb_buf *b, const xpb_daemon_counters *c)
 {
@@ -271,6 +296,7 @@ int xpb_metrics_render(const xpb_metrics_snapshot *s, xpb_buf *out)
     if (!rc) rc = render_trust(out, &s->c);
     if (!rc) rc = render_limits(out, &s->c);
     if (!rc) rc = render_journal(out, &s->c);
+    if (!rc) rc = render_catchup(out, &s->c);
     if (!rc) rc = render_bus(out, &s->bus);
     if (!rc)
         rc = counter(out, "xpb_bus_open_forbidden_total",

@@ -54,6 +54,11 @@ void xpb_config_init(xpb_config *c)
     c->metrics_idle_timeout_s = XPB_CONFIG_DEFAULT_METRICS_IDLE_S;
     c->backoff_reset_s = XPB_CONFIG_DEFAULT_BACKOFF_RESET_S;
     c->connect_rate = XPB_CONFIG_DEFAULT_CONNECT_RATE;
+    c->mam_catchup = 1;
+    c->mam_page_size = XPB_CONFIG_DEFAULT_MAM_PAGE;
+    c->mam_max_pages = XPB_CONFIG_DEFAULT_MAM_MAX_PAGES;
+    c->mam_max_messages = XPB_CONFIG_DEFAULT_MAM_MAX_MESSAGES;
+    c->mam_timeout_ms = XPB_CONFIG_DEFAULT_MAM_TIMEOUT_MS;
 }
 
 static void room_clear(xpb_room_cfg *r)
@@ -570,16 +575,40 @@ static int parse_state(pctx *p, const config_setting_t *root, xpb_config *c)
     return rc;
 }
 
+/* mam = { catchup = true; page_size = 100; max_pages = 50; max_messages = 5000;
+ *         timeout_ms = 30000; } */
+static int parse_mam(pctx *p, const config_setting_t *root, xpb_config *c)
+{
+    static const char *const keys[] = {"catchup", "page_size", "max_pages", "max_messages",
+                                       "timeout_ms", NULL};
+    const config_setting_t *g;
+    int rc = group_of(p, root, "mam", keys, &g);
+    if (rc || !g) return rc;
+    unsigned long long ps = c->mam_page_size, mp = c->mam_max_pages, mm = c->mam_max_messages,
+                       to = c->mam_timeout_ms;
+    rc = get_bool(p, g, "catchup", &c->mam_catchup);
+    if (!rc) rc = get_uint(p, g, "page_size", 1, 1000, &ps);
+    if (!rc) rc = get_uint(p, g, "max_pages", 1, 100000, &mp);
+    if (!rc) rc = get_uint(p, g, "max_messages", 1, 10000000, &mm);
+    if (!rc) rc = get_uint(p, g, "timeout_ms", 1000, XPB_CONFIG_MAX_MAM_TIMEOUT_MS, &to);
+    c->mam_page_size = (unsigned)ps;
+    c->mam_max_pages = (unsigned)mp;
+    c->mam_max_messages = (unsigned)mm;
+    c->mam_timeout_ms = (unsigned)to;
+    return rc;
+}
+
 static int parse_root(pctx *p, const config_setting_t *root, xpb_config *c)
 {
-    static const char *const keys[] = {"log", "bus", "metrics", "limits", "iq", "state", "accounts",
-                                       NULL};
+    static const char *const keys[] = {"log", "bus", "metrics", "limits", "iq", "state", "mam",
+                                       "accounts", NULL};
     int rc = check_keys(p, root, "the top level", keys);
     if (!rc) rc = parse_log(p, root, c);
     if (!rc) rc = parse_bus(p, root, c);
     if (!rc) rc = parse_metrics_limits(p, root, c);
     if (!rc) rc = parse_iq(p, root, c);
     if (!rc) rc = parse_state(p, root, c);
+    if (!rc) rc = parse_mam(p, root, c);
     if (!rc) rc = parse_accounts(p, root, c);
     return rc;
 }

@@ -85,6 +85,7 @@ void account_free(struct account *a)
     free(a->pres_status);
     if (a->name) xpb_strmap_del(&d->by_name, a->name, a);
     pending_drop_account(d, a, "the session was closed");
+    catchup_account_free(a);
     answer_closers(a, NULL);
     if (a->ls) {
         a->dead = 1;

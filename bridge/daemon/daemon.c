@@ -269,6 +269,13 @@ static void on_stanza(struct account *a, const xpb_node *el, size_t xml)
     d->ctr.stanzas[XPB_DIR_IN][kind_of_name(el->name)]++;
     d->ctr.bytes_xml[XPB_DIR_IN] += xml;
     if (!apply_verdict(a, &ctx, el, &v, why)) return;
+    if (p && p->kind == IQ_CATCHUP) { /* the daemon's own archive query: not published */
+        catchup_iq(p, el);
+        pending_free(d, p);
+        return;
+    }
+    if (strcmp(el->name, "presence") == 0) catchup_presence(a, el, v.trust);
+    if (catchup_inbound(a, el, v.trust)) return;
     xpb_arena_reset(d->arena);
     xpb_stanza *st = NULL;
     /* Plain records by default: every id and JID as the text it was, so a
@@ -308,6 +315,7 @@ static void on_online(struct account *a, const xpb_session_event *ev)
     if (!ev->resumed) {
         resend_presence(a);
         rejoin_rooms(a);
+        catchup_online(a); /* what the archive got while no stream was bound */
     }
 }
 
@@ -462,6 +470,7 @@ static int daemon_init(xpb_daemon *d, xpb_loop *loop, const xpb_config *cfg, cha
     int rc = state_open(d, cfg, err, errlen);
     if (rc) return rc;
     rc = bus_start(d, cfg, err, errlen);
+    if (!rc) rc = catchup_init(d, cfg);
     if (rc) return rc;
     d->ctr.bus_up = 1;
     for (size_t i = 0; i < cfg->n_accounts; i++) {
@@ -541,7 +550,8 @@ void xpb_daemon_free(xpb_daemon *d)
     while (d->iqs) pending_free(d, d->iqs);
     if (d->bus) xpb_bus_free(d->bus);
     d->bus = NULL;
-    state_close(d); /* after the bus: its last flush goes to the journal */
+    catchup_fini(d); /* after the bus's last flush, before the store closes */
+    state_close(d);  /* after the bus: its last flush goes to the journal */
     while (d->accounts) {
         struct account *a = d->accounts;
         d->accounts = a->next;
@@ -646,6 +656,7 @@ void xpb_daemon_get_counters(xpb_daemon *d, xpb_daemon_counters *out)
         out->journal_max_bytes = d->journal_max_bytes;
         out->journal_max_age_s = d->journal_max_age_s;
     }
+    out->catchup_on = d->cu != NULL;
 }
 
 void xpb_daemon_get_bus_stats(xpb_daemon *d, xpb_bus_stats *out)

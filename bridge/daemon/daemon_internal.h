@@ -6,6 +6,7 @@
  *   iq.c        pending iqs: tracking, matching a response, timeouts
  *   muc.c       MUC: join, rejoin, XEP-0410 self-ping, instant rooms
  *   requests.c  the bus requests (req_*) and their dispatch, sending
+ *   catchup.c   catch-up from the server's archive (XEP-0313) after a fresh bind
  * Everything runs on the loop thread; timers are the loop's (xpb_loop.h). */
 #ifndef XPB_DAEMON_INTERNAL_H
 #define XPB_DAEMON_INTERNAL_H
@@ -23,7 +24,7 @@
 
 typedef Xpb__V1__SessionState__State pub_state;
 
-enum iq_kind { IQ_USER, IQ_ROSTER, IQ_SELFPING };
+enum iq_kind { IQ_USER, IQ_ROSTER, IQ_SELFPING, IQ_CATCHUP };
 
 /* A sent stanza whose outcome a Delivery event reports. Outcomes arrive in
  * send order, so the FIFO is searched from its head. */
@@ -91,6 +92,7 @@ struct account {
      * reconnect does not silently turn "away" back into the configured one. */
     int pres_set, pres_show, pres_has_prio, pres_prio;
     char *pres_status;
+    struct catchup *cu; /* catchup.c: one per archive (ours, each room's) */
 };
 
 struct xpb_daemon {
@@ -122,6 +124,7 @@ struct xpb_daemon {
     int iq_answer_version;  /* iq.answer_version */
     char **iq_passthrough;  /* iq.passthrough */
     size_t n_iq_passthrough;
+    struct catchup_daemon *cu; /* catchup.c; NULL: no catch-up (no state dir, or mam.catchup off) */
 };
 
 /* ---- daemon.c ------------------------------------------------------------------ */
@@ -184,5 +187,19 @@ int state_open(xpb_daemon *d, const xpb_config *cfg, char *err, size_t errlen);
 void state_bus_config(xpb_daemon *d, xpb_bus_config *bc);
 void state_close(xpb_daemon *d);
 void req_replay(xpb_daemon *d, xpb_bus_request *req, const Xpb__V1__Replay *op);
+
+/* catchup.c: catch-up from the server's archive (docs/durability.md). */
+int catchup_init(xpb_daemon *d, const xpb_config *cfg);
+void catchup_fini(xpb_daemon *d); /* records what is pending; before state_close */
+void catchup_account_free(struct account *a);
+void catchup_online(struct account *a); /* a fresh bind (not a resumption) */
+/* Inbound presence: our self-presence from a joined room starts its catch-up. */
+void catchup_presence(struct account *a, const xpb_node *el, uint32_t trust);
+/* An inbound message that passed the trust rules: 1 when catch-up took it (a
+ * result of its own query) or dropped it (its stanza-id was published
+ * before); 0: publish it as usual (its stanza-id is then remembered). */
+int catchup_inbound(struct account *a, const xpb_node *el, uint32_t trust);
+/* The response to an IQ_CATCHUP pending iq (el NULL: it timed out); the caller frees p. */
+void catchup_iq(struct pending_iq *p, const xpb_node *el);
 
 #endif

@@ -31,7 +31,9 @@ void pending_free(xpb_daemon *d, struct pending_iq *p)
 static void on_iq_timeout(void *arg)
 {
     struct pending_iq *p = arg;
-    if (p->req)
+    if (p->kind == IQ_CATCHUP)
+        catchup_iq(p, NULL);
+    else if (p->req)
         xpb_bus_reply_error(p->req, XPB__V1__ERROR_CODE__ERR_TIMEOUT, "no response within %u ms",
                             p->timeout_ms);
     else

@@ -130,6 +130,11 @@ int tail_replay(ctl *c, tail_resume *r, const char *const *prefixes, size_t n, u
     *run = (replay_run){r, prefixes, n, before, deliver, ud, 0, 0, 0, 0};
     char base[sizeof c->request_id];
     memcpy(base, c->request_id, sizeof base);
+    /* Every call gets its own ids: the bridge answers a repeated request id
+     * from its cache, so a second replay (a hole, an idle check) reusing the
+     * first one's ids would get the first one's pages back. */
+    static unsigned calls;
+    calls++;
     c->ud = run;
     int rc = 0;
     for (unsigned page = 1; !rc && !run->stop; page++) {
@@ -142,7 +147,7 @@ int tail_replay(ctl *c, tail_resume *r, const char *const *prefixes, size_t n, u
         req.op_case = XPB__V1__REQUEST__OP_REPLAY;
         req.replay = &op;
         /* Each page is its own request: the bridge answers a repeated id from its cache. */
-        snprintf(c->request_id, sizeof c->request_id, "%.100s-r%u", base, page);
+        snprintf(c->request_id, sizeof c->request_id, "%.100s-r%u-%u", base, calls, page);
         rc = ctl_request(c, &req, on_page);
         if (!rc && run->next > r->last + 1 && run->count == 0) r->last = run->next - 1;
         if (run->count == 0 || run->next > run->last_seq || (before && run->next >= before)) break;

@@ -8,6 +8,9 @@
 #include "bus_client.h"
 
 #define TAIL_REPLAY_PAGE 1000u /* events asked per Replay request */
+/* Quiet this long after an event: ask the journal once whether PUB dropped
+ * the last events of a burst (no later event would show that hole). */
+#define TAIL_IDLE_CHECK_MS 1000u
 
 typedef struct tail_resume {
     const char *path;   /* NULL: nothing is saved (--from-seq alone) */

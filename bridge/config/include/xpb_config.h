@@ -15,6 +15,12 @@
 #define XPB_CONFIG_MAX_IQ_PASSTHROUGH 64u    /* iq.passthrough namespaces */
 #define XPB_CONFIG_DEFAULT_METRICS_MAX_CONNECTIONS 16u /* concurrent /metrics clients */
 #define XPB_CONFIG_DEFAULT_METRICS_IDLE_S 10u  /* a /metrics connection idle this long is closed */
+/* mam.*: catch-up from the server's archive after a fresh bind (docs/durability.md) */
+#define XPB_CONFIG_DEFAULT_MAM_PAGE 100u           /* results asked per page (RSM <max/>) */
+#define XPB_CONFIG_DEFAULT_MAM_MAX_PAGES 50u       /* pages per archive per run */
+#define XPB_CONFIG_DEFAULT_MAM_MAX_MESSAGES 5000u  /* archived messages per archive per run */
+#define XPB_CONFIG_DEFAULT_MAM_TIMEOUT_MS 30000u   /* one page's query */
+#define XPB_CONFIG_MAX_MAM_TIMEOUT_MS 600000u      /* as an iq request's longest timeout */
 #define XPB_CONFIG_DEFAULT_BACKOFF_RESET_S 60u /* online this long -> the backoff starts over */
 #define XPB_CONFIG_MAX_FILE_BYTES (16u * 1024u * 1024u) /* a bigger config file is refused */
 
@@ -74,6 +80,10 @@ typedef struct xpb_config {
     char *state_dir;
     unsigned long long journal_max_bytes, journal_max_age_s;
     int state_sync_normal;
+    /* mam.catchup (default on; needs a state directory), mam.page_size,
+     * mam.max_pages, mam.max_messages (per archive per run), mam.timeout_ms. */
+    int mam_catchup;
+    unsigned mam_page_size, mam_max_pages, mam_max_messages, mam_timeout_ms;
     xpb_account_cfg *accounts;
     size_t n_accounts;
 } xpb_config;

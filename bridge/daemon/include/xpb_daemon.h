@@ -73,6 +73,13 @@ typedef struct xpb_daemon_counters {
     xpb_journal_stats journal;      /* kept now, appended, trimmed, replays served */
     xpb_bus_journal_stats journal_bus; /* group commits and append errors */
     uint64_t journal_max_bytes, journal_max_age_s;
+    /* catch-up from the server's archive (docs/durability.md, "Catch-up") */
+    int catchup_on;
+    uint64_t catchup_runs;       /* archives asked (the account's, rooms') */
+    uint64_t catchup_messages;   /* archived messages published */
+    uint64_t catchup_duplicates; /* archived or live messages dropped: stanza-id seen before */
+    uint64_t catchup_bounded;    /* runs stopped at mam.max_pages / mam.max_messages */
+    uint64_t catchup_refused;    /* archives missing, refusing or not answering */
 } xpb_daemon_counters;
 void xpb_daemon_get_counters(xpb_daemon *d, xpb_daemon_counters *out);
 void xpb_daemon_get_bus_stats(xpb_daemon *d, xpb_bus_stats *out);

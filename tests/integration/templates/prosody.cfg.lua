@@ -25,7 +25,7 @@ http_default_host = "xpb.test"
 
 modules_enabled = {
 	"roster"; "saslauth"; "offline"; ${tls_module} "disco"; "carbons"; "ping"; "posix";
-	${smacks_module} ${websocket_module}
+	${smacks_module} ${websocket_module} ${mam_module}
 }
 modules_disabled = { "s2s"; "s2s_auth_certs"; "dialback" }
 
@@ -47,3 +47,4 @@ ${ssl_line}
 VirtualHost "${domain}"
 
 Component "conference.${domain}" "muc"
+${muc_mam_lines}

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bus_client.h"
 #include "xa_cmd.h"
 
 static const xpbctl_command *const commands[] = {
@@ -53,6 +54,36 @@ static const xpbctl_command *find_command(const char *name)
     return NULL;
 }
 
+/* The bus options of `run` (a subset of xpbctl's global options). */
+static const xpbctl_opt bus_opts[] = {
+    {.name = "--requests",
+     .arg = "URL",
+     .kind = XPBCTL_STR,
+     .min = 1,
+     .max = CTL_URL_MAX - 1,
+     .offset = XPBCTL_AT(xpbctl_globals, requests),
+     .help = "the bridge's request socket, for journal replays\n"
+             "(default ipc://$XDG_RUNTIME_DIR/xpbridge/requests, or\n"
+             "ipc:///tmp/xpbridge-UID/requests without XDG_RUNTIME_DIR)"},
+    {.name = "--events",
+     .arg = "URL",
+     .kind = XPBCTL_STR,
+     .min = 1,
+     .max = CTL_URL_MAX - 1,
+     .offset = XPBCTL_AT(xpbctl_globals, events),
+     .help = "the bridge's event socket (default: the same directory\n"
+             "as --requests, \"events\")"},
+    {.name = "--timeout",
+     .arg = "MS",
+     .kind = XPBCTL_NUM,
+     .min = 1,
+     .max = CTL_MAX_TIMEOUT_MS,
+     .unit = "ms",
+     .offset = XPBCTL_AT(xpbctl_globals, timeout),
+     .help = "how long to wait for a replay page (default 15000)"},
+    {0},
+};
+
 static int run_command(const xpbctl_command *cmd, int argc, char **argv, int first)
 {
     xpbctl_globals g = {0};
@@ -60,7 +91,7 @@ static int run_command(const xpbctl_command *cmd, int argc, char **argv, int fir
     if (!args) return XA_EXIT_FAIL;
     const xpbctl_table tables[] = {
         {.opts = cmd->opts, .base = args, .title = "OPTIONS"},
-        {.opts = xpbctl_global_opts, .base = &g, .title = "BUS OPTIONS"},
+        {.opts = bus_opts, .base = &g, .title = "BUS OPTIONS"},
     };
     int i = first;
     int rc = xpbctl_parse(&cmd->page, tables, cmd->bus ? 2 : 1, argc, argv, &i, false);

@@ -113,6 +113,29 @@ def wait_rows(db, n, timeout, where='kind = 0'):
     return got
 
 
+def kill_at(arch, db, n, timeout=30):
+    """SIGKILL the archiver as soon as it has committed n messages (it is
+    then usually in the middle of a burst or a replay); returns how many it
+    had."""
+    deadline = time.monotonic() + timeout
+    c = None
+    have = 0
+    while time.monotonic() < deadline:
+        try:
+            c = c or sqlite3.connect(f'file:{db}?mode=ro', uri=True, timeout=10)
+            have = c.execute('SELECT count(*) FROM message WHERE kind = 0').fetchone()[0]
+        except sqlite3.Error:
+            c = None
+        if have >= n:
+            break
+        time.sleep(0.002)
+    arch.kill9()
+    if c:
+        have = c.execute('SELECT count(*) FROM message WHERE kind = 0').fetchone()[0]
+        c.close()
+    return have
+
+
 class ArchivePipeline(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -175,12 +198,11 @@ class ArchivePipeline(unittest.TestCase):
         arch.start()
         sent = self.send_round(0, 100)
         sent += self.send_round(100, 100)
-        time.sleep(0.3)
-        arch.kill9()                       # 1: in the middle of the stream
-        sent += self.send_round(200, 100)
+        at_kill = [kill_at(arch, self.db, 150)]    # 1: in the middle of the live stream
+        sent += self.send_round(200, 100)          # into the journal only
+        time.sleep(1.0)
         arch.start()
-        wait_rows(self.db, 250, 30)
-        arch.kill9()                       # 2: while catching up
+        at_kill.append(kill_at(arch, self.db, at_kill[0] + 1))  # 2: while replaying the journal
         # The bridge too: SIGKILL, then the same state directory again.
         os.killpg(b.proc.pid, signal.SIGKILL)
         b.proc.wait(10)
@@ -216,6 +238,7 @@ class ArchivePipeline(unittest.TestCase):
             archiver_log = f.read()
         self.assertEqual(len(got), 500, f'archiver log:\n{archiver_log[-3000:]}')
         self.assertEqual(len(changes), 2)
+        print(f'\n  archived when killed: {at_kill} (of 200, then 300 sent)', end=' ')
 
         # Each message once, with conversation, direction, sender and time right.
         by_body = {r['body']: r for r in got}
@@ -265,13 +288,17 @@ class ArchivePipeline(unittest.TestCase):
         read until it is quiet."""
         p = subprocess.Popen([xpbctl_path(), 'tail', '--json', '--from-seq', '1', '--kind',
                               'message', '--events', b.events, '--requests', b.requests],
-                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         out = []
-        os.set_blocking(p.stdout.fileno(), False)
+        fd = p.stdout.fileno()
+        os.set_blocking(fd, False)
         quiet_since = time.monotonic()
-        buf = ''
+        buf = b''
         while time.monotonic() - quiet_since < 3:
-            chunk = p.stdout.read()
+            try:
+                chunk = os.read(fd, 1 << 16)
+            except BlockingIOError:
+                chunk = None
             if chunk:
                 buf += chunk
                 quiet_since = time.monotonic()
@@ -279,7 +306,8 @@ class ArchivePipeline(unittest.TestCase):
                 time.sleep(0.1)
         p.kill()
         p.wait(5)
-        for line in buf.splitlines():
+        p.stdout.close()
+        for line in buf.decode().splitlines():
             if line.startswith('{"seq"'):
                 out.append(json.loads(line))
         return out

@@ -79,7 +79,7 @@ static int ingest_all(xa_db *db, const import_args *a, const xpb_buf *b, xa_coun
         rc = xa_ingest(db, arena, ev, c, err, sizeof err);
         xpb__v1__event__free_unpacked(ev, NULL);
         xpb_arena_reset(arena);
-        if (rc) fprintf(stderr, "xpb-archive: import: %s\n", err);
+        if (rc) fprintf(stderr, "xpb-archive: import: %s: nothing imported\n", err);
         if (!rc && c->refused > refused) {
             fprintf(stderr, "xpb-archive: import: %s: record %zu: %s: nothing imported\n",
                     a->file, n, err);

@@ -107,10 +107,10 @@ static void print_sizes(const sizes *s, int64_t file, int64_t changes, bool json
 {
     double x = s->xml ? (double)s->xml : 1;
     if (json) {
-        printf(",\"messages\":%" PRIu64 ",\"changes\":%" PRId64 ",\"record_bytes\":%" PRIu64
-               ",\"file_bytes\":%" PRId64 ",\"xml_bytes\":%" PRIu64
+        printf(",\"stanzas\":%" PRIu64 ",\"changes\":%" PRId64 ",\"messages\":%" PRIu64
+               ",\"record_bytes\":%" PRIu64 ",\"file_bytes\":%" PRId64 ",\"xml_bytes\":%" PRIu64
                ",\"xml_deflated_bytes\":%" PRIu64 "}\n",
-               s->n, changes, s->record, file, s->xml, s->deflated);
+               s->n, changes, s->n - (uint64_t)changes, s->record, file, s->xml, s->deflated);
         return;
     }
     printf("storage (%" PRIu64 " stanzas: %" PRIu64 " messages and %" PRId64 " changes)\n",

@@ -134,7 +134,7 @@ static int run_stats(const xpbctl_command *cmd, const xpbctl_globals *g, void *a
     sizes s = {0};
     xpb_buf_init(&s.xml_buf, 0);
     s.arena = xpb_arena_new(64 * 1024);
-    char err[XA_ERR_MAX];
+    char err[XA_ERR_MAX] = "out of memory";
     int rc = s.arena && deflateInit(&s.z, 6) == Z_OK ? 0 : -1;
     xa_filter f = {.changes = true};
     if (!rc) rc = xa_each(db, &f, add_row, &s, err, sizeof err);

@@ -6,6 +6,7 @@
  * median of --runs runs. */
 #define _DEFAULT_SOURCE
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +49,7 @@ static const char USAGE[] =
     "    --runs N          runs per figure (default 3)\n"
     "    --dir DIR         where the scratch archives go (default /var/tmp)\n"
     "    --seed N          traffic seed (default 1)\n"
+    "    --keep            keep the last ingest archive (its path is printed)\n"
     "    --help            print this text\n";
 
 #define BENCH_BATCH 1000
@@ -56,6 +58,7 @@ static const char USAGE[] =
 typedef struct opts {
     long events, search_size, queries, runs, seed;
     const char *dir;
+    int keep;
 } opts;
 
 static double now_s(void)
@@ -368,9 +371,13 @@ static int bench_ingest(const opts *o)
         double dt = now_s() - t0;
         ev_rate[r] = (double)s.n / dt;
         msg_rate[r] = (double)(c.stored + c.changes) / dt;
-        if (!rc && r + 1 == o->runs) storage(db, path);
+        bool last = r + 1 == o->runs;
+        if (!rc && last) storage(db, path);
         xa_db_close(db);
-        remove_db(path);
+        if (last && o->keep)
+            printf("kept: %s\n", path);
+        else
+            remove_db(path);
     }
     if (!rc)
         printf("ingest: %zu events -> %" PRIu64 " messages stored, %" PRIu64
@@ -383,7 +390,7 @@ static int bench_ingest(const opts *o)
 
 static int parse(int argc, char **argv, opts *o)
 {
-    *o = (opts){100000, 100000, 201, 3, 1, "/var/tmp"};
+    *o = (opts){100000, 100000, 201, 3, 1, "/var/tmp", 0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         long *num = !strcmp(a, "--events")        ? &o->events
@@ -392,6 +399,10 @@ static int parse(int argc, char **argv, opts *o)
                     : !strcmp(a, "--runs")        ? &o->runs
                     : !strcmp(a, "--seed")        ? &o->seed
                                                   : NULL;
+        if (!strcmp(a, "--keep")) {
+            o->keep = 1;
+            continue;
+        }
         if (!strcmp(a, "--help")) {
             fputs(USAGE, stdout);
             exit(0);

@@ -20,8 +20,8 @@
 
 static const char schema_sql[] =
     "CREATE TABLE resume(id INTEGER PRIMARY KEY CHECK (id = 1),"
-    "  journal_id TEXT NOT NULL, seq INTEGER NOT NULL);"
-    "INSERT INTO resume VALUES (1, '', 0);"
+    "  journal_id TEXT NOT NULL, seq INTEGER NOT NULL, secret BLOB NOT NULL);"
+    "INSERT INTO resume VALUES (1, '', 0, randomblob(16));"
     "CREATE TABLE message("
     "  id INTEGER PRIMARY KEY,"
     "  account TEXT NOT NULL, conversation TEXT NOT NULL,"
@@ -32,16 +32,13 @@ static const char schema_sql[] =
     "  edited_body TEXT, edited_us INTEGER, retracted_us INTEGER);"
     "CREATE INDEX message_conv ON message(account, conversation, time_us);"
     "CREATE INDEX message_time ON message(time_us);"
-    "CREATE INDEX message_ref ON message(account, conversation, msg_id);"
     "CREATE INDEX message_target ON message(target) WHERE target IS NOT NULL;"
     "CREATE INDEX message_pending ON message(account, conversation, target_ref)"
     "  WHERE target_ref IS NOT NULL;"
-    "CREATE TABLE msgkey(account TEXT NOT NULL, key BLOB NOT NULL, message INTEGER NOT NULL,"
-    "  PRIMARY KEY (account, key)) WITHOUT ROWID;"
-    "CREATE INDEX msgkey_message ON msgkey(message);"
+    "CREATE TABLE msgkey(key BLOB PRIMARY KEY, message INTEGER NOT NULL) WITHOUT ROWID;"
     "CREATE TABLE ownnick(account TEXT NOT NULL, room TEXT NOT NULL, nick TEXT NOT NULL,"
     "  PRIMARY KEY (account, room)) WITHOUT ROWID;"
-    "CREATE VIRTUAL TABLE fts USING fts5(text);"
+    "CREATE VIRTUAL TABLE fts USING fts5(body, content='message', content_rowid='id');"
     "PRAGMA user_version = 1;";
 
 static void setf(char *err, size_t errlen, const char *fmt, ...)
@@ -189,6 +186,21 @@ static int open_file(xa_db *db, xa_mode mode, char *err, size_t errlen)
     return 0;
 }
 
+static int load_secret(xa_db *db, char *err, size_t errlen)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(db->h, "SELECT secret FROM resume", -1, &st, NULL);
+    if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW &&
+        sqlite3_column_bytes(st, 0) == (int)sizeof db->secret) {
+        memcpy(db->secret, sqlite3_column_blob(st, 0), sizeof db->secret);
+        rc = SQLITE_OK;
+    } else if (rc == SQLITE_ROW || rc == SQLITE_DONE) {
+        rc = SQLITE_CORRUPT;
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_OK ? 0 : xa_db_error(db, rc, "reading the key secret", err, errlen);
+}
+
 int xa_db_open(const char *path, xa_mode mode, xa_db **out, char *err, size_t errlen)
 {
     *out = NULL;
@@ -206,6 +218,7 @@ int xa_db_open(const char *path, xa_mode mode, xa_db **out, char *err, size_t er
                   errlen);
     if (!rc) rc = exec(db, "PRAGMA synchronous=NORMAL", "setting synchronous", err, errlen);
     if (!rc) rc = check_schema(db, mode, err, errlen);
+    if (!rc) rc = load_secret(db, err, errlen);
     if (rc) {
         xa_db_close(db);
         return rc;

@@ -19,12 +19,13 @@ typedef enum xa_stmt_id {
     XA_ST_NICK_GET,
     XA_ST_NICK_SET,
     XA_ST_NICK_APPLY,
-    XA_ST_TARGET_FIND,
+    XA_ST_TARGET_GET,
+    XA_ST_FTS_CURRENT,
     XA_ST_PENDING_FIND,
     XA_ST_SET_TARGET,
     XA_ST_EDIT,
     XA_ST_RETRACT,
-    XA_ST_FTS_UPDATE,
+    XA_ST_FTS_UPDATE, /* the insert of a corrected text */
     XA_ST_FTS_DELETE,
     XA_N_STMTS
 } xa_stmt_id;
@@ -34,6 +35,7 @@ struct xa_db {
     char *path;
     bool in_tx;
     int64_t cutoff_us;
+    uint8_t secret[16]; /* the key hash's secret (resume.secret) */
     sqlite3_stmt *stmt[XA_N_STMTS];
 };
 

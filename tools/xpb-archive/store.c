@@ -1,6 +1,6 @@
 /* Storing messages exactly once (docs/archive.md, "De-duplication"): each
- * message leaves keys in msgkey — its stanza-id with its `by`, its origin-id
- * in the conversation, a hash of its content — and a message that finds one
+ * message leaves keys in msgkey (keys.c) — its stanza-id with its `by`, its
+ * origin-id in the conversation, its content — and a message that finds one
  * of its keys there is a copy: it only fills in what the stored one lacks
  * (the stanza-id the server added, the nick a room reflected, our own
  * direction). The same message seen live, as a carbon, from the server's
@@ -10,64 +10,26 @@
 
 #include "archive.h"
 #include "db_internal.h"
+#include "keys.h"
 
-#define XA_KEY_MAX 3200 /* 'o' + a bare JID (3071) + NUL + an origin-id cut to 128 */
+typedef xa_key key;
 
-typedef struct key {
-    unsigned char b[XA_KEY_MAX];
-    size_t len;
-    char type; /* 's' stanza-id, 'o' origin-id, 'h' content hash */
-} key;
-
-static void key_two(key *k, char type, const char *a, const char *b)
+/* The message's de-duplication keys, strongest first, then its lookup key
+ * ('i', for the changes that name it); *n_dedup: how many are for
+ * de-duplication. */
+static int keys_of(const xa_db *db, const xa_msg *m, key k[4], size_t *n, size_t *n_dedup)
 {
-    size_t la = strlen(a), lb = strlen(b);
-    if (la > 3071) la = 3071;
-    if (lb > 128) lb = 128;
-    k->type = type;
-    k->b[0] = (unsigned char)type;
-    memcpy(k->b + 1, a, la);
-    k->b[1 + la] = 0;
-    memcpy(k->b + 2 + la, b, lb);
-    k->len = 2 + la + lb;
-}
-
-/* Two FNV-1a 64 hashes with different bases: 128 bits over the fields that
- * are the same in every copy of one message. Direction is left out in rooms
- * (our send is "out" as a delivery and "in" as the room's reflection). */
-static void fnv(uint64_t h[2], const char *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        h[0] = (h[0] ^ (uint8_t)s[i]) * 0x100000001b3ULL;
-        h[1] = (h[1] ^ (uint8_t)s[i]) * 0x100000001b3ULL;
-    }
-    h[0] = (h[0] ^ 0xff) * 0x100000001b3ULL; /* field separator: 0xff is never in UTF-8 */
-    h[1] = (h[1] ^ 0xff) * 0x100000001b3ULL;
-}
-
-static void key_hash(key *k, const xa_msg *m)
-{
-    uint64_t h[2] = {0xcbf29ce484222325ULL, 0x84222325cbf29ce4ULL};
-    char kd[4] = {(char)('0' + m->kind), (char)('0' + (m->groupchat ? 2 : m->direction)), 0, 0};
-    fnv(h, kd, 2);
-    fnv(h, m->conversation, strlen(m->conversation));
-    fnv(h, m->msg_id ? m->msg_id : "", m->msg_id ? strlen(m->msg_id) : 0);
-    fnv(h, m->body ? m->body : "", m->body ? strlen(m->body) : 0);
-    fnv(h, m->target ? m->target : "", m->target ? strlen(m->target) : 0);
-    k->type = 'h';
-    k->b[0] = 'h';
-    memcpy(k->b + 1, h, sizeof h);
-    k->len = 1 + sizeof h;
-}
-
-/* The message's keys, strongest first. */
-static size_t keys_of(const xa_msg *m, key k[3])
-{
-    size_t n = 0;
-    if (m->stanza_id && m->stanza_id_by) key_two(&k[n++], 's', m->stanza_id_by, m->stanza_id);
-    if (m->origin_id) key_two(&k[n++], 'o', m->conversation, m->origin_id);
-    key_hash(&k[n++], m);
-    return n;
+    int rc = 0;
+    *n = 0;
+    if (m->stanza_id && m->stanza_id_by)
+        rc = xa_key_make(db, &k[(*n)++], 's', m->account, m->stanza_id_by, m->stanza_id);
+    if (!rc && m->origin_id)
+        rc = xa_key_make(db, &k[(*n)++], 'o', m->account, m->conversation, m->origin_id);
+    if (!rc) rc = xa_key_content(db, &k[(*n)++], m);
+    *n_dedup = *n;
+    if (!rc && m->msg_id && m->kind == XA_KIND_MESSAGE)
+        rc = xa_key_make(db, &k[(*n)++], 'i', m->account, m->conversation, m->msg_id);
+    return rc;
 }
 
 static int step_done(xa_db *db, sqlite3_stmt *st, const char *what, char *err, size_t errlen)
@@ -77,34 +39,29 @@ static int step_done(xa_db *db, sqlite3_stmt *st, const char *what, char *err, s
     return rc == SQLITE_DONE ? 0 : xa_db_error(db, rc, what, err, errlen);
 }
 
-static int find_key(xa_db *db, const char *account, const key *k, int64_t *id, char *err,
-                    size_t errlen)
+int xa_key_find(xa_db *db, const xa_key *k, int64_t *id, char *err, size_t errlen)
 {
     sqlite3_stmt *st;
-    int rc = xa_db_stmt(db, XA_ST_KEY_FIND,
-                        "SELECT message FROM msgkey WHERE account = ?1 AND key = ?2", &st, err,
+    int rc = xa_db_stmt(db, XA_ST_KEY_FIND, "SELECT message FROM msgkey WHERE key = ?1", &st, err,
                         errlen);
     if (rc) return rc;
-    sqlite3_bind_text(st, 1, account, -1, SQLITE_STATIC);
-    sqlite3_bind_blob(st, 2, k->b, (int)k->len, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 1, k->b, XA_KEY_BYTES, SQLITE_STATIC);
     int s = sqlite3_step(st);
     *id = s == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
     sqlite3_reset(st);
     return s == SQLITE_ROW || s == SQLITE_DONE ? 0 : xa_db_error(db, s, "finding a key", err, errlen);
 }
 
-static int add_keys(xa_db *db, const xa_msg *m, const key *k, size_t n, int64_t id, char *err,
-                    size_t errlen)
+static int add_keys(xa_db *db, const key *k, size_t n, int64_t id, char *err, size_t errlen)
 {
     for (size_t i = 0; i < n; i++) {
         sqlite3_stmt *st;
         int rc = xa_db_stmt(db, XA_ST_KEY_ADD,
-                            "INSERT OR IGNORE INTO msgkey(account, key, message) VALUES (?1,?2,?3)",
-                            &st, err, errlen);
+                            "INSERT OR IGNORE INTO msgkey(key, message) VALUES (?1, ?2)", &st, err,
+                            errlen);
         if (rc) return rc;
-        sqlite3_bind_text(st, 1, m->account, -1, SQLITE_STATIC);
-        sqlite3_bind_blob(st, 2, k[i].b, (int)k[i].len, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 3, id);
+        sqlite3_bind_blob(st, 1, k[i].b, XA_KEY_BYTES, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, id);
         if ((rc = step_done(db, st, "adding a key", err, errlen))) return rc;
     }
     return 0;
@@ -223,7 +180,7 @@ static int find_copy(xa_db *db, const xa_msg *m, const key *k, size_t n, int64_t
     *id = 0;
     for (size_t i = 0; i < n; i++) {
         int64_t found = 0;
-        int rc = find_key(db, m->account, &k[i], &found, err, errlen);
+        int rc = xa_key_find(db, &k[i], &found, err, errlen);
         if (rc) return rc;
         if (!found) continue;
         if ((rc = get_stored(db, found, s, err, errlen))) return rc;
@@ -275,7 +232,7 @@ static int insert(xa_db *db, const xa_msg *m, const xpb_buf *rec, int64_t *id, c
 static int index_body(xa_db *db, int64_t id, const char *body, char *err, size_t errlen)
 {
     sqlite3_stmt *st;
-    int rc = xa_db_stmt(db, XA_ST_FTS_INSERT, "INSERT INTO fts(rowid, text) VALUES (?1, ?2)", &st,
+    int rc = xa_db_stmt(db, XA_ST_FTS_INSERT, "INSERT INTO fts(rowid, body) VALUES (?1, ?2)", &st,
                         err, errlen);
     if (rc) return rc;
     sqlite3_bind_int64(st, 1, id);
@@ -290,16 +247,17 @@ int xa_store(xa_db *db, xpb_arena *a, const xa_msg *m, xa_counts *c, char *err, 
         c->skipped++; /* older than --keep-days: it would be pruned at once */
         return 0;
     }
-    key k[3];
-    size_t n = keys_of(m, k);
+    key k[4];
+    size_t n = 0, n_dedup = 0;
     int64_t id = 0;
     stored s;
-    int rc = find_copy(db, m, k, n, &id, &s, err, errlen);
+    int rc = keys_of(db, m, k, &n, &n_dedup);
+    if (!rc) rc = find_copy(db, m, k, n_dedup, &id, &s, err, errlen);
     if (rc) return rc;
     if (id) {
         c->duplicates++;
         rc = merge(db, id, m, &s, err, errlen);
-        return rc ? rc : add_keys(db, m, k, n, id, err, errlen);
+        return rc ? rc : add_keys(db, k, n, id, err, errlen);
     }
     xpb_buf rec;
     xpb_buf_init(&rec, 0);
@@ -310,7 +268,7 @@ int xa_store(xa_db *db, xpb_arena *a, const xa_msg *m, xa_counts *c, char *err, 
     }
     rc = insert(db, m, &rec, &id, err, errlen);
     xpb_buf_free(&rec);
-    if (!rc) rc = add_keys(db, m, k, n, id, err, errlen);
+    if (!rc) rc = add_keys(db, k, n, id, err, errlen);
     if (rc) return rc;
     if (m->kind == XA_KIND_MESSAGE) {
         c->stored++;

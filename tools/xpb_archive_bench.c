@@ -423,6 +423,7 @@ static int parse(int argc, char **argv, opts *o)
 int main(int argc, char **argv)
 {
     opts o;
+    setvbuf(stdout, NULL, _IOLBF, 0); /* figures as they come, also into a file */
     if (parse(argc, argv, &o)) {
         fprintf(stderr, "xpb-archive-bench: bad arguments (numbers >= 1, --runs at most %d; "
                         "see --help)\n",

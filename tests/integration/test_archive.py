@@ -281,6 +281,17 @@ class ArchivePipeline(unittest.TestCase):
         self.check_pb_round_trip()
         self.assertLess(time.monotonic() - t0, 90)
         self.assertIsNone(arch.proc.poll())
+        # SIGUSR1: the figures as one line; SIGTERM: commit, figures, exit 0.
+        size = os.path.getsize(log)
+        arch.proc.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and os.path.getsize(log) == size:
+            time.sleep(0.1)
+        with open(log, errors='replace') as f:
+            f.seek(size)
+            line = f.read()
+        self.assertRegex(line, r'xpb-archive: \d+ messages stored, \d+ duplicates, \d+ changes '
+                               r'\(\d+ linked\), \d+ events; \d+ msgs/s; seq \d+, 0 behind')
         self.assertEqual(arch.stop(), 0)
 
     def journal_messages(self, b):

@@ -382,6 +382,47 @@ class ArchivePipeline(unittest.TestCase):
         b = [tuple(r[k] for k in key) for r in rows(copy)]
         self.assertEqual(sorted(a), sorted(b))
 
+    def test_full_disk_then_space_again(self):
+        """The archive on a tmpfs too small: run says the disk is full and
+        keeps its resume point; once the tmpfs is grown it goes on, and every
+        message is there once."""
+        if os.geteuid() != 0:
+            self.skipTest('needs root to mount a tmpfs')
+        work = env.scratch('archive-full')
+        small = os.path.join(work, 'small')
+        os.mkdir(small)
+        r = subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=160k', 'tmpfs', small],
+                           capture_output=True)
+        if r.returncode != 0:
+            self.skipTest(f'cannot mount a tmpfs: {r.stderr!r}')
+        self.addCleanup(subprocess.run, ['umount', '-l', small])
+        b = Bridge(work, BOT, 'bot-pw', '127.0.0.1', self.srv.ports['c2s'], env.pki().ca,
+                   extra=('--state-dir', os.path.join(work, 'state')))
+        self.addCleanup(b.stop)
+        b.start()
+        db = os.path.join(small, 'archive.db')
+        log = os.path.join(work, 'archiver.log')
+        arch = Archiver(db, b, log)
+        self.addCleanup(arch.stop)
+        arch.start()
+        pad = 'x' * 1500
+        for i in range(150):
+            self.people['carol'].send(BOT, f'full {i:03d} {pad}', mid=f'full-{i:03d}')
+        deadline = time.monotonic() + 30
+        text = ''
+        while time.monotonic() < deadline and 'trying again' not in text:
+            time.sleep(0.3)
+            with open(log, errors='replace') as f:
+                text = f.read()
+        self.assertIn('the disk is full', text)
+        self.assertIn('the resume point stays at seq', text)
+        self.assertIn('were not stored); trying again in 5 s', text)
+        self.assertIsNone(arch.proc.poll())  # it waits, it does not exit
+        subprocess.run(['mount', '-o', 'remount,size=64m', small], check=True)
+        got = wait_rows(db, 150, 40, where="kind = 0 AND body LIKE 'full %'")
+        self.assertEqual(sorted(r['msg_id'] for r in got), [f'full-{i:03d}' for i in range(150)])
+        self.assertEqual(arch.stop(), 0)
+
     def test_own_sends(self):
         """Our sends, from the Delivery ACKED events that carry the stanza."""
         work = env.scratch('archive-own')

@@ -231,10 +231,16 @@ static int run_loop(arch *a, ctl_sub *sub, const run_args *args)
         if (rc) return rc;
         if (stop_flag && !a->failed) return XA_EXIT_OK;
         if (a->failed != XA_EFULL) return XA_EXIT_FAIL;
+        char journal[XA_JOURNAL_ID_MAX + 1];
+        uint64_t kept = 0;
+        if (xa_db_resume(a->db, journal, &kept, a->err, sizeof a->err)) {
+            fprintf(stderr, "xpb-archive: run: %s\n", a->err);
+            return XA_EXIT_FAIL;
+        }
         fprintf(stderr,
                 "xpb-archive: run: the resume point stays at seq %" PRIu64
-                "; trying again in %d s\n",
-                a->seq, RUN_FULL_RETRY_S);
+                " (events up to %" PRIu64 " were not stored); trying again in %d s\n",
+                kept, a->seq, RUN_FULL_RETRY_S);
         wait_for_space();
         if (stop_flag) return XA_EXIT_FAIL;
     }

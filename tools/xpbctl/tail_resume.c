@@ -134,7 +134,7 @@ int tail_replay(ctl *c, tail_resume *r, const char *const *prefixes, size_t n, u
     memcpy(base, c->request_id, sizeof base);
     c->ud = run;
     int rc = 0;
-    for (unsigned page = 1; !rc && !run->stop; page++) {
+    while (!rc && !run->stop) {
         Xpb__V1__Replay op = XPB__V1__REPLAY__INIT;
         op.has_from_seq = op.has_max_events = 1;
         op.from_seq = r->last + 1;
@@ -143,8 +143,10 @@ int tail_replay(ctl *c, tail_resume *r, const char *const *prefixes, size_t n, u
         Xpb__V1__Request req = XPB__V1__REQUEST__INIT;
         req.op_case = XPB__V1__REQUEST__OP_REPLAY;
         req.replay = &op;
-        /* Each page is its own request: the bridge answers a repeated id from its cache. */
-        snprintf(c->request_id, sizeof c->request_id, "%.100s-r%u", base, page);
+        /* Each page is its own request, across every replay of this run (the
+         * first one and each gap's): the bridge answers a repeated id from its
+         * cache, which would hand back an old page. */
+        snprintf(c->request_id, sizeof c->request_id, "%.100s-r%llu", base, ++r->requests);
         rc = ctl_request(c, &req, on_page);
         if (!rc && run->next > r->last + 1 && run->count == 0) r->last = run->next - 1;
         if (run->count == 0 || run->next > run->last_seq || (before && run->next >= before)) break;

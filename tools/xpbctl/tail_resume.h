@@ -15,6 +15,7 @@ typedef struct tail_resume {
     uint64_t last;       /* the last seq delivered; 0: none yet */
     int dirty;
     uint64_t journal_last; /* the journal's newest seq, from the last replay page */
+    unsigned long long requests; /* Replay requests made: numbers their request ids */
 } tail_resume;
 
 /* Reads "JOURNAL_ID SEQ" from path (a missing file is a first run); from_seq,

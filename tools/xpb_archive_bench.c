@@ -337,7 +337,7 @@ static int bench_search(const opts *o)
     xa_filter all = {0};
     char err[XA_ERR_MAX];
     if (!w.w || xa_each(db, &all, take_word, &w, err, sizeof err) < 0 || !w.n) return -1;
-    double p50[BENCH_MAX_RUNS], p99[BENCH_MAX_RUNS];
+    double p50[BENCH_MAX_RUNS] = {0}, p99[BENCH_MAX_RUNS] = {0};
     for (long r = 0; r < o->runs; r++)
         if (search_run(db, &w, o->queries, &p50[r], &p99[r])) return -1;
     printf("search: %ld one-word queries (limit 20, newest first) on %" PRIu64
@@ -359,7 +359,7 @@ static int bench_ingest(const opts *o)
         fprintf(stderr, "xpb-archive-bench: cannot make %ld events\n", o->events);
         return -1;
     }
-    double ev_rate[BENCH_MAX_RUNS], msg_rate[BENCH_MAX_RUNS];
+    double ev_rate[BENCH_MAX_RUNS] = {0}, msg_rate[BENCH_MAX_RUNS] = {0};
     xa_counts c = {0};
     int rc = 0;
     for (long r = 0; !rc && r < o->runs; r++) {

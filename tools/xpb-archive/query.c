@@ -238,7 +238,7 @@ static int search_recent(xa_db *db, const char *q, const xa_filter *f, xa_row_fn
         }
     }
     if (!rc) {
-        qsort(h.v, h.n, sizeof *h.v, cmp_hit);
+        if (h.n) qsort(h.v, h.n, sizeof *h.v, cmp_hit);
         rc = emit(db, &h, h.n < (size_t)f->limit ? h.n : (size_t)f->limit, fn, ud, err, errlen);
     }
     free(h.v);

@@ -423,6 +423,28 @@ class ArchivePipeline(unittest.TestCase):
         self.assertEqual(sorted(r['msg_id'] for r in got), [f'full-{i:03d}' for i in range(150)])
         self.assertEqual(arch.stop(), 0)
 
+    def test_archiver_before_the_bridge(self):
+        """run started before the bridge: it waits, and once the bridge
+        publishes it replays the journal from its start; nothing is missed."""
+        work = env.scratch('archive-first')
+        b = Bridge(work, BOT, 'bot-pw', '127.0.0.1', self.srv.ports['c2s'], env.pki().ca,
+                   extra=('--state-dir', os.path.join(work, 'state')))
+        self.addCleanup(b.stop)
+        db = os.path.join(work, 'archive.db')
+        log = os.path.join(work, 'archiver.log')
+        arch = Archiver(db, b, log)
+        self.addCleanup(arch.stop)
+        arch.start()
+        time.sleep(1)
+        b.start()
+        for i in range(20):
+            self.people['dave'].send(BOT, f'early {i:02d}', mid=f'early-{i:02d}')
+        got = wait_rows(db, 20, 30, where="kind = 0 AND body LIKE 'early %'")
+        self.assertEqual(sorted(r['msg_id'] for r in got), [f'early-{i:02d}' for i in range(20)])
+        with open(log, errors='replace') as f:
+            self.assertIn('the bridge does not answer yet', f.read())
+        self.assertEqual(arch.stop(), 0)
+
     def test_own_sends(self):
         """Our sends, from the Delivery ACKED events that carry the stanza."""
         work = env.scratch('archive-own')

@@ -21,6 +21,7 @@
 #define RUN_DEFAULT_BATCH 1000      /* events per transaction while replaying */
 #define RUN_FULL_RETRY_S 5          /* wait after a full disk before trying again */
 #define RUN_PRUNE_EVERY_S 3600      /* with --keep-days */
+#define RUN_REPLAY_RETRY_S 2        /* a replay the bridge did not answer, tried again */
 #define RUN_ARENA_BLOCK (64 * 1024) /* one event's plain record */
 
 typedef struct run_args {
@@ -94,6 +95,8 @@ typedef struct arch {
     int failed;                 /* XA_E… that stopped ingest */
     int64_t cutoff_us;
     time_t last_prune;
+    bool replay_owed;   /* the journal could not be replayed yet (the bridge was down) */
+    time_t replay_tried;
     char err[XA_ERR_MAX];
 } arch;
 
@@ -172,6 +175,25 @@ static void maybe_prune(arch *a, const run_args *args)
     if (n) fprintf(stderr, "xpb-archive: run: pruned %" PRIu64 " messages (--keep-days)\n", n);
 }
 
+/* The journal could not be asked at start (the bridge was not up yet): once
+ * it publishes, replay what came before its first live event (tried at most
+ * every RUN_REPLAY_RETRY_S, also while nothing is published; b NULL: up to
+ * the journal's end). Until then live events are left alone: they are in the
+ * journal, and the replay will bring them in order. False: skip b. */
+static bool pay_replay(arch *a, const Xpb__V1__EventBatch *b)
+{
+    if (!a->replay_owed) return true;
+    if ((b && !b->n_event) || time(NULL) - a->replay_tried < RUN_REPLAY_RETRY_S) return false;
+    int stopped = 0;
+    a->replay_tried = time(NULL);
+    int rc = tail_replay(a->bus, &a->res, NULL, 0, b ? b->event[0]->seq : 0, deliver, a,
+                         &stopped);
+    if (rc == XPBCTL_EXIT_NOREPLY) return false;
+    a->replay_owed = false; /* answered: replayed, or the bridge keeps no journal */
+    commit(a);
+    return !a->failed;
+}
+
 /* The live stream until a stop, a storage failure or a bus error. */
 static int follow(arch *a, ctl_sub *sub, const run_args *args)
 {
@@ -181,13 +203,16 @@ static int follow(arch *a, ctl_sub *sub, const run_args *args)
         int rc = ctl_sub_next(sub, &data, &len);
         figures(a);
         maybe_prune(a, args);
-        if (rc == CTL_SUB_TIMEOUT) continue;
+        if (rc == CTL_SUB_TIMEOUT) {
+            pay_replay(a, NULL); /* a quiet bridge: do not wait for its next event */
+            continue;
+        }
         if (rc) return rc;
         size_t topic_len = 0;
         Xpb__V1__EventBatch *b = tail_batch_decode(a->bus, data, len, &topic_len);
         if (!b) continue;
         tail_resume_journal(&a->res, b->journal_id);
-        for (size_t i = 0; i < b->n_event; i++)
+        for (size_t i = 0; pay_replay(a, b) && i < b->n_event; i++)
             if (tail_resume_live(a->bus, &a->res, NULL, 0, b, i, deliver, a)) break;
         xpb__v1__event_batch__free_unpacked(b, NULL);
         commit(a);
@@ -206,10 +231,20 @@ static int catch_up_and_follow(arch *a, ctl_sub *sub, const run_args *args)
     }
     a->res.last = a->seq = seq;
     a->res.path = NULL;
+    a->res.hold = true;
     int stopped = 0;
-    if (tail_replay(a->bus, &a->res, NULL, 0, 0, deliver, a, &stopped))
-        fprintf(stderr, "xpb-archive: run: the journal could not be replayed; following live "
-                        "(a gap is replayed once the bridge answers)\n");
+    a->replay_owed = false;
+    rc = tail_replay(a->bus, &a->res, NULL, 0, 0, deliver, a, &stopped);
+    if (rc == XPBCTL_EXIT_NOREPLY && !a->failed) {
+        fprintf(stderr, "xpb-archive: run: the bridge does not answer yet; its journal is "
+                        "replayed once it publishes\n");
+        a->replay_owed = true;
+        a->replay_tried = time(NULL);
+    } else if (rc && !a->failed) {
+        fprintf(stderr, "xpb-archive: run: the journal could not be replayed (the bridge's "
+                        "answer is above); following live\n");
+    }
+    rc = 0;
     commit(a);
     if (!a->failed && !stop_flag) rc = follow(a, sub, args);
     return rc;

@@ -166,8 +166,8 @@ int tail_resume_live(ctl *c, tail_resume *r, const char *const *prefixes, size_t
     int hole = n == 0 ? ev->seq > r->last + 1 : i == 0 && b->has_prev_seq && b->prev_seq > r->last;
     int stopped = 0;
     if (hole && r->last) {
-        tail_replay(c, r, prefixes, n, ev->seq, deliver, ud, &stopped);
-        if (stopped) return 1;
+        int rc = tail_replay(c, r, prefixes, n, ev->seq, deliver, ud, &stopped);
+        if (stopped || (rc == XPBCTL_EXIT_NOREPLY && r->hold)) return 1;
     }
     r->last = ev->seq;
     r->dirty = 1;

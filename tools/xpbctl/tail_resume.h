@@ -3,6 +3,7 @@
 #ifndef XPBCTL_TAIL_RESUME_H
 #define XPBCTL_TAIL_RESUME_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "bus_client.h"
@@ -16,6 +17,7 @@ typedef struct tail_resume {
     int dirty;
     uint64_t journal_last; /* the journal's newest seq, from the last replay page */
     unsigned long long requests; /* Replay requests made: numbers their request ids */
+    bool hold; /* a hole whose replay got no reply is not skipped (an archive) */
 } tail_resume;
 
 /* Reads "JOURNAL_ID SEQ" from path (a missing file is a first run); from_seq,
@@ -38,7 +40,9 @@ int tail_replay(ctl *c, tail_resume *r, const char *const *prefixes, size_t n, u
  * An event at or below r->last was delivered already and is skipped; a hole
  * before it (by seq when n is 0, by the batch's prev_seq on its topic
  * otherwise) is replayed from the journal first. Moves r->last, then
- * delivers. Returns non-zero when deliver says to stop. */
+ * delivers. Returns non-zero when deliver says to stop, or (with r->hold)
+ * when the replay of a hole got no reply: ev is then not delivered and
+ * r->last stays, so the hole is tried again with the next event. */
 int tail_resume_live(ctl *c, tail_resume *r, const char *const *prefixes, size_t n,
                      const Xpb__V1__EventBatch *b, size_t i, tail_deliver_fn deliver, void *ud);
 

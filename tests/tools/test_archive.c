@@ -385,6 +385,95 @@ static void resume_point_commits_with_messages(void **state)
     assert_int_equal(count(e, "SELECT count(*) FROM message"), 1);
 }
 
+typedef struct ids {
+    int64_t v[64];
+    int n;
+} ids;
+
+static int on_id(void *ud, const xa_row *r)
+{
+    ids *x = ud;
+    if (x->n < 64) x->v[x->n++] = r->id;
+    return 0;
+}
+
+/* Newest first is exact whatever order the rows were archived in: the
+ * search's shortcut against ORDER BY time_us over every match. */
+static void check_newest(env *e, const char *word, const char *with)
+{
+    ids got = {0}, want = {0};
+    xa_filter f = {.limit = 20, .with = with};
+    char err[XA_ERR_MAX], sql[512], q[64];
+    assert_int_equal(xa_search(e->db, word, &f, on_id, &got, err, sizeof err), 0);
+    snprintf(q, sizeof q, "\"%s\"", word);
+    snprintf(sql, sizeof sql,
+             "SELECT m.id FROM fts JOIN message m ON m.id = fts.rowid WHERE fts MATCH ?1 "
+             "AND m.retracted_us IS NULL AND (?2 IS NULL OR m.conversation = ?2) "
+             "ORDER BY m.time_us DESC, m.id DESC LIMIT 20");
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(xa_db_sqlite(e->db), sql, -1, &st, NULL), SQLITE_OK);
+    sqlite3_bind_text(st, 1, q, -1, SQLITE_STATIC);
+    if (with) sqlite3_bind_text(st, 2, with, -1, SQLITE_STATIC);
+    while (sqlite3_step(st) == SQLITE_ROW)
+        want.v[want.n++] = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    assert_int_equal(got.n, want.n);
+    for (int i = 0; i < got.n; i++)
+        assert_int_equal(got.v[i], want.v[i]);
+}
+
+static void search_newest_first_is_exact(void **state)
+{
+    env *e = *state;
+    char err[XA_ERR_MAX];
+    assert_int_equal(xa_db_begin(e->db, err, sizeof err), 0);
+    /* Mostly in time order; every 7th with an old stamp (offline, history),
+     * every 13th far in the future; "rare" in a few, and 6000 rows so that
+     * the old stamps among the newest exceed the shortcut's bound. */
+    for (int i = 0; i < 6000; i++) {
+        char xml[512], stamp[64] = "";
+        int64_t t = 1767323045LL * 1000000 + (int64_t)i * 1000000;
+        if (i % 7 == 0) t -= 86400LL * 1000000 * (1 + i % 50);
+        if (i % 13 == 0) t += 86400LL * 1000000 * 30;
+        char ts[40];
+        xa_format_stamp(t, ts, sizeof ts);
+        snprintf(stamp, sizeof stamp, "<delay xmlns='urn:xmpp:delay' stamp='%s'/>", ts);
+        snprintf(xml, sizeof xml,
+                 "<message from='%s/a' to='me@example.com' type='chat' id='n%d'>"
+                 "<body>common %s %d</body>%s</message>",
+                 i % 3 ? ALICE : "bob@example.com", i, i % 97 == 0 ? "rare" : "plain", i, stamp);
+        Xpb__V1__Event ev = XPB__V1__EVENT__INIT;
+        ev.body_case = XPB__V1__EVENT__BODY_STANZA;
+        ev.account = ME;
+        ev.stanza = stanza(e, xml);
+        assert_int_equal(xa_ingest(e->db, e->a, &ev, &e->c, err, sizeof err), 0);
+        xpb_arena_reset(e->a);
+    }
+    assert_int_equal(xa_db_commit(e->db, "j1", 1, err, sizeof err), 0);
+    assert_int_equal(e->c.stored, 6000);
+    check_newest(e, "common", NULL);
+    check_newest(e, "common", "bob@example.com");
+    check_newest(e, "rare", NULL);
+    check_newest(e, "plain", ALICE);
+    /* Few rows out of order: the shortcut's own path. */
+    xa_db_close(e->db);
+    e->db = NULL;
+    char p[128];
+    snprintf(p, sizeof p, "%s/b.db", e->dir);
+    assert_int_equal(xa_db_open(p, XA_OPEN_CREATE, &e->db, err, sizeof err), 0);
+    for (int i = 0; i < 200; i++) {
+        char xml[512];
+        snprintf(xml, sizeof xml,
+                 "<message from='alice@example.com/a' to='me@example.com' type='chat' id='k%d'>"
+                 "<body>word %d</body>%s</message>",
+                 i, i, i == 150 ? "<delay xmlns='urn:xmpp:delay' stamp='2000-01-01T00:00:00Z'/>"
+                       : i == 20 ? "<delay xmlns='urn:xmpp:delay' stamp='2099-01-01T00:00:00Z'/>"
+                                 : "");
+        received(e, xml);
+    }
+    check_newest(e, "word", NULL);
+}
+
 /* ---- schema checks and bad files ------------------------------------------ */
 static int open_rc(const char *path, xa_mode mode, char *err)
 {
@@ -507,6 +596,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(retraction_hides_the_message, setup, teardown),
         cmocka_unit_test_setup_teardown(chat_states_and_errors_are_skipped, setup, teardown),
         cmocka_unit_test_setup_teardown(resume_point_commits_with_messages, setup, teardown),
+        cmocka_unit_test_setup_teardown(search_newest_first_is_exact, setup, teardown),
         cmocka_unit_test_setup_teardown(bad_files_are_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(newer_schema_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(read_only_is_refused, setup, teardown),

@@ -427,14 +427,16 @@ static void search_newest_first_is_exact(void **state)
     env *e = *state;
     char err[XA_ERR_MAX];
     assert_int_equal(xa_db_begin(e->db, err, sizeof err), 0);
-    /* Mostly in time order; every 7th with an old stamp (offline, history),
-     * every 13th far in the future; "rare" in a few, and 6000 rows so that
-     * the old stamps among the newest exceed the shortcut's bound. */
+    /* The first 5000 archived with stamps far ahead and newest first (more
+     * rows newer than the latest ones than the shortcut looks at: its
+     * fallback), then 1000 in time order with every 7th an old stamp
+     * (offline, history) and every 13th a bit ahead; "rare" in a few. */
     for (int i = 0; i < 6000; i++) {
-        char xml[512], stamp[64] = "";
+        char xml[512], stamp[128] = "";
         int64_t t = 1767323045LL * 1000000 + (int64_t)i * 1000000;
-        if (i % 7 == 0) t -= 86400LL * 1000000 * (1 + i % 50);
-        if (i % 13 == 0) t += 86400LL * 1000000 * 30;
+        if (i < 5000) t = 1867323045LL * 1000000 - (int64_t)i * 1000000;
+        if (i >= 5000 && i % 7 == 0) t -= 86400LL * 1000000 * (1 + i % 50);
+        if (i >= 5000 && i % 13 == 0) t += 3600LL * 1000000;
         char ts[40];
         xa_format_stamp(t, ts, sizeof ts);
         snprintf(stamp, sizeof stamp, "<delay xmlns='urn:xmpp:delay' stamp='%s'/>", ts);
@@ -455,7 +457,8 @@ static void search_newest_first_is_exact(void **state)
     check_newest(e, "common", "bob@example.com");
     check_newest(e, "rare", NULL);
     check_newest(e, "plain", ALICE);
-    /* Few rows out of order: the shortcut's own path. */
+    /* Few rows out of order: the shortcut's own path (old and new stamps
+     * among the newest rows, one row far ahead among the first). */
     xa_db_close(e->db);
     e->db = NULL;
     char p[128];
@@ -466,7 +469,7 @@ static void search_newest_first_is_exact(void **state)
         snprintf(xml, sizeof xml,
                  "<message from='alice@example.com/a' to='me@example.com' type='chat' id='k%d'>"
                  "<body>word %d</body>%s</message>",
-                 i, i, i == 150 ? "<delay xmlns='urn:xmpp:delay' stamp='2000-01-01T00:00:00Z'/>"
+                 i, i, i % 9 == 0 ? "<delay xmlns='urn:xmpp:delay' stamp='2000-01-01T00:00:00Z'/>"
                        : i == 20 ? "<delay xmlns='urn:xmpp:delay' stamp='2099-01-01T00:00:00Z'/>"
                                  : "");
         received(e, xml);

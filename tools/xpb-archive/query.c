@@ -104,11 +104,11 @@ static int quote_words(const char *q, char *out, size_t len)
  * Sorting every match by time costs O(matches) (a common word in a big
  * archive: tens of thousands of rows). FTS5 walks its matches by rowid
  * backwards for free, and rows are mostly archived in time order, so:
- * C = the `limit` matches with the highest ids; T = the oldest time in C,
- * R = the lowest id in C. A match missing from C has an id below R, and to
- * belong in the result it needs a time at or after T: those few are found
- * from the time index. C plus them, sorted by time, cut at `limit`, is
- * exactly the newest `limit` matches. */
+ * C = the 2 * limit + 16 matches with the highest ids; T = the limit-th
+ * newest time in C, R = the lowest id in C. The newest `limit` matches all
+ * have a time at or after T (C alone has `limit` such); one missing from C has
+ * an id below R: those few are found from the time index. C plus them,
+ * sorted by time, cut at `limit`, is exactly the newest `limit` matches. */
 typedef struct hit {
     int64_t id, time_us;
 } hit;
@@ -204,13 +204,18 @@ static int search_recent(xa_db *db, const char *q, const xa_filter *f, xa_row_fn
     where(f, sql, sizeof sql);
     size_t n = strlen(sql);
     snprintf(sql + n, sizeof sql - n, " ORDER BY fts.rowid DESC LIMIT ?6");
-    int rc = collect(db, sql, q, f, 0, 0, &h, err, errlen);
-    if (!rc && h.n == (size_t)f->limit) {
-        int64_t t = INT64_MAX, r = INT64_MAX;
-        for (size_t i = 0; i < h.n; i++) {
-            if (h.v[i].time_us < t) t = h.v[i].time_us;
+    /* More candidates than asked: then T is the limit-th newest time among
+     * them, which a few old stamps (offline messages, history) do not drag
+     * back. */
+    xa_filter wide = *f;
+    wide.limit = 2 * f->limit + 16;
+    int rc = collect(db, sql, q, &wide, 0, 0, &h, err, errlen);
+    if (!rc && h.n == (size_t)wide.limit) {
+        int64_t r = INT64_MAX;
+        for (size_t i = 0; i < h.n; i++)
             if (h.v[i].id < r) r = h.v[i].id;
-        }
+        qsort(h.v, h.n, sizeof *h.v, cmp_hit);
+        int64_t t = h.v[f->limit - 1].time_us;
         int64_t late = 0;
         rc = count_late(db, t, r, &late, err, errlen);
         xa_filter nolimit = *f;

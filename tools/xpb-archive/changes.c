@@ -200,8 +200,10 @@ int xa_link_pending(xa_db *db, int64_t id, const xa_msg *m, xa_counts *c, char *
 {
     sqlite3_stmt *st;
     int rc = xa_db_stmt(db, XA_ST_PENDING_FIND,
-                        "SELECT id, kind, time_us, body FROM message WHERE account = ?1 AND "
-                        "conversation = ?2 AND target_ref IN (?3, ?4, ?5) ORDER BY time_us",
+                        "SELECT id, kind, time_us, body FROM message INDEXED BY message_pending "
+                        "WHERE account = ?1 AND "
+                        "conversation = ?2 AND target_ref IS NOT NULL AND target_ref IN (?3, ?4, ?5) "
+                        "ORDER BY time_us",
                         &st, err, errlen);
     if (rc) return rc;
     sqlite3_bind_text(st, 1, m->account, -1, SQLITE_STATIC);

@@ -17,6 +17,8 @@
 #include "db_internal.h"
 
 #define XA_BUSY_TIMEOUT_MS 10000 /* a reader (search) may hold the WAL briefly */
+/* 64 MiB of page cache, and reads through a 1 GiB memory map. */
+#define XA_CACHE_PRAGMAS "PRAGMA cache_size=-65536; PRAGMA mmap_size=1073741824"
 
 static const char schema_sql[] =
     "CREATE TABLE resume(id INTEGER PRIMARY KEY CHECK (id = 1),"
@@ -217,6 +219,10 @@ int xa_db_open(const char *path, xa_mode mode, xa_db **out, char *err, size_t er
         rc = exec(db, "PRAGMA journal_mode=WAL", "switching to WAL (is it an SQLite file?)", err,
                   errlen);
     if (!rc) rc = exec(db, "PRAGMA synchronous=NORMAL", "setting synchronous", err, errlen);
+    /* The keys are random: without a cache that holds the key and index
+     * pages, each insert reads pages again (a 250,000-message archive ingested
+     * 40 times slower with SQLite's default 2 MB). */
+    if (!rc) rc = exec(db, XA_CACHE_PRAGMAS, "setting the cache", err, errlen);
     if (!rc) rc = check_schema(db, mode, err, errlen);
     if (!rc) rc = load_secret(db, err, errlen);
     if (rc) {

@@ -240,6 +240,25 @@ static void sent_carbon_is_unwrapped(void **state)
     assert_string_equal(text(e, "SELECT body FROM message"), "from my phone");
 }
 
+static void unverified_carbon_is_refused(void **state)
+{
+    env *e = *state;
+    Xpb__V1__Event ev = XPB__V1__EVENT__INIT;
+    ev.body_case = XPB__V1__EVENT__BODY_STANZA;
+    ev.stanza = stanza(e, "<message from='me@example.com' to='me@example.com/b'>"
+                          "<sent xmlns='urn:xmpp:carbons:2'><forwarded xmlns='urn:xmpp:forward:0'>"
+                          "<message xmlns='jabber:client' from='me@example.com/x' "
+                          "to='alice@example.com' type='chat'><body>forged?</body>"
+                          "</message></forwarded></sent></message>");
+    ev.has_trust = 1;
+    ev.trust = XPB__V1__TRUST__TRUST_TO_ACCOUNT; /* not TRUST_CARBON_OWN_ACCOUNT */
+    ingest(e, &ev);
+    assert_int_equal(e->c.refused, 1);
+    ev.trust |= XPB__V1__TRUST__TRUST_CARBON_OWN_ACCOUNT;
+    ingest(e, &ev);
+    assert_int_equal(count(e, "SELECT count(*) FROM message"), 1);
+}
+
 static void room_reflection_teaches_our_nick(void **state)
 {
     env *e = *state;
@@ -591,6 +610,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(own_send_found_by_content, setup, teardown),
         cmocka_unit_test_setup_teardown(same_text_other_stanza_id_is_two, setup, teardown),
         cmocka_unit_test_setup_teardown(sent_carbon_is_unwrapped, setup, teardown),
+        cmocka_unit_test_setup_teardown(unverified_carbon_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(room_reflection_teaches_our_nick, setup, teardown),
         cmocka_unit_test_setup_teardown(correction_changes_the_original, setup, teardown),
         cmocka_unit_test_setup_teardown(correction_before_original_waits, setup, teardown),

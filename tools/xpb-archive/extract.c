@@ -278,6 +278,15 @@ int xa_extract(xpb_arena *a, const Xpb__V1__Event *ev, xa_msg *m, char *err, siz
     xpb_stanza *outer = NULL;
     int rc = plain_copy(a, src, &outer, err, errlen);
     if (rc) return rc;
+    /* XEP-0280 §11: a carbon not from our bare JID is forged. The bridge drops
+     * those; a bridge that says what it checked (Event.trust) must have
+     * checked this one too. */
+    if (outer->carbon && ev->has_trust && !(ev->trust & XPB__V1__TRUST__TRUST_CARBON_OWN_ACCOUNT)) {
+        seterr(err, errlen,
+               "a carbon the bridge did not verify (Event.trust lacks "
+               "TRUST_CARBON_OWN_ACCOUNT, XEP-0280 §11)");
+        return XA_EINVAL;
+    }
     const Xpb__V1__Delay *fwd_delay = NULL;
     const xpb_stanza *st = unwrap_carbon(outer, &fwd_delay);
     find_change(st, m);

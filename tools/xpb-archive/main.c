@@ -110,7 +110,10 @@ int main(int argc, char **argv)
     xpbctl_page page = main_page;
     page.before_opts = command_list(list, sizeof list);
     static const xpbctl_opt no_opts[] = {{0}};
-    const xpbctl_table none = {.opts = no_opts, .base = NULL, .title = "OPTIONS"};
+    const xpbctl_table none = {.opts = no_opts,
+                               .base = NULL,
+                               .title = "OPTIONS",
+                               .intro = "    each command has its own: xpb-archive COMMAND --help\n"};
     int i = 1;
     int rc = xpbctl_parse(&page, &none, 1, argc, argv, &i, true);
     if (rc) return rc == XPBCTL_PARSE_HELP ? XA_EXIT_OK : rc;

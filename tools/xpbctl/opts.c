@@ -373,7 +373,8 @@ static void print_tables(const xpbctl_table *tables, size_t n_tables)
     for (size_t t = 0; t < n_tables; t++) {
         printf("\n%s\n", tables[t].title);
         if (tables[t].intro) fputs(tables[t].intro, stdout);
-        if (!tables[t].opts[0].help) puts("    none of its own (see GLOBAL OPTIONS)");
+        if (!tables[t].opts[0].help && !tables[t].intro)
+            puts("    none of its own (see GLOBAL OPTIONS)");
         for (const xpbctl_opt *o = tables[t].opts; o->help; o++)
             print_opt(o, col);
         if (t + 1 == n_tables) {

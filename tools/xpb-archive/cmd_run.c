@@ -87,7 +87,7 @@ static void catch_signals(void)
 typedef struct arch {
     xa_db *db;
     xpb_arena *arena;
-    xa_counts c;
+    xa_counts c, committed; /* committed: the counts as of the last commit */
     tail_resume res;
     ctl *bus;
     xa_progress *prog;
@@ -106,6 +106,7 @@ static void fail(arch *a, int rc)
     fprintf(stderr, "xpb-archive: run: %s\n", a->err);
     xa_db_rollback(a->db);
     a->in_tx = 0;
+    a->c = a->committed; /* what was rolled back was not stored */
 }
 
 static int commit(arch *a)
@@ -117,6 +118,7 @@ static int commit(arch *a)
         return rc;
     }
     a->in_tx = 0;
+    a->committed = a->c;
     return 0;
 }
 

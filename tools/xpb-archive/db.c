@@ -18,7 +18,8 @@
 
 #define XA_BUSY_TIMEOUT_MS 10000 /* a reader (search) may hold the WAL briefly */
 /* 64 MiB of page cache, and reads through a 1 GiB memory map. */
-#define XA_CACHE_PRAGMAS "PRAGMA cache_size=-65536; PRAGMA mmap_size=1073741824"
+#define XA_CACHE_PRAGMAS                                                                           \
+    "PRAGMA cache_size=-65536; PRAGMA mmap_size=1073741824; PRAGMA wal_autocheckpoint=16384"
 
 static const char schema_sql[] =
     "CREATE TABLE resume(id INTEGER PRIMARY KEY CHECK (id = 1),"

@@ -85,6 +85,12 @@ db=$work/a.db
 "$archive" search --db "$db" --json two | grep -qF '"edited_body":"a second two"' ||
     bad "search does not find the corrected text"
 [ -z "$("$archive" search --db "$db" --with bob@example.com zebrafish)" ] || bad "--with"
+"$archive" search --db "$db" --order relevance --account me@example.com second | grep -qF "a second two [corrected]" ||
+    bad "--order relevance --account"
+[ -z "$("$archive" search --db "$db" --account other@example.com second)" ] || bad "--account"
+[ "$("$archive" search --db "$db" --until 2021-01-01 hello | wc -l)" -eq 1 ] || bad "--until"
+[ -z "$("$archive" search --db "$db" --since 2021-01-01 hello)" ] || bad "--since"
+expect 2 "takes a date" "$archive" search --db "$db" --since yesterday x
 [ "$("$archive" export --db "$db" --format xml | grep -c '<forwarded')" -eq 4 ] ||
     bad "export xml: not 4 forwarded stanzas"
 "$archive" export --db "$db" --format xml | grep -qF "<delay xmlns='urn:xmpp:delay' stamp='2020-01-01T00:00:00Z'/>" ||

@@ -282,6 +282,22 @@ static void room_reflection_teaches_our_nick(void **state)
     assert_string_equal(text(e, "SELECT group_concat(DISTINCT conversation) FROM message"), ROOM);
 }
 
+static void room_private_message_is_its_own_conversation(void **state)
+{
+    env *e = *state;
+    received(e, "<message from='room@muc.example.com/bob' to='me@example.com/b' type='chat' "
+                "id='pm1'><body>psst</body><x xmlns='http://jabber.org/protocol/muc#user'/>"
+                "</message>");
+    delivered(e, "<message from='me@example.com/b' to='room@muc.example.com/bob' type='chat' "
+                 "id='pm2'><body>what?</body><x xmlns='http://jabber.org/protocol/muc#user'/>"
+                 "</message>");
+    assert_int_equal(count(e, "SELECT count(*) FROM message WHERE conversation = "
+                              "'room@muc.example.com/bob'"),
+                     2);
+    assert_string_equal(text(e, "SELECT sender FROM message WHERE msg_id = 'pm1'"), "bob");
+    assert_int_equal(count(e, "SELECT direction FROM message WHERE msg_id = 'pm2'"), XA_DIR_OUT);
+}
+
 typedef struct found {
     int n;
     char body[256];
@@ -611,6 +627,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(same_text_other_stanza_id_is_two, setup, teardown),
         cmocka_unit_test_setup_teardown(sent_carbon_is_unwrapped, setup, teardown),
         cmocka_unit_test_setup_teardown(unverified_carbon_is_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(room_private_message_is_its_own_conversation, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(room_reflection_teaches_our_nick, setup, teardown),
         cmocka_unit_test_setup_teardown(correction_changes_the_original, setup, teardown),
         cmocka_unit_test_setup_teardown(correction_before_original_waits, setup, teardown),

@@ -199,13 +199,16 @@ static bool is_groupchat(const xpb_stanza *st)
     return st->has_type && st->type == XPB__V1__STANZA_TYPE__TYPE_GROUPCHAT;
 }
 
-/* Conversation, direction and sender of message st seen by account. */
+/* Conversation, direction and sender of message st seen by account. A
+ * private message through a room (XEP-0045 §7.5: not groupchat, with a
+ * muc#user <x/>) is a conversation with the occupant, room/nick. */
 static void place(xpb_arena *a, const xpb_stanza *st, xa_msg *m)
 {
     m->groupchat = is_groupchat(st);
+    bool pm = !m->groupchat && st->muc_user;
     if (m->own) {
         m->direction = XA_DIR_OUT;
-        m->conversation = bare(a, st->to);
+        m->conversation = pm ? st->to : bare(a, st->to);
         m->sender = m->groupchat ? NULL : m->account; /* our nick comes with the reflection */
     } else if (m->groupchat) {
         m->direction = XA_DIR_IN; /* store.c knows our nick once a send is reflected */
@@ -213,12 +216,12 @@ static void place(xpb_arena *a, const xpb_stanza *st, xa_msg *m)
         m->sender = resource(st->from);
     } else if (same_bare(st->from, m->account)) {
         m->direction = XA_DIR_OUT; /* a sent carbon, or our own message from the archive */
-        m->conversation = bare(a, st->to);
+        m->conversation = pm ? st->to : bare(a, st->to);
         m->sender = m->account;
     } else {
         m->direction = XA_DIR_IN;
-        m->conversation = bare(a, st->from);
-        m->sender = m->conversation;
+        m->conversation = pm ? st->from : bare(a, st->from);
+        m->sender = pm ? resource(st->from) : m->conversation;
     }
 }
 

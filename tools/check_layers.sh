@@ -36,7 +36,7 @@ declare -A lib_owner=(
     ['ares.h']='^bridge/io/dns\.c$'
     ['libconfig.h']='^bridge/config/config\.c$'
     ['systemd/']='^bridge/app/notify\.c$'
-    ['sqlite3.h']='^bridge/store/'
+    ['sqlite3.h']='^(bridge/store/|tools/xpb-archive/|tools/xpb_archive_bench\.c$)'
 )
 
 for f in $(git ls-files 'bridge/*.c' 'bridge/*.h'); do

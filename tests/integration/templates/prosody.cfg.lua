@@ -46,5 +46,7 @@ ${ssl_line}
 
 VirtualHost "${domain}"
 
+${mam_config}
+
 Component "conference.${domain}" "muc"
-${muc_mam_lines}
+${muc_config}

@@ -60,8 +60,8 @@ class Server:
         self.pki, self.domain, self.cert = pki, domain, cert
         self.sasl, self.tls_required, self.tls = tuple(sasl), tls_required, tls
         self.smacks, self.websocket, self.debug = smacks, websocket, debug
-        self.mam = mam  # XEP-0313 archives: the account's and the rooms' (catch-up tests)
         self.tls12_only = tls12_only  # TLS 1.2 only: tls-unique channel binding
+        self.mam = mam  # Prosody only: mod_mam for accounts, mod_muc_mam for rooms (XEP-0313)
         c2s, dtls, http, https, dist = procs.free_ports(5)
         self.ports = {'c2s': c2s, 'directtls': dtls if tls else None, 'http': http,
                       'https': https if tls else None}
@@ -173,10 +173,11 @@ class Prosody(Server):
             'smacks_module': '"smacks";' if self.smacks else '',
             'websocket_module': '"websocket";' if self.websocket else '',
             'mam_module': '"mam";' if self.mam else '',
-            # Rooms keep their archive (mod_muc_mam) and their history.
-            'muc_mam_lines': ('\tmodules_enabled = { "muc_mam" }\n'
-                              '\tmuc_log_by_default = true\n\tmuc_log_all_rooms = true'
-                              if self.mam else ''),
+            'mam_config': ('default_archive_policy = true\narchive_expires_after = "never"'
+                           if self.mam else ''),
+            'muc_config': ('modules_enabled = { "muc_mam" }\nmuc_log_by_default = true\n'
+                           'muc_log_all_rooms = true\nmuc_log_expires_after = "never"'
+                           if self.mam else ''),
         }
         cfg = _fill('prosody.cfg.lua', dir=d, domain=self.domain,
                     loglevel='debug' if self.debug else 'info',

@@ -470,7 +470,7 @@ static int daemon_init(xpb_daemon *d, xpb_loop *loop, const xpb_config *cfg, cha
     int rc = state_open(d, cfg, err, errlen);
     if (rc) return rc;
     rc = bus_start(d, cfg, err, errlen);
-    if (!rc) rc = catchup_init(d, cfg);
+    if (!rc && (rc = catchup_init(d, cfg)) != 0) snprintf(err, errlen, "catch-up: out of memory");
     if (rc) return rc;
     d->ctr.bus_up = 1;
     for (size_t i = 0; i < cfg->n_accounts; i++) {

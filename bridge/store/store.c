@@ -5,9 +5,11 @@
 #include "store_internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -162,6 +164,41 @@ static int open_db(xpb_store *s, const xpb_store_config *cfg, char *err, size_t 
     return rc;
 }
 
+/* One bridge per state directory: an exclusive flock(2) on DIR/xpbridge.lock,
+ * held for the store's life (the kernel drops it when the process dies, so
+ * a kill -9 leaves no stale lock). The file holds the holder's pid so the
+ * refusal can name it. */
+static int take_lock(xpb_store *s, const char *dir, char *err, size_t errlen)
+{
+    char path[4096 + 32];
+    snprintf(path, sizeof path, "%s/%s", dir, XPB_STORE_LOCK_FILE);
+    s->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (s->lock_fd < 0) {
+        snprintf(err, errlen, "state directory %s: lock file %s: %s", dir, path, strerror(errno));
+        return errno == EROFS || errno == EACCES ? XPB_ESTORERO : XPB_ESTORE;
+    }
+    if (flock(s->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        char pid[32] = "";
+        ssize_t n = pread(s->lock_fd, pid, sizeof pid - 1, 0);
+        while (n > 0 && (pid[n - 1] == '\n' || pid[n - 1] == ' ')) n--;
+        pid[n > 0 ? n : 0] = '\0';
+        if (e == EWOULDBLOCK)
+            snprintf(err, errlen,
+                     "state directory %s is in use by another xpbridge (pid %s, lock %s): "
+                     "one state directory serves one bridge",
+                     dir, pid[0] ? pid : "unknown", path);
+        else
+            snprintf(err, errlen, "state directory %s: lock %s: %s", dir, path, strerror(e));
+        return XPB_ESTORELOCKED;
+    }
+    char me[32];
+    int len = snprintf(me, sizeof me, "%ld\n", (long)getpid());
+    if (ftruncate(s->lock_fd, 0) != 0 || pwrite(s->lock_fd, me, (size_t)len, 0) != len)
+        { /* the lock holds; only the pid shown to a second bridge is missing */ }
+    return 0;
+}
+
 int xpb_store_open(xpb_store **out, const xpb_store_config *cfg, char *err, size_t errlen)
 {
     if (!out || !cfg || !cfg->dir) return XPB_EINVAL;
@@ -169,6 +206,12 @@ int xpb_store_open(xpb_store **out, const xpb_store_config *cfg, char *err, size
     if (rc) return rc;
     xpb_store *s = calloc(1, sizeof *s);
     if (!s) return XPB_ENOMEM;
+    s->lock_fd = -1;
+    rc = take_lock(s, cfg->dir, err, errlen);
+    if (rc) {
+        xpb_store_close(s);
+        return rc;
+    }
     s->max_bytes = cfg->journal_max_bytes ? cfg->journal_max_bytes : XPB_STORE_DEFAULT_MAX_BYTES;
     s->max_age_s = cfg->journal_max_age_s ? cfg->journal_max_age_s : XPB_STORE_DEFAULT_MAX_AGE_S;
     if ((size_t)snprintf(s->path, sizeof s->path, "%s/%s", cfg->dir, XPB_STORE_FILE) >=
@@ -191,6 +234,7 @@ void xpb_store_close(xpb_store *s)
     if (!s) return;
     for (int i = 0; i < ST_COUNT; i++) sqlite3_finalize(s->st[i]);
     sqlite3_close(s->db);
+    if (s->lock_fd >= 0) close(s->lock_fd); /* drops the flock */
     free(s);
 }
 

@@ -32,6 +32,7 @@ enum store_stmt {
 
 struct xpb_store {
     sqlite3 *db;
+    int lock_fd; /* DIR/xpbridge.lock, flock(LOCK_EX) while open; -1 none */
     sqlite3_stmt *st[ST_COUNT];
     char path[4096];
     char journal_id[XPB_STORE_JOURNAL_ID_LEN + 1];

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #define XPB_STORE_FILE "xpbridge.db"
+#define XPB_STORE_LOCK_FILE "xpbridge.lock" /* flock(2): one bridge per state directory */
 #define XPB_STORE_SCHEMA_VERSION 1
 #define XPB_STORE_DEFAULT_MAX_BYTES (1024ull * 1024u * 1024u) /* journal retention: 1 GiB */
 #define XPB_STORE_DEFAULT_MAX_AGE_S (7u * 24u * 3600u)        /* journal retention: 7 days */
@@ -29,8 +30,11 @@ typedef struct xpb_store_config {
 
 typedef struct xpb_store xpb_store;
 
-/* Opens (creating) DIR/xpbridge.db. XPB_ESTORERO, XPB_ESTOREFULL or XPB_ESTORE
- * with err naming the directory and SQLite's reason. */
+/* Takes an exclusive flock on DIR/xpbridge.lock (held until xpb_store_close),
+ * then opens (creating) DIR/xpbridge.db. XPB_ESTORELOCKED when another
+ * process holds the lock (err names the directory and that process's pid);
+ * XPB_ESTORERO, XPB_ESTOREFULL or XPB_ESTORE with err naming the directory
+ * and SQLite's reason. */
 int xpb_store_open(xpb_store **out, const xpb_store_config *cfg, char *err, size_t errlen);
 void xpb_store_close(xpb_store *s); /* NULL is fine */
 /* Random, made when the journal was created: a subscriber tells "the bridge

@@ -20,9 +20,10 @@ static int is_jid_error(int rc)
     return rc == XPB_EJID || (rc <= XPB_EJIDEMPTY && rc >= XPB_EJIDRESOURCE);
 }
 
-/* Send st for request req; on failure answer req and return non-zero. */
-static int send_for(struct account *a, xpb_bus_request *req, xpb_stanza *st, uint64_t *h,
-                    char *idbuf, size_t idlen)
+/* Send st for request req (kept in the outbox first, sends.c); on failure
+ * answer req and return non-zero. receipt: SendStanza.receipt. */
+static int send_for(struct account *a, xpb_bus_request *req, xpb_stanza *st, int receipt,
+                    uint64_t *h, char *idbuf, size_t idlen)
 {
     xpb_daemon *d = a->d;
     char cerr[256] = "";
@@ -34,9 +35,22 @@ static int send_for(struct account *a, xpb_bus_request *req, xpb_stanza *st, uin
         return rc;
     }
     xpb_session *s = session_of(a);
+    if (!s || xpb_session_get_state(s) == XPB_SS_STOPPED ||
+        xpb_session_get_state(s) == XPB_SS_CLOSING) {
+        xpb_bus_reply_error(req, XPB__V1__ERROR_CODE__ERR_NOT_CONNECTED,
+                            "session %s is stopped or closing (close it and open it again)",
+                            a->name);
+        return XPB_ENOTCONN;
+    }
+    struct send_prep prep;
+    rc = sends_accept(a, req, st, receipt, &prep);
+    if (rc != 0) {
+        sends_prep_free(&prep);
+        return rc;
+    }
     a->in_send = 1;
-    a->early_set = 0;
-    rc = s ? xpb_session_send(s, st, h) : XPB_ENOTCONN;
+    a->early_set = a->early_sent = 0;
+    rc = xpb_session_send(s, st, h);
     a->in_send = 0;
     if (rc == XPB_EQUEUEFULL) {
         int online = xpb_session_get_state(s) == XPB_SS_ONLINE;
@@ -54,15 +68,14 @@ static int send_for(struct account *a, xpb_bus_request *req, xpb_stanza *st, uin
                                                : XPB__V1__ERROR_CODE__ERR_INVALID_RECORD,
                             "%s", xpb_strerror(rc));
     }
-    if (rc != 0) return rc;
-    snprintf(idbuf, idlen, "%s", xpb_session_last_id(s));
-    track_handle(a, *h, xpb_bus_request_id(req), idbuf);
-    if (a->early_set && a->early_handle == *h) { /* acked inside the send: report it now */
-        xpb_session_event sev = {.kind = a->early_kind, .handle = *h,
-                                 .reason = a->early_reason[0] ? a->early_reason : NULL};
-        a->early_set = 0;
-        publish_delivery(a, &sev);
+    if (rc != 0) {
+        sends_abort(a, &prep);
+        sends_prep_free(&prep);
+        return rc;
     }
+    snprintf(idbuf, idlen, "%s", xpb_session_last_id(s));
+    sends_track(a, *h, xpb_bus_request_id(req), st, &prep);
+    sends_prep_free(&prep);
     d->ctr.stanzas[XPB_DIR_OUT][kind_index(st->kind)]++;
     d->ctr.bytes_record[XPB_DIR_OUT] += xpb_pack_plan_measure(d->plan, &st->base);
     d->ctr.bytes_xml[XPB_DIR_OUT] += xpb_session_last_bytes(s); /* as the session queued it */
@@ -103,7 +116,8 @@ static void req_send(struct account *a, xpb_bus_request *req, const Xpb__V1__Sen
     char uuid[37], id[XPB_SESSION_ID_MAX + 8];
     expand_id_uuid(&st, uuid);
     uint64_t h;
-    if (send_for(a, req, &st, &h, id, sizeof id) == 0) reply_sent(a, req, id);
+    if (send_for(a, req, &st, op->has_receipt && op->receipt, &h, id, sizeof id) == 0)
+        reply_sent(a, req, id);
 }
 
 static void req_iq(struct account *a, xpb_bus_request *req, const Xpb__V1__SendIq *op)
@@ -119,7 +133,7 @@ static void req_iq(struct account *a, xpb_bus_request *req, const Xpb__V1__SendI
     unsigned ms = op->has_timeout_ms && op->timeout_ms ? op->timeout_ms : 10000u;
     if (ms > XPB_DAEMON_MAX_IQ_TIMEOUT_MS) ms = XPB_DAEMON_MAX_IQ_TIMEOUT_MS;
     uint64_t h;
-    if (send_for(a, req, &st, &h, id, sizeof id) != 0) return;
+    if (send_for(a, req, &st, 0, &h, id, sizeof id) != 0) return;
     struct pending_iq *p = pending_add(a, IQ_USER, id, st.to, req, ms);
     const char *qid;
     /* XEP-0313 §5: its results are trusted only with this queryid, from st.to. */
@@ -142,7 +156,7 @@ static void req_roster(struct account *a, xpb_bus_request *req)
     snprintf(id, sizeof id, "xpb-roster-%" PRIu64, ++a->d->iq_counter);
     st.id = id;
     uint64_t h;
-    if (send_for(a, req, &st, &h, sent, sizeof sent) != 0) return;
+    if (send_for(a, req, &st, 0, &h, sent, sizeof sent) != 0) return;
     if (!pending_add(a, IQ_ROSTER, sent, NULL, req, 10000u))
         xpb_bus_reply_error(req, XPB__V1__ERROR_CODE__ERR_INTERNAL, "out of memory");
 }
@@ -220,7 +234,7 @@ static void req_presence(struct account *a, xpb_bus_request *req, const Xpb__V1_
     st.priority = op->priority;
     char id[XPB_SESSION_ID_MAX + 8];
     uint64_t h;
-    if (send_for(a, req, &st, &h, id, sizeof id) != 0) return;
+    if (send_for(a, req, &st, 0, &h, id, sizeof id) != 0) return;
     if (!op->to && !st.has_type) remember_presence(a, &st, op->status);
     reply_sent(a, req, id);
 }
@@ -257,7 +271,7 @@ static void req_join(struct account *a, xpb_bus_request *req, const Xpb__V1__Joi
     char to[3 * 1024 + 8], id[XPB_SESSION_ID_MAX + 8];
     join_stanza(r, &st, &mj, &mh, to, sizeof to);
     uint64_t h;
-    if (send_for(a, req, &st, &h, id, sizeof id) == 0) {
+    if (send_for(a, req, &st, 0, &h, id, sizeof id) == 0) {
         xpb_log(XPB_LOG_INFO, "session %s: joining %s as %s", a->name, r->room, r->nick);
         reply_sent(a, req, id);
     }

@@ -48,6 +48,7 @@ static int setup(void **state)
     xpb_config cfg;
     xpb_config_init(&cfg);
     cfg.allow_inline_credentials = 1; /* open may carry a password (bus.allow_inline_credentials) */
+    cfg.state_dir = strdup("none"); /* never the user's default state directory */
     char err[512] = "";
     int rc = xpb_daemon_new(&f->d, f->loop, &cfg, err, sizeof err);
     xpb_config_clear(&cfg);

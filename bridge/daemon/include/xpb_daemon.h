@@ -24,6 +24,9 @@
 #define XPB_DAEMON_MAX_PASSWORD 4096u       /* bytes of a password file */
 #define XPB_DAEMON_MAX_IQ_TIMEOUT_MS 600000u
 #define XPB_DAEMON_REQUEST_SLACK (64u * 1024u) /* request bytes beyond 2 x max_stanza_bytes */
+/* XEP-0184: messages sent with a receipt request whose <received/> is awaited,
+ * per account; past it the oldest wait is dropped (it never gets RECEIVED). */
+#define XPB_DAEMON_RECEIPTS_MAX 10000u
 
 /* ---- the daemon --------------------------------------------------------------- */
 typedef struct xpb_daemon xpb_daemon;
@@ -72,6 +75,12 @@ typedef struct xpb_daemon_counters {
     xpb_journal_stats journal;      /* kept now, appended, trimmed, replays served */
     xpb_bus_journal_stats journal_bus; /* group commits and append errors */
     uint64_t journal_max_bytes, journal_max_age_s;
+    /* durable sends (docs/durability.md, "Sends"): written to the outbox,
+     * sent again after a restart, refused because the state directory was
+     * full or read-only; outbox: sends kept now, waiting for the server's ack */
+    uint64_t sends_persisted, sends_resent, storage_refusals, outbox_errors;
+    uint64_t outbox;
+    uint64_t receipts_received, receipts_spoofed; /* XEP-0184 <received/> matched / refused */
 } xpb_daemon_counters;
 void xpb_daemon_get_counters(xpb_daemon *d, xpb_daemon_counters *out);
 void xpb_daemon_get_bus_stats(xpb_daemon *d, xpb_bus_stats *out);

@@ -68,6 +68,8 @@ class Bridge:
         if roster:
             self.argv.append('--roster')
         self.argv += list(extra)
+        if '--state-dir' not in self.argv:  # as before the default state directory
+            self.argv += ['--state-dir', 'none']
         self.proc = None
         self.returncode = None
 

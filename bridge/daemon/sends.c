@@ -316,6 +316,7 @@ void sends_on_sm(struct account *a)
                            .saved_us = (int64_t)time(NULL) * 1000000};
         snprintf(st.id, sizeof st.id, "%s", sm.id);
         snprintf(st.location, sizeof st.location, "%s", sm.location);
+        snprintf(st.jid, sizeof st.jid, "%s", sm.jid);
         rc = xpb_store_sm_save(d->store, a->name, &st, err, sizeof err);
     } else {
         rc = xpb_store_sm_clear(d->store, a->name, err, sizeof err);
@@ -345,6 +346,7 @@ int sends_load_sm(struct account *a, xpb_session_sm *out)
     snprintf(out->location, sizeof out->location, "%s", st.location);
     out->h_in = st.h_in;
     out->h_acked = st.h_out;
+    snprintf(out->jid, sizeof out->jid, "%s", st.jid);
     xpb_log(XPB_LOG_INFO, "session %s: stream management state kept (h %" PRIu32 "): trying to "
                           "resume the stream",
             a->name, st.h_in);

@@ -110,6 +110,10 @@ void session_import_sm(xpb_session *s, const xpb_session_sm *st)
     s->h_in = st->h_in;
     s->last_acked = st->h_acked;
     s->sm_imported = 1;
+    if (st->jid[0]) {
+        free(s->bound_jid);
+        s->bound_jid = session_dup_str(st->jid);
+    }
 }
 
 int xpb_session_get_sm(const xpb_session *s, xpb_session_sm *out)
@@ -120,6 +124,7 @@ int xpb_session_get_sm(const xpb_session *s, xpb_session_sm *out)
     snprintf(out->location, sizeof out->location, "%s", s->sm_location);
     out->h_in = s->h_in;
     out->h_acked = s->last_acked;
+    snprintf(out->jid, sizeof out->jid, "%s", s->bound_jid ? s->bound_jid : "");
     return 0;
 }
 

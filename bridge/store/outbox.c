@@ -88,6 +88,7 @@ int xpb_store_sm_save(xpb_store *s, const char *account, const xpb_sm_state *st,
     sqlite3_bind_int64(q, 4, st->h_in);
     sqlite3_bind_int64(q, 5, st->h_out);
     sqlite3_bind_int64(q, 6, st->saved_us);
+    sqlite3_bind_text(q, 7, st->jid, -1, SQLITE_STATIC);
     return step_done(s, q, "stream management state", err, errlen);
 }
 
@@ -109,6 +110,7 @@ int xpb_store_sm_load(xpb_store *s, const char *account, xpb_sm_state *st, char 
         st->h_in = (uint32_t)sqlite3_column_int64(q, 2);
         st->h_out = (uint32_t)sqlite3_column_int64(q, 3);
         st->saved_us = sqlite3_column_int64(q, 4);
+        copy_text(st->jid, sizeof st->jid, sqlite3_column_text(q, 5));
     }
     sqlite3_reset(q);
     if (rc == SQLITE_ROW) return 0;

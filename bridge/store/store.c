@@ -15,6 +15,9 @@
 
 #include "xpb_error.h"
 
+#define XPB_STR_(x) #x
+#define XPB_STR(x) XPB_STR_(x)
+
 static const char *const SQL[ST_COUNT] = {
     [ST_J_APPEND] = "INSERT INTO journal(seq, time_us, topic, record) VALUES (?1, ?2, ?3, ?4)",
     [ST_J_READ] = "SELECT seq, time_us, topic, record FROM journal WHERE seq >= ?1 "
@@ -32,9 +35,9 @@ static const char *const SQL[ST_COUNT] = {
     [ST_O_EACH] = "SELECT id, stanza_id, request_id, xml FROM outbox WHERE account = ?1 "
                   "ORDER BY id",
     [ST_O_COUNT] = "SELECT count(*) FROM outbox WHERE account = ?1",
-    [ST_SM_SAVE] = "INSERT OR REPLACE INTO sm(account, sm_id, location, h_in, h_out, saved_us) "
-                   "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    [ST_SM_LOAD] = "SELECT sm_id, location, h_in, h_out, saved_us FROM sm WHERE account = ?1",
+    [ST_SM_SAVE] = "INSERT OR REPLACE INTO sm(account, sm_id, location, h_in, h_out, saved_us, "
+                   "jid) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [ST_SM_LOAD] = "SELECT sm_id, location, h_in, h_out, saved_us, jid FROM sm WHERE account = ?1",
     [ST_SM_CLEAR] = "DELETE FROM sm WHERE account = ?1",
     [ST_M_GET] = "SELECT stanza_id FROM marker WHERE account = ?1 AND archive = ?2",
     [ST_M_SET] = "INSERT OR REPLACE INTO marker(account, archive, stanza_id) VALUES (?1, ?2, ?3)",
@@ -53,7 +56,7 @@ static const char SCHEMA[] =
     " stanza_id TEXT, request_id TEXT, xml BLOB NOT NULL, PRIMARY KEY(account, id)) STRICT;"
     "CREATE TABLE IF NOT EXISTS sm(account TEXT PRIMARY KEY, sm_id TEXT NOT NULL,"
     " location TEXT NOT NULL, h_in INTEGER NOT NULL, h_out INTEGER NOT NULL,"
-    " saved_us INTEGER NOT NULL) STRICT;"
+    " saved_us INTEGER NOT NULL, jid TEXT NOT NULL DEFAULT '') STRICT;"
     "CREATE TABLE IF NOT EXISTS marker(account TEXT NOT NULL, archive TEXT NOT NULL,"
     " stanza_id TEXT NOT NULL, PRIMARY KEY(account, archive)) STRICT;"
     "CREATE TABLE IF NOT EXISTS seen(account TEXT NOT NULL, archive TEXT NOT NULL,"
@@ -139,6 +142,30 @@ static int make_journal_id(xpb_store *s, char *err, size_t errlen)
     return store_exec(s, sql, "journal id", err, errlen);
 }
 
+static int user_version(xpb_store *s)
+{
+    sqlite3_stmt *q;
+    if (sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &q, NULL)) return -1;
+    int v = sqlite3_step(q) == SQLITE_ROW ? sqlite3_column_int(q, 0) : -1;
+    sqlite3_finalize(q);
+    return v;
+}
+
+/* Version 2: the sm table keeps the bound full JID (a resumed stream has
+ * no bind to tell it). A fresh database already has it (SCHEMA). */
+static int migrate(xpb_store *s, char *err, size_t errlen)
+{
+    int v = user_version(s);
+    int rc = 0;
+    if (v == 1)
+        rc = store_exec(s, "ALTER TABLE sm ADD COLUMN jid TEXT NOT NULL DEFAULT ''", "schema",
+                        err, errlen);
+    if (!rc && v != XPB_STORE_SCHEMA_VERSION)
+        rc = store_exec(s, "PRAGMA user_version=" XPB_STR(XPB_STORE_SCHEMA_VERSION), "schema",
+                        err, errlen);
+    return rc;
+}
+
 static int open_db(xpb_store *s, const xpb_store_config *cfg, char *err, size_t errlen)
 {
     int rc = sqlite3_open_v2(s->path, &s->db,
@@ -158,7 +185,7 @@ static int open_db(xpb_store *s, const xpb_store_config *cfg, char *err, size_t 
         rc = store_exec(s, sql, "open", err, errlen);
     }
     if (!rc) rc = store_exec(s, SCHEMA, "schema", err, errlen);
-    if (!rc) rc = store_exec(s, "PRAGMA user_version=1", "schema", err, errlen);
+    if (!rc) rc = migrate(s, err, errlen);
     if (!rc) rc = make_journal_id(s, err, errlen);
     if (!rc) rc = store_journal_load(s, err, errlen);
     return rc;

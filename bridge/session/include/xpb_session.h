@@ -77,6 +77,7 @@ typedef struct xpb_session_sm {
     char location[256]; /* <enabled location=''/>, "" when none (kept, not used to connect) */
     uint32_t h_in;      /* stanzas handled, as our last <a h=''/> (or <resume h=''/>) says */
     uint32_t h_acked;   /* our stanzas the server acknowledged */
+    char jid[3072];     /* the bound full JID: <resumed/> does not repeat it */
 } xpb_session_sm;
 
 typedef struct xpb_session_config {

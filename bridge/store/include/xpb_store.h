@@ -14,7 +14,7 @@
 
 #define XPB_STORE_FILE "xpbridge.db"
 #define XPB_STORE_LOCK_FILE "xpbridge.lock" /* flock(2): one bridge per state directory */
-#define XPB_STORE_SCHEMA_VERSION 1
+#define XPB_STORE_SCHEMA_VERSION 2 /* 2: sm.jid */
 #define XPB_STORE_DEFAULT_MAX_BYTES (1024ull * 1024u * 1024u) /* journal retention: 1 GiB */
 #define XPB_STORE_DEFAULT_MAX_AGE_S (7u * 24u * 3600u)        /* journal retention: 7 days */
 #define XPB_STORE_JOURNAL_ID_LEN 32                           /* hex characters */
@@ -102,6 +102,7 @@ typedef struct xpb_sm_state {
     char location[256]; /* <enabled location=.../>, "" when none */
     uint32_t h_in, h_out;
     int64_t saved_us;
+    char jid[3072]; /* the stream's bound full JID (RFC 7622 §3.1: at most 3071 bytes) */
 } xpb_sm_state;
 
 int xpb_store_sm_save(xpb_store *s, const char *account, const xpb_sm_state *st, char *err,

@@ -17,8 +17,9 @@ import sys
 import threading
 import time
 import unittest
+import urllib.request
 
-from xpbtest import env
+from xpbtest import env, procs
 from xpbtest.bridge import Bridge, RichPerson, xpbctl_path, xpbridge_path
 from xpbtest.certs import DOMAIN
 from xpbtest.servers import Prosody
@@ -70,9 +71,17 @@ class Sends(unittest.TestCase):
 
     def new_bridge(self, state, workdir):
         b = Bridge(workdir, BOT, 'bot-pw', '127.0.0.1', self.srv.ports['c2s'], env.pki().ca,
-                   extra=('--state-dir', state))
+                   extra=('--state-dir', state, '--metrics',
+                          f'127.0.0.1:{procs.free_ports(1)[0]}'))
+        b.metrics_addr = b.argv[b.argv.index('--metrics', b.argv.index('--state-dir')) + 1]
         self.addCleanup(b.stop)
         return b
+
+    def metrics(self, b):
+        text = urllib.request.urlopen(f'http://{b.metrics_addr}/metrics', timeout=10).read()
+        return {k: int(v) for k, v in (line.split(' ', 1) for line in text.decode().splitlines()
+                                       if line.startswith(('xpb_sends', 'xpb_outbox',
+                                                           'xpb_storage', 'xpb_receipts')))}
 
     def client(self, b):
         c = self.xpb.Bridge(b.events, b.requests, timeout=10)
@@ -149,10 +158,13 @@ class Sends(unittest.TestCase):
         # Half of them at least were sent while the server did not read: the
         # outbox had them, and the restart sent them again.
         self.assertGreaterEqual(in_flight, N_KILL // 2 - 10)
+        m = self.metrics(b2)
+        self.assertEqual(m['xpb_sends_resent_total'], in_flight)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and not self._outbox_empty(c, b2):
             time.sleep(0.5)
         self.assertTrue(self._outbox_empty(c, b2))
+        self.assertEqual(self.metrics(b2)['xpb_outbox_sends'], 0)
 
     def wait_up(self, b, timeout=30):
         """Online again: resumed (XEP-0198) or bound afresh."""
@@ -214,6 +226,7 @@ class Sends(unittest.TestCase):
         self.assertEqual(refused.name, 'ERR_STORAGE')
         self.assertIn(state, refused.text)
         self.assertIn('state directory full', refused.text)
+        self.assertGreaterEqual(self.metrics(b)['xpb_storage_refusals_total'], 1)
         # Inbound stanzas still reach a subscriber.
         t = b.tail('--kind', 'message', '--account', BOT)
         self.addCleanup(lambda: t.proc.kill())

@@ -329,7 +329,10 @@ static void on_session_event(void *ud, xpb_loop_session *ls, const xpb_session_e
     switch (ev->kind) {
     case XPB_SE_STATE: on_state(a, ev); break;
     case XPB_SE_ONLINE: on_online(a, ev); break;
-    case XPB_SE_STANZA: on_stanza(a, ev->stanza, ev->stanza_bytes); break;
+    case XPB_SE_STANZA:
+        on_stanza(a, ev->stanza, ev->stanza_bytes);
+        sends_on_inbound(a);
+        break;
     case XPB_SE_SENT:
     case XPB_SE_ACKED:
     case XPB_SE_FAILED: publish_delivery(a, ev); break;
@@ -542,6 +545,7 @@ void xpb_daemon_free(xpb_daemon *d)
         account_free(a);
     }
     if (d->loop) xpb_loop_set_handlers(d->loop, NULL, NULL, NULL); /* the loop outlives us */
+    sends_free(d);
     xpb_timer_free(d->reap_timer);
     xpb_timer_free(d->ping_timer);
     xpb_timer_free(d->shutdown_timer);

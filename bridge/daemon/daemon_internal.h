@@ -103,6 +103,7 @@ struct account {
     uint64_t outbox_n;     /* sends kept in the outbox now */
     struct receipt_wait *receipts; /* newest first, at most XPB_DAEMON_RECEIPTS_MAX */
     unsigned n_receipts;
+    int sm_dirty; /* stanzas received since the XEP-0198 state was last kept */
 };
 
 struct xpb_daemon {
@@ -110,6 +111,8 @@ struct xpb_daemon {
     xpb_bus *bus;
     xpb_store *store; /* the state directory's database, or NULL */
     char state_dir[4096]; /* its directory, for errors */
+    xpb_timer *sm_timer;  /* keeps the XEP-0198 state of accounts with sm_dirty (sends.c) */
+    int sm_timer_armed;
     uint64_t journal_max_bytes, journal_max_age_s; /* its retention in force */
     struct account *accounts;
     struct pending_iq *iqs;
@@ -210,6 +213,9 @@ void sends_prep_free(struct send_prep *p);
 /* Session events: SENT, ACKED, FAILED (Delivery), SM (state kept). */
 void publish_delivery(struct account *a, const xpb_session_event *sev);
 void sends_on_sm(struct account *a);
+/* A stanza was received: its h is kept within XPB_DAEMON_SM_SAVE_MS. */
+void sends_on_inbound(struct account *a);
+void sends_free(xpb_daemon *d);
 void sends_on_stopped(struct account *a);
 /* An inbound message: a XEP-0184 <received/> from the addressee is RECEIVED. */
 void sends_on_receipt(struct account *a, const xpb_stanza *st);

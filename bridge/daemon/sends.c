@@ -303,7 +303,7 @@ void sends_on_receipt(struct account *a, const xpb_stanza *st)
 
 /* ---- XEP-0198 state ------------------------------------------------------------------ */
 
-void sends_on_sm(struct account *a)
+static void save_sm(struct account *a)
 {
     xpb_daemon *d = a->d;
     xpb_session *s = session_of(a);
@@ -311,6 +311,7 @@ void sends_on_sm(struct account *a)
     xpb_session_sm sm;
     char err[768];
     int rc;
+    a->sm_dirty = 0;
     if (xpb_session_get_sm(s, &sm) == 0) {
         xpb_sm_state st = {.h_in = sm.h_in, .h_out = sm.h_acked,
                            .saved_us = (int64_t)time(NULL) * 1000000};
@@ -318,10 +319,49 @@ void sends_on_sm(struct account *a)
         snprintf(st.location, sizeof st.location, "%s", sm.location);
         snprintf(st.jid, sizeof st.jid, "%s", sm.jid);
         rc = xpb_store_sm_save(d->store, a->name, &st, err, sizeof err);
+        if (!rc)
+            xpb_log(XPB_LOG_DEBUG, "session %s: XEP-0198 state kept (h %" PRIu32 ", acked %" PRIu32
+                                   ")", a->name, sm.h_in, sm.h_acked);
     } else {
         rc = xpb_store_sm_clear(d->store, a->name, err, sizeof err);
     }
     if (rc) xpb_log(XPB_LOG_WARN, "session %s: %s", a->name, err);
+}
+
+/* Before the kept h counts a received stanza, its event must be in the
+ * journal: the bus is flushed first (a group commit), so a crash after the
+ * save loses nothing the server will not send again. */
+void sends_on_sm(struct account *a)
+{
+    if (!a->d->store) return;
+    if (a->d->bus) xpb_bus_flush(a->d->bus);
+    save_sm(a);
+}
+
+static void on_sm_timer(void *arg)
+{
+    xpb_daemon *d = arg;
+    d->sm_timer_armed = 0;
+    if (d->bus) xpb_bus_flush(d->bus);
+    for (struct account *a = d->accounts; a; a = a->next)
+        if (a->sm_dirty && !a->dead) save_sm(a);
+}
+
+void sends_on_inbound(struct account *a)
+{
+    xpb_daemon *d = a->d;
+    if (!d->store || !a->cfg.stream_management || a->sm_dirty) return;
+    a->sm_dirty = 1;
+    if (d->sm_timer_armed) return; /* never pushed back: saved within the bound */
+    if (!d->sm_timer && xpb_timer_new(d->loop, on_sm_timer, d, &d->sm_timer) != 0) return;
+    d->sm_timer_armed = 1;
+    xpb_timer_start(d->sm_timer, XPB_DAEMON_SM_SAVE_MS);
+}
+
+void sends_free(xpb_daemon *d)
+{
+    xpb_timer_free(d->sm_timer);
+    d->sm_timer = NULL;
 }
 
 /* The stream was closed (by us or for good): nothing left to resume. */

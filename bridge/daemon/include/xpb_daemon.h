@@ -27,6 +27,9 @@
 /* XEP-0184: messages sent with a receipt request whose <received/> is awaited,
  * per account; past it the oldest wait is dropped (it never gets RECEIVED). */
 #define XPB_DAEMON_RECEIPTS_MAX 10000u
+/* XEP-0198 h of received stanzas is kept at most this long after them, so a
+ * resumed stream after a crash redelivers only what came in that window. */
+#define XPB_DAEMON_SM_SAVE_MS 10u
 
 /* ---- the daemon --------------------------------------------------------------- */
 typedef struct xpb_daemon xpb_daemon;

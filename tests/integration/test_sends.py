@@ -198,6 +198,17 @@ class Sends(unittest.TestCase):
         c2.send(BOT, to=ALICE, body='after-resume')
         self.assertTrue(self.alice.wait_messages(1, body_prefix='after-resume'))
 
+    def test_second_bridge_on_the_same_dir_refused(self):
+        work = env.scratch('bridge')
+        state = os.path.join(work, 'state')
+        b = self.new_bridge(state, work)
+        b.start()
+        r = subprocess.run(b.argv, capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 1, r)
+        self.assertIn(f'state directory {state} is in use by another xpbridge (pid {b.proc.pid},',
+                      r.stderr)
+        self.assertTrue(b.alive())
+
     def test_full_state_dir_refuses_sends_but_relays(self):
         if os.geteuid() != 0:
             self.skipTest('needs root to mount a small tmpfs')

@@ -485,6 +485,7 @@ int xpb_daemon_new(xpb_daemon **out, xpb_loop *loop, const xpb_config *cfg, char
 void finish_shutdown(xpb_daemon *d)
 {
     xpb_timer_stop(d->shutdown_timer);
+    sends_flush(d); /* the group commit's sends: answered while the bus is there */
     while (d->iqs) pending_free(d, d->iqs); /* xpb_bus_free answers their requests */
     for (struct account *a = d->accounts; a; a = a->next)
         while (a->closers) {
@@ -530,6 +531,7 @@ void xpb_daemon_shutdown(xpb_daemon *d)
 void xpb_daemon_free(xpb_daemon *d)
 {
     if (!d) return;
+    sends_flush(d);
     while (d->iqs) pending_free(d, d->iqs);
     if (d->bus) xpb_bus_free(d->bus);
     d->bus = NULL;

@@ -36,6 +36,7 @@ struct handle_ent {
     int resent;            /* sent again after a restart (Delivery.resent) */
     uint8_t *record;       /* a message: its packed record, for ACKED's Delivery.stanza */
     size_t record_len;
+    int received;          /* its XEP-0184 receipt came before the server's ack */
 };
 
 /* A message sent with SendStanza.receipt, waiting for the peer's XEP-0184
@@ -113,6 +114,13 @@ struct xpb_daemon {
     char state_dir[4096]; /* its directory, for errors */
     xpb_timer *sm_timer;  /* keeps the XEP-0198 state of accounts with sm_dirty (sends.c) */
     int sm_timer_armed;
+    /* Group commit (sends.c): sends whose outbox row is in the open batch,
+     * sent and answered by commit_timer once the batch is on disk. */
+    struct deferred *deferred, **deferred_tail;
+    xpb_timer *commit_timer;
+    int commit_armed;
+    char commit_err[768]; /* the last failed commit's reason */
+    xpb_arena *send_arena;
     uint64_t journal_max_bytes, journal_max_age_s; /* its retention in force */
     struct account *accounts;
     struct pending_iq *iqs;
@@ -198,11 +206,22 @@ struct send_prep {
     uint64_t outbox_id;
     int receipt;
 };
+#define SEND_RECEIPT 1u  /* SendStanza.receipt */
+#define SEND_BATCH 2u    /* may wait for the group commit: sends.c answers it */
+#define SENDS_DEFERRED 1 /* sends_accept: kept for the group commit; answered later */
 /* Gives st an id (and a message an origin-id equal to it, XEP-0359), adds
  * the receipt request, and keeps it in the outbox before the request is
- * answered. 0, or req is answered (ERR_STORAGE naming the directory). */
-int sends_accept(struct account *a, xpb_bus_request *req, xpb_stanza *st, int receipt,
+ * answered. 0; SENDS_DEFERRED (SEND_BATCH: its row joined the open batch,
+ * and sends.c sends and answers it once that is on disk); or req is
+ * answered (ERR_STORAGE naming the directory) and an error returned. */
+int sends_accept(struct account *a, xpb_bus_request *req, xpb_stanza *st, unsigned flags,
                  struct send_prep *p);
+/* The answer to a refused xpb_session_send. */
+void reply_send_error(struct account *a, xpb_bus_request *req, int rc);
+void reply_sent(struct account *a, xpb_bus_request *req, const char *id);
+/* Commits the open batch and sends and answers what it held (before the bus
+ * goes away). */
+void sends_flush(xpb_daemon *d);
 /* The session refused it: forget its outbox row. */
 void sends_abort(struct account *a, struct send_prep *p);
 /* The session took it as handle h: track it, publish QUEUED, then what the

@@ -21,8 +21,9 @@ static int is_jid_error(int rc)
 }
 
 /* Send st for request req (kept in the outbox first, sends.c); on failure
- * answer req and return non-zero. receipt: SendStanza.receipt. */
-static int send_for(struct account *a, xpb_bus_request *req, xpb_stanza *st, int receipt,
+ * answer req and return non-zero. flags: SEND_RECEIPT, SEND_BATCH (then
+ * SENDS_DEFERRED means sends.c sends and answers it after the group commit). */
+static int send_for(struct account *a, xpb_bus_request *req, xpb_stanza *st, unsigned flags,
                     uint64_t *h, char *idbuf, size_t idlen)
 {
     xpb_daemon *d = a->d;
@@ -37,13 +38,11 @@ static int send_for(struct account *a, xpb_bus_request *req, xpb_stanza *st, int
     xpb_session *s = session_of(a);
     if (!s || xpb_session_get_state(s) == XPB_SS_STOPPED ||
         xpb_session_get_state(s) == XPB_SS_CLOSING) {
-        xpb_bus_reply_error(req, XPB__V1__ERROR_CODE__ERR_NOT_CONNECTED,
-                            "session %s is stopped or closing (close it and open it again)",
-                            a->name);
+        reply_send_error(a, req, XPB_ENOTCONN);
         return XPB_ENOTCONN;
     }
     struct send_prep prep;
-    rc = sends_accept(a, req, st, receipt, &prep);
+    rc = sends_accept(a, req, st, flags, &prep);
     if (rc != 0) {
         sends_prep_free(&prep);
         return rc;
@@ -52,23 +51,8 @@ static int send_for(struct account *a, xpb_bus_request *req, xpb_stanza *st, int
     a->early_set = a->early_sent = 0;
     rc = xpb_session_send(s, st, h);
     a->in_send = 0;
-    if (rc == XPB_EQUEUEFULL) {
-        int online = xpb_session_get_state(s) == XPB_SS_ONLINE;
-        xpb_bus_reply_error(req, XPB__V1__ERROR_CODE__ERR_QUEUE_FULL, "queue full (queue_max %u)%s",
-                            d->queue_max,
-                            online ? ": too many stanzas unacknowledged" : " while not connected");
-    } else if (rc == XPB_ENOTCONN) {
-        xpb_bus_reply_error(req, XPB__V1__ERROR_CODE__ERR_NOT_CONNECTED,
-                            "session %s is stopped or closing (close it and open it again)",
-                            a->name);
-    } else if (rc != 0) {
-        xpb_bus_reply_error(req,
-                            is_jid_error(rc) ? XPB__V1__ERROR_CODE__ERR_INVALID_JID
-                            : rc == XPB_ENOMEM ? XPB__V1__ERROR_CODE__ERR_INTERNAL
-                                               : XPB__V1__ERROR_CODE__ERR_INVALID_RECORD,
-                            "%s", xpb_strerror(rc));
-    }
     if (rc != 0) {
+        reply_send_error(a, req, rc);
         sends_abort(a, &prep);
         sends_prep_free(&prep);
         return rc;
@@ -82,7 +66,28 @@ static int send_for(struct account *a, xpb_bus_request *req, xpb_stanza *st, int
     return 0;
 }
 
-static void reply_sent(struct account *a, xpb_bus_request *req, const char *id)
+void reply_send_error(struct account *a, xpb_bus_request *req, int rc)
+{
+    xpb_session *s = session_of(a);
+    if (rc == XPB_EQUEUEFULL) {
+        int online = s && xpb_session_get_state(s) == XPB_SS_ONLINE;
+        xpb_bus_reply_error(req, XPB__V1__ERROR_CODE__ERR_QUEUE_FULL, "queue full (queue_max %u)%s",
+                            a->d->queue_max,
+                            online ? ": too many stanzas unacknowledged" : " while not connected");
+    } else if (rc == XPB_ENOTCONN) {
+        xpb_bus_reply_error(req, XPB__V1__ERROR_CODE__ERR_NOT_CONNECTED,
+                            "session %s is stopped or closing (close it and open it again)",
+                            a->name);
+    } else {
+        xpb_bus_reply_error(req,
+                            is_jid_error(rc) ? XPB__V1__ERROR_CODE__ERR_INVALID_JID
+                            : rc == XPB_ENOMEM ? XPB__V1__ERROR_CODE__ERR_INTERNAL
+                                               : XPB__V1__ERROR_CODE__ERR_INVALID_RECORD,
+                            "%s", xpb_strerror(rc));
+    }
+}
+
+void reply_sent(struct account *a, xpb_bus_request *req, const char *id)
 {
     Xpb__V1__SendResult sr = XPB__V1__SEND_RESULT__INIT;
     sr.stanza_id = (char *)id;
@@ -116,8 +121,8 @@ static void req_send(struct account *a, xpb_bus_request *req, const Xpb__V1__Sen
     char uuid[37], id[XPB_SESSION_ID_MAX + 8];
     expand_id_uuid(&st, uuid);
     uint64_t h;
-    if (send_for(a, req, &st, op->has_receipt && op->receipt, &h, id, sizeof id) == 0)
-        reply_sent(a, req, id);
+    unsigned flags = SEND_BATCH | (op->has_receipt && op->receipt ? SEND_RECEIPT : 0u);
+    if (send_for(a, req, &st, flags, &h, id, sizeof id) == 0) reply_sent(a, req, id);
 }
 
 static void req_iq(struct account *a, xpb_bus_request *req, const Xpb__V1__SendIq *op)

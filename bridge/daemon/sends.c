@@ -72,10 +72,13 @@ static xpb_stanza *acked_stanza(struct account *a, const struct handle_ent *e)
     return st;
 }
 
+static int ensure_batch(xpb_daemon *d);
+
 static void outbox_forget(struct account *a, uint64_t id)
 {
     xpb_daemon *d = a->d;
     if (!id || !d->store) return;
+    ensure_batch(d); /* joins the turn's batch; alone when none can open */
     char err[768];
     if (xpb_store_outbox_done(d->store, a->name, id, err, sizeof err) != 0) {
         d->ctr.outbox_errors++;
@@ -119,6 +122,8 @@ void publish_delivery(struct account *a, const xpb_session_event *sev)
         outbox_forget(a, e->outbox_id);
         publish_outcome(a, XPB__V1__DELIVERY__OUTCOME__OUTCOME_ACKED, e, NULL,
                         acked_stanza(a, e));
+        if (e->received) /* held back so that the states come in their order */
+            publish_outcome(a, XPB__V1__DELIVERY__OUTCOME__OUTCOME_RECEIVED, e, NULL, NULL);
     } else if (a->d->shutting_down && e->outbox_id) {
         /* Not failed for good: kept, and sent again at the next start. */
         char why[400];
@@ -134,9 +139,68 @@ void publish_delivery(struct account *a, const xpb_session_event *sev)
 
 /* ---- accepting a send ------------------------------------------------------------- */
 
-static int persist(struct account *a, xpb_bus_request *req, struct send_prep *p)
+static void refuse_storage(struct account *a, xpb_bus_request *req, const char *err)
+{
+    a->d->ctr.storage_refusals++;
+    xpb_log(XPB_LOG_WARN, "session %s: send refused: %s", a->name, err);
+    if (req)
+        xpb_bus_reply_error(req, XPB__V1__ERROR_CODE__ERR_STORAGE,
+                            "send refused: %s; no new send is accepted until the state "
+                            "directory can be written (received stanzas are still relayed)",
+                            err);
+}
+
+/* ---- group commit ------------------------------------------------------------------
+ * With fsync at every commit a send costs one commit for its row and one for
+ * its removal: a few hundred sends a second. So rows are written in one
+ * transaction per loop turn (xpb_store_batch_*): a send request waits, kept
+ * in d->deferred, until the commit timer (0 ms: after the turn's requests)
+ * has committed them; then each is handed to its session and answered. A
+ * backend never gets OK for a send that is not on disk, and nothing is
+ * written to the server before its row is. Removals join the batch too (a
+ * removal lost to a crash only means a duplicate after the restart). */
+
+struct deferred {
+    struct deferred *next;
+    struct account *a;
+    xpb_bus_request *req;
+    struct send_prep prep; /* owns the record */
+    int rc, committed;     /* the batch's outcome */
+};
+
+static void on_committed(void *ud, int rc, const char *err)
+{
+    xpb_daemon *d = ud;
+    if (rc) snprintf(d->commit_err, sizeof d->commit_err, "%s", err);
+    for (struct deferred *e = d->deferred; e; e = e->next)
+        if (!e->committed) {
+            e->committed = 1;
+            e->rc = rc;
+        }
+}
+
+static void on_commit_timer(void *arg);
+
+/* Opens a batch when none is; its commit runs from the loop, after this turn. */
+static int ensure_batch(xpb_daemon *d)
+{
+    if (!xpb_store_batch_open(d->store)) {
+        char err[768];
+        if (xpb_store_batch_begin(d->store, on_committed, d, err, sizeof err) != 0) return -1;
+    }
+    if (!d->commit_armed) {
+        if (!d->commit_timer && xpb_timer_new(d->loop, on_commit_timer, d, &d->commit_timer))
+            return -1;
+        d->commit_armed = 1;
+        xpb_timer_start(d->commit_timer, 0);
+    }
+    return 0;
+}
+
+static int persist(struct account *a, xpb_bus_request *req, struct send_prep *p, int batch)
 {
     xpb_daemon *d = a->d;
+    if (!batch || ensure_batch(d) != 0) xpb_store_batch_commit(d->store); /* on its own */
     p->outbox_id = ++a->outbox_next;
     xpb_outbox_item it = {.account = a->name, .id = p->outbox_id, .stanza_id = p->id,
                           .request_id = req ? xpb_bus_request_id(req) : NULL,
@@ -144,19 +208,118 @@ static int persist(struct account *a, xpb_bus_request *req, struct send_prep *p)
     char err[768];
     int rc = xpb_store_outbox_put(d->store, &it, err, sizeof err);
     if (rc == 0) {
-        d->ctr.sends_persisted++;
         a->outbox_n++;
+        if (!xpb_store_batch_open(d->store)) d->ctr.sends_persisted++; /* else at commit */
         return 0;
     }
     p->outbox_id = 0;
-    d->ctr.storage_refusals++;
-    xpb_log(XPB_LOG_WARN, "session %s: send refused: %s", a->name, err);
-    if (req)
-        xpb_bus_reply_error(req, XPB__V1__ERROR_CODE__ERR_STORAGE,
-                            "send refused: %s; no new send is accepted until the state "
-                            "directory can be written (received stanzas are still relayed)",
-                            err);
+    refuse_storage(a, req, err);
     return rc;
+}
+
+/* The batch is on disk (or failed): send and answer one deferred request. */
+static void send_deferred(xpb_daemon *d, struct deferred *e)
+{
+    struct account *a = e->a;
+    if (e->rc) {
+        if (a->outbox_n) a->outbox_n--;
+        refuse_storage(a, e->req, d->commit_err);
+        return;
+    }
+    d->ctr.sends_persisted++;
+    xpb_session *s = session_of(a);
+    xpb_stanza *st = NULL;
+    if (!d->send_arena) d->send_arena = xpb_arena_new(0);
+    int rc = d->send_arena ? 0 : XPB_ENOMEM;
+    if (!rc) {
+        xpb_arena_reset(d->send_arena);
+        rc = xpb_stanza_unpack(d->send_arena, (const uint8_t *)e->prep.record.data,
+                               e->prep.record.len, &d->limits, &st, NULL, 0);
+    }
+    uint64_t h = 0;
+    a->in_send = 1;
+    a->early_set = a->early_sent = 0;
+    if (!rc) rc = s ? xpb_session_send(s, st, &h) : XPB_ENOTCONN;
+    a->in_send = 0;
+    if (rc) {
+        reply_send_error(a, e->req, rc);
+        sends_abort(a, &e->prep);
+        return;
+    }
+    d->ctr.stanzas[XPB_DIR_OUT][kind_index(st->kind)]++;
+    d->ctr.bytes_record[XPB_DIR_OUT] += e->prep.record.len;
+    d->ctr.bytes_xml[XPB_DIR_OUT] += xpb_session_last_bytes(s);
+    sends_track(a, h, xpb_bus_request_id(e->req), st, &e->prep);
+    reply_sent(a, e->req, e->prep.id);
+}
+
+static void run_committed(xpb_daemon *d)
+{
+    while (d->deferred && d->deferred->committed) {
+        struct deferred *e = d->deferred;
+        d->deferred = e->next;
+        if (!d->deferred) d->deferred_tail = &d->deferred;
+        send_deferred(d, e);
+        sends_prep_free(&e->prep);
+        free(e);
+    }
+}
+
+static void on_commit_timer(void *arg)
+{
+    xpb_daemon *d = arg;
+    d->commit_armed = 0;
+    if (d->store) xpb_store_batch_commit(d->store);
+    run_committed(d);
+}
+
+void sends_flush(xpb_daemon *d)
+{
+    if (d->store) xpb_store_batch_commit(d->store);
+    run_committed(d);
+}
+
+static int defer(struct account *a, xpb_bus_request *req, struct send_prep *p)
+{
+    xpb_daemon *d = a->d;
+    struct deferred *e = calloc(1, sizeof *e);
+    if (!e) {
+        xpb_store_batch_commit(d->store); /* its row is written: answer at once */
+        return 0;
+    }
+    e->a = a;
+    e->req = req;
+    e->prep = *p; /* the record moves into e */
+    xpb_buf_init(&p->record, 0);
+    if (!d->deferred_tail) d->deferred_tail = &d->deferred;
+    *d->deferred_tail = e;
+    d->deferred_tail = &e->next;
+    return SENDS_DEFERRED;
+}
+
+/* An account going away: its deferred sends are answered now. */
+static void drop_deferred(struct account *a)
+{
+    xpb_daemon *d = a->d;
+    struct deferred **pp = &d->deferred;
+    while (*pp) {
+        struct deferred *e = *pp;
+        if (e->a != a) {
+            pp = &e->next;
+            continue;
+        }
+        *pp = e->next;
+        xpb_bus_reply_error(e->req, XPB__V1__ERROR_CODE__ERR_NOT_CONNECTED,
+                            "session %s was closed before the send went out", a->name);
+        if (d->store && e->prep.outbox_id) {
+            char err[768];
+            xpb_store_outbox_done(d->store, a->name, e->prep.outbox_id, err, sizeof err);
+        }
+        sends_prep_free(&e->prep);
+        free(e);
+    }
+    d->deferred_tail = &d->deferred;
+    while (*d->deferred_tail) d->deferred_tail = &(*d->deferred_tail)->next;
 }
 
 static void want_receipt(struct account *a, const char *id, const char *to, const char *rid)
@@ -184,7 +347,7 @@ static void want_receipt(struct account *a, const char *id, const char *to, cons
     a->n_receipts--;
 }
 
-int sends_accept(struct account *a, xpb_bus_request *req, xpb_stanza *st, int receipt,
+int sends_accept(struct account *a, xpb_bus_request *req, xpb_stanza *st, unsigned flags,
                  struct send_prep *p)
 {
     memset(p, 0, sizeof *p);
@@ -199,7 +362,7 @@ int sends_accept(struct account *a, xpb_bus_request *req, xpb_stanza *st, int re
         /* XEP-0359 §4: a receiver de-duplicates a resent message by it. */
         if (!st->origin_id && !st->has_origin_id_uuid && !st->origin_id_is_id)
             st->origin_id = st->id;
-        if (receipt && st->to) { /* XEP-0184 §5.1 */
+        if ((flags & SEND_RECEIPT) && st->to) { /* XEP-0184 §5.1 */
             st->has_receipt_request = st->receipt_request = 1;
             p->receipt = 1;
         }
@@ -209,7 +372,11 @@ int sends_accept(struct account *a, xpb_bus_request *req, xpb_stanza *st, int re
         xpb_bus_reply_error(req, XPB__V1__ERROR_CODE__ERR_INTERNAL, "out of memory");
         return XPB_ENOMEM;
     }
-    return keep ? persist(a, req, p) : 0;
+    if (!keep) return 0;
+    int batch = (flags & SEND_BATCH) != 0;
+    int rc = persist(a, req, p, batch);
+    if (rc || !batch || !xpb_store_batch_open(a->d->store)) return rc;
+    return defer(a, req, p);
 }
 
 void sends_abort(struct account *a, struct send_prep *p)
@@ -293,8 +460,15 @@ void sends_on_receipt(struct account *a, const xpb_stanza *st)
     *pp = w->next;
     a->n_receipts--;
     a->d->ctr.receipts_received++;
-    struct handle_ent e = {.request_id = w->request_id, .stanza_id = w->stanza_id};
-    publish_outcome(a, XPB__V1__DELIVERY__OUTCOME__OUTCOME_RECEIVED, &e, NULL, NULL);
+    struct handle_ent *tracked = a->h_head;
+    while (tracked && (!tracked->stanza_id || strcmp(tracked->stanza_id, id) != 0))
+        tracked = tracked->next;
+    if (tracked) {
+        tracked->received = 1; /* RECEIVED follows its ACKED */
+    } else {
+        struct handle_ent e = {.request_id = w->request_id, .stanza_id = w->stanza_id};
+        publish_outcome(a, XPB__V1__DELIVERY__OUTCOME__OUTCOME_RECEIVED, &e, NULL, NULL);
+    }
     free(w->stanza_id);
     free(w->peer);
     free(w->request_id);
@@ -362,6 +536,10 @@ void sends_free(xpb_daemon *d)
 {
     xpb_timer_free(d->sm_timer);
     d->sm_timer = NULL;
+    xpb_timer_free(d->commit_timer);
+    d->commit_timer = NULL;
+    xpb_arena_free(d->send_arena);
+    d->send_arena = NULL;
 }
 
 /* The stream was closed (by us or for good): nothing left to resume. */
@@ -475,6 +653,7 @@ void sends_resend(struct account *a)
 
 void sends_account_free(struct account *a)
 {
+    drop_deferred(a);
     while (a->receipts) {
         struct receipt_wait *w = a->receipts;
         a->receipts = w->next;

@@ -256,9 +256,43 @@ int xpb_store_open(xpb_store **out, const xpb_store_config *cfg, char *err, size
     return 0;
 }
 
+int xpb_store_batch_begin(xpb_store *s, xpb_store_commit_cb on_commit, void *ud, char *err,
+                          size_t errlen)
+{
+    if (s->batch) return XPB_EINVAL;
+    int rc = store_exec(s, "BEGIN IMMEDIATE", "outbox", err, errlen);
+    if (rc) return rc;
+    s->batch = 1;
+    s->batch_cb = on_commit;
+    s->batch_ud = ud;
+    return 0;
+}
+
+int xpb_store_batch_open(const xpb_store *s)
+{
+    return s && s->batch;
+}
+
+int xpb_store_batch_commit(xpb_store *s)
+{
+    if (!s->batch) return 0;
+    char err[768] = "";
+    s->batch = 0;
+    int rc = store_exec(s, "COMMIT", "outbox", err, sizeof err);
+    if (rc) sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    if (s->batch_cb) s->batch_cb(s->batch_ud, rc, err);
+    return rc;
+}
+
+void store_batch_end(xpb_store *s)
+{
+    if (s->batch) xpb_store_batch_commit(s);
+}
+
 void xpb_store_close(xpb_store *s)
 {
     if (!s) return;
+    store_batch_end(s);
     for (int i = 0; i < ST_COUNT; i++) sqlite3_finalize(s->st[i]);
     sqlite3_close(s->db);
     if (s->lock_fd >= 0) close(s->lock_fd); /* drops the flock */

@@ -76,6 +76,21 @@ int xpb_store_journal_read(xpb_store *s, uint64_t from_seq, const char *topic_pr
 int xpb_store_journal_trim(xpb_store *s, int64_t now_us, char *err, size_t errlen);
 void xpb_store_journal_stats(const xpb_store *s, xpb_journal_stats *out);
 
+/* ---- group commit ------------------------------------------------------------------ */
+/* One transaction for many outbox writes, so that they cost one fsync. After
+ * xpb_store_batch_begin, outbox puts and dones join it until
+ * xpb_store_batch_commit. Any other write (the journal, the XEP-0198 state,
+ * markers, seen ids) and xpb_store_close commit the open batch first. Each
+ * commit (or its failure) calls on_commit(ud, rc, err) once: rc 0 when every
+ * row written in the batch is on disk, else XPB_ESTOREFULL, XPB_ESTORERO or
+ * XPB_ESTORE with err naming the directory (the batch's rows are then gone).
+ * on_commit must not call the store. */
+typedef void (*xpb_store_commit_cb)(void *ud, int rc, const char *err);
+int xpb_store_batch_begin(xpb_store *s, xpb_store_commit_cb on_commit, void *ud, char *err,
+                          size_t errlen);
+int xpb_store_batch_commit(xpb_store *s);
+int xpb_store_batch_open(const xpb_store *s);
+
 /* ---- accepted sends until the server acknowledges them ---------------------------- */
 typedef struct xpb_outbox_item {
     const char *account;    /* bare JID */

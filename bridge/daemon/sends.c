@@ -603,8 +603,11 @@ static void resend_one(struct account *a, const struct kept *k)
     xpb_session *s = session_of(a);
     xpb_stanza *st = NULL;
     char err[256] = "";
-    xpb_arena_reset(d->arena);
-    int rc = xpb_stanza_unpack(d->arena, k->record, k->len, &d->limits, &st, err, sizeof err);
+    if (!d->send_arena) d->send_arena = xpb_arena_new(0);
+    if (!d->send_arena) return; /* out of memory: left in the outbox */
+    xpb_arena_reset(d->send_arena); /* not d->arena: acked_stanza resets that one */
+    int rc = xpb_stanza_unpack(d->send_arena, k->record, k->len, &d->limits, &st, err,
+                               sizeof err);
     uint64_t h = 0;
     a->in_send = 1;
     a->early_set = a->early_sent = 0;

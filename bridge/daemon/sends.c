@@ -192,7 +192,7 @@ static int ensure_batch(xpb_daemon *d)
         if (!d->commit_timer && xpb_timer_new(d->loop, on_commit_timer, d, &d->commit_timer))
             return -1;
         d->commit_armed = 1;
-        xpb_timer_start(d->commit_timer, 0);
+        xpb_timer_start(d->commit_timer, XPB_DAEMON_COMMIT_MS);
     }
     return 0;
 }

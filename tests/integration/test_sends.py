@@ -264,7 +264,7 @@ class Sends(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r)
         self.assertIn('wait-rcv-1 received', r.stdout)
         r = self.ctl(b, 'send', '--account', BOT, '--to', ALICE, '--wait', 'acked',
-                     '--id', 'wait-ack-1', 'acked please')
+                     '--timeout', '30000', '--id', 'wait-ack-1', 'acked please')
         self.assertEqual(r.returncode, 0, r)
         self.assertIn('wait-ack-1 acked', r.stdout)
         # One delivery state per step, in order, for the message with a receipt.

@@ -64,6 +64,7 @@ const char *xpb_strerror(int err)
     case XPB_ESTORE: return "the state database cannot be read or written";
     case XPB_ESTOREFULL: return "the state directory is full: nothing new can be kept";
     case XPB_ESTORERO: return "the state directory is read-only: nothing new can be kept";
+    case XPB_ESTORELOCKED: return "the state directory is in use by another xpbridge (its lock is held)";
     case XPB_EREPLAYGONE: return "replay from a seq older than the journal keeps";
     default: return "unknown error";
     }

@@ -67,6 +67,7 @@ enum xpb_error {
     XPB_ESTORE = -120,      /* the state database cannot be read or written */
     XPB_ESTOREFULL = -121,  /* the state directory's disk (or the database's limit) is full */
     XPB_ESTORERO = -122,    /* the state directory or database is read-only */
+    XPB_ESTORELOCKED = -124, /* another process holds the state directory's lock */
     XPB_EREPLAYGONE = -123, /* replay from a seq older than the journal keeps */
 };
 

@@ -157,7 +157,7 @@ show_cmd "xpbridge --jid $BOT --password-file bot.pass --host 127.0.0.1 --port $
     --requests $RQ"
 "$XPBRIDGE" --jid "$BOT" --password-file "$tmp/bot.pass" --host 127.0.0.1 --port "$port" \
     --ca-file "$CA" --events "$EV" --requests "$RQ" --metrics 0 --roster \
-    --log-file "$tmp/xpbridge.log" </dev/null >/dev/null 2>"$tmp/xpbridge.stderr" &
+    --log-file "$tmp/xpbridge.log" --state-dir "$tmp/state" </dev/null >/dev/null 2>"$tmp/xpbridge.stderr" &
 pids+=($!)
 bridge_pid=$!
 relay "$tmp/xpbridge.log" "${D}xpbridge│${N} " "session $BOT online as" 20 "$bridge_pid" \

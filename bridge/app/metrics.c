@@ -234,6 +234,44 @@ static int render_catchup(xpb_buf *b, const xpb_daemon_counters *c)
     return rc;
 }
 
+/* Durable sends (docs/durability.md, "Sends"): kept in the outbox until the
+ * server acks them, sent again after a restart, refused when the state
+ * directory cannot be written; XEP-0184 receipts matched or refused. */
+static int render_sends(xpb_buf *b, const xpb_daemon_counters *c)
+{
+    int rc = 0;
+    if (c->journal_on) {
+        rc = counter(b, "xpb_sends_persisted_total",
+                     "Sends written to the outbox before they were answered.",
+                     c->sends_persisted);
+        if (!rc)
+            rc = counter(b, "xpb_sends_resent_total",
+                         "Outbox sends sent again after a restart (same id).", c->sends_resent);
+        if (!rc)
+            rc = gauge(b, "xpb_outbox_sends", "Sends in the outbox: not yet acknowledged.",
+                       c->outbox);
+        if (!rc)
+            rc = counter(b, "xpb_storage_refusals_total",
+                         "Sends refused with ERR_STORAGE: the state directory was full or "
+                         "read-only.",
+                         c->storage_refusals);
+        if (!rc)
+            rc = counter(b, "xpb_outbox_errors_total",
+                         "Acknowledged sends the outbox could not forget (sent again after a "
+                         "restart).",
+                         c->outbox_errors);
+    }
+    if (!rc)
+        rc = counter(b, "xpb_receipts_received_total",
+                     "XEP-0184 receipts from the addressee (Delivery RECEIVED).",
+                     c->receipts_received);
+    if (!rc)
+        rc = counter(b, "xpb_receipts_refused_total",
+                     "XEP-0184 receipts from another JID than the addressee, ignored.",
+                     c->receipts_spoofed);
+    return rc;
+}
+
 /* The configured limits, beside the gauges they bound (xpb_queue_depth ...). */
 static int render_limits(xpb_buf *b, const xpb_daemon_counters *c)
 {
@@ -297,6 +335,7 @@ int xpb_metrics_render(const xpb_metrics_snapshot *s, xpb_buf *out)
     if (!rc) rc = render_limits(out, &s->c);
     if (!rc) rc = render_journal(out, &s->c);
     if (!rc) rc = render_catchup(out, &s->c);
+    if (!rc) rc = render_sends(out, &s->c);
     if (!rc) rc = render_bus(out, &s->bus);
     if (!rc)
         rc = counter(out, "xpb_bus_open_forbidden_total",

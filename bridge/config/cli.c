@@ -241,6 +241,24 @@ static int add_cli_account(xpb_config *c, const xpb_cli *cli, char *err, size_t 
     return 0;
 }
 
+int xpb_config_default_state_dir(char *buf, size_t len)
+{
+    const char *xdg = getenv("XDG_STATE_HOME"), *home = getenv("HOME");
+    int n;
+    if (xdg && xdg[0] == '/') /* the spec ignores a relative value */
+        n = snprintf(buf, len, "%s/xpbridge", xdg);
+    else if (home && home[0])
+        n = snprintf(buf, len, "%s/.local/state/xpbridge", home);
+    else
+        n = -1;
+    if (n < 0 || (size_t)n >= len) {
+        snprintf(buf, len, "no default state directory: XDG_STATE_HOME and HOME are unset (or "
+                           "too long); set state.dir or --state-dir (\"none\": memory only)");
+        return XPB_EINVAL;
+    }
+    return 0;
+}
+
 int xpb_config_apply_cli(xpb_config *c, const xpb_cli *cli, char *err, size_t errlen)
 {
     int rc = cli_check(cli, err, errlen);

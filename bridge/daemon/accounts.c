@@ -92,6 +92,7 @@ void account_free(struct account *a)
         account_recount(a); /* its last reconnects stay in the totals */
         xpb_loop_remove_session(d->loop, a->ls);
     }
+    sends_account_free(a);
     while (a->h_head) {
         struct handle_ent *e = a->h_head;
         a->h_head = e->next;
@@ -181,8 +182,10 @@ int account_start(xpb_daemon *d, const xpb_account_cfg *cfg, const char *passwor
     a->next = d->accounts;
     d->accounts = a;
     xpb_session_config sc;
+    xpb_session_sm sm;
     char jid[3 * 1024 + 8];
     session_config(d, a, &sc, jid, sizeof jid);
+    if (sends_load_sm(a, &sm) == 0) sc.resume = &sm;
     rc = xpb_loop_add_session(d->loop, a->name, &sc, a->cfg.ca_file, &a->ls, err, errlen);
     if (rc) {
         if (!err[0]) snprintf(err, errlen, "%s", xpb_strerror(rc));
@@ -195,6 +198,7 @@ int account_start(xpb_daemon *d, const xpb_account_cfg *cfg, const char *passwor
     account_recount(a);
     xpb_log(XPB_LOG_INFO, "session %s: started (%s)", a->name,
             from_config ? "configured" : "opened by request");
+    sends_resend(a);
     return 0;
 }
 

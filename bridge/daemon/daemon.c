@@ -102,7 +102,7 @@ void expand_id_uuid(xpb_stanza *st, char buf[37])
 
 /* ---- publishing ------------------------------------------------------------------- */
 
-static void publish(xpb_daemon *d, const char *kind, const char *account, Xpb__V1__Event *ev)
+void publish_event(xpb_daemon *d, const char *kind, const char *account, Xpb__V1__Event *ev)
 {
     if (!d->bus) return;
     int rc = xpb_bus_publish(d->bus, kind, account, ev);
@@ -119,29 +119,40 @@ static void publish_state(struct account *a, pub_state st, const char *reason, c
     Xpb__V1__Event ev = XPB__V1__EVENT__INIT;
     ev.body_case = XPB__V1__EVENT__BODY_STATE;
     ev.state = &ss;
-    publish(a->d, "state", a->name, &ev);
+    publish_event(a->d, "state", a->name, &ev);
 }
 
-void track_handle(struct account *a, uint64_t h, const char *request_id, const char *sid)
+struct handle_ent *track_handle(struct account *a, uint64_t h, const char *request_id,
+                                const char *sid)
 {
     struct handle_ent *e = calloc(1, sizeof *e);
-    if (!e) return;
+    if (!e) return NULL;
     e->handle = h;
     e->request_id = xstrdup(request_id);
     e->stanza_id = xstrdup(sid);
     if (a->h_tail) a->h_tail->next = e;
     else a->h_head = e;
     a->h_tail = e;
+    return e;
 }
 
 void free_handle(struct handle_ent *e)
 {
+    free(e->record);
     free(e->request_id);
     free(e->stanza_id);
     free(e);
 }
 
-static struct handle_ent *take_handle(struct account *a, uint64_t h)
+/* Outcomes arrive in send order: the entry is at or near the head. */
+struct handle_ent *find_handle(struct account *a, uint64_t h)
+{
+    for (struct handle_ent *e = a->h_head; e; e = e->next)
+        if (e->handle == h) return e;
+    return NULL;
+}
+
+struct handle_ent *take_handle(struct account *a, uint64_t h)
 {
     struct handle_ent *prev = NULL;
     for (struct handle_ent *e = a->h_head; e; prev = e, e = e->next) {
@@ -152,31 +163,6 @@ static struct handle_ent *take_handle(struct account *a, uint64_t h)
         return e;
     }
     return NULL;
-}
-
-void publish_delivery(struct account *a, const xpb_session_event *sev)
-{
-    struct handle_ent *e = take_handle(a, sev->handle);
-    if (!e && a->in_send) { /* reported before send_for could track it */
-        a->early_set = 1;
-        a->early_handle = sev->handle;
-        a->early_kind = sev->kind;
-        snprintf(a->early_reason, sizeof a->early_reason, "%s", sev->reason ? sev->reason : "");
-        return;
-    }
-    if (!e) return; /* the daemon's own stanzas (self-pings, rejoins) */
-    Xpb__V1__Delivery dl = XPB__V1__DELIVERY__INIT;
-    dl.has_outcome = 1;
-    dl.outcome = sev->kind == XPB_SE_ACKED ? XPB__V1__DELIVERY__OUTCOME__OUTCOME_ACKED
-                                           : XPB__V1__DELIVERY__OUTCOME__OUTCOME_FAILED;
-    dl.request_id = e->request_id;
-    dl.stanza_id = e->stanza_id;
-    dl.reason = (char *)sev->reason;
-    Xpb__V1__Event ev = XPB__V1__EVENT__INIT;
-    ev.body_case = XPB__V1__EVENT__BODY_DELIVERY;
-    ev.delivery = &dl;
-    publish(a->d, "delivery", a->name, &ev);
-    free_handle(e);
 }
 
 /* ---- session events ------------------------------------------------------------------ */
@@ -293,10 +279,11 @@ static void on_stanza(struct account *a, const xpb_node *el, size_t xml)
     ev.has_xml_bytes = ev.has_trust = 1;
     ev.xml_bytes = (uint32_t)xml;
     ev.trust = v.trust;
-    publish(d, xpb_bus_stanza_kind(st->kind), a->name, &ev);
+    publish_event(d, xpb_bus_stanza_kind(st->kind), a->name, &ev);
     /* Sized once, with its event, by the bus (bug 6b of issue 10: twice). */
     size_t rec = xpb_bus_last_stanza_bytes(d->bus);
     d->ctr.bytes_record[XPB_DIR_IN] += rec ? rec : xpb_pack_plan_measure(d->plan, &st->base);
+    if (st->kind == XPB__V1__KIND__KIND_MESSAGE) sends_on_receipt(a, st);
 }
 
 static void on_online(struct account *a, const xpb_session_event *ev)
@@ -336,7 +323,10 @@ static void on_state(struct account *a, const xpb_session_event *ev)
     switch (ev->state) { /* the others are announced by on_online, or not at all */
     case XPB_SS_CONNECTING:
     case XPB_SS_BACKOFF: publish_state(a, daemon_bus_state(ev->state), ev->reason, NULL); break;
-    case XPB_SS_STOPPED: on_stopped(a, ev->reason); break;
+    case XPB_SS_STOPPED:
+        sends_on_stopped(a);
+        on_stopped(a, ev->reason);
+        break;
     default: break;
     }
 }
@@ -349,9 +339,14 @@ static void on_session_event(void *ud, xpb_loop_session *ls, const xpb_session_e
     switch (ev->kind) {
     case XPB_SE_STATE: on_state(a, ev); break;
     case XPB_SE_ONLINE: on_online(a, ev); break;
-    case XPB_SE_STANZA: on_stanza(a, ev->stanza, ev->stanza_bytes); break;
+    case XPB_SE_STANZA:
+        on_stanza(a, ev->stanza, ev->stanza_bytes);
+        sends_on_inbound(a);
+        break;
+    case XPB_SE_SENT:
     case XPB_SE_ACKED:
     case XPB_SE_FAILED: publish_delivery(a, ev); break;
+    case XPB_SE_SM: sends_on_sm(a); break;
     default: break;
     }
     if (ev->kind != XPB_SE_STANZA) account_recount(a); /* a stanza changes no gauge */
@@ -502,6 +497,7 @@ int xpb_daemon_new(xpb_daemon **out, xpb_loop *loop, const xpb_config *cfg, char
 void finish_shutdown(xpb_daemon *d)
 {
     xpb_timer_stop(d->shutdown_timer);
+    sends_flush(d); /* the group commit's sends: answered while the bus is there */
     while (d->iqs) pending_free(d, d->iqs); /* xpb_bus_free answers their requests */
     for (struct account *a = d->accounts; a; a = a->next)
         while (a->closers) {
@@ -547,6 +543,7 @@ void xpb_daemon_shutdown(xpb_daemon *d)
 void xpb_daemon_free(xpb_daemon *d)
 {
     if (!d) return;
+    sends_flush(d);
     while (d->iqs) pending_free(d, d->iqs);
     if (d->bus) xpb_bus_free(d->bus);
     d->bus = NULL;
@@ -564,6 +561,7 @@ void xpb_daemon_free(xpb_daemon *d)
     }
     xpb_strmap_clear(&d->by_name);
     if (d->loop) xpb_loop_set_handlers(d->loop, NULL, NULL, NULL); /* the loop outlives us */
+    sends_free(d);
     xpb_timer_free(d->reap_timer);
     xpb_timer_free(d->ping_timer);
     xpb_timer_free(d->shutdown_timer);
@@ -657,6 +655,8 @@ void xpb_daemon_get_counters(xpb_daemon *d, xpb_daemon_counters *out)
         out->journal_max_age_s = d->journal_max_age_s;
     }
     out->catchup_on = d->cu != NULL;
+    out->outbox = 0;
+    for (struct account *a = d->accounts; a; a = a->next) out->outbox += a->outbox_n;
 }
 
 void xpb_daemon_get_bus_stats(xpb_daemon *d, xpb_bus_stats *out)

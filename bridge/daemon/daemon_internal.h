@@ -7,6 +7,8 @@
  *   muc.c       MUC: join, rejoin, XEP-0410 self-ping, instant rooms
  *   requests.c  the bus requests (req_*) and their dispatch, sending
  *   catchup.c   catch-up from the server's archive (XEP-0313) after a fresh bind
+ *   sends.c     durable sends: the outbox, ids, Delivery states, XEP-0184
+ *               receipts, XEP-0198 state kept in the state directory
  * Everything runs on the loop thread; timers are the loop's (xpb_loop.h). */
 #ifndef XPB_DAEMON_INTERNAL_H
 #define XPB_DAEMON_INTERNAL_H
@@ -32,6 +34,18 @@ struct handle_ent {
     struct handle_ent *next;
     uint64_t handle;
     char *request_id, *stanza_id;
+    uint64_t outbox_id;    /* its row in the store's outbox; 0: not kept */
+    int resent;            /* sent again after a restart (Delivery.resent) */
+    uint8_t *record;       /* a message: its packed record, for ACKED's Delivery.stanza */
+    size_t record_len;
+    int received;          /* its XEP-0184 receipt came before the server's ack */
+};
+
+/* A message sent with SendStanza.receipt, waiting for the peer's XEP-0184
+ * <received/>; only its addressee (bare JID) may confirm it. */
+struct receipt_wait {
+    struct receipt_wait *next;
+    char *stanza_id, *peer, *request_id;
 };
 
 struct room {
@@ -75,7 +89,7 @@ struct account {
     /* An outcome the session reported inside xpb_session_send, before the
      * handle was tracked (without XEP-0198 a written stanza is acked at
      * once): kept here and published as soon as send_for tracks it. */
-    int in_send, early_set;
+    int in_send, early_set, early_sent;
     uint64_t early_handle;
     xpb_session_event_kind early_kind;
     char early_reason[256];
@@ -93,12 +107,27 @@ struct account {
     int pres_set, pres_show, pres_has_prio, pres_prio;
     char *pres_status;
     struct catchup *cu; /* catchup.c: one per archive (ours, each room's) */
+    uint64_t outbox_next;  /* the next outbox id (sends.c); past every kept one */
+    uint64_t outbox_n;     /* sends kept in the outbox now */
+    struct receipt_wait *receipts; /* newest first, at most XPB_DAEMON_RECEIPTS_MAX */
+    unsigned n_receipts;
+    int sm_dirty; /* stanzas received since the XEP-0198 state was last kept */
 };
 
 struct xpb_daemon {
     xpb_loop *loop;          /* given by xpb_daemon_new's caller */
     xpb_bus *bus;
     xpb_store *store; /* the state directory's database, or NULL */
+    char state_dir[4096]; /* its directory, for errors */
+    xpb_timer *sm_timer;  /* keeps the XEP-0198 state of accounts with sm_dirty (sends.c) */
+    int sm_timer_armed;
+    /* Group commit (sends.c): sends whose outbox row is in the open batch,
+     * sent and answered by commit_timer once the batch is on disk. */
+    struct deferred *deferred, **deferred_tail;
+    xpb_timer *commit_timer;
+    int commit_armed;
+    char commit_err[768]; /* the last failed commit's reason */
+    xpb_arena *send_arena;
     uint64_t journal_max_bytes, journal_max_age_s; /* its retention in force */
     struct account *accounts;
     xpb_strmap by_name;      /* name -> the live account of that name (find_account) */
@@ -135,10 +164,12 @@ struct account *find_account(xpb_daemon *d, const char *name);
 struct account *request_account(xpb_daemon *d, const char *name, char *why, size_t whylen);
 xpb_session *session_of(struct account *a);
 void expand_id_uuid(xpb_stanza *st, char buf[37]);
-void track_handle(struct account *a, uint64_t h, const char *request_id, const char *sid);
-/* Publishes the delivery outcome of a tracked handle (ACKED or FAILED). */
-void publish_delivery(struct account *a, const xpb_session_event *sev);
+struct handle_ent *track_handle(struct account *a, uint64_t h, const char *request_id,
+                                const char *sid);
+struct handle_ent *take_handle(struct account *a, uint64_t h);
+struct handle_ent *find_handle(struct account *a, uint64_t h);
 void free_handle(struct handle_ent *e);
+void publish_event(xpb_daemon *d, const char *kind, const char *account, Xpb__V1__Event *ev);
 int remember_config(xpb_daemon *d, const xpb_config *cfg);
 void finish_shutdown(xpb_daemon *d);
 /* The one session-state mapping (xpb_daemon_state_name names its buckets). */
@@ -181,6 +212,53 @@ int send_own(struct account *a, const xpb_stanza *st);
 void resend_presence(struct account *a);
 /* The bus request handler (an xpb_bus_handler) that bus_start gives the bus. */
 void on_request(void *ud, xpb_bus_request *req, const Xpb__V1__Request *r);
+
+/* ---- sends.c ------------------------------------------------------------------- */
+/* What sends_accept prepared for one send: its id, its packed record, its
+ * outbox row. sends_done frees it. */
+struct send_prep {
+    char id[XPB_SESSION_ID_MAX];
+    xpb_buf record;
+    uint64_t outbox_id;
+    int receipt;
+};
+#define SEND_RECEIPT 1u  /* SendStanza.receipt */
+#define SEND_BATCH 2u    /* may wait for the group commit: sends.c answers it */
+#define SENDS_DEFERRED 1 /* sends_accept: kept for the group commit; answered later */
+/* Gives st an id (and a message an origin-id equal to it, XEP-0359), adds
+ * the receipt request, and keeps it in the outbox before the request is
+ * answered. 0; SENDS_DEFERRED (SEND_BATCH: its row joined the open batch,
+ * and sends.c sends and answers it once that is on disk); or req is
+ * answered (ERR_STORAGE naming the directory) and an error returned. */
+int sends_accept(struct account *a, xpb_bus_request *req, xpb_stanza *st, unsigned flags,
+                 struct send_prep *p);
+/* The answer to a refused xpb_session_send. */
+void reply_send_error(struct account *a, xpb_bus_request *req, int rc);
+void reply_sent(struct account *a, xpb_bus_request *req, const char *id);
+/* Commits the open batch and sends and answers what it held (before the bus
+ * goes away). */
+void sends_flush(xpb_daemon *d);
+/* The session refused it: forget its outbox row. */
+void sends_abort(struct account *a, struct send_prep *p);
+/* The session took it as handle h: track it, publish QUEUED, then what the
+ * session reported inside the send (SENT, ACKED or FAILED). */
+void sends_track(struct account *a, uint64_t h, const char *request_id, const xpb_stanza *st,
+                 struct send_prep *p);
+void sends_prep_free(struct send_prep *p);
+/* Session events: SENT, ACKED, FAILED (Delivery), SM (state kept). */
+void publish_delivery(struct account *a, const xpb_session_event *sev);
+void sends_on_sm(struct account *a);
+/* A stanza was received: its h is kept within XPB_DAEMON_SM_SAVE_MS. */
+void sends_on_inbound(struct account *a);
+void sends_free(xpb_daemon *d);
+void sends_on_stopped(struct account *a);
+/* An inbound message: a XEP-0184 <received/> from the addressee is RECEIVED. */
+void sends_on_receipt(struct account *a, const xpb_stanza *st);
+/* Account start: the saved XEP-0198 state (1 when none), then the outbox
+ * items the last process left unacknowledged, sent again. */
+int sends_load_sm(struct account *a, xpb_session_sm *out);
+void sends_resend(struct account *a);
+void sends_account_free(struct account *a);
 
 /* state.c: the state directory, the journal under the bus, Replay. */
 int state_open(xpb_daemon *d, const xpb_config *cfg, char *err, size_t errlen);

@@ -50,25 +50,46 @@ static void refuse(const send_sink *k, Xpb__V1__ErrorCode code, const char *fmt,
     k->out->error_text = k->text;
 }
 
-/* Why a session refused a send for its queue (limits.queue_max bounds what
+/* Why a session refused a send: for its queue (limits.queue_max bounds what
  * waits for the connection; what was sent and is not yet acked is bounded
- * apart, at XPB_SESSION_UNACKED_FACTOR x queue_max). */
-static void refuse_full(const send_sink *k, struct account *a, xpb_session *s)
+ * apart, at XPB_SESSION_UNACKED_FACTOR x queue_max), a stopped session, or
+ * the stanza itself. */
+static void refuse_send(const send_sink *k, struct account *a, int rc)
 {
-    xpb_session_stats st;
-    xpb_session_get_stats(s, &st);
-    const char *why = "too many stanzas waiting for the connection";
-    if (xpb_session_get_state(s) != XPB_SS_ONLINE)
-        why = "stanzas waiting while not connected";
-    else if (st.unacked >= a->d->queue_max * XPB_SESSION_UNACKED_FACTOR)
-        why = "too many stanzas sent and not acknowledged";
-    refuse(k, XPB__V1__ERROR_CODE__ERR_QUEUE_FULL, "queue full (queue_max %u): %s",
-           a->d->queue_max, why);
+    xpb_session *s = session_of(a);
+    if (rc == XPB_EQUEUEFULL && s) {
+        xpb_session_stats st;
+        xpb_session_get_stats(s, &st);
+        const char *why = "too many stanzas waiting for the connection";
+        if (xpb_session_get_state(s) != XPB_SS_ONLINE)
+            why = "stanzas waiting while not connected";
+        else if (st.unacked >= a->d->queue_max * XPB_SESSION_UNACKED_FACTOR)
+            why = "too many stanzas sent and not acknowledged";
+        refuse(k, XPB__V1__ERROR_CODE__ERR_QUEUE_FULL, "queue full (queue_max %u): %s",
+               a->d->queue_max, why);
+    } else if (rc == XPB_ENOTCONN || rc == XPB_EQUEUEFULL) {
+        refuse(k, XPB__V1__ERROR_CODE__ERR_NOT_CONNECTED,
+               "session %s is stopped or closing (close it and open it again)", a->name);
+    } else {
+        refuse(k,
+               is_jid_error(rc) ? XPB__V1__ERROR_CODE__ERR_INVALID_JID
+               : rc == XPB_ENOMEM ? XPB__V1__ERROR_CODE__ERR_INTERNAL
+                                  : XPB__V1__ERROR_CODE__ERR_INVALID_RECORD,
+               "%s", xpb_strerror(rc));
+    }
 }
 
-/* Send st; on failure tell k and return non-zero. */
-static int send_item(struct account *a, const send_sink *k, xpb_stanza *st, uint64_t *h,
-                     char *idbuf, size_t idlen)
+void reply_send_error(struct account *a, xpb_bus_request *req, int rc)
+{
+    send_sink k = {.req = req, .request_id = xpb_bus_request_id(req)};
+    refuse_send(&k, a, rc);
+}
+
+/* Send st (kept in the outbox first, sends.c); on failure tell k and return
+ * non-zero. flags: SEND_RECEIPT, SEND_BATCH (a single send request only: then
+ * SENDS_DEFERRED means sends.c sends and answers it after the group commit). */
+static int send_item(struct account *a, const send_sink *k, xpb_stanza *st, unsigned flags,
+                     uint64_t *h, char *idbuf, size_t idlen)
 {
     xpb_daemon *d = a->d;
     char cerr[256] = "";
@@ -80,46 +101,54 @@ static int send_item(struct account *a, const send_sink *k, xpb_stanza *st, uint
         return rc;
     }
     xpb_session *s = session_of(a);
+    if (!s || xpb_session_get_state(s) == XPB_SS_STOPPED ||
+        xpb_session_get_state(s) == XPB_SS_CLOSING) {
+        refuse_send(k, a, XPB_ENOTCONN);
+        return XPB_ENOTCONN;
+    }
+    struct send_prep prep;
+    /* A batch's item has no request of its own to answer: its refusal goes to k. */
+    rc = sends_accept(a, k->out ? NULL : k->req, st, k->out ? flags & ~SEND_BATCH : flags,
+                      &prep);
+    if (rc != 0) {
+        sends_prep_free(&prep);
+        if (k->out && rc != SENDS_DEFERRED)
+            refuse(k, rc == XPB_ENOMEM ? XPB__V1__ERROR_CODE__ERR_INTERNAL
+                                       : XPB__V1__ERROR_CODE__ERR_STORAGE,
+                   "send refused: %s; no new send is accepted until the state directory can "
+                   "be written (received stanzas are still relayed)",
+                   xpb_strerror(rc));
+        return rc;
+    }
     a->in_send = 1;
-    a->early_set = 0;
-    rc = s ? xpb_session_send(s, st, h) : XPB_ENOTCONN;
+    a->early_set = a->early_sent = 0;
+    rc = xpb_session_send(s, st, h);
     a->in_send = 0;
-    if (rc == XPB_EQUEUEFULL) {
-        refuse_full(k, a, s);
-    } else if (rc == XPB_ENOTCONN) {
-        refuse(k, XPB__V1__ERROR_CODE__ERR_NOT_CONNECTED,
-               "session %s is stopped or closing (close it and open it again)", a->name);
-    } else if (rc != 0) {
-        refuse(k,
-               is_jid_error(rc) ? XPB__V1__ERROR_CODE__ERR_INVALID_JID
-               : rc == XPB_ENOMEM ? XPB__V1__ERROR_CODE__ERR_INTERNAL
-                                  : XPB__V1__ERROR_CODE__ERR_INVALID_RECORD,
-               "%s", xpb_strerror(rc));
+    if (rc != 0) {
+        refuse_send(k, a, rc);
+        sends_abort(a, &prep);
+        sends_prep_free(&prep);
+        return rc;
     }
-    if (rc != 0) return rc;
     snprintf(idbuf, idlen, "%s", xpb_session_last_id(s));
-    track_handle(a, *h, k->request_id, idbuf);
-    if (a->early_set && a->early_handle == *h) { /* acked inside the send: report it now */
-        xpb_session_event sev = {.kind = a->early_kind, .handle = *h,
-                                 .reason = a->early_reason[0] ? a->early_reason : NULL};
-        a->early_set = 0;
-        publish_delivery(a, &sev);
-    }
+    sends_track(a, *h, k->request_id, st, &prep);
+    sends_prep_free(&prep);
     d->ctr.stanzas[XPB_DIR_OUT][kind_index(st->kind)]++;
     d->ctr.bytes_record[XPB_DIR_OUT] += xpb_pack_plan_measure(d->plan, &st->base);
     d->ctr.bytes_xml[XPB_DIR_OUT] += xpb_session_last_bytes(s); /* as the session queued it */
     return 0;
 }
 
-/* Send st for request req; on failure answer req and return non-zero. */
-static int send_for(struct account *a, xpb_bus_request *req, xpb_stanza *st, uint64_t *h,
-                    char *idbuf, size_t idlen)
+/* Send st for request req; on failure answer req and return non-zero
+ * (SENDS_DEFERRED: sends.c answers it). */
+static int send_for(struct account *a, xpb_bus_request *req, xpb_stanza *st, unsigned flags,
+                    uint64_t *h, char *idbuf, size_t idlen)
 {
     send_sink k = {.req = req, .request_id = xpb_bus_request_id(req)};
-    return send_item(a, &k, st, h, idbuf, idlen);
+    return send_item(a, &k, st, flags, h, idbuf, idlen);
 }
 
-static void reply_sent(struct account *a, xpb_bus_request *req, const char *id)
+void reply_sent(struct account *a, xpb_bus_request *req, const char *id)
 {
     Xpb__V1__SendResult sr = XPB__V1__SEND_RESULT__INIT;
     sr.stanza_id = (char *)id;
@@ -153,7 +182,8 @@ static void req_send(struct account *a, xpb_bus_request *req, const Xpb__V1__Sen
     char uuid[37], id[XPB_SESSION_ID_MAX + 8];
     expand_id_uuid(&st, uuid);
     uint64_t h;
-    if (send_for(a, req, &st, &h, id, sizeof id) == 0) reply_sent(a, req, id);
+    unsigned flags = SEND_BATCH | (op->has_receipt && op->receipt ? SEND_RECEIPT : 0u);
+    if (send_for(a, req, &st, flags, &h, id, sizeof id) == 0) reply_sent(a, req, id);
 }
 
 /* Many stanzas, one reply: each goes through the same path as a single send
@@ -194,7 +224,8 @@ static void req_send_batch(struct account *a, xpb_bus_request *req, const Xpb__V
             xpb_stanza st = *one->stanza; /* shallow: only the id may change */
             expand_id_uuid(&st, uuid);
             uint64_t h;
-            if (send_item(a, &k, &st, &h, id, XPB_SESSION_ID_MAX + 8) == 0) {
+            unsigned flags = one->has_receipt && one->receipt ? SEND_RECEIPT : 0u;
+            if (send_item(a, &k, &st, flags, &h, id, XPB_SESSION_ID_MAX + 8) == 0) {
                 o->has_code = 1;
                 o->code = XPB__V1__ERROR_CODE__OK;
                 o->stanza_id = id;
@@ -227,7 +258,7 @@ static void req_iq(struct account *a, xpb_bus_request *req, const Xpb__V1__SendI
     unsigned ms = op->has_timeout_ms && op->timeout_ms ? op->timeout_ms : 10000u;
     if (ms > XPB_DAEMON_MAX_IQ_TIMEOUT_MS) ms = XPB_DAEMON_MAX_IQ_TIMEOUT_MS;
     uint64_t h;
-    if (send_for(a, req, &st, &h, id, sizeof id) != 0) return;
+    if (send_for(a, req, &st, 0, &h, id, sizeof id) != 0) return;
     struct pending_iq *p = pending_add(a, IQ_USER, id, st.to, req, ms);
     const char *qid;
     /* XEP-0313 §5: its results are trusted only with this queryid, from st.to. */
@@ -250,7 +281,7 @@ static void req_roster(struct account *a, xpb_bus_request *req)
     snprintf(id, sizeof id, "xpb-roster-%" PRIu64, ++a->d->iq_counter);
     st.id = id;
     uint64_t h;
-    if (send_for(a, req, &st, &h, sent, sizeof sent) != 0) return;
+    if (send_for(a, req, &st, 0, &h, sent, sizeof sent) != 0) return;
     if (!pending_add(a, IQ_ROSTER, sent, NULL, req, 10000u))
         xpb_bus_reply_error(req, XPB__V1__ERROR_CODE__ERR_INTERNAL, "out of memory");
 }
@@ -328,7 +359,7 @@ static void req_presence(struct account *a, xpb_bus_request *req, const Xpb__V1_
     st.priority = op->priority;
     char id[XPB_SESSION_ID_MAX + 8];
     uint64_t h;
-    if (send_for(a, req, &st, &h, id, sizeof id) != 0) return;
+    if (send_for(a, req, &st, 0, &h, id, sizeof id) != 0) return;
     if (!op->to && !st.has_type) remember_presence(a, &st, op->status);
     reply_sent(a, req, id);
 }
@@ -365,7 +396,7 @@ static void req_join(struct account *a, xpb_bus_request *req, const Xpb__V1__Joi
     char to[3 * 1024 + 8], id[XPB_SESSION_ID_MAX + 8];
     join_stanza(r, &st, &mj, &mh, to, sizeof to);
     uint64_t h;
-    if (send_for(a, req, &st, &h, id, sizeof id) == 0) {
+    if (send_for(a, req, &st, 0, &h, id, sizeof id) == 0) {
         xpb_log(XPB_LOG_INFO, "session %s: joining %s as %s", a->name, r->room, r->nick);
         reply_sent(a, req, id);
     }

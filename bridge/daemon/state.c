@@ -4,21 +4,47 @@
 #define _DEFAULT_SOURCE
 #include "daemon_internal.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "xpb_error.h"
 #include "xpb_log.h"
 
+/* The default directory's parents (~/.local/state) may not exist yet:
+ * made 0700 like the directory itself. */
+static void make_parents(const char *dir)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s", dir);
+    for (char *p = path + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = '\0';
+        if (mkdir(path, 0700) != 0 && errno != EEXIST) break;
+        *p = '/';
+    }
+}
+
 int state_open(xpb_daemon *d, const xpb_config *cfg, char *err, size_t errlen)
 {
-    if (!cfg->state_dir || !cfg->state_dir[0] || strcmp(cfg->state_dir, "none") == 0) {
-        xpb_log(XPB_LOG_INFO, "state: memory only (no state directory): events cannot be "
+    if (cfg->state_dir && strcmp(cfg->state_dir, "none") == 0) {
+        xpb_log(XPB_LOG_INFO, "state: memory only (--state-dir none): events cannot be "
                               "replayed and nothing survives a restart");
         return 0;
     }
-    xpb_store_config sc = {.dir = cfg->state_dir,
+    char dflt[4096];
+    const char *dir = cfg->state_dir && cfg->state_dir[0] ? cfg->state_dir : NULL;
+    if (!dir) {
+        if (xpb_config_default_state_dir(dflt, sizeof dflt) != 0) {
+            snprintf(err, errlen, "state directory: %s", dflt);
+            return XPB_EINVAL;
+        }
+        make_parents(dflt);
+        dir = dflt;
+    }
+    xpb_store_config sc = {.dir = dir,
                            .journal_max_bytes = cfg->journal_max_bytes,
                            .journal_max_age_s = cfg->journal_max_age_s,
                            .sync_normal = cfg->state_sync_normal};
@@ -28,16 +54,17 @@ int state_open(xpb_daemon *d, const xpb_config *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "state directory: %s", why);
         return rc;
     }
+    snprintf(d->state_dir, sizeof d->state_dir, "%s", dir);
     d->journal_max_bytes = cfg->journal_max_bytes ? cfg->journal_max_bytes
                                                   : XPB_STORE_DEFAULT_MAX_BYTES;
     d->journal_max_age_s = cfg->journal_max_age_s ? cfg->journal_max_age_s
                                                   : XPB_STORE_DEFAULT_MAX_AGE_S;
     xpb_journal_stats st;
     xpb_store_journal_stats(d->store, &st);
-    xpb_log(XPB_LOG_INFO, "state: %s/%s, journal %s, seq %llu to %llu kept, next %llu",
-            cfg->state_dir, XPB_STORE_FILE, xpb_store_journal_id(d->store),
-            (unsigned long long)st.first_seq, (unsigned long long)st.last_seq,
-            (unsigned long long)xpb_store_next_seq(d->store));
+    xpb_log(XPB_LOG_INFO, "state: %s/%s%s, journal %s, seq %llu to %llu kept, next %llu", dir,
+            XPB_STORE_FILE, cfg->state_dir ? "" : " (the default; --state-dir none: memory only)",
+            xpb_store_journal_id(d->store), (unsigned long long)st.first_seq,
+            (unsigned long long)st.last_seq, (unsigned long long)xpb_store_next_seq(d->store));
     return 0;
 }
 

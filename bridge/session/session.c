@@ -371,6 +371,8 @@ int xpb_session_new(xpb_session **out, const xpb_session_config *cfg, const xpb_
     if (rc == 0) rc = xpb_jid_parse(&s->jid, cfg->jid, strlen(cfg->jid), NULL, 0);
     if (rc == 0 && s->jid.local == NULL) rc = XPB_EJIDEMPTY; /* SASL needs a username */
     if (rc == 0) rc = xpb_sasl_cache_new(&s->sasl_cache);
+    if (rc == 0 && cfg->resume) session_import_sm(s, cfg->resume);
+    s->cfg.resume = NULL; /* borrowed: not kept */
     xpb_reader_callbacks cb = {.stream_open = cb_stream_open, .stanza = cb_stanza,
                                .stream_close = cb_stream_close};
     xpb_reader_mode mode = session_is_ws(s) ? XPB_READER_FRAGMENTS : XPB_READER_STREAM;

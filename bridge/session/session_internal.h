@@ -99,6 +99,8 @@ struct xpb_session {
     /* XEP-0198 */
     int sm_on;                   /* enabled or resumed on this stream */
     char *sm_id;                 /* resumable session id (kept across links) */
+    char sm_location[256];       /* <enabled location=''/>, "" none */
+    int sm_imported;             /* sm_id came from cfg.resume: h of <resumed/> is the server's */
     uint32_t h_in, last_acked;
     unsigned since_r;
     int ack_timer_armed;
@@ -194,6 +196,7 @@ void session_items_free(xpb_session *s);
 void session_fail_all_items(xpb_session *s, const char *reason);
 void session_drop_internal_items(xpb_session *s);
 void session_forget_sm(xpb_session *s);
+void session_import_sm(xpb_session *s, const xpb_session_sm *st);
 void session_request_ack(xpb_session *s);
 void session_request_ack_if_pending(xpb_session *s);
 void session_flush_queue(xpb_session *s);

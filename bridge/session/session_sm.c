@@ -46,6 +46,12 @@ void session_items_free(xpb_session *s)
     s->n_items = s->cap_items = s->n_sent = 0;
 }
 
+static void report_sm(xpb_session *s)
+{
+    xpb_session_event ev = {.kind = XPB_SE_SM, .state = s->state};
+    s->ops->event(s->io, &ev);
+}
+
 static void report_item(xpb_session *s, xpb_session_event_kind kind, uint64_t handle,
                         const char *reason)
 {
@@ -91,7 +97,35 @@ void session_forget_sm(xpb_session *s)
 {
     free(s->sm_id);
     s->sm_id = NULL;
+    s->sm_location[0] = '\0';
+    s->sm_imported = 0;
     s->h_in = s->last_acked = 0;
+}
+
+void session_import_sm(xpb_session *s, const xpb_session_sm *st)
+{
+    session_forget_sm(s);
+    if (!st->id[0] || !(s->sm_id = session_dup_str(st->id))) return;
+    snprintf(s->sm_location, sizeof s->sm_location, "%s", st->location);
+    s->h_in = st->h_in;
+    s->last_acked = st->h_acked;
+    s->sm_imported = 1;
+    if (st->jid[0]) {
+        free(s->bound_jid);
+        s->bound_jid = session_dup_str(st->jid);
+    }
+}
+
+int xpb_session_get_sm(const xpb_session *s, xpb_session_sm *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!s || !s->sm_id) return 1;
+    snprintf(out->id, sizeof out->id, "%s", s->sm_id);
+    snprintf(out->location, sizeof out->location, "%s", s->sm_location);
+    out->h_in = s->h_in;
+    out->h_acked = s->last_acked;
+    snprintf(out->jid, sizeof out->jid, "%s", s->bound_jid ? s->bound_jid : "");
+    return 0;
 }
 
 void session_request_ack(xpb_session *s)
@@ -123,14 +157,16 @@ void session_request_ack_if_pending(xpb_session *s)
 static void send_next_item(xpb_session *s)
 {
     out_item *it = &s->items[s->n_sent];
+    uint64_t h = it->handle;
     session_emit_bytes(s, it->xml, it->len);
     s->stats.stanzas_out++;
     if (s->sm_on) {
         s->n_sent++;
+        report_item(s, XPB_SE_SENT, h, NULL);
         after_tracked_send(s);
     } else {
-        uint64_t h = it->handle;
         item_release(s, s->n_sent);
+        report_item(s, XPB_SE_SENT, h, NULL);
         report_item(s, XPB_SE_ACKED, h, NULL);
     }
 }
@@ -221,11 +257,15 @@ static session_action on_enabled(xpb_session *s, const xpb_node *el)
 {
     if (s->step != BIND_ENABLE) return act_continue();
     const char *resume = session_attr(el, "resume"), *id = session_attr(el, "id");
+    const char *loc = session_attr(el, "location");
     session_forget_sm(s);
-    if (id && resume && (strcmp(resume, "true") == 0 || strcmp(resume, "1") == 0))
+    if (id && resume && (strcmp(resume, "true") == 0 || strcmp(resume, "1") == 0)) {
         s->sm_id = session_dup_str(id);
+        if (loc) snprintf(s->sm_location, sizeof s->sm_location, "%s", loc);
+    }
     s->sm_on = 1;
     s->since_r = 0;
+    report_sm(s);
     return session_go_online(s, 0);
 }
 
@@ -233,9 +273,22 @@ static session_action on_resumed(xpb_session *s, const xpb_node *el)
 {
     if (s->step != BIND_RESUME) return act_continue();
     s->sm_on = 1;
-    session_action a = apply_h(s, session_attr(el, "h"));
-    if (a.kind != ACT_CONTINUE) return a;
+    if (s->sm_imported) {
+        /* A stream of an earlier process: what it sent is not in our queue,
+         * so the server's h is taken as it is and nothing is released. */
+        uint32_t h;
+        if (session_parse_u32(session_attr(el, "h"), &h) != 0) {
+            snprintf(s->why, sizeof s->why, "stream management: invalid h");
+            return stream_error(s, NULL, NULL);
+        }
+        s->last_acked = h;
+        s->sm_imported = 0;
+    } else {
+        session_action a = apply_h(s, session_attr(el, "h"));
+        if (a.kind != ACT_CONTINUE) return a;
+    }
     s->stats.resumptions++;
+    report_sm(s);
     s->n_sent = 0; /* XEP-0198 §5: everything not acknowledged is sent again */
     s->since_r = 0;
     return session_go_online(s, 1);
@@ -250,7 +303,7 @@ static session_action on_failed(xpb_session *s, const xpb_node *el)
     if (s->step != BIND_RESUME) return act_continue();
     s->stats.resume_failures++;
     /* A newer server tells what it handled before the session died. */
-    if (session_attr(el, "h") != NULL) {
+    if (session_attr(el, "h") != NULL && !s->sm_imported) {
         s->sm_on = 1;
         session_action a = apply_h(s, session_attr(el, "h"));
         if (a.kind != ACT_CONTINUE) return a;
@@ -265,7 +318,10 @@ session_action session_on_sm(xpb_session *s, const xpb_node *el)
 {
     const char *name = el->name;
     if (strcmp(name, "r") == 0) {
-        if (s->sm_on) session_write_answer_r(s);
+        if (s->sm_on) {
+            report_sm(s); /* kept before the server learns the h */
+            session_write_answer_r(s);
+        }
         return act_continue();
     }
     if (strcmp(name, "a") == 0) return s->sm_on ? apply_h(s, session_attr(el, "h")) : act_continue();

@@ -83,6 +83,7 @@ int xpb_store_journal_append(xpb_store *s, const xpb_journal_event *ev, size_t n
             return XPB_EINVAL;
         }
     }
+    store_batch_end(s);
     int rc = sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
     uint64_t bytes = 0;
     for (size_t i = 0; rc == SQLITE_OK && i < n; i++) {
@@ -195,6 +196,7 @@ static int age_cutoff(xpb_store *s, int64_t now_us, uint64_t *cut)
 int xpb_store_journal_trim(xpb_store *s, int64_t now_us, char *err, size_t errlen)
 {
     uint64_t by_size, by_age;
+    store_batch_end(s);
     int rc = size_cutoff(s, &by_size);
     if (rc == SQLITE_OK) rc = age_cutoff(s, now_us, &by_age);
     if (rc != SQLITE_OK) return store_fail(s, rc, "journal trim", err, errlen);

@@ -12,7 +12,14 @@ static int step_done(xpb_store *s, sqlite3_stmt *q, const char *what, char *err,
 {
     int rc = sqlite3_step(q);
     sqlite3_reset(q);
-    return rc == SQLITE_DONE ? 0 : store_fail(s, rc, what, err, errlen);
+    if (rc == SQLITE_DONE) return 0;
+    int code = store_fail(s, rc, what, err, errlen);
+    /* A full disk may roll the whole batch back: its rows are gone, say so. */
+    if (s->batch && sqlite3_get_autocommit(s->db)) {
+        s->batch = 0;
+        if (s->batch_cb) s->batch_cb(s->batch_ud, code, err);
+    }
+    return code;
 }
 
 static void bind_opt_text(sqlite3_stmt *q, int i, const char *v)
@@ -80,6 +87,7 @@ size_t xpb_store_outbox_count(xpb_store *s, const char *account)
 int xpb_store_sm_save(xpb_store *s, const char *account, const xpb_sm_state *st, char *err,
                       size_t errlen)
 {
+    store_batch_end(s);
     sqlite3_stmt *q = store_stmt(s, ST_SM_SAVE);
     if (!q) return store_fail(s, sqlite3_errcode(s->db), "stream management state", err, errlen);
     sqlite3_bind_text(q, 1, account, -1, SQLITE_STATIC);
@@ -88,6 +96,7 @@ int xpb_store_sm_save(xpb_store *s, const char *account, const xpb_sm_state *st,
     sqlite3_bind_int64(q, 4, st->h_in);
     sqlite3_bind_int64(q, 5, st->h_out);
     sqlite3_bind_int64(q, 6, st->saved_us);
+    sqlite3_bind_text(q, 7, st->jid, -1, SQLITE_STATIC);
     return step_done(s, q, "stream management state", err, errlen);
 }
 
@@ -109,6 +118,7 @@ int xpb_store_sm_load(xpb_store *s, const char *account, xpb_sm_state *st, char 
         st->h_in = (uint32_t)sqlite3_column_int64(q, 2);
         st->h_out = (uint32_t)sqlite3_column_int64(q, 3);
         st->saved_us = sqlite3_column_int64(q, 4);
+        copy_text(st->jid, sizeof st->jid, sqlite3_column_text(q, 5));
     }
     sqlite3_reset(q);
     if (rc == SQLITE_ROW) return 0;
@@ -117,6 +127,7 @@ int xpb_store_sm_load(xpb_store *s, const char *account, xpb_sm_state *st, char 
 
 int xpb_store_sm_clear(xpb_store *s, const char *account, char *err, size_t errlen)
 {
+    store_batch_end(s);
     sqlite3_stmt *q = store_stmt(s, ST_SM_CLEAR);
     if (!q) return store_fail(s, sqlite3_errcode(s->db), "stream management state", err, errlen);
     sqlite3_bind_text(q, 1, account, -1, SQLITE_STATIC);
@@ -140,6 +151,7 @@ int xpb_store_marker_get(xpb_store *s, const char *account, const char *archive,
 int xpb_store_marker_set(xpb_store *s, const char *account, const char *archive,
                          const char *stanza_id, char *err, size_t errlen)
 {
+    store_batch_end(s);
     sqlite3_stmt *q = store_stmt(s, ST_M_SET);
     if (!q) return store_fail(s, sqlite3_errcode(s->db), "archive marker", err, errlen);
     sqlite3_bind_text(q, 1, account, -1, SQLITE_STATIC);
@@ -169,6 +181,7 @@ static int seen_trim(xpb_store *s, const char *account, const char *archive, cha
 int xpb_store_seen(xpb_store *s, const char *account, const char *archive, const char *stanza_id,
                    int64_t now_us, char *err, size_t errlen)
 {
+    store_batch_end(s);
     sqlite3_stmt *q = store_stmt(s, ST_SEEN_ADD);
     if (!q) return store_fail(s, sqlite3_errcode(s->db), "seen ids", err, errlen);
     sqlite3_bind_text(q, 1, account, -1, SQLITE_STATIC);

@@ -5,13 +5,18 @@
 #include "store_internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "xpb_error.h"
+
+#define XPB_STR_(x) #x
+#define XPB_STR(x) XPB_STR_(x)
 
 static const char *const SQL[ST_COUNT] = {
     [ST_J_APPEND] = "INSERT INTO journal(seq, time_us, topic, record) VALUES (?1, ?2, ?3, ?4)",
@@ -30,9 +35,9 @@ static const char *const SQL[ST_COUNT] = {
     [ST_O_EACH] = "SELECT id, stanza_id, request_id, xml FROM outbox WHERE account = ?1 "
                   "ORDER BY id",
     [ST_O_COUNT] = "SELECT count(*) FROM outbox WHERE account = ?1",
-    [ST_SM_SAVE] = "INSERT OR REPLACE INTO sm(account, sm_id, location, h_in, h_out, saved_us) "
-                   "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    [ST_SM_LOAD] = "SELECT sm_id, location, h_in, h_out, saved_us FROM sm WHERE account = ?1",
+    [ST_SM_SAVE] = "INSERT OR REPLACE INTO sm(account, sm_id, location, h_in, h_out, saved_us, "
+                   "jid) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [ST_SM_LOAD] = "SELECT sm_id, location, h_in, h_out, saved_us, jid FROM sm WHERE account = ?1",
     [ST_SM_CLEAR] = "DELETE FROM sm WHERE account = ?1",
     [ST_M_GET] = "SELECT stanza_id FROM marker WHERE account = ?1 AND archive = ?2",
     [ST_M_SET] = "INSERT OR REPLACE INTO marker(account, archive, stanza_id) VALUES (?1, ?2, ?3)",
@@ -52,7 +57,7 @@ static const char SCHEMA[] =
     " stanza_id TEXT, request_id TEXT, xml BLOB NOT NULL, PRIMARY KEY(account, id)) STRICT;"
     "CREATE TABLE IF NOT EXISTS sm(account TEXT PRIMARY KEY, sm_id TEXT NOT NULL,"
     " location TEXT NOT NULL, h_in INTEGER NOT NULL, h_out INTEGER NOT NULL,"
-    " saved_us INTEGER NOT NULL) STRICT;"
+    " saved_us INTEGER NOT NULL, jid TEXT NOT NULL DEFAULT '') STRICT;"
     "CREATE TABLE IF NOT EXISTS marker(account TEXT NOT NULL, archive TEXT NOT NULL,"
     " stanza_id TEXT NOT NULL, PRIMARY KEY(account, archive)) STRICT;"
     "CREATE TABLE IF NOT EXISTS seen(account TEXT NOT NULL, archive TEXT NOT NULL,"
@@ -138,6 +143,30 @@ static int make_journal_id(xpb_store *s, char *err, size_t errlen)
     return store_exec(s, sql, "journal id", err, errlen);
 }
 
+static int user_version(xpb_store *s)
+{
+    sqlite3_stmt *q;
+    if (sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &q, NULL)) return -1;
+    int v = sqlite3_step(q) == SQLITE_ROW ? sqlite3_column_int(q, 0) : -1;
+    sqlite3_finalize(q);
+    return v;
+}
+
+/* Version 2: the sm table keeps the bound full JID (a resumed stream has
+ * no bind to tell it). A fresh database already has it (SCHEMA). */
+static int migrate(xpb_store *s, char *err, size_t errlen)
+{
+    int v = user_version(s);
+    int rc = 0;
+    if (v == 1)
+        rc = store_exec(s, "ALTER TABLE sm ADD COLUMN jid TEXT NOT NULL DEFAULT ''", "schema",
+                        err, errlen);
+    if (!rc && v != XPB_STORE_SCHEMA_VERSION)
+        rc = store_exec(s, "PRAGMA user_version=" XPB_STR(XPB_STORE_SCHEMA_VERSION), "schema",
+                        err, errlen);
+    return rc;
+}
+
 static int open_db(xpb_store *s, const xpb_store_config *cfg, char *err, size_t errlen)
 {
     int rc = sqlite3_open_v2(s->path, &s->db,
@@ -157,10 +186,45 @@ static int open_db(xpb_store *s, const xpb_store_config *cfg, char *err, size_t 
         rc = store_exec(s, sql, "open", err, errlen);
     }
     if (!rc) rc = store_exec(s, SCHEMA, "schema", err, errlen);
-    if (!rc) rc = store_exec(s, "PRAGMA user_version=1", "schema", err, errlen);
+    if (!rc) rc = migrate(s, err, errlen);
     if (!rc) rc = make_journal_id(s, err, errlen);
     if (!rc) rc = store_journal_load(s, err, errlen);
     return rc;
+}
+
+/* One bridge per state directory: an exclusive flock(2) on DIR/xpbridge.lock,
+ * held for the store's life (the kernel drops it when the process dies, so
+ * a kill -9 leaves no stale lock). The file holds the holder's pid so the
+ * refusal can name it. */
+static int take_lock(xpb_store *s, const char *dir, char *err, size_t errlen)
+{
+    char path[4096 + 32];
+    snprintf(path, sizeof path, "%s/%s", dir, XPB_STORE_LOCK_FILE);
+    s->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (s->lock_fd < 0) {
+        snprintf(err, errlen, "state directory %s: lock file %s: %s", dir, path, strerror(errno));
+        return errno == EROFS || errno == EACCES ? XPB_ESTORERO : XPB_ESTORE;
+    }
+    if (flock(s->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        char pid[32] = "";
+        ssize_t n = pread(s->lock_fd, pid, sizeof pid - 1, 0);
+        while (n > 0 && (pid[n - 1] == '\n' || pid[n - 1] == ' ')) n--;
+        pid[n > 0 ? n : 0] = '\0';
+        if (e == EWOULDBLOCK)
+            snprintf(err, errlen,
+                     "state directory %s is in use by another xpbridge (pid %s, lock %s): "
+                     "one state directory serves one bridge",
+                     dir, pid[0] ? pid : "unknown", path);
+        else
+            snprintf(err, errlen, "state directory %s: lock %s: %s", dir, path, strerror(e));
+        return XPB_ESTORELOCKED;
+    }
+    char me[32];
+    int len = snprintf(me, sizeof me, "%ld\n", (long)getpid());
+    if (ftruncate(s->lock_fd, 0) != 0 || pwrite(s->lock_fd, me, (size_t)len, 0) != len)
+        { /* the lock holds; only the pid shown to a second bridge is missing */ }
+    return 0;
 }
 
 int xpb_store_open(xpb_store **out, const xpb_store_config *cfg, char *err, size_t errlen)
@@ -170,6 +234,12 @@ int xpb_store_open(xpb_store **out, const xpb_store_config *cfg, char *err, size
     if (rc) return rc;
     xpb_store *s = calloc(1, sizeof *s);
     if (!s) return XPB_ENOMEM;
+    s->lock_fd = -1;
+    rc = take_lock(s, cfg->dir, err, errlen);
+    if (rc) {
+        xpb_store_close(s);
+        return rc;
+    }
     s->max_bytes = cfg->journal_max_bytes ? cfg->journal_max_bytes : XPB_STORE_DEFAULT_MAX_BYTES;
     s->max_age_s = cfg->journal_max_age_s ? cfg->journal_max_age_s : XPB_STORE_DEFAULT_MAX_AGE_S;
     if ((size_t)snprintf(s->path, sizeof s->path, "%s/%s", cfg->dir, XPB_STORE_FILE) >=
@@ -187,11 +257,46 @@ int xpb_store_open(xpb_store **out, const xpb_store_config *cfg, char *err, size
     return 0;
 }
 
+int xpb_store_batch_begin(xpb_store *s, xpb_store_commit_cb on_commit, void *ud, char *err,
+                          size_t errlen)
+{
+    if (s->batch) return XPB_EINVAL;
+    int rc = store_exec(s, "BEGIN IMMEDIATE", "outbox", err, errlen);
+    if (rc) return rc;
+    s->batch = 1;
+    s->batch_cb = on_commit;
+    s->batch_ud = ud;
+    return 0;
+}
+
+int xpb_store_batch_open(const xpb_store *s)
+{
+    return s && s->batch;
+}
+
+int xpb_store_batch_commit(xpb_store *s)
+{
+    if (!s->batch) return 0;
+    char err[768] = "";
+    s->batch = 0;
+    int rc = store_exec(s, "COMMIT", "outbox", err, sizeof err);
+    if (rc) sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    if (s->batch_cb) s->batch_cb(s->batch_ud, rc, err);
+    return rc;
+}
+
+void store_batch_end(xpb_store *s)
+{
+    if (s->batch) xpb_store_batch_commit(s);
+}
+
 void xpb_store_close(xpb_store *s)
 {
     if (!s) return;
+    store_batch_end(s);
     for (int i = 0; i < ST_COUNT; i++) sqlite3_finalize(s->st[i]);
     sqlite3_close(s->db);
+    if (s->lock_fd >= 0) close(s->lock_fd); /* drops the flock */
     free(s);
 }
 

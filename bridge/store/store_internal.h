@@ -33,11 +33,15 @@ enum store_stmt {
 
 struct xpb_store {
     sqlite3 *db;
+    int lock_fd; /* DIR/xpbridge.lock, flock(LOCK_EX) while open; -1 none */
     sqlite3_stmt *st[ST_COUNT];
     char path[4096];
     char journal_id[XPB_STORE_JOURNAL_ID_LEN + 1];
     uint64_t max_bytes, max_age_s;
     xpb_journal_stats js;
+    int batch;                    /* a group-commit transaction is open */
+    xpb_store_commit_cb batch_cb; /* told when it commits or fails */
+    void *batch_ud;
 };
 
 /* The statement (prepared on first use, then reset for reuse), or NULL. */
@@ -46,5 +50,7 @@ sqlite3_stmt *store_stmt(xpb_store *s, enum store_stmt which);
 int store_fail(xpb_store *s, int rc, const char *what, char *err, size_t errlen);
 int store_exec(xpb_store *s, const char *sql, const char *what, char *err, size_t errlen);
 int store_journal_load(xpb_store *s, char *err, size_t errlen);
+/* Commits the open batch, if any (before a write that is not part of it). */
+void store_batch_end(xpb_store *s);
 
 #endif

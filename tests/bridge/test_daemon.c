@@ -48,11 +48,42 @@ static int setup(void **state)
     xpb_config cfg;
     xpb_config_init(&cfg);
     cfg.allow_inline_credentials = 1; /* open may carry a password (bus.allow_inline_credentials) */
+    cfg.state_dir = strdup("none"); /* never the user's default state directory */
     char err[512] = "";
     int rc = xpb_daemon_new(&f->d, f->loop, &cfg, err, sizeof err);
     xpb_config_clear(&cfg);
     if (rc != 0) fail_msg("xpb_daemon_new: %s", err);
     assert_non_null(fake_bus_get());
+    *state = f;
+    return 0;
+}
+
+/* The same with a state directory (a fresh temporary one, removed after). */
+static char state_dir[64];
+
+static xpb_daemon *daemon_with_state(xpb_loop *loop)
+{
+    xpb_config cfg;
+    xpb_config_init(&cfg);
+    cfg.allow_inline_credentials = 1;
+    cfg.state_dir = strdup(state_dir);
+    char err[512] = "";
+    xpb_daemon *d = NULL;
+    int rc = xpb_daemon_new(&d, loop, &cfg, err, sizeof err);
+    xpb_config_clear(&cfg);
+    if (rc != 0) fail_msg("xpb_daemon_new: %s", err);
+    return d;
+}
+
+static int setup_state(void **state)
+{
+    snprintf(state_dir, sizeof state_dir, "/tmp/xpb-test-daemon-XXXXXX");
+    assert_non_null(mkdtemp(state_dir));
+    fixture *f = calloc(1, sizeof *f);
+    assert_non_null(f);
+    f->loop = fake_loop_new();
+    assert_non_null(f->loop);
+    f->d = daemon_with_state(f->loop);
     *state = f;
     return 0;
 }
@@ -552,6 +583,168 @@ static void test_shutdown_answers_pending_and_stops_the_loop(void **state)
     assert_null(fake_bus_get()); /* the bus was freed at the end of the shutdown */
 }
 
+/* ---- durable sends (sends.c) ------------------------------------------------------ */
+
+static int teardown_state(void **state)
+{
+    int rc = teardown(state);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", state_dir);
+    assert_int_equal(system(cmd), 0);
+    return rc;
+}
+
+/* The delivery outcomes of stanza id, in order, as letters (Q S A R F). */
+static void outcomes_of(const char *id, char *out, size_t cap, int *resent)
+{
+    size_t n = 0;
+    static const char letters[] = "?ASQSR"; /* index: Outcome (1 ACKED 2 FAILED ...) */
+    *resent = 0;
+    for (size_t k = 0; k < fake_bus_n_events() && n + 1 < cap; k++) {
+        const Xpb__V1__Event *ev = fake_bus_event(k);
+        if (ev->body_case != XPB__V1__EVENT__BODY_DELIVERY || !ev->delivery->stanza_id ||
+            strcmp(ev->delivery->stanza_id, id) != 0)
+            continue;
+        int o = ev->delivery->outcome;
+        out[n++] = o == XPB__V1__DELIVERY__OUTCOME__OUTCOME_FAILED ? 'F' : letters[o];
+        *resent |= ev->delivery->resent;
+    }
+    out[n] = '\0';
+}
+
+/* Without SM: QUEUED, SENT, ACKED (with the message as sent, from filled
+ * in); the outbox had it until the ack. An id and an origin-id equal to it
+ * are given to a message that has none. */
+static void test_sends_states_and_outbox(void **state)
+{
+    fixture *f = *state;
+    open_bot(f, NULL);
+    login(f);
+    fake_bus_clear_events();
+    fake_clear_sent(bot_session(f));
+    fake_req *q = send_message(f, "kept");
+    assert_int_equal(code_of(q), XPB__V1__ERROR_CODE__OK);
+    const char *id = q->resp->sent->stanza_id;
+    char got[16];
+    int resent;
+    outcomes_of(id, got, sizeof got, &resent);
+    assert_string_equal(got, "QSA");
+    assert_false(resent);
+    for (size_t k = 0; k < fake_bus_n_events(); k++) {
+        const Xpb__V1__Event *ev = fake_bus_event(k);
+        if (ev->body_case != XPB__V1__EVENT__BODY_DELIVERY ||
+            ev->delivery->outcome != XPB__V1__DELIVERY__OUTCOME__OUTCOME_ACKED)
+            continue;
+        assert_non_null(ev->delivery->stanza);
+        assert_string_equal(ev->delivery->stanza->from, BOT "/r1");
+        assert_string_equal(ev->delivery->stanza->origin_id, id);
+    }
+    char want[128];
+    snprintf(want, sizeof want, "<origin-id xmlns='urn:xmpp:sid:0' id='%s'/>", id);
+    assert_sent(bot_session(f), want);
+    xpb_daemon_counters c = counters(f);
+    assert_int_equal(c.sends_persisted, 1);
+    assert_int_equal(c.outbox, 0);
+}
+
+/* Sends accepted while offline are on disk: a new daemon on the same state
+ * directory (after a crash) sends them again, same id, marked resent. */
+static void test_sends_resent_after_restart(void **state)
+{
+    fixture *f = *state;
+    open_bot(f, NULL); /* not logged in: the sends wait in the queue */
+    fake_req *q1 = send_message(f, "first");
+    fake_req *q2 = send_message(f, "second");
+    assert_int_equal(code_of(q1), XPB__V1__ERROR_CODE__OK);
+    assert_int_equal(code_of(q2), XPB__V1__ERROR_CODE__OK);
+    char id1[80], id2[80];
+    snprintf(id1, sizeof id1, "%s", q1->resp->sent->stanza_id);
+    snprintf(id2, sizeof id2, "%s", q2->resp->sent->stanza_id);
+    assert_int_equal(counters(f).outbox, 2);
+    /* "Crash": the daemon goes without closing anything. */
+    xpb_daemon_free(f->d);
+    fake_loop_free(f->loop);
+    fake_bus_reset();
+    f->loop = fake_loop_new();
+    f->d = daemon_with_state(f->loop);
+    open_bot(f, NULL);
+    assert_int_equal(counters(f).sends_resent, 2);
+    assert_int_equal(counters(f).outbox, 2);
+    login(f);
+    const char *sent = fake_sent(bot_session(f));
+    const char *p1 = strstr(sent, id1), *p2 = strstr(sent, id2);
+    assert_non_null(p1);
+    assert_non_null(p2);
+    assert_true(p1 < p2); /* in their order */
+    char got[16];
+    int resent;
+    outcomes_of(id2, got, sizeof got, &resent);
+    assert_string_equal(got, "QSA");
+    assert_true(resent);
+    assert_int_equal(counters(f).outbox, 0);
+}
+
+/* XEP-0184: RECEIVED only from the JID the message went to (bare match). */
+static void test_receipt_only_from_the_addressee(void **state)
+{
+    fixture *f = *state;
+    open_bot(f, NULL);
+    login(f);
+    Xpb__V1__Text text = XPB__V1__TEXT__INIT;
+    text.text = "receipt please";
+    Xpb__V1__Text *bodies[] = {&text};
+    xpb_stanza st = XPB__V1__STANZA__INIT;
+    st.has_kind = 1;
+    st.kind = XPB__V1__KIND__KIND_MESSAGE;
+    st.to = "Friend@Example.com/phone";
+    st.id = "rcpt-1";
+    st.n_body = 1;
+    st.body = bodies;
+    Xpb__V1__SendStanza op = XPB__V1__SEND_STANZA__INIT;
+    op.stanza = &st;
+    op.has_receipt = op.receipt = 1;
+    Xpb__V1__Request r = XPB__V1__REQUEST__INIT;
+    r.account = BOT;
+    r.op_case = XPB__V1__REQUEST__OP_SEND;
+    r.send = &op;
+    fake_clear_sent(bot_session(f));
+    assert_int_equal(code_of(request(f, &r)), XPB__V1__ERROR_CODE__OK);
+    assert_sent(bot_session(f), "<request xmlns='urn:xmpp:receipts'/>");
+    fake_feed(bot_session(f), "<message from='mallory@example.com/x' to='" BOT "/r1'>"
+                              "<received xmlns='urn:xmpp:receipts' id='rcpt-1'/></message>");
+    char got[16];
+    int resent;
+    outcomes_of("rcpt-1", got, sizeof got, &resent);
+    assert_string_equal(got, "QSA");
+    assert_int_equal(counters(f).receipts_spoofed, 1);
+    fake_feed(bot_session(f), "<message from='friend@example.com/laptop' to='" BOT "/r1'>"
+                              "<received xmlns='urn:xmpp:receipts' id='rcpt-1'/></message>");
+    outcomes_of("rcpt-1", got, sizeof got, &resent);
+    assert_string_equal(got, "QSAR");
+    assert_int_equal(counters(f).receipts_received, 1);
+}
+
+/* One bridge per state directory: a second daemon on it is refused, with
+ * the directory and the holder's pid named. */
+static void test_state_dir_locked(void **state)
+{
+    fixture *f = *state;
+    (void)f;
+    xpb_loop *l2 = fake_loop_new();
+    xpb_config cfg;
+    xpb_config_init(&cfg);
+    cfg.state_dir = strdup(state_dir);
+    char err[1024] = "";
+    xpb_daemon *d2 = NULL;
+    /* flock is per open file: the same process is refused like another would be */
+    int rc = xpb_daemon_new(&d2, l2, &cfg, err, sizeof err);
+    xpb_config_clear(&cfg);
+    assert_int_equal(rc, XPB_ESTORELOCKED);
+    assert_non_null(strstr(err, state_dir));
+    assert_non_null(strstr(err, "in use by another xpbridge (pid "));
+    fake_loop_free(l2);
+}
+
 static void test_state_names(void **state)
 {
     (void)state;
@@ -579,6 +772,12 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_shutdown_answers_pending_and_stops_the_loop, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_sends_states_and_outbox, setup_state, teardown_state),
+        cmocka_unit_test_setup_teardown(test_sends_resent_after_restart, setup_state,
+                                        teardown_state),
+        cmocka_unit_test_setup_teardown(test_receipt_only_from_the_addressee, setup_state,
+                                        teardown_state),
+        cmocka_unit_test_setup_teardown(test_state_dir_locked, setup_state, teardown_state),
         cmocka_unit_test(test_state_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

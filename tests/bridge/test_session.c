@@ -1274,6 +1274,126 @@ static void test_close_while_offline(void **state)
     xpb_session_free(s);
 }
 
+/* ---- XEP-0198 state kept across a restart of the bridge -------------------- */
+
+/* The state a stream exports, and an SM event before every <a/> we send
+ * (so a kept h is never below what the server was told). */
+static void test_sm_state_exported(void **state)
+{
+    (void)state;
+    xpb_session_config c;
+    base_cfg(&c, 1);
+    c.send_presence = 0;
+    xpb_session *s = new_session(&c);
+    negotiate(s, F_BIND F_SM);
+    answer_bind(s, "user@example.com/r1");
+    feed(s, "<enabled xmlns='urn:xmpp:sm:3' id='sm-1' resume='true' location='[::1]:5222'/>");
+    assert_int_equal(count_events(XPB_SE_SM), 1);
+    xpb_session_sm sm;
+    assert_int_equal(xpb_session_get_sm(s, &sm), 0);
+    assert_string_equal(sm.id, "sm-1");
+    assert_string_equal(sm.location, "[::1]:5222");
+    assert_string_equal(sm.jid, "user@example.com/r1");
+    assert_int_equal(sm.h_in, 0);
+    feed(s, "<message from='a@example.com' to='user@example.com'><body>x</body></message>");
+    clear_sent();
+    int before = F.n_ev;
+    feed(s, "<r xmlns='urn:xmpp:sm:3'/>");
+    assert_sent("<a xmlns='urn:xmpp:sm:3' h='1'/>");
+    assert_int_equal(F.n_ev, before + 1);
+    assert_int_equal(F.ev[before].kind, XPB_SE_SM);
+    assert_int_equal(xpb_session_get_sm(s, &sm), 0);
+    assert_int_equal(sm.h_in, 1);
+    send_msg(s, "m-1", "1");
+    send_msg(s, "m-2", "2");
+    feed(s, "<a xmlns='urn:xmpp:sm:3' h='2'/>");
+    assert_int_equal(xpb_session_get_sm(s, &sm), 0);
+    assert_int_equal(sm.h_acked, 2);
+    xpb_session_free(s);
+}
+
+static void test_sm_state_none_without_resume(void **state)
+{
+    (void)state;
+    xpb_session_config c;
+    base_cfg(&c, 0);
+    xpb_session *s = online_plain(&c);
+    xpb_session_sm sm;
+    assert_int_equal(xpb_session_get_sm(s, &sm), 1);
+    assert_string_equal(sm.id, "");
+    /* Without SM a written stanza is SENT, then ACKED at once. */
+    int n = F.n_ev;
+    uint64_t h = send_msg(s, "m-1", "1");
+    assert_int_equal(F.n_ev, n + 2);
+    assert_int_equal(F.ev[n].kind, XPB_SE_SENT);
+    assert_int_equal(F.ev[n].handle, h);
+    assert_int_equal(F.ev[n + 1].kind, XPB_SE_ACKED);
+    assert_int_equal(F.ev[n + 1].handle, h);
+    xpb_session_free(s);
+}
+
+static const xpb_session_sm KEPT = {.id = "sm-9", .location = "", .h_in = 7, .h_acked = 3,
+                                    .jid = "user@example.com/old"};
+
+/* A new session given a kept state resumes first; the server's h (more than
+ * this session ever sent) is taken as it is, and the queue is sent. */
+static void test_sm_import_resumes(void **state)
+{
+    (void)state;
+    xpb_session_config c;
+    base_cfg(&c, 1);
+    c.resume = &KEPT;
+    xpb_session *s = new_session(&c);
+    uint64_t h = send_msg(s, "kept-1", "resent"); /* queued before the start */
+    negotiate(s, F_BIND F_SM);
+    assert_sent("<resume xmlns='urn:xmpp:sm:3' previd='sm-9' h='7'/>");
+    assert_not_sent("xpb-bind");
+    clear_sent();
+    feed(s, "<resumed xmlns='urn:xmpp:sm:3' previd='sm-9' h='40'/>");
+    assert_int_equal(xpb_session_get_state(s), XPB_SS_ONLINE);
+    assert_not_sent("<stream:error"); /* not handled-count-too-high */
+    const rec_event *on = last_event(XPB_SE_ONLINE);
+    assert_int_equal(on->resumed, 1);
+    assert_string_equal(on->jid, "user@example.com/old");
+    assert_sent("id='kept-1'");
+    assert_int_equal(last_event(XPB_SE_SENT)->handle, h);
+    xpb_session_sm sm;
+    assert_int_equal(xpb_session_get_sm(s, &sm), 0);
+    assert_int_equal(sm.h_acked, 40);
+    assert_int_equal(sm.h_in, 7);
+    feed(s, "<a xmlns='urn:xmpp:sm:3' h='41'/>");
+    assert_int_equal(last_event(XPB_SE_ACKED)->handle, h);
+    xpb_session_free(s);
+}
+
+/* The server no longer knows the stream: a fresh bind, the queue sent there. */
+static void test_sm_import_failed_binds(void **state)
+{
+    (void)state;
+    xpb_session_config c;
+    base_cfg(&c, 1);
+    c.resume = &KEPT;
+    xpb_session *s = new_session(&c);
+    send_msg(s, "kept-1", "resent");
+    negotiate(s, F_BIND F_SM);
+    clear_sent();
+    feed(s, "<failed xmlns='urn:xmpp:sm:3' h='99'><item-not-found "
+            "xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></failed>");
+    assert_not_sent("<stream:error");
+    assert_sent("xpb-bind-");
+    answer_bind(s, "user@example.com/new");
+    clear_sent();
+    feed(s, "<enabled xmlns='urn:xmpp:sm:3' id='sm-10' resume='true'/>");
+    assert_sent("id='kept-1'");
+    assert_int_equal(last_event(XPB_SE_ONLINE)->resumed, 0);
+    xpb_session_sm sm;
+    assert_int_equal(xpb_session_get_sm(s, &sm), 0);
+    assert_string_equal(sm.id, "sm-10");
+    assert_string_equal(sm.jid, "user@example.com/new");
+    assert_int_equal(sm.h_in, 0);
+    xpb_session_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1296,6 +1416,10 @@ int main(void)
         T(test_h_wrap),
         T(test_resume_resends_only_unacked),
         T(test_resume_failed_fresh_bind),
+        T(test_sm_state_exported),
+        T(test_sm_state_none_without_resume),
+        T(test_sm_import_resumes),
+        T(test_sm_import_failed_binds),
         T(test_queue_full),
         T(test_ping_timeout_reconnects),
         T(test_sm_ping_uses_r),

@@ -139,6 +139,71 @@ static void test_journal_pages_and_prefix(void **state)
     xpb_store_close(s);
 }
 
+/* Group commit: outbox rows of a batch are on disk together at its commit,
+ * which another write (here a journal append) makes happen first. */
+static int g_commits, g_commit_rc;
+
+static void on_commit(void *ud, int rc, const char *err)
+{
+    (void)ud;
+    (void)err;
+    g_commits++;
+    g_commit_rc = rc;
+}
+
+static void test_batch_group_commit(void **state)
+{
+    (void)state;
+    xpb_store *s = open_store(g_dir, 0, 0);
+    g_commits = 0;
+    assert_int_equal(xpb_store_batch_begin(s, on_commit, NULL, g_err, sizeof g_err), 0);
+    assert_true(xpb_store_batch_open(s));
+    assert_int_equal(xpb_store_batch_begin(s, on_commit, NULL, g_err, sizeof g_err), XPB_EINVAL);
+    xpb_outbox_item it = {.account = "bot@x", .id = 1, .stanza_id = "s1",
+                          .xml = (const uint8_t *)"r", .xml_len = 1};
+    assert_int_equal(xpb_store_outbox_put(s, &it, g_err, sizeof g_err), 0);
+    it.id = 2;
+    assert_int_equal(xpb_store_outbox_put(s, &it, g_err, sizeof g_err), 0);
+    assert_int_equal(g_commits, 0);
+    assert_int_equal(xpb_store_batch_commit(s), 0);
+    assert_int_equal(g_commits, 1);
+    assert_int_equal(g_commit_rc, 0);
+    assert_false(xpb_store_batch_open(s));
+    /* A journal append commits the open batch before its own transaction. */
+    assert_int_equal(xpb_store_batch_begin(s, on_commit, NULL, g_err, sizeof g_err), 0);
+    assert_int_equal(xpb_store_outbox_done(s, "bot@x", 1, g_err, sizeof g_err), 0);
+    assert_int_equal(append_n(s, 1, 1), 0);
+    assert_int_equal(g_commits, 2);
+    assert_false(xpb_store_batch_open(s));
+    /* An open batch is committed at close: its rows survive. */
+    it.id = 3;
+    assert_int_equal(xpb_store_batch_begin(s, on_commit, NULL, g_err, sizeof g_err), 0);
+    assert_int_equal(xpb_store_outbox_put(s, &it, g_err, sizeof g_err), 0);
+    xpb_store_close(s);
+    assert_int_equal(g_commits, 3);
+    s = open_store(g_dir, 0, 0);
+    assert_int_equal(xpb_store_outbox_count(s, "bot@x"), 2); /* 2 and 3 */
+    xpb_store_close(s);
+}
+
+/* One process per state directory: a second open is refused naming the pid. */
+static void test_lock_refuses_a_second_open(void **state)
+{
+    (void)state;
+    xpb_store *s = open_store(g_dir, 0, 0);
+    xpb_store *t = NULL;
+    xpb_store_config cfg = {.dir = g_dir};
+    assert_int_equal(xpb_store_open(&t, &cfg, g_err, sizeof g_err), XPB_ESTORELOCKED);
+    assert_null(t);
+    char want[64];
+    snprintf(want, sizeof want, "(pid %ld, lock ", (long)getpid());
+    assert_non_null(strstr(g_err, want));
+    assert_non_null(strstr(g_err, g_dir));
+    xpb_store_close(s);
+    assert_int_equal(xpb_store_open(&t, &cfg, g_err, sizeof g_err), 0); /* released */
+    xpb_store_close(t);
+}
+
 static void test_state_survives_reopen(void **state)
 {
     (void)state;
@@ -395,6 +460,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_journal_pages_and_prefix, setup, teardown),
         cmocka_unit_test_setup_teardown(test_state_survives_reopen, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_batch_group_commit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lock_refuses_a_second_open, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retention, setup, teardown),
         cmocka_unit_test_setup_teardown(test_full_by_page_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_seen_commit, setup, teardown),

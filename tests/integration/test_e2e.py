@@ -177,10 +177,12 @@ class E2EMixin:
         xml = got['e2e-out-3']
         self.assertEqual(xml['type'], 'headline')
         self.assertIsNotNone(xml.xml.find(f'{{{CHATSTATES}}}composing'), str(xml))
-        # Delivery outcome on the bus (XEP-0198 ack) for the first one.
+        # Delivery outcomes on the bus for the first one, in order, ending
+        # with the XEP-0198 ack (docs/bus.md, "Delivery").
         dl = self.tail.wait(lambda e: (e.get('delivery') or {}).get('stanza_id') == 'e2e-out-1',
-                            since=mark)
-        self.assertEqual(dl[0]['delivery']['outcome'], 'OUTCOME_ACKED')
+                            n=3, since=mark)
+        self.assertEqual([e['delivery']['outcome'] for e in dl],
+                         ['OUTCOME_QUEUED', 'OUTCOME_SENT', 'OUTCOME_ACKED'])
 
     def test_unknown_account_and_bad_jid_are_errors(self):
         r = self.ctl('send', '--account', f'nobody@{DOMAIN}', '--to', ALICE, 'x', check=False)

@@ -74,6 +74,8 @@ static int write_config(const lbridge_opts *o, lbridge *b, char *conf, size_t le
     fprintf(f, "log = { level = \"warn\"; file = \"%s/xpbridge.log\"; };\n", b->dir);
     write_bus(f, o, b);
     fprintf(f, "metrics = { listen = \"127.0.0.1:%d\"; };\n", b->metrics_port);
+    if (o->state) fprintf(f, "state = { dir = \"%s/state\"; };\n", b->dir);
+    else fprintf(f, "state = { dir = \"none\"; };\n");
     fprintf(f, "limits = { queue_max = 1000; };\naccounts = (\n");
     for (unsigned i = 0; i < o->accounts; i++)
         write_account(f, o, pw, i);

@@ -84,6 +84,7 @@ typedef struct lbridge_opts {
     unsigned accounts;                  /* load0 .. loadN-1 @LOAD_DOMAIN; load0 is the busy one */
     unsigned batch_max, batch_flush_us; /* batch_max 0: the bridge's default */
     int batch_flush_set;                /* 0: the bridge's batch_flush_us (0 is a value) */
+    int state;                          /* 1: state.dir = dir/state; 0: "none" */
 } lbridge_opts;
 
 /* Writes dir/xpbridge.conf and fills b's endpoints; then spawn runs it, so a
@@ -145,6 +146,7 @@ typedef struct load_opts {
     double latency_rate; /* 0: half the run's one-account inbound figure */
     unsigned idle, runs, batch_max, batch_flush_us;
     int sm, peer, json, batch_flush_set;
+    int state; /* the bridge gets a state directory (journal, outbox) */
     uint64_t seed;
 } load_opts;
 

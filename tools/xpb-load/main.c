@@ -31,7 +31,7 @@ static const char usage_text[] =
     "SYNOPSIS\n"
     "    xpb-load [--xpbridge PATH] [--messages N] [--sends N] [--idle M]\n"
     "             [--latency-count N] [--latency-rate R] [--runs N] [--no-sm]\n"
-    "             [--no-peer] [--batch-max N] [--batch-flush-us US] [--seed N]\n"
+    "             [--no-peer] [--batch-max N] [--batch-flush-us US] [--state] [--seed N]\n"
     "             [--keep] [--json]\n"
     "\n"
     "DESCRIPTION\n"
@@ -85,6 +85,9 @@ static const char usage_text[] =
     "    --batch-max N     the bridge's bus.batch_max (default: its own)\n"
     "    --batch-flush-us US  the bridge's bus.batch_flush_us (default: its own;\n"
     "                      0: a batch goes out when the loop has run what is ready)\n"
+    "    --state           give the bridge a state directory (in the run's work\n"
+    "                      directory): every event journaled, every send kept\n"
+    "                      in the outbox before it is answered (default: none)\n"
     "    --seed N          traffic generator seed (default 1)\n"
     "    --keep            keep the work directory (configs, logs) and print it\n"
     "    --json            print one JSON object instead of the table\n"
@@ -114,7 +117,8 @@ enum {
     O_BFLUSH,
     O_SEED,
     O_KEEP,
-    O_JSON
+    O_JSON,
+    O_STATE
 };
 
 static const struct option long_opts[] = {{"xpbridge", required_argument, 0, O_XPB},
@@ -131,6 +135,7 @@ static const struct option long_opts[] = {{"xpbridge", required_argument, 0, O_X
                                           {"seed", required_argument, 0, O_SEED},
                                           {"keep", no_argument, 0, O_KEEP},
                                           {"json", no_argument, 0, O_JSON},
+                                          {"state", no_argument, 0, O_STATE},
                                           {"help", no_argument, 0, 'h'},
                                           {0, 0, 0, 0}};
 
@@ -223,6 +228,8 @@ static int parse_args(int argc, char **argv, cli *c)
             exit(0);
         } else if (opt == O_XPB) {
             c->o.xpbridge = optarg;
+        } else if (opt == O_STATE) {
+            c->o.state = 1;
         } else if (opt == O_NOSM || opt == O_NOPEER || opt == O_KEEP || opt == O_JSON) {
             *(opt == O_NOSM     ? &c->o.sm
               : opt == O_NOPEER ? &c->o.peer

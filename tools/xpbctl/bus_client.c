@@ -10,6 +10,7 @@
 #include <nng/nng.h>
 #include <nng/protocol/pubsub0/sub.h>
 #include <nng/protocol/reqrep0/req.h>
+#include <nng/supplemental/util/platform.h>
 
 #include "bus_client.h"
 #include "output.h"
@@ -249,7 +250,33 @@ struct ctl_sub {
     ctl *c;
     nng_socket s;
     nng_msg *msg; /* the message last returned */
+    nng_mtx *mtx;
+    nng_cv *cv;
+    int pipes; /* connected to the bridge's PUB (NNG's pipe callback) */
 };
+
+static void on_pipe_add(nng_pipe p, nng_pipe_ev ev, void *arg)
+{
+    (void)p;
+    (void)ev;
+    ctl_sub *sub = arg;
+    nng_mtx_lock(sub->mtx);
+    sub->pipes++;
+    nng_cv_wake(sub->cv);
+    nng_mtx_unlock(sub->mtx);
+}
+
+int ctl_sub_wait_connected(ctl_sub *s, long ms)
+{
+    nng_time until = nng_clock() + (nng_time)ms;
+    nng_mtx_lock(s->mtx);
+    while (!s->pipes && nng_cv_until(s->cv, until) != NNG_ETIMEDOUT) {}
+    int ok = s->pipes > 0;
+    nng_mtx_unlock(s->mtx);
+    if (!ok) return XPBCTL_EXIT_NOREPLY;
+    nng_msleep(CTL_SUB_SETTLE_MS); /* the PUB side adds its end of the pipe just after */
+    return 0;
+}
 
 static int subscribe(nng_socket s, const char *const *prefixes, size_t n)
 {
@@ -272,7 +299,10 @@ int ctl_sub_open(ctl *c, const char *const *prefixes, size_t n, ctl_sub **out)
         free(sub);
         return XPBCTL_EXIT_FAIL;
     }
-    rv = subscribe(sub->s, prefixes, n);
+    rv = nng_mtx_alloc(&sub->mtx);
+    if (!rv) rv = nng_cv_alloc(&sub->cv, sub->mtx);
+    if (!rv) rv = nng_pipe_notify(sub->s, NNG_PIPE_EV_ADD_POST, on_pipe_add, sub);
+    if (!rv) rv = subscribe(sub->s, prefixes, n);
     if (!rv) rv = nng_socket_set_size(sub->s, NNG_OPT_RECVMAXSZ, CTL_MAX_EVENT_BYTES);
     if (!rv) rv = nng_socket_set_int(sub->s, NNG_OPT_RECVBUF, CTL_SUB_QUEUE);
     if (!rv) rv = nng_socket_set_ms(sub->s, NNG_OPT_RECVTIMEO, CTL_POLL_MS);
@@ -307,5 +337,7 @@ void ctl_sub_close(ctl_sub *s)
     if (!s) return;
     if (s->msg) nng_msg_free(s->msg);
     nng_close(s->s);
+    if (s->cv) nng_cv_free(s->cv);
+    if (s->mtx) nng_mtx_free(s->mtx);
     free(s);
 }

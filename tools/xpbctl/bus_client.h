@@ -57,5 +57,11 @@ int ctl_sub_open(ctl *c, const char *const *prefixes, size_t n, ctl_sub **out);
  * exit status (printed). */
 int ctl_sub_next(ctl_sub *s, const uint8_t **data, size_t *len);
 void ctl_sub_close(ctl_sub *s);
+/* Waits until the subscription is connected to the bridge (so an event
+ * published after this returns is received): 0, or XPBCTL_EXIT_NOREPLY
+ * after ms. NNG tells when our end of the pipe is up, not when the bridge's
+ * PUB has added its end: CTL_SUB_SETTLE_MS more covers that. */
+#define CTL_SUB_SETTLE_MS 250
+int ctl_sub_wait_connected(ctl_sub *s, long ms);
 
 #endif

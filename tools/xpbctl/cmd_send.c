@@ -5,20 +5,33 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
 
 #include "bus_client.h"
 #include "output.h"
 #include "stanza_arg.h"
+#include "xpb_stanza.h"
 #include "xpb_xml.h"
 
 #define SEND_MAX_WORDS 256 /* positional words of a message body */
 #define SEND_MAX_BATCH 4096 /* stanzas of --batch: XPB_DAEMON_MAX_SEND_BATCH */
+#define SEND_WAIT_DEFAULT_MS 60000L /* --wait without --timeout */
 
 typedef struct send_args {
     const char *account, *to, *thread, *id, *xml, *batch;
-    xpbctl_num type;
+    xpbctl_num type, wait;
     xpbctl_list words;
+    bool receipt;
 } send_args;
+
+/* --wait STATE: the Delivery outcome to wait for (docs/bus.md, "Delivery"). */
+static const xpbctl_choice wait_states[] = {
+    {"sent", XPB__V1__DELIVERY__OUTCOME__OUTCOME_SENT},
+    {"acked", XPB__V1__DELIVERY__OUTCOME__OUTCOME_ACKED},
+    {"received", XPB__V1__DELIVERY__OUTCOME__OUTCOME_RECEIVED},
+    {NULL, 0},
+};
 
 static const xpbctl_choice message_types[] = {
     {"chat", XPB__V1__STANZA_TYPE__TYPE_CHAT},
@@ -67,6 +80,20 @@ static const xpbctl_opt send_opts[] = {
      .offset = XPBCTL_AT(send_args, batch),
      .help = "send every stanza of FILE (one XML stanza per line, - for\n"
              "standard input; at most 4096) in one send_batch request"},
+    {.name = "--receipt",
+     .kind = XPBCTL_FLAG,
+     .offset = XPBCTL_AT(send_args, receipt),
+     .help = "ask the recipient's client for a receipt (XEP-0184): its\n"
+             "<received/> becomes the delivery state RECEIVED"},
+    {.name = "--wait",
+     .arg = "STATE",
+     .kind = XPBCTL_CHOICE,
+     .choices = wait_states,
+     .offset = XPBCTL_AT(send_args, wait),
+     .help = "sent, acked or received: exit 0 once the message reaches\n"
+             "that delivery state; 1 when it FAILED; 3 when --timeout\n"
+             "(default 60000 ms here) passes first. received implies\n"
+             "--receipt"},
     {.arg = "BODY",
      .kind = XPBCTL_WORDS,
      .max = SEND_MAX_WORDS,
@@ -137,6 +164,137 @@ static int print_sent(ctl *c, const Xpb__V1__Response *resp)
     return 0;
 }
 
+/* ---- --wait ------------------------------------------------------------------- */
+
+static const char *outcome_name(int o)
+{
+    switch (o) {
+    case XPB__V1__DELIVERY__OUTCOME__OUTCOME_QUEUED: return "queued";
+    case XPB__V1__DELIVERY__OUTCOME__OUTCOME_SENT: return "sent";
+    case XPB__V1__DELIVERY__OUTCOME__OUTCOME_ACKED: return "acked";
+    case XPB__V1__DELIVERY__OUTCOME__OUTCOME_RECEIVED: return "received";
+    case XPB__V1__DELIVERY__OUTCOME__OUTCOME_FAILED: return "failed";
+    default: return "unknown";
+    }
+}
+
+/* States in order; a later one implies the earlier (ACKED after SENT). */
+static int outcome_rank(int o)
+{
+    switch (o) {
+    case XPB__V1__DELIVERY__OUTCOME__OUTCOME_QUEUED: return 1;
+    case XPB__V1__DELIVERY__OUTCOME__OUTCOME_SENT: return 2;
+    case XPB__V1__DELIVERY__OUTCOME__OUTCOME_ACKED: return 3;
+    case XPB__V1__DELIVERY__OUTCOME__OUTCOME_RECEIVED: return 4;
+    default: return 0;
+    }
+}
+
+/* One delivery event message: 1 when the wait is over (*rc set), else 0. */
+static int wait_event(ctl *c, const send_args *a, const char *id, const uint8_t *data,
+                      size_t len, int *rc)
+{
+    const uint8_t *nul = memchr(data, 0, len);
+    size_t off = nul ? (size_t)(nul - data) + 1 : 0;
+    Xpb__V1__EventBatch *b = NULL;
+    if (!nul ||
+        xpb_pb_check_depth(&xpb__v1__event_batch__descriptor, data + off, len - off,
+                           XPB_RECORD_DEFAULT_MAX_DEPTH + 2) ||
+        !(b = xpb__v1__event_batch__unpack(NULL, len - off, data + off)))
+        return 0;
+    int done = 0;
+    for (size_t i = 0; i < b->n_event && !done; i++) {
+        const Xpb__V1__Event *ev = b->event[i];
+        if (ev->body_case != XPB__V1__EVENT__BODY_DELIVERY || !ev->delivery->stanza_id ||
+            strcmp(ev->delivery->stanza_id, id) != 0)
+            continue;
+        int o = ev->delivery->outcome;
+        if (!c->json) printf("%s %s\n", id, outcome_name(o));
+        else ctl_print_json(&ev->base);
+        if (o == XPB__V1__DELIVERY__OUTCOME__OUTCOME_FAILED) {
+            fprintf(stderr, "xpbctl: send: %s failed: %s\n", id,
+                    ev->delivery->reason ? ev->delivery->reason : "(no reason given)");
+            *rc = XPBCTL_EXIT_FAIL;
+            done = 1;
+        } else if (outcome_rank(o) >= outcome_rank((int)a->wait.v)) {
+            *rc = 0;
+            done = 1;
+        }
+    }
+    fflush(stdout);
+    xpb__v1__event_batch__free_unpacked(b, NULL);
+    return done;
+}
+
+static long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int wait_delivery(ctl *c, const send_args *a, ctl_sub *sub, const char *id, long until)
+{
+    int rc = XPBCTL_EXIT_NOREPLY;
+    while (now_ms() < until) {
+        const uint8_t *data = NULL;
+        size_t len = 0;
+        int r = ctl_sub_next(sub, &data, &len);
+        if (r == CTL_SUB_TIMEOUT) continue;
+        if (r) return r;
+        if (wait_event(c, a, id, data, len, &rc)) return rc;
+    }
+    fprintf(stderr, "xpbctl: send: %s did not reach the delivery state %s within %ld ms "
+                    "(--timeout)\n",
+            id, outcome_name((int)a->wait.v), c->timeout_ms);
+    return XPBCTL_EXIT_NOREPLY;
+}
+
+/* --wait: the id is made here, so the events can be matched before the reply. */
+static void wait_id(const send_args *a, xpb_stanza *st, char *buf, size_t len)
+{
+    if (st->id) {
+        snprintf(buf, len, "%s", st->id);
+        return;
+    }
+    uint64_t r = 0;
+    if (getrandom(&r, sizeof r, 0) != (ssize_t)sizeof r) r = (uint64_t)time(NULL);
+    snprintf(buf, len, "xpbctl-%016llx", (unsigned long long)r);
+    (void)a;
+}
+
+static int print_sent_quiet(ctl *c, const Xpb__V1__Response *resp)
+{
+    if (resp->result_case != XPB__V1__RESPONSE__RESULT_SENT) return ctl_missing_result(c);
+    return 0;
+}
+
+static int send_waiting(ctl *c, const send_args *a, xpb_stanza *st, Xpb__V1__Request *r)
+{
+    char prefix[1200], id[128];
+    if (xpb_bus_topic_prefix("delivery", a->account, prefix, sizeof prefix) < 0) {
+        fprintf(stderr, "xpbctl: send: --account is too long for a topic\n");
+        return XPBCTL_EXIT_USAGE;
+    }
+    wait_id(a, st, id, sizeof id);
+    st->id = id;
+    long total = c->timeout_set ? c->timeout_ms : SEND_WAIT_DEFAULT_MS;
+    long until = now_ms() + total;
+    const char *prefixes[] = {prefix};
+    ctl_sub *sub = NULL;
+    /* Subscribe first: the states are published right after the send. */
+    int rc = ctl_sub_open(c, prefixes, 1, &sub);
+    if (!rc && ctl_sub_wait_connected(sub, total) != 0) {
+        fprintf(stderr, "xpbctl: send: cannot subscribe to %s within %ld ms\n", c->events, total);
+        rc = XPBCTL_EXIT_NOREPLY;
+    }
+    if (!rc) rc = ctl_request(c, r, print_sent_quiet);
+    c->timeout_ms = total;
+    if (!rc) rc = wait_delivery(c, a, sub, id, until);
+    ctl_sub_close(sub);
+    return rc;
+}
+
 static int send_stanza(ctl *c, const send_args *a, xpb_arena *arena)
 {
     xpb_buf xml;
@@ -154,8 +312,11 @@ static int send_stanza(ctl *c, const send_args *a, xpb_arena *arena)
     Xpb__V1__SendStanza s = XPB__V1__SEND_STANZA__INIT;
     Xpb__V1__Request r = XPB__V1__REQUEST__INIT;
     s.stanza = st;
+    s.has_receipt = s.receipt =
+        a->receipt || (a->wait.set && a->wait.v == XPB__V1__DELIVERY__OUTCOME__OUTCOME_RECEIVED);
     r.op_case = XPB__V1__REQUEST__OP_SEND;
     r.send = &s;
+    if (a->wait.set) return send_waiting(c, a, st, &r);
     return ctl_request(c, &r, print_sent);
 }
 
@@ -250,11 +411,12 @@ const xpbctl_command xpbctl_cmd_send = {
             .name = "send",
             .summary = "send a message, or any stanza, through a bridged account",
             .usage = "xpbctl send --account JID (--to JID [--type T] [--thread T] [--id ID] "
-                     "BODY... | --xml STANZA | --batch FILE)",
+                     "BODY... | --xml STANZA | --batch FILE) [--receipt] [--wait sent|acked|received]",
             .synopsis =
                 "    xpbctl send --account JID --to JID [--type chat|normal|groupchat|headline]\n"
-                "                [--thread T] [--id ID] [OPTIONS] [--] BODY...\n"
-                "    xpbctl send --account JID --xml STANZA [OPTIONS]\n"
+                "                [--thread T] [--id ID] [--receipt] [--wait STATE] [OPTIONS]\n"
+                "                [--] BODY...\n"
+                "    xpbctl send --account JID --xml STANZA [--receipt] [--wait STATE] [OPTIONS]\n"
                 "    xpbctl send --account JID --batch FILE [OPTIONS]\n",
             .description =
                 "    Asks the bridge to send a stanza from the account's session (request\n"
@@ -268,7 +430,14 @@ const xpbctl_command xpbctl_cmd_send = {
                 "    Prints the id the stanza was sent with, followed by \"queued\" when the\n"
                 "    session is not online yet and the stanza waits in its queue. Whether the\n"
                 "    server received it is reported later as a delivery event (xpbctl tail\n"
-                "    --kind delivery).\n"
+                "    --kind delivery): queued, sent, acked (the server has it), received\n"
+                "    (the recipient's client confirmed it; with --receipt), or failed.\n"
+                "\n"
+                "    With --wait STATE, xpbctl subscribes to delivery/ACCOUNT/ before it\n"
+                "    sends, prints \"ID STATE\" for each state the stanza reaches, and exits\n"
+                "    once it reaches STATE (or a later one): 0; FAILED: 1 with the reason;\n"
+                "    no such state within --timeout (default 60000 ms with --wait): 3. The\n"
+                "    id is made by xpbctl when --id is not given.\n"
                 "\n"
                 "    The third form sends many stanzas in one request (\"send_batch\"): FILE\n"
                 "    (- for standard input) holds one XML stanza per line, blank lines\n"
@@ -276,15 +445,19 @@ const xpbctl_command xpbctl_cmd_send = {
                 "    per stanza is printed, in order: its id (and \"queued\"), or \"error\n"
                 "    ERR_NAME: text\". Delivery events name them REQUEST_ID/INDEX.\n",
             .exit_status =
-                XPBCTL_REQUEST_EXIT_STATUS
-                "    1  also: the stanza given with --xml was refused, or --batch: a line was\n"
-                "       not a stanza, or the bridge refused one of them\n",
+                XPBCTL_REQUEST_EXIT_STATUS "    1  also: the stanza given with --xml was refused, or\n"
+                                           "       --batch: a line was not a stanza, or the bridge\n"
+                                           "       refused one of them, or (--wait) the stanza FAILED\n"
+                                           "    3  also: (--wait) the state was not reached within\n"
+                                           "       --timeout\n",
             .examples =
                 "    xpbctl send --account bot@example.com --to alice@example.com Hello there\n"
                 "    xpbctl send --account bot@example.com --request-id order-42 \\\n"
                 "        --to alice@example.com 'Your order shipped'\n"
                 "    xpbctl send --account bot@example.com \\\n"
                 "        --xml \"<message to='alice@example.com'><body>hi</body></message>\"\n"
+                "    xpbctl send --account bot@example.com --to alice@example.com \\\n"
+                "        --wait received --timeout 30000 'Did you get this?'\n"
                 "    xpbctl send --account bot@example.com --batch outbox.xml\n",
         },
     .opts = send_opts,

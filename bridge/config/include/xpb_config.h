@@ -74,8 +74,8 @@ typedef struct xpb_config {
     int iq_answer_version; /* iq.answer_version: answer jabber:iq:version (XEP-0092) */
     char **iq_passthrough; /* iq.passthrough: get/set namespaces backends answer */
     size_t n_iq_passthrough;
-    /* state.dir: the state directory (docs/durability.md); NULL or "none":
-     * memory only. state.journal_max_bytes / _max_age_s: retention (0: the
+    /* state.dir: the state directory (docs/durability.md); NULL: the default
+     * (xpb_config_default_state_dir); "none": memory only. state.journal_max_bytes / _max_age_s: retention (0: the
      * store's defaults); state.sync = "full" | "normal". */
     char *state_dir;
     unsigned long long journal_max_bytes, journal_max_age_s;
@@ -127,6 +127,11 @@ void xpb_account_cfg_clear(xpb_account_cfg *a);
 const xpb_account_cfg *xpb_config_find(const xpb_config *c, const char *jid);
 
 /* "debug" ... "error" -> XPB_CFG_LOG_*, or -1. */
+/* The state directory used when neither state.dir nor --state-dir names
+ * one: $XDG_STATE_HOME/xpbridge, else $HOME/.local/state/xpbridge (XDG Base
+ * Directory spec). 0, or XPB_EINVAL when neither variable is set (or the
+ * path does not fit), with buf holding the reason. */
+int xpb_config_default_state_dir(char *buf, size_t len);
 int xpb_config_log_level(const char *name);
 const char *xpb_config_log_level_name(int level);
 /* "starttls", "directtls", "websocket" -> xpb_transport_kind, or -1. */

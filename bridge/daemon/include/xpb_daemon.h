@@ -25,6 +25,17 @@
 #define XPB_DAEMON_MAX_IQ_TIMEOUT_MS 600000u
 #define XPB_DAEMON_MAX_SEND_BATCH 4096u     /* stanzas in one SendBatch request */
 #define XPB_DAEMON_REQUEST_SLACK (64u * 1024u) /* request bytes beyond 2 x max_stanza_bytes */
+/* XEP-0184: messages sent with a receipt request whose <received/> is awaited,
+ * per account; past it the oldest wait is dropped (it never gets RECEIVED). */
+#define XPB_DAEMON_RECEIPTS_MAX 10000u
+/* XEP-0198 h of received stanzas is kept at most this long after them, so a
+ * resumed stream after a crash redelivers only what came in that window. */
+#define XPB_DAEMON_SM_SAVE_MS 10u
+/* Group commit of the outbox (sends.c): a batch is committed this long after
+ * its first row (0: on the loop's next turn). 1 ms measured no better. */
+#ifndef XPB_DAEMON_COMMIT_MS
+#define XPB_DAEMON_COMMIT_MS 0u
+#endif
 
 /* ---- the daemon --------------------------------------------------------------- */
 typedef struct xpb_daemon xpb_daemon;
@@ -80,6 +91,12 @@ typedef struct xpb_daemon_counters {
     uint64_t catchup_duplicates; /* archived or live messages dropped: stanza-id seen before */
     uint64_t catchup_bounded;    /* runs stopped at mam.max_pages / mam.max_messages */
     uint64_t catchup_refused;    /* archives missing, refusing or not answering */
+    /* durable sends (docs/durability.md, "Sends"): written to the outbox,
+     * sent again after a restart, refused because the state directory was
+     * full or read-only; outbox: sends kept now, waiting for the server's ack */
+    uint64_t sends_persisted, sends_resent, storage_refusals, outbox_errors;
+    uint64_t outbox;
+    uint64_t receipts_received, receipts_spoofed; /* XEP-0184 <received/> matched / refused */
 } xpb_daemon_counters;
 void xpb_daemon_get_counters(xpb_daemon *d, xpb_daemon_counters *out);
 void xpb_daemon_get_bus_stats(xpb_daemon *d, xpb_bus_stats *out);

@@ -71,6 +71,16 @@ typedef struct xpb_session_target {
                                  * sets ws_url instead, and see_other_host to the URI. */
 } xpb_session_target;
 
+/* XEP-0198 resumption state, kept across a restart of the bridge so that
+ * the next process resumes the stream (§5) instead of binding afresh. */
+typedef struct xpb_session_sm {
+    char id[256];       /* <enabled id=''/>; "" when the stream cannot be resumed */
+    char location[256]; /* <enabled location=''/>, "" when none (kept, not used to connect) */
+    uint32_t h_in;      /* stanzas handled, as our last <a h=''/> (or <resume h=''/>) says */
+    uint32_t h_acked;   /* our stanzas the server acknowledged */
+    char jid[3072];     /* the bound full JID: <resumed/> does not repeat it */
+} xpb_session_sm;
+
 typedef struct xpb_session_config {
     const char *jid;            /* bare or full JID; a resource here is requested at bind */
     const unsigned char *password;
@@ -91,6 +101,12 @@ typedef struct xpb_session_config {
     unsigned backoff_reset_ms;  /* online this long -> backoff back to min (0 = default) */
     unsigned ack_every;
     size_t max_stanza_bytes;    /* largest stanza sent, and longest string in it; 0 = default */
+    /* A saved XEP-0198 state (NULL: none; copied by xpb_session_new): the
+     * first stream sends <resume/> with it. Since what was sent before the
+     * restart is not in this session's queue, <resumed h=''/> is taken as
+     * the server's count without releasing anything; queued stanzas are
+     * then all sent. On <failed/> the session binds afresh. */
+    const xpb_session_sm *resume;
 } xpb_session_config;
 void xpb_session_config_init(xpb_session_config *c);
 
@@ -102,6 +118,11 @@ typedef enum xpb_session_event_kind {
     XPB_SE_ACKED,       /* an outbound stanza was acknowledged by the server (SM): handle */
     XPB_SE_FAILED,      /* an outbound stanza will never be sent: handle, reason */
     XPB_SE_ERROR,       /* an error the user should see (reason), session goes on or stops */
+    XPB_SE_SENT,        /* an outbound stanza was written to the stream: handle */
+    XPB_SE_SM,          /* the resumption state changed (xpb_session_get_sm): SM enabled or
+                         * resumed, or about to tell the server our h; reported before
+                         * the <a/>, so a state kept from here never says less than the
+                         * server was told (a resume with a lower h fails, XEP-0198 §4) */
 } xpb_session_event_kind;
 
 typedef struct xpb_session_event {
@@ -180,6 +201,10 @@ const char *xpb_session_last_id(const xpb_session *s);
 size_t xpb_session_last_bytes(const xpb_session *s);
 /* The bound full JID, or NULL before the first bind. */
 const char *xpb_session_jid(const xpb_session *s);
+
+/* The stream's XEP-0198 resumption state: 0 and *out filled when the
+ * stream can be resumed, 1 when not (no SM, or the server refused resume). */
+int xpb_session_get_sm(const xpb_session *s, xpb_session_sm *out);
 
 xpb_session_state xpb_session_get_state(const xpb_session *s);
 const char *xpb_session_state_name(xpb_session_state st);

@@ -13,7 +13,8 @@
 #include <stdint.h>
 
 #define XPB_STORE_FILE "xpbridge.db"
-#define XPB_STORE_SCHEMA_VERSION 1
+#define XPB_STORE_LOCK_FILE "xpbridge.lock" /* flock(2): one bridge per state directory */
+#define XPB_STORE_SCHEMA_VERSION 2 /* 2: sm.jid */
 #define XPB_STORE_DEFAULT_MAX_BYTES (1024ull * 1024u * 1024u) /* journal retention: 1 GiB */
 #define XPB_STORE_DEFAULT_MAX_AGE_S (7u * 24u * 3600u)        /* journal retention: 7 days */
 #define XPB_STORE_JOURNAL_ID_LEN 32                           /* hex characters */
@@ -29,8 +30,11 @@ typedef struct xpb_store_config {
 
 typedef struct xpb_store xpb_store;
 
-/* Opens (creating) DIR/xpbridge.db. XPB_ESTORERO, XPB_ESTOREFULL or XPB_ESTORE
- * with err naming the directory and SQLite's reason. */
+/* Takes an exclusive flock on DIR/xpbridge.lock (held until xpb_store_close),
+ * then opens (creating) DIR/xpbridge.db. XPB_ESTORELOCKED when another
+ * process holds the lock (err names the directory and that process's pid);
+ * XPB_ESTORERO, XPB_ESTOREFULL or XPB_ESTORE with err naming the directory
+ * and SQLite's reason. */
 int xpb_store_open(xpb_store **out, const xpb_store_config *cfg, char *err, size_t errlen);
 void xpb_store_close(xpb_store *s); /* NULL is fine */
 /* Random, made when the journal was created: a subscriber tells "the bridge
@@ -72,6 +76,21 @@ int xpb_store_journal_read(xpb_store *s, uint64_t from_seq, const char *topic_pr
 int xpb_store_journal_trim(xpb_store *s, int64_t now_us, char *err, size_t errlen);
 void xpb_store_journal_stats(const xpb_store *s, xpb_journal_stats *out);
 
+/* ---- group commit ------------------------------------------------------------------ */
+/* One transaction for many outbox writes, so that they cost one fsync. After
+ * xpb_store_batch_begin, outbox puts and dones join it until
+ * xpb_store_batch_commit. Any other write (the journal, the XEP-0198 state,
+ * markers, seen ids) and xpb_store_close commit the open batch first. Each
+ * commit (or its failure) calls on_commit(ud, rc, err) once: rc 0 when every
+ * row written in the batch is on disk, else XPB_ESTOREFULL, XPB_ESTORERO or
+ * XPB_ESTORE with err naming the directory (the batch's rows are then gone).
+ * on_commit must not call the store. */
+typedef void (*xpb_store_commit_cb)(void *ud, int rc, const char *err);
+int xpb_store_batch_begin(xpb_store *s, xpb_store_commit_cb on_commit, void *ud, char *err,
+                          size_t errlen);
+int xpb_store_batch_commit(xpb_store *s);
+int xpb_store_batch_open(const xpb_store *s);
+
 /* ---- accepted sends until the server acknowledges them ---------------------------- */
 typedef struct xpb_outbox_item {
     const char *account;    /* bare JID */
@@ -98,6 +117,7 @@ typedef struct xpb_sm_state {
     char location[256]; /* <enabled location=.../>, "" when none */
     uint32_t h_in, h_out;
     int64_t saved_us;
+    char jid[3072]; /* the stream's bound full JID (RFC 7622 §3.1: at most 3071 bytes) */
 } xpb_sm_state;
 
 int xpb_store_sm_save(xpb_store *s, const char *account, const xpb_sm_state *st, char *err,

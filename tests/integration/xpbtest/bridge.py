@@ -68,6 +68,8 @@ class Bridge:
         if roster:
             self.argv.append('--roster')
         self.argv += list(extra)
+        if '--state-dir' not in self.argv:  # as before the default state directory
+            self.argv += ['--state-dir', 'none']
         self.proc = None
         self.returncode = None
 
@@ -81,8 +83,10 @@ class Bridge:
         self.wait_log('xpbridge: ready', 10)
         if online_timeout is None:
             return None
-        line = self.wait_log(f'session {self.jid} online as ', online_timeout)
-        self.full_jid = line.split(' online as ', 1)[1].split()[0]
+        # With a state directory a restart resumes the stream (XEP-0198).
+        line = self.wait_log((f'session {self.jid} online as ', f'session {self.jid} resumed as '),
+                             online_timeout)
+        self.full_jid = line.split(' as ', 1)[1].split()[0]
         return self.full_jid
 
     def log_mark(self):
@@ -101,12 +105,13 @@ class Bridge:
 
     def wait_log(self, text, timeout, since=None):
         """The first log line (written after `since`, default: this start)
-        containing text."""
+        containing text (or any of a tuple of texts)."""
         since = self._log_mark if since is None else since
         deadline = time.monotonic() + timeout
+        texts = (text,) if isinstance(text, str) else tuple(text)
         while True:
             for line in self.log_lines(since):
-                if text in line:
+                if any(t in line for t in texts):
                     return line
             if self.proc.poll() is not None:
                 raise BridgeError(f'xpbridge exited ({self.proc.returncode}) before '

@@ -2,6 +2,8 @@
 here and stopped by process group when the test ends, at interpreter exit or
 on SIGTERM/SIGINT, so no server outlives a test run."""
 import atexit
+import shutil
+import tempfile
 import os
 import signal
 import socket
@@ -30,9 +32,25 @@ for sig in (signal.SIGTERM, signal.SIGKILL):
 _watchdogs = {}
 
 
+def _own_state_home(argv, kw):
+    """xpbridge keeps its state in $XDG_STATE_HOME/xpbridge unless told
+    otherwise (--state-dir), and one state directory serves one bridge: each
+    xpbridge a test starts gets its own XDG_STATE_HOME, never the user's."""
+    if not any('xpbridge' in os.path.basename(str(a)) for a in argv[:4]):
+        return
+    env = dict(kw.get('env') or os.environ)
+    if 'XDG_STATE_HOME' in (kw.get('env') or {}):
+        return
+    d = tempfile.mkdtemp(prefix='xpb-state-home-')
+    atexit.register(shutil.rmtree, d, True)
+    env['XDG_STATE_HOME'] = d
+    kw['env'] = env
+
+
 def spawn(argv, **kw):
     """Popen in a new session (own process group), remember it, and arm a
     watchdog that stops the group should this test process die."""
+    _own_state_home(argv, kw)
     p = subprocess.Popen(argv, start_new_session=True, **kw)
     with _lock:
         _live[p.pid] = p

@@ -1,0 +1,669 @@
+/* Durable sends (docs/durability.md, "Sends"; docs/bus.md, "Delivery"): an
+ * accepted stanza gets an id (a message an origin-id equal to it, XEP-0359)
+ * and is kept in the state directory's outbox before the request is
+ * answered, until the server acknowledges it (XEP-0198) or it fails for good;
+ * after a restart the outbox is sent again. Its Delivery events go QUEUED ->
+ * SENT -> ACKED -> RECEIVED (XEP-0184 receipt from the addressee only), or
+ * FAILED. The XEP-0198 state is kept too, so a restart resumes the stream. */
+#define _DEFAULT_SOURCE /* strdup */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "daemon_internal.h"
+#include "xpb_error.h"
+#include "xpb_jid.h"
+
+/* ---- ids ------------------------------------------------------------------------- */
+
+/* Unique across restarts without any state: 64 random bits and a counter. */
+static void make_id(char *buf, size_t len)
+{
+    static uint64_t counter;
+    uint64_t r = 0;
+    if (getrandom(&r, sizeof r, GRND_NONBLOCK) != (ssize_t)sizeof r)
+        r = (uint64_t)time(NULL) ^ ((uint64_t)clock() << 32);
+    snprintf(buf, len, "xpb-%016" PRIx64 "-%" PRIu64, r, ++counter);
+}
+
+/* The bare JID of jid, normalised (RFC 7622); NULL when it is not a JID. */
+static char *bare_of(const char *jid)
+{
+    char *norm = NULL;
+    if (!jid || xpb_jid_normalize(jid, strlen(jid), &norm, NULL, 0) != 0) return NULL;
+    char *slash = strchr(norm, '/');
+    if (slash) *slash = '\0';
+    return norm;
+}
+
+/* ---- Delivery events -------------------------------------------------------------- */
+
+static void publish_outcome(struct account *a, Xpb__V1__Delivery__Outcome o,
+                            const struct handle_ent *e, const char *reason, xpb_stanza *st)
+{
+    Xpb__V1__Delivery dl = XPB__V1__DELIVERY__INIT;
+    dl.has_outcome = 1;
+    dl.outcome = o;
+    dl.request_id = e->request_id;
+    dl.stanza_id = e->stanza_id;
+    dl.reason = (char *)reason;
+    dl.stanza = st;
+    dl.has_resent = e->resent;
+    dl.resent = e->resent;
+    Xpb__V1__Event ev = XPB__V1__EVENT__INIT;
+    ev.body_case = XPB__V1__EVENT__BODY_DELIVERY;
+    ev.delivery = &dl;
+    publish_event(a->d, "delivery", a->name, &ev);
+}
+
+/* ACKED for a message carries it as sent, from filled in (bus.proto). */
+static xpb_stanza *acked_stanza(struct account *a, const struct handle_ent *e)
+{
+    if (!e->record) return NULL;
+    xpb_daemon *d = a->d;
+    xpb_stanza *st = NULL;
+    xpb_arena_reset(d->arena);
+    if (xpb_stanza_unpack(d->arena, e->record, e->record_len, &d->limits, &st, NULL, 0) != 0)
+        return NULL;
+    if (!st->from && !st->has_from_ref && a->full_jid) st->from = a->full_jid;
+    return st;
+}
+
+static int ensure_batch(xpb_daemon *d);
+
+static void outbox_forget(struct account *a, uint64_t id)
+{
+    xpb_daemon *d = a->d;
+    if (!id || !d->store) return;
+    ensure_batch(d); /* joins the turn's batch; alone when none can open */
+    char err[768];
+    if (xpb_store_outbox_done(d->store, a->name, id, err, sizeof err) != 0) {
+        d->ctr.outbox_errors++;
+        xpb_log(XPB_LOG_WARN, "session %s: outbox: %s (the send may go out again after a "
+                              "restart)", a->name, err);
+        return;
+    }
+    if (a->outbox_n) a->outbox_n--;
+}
+
+/* While xpb_session_send runs, the daemon does not know the handle yet: what
+ * the session reports then is kept and published by sends_track. */
+static int keep_early(struct account *a, const xpb_session_event *sev)
+{
+    if (!a->in_send) return 0;
+    if (sev->kind == XPB_SE_SENT) {
+        a->early_sent = 1;
+        return 1;
+    }
+    a->early_set = 1;
+    a->early_handle = sev->handle;
+    a->early_kind = sev->kind;
+    snprintf(a->early_reason, sizeof a->early_reason, "%s", sev->reason ? sev->reason : "");
+    return 1;
+}
+
+void publish_delivery(struct account *a, const xpb_session_event *sev)
+{
+    if (sev->kind == XPB_SE_SENT) {
+        const struct handle_ent *e = find_handle(a, sev->handle);
+        if (e) publish_outcome(a, XPB__V1__DELIVERY__OUTCOME__OUTCOME_SENT, e, NULL, NULL);
+        else keep_early(a, sev);
+        return;
+    }
+    struct handle_ent *e = take_handle(a, sev->handle);
+    if (!e) {
+        keep_early(a, sev);
+        return; /* or the daemon's own stanzas (self-pings, rejoins) */
+    }
+    if (sev->kind == XPB_SE_ACKED) {
+        outbox_forget(a, e->outbox_id);
+        publish_outcome(a, XPB__V1__DELIVERY__OUTCOME__OUTCOME_ACKED, e, NULL,
+                        acked_stanza(a, e));
+        if (e->received) /* held back so that the states come in their order */
+            publish_outcome(a, XPB__V1__DELIVERY__OUTCOME__OUTCOME_RECEIVED, e, NULL, NULL);
+    } else if (a->d->shutting_down && e->outbox_id) {
+        /* Not failed for good: kept, and sent again at the next start. */
+        char why[400];
+        snprintf(why, sizeof why, "%s; kept in the state directory and sent again when the "
+                 "bridge starts", sev->reason ? sev->reason : "the bridge is shutting down");
+        publish_outcome(a, XPB__V1__DELIVERY__OUTCOME__OUTCOME_FAILED, e, why, NULL);
+    } else {
+        outbox_forget(a, e->outbox_id);
+        publish_outcome(a, XPB__V1__DELIVERY__OUTCOME__OUTCOME_FAILED, e, sev->reason, NULL);
+    }
+    free_handle(e);
+}
+
+/* ---- accepting a send ------------------------------------------------------------- */
+
+static void refuse_storage(struct account *a, xpb_bus_request *req, const char *err)
+{
+    a->d->ctr.storage_refusals++;
+    xpb_log(XPB_LOG_WARN, "session %s: send refused: %s", a->name, err);
+    if (req)
+        xpb_bus_reply_error(req, XPB__V1__ERROR_CODE__ERR_STORAGE,
+                            "send refused: %s; no new send is accepted until the state "
+                            "directory can be written (received stanzas are still relayed)",
+                            err);
+}
+
+/* ---- group commit ------------------------------------------------------------------
+ * With fsync at every commit a send costs one commit for its row and one for
+ * its removal: a few hundred sends a second. So rows are written in one
+ * transaction per loop turn (xpb_store_batch_*): a send request waits, kept
+ * in d->deferred, until the commit timer (0 ms: after the turn's requests)
+ * has committed them; then each is handed to its session and answered. A
+ * backend never gets OK for a send that is not on disk, and nothing is
+ * written to the server before its row is. Removals join the batch too (a
+ * removal lost to a crash only means a duplicate after the restart). */
+
+struct deferred {
+    struct deferred *next;
+    struct account *a;
+    xpb_bus_request *req;
+    struct send_prep prep; /* owns the record */
+    int rc, committed;     /* the batch's outcome */
+};
+
+static void on_committed(void *ud, int rc, const char *err)
+{
+    xpb_daemon *d = ud;
+    if (rc) snprintf(d->commit_err, sizeof d->commit_err, "%s", err);
+    for (struct deferred *e = d->deferred; e; e = e->next)
+        if (!e->committed) {
+            e->committed = 1;
+            e->rc = rc;
+        }
+}
+
+static void on_commit_timer(void *arg);
+
+/* Opens a batch when none is; its commit runs from the loop, after this turn. */
+static int ensure_batch(xpb_daemon *d)
+{
+    if (!xpb_store_batch_open(d->store)) {
+        char err[768];
+        if (xpb_store_batch_begin(d->store, on_committed, d, err, sizeof err) != 0) return -1;
+    }
+    if (!d->commit_armed) {
+        if (!d->commit_timer && xpb_timer_new(d->loop, on_commit_timer, d, &d->commit_timer))
+            return -1;
+        d->commit_armed = 1;
+        xpb_timer_start(d->commit_timer, XPB_DAEMON_COMMIT_MS);
+    }
+    return 0;
+}
+
+static int persist(struct account *a, xpb_bus_request *req, struct send_prep *p, int batch)
+{
+    xpb_daemon *d = a->d;
+    if (!batch || ensure_batch(d) != 0) xpb_store_batch_commit(d->store); /* on its own */
+    p->outbox_id = ++a->outbox_next;
+    xpb_outbox_item it = {.account = a->name, .id = p->outbox_id, .stanza_id = p->id,
+                          .request_id = req ? xpb_bus_request_id(req) : NULL,
+                          .xml = (const uint8_t *)p->record.data, .xml_len = p->record.len};
+    char err[768];
+    int rc = xpb_store_outbox_put(d->store, &it, err, sizeof err);
+    if (rc == 0) {
+        a->outbox_n++;
+        if (!xpb_store_batch_open(d->store)) d->ctr.sends_persisted++; /* else at commit */
+        return 0;
+    }
+    p->outbox_id = 0;
+    refuse_storage(a, req, err);
+    return rc;
+}
+
+/* The batch is on disk (or failed): send and answer one deferred request. */
+static void send_deferred(xpb_daemon *d, struct deferred *e)
+{
+    struct account *a = e->a;
+    if (e->rc) {
+        if (a->outbox_n) a->outbox_n--;
+        refuse_storage(a, e->req, d->commit_err);
+        return;
+    }
+    d->ctr.sends_persisted++;
+    xpb_session *s = session_of(a);
+    xpb_stanza *st = NULL;
+    if (!d->send_arena) d->send_arena = xpb_arena_new(0);
+    int rc = d->send_arena ? 0 : XPB_ENOMEM;
+    if (!rc) {
+        xpb_arena_reset(d->send_arena);
+        rc = xpb_stanza_unpack(d->send_arena, (const uint8_t *)e->prep.record.data,
+                               e->prep.record.len, &d->limits, &st, NULL, 0);
+    }
+    uint64_t h = 0;
+    a->in_send = 1;
+    a->early_set = a->early_sent = 0;
+    if (!rc) rc = s ? xpb_session_send(s, st, &h) : XPB_ENOTCONN;
+    a->in_send = 0;
+    if (rc) {
+        reply_send_error(a, e->req, rc);
+        sends_abort(a, &e->prep);
+        return;
+    }
+    d->ctr.stanzas[XPB_DIR_OUT][kind_index(st->kind)]++;
+    d->ctr.bytes_record[XPB_DIR_OUT] += e->prep.record.len;
+    d->ctr.bytes_xml[XPB_DIR_OUT] += xpb_session_last_bytes(s);
+    sends_track(a, h, xpb_bus_request_id(e->req), st, &e->prep);
+    reply_sent(a, e->req, e->prep.id);
+}
+
+static void run_committed(xpb_daemon *d)
+{
+    while (d->deferred && d->deferred->committed) {
+        struct deferred *e = d->deferred;
+        d->deferred = e->next;
+        if (!d->deferred) d->deferred_tail = &d->deferred;
+        send_deferred(d, e);
+        sends_prep_free(&e->prep);
+        free(e);
+    }
+}
+
+static void on_commit_timer(void *arg)
+{
+    xpb_daemon *d = arg;
+    d->commit_armed = 0;
+    if (d->store) xpb_store_batch_commit(d->store);
+    run_committed(d);
+}
+
+void sends_flush(xpb_daemon *d)
+{
+    if (d->store) xpb_store_batch_commit(d->store);
+    run_committed(d);
+}
+
+static int defer(struct account *a, xpb_bus_request *req, struct send_prep *p)
+{
+    xpb_daemon *d = a->d;
+    struct deferred *e = calloc(1, sizeof *e);
+    if (!e) {
+        xpb_store_batch_commit(d->store); /* its row is written: answer at once */
+        return 0;
+    }
+    e->a = a;
+    e->req = req;
+    e->prep = *p; /* the record moves into e */
+    xpb_buf_init(&p->record, 0);
+    if (!d->deferred_tail) d->deferred_tail = &d->deferred;
+    *d->deferred_tail = e;
+    d->deferred_tail = &e->next;
+    return SENDS_DEFERRED;
+}
+
+/* An account going away: its deferred sends are answered now. */
+static void drop_deferred(struct account *a)
+{
+    xpb_daemon *d = a->d;
+    struct deferred **pp = &d->deferred;
+    while (*pp) {
+        struct deferred *e = *pp;
+        if (e->a != a) {
+            pp = &e->next;
+            continue;
+        }
+        *pp = e->next;
+        xpb_bus_reply_error(e->req, XPB__V1__ERROR_CODE__ERR_NOT_CONNECTED,
+                            "session %s was closed before the send went out", a->name);
+        if (d->store && e->prep.outbox_id) {
+            char err[768];
+            xpb_store_outbox_done(d->store, a->name, e->prep.outbox_id, err, sizeof err);
+        }
+        sends_prep_free(&e->prep);
+        free(e);
+    }
+    d->deferred_tail = &d->deferred;
+    while (*d->deferred_tail) d->deferred_tail = &(*d->deferred_tail)->next;
+}
+
+static void want_receipt(struct account *a, const char *id, const char *to, const char *rid)
+{
+    char *peer = bare_of(to);
+    struct receipt_wait *w = peer ? calloc(1, sizeof *w) : NULL;
+    if (!w || !(w->stanza_id = strdup(id)) || (rid && !(w->request_id = strdup(rid)))) {
+        if (w) free(w->stanza_id);
+        free(w);
+        free(peer);
+        return;
+    }
+    w->peer = peer;
+    w->next = a->receipts;
+    a->receipts = w;
+    if (++a->n_receipts <= XPB_DAEMON_RECEIPTS_MAX) return;
+    struct receipt_wait **pp = &a->receipts; /* drop the oldest: the list's tail */
+    while ((*pp)->next) pp = &(*pp)->next;
+    struct receipt_wait *old = *pp;
+    *pp = NULL;
+    free(old->stanza_id);
+    free(old->peer);
+    free(old->request_id);
+    free(old);
+    a->n_receipts--;
+}
+
+int sends_accept(struct account *a, xpb_bus_request *req, xpb_stanza *st, unsigned flags,
+                 struct send_prep *p)
+{
+    memset(p, 0, sizeof *p);
+    xpb_buf_init(&p->record, 0);
+    if (!st->id || !st->id[0]) {
+        make_id(p->id, sizeof p->id);
+        st->id = p->id;
+    } else {
+        snprintf(p->id, sizeof p->id, "%s", st->id);
+    }
+    if (st->kind == XPB__V1__KIND__KIND_MESSAGE) {
+        /* XEP-0359 §4: a receiver de-duplicates a resent message by it. */
+        if (!st->origin_id && !st->has_origin_id_uuid && !st->origin_id_is_id)
+            st->origin_id = st->id;
+        if ((flags & SEND_RECEIPT) && st->to) { /* XEP-0184 §5.1 */
+            st->has_receipt_request = st->receipt_request = 1;
+            p->receipt = 1;
+        }
+    }
+    int keep = a->d->store != NULL;
+    if ((keep || st->kind == XPB__V1__KIND__KIND_MESSAGE) && xpb_stanza_pack(&p->record, st)) {
+        if (req) xpb_bus_reply_error(req, XPB__V1__ERROR_CODE__ERR_INTERNAL, "out of memory");
+        return XPB_ENOMEM;
+    }
+    if (!keep) return 0;
+    int batch = (flags & SEND_BATCH) != 0;
+    int rc = persist(a, req, p, batch);
+    if (rc || !batch || !xpb_store_batch_open(a->d->store)) return rc;
+    return defer(a, req, p);
+}
+
+void sends_abort(struct account *a, struct send_prep *p)
+{
+    outbox_forget(a, p->outbox_id);
+    p->outbox_id = 0;
+}
+
+static struct handle_ent *track(struct account *a, uint64_t h, const char *request_id,
+                                const char *sid, int kind, struct send_prep *p, int resent)
+{
+    struct handle_ent *e = track_handle(a, h, request_id, sid);
+    if (!e) return NULL;
+    e->outbox_id = p ? p->outbox_id : 0;
+    e->resent = resent;
+    if (p && kind == XPB__V1__KIND__KIND_MESSAGE && p->record.len &&
+        (e->record = malloc(p->record.len))) {
+        memcpy(e->record, p->record.data, p->record.len);
+        e->record_len = p->record.len;
+    }
+    return e;
+}
+
+/* QUEUED, then what the session reported inside xpb_session_send. */
+static void after_send(struct account *a, uint64_t h, const struct handle_ent *e)
+{
+    if (e) publish_outcome(a, XPB__V1__DELIVERY__OUTCOME__OUTCOME_QUEUED, e, NULL, NULL);
+    if (a->early_sent && e)
+        publish_outcome(a, XPB__V1__DELIVERY__OUTCOME__OUTCOME_SENT, e, NULL, NULL);
+    a->early_sent = 0;
+    if (a->early_set && a->early_handle == h) {
+        xpb_session_event sev = {.kind = a->early_kind, .handle = h,
+                                 .reason = a->early_reason[0] ? a->early_reason : NULL};
+        a->early_set = 0;
+        publish_delivery(a, &sev);
+    }
+}
+
+void sends_track(struct account *a, uint64_t h, const char *request_id, const xpb_stanza *st,
+                 struct send_prep *p)
+{
+    const struct handle_ent *e = track(a, h, request_id, p->id, st->kind, p, 0);
+    if (p->receipt) want_receipt(a, p->id, st->to, request_id);
+    after_send(a, h, e);
+}
+
+void sends_prep_free(struct send_prep *p)
+{
+    xpb_buf_free(&p->record);
+}
+
+/* ---- receipts ----------------------------------------------------------------------- */
+
+void sends_on_receipt(struct account *a, const xpb_stanza *st)
+{
+    char uuid[37];
+    const char *id = st->receipt_received;
+    if (!id && st->has_receipt_received_uuid && st->receipt_received_uuid.len == 16) {
+        const uint8_t *u = st->receipt_received_uuid.data;
+        snprintf(uuid, sizeof uuid,
+                 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", u[0],
+                 u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13],
+                 u[14], u[15]);
+        id = uuid;
+    }
+    if (!id || !a->receipts) return;
+    struct receipt_wait **pp = &a->receipts;
+    while (*pp && strcmp((*pp)->stanza_id, id) != 0) pp = &(*pp)->next;
+    if (!*pp) return;
+    struct receipt_wait *w = *pp;
+    char *from = bare_of(st->from);
+    if (!from || strcmp(from, w->peer) != 0) {
+        /* XEP-0184 §8: only the addressee can confirm; anyone else is ignored. */
+        a->d->ctr.receipts_spoofed++;
+        xpb_log(XPB_LOG_WARN, "session %s: receipt for %s from %s ignored: it was sent to %s",
+                a->name, id, st->from ? st->from : "(no from)", w->peer);
+        free(from);
+        return;
+    }
+    free(from);
+    *pp = w->next;
+    a->n_receipts--;
+    a->d->ctr.receipts_received++;
+    struct handle_ent *tracked = a->h_head;
+    while (tracked && (!tracked->stanza_id || strcmp(tracked->stanza_id, id) != 0))
+        tracked = tracked->next;
+    if (tracked) {
+        tracked->received = 1; /* RECEIVED follows its ACKED */
+    } else {
+        struct handle_ent e = {.request_id = w->request_id, .stanza_id = w->stanza_id};
+        publish_outcome(a, XPB__V1__DELIVERY__OUTCOME__OUTCOME_RECEIVED, &e, NULL, NULL);
+    }
+    free(w->stanza_id);
+    free(w->peer);
+    free(w->request_id);
+    free(w);
+}
+
+/* ---- XEP-0198 state ------------------------------------------------------------------ */
+
+static void save_sm(struct account *a)
+{
+    xpb_daemon *d = a->d;
+    xpb_session *s = session_of(a);
+    if (!d->store || !s) return;
+    xpb_session_sm sm;
+    char err[768];
+    int rc;
+    a->sm_dirty = 0;
+    if (xpb_session_get_sm(s, &sm) == 0) {
+        xpb_sm_state st = {.h_in = sm.h_in, .h_out = sm.h_acked,
+                           .saved_us = (int64_t)time(NULL) * 1000000};
+        snprintf(st.id, sizeof st.id, "%s", sm.id);
+        snprintf(st.location, sizeof st.location, "%s", sm.location);
+        snprintf(st.jid, sizeof st.jid, "%s", sm.jid);
+        rc = xpb_store_sm_save(d->store, a->name, &st, err, sizeof err);
+        if (!rc)
+            xpb_log(XPB_LOG_DEBUG, "session %s: XEP-0198 state kept (h %" PRIu32 ", acked %" PRIu32
+                                   ")", a->name, sm.h_in, sm.h_acked);
+    } else {
+        rc = xpb_store_sm_clear(d->store, a->name, err, sizeof err);
+    }
+    if (rc) xpb_log(XPB_LOG_WARN, "session %s: %s", a->name, err);
+}
+
+/* Before the kept h counts a received stanza, its event must be in the
+ * journal: the bus is flushed first (a group commit), so a crash after the
+ * save loses nothing the server will not send again. */
+void sends_on_sm(struct account *a)
+{
+    if (!a->d->store) return;
+    if (a->d->bus) xpb_bus_flush(a->d->bus);
+    save_sm(a);
+}
+
+static void on_sm_timer(void *arg)
+{
+    xpb_daemon *d = arg;
+    d->sm_timer_armed = 0;
+    if (d->bus) xpb_bus_flush(d->bus);
+    for (struct account *a = d->accounts; a; a = a->next)
+        if (a->sm_dirty && !a->dead) save_sm(a);
+}
+
+void sends_on_inbound(struct account *a)
+{
+    xpb_daemon *d = a->d;
+    if (!d->store || !a->cfg.stream_management || a->sm_dirty) return;
+    a->sm_dirty = 1;
+    if (d->sm_timer_armed) return; /* never pushed back: saved within the bound */
+    if (!d->sm_timer && xpb_timer_new(d->loop, on_sm_timer, d, &d->sm_timer) != 0) return;
+    d->sm_timer_armed = 1;
+    xpb_timer_start(d->sm_timer, XPB_DAEMON_SM_SAVE_MS);
+}
+
+void sends_free(xpb_daemon *d)
+{
+    xpb_timer_free(d->sm_timer);
+    d->sm_timer = NULL;
+    xpb_timer_free(d->commit_timer);
+    d->commit_timer = NULL;
+    xpb_arena_free(d->send_arena);
+    d->send_arena = NULL;
+}
+
+/* The stream was closed (by us or for good): nothing left to resume. */
+void sends_on_stopped(struct account *a)
+{
+    char err[768];
+    if (a->d->store && xpb_store_sm_clear(a->d->store, a->name, err, sizeof err) != 0)
+        xpb_log(XPB_LOG_WARN, "session %s: %s", a->name, err);
+}
+
+int sends_load_sm(struct account *a, xpb_session_sm *out)
+{
+    xpb_daemon *d = a->d;
+    memset(out, 0, sizeof *out);
+    if (!d->store || !a->cfg.stream_management) return 1;
+    xpb_sm_state st;
+    char err[768];
+    int rc = xpb_store_sm_load(d->store, a->name, &st, err, sizeof err);
+    if (rc < 0) xpb_log(XPB_LOG_WARN, "session %s: %s", a->name, err);
+    if (rc != 0) return 1;
+    snprintf(out->id, sizeof out->id, "%s", st.id);
+    snprintf(out->location, sizeof out->location, "%s", st.location);
+    out->h_in = st.h_in;
+    out->h_acked = st.h_out;
+    snprintf(out->jid, sizeof out->jid, "%s", st.jid);
+    xpb_log(XPB_LOG_INFO, "session %s: stream management state kept (h %" PRIu32 "): trying to "
+                          "resume the stream",
+            a->name, st.h_in);
+    return 0;
+}
+
+/* ---- after a restart ------------------------------------------------------------------ */
+
+struct kept {
+    struct kept *next;
+    uint64_t id;
+    char *request_id;
+    uint8_t *record;
+    size_t len;
+};
+
+static int collect(void *ud, const xpb_outbox_item *it)
+{
+    struct kept ***tail = ud, *k = calloc(1, sizeof *k);
+    if (!k || !(k->record = malloc(it->xml_len ? it->xml_len : 1))) {
+        free(k);
+        return 1;
+    }
+    k->id = it->id;
+    k->request_id = it->request_id ? strdup(it->request_id) : NULL;
+    memcpy(k->record, it->xml, it->xml_len);
+    k->len = it->xml_len;
+    **tail = k;
+    *tail = &k->next;
+    return 0;
+}
+
+static void resend_one(struct account *a, const struct kept *k)
+{
+    xpb_daemon *d = a->d;
+    xpb_session *s = session_of(a);
+    xpb_stanza *st = NULL;
+    char err[256] = "";
+    if (!d->send_arena) d->send_arena = xpb_arena_new(0);
+    if (!d->send_arena) return; /* out of memory: left in the outbox */
+    xpb_arena_reset(d->send_arena); /* not d->arena: acked_stanza resets that one */
+    int rc = xpb_stanza_unpack(d->send_arena, k->record, k->len, &d->limits, &st, err,
+                               sizeof err);
+    uint64_t h = 0;
+    a->in_send = 1;
+    a->early_set = a->early_sent = 0;
+    if (rc == 0) rc = s ? xpb_session_send(s, st, &h) : XPB_ENOTCONN;
+    a->in_send = 0;
+    if (rc != 0) { /* left in the outbox: the next start tries again */
+        xpb_log(XPB_LOG_WARN, "session %s: outbox item %" PRIu64 " not sent again: %s",
+                a->name, k->id, err[0] ? err : xpb_strerror(rc));
+        return;
+    }
+    d->ctr.sends_resent++;
+    d->ctr.stanzas[XPB_DIR_OUT][kind_index(st->kind)]++;
+    struct send_prep p = {.outbox_id = k->id};
+    snprintf(p.id, sizeof p.id, "%s", xpb_session_last_id(s));
+    p.record = (xpb_buf){.data = (char *)k->record, .len = k->len, .cap = k->len};
+    const struct handle_ent *e = track(a, h, k->request_id, p.id, st->kind, &p, 1);
+    if (st->has_receipt_request && st->receipt_request && st->to) want_receipt(a, p.id, st->to, k->request_id);
+    after_send(a, h, e);
+}
+
+void sends_resend(struct account *a)
+{
+    xpb_daemon *d = a->d;
+    if (!d->store) return;
+    struct kept *head = NULL, **tail = &head;
+    char err[768];
+    if (xpb_store_outbox_each(d->store, a->name, collect, &tail, err, sizeof err) != 0)
+        xpb_log(XPB_LOG_WARN, "session %s: outbox: %s", a->name, err);
+    size_t n = 0;
+    for (struct kept *k = head; k; k = k->next, n++)
+        if (k->id > a->outbox_next) a->outbox_next = k->id;
+    a->outbox_n = n;
+    if (n)
+        xpb_log(XPB_LOG_INFO, "session %s: %zu unacknowledged sends kept from the last run: "
+                              "sending them again (same ids)",
+                a->name, n);
+    while (head) {
+        struct kept *k = head;
+        head = k->next;
+        resend_one(a, k);
+        free(k->request_id);
+        free(k->record);
+        free(k);
+    }
+}
+
+void sends_account_free(struct account *a)
+{
+    drop_deferred(a);
+    while (a->receipts) {
+        struct receipt_wait *w = a->receipts;
+        a->receipts = w->next;
+        free(w->stanza_id);
+        free(w->peer);
+        free(w->request_id);
+        free(w);
+    }
+    a->n_receipts = 0;
+}

@@ -403,7 +403,9 @@ static void test_send_batch(void **state)
     int seen0 = 0, seen3 = 0;
     for (size_t k = 0; k < fake_bus_n_events(); k++) {
         const Xpb__V1__Event *ev = fake_bus_event(k);
-        if (ev->body_case != XPB__V1__EVENT__BODY_DELIVERY) continue;
+        if (ev->body_case != XPB__V1__EVENT__BODY_DELIVERY ||
+            ev->delivery->outcome != XPB__V1__DELIVERY__OUTCOME__OUTCOME_ACKED)
+            continue; /* QUEUED and SENT come first, under the same index */
         char want0[64], want3[64];
         snprintf(want0, sizeof want0, "r%d/0", f->n_req);
         snprintf(want3, sizeof want3, "r%d/3", f->n_req);

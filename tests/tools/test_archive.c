@@ -554,8 +554,9 @@ static void newer_schema_is_refused(void **state)
 {
     env *e = *state;
     char err[XA_ERR_MAX];
-    assert_int_equal(sqlite3_exec(xa_db_sqlite(e->db), "PRAGMA user_version = 2", NULL, NULL, NULL),
-                     SQLITE_OK);
+    char sql[64];
+    snprintf(sql, sizeof sql, "PRAGMA user_version = %d", XA_SCHEMA_VERSION + 1);
+    assert_int_equal(sqlite3_exec(xa_db_sqlite(e->db), sql, NULL, NULL, NULL), SQLITE_OK);
     assert_int_equal(open_rc(e->path, XA_OPEN_CREATE, err), XA_ENEWER);
     assert_non_null(strstr(err, "newer xpb-archive"));
     assert_int_equal(open_rc(e->path, XA_OPEN_READ, err), XA_ENEWER);

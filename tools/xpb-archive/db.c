@@ -30,7 +30,7 @@ static const char schema_sql[] =
     "  account TEXT NOT NULL, conversation TEXT NOT NULL,"
     "  direction INTEGER NOT NULL, groupchat INTEGER NOT NULL, sender TEXT,"
     "  stanza_id TEXT, stanza_id_by TEXT, origin_id TEXT, msg_id TEXT,"
-    "  time_us INTEGER NOT NULL, body TEXT, record BLOB NOT NULL,"
+    "  time_us INTEGER NOT NULL, body TEXT, record BLOB NOT NULL, zdict INTEGER,"
     "  kind INTEGER NOT NULL DEFAULT 0, target INTEGER, target_ref TEXT,"
     "  edited_body TEXT, edited_us INTEGER, retracted_us INTEGER);"
     "CREATE INDEX message_conv ON message(account, conversation, time_us);"
@@ -38,11 +38,12 @@ static const char schema_sql[] =
     "CREATE INDEX message_target ON message(target) WHERE target IS NOT NULL;"
     "CREATE INDEX message_pending ON message(account, conversation, target_ref)"
     "  WHERE target_ref IS NOT NULL;"
+    "CREATE TABLE dict(id INTEGER PRIMARY KEY, bytes BLOB NOT NULL);"
     "CREATE TABLE msgkey(key BLOB PRIMARY KEY, message INTEGER NOT NULL) WITHOUT ROWID;"
     "CREATE TABLE ownnick(account TEXT NOT NULL, room TEXT NOT NULL, nick TEXT NOT NULL,"
     "  PRIMARY KEY (account, room)) WITHOUT ROWID;"
     "CREATE VIRTUAL TABLE fts USING fts5(body, content='message', content_rowid='id');"
-    "PRAGMA user_version = 1;";
+    "PRAGMA user_version = 2;";
 
 static void setf(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -107,22 +108,22 @@ static int user_version(xa_db *db, int *v, char *err, size_t errlen)
     return rc == SQLITE_OK ? 0 : xa_db_error(db, rc, "reading the schema version", err, errlen);
 }
 
-/* The tables we need exist: a file with user_version 1 but not our tables is
+/* The tables we need exist: a file with our user_version but not our tables is
  * someone else's database. */
 static int check_tables(xa_db *db, char *err, size_t errlen)
 {
     sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(db->h,
                                 "SELECT count(*) FROM sqlite_master WHERE name IN "
-                                "('resume','message','msgkey','ownnick','fts')",
+                                "('resume','message','dict','msgkey','ownnick','fts')",
                                 -1, &st, NULL);
     int n = 0;
     if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) n = sqlite3_column_int(st, 0);
     if (rc == SQLITE_OK) rc = sqlite3_finalize(st);
     if (rc != SQLITE_OK) return xa_db_error(db, rc, "reading the schema", err, errlen);
-    if (n != 5) {
-        setf(err, errlen, "%s: %s", db->path,
-             "has schema version 1 but not the archive's tables: not an xpb-archive database");
+    if (n != 6) {
+        setf(err, errlen, "%s: has schema version %d but not the archive's tables: not an "
+             "xpb-archive database", db->path, XA_SCHEMA_VERSION);
         return XA_ECORRUPT;
     }
     return 0;
@@ -226,6 +227,7 @@ int xa_db_open(const char *path, xa_mode mode, xa_db **out, char *err, size_t er
     if (!rc) rc = exec(db, XA_CACHE_PRAGMAS, "setting the cache", err, errlen);
     if (!rc) rc = check_schema(db, mode, err, errlen);
     if (!rc) rc = load_secret(db, err, errlen);
+    if (!rc) rc = xa_z_open(db, err, errlen);
     if (rc) {
         xa_db_close(db);
         return rc;
@@ -239,6 +241,8 @@ void xa_db_close(xa_db *db)
     if (!db) return;
     for (size_t i = 0; i < XA_N_STMTS; i++)
         sqlite3_finalize(db->stmt[i]);
+    xa_z_close(db);
+    xpb_buf_free(&db->rec);
     if (db->h) sqlite3_close(db->h);
     free(db->path);
     free(db);
@@ -291,6 +295,7 @@ int xa_db_commit(xa_db *db, const char *journal_id, uint64_t seq, char *err, siz
     rc = exec(db, "COMMIT", "committing", err, errlen);
     if (rc) return rc; /* the caller rolls back: the resume point did not move */
     db->in_tx = false;
+    xa_z_commit(db);
     return 0;
 }
 
@@ -298,7 +303,10 @@ int xa_db_commit_plain(xa_db *db, char *err, size_t errlen)
 {
     errno = 0;
     int rc = exec(db, "COMMIT", "committing", err, errlen);
-    if (!rc) db->in_tx = false;
+    if (!rc) {
+        db->in_tx = false;
+        xa_z_commit(db);
+    }
     return rc;
 }
 
@@ -306,6 +314,7 @@ void xa_db_rollback(xa_db *db)
 {
     if (sqlite3_get_autocommit(db->h) == 0) sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
     db->in_tx = false;
+    xa_z_rollback(db);
 }
 
 bool xa_db_in_transaction(const xa_db *db)

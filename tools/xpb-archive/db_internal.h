@@ -6,6 +6,9 @@
 #include <stdint.h>
 
 #include <sqlite3.h>
+#include <zlib.h>
+
+#include "xpb_xml.h"
 
 /* The statements the ingest path runs per message, prepared once. */
 typedef enum xa_stmt_id {
@@ -30,6 +33,25 @@ typedef enum xa_stmt_id {
     XA_N_STMTS
 } xa_stmt_id;
 
+/* Record compression (zrec.c). */
+#define XA_ZDICT_MAX 8        /* dictionary ids 1..7 */
+#define XA_ZDICT_BYTES 16384  /* a dictionary: the archive's first 16 KiB of records */
+
+typedef struct xa_zdict {
+    uint8_t *bytes;
+    size_t len;
+} xa_zdict;
+
+typedef struct xa_z {
+    z_stream def, inf;
+    bool def_ready, inf_ready;
+    int cur;                 /* the dictionary new records use; 0: none yet */
+    bool learnt_in_tx;       /* cur was written in the open transaction */
+    xa_zdict dict[XA_ZDICT_MAX];
+    xpb_buf sample;          /* records seen while there is no dictionary */
+    xpb_buf out;             /* the last deflated record */
+} xa_z;
+
 struct xa_db {
     sqlite3 *h;
     char *path;
@@ -37,10 +59,25 @@ struct xa_db {
     int64_t cutoff_us;
     uint8_t secret[16]; /* the key hash's secret (resume.secret) */
     sqlite3_stmt *stmt[XA_N_STMTS];
+    xa_z z;
+    xpb_buf rec;             /* the last record read back (query.c), inflated */
 };
 
 /* The statement id, prepared from sql on first use, reset and unbound. */
 int xa_db_stmt(struct xa_db *db, xa_stmt_id id, const char *sql, sqlite3_stmt **out, char *err,
                size_t errlen);
+
+/* zrec.c: open (the current dictionary) and close; pack: *out is rec
+ * itself (zdict -1: stored plain) or the deflated bytes, valid until the next
+ * call (zdict 0: no dictionary, N: dict N); unpack: the plain record into out.
+ * rollback/commit: a dictionary learnt in a rolled-back transaction is
+ * forgotten. */
+int xa_z_open(struct xa_db *db, char *err, size_t errlen);
+void xa_z_close(struct xa_db *db);
+int xa_z_pack(struct xa_db *db, const uint8_t *rec, size_t len, const uint8_t **out,
+              size_t *out_len, int *zdict, char *err, size_t errlen);
+int xa_z_unpack(struct xa_db *db, const uint8_t *in, size_t len, int zdict, xpb_buf *out);
+void xa_z_rollback(struct xa_db *db);
+void xa_z_commit(struct xa_db *db);
 
 #endif

@@ -13,14 +13,15 @@
 static const char row_cols[] =
     "m.id, m.account, m.conversation, m.sender, m.body, m.edited_body, m.stanza_id, "
     "m.stanza_id_by, m.origin_id, m.direction, m.kind, m.time_us, m.target, m.retracted_us, "
-    "m.record, m.groupchat";
+    "m.record, m.groupchat, m.zdict";
 
 static const char *col_text(sqlite3_stmt *st, int i)
 {
     return (const char *)sqlite3_column_text(st, i);
 }
 
-static void read_row(sqlite3_stmt *st, xa_row *r)
+/* The row; false when its record cannot be inflated (a damaged file). */
+static bool read_row(xa_db *db, sqlite3_stmt *st, xa_row *r)
 {
     r->id = sqlite3_column_int64(st, 0);
     r->account = col_text(st, 1);
@@ -36,9 +37,14 @@ static void read_row(sqlite3_stmt *st, xa_row *r)
     r->time_us = sqlite3_column_int64(st, 11);
     r->target = sqlite3_column_int64(st, 12);
     r->retracted_us = sqlite3_column_int64(st, 13);
-    r->record = sqlite3_column_blob(st, 14);
-    r->record_len = (size_t)sqlite3_column_bytes(st, 14);
     r->groupchat = sqlite3_column_int(st, 15) != 0;
+    const uint8_t *rec = sqlite3_column_blob(st, 14);
+    size_t len = (size_t)sqlite3_column_bytes(st, 14);
+    int zdict = sqlite3_column_type(st, 16) == SQLITE_NULL ? -1 : sqlite3_column_int(st, 16);
+    if (xa_z_unpack(db, rec, len, zdict, &db->rec)) return false;
+    r->record = (const uint8_t *)db->rec.data;
+    r->record_len = db->rec.len;
+    return true;
 }
 
 /* The filter's WHERE terms, numbered from ?2 (?1 is the search query). */
@@ -65,7 +71,10 @@ static int run(xa_db *db, sqlite3_stmt *st, xa_row_fn fn, void *ud, char *err, s
     int rc, stop = 0;
     while (!stop && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         xa_row r;
-        read_row(st, &r);
+        if (!read_row(db, st, &r)) {
+            rc = SQLITE_CORRUPT;
+            break;
+        }
         stop = fn(ud, &r);
     }
     if (!stop && rc != SQLITE_DONE) {
@@ -166,7 +175,10 @@ static int emit(xa_db *db, const hits *h, size_t n, xa_row_fn fn, void *ud, char
         sqlite3_bind_int64(st, 1, h->v[i].id);
         if (sqlite3_step(st) != SQLITE_ROW) continue;
         xa_row r;
-        read_row(st, &r);
+        if (!read_row(db, st, &r)) {
+            sqlite3_finalize(st);
+            return xa_db_error(db, SQLITE_CORRUPT, "inflating a record", err, errlen);
+        }
         stop = fn(ud, &r);
     }
     sqlite3_finalize(st);

@@ -245,6 +245,7 @@ int xa_prune(xa_db *db, int64_t cutoff_us, uint64_t *n, char *err, size_t errlen
         "retracted_us IS NULL",
         "DELETE FROM msgkey WHERE message IN (SELECT id FROM temp.doomed)",
         "DELETE FROM message WHERE id IN (SELECT id FROM temp.doomed)",
+        "DELETE FROM chunk WHERE id NOT IN (SELECT DISTINCT rec >> 15 FROM message)",
     };
     *n = 0;
     for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {

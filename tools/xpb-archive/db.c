@@ -30,7 +30,7 @@ static const char schema_sql[] =
     "  account TEXT NOT NULL, conversation TEXT NOT NULL,"
     "  direction INTEGER NOT NULL, groupchat INTEGER NOT NULL, sender TEXT,"
     "  stanza_id TEXT, stanza_id_by TEXT, origin_id TEXT, msg_id TEXT,"
-    "  time_us INTEGER NOT NULL, body TEXT, record BLOB NOT NULL, zdict INTEGER,"
+    "  time_us INTEGER NOT NULL, body TEXT, rec INTEGER NOT NULL,"
     "  kind INTEGER NOT NULL DEFAULT 0, target INTEGER, target_ref TEXT,"
     "  edited_body TEXT, edited_us INTEGER, retracted_us INTEGER);"
     "CREATE INDEX message_conv ON message(account, conversation, time_us);"
@@ -39,6 +39,7 @@ static const char schema_sql[] =
     "CREATE INDEX message_pending ON message(account, conversation, target_ref)"
     "  WHERE target_ref IS NOT NULL;"
     "CREATE TABLE dict(id INTEGER PRIMARY KEY, bytes BLOB NOT NULL);"
+    "CREATE TABLE chunk(id INTEGER PRIMARY KEY, zdict INTEGER, bytes BLOB NOT NULL);"
     "CREATE TABLE msgkey(key BLOB PRIMARY KEY, message INTEGER NOT NULL) WITHOUT ROWID;"
     "CREATE TABLE ownnick(account TEXT NOT NULL, room TEXT NOT NULL, nick TEXT NOT NULL,"
     "  PRIMARY KEY (account, room)) WITHOUT ROWID;"
@@ -115,13 +116,13 @@ static int check_tables(xa_db *db, char *err, size_t errlen)
     sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(db->h,
                                 "SELECT count(*) FROM sqlite_master WHERE name IN "
-                                "('resume','message','dict','msgkey','ownnick','fts')",
+                                "('resume','message','dict','chunk','msgkey','ownnick','fts')",
                                 -1, &st, NULL);
     int n = 0;
     if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) n = sqlite3_column_int(st, 0);
     if (rc == SQLITE_OK) rc = sqlite3_finalize(st);
     if (rc != SQLITE_OK) return xa_db_error(db, rc, "reading the schema", err, errlen);
-    if (n != 6) {
+    if (n != 7) {
         setf(err, errlen, "%s: has schema version %d but not the archive's tables: not an "
              "xpb-archive database", db->path, XA_SCHEMA_VERSION);
         return XA_ECORRUPT;
@@ -242,7 +243,6 @@ void xa_db_close(xa_db *db)
     for (size_t i = 0; i < XA_N_STMTS; i++)
         sqlite3_finalize(db->stmt[i]);
     xa_z_close(db);
-    xpb_buf_free(&db->rec);
     if (db->h) sqlite3_close(db->h);
     free(db->path);
     free(db);
@@ -292,6 +292,7 @@ int xa_db_commit(xa_db *db, const char *journal_id, uint64_t seq, char *err, siz
     sqlite3_reset(st);
     if (s != SQLITE_DONE) return xa_db_error(db, s, "writing the resume point", err, errlen);
     errno = 0;
+    if ((rc = xa_z_flush(db, err, errlen))) return rc;
     rc = exec(db, "COMMIT", "committing", err, errlen);
     if (rc) return rc; /* the caller rolls back: the resume point did not move */
     db->in_tx = false;
@@ -302,7 +303,8 @@ int xa_db_commit(xa_db *db, const char *journal_id, uint64_t seq, char *err, siz
 int xa_db_commit_plain(xa_db *db, char *err, size_t errlen)
 {
     errno = 0;
-    int rc = exec(db, "COMMIT", "committing", err, errlen);
+    int rc = xa_z_flush(db, err, errlen);
+    if (!rc) rc = exec(db, "COMMIT", "committing", err, errlen);
     if (!rc) {
         db->in_tx = false;
         xa_z_commit(db);

@@ -30,12 +30,15 @@ typedef enum xa_stmt_id {
     XA_ST_RETRACT,
     XA_ST_FTS_UPDATE, /* the insert of a corrected text */
     XA_ST_FTS_DELETE,
+    XA_ST_CHUNK_ADD,
+    XA_ST_CHUNK_NEXT,
     XA_N_STMTS
 } xa_stmt_id;
 
 /* Record compression (zrec.c). */
 #define XA_ZDICT_MAX 8        /* dictionary ids 1..7 */
 #define XA_ZDICT_BYTES 16384  /* a dictionary: the archive's first 16 KiB of records */
+#define XA_CHUNK_BYTES 32768  /* records per chunk: a new chunk starts past this */
 
 typedef struct xa_zdict {
     uint8_t *bytes;
@@ -49,7 +52,11 @@ typedef struct xa_z {
     bool learnt_in_tx;       /* cur was written in the open transaction */
     xa_zdict dict[XA_ZDICT_MAX];
     xpb_buf sample;          /* records seen while there is no dictionary */
-    xpb_buf out;             /* the last deflated record */
+    xpb_buf out;             /* the last deflated chunk */
+    int64_t open_id;         /* the chunk being filled (0: none), its records: */
+    xpb_buf open;
+    int64_t cache_id;        /* the last chunk read, inflated */
+    xpb_buf cache;
 } xa_z;
 
 struct xa_db {
@@ -60,23 +67,22 @@ struct xa_db {
     uint8_t secret[16]; /* the key hash's secret (resume.secret) */
     sqlite3_stmt *stmt[XA_N_STMTS];
     xa_z z;
-    xpb_buf rec;             /* the last record read back (query.c), inflated */
 };
 
 /* The statement id, prepared from sql on first use, reset and unbound. */
 int xa_db_stmt(struct xa_db *db, xa_stmt_id id, const char *sql, sqlite3_stmt **out, char *err,
                size_t errlen);
 
-/* zrec.c: open (the current dictionary) and close; pack: *out is rec
- * itself (zdict -1: stored plain) or the deflated bytes, valid until the next
- * call (zdict 0: no dictionary, N: dict N); unpack: the plain record into out.
- * rollback/commit: a dictionary learnt in a rolled-back transaction is
- * forgotten. */
+/* zrec.c. open: the current dictionary; add: appends a record to the open
+ * chunk, *ref its message.rec; flush: writes the open chunk (before each
+ * commit); record: the plain record ref names (valid until the next call);
+ * rollback/commit: what a rolled-back transaction made is forgotten. */
 int xa_z_open(struct xa_db *db, char *err, size_t errlen);
 void xa_z_close(struct xa_db *db);
-int xa_z_pack(struct xa_db *db, const uint8_t *rec, size_t len, const uint8_t **out,
-              size_t *out_len, int *zdict, char *err, size_t errlen);
-int xa_z_unpack(struct xa_db *db, const uint8_t *in, size_t len, int zdict, xpb_buf *out);
+int xa_z_add(struct xa_db *db, const uint8_t *rec, size_t len, int64_t *ref, char *err,
+             size_t errlen);
+int xa_z_flush(struct xa_db *db, char *err, size_t errlen);
+int xa_z_record(struct xa_db *db, int64_t ref, const uint8_t **rec, size_t *len);
 void xa_z_rollback(struct xa_db *db);
 void xa_z_commit(struct xa_db *db);
 

@@ -13,7 +13,7 @@
 static const char row_cols[] =
     "m.id, m.account, m.conversation, m.sender, m.body, m.edited_body, m.stanza_id, "
     "m.stanza_id_by, m.origin_id, m.direction, m.kind, m.time_us, m.target, m.retracted_us, "
-    "m.record, m.groupchat, m.zdict";
+    "m.rec, m.groupchat";
 
 static const char *col_text(sqlite3_stmt *st, int i)
 {
@@ -38,13 +38,7 @@ static bool read_row(xa_db *db, sqlite3_stmt *st, xa_row *r)
     r->target = sqlite3_column_int64(st, 12);
     r->retracted_us = sqlite3_column_int64(st, 13);
     r->groupchat = sqlite3_column_int(st, 15) != 0;
-    const uint8_t *rec = sqlite3_column_blob(st, 14);
-    size_t len = (size_t)sqlite3_column_bytes(st, 14);
-    int zdict = sqlite3_column_type(st, 16) == SQLITE_NULL ? -1 : sqlite3_column_int(st, 16);
-    if (xa_z_unpack(db, rec, len, zdict, &db->rec)) return false;
-    r->record = (const uint8_t *)db->rec.data;
-    r->record_len = db->rec.len;
-    return true;
+    return xa_z_record(db, sqlite3_column_int64(st, 14), &r->record, &r->record_len) == 0;
 }
 
 /* The filter's WHERE terms, numbered from ?2 (?1 is the search query). */

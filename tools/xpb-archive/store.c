@@ -202,8 +202,8 @@ static int insert(xa_db *db, const xa_msg *m, const xpb_buf *rec, int64_t *id, c
     sqlite3_stmt *st;
     int rc = xa_db_stmt(db, XA_ST_MSG_INSERT,
                         "INSERT INTO message(account, conversation, direction, groupchat, sender,"
-                        " stanza_id, stanza_id_by, origin_id, msg_id, time_us, body, record, kind,"
-                        " target_ref, zdict) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,"
+                        " stanza_id, stanza_id_by, origin_id, msg_id, time_us, body, kind,"
+                        " target_ref, rec) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?13,"
                         "?14,?15)",
                         &st, err, errlen);
     if (rc) return rc;
@@ -222,13 +222,10 @@ static int insert(xa_db *db, const xa_msg *m, const xpb_buf *rec, int64_t *id, c
     bind_opt(st, 9, m->msg_id);
     sqlite3_bind_int64(st, 10, m->time_us);
     bind_opt(st, 11, m->body);
-    const uint8_t *z;
-    size_t zlen;
-    int zdict;
-    rc = xa_z_pack(db, (const uint8_t *)rec->data, rec->len, &z, &zlen, &zdict, err, errlen);
+    int64_t ref = 0;
+    rc = xa_z_add(db, (const uint8_t *)rec->data, rec->len, &ref, err, errlen);
     if (rc) return rc;
-    sqlite3_bind_blob(st, 12, z, (int)zlen, SQLITE_STATIC);
-    if (zdict >= 0) sqlite3_bind_int(st, 15, zdict);
+    sqlite3_bind_int64(st, 15, ref);
     sqlite3_bind_int(st, 13, (int)m->kind);
     bind_opt(st, 14, m->target);
     if ((rc = step_done(db, st, "storing a message", err, errlen))) return rc;

@@ -1,10 +1,13 @@
-/* Records stored deflated (docs/archive.md, "Record compression"): each
- * record is raw deflate (RFC 1951) on its own, primed with a dictionary the
+/* Records stored deflated (docs/archive.md, "Record compression"): the
+ * records a transaction stores go into chunks of up to XA_CHUNK_BYTES, each
+ * chunk one raw deflate stream (RFC 1951) primed with a dictionary the
  * archive learnt from its own first records (table dict), so that what every
  * record repeats (the account, the peers' JIDs, the namespaces, the field
- * tags) costs a back-reference. message.zdict says how a record is stored:
- * NULL plain, 0 deflated without a dictionary, N deflated with dict N. A
- * record is stored deflated only when that is smaller. */
+ * tags) costs a back-reference, even in a chunk of one record (a live
+ * message). message.rec names a record: chunk id << 15 | its offset in the
+ * inflated chunk, where it starts with its length (a varint). chunk.zdict:
+ * NULL plain, 0 deflated without a dictionary, N with dict N; a chunk is
+ * stored deflated only when that is smaller. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,7 +17,8 @@
 #include "archive.h"
 #include "db_internal.h"
 
-#define XA_ZLEVEL 6
+#define XA_ZLEVEL 1
+#define XA_REC_SHIFT 15 /* offsets in a chunk: below XA_CHUNK_BYTES = 32 KiB */
 #define XA_ZMEMLEVEL 8
 
 static int zerr(char *err, size_t errlen, const char *what)
@@ -48,6 +52,8 @@ void xa_z_close(xa_db *db)
         dict_free(&db->z.dict[i]);
     xpb_buf_free(&db->z.sample);
     xpb_buf_free(&db->z.out);
+    xpb_buf_free(&db->z.open);
+    xpb_buf_free(&db->z.cache);
     memset(&db->z, 0, sizeof db->z);
 }
 
@@ -94,6 +100,8 @@ int xa_z_open(xa_db *db, char *err, size_t errlen)
 {
     xpb_buf_init(&db->z.sample, 0);
     xpb_buf_init(&db->z.out, 0);
+    xpb_buf_init(&db->z.open, 0);
+    xpb_buf_init(&db->z.cache, 0);
     return current_dict(db, err, errlen);
 }
 
@@ -128,27 +136,12 @@ static int learn(xa_db *db, const uint8_t *rec, size_t len, char *err, size_t er
     return 0;
 }
 
-void xa_z_rollback(xa_db *db)
+/* Deflates in[0..len) with dictionary d into db->z.out; false when that is
+ * not smaller (stored plain). */
+static int deflate_chunk(xa_db *db, const xa_zdict *d, const uint8_t *in, size_t len, bool *ok,
+                         char *err, size_t errlen)
 {
-    if (!db->z.learnt_in_tx) return;
-    dict_free(&db->z.dict[db->z.cur]);
-    db->z.cur = 0;
-    db->z.learnt_in_tx = false;
-}
-
-void xa_z_commit(xa_db *db)
-{
-    db->z.learnt_in_tx = false;
-}
-
-int xa_z_pack(xa_db *db, const uint8_t *rec, size_t len, const uint8_t **out, size_t *out_len,
-              int *zdict, char *err, size_t errlen)
-{
-    int rc = learn(db, rec, len, err, errlen);
-    if (rc) return rc;
-    *out = rec;
-    *out_len = len;
-    *zdict = -1;
+    *ok = false;
     z_stream *z = &db->z.def;
     if (!db->z.def_ready) {
         if (deflateInit2(z, XA_ZLEVEL, Z_DEFLATED, -15, XA_ZMEMLEVEL, Z_DEFAULT_STRATEGY) != Z_OK)
@@ -157,31 +150,84 @@ int xa_z_pack(xa_db *db, const uint8_t *rec, size_t len, const uint8_t **out, si
     } else if (deflateReset(z) != Z_OK) {
         return zerr(err, errlen, "deflateReset failed");
     }
-    const xa_zdict *d = dict_get(db, db->z.cur);
     if (d && deflateSetDictionary(z, d->bytes, (uInt)d->len) != Z_OK)
         return zerr(err, errlen, "deflateSetDictionary failed");
     size_t bound = deflateBound(z, (uLong)len);
-    db->z.out.len = 0;
     if (xpb_buf_reserve(&db->z.out, bound)) return zerr(err, errlen, "out of memory");
-    z->next_in = (Bytef *)rec;
+    z->next_in = (Bytef *)in;
     z->avail_in = (uInt)len;
     z->next_out = (Bytef *)db->z.out.data;
     z->avail_out = (uInt)bound;
-    if (deflate(z, Z_FINISH) != Z_STREAM_END) return 0; /* stored plain */
-    size_t n = bound - z->avail_out;
-    if (n >= len) return 0;
-    *out = (const uint8_t *)db->z.out.data;
-    *out_len = n;
-    *zdict = d ? db->z.cur : 0;
+    if (deflate(z, Z_FINISH) != Z_STREAM_END) return 0;
+    db->z.out.len = bound - z->avail_out;
+    *ok = db->z.out.len < len;
     return 0;
 }
 
-int xa_z_unpack(xa_db *db, const uint8_t *in, size_t len, int zdict, xpb_buf *out)
+/* Writes the open chunk (inside the open transaction). */
+int xa_z_flush(xa_db *db, char *err, size_t errlen)
 {
-    out->len = 0;
-    if (zdict < 0) return xpb_buf_append(out, in, len) ? XA_ENOMEM : 0;
-    const xa_zdict *d = NULL;
-    if (zdict > 0 && !(d = dict_get(db, zdict))) return XA_ECORRUPT;
+    if (!db->z.open_id) return 0;
+    const xa_zdict *d = dict_get(db, db->z.cur);
+    bool ok = false;
+    int rc = deflate_chunk(db, d, (const uint8_t *)db->z.open.data, db->z.open.len, &ok, err,
+                           errlen);
+    if (rc) return rc;
+    sqlite3_stmt *st;
+    rc = xa_db_stmt(db, XA_ST_CHUNK_ADD, "INSERT INTO chunk(id, zdict, bytes) VALUES (?1,?2,?3)",
+                    &st, err, errlen);
+    if (rc) return rc;
+    sqlite3_bind_int64(st, 1, db->z.open_id);
+    if (ok) {
+        sqlite3_bind_int(st, 2, d ? db->z.cur : 0);
+        sqlite3_bind_blob(st, 3, db->z.out.data, (int)db->z.out.len, SQLITE_STATIC);
+    } else {
+        sqlite3_bind_blob(st, 3, db->z.open.data, (int)db->z.open.len, SQLITE_STATIC);
+    }
+    int s = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (s != SQLITE_DONE) return xa_db_error(db, s, "storing records", err, errlen);
+    if (db->z.cache_id == db->z.open_id) db->z.cache_id = 0;
+    db->z.open_id = 0;
+    db->z.open.len = 0;
+    return 0;
+}
+
+static int put_varint(xpb_buf *b, uint64_t v)
+{
+    uint8_t t[10];
+    size_t n = 0;
+    do {
+        t[n++] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
+        v >>= 7;
+    } while (v);
+    return xpb_buf_append(b, t, n);
+}
+
+int xa_z_add(xa_db *db, const uint8_t *rec, size_t len, int64_t *ref, char *err, size_t errlen)
+{
+    int rc = learn(db, rec, len, err, errlen);
+    if (!rc && db->z.open_id && db->z.open.len >= XA_CHUNK_BYTES) rc = xa_z_flush(db, err, errlen);
+    if (rc) return rc;
+    if (!db->z.open_id) {
+        sqlite3_stmt *st;
+        rc = xa_db_stmt(db, XA_ST_CHUNK_NEXT, "SELECT coalesce(max(id), 0) + 1 FROM chunk", &st,
+                        err, errlen);
+        if (rc) return rc;
+        int s = sqlite3_step(st);
+        db->z.open_id = s == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+        sqlite3_reset(st);
+        if (s != SQLITE_ROW) return xa_db_error(db, s, "numbering a chunk", err, errlen);
+        db->z.open.len = 0;
+    }
+    *ref = db->z.open_id << XA_REC_SHIFT | (int64_t)db->z.open.len;
+    if (put_varint(&db->z.open, len) || xpb_buf_append(&db->z.open, rec, len))
+        return zerr(err, errlen, "out of memory");
+    return 0;
+}
+
+static int inflate_chunk(xa_db *db, const uint8_t *in, size_t len, const xa_zdict *d, xpb_buf *out)
+{
     z_stream *z = &db->z.inf;
     if (!db->z.inf_ready) {
         if (inflateInit2(z, -15) != Z_OK) return XA_ENOMEM;
@@ -192,8 +238,9 @@ int xa_z_unpack(xa_db *db, const uint8_t *in, size_t len, int zdict, xpb_buf *ou
     if (d && inflateSetDictionary(z, d->bytes, (uInt)d->len) != Z_OK) return XA_ECORRUPT;
     z->next_in = (Bytef *)in;
     z->avail_in = (uInt)len;
+    out->len = 0;
     for (;;) {
-        if (xpb_buf_reserve(out, out->len + 4 * len + 256)) return XA_ENOMEM;
+        if (xpb_buf_reserve(out, out->len + 4 * len + 1024)) return XA_ENOMEM;
         z->next_out = (Bytef *)out->data + out->len;
         size_t room = out->cap - out->len;
         z->avail_out = (uInt)room;
@@ -203,4 +250,71 @@ int xa_z_unpack(xa_db *db, const uint8_t *in, size_t len, int zdict, xpb_buf *ou
         if (r != Z_BUF_ERROR && r != Z_OK) return XA_ECORRUPT;
         if (z->avail_in == 0 && z->avail_out != 0) return XA_ECORRUPT; /* cut short */
     }
+}
+
+/* The inflated chunk id: the open one, or read (and kept for the next). */
+static const xpb_buf *chunk_get(xa_db *db, int64_t id)
+{
+    if (id == db->z.open_id) return &db->z.open;
+    if (id == db->z.cache_id) return &db->z.cache;
+    db->z.cache_id = 0;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db->h, "SELECT zdict, bytes FROM chunk WHERE id = ?1", -1, &st, NULL) !=
+        SQLITE_OK)
+        return NULL;
+    sqlite3_bind_int64(st, 1, id);
+    int rc = XA_ECORRUPT;
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        const uint8_t *b = sqlite3_column_blob(st, 1);
+        size_t n = (size_t)sqlite3_column_bytes(st, 1);
+        if (sqlite3_column_type(st, 0) == SQLITE_NULL) {
+            db->z.cache.len = 0;
+            rc = xpb_buf_append(&db->z.cache, b, n) ? XA_ENOMEM : 0;
+        } else {
+            int zd = sqlite3_column_int(st, 0);
+            const xa_zdict *d = zd ? dict_get(db, zd) : NULL;
+            if (!zd || d) rc = inflate_chunk(db, b, n, d, &db->z.cache);
+        }
+    }
+    sqlite3_finalize(st);
+    if (rc) return NULL;
+    db->z.cache_id = id;
+    return &db->z.cache;
+}
+
+int xa_z_record(xa_db *db, int64_t ref, const uint8_t **rec, size_t *len)
+{
+    const xpb_buf *c = chunk_get(db, ref >> XA_REC_SHIFT);
+    size_t at = (size_t)(ref & ((1 << XA_REC_SHIFT) - 1));
+    if (!c || at >= c->len) return XA_ECORRUPT;
+    const uint8_t *p = (const uint8_t *)c->data + at, *end = (const uint8_t *)c->data + c->len;
+    uint64_t n = 0;
+    for (int shift = 0; p < end && shift < 64; shift += 7) {
+        n |= (uint64_t)(*p & 0x7f) << shift;
+        if (!(*p++ & 0x80)) {
+            if (n > (uint64_t)(end - p)) return XA_ECORRUPT;
+            *rec = p;
+            *len = (size_t)n;
+            return 0;
+        }
+    }
+    return XA_ECORRUPT;
+}
+
+void xa_z_rollback(xa_db *db)
+{
+    db->z.cache_id = 0;
+    db->z.open_id = 0;
+    db->z.open.len = 0;
+    if (!db->z.learnt_in_tx) return;
+    dict_free(&db->z.dict[db->z.cur]);
+    db->z.cur = 0;
+    db->z.learnt_in_tx = false;
+    db->z.sample.len = 0;
+}
+
+void xa_z_commit(xa_db *db)
+{
+    db->z.cache_id = 0; /* another writer may prune and number chunks anew */
+    db->z.learnt_in_tx = false;
 }

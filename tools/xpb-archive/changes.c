@@ -76,7 +76,7 @@ static int edit(xa_db *db, int64_t target, const char *body, int64_t time_us, ch
     if (rc || cur.edited_us > time_us) return rc; /* the latest correction wins */
     sqlite3_stmt *st;
     rc = xa_db_stmt(db, XA_ST_EDIT,
-                    "UPDATE message SET edited_body = ?2, edited_us = ?3 WHERE id = ?1", &st, err,
+                    "UPDATE msg SET edited_body = ?2, edited_us = ?3 WHERE id = ?1", &st, err,
                     errlen);
     if (rc) return rc;
     sqlite3_bind_int64(st, 1, target);
@@ -93,7 +93,7 @@ static int retract(xa_db *db, int64_t target, int64_t time_us, char *err, size_t
     int rc = get_current(db, target, &cur, err, errlen);
     if (rc || cur.retracted) return rc;
     sqlite3_stmt *st;
-    rc = xa_db_stmt(db, XA_ST_RETRACT, "UPDATE message SET retracted_us = ?2 WHERE id = ?1", &st,
+    rc = xa_db_stmt(db, XA_ST_RETRACT, "UPDATE msg SET retracted_us = ?2 WHERE id = ?1", &st,
                     err, errlen);
     if (rc) return rc;
     sqlite3_bind_int64(st, 1, target);
@@ -108,7 +108,7 @@ static int apply(xa_db *db, int64_t change, int64_t target, xa_kind kind, const 
 {
     sqlite3_stmt *st;
     int rc = xa_db_stmt(db, XA_ST_SET_TARGET,
-                        "UPDATE message SET target = ?2, target_ref = NULL WHERE id = ?1", &st, err,
+                        "UPDATE msg SET target = ?2, target_ref = NULL WHERE id = ?1", &st, err,
                         errlen);
     if (rc) return rc;
     sqlite3_bind_int64(st, 1, change);
@@ -200,10 +200,9 @@ int xa_link_pending(xa_db *db, int64_t id, const xa_msg *m, xa_counts *c, char *
 {
     sqlite3_stmt *st;
     int rc = xa_db_stmt(db, XA_ST_PENDING_FIND,
-                        "SELECT id, kind, time_us, body FROM message INDEXED BY message_pending "
-                        "WHERE account = ?1 AND "
-                        "conversation = ?2 AND target_ref IS NOT NULL AND target_ref IN (?3, ?4, ?5) "
-                        "ORDER BY time_us",
+                        "SELECT id, kind, time_us, body FROM msg INDEXED BY message_pending "
+                        "WHERE conv = (SELECT id FROM conv WHERE account = ?1 AND jid = ?2) AND "
+                        "target_ref IS NOT NULL AND target_ref IN (?3, ?4, ?5) ORDER BY time_us",
                         &st, err, errlen);
     if (rc) return rc;
     sqlite3_bind_text(st, 1, m->account, -1, SQLITE_STATIC);
@@ -237,15 +236,15 @@ int xa_prune(xa_db *db, int64_t cutoff_us, uint64_t *n, char *err, size_t errlen
     static const char *const steps[] = {
         "CREATE TEMP TABLE IF NOT EXISTS doomed(id INTEGER PRIMARY KEY)",
         "DELETE FROM temp.doomed",
-        "INSERT INTO temp.doomed SELECT id FROM message WHERE kind = 0 AND time_us < ?1",
-        "INSERT OR IGNORE INTO temp.doomed SELECT id FROM message WHERE target IN "
+        "INSERT INTO temp.doomed SELECT id FROM msg WHERE kind = 0 AND time_us < ?1",
+        "INSERT OR IGNORE INTO temp.doomed SELECT id FROM msg WHERE target IN "
         "(SELECT id FROM temp.doomed) OR (target IS NULL AND kind <> 0 AND time_us < ?1)",
         "INSERT INTO fts(fts, rowid, body) SELECT 'delete', id, coalesce(edited_body, body) "
-        "FROM message WHERE id IN (SELECT id FROM temp.doomed) AND kind = 0 AND "
+        "FROM msg WHERE id IN (SELECT id FROM temp.doomed) AND kind = 0 AND "
         "retracted_us IS NULL",
         "DELETE FROM msgkey WHERE message IN (SELECT id FROM temp.doomed)",
-        "DELETE FROM message WHERE id IN (SELECT id FROM temp.doomed)",
-        "DELETE FROM chunk WHERE id NOT IN (SELECT DISTINCT rec >> 15 FROM message)",
+        "DELETE FROM msg WHERE id IN (SELECT id FROM temp.doomed)",
+        "DELETE FROM chunk WHERE id NOT IN (SELECT DISTINCT rec >> 15 FROM msg)",
     };
     *n = 0;
     for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {

@@ -25,25 +25,29 @@ static const char schema_sql[] =
     "CREATE TABLE resume(id INTEGER PRIMARY KEY CHECK (id = 1),"
     "  journal_id TEXT NOT NULL, seq INTEGER NOT NULL, secret BLOB NOT NULL);"
     "INSERT INTO resume VALUES (1, '', 0, randomblob(16));"
-    "CREATE TABLE message("
-    "  id INTEGER PRIMARY KEY,"
-    "  account TEXT NOT NULL, conversation TEXT NOT NULL,"
+    "CREATE TABLE conv(id INTEGER PRIMARY KEY, account TEXT NOT NULL, jid TEXT NOT NULL,"
+    "  UNIQUE (account, jid));"
+    "CREATE TABLE msg("
+    "  id INTEGER PRIMARY KEY, conv INTEGER NOT NULL,"
     "  direction INTEGER NOT NULL, groupchat INTEGER NOT NULL, sender TEXT,"
     "  stanza_id TEXT, stanza_id_by TEXT, origin_id TEXT, msg_id TEXT,"
     "  time_us INTEGER NOT NULL, body TEXT, rec INTEGER NOT NULL,"
     "  kind INTEGER NOT NULL DEFAULT 0, target INTEGER, target_ref TEXT,"
     "  edited_body TEXT, edited_us INTEGER, retracted_us INTEGER);"
-    "CREATE INDEX message_conv ON message(account, conversation, time_us);"
-    "CREATE INDEX message_time ON message(time_us);"
-    "CREATE INDEX message_target ON message(target) WHERE target IS NOT NULL;"
-    "CREATE INDEX message_pending ON message(account, conversation, target_ref)"
-    "  WHERE target_ref IS NOT NULL;"
+    "CREATE INDEX message_conv ON msg(conv, time_us);"
+    "CREATE INDEX message_time ON msg(time_us);"
+    "CREATE INDEX message_target ON msg(target) WHERE target IS NOT NULL;"
+    "CREATE INDEX message_pending ON msg(conv, target_ref) WHERE target_ref IS NOT NULL;"
+    "CREATE VIEW message AS SELECT m.id, m.conv, c.account, c.jid AS conversation, m.direction,"
+    "  m.groupchat, m.sender, m.stanza_id, m.stanza_id_by, m.origin_id, m.msg_id, m.time_us,"
+    "  m.body, m.rec, m.kind, m.target, m.target_ref, m.edited_body, m.edited_us,"
+    "  m.retracted_us FROM msg m JOIN conv c ON c.id = m.conv;"
     "CREATE TABLE dict(id INTEGER PRIMARY KEY, bytes BLOB NOT NULL);"
     "CREATE TABLE chunk(id INTEGER PRIMARY KEY, zdict INTEGER, bytes BLOB NOT NULL);"
     "CREATE TABLE msgkey(key BLOB PRIMARY KEY, message INTEGER NOT NULL) WITHOUT ROWID;"
     "CREATE TABLE ownnick(account TEXT NOT NULL, room TEXT NOT NULL, nick TEXT NOT NULL,"
     "  PRIMARY KEY (account, room)) WITHOUT ROWID;"
-    "CREATE VIRTUAL TABLE fts USING fts5(body, content='message', content_rowid='id');"
+    "CREATE VIRTUAL TABLE fts USING fts5(body, content='msg', content_rowid='id');"
     "PRAGMA user_version = 2;";
 
 static void setf(char *err, size_t errlen, const char *fmt, ...)
@@ -116,13 +120,13 @@ static int check_tables(xa_db *db, char *err, size_t errlen)
     sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(db->h,
                                 "SELECT count(*) FROM sqlite_master WHERE name IN "
-                                "('resume','message','dict','chunk','msgkey','ownnick','fts')",
+                                "('resume','conv','msg','message','dict','chunk','msgkey','ownnick','fts')",
                                 -1, &st, NULL);
     int n = 0;
     if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) n = sqlite3_column_int(st, 0);
     if (rc == SQLITE_OK) rc = sqlite3_finalize(st);
     if (rc != SQLITE_OK) return xa_db_error(db, rc, "reading the schema", err, errlen);
-    if (n != 7) {
+    if (n != 9) {
         setf(err, errlen, "%s: has schema version %d but not the archive's tables: not an "
              "xpb-archive database", db->path, XA_SCHEMA_VERSION);
         return XA_ECORRUPT;

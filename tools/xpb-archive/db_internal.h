@@ -32,6 +32,8 @@ typedef enum xa_stmt_id {
     XA_ST_FTS_DELETE,
     XA_ST_CHUNK_ADD,
     XA_ST_CHUNK_NEXT,
+    XA_ST_CONV_FIND,
+    XA_ST_CONV_ADD,
     XA_N_STMTS
 } xa_stmt_id;
 

@@ -45,8 +45,11 @@ static bool read_row(xa_db *db, sqlite3_stmt *st, xa_row *r)
 static void where(const xa_filter *f, char *sql, size_t len)
 {
     size_t n = strlen(sql);
-    if (f->with) n += (size_t)snprintf(sql + n, len - n, " AND m.conversation = ?2");
-    if (f->account) n += (size_t)snprintf(sql + n, len - n, " AND m.account = ?3");
+    if (f->with)
+        n += (size_t)snprintf(sql + n, len - n, " AND m.conv IN (SELECT id FROM conv WHERE jid = ?2)");
+    if (f->account)
+        n += (size_t)snprintf(sql + n, len - n,
+                              " AND m.conv IN (SELECT id FROM conv WHERE account = ?3)");
     if (f->since_us) n += (size_t)snprintf(sql + n, len - n, " AND m.time_us >= ?4");
     if (f->until_us) snprintf(sql + n, len - n, " AND m.time_us < ?5");
 }
@@ -186,7 +189,7 @@ static int count_late(xa_db *db, int64_t t, int64_t r, int64_t *n, char *err, si
 {
     sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(db->h,
-                                "SELECT count(*) FROM (SELECT 1 FROM message INDEXED BY "
+                                "SELECT count(*) FROM (SELECT 1 FROM msg INDEXED BY "
                                 "message_time WHERE time_us >= ?1 AND id < ?2 LIMIT 4096)",
                                 -1, &st, NULL);
     if (rc == SQLITE_OK) {
@@ -229,7 +232,7 @@ static int search_recent(xa_db *db, const char *q, const xa_filter *f, xa_row_fn
         if (!rc && late < XA_LATE_MAX) {
             /* CROSS JOIN: walk the time index first, then ask FTS5 about each row. */
             snprintf(sql, sizeof sql,
-                     "SELECT m.id, m.time_us FROM message m INDEXED BY message_time CROSS JOIN "
+                     "SELECT m.id, m.time_us FROM msg m INDEXED BY message_time CROSS JOIN "
                      "fts WHERE fts.rowid = m.id AND fts MATCH ?1 AND m.time_us >= ?7 AND "
                      "m.id < ?8 AND m.retracted_us IS NULL AND m.kind = 0");
             where(f, sql, sizeof sql);
@@ -239,7 +242,7 @@ static int search_recent(xa_db *db, const char *q, const xa_filter *f, xa_row_fn
              * the time index newest first against the set of matching ids. */
             h.n = 0;
             snprintf(sql, sizeof sql,
-                     "SELECT m.id, m.time_us FROM message m INDEXED BY message_time WHERE m.id IN "
+                     "SELECT m.id, m.time_us FROM msg m INDEXED BY message_time WHERE m.id IN "
                      "(SELECT rowid FROM fts WHERE fts MATCH ?1) AND m.retracted_us IS NULL AND "
                      "?7 >= 0 AND ?8 >= 0");
             where(f, sql, sizeof sql);

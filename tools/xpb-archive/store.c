@@ -118,8 +118,8 @@ static int learn_nick(xa_db *db, const xa_msg *m, const char *nick, char *err, s
     sqlite3_bind_text(st, 3, nick, -1, SQLITE_TRANSIENT);
     if ((rc = step_done(db, st, "remembering our nick", err, errlen))) return rc;
     rc = xa_db_stmt(db, XA_ST_NICK_APPLY,
-                    "UPDATE message SET direction = 1 WHERE account = ?1 AND conversation = ?2 "
-                    "AND groupchat = 1 AND sender = ?3 AND direction = 0",
+                    "UPDATE msg SET direction = 1 WHERE conv = (SELECT id FROM conv WHERE "
+                    "account = ?1 AND jid = ?2) AND groupchat = 1 AND sender = ?3 AND direction = 0",
                     &st, err, errlen);
     if (rc) return rc;
     sqlite3_bind_text(st, 1, m->account, -1, SQLITE_STATIC);
@@ -150,7 +150,7 @@ static int merge(xa_db *db, int64_t id, const xa_msg *m, const stored *s, char *
 {
     sqlite3_stmt *st;
     int rc = xa_db_stmt(db, XA_ST_MSG_MERGE,
-                        "UPDATE message SET stanza_id = coalesce(stanza_id, ?2),"
+                        "UPDATE msg SET stanza_id = coalesce(stanza_id, ?2),"
                         " stanza_id_by = coalesce(stanza_id_by, ?3),"
                         " origin_id = coalesce(origin_id, ?4), sender = coalesce(sender, ?5),"
                         " direction = max(direction, ?6) WHERE id = ?1",
@@ -196,21 +196,49 @@ static void bind_opt(sqlite3_stmt *st, int i, const char *v)
     if (v) sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC);
 }
 
+/* The id of m's conversation (table conv), added when new. */
+static int conv_id(xa_db *db, const xa_msg *m, int64_t *id, char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    for (int pass = 0; pass < 2; pass++) {
+        int rc = xa_db_stmt(db, XA_ST_CONV_FIND, "SELECT id FROM conv WHERE account = ?1 AND jid = ?2",
+                            &st, err, errlen);
+        if (rc) return rc;
+        sqlite3_bind_text(st, 1, m->account, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, m->conversation, -1, SQLITE_STATIC);
+        int r = sqlite3_step(st);
+        *id = r == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+        sqlite3_reset(st);
+        if (r != SQLITE_ROW && r != SQLITE_DONE)
+            return xa_db_error(db, r, "finding a conversation", err, errlen);
+        if (*id || pass) break;
+        rc = xa_db_stmt(db, XA_ST_CONV_ADD, "INSERT INTO conv(account, jid) VALUES (?1, ?2)", &st,
+                        err, errlen);
+        if (rc) return rc;
+        sqlite3_bind_text(st, 1, m->account, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, m->conversation, -1, SQLITE_STATIC);
+        if ((rc = step_done(db, st, "adding a conversation", err, errlen))) return rc;
+    }
+    return *id ? 0 : xa_db_error(db, SQLITE_CORRUPT, "adding a conversation", err, errlen);
+}
+
 static int insert(xa_db *db, const xa_msg *m, const xpb_buf *rec, int64_t *id, char *err,
                   size_t errlen)
 {
     sqlite3_stmt *st;
-    int rc = xa_db_stmt(db, XA_ST_MSG_INSERT,
-                        "INSERT INTO message(account, conversation, direction, groupchat, sender,"
+    int64_t conv = 0;
+    int rc = conv_id(db, m, &conv, err, errlen);
+    if (rc) return rc;
+    rc = xa_db_stmt(db, XA_ST_MSG_INSERT,
+                        "INSERT INTO msg(conv, direction, groupchat, sender,"
                         " stanza_id, stanza_id_by, origin_id, msg_id, time_us, body, kind,"
-                        " target_ref, rec) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?13,"
+                        " target_ref, rec) VALUES (?1,?3,?4,?5,?6,?7,?8,?9,?10,?11,?13,"
                         "?14,?15)",
                         &st, err, errlen);
     if (rc) return rc;
     bool own = false;
     if ((rc = is_own_nick(db, m, &own, err, errlen))) return rc;
-    sqlite3_bind_text(st, 1, m->account, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, m->conversation, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 1, conv);
     sqlite3_bind_int(st, 3, own ? XA_DIR_OUT : (int)m->direction);
     sqlite3_bind_int(st, 4, m->groupchat);
     bind_opt(st, 5, m->sender);

@@ -25,9 +25,14 @@ static int keys_of(const xa_db *db, const xa_msg *m, key k[4], size_t *n, size_t
         rc = xa_key_make(db, &k[(*n)++], 's', m->account, m->stanza_id_by, m->stanza_id);
     if (!rc && m->origin_id)
         rc = xa_key_make(db, &k[(*n)++], 'o', m->account, m->conversation, m->origin_id);
-    if (!rc) rc = xa_key_content(db, &k[(*n)++], m);
+    /* The content key is the fallback for messages without an origin-id:
+     * every copy of one with an origin-id carries the same (XEP-0359 §4). */
+    if (!rc && !m->origin_id) rc = xa_key_content(db, &k[(*n)++], m);
     *n_dedup = *n;
-    if (!rc && m->msg_id && m->kind == XA_KIND_MESSAGE)
+    /* The id attribute, for the changes that name it; when it is the
+     * origin-id (most clients), the 'o' key finds the message already. */
+    if (!rc && m->msg_id && m->kind == XA_KIND_MESSAGE &&
+        !(m->origin_id && strcmp(m->msg_id, m->origin_id) == 0))
         rc = xa_key_make(db, &k[(*n)++], 'i', m->account, m->conversation, m->msg_id);
     return rc;
 }

@@ -59,6 +59,7 @@ typedef struct xa_z {
     xpb_buf open;
     int64_t cache_id;        /* the last chunk read, inflated */
     xpb_buf cache;
+    xpb_buf whole;           /* the last record restored */
 } xa_z;
 
 struct xa_db {
@@ -85,6 +86,14 @@ int xa_z_add(struct xa_db *db, const uint8_t *rec, size_t len, int64_t *ref, cha
              size_t errlen);
 int xa_z_flush(struct xa_db *db, char *err, size_t errlen);
 int xa_z_record(struct xa_db *db, int64_t ref, const uint8_t **rec, size_t *len);
+/* msg.strip: what the stored record left out because a column holds it. */
+#define XA_STRIP_ID 1
+#define XA_STRIP_ORIGIN_ID 2
+#define XA_STRIP_BODY 4
+/* The record *rec with the stripped fields put back (*rec then points into
+ * db's buffer, valid until the next call). */
+int xa_z_restore(struct xa_db *db, int strip, const char *id, const char *origin_id,
+                 const char *body, const uint8_t **rec, size_t *len);
 void xa_z_rollback(struct xa_db *db);
 void xa_z_commit(struct xa_db *db);
 

@@ -13,7 +13,7 @@
 static const char row_cols[] =
     "m.id, m.account, m.conversation, m.sender, m.body, m.edited_body, m.stanza_id, "
     "m.stanza_id_by, m.origin_id, m.direction, m.kind, m.time_us, m.target, m.retracted_us, "
-    "m.rec, m.groupchat";
+    "m.rec, m.groupchat, m.msg_id, m.strip";
 
 static const char *col_text(sqlite3_stmt *st, int i)
 {
@@ -38,7 +38,9 @@ static bool read_row(xa_db *db, sqlite3_stmt *st, xa_row *r)
     r->target = sqlite3_column_int64(st, 12);
     r->retracted_us = sqlite3_column_int64(st, 13);
     r->groupchat = sqlite3_column_int(st, 15) != 0;
-    return xa_z_record(db, sqlite3_column_int64(st, 14), &r->record, &r->record_len) == 0;
+    if (xa_z_record(db, sqlite3_column_int64(st, 14), &r->record, &r->record_len)) return false;
+    return xa_z_restore(db, sqlite3_column_int(st, 17), col_text(st, 16), r->origin_id, r->body,
+                        &r->record, &r->record_len) == 0;
 }
 
 /* The filter's WHERE terms, numbered from ?2 (?1 is the search query). */

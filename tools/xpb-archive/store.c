@@ -227,8 +227,8 @@ static int conv_id(xa_db *db, const xa_msg *m, int64_t *id, char *err, size_t er
     return *id ? 0 : xa_db_error(db, SQLITE_CORRUPT, "adding a conversation", err, errlen);
 }
 
-static int insert(xa_db *db, const xa_msg *m, const xpb_buf *rec, int64_t *id, char *err,
-                  size_t errlen)
+static int insert(xa_db *db, const xa_msg *m, const xpb_buf *rec, int strip, int64_t *id,
+                  char *err, size_t errlen)
 {
     sqlite3_stmt *st;
     int64_t conv = 0;
@@ -237,8 +237,8 @@ static int insert(xa_db *db, const xa_msg *m, const xpb_buf *rec, int64_t *id, c
     rc = xa_db_stmt(db, XA_ST_MSG_INSERT,
                         "INSERT INTO msg(conv, direction, groupchat, sender,"
                         " stanza_id, stanza_id_by, origin_id, msg_id, time_us, body, kind,"
-                        " target_ref, rec) VALUES (?1,?3,?4,?5,?6,?7,?8,?9,?10,?11,?13,"
-                        "?14,?15)",
+                        " target_ref, rec, strip) VALUES (?1,?3,?4,?5,?6,?7,?8,?9,?10,?11,?13,"
+                        "?14,?15,?16)",
                         &st, err, errlen);
     if (rc) return rc;
     bool own = false;
@@ -259,6 +259,7 @@ static int insert(xa_db *db, const xa_msg *m, const xpb_buf *rec, int64_t *id, c
     rc = xa_z_add(db, (const uint8_t *)rec->data, rec->len, &ref, err, errlen);
     if (rc) return rc;
     sqlite3_bind_int64(st, 15, ref);
+    if (strip) sqlite3_bind_int(st, 16, strip);
     sqlite3_bind_int(st, 13, (int)m->kind);
     bind_opt(st, 14, m->target);
     if ((rc = step_done(db, st, "storing a message", err, errlen))) return rc;
@@ -296,14 +297,32 @@ int xa_store(xa_db *db, xpb_arena *a, const xa_msg *m, xa_counts *c, char *err, 
         rc = merge(db, id, m, &s, err, errlen);
         return rc ? rc : add_keys(db, k, n, id, err, errlen);
     }
+    /* The record without what its columns hold already (zrec.c puts it
+     * back): the id, the origin-id, a lone body without xml:lang. */
+    xpb_stanza bare = *m->stanza;
+    int strip = 0;
+    if (bare.id && m->msg_id && strcmp(bare.id, m->msg_id) == 0) {
+        bare.id = NULL;
+        strip |= XA_STRIP_ID;
+    }
+    if (bare.origin_id && m->origin_id && strcmp(bare.origin_id, m->origin_id) == 0) {
+        bare.origin_id = NULL;
+        strip |= XA_STRIP_ORIGIN_ID;
+    }
+    if (bare.n_body == 1 && !bare.body[0]->lang && bare.body[0]->text && m->body &&
+        strcmp(bare.body[0]->text, m->body) == 0) {
+        bare.n_body = 0;
+        bare.body = NULL;
+        strip |= XA_STRIP_BODY;
+    }
     xpb_buf rec;
     xpb_buf_init(&rec, 0);
-    if (xpb_stanza_pack(&rec, m->stanza)) {
+    if (xpb_stanza_pack(&rec, &bare)) {
         xpb_buf_free(&rec);
         if (err && errlen) snprintf(err, errlen, "cannot pack the message's record");
         return XA_ENOMEM;
     }
-    rc = insert(db, m, &rec, &id, err, errlen);
+    rc = insert(db, m, &rec, strip, &id, err, errlen);
     xpb_buf_free(&rec);
     if (!rc) rc = add_keys(db, k, n, id, err, errlen);
     if (rc) return rc;

@@ -54,6 +54,7 @@ void xa_z_close(xa_db *db)
     xpb_buf_free(&db->z.out);
     xpb_buf_free(&db->z.open);
     xpb_buf_free(&db->z.cache);
+    xpb_buf_free(&db->z.whole);
     memset(&db->z, 0, sizeof db->z);
 }
 
@@ -102,6 +103,7 @@ int xa_z_open(xa_db *db, char *err, size_t errlen)
     xpb_buf_init(&db->z.out, 0);
     xpb_buf_init(&db->z.open, 0);
     xpb_buf_init(&db->z.cache, 0);
+    xpb_buf_init(&db->z.whole, 0);
     return current_dict(db, err, errlen);
 }
 
@@ -317,4 +319,38 @@ void xa_z_commit(xa_db *db)
 {
     db->z.cache_id = 0; /* another writer may prune and number chunks anew */
     db->z.learnt_in_tx = false;
+}
+
+int xa_z_restore(xa_db *db, int strip, const char *id, const char *origin_id, const char *body,
+                 const uint8_t **rec, size_t *len)
+{
+    if (!strip) return 0;
+    if ((strip & XA_STRIP_ID && !id) || (strip & XA_STRIP_ORIGIN_ID && !origin_id) ||
+        (strip & XA_STRIP_BODY && !body))
+        return XA_ECORRUPT;
+    Xpb__V1__Stanza *st = xpb__v1__stanza__unpack(NULL, *len, *rec);
+    if (!st) return XA_ECORRUPT;
+    /* The columns' strings are lent to st for packing, and taken back. */
+    char *saved_id = st->id, *saved_origin = st->origin_id;
+    Xpb__V1__Text text = XPB__V1__TEXT__INIT, *texts[1] = {&text};
+    size_t saved_n = st->n_body;
+    Xpb__V1__Text **saved_body = st->body;
+    if (strip & XA_STRIP_ID) st->id = (char *)id;
+    if (strip & XA_STRIP_ORIGIN_ID) st->origin_id = (char *)origin_id;
+    if (strip & XA_STRIP_BODY) {
+        text.text = (char *)body;
+        st->n_body = 1;
+        st->body = texts;
+    }
+    db->z.whole.len = 0;
+    int rc = xpb_stanza_pack(&db->z.whole, st);
+    st->id = saved_id;
+    st->origin_id = saved_origin;
+    st->n_body = saved_n;
+    st->body = saved_body;
+    xpb__v1__stanza__free_unpacked(st, NULL);
+    if (rc) return XA_ENOMEM;
+    *rec = (const uint8_t *)db->z.whole.data;
+    *len = db->z.whole.len;
+    return 0;
 }

@@ -90,6 +90,11 @@ int xa_z_record(struct xa_db *db, int64_t ref, const uint8_t **rec, size_t *len)
 #define XA_STRIP_ID 1
 #define XA_STRIP_ORIGIN_ID 2
 #define XA_STRIP_BODY 4
+/* ...and the columns left NULL because the view (db.c) derives them: */
+#define XA_STRIP_MSG_ID_IS_ORIGIN 8   /* msg_id: the origin-id */
+#define XA_STRIP_BY_DEFAULT 16        /* stanza_id_by: the room, or our account */
+#define XA_STRIP_SENDER_PEER 32       /* sender: the conversation's JID (1:1) */
+#define XA_STRIP_SENDER_ACCOUNT 64    /* sender: our account (1:1) */
 /* The record *rec with the stripped fields put back (*rec then points into
  * db's buffer, valid until the next call). */
 int xa_z_restore(struct xa_db *db, int strip, const char *id, const char *origin_id,

@@ -156,8 +156,9 @@ static int merge(xa_db *db, int64_t id, const xa_msg *m, const stored *s, char *
     sqlite3_stmt *st;
     int rc = xa_db_stmt(db, XA_ST_MSG_MERGE,
                         "UPDATE msg SET stanza_id = coalesce(stanza_id, ?2),"
-                        " stanza_id_by = coalesce(stanza_id_by, ?3),"
-                        " origin_id = coalesce(origin_id, ?4), sender = coalesce(sender, ?5),"
+                        " stanza_id_by = CASE WHEN stanza_id IS NULL THEN ?3 ELSE stanza_id_by END,"
+                        " origin_id = coalesce(origin_id, ?4), sender = CASE WHEN sender IS NULL"
+                        " AND coalesce(strip, 0) & 96 = 0 THEN ?5 ELSE sender END,"
                         " direction = max(direction, ?6) WHERE id = ?1",
                         &st, err, errlen);
     if (rc) return rc;
@@ -246,13 +247,25 @@ static int insert(xa_db *db, const xa_msg *m, const xpb_buf *rec, int strip, int
     sqlite3_bind_int64(st, 1, conv);
     sqlite3_bind_int(st, 3, own ? XA_DIR_OUT : (int)m->direction);
     sqlite3_bind_int(st, 4, m->groupchat);
-    bind_opt(st, 5, m->sender);
+    /* What the conversation implies is left out (the view puts it back). */
+    if (!m->groupchat && m->sender && strcmp(m->sender, m->conversation) == 0)
+        strip |= XA_STRIP_SENDER_PEER;
+    else if (!m->groupchat && m->sender && strcmp(m->sender, m->account) == 0)
+        strip |= XA_STRIP_SENDER_ACCOUNT;
+    else
+        bind_opt(st, 5, m->sender);
     if (m->stanza_id && m->stanza_id_by) {
         bind_opt(st, 6, m->stanza_id);
-        bind_opt(st, 7, m->stanza_id_by);
+        if (strcmp(m->stanza_id_by, m->groupchat ? m->conversation : m->account) == 0)
+            strip |= XA_STRIP_BY_DEFAULT;
+        else
+            bind_opt(st, 7, m->stanza_id_by);
     }
     bind_opt(st, 8, m->origin_id);
-    bind_opt(st, 9, m->msg_id);
+    if (m->msg_id && m->origin_id && strcmp(m->msg_id, m->origin_id) == 0)
+        strip |= XA_STRIP_MSG_ID_IS_ORIGIN;
+    else
+        bind_opt(st, 9, m->msg_id);
     sqlite3_bind_int64(st, 10, m->time_us);
     bind_opt(st, 11, m->body);
     int64_t ref = 0;

@@ -56,7 +56,8 @@ class SqlProsody(Prosody):
 
 
 def archive_bin():
-    return os.path.join(HERE, '..', 'build', 'release', 'tools', 'xpb-archive')
+    return os.environ.get('XPB_ARCHIVE') or os.path.join(HERE, '..', 'build', 'release', 'tools',
+                                                         'xpb-archive')
 
 
 def body(rng):

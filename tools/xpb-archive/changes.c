@@ -198,6 +198,7 @@ typedef struct pending {
 
 int xa_link_pending(xa_db *db, int64_t id, const xa_msg *m, xa_counts *c, char *err, size_t errlen)
 {
+    if (db->n_pending == 0) return 0; /* no change waits: nothing to look up */
     sqlite3_stmt *st;
     int rc = xa_db_stmt(db, XA_ST_PENDING_FIND,
                         "SELECT id, kind, time_us, body FROM msg INDEXED BY message_pending "

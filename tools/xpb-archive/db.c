@@ -223,6 +223,7 @@ int xa_db_open(const char *path, xa_mode mode, xa_db **out, char *err, size_t er
         setf(err, errlen, "%s: %s", path, "out of memory");
         return XA_ENOMEM;
     }
+    db->n_pending = 1; /* unknown until the first xa_db_begin: look changes up */
     int rc = open_file(db, mode, err, errlen);
     /* WAL: readers (search) never block the writer; NORMAL sync is durable
      * at each commit's WAL append with checkpoints fsynced (docs/archive.md). */
@@ -283,7 +284,20 @@ int xa_db_stmt(xa_db *db, xa_stmt_id id, const char *sql, sqlite3_stmt **out, ch
 int xa_db_begin(xa_db *db, char *err, size_t errlen)
 {
     int rc = exec(db, "BEGIN IMMEDIATE", "starting a transaction", err, errlen);
-    if (!rc) db->in_tx = true;
+    if (rc) return rc;
+    db->in_tx = true;
+    /* Another writer may have stored changes since our last transaction. */
+    sqlite3_stmt *st = NULL;
+    rc = sqlite3_prepare_v2(db->h, "SELECT count(*) FROM msg WHERE target_ref IS NOT NULL", -1,
+                            &st, NULL);
+    if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        db->n_pending = sqlite3_column_int64(st, 0);
+        rc = SQLITE_OK;
+    }
+    sqlite3_finalize(st);
+    if (rc == SQLITE_OK) return 0;
+    rc = xa_db_error(db, rc, "counting waiting changes", err, errlen);
+    xa_db_rollback(db);
     return rc;
 }
 

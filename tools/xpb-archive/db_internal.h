@@ -70,6 +70,10 @@ struct xa_db {
     uint8_t secret[16]; /* the key hash's secret (resume.secret) */
     sqlite3_stmt *stmt[XA_N_STMTS];
     xa_z z;
+    /* Changes that may wait for their message (msg.target_ref set): counted
+     * at each xa_db_begin, raised for each change stored; while it is 0 a
+     * new message has nothing to look up (changes.c). */
+    int64_t n_pending;
 };
 
 /* The statement id, prepared from sql on first use, reset and unbound. */

@@ -345,6 +345,7 @@ int xa_store(xa_db *db, xpb_arena *a, const xa_msg *m, xa_counts *c, char *err, 
         return rc ? rc : xa_link_pending(db, id, m, c, err, errlen);
     }
     c->changes++;
+    db->n_pending++; /* it may wait for its message */
     return xa_link_change(db, id, m, c, err, errlen);
 }
 

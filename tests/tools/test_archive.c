@@ -562,6 +562,16 @@ static void newer_schema_is_refused(void **state)
     assert_int_equal(open_rc(e->path, XA_OPEN_READ, err), XA_ENEWER);
 }
 
+static void older_schema_is_refused(void **state)
+{
+    env *e = *state;
+    char err[XA_ERR_MAX], sql[64];
+    snprintf(sql, sizeof sql, "PRAGMA user_version = %d", XA_SCHEMA_VERSION - 1);
+    assert_int_equal(sqlite3_exec(xa_db_sqlite(e->db), sql, NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(open_rc(e->path, XA_OPEN_WRITE, err), XA_ECORRUPT);
+    assert_non_null(strstr(err, "older xpb-archive"));
+}
+
 static void read_only_is_refused(void **state)
 {
     env *e = *state;
@@ -641,6 +651,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(search_newest_first_is_exact, setup, teardown),
         cmocka_unit_test_setup_teardown(bad_files_are_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(newer_schema_is_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(older_schema_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(read_only_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(full_disk_keeps_the_resume_point, setup, teardown),
     };

@@ -151,6 +151,14 @@ static int check_schema(xa_db *db, xa_mode mode, char *err, size_t errlen)
         return XA_ENEWER;
     }
     if (v == XA_SCHEMA_VERSION) return check_tables(db, err, errlen);
+    if (v > 0) {
+        if (err && errlen)
+            snprintf(err, errlen,
+                     "%s: schema version %d was written by an older xpb-archive (this one reads "
+                     "%d only; export the archive with that one, then import it)",
+                     db->path, v, XA_SCHEMA_VERSION);
+        return XA_ECORRUPT;
+    }
     /* Version 0: a new file, or someone else's database. */
     sqlite3_stmt *st = NULL;
     int n = 0;

@@ -51,7 +51,7 @@ static const char schema_sql[] =
     "CREATE TABLE msgkey(key BLOB PRIMARY KEY, message INTEGER NOT NULL) WITHOUT ROWID;"
     "CREATE TABLE ownnick(account TEXT NOT NULL, room TEXT NOT NULL, nick TEXT NOT NULL,"
     "  PRIMARY KEY (account, room)) WITHOUT ROWID;"
-    "CREATE VIRTUAL TABLE fts USING fts5(body, content='msg', content_rowid='id');"
+    "CREATE VIRTUAL TABLE fts USING fts5(body, content='msg', content_rowid='id', columnsize=0);"
     "PRAGMA user_version = 2;";
 
 static void setf(char *err, size_t errlen, const char *fmt, ...)

@@ -260,6 +260,7 @@ void xa_db_close(xa_db *db)
     for (size_t i = 0; i < XA_N_STMTS; i++)
         sqlite3_finalize(db->stmt[i]);
     xa_z_close(db);
+    xa_conv_cache_clear(db);
     if (db->h) sqlite3_close(db->h);
     free(db->path);
     free(db);
@@ -347,6 +348,7 @@ void xa_db_rollback(xa_db *db)
     if (sqlite3_get_autocommit(db->h) == 0) sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
     db->in_tx = false;
     xa_z_rollback(db);
+    xa_conv_cache_clear(db);
 }
 
 bool xa_db_in_transaction(const xa_db *db)

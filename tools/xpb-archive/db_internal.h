@@ -62,6 +62,8 @@ typedef struct xa_z {
     xpb_buf whole;           /* the last record restored */
 } xa_z;
 
+#define XA_CONV_CACHE 256 /* conversation ids kept in memory */
+
 struct xa_db {
     sqlite3 *h;
     char *path;
@@ -74,6 +76,13 @@ struct xa_db {
      * at each xa_db_begin, raised for each change stored; while it is 0 a
      * new message has nothing to look up (changes.c). */
     int64_t n_pending;
+    /* The conversations' ids last used (store.c), forgotten at a rollback
+     * (the rows it added went with it). */
+    struct xa_conv_slot {
+        uint64_t hash;
+        int64_t id;
+        char *account, *jid;
+    } conv_cache[XA_CONV_CACHE];
 };
 
 /* The statement id, prepared from sql on first use, reset and unbound. */
@@ -84,6 +93,7 @@ int xa_db_stmt(struct xa_db *db, xa_stmt_id id, const char *sql, sqlite3_stmt **
  * chunk, *ref its message.rec; flush: writes the open chunk (before each
  * commit); record: the plain record ref names (valid until the next call);
  * rollback/commit: what a rolled-back transaction made is forgotten. */
+void xa_conv_cache_clear(struct xa_db *db);
 int xa_z_open(struct xa_db *db, char *err, size_t errlen);
 void xa_z_close(struct xa_db *db);
 int xa_z_add(struct xa_db *db, const uint8_t *rec, size_t len, int64_t *ref, char *err,

@@ -5,7 +5,9 @@
  * (the stanza-id the server added, the nick a room reflected, our own
  * direction). The same message seen live, as a carbon, from the server's
  * archive and as our own delivery is thus one row. */
+#define _POSIX_C_SOURCE 200809L /* strdup */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "archive.h"
@@ -202,8 +204,53 @@ static void bind_opt(sqlite3_stmt *st, int i, const char *v)
     if (v) sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC);
 }
 
+void xa_conv_cache_clear(xa_db *db)
+{
+    for (size_t i = 0; i < XA_CONV_CACHE; i++) {
+        free(db->conv_cache[i].account);
+        free(db->conv_cache[i].jid);
+    }
+    memset(db->conv_cache, 0, sizeof db->conv_cache);
+}
+
+static uint64_t conv_hash(const char *account, const char *jid)
+{
+    uint64_t h = 0xcbf29ce484222325ULL; /* FNV-1a */
+    for (const char *p = account; *p; p++)
+        h = (h ^ (uint8_t)*p) * 0x100000001b3ULL;
+    h = (h ^ 0xff) * 0x100000001b3ULL;
+    for (const char *p = jid; *p; p++)
+        h = (h ^ (uint8_t)*p) * 0x100000001b3ULL;
+    return h;
+}
+
+static int conv_id_db(xa_db *db, const xa_msg *m, int64_t *id, char *err, size_t errlen);
+
 /* The id of m's conversation (table conv), added when new. */
 static int conv_id(xa_db *db, const xa_msg *m, int64_t *id, char *err, size_t errlen)
+{
+    uint64_t h = conv_hash(m->account, m->conversation);
+    struct xa_conv_slot *s = &db->conv_cache[h % XA_CONV_CACHE];
+    if (s->id && s->hash == h && strcmp(s->account, m->account) == 0 &&
+        strcmp(s->jid, m->conversation) == 0) {
+        *id = s->id;
+        return 0;
+    }
+    int rc = conv_id_db(db, m, id, err, errlen);
+    if (rc) return rc;
+    char *a = strdup(m->account), *j = strdup(m->conversation);
+    if (!a || !j) {
+        free(a);
+        free(j);
+        return 0; /* not kept: looked up again next time */
+    }
+    free(s->account);
+    free(s->jid);
+    *s = (struct xa_conv_slot){h, *id, a, j};
+    return 0;
+}
+
+static int conv_id_db(xa_db *db, const xa_msg *m, int64_t *id, char *err, size_t errlen)
 {
     sqlite3_stmt *st;
     for (int pass = 0; pass < 2; pass++) {

@@ -225,6 +225,14 @@ static int load_secret(xa_db *db, char *err, size_t errlen)
 int xa_db_open(const char *path, xa_mode mode, xa_db **out, char *err, size_t errlen)
 {
     *out = NULL;
+    /* No global allocation statistics: each of SQLite's mallocs would take
+     * a mutex for them (a few % of the ingest). Only before SQLite starts:
+     * later calls fail harmlessly (SQLITE_MISUSE). */
+    static bool configured;
+    if (!configured) {
+        configured = true;
+        sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+    }
     xa_db *db = calloc(1, sizeof *db);
     if (!db || !(db->path = strdup(path))) {
         free(db);

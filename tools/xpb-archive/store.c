@@ -246,7 +246,10 @@ static int conv_id(xa_db *db, const xa_msg *m, int64_t *id, char *err, size_t er
     }
     free(s->account);
     free(s->jid);
-    *s = (struct xa_conv_slot){h, *id, a, j};
+    s->hash = h;
+    s->id = *id;
+    s->account = a;
+    s->jid = j;
     return 0;
 }
 

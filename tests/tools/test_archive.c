@@ -512,6 +512,59 @@ static void search_newest_first_is_exact(void **state)
     check_newest(e, "word", NULL);
 }
 
+/* ---- records: deflated chunks, fields left out and put back ------------- */
+typedef struct rec_seen {
+    int n;
+    char id[64], origin_id[64], body[64];
+} rec_seen;
+
+static int on_record(void *ud, const xa_row *r)
+{
+    rec_seen *s = ud;
+    xpb_arena *a = xpb_arena_new(4096);
+    xpb_stanza *st = NULL;
+    char err[XA_ERR_MAX];
+    assert_int_equal(xpb_stanza_unpack(a, r->record, r->record_len, NULL, &st, err, sizeof err), 0);
+    snprintf(s->id, sizeof s->id, "%s", st->id ? st->id : "");
+    snprintf(s->origin_id, sizeof s->origin_id, "%s", st->origin_id ? st->origin_id : "");
+    snprintf(s->body, sizeof s->body, "%s", st->n_body ? st->body[0]->text : "");
+    s->n++;
+    xpb_arena_free(a);
+    return 0;
+}
+
+static void records_come_back_whole_and_prune_frees_chunks(void **state)
+{
+    env *e = *state;
+    received(e, LIVE); /* 2023 (the event's time): pruned below */
+    received(e, "<message from='bob@example.com/pc' to='me@example.com/b' type='chat' "
+                "id='o-7'><body>still here</body><origin-id xmlns='urn:xmpp:sid:0' id='o-7'/>"
+                "<delay xmlns='urn:xmpp:delay' stamp='2026-11-02T03:04:05Z'/></message>");
+    /* One transaction each: one chunk each. The id, origin-id and body are
+     * in the row, not in the record (strip 1|2|4), msg_id is the origin-id
+     * (8), the sender the peer (32). */
+    assert_int_equal(count(e, "SELECT count(*) FROM chunk"), 2);
+    assert_int_equal(count(e, "SELECT strip FROM msg WHERE body = 'still here'"), 1 | 2 | 4 | 8 | 32);
+    assert_string_equal(text(e, "SELECT msg_id FROM message WHERE body = 'still here'"), "o-7");
+    assert_string_equal(text(e, "SELECT sender FROM message WHERE body = 'still here'"),
+                        "bob@example.com");
+    char err[XA_ERR_MAX];
+    uint64_t n = 0;
+    assert_int_equal(xa_db_begin(e->db, err, sizeof err), 0);
+    assert_int_equal(xa_prune(e->db, xa_parse_stamp("2025-01-01T00:00:00Z"), &n, err, sizeof err),
+                     0);
+    assert_int_equal(xa_db_commit_plain(e->db, err, sizeof err), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(count(e, "SELECT count(*) FROM chunk"), 1);
+    xa_filter f = {0};
+    rec_seen seen = {0};
+    assert_int_equal(xa_each(e->db, &f, on_record, &seen, err, sizeof err), 0);
+    assert_int_equal(seen.n, 1);
+    assert_string_equal(seen.id, "o-7");
+    assert_string_equal(seen.origin_id, "o-7");
+    assert_string_equal(seen.body, "still here");
+}
+
 /* ---- schema checks and bad files ------------------------------------------ */
 static int open_rc(const char *path, xa_mode mode, char *err)
 {
@@ -652,6 +705,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(bad_files_are_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(newer_schema_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(older_schema_is_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(records_come_back_whole_and_prune_frees_chunks, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(read_only_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(full_disk_keeps_the_resume_point, setup, teardown),
     };

@@ -221,8 +221,12 @@ struct send_prep {
     xpb_buf record;
     uint64_t outbox_id;
     int receipt;
+    int in_batch;  /* its row is in the open batch (SEND_INBATCH): see sends_committed */
+    char err[256]; /* why the outbox refused it, when it did */
 };
 #define SEND_RECEIPT 1u  /* SendStanza.receipt */
+#define SEND_INBATCH 4u  /* a SendBatch item: its row joins the open batch, not answered
+                            here; the caller commits (sends_commit) before any is sent */
 #define SEND_BATCH 2u    /* may wait for the group commit: sends.c answers it */
 #define SENDS_DEFERRED 1 /* sends_accept: kept for the group commit; answered later */
 /* Gives st an id (and a message an origin-id equal to it, XEP-0359), adds
@@ -232,6 +236,11 @@ struct send_prep {
  * answered (ERR_STORAGE naming the directory) and an error returned. */
 int sends_accept(struct account *a, xpb_bus_request *req, xpb_stanza *st, unsigned flags,
                  struct send_prep *p);
+/* Commits the open batch now (and sends and answers the deferred sends it
+ * held): 0, or the store's error with err naming the directory (the batch's
+ * rows are gone). Then sends_committed for each SEND_INBATCH prep. */
+int sends_commit(xpb_daemon *d, char *err, size_t errlen);
+void sends_committed(struct account *a, struct send_prep *p, int rc);
 /* The answer to a refused xpb_session_send. */
 void reply_send_error(struct account *a, xpb_bus_request *req, int rc);
 void reply_sent(struct account *a, xpb_bus_request *req, const char *id);

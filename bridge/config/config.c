@@ -53,6 +53,8 @@ void xpb_config_init(xpb_config *c)
     c->metrics_max_connections = XPB_CONFIG_DEFAULT_METRICS_MAX_CONNECTIONS;
     c->metrics_idle_timeout_s = XPB_CONFIG_DEFAULT_METRICS_IDLE_S;
     c->backoff_reset_s = XPB_CONFIG_DEFAULT_BACKOFF_RESET_S;
+    c->nats.leases = 1;
+    c->nats.lease_ttl_s = XPB_CONFIG_DEFAULT_LEASE_TTL_S;
 }
 
 static void room_clear(xpb_room_cfg *r)
@@ -90,6 +92,7 @@ void xpb_config_clear(xpb_config *c)
     free(c->iq_passthrough);
     for (size_t i = 0; i < c->n_accounts; i++) xpb_account_cfg_clear(&c->accounts[i]);
     free(c->accounts);
+    config_nats_clear(&c->nats);
     memset(c, 0, sizeof *c);
 }
 
@@ -234,10 +237,15 @@ static int parse_bus(pctx *p, const config_setting_t *root, xpb_config *c)
     static const char *const keys[] = {"events", "requests", "private_dir", "allow_remote",
                                        "max_request_bytes", "batch_max", "batch_flush_us",
                                        "compact_records", "allow_inline_credentials",
-                                       "allow_open_overrides", NULL};
+                                       "allow_open_overrides", "backend", NULL};
     const config_setting_t *g;
     int rc = group_of(p, root, "bus", keys, &g);
     if (rc || !g) return rc;
+    const config_setting_t *be = config_setting_get_member(g, "backend");
+    const char *bes = be ? config_setting_get_string(be) : NULL;
+    if (be && (!bes || (strcmp(bes, "nng") && strcmp(bes, "nats"))))
+        return fail_at(p, be, "bus.backend must be \"nng\" or \"nats\"");
+    c->bus_nats = bes && strcmp(bes, "nats") == 0;
     unsigned long long mrb = c->max_request_bytes, bm = c->batch_max, bf = c->batch_flush_us;
     if (!rc) rc = get_str(p, g, "events", &c->events_url);
     if (!rc) rc = get_str(p, g, "requests", &c->requests_url);
@@ -569,8 +577,8 @@ static int parse_state(pctx *p, const config_setting_t *root, xpb_config *c)
 
 static int parse_root(pctx *p, const config_setting_t *root, xpb_config *c)
 {
-    static const char *const keys[] = {"log", "bus", "metrics", "limits", "iq", "state", "accounts",
-                                       NULL};
+    static const char *const keys[] = {"log",   "bus",      "metrics", "limits", "iq",
+                                       "state", "accounts", "nats",    NULL};
     int rc = check_keys(p, root, "the top level", keys);
     if (!rc) rc = parse_log(p, root, c);
     if (!rc) rc = parse_bus(p, root, c);
@@ -578,6 +586,7 @@ static int parse_root(pctx *p, const config_setting_t *root, xpb_config *c)
     if (!rc) rc = parse_iq(p, root, c);
     if (!rc) rc = parse_state(p, root, c);
     if (!rc) rc = parse_accounts(p, root, c);
+    if (!rc) rc = config_parse_nats(root, c, p->name, p->err, p->errlen);
     return rc;
 }
 

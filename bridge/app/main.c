@@ -310,6 +310,7 @@ static int run(const xpb_cli *cli, const xpb_config *cfg)
     signal(SIGPIPE, SIG_IGN);
     xpb_loop_route_libevent_log();
     xpb_loop_config lc = {0};
+    lc.thread_safe = cfg->bus_nats; /* the NATS client adds events from its threads */
     xpb_loop *loop = NULL;
     if (xpb_loop_new(&loop, &lc) != 0) {
         xpb_log(XPB_LOG_ERROR, "cannot create the event loop");

@@ -2,6 +2,7 @@
  * operations, the worker runs them one by one on its own connection (libnats
  * threads, blocking calls bounded by XPB_KV_OP_TIMEOUT_MS) and queues the
  * results, which xpb_wake hands to the callback on the loop thread. */
+#define _GNU_SOURCE /* strcasestr */
 #include "xpb_bus_kv.h"
 
 #include <pthread.h>
@@ -133,7 +134,6 @@ static void run_job(xpb_kv *kv, kv_job *j)
     jsErrCode jerr = 0;
     natsStatus s = NATS_OK;
     j->r.sent_ms = xpb_kv_now_ms();
-    nats_clearLastError();
     switch (j->r.op) {
     case XPB_KV_CREATE: s = kvStore_CreateString(&j->r.rev, st, j->r.key, v); break;
     case XPB_KV_UPDATE: s = kvStore_UpdateString(&j->r.rev, st, j->r.key, v, j->last_rev); break;
@@ -250,14 +250,16 @@ static int open_bucket(xpb_kv *kv, const xpb_bus_nats_cfg *c, const char *name, 
         kvConfig_Init(&kc);
         kc.Bucket = name;
         kc.History = 1;
-        kc.TTL = (int64_t)ttl_s * 1000;
+        kc.TTL = (int64_t)ttl_s * 1000000000; /* nanoseconds, like a stream's MaxAge */
         kc.Replicas = xpb_bus_nats_replicas(c);
         kc.StorageType = js_FileStorage;
         s = js_CreateKeyValue(st, kv->js, &kc);
     }
     if (s != NATS_OK || (kv->names[kv->nstores] = strdup(name)) == NULL) {
+        natsStatus ls = NATS_OK;
+        const char *why = nats_GetLastError(&ls);
         xpb_bus_set_err(err, errlen, "nats kv: cannot open or create bucket %s (ttl %u s): %s",
-                        name, ttl_s, natsStatus_GetText(s));
+                        name, ttl_s, why != NULL && why[0] ? why : natsStatus_GetText(s));
         return XPB_EINVAL;
     }
     kv->nstores++;

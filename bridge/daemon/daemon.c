@@ -400,7 +400,9 @@ static int bus_start(xpb_daemon *d, const xpb_config *cfg, char *err, size_t err
     bc.batch_max = cfg->batch_max;
     bc.batch_flush_us = cfg->batch_flush_us;
     state_bus_config(d, &bc);
-    int rc = xpb_bus_new(&d->bus, d->loop, &bc, on_request, d, err, errlen);
+    int rc = cluster_bus_config(d, cfg, &bc, err, errlen);
+    if (rc) return rc;
+    rc = xpb_bus_new(&d->bus, d->loop, &bc, on_request, d, err, errlen);
     if (rc && !err[0]) snprintf(err, errlen, "bus: %s", xpb_strerror(rc));
     return rc;
 }
@@ -461,6 +463,7 @@ static int daemon_init(xpb_daemon *d, xpb_loop *loop, const xpb_config *cfg, cha
     rc = bus_start(d, cfg, err, errlen);
     if (rc) return rc;
     d->ctr.bus_up = 1;
+    if (cluster_owns_accounts(d)) return cluster_start(d, err, errlen);
     for (size_t i = 0; i < cfg->n_accounts; i++) {
         char aerr[512] = "";
         rc = account_start(d, &cfg->accounts[i], NULL, 1, aerr, sizeof aerr);
@@ -526,6 +529,7 @@ void xpb_daemon_shutdown(xpb_daemon *d)
     xpb_log(XPB_LOG_INFO, "shutdown: closing %s sessions", d->accounts ? "all" : "no");
     xpb_timer_stop(d->ping_timer);
     xpb_timer_start(d->shutdown_timer, XPB_DAEMON_CLOSE_WAIT_MS);
+    cluster_shutdown(d); /* no new claims; each claim is released once its session is gone */
     for (struct account *a = d->accounts; a; a = a->next) account_close(a);
     schedule_reap(d); /* finishes at once when there was nothing to close */
 }
@@ -549,6 +553,7 @@ void xpb_daemon_free(xpb_daemon *d)
         }
         account_free(a);
     }
+    cluster_free(d);
     if (d->loop) xpb_loop_set_handlers(d->loop, NULL, NULL, NULL); /* the loop outlives us */
     xpb_timer_free(d->reap_timer);
     xpb_timer_free(d->ping_timer);

@@ -88,8 +88,10 @@ struct account {
     char *pres_status;
 };
 
+struct xpb_cluster;
 struct xpb_daemon {
     xpb_loop *loop;          /* given by xpb_daemon_new's caller */
+    struct xpb_cluster *cluster; /* the NATS back end and the leases (cluster.c), or NULL */
     xpb_bus *bus;
     xpb_store *store; /* the state directory's database, or NULL */
     uint64_t journal_max_bytes, journal_max_age_s; /* its retention in force */
@@ -171,5 +173,15 @@ int state_open(xpb_daemon *d, const xpb_config *cfg, char *err, size_t errlen);
 void state_bus_config(xpb_daemon *d, xpb_bus_config *bc);
 void state_close(xpb_daemon *d);
 void req_replay(xpb_daemon *d, xpb_bus_request *req, const Xpb__V1__Replay *op);
+
+/* cluster.c: many bridges over NATS (docs/scaling.md); no-ops without it. */
+int cluster_bus_config(xpb_daemon *d, const xpb_config *cfg, xpb_bus_config *bc, char *err,
+                       size_t errlen);
+int cluster_owns_accounts(const xpb_daemon *d); /* accounts come from leases, not the list */
+int cluster_start(xpb_daemon *d, char *err, size_t errlen);
+void cluster_account_started(xpb_daemon *d, const char *jid);
+void cluster_account_gone(xpb_daemon *d, const char *jid);
+void cluster_shutdown(xpb_daemon *d);
+void cluster_free(xpb_daemon *d);
 
 #endif

@@ -28,6 +28,8 @@ struct lease_tab {
     size_t n;
     uint32_t *tok_buckets, *jid_buckets, nbuckets;
     unsigned live;
+    uint64_t presence_rev; /* our key in xpb_bridges */
+    int presence_inflight; /* a put of it is on its way */
     int64_t next_round, claim_after;
     int stopping;
     uint32_t rnd;
@@ -203,6 +205,7 @@ void lease_tick(lease_tab *t, int64_t now_ms)
     if (t->stopping || now_ms < t->next_round) return;
     unsigned period = t->cfg.ttl_ms / 4;
     t->next_round = now_ms + period + next_rand(t) % (period / 5 + 1);
+    t->presence_inflight = 1;
     kv(t, XPB_KV_PUT, LEASE_BUCKET_BRIDGES, t->self_key, 0);
     kv(t, XPB_KV_KEYS, LEASE_BUCKET_BRIDGES, NULL, 0);
     kv(t, XPB_KV_KEYS, LEASE_BUCKET_OWNERS, NULL, 0);
@@ -250,6 +253,8 @@ static void plan(lease_tab *t, int64_t now)
         stop_session(t, i, 0);
     }
 }
+
+static void withdraw(lease_tab *t);
 
 static void on_keys(lease_tab *t, const xpb_kv_result *r, int64_t now)
 {
@@ -317,7 +322,13 @@ void lease_on_result(lease_tab *t, const xpb_kv_result *r, int64_t now_ms)
         on_keys(t, r, now_ms);
         return;
     }
-    if (r->op == XPB_KV_PUT || r->key == NULL) return;
+    if (r->op == XPB_KV_PUT) {
+        t->presence_inflight = 0;
+        if (r->status == XPB_KV_OK) t->presence_rev = r->rev;
+        if (t->stopping) withdraw(t);
+        return;
+    }
+    if (r->key == NULL) return;
     long i = find_token(t, r->key);
     if (i < 0) return;
     switch (r->op) {
@@ -333,10 +344,20 @@ void lease_on_result(lease_tab *t, const xpb_kv_result *r, int64_t now_ms)
     }
 }
 
+/* Gone from the live count at once: the others' shares grow now, not when
+ * our presence key lapses (a put on its way is withdrawn when it lands). */
+static void withdraw(lease_tab *t)
+{
+    if (t->presence_inflight || t->presence_rev == 0) return;
+    kv(t, XPB_KV_DELETE, LEASE_BUCKET_BRIDGES, t->self_key, t->presence_rev);
+    t->presence_rev = 0;
+}
+
 void lease_stop(lease_tab *t, int64_t now_ms)
 {
     (void)now_ms;
     t->stopping = 1;
+    withdraw(t);
     for (size_t i = 0; i < t->n; i++)
         if (t->a[i].st == LEASE_OWNED) {
             t->a[i].st = LEASE_RELEASING;

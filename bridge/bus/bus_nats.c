@@ -373,6 +373,10 @@ static int set_options(nats_be *be, natsOptions **out, int on_loop, char *err, s
     if (s == NATS_OK) s = natsOptions_SetName(o, c->bridge_id);
     if (s == NATS_OK) s = natsOptions_SetMaxReconnect(o, -1); /* a bridge never gives up */
     if (s == NATS_OK) s = natsOptions_SetReconnectWait(o, 250);
+    /* A node that stops answering is left after 2 missed pings (~4 s). */
+    if (s == NATS_OK) s = natsOptions_SetPingInterval(o, XPB_NATS_PING_MS);
+    if (s == NATS_OK) s = natsOptions_SetMaxPingsOut(o, 2);
+    if (s == NATS_OK) s = natsOptions_SetIgnoreDiscoveredServers(o, c->only_listed_servers);
     if (s == NATS_OK && c->ca_file != NULL) {
         s = natsOptions_SetSecure(o, true);
         if (s == NATS_OK) s = natsOptions_LoadCATrustedCertificates(o, c->ca_file);

@@ -216,6 +216,10 @@ static int open_conn(xpb_kv *kv, const xpb_bus_nats_cfg *c, char *err, size_t er
     if (s == NATS_OK) s = natsOptions_SetServers(o, (const char **)c->servers, (int)c->n_servers);
     if (s == NATS_OK) s = natsOptions_SetMaxReconnect(o, -1);
     if (s == NATS_OK) s = natsOptions_SetReconnectWait(o, 250);
+    /* A node that stops answering is left after 2 missed pings (~4 s). */
+    if (s == NATS_OK) s = natsOptions_SetPingInterval(o, XPB_NATS_PING_MS);
+    if (s == NATS_OK) s = natsOptions_SetMaxPingsOut(o, 2);
+    if (s == NATS_OK) s = natsOptions_SetIgnoreDiscoveredServers(o, c->only_listed_servers);
     if (s == NATS_OK) s = natsOptions_SetTimeout(o, XPB_KV_OP_TIMEOUT_MS);
     if (s == NATS_OK && c->ca_file != NULL) {
         s = natsOptions_SetSecure(o, true);

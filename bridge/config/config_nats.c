@@ -85,14 +85,22 @@ static int storage(nctx *p, const config_setting_t *g, xpb_nats_config *n)
     return rc;
 }
 
+static int flag(nctx *p, const config_setting_t *g, const char *key, int *out)
+{
+    const config_setting_t *s = config_setting_get_member(g, key);
+    if (s && config_setting_type(s) != CONFIG_TYPE_BOOL)
+        return fail(p, s, "%s must be true or false", key);
+    if (s) *out = config_setting_get_bool(s);
+    return 0;
+}
+
 static int leases(nctx *p, const config_setting_t *g, xpb_nats_config *n)
 {
-    const config_setting_t *s = config_setting_get_member(g, "leases");
-    if (s && config_setting_type(s) != CONFIG_TYPE_BOOL)
-        return fail(p, s, "leases must be true or false");
-    if (s) n->leases = config_setting_get_bool(s);
+    int rc = flag(p, g, "leases", &n->leases);
+    if (!rc) rc = flag(p, g, "only_listed_servers", &n->only_listed_servers);
+    if (rc) return rc;
     unsigned long long ttl = n->lease_ttl_s, ms = n->max_sessions;
-    int rc = num(p, g, "lease_ttl_s", 3, 3600, &ttl);
+    rc = num(p, g, "lease_ttl_s", 3, 3600, &ttl);
     if (!rc) rc = num(p, g, "max_sessions", 0, 10000000, &ms);
     n->lease_ttl_s = (unsigned)ttl;
     n->max_sessions = (unsigned)ms;
@@ -105,7 +113,7 @@ int config_parse_nats(const config_setting_t *root, xpb_config *c, const char *n
     static const char *const keys[] = {
         "servers",  "ca_file", "cert_file", "key_file",  "creds_file",  "nkey_seed_file",
         "nkey",     "bridge_id", "stream",  "replicas",  "storage",     "max_age_s",
-        "max_bytes", "leases",  "lease_ttl_s", "max_sessions", NULL};
+        "max_bytes", "leases",  "lease_ttl_s", "max_sessions", "only_listed_servers", NULL};
     nctx p = {name, err, errlen};
     const config_setting_t *g = config_setting_get_member(root, "nats");
     xpb_nats_config *n = &c->nats;

@@ -71,7 +71,8 @@ int cluster_bus_config(xpb_daemon *d, const xpb_config *cfg, xpb_bus_config *bc,
         .creds_file = n->creds_file, .nkey_seed_file = n->nkey_seed_file,
         .nkey_public = n->nkey_public, .bridge_id = c->bridge_id, .stream = n->stream,
         .replicas = n->replicas, .memory_storage = n->memory_storage,
-        .max_age_s = n->max_age_s, .max_bytes = n->max_bytes};
+        .max_age_s = n->max_age_s, .max_bytes = n->max_bytes,
+        .only_listed_servers = n->only_listed_servers};
     c->ttl_s = n->lease_ttl_s ? n->lease_ttl_s : XPB_CONFIG_DEFAULT_LEASE_TTL_S;
     c->max_sessions = n->max_sessions;
     c->leases = n->leases;

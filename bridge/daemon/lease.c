@@ -187,13 +187,14 @@ static void check_account(lease_tab *t, size_t i, int64_t now)
 {
     lacct *a = &t->a[i];
     int64_t age = now - a->renewed_ms, ttl = t->cfg.ttl_ms;
-    if (a->st == LEASE_OWNED && age >= ttl * 6 / 10) {
+    if (a->st == LEASE_OWNED && age >= ttl * LEASE_CLOSE_AT / 100) {
         t->st.deadline_closes++;
         lose(t, i);
     }
-    if ((a->st == LEASE_LOST || a->st == LEASE_RELEASING) && a->session && age >= ttl * 8 / 10)
+    if ((a->st == LEASE_LOST || a->st == LEASE_RELEASING) && a->session &&
+        age >= ttl * LEASE_DROP_AT / 100)
         stop_session(t, i, 1);
-    if (a->st == LEASE_OWNED && !a->inflight && age >= ttl / 4) {
+    if (a->st == LEASE_OWNED && !a->inflight && age >= ttl / LEASE_RENEWS_PER_TTL) {
         a->inflight = 1;
         kv(t, XPB_KV_UPDATE, LEASE_BUCKET_OWNERS, a->token, a->rev);
     }

@@ -2,11 +2,12 @@
  * pure state machine. Every bridge reads the same account list; a bridge
  * owns an account while its key in KV bucket xpb_owners carries a revision
  * it wrote. Claim = create the key; renew = update it at the revision we
- * hold, every ttl/4; release = delete it at that revision. A claim lapses
+ * hold, every ttl/5; release = delete it at that revision. A claim lapses
  * on the server ttl after its last write, so a bridge that cannot renew
- * closes its session at 6/10 of the ttl and drops it at 8/10, counted from
- * when the last successful write was sent: before any other bridge can
- * create the key, the session is gone. Bridges announce themselves in
+ * closes its session at 70% of the ttl and drops the connection at 85%,
+ * counted from when the last successful write was sent (the server stamps
+ * it later): before any other bridge can create the key, the session is
+ * gone. Bridges announce themselves in
  * bucket xpb_bridges (same ttl); a bridge claims while it owns fewer than
  * ceil(accounts / live bridges) (and max_sessions), and sheds the excess
  * when a bridge joins. No I/O, no clock: the caller gives the time and
@@ -20,6 +21,9 @@
 #include "xpb_bus_kv.h" /* the operation and result types only */
 
 #define LEASE_TICK_MS 250u        /* how often the caller calls lease_tick */
+#define LEASE_RENEWS_PER_TTL 5    /* a renewal every ttl/5 */
+#define LEASE_CLOSE_AT 70         /* % of the ttl since the last renewal: close the session */
+#define LEASE_DROP_AT 85          /* %: drop its connection (the close did not finish) */
 #define LEASE_SHED_PER_ROUND 8u   /* accounts given up per round when over the share */
 #define LEASE_BUCKET_OWNERS 0     /* bucket indexes in the ops' kv calls */
 #define LEASE_BUCKET_BRIDGES 1

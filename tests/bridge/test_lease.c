@@ -313,8 +313,8 @@ static void test_partition(void **state)
     run_ms(20000);
     assert_int_equal(owned(0), NACC / NBR);
     br[0].cut = 1;
-    run_ms(TTL * 6 / 10 + 1000);
-    assert_int_equal(owned(0), 0); /* closed at 6/10 of the ttl */
+    run_ms(TTL * LEASE_CLOSE_AT / 100 + 1000);
+    assert_int_equal(owned(0), 0); /* closed at LEASE_CLOSE_AT % of the ttl */
     run_ms(TTL + 5000);
     assert_int_equal(online_total(), NACC);
     assert_int_equal(double_sessions, 0);

@@ -83,6 +83,7 @@ struct nats_ctl_sub {
     int next;          /* index in list of the next message to hand out */
     natsMsg *last;     /* handed out, acknowledged on the next call */
     uint8_t *frame;
+    unsigned warned; /* transient fetch errors reported */
 };
 
 int nats_ctl_sub_open(const char *cmd, const char *servers, const char *durable,
@@ -152,10 +153,17 @@ int nats_ctl_sub_next(nats_ctl_sub *s, long poll_ms, const uint8_t **data, size_
             natsStatus st = natsSubscription_Fetch(&s->list, s->sub, NATS_FETCH_BATCH, poll_ms,
                                                    &jerr);
             if (st == NATS_TIMEOUT) return -1;
-            if (st != NATS_OK) {
+            if (st == NATS_CONNECTION_CLOSED || st == NATS_INVALID_SUBSCRIPTION) {
                 fprintf(stderr, "xpbctl: %s: fetch from %s: %s (%d)\n", s->cmd, XPB_NATS_STREAM,
                         natsStatus_GetText(st), (int)jerr);
                 return XPBCTL_EXIT_FAIL;
+            }
+            if (st != NATS_OK) { /* a node lost, a consumer leader being elected: again */
+                if (!s->warned++)
+                    fprintf(stderr, "xpbctl: %s: fetch from %s: %s (%d); retrying\n", s->cmd,
+                            XPB_NATS_STREAM, natsStatus_GetText(st), (int)jerr);
+                nats_Sleep(poll_ms);
+                return -1;
             }
             if (s->list.Count == 0) return -1;
         }

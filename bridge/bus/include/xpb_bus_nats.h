@@ -17,6 +17,7 @@
 #define XPB_NATS_RETRY_MAX_MS 5000u
 #define XPB_NATS_CLOSE_WAIT_MS 5000u         /* close: unacknowledged batches get this long */
 #define XPB_NATS_MAX_REQUESTS_QUEUED 4096u   /* requests waiting for the loop */
+#define XPB_NATS_PING_MS 2000                /* client pings; 2 unanswered: reconnect elsewhere */
 
 typedef struct xpb_bus_nats_cfg {
     const char *const *servers; /* nats://host:port ... */
@@ -33,6 +34,7 @@ typedef struct xpb_bus_nats_cfg {
     unsigned dup_window_s;      /* 0: XPB_NATS_DEFAULT_DUP_WINDOW_S */
     unsigned ack_wait_ms;       /* 0: XPB_NATS_DEFAULT_ACK_WAIT_MS */
     size_t max_pending_bytes;   /* 0: XPB_NATS_DEFAULT_MAX_PENDING */
+    int only_listed_servers;    /* ignore the servers the cluster announces (behind a proxy) */
 } xpb_bus_nats_cfg;
 
 /* The replicas a stream gets under cfg (the rule above). */

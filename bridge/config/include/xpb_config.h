@@ -58,6 +58,7 @@ typedef struct xpb_nats_config {
     int replicas;         /* 0: 3 with 3+ servers, else 1 */
     int memory_storage;   /* storage = "memory" */
     unsigned long long max_age_s, max_bytes; /* stream retention (0: none) */
+    int only_listed_servers; /* ignore the servers the cluster announces */
     int leases;           /* accounts owned by KV leases (default on with the nats back end) */
     unsigned lease_ttl_s; /* a claim lapses this long after its last renewal */
     unsigned max_sessions; /* accounts this bridge takes at most (0: no limit) */

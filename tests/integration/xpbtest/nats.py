@@ -118,7 +118,7 @@ class ClusterBridge:
     ([(jid, password)]) listed in its config file; leases decide which run."""
 
     def __init__(self, workdir, bridge_id, nats_urls, accounts, xmpp_port, ca_file,
-                 ttl_s=10, max_sessions=0, extra_nats=''):
+                 ttl_s=10, max_sessions=0, extra_nats='', stream_management=True):
         self.path, self.ctl_path = xpbridge_path(), xpbctl_path()
         self.dir, self.id = workdir, bridge_id
         self.log_path = os.path.join(workdir, 'xpbridge.log')
@@ -131,7 +131,8 @@ class ClusterBridge:
                 f.write(pw + '\n')
             os.chmod(pf, 0o600)
             acc.append(f'{{ jid = {_q(jid)}; password_file = {_q(pf)}; host = "127.0.0.1"; '
-                       f'port = {xmpp_port}; ca_file = {_q(ca_file)}; }}')
+                       f'port = {xmpp_port}; ca_file = {_q(ca_file)}; '
+                       f'stream_management = {"true" if stream_management else "false"}; }}')
         servers = ', '.join(_q(u) for u in nats_urls)
         with open(self.conf, 'w') as f:
             f.write(f'bus = {{ backend = "nats"; batch_flush_us = 0; }};\n'
@@ -212,3 +213,64 @@ class ClusterBridge:
         procs.kill_group(self.proc, term_timeout=3.0)
         rc, self.proc = self.proc.returncode, None
         return rc
+
+
+_PROXY = r"""
+import socket, sys, threading
+lport, tport = int(sys.argv[1]), int(sys.argv[2])
+ls = socket.socket(); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind(('127.0.0.1', lport)); ls.listen(64)
+def pump(a, b):
+    try:
+        while True:
+            d = a.recv(65536)
+            if not d:
+                break
+            b.sendall(d)
+    except OSError:
+        pass
+    for s in (a, b):
+        try:
+            s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+while True:
+    c, _ = ls.accept()
+    try:
+        u = socket.create_connection(('127.0.0.1', tport))
+    except OSError:
+        c.close()
+        continue
+    threading.Thread(target=pump, args=(c, u), daemon=True).start()
+    threading.Thread(target=pump, args=(u, c), daemon=True).start()
+"""
+
+
+class TcpProxy:
+    """A TCP forwarder 127.0.0.1:port -> 127.0.0.1:target in its own
+    process: SIGSTOP it to cut whoever connects through it off (a network
+    partition that leaves the NATS cluster itself whole)."""
+
+    def __init__(self, target_port):
+        self.port = procs.free_ports(1)[0]
+        self.proc = procs.spawn(['/usr/bin/python3', '-c', _PROXY, str(self.port),
+                                 str(target_port)], stdin=subprocess.DEVNULL)
+        procs.wait_port(self.port, 10)
+        self.paused = False
+
+    @property
+    def url(self):
+        return f'nats://127.0.0.1:{self.port}'
+
+    def pause(self):
+        os.kill(self.proc.pid, signal.SIGSTOP)
+        self.paused = True
+
+    def resume(self):
+        os.kill(self.proc.pid, signal.SIGCONT)
+        self.paused = False
+
+    def stop(self):
+        if self.paused:
+            self.resume()
+        procs.kill_group(self.proc, term_timeout=2)

@@ -48,7 +48,7 @@ typedef struct pend {
 } pend;
 
 typedef struct ack_ev {
-    uint64_t last;
+    uint64_t first; /* batches are found by their first seq */
     int ok;
 } ack_ev;
 
@@ -83,6 +83,7 @@ typedef struct nats_be {
     size_t rhead, rcount, rcap, pend_bytes;
     route *routes[ROUTE_BUCKETS];
     uint64_t reply_errors, retries, acked;
+    uint64_t max_last; /* the highest seq taken */
 } nats_be;
 
 /* ---- libnats threads: queue and wake ---- */
@@ -92,8 +93,8 @@ static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void
     (void)js;
     nats_be *be = closure;
     const char *v = NULL;
-    if (natsMsgHeader_Get(msg, XPB_NATS_HDR_LAST, &v) == NATS_OK && v != NULL) {
-        ack_ev ev = {.last = strtoull(v, NULL, 10), .ok = pa != NULL && pae == NULL};
+    if (natsMsgHeader_Get(msg, XPB_NATS_HDR_FIRST, &v) == NATS_OK && v != NULL) {
+        ack_ev ev = {.first = strtoull(v, NULL, 10), .ok = pa != NULL && pae == NULL};
         pthread_mutex_lock(&be->mu);
         if (be->nacks == be->capacks) {
             size_t n = be->capacks ? be->capacks * 2 : 256;
@@ -158,15 +159,17 @@ static int ring_push(nats_be *be, const pend *p)
     return 0;
 }
 
-/* Seqs grow along the ring: binary search for the batch that ends at last. */
-static pend *ring_find(nats_be *be, uint64_t last)
+/* Batches enter the ring in the order the front opened them, so their
+ * first seqs grow along it (their last seqs need not: batches of several
+ * topics interleave): binary search by first seq. */
+static pend *ring_find(nats_be *be, uint64_t first)
 {
     size_t lo = 0, hi = be->rcount;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
         pend *p = ring_at(be, mid);
-        if (p->last == last) return p;
-        if (p->last < last) lo = mid + 1;
+        if (p->first == first) return p;
+        if (p->first < first) lo = mid + 1;
         else hi = mid;
     }
     return NULL;
@@ -225,7 +228,7 @@ static void apply_acks(nats_be *be, const ack_ev *acks, size_t n)
 {
     int any_failed = 0;
     for (size_t i = 0; i < n; i++) {
-        pend *p = ring_find(be, acks[i].last);
+        pend *p = ring_find(be, acks[i].first);
         if (p == NULL || p->state == P_ACKED) continue; /* a late second ack */
         if (acks[i].ok) {
             p->state = P_ACKED;
@@ -236,17 +239,20 @@ static void apply_acks(nats_be *be, const ack_ev *acks, size_t n)
             any_failed = 1;
         }
     }
-    uint64_t up_to = 0;
+    int popped = 0;
     while (be->rcount > 0 && ring_at(be, 0)->state == P_ACKED) {
         pend *p = ring_at(be, 0);
-        up_to = p->last;
         be->pend_bytes -= p->len;
         pend_free(p);
         be->rhead = (be->rhead + 1) & (be->rcap - 1);
         be->rcount--;
+        popped = 1;
     }
     if (any_failed) arm_retry(be);
-    if (up_to != 0) be->host.published(be->host.front, up_to);
+    /* Every seq below the oldest batch still held is in the stream (later
+     * batches start later); with none held, everything taken is. */
+    uint64_t up_to = be->rcount > 0 ? ring_at(be, 0)->first - 1 : be->max_last;
+    if (popped && up_to != 0) be->host.published(be->host.front, up_to);
 }
 
 static void deliver_requests(nats_be *be)
@@ -307,6 +313,7 @@ static int nats_publish(void *bep, const xpb_bus_batch *bt)
     }
     memcpy(p.data, bt->frame + bt->topic_len + 1, len);
     be->pend_bytes += len;
+    if (bt->last_seq > be->max_last) be->max_last = bt->last_seq;
     if (send_pend(be, ring_at(be, be->rcount - 1)) != 0) arm_retry(be);
     return 0; /* taken: sent, or held for the retry timer */
 }

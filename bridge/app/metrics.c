@@ -240,6 +240,14 @@ static int render_bus(xpb_buf *b, const xpb_bus_stats *s)
         rc = head(b, "xpb_bus_inflight_control", "gauge",
                   "status, list and close requests being served (their own slots).");
     if (!rc) rc = put(b, "xpb_bus_inflight_control %u\n", s->inflight_control);
+    if (!rc)
+        rc = counter(b, "xpb_bus_publish_retries_total",
+                     "Event batches sent again (NATS: refused, or no JetStream ack in time).",
+                     s->publish_retries);
+    if (!rc)
+        rc = head(b, "xpb_bus_publish_pending", "gauge",
+                  "Event batches held until the back end acknowledges them (NATS JetStream).");
+    if (!rc) rc = put(b, "xpb_bus_publish_pending %llu\n", (unsigned long long)s->publish_pending);
     return rc;
 }
 

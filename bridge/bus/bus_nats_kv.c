@@ -271,7 +271,7 @@ static int open_bucket(xpb_kv *kv, const xpb_bus_nats_cfg *c, const char *name, 
 }
 
 int xpb_kv_open(xpb_kv **out, xpb_loop *loop, const xpb_bus_nats_cfg *cfg,
-                const char *const *buckets, size_t nbuckets, unsigned ttl_s, xpb_kv_cb cb,
+                const char *const *buckets, const unsigned *ttls_s, size_t nbuckets, xpb_kv_cb cb,
                 void *ud, char *err, size_t errlen)
 {
     *out = NULL;
@@ -285,7 +285,7 @@ int xpb_kv_open(xpb_kv **out, xpb_loop *loop, const xpb_bus_nats_cfg *cfg,
     int rc = xpb_wake_new(loop, on_wake, kv, &kv->wake);
     if (rc == 0) rc = open_conn(kv, cfg, err, errlen);
     for (size_t i = 0; rc == 0 && i < nbuckets; i++)
-        rc = open_bucket(kv, cfg, buckets[i], ttl_s, err, errlen);
+        rc = open_bucket(kv, cfg, buckets[i], ttls_s[i], err, errlen);
     if (rc == 0 && pthread_create(&kv->thread, NULL, worker, kv) != 0) rc = XPB_ENOMEM;
     if (rc != 0) {
         xpb_kv_close(kv, 0);

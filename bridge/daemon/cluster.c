@@ -167,7 +167,10 @@ int cluster_start(xpb_daemon *d, char *err, size_t errlen)
     struct xpb_cluster *c = d->cluster;
     if (!c || !c->leases) return 0;
     static const char *const buckets[] = {XPB_NATS_OWNERS_BUCKET, XPB_NATS_BRIDGES_BUCKET};
-    int rc = xpb_kv_open(&c->kv, d->loop, &c->bus, buckets, 2, c->ttl_s, on_kv, c, err, errlen);
+    /* Presence lapses at half the claims' ttl: when a dead bridge's claims
+     * lapse, the others already count it out and take its whole share. */
+    const unsigned ttls[] = {c->ttl_s, c->ttl_s / 2 > 2 ? c->ttl_s / 2 : 2};
+    int rc = xpb_kv_open(&c->kv, d->loop, &c->bus, buckets, ttls, 2, on_kv, c, err, errlen);
     if (rc) return rc;
     const char **jids = calloc(d->n_conf ? d->n_conf : 1, sizeof *jids);
     if (!jids) return XPB_ENOMEM;

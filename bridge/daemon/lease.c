@@ -116,7 +116,7 @@ lease_tab *lease_new(const lease_cfg *cfg, const lease_ops *ops, const char *con
         return NULL;
     }
     t->next_round = now_ms;
-    t->claim_after = now_ms + cfg->ttl_ms / 4; /* one round to see the others first */
+    t->claim_after = now_ms + cfg->ttl_ms / LEASE_RENEWS_PER_TTL; /* a round to see the others */
     t->st.total = n;
     return t;
 }
@@ -204,7 +204,7 @@ void lease_tick(lease_tab *t, int64_t now_ms)
 {
     for (size_t i = 0; i < t->n; i++) check_account(t, i, now_ms);
     if (t->stopping || now_ms < t->next_round) return;
-    unsigned period = t->cfg.ttl_ms / 4;
+    unsigned period = t->cfg.ttl_ms / LEASE_RENEWS_PER_TTL;
     t->next_round = now_ms + period + next_rand(t) % (period / 5 + 1);
     t->presence_inflight = 1;
     kv(t, XPB_KV_PUT, LEASE_BUCKET_BRIDGES, t->self_key, 0);

@@ -8,7 +8,7 @@
  * counted from when the last successful write was sent (the server stamps
  * it later): before any other bridge can create the key, the session is
  * gone. Bridges announce themselves in
- * bucket xpb_bridges (same ttl); a bridge claims while it owns fewer than
+ * bucket xpb_bridges (half the ttl); a bridge claims while it owns fewer than
  * ceil(accounts / live bridges) (and max_sessions), and sheds the excess
  * when a bridge joins. No I/O, no clock: the caller gives the time and
  * carries out the operations (lease_ops), so tests run it on a fake KV. */
@@ -70,7 +70,7 @@ lease_tab *lease_new(const lease_cfg *cfg, const lease_ops *ops, const char *con
                      size_t n, int64_t now_ms);
 void lease_free(lease_tab *t);
 /* Every LEASE_TICK_MS: deadlines, renewals, and a round (presence,
- * listings, claims) every ttl/4 with jitter. */
+ * listings, claims) every ttl/5 with jitter. */
 void lease_tick(lease_tab *t, int64_t now_ms);
 void lease_on_result(lease_tab *t, const xpb_kv_result *r, int64_t now_ms);
 /* The account's session is gone (closed, dropped, or never started). */

@@ -220,10 +220,10 @@ int xpb_bus_route(xpb_bus *b, const char *account, int on)
 const xpb_bus_backend_ops xpb_bus_nats_ops = {.name = "nats"};
 
 int xpb_kv_open(xpb_kv **out, xpb_loop *loop, const xpb_bus_nats_cfg *cfg,
-                const char *const *buckets, size_t nbuckets, unsigned ttl_s, xpb_kv_cb cb,
+                const char *const *buckets, const unsigned *ttls_s, size_t nbuckets, xpb_kv_cb cb,
                 void *ud, char *err, size_t errlen)
 {
-    (void)loop, (void)cfg, (void)buckets, (void)nbuckets, (void)ttl_s, (void)cb, (void)ud;
+    (void)loop, (void)cfg, (void)buckets, (void)nbuckets, (void)ttls_s, (void)cb, (void)ud;
     (void)err, (void)errlen;
     *out = NULL;
     return -2;

@@ -45,11 +45,12 @@ typedef void (*xpb_kv_cb)(void *ud, const xpb_kv_result *r);
 typedef struct xpb_kv xpb_kv;
 
 /* Connects (cfg's servers, TLS, credentials) and opens or creates the
- * buckets (history 1, ttl_s: a key not written for that long is removed by
- * the server; replicas as xpb_bus_nats_replicas). Blocks until done. 0, or
- * XPB_EINVAL with a sentence in err. */
+ * buckets (history 1, ttls_s[i]: a key of bucket i not written for that long
+ * is removed by the server; replicas as xpb_bus_nats_replicas). An existing
+ * bucket keeps its settings. Blocks until done. 0, or XPB_EINVAL with a
+ * sentence in err. */
 int xpb_kv_open(xpb_kv **out, xpb_loop *loop, const xpb_bus_nats_cfg *cfg,
-                const char *const *buckets, size_t nbuckets, unsigned ttl_s, xpb_kv_cb cb,
+                const char *const *buckets, const unsigned *ttls_s, size_t nbuckets, xpb_kv_cb cb,
                 void *ud, char *err, size_t errlen);
 /* Queues one operation (strings copied). 0, or XPB_EQUEUEFULL / XPB_ENOMEM. */
 int xpb_kv_submit(xpb_kv *kv, xpb_kv_op op, int bucket, const char *key, const char *value,

@@ -237,7 +237,8 @@ static int nats_one_run(xpb_loop *loop, const char *urls, int replicas, unsigned
     snprintf(buf, sizeof buf, "%s", urls);
     const char *servers[XPB_NATS_MAX_SERVERS];
     size_t ns = 0;
-    for (char *p = buf, *comma = NULL; p && ns < XPB_NATS_MAX_SERVERS; p = comma ? comma + 1 : NULL) {
+    char *comma = NULL;
+    for (char *p = buf; p && ns < XPB_NATS_MAX_SERVERS; p = comma ? comma + 1 : NULL) {
         comma = strchr(p, ',');
         if (comma) *comma = '\0';
         servers[ns++] = p;

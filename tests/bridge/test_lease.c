@@ -43,8 +43,8 @@ static kvkey *kv_get(int b, const char *key, int create)
     for (int i = 0; i < 64; i++)
         if (kv[b][i].key[0] && strcmp(kv[b][i].key, key) == 0) {
             /* expired: the presence bucket has half the ttl (cluster.c) */
-            if (kv[b][i].live && now - kv[b][i].written >= (b == LEASE_BUCKET_BRIDGES ? TTL / 2 : TTL))
-                kv[b][i].live = 0;
+            int64_t ttl = b == LEASE_BUCKET_BRIDGES ? TTL / 2 : TTL;
+            if (kv[b][i].live && now - kv[b][i].written >= ttl) kv[b][i].live = 0;
             return &kv[b][i];
         }
     for (int i = 0; create && i < 64; i++)

@@ -10,8 +10,10 @@ PID), Prosody with the accounts, and xpbridge processes on bus.backend =
 - partition: the NATS node of one bridge is paused (SIGSTOP); that bridge
   stops renewing and closes its sessions before its claims lapse; the other
   bridge takes them over only after each one was closed;
-- losing a NATS node: kill -9 one node during traffic; every event reaches
-  the stream and the sessions stay up.
+- losing a NATS node: kill -9 one node during traffic; nothing is lost and
+  every account is online again;
+- rolling restart: each bridge in turn stops cleanly and starts again during
+  traffic; nothing is lost, no account is online twice.
 
 XPB_CLUSTER_LONG=1 runs the issue's full size (150 accounts, 3,000 messages).
 """
@@ -297,6 +299,31 @@ class Cluster(unittest.TestCase):
             self.assertTrue(b.alive())
         self.check_nothing_lost('kn', counter, inb, N_MESSAGES // 2, errors)
         self.assert_never_twice(bridges)
+
+    def test_rolling_restart(self):
+        """Every bridge in turn stops cleanly (releasing its claims at once)
+        and starts again under a new id, during traffic both ways."""
+        bridges = [self.bridge(f'r{i}') for i in range(3)]
+        everyone = list(bridges)
+        self.wait_all_online(bridges, 60, 'start')
+        counter = EventCounter(self.nats.urls, 'rolling')
+        self.addCleanup(counter.stop)
+        errors, inb = [], set()
+        out = threading.Thread(target=self.outbound, args=('rr', N_MESSAGES, errors))
+        inn = threading.Thread(target=lambda: inb.update(self.inbound('rr', N_MESSAGES, 0.05)))
+        out.start()
+        inn.start()
+        for i in range(3):
+            t0 = time.monotonic()
+            self.assertEqual(bridges[i].stop(), 0, f'r{i} did not stop cleanly')
+            bridges[i] = self.bridge(f'r{i}-again')
+            everyone.append(bridges[i])
+            back = self.wait_all_online(bridges, 30, f'after restarting r{i}')
+            print(f'\nr{i} restarted: all accounts online after {back - t0:.1f}s')
+        out.join(300)
+        inn.join(300)
+        self.check_nothing_lost('rr', counter, inb, N_MESSAGES, errors)
+        self.assert_never_twice(everyone)
 
     def assert_never_twice(self, bridges):
         """From the logs: an account's session on one bridge was removed

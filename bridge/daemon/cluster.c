@@ -222,9 +222,20 @@ void cluster_free(xpb_daemon *d)
     d->cluster = NULL;
 }
 
-int cluster_lease_stats(const xpb_daemon *d, lease_stats *out)
+void cluster_counters(const xpb_daemon *d, xpb_daemon_counters *out)
 {
-    if (!d->cluster || !d->cluster->lt) return -1;
-    lease_get_stats(d->cluster->lt, out);
-    return 0;
+    if (!d->cluster || !d->cluster->lt) return;
+    lease_stats st;
+    lease_get_stats(d->cluster->lt, &st);
+    out->leases_on = 1;
+    out->leases_owned = st.owned;
+    out->leases_claiming = st.claiming;
+    out->leases_closing = st.closing;
+    out->leases_live_bridges = st.live_bridges;
+    out->leases_claims = st.claims;
+    out->leases_claims_lost = st.claims_lost;
+    out->leases_renewals = st.renewals;
+    out->leases_renew_failures = st.renew_failures;
+    out->leases_lost = st.lost;
+    out->leases_deadline_closes = st.deadline_closes;
 }

@@ -183,5 +183,6 @@ void cluster_account_started(xpb_daemon *d, const char *jid);
 void cluster_account_gone(xpb_daemon *d, const char *jid);
 void cluster_shutdown(xpb_daemon *d);
 void cluster_free(xpb_daemon *d);
+void cluster_counters(const xpb_daemon *d, xpb_daemon_counters *out);
 
 #endif

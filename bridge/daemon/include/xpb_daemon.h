@@ -72,6 +72,11 @@ typedef struct xpb_daemon_counters {
     xpb_journal_stats journal;      /* kept now, appended, trimmed, replays served */
     xpb_bus_journal_stats journal_bus; /* group commits and append errors */
     uint64_t journal_max_bytes, journal_max_age_s;
+    /* account leases over NATS (docs/scaling.md); leases_on 0: none */
+    int leases_on;
+    uint64_t leases_owned, leases_claiming, leases_closing, leases_live_bridges;
+    uint64_t leases_claims, leases_claims_lost, leases_renewals, leases_renew_failures;
+    uint64_t leases_lost, leases_deadline_closes;
 } xpb_daemon_counters;
 void xpb_daemon_get_counters(xpb_daemon *d, xpb_daemon_counters *out);
 void xpb_daemon_get_bus_stats(xpb_daemon *d, xpb_bus_stats *out);

@@ -30,6 +30,7 @@ struct lease_tab {
     unsigned live;
     uint64_t presence_rev; /* our key in xpb_bridges */
     int presence_inflight; /* a put of it is on its way */
+    unsigned round_ops;    /* operations of the last round not yet answered */
     int64_t next_round, claim_after;
     int stopping;
     uint32_t rnd;
@@ -136,9 +137,10 @@ void lease_free(lease_tab *t)
     free(t);
 }
 
-static void kv(lease_tab *t, xpb_kv_op op, int bucket, const char *key, uint64_t rev)
+/* 0 when queued: its result will come. */
+static int kv(lease_tab *t, xpb_kv_op op, int bucket, const char *key, uint64_t rev)
 {
-    t->ops.kv(t->ops.ud, op, bucket, key, op == XPB_KV_DELETE ? NULL : t->self, rev);
+    return t->ops.kv(t->ops.ud, op, bucket, key, op == XPB_KV_DELETE ? NULL : t->self, rev);
 }
 
 static void stop_session(lease_tab *t, size_t i, int hard)
@@ -154,10 +156,9 @@ static void stop_session(lease_tab *t, size_t i, int hard)
 static void release_key(lease_tab *t, size_t i, int64_t now)
 {
     lacct *a = &t->a[i];
-    if (a->rev != 0 && now - a->renewed_ms < (int64_t)t->cfg.ttl_ms) {
-        a->st = LEASE_DELETING;
-        kv(t, XPB_KV_DELETE, LEASE_BUCKET_OWNERS, a->token, a->rev);
-    } else {
+    a->st = LEASE_DELETING;
+    if (a->rev == 0 || now - a->renewed_ms >= (int64_t)t->cfg.ttl_ms ||
+        kv(t, XPB_KV_DELETE, LEASE_BUCKET_OWNERS, a->token, a->rev) != 0) {
         a->st = LEASE_FREE;
         a->rev = 0;
     }
@@ -194,22 +195,22 @@ static void check_account(lease_tab *t, size_t i, int64_t now)
     if ((a->st == LEASE_LOST || a->st == LEASE_RELEASING) && a->session &&
         age >= ttl * LEASE_DROP_AT / 100)
         stop_session(t, i, 1);
-    if (a->st == LEASE_OWNED && !a->inflight && age >= ttl / LEASE_RENEWS_PER_TTL) {
-        a->inflight = 1;
-        kv(t, XPB_KV_UPDATE, LEASE_BUCKET_OWNERS, a->token, a->rev);
-    }
+    if (a->st == LEASE_OWNED && !a->inflight && age >= ttl / LEASE_RENEWS_PER_TTL)
+        a->inflight = kv(t, XPB_KV_UPDATE, LEASE_BUCKET_OWNERS, a->token, a->rev) == 0;
 }
 
 void lease_tick(lease_tab *t, int64_t now_ms)
 {
     for (size_t i = 0; i < t->n; i++) check_account(t, i, now_ms);
-    if (t->stopping || now_ms < t->next_round) return;
+    /* A round waits for the last one's answers: while NATS does not answer,
+     * the KV worker's queue must not fill with rounds nobody will read. */
+    if (t->stopping || now_ms < t->next_round || t->round_ops > 0) return;
     unsigned period = t->cfg.ttl_ms / LEASE_RENEWS_PER_TTL;
     t->next_round = now_ms + period + next_rand(t) % (period / 5 + 1);
-    t->presence_inflight = 1;
-    kv(t, XPB_KV_PUT, LEASE_BUCKET_BRIDGES, t->self_key, 0);
-    kv(t, XPB_KV_KEYS, LEASE_BUCKET_BRIDGES, NULL, 0);
-    kv(t, XPB_KV_KEYS, LEASE_BUCKET_OWNERS, NULL, 0);
+    t->presence_inflight = kv(t, XPB_KV_PUT, LEASE_BUCKET_BRIDGES, t->self_key, 0) == 0;
+    t->round_ops = (unsigned)t->presence_inflight;
+    t->round_ops += kv(t, XPB_KV_KEYS, LEASE_BUCKET_BRIDGES, NULL, 0) == 0;
+    t->round_ops += kv(t, XPB_KV_KEYS, LEASE_BUCKET_OWNERS, NULL, 0) == 0;
 }
 
 static size_t mine(const lease_tab *t)
@@ -238,10 +239,10 @@ static void plan(lease_tab *t, int64_t now)
         size_t i = (start + k) % t->n;
         lacct *a = &t->a[i];
         if (a->st != LEASE_FREE || a->taken) continue;
+        if (kv(t, XPB_KV_CREATE, LEASE_BUCKET_OWNERS, a->token, 0) != 0) break; /* queue full */
         a->st = LEASE_CLAIMING;
         t->st.claims++;
         have++;
-        kv(t, XPB_KV_CREATE, LEASE_BUCKET_OWNERS, a->token, 0);
     }
     unsigned shed = 0;
     for (size_t k = 0; k < t->n && have > want && t->live > 1 && shed < LEASE_SHED_PER_ROUND;
@@ -291,7 +292,7 @@ static void on_create(lease_tab *t, size_t i, const xpb_kv_result *r)
     a->renewed_ms = r->sent_ms;
     if (t->stopping) { /* won after the stop began: give it straight back */
         a->st = LEASE_DELETING;
-        kv(t, XPB_KV_DELETE, LEASE_BUCKET_OWNERS, a->token, a->rev);
+        if (kv(t, XPB_KV_DELETE, LEASE_BUCKET_OWNERS, a->token, a->rev) != 0) a->st = LEASE_FREE;
         return;
     }
     a->st = LEASE_OWNED;
@@ -319,6 +320,7 @@ static void on_update(lease_tab *t, size_t i, const xpb_kv_result *r)
 
 void lease_on_result(lease_tab *t, const xpb_kv_result *r, int64_t now_ms)
 {
+    if ((r->op == XPB_KV_KEYS || r->op == XPB_KV_PUT) && t->round_ops > 0) t->round_ops--;
     if (r->op == XPB_KV_KEYS) {
         on_keys(t, r, now_ms);
         return;
@@ -329,7 +331,7 @@ void lease_on_result(lease_tab *t, const xpb_kv_result *r, int64_t now_ms)
         if (t->stopping) withdraw(t);
         return;
     }
-    if (r->key == NULL) return;
+    if (r->key == NULL || r->bucket != LEASE_BUCKET_OWNERS) return;
     long i = find_token(t, r->key);
     if (i < 0) return;
     switch (r->op) {
@@ -350,8 +352,8 @@ void lease_on_result(lease_tab *t, const xpb_kv_result *r, int64_t now_ms)
 static void withdraw(lease_tab *t)
 {
     if (t->presence_inflight || t->presence_rev == 0) return;
-    kv(t, XPB_KV_DELETE, LEASE_BUCKET_BRIDGES, t->self_key, t->presence_rev);
-    t->presence_rev = 0;
+    (void)kv(t, XPB_KV_DELETE, LEASE_BUCKET_BRIDGES, t->self_key, t->presence_rev);
+    t->presence_rev = 0; /* refused: the key lapses by itself */
 }
 
 void lease_stop(lease_tab *t, int64_t now_ms)

@@ -67,6 +67,7 @@ typedef struct bridge {
     char id[16];
     lease_tab *t;
     int alive, cut; /* cut: no answer from NATS (ops time out after 1.5 s) */
+    int refuse;     /* the KV queue refuses operations (full) */
     int session[NACC];
     int64_t close_due[NACC]; /* a clean close finishes then; 0: none */
     result res[512];
@@ -96,6 +97,7 @@ static int op_kv(void *ud, xpb_kv_op op, int bucket, const char *key, const char
                  uint64_t rev)
 {
     bridge *b = ud;
+    if (b->refuse) return -1;
     xpb_kv_result r = {.op = op, .bucket = bucket, .key = key, .sent_ms = now};
     if (b->cut) {
         r.status = XPB_KV_UNREACHABLE;
@@ -367,6 +369,31 @@ static void test_late_joiner_gets_a_share(void **state)
     assert_int_equal(orphan_sessions, 0);
 }
 
+/* A KV queue that refuses work for a while (full) leaves nothing stuck:
+ * claims, rounds and renewals go on once it takes work again, and sessions
+ * whose renewals could not even be queued close in time. */
+static void test_refused_queue(void **state)
+{
+    (void)state;
+    bridge_start(0, 0);
+    bridge_start(1, 0);
+    br[0].refuse = 1;
+    run_ms(10000);
+    assert_int_equal(owned(0), 0);
+    assert_int_equal(owned(1), NACC);
+    br[0].refuse = 0;
+    br[1].refuse = 1;
+    run_ms(TTL + 5000);
+    assert_int_equal(owned(1), 0); /* could not renew: closed */
+    assert_int_equal(owned(0), NACC);
+    br[1].refuse = 0;
+    run_ms(40000);
+    assert_int_equal(owned(0), NACC / 2);
+    assert_int_equal(owned(1), NACC / 2);
+    assert_int_equal(double_sessions, 0);
+    assert_int_equal(orphan_sessions, 0);
+}
+
 static void test_max_sessions(void **state)
 {
     (void)state;
@@ -384,6 +411,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_clean_stop_releases, setup, teardown),
         cmocka_unit_test_setup_teardown(test_late_joiner_gets_a_share, setup, teardown),
         cmocka_unit_test_setup_teardown(test_max_sessions, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refused_queue, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -5,7 +5,7 @@
 include(CMakePackageConfigHelpers)
 
 install(TARGETS xpbridge RUNTIME DESTINATION ${CMAKE_INSTALL_SBINDIR})
-install(TARGETS xpbctl xpb-gen xpb-bench RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+install(TARGETS xpbctl xpb-archive xpb-gen xpb-bench RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 
 # /etc/xpbridge, not /usr/etc, when the prefix is /usr (GNUInstallDirs' rule).
 install(FILES ${CMAKE_SOURCE_DIR}/deploy/xpbridge.conf

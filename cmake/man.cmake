@@ -1,5 +1,5 @@
 # Man pages, made at build time from one source each, so they cannot drift:
-# xpbridge(8), xpbctl(1), xpb-bench(1) and xpb-gen(1) from the programs' own
+# xpbridge(8), xpbctl(1), xpb-archive(1), xpb-bench(1) and xpb-gen(1) from the programs' own
 # --help (tools/help2scd.py), xpbridge.conf(5) from docs/configuration.md
 # (tools/md2scd.py); scdoc renders them.
 find_program(SCDOC scdoc REQUIRED)
@@ -7,6 +7,8 @@ set(XPB_MAN_DIR ${CMAKE_BINARY_DIR}/man)
 # xpbctl's commands, each with its own section (tests/tools/test_man.sh checks
 # that this list matches `xpbctl --help`).
 set(XPBCTL_COMMANDS convert send tail iq presence roster join sessions status open close)
+# xpb-archive's commands, likewise (tests/tools/test_man.sh).
+set(XPB_ARCHIVE_COMMANDS run search export import stats prune vacuum)
 
 function(xpb_man_from_help target name section)
   set(out ${XPB_MAN_DIR}/${name}.${section})
@@ -23,6 +25,7 @@ endfunction()
 set(XPB_MAN_PAGES)
 xpb_man_from_help(xpbridge xpbridge 8)
 xpb_man_from_help(xpbctl xpbctl 1 ${XPBCTL_COMMANDS})
+xpb_man_from_help(xpb-archive xpb-archive 1 ${XPB_ARCHIVE_COMMANDS})
 xpb_man_from_help(xpb-bench xpb-bench 1)
 xpb_man_from_help(xpb-gen xpb-gen 1)
 

@@ -109,12 +109,19 @@ void xpb_arena_free(xpb_arena *a)
 
 void xpb_arena_reset(xpb_arena *a)
 {
+    if (!a->first) return; /* trimmed: nothing to keep */
     /* Blocks are pushed at the head, so everything before `first` is newer. */
     free_chain(a->head, a->first);
     a->head = a->first;
     a->first->used = 0;
     a->first->next = NULL;
     POISON(block_data(a->first), a->first->size);
+}
+
+void xpb_arena_trim(xpb_arena *a)
+{
+    free_chain(a->head, NULL);
+    a->head = a->first = NULL;
 }
 
 /* A new block for an allocation that does not fit the current one. Kept out
@@ -127,6 +134,7 @@ __attribute__((noinline)) static void *alloc_slow(xpb_arena *a, size_t size)
     if (!nb) return NULL;
     nb->next = a->head;
     a->head = nb;
+    if (!a->first) a->first = nb; /* the first block after a trim is the one reset keeps */
     nb->used = size;
     UNPOISON(block_data(nb), size);
     return block_data(nb);
@@ -136,6 +144,7 @@ __attribute__((noinline)) static void *alloc_slow(xpb_arena *a, size_t size)
 static inline void *alloc_aligned(xpb_arena *a, size_t size, size_t align)
 {
     arena_block *b = a->head;
+    if (!b) return alloc_slow(a, size); /* trimmed */
     size_t at = (b->used + align - 1) & ~(align - 1);
     if (at > b->size || b->size - at < size) return alloc_slow(a, size);
     b->used = at + size;

@@ -254,6 +254,7 @@ static inline bool measure_value(xpb_pack_plan *pl, ProtobufCType t, const void 
             if (!take_len(pl, &slot) || !measure_msg(pl, sub, &n)) return false;
             /* Truncation needs n >= 4 GiB: xpb_pack_measure then refuses. */
             pl->len[slot] = (uint32_t)n;
+            if (sub == pl->watch) pl->watched = n;
         }
         *out = varint_size(n) + n;
         return true;
@@ -427,6 +428,7 @@ size_t xpb_pack_write(const xpb_pack_plan *plan, const ProtobufCMessage *m, uint
 int xpb_pack_append(xpb_buf *out, const ProtobufCMessage *m)
 {
     xpb_pack_plan plan; /* filled by xpb_pack_measure as far as needed */
+    plan.watch = NULL;
     size_t n;
     bool ours = xpb_pack_measure(&plan, m, &n);
     if (!ours) n = protobuf_c_message_get_packed_size(m);
@@ -460,8 +462,25 @@ void xpb_pack_plan_free(xpb_pack_plan *plan)
 size_t xpb_pack_plan_measure(xpb_pack_plan *plan, const ProtobufCMessage *m)
 {
     size_t n;
+    plan->watched = SIZE_MAX;
     plan->theirs = !xpb_pack_measure(plan, m, &n);
-    return plan->theirs ? protobuf_c_message_get_packed_size(m) : n;
+    if (plan->theirs) {
+        plan->watched = SIZE_MAX;
+        return protobuf_c_message_get_packed_size(m);
+    }
+    if (plan->watch == m) plan->watched = n;
+    return n;
+}
+
+void xpb_pack_plan_watch(xpb_pack_plan *plan, const ProtobufCMessage *sub)
+{
+    plan->watch = sub;
+    plan->watched = SIZE_MAX;
+}
+
+size_t xpb_pack_plan_watched(const xpb_pack_plan *plan)
+{
+    return plan->watched;
 }
 
 size_t xpb_pack_plan_write(xpb_pack_plan *plan, const ProtobufCMessage *m, uint8_t *out)

@@ -28,6 +28,8 @@
 
 struct xpb_pack_plan {
     bool theirs; /* xpb_pack_plan_measure: protobuf-c packs this one */
+    const ProtobufCMessage *watch; /* xpb_pack_plan_watch: a sub-message whose size to keep */
+    size_t watched;                /* its size in the last measure (SIZE_MAX: not seen) */
     size_t n_len, n_field;
     uint32_t len[XPB_PACK_MAX_LENGTHS];
     uint8_t field[XPB_PACK_MAX_FIELDS];

@@ -762,6 +762,15 @@ void xpb_reader_free(xpb_reader *r)
     free(r);
 }
 
+void xpb_reader_trim(xpb_reader *r)
+{
+    if (!r || r->in_parse || r->stanza || r->text_len) return;
+    xpb_arena_trim(r->arena);
+    free(r->text);
+    r->text = NULL;
+    r->text_cap = 0;
+}
+
 int xpb_reader_reset(xpb_reader *r)
 {
     if (!r) return XPB_EINVAL;

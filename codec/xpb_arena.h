@@ -14,6 +14,9 @@ xpb_arena *xpb_arena_new(size_t block_size);
 void xpb_arena_free(xpb_arena *a);
 /* Frees every allocation but keeps the first block for reuse. */
 void xpb_arena_reset(xpb_arena *a);
+/* Frees every allocation and every block: an idle owner holds no block. The
+ * next allocation makes a new first block. */
+void xpb_arena_trim(xpb_arena *a);
 /* 16-byte aligned; NULL on ENOMEM. Memory is not zeroed. */
 void *xpb_arena_alloc(xpb_arena *a, size_t size);
 void *xpb_arena_calloc(xpb_arena *a, size_t size);

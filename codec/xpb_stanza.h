@@ -44,6 +44,12 @@ size_t xpb_pack_plan_measure(xpb_pack_plan *plan, const ProtobufCMessage *m);
 /* Writes m, measured just before, at out (room for the measured size);
  * returns the bytes written. */
 size_t xpb_pack_plan_write(xpb_pack_plan *plan, const ProtobufCMessage *m, uint8_t *out);
+/* Keep the packed size of sub, a message inside what the next measures
+ * size (NULL: none), so a caller that needs both sizes sizes it once.
+ * xpb_pack_plan_watched: that size from the last measure, SIZE_MAX when sub
+ * was not in it (or protobuf-c packs it). */
+void xpb_pack_plan_watch(xpb_pack_plan *plan, const ProtobufCMessage *sub);
+size_t xpb_pack_plan_watched(const xpb_pack_plan *plan);
 
 /* ---- XML -> record ------------------------------------------------------
  * el is a depth-1 element from the reader. Everything in *out (strings too) is

@@ -99,6 +99,10 @@ int xpb_reader_feed(xpb_reader *r, const char *buf, size_t len);
 const char *xpb_reader_error(const xpb_reader *r);
 /* Start over for a new stream (after STARTTLS or SASL success), same mode. */
 int xpb_reader_reset(xpb_reader *r);
+/* Between stanzas: gives back the memory kept for the next one (the tree's
+ * arena block, the text buffer), so an idle stream holds only expat's state.
+ * A no-op inside a stanza or a feed. */
+void xpb_reader_trim(xpb_reader *r);
 /* Total bytes fed since new/reset. */
 size_t xpb_reader_offset(const xpb_reader *r);
 /* Inside a stanza callback: the input bytes the stanza took, from the '<' of

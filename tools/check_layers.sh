@@ -37,7 +37,7 @@ declare -A lib_owner=(
     ['libconfig.h']='^bridge/config/config(_nats)?\.c$'
     ['nats/']='^(bridge/bus/bus_nats(_kv)?\.c|bridge/io/loop_nats\.c|tools/xpbctl/nats_client\.c)$'
     ['systemd/']='^bridge/app/notify\.c$'
-    ['sqlite3.h']='^bridge/store/'
+    ['sqlite3.h']='^(bridge/store/|tools/xpb-archive/|tools/xpb_archive_bench\.c$)'
 )
 
 for f in $(git ls-files 'bridge/*.c' 'bridge/*.h'); do

@@ -25,15 +25,17 @@ cmake -S "$top" -B "$work/b" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_INSTALL_P
     -DBUILD_TESTING=OFF -DXPB_LTO=ON >/dev/null
 cmake --build "$work/b" -j "$(nproc 2>/dev/null || echo 2)" >/dev/null
 DESTDIR=$dest cmake --install "$work/b" >/dev/null
-for f in usr/sbin/xpbridge usr/bin/xpbctl usr/bin/xpb-gen usr/bin/xpb-bench \
+for f in usr/sbin/xpbridge usr/bin/xpbctl usr/bin/xpb-archive usr/bin/xpb-gen usr/bin/xpb-bench \
     etc/xpbridge/xpbridge.conf usr/share/man/man8/xpbridge.8 usr/share/man/man5/xpbridge.conf.5 \
-    usr/share/man/man1/xpbctl.1 usr/share/xpbridge/proto/xpb/v1/bus.proto \
+    usr/share/man/man1/xpbctl.1 usr/share/man/man1/xpb-archive.1 \
+    usr/share/xpbridge/proto/xpb/v1/bus.proto \
     lib/systemd/system/xpbridge.service usr/include/xpbridge/xpb_stanza.h \
     usr/share/bash-completion/completions/xpbctl; do
     [ -e "$dest/$f" ] || { echo "not installed: /$f" >&2; exit 1; }
 done
 "$dest/usr/sbin/xpbridge" --version
 "$dest/usr/bin/xpbctl" --help | head -n 2
+"$dest/usr/bin/xpb-archive" --help | head -n 2
 "$dest/usr/sbin/xpbridge" --config "$dest/etc/xpbridge/xpbridge.conf" --check-config
 
 step "a program against the installed codec"

@@ -315,6 +315,7 @@ static int run(const xpb_cli *cli, const xpb_config *cfg)
     xpb_loop_route_libevent_log();
     xpb_loop_config lc = {0};
     lc.thread_safe = cfg->bus_nats; /* the NATS client adds events from its threads */
+    lc.connect_rate = cfg->connect_rate;
     xpb_loop *loop = NULL;
     if (xpb_loop_new(&loop, &lc) != 0) {
         xpb_log(XPB_LOG_ERROR, "cannot create the event loop");

@@ -45,6 +45,7 @@ struct xpb_bus {
     xpb_bus_host host;
     xpb_bus_journal_cfg journal_cfg; /* when cfg.journal: the decorator's settings */
     xpb_pack_plan *plan; /* events: packed on the loop thread only (codec/pack.c) */
+    size_t last_stanza_bytes; /* xpb_bus_last_stanza_bytes */
     xpb_timer *flush_timer;
     unsigned flush_ms;
     int closing;
@@ -379,8 +380,14 @@ static void after_append(xpb_bus *b, const xpb_bus_open_batch *ob)
         xpb_timer_start(b->flush_timer, b->flush_ms);
 }
 
+size_t xpb_bus_last_stanza_bytes(const xpb_bus *b)
+{
+    return b ? b->last_stanza_bytes : 0;
+}
+
 int xpb_bus_publish(xpb_bus *b, const char *kind, const char *account, Xpb__V1__Event *ev)
 {
+    if (b) b->last_stanza_bytes = 0;
     if (!publish_args_ok(b, kind, account, ev)) return XPB_EINVAL;
     char *saved_account = ev->account;
     if (ev->account == NULL) ev->account = (char *)account;
@@ -388,13 +395,21 @@ int xpb_bus_publish(xpb_bus *b, const char *kind, const char *account, Xpb__V1__
     ev->seq = ++b->seq;
     ev->has_timestamp_us = 1;
     ev->timestamp_us = now_us();
+    /* body is a oneof (a union): stanza only when it is the case */
+    const Xpb__V1__Stanza *st = ev->body_case == XPB__V1__EVENT__BODY_STANZA ? ev->stanza : NULL;
+    xpb_pack_plan_watch(b->plan, st ? &st->base : NULL);
     size_t evlen = xpb_pack_plan_measure(b->plan, &ev->base);
+    size_t stl = st ? xpb_pack_plan_watched(b->plan) : 0;
+    if (stl == SIZE_MAX) { /* protobuf-c sized it (unknown fields): once more, then the event */
+        stl = xpb_pack_plan_measure(b->plan, &st->base);
+        evlen = xpb_pack_plan_measure(b->plan, &ev->base);
+    }
+    b->last_stanza_bytes = stl;
     xpb_bus_topic *te = xpb_bus_topic_get(&b->batches, kind, account);
-    uint64_t prev_seq = te != NULL ? te->last_seq : 0;
-    xpb_bus_open_batch *ob = xpb_bus_batch_get(&b->batches, kind, account, prev_seq);
+    xpb_bus_open_batch *ob = xpb_bus_batch_get(&b->batches, te, kind, account);
     if (ob != NULL && ob->count > 0 && ob->len + evlen + 11 > b->cfg.batch_bytes) {
         xpb_bus_flush(b);
-        ob = xpb_bus_batch_get(&b->batches, kind, account, prev_seq);
+        ob = xpb_bus_batch_get(&b->batches, te, kind, account);
     }
     int rc = ob == NULL ? XPB_ENOMEM : xpb_bus_batch_append(ob, b->plan, ev, evlen);
     ev->account = saved_account;
@@ -403,6 +418,7 @@ int xpb_bus_publish(xpb_bus *b, const char *kind, const char *account, Xpb__V1__
      * then points at it, so subscribers see the loss. */
     if (te != NULL) te->last_seq = ev->seq;
     if (rc != 0) {
+        b->last_stanza_bytes = 0;
         b->st.publish_errors++;
         b->st.events_dropped++;
         xpb_bus_flush(b); /* the topic's next event opens a batch with prev_seq */

@@ -58,6 +58,7 @@ static void topic_evict(xpb_bus_batcher *b)
 {
     xpb_bus_topic *t = b->lru_tail;
     topic_lru_unlink(b, t);
+    if (t->open != NULL) t->open->te = NULL; /* goes out as it is; a new one may open */
     xpb_bus_topic **pp = &b->topics[t->hash & (XPB_BUS_TOPIC_BUCKETS - 1)];
     while (*pp != t)
         pp = &(*pp)->hnext;
@@ -169,13 +170,15 @@ static xpb_bus_open_batch *batch_new(const char *kind, const char *account, uint
     return bt;
 }
 
-xpb_bus_open_batch *xpb_bus_batch_get(xpb_bus_batcher *b, const char *kind, const char *account,
-                                      uint64_t prev_seq)
+xpb_bus_open_batch *xpb_bus_batch_get(xpb_bus_batcher *b, xpb_bus_topic *te, const char *kind,
+                                      const char *account)
 {
-    for (xpb_bus_open_batch *bt = b->head; bt != NULL; bt = bt->next)
-        if (topic_is(bt->topic, bt->topic_len, kind, account)) return bt;
-    xpb_bus_open_batch *bt = batch_new(kind, account, prev_seq, b->journal_id);
+    if (te == NULL) return NULL;
+    if (te->open != NULL) return te->open;
+    xpb_bus_open_batch *bt = batch_new(kind, account, te->last_seq, b->journal_id);
     if (bt == NULL) return NULL;
+    bt->te = te;
+    te->open = bt;
     if (b->tail != NULL)
         b->tail->next = bt;
     else
@@ -205,6 +208,10 @@ xpb_bus_open_batch *xpb_bus_batcher_take(xpb_bus_batcher *b)
 {
     xpb_bus_open_batch *bt = b->head;
     b->head = b->tail = NULL;
+    for (xpb_bus_open_batch *x = bt; x != NULL; x = x->next) {
+        if (x->te != NULL) x->te->open = NULL;
+        x->te = NULL;
+    }
     return bt;
 }
 

@@ -13,11 +13,13 @@
 
 /* Topics whose last seq is remembered for EventBatch.prev_seq; the least
  * recently published one is forgotten first (its next batch says 0). */
-#define XPB_BUS_MAX_TOPICS 4096u
-#define XPB_BUS_TOPIC_BUCKETS 1024u /* power of two */
+#define XPB_BUS_MAX_TOPICS 16384u   /* every state/<account>/ topic of 10,000 accounts */
+#define XPB_BUS_TOPIC_BUCKETS 4096u /* power of two */
 
+struct xpb_bus_topic;
 typedef struct xpb_bus_open_batch {
     struct xpb_bus_open_batch *next;
+    struct xpb_bus_topic *te; /* the topic whose open batch this is; NULL: forgotten */
     uint8_t *buf; /* topic, NUL, EventBatch wire bytes */
     size_t len, cap;
     unsigned count;
@@ -30,7 +32,8 @@ typedef struct xpb_bus_open_batch {
 typedef struct xpb_bus_topic {
     struct xpb_bus_topic *hnext, *lprev, *lnext;
     uint32_t hash;
-    uint64_t last_seq; /* 0: unknown */
+    uint64_t last_seq;         /* 0: unknown */
+    xpb_bus_open_batch *open;  /* its batch being filled, or NULL */
     size_t len;
     char name[];
 } xpb_bus_topic;
@@ -49,9 +52,10 @@ void xpb_bus_batcher_free(xpb_bus_batcher *bt); /* open batches and topics */
  * NULL when out of memory. */
 xpb_bus_topic *xpb_bus_topic_get(xpb_bus_batcher *bt, const char *kind, const char *account);
 
-/* The open batch of the topic, or a new one that starts with prev_seq. */
-xpb_bus_open_batch *xpb_bus_batch_get(xpb_bus_batcher *bt, const char *kind, const char *account,
-                                      uint64_t prev_seq);
+/* The open batch of topic te (from xpb_bus_topic_get: found in O(1)), or a
+ * new one that starts with te's last_seq as prev_seq. NULL: out of memory. */
+xpb_bus_open_batch *xpb_bus_batch_get(xpb_bus_batcher *bt, xpb_bus_topic *te, const char *kind,
+                                      const char *account);
 /* Appends ev (seq set, measured with plan just before: evlen). */
 int xpb_bus_batch_append(xpb_bus_open_batch *b, xpb_pack_plan *plan, const Xpb__V1__Event *ev,
                          size_t evlen);

@@ -224,7 +224,12 @@ static int open_sockets(nng_be *be, size_t max_request, char *err, size_t errlen
     if (rv == 0) {
         be->pub_open = 1;
         nng_socket_set_size(be->pub, NNG_OPT_RECVMAXSZ, PUB_RECVMAXSZ);
-        nng_socket_set_int(be->pub, NNG_OPT_SENDBUF, XPB_BUS_PUB_SENDBUF);
+        rv = nng_socket_set_int(be->pub, NNG_OPT_SENDBUF, XPB_BUS_PUB_SENDBUF);
+        if (rv != 0) {
+            xpb_bus_set_err(err, errlen, "cannot set the PUB queue to XPB_BUS_PUB_SENDBUF (%d): %s",
+                            XPB_BUS_PUB_SENDBUF, nng_strerror(rv));
+            return XPB_EINVAL;
+        }
         int rc = listen_on(be->pub, "events_url", be->ep.events_url, be->ep.events_dir_mode, err,
                            errlen);
         if (rc != 0) return rc;

@@ -53,6 +53,12 @@ void xpb_config_init(xpb_config *c)
     c->metrics_max_connections = XPB_CONFIG_DEFAULT_METRICS_MAX_CONNECTIONS;
     c->metrics_idle_timeout_s = XPB_CONFIG_DEFAULT_METRICS_IDLE_S;
     c->backoff_reset_s = XPB_CONFIG_DEFAULT_BACKOFF_RESET_S;
+    c->connect_rate = XPB_CONFIG_DEFAULT_CONNECT_RATE;
+    c->mam_catchup = 1;
+    c->mam_page_size = XPB_CONFIG_DEFAULT_MAM_PAGE;
+    c->mam_max_pages = XPB_CONFIG_DEFAULT_MAM_MAX_PAGES;
+    c->mam_max_messages = XPB_CONFIG_DEFAULT_MAM_MAX_MESSAGES;
+    c->mam_timeout_ms = XPB_CONFIG_DEFAULT_MAM_TIMEOUT_MS;
     c->nats.leases = 1;
     c->nats.lease_ttl_s = XPB_CONFIG_DEFAULT_LEASE_TTL_S;
 }
@@ -279,7 +285,7 @@ static int parse_metrics_limits(pctx *p, const config_setting_t *root, xpb_confi
     static const char *const mkeys[] = {"listen", "allow_remote", "max_connections",
                                         "idle_timeout_s", NULL};
     static const char *const lkeys[] = {"queue_max", "max_stanza_bytes", "muc_self_ping_s",
-                                        "backoff_reset_s", NULL};
+                                        "backoff_reset_s", "connect_rate", NULL};
     const config_setting_t *g;
     int rc = group_of(p, root, "metrics", mkeys, &g);
     if (!rc && g) {
@@ -296,15 +302,17 @@ static int parse_metrics_limits(pctx *p, const config_setting_t *root, xpb_confi
     }
     if (rc || (rc = group_of(p, root, "limits", lkeys, &g)) || !g) return rc;
     unsigned long long qm = c->queue_max, msb = c->max_stanza_bytes, mp = c->muc_ping_s;
-    unsigned long long br = c->backoff_reset_s;
+    unsigned long long br = c->backoff_reset_s, cr = c->connect_rate;
     if (!rc) rc = get_uint(p, g, "queue_max", 1, 1000000, &qm);
     if (!rc) rc = get_uint(p, g, "max_stanza_bytes", 10000, 16ll * 1024 * 1024, &msb);
     if (!rc) rc = get_uint(p, g, "muc_self_ping_s", 0, 86400, &mp);
     if (!rc) rc = get_uint(p, g, "backoff_reset_s", 1, 86400, &br);
+    if (!rc) rc = get_uint(p, g, "connect_rate", 0, 1000000, &cr);
     c->queue_max = (unsigned)qm;
     c->max_stanza_bytes = (size_t)msb;
     c->muc_ping_s = (unsigned)mp;
     c->backoff_reset_s = (unsigned)br;
+    c->connect_rate = (unsigned)cr;
     return rc;
 }
 
@@ -575,16 +583,40 @@ static int parse_state(pctx *p, const config_setting_t *root, xpb_config *c)
     return rc;
 }
 
+/* mam = { catchup = true; page_size = 100; max_pages = 50; max_messages = 5000;
+ *         timeout_ms = 30000; } */
+static int parse_mam(pctx *p, const config_setting_t *root, xpb_config *c)
+{
+    static const char *const keys[] = {"catchup", "page_size", "max_pages", "max_messages",
+                                       "timeout_ms", NULL};
+    const config_setting_t *g;
+    int rc = group_of(p, root, "mam", keys, &g);
+    if (rc || !g) return rc;
+    unsigned long long ps = c->mam_page_size, mp = c->mam_max_pages, mm = c->mam_max_messages,
+                       to = c->mam_timeout_ms;
+    rc = get_bool(p, g, "catchup", &c->mam_catchup);
+    if (!rc) rc = get_uint(p, g, "page_size", 1, 1000, &ps);
+    if (!rc) rc = get_uint(p, g, "max_pages", 1, 100000, &mp);
+    if (!rc) rc = get_uint(p, g, "max_messages", 1, 10000000, &mm);
+    if (!rc) rc = get_uint(p, g, "timeout_ms", 1000, XPB_CONFIG_MAX_MAM_TIMEOUT_MS, &to);
+    c->mam_page_size = (unsigned)ps;
+    c->mam_max_pages = (unsigned)mp;
+    c->mam_max_messages = (unsigned)mm;
+    c->mam_timeout_ms = (unsigned)to;
+    return rc;
+}
+
 static int parse_root(pctx *p, const config_setting_t *root, xpb_config *c)
 {
-    static const char *const keys[] = {"log",   "bus",      "metrics", "limits", "iq",
-                                       "state", "accounts", "nats",    NULL};
+    static const char *const keys[] = {"log",   "bus", "metrics",  "limits", "iq",
+                                       "state", "mam", "accounts", "nats",   NULL};
     int rc = check_keys(p, root, "the top level", keys);
     if (!rc) rc = parse_log(p, root, c);
     if (!rc) rc = parse_bus(p, root, c);
     if (!rc) rc = parse_metrics_limits(p, root, c);
     if (!rc) rc = parse_iq(p, root, c);
     if (!rc) rc = parse_state(p, root, c);
+    if (!rc) rc = parse_mam(p, root, c);
     if (!rc) rc = parse_accounts(p, root, c);
     if (!rc) rc = config_parse_nats(root, c, p->name, p->err, p->errlen);
     return rc;

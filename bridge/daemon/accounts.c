@@ -35,14 +35,23 @@ static int read_password(const char *path, unsigned char **out, size_t *len, cha
     if (sb.st_mode & (S_IRWXG | S_IRWXO))
         xpb_log(XPB_LOG_WARN, "password file %s can be read by group or others (chmod 600 it)",
                 path);
-    unsigned char *buf = malloc(XPB_DAEMON_MAX_PASSWORD + 1);
-    ssize_t n = buf ? read(fd, buf, XPB_DAEMON_MAX_PASSWORD + 1) : -1;
+    /* Read on the stack, keep only what the password needs (10,000
+     * accounts would otherwise keep 40 MB of empty password buffers). */
+    unsigned char tmp[XPB_DAEMON_MAX_PASSWORD + 1];
+    ssize_t n = read(fd, tmp, sizeof tmp);
     close(fd);
-    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r')) n--;
-    if (n <= 0 || n > (ssize_t)XPB_DAEMON_MAX_PASSWORD) {
-        snprintf(err, errlen, "password file %s: %s", path, n == 0 ? "empty" : "cannot be read");
-        if (buf) explicit_bzero(buf, XPB_DAEMON_MAX_PASSWORD + 1);
-        free(buf);
+    while (n > 0 && (tmp[n - 1] == '\n' || tmp[n - 1] == '\r')) n--;
+    unsigned char *buf = n > 0 && n <= (ssize_t)XPB_DAEMON_MAX_PASSWORD ? malloc((size_t)n + 1) : NULL;
+    if (buf) {
+        memcpy(buf, tmp, (size_t)n);
+        buf[n] = '\0';
+    }
+    explicit_bzero(tmp, sizeof tmp);
+    if (!buf) {
+        snprintf(err, errlen, "password file %s: %s", path,
+                 n == 0                                           ? "empty"
+                 : n > 0 && n <= (ssize_t)XPB_DAEMON_MAX_PASSWORD ? "out of memory"
+                                                                  : "cannot be read");
         return XPB_EINVAL;
     }
     *out = buf;
@@ -75,13 +84,13 @@ void account_free(struct account *a)
     xpb_daemon *d = a->d;
     if (a->ls) cluster_account_gone(d, a->name);
     free(a->pres_status);
+    if (a->name) xpb_strmap_del(&d->by_name, a->name, a);
     pending_drop_account(d, a, "the session was closed");
+    catchup_account_free(a);
     answer_closers(a, NULL);
     if (a->ls) {
-        xpb_session_stats st;
-        xpb_session_get_stats(xpb_loop_session_get(a->ls), &st);
-        d->gone_reconnects += st.reconnects;
-        d->gone_resumptions += st.resumptions;
+        a->dead = 1;
+        account_recount(a); /* its last reconnects stay in the totals */
         xpb_loop_remove_session(d->loop, a->ls);
     }
     while (a->h_head) {
@@ -143,6 +152,7 @@ int account_start(xpb_daemon *d, const xpb_account_cfg *cfg, const char *passwor
     struct account *a = calloc(1, sizeof *a);
     if (!a) return XPB_ENOMEM;
     a->d = d;
+    a->bucket = -1;
     a->from_config = from_config;
     int rc = xpb_account_cfg_copy(&a->cfg, cfg);
     if (!rc && !(a->name = strdup(cfg->jid))) rc = XPB_ENOMEM;
@@ -162,7 +172,14 @@ int account_start(xpb_daemon *d, const xpb_account_cfg *cfg, const char *passwor
         account_free(a);
         return rc;
     }
-    a->next = d->accounts; /* listed first: the session's first events find it */
+    /* Found by name before its session exists: the session's first events
+     * (inside xpb_loop_add_session) come before it points at the account. */
+    if (xpb_strmap_put(&d->by_name, a->name, a) != 0) {
+        snprintf(err, errlen, "out of memory");
+        account_free(a);
+        return XPB_ENOMEM;
+    }
+    a->next = d->accounts;
     d->accounts = a;
     xpb_session_config sc;
     char jid[3 * 1024 + 8];
@@ -175,6 +192,8 @@ int account_start(xpb_daemon *d, const xpb_account_cfg *cfg, const char *passwor
         account_free(a);
         return rc;
     }
+    xpb_loop_session_set_ud(a->ls, a);
+    account_recount(a);
     cluster_account_started(d, a->name);
     xpb_log(XPB_LOG_INFO, "session %s: started (%s)", a->name,
             from_config ? "configured" : "opened by request");
@@ -188,6 +207,7 @@ static void on_close_timeout(void *arg)
             XPB_DAEMON_CLOSE_WAIT_MS);
     answer_closers(a, "closed without waiting for the server");
     a->dead = 1;
+    account_recount(a);
     schedule_reap(a->d);
 }
 
@@ -205,8 +225,29 @@ void account_close(struct account *a)
     if ((!s || xpb_session_get_state(s) == XPB_SS_STOPPED) && !a->dead) {
         answer_closers(a, NULL);
         a->dead = 1;
+        account_recount(a);
         schedule_reap(a->d);
     }
+}
+
+void account_recount(struct account *a)
+{
+    xpb_daemon *d = a->d;
+    xpb_session *s = session_of(a);
+    int bucket = -1;
+    if (s) {
+        xpb_session_stats st;
+        xpb_session_get_stats(s, &st);
+        d->sum_reconnects += st.reconnects - a->seen_reconnects;
+        d->sum_resumptions += st.resumptions - a->seen_resumptions;
+        a->seen_reconnects = st.reconnects;
+        a->seen_resumptions = st.resumptions;
+        if (!a->dead) bucket = daemon_state_bucket(xpb_session_get_state(s));
+    }
+    if (bucket == a->bucket) return;
+    if (a->bucket >= 0) d->n_bucket[a->bucket]--;
+    if (bucket >= 0) d->n_bucket[bucket]++;
+    a->bucket = bucket;
 }
 
 void on_reap(void *arg)

@@ -142,7 +142,10 @@ static void op_stop(void *ud, size_t idx, int hard)
             hard ? "dropping" : "closing",
             lease_state_of(c->lt, idx) == LEASE_LOST ? "not renewed in time" : "released");
     if (hard) {
+        if (a->dead) return;
+        answer_closers(a, "dropped: the account's lease was not renewed in time");
         a->dead = 1; /* the reaper removes the session and its connection */
+        account_recount(a);
         schedule_reap(c->d);
     } else {
         account_close(a);

@@ -41,16 +41,16 @@ static int kind_of_name(const char *name)
 
 struct account *find_account(xpb_daemon *d, const char *name)
 {
-    for (struct account *a = d->accounts; a; a = a->next)
-        if (!a->dead && strcmp(a->name, name) == 0) return a;
-    return NULL;
+    struct account *a = xpb_strmap_get(&d->by_name, name);
+    return a && !a->dead ? a : NULL;
 }
 
+/* The session points at its account (account_start); only the events a
+ * session reports while it is being added come before that pointer. */
 static struct account *account_of(xpb_daemon *d, xpb_loop_session *ls)
 {
-    for (struct account *a = d->accounts; a; a = a->next)
-        if (a->ls == ls) return a;
-    return find_account(d, xpb_loop_session_name(ls));
+    struct account *a = xpb_loop_session_ud(ls);
+    return a ? a : find_account(d, xpb_loop_session_name(ls));
 }
 
 /* The account a request names: its bare JID, or the full JID our own
@@ -194,8 +194,8 @@ static int trust_iq_pending(void *ud, const char *id, size_t n, const char **pee
 static int trust_mam_query(void *ud, const char *queryid, const char **archive)
 {
     struct account *a = ud;
-    for (struct pending_iq *p = a->d->iqs; p; p = p->next)
-        if (p->acc == a && p->mam_qid && strcmp(p->mam_qid, queryid) == 0) {
+    for (struct pending_iq *p = a->iqs; p; p = p->anext)
+        if (p->mam_qid && strcmp(p->mam_qid, queryid) == 0) {
             *archive = p->peer;
             return 1;
         }
@@ -269,6 +269,13 @@ static void on_stanza(struct account *a, const xpb_node *el, size_t xml)
     d->ctr.stanzas[XPB_DIR_IN][kind_of_name(el->name)]++;
     d->ctr.bytes_xml[XPB_DIR_IN] += xml;
     if (!apply_verdict(a, &ctx, el, &v, why)) return;
+    if (p && p->kind == IQ_CATCHUP) { /* the daemon's own archive query: not published */
+        catchup_iq(p, el);
+        pending_free(d, p);
+        return;
+    }
+    if (strcmp(el->name, "presence") == 0) catchup_presence(a, el, v.trust);
+    if (catchup_inbound(a, el, v.trust)) return;
     xpb_arena_reset(d->arena);
     xpb_stanza *st = NULL;
     /* Plain records by default: every id and JID as the text it was, so a
@@ -279,7 +286,6 @@ static void on_stanza(struct account *a, const xpb_node *el, size_t xml)
         xpb_log(XPB_LOG_WARN, "session %s: stanza not mapped: %s", a->name, xpb_strerror(rc));
         return;
     }
-    d->ctr.bytes_record[XPB_DIR_IN] += xpb_pack_plan_measure(d->plan, &st->base);
     if (p) pending_resolve(p, st);
     Xpb__V1__Event ev = XPB__V1__EVENT__INIT;
     ev.body_case = XPB__V1__EVENT__BODY_STANZA;
@@ -288,6 +294,9 @@ static void on_stanza(struct account *a, const xpb_node *el, size_t xml)
     ev.xml_bytes = (uint32_t)xml;
     ev.trust = v.trust;
     publish(d, xpb_bus_stanza_kind(st->kind), a->name, &ev);
+    /* Sized once, with its event, by the bus (bug 6b of issue 10: twice). */
+    size_t rec = xpb_bus_last_stanza_bytes(d->bus);
+    d->ctr.bytes_record[XPB_DIR_IN] += rec ? rec : xpb_pack_plan_measure(d->plan, &st->base);
 }
 
 static void on_online(struct account *a, const xpb_session_event *ev)
@@ -306,6 +315,7 @@ static void on_online(struct account *a, const xpb_session_event *ev)
     if (!ev->resumed) {
         resend_presence(a);
         rejoin_rooms(a);
+        catchup_online(a); /* what the archive got while no stream was bound */
     }
 }
 
@@ -344,6 +354,7 @@ static void on_session_event(void *ud, xpb_loop_session *ls, const xpb_session_e
     case XPB_SE_FAILED: publish_delivery(a, ev); break;
     default: break;
     }
+    if (ev->kind != XPB_SE_STANZA) account_recount(a); /* a stanza changes no gauge */
 }
 
 static void on_loop_log(void *ud, int level, const char *session, const char *msg)
@@ -461,6 +472,7 @@ static int daemon_init(xpb_daemon *d, xpb_loop *loop, const xpb_config *cfg, cha
     int rc = state_open(d, cfg, err, errlen);
     if (rc) return rc;
     rc = bus_start(d, cfg, err, errlen);
+    if (!rc && (rc = catchup_init(d, cfg)) != 0) snprintf(err, errlen, "catch-up: out of memory");
     if (rc) return rc;
     d->ctr.bus_up = 1;
     if (cluster_owns_accounts(d)) return cluster_start(d, err, errlen);
@@ -542,7 +554,8 @@ void xpb_daemon_free(xpb_daemon *d)
     while (d->iqs) pending_free(d, d->iqs);
     if (d->bus) xpb_bus_free(d->bus);
     d->bus = NULL;
-    state_close(d); /* after the bus: its last flush goes to the journal */
+    catchup_fini(d); /* after the bus's last flush, before the store closes */
+    state_close(d);  /* after the bus: its last flush goes to the journal */
     while (d->accounts) {
         struct account *a = d->accounts;
         d->accounts = a->next;
@@ -554,6 +567,7 @@ void xpb_daemon_free(xpb_daemon *d)
         account_free(a);
     }
     cluster_free(d);
+    xpb_strmap_clear(&d->by_name);
     if (d->loop) xpb_loop_set_handlers(d->loop, NULL, NULL, NULL); /* the loop outlives us */
     xpb_timer_free(d->reap_timer);
     xpb_timer_free(d->ping_timer);
@@ -630,10 +644,13 @@ const char *xpb_daemon_state_name(int bucket)
 void xpb_daemon_get_counters(xpb_daemon *d, xpb_daemon_counters *out)
 {
     *out = d->ctr;
-    memset(out->sessions, 0, sizeof out->sessions);
     out->n_accounts = 0;
-    out->reconnects = d->gone_reconnects;
-    out->resumptions = d->gone_resumptions;
+    for (int b = 0; b < XPB_MST_COUNT; b++) {
+        out->sessions[b] = d->n_bucket[b];
+        out->n_accounts += d->n_bucket[b];
+    }
+    out->reconnects = d->sum_reconnects;
+    out->resumptions = d->sum_resumptions;
     out->queue_max = d->queue_max;
     out->muc_self_ping_s = d->muc_ping_s;
     out->max_stanza_bytes = d->limits.max_stanza_bytes;
@@ -645,16 +662,7 @@ void xpb_daemon_get_counters(xpb_daemon *d, xpb_daemon_counters *out)
         out->journal_max_bytes = d->journal_max_bytes;
         out->journal_max_age_s = d->journal_max_age_s;
     }
-    for (struct account *a = d->accounts; a; a = a->next) {
-        xpb_session *s = session_of(a);
-        if (!s || a->dead) continue;
-        xpb_session_stats st;
-        xpb_session_get_stats(s, &st);
-        out->reconnects += st.reconnects;
-        out->resumptions += st.resumptions;
-        out->sessions[daemon_state_bucket(xpb_session_get_state(s))]++;
-        out->n_accounts++;
-    }
+    out->catchup_on = d->cu != NULL;
 }
 
 void xpb_daemon_get_bus_stats(xpb_daemon *d, xpb_bus_stats *out)

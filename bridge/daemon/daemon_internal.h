@@ -6,6 +6,7 @@
  *   iq.c        pending iqs: tracking, matching a response, timeouts
  *   muc.c       MUC: join, rejoin, XEP-0410 self-ping, instant rooms
  *   requests.c  the bus requests (req_*) and their dispatch, sending
+ *   catchup.c   catch-up from the server's archive (XEP-0313) after a fresh bind
  * Everything runs on the loop thread; timers are the loop's (xpb_loop.h). */
 #ifndef XPB_DAEMON_INTERNAL_H
 #define XPB_DAEMON_INTERNAL_H
@@ -18,11 +19,12 @@
 #include "xpb_loop.h"
 #include "xpb_session.h"
 #include "xpb_stanza.h"
+#include "xpb_strmap.h"
 #include "xpb_trust.h"
 
 typedef Xpb__V1__SessionState__State pub_state;
 
-enum iq_kind { IQ_USER, IQ_ROSTER, IQ_SELFPING };
+enum iq_kind { IQ_USER, IQ_ROSTER, IQ_SELFPING, IQ_CATCHUP };
 
 /* A sent stanza whose outcome a Delivery event reports. Outcomes arrive in
  * send order, so the FIFO is searched from its head. */
@@ -41,7 +43,8 @@ struct room {
 
 struct account;
 struct pending_iq {
-    struct pending_iq *next, *prev;
+    struct pending_iq *next, *prev;   /* every pending iq of the daemon */
+    struct pending_iq *anext, *aprev; /* those of acc: what a response is matched against */
     xpb_daemon *d;
     struct account *acc;
     enum iq_kind kind;
@@ -77,15 +80,19 @@ struct account {
     xpb_session_event_kind early_kind;
     char early_reason[256];
     struct room *rooms;
+    struct pending_iq *iqs; /* this account's pending iqs (anext) */
     struct closer *closers;
     xpb_timer *close_timer;
     int removing, dead;
+    int bucket;            /* its XPB_MST_* in the daemon's live gauges; -1: not counted */
+    uint64_t seen_reconnects, seen_resumptions; /* its session's, already in the totals */
     xpb_account_cfg *restart_cfg; /* reload: start again with this once stopped */
     /* The last broadcast presence a backend set (presence request without
      * `to`): a fresh session after a reconnect announces it again, so a
      * reconnect does not silently turn "away" back into the configured one. */
     int pres_set, pres_show, pres_has_prio, pres_prio;
     char *pres_status;
+    struct catchup *cu; /* catchup.c: one per archive (ours, each room's) */
 };
 
 struct xpb_cluster;
@@ -96,6 +103,7 @@ struct xpb_daemon {
     xpb_store *store; /* the state directory's database, or NULL */
     uint64_t journal_max_bytes, journal_max_age_s; /* its retention in force */
     struct account *accounts;
+    xpb_strmap by_name;      /* name -> the live account of that name (find_account) */
     struct pending_iq *iqs;
     xpb_arena *arena, *rarena;
     xpb_pack_plan *plan; /* sizes records for the byte counters (codec/pack.c) */
@@ -107,7 +115,10 @@ struct xpb_daemon {
     xpb_account_cfg *conf;     /* the configuration's accounts: what open may start */
     size_t n_conf;
     xpb_daemon_counters ctr;
-    uint64_t gone_reconnects, gone_resumptions;
+    /* Kept as sessions change (account_recount), so a status request or a
+     * scrape reads them without walking 10,000 accounts. */
+    unsigned n_bucket[XPB_MST_COUNT];
+    uint64_t sum_reconnects, sum_resumptions; /* removed sessions' included */
     xpb_timer *reap_timer, *ping_timer, *shutdown_timer;
     int shutting_down;
     time_t started;
@@ -115,11 +126,13 @@ struct xpb_daemon {
     int iq_answer_version;  /* iq.answer_version */
     char **iq_passthrough;  /* iq.passthrough */
     size_t n_iq_passthrough;
+    struct catchup_daemon *cu; /* catchup.c; NULL: no catch-up (no state dir, or mam.catchup off) */
 };
 
 /* ---- daemon.c ------------------------------------------------------------------ */
 char *xstrdup(const char *s);
 int kind_index(Xpb__V1__Kind k);
+/* The live (not dead) account of that name, in O(1). */
 struct account *find_account(xpb_daemon *d, const char *name);
 struct account *request_account(xpb_daemon *d, const char *name, char *why, size_t whylen);
 xpb_session *session_of(struct account *a);
@@ -135,6 +148,9 @@ pub_state daemon_bus_state(xpb_session_state s);
 int daemon_state_bucket(xpb_session_state s);
 
 /* ---- accounts.c ---------------------------------------------------------------- */
+/* Brings the daemon's gauges and totals up to date with a's session (after
+ * any event of it, and when a is started, marked dead or freed): O(1). */
+void account_recount(struct account *a);
 void answer_closers(struct account *a, const char *note);
 void schedule_reap(xpb_daemon *d);
 void account_free(struct account *a);
@@ -174,6 +190,19 @@ void state_bus_config(xpb_daemon *d, xpb_bus_config *bc);
 void state_close(xpb_daemon *d);
 void req_replay(xpb_daemon *d, xpb_bus_request *req, const Xpb__V1__Replay *op);
 
+/* catchup.c: catch-up from the server's archive (docs/durability.md). */
+int catchup_init(xpb_daemon *d, const xpb_config *cfg);
+void catchup_fini(xpb_daemon *d); /* records what is pending; before state_close */
+void catchup_account_free(struct account *a);
+void catchup_online(struct account *a); /* a fresh bind (not a resumption) */
+/* Inbound presence: our self-presence from a joined room starts its catch-up. */
+void catchup_presence(struct account *a, const xpb_node *el, uint32_t trust);
+/* An inbound message that passed the trust rules: 1 when catch-up took it (a
+ * result of its own query) or dropped it (its stanza-id was published
+ * before); 0: publish it as usual (its stanza-id is then remembered). */
+int catchup_inbound(struct account *a, const xpb_node *el, uint32_t trust);
+/* The response to an IQ_CATCHUP pending iq (el NULL: it timed out); the caller frees p. */
+void catchup_iq(struct pending_iq *p, const xpb_node *el);
 /* cluster.c: many bridges over NATS (docs/scaling.md); no-ops without it. */
 int cluster_bus_config(xpb_daemon *d, const xpb_config *cfg, xpb_bus_config *bc, char *err,
                        size_t errlen);

@@ -17,6 +17,9 @@ void pending_free(xpb_daemon *d, struct pending_iq *p)
     if (p->prev) p->prev->next = p->next;
     else d->iqs = p->next;
     if (p->next) p->next->prev = p->prev;
+    if (p->aprev) p->aprev->anext = p->anext;
+    else p->acc->iqs = p->anext;
+    if (p->anext) p->anext->aprev = p->aprev;
     xpb_timer_free(p->timer);
     free(p->id);
     free(p->peer);
@@ -28,7 +31,9 @@ void pending_free(xpb_daemon *d, struct pending_iq *p)
 static void on_iq_timeout(void *arg)
 {
     struct pending_iq *p = arg;
-    if (p->req)
+    if (p->kind == IQ_CATCHUP)
+        catchup_iq(p, NULL);
+    else if (p->req)
         xpb_bus_reply_error(p->req, XPB__V1__ERROR_CODE__ERR_TIMEOUT, "no response within %u ms",
                             p->timeout_ms);
     else
@@ -53,6 +58,9 @@ struct pending_iq *pending_add(struct account *a, enum iq_kind kind, const char 
     p->next = d->iqs;
     if (d->iqs) d->iqs->prev = p;
     d->iqs = p;
+    p->anext = a->iqs;
+    if (a->iqs) a->iqs->aprev = p;
+    a->iqs = p;
     if (!p->id || (peer && !p->peer) || !p->timer) {
         pending_free(d, p);
         return NULL;
@@ -64,23 +72,21 @@ struct pending_iq *pending_add(struct account *a, enum iq_kind kind, const char 
 /* Answer (and forget) every iq of an account that goes away. */
 void pending_drop_account(xpb_daemon *d, const struct account *a, const char *why)
 {
-    struct pending_iq *p = d->iqs;
-    while (p) {
-        struct pending_iq *n = p->next;
-        if (p->acc == a) {
-            if (p->req) xpb_bus_reply_error(p->req, XPB__V1__ERROR_CODE__ERR_NOT_CONNECTED, "%s", why);
-            pending_free(d, p);
-        }
-        p = n;
+    while (a->iqs) {
+        struct pending_iq *p = a->iqs;
+        if (p->req) xpb_bus_reply_error(p->req, XPB__V1__ERROR_CODE__ERR_NOT_CONNECTED, "%s", why);
+        pending_free(d, p);
     }
 }
 
-/* The n-th pending iq of account a with this id (stanza_trust.h iq_pending). */
+/* The n-th pending iq of account a with this id (stanza_trust.h iq_pending):
+ * only a's own pending iqs are looked at, whatever other accounts wait for. */
 struct pending_iq *pending_nth(xpb_daemon *d, const struct account *a, const char *id,
                                       size_t n)
 {
-    for (struct pending_iq *p = d->iqs; p; p = p->next)
-        if (p->acc == a && strcmp(p->id, id) == 0 && n-- == 0) return p;
+    (void)d;
+    for (struct pending_iq *p = a->iqs; p; p = p->anext)
+        if (strcmp(p->id, id) == 0 && n-- == 0) return p;
     return NULL;
 }
 

@@ -4,6 +4,7 @@
  * its Delivery event names the request. */
 #define _DEFAULT_SOURCE /* strdup */
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,17 +21,62 @@ static int is_jid_error(int rc)
     return rc == XPB_EJID || (rc <= XPB_EJIDEMPTY && rc >= XPB_EJIDRESOURCE);
 }
 
-/* Send st for request req; on failure answer req and return non-zero. */
-static int send_for(struct account *a, xpb_bus_request *req, xpb_stanza *st, uint64_t *h,
-                    char *idbuf, size_t idlen)
+/* Where a refusal goes: the request's error reply, or (one stanza of a
+ * SendBatch) its SendOutcome, with the text kept in the batch's arena. */
+typedef struct send_sink {
+    xpb_bus_request *req;
+    const char *request_id;     /* what the Delivery names */
+    Xpb__V1__SendOutcome *out;  /* NULL: answer req */
+    char *text;                 /* out's error text buffer */
+    size_t textlen;
+} send_sink;
+
+static void refuse(const send_sink *k, Xpb__V1__ErrorCode code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void refuse(const send_sink *k, Xpb__V1__ErrorCode code, const char *fmt, ...)
+{
+    char text[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    if (!k->out) {
+        xpb_bus_reply_error(k->req, code, "%s", text);
+        return;
+    }
+    k->out->has_code = 1;
+    k->out->code = code;
+    snprintf(k->text, k->textlen, "%s", text);
+    k->out->error_text = k->text;
+}
+
+/* Why a session refused a send for its queue (limits.queue_max bounds what
+ * waits for the connection; what was sent and is not yet acked is bounded
+ * apart, at XPB_SESSION_UNACKED_FACTOR x queue_max). */
+static void refuse_full(const send_sink *k, struct account *a, xpb_session *s)
+{
+    xpb_session_stats st;
+    xpb_session_get_stats(s, &st);
+    const char *why = "too many stanzas waiting for the connection";
+    if (xpb_session_get_state(s) != XPB_SS_ONLINE)
+        why = "stanzas waiting while not connected";
+    else if (st.unacked >= a->d->queue_max * XPB_SESSION_UNACKED_FACTOR)
+        why = "too many stanzas sent and not acknowledged";
+    refuse(k, XPB__V1__ERROR_CODE__ERR_QUEUE_FULL, "queue full (queue_max %u): %s",
+           a->d->queue_max, why);
+}
+
+/* Send st; on failure tell k and return non-zero. */
+static int send_item(struct account *a, const send_sink *k, xpb_stanza *st, uint64_t *h,
+                     char *idbuf, size_t idlen)
 {
     xpb_daemon *d = a->d;
     char cerr[256] = "";
     int rc = xpb_stanza_check(st, &d->limits, cerr, sizeof cerr);
     if (rc != 0) {
-        xpb_bus_reply_error(req, is_jid_error(rc) ? XPB__V1__ERROR_CODE__ERR_INVALID_JID
-                                                  : XPB__V1__ERROR_CODE__ERR_INVALID_RECORD,
-                            "%s", cerr[0] ? cerr : xpb_strerror(rc));
+        refuse(k, is_jid_error(rc) ? XPB__V1__ERROR_CODE__ERR_INVALID_JID
+                                   : XPB__V1__ERROR_CODE__ERR_INVALID_RECORD,
+               "%s", cerr[0] ? cerr : xpb_strerror(rc));
         return rc;
     }
     xpb_session *s = session_of(a);
@@ -39,24 +85,20 @@ static int send_for(struct account *a, xpb_bus_request *req, xpb_stanza *st, uin
     rc = s ? xpb_session_send(s, st, h) : XPB_ENOTCONN;
     a->in_send = 0;
     if (rc == XPB_EQUEUEFULL) {
-        int online = xpb_session_get_state(s) == XPB_SS_ONLINE;
-        xpb_bus_reply_error(req, XPB__V1__ERROR_CODE__ERR_QUEUE_FULL, "queue full (queue_max %u)%s",
-                            d->queue_max,
-                            online ? ": too many stanzas unacknowledged" : " while not connected");
+        refuse_full(k, a, s);
     } else if (rc == XPB_ENOTCONN) {
-        xpb_bus_reply_error(req, XPB__V1__ERROR_CODE__ERR_NOT_CONNECTED,
-                            "session %s is stopped or closing (close it and open it again)",
-                            a->name);
+        refuse(k, XPB__V1__ERROR_CODE__ERR_NOT_CONNECTED,
+               "session %s is stopped or closing (close it and open it again)", a->name);
     } else if (rc != 0) {
-        xpb_bus_reply_error(req,
-                            is_jid_error(rc) ? XPB__V1__ERROR_CODE__ERR_INVALID_JID
-                            : rc == XPB_ENOMEM ? XPB__V1__ERROR_CODE__ERR_INTERNAL
-                                               : XPB__V1__ERROR_CODE__ERR_INVALID_RECORD,
-                            "%s", xpb_strerror(rc));
+        refuse(k,
+               is_jid_error(rc) ? XPB__V1__ERROR_CODE__ERR_INVALID_JID
+               : rc == XPB_ENOMEM ? XPB__V1__ERROR_CODE__ERR_INTERNAL
+                                  : XPB__V1__ERROR_CODE__ERR_INVALID_RECORD,
+               "%s", xpb_strerror(rc));
     }
     if (rc != 0) return rc;
     snprintf(idbuf, idlen, "%s", xpb_session_last_id(s));
-    track_handle(a, *h, xpb_bus_request_id(req), idbuf);
+    track_handle(a, *h, k->request_id, idbuf);
     if (a->early_set && a->early_handle == *h) { /* acked inside the send: report it now */
         xpb_session_event sev = {.kind = a->early_kind, .handle = *h,
                                  .reason = a->early_reason[0] ? a->early_reason : NULL};
@@ -67,6 +109,14 @@ static int send_for(struct account *a, xpb_bus_request *req, xpb_stanza *st, uin
     d->ctr.bytes_record[XPB_DIR_OUT] += xpb_pack_plan_measure(d->plan, &st->base);
     d->ctr.bytes_xml[XPB_DIR_OUT] += xpb_session_last_bytes(s); /* as the session queued it */
     return 0;
+}
+
+/* Send st for request req; on failure answer req and return non-zero. */
+static int send_for(struct account *a, xpb_bus_request *req, xpb_stanza *st, uint64_t *h,
+                    char *idbuf, size_t idlen)
+{
+    send_sink k = {.req = req, .request_id = xpb_bus_request_id(req)};
+    return send_item(a, &k, st, h, idbuf, idlen);
 }
 
 static void reply_sent(struct account *a, xpb_bus_request *req, const char *id)
@@ -104,6 +154,64 @@ static void req_send(struct account *a, xpb_bus_request *req, const Xpb__V1__Sen
     expand_id_uuid(&st, uuid);
     uint64_t h;
     if (send_for(a, req, &st, &h, id, sizeof id) == 0) reply_sent(a, req, id);
+}
+
+/* Many stanzas, one reply: each goes through the same path as a single send
+ * and is accepted or refused on its own; its Delivery names
+ * "<request_id>/<index>" (docs/bus.md, "Sending in batches"). */
+static void req_send_batch(struct account *a, xpb_bus_request *req, const Xpb__V1__SendBatch *op)
+{
+    xpb_daemon *d = a->d;
+    size_t n = op->n_send;
+    if (n == 0 || n > XPB_DAEMON_MAX_SEND_BATCH) {
+        xpb_bus_reply_error(req, XPB__V1__ERROR_CODE__ERR_BAD_REQUEST,
+                            "send_batch holds %zu stanzas; it takes 1 to %u", n,
+                            XPB_DAEMON_MAX_SEND_BATCH);
+        return;
+    }
+    xpb_arena_reset(d->rarena);
+    Xpb__V1__SendOutcome *outs = xpb_arena_alloc(d->rarena, n * sizeof *outs);
+    Xpb__V1__SendOutcome **ptrs = xpb_arena_alloc(d->rarena, n * sizeof *ptrs);
+    char *ids = xpb_arena_alloc(d->rarena, n * (XPB_SESSION_ID_MAX + 8));
+    if (!outs || !ptrs || !ids) {
+        xpb_bus_reply_error(req, XPB__V1__ERROR_CODE__ERR_INTERNAL, "out of memory");
+        return;
+    }
+    const char *rid = xpb_bus_request_id(req);
+    for (size_t i = 0; i < n; i++) {
+        Xpb__V1__SendOutcome *o = &outs[i];
+        *o = (Xpb__V1__SendOutcome)XPB__V1__SEND_OUTCOME__INIT;
+        ptrs[i] = o;
+        char item_rid[XPB_BUS_MAX_REQUEST_ID + 16], text[512], uuid[37];
+        char *id = ids + i * (XPB_SESSION_ID_MAX + 8);
+        snprintf(item_rid, sizeof item_rid, "%s/%zu", rid, i);
+        send_sink k = {.req = req, .request_id = item_rid, .out = o, .text = text,
+                       .textlen = sizeof text};
+        const Xpb__V1__SendStanza *one = op->send[i];
+        if (!one || !one->stanza) {
+            refuse(&k, XPB__V1__ERROR_CODE__ERR_BAD_REQUEST, "send_batch.send[%zu].stanza is required", i);
+        } else {
+            xpb_stanza st = *one->stanza; /* shallow: only the id may change */
+            expand_id_uuid(&st, uuid);
+            uint64_t h;
+            if (send_item(a, &k, &st, &h, id, XPB_SESSION_ID_MAX + 8) == 0) {
+                o->has_code = 1;
+                o->code = XPB__V1__ERROR_CODE__OK;
+                o->stanza_id = id;
+                xpb_session *s = session_of(a);
+                o->has_queued = 1;
+                o->queued = !s || xpb_session_get_state(s) != XPB_SS_ONLINE;
+            }
+        }
+        if (o->error_text) o->error_text = xpb_arena_strndup(d->rarena, text, strlen(text));
+    }
+    Xpb__V1__SendBatchResult br = XPB__V1__SEND_BATCH_RESULT__INIT;
+    br.n_result = n;
+    br.result = ptrs;
+    Xpb__V1__Response resp = XPB__V1__RESPONSE__INIT;
+    resp.result_case = XPB__V1__RESPONSE__RESULT_SENT_BATCH;
+    resp.sent_batch = &br;
+    xpb_bus_reply(req, &resp);
 }
 
 static void req_iq(struct account *a, xpb_bus_request *req, const Xpb__V1__SendIq *op)
@@ -475,6 +583,7 @@ void on_request(void *ud, xpb_bus_request *req, const Xpb__V1__Request *r)
     switch (r->op_case) {
     case XPB__V1__REQUEST__OP_CLOSE: req_close(a, req); break;
     case XPB__V1__REQUEST__OP_SEND: req_send(a, req, r->send); break;
+    case XPB__V1__REQUEST__OP_SEND_BATCH: req_send_batch(a, req, r->send_batch); break;
     case XPB__V1__REQUEST__OP_IQ: req_iq(a, req, r->iq); break;
     case XPB__V1__REQUEST__OP_PRESENCE: req_presence(a, req, r->presence); break;
     case XPB__V1__REQUEST__OP_ROSTER: req_roster(a, req); break;

@@ -5,14 +5,20 @@
  * each target's addresses tried in order. */
 #include "xpb_loop.h"
 
+#include "connect_gate.h"
 #include "transport.h"
 #include "xpb_error.h"
+#include "xpb_strmap.h"
 
 #include <event2/event.h>
 #include <event2/thread.h>
 #include <event2/util.h>
+#ifdef __GLIBC__
+#include <malloc.h> /* malloc_trim */
+#endif
 #include <netinet/in.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +31,16 @@ typedef struct tls_entry {
     xpb_tls_ctx *ctx;
 } tls_entry;
 
+/* Where to connect: SRV targets, then each one's addresses. About 6 KiB,
+ * so it lives on the heap while connecting and is given back once online. */
+typedef struct conn_plan {
+    char ws_url[1024];
+    xpb_dns_target targets[XPB_DNS_MAX_TARGETS];
+    size_t n_targets, ti;
+    struct sockaddr_storage addrs[XPB_LOOP_MAX_ADDRS];
+    size_t n_addrs, ai;
+} conn_plan;
+
 typedef struct timer_arg {
     xpb_loop_session *ls;
     xpb_session_timer t;
@@ -32,8 +48,9 @@ typedef struct timer_arg {
 
 struct xpb_loop_session {
     xpb_loop *loop;
-    xpb_loop_session *next;
+    xpb_loop_session *next, *prev;
     char *name;
+    void *ud; /* the owner's (xpb_loop_session_set_ud) */
     xpb_session *s;
     xpb_tls_ctx *tls;
     struct event *timers[XPB_TIMER_COUNT];
@@ -43,15 +60,13 @@ struct xpb_loop_session {
     xpb_link *link;
     int connected;
     xpb_dns_query *dnsq;
-    /* connection plan */
+    xpb_gate_node gate;  /* its place in the connect gate's queue (on_gate_go: offsetof) */
+    int plan_srv;        /* the plan starts with an SRV lookup (else a fixed target) */
+    unsigned connect_ms; /* the session's last XPB_TIMER_CONNECT, restarted at the gate */
     char domain[256];
     xpb_transport_kind kind;
-    char ws_url[1024];
-    xpb_dns_target targets[XPB_DNS_MAX_TARGETS];
-    size_t n_targets, ti;
-    struct sockaddr_storage addrs[XPB_LOOP_MAX_ADDRS];
-    size_t n_addrs, ai;
-    uint32_t prng; /* fallback only */
+    conn_plan *plan; /* only while connecting: freed once the session is online */
+    uint32_t prng;   /* fallback only */
 };
 
 struct xpb_loop {
@@ -63,6 +78,9 @@ struct xpb_loop {
     xpb_dns *dns;
     tls_entry *tls;
     xpb_loop_session *sessions;
+    xpb_strmap by_name; /* name -> session */
+    xpb_gate *gate;     /* new connections per second (cfg.connect_rate) */
+    struct event *trim_ev; /* XPB_LOOP_TRIM_QUIET_MS after the last session came online */
 };
 
 static void try_addr(xpb_loop_session *ls);
@@ -87,6 +105,7 @@ static void logf_(xpb_loop_session *ls, int level, const char *fmt, ...)
 
 static void drop_link(xpb_loop_session *ls)
 {
+    xpb_gate_leave(ls->loop->gate, &ls->gate);
     if (ls->link) ls->link->ops->free(ls->link);
     ls->link = NULL;
     ls->connected = 0;
@@ -141,10 +160,10 @@ static void on_link_closed(void *ud, int err, const char *reason)
     xpb_loop_session *ls = ud;
     drop_link(ls);
     snprintf(ls->fail_reason, sizeof ls->fail_reason, "%s", reason);
-    if (err == XPB_ECONNECT) {
+    if (err == XPB_ECONNECT && ls->plan) {
         /* Next address, then next SRV target, before giving up (RFC 2782). */
         logf_(ls, XPB_LOG_INFO, "%s", reason);
-        ls->ai++;
+        ls->plan->ai++;
         try_addr(ls);
         return;
     }
@@ -168,8 +187,8 @@ static const xpb_link_cb link_cb = {
 
 static void try_addr(xpb_loop_session *ls)
 {
-    for (; ls->ai < ls->n_addrs; ls->ai++) {
-        const struct sockaddr *sa = (const struct sockaddr *)&ls->addrs[ls->ai];
+    for (; ls->plan->ai < ls->plan->n_addrs; ls->plan->ai++) {
+        const struct sockaddr *sa = (const struct sockaddr *)&ls->plan->addrs[ls->plan->ai];
         xpb_stream_params p = {
             .base = ls->loop->base,
             .tls = ls->tls,
@@ -177,19 +196,19 @@ static void try_addr(xpb_loop_session *ls)
             .addr_len = sa->sa_family == AF_INET ? sizeof(struct sockaddr_in)
                                                  : sizeof(struct sockaddr_in6),
             .verify_domain = ls->domain,
-            .direct_tls = ls->targets[ls->ti].direct_tls,
+            .direct_tls = ls->plan->targets[ls->plan->ti].direct_tls,
             .alpn = "xmpp-client", /* XEP-0368 §3 */
         };
         int rc = ls->kind == XPB_TRANSPORT_WEBSOCKET
-                     ? xpb_ws_link_new(&ls->link, &p, ls->ws_url, &link_cb, ls)
+                     ? xpb_ws_link_new(&ls->link, &p, ls->plan->ws_url, &link_cb, ls)
                      : xpb_stream_new(&ls->link, &p, &link_cb, ls);
         if (rc == 0) return;
         ls->link = NULL;
         snprintf(ls->fail_reason, sizeof ls->fail_reason, "connect to %s:%u: %s",
-                 ls->targets[ls->ti].host, (unsigned)ls->targets[ls->ti].port,
+                 ls->plan->targets[ls->plan->ti].host, (unsigned)ls->plan->targets[ls->plan->ti].port,
                  xpb_strerror(rc));
     }
-    ls->ti++;
+    ls->plan->ti++;
     try_target(ls);
 }
 
@@ -199,14 +218,14 @@ static void on_addrs(void *ud, int err, const struct sockaddr_storage *addrs, si
     ls->dnsq = NULL;
     if (err != 0 || n == 0) {
         snprintf(ls->fail_reason, sizeof ls->fail_reason, "cannot resolve %s",
-                 ls->targets[ls->ti].host);
-        ls->ti++;
+                 ls->plan->targets[ls->plan->ti].host);
+        ls->plan->ti++;
         try_target(ls);
         return;
     }
-    ls->n_addrs = n < XPB_LOOP_MAX_ADDRS ? n : XPB_LOOP_MAX_ADDRS;
-    memcpy(ls->addrs, addrs, ls->n_addrs * sizeof addrs[0]);
-    ls->ai = 0;
+    ls->plan->n_addrs = n < XPB_LOOP_MAX_ADDRS ? n : XPB_LOOP_MAX_ADDRS;
+    memcpy(ls->plan->addrs, addrs, ls->plan->n_addrs * sizeof addrs[0]);
+    ls->plan->ai = 0;
     try_addr(ls);
 }
 
@@ -243,16 +262,16 @@ static int ensure_dns(xpb_loop *l)
 
 static void try_target(xpb_loop_session *ls)
 {
-    if (ls->ti >= ls->n_targets) {
+    if (ls->plan->ti >= ls->plan->n_targets) {
         fail_later(ls, ls->fail_reason[0] ? ls->fail_reason : "no address to connect to");
         return;
     }
-    const xpb_dns_target *t = &ls->targets[ls->ti];
+    const xpb_dns_target *t = &ls->plan->targets[ls->plan->ti];
     logf_(ls, XPB_LOG_DEBUG, "connecting to %s:%u (%s)", t->host, (unsigned)t->port,
           t->direct_tls ? "direct TLS" : "plain TCP");
-    if (literal_addr(t->host, t->port, &ls->addrs[0])) {
-        ls->n_addrs = 1;
-        ls->ai = 0;
+    if (literal_addr(t->host, t->port, &ls->plan->addrs[0])) {
+        ls->plan->n_addrs = 1;
+        ls->plan->ai = 0;
         try_addr(ls);
         return;
     }
@@ -261,7 +280,7 @@ static void try_target(xpb_loop_session *ls)
     if (rc != 0) {
         snprintf(ls->fail_reason, sizeof ls->fail_reason, "cannot resolve %s: %s", t->host,
                  xpb_strerror(rc));
-        ls->ti++;
+        ls->plan->ti++;
         try_target(ls);
     }
 }
@@ -271,9 +290,9 @@ static void on_srv(void *ud, int err, const xpb_dns_target *t, size_t n)
     xpb_loop_session *ls = ud;
     ls->dnsq = NULL;
     (void)err;
-    ls->n_targets = n < XPB_DNS_MAX_TARGETS ? n : XPB_DNS_MAX_TARGETS;
-    memcpy(ls->targets, t, ls->n_targets * sizeof t[0]);
-    ls->ti = 0;
+    ls->plan->n_targets = n < XPB_DNS_MAX_TARGETS ? n : XPB_DNS_MAX_TARGETS;
+    memcpy(ls->plan->targets, t, ls->plan->n_targets * sizeof t[0]);
+    ls->plan->ti = 0;
     try_target(ls);
 }
 
@@ -307,14 +326,14 @@ static int parse_host_port(const char *s, uint16_t dflt, xpb_dns_target *t)
 
 static int plan_fixed(xpb_loop_session *ls, const xpb_session_target *t)
 {
-    xpb_dns_target *x = &ls->targets[0];
+    xpb_dns_target *x = &ls->plan->targets[0];
     int direct = t->transport == XPB_TRANSPORT_DIRECT_TLS;
     uint16_t dflt = direct ? 5223 : 5222;
     memset(x, 0, sizeof *x);
     if (t->transport == XPB_TRANSPORT_WEBSOCKET) {
-        char path[sizeof ls->ws_url];
-        if (!t->ws_url || strlen(t->ws_url) >= sizeof ls->ws_url) return XPB_EINVAL;
-        memcpy(ls->ws_url, t->ws_url, strlen(t->ws_url) + 1);
+        char path[sizeof ls->plan->ws_url];
+        if (!t->ws_url || strlen(t->ws_url) >= sizeof ls->plan->ws_url) return XPB_EINVAL;
+        memcpy(ls->plan->ws_url, t->ws_url, strlen(t->ws_url) + 1);
         int rc = xpb_ws_parse_url(t->ws_url, x->host, sizeof x->host, &x->port, path,
                                   sizeof path, &direct);
         if (rc != 0) return rc;
@@ -329,9 +348,37 @@ static int plan_fixed(xpb_loop_session *ls, const xpb_session_target *t)
         x->port = t->port ? t->port : dflt;
         x->direct_tls = direct;
     }
-    ls->n_targets = 1;
-    ls->ti = 0;
+    ls->plan->n_targets = 1;
+    ls->plan->ti = 0;
     return 0;
+}
+
+/* The plan's first step, once the gate lets the session through. */
+static int start_plan(xpb_loop_session *ls)
+{
+    if (!ls->plan_srv) {
+        try_target(ls);
+        return 0;
+    }
+    int rc = ensure_dns(ls->loop);
+    if (rc != 0) return rc;
+    logf_(ls, XPB_LOG_DEBUG, "SRV lookup for %s", ls->domain);
+    return xpb_dns_srv(ls->loop->dns, ls->domain, ls->kind == XPB_TRANSPORT_STARTTLS, 1, on_srv,
+                       ls, &ls->dnsq);
+}
+
+/* The gate let a waiting session through: its negotiation timeout, held
+ * while it waited, counts from now. */
+static void on_gate_go(xpb_gate_node *n)
+{
+    xpb_loop_session *ls = (xpb_loop_session *)((char *)n - offsetof(xpb_loop_session, gate));
+    if (ls->connect_ms) {
+        struct timeval tv = {(time_t)(ls->connect_ms / 1000u),
+                             (suseconds_t)((ls->connect_ms % 1000u) * 1000u)};
+        evtimer_add(ls->timers[XPB_TIMER_CONNECT], &tv);
+    }
+    int rc = start_plan(ls);
+    if (rc != 0) fail_later(ls, xpb_strerror(rc));
 }
 
 static int op_connect(void *io, const xpb_session_target *t)
@@ -342,19 +389,21 @@ static int op_connect(void *io, const xpb_session_target *t)
     ls->fail_reason[0] = '\0';
     size_t dl = t->domain ? strlen(t->domain) : 0;
     if (dl == 0 || dl >= sizeof ls->domain) return XPB_EINVAL;
+    if (!ls->plan && !(ls->plan = calloc(1, sizeof *ls->plan))) return XPB_ENOMEM;
     memcpy(ls->domain, t->domain, dl + 1);
     ls->kind = t->transport;
-    if (t->transport == XPB_TRANSPORT_WEBSOCKET || t->see_other_host || t->host) {
+    ls->plan_srv = !(t->transport == XPB_TRANSPORT_WEBSOCKET || t->see_other_host || t->host);
+    if (!ls->plan_srv) {
         int rc = plan_fixed(ls, t);
         if (rc != 0) return rc;
-        try_target(ls);
+    }
+    if (!xpb_gate_enter(ls->loop->gate, &ls->gate)) {
+        /* Waiting is not negotiating: the timeout starts at the gate's exit. */
+        evtimer_del(ls->timers[XPB_TIMER_CONNECT]);
+        logf_(ls, XPB_LOG_DEBUG, "waiting for the connect gate (limits.connect_rate)");
         return 0;
     }
-    int rc = ensure_dns(ls->loop);
-    if (rc != 0) return rc;
-    logf_(ls, XPB_LOG_DEBUG, "SRV lookup for %s", ls->domain);
-    return xpb_dns_srv(ls->loop->dns, ls->domain, t->transport == XPB_TRANSPORT_STARTTLS, 1,
-                       on_srv, ls, &ls->dnsq);
+    return start_plan(ls);
 }
 
 /* ---- the other ops ------------------------------------------------------------ */
@@ -385,6 +434,10 @@ static void op_set_timer(void *io, xpb_session_timer t, unsigned ms)
 {
     xpb_loop_session *ls = io;
     if ((unsigned)t >= XPB_TIMER_COUNT) return;
+    if (t == XPB_TIMER_CONNECT) {
+        ls->connect_ms = ms;
+        if (ms && ls->gate.queued) return; /* armed when it leaves the gate */
+    }
     if (ms == 0) {
         evtimer_del(ls->timers[t]);
         return;
@@ -401,6 +454,13 @@ static void op_event(void *io, const xpb_session_event *ev)
               ev->reason ? ": " : "", ev->reason ? ev->reason : "");
     else if (ev->kind == XPB_SE_ERROR)
         logf_(ls, XPB_LOG_WARN, "error: %s", ev->reason ? ev->reason : "");
+    if (ev->kind == XPB_SE_ONLINE) { /* the plan is done with until the next connect */
+        free(ls->plan);
+        ls->plan = NULL;
+        xpb_gate_leave(ls->loop->gate, &ls->gate); /* negotiation over: its place is free */
+        static const struct timeval quiet = {0, XPB_LOOP_TRIM_QUIET_MS * 1000};
+        evtimer_add(ls->loop->trim_ev, &quiet); /* pushed back by every later one */
+    }
     if (ls->loop->cfg.on_event) ls->loop->cfg.on_event(ls->loop->cfg.ud, ls, ev);
 }
 
@@ -425,6 +485,18 @@ static const xpb_session_ops loop_ops = {
     .event = op_event,
     .random = op_random,
 };
+
+/* Bring-up (or a wave of reconnects) is over: every handshake's buffers
+ * and every first stanza's tree were freed, scattered between the sessions'
+ * long-lived memory; give the free pages back to the system so an idle
+ * session costs what it keeps, not what its negotiation once took. */
+static void on_trim(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what, (void)arg;
+#ifdef __GLIBC__
+    malloc_trim(0);
+#endif
+}
 
 static void on_timer(evutil_socket_t fd, short what, void *arg)
 {
@@ -508,8 +580,15 @@ int xpb_loop_new(xpb_loop **out, const xpb_loop_config *cfg)
         xpb_loop_free(l);
         return XPB_ENOMEM;
     }
+    int rc = xpb_gate_new(&l->gate, l->base, cfg->connect_rate,
+                          (size_t)cfg->connect_rate * XPB_LOOP_CONNECT_INFLIGHT_S, on_gate_go);
+    if (rc == 0 && !(l->trim_ev = evtimer_new(l->base, on_trim, l))) rc = XPB_ENOMEM;
+    if (rc != 0) {
+        xpb_loop_free(l);
+        return rc;
+    }
     /* A resolver override is checked now, not at the first connect. */
-    int rc = l->dns_servers ? ensure_dns(l) : 0;
+    rc = l->dns_servers ? ensure_dns(l) : 0;
     if (rc != 0) {
         xpb_loop_free(l);
         return rc;
@@ -522,6 +601,8 @@ void xpb_loop_free(xpb_loop *l)
 {
     if (!l) return;
     while (l->sessions) xpb_loop_remove_session(l, l->sessions);
+    xpb_gate_free(l->gate);
+    if (l->trim_ev) event_free(l->trim_ev);
     xpb_dns_free(l->dns);
     while (l->tls) {
         tls_entry *e = l->tls;
@@ -531,6 +612,7 @@ void xpb_loop_free(xpb_loop *l)
         free(e);
     }
     if (l->own_base && l->base) event_base_free(l->base);
+    xpb_strmap_clear(&l->by_name);
     free(l->dns_servers);
     free(l->ca_file);
     free(l);
@@ -566,6 +648,7 @@ static void session_release(xpb_loop_session *ls)
     for (int t = 0; t < XPB_TIMER_COUNT; t++)
         if (ls->timers[t]) event_free(ls->timers[t]);
     if (ls->fail_ev) event_free(ls->fail_ev);
+    free(ls->plan);
     free(ls->name);
     free(ls);
 }
@@ -596,11 +679,13 @@ int xpb_loop_add_session(xpb_loop *l, const char *name, const xpb_session_config
     if (rc == 0) rc = tls_for(l, ca_file ? ca_file : l->ca_file, &ls->tls, err ? err : tmp,
                               err ? errlen : sizeof tmp);
     if (rc == 0) rc = xpb_session_new(&ls->s, cfg, &loop_ops, ls);
+    if (rc == 0 && xpb_strmap_put(&l->by_name, ls->name, ls) != 0) rc = XPB_ENOMEM;
     if (rc != 0) {
         session_release(ls);
         return rc;
     }
     ls->next = l->sessions;
+    if (l->sessions) l->sessions->prev = ls;
     l->sessions = ls;
     rc = xpb_session_start(ls->s);
     if (rc != 0) {
@@ -613,20 +698,27 @@ int xpb_loop_add_session(xpb_loop *l, const char *name, const xpb_session_config
 
 void xpb_loop_remove_session(xpb_loop *l, xpb_loop_session *ls)
 {
-    for (xpb_loop_session **p = &l->sessions; *p; p = &(*p)->next) {
-        if (*p == ls) {
-            *p = ls->next;
-            session_release(ls);
-            return;
-        }
-    }
+    if (!ls || ls->loop != l) return;
+    if (ls->prev) ls->prev->next = ls->next;
+    else l->sessions = ls->next;
+    if (ls->next) ls->next->prev = ls->prev;
+    xpb_strmap_del(&l->by_name, ls->name, ls);
+    session_release(ls);
 }
 
 xpb_loop_session *xpb_loop_find(xpb_loop *l, const char *name)
 {
-    for (xpb_loop_session *ls = l->sessions; ls; ls = ls->next)
-        if (strcmp(ls->name, name) == 0) return ls;
-    return NULL;
+    return xpb_strmap_get(&l->by_name, name);
+}
+
+void xpb_loop_session_set_ud(xpb_loop_session *ls, void *ud)
+{
+    ls->ud = ud;
+}
+
+void *xpb_loop_session_ud(const xpb_loop_session *ls)
+{
+    return ls->ud;
 }
 
 xpb_loop_session *xpb_loop_first(xpb_loop *l)

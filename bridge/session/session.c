@@ -508,6 +508,9 @@ void xpb_session_on_bytes(xpb_session *s, const char *data, size_t len)
         a = act_retry(rc, s->why, 0, 0);
     }
     session_apply(s, a);
+    /* Between stanzas the reader gives its tree memory back: of 10,000
+     * mostly idle sessions only those reading hold a block. */
+    if (s->reader) xpb_reader_trim(s->reader);
 }
 
 void xpb_session_on_tls_failed(xpb_session *s, const char *reason)
@@ -618,7 +621,13 @@ int xpb_session_send(xpb_session *s, const xpb_stanza *st, uint64_t *handle)
 {
     if (s == NULL || st == NULL) return XPB_EINVAL;
     if (s->state == XPB_SS_STOPPED || s->state == XPB_SS_CLOSING) return XPB_ENOTCONN;
-    if (s->n_items >= s->cfg.queue_max) return XPB_EQUEUEFULL;
+    /* queue_max bounds what waits for the connection; what was sent and is
+     * not yet acked is bounded apart (XPB_SESSION_UNACKED_FACTOR x queue_max),
+     * so a server that acks as it reads never makes a send fail, however
+     * fast they come: its acks trail the stream by a few milliseconds. */
+    if (s->n_items - s->n_sent >= s->cfg.queue_max ||
+        s->n_sent >= (size_t)s->cfg.queue_max * XPB_SESSION_UNACKED_FACTOR)
+        return XPB_EQUEUEFULL;
     xpb_stanza copy = *st; /* shallow: only the id may differ */
     if (make_id(s, st)) copy.id = s->last_id;
     xpb_buf b;

@@ -184,3 +184,45 @@ int xpb_store_seen(xpb_store *s, const char *account, const char *archive, const
         return seen_trim(s, account, archive, err, errlen);
     return 0;
 }
+
+int xpb_store_seen_has(xpb_store *s, const char *account, const char *archive,
+                       const char *stanza_id, char *err, size_t errlen)
+{
+    sqlite3_stmt *q = store_stmt(s, ST_SEEN_HAS);
+    if (!q) return store_fail(s, sqlite3_errcode(s->db), "seen ids", err, errlen);
+    sqlite3_bind_text(q, 1, account, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 2, archive, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 3, stanza_id, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(q);
+    sqlite3_reset(q);
+    if (rc == SQLITE_ROW) return 1;
+    return rc == SQLITE_DONE ? 0 : store_fail(s, rc, "seen ids", err, errlen);
+}
+
+static int seen_item(xpb_store *s, const xpb_store_seen_item *it, int64_t now_us, char *err,
+                     size_t errlen)
+{
+    int rc = it->stanza_id ? xpb_store_seen(s, it->account, it->archive, it->stanza_id, now_us,
+                                            err, errlen)
+                           : 0;
+    if (rc < 0) return rc;
+    if (it->marker) return xpb_store_marker_set(s, it->account, it->archive, it->marker, err, errlen);
+    return 0;
+}
+
+int xpb_store_seen_commit(xpb_store *s, const xpb_store_seen_item *it, size_t n, int64_t now_us,
+                          char *err, size_t errlen)
+{
+    if (n == 0) return 0;
+    int rc = sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+    if (rc != SQLITE_OK) return store_fail(s, rc, "seen ids", err, errlen);
+    int xrc = 0;
+    for (size_t i = 0; i < n && xrc == 0; i++) xrc = seen_item(s, &it[i], now_us, err, errlen);
+    if (xrc == 0) {
+        rc = sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
+        if (rc == SQLITE_OK) return 0;
+        xrc = store_fail(s, rc, "seen ids", err, errlen);
+    }
+    sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    return xrc;
+}

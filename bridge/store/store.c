@@ -41,6 +41,7 @@ static const char *const SQL[ST_COUNT] = {
     [ST_SEEN_COUNT] = "SELECT count(*) FROM seen WHERE account = ?1 AND archive = ?2",
     [ST_SEEN_TRIM] = "DELETE FROM seen WHERE rowid IN (SELECT rowid FROM seen WHERE "
                      "account = ?1 AND archive = ?2 ORDER BY seen_us, rowid LIMIT ?3)",
+    [ST_SEEN_HAS] = "SELECT 1 FROM seen WHERE account = ?1 AND archive = ?2 AND stanza_id = ?3",
 };
 
 static const char SCHEMA[] =

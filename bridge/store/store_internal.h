@@ -27,6 +27,7 @@ enum store_stmt {
     ST_SEEN_ADD,
     ST_SEEN_COUNT,
     ST_SEEN_TRIM,
+    ST_SEEN_HAS,
     ST_COUNT
 };
 

@@ -78,8 +78,17 @@ void xpb_bus_flush(xpb_bus *b)
     (void)b;
 }
 
+static size_t last_stanza_bytes;
+
+size_t xpb_bus_last_stanza_bytes(const xpb_bus *b)
+{
+    (void)b;
+    return last_stanza_bytes;
+}
+
 int xpb_bus_publish(xpb_bus *b, const char *kind, const char *account, Xpb__V1__Event *ev)
 {
+    last_stanza_bytes = 0;
     if (!kind || !account || strchr(account, '/')) return XPB_EINVAL;
     if (G.n_events == FAKE_BUS_MAX_EVENTS) return XPB_ENOMEM;
     ev->account = ev->account ? ev->account : (char *)account;
@@ -94,6 +103,7 @@ int xpb_bus_publish(xpb_bus *b, const char *kind, const char *account, Xpb__V1__
     if (!G.events[G.n_events]) return XPB_ENOMEM;
     snprintf(G.kinds[G.n_events++], sizeof G.kinds[0], "%s", kind);
     b->st.events++;
+    if (ev->body_case == XPB__V1__EVENT__BODY_STANZA && ev->stanza) last_stanza_bytes = xpb__v1__stanza__get_packed_size(ev->stanza);
     return 0;
 }
 

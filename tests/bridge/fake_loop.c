@@ -25,6 +25,7 @@ struct xpb_loop_session {
     xpb_buf out;
     int connects;
     unsigned timers[XPB_TIMER_COUNT];
+    void *ud;
     xpb_loop_session *next;
 };
 
@@ -154,6 +155,16 @@ void xpb_loop_remove_session(xpb_loop *l, xpb_loop_session *ls)
 xpb_session *xpb_loop_session_get(xpb_loop_session *ls)
 {
     return ls->s;
+}
+
+void xpb_loop_session_set_ud(xpb_loop_session *ls, void *ud)
+{
+    ls->ud = ud;
+}
+
+void *xpb_loop_session_ud(const xpb_loop_session *ls)
+{
+    return ls->ud;
 }
 
 const char *xpb_loop_session_name(const xpb_loop_session *ls)

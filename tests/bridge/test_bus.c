@@ -940,7 +940,8 @@ static int read_batch(nng_socket s, const char *topic, uint64_t *seqs, size_t *n
 static void test_slow_subscriber_sees_gap(void **state)
 {
     fx *f = *state;
-    enum { TOTAL = 20000, BATCH = 4, SUB_RECVBUF = 8 };
+    /* more batches than the PUB queue (XPB_BUS_PUB_SENDBUF) and SUB_RECVBUF hold */
+    enum { TOTAL = 4 * (XPB_BUS_PUB_SENDBUF + 4096), BATCH = 4, SUB_RECVBUF = 8 };
     static uint64_t seqs[TOTAL];
     size_t n = 0;
     xpb_bus_free(f->bus); /* a bus with small batches on the same endpoints */
@@ -1072,19 +1073,20 @@ static void test_prev_seq_chains_per_topic(void **state)
     nng_close(all);
 }
 
-/* A topic forgotten after BUS_MAX_TOPICS (4096) newer ones: its next batch
+/* A topic forgotten after BUS_MAX_TOPICS (16384) newer ones: its next batch
  * says prev_seq 0 (unknown); while it is remembered it says the real one. */
 static void test_prev_seq_forgotten_topic(void **state)
 {
     fx *f = *state;
-    enum { MAX_TOPICS = 4096 };
+    enum { MAX_TOPICS = 16384 }; /* XPB_BUS_MAX_TOPICS (bridge/bus/bus_batch.h) */
     nng_socket sub = sub_open(f->ev_url, "message/" ALICE "/");
     nng_msleep(100);
     char acct[64];
     size_t other = 0;
     publish_one(f, "message", ALICE); /* seq 1 */
     for (int phase = 0; phase < 2; phase++) {
-        /* phase 0: 4095 others keep alice among the last 4096; phase 1: 4096 evict her */
+        /* phase 0: MAX_TOPICS - 1 others keep alice among the last MAX_TOPICS;
+         * phase 1: MAX_TOPICS evict her */
         size_t n = phase == 0 ? MAX_TOPICS - 1 : MAX_TOPICS;
         for (size_t i = 0; i < n; i++) {
             snprintf(acct, sizeof acct, "u%zu@example.com", other++);

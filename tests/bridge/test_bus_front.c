@@ -259,6 +259,37 @@ static void test_batches_by_topic_in_seq_order(void **state)
     assert_int_equal(f->fk.flush_dones, 2);
 }
 
+/* The stanza inside a published event is sized once, with the event; its
+ * size is what protobuf-c gives for the stanza alone (the daemon's counter). */
+static void test_last_stanza_bytes(void **state)
+{
+    fx *f = *state;
+    Xpb__V1__Text t = XPB__V1__TEXT__INIT;
+    t.text = "hello there";
+    Xpb__V1__Text *tp = &t;
+    Xpb__V1__Stanza st = XPB__V1__STANZA__INIT;
+    st.has_kind = 1;
+    st.kind = XPB__V1__KIND__KIND_MESSAGE;
+    st.to = "bob@example.org";
+    st.n_body = 1;
+    st.body = &tp;
+    Xpb__V1__Event ev = XPB__V1__EVENT__INIT;
+    ev.body_case = XPB__V1__EVENT__BODY_STANZA;
+    ev.stanza = &st;
+    assert_int_equal(xpb_bus_publish(f->bus, "message", "alice@example.org", &ev), 0);
+    assert_int_equal(xpb_bus_last_stanza_bytes(f->bus), xpb__v1__stanza__get_packed_size(&st));
+    /* body is a oneof: a state event's pointer is not a stanza */
+    Xpb__V1__SessionState ss = XPB__V1__SESSION_STATE__INIT;
+    ss.reason = "a reason long enough to be seen";
+    Xpb__V1__Event sev = XPB__V1__EVENT__INIT;
+    sev.body_case = XPB__V1__EVENT__BODY_STATE;
+    sev.state = &ss;
+    assert_int_equal(xpb_bus_publish(f->bus, "state", "alice@example.org", &sev), 0);
+    assert_int_equal(xpb_bus_last_stanza_bytes(f->bus), 0);
+    assert_int_not_equal(publish(f, "nonsense", "alice@example.org"), 0);
+    assert_int_equal(xpb_bus_last_stanza_bytes(f->bus), 0);
+}
+
 static void test_publish_refuses_bad_topic(void **state)
 {
     fx *f = *state;
@@ -535,6 +566,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_batches_by_topic_in_seq_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_last_stanza_bytes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_publish_refuses_bad_topic, setup, teardown),
         cmocka_unit_test_setup_teardown(test_full_batch_goes_at_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_flush_timer_sends_partial_batch, setup, teardown),

@@ -570,6 +570,47 @@ static void test_bus_open_switches(void **state)
     assert_string_equal(err, "bad.conf:1: allow_open_overrides must be true or false");
 }
 
+/* mam = { ... } (docs/configuration.md): defaults, values, bounds named. */
+static void test_mam_group(void **state)
+{
+    (void)state;
+    xpb_config c;
+    char err[512] = "";
+    assert_int_equal(xpb_config_parse_string(&c, "", "empty.conf", err, sizeof err), 0);
+    assert_int_equal(c.mam_catchup, 1);
+    assert_int_equal(c.mam_page_size, XPB_CONFIG_DEFAULT_MAM_PAGE);
+    assert_int_equal(c.mam_max_pages, XPB_CONFIG_DEFAULT_MAM_MAX_PAGES);
+    assert_int_equal(c.mam_max_messages, XPB_CONFIG_DEFAULT_MAM_MAX_MESSAGES);
+    assert_int_equal(c.mam_timeout_ms, XPB_CONFIG_DEFAULT_MAM_TIMEOUT_MS);
+    xpb_config_clear(&c);
+    assert_int_equal(xpb_config_parse_string(&c,
+                                             "mam = { catchup = false; page_size = 20;\n"
+                                             "        max_pages = 3; max_messages = 70;\n"
+                                             "        timeout_ms = 5000; };",
+                                             "mam.conf", err, sizeof err),
+                     0);
+    assert_int_equal(c.mam_catchup, 0);
+    assert_int_equal(c.mam_page_size, 20);
+    assert_int_equal(c.mam_max_pages, 3);
+    assert_int_equal(c.mam_max_messages, 70);
+    assert_int_equal(c.mam_timeout_ms, 5000);
+    xpb_config_clear(&c);
+    static const struct {
+        const char *text, *err;
+    } bad[] = {
+        {"mam = { page_size = 0; };", "bad.conf:1: page_size must be 1..1000, not 0"},
+        {"mam = { timeout_ms = 10; };", "bad.conf:1: timeout_ms must be 1000..600000, not 10"},
+        {"mam = { catchup = 1; };", "bad.conf:1: catchup must be true or false"},
+        {"mam = { pages = 3; };", NULL},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int rc = xpb_config_parse_string(&c, bad[i].text, "bad.conf", err, sizeof err);
+        if (rc != XPB_EINVAL || (bad[i].err && strcmp(err, bad[i].err) != 0))
+            fail_msg("mam case %zu: rc %d, err \"%s\"; expected \"%s\"", i, rc, err,
+                     bad[i].err ? bad[i].err : "(an unknown-setting error)");
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -582,6 +623,7 @@ int main(void)
         cmocka_unit_test(test_websocket_rules),
         cmocka_unit_test(test_robustness_limits),
         cmocka_unit_test(test_bus_open_switches),
+        cmocka_unit_test(test_mam_group),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -319,6 +319,74 @@ static void test_delivery_acked_without_stream_management(void **state)
     }
 }
 
+/* SendBatch: each stanza goes the way of a single send and is accepted or
+ * refused on its own, in order; an accepted one is written with the id its
+ * outcome names and its Delivery names "<request_id>/<index>". */
+static void test_send_batch(void **state)
+{
+    fixture *f = *state;
+    open_bot(f, NULL);
+    login(f);
+    xpb_loop_session *ls = bot_session(f);
+    fake_bus_clear_events();
+    Xpb__V1__Text text = XPB__V1__TEXT__INIT;
+    text.text = "batch hello";
+    Xpb__V1__Text *bodies[] = {&text};
+    xpb_stanza ok = XPB__V1__STANZA__INIT, bad = XPB__V1__STANZA__INIT;
+    ok.has_kind = ok.has_type = 1;
+    ok.kind = XPB__V1__KIND__KIND_MESSAGE;
+    ok.type = XPB__V1__STANZA_TYPE__TYPE_CHAT;
+    ok.to = "friend@example.com";
+    ok.n_body = 1;
+    ok.body = bodies;
+    bad = ok;
+    bad.to = "not a jid@@";
+    Xpb__V1__SendStanza s0 = XPB__V1__SEND_STANZA__INIT, s1 = XPB__V1__SEND_STANZA__INIT,
+                        s2 = XPB__V1__SEND_STANZA__INIT, s3 = XPB__V1__SEND_STANZA__INIT;
+    s0.stanza = &ok;
+    s2.stanza = &bad; /* s1 has no stanza */
+    s3.stanza = &ok;
+    Xpb__V1__SendStanza *items[] = {&s0, &s1, &s2, &s3};
+    Xpb__V1__SendBatch op = XPB__V1__SEND_BATCH__INIT;
+    op.n_send = 4;
+    op.send = items;
+    Xpb__V1__Request r = XPB__V1__REQUEST__INIT;
+    r.account = BOT;
+    r.op_case = XPB__V1__REQUEST__OP_SEND_BATCH;
+    r.send_batch = &op;
+    fake_req *q = request(f, &r);
+    assert_int_equal(code_of(q), XPB__V1__ERROR_CODE__OK);
+    assert_int_equal(q->resp->result_case, XPB__V1__RESPONSE__RESULT_SENT_BATCH);
+    const Xpb__V1__SendBatchResult *br = q->resp->sent_batch;
+    assert_int_equal(br->n_result, 4);
+    assert_int_equal(br->result[0]->code, XPB__V1__ERROR_CODE__OK);
+    assert_int_equal(br->result[1]->code, XPB__V1__ERROR_CODE__ERR_BAD_REQUEST);
+    assert_non_null(strstr(br->result[1]->error_text, "send_batch.send[1].stanza"));
+    assert_int_equal(br->result[2]->code, XPB__V1__ERROR_CODE__ERR_INVALID_JID);
+    assert_int_equal(br->result[3]->code, XPB__V1__ERROR_CODE__OK);
+    assert_string_not_equal(br->result[0]->stanza_id, br->result[3]->stanza_id);
+    assert_sent(ls, br->result[0]->stanza_id);
+    assert_sent(ls, br->result[3]->stanza_id);
+    assert_false(br->result[0]->queued);
+    /* No XEP-0198 here: each accepted one is acked at once, under its index. */
+    int seen0 = 0, seen3 = 0;
+    for (size_t k = 0; k < fake_bus_n_events(); k++) {
+        const Xpb__V1__Event *ev = fake_bus_event(k);
+        if (ev->body_case != XPB__V1__EVENT__BODY_DELIVERY) continue;
+        char want0[64], want3[64];
+        snprintf(want0, sizeof want0, "r%d/0", f->n_req);
+        snprintf(want3, sizeof want3, "r%d/3", f->n_req);
+        seen0 += strcmp(ev->delivery->request_id, want0) == 0;
+        seen3 += strcmp(ev->delivery->request_id, want3) == 0;
+    }
+    assert_int_equal(seen0, 1);
+    assert_int_equal(seen3, 1);
+    assert_int_equal(counters(f).stanzas[XPB_DIR_OUT][XPB_KIND_MESSAGE], 2);
+    /* An empty batch is refused as a whole. */
+    op.n_send = 0;
+    assert_int_equal(code_of(request(f, &r)), XPB__V1__ERROR_CODE__ERR_BAD_REQUEST);
+}
+
 /* Accounts are named by their normalised bare JID: any spelling of it finds
  * the session (RFC 7622 §3); another JID does not. */
 static void test_account_name_is_normalised(void **state)
@@ -392,6 +460,11 @@ static void test_muc_join_and_rejoin_after_reconnect(void **state)
     assert_true(fake_session_timer(ls, XPB_TIMER_RECONNECT) > 0);
     xpb_session_on_timer(s, XPB_TIMER_RECONNECT);
     assert_int_equal(fake_connects(ls), 2);
+    /* The gauges and totals follow the session's events, with no walk. */
+    assert_int_equal(counters(f).reconnects, 1);
+    assert_int_equal(counters(f).sessions[XPB_MST_DISCONNECTED], 0);
+    assert_int_equal(counters(f).sessions[XPB_MST_CONNECTING], 1);
+    assert_int_equal(counters(f).n_accounts, 1);
     /* A fresh stream (no XEP-0198 resumption): the room is joined again. */
     login(f);
     assert_sent(ls, "to='" ROOM "/bot'");
@@ -441,8 +514,12 @@ static void test_close(void **state)
                      XPB__V1__SESSION_STATE__STATE__STATE_STOPPED);
     l = simple_request(f, XPB__V1__REQUEST__OP_LIST, NULL);
     assert_int_equal(l->resp->sessions->n_session, 0);
+    xpb_daemon_counters c = counters(f);
+    assert_int_equal(c.n_accounts, 0);
+    for (int b = 0; b < XPB_MST_COUNT; b++) assert_int_equal(c.sessions[b], 0);
     /* And it can be opened again. */
     assert_int_equal(code_of(open_bot(f, NULL)), XPB__V1__ERROR_CODE__OK);
+    assert_int_equal(counters(f).sessions[XPB_MST_CONNECTING], 1);
 }
 
 static void test_close_bounded_when_the_server_is_silent(void **state)
@@ -492,6 +569,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_send_while_offline_is_queued, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delivery_acked_without_stream_management, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_send_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_account_name_is_normalised, setup, teardown),
         cmocka_unit_test_setup_teardown(test_iq_response_matched_to_its_request, setup, teardown),
         cmocka_unit_test_setup_teardown(test_iq_timeout, setup, teardown),

@@ -1,6 +1,7 @@
 /* Tests for bridge/store/ (xpb_store.h): the journal's seqs, pages, prefixes,
  * retention and the error naming the oldest seq kept; state that survives a
- * reopen (journal id, seq, outbox, XEP-0198, markers, seen ids); a full disk
+ * reopen (journal id, seq, outbox, XEP-0198, markers, seen ids); catch-up's
+ * seen ids and markers committed together; a full disk
  * (a database page limit, and a real 64 KiB tmpfs when we may mount one) and a
  * read-only directory refused with their own codes; and a kill -9 at random
  * moments of a writer loses nothing it reported written. */
@@ -252,6 +253,61 @@ static void test_full_by_page_limit(void **state)
     xpb_store_close(s);
 }
 
+/* Catch-up's writes (bridge/daemon/catchup.c): seen ids and markers in one
+ * transaction, read back without writing; all or nothing when the disk is full. */
+static void test_seen_commit(void **state)
+{
+    (void)state;
+    xpb_store *s = open_store(g_dir, 0, 0);
+    assert_int_equal(xpb_store_seen_has(s, "bot@x", "bot@x", "a1", g_err, sizeof g_err), 0);
+    xpb_store_seen_item it[] = {
+        {.account = "bot@x", .archive = "bot@x", .stanza_id = "a1"},
+        {.account = "bot@x", .archive = "room@m", .stanza_id = "r1", .marker = "T r1"},
+        {.account = "bot@x", .archive = "bot@x", .stanza_id = "a2", .marker = "T a2"},
+        {.account = "bot@x", .archive = "bot@x", .marker = "T a3"},
+    };
+    assert_int_equal(xpb_store_seen_commit(s, it, 4, 5, g_err, sizeof g_err), 0);
+    assert_int_equal(xpb_store_seen_commit(s, it, 0, 5, g_err, sizeof g_err), 0);
+    assert_int_equal(xpb_store_seen_has(s, "bot@x", "bot@x", "a1", g_err, sizeof g_err), 1);
+    assert_int_equal(xpb_store_seen_has(s, "bot@x", "bot@x", "a2", g_err, sizeof g_err), 1);
+    assert_int_equal(xpb_store_seen_has(s, "bot@x", "room@m", "r1", g_err, sizeof g_err), 1);
+    assert_int_equal(xpb_store_seen_has(s, "bot@x", "room@m", "a1", g_err, sizeof g_err), 0);
+    assert_int_equal(xpb_store_seen_has(s, "bot2@x", "bot@x", "a1", g_err, sizeof g_err), 0);
+    char m[64];
+    assert_int_equal(xpb_store_marker_get(s, "bot@x", "bot@x", m, sizeof m, g_err, sizeof g_err), 0);
+    assert_string_equal(m, "T a3"); /* the last marker of the archive wins */
+    assert_int_equal(xpb_store_marker_get(s, "bot@x", "room@m", m, sizeof m, g_err, sizeof g_err), 0);
+    assert_string_equal(m, "T r1");
+    /* has does not write: the id is still new for xpb_store_seen */
+    assert_int_equal(xpb_store_seen(s, "bot@x", "bot@x", "a9", 6, g_err, sizeof g_err), 0);
+    xpb_store_close(s);
+
+    /* A full disk: none of a commit's rows are kept. */
+    char small[300];
+    snprintf(small, sizeof small, "%s/full", g_dir);
+    xpb_store_config cfg = {.dir = small, .max_db_pages = 12};
+    assert_int_equal(xpb_store_open(&s, &cfg, g_err, sizeof g_err), 0);
+    static char ids[400][16];
+    static xpb_store_seen_item many[400];
+    for (int i = 0; i < 400; i++) {
+        snprintf(ids[i], sizeof ids[i], "id-%d", i);
+        many[i] = (xpb_store_seen_item){.account = "bot@x", .archive = "bot@x",
+                                        .stanza_id = ids[i], .marker = ids[i]};
+    }
+    int rc = 0;
+    for (int round = 0; round < 50 && rc == 0; round++) {
+        for (int i = 0; i < 400; i++) ids[i][0] = (char)('A' + round % 26);
+        rc = xpb_store_seen_commit(s, many, 400, 7, g_err, sizeof g_err);
+    }
+    assert_int_equal(rc, XPB_ESTOREFULL);
+    assert_non_null(strstr(g_err, "state directory full"));
+    assert_int_equal(xpb_store_seen_has(s, "bot@x", "bot@x", ids[0], g_err, sizeof g_err), 0);
+    assert_int_equal(xpb_store_marker_get(s, "bot@x", "bot@x", m, sizeof m, g_err, sizeof g_err) == 0 &&
+                         strcmp(m, ids[399]) == 0,
+                     0);
+    xpb_store_close(s);
+}
+
 /* A real full disk: a 64 KiB tmpfs, when this process may mount one. */
 static void test_full_disk_tmpfs(void **state)
 {
@@ -341,6 +397,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_state_survives_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retention, setup, teardown),
         cmocka_unit_test_setup_teardown(test_full_by_page_limit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_seen_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_full_disk_tmpfs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_only_dir, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kill9_loses_nothing_reported, setup, teardown),

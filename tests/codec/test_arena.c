@@ -91,11 +91,33 @@ static void test_reset_poisons_under_asan(void **state)
 }
 #endif
 
+/* Trim frees every block; the arena works on after it, and reset after a
+ * trim keeps the new first block. */
+static void test_trim_gives_blocks_back(void **state)
+{
+    (void)state;
+    xpb_arena *a = xpb_arena_new(256);
+    assert_non_null(a);
+    for (int i = 0; i < 20; i++) assert_non_null(xpb_arena_alloc(a, 100));
+    size_t before = xpb_arena_mallocs(a);
+    xpb_arena_trim(a);
+    xpb_arena_reset(a); /* nothing to keep: fine */
+    xpb_arena_trim(a);
+    char *s = xpb_arena_strndup(a, "after trim", 10);
+    assert_string_equal(s, "after trim");
+    assert_int_equal(xpb_arena_mallocs(a), before + 1);
+    xpb_arena_reset(a);
+    assert_non_null(xpb_arena_alloc(a, 100)); /* the kept block: no malloc */
+    assert_int_equal(xpb_arena_mallocs(a), before + 1);
+    xpb_arena_free(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_alloc_aligned_and_grows),
         cmocka_unit_test(test_reset_reuses_first_block),
+        cmocka_unit_test(test_trim_gives_blocks_back),
         cmocka_unit_test(test_strndup_and_calloc),
         cmocka_unit_test(test_strings_are_packed),
 #if defined(__SANITIZE_ADDRESS__)

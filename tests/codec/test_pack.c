@@ -110,7 +110,11 @@ static bool check_same(const char *what, const ProtobufCMessage *m, enum path pa
     /* The public plan API (the bus packs events with it), one plan reused. */
     static xpb_pack_plan *pub;
     if (pub == NULL) assert_non_null(pub = xpb_pack_plan_new());
+    xpb_pack_plan_watch(pub, m); /* the top message itself is watched too */
     if (xpb_pack_plan_measure(pub, m) != want_n) fail_msg("%s: plan measure differs", what);
+    if (ours && xpb_pack_plan_watched(pub) != want_n) fail_msg("%s: watched size differs", what);
+    if (!ours && xpb_pack_plan_watched(pub) != SIZE_MAX) fail_msg("%s: watched by protobuf-c", what);
+    xpb_pack_plan_watch(pub, NULL);
     uint8_t *got = malloc(want_n ? want_n : 1);
     assert_non_null(got);
     if (xpb_pack_plan_write(pub, m, got) != want_n || memcmp(got, want, want_n) != 0)

@@ -173,6 +173,32 @@ static void test_stream_header(void **state)
     done(&c);
 }
 
+/* Trim between stanzas gives the arena back and changes nothing that is
+ * parsed; inside a stanza split over feeds it is a no-op, so the half-built
+ * tree survives. */
+static void test_trim_between_stanzas(void **state)
+{
+    (void)state;
+    col c;
+    xpb_reader *r = mk(&c, XPB_READER_STREAM, NULL);
+    assert_int_equal(feed_str(r, HDR), 0);
+    xpb_reader_trim(r);
+    assert_int_equal(feed_str(r, "<message to='a@b'><body>one</body></message>"), 0);
+    xpb_reader_trim(r);
+    assert_int_equal(feed_str(r, "<message to='a@b'><body>tw"), 0);
+    xpb_reader_trim(r); /* inside a stanza: kept */
+    assert_int_equal(feed_str(r, "o</body><x xmlns='urn:x' k='v'/></message>"), 0);
+    xpb_reader_trim(r);
+    xpb_reader_trim(r);
+    assert_int_equal(feed_str(r, "<presence/>"), 0);
+    assert_int_equal(c.n_stanzas, 3);
+    assert_string_equal(c.log, "OPEN<{S}stream to='example.com' version='1.0'></>\n"
+                               "<{C}message to='a@b'><{C}body>[one]</></>\n"
+                               "<{C}message to='a@b'><{C}body>[two]</><{urn:x}x k='v'></></>\n"
+                               "<{C}presence></>\n");
+    done(&c);
+}
+
 static void test_stanza_trees(void **state)
 {
     (void)state;
@@ -1035,6 +1061,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_stream_header),
+        cmocka_unit_test(test_trim_between_stanzas),
         cmocka_unit_test(test_stanza_trees),
         cmocka_unit_test(test_tree_helpers),
         cmocka_unit_test(test_refusals),

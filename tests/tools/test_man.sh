@@ -3,9 +3,9 @@
 # of each xpbctl command's) is in its man page and the other way round; every
 # command `xpbctl --help` lists has a section in xpbctl(1); every setting of
 # docs/configuration.md is in xpbridge.conf(5).
-#   test_man.sh MAN_DIR XPBRIDGE XPBCTL XPB_BENCH XPB_GEN CONFIGURATION_MD
+#   test_man.sh MAN_DIR XPBRIDGE XPBCTL XPB_BENCH XPB_GEN CONFIGURATION_MD XPB_ARCHIVE
 set -euo pipefail
-man_dir=$1 xpbridge=$2 xpbctl=$3 bench=$4 gen=$5 conf_md=$6
+man_dir=$1 xpbridge=$2 xpbctl=$3 bench=$4 gen=$5 conf_md=$6 archive=$7
 fail=0
 page() { MANWIDTH=200 man -l "$man_dir/$1" 2>/dev/null | col -b; }
 options() { grep -oE -- '--[a-z][a-z0-9-]*' | sort -u; }
@@ -23,15 +23,18 @@ for p in "xpbridge.8 $xpbridge" "xpb-bench.1 $bench" "xpb-gen.1 $gen"; do
     compare "$1" "$("$2" --help | options)" "$(page "$1" | options)"
 done
 
-# xpbctl: the main page plus one section per command.
-commands=$("$xpbctl" --help | awk '/^COMMANDS/ {on = 1; next} /^[A-Z]/ {on = 0} on && NF {print $1}')
-[ -n "$commands" ] || { echo "xpbctl --help lists no commands"; fail=1; }
-help_opts=$({ "$xpbctl" --help; for c in $commands; do "$xpbctl" "$c" --help; done; } | options)
-compare xpbctl.1 "$help_opts" "$(page xpbctl.1 | options)"
-ctl_page=$(page xpbctl.1)
-for c in $commands; do
-    grep -q "^COMMAND $(tr a-z A-Z <<<"$c")\$" <<<"$ctl_page" ||
-        { echo "xpbctl.1: no section for the command $c (cmake/man.cmake XPBCTL_COMMANDS)"; fail=1; }
+# xpbctl and xpb-archive: the main page plus one section per command.
+for p in "xpbctl $xpbctl XPBCTL_COMMANDS" "xpb-archive $archive XPB_ARCHIVE_COMMANDS"; do
+    set -- $p
+    commands=$("$2" --help | awk '/^COMMANDS/ {on = 1; next} /^[A-Z]/ {on = 0} on && NF {print $1}')
+    [ -n "$commands" ] || { echo "$1 --help lists no commands"; fail=1; }
+    help_opts=$({ "$2" --help; for c in $commands; do "$2" "$c" --help; done; } | options)
+    compare "$1.1" "$help_opts" "$(page "$1.1" | options)"
+    cmd_page=$(page "$1.1")
+    for c in $commands; do
+        grep -q "^COMMAND $(tr a-z A-Z <<<"$c")\$" <<<"$cmd_page" ||
+            { echo "$1.1: no section for the command $c (cmake/man.cmake $3)"; fail=1; }
+    done
 done
 
 # xpbridge.conf(5): the first column of every settings table.

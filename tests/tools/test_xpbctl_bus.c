@@ -91,8 +91,8 @@ static int teardown(void **state)
     char path[128];
     nng_close(f->rep);
     nng_close(f->pub);
-    const char *files[] = {"requests",          "events",  "out", "err", "pass",
-                           "xpbridge/requests", "xpbridge"};
+    const char *files[] = {"requests",          "events",   "out",  "err", "pass",
+                           "xpbridge/requests", "xpbridge", "batch"};
     for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
         snprintf(path, sizeof(path), "%s/%s", f->dir, files[i]);
         remove(path);
@@ -272,6 +272,55 @@ static void test_send_xml_with_request_id(void **state)
     assert_int_equal(r.status, 0);
     assert_string_equal(r.out, "gen-1\n");
     xpb__v1__request__free_unpacked(req, NULL);
+    run_free(&r);
+}
+
+/* --batch FILE: one send_batch with a stanza per non-blank line, one output
+ * line per outcome in order; a refused one makes the exit status 1. */
+static void test_send_batch_file(void **state)
+{
+    fake *f = *state;
+    run r;
+    char path[160];
+    snprintf(path, sizeof(path), "%s/batch", f->dir);
+    FILE *fp = fopen(path, "w");
+    assert_non_null(fp);
+    fputs("<message to='b@x' type='chat'><body>one</body></message>\n\n"
+          "<message to='c@x'><body>two</body></message>\r\n"
+          "<presence to='d@x'/>\n",
+          fp);
+    fclose(fp);
+    Xpb__V1__SendOutcome o0 = XPB__V1__SEND_OUTCOME__INIT, o1 = XPB__V1__SEND_OUTCOME__INIT,
+                         o2 = XPB__V1__SEND_OUTCOME__INIT;
+    o0.stanza_id = "s0";
+    o1.has_code = 1;
+    o1.code = XPB__V1__ERROR_CODE__ERR_QUEUE_FULL;
+    o1.error_text = "queue full (queue_max 1000)";
+    o2.stanza_id = "s2";
+    o2.has_queued = o2.queued = 1;
+    Xpb__V1__SendOutcome *outs[] = {&o0, &o1, &o2};
+    Xpb__V1__SendBatchResult br = XPB__V1__SEND_BATCH_RESULT__INIT;
+    br.n_result = 3;
+    br.result = outs;
+    Xpb__V1__Response resp = XPB__V1__RESPONSE__INIT;
+    resp.result_case = XPB__V1__RESPONSE__RESULT_SENT_BATCH;
+    resp.sent_batch = &br;
+    const char *args[] = {"send", "--account", "a@x", "--batch", path, NULL};
+    Xpb__V1__Request *req = call_ctl(f, &r, args, &resp);
+    assert_int_equal(req->op_case, XPB__V1__REQUEST__OP_SEND_BATCH);
+    assert_int_equal(req->send_batch->n_send, 3);
+    assert_string_equal(req->send_batch->send[0]->stanza->body[0]->text, "one");
+    assert_string_equal(req->send_batch->send[1]->stanza->to, "c@x");
+    assert_int_equal(req->send_batch->send[2]->stanza->kind, XPB__V1__KIND__KIND_PRESENCE);
+    assert_int_equal(r.status, 1);
+    assert_string_equal(r.out, "s0\nerror ERR_QUEUE_FULL: queue full (queue_max 1000)\ns2 queued\n");
+    xpb__v1__request__free_unpacked(req, NULL);
+    run_free(&r);
+    /* --batch with a message's own options is a usage error, no request */
+    const char *bad[] = {"send", "--account", "a@x", "--batch", path, "--to", "b@x", NULL};
+    spawn_ctl(f, &r, bad, true, NULL);
+    finish_ctl(&r);
+    assert_int_equal(r.status, 2);
     run_free(&r);
 }
 
@@ -1087,7 +1136,7 @@ static const struct {
     const char *opts[12];
 } command_opts[] = {
     {"convert", {"--from", "--to", "--max-stanza-bytes", "FILE", NULL}},
-    {"send", {"--account", "--to", "--type", "--thread", "--id", "--xml", "BODY...", NULL}},
+    {"send", {"--account", "--to", "--type", "--thread", "--id", "--xml", "--batch", "BODY...", NULL}},
     {"tail", {"--account", "--kind", "--count", "--sizes", NULL}},
     {"iq",
      {"--account", "--to", "--ping", "--disco-info", "--disco-items", "--node", "--version",
@@ -1274,6 +1323,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_send_message, setup, teardown),
         cmocka_unit_test_setup_teardown(test_send_xml_with_request_id, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_send_batch_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_error_reply, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_reply_times_out, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unreachable, setup, teardown),

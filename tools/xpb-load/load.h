@@ -120,8 +120,10 @@ typedef struct lreq_result {
  * NNG contexts. 0 or -1 (printed). */
 /* One `status` request: BridgeStatus.sessions_online. 0 or -1. */
 int lreq_status(const char *requests_url, uint64_t *online);
+/* batch 0: one `send` per request; else `send_batch` requests of up to
+ * batch stanzas each (the counts in r are per stanza). */
 int lreq_run(const char *requests_url, const char *account, uint64_t n, unsigned in_flight,
-             lreq_result *r);
+             unsigned batch, lreq_result *r);
 
 /* ---- the libstrophe peer (peer.c) ---------------------------------------- */
 /* Inbound: logs in as user, asks the server to flood n, counts messages;
@@ -156,6 +158,8 @@ typedef enum load_fig {
     F_OUT63,
     F_OUT63_REFUSED,
     F_OUT_DELIVERED,
+    F_OUT_BATCH,
+    F_OUT_BATCH_REFUSED,
     F_LAT_P50,
     F_LAT_P99,
     F_LAT_RATE,

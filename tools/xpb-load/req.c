@@ -16,6 +16,7 @@
 #include "xpb_bus_wire.h"
 
 #define REQ_TIMEOUT_MS 60000
+#define REQ_FULL_BACKOFF_MS 1 /* a context waits this long after an ERR_QUEUE_FULL */
 #define REQ_MAX_IN_FLIGHT 1024u
 #define STATUS_TIMEOUT_MS 5000
 
@@ -24,12 +25,14 @@ typedef struct lctx {
     lreq *r;
     nng_ctx ctx;
     nng_aio *aio;
-    int receiving;
+    int receiving, sleeping;
+    uint64_t cnt; /* stanzas in the request in flight */
 } lctx;
 
 struct lreq {
     const char *account;
-    uint64_t n, issued, answered;
+    uint64_t n, issued, answered; /* stanzas */
+    unsigned batch;               /* 0: send; else send_batch of up to this many */
     lreq_result *res;
     pthread_mutex_t mu;
     pthread_cond_t done;
@@ -40,30 +43,60 @@ struct lreq {
  * id from its cache without acting (docs/bus.md). */
 static atomic_ullong next_id;
 
-static nng_msg *build(lreq *r, uint64_t i)
+#define BATCH_MAX 4096u
+
+/* One message i: "load message i" to peer@LOAD_DOMAIN. */
+typedef struct one_msg {
+    char body[64];
+    Xpb__V1__Text t, *tp;
+    Xpb__V1__Stanza st;
+    Xpb__V1__SendStanza s;
+} one_msg;
+
+static void fill(one_msg *o, uint64_t i)
 {
-    char rid[64], body[64], to[] = "peer@" LOAD_DOMAIN;
+    static char to[] = "peer@" LOAD_DOMAIN;
+    snprintf(o->body, sizeof(o->body), "load message %llu", (unsigned long long)i);
+    o->t = (Xpb__V1__Text)XPB__V1__TEXT__INIT;
+    o->t.text = o->body;
+    o->tp = &o->t;
+    o->st = (Xpb__V1__Stanza)XPB__V1__STANZA__INIT;
+    o->st.has_kind = o->st.has_type = 1;
+    o->st.kind = XPB__V1__KIND__KIND_MESSAGE;
+    o->st.type = XPB__V1__STANZA_TYPE__TYPE_CHAT;
+    o->st.to = to;
+    o->st.n_body = 1;
+    o->st.body = &o->tp;
+    o->s = (Xpb__V1__SendStanza)XPB__V1__SEND_STANZA__INIT;
+    o->s.stanza = &o->st;
+}
+
+/* A request for stanzas i .. i + cnt - 1: a send, or a send_batch. */
+static nng_msg *build(lreq *r, uint64_t i, uint64_t cnt)
+{
+    static one_msg msgs[BATCH_MAX];          /* under r->mu */
+    static Xpb__V1__SendStanza *ptrs[BATCH_MAX];
+    char rid[64];
     snprintf(rid, sizeof(rid), "ld-%d-%llu", (int)getpid(), (unsigned long long)next_id++);
-    snprintf(body, sizeof(body), "load message %llu", (unsigned long long)i);
-    Xpb__V1__Text t = XPB__V1__TEXT__INIT;
-    Xpb__V1__Text *tp = &t;
-    t.text = body;
-    Xpb__V1__Stanza st = XPB__V1__STANZA__INIT;
-    st.has_kind = st.has_type = 1;
-    st.kind = XPB__V1__KIND__KIND_MESSAGE;
-    st.type = XPB__V1__STANZA_TYPE__TYPE_CHAT;
-    st.to = to;
-    st.n_body = 1;
-    st.body = &tp;
-    Xpb__V1__SendStanza s = XPB__V1__SEND_STANZA__INIT;
-    s.stanza = &st;
+    for (uint64_t k = 0; k < cnt; k++) {
+        fill(&msgs[k], i + k);
+        ptrs[k] = &msgs[k].s;
+    }
+    Xpb__V1__SendBatch sb = XPB__V1__SEND_BATCH__INIT;
+    sb.n_send = cnt;
+    sb.send = ptrs;
     Xpb__V1__Request q = XPB__V1__REQUEST__INIT;
     q.has_api_version = 1;
     q.api_version = XPB_BUS_API_VERSION;
     q.request_id = rid;
     q.account = (char *)r->account;
-    q.op_case = XPB__V1__REQUEST__OP_SEND;
-    q.send = &s;
+    if (r->batch == 0) {
+        q.op_case = XPB__V1__REQUEST__OP_SEND;
+        q.send = &msgs[0].s;
+    } else {
+        q.op_case = XPB__V1__REQUEST__OP_SEND_BATCH;
+        q.send_batch = &sb;
+    }
     nng_msg *m = NULL;
     size_t len = xpb__v1__request__get_packed_size(&q);
     if (nng_msg_alloc(&m, len)) return NULL;
@@ -71,29 +104,49 @@ static nng_msg *build(lreq *r, uint64_t i)
     return m;
 }
 
-static void count_reply(lreq *r, nng_msg *m)
+static void count_code(lreq *r, int code, uint64_t n)
 {
+    if (code == XPB__V1__ERROR_CODE__OK)
+        r->res->ok += n;
+    else if (code == XPB__V1__ERROR_CODE__ERR_QUEUE_FULL)
+        r->res->queue_full += n;
+    else
+        r->res->other_err += n;
+}
+
+/* cnt: the stanzas of the request; a batch's outcomes count one by one.
+ * Returns how many were refused with ERR_QUEUE_FULL. */
+static uint64_t count_reply(lreq *r, nng_msg *m, uint64_t cnt)
+{
+    uint64_t full0 = r->res->queue_full;
     Xpb__V1__Response *resp = xpb__v1__response__unpack(NULL, nng_msg_len(m), nng_msg_body(m));
     int code = !resp ? -1 : resp->has_code ? (int)resp->code : 0;
-    if (code == XPB__V1__ERROR_CODE__OK)
-        r->res->ok++;
-    else if (code == XPB__V1__ERROR_CODE__ERR_QUEUE_FULL)
-        r->res->queue_full++;
-    else
-        r->res->other_err++;
+    if (code == 0 && resp->result_case == XPB__V1__RESPONSE__RESULT_SENT_BATCH &&
+        resp->sent_batch->n_result == cnt) {
+        for (size_t k = 0; k < resp->sent_batch->n_result; k++) {
+            const Xpb__V1__SendOutcome *o = resp->sent_batch->result[k];
+            count_code(r, o->has_code ? (int)o->code : 0, 1);
+        }
+    } else {
+        count_code(r, r->batch && code == 0 ? -1 : code, cnt);
+    }
     if (resp) xpb__v1__response__free_unpacked(resp, NULL);
+    return r->res->queue_full - full0;
 }
 
 /* Called with r->mu held: the next request, or nothing left to send. */
 static void next(lctx *c)
 {
     lreq *r = c->r;
-    nng_msg *m = r->issued < r->n && !r->failed ? build(r, r->issued) : NULL;
+    uint64_t cnt = r->batch ? r->batch : 1;
+    if (cnt > r->n - r->issued) cnt = r->n - r->issued;
+    nng_msg *m = r->issued < r->n && !r->failed ? build(r, r->issued, cnt) : NULL;
     if (!m) {
         if (r->answered >= r->n || r->failed) pthread_cond_broadcast(&r->done);
         return;
     }
-    r->issued++;
+    r->issued += cnt;
+    c->cnt = cnt;
     c->receiving = 0;
     nng_aio_set_msg(c->aio, m);
     nng_ctx_send(c->ctx, c->aio);
@@ -110,15 +163,23 @@ static void on_aio(void *arg)
         fprintf(stderr, "xpb-load: send request: %s\n", nng_strerror(rv));
         r->failed = 1;
         pthread_cond_broadcast(&r->done);
+    } else if (c->sleeping) {
+        c->sleeping = 0;
+        next(c);
     } else if (!c->receiving) {
         c->receiving = 1;
         nng_ctx_recv(c->ctx, c->aio);
     } else {
         nng_msg *m = nng_aio_get_msg(c->aio);
-        count_reply(r, m);
+        uint64_t full = count_reply(r, m, c->cnt);
         nng_msg_free(m);
-        r->answered++;
-        next(c);
+        r->answered += c->cnt;
+        if (full && r->issued < r->n) { /* back off like a client would: the queue is full */
+            c->sleeping = 1;
+            nng_sleep_aio(REQ_FULL_BACKOFF_MS, c->aio);
+        } else {
+            next(c);
+        }
     }
     pthread_mutex_unlock(&r->mu);
 }
@@ -143,11 +204,12 @@ static void drive(lreq *r, lctx *cs, unsigned k)
     pthread_mutex_unlock(&r->mu);
 }
 
-int lreq_run(const char *url, const char *account, uint64_t n, unsigned in_flight, lreq_result *res)
+int lreq_run(const char *url, const char *account, uint64_t n, unsigned in_flight,
+             unsigned batch, lreq_result *res)
 {
     memset(res, 0, sizeof(*res));
-    if (in_flight == 0 || in_flight > REQ_MAX_IN_FLIGHT) return -1;
-    lreq r = {.account = account, .n = n, .res = res};
+    if (in_flight == 0 || in_flight > REQ_MAX_IN_FLIGHT || batch > BATCH_MAX) return -1;
+    lreq r = {.account = account, .n = n, .res = res, .batch = batch};
     pthread_mutex_init(&r.mu, NULL);
     pthread_cond_init(&r.done, NULL);
     lctx *cs = calloc(in_flight, sizeof(*cs));

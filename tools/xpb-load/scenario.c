@@ -144,13 +144,14 @@ static void latency(ctx *c, double rate, load_run *r)
     r->v[F_LAT_P99] = (double)lat[k * 99 / 100] / 1e3;
 }
 
-static void outbound(ctx *c, unsigned k, load_fig rate, load_fig refused, load_run *r)
+static void outbound(ctx *c, unsigned k, unsigned batch, load_fig rate, load_fig refused,
+                     load_run *r)
 {
     lreq_result q;
     char account[64];
     snprintf(account, sizeof(account), BUSY "@" LOAD_DOMAIN);
     uint64_t base = lsrv_received(c->srv, BUSY), t0 = load_now_ns(), t1;
-    if (lreq_run(c->b.requests, account, c->o->sends, k, &q)) {
+    if (lreq_run(c->b.requests, account, c->o->sends, k, batch, &q)) {
         c->failed = 1;
         return;
     }
@@ -177,8 +178,9 @@ static void single_account(ctx *c, unsigned run, load_run *r)
     double rate = c->o->latency_rate > 0 ? c->o->latency_rate : r->v[F_IN1] / 2;
     latency(c, rate, r);
     uint64_t d0 = lsub_deliveries(c->sub);
-    outbound(c, 16, F_OUT16, F_OUT16_REFUSED, r);
-    outbound(c, 63, F_OUT63, F_OUT63_REFUSED, r);
+    outbound(c, 16, 0, F_OUT16, F_OUT16_REFUSED, r);
+    outbound(c, 63, 0, F_OUT63, F_OUT63_REFUSED, r);
+    outbound(c, 4, 64, F_OUT_BATCH, F_OUT_BATCH_REFUSED, r);
     usleep(200000); /* the last acks' delivery events */
     r->v[F_OUT_DELIVERED] = (double)(lsub_deliveries(c->sub) - d0);
 }
@@ -190,7 +192,7 @@ static void many_accounts(ctx *c, unsigned run, load_run *r)
         c->failed = 1;
         return;
     }
-    usleep(500000); /* let the bring-up's garbage settle before reading RSS */
+    usleep(1000000); /* idle: the bridge gives the bring-up's garbage back after 250 ms */
     r->v[F_RSSM] = (double)lbridge_rss_kib(&c->b);
     if (r->v[F_RSS1] > 0 && r->v[F_RSSM] > 0 && c->o->idle)
         r->v[F_MEM] = (r->v[F_RSSM] - r->v[F_RSS1]) / c->o->idle;

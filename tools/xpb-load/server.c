@@ -188,7 +188,12 @@ static void *srv_main(void *arg)
     lsrv *s = arg;
     struct epoll_event evs[SRV_EPOLL_BATCH];
     while (!s->stop) {
-        int n = epoll_wait(s->ep, evs, SRV_EPOLL_BATCH, s->n_work ? 1 : 100);
+        /* A trickle wakes every SRV_TRICKLE_TICK_NS, so its messages leave
+         * nearly one by one, as a person's would: a 1 ms tick sent them in
+         * bursts, and the latency figure then measured the burst's queue. */
+        struct timespec tick = {0, s->n_work ? (lsrv_trickling(s) ? SRV_TRICKLE_TICK_NS : 1000000)
+                                             : 100000000};
+        int n = epoll_pwait2(s->ep, evs, SRV_EPOLL_BATCH, &tick, NULL);
         pthread_mutex_lock(&s->mu);
         for (int i = 0; i < n; i++) {
             if (evs[i].data.ptr == &s->lfd) {

@@ -58,6 +58,13 @@ void lsrv_work_fill(lsrv *s, lconn *c)
     }
 }
 
+int lsrv_trickling(const lsrv *s)
+{
+    for (size_t i = 0; i < s->n_work; i++)
+        if (s->work[i]->rate > 0) return 1;
+    return 0;
+}
+
 void lsrv_work_drop(lsrv *s, lconn *c)
 {
     c->working = 0;

@@ -134,13 +134,13 @@ int ctl_init(ctl *c, const char *cmd, const xpbctl_globals *g)
     c->durable = g->durable;
     if (url_or_default(c->requests, sizeof(c->requests), g->requests, "requests") ||
         url_or_default(c->events, sizeof(c->events), g->events, "events")) {
-        fprintf(stderr, "xpbctl %s: $XDG_RUNTIME_DIR is too long for a socket path\n", cmd);
+        fprintf(stderr, "%s %s: $XDG_RUNTIME_DIR is too long for a socket path\n", xpbctl_prog, cmd);
         return XPBCTL_EXIT_USAGE;
     }
     if (g->request_id) {
         snprintf(c->request_id, sizeof(c->request_id), "%s", g->request_id);
     } else if (random_request_id(c->request_id, sizeof(c->request_id))) {
-        fprintf(stderr, "xpbctl %s: cannot read /dev/urandom for a request id\n", cmd);
+        fprintf(stderr, "%s %s: cannot read /dev/urandom for a request id\n", xpbctl_prog, cmd);
         return XPBCTL_EXIT_FAIL;
     }
     return 0;
@@ -151,7 +151,7 @@ static int open_req(ctl *c, nng_socket *s)
 {
     int rv = nng_req0_open(s);
     if (rv) {
-        fprintf(stderr, "xpbctl: %s: cannot open a REQ socket: %s\n", c->cmd, nng_strerror(rv));
+        fprintf(stderr, "%s: %s: cannot open a REQ socket: %s\n", xpbctl_prog, c->cmd, nng_strerror(rv));
         return XPBCTL_EXIT_FAIL;
     }
     /* NNG's REQ resends after NNG_OPT_REQ_RESENDTIME; we retry ourselves, with
@@ -164,7 +164,7 @@ static int open_req(ctl *c, nng_socket *s)
     if (!rv) rv = nng_socket_set_size(*s, NNG_OPT_RECVMAXSZ, CTL_MAX_REPLY_BYTES);
     if (!rv) rv = nng_dial(*s, c->requests, NULL, 0);
     if (rv) {
-        fprintf(stderr, "xpbctl: %s: cannot connect to %s: %s — is xpbridge running?\n", c->cmd,
+        fprintf(stderr, "%s: %s: cannot connect to %s: %s — is xpbridge running?\n", xpbctl_prog, c->cmd,
                 c->requests, nng_strerror(rv));
         nng_close(*s);
         return rv == NNG_EADDRINVAL || rv == NNG_ENOTSUP ? XPBCTL_EXIT_USAGE : XPBCTL_EXIT_NOREPLY;
@@ -177,12 +177,12 @@ static int decode_reply(ctl *c, const uint8_t *data, size_t len, Xpb__V1__Respon
     if (xpb_pb_check_depth(&xpb__v1__response__descriptor, data, len,
                            XPB_RECORD_DEFAULT_MAX_DEPTH + 1) ||
         !(*out = xpb__v1__response__unpack(NULL, len, data))) {
-        fprintf(stderr, "xpbctl: %s: undecodable reply (%zu bytes) from %s\n", c->cmd, len,
-                c->nats ? c->nats : c->requests);
+        fprintf(stderr, "%s: %s: undecodable reply (%zu bytes) from %s\n", xpbctl_prog, c->cmd,
+                len, c->nats ? c->nats : c->requests);
         return XPBCTL_EXIT_FAIL;
     }
     if ((*out)->request_id && strcmp((*out)->request_id, c->request_id) != 0) {
-        fprintf(stderr, "xpbctl: %s: reply is for request %s, not %s\n", c->cmd, (*out)->request_id,
+        fprintf(stderr, "%s: %s: reply is for request %s, not %s\n", xpbctl_prog, c->cmd, (*out)->request_id,
                 c->request_id);
         xpb__v1__response__free_unpacked(*out, NULL);
         *out = NULL;
@@ -197,12 +197,12 @@ static int exchange(ctl *c, nng_socket s, const uint8_t *buf, size_t len, Xpb__V
     int rv = nng_send(s, (void *)buf, len, 0);
     if (!rv) rv = nng_recvmsg(s, &m, 0);
     if (rv == NNG_ETIMEDOUT) {
-        fprintf(stderr, "xpbctl: %s: no reply from %s within %ld ms — is xpbridge running?\n",
+        fprintf(stderr, "%s: %s: no reply from %s within %ld ms — is xpbridge running?\n", xpbctl_prog,
                 c->cmd, c->requests, c->timeout_ms);
         return XPBCTL_EXIT_NOREPLY;
     }
     if (rv) {
-        fprintf(stderr, "xpbctl: %s: %s: %s\n", c->cmd, c->requests, nng_strerror(rv));
+        fprintf(stderr, "%s: %s: %s: %s\n", xpbctl_prog, c->cmd, c->requests, nng_strerror(rv));
         return XPBCTL_EXIT_NOREPLY;
     }
     int rc = decode_reply(c, nng_msg_body(m), nng_msg_len(m), out);
@@ -248,7 +248,7 @@ static int check_reply(ctl *c, const Xpb__V1__Response *resp)
     if (!resp->has_code || resp->code == XPB__V1__ERROR_CODE__OK) return 0;
     const ProtobufCEnumValue *ev =
         protobuf_c_enum_descriptor_get_value(&xpb__v1__error_code__descriptor, (int)resp->code);
-    fprintf(stderr, "xpbctl: %s: %s: %s\n", c->cmd, ev ? ev->name : "ERR_UNKNOWN",
+    fprintf(stderr, "%s: %s: %s: %s\n", xpbctl_prog, c->cmd, ev ? ev->name : "ERR_UNKNOWN",
             resp->error_text && resp->error_text[0] ? resp->error_text : "(no error text)");
     if (c->json) ctl_print_json(&resp->base);
     return XPBCTL_EXIT_FAIL;
@@ -275,7 +275,7 @@ int ctl_print_ok(ctl *c, const Xpb__V1__Response *resp)
 
 int ctl_missing_result(ctl *c)
 {
-    fprintf(stderr, "xpbctl: %s: the reply is OK but carries no result\n", c->cmd);
+    fprintf(stderr, "%s: %s: the reply is OK but carries no result\n", xpbctl_prog, c->cmd);
     return XPBCTL_EXIT_FAIL;
 }
 
@@ -352,7 +352,7 @@ int ctl_sub_open(ctl *c, const char *const *prefixes, size_t n, ctl_sub **out)
     }
     int rv = nng_sub0_open(&sub->s);
     if (rv) {
-        fprintf(stderr, "xpbctl: %s: cannot open a SUB socket: %s\n", c->cmd, nng_strerror(rv));
+        fprintf(stderr, "%s: %s: cannot open a SUB socket: %s\n", xpbctl_prog, c->cmd, nng_strerror(rv));
         free(sub);
         return XPBCTL_EXIT_FAIL;
     }
@@ -363,7 +363,7 @@ int ctl_sub_open(ctl *c, const char *const *prefixes, size_t n, ctl_sub **out)
     /* Non-blocking dial: NNG keeps redialing, so tail may start first. */
     if (!rv) rv = nng_dial(sub->s, c->events, NULL, NNG_FLAG_NONBLOCK);
     if (rv) {
-        fprintf(stderr, "xpbctl: %s: %s: %s\n", c->cmd, c->events, nng_strerror(rv));
+        fprintf(stderr, "%s: %s: %s: %s\n", xpbctl_prog, c->cmd, c->events, nng_strerror(rv));
         ctl_sub_close(sub);
         return rv == NNG_EADDRINVAL || rv == NNG_ENOTSUP ? XPBCTL_EXIT_USAGE : XPBCTL_EXIT_FAIL;
     }
@@ -379,7 +379,7 @@ int ctl_sub_next(ctl_sub *s, const uint8_t **data, size_t *len)
     int rv = nng_recvmsg(s->s, &s->msg, 0);
     if (rv == NNG_ETIMEDOUT) return CTL_SUB_TIMEOUT;
     if (rv) {
-        fprintf(stderr, "xpbctl: %s: %s: %s\n", s->c->cmd, s->c->events, nng_strerror(rv));
+        fprintf(stderr, "%s: %s: %s: %s\n", xpbctl_prog, s->c->cmd, s->c->events, nng_strerror(rv));
         return XPBCTL_EXIT_FAIL;
     }
     *data = nng_msg_body(s->msg);

@@ -1,7 +1,9 @@
 /* `xpbctl send`: a message built from words, or any stanza given as XML,
  * sent through a bridged account (request "send" of bus.proto). */
+#define _GNU_SOURCE /* getline */
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "bus_client.h"
@@ -10,9 +12,10 @@
 #include "xpb_xml.h"
 
 #define SEND_MAX_WORDS 256 /* positional words of a message body */
+#define SEND_MAX_BATCH 4096 /* stanzas of --batch: XPB_DAEMON_MAX_SEND_BATCH */
 
 typedef struct send_args {
-    const char *account, *to, *thread, *id, *xml;
+    const char *account, *to, *thread, *id, *xml, *batch;
     xpbctl_num type;
     xpbctl_list words;
 } send_args;
@@ -58,6 +61,12 @@ static const xpbctl_opt send_opts[] = {
      .kind = XPBCTL_STR,
      .offset = XPBCTL_AT(send_args, xml),
      .help = "send this stanza instead of building a message"},
+    {.name = "--batch",
+     .arg = "FILE",
+     .kind = XPBCTL_STR,
+     .offset = XPBCTL_AT(send_args, batch),
+     .help = "send every stanza of FILE (one XML stanza per line, - for\n"
+             "standard input; at most 4096) in one send_batch request"},
     {.arg = "BODY",
      .kind = XPBCTL_WORDS,
      .max = SEND_MAX_WORDS,
@@ -106,6 +115,11 @@ static int build_message_xml(const send_args *a, xpb_buf *out)
 
 static int check_send(const xpbctl_command *cmd, const send_args *a)
 {
+    if (a->batch && (a->xml || a->to || a->type.set || a->thread || a->id || a->words.n))
+        return xpbctl_usage_error(
+            &cmd->page, "--batch cannot be combined with --xml, --to, --type, --thread, --id or BODY",
+            NULL);
+    if (a->batch) return 0;
     if (a->xml && (a->to || a->type.set || a->thread || a->id || a->words.n))
         return xpbctl_usage_error(
             &cmd->page, "--xml cannot be combined with --to, --type, --thread, --id or BODY", NULL);
@@ -145,6 +159,77 @@ static int send_stanza(ctl *c, const send_args *a, xpb_arena *arena)
     return ctl_request(c, &r, print_sent);
 }
 
+/* One line per stanza, in order: "ID[ queued]" or "error ERR_NAME: text";
+ * exit 1 when any was refused. */
+static int print_sent_batch(ctl *c, const Xpb__V1__Response *resp)
+{
+    if (resp->result_case != XPB__V1__RESPONSE__RESULT_SENT_BATCH) return ctl_missing_result(c);
+    if (c->json) return ctl_print_json(&resp->sent_batch->base);
+    int refused = 0;
+    for (size_t i = 0; i < resp->sent_batch->n_result; i++) {
+        const Xpb__V1__SendOutcome *o = resp->sent_batch->result[i];
+        if (!o->has_code || o->code == XPB__V1__ERROR_CODE__OK) {
+            ctl_put_clean(o->stanza_id ? o->stanza_id : "-", SIZE_MAX);
+            puts(o->has_queued && o->queued ? " queued" : "");
+            continue;
+        }
+        const ProtobufCEnumValue *v =
+            protobuf_c_enum_descriptor_get_value(&xpb__v1__error_code__descriptor, (int)o->code);
+        printf("error %s: ", v ? v->name : "?");
+        ctl_put_clean(o->error_text ? o->error_text : "", SIZE_MAX);
+        putchar('\n');
+        refused = 1;
+    }
+    return refused ? XPBCTL_EXIT_FAIL : 0;
+}
+
+/* --batch: every non-blank line of the file is one stanza (checked here like
+ * --xml), all sent in one send_batch request. */
+static int send_batch(ctl *c, const send_args *a, xpb_arena *arena)
+{
+    FILE *f = strcmp(a->batch, "-") == 0 ? stdin : fopen(a->batch, "r");
+    if (!f) {
+        fprintf(stderr, "xpbctl: send: --batch %s: cannot be read\n", a->batch);
+        return XPBCTL_EXIT_FAIL;
+    }
+    static Xpb__V1__SendStanza items[SEND_MAX_BATCH];
+    static Xpb__V1__SendStanza *ptrs[SEND_MAX_BATCH];
+    char *line = NULL;
+    size_t cap = 0, n = 0;
+    ssize_t len;
+    int rc = 0;
+    while (!rc && (len = getline(&line, &cap, f)) >= 0) {
+        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) len--;
+        if (strspn(line, " \t") >= (size_t)len) continue; /* blank */
+        if (n == SEND_MAX_BATCH) {
+            fprintf(stderr, "xpbctl: send: --batch %s holds more than %d stanzas\n", a->batch,
+                    SEND_MAX_BATCH);
+            rc = XPBCTL_EXIT_FAIL;
+            break;
+        }
+        xpb_stanza *st = NULL;
+        rc = ctl_stanza_from_text(c->cmd, arena, line, (size_t)len, &st);
+        items[n] = (Xpb__V1__SendStanza)XPB__V1__SEND_STANZA__INIT;
+        items[n].stanza = st;
+        ptrs[n] = &items[n];
+        n++;
+    }
+    free(line);
+    if (f != stdin) fclose(f);
+    if (!rc && n == 0) {
+        fprintf(stderr, "xpbctl: send: --batch %s holds no stanza\n", a->batch);
+        rc = XPBCTL_EXIT_FAIL;
+    }
+    if (rc) return rc;
+    Xpb__V1__SendBatch sb = XPB__V1__SEND_BATCH__INIT;
+    sb.n_send = n;
+    sb.send = ptrs;
+    Xpb__V1__Request r = XPB__V1__REQUEST__INIT;
+    r.op_case = XPB__V1__REQUEST__OP_SEND_BATCH;
+    r.send_batch = &sb;
+    return ctl_request(c, &r, print_sent_batch);
+}
+
 static int run_send(const xpbctl_command *cmd, const xpbctl_globals *g, void *args)
 {
     const send_args *a = args;
@@ -154,7 +239,7 @@ static int run_send(const xpbctl_command *cmd, const xpbctl_globals *g, void *ar
     if (rc) return rc;
     c.account = a->account;
     xpb_arena *arena = xpb_arena_new(0);
-    rc = arena ? send_stanza(&c, a, arena) : XPBCTL_EXIT_FAIL;
+    rc = !arena ? XPBCTL_EXIT_FAIL : a->batch ? send_batch(&c, a, arena) : send_stanza(&c, a, arena);
     xpb_arena_free(arena);
     return rc;
 }
@@ -165,11 +250,12 @@ const xpbctl_command xpbctl_cmd_send = {
             .name = "send",
             .summary = "send a message, or any stanza, through a bridged account",
             .usage = "xpbctl send --account JID (--to JID [--type T] [--thread T] [--id ID] "
-                     "BODY... | --xml STANZA)",
+                     "BODY... | --xml STANZA | --batch FILE)",
             .synopsis =
                 "    xpbctl send --account JID --to JID [--type chat|normal|groupchat|headline]\n"
                 "                [--thread T] [--id ID] [OPTIONS] [--] BODY...\n"
-                "    xpbctl send --account JID --xml STANZA [OPTIONS]\n",
+                "    xpbctl send --account JID --xml STANZA [OPTIONS]\n"
+                "    xpbctl send --account JID --batch FILE [OPTIONS]\n",
             .description =
                 "    Asks the bridge to send a stanza from the account's session (request\n"
                 "    \"send\" of proto/xpb/v1/bus.proto). The first form builds a <message/>\n"
@@ -182,15 +268,24 @@ const xpbctl_command xpbctl_cmd_send = {
                 "    Prints the id the stanza was sent with, followed by \"queued\" when the\n"
                 "    session is not online yet and the stanza waits in its queue. Whether the\n"
                 "    server received it is reported later as a delivery event (xpbctl tail\n"
-                "    --kind delivery).\n",
+                "    --kind delivery).\n"
+                "\n"
+                "    The third form sends many stanzas in one request (\"send_batch\"): FILE\n"
+                "    (- for standard input) holds one XML stanza per line, blank lines\n"
+                "    skipped, at most 4096. Each is accepted or refused on its own; one line\n"
+                "    per stanza is printed, in order: its id (and \"queued\"), or \"error\n"
+                "    ERR_NAME: text\". Delivery events name them REQUEST_ID/INDEX.\n",
             .exit_status =
-                XPBCTL_REQUEST_EXIT_STATUS "    1  also: the stanza given with --xml was refused\n",
+                XPBCTL_REQUEST_EXIT_STATUS
+                "    1  also: the stanza given with --xml was refused, or --batch: a line was\n"
+                "       not a stanza, or the bridge refused one of them\n",
             .examples =
                 "    xpbctl send --account bot@example.com --to alice@example.com Hello there\n"
                 "    xpbctl send --account bot@example.com --request-id order-42 \\\n"
                 "        --to alice@example.com 'Your order shipped'\n"
                 "    xpbctl send --account bot@example.com \\\n"
-                "        --xml \"<message to='alice@example.com'><body>hi</body></message>\"\n",
+                "        --xml \"<message to='alice@example.com'><body>hi</body></message>\"\n"
+                "    xpbctl send --account bot@example.com --batch outbox.xml\n",
         },
     .opts = send_opts,
     .args_size = sizeof(send_args),

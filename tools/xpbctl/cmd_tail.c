@@ -167,46 +167,20 @@ static int deliver(void *ud, const Xpb__V1__Event *ev)
     return t->a->count.set && ++t->printed >= (unsigned long long)t->a->count.v;
 }
 
-/* With a resume point: events already delivered are skipped, and a hole
- * before ev (by seq without filters, by the topic's prev_seq with them) is
- * replayed from the journal first. Returns non-zero to stop. */
-static int deliver_resumed(tail_run *t, const Xpb__V1__EventBatch *b, size_t i)
-{
-    const Xpb__V1__Event *ev = b->event[i];
-    if (ev->seq <= t->res->last) return 0;
-    int hole = t->n == 0 ? ev->seq > t->res->last + 1
-                         : i == 0 && b->has_prev_seq && b->prev_seq > t->res->last;
-    int stopped = 0;
-    if (hole && t->res->last) {
-        tail_replay(t->rc_ctl, t->res, t->prefixes, t->n, ev->seq, deliver, t, &stopped);
-        if (stopped) return 1;
-    }
-    t->res->last = ev->seq;
-    t->res->dirty = 1;
-    return deliver(t, ev);
-}
-
 /* One NNG message: topic, NUL, EventBatch. Returns true when --count is
  * reached. */
 static bool handle_event_msg(tail_run *t, const uint8_t *data, size_t len)
 {
-    const uint8_t *nul = memchr(data, 0, len);
-    size_t off = nul ? (size_t)(nul - data) + 1 : 0;
-    Xpb__V1__EventBatch *b = NULL;
-    /* Batch and Event wrap the Stanza: two more levels than a record. */
-    if (!nul ||
-        xpb_pb_check_depth(&xpb__v1__event_batch__descriptor, data + off, len - off,
-                           XPB_RECORD_DEFAULT_MAX_DEPTH + 2) ||
-        !(b = xpb__v1__event_batch__unpack(NULL, len - off, data + off))) {
-        fprintf(stderr, "xpbctl: tail: undecodable event message (%zu bytes)\n", len);
-        return false;
-    }
+    size_t topic_len = 0;
+    Xpb__V1__EventBatch *b = tail_batch_decode(t->c, data, len, &topic_len);
+    if (!b) return false;
     bool done = false;
     if (t->res) tail_resume_journal(t->res, b->journal_id);
-    tail_gaps_batch(t->gaps, data, off - 1, b);
+    tail_gaps_batch(t->gaps, data, topic_len, b);
     for (size_t i = 0; i < b->n_event && !done; i++) {
         tail_gaps_event(t->gaps, b->event[i]->seq);
-        done = t->res ? deliver_resumed(t, b, i) : deliver(t, b->event[i]);
+        done = t->res ? tail_resume_live(t->rc_ctl, t->res, t->prefixes, t->n, b, i, deliver, t)
+                      : deliver(t, b->event[i]);
     }
     fflush(stdout);
     if (t->res) tail_resume_save(t->res);
@@ -214,15 +188,40 @@ static bool handle_event_msg(tail_run *t, const uint8_t *data, size_t len)
     return done;
 }
 
+/* A hole is seen when a later event arrives; PUB may also drop the last
+ * events of a burst, after which nothing comes. So once the stream has been
+ * quiet for TAIL_IDLE_CHECK_MS after an event, replay what the journal has
+ * past the resume point (usually nothing: one request per quiet spell). */
+static int idle_check(tail_run *t, bool *done)
+{
+    int stopped = 0;
+    int rc = tail_replay(t->rc_ctl, t->res, t->prefixes, t->n, 0, deliver, t, &stopped);
+    fflush(stdout);
+    if (!rc) tail_resume_save(t->res);
+    *done = stopped;
+    return rc;
+}
+
 static int follow(tail_run *t, ctl_sub *sub)
 {
     bool done = false;
+    unsigned quiet_ms = 0;
+    bool checked = true; /* replay_first has just looked */
     while (!done && !tail_stop) {
         const uint8_t *data = NULL;
         size_t len = 0;
         int rc = ctl_sub_next(sub, &data, &len);
-        if (rc == CTL_SUB_TIMEOUT) continue;
+        if (rc == CTL_SUB_TIMEOUT) {
+            quiet_ms += CTL_POLL_MS;
+            if (t->res && !checked && quiet_ms >= TAIL_IDLE_CHECK_MS) {
+                checked = true;
+                if ((rc = idle_check(t, &done))) return rc;
+            }
+            continue;
+        }
         if (rc) return rc;
+        quiet_ms = 0;
+        checked = false;
         done = handle_event_msg(t, data, len);
         if (ferror(stdout)) return XPBCTL_EXIT_FAIL;
     }
@@ -319,10 +318,12 @@ const xpbctl_command xpbctl_cmd_tail = {
                 "    bridge's journal (request Replay; the bridge needs a state directory)\n"
                 "    every event after the seq in FILE, then follows live; a hole in the\n"
                 "    live stream is replayed before the event after it, and events already\n"
-                "    delivered are skipped. FILE holds \"JOURNAL_ID SEQ\" and is rewritten\n"
-                "    atomically after each batch, so a reader that restarts goes on where it\n"
-                "    stopped: every event once, in order (one may repeat if tail is killed\n"
-                "    between printing a batch and saving FILE). A new journal id means the\n"
+                "    delivered are skipped; after a second with no event, tail asks the\n"
+                "    journal once for events PUB dropped at the end of a burst. FILE holds\n"
+                "    \"JOURNAL_ID SEQ\" and is rewritten atomically after each batch, so a\n"
+                "    reader that restarts goes on where it stopped: every event once, in\n"
+                "    order (one may repeat if tail is killed between printing a batch and\n"
+                "    saving FILE). A new journal id means the\n"
                 "    state directory was replaced: tail says so and starts from its start.\n"
                 "    Events the journal no longer keeps give ERR_REPLAY_GONE naming the\n"
                 "    oldest seq kept.\n"

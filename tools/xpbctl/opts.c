@@ -16,6 +16,8 @@
 #define HELP_INDENT 4    /* options are indented like every section's text */
 #define HELP_MAX_LEFT 22 /* a longer "--name ARG" puts its help on the next line */
 
+const char *xpbctl_prog = "xpbctl";
+
 typedef struct parser {
     const xpbctl_page *page;
     const xpbctl_table *tables;
@@ -27,11 +29,11 @@ int xpbctl_usage_error(const xpbctl_page *page, const char *what, const char *ar
 {
     const char *sep = arg ? ": " : "";
     if (page->name) {
-        fprintf(stderr, "xpbctl %s: %s%s%s\n", page->name, what, sep, arg ? arg : "");
-        fprintf(stderr, "usage: %s (see xpbctl %s --help)\n", page->usage, page->name);
+        fprintf(stderr, "%s %s: %s%s%s\n", xpbctl_prog, page->name, what, sep, arg ? arg : "");
+        fprintf(stderr, "usage: %s (see %s %s --help)\n", page->usage, xpbctl_prog, page->name);
     } else {
-        fprintf(stderr, "xpbctl: %s%s%s\n", what, sep, arg ? arg : "");
-        fprintf(stderr, "usage: %s (see xpbctl --help)\n", page->usage);
+        fprintf(stderr, "%s: %s%s%s\n", xpbctl_prog, what, sep, arg ? arg : "");
+        fprintf(stderr, "usage: %s (see %s --help)\n", page->usage, xpbctl_prog);
     }
     return XPBCTL_EXIT_USAGE;
 }
@@ -371,7 +373,8 @@ static void print_tables(const xpbctl_table *tables, size_t n_tables)
     for (size_t t = 0; t < n_tables; t++) {
         printf("\n%s\n", tables[t].title);
         if (tables[t].intro) fputs(tables[t].intro, stdout);
-        if (!tables[t].opts[0].help) puts("    none of its own (see GLOBAL OPTIONS)");
+        if (!tables[t].opts[0].help && !tables[t].intro)
+            puts("    none of its own (see GLOBAL OPTIONS)");
         for (const xpbctl_opt *o = tables[t].opts; o->help; o++)
             print_opt(o, col);
         if (t + 1 == n_tables) {
@@ -385,7 +388,7 @@ static void print_tables(const xpbctl_table *tables, size_t n_tables)
 
 void xpbctl_help_print(const xpbctl_page *page, const xpbctl_table *tables, size_t n_tables)
 {
-    printf("NAME\n    xpbctl%s%s - %s\n", page->name ? " " : "", page->name ? page->name : "",
+    printf("NAME\n    %s%s%s - %s\n", xpbctl_prog, page->name ? " " : "", page->name ? page->name : "",
            page->summary);
     printf("\nSYNOPSIS\n%s", page->synopsis);
     printf("\nDESCRIPTION\n%s", page->description);

@@ -8,6 +8,10 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+/* The program named in errors, usage lines and help pages: "xpbctl", or
+ * another tool that links this parser and the bus client (xpb-archive). */
+extern const char *xpbctl_prog;
+
 typedef enum xpbctl_opt_kind {
     XPBCTL_FLAG,   /* no value: bool, set to true */
     XPBCTL_STR,    /* const char * (into argv); min..max bytes when max > 0 */

@@ -17,7 +17,7 @@ int ctl_print_json(const ProtobufCMessage *m)
     if (!rc) rc = xpb_buf_append(&b, "\n", 1);
     if (!rc) fwrite(b.data, 1, b.len, stdout);
     xpb_buf_free(&b);
-    if (rc) fprintf(stderr, "xpbctl: cannot format JSON: %s\n", xpb_strerror(rc));
+    if (rc) fprintf(stderr, "%s: cannot format JSON: %s\n", xpbctl_prog, xpb_strerror(rc));
     return rc ? XPBCTL_EXIT_FAIL : 0;
 }
 

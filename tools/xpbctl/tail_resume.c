@@ -26,7 +26,7 @@ int tail_resume_load(tail_resume *r, const char *path, uint64_t from_seq)
     FILE *f = fopen(path, "r");
     if (!f) {
         if (errno == ENOENT) return 0; /* a first run: from the journal's start */
-        fprintf(stderr, "xpbctl: tail: --resume-file %s: %s\n", path, strerror(errno));
+        fprintf(stderr, "%s: tail: --resume-file %s: %s\n", xpbctl_prog, path, strerror(errno));
         return -1;
     }
     char id[sizeof r->journal_id];
@@ -34,7 +34,7 @@ int tail_resume_load(tail_resume *r, const char *path, uint64_t from_seq)
     int n = fscanf(f, "%64s %llu", id, &seq);
     fclose(f);
     if (n != 2) {
-        fprintf(stderr, "xpbctl: tail: --resume-file %s: not \"JOURNAL_ID SEQ\"\n", path);
+        fprintf(stderr, "%s: tail: --resume-file %s: not \"JOURNAL_ID SEQ\"\n", xpbctl_prog, path);
         return -1;
     }
     memcpy(r->journal_id, id, sizeof id);
@@ -50,7 +50,7 @@ int tail_resume_save(const tail_resume *r)
     FILE *f = fopen(tmp, "w");
     if (!f || fprintf(f, "%s %" PRIu64 "\n", r->journal_id[0] ? r->journal_id : "-", r->last) < 0 ||
         fflush(f) || fsync(fileno(f)) || fclose(f) || rename(tmp, r->path)) {
-        fprintf(stderr, "xpbctl: tail: --resume-file %s: %s\n", r->path, strerror(errno));
+        fprintf(stderr, "%s: tail: --resume-file %s: %s\n", xpbctl_prog, r->path, strerror(errno));
         return -1;
     }
     return 0;
@@ -63,9 +63,9 @@ void tail_resume_journal(tail_resume *r, const char *id)
     if (!id || !id[0] || strcmp(id, r->journal_id) == 0) return;
     if (r->journal_id[0] && strcmp(r->journal_id, "-") != 0) {
         fprintf(stderr,
-                "xpbctl: tail: the bridge's journal changed (%s, was %s): its seqs start over; "
+                "%s: the bridge's journal changed (%s, was %s): its seqs start over; "
                 "replaying it from the start\n",
-                id, r->journal_id);
+                xpbctl_prog, id, r->journal_id);
         r->last = 0;
     }
     snprintf(r->journal_id, sizeof r->journal_id, "%s", id);
@@ -103,10 +103,12 @@ static int on_page(ctl *c, const Xpb__V1__Response *resp)
     tail_resume_journal(run->r, pg->journal_id);
     run->next = pg->next_seq;
     run->last_seq = pg->last_seq;
+    run->r->journal_last = pg->last_seq;
     run->count = pg->count;
     Xpb__V1__EventBatch *b = xpb__v1__event_batch__unpack(NULL, pg->batch.len, pg->batch.data);
     if (!b) {
-        fprintf(stderr, "xpbctl: tail: undecodable replay page (%zu bytes)\n", pg->batch.len);
+        fprintf(stderr, "%s: %s: undecodable replay page (%zu bytes)\n", xpbctl_prog, c->cmd,
+                pg->batch.len);
         return XPBCTL_EXIT_FAIL;
     }
     for (size_t i = 0; i < b->n_event && !run->stop; i++) {
@@ -132,7 +134,7 @@ int tail_replay(ctl *c, tail_resume *r, const char *const *prefixes, size_t n, u
     memcpy(base, c->request_id, sizeof base);
     c->ud = run;
     int rc = 0;
-    for (unsigned page = 1; !rc && !run->stop; page++) {
+    while (!rc && !run->stop) {
         Xpb__V1__Replay op = XPB__V1__REPLAY__INIT;
         op.has_from_seq = op.has_max_events = 1;
         op.from_seq = r->last + 1;
@@ -141,8 +143,10 @@ int tail_replay(ctl *c, tail_resume *r, const char *const *prefixes, size_t n, u
         Xpb__V1__Request req = XPB__V1__REQUEST__INIT;
         req.op_case = XPB__V1__REQUEST__OP_REPLAY;
         req.replay = &op;
-        /* Each page is its own request: the bridge answers a repeated id from its cache. */
-        snprintf(c->request_id, sizeof c->request_id, "%.100s-r%u", base, page);
+        /* Each page is its own request, across every replay of this run (the
+         * first one and each gap's): the bridge answers a repeated id from its
+         * cache, which would hand back an old page. */
+        snprintf(c->request_id, sizeof c->request_id, "%.100s-r%llu", base, ++r->requests);
         rc = ctl_request(c, &req, on_page);
         if (!rc && run->next > r->last + 1 && run->count == 0) r->last = run->next - 1;
         if (run->count == 0 || run->next > run->last_seq || (before && run->next >= before)) break;
@@ -152,4 +156,39 @@ int tail_replay(ctl *c, tail_resume *r, const char *const *prefixes, size_t n, u
     *stopped = run->stop;
     free(run);
     return rc;
+}
+
+int tail_resume_live(ctl *c, tail_resume *r, const char *const *prefixes, size_t n,
+                     const Xpb__V1__EventBatch *b, size_t i, tail_deliver_fn deliver, void *ud)
+{
+    const Xpb__V1__Event *ev = b->event[i];
+    if (ev->seq <= r->last) return 0;
+    int hole = n == 0 ? ev->seq > r->last + 1 : i == 0 && b->has_prev_seq && b->prev_seq > r->last;
+    int stopped = 0;
+    if (hole && r->last) {
+        int rc = tail_replay(c, r, prefixes, n, ev->seq, deliver, ud, &stopped);
+        if (stopped || (rc == XPBCTL_EXIT_NOREPLY && r->hold)) return 1;
+    }
+    r->last = ev->seq;
+    r->dirty = 1;
+    return deliver(ud, ev);
+}
+
+Xpb__V1__EventBatch *tail_batch_decode(const ctl *c, const uint8_t *data, size_t len,
+                                       size_t *topic_len)
+{
+    const uint8_t *nul = memchr(data, 0, len);
+    size_t off = nul ? (size_t)(nul - data) + 1 : 0;
+    Xpb__V1__EventBatch *b = NULL;
+    /* Batch and Event wrap the Stanza: two more levels than a record. */
+    if (!nul ||
+        xpb_pb_check_depth(&xpb__v1__event_batch__descriptor, data + off, len - off,
+                           XPB_RECORD_DEFAULT_MAX_DEPTH + 2) ||
+        !(b = xpb__v1__event_batch__unpack(NULL, len - off, data + off))) {
+        fprintf(stderr, "%s: %s: undecodable event message (%zu bytes)\n", xpbctl_prog, c->cmd,
+                len);
+        return NULL;
+    }
+    *topic_len = off - 1;
+    return b;
 }

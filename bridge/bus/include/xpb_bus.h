@@ -15,7 +15,7 @@
 /* Limits of the front (any back end) */
 #define XPB_BUS_DEFAULT_MAX_REQUEST (1024u * 1024u) /* bytes of a request (NNG: RECVMAXSZ) */
 #define XPB_BUS_DEFAULT_BATCH_MAX 64u               /* events per batch */
-#define XPB_BUS_DEFAULT_BATCH_FLUSH_US 2000u /* a partial batch waits 2 ms (0: no wait) */
+#define XPB_BUS_DEFAULT_BATCH_FLUSH_US 0u /* a partial batch goes out when the loop is idle */
 #define XPB_BUS_DEFAULT_MAX_INFLIGHT 64u     /* ordinary requests at once (one is kept free) */
 #define XPB_BUS_CONTROL_SLOTS 8u             /* more, only for status, list and close */
 #define XPB_BUS_DEFAULT_DEDUPE 4096u         /* responses remembered by request id */
@@ -23,7 +23,12 @@
 #define XPB_BUS_DEFAULT_BATCH_BYTES (256u * 1024u)
 
 /* Limits of the NNG back end */
-#define XPB_BUS_PUB_SENDBUF 256      /* batches queued per subscriber before PUB drops the oldest */
+/* Batches queued per subscriber before PUB drops the oldest: NNG's largest
+ * (pub0 takes 1 .. 8192). Pointers only, the messages are shared: a burst of
+ * thousands of small batches (a bring-up's state events, one topic each;
+ * flush on idle under a trickle) fits a subscriber that reads as fast as it
+ * can. */
+#define XPB_BUS_PUB_SENDBUF 8192
 #define XPB_BUS_SEND_TIMEOUT_MS 5000 /* a reply nobody takes is dropped */
 #define XPB_BUS_IPC_MODE 0600        /* mode of every ipc:// socket file */
 
@@ -86,6 +91,10 @@ void xpb_bus_free(xpb_bus *b);
  * '/'). The event is packed at once (the caller keeps ownership of ev).
  * XPB_EINVAL for a bad kind or account. */
 int xpb_bus_publish(xpb_bus *b, const char *kind, const char *account, Xpb__V1__Event *ev);
+/* The packed size of ev->stanza (body_case STANZA), sized once with the event by the last
+ * xpb_bus_publish (so a caller's byte counter costs no second pass); 0 when
+ * that event had no stanza or was not published. */
+size_t xpb_bus_last_stanza_bytes(const xpb_bus *b);
 /* Send every partial batch now (e.g. before a planned pause). */
 void xpb_bus_flush(xpb_bus *b);
 

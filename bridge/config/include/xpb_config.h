@@ -2,7 +2,7 @@
  * command-line flags that override it, and the comparison SIGHUP uses to tell
  * changed accounts from unchanged ones. No I/O beyond reading the file. */
 #ifndef XPB_CONFIG_H
-#define XPB_CONFIG_DEFAULT_BATCH_FLUSH_US 2000u /* bus.batch_flush_us (0: flush when the loop goes idle) */
+#define XPB_CONFIG_DEFAULT_BATCH_FLUSH_US 0u /* bus.batch_flush_us (0: flush when the loop goes idle) */
 #define XPB_CONFIG_H
 
 #include <stddef.h>
@@ -10,10 +10,17 @@
 #define XPB_CONFIG_DEFAULT_METRICS "127.0.0.1:9477"
 #define XPB_CONFIG_DEFAULT_MUC_PING_S 300u   /* XEP-0410 self-ping every 5 min */
 #define XPB_CONFIG_MAX_ACCOUNTS 10000u
+#define XPB_CONFIG_DEFAULT_CONNECT_RATE 1000u /* new TLS handshakes per second */
 #define XPB_CONFIG_MAX_ROOMS 1000u           /* per account */
 #define XPB_CONFIG_MAX_IQ_PASSTHROUGH 64u    /* iq.passthrough namespaces */
 #define XPB_CONFIG_DEFAULT_METRICS_MAX_CONNECTIONS 16u /* concurrent /metrics clients */
 #define XPB_CONFIG_DEFAULT_METRICS_IDLE_S 10u  /* a /metrics connection idle this long is closed */
+/* mam.*: catch-up from the server's archive after a fresh bind (docs/durability.md) */
+#define XPB_CONFIG_DEFAULT_MAM_PAGE 100u           /* results asked per page (RSM <max/>) */
+#define XPB_CONFIG_DEFAULT_MAM_MAX_PAGES 50u       /* pages per archive per run */
+#define XPB_CONFIG_DEFAULT_MAM_MAX_MESSAGES 5000u  /* archived messages per archive per run */
+#define XPB_CONFIG_DEFAULT_MAM_TIMEOUT_MS 30000u   /* one page's query */
+#define XPB_CONFIG_MAX_MAM_TIMEOUT_MS 600000u      /* as an iq request's longest timeout */
 #define XPB_CONFIG_DEFAULT_BACKOFF_RESET_S 60u /* online this long -> the backoff starts over */
 #define XPB_CONFIG_MAX_FILE_BYTES (16u * 1024u * 1024u) /* a bigger config file is refused */
 
@@ -80,6 +87,7 @@ typedef struct xpb_config {
     unsigned metrics_max_connections; /* metrics.max_connections */
     unsigned metrics_idle_timeout_s;  /* metrics.idle_timeout_s */
     unsigned backoff_reset_s;         /* limits.backoff_reset_s */
+    unsigned connect_rate;            /* limits.connect_rate: new connections/s, 0 no limit */
     unsigned queue_max;
     size_t max_stanza_bytes;
     unsigned muc_ping_s;  /* 0 disables the self-ping */
@@ -92,6 +100,10 @@ typedef struct xpb_config {
     char *state_dir;
     unsigned long long journal_max_bytes, journal_max_age_s;
     int state_sync_normal;
+    /* mam.catchup (default on; needs a state directory), mam.page_size,
+     * mam.max_pages, mam.max_messages (per archive per run), mam.timeout_ms. */
+    int mam_catchup;
+    unsigned mam_page_size, mam_max_pages, mam_max_messages, mam_timeout_ms;
     int bus_nats;         /* bus.backend = "nats" (default "nng") */
     xpb_nats_config nats;
     xpb_account_cfg *accounts;

@@ -23,6 +23,7 @@
 #define XPB_DAEMON_SELF_PING_TIMEOUT_MS 30000u
 #define XPB_DAEMON_MAX_PASSWORD 4096u       /* bytes of a password file */
 #define XPB_DAEMON_MAX_IQ_TIMEOUT_MS 600000u
+#define XPB_DAEMON_MAX_SEND_BATCH 4096u     /* stanzas in one SendBatch request */
 #define XPB_DAEMON_REQUEST_SLACK (64u * 1024u) /* request bytes beyond 2 x max_stanza_bytes */
 
 /* ---- the daemon --------------------------------------------------------------- */
@@ -72,6 +73,13 @@ typedef struct xpb_daemon_counters {
     xpb_journal_stats journal;      /* kept now, appended, trimmed, replays served */
     xpb_bus_journal_stats journal_bus; /* group commits and append errors */
     uint64_t journal_max_bytes, journal_max_age_s;
+    /* catch-up from the server's archive (docs/durability.md, "Catch-up") */
+    int catchup_on;
+    uint64_t catchup_runs;       /* archives asked (the account's, rooms') */
+    uint64_t catchup_messages;   /* archived messages published */
+    uint64_t catchup_duplicates; /* archived or live messages dropped: stanza-id seen before */
+    uint64_t catchup_bounded;    /* runs stopped at mam.max_pages / mam.max_messages */
+    uint64_t catchup_refused;    /* archives missing, refusing or not answering */
     /* account leases over NATS (docs/scaling.md); leases_on 0: none */
     int leases_on;
     uint64_t leases_owned, leases_claiming, leases_closing, leases_live_bridges;

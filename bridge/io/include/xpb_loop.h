@@ -38,12 +38,24 @@ typedef struct xpb_loop_config {
      * is made: needed when a library adds or removes the loop's events from
      * its own threads (the NATS client's reconnect thread, xpb_loop_nats.h). */
     int thread_safe;
+    /* New connections (each a TCP connect and TLS handshake) started per
+     * second, over every session; the others wait in order. 0: no limit.
+     * At most connect_rate x XPB_LOOP_CONNECT_INFLIGHT_S negotiations are
+     * under way at once (connected, not yet online), so a server that falls
+     * behind does not make the newest ones time out. */
+    unsigned connect_rate;
 } xpb_loop_config;
+
 
 /* The program must ignore SIGPIPE (signal(SIGPIPE, SIG_IGN)) before running
  * the loop: a write to a connection the peer closed is then an error the
  * session handles as a broken link, instead of killing the process. */
 int xpb_loop_new(xpb_loop **out, const xpb_loop_config *cfg);
+/* Sessions coming online (bring-up, reconnects) free what their negotiation
+ * took; once none has come online for this long, free heap pages are given
+ * back to the system (glibc malloc_trim). */
+#define XPB_LOOP_TRIM_QUIET_MS 250u
+#define XPB_LOOP_CONNECT_INFLIGHT_S 2u
 /* Frees every session (no clean shutdown: close them first). */
 void xpb_loop_free(xpb_loop *l);
 struct event_base *xpb_loop_base(xpb_loop *l);
@@ -66,7 +78,11 @@ int xpb_loop_add_session(xpb_loop *l, const char *name, const xpb_session_config
 /* Drops the transport and frees the session at once (close it first for a
  * clean shutdown). Not from inside this session's event callback. */
 void xpb_loop_remove_session(xpb_loop *l, xpb_loop_session *ls);
-xpb_loop_session *xpb_loop_find(xpb_loop *l, const char *name);
+xpb_loop_session *xpb_loop_find(xpb_loop *l, const char *name); /* O(1) */
+/* A pointer of the owner's, kept with the session (NULL until set): the
+ * event callback finds its own object from the session without a lookup. */
+void xpb_loop_session_set_ud(xpb_loop_session *ls, void *ud);
+void *xpb_loop_session_ud(const xpb_loop_session *ls);
 /* Iteration: first, then next until NULL. */
 xpb_loop_session *xpb_loop_first(xpb_loop *l);
 xpb_loop_session *xpb_loop_next(xpb_loop_session *ls);

@@ -13,7 +13,8 @@
 #include "xpb_xml.h"
 
 /* ---- limits (see docs/architecture.md) ---------------------------------- */
-#define XPB_SESSION_DEFAULT_QUEUE_MAX 1000u       /* stanzas queued while offline / unacked */
+#define XPB_SESSION_DEFAULT_QUEUE_MAX 1000u       /* stanzas waiting for the connection */
+#define XPB_SESSION_UNACKED_FACTOR 4u /* and sent, unacked (XEP-0198): up to 4 x queue_max */
 #define XPB_SESSION_DEFAULT_PING_INTERVAL_MS 60000u /* XEP-0199 ping after this much silence */
 #define XPB_SESSION_DEFAULT_PING_TIMEOUT_MS 20000u  /* no answer -> link is dead */
 #define XPB_SESSION_DEFAULT_CONNECT_TIMEOUT_MS 15000u /* connect through bind */

@@ -120,5 +120,19 @@ int xpb_store_marker_set(xpb_store *s, const char *account, const char *archive,
 #define XPB_STORE_SEEN_MAX 10000u
 int xpb_store_seen(xpb_store *s, const char *account, const char *archive, const char *stanza_id,
                    int64_t now_us, char *err, size_t errlen);
+/* 1 when stanza_id is recorded as seen for (account, archive), 0 when not, or
+ * an error. Writes nothing. */
+int xpb_store_seen_has(xpb_store *s, const char *account, const char *archive,
+                       const char *stanza_id, char *err, size_t errlen);
+/* Records many seen ids and markers in one transaction (on disk when it
+ * returns, or none of them): the daemon writes them after the events they
+ * stand for are in the journal. */
+typedef struct xpb_store_seen_item {
+    const char *account, *archive;
+    const char *stanza_id; /* recorded as seen; NULL: none */
+    const char *marker;    /* the archive's new marker (xpb_store_marker_set); NULL: none */
+} xpb_store_seen_item;
+int xpb_store_seen_commit(xpb_store *s, const xpb_store_seen_item *it, size_t n, int64_t now_us,
+                          char *err, size_t errlen);
 
 #endif

@@ -25,7 +25,7 @@ http_default_host = "xpb.test"
 
 modules_enabled = {
 	"roster"; "saslauth"; "offline"; ${tls_module} "disco"; "carbons"; "ping"; "posix";
-	${smacks_module} ${websocket_module}
+	${smacks_module} ${websocket_module} ${mam_module}
 }
 modules_disabled = { "s2s"; "s2s_auth_certs"; "dialback" }
 
@@ -46,4 +46,7 @@ ${ssl_line}
 
 VirtualHost "${domain}"
 
+${mam_config}
+
 Component "conference.${domain}" "muc"
+${muc_config}

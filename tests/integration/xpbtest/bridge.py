@@ -233,10 +233,16 @@ class Tail:
         raise BridgeError(f'tail never saw a poke within {timeout}s; stderr: {self.stderr[-5:]}')
 
     def wait_exit(self, timeout=15):
+        """The exit status, once every line it printed has been read (the
+        reader thread may still be on the last one when the process is gone);
+        None on timeout."""
         try:
-            return self.proc.wait(timeout)
+            rc = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             return None
+        with self._cond:
+            self._cond.wait_for(lambda: getattr(self, 'eof', False), timeout=5)
+        return rc
 
     def stop(self):
         procs.kill_group(self.proc, term_timeout=3.0)

@@ -48,7 +48,8 @@ class Server:
     def __init__(self, tmpdir, pki=None, domain=DOMAIN, cert='good',
                  sasl=('SCRAM-SHA-1', 'SCRAM-SHA-1-PLUS', 'SCRAM-SHA-256', 'PLAIN'),
                  tls_required=True,
-                 tls=True, smacks=True, websocket=True, debug=False, tls12_only=False):
+                 tls=True, smacks=True, websocket=True, debug=False, tls12_only=False,
+                 mam=False):
         self.dir = os.path.join(tmpdir, self.kind)
         os.makedirs(self.dir, exist_ok=True)
         os.chmod(tmpdir, 0o755)
@@ -60,6 +61,7 @@ class Server:
         self.sasl, self.tls_required, self.tls = tuple(sasl), tls_required, tls
         self.smacks, self.websocket, self.debug = smacks, websocket, debug
         self.tls12_only = tls12_only  # TLS 1.2 only: tls-unique channel binding
+        self.mam = mam  # Prosody only: mod_mam for accounts, mod_muc_mam for rooms (XEP-0313)
         c2s, dtls, http, https, dist = procs.free_ports(5)
         self.ports = {'c2s': c2s, 'directtls': dtls if tls else None, 'http': http,
                       'https': https if tls else None}
@@ -170,6 +172,12 @@ class Prosody(Server):
             'tls_module': '"tls";' if tls else '',
             'smacks_module': '"smacks";' if self.smacks else '',
             'websocket_module': '"websocket";' if self.websocket else '',
+            'mam_module': '"mam";' if self.mam else '',
+            'mam_config': ('default_archive_policy = true\narchive_expires_after = "never"'
+                           if self.mam else ''),
+            'muc_config': ('modules_enabled = { "muc_mam" }\nmuc_log_by_default = true\n'
+                           'muc_log_all_rooms = true\nmuc_log_expires_after = "never"'
+                           if self.mam else ''),
         }
         cfg = _fill('prosody.cfg.lua', dir=d, domain=self.domain,
                     loglevel='debug' if self.debug else 'info',
@@ -266,7 +274,12 @@ class Ejabberd(Server):
                                      if self.tls12_only else ''),
                     tls_listener=tls_listener, https_listener=https_listener,
                     http_port=self.ports['http'],
-                    smacks_module=smacks)
+                    smacks_module=smacks,
+                    # XEP-0313 archives (catch-up tests): every message, rooms too.
+                    mam_module=('  mod_mam:\n    assume_mam_usage: true\n    default: always\n'
+                                if self.mam else ''),
+                    muc_mam_options=('    default_room_options:\n      mam: true\n'
+                                     '      persistent: true\n' if self.mam else ''))
         self.config_path = os.path.join(self.conf_dir, 'ejabberd.yml')
         with open(self.config_path, 'w') as f:
             f.write(cfg)

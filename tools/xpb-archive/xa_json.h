@@ -1,0 +1,12 @@
+/* JSON of an archived row (search --json, export --format json). */
+#ifndef XPB_ARCHIVE_JSON_H
+#define XPB_ARCHIVE_JSON_H
+
+#include "archive.h"
+
+/* One line on standard output; with_record: the stanza record as JSON too.
+ * 0, or -1 when the record cannot be read or written. */
+int xa_json_row_full(const xa_row *r, bool with_record);
+#define xa_json_row(r) xa_json_row_full((r), false)
+
+#endif

@@ -114,8 +114,10 @@ struct account {
     int sm_dirty; /* stanzas received since the XEP-0198 state was last kept */
 };
 
+struct xpb_cluster;
 struct xpb_daemon {
     xpb_loop *loop;          /* given by xpb_daemon_new's caller */
+    struct xpb_cluster *cluster; /* the NATS back end and the leases (cluster.c), or NULL */
     xpb_bus *bus;
     xpb_store *store; /* the state directory's database, or NULL */
     char state_dir[4096]; /* its directory, for errors */
@@ -288,5 +290,15 @@ void catchup_presence(struct account *a, const xpb_node *el, uint32_t trust);
 int catchup_inbound(struct account *a, const xpb_node *el, uint32_t trust);
 /* The response to an IQ_CATCHUP pending iq (el NULL: it timed out); the caller frees p. */
 void catchup_iq(struct pending_iq *p, const xpb_node *el);
+/* cluster.c: many bridges over NATS (docs/scaling.md); no-ops without it. */
+int cluster_bus_config(xpb_daemon *d, const xpb_config *cfg, xpb_bus_config *bc, char *err,
+                       size_t errlen);
+int cluster_owns_accounts(const xpb_daemon *d); /* accounts come from leases, not the list */
+int cluster_start(xpb_daemon *d, char *err, size_t errlen);
+void cluster_account_started(xpb_daemon *d, const char *jid);
+void cluster_account_gone(xpb_daemon *d, const char *jid);
+void cluster_shutdown(xpb_daemon *d);
+void cluster_free(xpb_daemon *d);
+void cluster_counters(const xpb_daemon *d, xpb_daemon_counters *out);
 
 #endif

@@ -590,6 +590,11 @@ static void req_open(xpb_daemon *d, xpb_bus_request *req, const Xpb__V1__Request
     xpb_account_cfg c = {0};
     const char *password = NULL;
     int from_config = 0;
+    if (cluster_owns_accounts(d)) { /* an open here could put an account online twice */
+        xpb_bus_reply_error(req, XPB__V1__ERROR_CODE__ERR_FORBIDDEN,
+                            "accounts are owned by leases (nats.leases): open is refused");
+        return;
+    }
     if (open_cfg(d, req, r, &c, &password, &from_config) != 0) {
         xpb_account_cfg_clear(&c);
         return;

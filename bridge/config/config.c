@@ -558,7 +558,7 @@ static int parse_iq(pctx *p, const config_setting_t *root, xpb_config *c)
 }
 
 /* state = { dir = "/var/lib/xpbridge"; journal_max_bytes = ...; journal_max_age_s = ...;
- *           sync = "full"; } */
+ *           sync = "sends"; } */
 static int parse_state(pctx *p, const config_setting_t *root, xpb_config *c)
 {
     static const char *const keys[] = {"dir", "journal_max_bytes", "journal_max_age_s", "sync",
@@ -574,10 +574,15 @@ static int parse_state(pctx *p, const config_setting_t *root, xpb_config *c)
                       &c->journal_max_age_s);
     if (!rc) rc = get_str(p, g, "sync", &sync);
     if (!rc && sync) {
-        if (strcmp(sync, "full") && strcmp(sync, "normal"))
+        /* The values are xpb_store_sync's (bridge/store), in its order. */
+        static const char *const modes[] = {"sends", "full", "normal"};
+        c->state_sync = -1;
+        for (int i = 0; i < 3; i++)
+            if (strcmp(sync, modes[i]) == 0) c->state_sync = i;
+        if (c->state_sync < 0)
             rc = fail_at(p, config_setting_get_member(g, "sync"),
-                         "state.sync must be \"full\" or \"normal\", not \"%s\"", sync);
-        c->state_sync_normal = strcmp(sync, "normal") == 0;
+                         "state.sync must be \"sends\", \"full\" or \"normal\", not \"%s\"",
+                         sync);
     }
     free(sync);
     return rc;

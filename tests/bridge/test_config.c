@@ -94,7 +94,16 @@ static void test_defaults(void **state)
     assert_int_equal(c.queue_max, XPB_SESSION_DEFAULT_QUEUE_MAX);
     assert_int_equal(c.muc_ping_s, XPB_CONFIG_DEFAULT_MUC_PING_S);
     assert_int_equal(c.n_accounts, 0);
+    assert_int_equal(c.state_sync, 0); /* "sends": xpb_store_sync's default */
     xpb_config_clear(&c);
+    const char *modes[] = {"sends", "full", "normal"};
+    for (int i = 0; i < 3; i++) {
+        char text[64];
+        snprintf(text, sizeof text, "state = { sync = \"%s\"; };", modes[i]);
+        assert_int_equal(xpb_config_parse_string(&c, text, "s.conf", err, sizeof err), 0);
+        assert_int_equal(c.state_sync, i);
+        xpb_config_clear(&c);
+    }
 }
 
 /* Each bad config, and the exact "FILE:LINE: text" it must produce. */
@@ -153,6 +162,8 @@ static const struct bad_case {
      "bad.conf:2: room \"r@muc.example/nick\": a room is a bare JID room@service (the nick goes in 'nick')"},
     {"accounts = ( { jid = \"a@b.example\"; password_file = \"/p\"; },\n { jid = \"A@B.example\"; password_file = \"/q\"; } );",
      "bad.conf:2: account a@b.example is defined twice (first on line 1)"},
+    {"state = { sync = \"always\"; };",
+     "bad.conf:1: state.sync must be \"sends\", \"full\" or \"normal\", not \"always\""},
     {"accounts = ( { jid = ; } );", "bad.conf:1: syntax error"},
     {"log = { level = \"info\"; };\n\nbus = { events = ipc; };", "bad.conf:3: syntax error"},
 };

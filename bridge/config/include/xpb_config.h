@@ -96,10 +96,11 @@ typedef struct xpb_config {
     size_t n_iq_passthrough;
     /* state.dir: the state directory (docs/durability.md); NULL: the default
      * (xpb_config_default_state_dir); "none": memory only. state.journal_max_bytes / _max_age_s: retention (0: the
-     * store's defaults); state.sync = "full" | "normal". */
+     * store's defaults); state.sync = "sends" (default) | "full" | "normal", an
+     * xpb_store_sync (docs/configuration.md). */
     char *state_dir;
     unsigned long long journal_max_bytes, journal_max_age_s;
-    int state_sync_normal;
+    int state_sync;
     /* mam.catchup (default on; needs a state directory), mam.page_size,
      * mam.max_pages, mam.max_messages (per archive per run), mam.timeout_ms. */
     int mam_catchup;

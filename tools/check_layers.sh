@@ -34,7 +34,8 @@ declare -A lib_owner=(
     ['nng/']='^(bridge/bus/|tools/xpbctl/bus_client\.c$|tools/xpb-load/(bus|req)\.c$)'
     ['openssl/ssl.h']='^(bridge/io/tcp_tls\.c|tools/xpb-load/server\.c|tools/xpb-load/server_internal\.h)$'
     ['ares.h']='^bridge/io/dns\.c$'
-    ['libconfig.h']='^bridge/config/config\.c$'
+    ['libconfig.h']='^bridge/config/config(_nats)?\.c$'
+    ['nats/']='^(bridge/bus/bus_nats(_kv)?\.c|bridge/io/loop_nats\.c|tools/xpbctl/nats_client\.c)$'
     ['systemd/']='^bridge/app/notify\.c$'
     ['sqlite3.h']='^(bridge/store/|tools/xpb-archive/|tools/xpb_archive_bench\.c$)'
 )

@@ -8,7 +8,15 @@
 #   bash tools/demo.sh              # narrated, with short pauses
 #   DEMO_FAST=1 bash tools/demo.sh  # no pauses
 #   DEMO_KEEP=1 bash tools/demo.sh  # keep the temporary directory (logs)
+#   bash tools/demo.sh --cluster    # 3 NATS nodes, 2 bridges sharing 6 accounts,
+#                                   # one bridge killed (tools/demo_cluster.sh)
 set -euo pipefail
+CLUSTER=''
+case "${1:-}" in
+--cluster) CLUSTER=1 ;;
+'') ;;
+*) echo "usage: bash tools/demo.sh [--cluster]" >&2; exit 2 ;;
+esac
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$top"
 
@@ -106,7 +114,9 @@ openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj "/CN=$DOMAIN" \
     -addext "subjectAltName=DNS:$DOMAIN" -keyout "$tmp/prosody/cert.key" \
     -out "$tmp/prosody/cert.crt" >/dev/null 2>&1 || die "openssl could not make a certificate"
 CA=$tmp/prosody/cert.crt
-for u in bot alice; do  # internal_plain storage: one small Lua file per account
+users="bot alice"
+[ -z "$CLUSTER" ] || users="$users u1 u2 u3 u4 u5 u6"
+for u in $users; do  # internal_plain storage: one small Lua file per account
     printf 'return {\n\t["password"] = "%s-demo-pw";\n};\n' "$u" \
         >"$tmp/prosody/data/${DOMAIN//./%2e}/accounts/$u.dat"
 done
@@ -145,6 +155,11 @@ done
 say "Prosody $(dpkg-query -W -f='${Version}' prosody 2>/dev/null | cut -d- -f1) listens on 127.0.0.1:$port for domain $DOMAIN, with a"
 say "self-signed certificate made just now ($CA), which the bridge and alice trust."
 pause
+
+if [ -n "$CLUSTER" ]; then
+    . "$top/tools/demo_cluster.sh"
+    exit 0
+fi
 
 # ---- 2. the bridge ---------------------------------------------------------------------------
 step "The bridge: xpbridge keeps $BOT online for the backend"

@@ -6,7 +6,8 @@ XPB_BUILD_PKGS="cmake make gcc clang pkg-config protobuf-c-compiler libprotobuf-
   libnng-dev libexpat1-dev libssl-dev libevent-dev libidn2-dev libutf8proc-dev
   zlib1g-dev libcmocka-dev libxml2-dev libstrophe-dev libclang-rt-14-dev cppcheck
   prosody ejabberd python3-slixmpp openssl libc-ares-dev libconfig-dev
-  dnsmasq-base libsystemd-dev scdoc man-db bsdextrautils libsqlite3-dev"
+  dnsmasq-base libsystemd-dev scdoc man-db bsdextrautils libsqlite3-dev
+  nats-server libnats-dev"
 
 # Only the test command needs these: the package build and its checks
 # (tools/check_package.sh). tools/test.sh passes them to xpb_install_deps.

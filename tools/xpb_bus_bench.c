@@ -1,6 +1,9 @@
 /* xpb-bus-bench: events per second through the bus hop, the front (seqs,
  * batching) and the NNG back end, to one subscriber on ipc:// (the SUB side
- * is xpbctl's, tools/xpbctl/bus_client.c). docs/benchmarks.md, "The bus hop". */
+ * is xpbctl's, tools/xpbctl/bus_client.c); with --nats-r1 / --nats-r3, the
+ * same events through the NATS back end until JetStream has acknowledged
+ * every one (R=1 and R=3 streams), in the same run. docs/benchmarks.md,
+ * "The bus hop" and "NATS JetStream"; tools/nats_bench.sh starts the servers. */
 #define _DEFAULT_SOURCE /* usleep, mkdtemp */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -11,6 +14,8 @@
 #include <unistd.h>
 
 #include "xpb_bus.h"
+#include "xpb_bus_backend.h"
+#include "xpb_bus_nats.h"
 #include "xpb_loop.h"
 #include "xpbctl/bus_client.h"
 
@@ -22,8 +27,16 @@
 #define BUS_BENCH_REASON_BYTES 160u /* the payload of each event */
 #define BUS_BENCH_DRAIN_MS 1000     /* a run ends this long after the last delivery */
 
+#define BUS_BENCH_NATS_CHUNK 2000u     /* events published per loop turn */
+#define BUS_BENCH_NATS_WINDOW 50000u   /* events published and not yet acknowledged, at most */
+#define BUS_BENCH_NATS_TIMEOUT_S 120   /* a NATS run gives up after this long */
+
 static const char usage_text[] =
-    "usage: xpb-bus-bench [--events N] [--accounts N]\n"
+    "usage: xpb-bus-bench [--events N] [--accounts N] [--nats-r1 URL] [--nats-r3 URL,URL,URL]\n"
+    "  With --nats-r1 (one nats-server) and/or --nats-r3 (a 3-node cluster), the\n"
+    "  same events also go through the NATS back end (stream XPB_EVENTS, R=1 or\n"
+    "  R=3, file storage) and each run ends when JetStream has acknowledged the\n"
+    "  last event: acknowledged events/s, three runs and the median each.\n"
     "  Publishes N events (default 500000) round-robin over N accounts (default 8)\n"
     "  through xpb_bus_publish on the NNG back end, to one subscriber on ipc://,\n"
     "  three runs, and prints each run and the medians: published events/s (the\n"
@@ -177,6 +190,91 @@ static int one_run(xpb_loop *loop, const char *dir, unsigned events, unsigned ac
     return up;
 }
 
+/* ---- NATS: the loop must run (acks arrive through it) ---- */
+
+typedef struct nats_run {
+    xpb_bus *bus;
+    xpb_loop *loop;
+    xpb_timer *t;
+    unsigned i, events, accounts;
+    char (*acc)[64];
+    const char *reason;
+    uint64_t first_seq;
+    long t0, t_acked;
+    int failed;
+} nats_run;
+
+static void nats_step(void *ud)
+{
+    nats_run *n = ud;
+    xpb_bus_stats st;
+    xpb_bus_get_stats(n->bus, &st);
+    if (mono_ns() - n->t0 > BUS_BENCH_NATS_TIMEOUT_S * 1000000000L) {
+        fprintf(stderr, "xpb-bus-bench: JetStream acknowledged %llu of %u events in %d s\n",
+                (unsigned long long)(st.acked_seq - n->first_seq), n->events,
+                BUS_BENCH_NATS_TIMEOUT_S);
+        n->failed = 1;
+        xpb_loop_stop(n->loop);
+        return;
+    }
+    if (n->i < n->events && st.last_seq - st.acked_seq < BUS_BENCH_NATS_WINDOW) {
+        for (unsigned k = 0; k < BUS_BENCH_NATS_CHUNK && n->i < n->events; k++, n->i++)
+            publish_one(n->bus, n->acc[n->i % n->accounts], n->reason);
+        xpb_bus_flush(n->bus);
+    }
+    if (n->i == n->events && st.acked_seq >= n->first_seq + n->events) {
+        n->t_acked = mono_ns();
+        xpb_loop_stop(n->loop);
+        return;
+    }
+    xpb_timer_start(n->t, n->i < n->events ? 0 : 1);
+}
+
+static int nats_one_run(xpb_loop *loop, const char *urls, int replicas, unsigned events,
+                        unsigned accounts, double *acked_per_s)
+{
+    char buf[1024], err[512];
+    snprintf(buf, sizeof buf, "%s", urls);
+    const char *servers[XPB_NATS_MAX_SERVERS];
+    size_t ns = 0;
+    char *comma = NULL;
+    for (char *p = buf; p && ns < XPB_NATS_MAX_SERVERS; p = comma ? comma + 1 : NULL) {
+        comma = strchr(p, ',');
+        if (comma) *comma = '\0';
+        servers[ns++] = p;
+    }
+    xpb_bus_nats_cfg nc = {.servers = servers, .n_servers = ns, .replicas = replicas,
+                           .bridge_id = "xpb-bus-bench"};
+    xpb_bus_config cfg;
+    xpb_bus_config_init(&cfg);
+    cfg.backend = &xpb_bus_nats_ops;
+    cfg.backend_cfg = &nc;
+    nats_run n = {.loop = loop, .events = events, .accounts = accounts};
+    if (xpb_bus_new(&n.bus, loop, &cfg, on_request, NULL, err, sizeof err) != 0) {
+        fprintf(stderr, "xpb-bus-bench: %s\n", err);
+        return -1;
+    }
+    char reason[BUS_BENCH_REASON_BYTES + 1];
+    memset(reason, 'r', BUS_BENCH_REASON_BYTES);
+    reason[BUS_BENCH_REASON_BYTES] = '\0';
+    n.reason = reason;
+    n.acc = calloc(accounts, sizeof *n.acc);
+    for (unsigned a = 0; a < accounts; a++)
+        snprintf(n.acc[a], sizeof n.acc[a], "user%u@example.org", a);
+    xpb_bus_stats st;
+    xpb_bus_get_stats(n.bus, &st);
+    n.first_seq = st.last_seq;
+    xpb_timer_new(loop, nats_step, &n, &n.t);
+    n.t0 = mono_ns();
+    xpb_timer_start(n.t, 0);
+    xpb_loop_run(loop);
+    xpb_timer_free(n.t);
+    xpb_bus_free(n.bus);
+    free(n.acc);
+    *acked_per_s = n.failed ? 0 : events / ((n.t_acked - n.t0) / 1e9);
+    return n.failed ? -1 : 0;
+}
+
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -190,9 +288,17 @@ static double median3(double a, double b, double c)
     return v[1];
 }
 
+static const char *nats_urls[2]; /* --nats-r1, --nats-r3 */
+
 static int parse_args(int argc, char **argv, unsigned *events, unsigned *accounts)
 {
     for (int i = 1; i < argc; i++) {
+        int which = strcmp(argv[i], "--nats-r1") == 0 ? 0 : strcmp(argv[i], "--nats-r3") == 0 ? 1
+                                                                                             : -1;
+        if (which >= 0 && i + 1 < argc) {
+            nats_urls[which] = argv[++i];
+            continue;
+        }
         unsigned *dst = strcmp(argv[i], "--events") == 0     ? events
                         : strcmp(argv[i], "--accounts") == 0 ? accounts
                                                              : NULL;
@@ -214,7 +320,7 @@ int main(int argc, char **argv)
     if (parse_args(argc, argv, &events, &accounts) != 0) return 2;
     char dir[] = "/tmp/xpb-bus-bench-XXXXXX";
     if (mkdtemp(dir) == NULL) return 1;
-    xpb_loop_config lc = {0};
+    xpb_loop_config lc = {.thread_safe = nats_urls[0] != NULL || nats_urls[1] != NULL};
     xpb_loop *loop = NULL;
     if (xpb_loop_new(&loop, &lc) != 0) return 1;
     run_result r[BUS_BENCH_RUNS];
@@ -230,6 +336,18 @@ int main(int argc, char **argv)
         printf("median: published %.0f events/s, delivered %.0f events/s\n",
                median3(r[0].published_per_s, r[1].published_per_s, r[2].published_per_s),
                median3(r[0].delivered_per_s, r[1].delivered_per_s, r[2].delivered_per_s));
+    for (int w = 0; w < 2 && rc == 0; w++) {
+        if (nats_urls[w] == NULL) continue;
+        double a[BUS_BENCH_RUNS];
+        for (unsigned i = 0; i < BUS_BENCH_RUNS && rc == 0; i++) {
+            rc = nats_one_run(loop, nats_urls[w], w ? 3 : 1, events, accounts, &a[i]);
+            printf("nats R=%d run %u: acknowledged by JetStream %.0f events/s\n", w ? 3 : 1,
+                   i + 1, a[i]);
+        }
+        if (rc == 0)
+            printf("nats R=%d median: acknowledged %.0f events/s\n", w ? 3 : 1,
+                   median3(a[0], a[1], a[2]));
+    }
     xpb_loop_free(loop);
     char cmd[64];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);

@@ -60,6 +60,10 @@ static const char HELP[] =
     "      requests  (REP)  open, close, send, iq, presence, roster, join, list, status\n"
     "    Records and topics are described in proto/xpb/v1/bus.proto; xpbctl(1) is the\n"
     "    command-line client. Accounts are named by their bare JID.\n"
+    "    With bus.backend = \"nats\" in the config file the same records travel over\n"
+    "    NATS JetStream instead (stream XPB_EVENTS, subjects xpb.ev.<kind>.<account>,\n"
+    "    requests on xpb.req.<account>) and several bridges with the same account\n"
+    "    list share the accounts by leases in NATS KV (docs/scaling.md).\n"
     "\n"
     "OPTIONS\n"
     "    --config FILE        read settings and accounts from FILE (libconfig syntax)\n"
@@ -313,6 +317,7 @@ static int run(const xpb_cli *cli, const xpb_config *cfg)
     signal(SIGPIPE, SIG_IGN);
     xpb_loop_route_libevent_log();
     xpb_loop_config lc = {0};
+    lc.thread_safe = cfg->bus_nats; /* the NATS client adds events from its threads */
     lc.connect_rate = cfg->connect_rate;
     xpb_loop *loop = NULL;
     if (xpb_loop_new(&loop, &lc) != 0) {

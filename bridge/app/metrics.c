@@ -289,6 +289,38 @@ static int render_limits(xpb_buf *b, const xpb_daemon_counters *c)
     return rc;
 }
 
+static int render_leases(xpb_buf *b, const xpb_daemon_counters *c)
+{
+    if (!c->leases_on) return 0;
+    int rc = gauge(b, "xpb_leases_owned", "Accounts this bridge holds a lease on (nats.leases).",
+                   c->leases_owned);
+    if (!rc)
+        rc = gauge(b, "xpb_leases_claiming", "Claims sent, not yet answered.", c->leases_claiming);
+    if (!rc)
+        rc = gauge(b, "xpb_leases_closing", "Accounts given up or lost whose session is closing.",
+                   c->leases_closing);
+    if (!rc)
+        rc = gauge(b, "xpb_leases_live_bridges", "Bridges seen in xpb_bridges at the last round.",
+                   c->leases_live_bridges);
+    if (!rc) rc = counter(b, "xpb_leases_claims_total", "Claims sent.", c->leases_claims);
+    if (!rc)
+        rc = counter(b, "xpb_leases_claims_lost_total",
+                     "Claims another bridge won, or that got no answer.", c->leases_claims_lost);
+    if (!rc)
+        rc = counter(b, "xpb_leases_renewals_total", "Renewals that held.", c->leases_renewals);
+    if (!rc)
+        rc = counter(b, "xpb_leases_renew_failures_total",
+                     "Renewals refused (taken) or unanswered.", c->leases_renew_failures);
+    if (!rc)
+        rc = counter(b, "xpb_leases_lost_total", "Leases lost: taken, or not renewed in time.",
+                     c->leases_lost);
+    if (!rc)
+        rc = counter(b, "xpb_leases_deadline_closes_total",
+                     "Sessions closed: NATS did not confirm a renewal within 70% of the ttl.",
+                     c->leases_deadline_closes);
+    return rc;
+}
+
 static int render_bus(xpb_buf *b, const xpb_bus_stats *s)
 {
     int rc = counter(b, "xpb_bus_events_total", "Events published on the bus.", s->events);
@@ -324,6 +356,14 @@ static int render_bus(xpb_buf *b, const xpb_bus_stats *s)
         rc = head(b, "xpb_bus_inflight_control", "gauge",
                   "status, list and close requests being served (their own slots).");
     if (!rc) rc = put(b, "xpb_bus_inflight_control %u\n", s->inflight_control);
+    if (!rc)
+        rc = counter(b, "xpb_bus_publish_retries_total",
+                     "Event batches sent again (NATS: refused, or no JetStream ack in time).",
+                     s->publish_retries);
+    if (!rc)
+        rc = head(b, "xpb_bus_publish_pending", "gauge",
+                  "Event batches held until the back end acknowledges them (NATS JetStream).");
+    if (!rc) rc = put(b, "xpb_bus_publish_pending %llu\n", (unsigned long long)s->publish_pending);
     return rc;
 }
 
@@ -336,6 +376,7 @@ int xpb_metrics_render(const xpb_metrics_snapshot *s, xpb_buf *out)
     if (!rc) rc = render_journal(out, &s->c);
     if (!rc) rc = render_catchup(out, &s->c);
     if (!rc) rc = render_sends(out, &s->c);
+    if (!rc) rc = render_leases(out, &s->c);
     if (!rc) rc = render_bus(out, &s->bus);
     if (!rc)
         rc = counter(out, "xpb_bus_open_forbidden_total",

@@ -323,7 +323,8 @@ static void send_batch(xpb_bus *b, xpb_bus_open_batch *ob)
                          .account = ob->account,
                          .first_seq = ob->first_seq,
                          .last_seq = ob->last_seq,
-                         .count = ob->count};
+                         .count = ob->count,
+                         .journal_id = b->batches.journal_id};
     if (b->ops->publish(b->be, &out) != 0) {
         b->st.publish_errors++;
         b->st.events_dropped += ob->count;
@@ -560,6 +561,8 @@ void xpb_bus_get_stats(const xpb_bus *b, xpb_bus_stats *out)
     xpb_bus_backend_stats bs = {0};
     if (b->be != NULL && b->ops->stats != NULL) b->ops->stats(b->be, &bs);
     out->reply_errors = bs.reply_errors;
+    out->publish_retries = bs.publish_retries;
+    out->publish_pending = bs.publish_pending;
     out->last_seq = b->seq;
     out->dedupe_size = b->dd.done_count;
 }
@@ -579,6 +582,12 @@ const char *xpb_bus_events_url(const xpb_bus *b)
 const char *xpb_bus_requests_url(const xpb_bus *b)
 {
     return endpoint(b, XPB_BUS_EP_REQUESTS);
+}
+
+int xpb_bus_route(xpb_bus *b, const char *account, int on)
+{
+    if (b == NULL || b->be == NULL || account == NULL) return XPB_EINVAL;
+    return b->ops->route != NULL ? b->ops->route(b->be, account, on) : 0;
 }
 
 void *xpb_bus_backend_of(const xpb_bus *b, const xpb_bus_backend_ops *ops)

@@ -262,6 +262,12 @@ void xpb_bus_journal_get_stats(const xpb_bus *b, xpb_bus_journal_stats *out)
         memset(out, 0, sizeof *out);
 }
 
+static int j_route(void *be, const char *account, int on)
+{
+    jbe *j = be;
+    return j->inner->route != NULL ? j->inner->route(j->inner_be, account, on) : 0;
+}
+
 const xpb_bus_backend_ops xpb_bus_journal_ops = {
     .name = "journal",
     .open = j_open,
@@ -272,4 +278,5 @@ const xpb_bus_backend_ops xpb_bus_journal_ops = {
     .close = j_close,
     .stats = j_stats,
     .endpoint = j_endpoint,
+    .route = j_route,
 };

@@ -59,6 +59,8 @@ void xpb_config_init(xpb_config *c)
     c->mam_max_pages = XPB_CONFIG_DEFAULT_MAM_MAX_PAGES;
     c->mam_max_messages = XPB_CONFIG_DEFAULT_MAM_MAX_MESSAGES;
     c->mam_timeout_ms = XPB_CONFIG_DEFAULT_MAM_TIMEOUT_MS;
+    c->nats.leases = 1;
+    c->nats.lease_ttl_s = XPB_CONFIG_DEFAULT_LEASE_TTL_S;
 }
 
 static void room_clear(xpb_room_cfg *r)
@@ -96,6 +98,7 @@ void xpb_config_clear(xpb_config *c)
     free(c->iq_passthrough);
     for (size_t i = 0; i < c->n_accounts; i++) xpb_account_cfg_clear(&c->accounts[i]);
     free(c->accounts);
+    config_nats_clear(&c->nats);
     memset(c, 0, sizeof *c);
 }
 
@@ -240,10 +243,15 @@ static int parse_bus(pctx *p, const config_setting_t *root, xpb_config *c)
     static const char *const keys[] = {"events", "requests", "private_dir", "allow_remote",
                                        "max_request_bytes", "batch_max", "batch_flush_us",
                                        "compact_records", "allow_inline_credentials",
-                                       "allow_open_overrides", NULL};
+                                       "allow_open_overrides", "backend", NULL};
     const config_setting_t *g;
     int rc = group_of(p, root, "bus", keys, &g);
     if (rc || !g) return rc;
+    const config_setting_t *be = config_setting_get_member(g, "backend");
+    const char *bes = be ? config_setting_get_string(be) : NULL;
+    if (be && (!bes || (strcmp(bes, "nng") && strcmp(bes, "nats"))))
+        return fail_at(p, be, "bus.backend must be \"nng\" or \"nats\"");
+    c->bus_nats = bes && strcmp(bes, "nats") == 0;
     unsigned long long mrb = c->max_request_bytes, bm = c->batch_max, bf = c->batch_flush_us;
     if (!rc) rc = get_str(p, g, "events", &c->events_url);
     if (!rc) rc = get_str(p, g, "requests", &c->requests_url);
@@ -550,7 +558,7 @@ static int parse_iq(pctx *p, const config_setting_t *root, xpb_config *c)
 }
 
 /* state = { dir = "/var/lib/xpbridge"; journal_max_bytes = ...; journal_max_age_s = ...;
- *           sync = "full"; } */
+ *           sync = "sends"; } */
 static int parse_state(pctx *p, const config_setting_t *root, xpb_config *c)
 {
     static const char *const keys[] = {"dir", "journal_max_bytes", "journal_max_age_s", "sync",
@@ -566,10 +574,15 @@ static int parse_state(pctx *p, const config_setting_t *root, xpb_config *c)
                       &c->journal_max_age_s);
     if (!rc) rc = get_str(p, g, "sync", &sync);
     if (!rc && sync) {
-        if (strcmp(sync, "full") && strcmp(sync, "normal"))
+        /* The values are xpb_store_sync's (bridge/store), in its order. */
+        static const char *const modes[] = {"sends", "full", "normal"};
+        c->state_sync = -1;
+        for (int i = 0; i < 3; i++)
+            if (strcmp(sync, modes[i]) == 0) c->state_sync = i;
+        if (c->state_sync < 0)
             rc = fail_at(p, config_setting_get_member(g, "sync"),
-                         "state.sync must be \"full\" or \"normal\", not \"%s\"", sync);
-        c->state_sync_normal = strcmp(sync, "normal") == 0;
+                         "state.sync must be \"sends\", \"full\" or \"normal\", not \"%s\"",
+                         sync);
     }
     free(sync);
     return rc;
@@ -600,8 +613,8 @@ static int parse_mam(pctx *p, const config_setting_t *root, xpb_config *c)
 
 static int parse_root(pctx *p, const config_setting_t *root, xpb_config *c)
 {
-    static const char *const keys[] = {"log", "bus", "metrics", "limits", "iq", "state", "mam",
-                                       "accounts", NULL};
+    static const char *const keys[] = {"log",   "bus", "metrics",  "limits", "iq",
+                                       "state", "mam", "accounts", "nats",   NULL};
     int rc = check_keys(p, root, "the top level", keys);
     if (!rc) rc = parse_log(p, root, c);
     if (!rc) rc = parse_bus(p, root, c);
@@ -610,6 +623,7 @@ static int parse_root(pctx *p, const config_setting_t *root, xpb_config *c)
     if (!rc) rc = parse_state(p, root, c);
     if (!rc) rc = parse_mam(p, root, c);
     if (!rc) rc = parse_accounts(p, root, c);
+    if (!rc) rc = config_parse_nats(root, c, p->name, p->err, p->errlen);
     return rc;
 }
 

@@ -15,4 +15,11 @@ int config_listen_ok(const char *s);
 /* A room JID: bare, with a localpart (room@service). */
 int config_room_jid_ok(const char *s, char *why, size_t whylen);
 
+/* The nats group (config_nats.c): 0, or XPB_EINVAL with "NAME:LINE: text"
+ * in err, or XPB_ENOMEM. config_nats_clear frees what it set. */
+struct config_setting_t;
+int config_parse_nats(const struct config_setting_t *root, xpb_config *c, const char *name,
+                      char *err, size_t errlen);
+void config_nats_clear(xpb_nats_config *n);
+
 #endif

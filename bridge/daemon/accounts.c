@@ -82,6 +82,7 @@ void schedule_reap(xpb_daemon *d)
 void account_free(struct account *a)
 {
     xpb_daemon *d = a->d;
+    if (a->ls) cluster_account_gone(d, a->name);
     free(a->pres_status);
     if (a->name) xpb_strmap_del(&d->by_name, a->name, a);
     pending_drop_account(d, a, "the session was closed");
@@ -196,6 +197,7 @@ int account_start(xpb_daemon *d, const xpb_account_cfg *cfg, const char *passwor
     }
     xpb_loop_session_set_ud(a->ls, a);
     account_recount(a);
+    cluster_account_started(d, a->name);
     xpb_log(XPB_LOG_INFO, "session %s: started (%s)", a->name,
             from_config ? "configured" : "opened by request");
     sends_resend(a);
@@ -327,6 +329,11 @@ void xpb_daemon_reload(xpb_daemon *d, const xpb_config *cfg)
 {
     if (d->shutting_down) return;
     xpb_log_set_level(cfg->log_level);
+    if (cluster_owns_accounts(d)) {
+        xpb_log(XPB_LOG_WARN, "reload: accounts are shared by leases (nats.leases): account "
+                              "changes take effect when the bridges restart");
+        return;
+    }
     unsigned removed = 0;
     for (struct account *a = d->accounts; a; a = a->next) {
         if (!a->from_config || xpb_config_find(cfg, a->name)) continue;

@@ -406,7 +406,9 @@ static int bus_start(xpb_daemon *d, const xpb_config *cfg, char *err, size_t err
     bc.batch_max = cfg->batch_max;
     bc.batch_flush_us = cfg->batch_flush_us;
     state_bus_config(d, &bc);
-    int rc = xpb_bus_new(&d->bus, d->loop, &bc, on_request, d, err, errlen);
+    int rc = cluster_bus_config(d, cfg, &bc, err, errlen);
+    if (rc) return rc;
+    rc = xpb_bus_new(&d->bus, d->loop, &bc, on_request, d, err, errlen);
     if (rc && !err[0]) snprintf(err, errlen, "bus: %s", xpb_strerror(rc));
     return rc;
 }
@@ -468,6 +470,7 @@ static int daemon_init(xpb_daemon *d, xpb_loop *loop, const xpb_config *cfg, cha
     if (!rc && (rc = catchup_init(d, cfg)) != 0) snprintf(err, errlen, "catch-up: out of memory");
     if (rc) return rc;
     d->ctr.bus_up = 1;
+    if (cluster_owns_accounts(d)) return cluster_start(d, err, errlen);
     for (size_t i = 0; i < cfg->n_accounts; i++) {
         char aerr[512] = "";
         rc = account_start(d, &cfg->accounts[i], NULL, 1, aerr, sizeof aerr);
@@ -534,6 +537,7 @@ void xpb_daemon_shutdown(xpb_daemon *d)
     xpb_log(XPB_LOG_INFO, "shutdown: closing %s sessions", d->accounts ? "all" : "no");
     xpb_timer_stop(d->ping_timer);
     xpb_timer_start(d->shutdown_timer, XPB_DAEMON_CLOSE_WAIT_MS);
+    cluster_shutdown(d); /* no new claims; each claim is released once its session is gone */
     for (struct account *a = d->accounts; a; a = a->next) account_close(a);
     schedule_reap(d); /* finishes at once when there was nothing to close */
 }
@@ -559,6 +563,7 @@ void xpb_daemon_free(xpb_daemon *d)
         }
         account_free(a);
     }
+    cluster_free(d);
     xpb_strmap_clear(&d->by_name);
     if (d->loop) xpb_loop_set_handlers(d->loop, NULL, NULL, NULL); /* the loop outlives us */
     sends_free(d);
@@ -647,6 +652,7 @@ void xpb_daemon_get_counters(xpb_daemon *d, xpb_daemon_counters *out)
     out->queue_max = d->queue_max;
     out->muc_self_ping_s = d->muc_ping_s;
     out->max_stanza_bytes = d->limits.max_stanza_bytes;
+    cluster_counters(d, out);
     if (d->store) {
         out->journal_on = 1;
         xpb_store_journal_stats(d->store, &out->journal);

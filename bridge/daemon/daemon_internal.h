@@ -114,8 +114,10 @@ struct account {
     int sm_dirty; /* stanzas received since the XEP-0198 state was last kept */
 };
 
+struct xpb_cluster;
 struct xpb_daemon {
     xpb_loop *loop;          /* given by xpb_daemon_new's caller */
+    struct xpb_cluster *cluster; /* the NATS back end and the leases (cluster.c), or NULL */
     xpb_bus *bus;
     xpb_store *store; /* the state directory's database, or NULL */
     char state_dir[4096]; /* its directory, for errors */
@@ -221,8 +223,12 @@ struct send_prep {
     xpb_buf record;
     uint64_t outbox_id;
     int receipt;
+    int in_batch;  /* its row is in the open batch (SEND_INBATCH): see sends_committed */
+    char err[256]; /* why the outbox refused it, when it did */
 };
 #define SEND_RECEIPT 1u  /* SendStanza.receipt */
+#define SEND_INBATCH 4u  /* a SendBatch item: its row joins the open batch, not answered
+                            here; the caller commits (sends_commit) before any is sent */
 #define SEND_BATCH 2u    /* may wait for the group commit: sends.c answers it */
 #define SENDS_DEFERRED 1 /* sends_accept: kept for the group commit; answered later */
 /* Gives st an id (and a message an origin-id equal to it, XEP-0359), adds
@@ -232,6 +238,11 @@ struct send_prep {
  * answered (ERR_STORAGE naming the directory) and an error returned. */
 int sends_accept(struct account *a, xpb_bus_request *req, xpb_stanza *st, unsigned flags,
                  struct send_prep *p);
+/* Commits the open batch now (and sends and answers the deferred sends it
+ * held): 0, or the store's error with err naming the directory (the batch's
+ * rows are gone). Then sends_committed for each SEND_INBATCH prep. */
+int sends_commit(xpb_daemon *d, char *err, size_t errlen);
+void sends_committed(struct account *a, struct send_prep *p, int rc);
 /* The answer to a refused xpb_session_send. */
 void reply_send_error(struct account *a, xpb_bus_request *req, int rc);
 void reply_sent(struct account *a, xpb_bus_request *req, const char *id);
@@ -279,5 +290,15 @@ void catchup_presence(struct account *a, const xpb_node *el, uint32_t trust);
 int catchup_inbound(struct account *a, const xpb_node *el, uint32_t trust);
 /* The response to an IQ_CATCHUP pending iq (el NULL: it timed out); the caller frees p. */
 void catchup_iq(struct pending_iq *p, const xpb_node *el);
+/* cluster.c: many bridges over NATS (docs/scaling.md); no-ops without it. */
+int cluster_bus_config(xpb_daemon *d, const xpb_config *cfg, xpb_bus_config *bc, char *err,
+                       size_t errlen);
+int cluster_owns_accounts(const xpb_daemon *d); /* accounts come from leases, not the list */
+int cluster_start(xpb_daemon *d, char *err, size_t errlen);
+void cluster_account_started(xpb_daemon *d, const char *jid);
+void cluster_account_gone(xpb_daemon *d, const char *jid);
+void cluster_shutdown(xpb_daemon *d);
+void cluster_free(xpb_daemon *d);
+void cluster_counters(const xpb_daemon *d, xpb_daemon_counters *out);
 
 #endif

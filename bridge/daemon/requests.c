@@ -85,13 +85,15 @@ void reply_send_error(struct account *a, xpb_bus_request *req, int rc)
     refuse_send(&k, a, rc);
 }
 
-/* Send st (kept in the outbox first, sends.c); on failure tell k and return
- * non-zero. flags: SEND_RECEIPT, SEND_BATCH (a single send request only: then
- * SENDS_DEFERRED means sends.c sends and answers it after the group commit). */
-static int send_item(struct account *a, const send_sink *k, xpb_stanza *st, unsigned flags,
-                     uint64_t *h, char *idbuf, size_t idlen)
+/* Checks st and keeps it in the outbox (sends.c); on failure tells k and
+ * returns non-zero. flags: SEND_RECEIPT; SEND_BATCH (a single send request:
+ * then SENDS_DEFERRED means sends.c sends and answers it after the group
+ * commit); SEND_INBATCH (a SendBatch item: its row joins the open batch). */
+static int send_prepare(struct account *a, const send_sink *k, xpb_stanza *st, unsigned flags,
+                        struct send_prep *prep)
 {
     xpb_daemon *d = a->d;
+    memset(prep, 0, sizeof *prep);
     char cerr[256] = "";
     int rc = xpb_stanza_check(st, &d->limits, cerr, sizeof cerr);
     if (rc != 0) {
@@ -106,37 +108,52 @@ static int send_item(struct account *a, const send_sink *k, xpb_stanza *st, unsi
         refuse_send(k, a, XPB_ENOTCONN);
         return XPB_ENOTCONN;
     }
-    struct send_prep prep;
     /* A batch's item has no request of its own to answer: its refusal goes to k. */
-    rc = sends_accept(a, k->out ? NULL : k->req, st, k->out ? flags & ~SEND_BATCH : flags,
-                      &prep);
+    rc = sends_accept(a, k->out ? NULL : k->req, st, flags, prep);
     if (rc != 0) {
-        sends_prep_free(&prep);
         if (k->out && rc != SENDS_DEFERRED)
             refuse(k, rc == XPB_ENOMEM ? XPB__V1__ERROR_CODE__ERR_INTERNAL
                                        : XPB__V1__ERROR_CODE__ERR_STORAGE,
                    "send refused: %s; no new send is accepted until the state directory can "
                    "be written (received stanzas are still relayed)",
-                   xpb_strerror(rc));
-        return rc;
+                   prep->err[0] ? prep->err : xpb_strerror(rc));
+        sends_prep_free(prep);
     }
+    return rc;
+}
+
+/* Hands a prepared (and kept) st to the session; on failure tells k and
+ * returns non-zero. Frees prep either way. */
+static int send_handoff(struct account *a, const send_sink *k, xpb_stanza *st,
+                        struct send_prep *prep, uint64_t *h, char *idbuf, size_t idlen)
+{
+    xpb_daemon *d = a->d;
+    xpb_session *s = session_of(a);
     a->in_send = 1;
     a->early_set = a->early_sent = 0;
-    rc = xpb_session_send(s, st, h);
+    int rc = s ? xpb_session_send(s, st, h) : XPB_ENOTCONN;
     a->in_send = 0;
     if (rc != 0) {
         refuse_send(k, a, rc);
-        sends_abort(a, &prep);
-        sends_prep_free(&prep);
+        sends_abort(a, prep);
+        sends_prep_free(prep);
         return rc;
     }
     snprintf(idbuf, idlen, "%s", xpb_session_last_id(s));
-    sends_track(a, *h, k->request_id, st, &prep);
-    sends_prep_free(&prep);
+    sends_track(a, *h, k->request_id, st, prep);
+    sends_prep_free(prep);
     d->ctr.stanzas[XPB_DIR_OUT][kind_index(st->kind)]++;
     d->ctr.bytes_record[XPB_DIR_OUT] += xpb_pack_plan_measure(d->plan, &st->base);
     d->ctr.bytes_xml[XPB_DIR_OUT] += xpb_session_last_bytes(s); /* as the session queued it */
     return 0;
+}
+
+static int send_item(struct account *a, const send_sink *k, xpb_stanza *st, unsigned flags,
+                     uint64_t *h, char *idbuf, size_t idlen)
+{
+    struct send_prep prep;
+    int rc = send_prepare(a, k, st, flags, &prep);
+    return rc ? rc : send_handoff(a, k, st, &prep, h, idbuf, idlen);
 }
 
 /* Send st for request req; on failure answer req and return non-zero
@@ -207,25 +224,64 @@ static void req_send_batch(struct account *a, xpb_bus_request *req, const Xpb__V
         xpb_bus_reply_error(req, XPB__V1__ERROR_CODE__ERR_INTERNAL, "out of memory");
         return;
     }
+    /* Two passes: every item is checked and its row written in one transaction
+     * (one commit for the batch), then the accepted ones go to the session. */
+    struct batch_item {
+        xpb_stanza st;
+        char uuid[37];
+        struct send_prep prep;
+        int prepared;
+    } *items = calloc(n, sizeof *items);
+    char (*texts)[512] = calloc(n, sizeof *texts);
+    char (*rids)[XPB_BUS_MAX_REQUEST_ID + 16] = calloc(n, sizeof *rids);
+    if (!items || !texts || !rids) {
+        free(items);
+        free(texts);
+        free(rids);
+        xpb_bus_reply_error(req, XPB__V1__ERROR_CODE__ERR_INTERNAL, "out of memory");
+        return;
+    }
     const char *rid = xpb_bus_request_id(req);
+    int kept = 0;
     for (size_t i = 0; i < n; i++) {
         Xpb__V1__SendOutcome *o = &outs[i];
         *o = (Xpb__V1__SendOutcome)XPB__V1__SEND_OUTCOME__INIT;
         ptrs[i] = o;
-        char item_rid[XPB_BUS_MAX_REQUEST_ID + 16], text[512], uuid[37];
-        char *id = ids + i * (XPB_SESSION_ID_MAX + 8);
-        snprintf(item_rid, sizeof item_rid, "%s/%zu", rid, i);
-        send_sink k = {.req = req, .request_id = item_rid, .out = o, .text = text,
-                       .textlen = sizeof text};
+        snprintf(rids[i], sizeof rids[i], "%s/%zu", rid, i);
+        send_sink k = {.req = req, .request_id = rids[i], .out = o, .text = texts[i],
+                       .textlen = sizeof texts[i]};
         const Xpb__V1__SendStanza *one = op->send[i];
         if (!one || !one->stanza) {
-            refuse(&k, XPB__V1__ERROR_CODE__ERR_BAD_REQUEST, "send_batch.send[%zu].stanza is required", i);
-        } else {
-            xpb_stanza st = *one->stanza; /* shallow: only the id may change */
-            expand_id_uuid(&st, uuid);
+            refuse(&k, XPB__V1__ERROR_CODE__ERR_BAD_REQUEST,
+                   "send_batch.send[%zu].stanza is required", i);
+            continue;
+        }
+        struct batch_item *it = &items[i];
+        it->st = *one->stanza; /* shallow: only the id may change */
+        expand_id_uuid(&it->st, it->uuid);
+        unsigned flags = SEND_INBATCH | (one->has_receipt && one->receipt ? SEND_RECEIPT : 0u);
+        it->prepared = send_prepare(a, &k, &it->st, flags, &it->prep) == 0;
+        kept |= it->prepared && it->prep.in_batch;
+    }
+    char cerr[768] = "";
+    int crc = kept ? sends_commit(d, cerr, sizeof cerr) : 0;
+    for (size_t i = 0; i < n; i++) {
+        struct batch_item *it = &items[i];
+        Xpb__V1__SendOutcome *o = &outs[i];
+        send_sink k = {.req = req, .request_id = rids[i], .out = o, .text = texts[i],
+                       .textlen = sizeof texts[i]};
+        if (it->prepared) {
+            int was_batched = it->prep.in_batch;
+            sends_committed(a, &it->prep, crc);
+            char *id = ids + i * (XPB_SESSION_ID_MAX + 8);
             uint64_t h;
-            unsigned flags = one->has_receipt && one->receipt ? SEND_RECEIPT : 0u;
-            if (send_item(a, &k, &st, flags, &h, id, XPB_SESSION_ID_MAX + 8) == 0) {
+            if (crc && was_batched) {
+                refuse(&k, XPB__V1__ERROR_CODE__ERR_STORAGE,
+                       "send refused: %s; no new send is accepted until the state directory "
+                       "can be written (received stanzas are still relayed)", cerr);
+                sends_prep_free(&it->prep);
+            } else if (send_handoff(a, &k, &it->st, &it->prep, &h, id,
+                                    XPB_SESSION_ID_MAX + 8) == 0) {
                 o->has_code = 1;
                 o->code = XPB__V1__ERROR_CODE__OK;
                 o->stanza_id = id;
@@ -234,8 +290,11 @@ static void req_send_batch(struct account *a, xpb_bus_request *req, const Xpb__V
                 o->queued = !s || xpb_session_get_state(s) != XPB_SS_ONLINE;
             }
         }
-        if (o->error_text) o->error_text = xpb_arena_strndup(d->rarena, text, strlen(text));
+        if (o->error_text) o->error_text = xpb_arena_strndup(d->rarena, texts[i], strlen(texts[i]));
     }
+    free(items);
+    free(texts);
+    free(rids);
     Xpb__V1__SendBatchResult br = XPB__V1__SEND_BATCH_RESULT__INIT;
     br.n_result = n;
     br.result = ptrs;
@@ -531,6 +590,11 @@ static void req_open(xpb_daemon *d, xpb_bus_request *req, const Xpb__V1__Request
     xpb_account_cfg c = {0};
     const char *password = NULL;
     int from_config = 0;
+    if (cluster_owns_accounts(d)) { /* an open here could put an account online twice */
+        xpb_bus_reply_error(req, XPB__V1__ERROR_CODE__ERR_FORBIDDEN,
+                            "accounts are owned by leases (nats.leases): open is refused");
+        return;
+    }
     if (open_cfg(d, req, r, &c, &password, &from_config) != 0) {
         xpb_account_cfg_clear(&c);
         return;

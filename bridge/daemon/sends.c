@@ -209,10 +209,12 @@ static int persist(struct account *a, xpb_bus_request *req, struct send_prep *p,
     int rc = xpb_store_outbox_put(d->store, &it, err, sizeof err);
     if (rc == 0) {
         a->outbox_n++;
-        if (!xpb_store_batch_open(d->store)) d->ctr.sends_persisted++; /* else at commit */
+        p->in_batch = xpb_store_batch_open(d->store);
+        if (!p->in_batch) d->ctr.sends_persisted++; /* else at commit */
         return 0;
     }
     p->outbox_id = 0;
+    snprintf(p->err, sizeof p->err, "%s", err);
     refuse_storage(a, req, err);
     return rc;
 }
@@ -373,10 +375,33 @@ int sends_accept(struct account *a, xpb_bus_request *req, xpb_stanza *st, unsign
         return XPB_ENOMEM;
     }
     if (!keep) return 0;
-    int batch = (flags & SEND_BATCH) != 0;
+    int batch = (flags & (SEND_BATCH | SEND_INBATCH)) != 0;
     int rc = persist(a, req, p, batch);
-    if (rc || !batch || !xpb_store_batch_open(a->d->store)) return rc;
+    if (rc || !(flags & SEND_BATCH) || !xpb_store_batch_open(a->d->store)) return rc;
     return defer(a, req, p);
+}
+
+int sends_commit(xpb_daemon *d, char *err, size_t errlen)
+{
+    if (!d->store) return 0;
+    d->commit_err[0] = '\0';
+    int rc = xpb_store_batch_commit(d->store);
+    if (rc) snprintf(err, errlen, "%s", d->commit_err[0] ? d->commit_err : xpb_strerror(rc));
+    run_committed(d);
+    return rc;
+}
+
+void sends_committed(struct account *a, struct send_prep *p, int rc)
+{
+    if (!p->in_batch) return; /* written on its own: counted then */
+    p->in_batch = 0;
+    if (!rc) {
+        a->d->ctr.sends_persisted++;
+        return;
+    }
+    if (a->outbox_n) a->outbox_n--;
+    p->outbox_id = 0; /* the batch's rows are gone */
+    a->d->ctr.storage_refusals++;
 }
 
 void sends_abort(struct account *a, struct send_prep *p)

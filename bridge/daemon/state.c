@@ -47,7 +47,7 @@ int state_open(xpb_daemon *d, const xpb_config *cfg, char *err, size_t errlen)
     xpb_store_config sc = {.dir = dir,
                            .journal_max_bytes = cfg->journal_max_bytes,
                            .journal_max_age_s = cfg->journal_max_age_s,
-                           .sync_normal = cfg->state_sync_normal};
+                           .sync = cfg->state_sync};
     char why[768];
     int rc = xpb_store_open(&d->store, &sc, why, sizeof why);
     if (rc) {

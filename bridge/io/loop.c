@@ -11,6 +11,7 @@
 #include "xpb_strmap.h"
 
 #include <event2/event.h>
+#include <event2/thread.h>
 #include <event2/util.h>
 #ifdef __GLIBC__
 #include <malloc.h> /* malloc_trim */
@@ -544,6 +545,11 @@ static struct event_base *new_base(void)
     return b;
 }
 
+int xpb_loop_thread_safe(const xpb_loop *l)
+{
+    return l->cfg.thread_safe;
+}
+
 int xpb_loop_new(xpb_loop **out, const xpb_loop_config *cfg)
 {
     if (!out || !cfg) return XPB_EINVAL;
@@ -561,6 +567,11 @@ int xpb_loop_new(xpb_loop **out, const xpb_loop_config *cfg)
     }
     l->cfg.dns_servers = l->dns_servers;
     l->base = cfg->base;
+    /* Locks before the base exists: libevent gives a base locks at creation. */
+    if (cfg->thread_safe && evthread_use_pthreads() != 0) {
+        xpb_loop_free(l);
+        return XPB_ENOMEM;
+    }
     if (!l->base) {
         l->base = new_base();
         l->own_base = 1;

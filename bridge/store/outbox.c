@@ -39,7 +39,10 @@ int xpb_store_outbox_put(xpb_store *s, const xpb_outbox_item *it, char *err, siz
     bind_opt_text(q, 3, it->stanza_id);
     bind_opt_text(q, 4, it->request_id);
     sqlite3_bind_blob(q, 5, it->xml, (int)it->xml_len, SQLITE_STATIC);
-    return step_done(s, q, "outbox", err, errlen);
+    int rc = step_done(s, q, "outbox", err, errlen);
+    if (s->batch) s->batch_puts = 1;          /* on disk when the batch commits */
+    else if (!rc) rc = store_sync_sends(s, err, errlen); /* its own commit: now */
+    return rc;
 }
 
 int xpb_store_outbox_done(xpb_store *s, const char *account, uint64_t id, char *err,

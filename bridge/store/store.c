@@ -174,10 +174,13 @@ static int open_db(xpb_store *s, const xpb_store_config *cfg, char *err, size_t 
     if (rc != SQLITE_OK) return store_fail(s, rc, "open", err, errlen);
     sqlite3_extended_result_codes(s->db, 1);
     sqlite3_busy_timeout(s->db, 2000);
-    /* WAL: readers never block the writer; FULL: a commit is on disk when it
-     * returns, so what we reported written survives a power cut too. */
-    rc = store_exec(s, cfg->sync_normal ? "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
-                                        : "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;",
+    /* WAL: readers never block the writer, and a commit is in the file when
+     * it returns (kill -9 safe). FULL adds an fsync per commit (power-cut
+     * safe); SENDS takes it only for the outbox (store_sync_sends). */
+    s->sync = cfg->sync;
+    rc = store_exec(s, s->sync == XPB_STORE_SYNC_FULL
+                           ? "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
+                           : "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
                     "open", err, errlen);
     if (!rc && cfg->max_db_pages) {
         char sql[64];
@@ -257,12 +260,31 @@ int xpb_store_open(xpb_store **out, const xpb_store_config *cfg, char *err, size
     return 0;
 }
 
+int xpb_store_get_sync(const xpb_store *s)
+{
+    return s->sync;
+}
+
+/* XPB_STORE_SYNC_SENDS: a commit that wrote outbox rows waits for the disk
+ * (an fsync of the WAL, which also makes every earlier commit durable); the
+ * others do not. The WAL's file is SQLite's: asked for through
+ * SQLITE_FCNTL_JOURNAL_POINTER and synced with its own xSync. */
+int store_sync_sends(xpb_store *s, char *err, size_t errlen)
+{
+    if (s->sync != XPB_STORE_SYNC_SENDS) return 0;
+    sqlite3_file *f = NULL;
+    int rc = sqlite3_file_control(s->db, "main", SQLITE_FCNTL_JOURNAL_POINTER, &f);
+    if (rc == SQLITE_OK && f && f->pMethods) rc = f->pMethods->xSync(f, SQLITE_SYNC_NORMAL);
+    return rc == SQLITE_OK ? 0 : store_fail(s, rc, "outbox (waiting for the disk)", err, errlen);
+}
+
 int xpb_store_batch_begin(xpb_store *s, xpb_store_commit_cb on_commit, void *ud, char *err,
                           size_t errlen)
 {
     if (s->batch) return XPB_EINVAL;
     int rc = store_exec(s, "BEGIN IMMEDIATE", "outbox", err, errlen);
     if (rc) return rc;
+    s->batch_puts = 0;
     s->batch = 1;
     s->batch_cb = on_commit;
     s->batch_ud = ud;
@@ -281,6 +303,7 @@ int xpb_store_batch_commit(xpb_store *s)
     s->batch = 0;
     int rc = store_exec(s, "COMMIT", "outbox", err, sizeof err);
     if (rc) sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    else if (s->batch_puts) rc = store_sync_sends(s, err, sizeof err);
     if (s->batch_cb) s->batch_cb(s->batch_ud, rc, err);
     return rc;
 }

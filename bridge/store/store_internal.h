@@ -34,12 +34,14 @@ enum store_stmt {
 struct xpb_store {
     sqlite3 *db;
     int lock_fd; /* DIR/xpbridge.lock, flock(LOCK_EX) while open; -1 none */
+    int sync;    /* xpb_store_sync */
     sqlite3_stmt *st[ST_COUNT];
     char path[4096];
     char journal_id[XPB_STORE_JOURNAL_ID_LEN + 1];
     uint64_t max_bytes, max_age_s;
     xpb_journal_stats js;
     int batch;                    /* a group-commit transaction is open */
+    int batch_puts;               /* it wrote outbox rows: its commit waits for the disk */
     xpb_store_commit_cb batch_cb; /* told when it commits or fails */
     void *batch_ud;
 };
@@ -52,5 +54,8 @@ int store_exec(xpb_store *s, const char *sql, const char *what, char *err, size_
 int store_journal_load(xpb_store *s, char *err, size_t errlen);
 /* Commits the open batch, if any (before a write that is not part of it). */
 void store_batch_end(xpb_store *s);
+/* XPB_STORE_SYNC_SENDS: after a commit that wrote outbox rows, wait for the
+ * disk (0 in the other modes: FULL waited at the commit, NORMAL does not). */
+int store_sync_sends(xpb_store *s, char *err, size_t errlen);
 
 #endif

@@ -94,7 +94,16 @@ static void test_defaults(void **state)
     assert_int_equal(c.queue_max, XPB_SESSION_DEFAULT_QUEUE_MAX);
     assert_int_equal(c.muc_ping_s, XPB_CONFIG_DEFAULT_MUC_PING_S);
     assert_int_equal(c.n_accounts, 0);
+    assert_int_equal(c.state_sync, 0); /* "sends": xpb_store_sync's default */
     xpb_config_clear(&c);
+    const char *modes[] = {"sends", "full", "normal"};
+    for (int i = 0; i < 3; i++) {
+        char text[64];
+        snprintf(text, sizeof text, "state = { sync = \"%s\"; };", modes[i]);
+        assert_int_equal(xpb_config_parse_string(&c, text, "s.conf", err, sizeof err), 0);
+        assert_int_equal(c.state_sync, i);
+        xpb_config_clear(&c);
+    }
 }
 
 /* Each bad config, and the exact "FILE:LINE: text" it must produce. */
@@ -153,6 +162,8 @@ static const struct bad_case {
      "bad.conf:2: room \"r@muc.example/nick\": a room is a bare JID room@service (the nick goes in 'nick')"},
     {"accounts = ( { jid = \"a@b.example\"; password_file = \"/p\"; },\n { jid = \"A@B.example\"; password_file = \"/q\"; } );",
      "bad.conf:2: account a@b.example is defined twice (first on line 1)"},
+    {"state = { sync = \"always\"; };",
+     "bad.conf:1: state.sync must be \"sends\", \"full\" or \"normal\", not \"always\""},
     {"accounts = ( { jid = ; } );", "bad.conf:1: syntax error"},
     {"log = { level = \"info\"; };\n\nbus = { events = ipc; };", "bad.conf:3: syntax error"},
 };
@@ -491,6 +502,62 @@ static void test_example_file(void **state)
 }
 
 /* The two switches of bus open requests: off unless set (docs/security.md). */
+/* The nats group (config_nats.c): every setting read, defaults, refusals
+ * naming the setting. */
+static void test_nats_group(void **state)
+{
+    (void)state;
+    xpb_config c;
+    char err[512] = "";
+    const char good[] =
+        "bus = { backend = \"nats\"; };\n"
+        "nats = { servers = [ \"nats://a:4222\", \"tls://b:4222\" ]; bridge_id = \"b1\";\n"
+        "  ca_file = \"/ca\"; cert_file = \"/c\"; key_file = \"/k\"; creds_file = \"/cr\";\n"
+        "  replicas = 3; storage = \"memory\"; max_age_s = 3600; max_bytes = 1000000;\n"
+        "  lease_ttl_s = 20; max_sessions = 500; only_listed_servers = true; };\n";
+    assert_int_equal(xpb_config_parse_string(&c, good, "n.conf", err, sizeof err), 0);
+    assert_true(c.bus_nats);
+    assert_int_equal(c.nats.n_servers, 2);
+    assert_string_equal(c.nats.servers[1], "tls://b:4222");
+    assert_string_equal(c.nats.bridge_id, "b1");
+    assert_string_equal(c.nats.creds_file, "/cr");
+    assert_int_equal(c.nats.replicas, 3);
+    assert_true(c.nats.memory_storage);
+    assert_int_equal(c.nats.max_age_s, 3600);
+    assert_int_equal(c.nats.lease_ttl_s, 20);
+    assert_int_equal(c.nats.max_sessions, 500);
+    assert_true(c.nats.leases);
+    assert_true(c.nats.only_listed_servers);
+    xpb_config_clear(&c);
+    assert_int_equal(xpb_config_parse_string(&c, "log = { level = \"info\"; };", "n.conf", err,
+                                             sizeof err),
+                     0);
+    assert_false(c.bus_nats);
+    assert_true(c.nats.leases);
+    assert_int_equal(c.nats.lease_ttl_s, XPB_CONFIG_DEFAULT_LEASE_TTL_S);
+    xpb_config_clear(&c);
+    static const struct {
+        const char *text, *err;
+    } bad[] = {
+        {"bus = { backend = \"zmq\"; };", "n.conf:1: bus.backend must be \"nng\" or \"nats\""},
+        {"bus = { backend = \"nats\"; };",
+         "n.conf:0: nats.servers: bus.backend = \"nats\" needs nats.servers"},
+        {"nats = { servers = [ \"http://x\" ]; };",
+         "n.conf:1: nats.servers[0] must be a nats:// or tls:// URL"},
+        {"nats = { storage = \"disk\"; };",
+         "n.conf:1: nats.storage must be \"file\" or \"memory\", not \"disk\""},
+        {"nats = { replicas = 7; };", "n.conf:1: nats.replicas must be 1..5, not 7"},
+        {"nats = { lease_ttl_s = 1; };", "n.conf:1: nats.lease_ttl_s must be 3..3600, not 1"},
+        {"nats = { sever = [ ]; };", "n.conf:1: nats.sever: unknown setting"},
+        {"nats = { cert_file = \"/c\"; };", "n.conf:1: nats.cert_file and key_file go together"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int rc = xpb_config_parse_string(&c, bad[i].text, "n.conf", err, sizeof err);
+        if (rc != XPB_EINVAL || strcmp(err, bad[i].err) != 0)
+            fail_msg("case %zu: rc %d, err \"%s\"; expected \"%s\"", i, rc, err, bad[i].err);
+    }
+}
+
 static void test_bus_open_switches(void **state)
 {
     (void)state;
@@ -563,7 +630,7 @@ int main(void)
         cmocka_unit_test(test_flags_override), cmocka_unit_test(test_bad_flags),
         cmocka_unit_test(test_account_equal), cmocka_unit_test(test_names),
         cmocka_unit_test(test_example_file),  cmocka_unit_test(test_iq_group),
-        cmocka_unit_test(test_load_refuses_non_regular),
+        cmocka_unit_test(test_load_refuses_non_regular), cmocka_unit_test(test_nats_group),
         cmocka_unit_test(test_websocket_rules),
         cmocka_unit_test(test_robustness_limits),
         cmocka_unit_test(test_bus_open_switches),

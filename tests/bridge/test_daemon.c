@@ -686,6 +686,59 @@ static void test_sends_resent_after_restart(void **state)
     assert_int_equal(counters(f).outbox, 0);
 }
 
+/* A SendBatch with a state directory: every item's row is written (one
+ * commit for the batch) before the answer, so a crash right after it loses
+ * none of them: the next daemon sends all of them again. */
+static void test_send_batch_kept_before_the_answer(void **state)
+{
+    fixture *f = *state;
+    open_bot(f, NULL); /* not logged in: the sends wait in the queue */
+    Xpb__V1__Text text = XPB__V1__TEXT__INIT;
+    text.text = "batch kept";
+    Xpb__V1__Text *bodies[] = {&text};
+    xpb_stanza ok = XPB__V1__STANZA__INIT;
+    ok.has_kind = ok.has_type = 1;
+    ok.kind = XPB__V1__KIND__KIND_MESSAGE;
+    ok.type = XPB__V1__STANZA_TYPE__TYPE_CHAT;
+    ok.to = "friend@example.com";
+    ok.n_body = 1;
+    ok.body = bodies;
+    Xpb__V1__SendStanza s0 = XPB__V1__SEND_STANZA__INIT, s1 = XPB__V1__SEND_STANZA__INIT,
+                        s2 = XPB__V1__SEND_STANZA__INIT;
+    s0.stanza = s1.stanza = s2.stanza = &ok;
+    Xpb__V1__SendStanza *items[] = {&s0, &s1, &s2};
+    Xpb__V1__SendBatch op = XPB__V1__SEND_BATCH__INIT;
+    op.n_send = 3;
+    op.send = items;
+    Xpb__V1__Request r = XPB__V1__REQUEST__INIT;
+    r.account = BOT;
+    r.op_case = XPB__V1__REQUEST__OP_SEND_BATCH;
+    r.send_batch = &op;
+    fake_req *q = request(f, &r);
+    assert_int_equal(code_of(q), XPB__V1__ERROR_CODE__OK);
+    const Xpb__V1__SendBatchResult *br = q->resp->sent_batch;
+    assert_int_equal(br->n_result, 3);
+    char ids[3][80];
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(br->result[i]->code, XPB__V1__ERROR_CODE__OK);
+        assert_true(br->result[i]->queued);
+        snprintf(ids[i], sizeof ids[i], "%s", br->result[i]->stanza_id);
+    }
+    assert_int_equal(counters(f).sends_persisted, 3);
+    assert_int_equal(counters(f).outbox, 3);
+    xpb_daemon_free(f->d); /* "crash" */
+    fake_loop_free(f->loop);
+    fake_bus_reset();
+    f->loop = fake_loop_new();
+    f->d = daemon_with_state(f->loop);
+    open_bot(f, NULL);
+    assert_int_equal(counters(f).sends_resent, 3);
+    login(f);
+    const char *sent = fake_sent(bot_session(f));
+    for (int i = 0; i < 3; i++) assert_non_null(strstr(sent, ids[i]));
+    assert_int_equal(counters(f).outbox, 0);
+}
+
 /* XEP-0184: RECEIVED only from the JID the message went to (bare match). */
 static void test_receipt_only_from_the_addressee(void **state)
 {
@@ -780,6 +833,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_receipt_only_from_the_addressee, setup_state,
                                         teardown_state),
         cmocka_unit_test_setup_teardown(test_state_dir_locked, setup_state, teardown_state),
+        cmocka_unit_test_setup_teardown(test_send_batch_kept_before_the_answer, setup_state,
+                                        teardown_state),
         cmocka_unit_test(test_state_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -26,6 +27,20 @@
 
 static char g_dir[256];
 static char g_err[1024];
+
+/* SQLite (a shared library) calls these through the PLT, so ours are the
+ * ones it gets: they count the waits for the disk and then do them. */
+static unsigned g_syncs;
+int fdatasync(int fd)
+{
+    g_syncs++;
+    return (int)syscall(SYS_fdatasync, fd);
+}
+int fsync(int fd)
+{
+    g_syncs++;
+    return (int)syscall(SYS_fsync, fd);
+}
 
 static int setup(void **state)
 {
@@ -455,12 +470,58 @@ static void test_kill9_loses_nothing_reported(void **state)
     }
 }
 
+/* state.sync = "sends" (the default): a commit that wrote outbox rows waits
+ * for the disk; the journal's and removals' do not; "full": every commit waits. */
+static void test_sync_modes(void **state)
+{
+    (void)state;
+    char dir[300];
+    snprintf(dir, sizeof dir, "%s/sends", g_dir);
+    xpb_store *s = open_store(dir, 0, 0); /* sync 0: XPB_STORE_SYNC_SENDS */
+    g_syncs = 0;
+    for (int i = 0; i < 5; i++) assert_int_equal(append_n(s, 8, 1000), 0);
+    assert_int_equal(g_syncs, 0);
+    uint8_t rec[16] = {0};
+    xpb_outbox_item it = {.account = "a@x", .id = 1, .stanza_id = "s1", .xml = rec,
+                          .xml_len = sizeof rec};
+    assert_int_equal(xpb_store_outbox_put(s, &it, g_err, sizeof g_err), 0);
+    assert_true(g_syncs >= 1); /* on its own: on disk before it returns */
+    unsigned after_put = g_syncs;
+    assert_int_equal(append_n(s, 8, 1000), 0); /* back to not waiting */
+    assert_int_equal(g_syncs, after_put);
+    assert_int_equal(xpb_store_batch_begin(s, NULL, NULL, g_err, sizeof g_err), 0);
+    for (uint64_t id = 2; id < 5; id++) {
+        it.id = id;
+        assert_int_equal(xpb_store_outbox_put(s, &it, g_err, sizeof g_err), 0);
+    }
+    assert_int_equal(g_syncs, after_put); /* inside the batch: nothing yet */
+    assert_int_equal(xpb_store_batch_commit(s), 0);
+    assert_true(g_syncs > after_put);
+    unsigned after_batch = g_syncs; /* removals only: a lost one is a duplicate, no wait */
+    assert_int_equal(xpb_store_batch_begin(s, NULL, NULL, g_err, sizeof g_err), 0);
+    for (uint64_t id = 1; id < 5; id++)
+        assert_int_equal(xpb_store_outbox_done(s, "a@x", id, g_err, sizeof g_err), 0);
+    assert_int_equal(xpb_store_batch_commit(s), 0);
+    assert_int_equal(g_syncs, after_batch);
+    assert_int_equal(xpb_store_outbox_count(s, "a@x"), 0);
+    xpb_store_close(s);
+
+    snprintf(dir, sizeof dir, "%s/full", g_dir);
+    xpb_store_config cfg = {.dir = dir, .sync = XPB_STORE_SYNC_FULL};
+    assert_int_equal(xpb_store_open(&s, &cfg, g_err, sizeof g_err), 0);
+    g_syncs = 0;
+    assert_int_equal(append_n(s, 8, 1000), 0);
+    assert_true(g_syncs >= 1);
+    xpb_store_close(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_journal_pages_and_prefix, setup, teardown),
         cmocka_unit_test_setup_teardown(test_state_survives_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_batch_group_commit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sync_modes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lock_refuses_a_second_open, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retention, setup, teardown),
         cmocka_unit_test_setup_teardown(test_full_by_page_limit, setup, teardown),

@@ -13,6 +13,8 @@
 #include <nng/supplemental/util/platform.h>
 
 #include "bus_client.h"
+#include "nats_client.h"
+#include "xpb_bus_nats_wire.h"
 #include "output.h"
 #include "xpb_error.h"
 #include "xpb_stanza.h"
@@ -70,6 +72,29 @@ const xpbctl_opt xpbctl_global_opts[] = {
      .help = "the request's id (default: 128 random bits in hex); a\n"
              "retry with the same id is answered by the bridge from its\n"
              "cache and never acts twice; printable ASCII"},
+    {.name = "--nats",
+     .arg = "URL",
+     .kind = XPBCTL_STR,
+     .min = 1,
+     .max = 4095,
+     .offset = XPBCTL_AT(xpbctl_globals, nats),
+     .help = "talk to bridges over NATS instead of NNG:\n"
+             "nats://HOST:PORT, or several separated by commas.\n"
+             "Requests go to xpb.req.<account-token> (whichever\n"
+             "bridge owns the account answers; status and sessions\n"
+             "without --account: xpb.ctl.any); tail reads stream\n"
+             "XPB_EVENTS with a JetStream consumer and acknowledges\n"
+             "each event once printed"},
+    {.name = "--durable",
+     .arg = "NAME",
+     .kind = XPBCTL_STR,
+     .min = 1,
+     .max = 64,
+     .offset = XPBCTL_AT(xpbctl_globals, durable),
+     .help = "tail --nats: the consumer's durable name; it keeps\n"
+             "its place across runs (starting from the stream's\n"
+             "first event) and runs that share it share the events.\n"
+             "Without it: an ephemeral consumer from new events on"},
     {.name = "--json",
      .kind = XPBCTL_FLAG,
      .offset = XPBCTL_AT(xpbctl_globals, json),
@@ -106,6 +131,8 @@ int ctl_init(ctl *c, const char *cmd, const xpbctl_globals *g)
     c->json = g->json;
     c->timeout_set = g->timeout.set;
     c->timeout_ms = g->timeout.set ? (long)g->timeout.v : CTL_DEFAULT_TIMEOUT_MS;
+    c->nats = g->nats;
+    c->durable = g->durable;
     if (url_or_default(c->requests, sizeof(c->requests), g->requests, "requests") ||
         url_or_default(c->events, sizeof(c->events), g->events, "events")) {
         fprintf(stderr, "%s %s: $XDG_RUNTIME_DIR is too long for a socket path\n", xpbctl_prog, cmd);
@@ -146,15 +173,13 @@ static int open_req(ctl *c, nng_socket *s)
     return 0;
 }
 
-static int decode_reply(ctl *c, nng_msg *m, Xpb__V1__Response **out)
+static int decode_reply(ctl *c, const uint8_t *data, size_t len, Xpb__V1__Response **out)
 {
-    const uint8_t *data = nng_msg_body(m);
-    size_t len = nng_msg_len(m);
     if (xpb_pb_check_depth(&xpb__v1__response__descriptor, data, len,
                            XPB_RECORD_DEFAULT_MAX_DEPTH + 1) ||
         !(*out = xpb__v1__response__unpack(NULL, len, data))) {
-        fprintf(stderr, "%s: %s: undecodable reply (%zu bytes) from %s\n", xpbctl_prog, c->cmd, len,
-                c->requests);
+        fprintf(stderr, "%s: %s: undecodable reply (%zu bytes) from %s\n", xpbctl_prog, c->cmd,
+                len, c->nats ? c->nats : c->requests);
         return XPBCTL_EXIT_FAIL;
     }
     if ((*out)->request_id && strcmp((*out)->request_id, c->request_id) != 0) {
@@ -181,7 +206,7 @@ static int exchange(ctl *c, nng_socket s, const uint8_t *buf, size_t len, Xpb__V
         fprintf(stderr, "%s: %s: %s: %s\n", xpbctl_prog, c->cmd, c->requests, nng_strerror(rv));
         return XPBCTL_EXIT_NOREPLY;
     }
-    int rc = decode_reply(c, m, out);
+    int rc = decode_reply(c, nng_msg_body(m), nng_msg_len(m), out);
     nng_msg_free(m);
     return rc;
 }
@@ -198,6 +223,16 @@ static int call(ctl *c, Xpb__V1__Request *r, Xpb__V1__Response **out)
     uint8_t *buf = malloc(len ? len : 1);
     if (!buf) return XPBCTL_EXIT_FAIL;
     xpb__v1__request__pack(r, buf);
+    if (c->nats) {
+        uint8_t *reply = NULL;
+        size_t rlen = 0;
+        int rc = nats_ctl_request(c->cmd, c->nats, r->account, buf, len, c->timeout_ms, &reply,
+                                  &rlen);
+        if (!rc) rc = decode_reply(c, reply, rlen, out);
+        free(reply);
+        free(buf);
+        return rc;
+    }
     nng_socket s;
     int rc = open_req(c, &s);
     if (!rc) {
@@ -253,6 +288,9 @@ struct ctl_sub {
     nng_mtx *mtx;
     nng_cv *cv;
     int pipes; /* connected to the bridge's PUB (NNG's pipe callback) */
+    nats_ctl_sub *nats;
+    const char *const *prefixes; /* over NATS: filtered here when more than one */
+    size_t n;
 };
 
 static void on_pipe_add(nng_pipe p, nng_pipe_ev ev, void *arg)
@@ -268,6 +306,7 @@ static void on_pipe_add(nng_pipe p, nng_pipe_ev ev, void *arg)
 
 int ctl_sub_wait_connected(ctl_sub *s, long ms)
 {
+    if (s->nats) return 0; /* a JetStream consumer misses nothing published after it */
     nng_time until = nng_clock() + (nng_time)ms;
     nng_mtx_lock(s->mtx);
     while (!s->pipes && nng_cv_until(s->cv, until) != NNG_ETIMEDOUT) {}
@@ -276,6 +315,46 @@ int ctl_sub_wait_connected(ctl_sub *s, long ms)
     if (!ok) return XPBCTL_EXIT_NOREPLY;
     nng_msleep(CTL_SUB_SETTLE_MS); /* the PUB side adds its end of the pipe just after */
     return 0;
+}
+
+/* One topic prefix ("kind/" or "kind/account/") as a subject; several, or
+ * none: every event, filtered by prefix in ctl_sub_next. */
+static int nats_subject(const char *const *prefixes, size_t n, char *out, size_t outlen)
+{
+    if (n != 1) return snprintf(out, outlen, "%s>", XPB_NATS_EVENT_PREFIX) < (int)outlen ? 0 : -1;
+    char kind[32], account[3100] = "";
+    const char *slash = strchr(prefixes[0], '/');
+    if (!slash || (size_t)(slash - prefixes[0]) >= sizeof kind) return -1;
+    memcpy(kind, prefixes[0], (size_t)(slash - prefixes[0]));
+    kind[slash - prefixes[0]] = '\0';
+    size_t al = strlen(slash + 1);
+    if (al > 0 && al < sizeof account) memcpy(account, slash + 1, al - 1); /* drop the '/' */
+    return xpb_nats_event_subject(kind, account[0] ? account : NULL, out, outlen) < outlen ? 0
+                                                                                       : -1;
+}
+
+static int nats_sub_open(ctl *c, const char *const *prefixes, size_t n, ctl_sub *sub)
+{
+    char subject[10240];
+    if (nats_subject(prefixes, n, subject, sizeof subject)) {
+        fprintf(stderr, "xpbctl: %s: filter too long for a NATS subject\n", c->cmd);
+        return XPBCTL_EXIT_USAGE;
+    }
+    sub->prefixes = prefixes;
+    sub->n = n;
+    return nats_ctl_sub_open(c->cmd, c->nats, c->durable, subject, &sub->nats);
+}
+
+static int nats_sub_next(ctl_sub *s, const uint8_t **data, size_t *len)
+{
+    for (;;) {
+        int rc = nats_ctl_sub_next(s->nats, CTL_POLL_MS, data, len);
+        if (rc == -1) return CTL_SUB_TIMEOUT;
+        if (rc || s->n <= 1) return rc;
+        for (size_t i = 0; i < s->n; i++)
+            if (strncmp((const char *)*data, s->prefixes[i], strlen(s->prefixes[i])) == 0)
+                return 0;
+    }
 }
 
 static int subscribe(nng_socket s, const char *const *prefixes, size_t n)
@@ -293,6 +372,12 @@ int ctl_sub_open(ctl *c, const char *const *prefixes, size_t n, ctl_sub **out)
     ctl_sub *sub = calloc(1, sizeof(*sub));
     if (!sub) return XPBCTL_EXIT_FAIL;
     sub->c = c;
+    if (c->nats) {
+        int rc = nats_sub_open(c, prefixes, n, sub);
+        if (rc) free(sub);
+        else *out = sub;
+        return rc;
+    }
     int rv = nng_sub0_open(&sub->s);
     if (rv) {
         fprintf(stderr, "%s: %s: cannot open a SUB socket: %s\n", xpbctl_prog, c->cmd, nng_strerror(rv));
@@ -319,6 +404,7 @@ int ctl_sub_open(ctl *c, const char *const *prefixes, size_t n, ctl_sub **out)
 
 int ctl_sub_next(ctl_sub *s, const uint8_t **data, size_t *len)
 {
+    if (s->nats) return nats_sub_next(s, data, len);
     if (s->msg) nng_msg_free(s->msg);
     s->msg = NULL;
     int rv = nng_recvmsg(s->s, &s->msg, 0);
@@ -335,6 +421,11 @@ int ctl_sub_next(ctl_sub *s, const uint8_t **data, size_t *len)
 void ctl_sub_close(ctl_sub *s)
 {
     if (!s) return;
+    if (s->nats) {
+        nats_ctl_sub_close(s->nats);
+        free(s);
+        return;
+    }
     if (s->msg) nng_msg_free(s->msg);
     nng_close(s->s);
     if (s->cv) nng_cv_free(s->cv);

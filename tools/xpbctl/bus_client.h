@@ -26,6 +26,8 @@ typedef struct ctl {
     bool timeout_set, json;
     char request_id[XPB_BUS_MAX_REQUEST_ID + 1];
     const char *account; /* put into requests that have none */
+    const char *nats;    /* NATS servers (--nats), or NULL for NNG */
+    const char *durable; /* tail over NATS: --durable */
     void *ud;            /* for a reply printer that needs a context */
 } ctl;
 

@@ -20,6 +20,8 @@
  * after it, in the same struct. Every bus command takes them. */
 typedef struct xpbctl_globals {
     const char *requests, *events, *request_id; /* NULL: the defaults */
+    const char *nats;    /* NATS servers instead of the NNG sockets; NULL: NNG */
+    const char *durable; /* tail over NATS: the JetStream consumer's durable name */
     xpbctl_num timeout;                         /* not set: the default */
     bool json;
 } xpbctl_globals;

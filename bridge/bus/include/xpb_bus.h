@@ -117,8 +117,15 @@ typedef struct xpb_bus_stats {
     uint64_t busy_control;     /* busy: status, list or close with every control slot taken */
     unsigned inflight_control; /* of inflight: status, list and close */
     uint64_t acked_seq;        /* the back end took every event up to this seq (NNG: when sent) */
+    uint64_t publish_retries;  /* batches the back end sent again (NATS: refused or no ack) */
+    uint64_t publish_pending;  /* batches the back end holds until acknowledged (NATS) */
 } xpb_bus_stats;
 void xpb_bus_get_stats(const xpb_bus *b, xpb_bus_stats *out);
+/* Requests naming account reach this bus from now on (on) or no longer
+ * (off). With NATS that is the subscription to xpb.req.<token>; with NNG,
+ * where every request reaches the one bridge, it does nothing. */
+int xpb_bus_route(xpb_bus *b, const char *account, int on);
+
 /* The URLs actually bound (after defaults); "" when the back end has none. */
 const char *xpb_bus_events_url(const xpb_bus *b);
 const char *xpb_bus_requests_url(const xpb_bus *b);

@@ -40,12 +40,15 @@ typedef struct xpb_bus_batch {
     const char *kind, *account;
     uint64_t first_seq, last_seq;
     unsigned count;
+    const char *journal_id; /* the journal's id with a state directory, else NULL */
 } xpb_bus_batch;
 
 typedef enum xpb_bus_endpoint { XPB_BUS_EP_EVENTS, XPB_BUS_EP_REQUESTS } xpb_bus_endpoint;
 
 typedef struct xpb_bus_backend_stats {
-    uint64_t reply_errors; /* replies that could not be sent */
+    uint64_t reply_errors;    /* replies that could not be sent */
+    uint64_t publish_retries; /* batches sent again after a refusal or a missing ack */
+    uint64_t publish_pending; /* batches taken and not yet acknowledged */
 } xpb_bus_backend_stats;
 
 struct xpb_bus_backend_ops {
@@ -71,9 +74,15 @@ struct xpb_bus_backend_ops {
     void (*stats)(void *be, xpb_bus_backend_stats *out);
     /* What clients connect to, for logs and xpbctl; NULL or "" when none. */
     const char *(*endpoint)(void *be, xpb_bus_endpoint which);
+    /* Requests naming account reach this bridge from now on (on) or no
+     * longer (off): NATS subscribes xpb.req.<token>. NULL where every
+     * request reaches the bridge anyway (NNG). 0 or an XPB_E code. */
+    int (*route)(void *be, const char *account, int on);
 };
 
 /* NNG (bus_nng.c): events on PUB, requests on REP through NNG contexts. */
 extern const xpb_bus_backend_ops xpb_bus_nng_ops;
+/* NATS JetStream (bus_nats.c; settings in xpb_bus_nats.h). */
+extern const xpb_bus_backend_ops xpb_bus_nats_ops;
 
 #endif

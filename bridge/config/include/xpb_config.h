@@ -51,6 +51,26 @@ typedef struct xpb_account_cfg {
     int line;            /* where it was defined (0: flags) */
 } xpb_account_cfg;
 
+/* nats = { ... } (docs/configuration.md "nats"): the NATS JetStream bus
+ * (bus.backend = "nats") and the account leases shared by many bridges. */
+#define XPB_CONFIG_DEFAULT_LEASE_TTL_S 10u
+typedef struct xpb_nats_config {
+    char **servers;       /* nats://host:port */
+    size_t n_servers;
+    char *ca_file, *cert_file, *key_file; /* TLS */
+    char *creds_file;     /* .creds (JWT + seed) */
+    char *nkey_seed_file, *nkey_public;
+    char *bridge_id;      /* NULL: <hostname>-<pid> */
+    char *stream;         /* NULL: XPB_EVENTS */
+    int replicas;         /* 0: 3 with 3+ servers, else 1 */
+    int memory_storage;   /* storage = "memory" */
+    unsigned long long max_age_s, max_bytes; /* stream retention (0: none) */
+    int only_listed_servers; /* ignore the servers the cluster announces */
+    int leases;           /* accounts owned by KV leases (default on with the nats back end) */
+    unsigned lease_ttl_s; /* a claim lapses this long after its last renewal */
+    unsigned max_sessions; /* accounts this bridge takes at most (0: no limit) */
+} xpb_nats_config;
+
 typedef struct xpb_config {
     int log_level;       /* XPB_CFG_LOG_* */
     char *log_file;      /* NULL: stderr */
@@ -76,14 +96,17 @@ typedef struct xpb_config {
     size_t n_iq_passthrough;
     /* state.dir: the state directory (docs/durability.md); NULL: the default
      * (xpb_config_default_state_dir); "none": memory only. state.journal_max_bytes / _max_age_s: retention (0: the
-     * store's defaults); state.sync = "full" | "normal". */
+     * store's defaults); state.sync = "sends" (default) | "full" | "normal", an
+     * xpb_store_sync (docs/configuration.md). */
     char *state_dir;
     unsigned long long journal_max_bytes, journal_max_age_s;
-    int state_sync_normal;
+    int state_sync;
     /* mam.catchup (default on; needs a state directory), mam.page_size,
      * mam.max_pages, mam.max_messages (per archive per run), mam.timeout_ms. */
     int mam_catchup;
     unsigned mam_page_size, mam_max_pages, mam_max_messages, mam_timeout_ms;
+    int bus_nats;         /* bus.backend = "nats" (default "nng") */
+    xpb_nats_config nats;
     xpb_account_cfg *accounts;
     size_t n_accounts;
 } xpb_config;

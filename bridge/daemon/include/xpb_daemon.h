@@ -97,6 +97,11 @@ typedef struct xpb_daemon_counters {
     uint64_t sends_persisted, sends_resent, storage_refusals, outbox_errors;
     uint64_t outbox;
     uint64_t receipts_received, receipts_spoofed; /* XEP-0184 <received/> matched / refused */
+    /* account leases over NATS (docs/scaling.md); leases_on 0: none */
+    int leases_on;
+    uint64_t leases_owned, leases_claiming, leases_closing, leases_live_bridges;
+    uint64_t leases_claims, leases_claims_lost, leases_renewals, leases_renew_failures;
+    uint64_t leases_lost, leases_deadline_closes;
 } xpb_daemon_counters;
 void xpb_daemon_get_counters(xpb_daemon *d, xpb_daemon_counters *out);
 void xpb_daemon_get_bus_stats(xpb_daemon *d, xpb_bus_stats *out);

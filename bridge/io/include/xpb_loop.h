@@ -34,6 +34,10 @@ typedef struct xpb_loop_config {
      * makes xpb_loop_new fail with XPB_EINVAL. The integration tests point
      * it at a dnsmasq holding the test's SRV records. */
     const char *dns_servers;
+    /* libevent locking (evthread_use_pthreads, process-wide) before the base
+     * is made: needed when a library adds or removes the loop's events from
+     * its own threads (the NATS client's reconnect thread, xpb_loop_nats.h). */
+    int thread_safe;
     /* New connections (each a TCP connect and TLS handshake) started per
      * second, over every session; the others wait in order. 0: no limit.
      * At most connect_rate x XPB_LOOP_CONNECT_INFLIGHT_S negotiations are
@@ -55,6 +59,8 @@ int xpb_loop_new(xpb_loop **out, const xpb_loop_config *cfg);
 /* Frees every session (no clean shutdown: close them first). */
 void xpb_loop_free(xpb_loop *l);
 struct event_base *xpb_loop_base(xpb_loop *l);
+/* 1 when made with xpb_loop_config.thread_safe. */
+int xpb_loop_thread_safe(const xpb_loop *l);
 /* Replaces on_event, on_log and ud of the configuration (the daemon takes
  * over a loop main.c made); NULL callbacks: none. */
 void xpb_loop_set_handlers(xpb_loop *l, xpb_loop_event_cb on_event, xpb_loop_log_cb on_log,

@@ -1,11 +1,17 @@
 /* The state directory's database (docs/durability.md): one SQLite file in WAL
  * mode holding the event journal (replay by seq), accepted sends until the
  * server acknowledges them, XEP-0198 resumption state, and XEP-0313 archive
- * markers with the stanza-ids seen (XEP-0359). Every write is a transaction
- * that is on disk when the call returns (synchronous=FULL), so a kill -9 or a
- * power cut loses nothing that was reported written (with sync_normal, a
- * kill -9 still loses nothing; a power cut may lose the last commits). One
- * store per process; call it from one thread. */
+ * markers with the stanza-ids seen (XEP-0359). Every write is a transaction;
+ * how far a commit goes before the call returns is the sync mode
+ * (xpb_store_sync). In every mode a kill -9 loses nothing that was reported
+ * written (WAL: a commit is in the file when it returns). A power cut: with
+ * XPB_STORE_SYNC_FULL nothing; with XPB_STORE_SYNC_SENDS (the default) no
+ * accepted send, but the newest journal events, XEP-0198 state and markers
+ * may go back to an earlier commit, together (a WAL recovers a prefix of its
+ * commits), and the catch-up from the server's archive brings the events
+ * back (docs/durability.md, "Power cuts"); with XPB_STORE_SYNC_NORMAL the
+ * newest sends may be lost too. One store per process; call it from one
+ * thread. */
 #ifndef XPB_STORE_H
 #define XPB_STORE_H
 
@@ -24,9 +30,15 @@ typedef struct xpb_store_config {
     uint64_t journal_max_bytes; /* 0: XPB_STORE_DEFAULT_MAX_BYTES */
     uint64_t journal_max_age_s; /* 0: XPB_STORE_DEFAULT_MAX_AGE_S */
     uint64_t max_db_pages;      /* 0: no limit; tests set it to stand in for a full disk */
-    int sync_normal; /* 1: synchronous=NORMAL: a commit survives kill -9 but may be lost to a
-                        power cut; 0 (default): FULL, on disk when the call returns */
+    int sync; /* an xpb_store_sync; 0: XPB_STORE_SYNC_SENDS */
 } xpb_store_config;
+
+/* How far a commit goes before it returns (above; docs/configuration.md, state.sync). */
+typedef enum xpb_store_sync {
+    XPB_STORE_SYNC_SENDS = 0,  /* a commit with outbox rows waits for the disk; others do not */
+    XPB_STORE_SYNC_FULL = 1,   /* every commit fsynced (synchronous=FULL) */
+    XPB_STORE_SYNC_NORMAL = 2, /* no commit waited for (synchronous=NORMAL) */
+} xpb_store_sync;
 
 typedef struct xpb_store xpb_store;
 
@@ -40,6 +52,8 @@ void xpb_store_close(xpb_store *s); /* NULL is fine */
 /* Random, made when the journal was created: a subscriber tells "the bridge
  * restarted" (same id, seq goes on) from "the journal was replaced". */
 const char *xpb_store_journal_id(const xpb_store *s);
+/* The sync mode it was opened with (an xpb_store_sync). */
+int xpb_store_get_sync(const xpb_store *s);
 
 /* ---- the event journal ---------------------------------------------------------- */
 typedef struct xpb_journal_event {

@@ -374,7 +374,7 @@ class CatchupExpired(unittest.TestCase):
     """A server that keeps a broken stream resumable for a few seconds only
     (Prosody smacks_hibernation_time): the restart comes after it expired."""
     server = Prosody
-    resume_timeout = 6
+    resume_timeout = 10  # seconds: the 400 messages are sent well within it
     setUpClass = Catchup.__dict__['setUpClass']
     person = Catchup.__dict__['person']
     _cleanup = Catchup.__dict__['_cleanup']

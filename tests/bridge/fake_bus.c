@@ -246,6 +246,13 @@ int xpb_kv_submit(xpb_kv *kv, xpb_kv_op op, int bucket, const char *key, const c
     return -2;
 }
 
+int xpb_kv_submit_bin(xpb_kv *kv, xpb_kv_op op, int bucket, const char *key, const void *value,
+                      size_t len, uint64_t last_rev)
+{
+    (void)kv, (void)op, (void)bucket, (void)key, (void)value, (void)len, (void)last_rev;
+    return -2;
+}
+
 void xpb_kv_close(xpb_kv *kv, unsigned wait_ms)
 {
     (void)kv, (void)wait_ms;

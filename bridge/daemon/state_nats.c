@@ -234,6 +234,8 @@ static void on_kv(void *ud, const xpb_kv_result *r)
         char err[256];
         snprintf(err, sizeof err, "NATS KV bucket %s did not store it within %u ms",
                  XPB_NATS_OUTBOX_BUCKET, XPB_KV_OP_TIMEOUT_MS);
+        if (r->status != XPB_KV_OK) /* it may still land (a reconnect's buffer): take it back */
+            xpb_kv_submit(sn->kv, XPB_KV_DELETE, 1, r->key, NULL, 0);
         sends_kept(d, jid, id, r->status == XPB_KV_OK ? 0 : XPB_ESTORE, err);
     } else if (r->status == XPB_KV_UNREACHABLE && r->op == XPB_KV_PUT) {
         d->ctr.outbox_errors++;

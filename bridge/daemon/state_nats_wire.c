@@ -22,6 +22,8 @@ static int head_line(const uint8_t *v, size_t len, char *head, size_t *past)
     memcpy(head, v, n);
     head[n] = '\0';
     *past = n + 1;
+    for (size_t i = 6; i < n; i++) /* after the magic: counts only (sscanf takes "-1") */
+        if (head[i] != ' ' && (head[i] < '0' || head[i] > '9')) return XPB_EINVAL;
     return 0;
 }
 

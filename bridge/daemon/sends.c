@@ -127,8 +127,9 @@ void publish_delivery(struct account *a, const xpb_session_event *sev)
     } else if (a->d->shutting_down && e->outbox_id) {
         /* Not failed for good: kept, and sent again at the next start. */
         char why[400];
-        snprintf(why, sizeof why, "%s; kept in the state directory and sent again when the "
-                 "bridge starts", sev->reason ? sev->reason : "the bridge is shutting down");
+        snprintf(why, sizeof why, "%s; kept in %s and sent again when the account starts "
+                 "again", sev->reason ? sev->reason : "the bridge is shutting down",
+                 a->d->state ? a->d->state->where : "the state directory");
         publish_outcome(a, XPB__V1__DELIVERY__OUTCOME__OUTCOME_FAILED, e, why, NULL);
     } else {
         outbox_forget(a, e->outbox_id);

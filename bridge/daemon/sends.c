@@ -167,6 +167,7 @@ struct deferred {
     xpb_bus_request *req;
     struct send_prep prep; /* owns the record */
     int rc, committed;     /* the batch's outcome */
+    unsigned tries;        /* async back end: puts that failed so far */
 };
 
 static void on_committed(void *ud, int rc, const char *err)
@@ -413,10 +414,28 @@ int sends_commit(xpb_daemon *d, char *err, size_t errlen)
     return rc;
 }
 
+/* A failed KV put is tried again (a NATS node lost: its streams elect new
+ * leaders within seconds) before the send is refused. */
+static int put_again(xpb_daemon *d, struct deferred *e)
+{
+    if (e->tries >= XPB_DAEMON_KV_PUT_TRIES || !d->state || !d->state->async) return -1;
+    e->tries++;
+    xpb_outbox_item it = {.account = e->a->name, .id = e->prep.outbox_id,
+                          .stanza_id = e->prep.id, .request_id = xpb_bus_request_id(e->req),
+                          .xml = (const uint8_t *)e->prep.record.data,
+                          .xml_len = e->prep.record.len};
+    char err[768];
+    if (d->state->outbox_put(d, &it, err, sizeof err) != 0) return -1;
+    xpb_log(XPB_LOG_WARN, "session %s: send %s not stored in %s yet; trying again (%u of %u)",
+            e->a->name, e->prep.id, d->state->where, e->tries, XPB_DAEMON_KV_PUT_TRIES);
+    return 0;
+}
+
 void sends_kept(xpb_daemon *d, const char *account, uint64_t id, int rc, const char *err)
 {
     for (struct deferred *e = d->deferred; e; e = e->next)
         if (!e->committed && e->prep.outbox_id == id && strcmp(e->a->name, account) == 0) {
+            if (rc && put_again(d, e) == 0) return;
             e->committed = 1;
             e->rc = rc;
             if (rc) snprintf(d->commit_err, sizeof d->commit_err, "%s", err);
@@ -588,7 +607,8 @@ void sends_on_inbound(struct account *a)
     if (d->sm_timer_armed) return; /* never pushed back: saved within the bound */
     if (!d->sm_timer && xpb_timer_new(d->loop, on_sm_timer, d, &d->sm_timer) != 0) return;
     d->sm_timer_armed = 1;
-    xpb_timer_start(d->sm_timer, XPB_DAEMON_SM_SAVE_MS);
+    xpb_timer_start(d->sm_timer, d->state->async ? XPB_DAEMON_SM_SAVE_KV_MS
+                                                 : XPB_DAEMON_SM_SAVE_MS);
 }
 
 void sends_free(xpb_daemon *d)

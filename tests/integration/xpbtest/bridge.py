@@ -441,11 +441,12 @@ class RichPerson(Person):
         fut = asyncio.run_coroutine_threadsafe(coro_fn(self._client), self._loop)
         return fut.result(timeout)
 
-    def wait_stanza(self, pred, timeout=15, n=1):
+    def wait_stanza(self, pred, timeout=15, n=1, since=0):
+        """At least n stanzas (after index since) matching pred, or what came by the timeout."""
         deadline = time.monotonic() + timeout
         with self._cond:
             while True:
-                got = [s for k, s in self.stanzas if pred(k, s)]
+                got = [s for k, s in self.stanzas[since:] if pred(k, s)]
                 left = deadline - time.monotonic()
                 if len(got) >= n or left <= 0:
                     return got
@@ -469,9 +470,11 @@ class RichPerson(Person):
         def self_pres(k, s):
             return (k == 'presence' and str(s['from']) == f'{room}/{nick}'
                     and s['type'] != 'error')
+        # Only this attempt's answer: an earlier attempt's error (a room still
+        # locked, XEP-0045 §10.1.2) must not answer a retry.
         got = self.wait_stanza(lambda k, s: self_pres(k, s) or
                                (k == 'presence' and str(s['from']).startswith(room)
-                                and s['type'] == 'error'), timeout)
+                                and s['type'] == 'error'), timeout, since=mark)
         if not got or got[0]['type'] == 'error':
             raise RuntimeError(f'{self.jid_bare} could not join {room}: '
                                f'{got[0] if got else "no answer"}')

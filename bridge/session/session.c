@@ -570,7 +570,7 @@ static session_action on_ping_timer(xpb_session *s)
     return a;
 }
 
-/* A resumed stream of an earlier process whose server did not answer our
+/* A resumed stream whose server did not answer our
  * <r/> in time (session_sm.c, on_resumed): it does not parse what we write.
  * Resuming it again would feed the same parser, so a fresh session is bound;
  * none of the queue was written on this stream, all of it goes there. The

@@ -291,27 +291,26 @@ static session_action on_resumed(xpb_session *s, const xpb_node *el)
         }
         s->last_acked = h;
         s->sm_imported = 0;
-        /* The earlier process may have died in the middle of a stanza, and
-         * a server may go on parsing the resumed stream where the old link's
-         * bytes stopped (Prosody 0.12 feeds the new link to the old link's
-         * parser): our stanzas would then be swallowed as children of that
-         * half stanza, never handled nor acknowledged, and every later resume
-         * of this stream would do the same. So nothing of the queue is
-         * written until an <a/> answers an <r/>: the server parses what we
-         * write. No answer within connect_timeout_ms: the stream is given up
-         * and a fresh one bound (on_timer, XPB_TIMER_CONNECT). */
-        s->resume_probe = 1;
     } else {
         session_action a = apply_h(s, session_attr(el, "h"));
         if (a.kind != ACT_CONTINUE) return a;
     }
+    /* The old link (or the earlier process) may have died in the middle of
+     * a stanza, and a server may go on parsing the resumed stream where the
+     * old link's bytes stopped (Prosody 0.12 feeds the new link to the old
+     * link's parser): our stanzas would then be swallowed as children of
+     * that half stanza, never handled nor acknowledged, and every later
+     * resume of this stream would do the same. So nothing of the queue is
+     * written until an <a/> answers an <r/>: the server parses what we
+     * write. No answer within connect_timeout_ms: the stream is given up and
+     * a fresh one bound (session.c, give_up_resume). */
+    s->resume_probe = 1;
     s->stats.resumptions++;
     report_sm(s);
     s->n_sent = 0; /* XEP-0198 §5: everything not acknowledged is sent again */
     s->since_r = 0;
-    int probe = s->resume_probe;
     session_action a = session_go_online(s, 1);
-    if (a.kind != ACT_CONTINUE || !probe || s->state != XPB_SS_ONLINE) return a;
+    if (a.kind != ACT_CONTINUE || !s->resume_probe || s->state != XPB_SS_ONLINE) return a;
     session_request_ack(s);
     session_set_timer(s, XPB_TIMER_CONNECT, s->cfg.connect_timeout_ms);
     return a;

@@ -852,6 +852,8 @@ static void test_resume_resends_only_unacked(void **state)
     feed(s, "<resumed xmlns='urn:xmpp:sm:3' previd='sm-1' h='2'/>");
     assert_int_equal(count_events(XPB_SE_ACKED), acked + 1); /* m-2 made it */
     assert_int_equal(last_event(XPB_SE_ACKED)->handle, h[1]);
+    assert_string_equal(sent(), "<r xmlns='urn:xmpp:sm:3'/>"); /* is the stream read? */
+    feed(s, "<a xmlns='urn:xmpp:sm:3' h='2'/>");
     assert_not_sent("id='m-1'");
     assert_not_sent("id='m-2'");
     assert_sent("id='m-4'");

@@ -574,8 +574,8 @@ static session_action on_ping_timer(xpb_session *s)
  * <r/> in time (session_sm.c, on_resumed): it does not parse what we write.
  * Resuming it again would feed the same parser, so a fresh session is bound;
  * none of the queue was written on this stream, all of it goes there. The
- * </stream:stream> we end with mismatches the half stanza the server still
- * parses: it ends that session instead of keeping it for resumption. */
+ * old session, if the server keeps it, waits out its resumption timeout
+ * (Prosody: a hibernating resource) and is never resumed. */
 static session_action give_up_resume(xpb_session *s)
 {
     snprintf(s->why, sizeof s->why,

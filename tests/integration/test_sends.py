@@ -51,7 +51,8 @@ class Sends(unittest.TestCase):
         cls.xpb = xpbridge
         cls.stack = []
         cls.addClassCleanup(cls._cleanup)
-        cls.srv = Prosody(env.scratch('prosody'), env.pki(), debug=bool(os.environ.get('XPB_DEBUG_SERVER')))
+        cls.srv = Prosody(env.scratch('prosody'), env.pki(),
+                          debug=bool(os.environ.get('XPB_DEBUG_SERVER')))
         cls.srv.start()
         cls.stack.append(cls.srv.stop)
         for user in ('bot', 'alice', 'carol'):

@@ -18,13 +18,15 @@
 #include "xpb_error.h"
 #include "xpb_log.h"
 
-#define KV_MAX_BUCKETS 4u
+#define KV_MAX_BUCKETS XPB_KV_MAX_BUCKETS
 
 typedef struct kv_job {
     struct kv_job *next;
     xpb_kv_result r; /* op, bucket, key; filled in by the worker */
     char *value;
+    size_t value_len;
     uint64_t last_rev;
+    kvEntry *got; /* GET: owns r.value */
 } kv_job;
 
 struct xpb_kv {
@@ -60,6 +62,11 @@ static void job_free(kv_job *j)
     if (j->r.keys != NULL)
         for (size_t i = 0; i < j->r.nkeys; i++) free(j->r.keys[i]);
     free(j->r.keys);
+    if (j->r.values != NULL)
+        for (size_t i = 0; i < j->r.nkeys; i++) free(j->r.values[i]);
+    free(j->r.values);
+    free(j->r.values_len);
+    kvEntry_Destroy(j->got);
     free(j);
 }
 
@@ -127,6 +134,74 @@ static void run_keys(xpb_kv *kv, kv_job *j)
     kvKeysList_Destroy(&l);
 }
 
+static void run_get(xpb_kv *kv, kv_job *j)
+{
+    natsStatus s = kvStore_Get(&j->got, kv->stores[j->r.bucket], j->r.key);
+    if (s == NATS_OK) {
+        j->r.value = kvEntry_Value(j->got);
+        j->r.value_len = (size_t)kvEntry_ValueLen(j->got);
+        j->r.status = XPB_KV_OK;
+    } else {
+        j->r.status = s == NATS_NOT_FOUND ? XPB_KV_CONFLICT : XPB_KV_UNREACHABLE;
+    }
+}
+
+/* One entry of a FETCH into the job's arrays; 0, or -1 when out of memory. */
+static int fetch_add(kv_job *j, size_t *cap, kvEntry *e)
+{
+    if (j->r.nkeys == *cap) {
+        size_t n = *cap ? *cap * 2 : 16;
+        char **k = realloc(j->r.keys, n * sizeof *k);
+        if (k == NULL) return -1;
+        j->r.keys = k;
+        uint8_t **v = realloc(j->r.values, n * sizeof *v);
+        if (v == NULL) return -1;
+        j->r.values = v;
+        size_t *l = realloc(j->r.values_len, n * sizeof *l);
+        if (l == NULL) return -1;
+        j->r.values_len = l;
+        *cap = n;
+    }
+    size_t len = (size_t)kvEntry_ValueLen(e);
+    char *key = strdup(kvEntry_Key(e));
+    uint8_t *val = malloc(len ? len : 1);
+    if (key == NULL || val == NULL) {
+        free(key);
+        free(val);
+        return -1;
+    }
+    if (len) memcpy(val, kvEntry_Value(e), len);
+    j->r.keys[j->r.nkeys] = key;
+    j->r.values[j->r.nkeys] = val;
+    j->r.values_len[j->r.nkeys++] = len;
+    return 0;
+}
+
+/* Every live key matching the pattern, with its value: a watcher's initial
+ * values, which end with a NULL entry. */
+static void run_fetch(xpb_kv *kv, kv_job *j)
+{
+    kvWatcher *w = NULL;
+    kvWatchOptions wo;
+    kvWatchOptions_Init(&wo);
+    wo.IgnoreDeletes = true;
+    wo.Timeout = XPB_KV_OP_TIMEOUT_MS;
+    natsStatus s = kvStore_Watch(&w, kv->stores[j->r.bucket], j->r.key, &wo);
+    size_t cap = 0;
+    int64_t until = xpb_kv_now_ms() + XPB_KV_OP_TIMEOUT_MS;
+    while (s == NATS_OK) {
+        kvEntry *e = NULL;
+        int64_t left = until - xpb_kv_now_ms();
+        s = left > 0 ? kvWatcher_Next(&e, w, left) : NATS_TIMEOUT;
+        if (s != NATS_OK || e == NULL) break; /* NULL: the initial values are all in */
+        int bad = kvEntry_Operation(e) == kvOp_Put && fetch_add(j, &cap, e) != 0;
+        kvEntry_Destroy(e);
+        if (bad || j->r.nkeys >= XPB_KV_FETCH_MAX) s = NATS_NO_MEMORY;
+    }
+    kvWatcher_Destroy(w);
+    j->r.status = s == NATS_OK ? XPB_KV_OK : XPB_KV_UNREACHABLE;
+}
+
 static void run_job(xpb_kv *kv, kv_job *j)
 {
     kvStore *st = kv->stores[j->r.bucket];
@@ -137,9 +212,14 @@ static void run_job(xpb_kv *kv, kv_job *j)
     switch (j->r.op) {
     case XPB_KV_CREATE: s = kvStore_CreateString(&j->r.rev, st, j->r.key, v); break;
     case XPB_KV_UPDATE: s = kvStore_UpdateString(&j->r.rev, st, j->r.key, v, j->last_rev); break;
-    case XPB_KV_PUT: s = kvStore_PutString(&j->r.rev, st, j->r.key, v); break;
-    case XPB_KV_DELETE: s = delete_at(kv, j->r.bucket, j->r.key, j->last_rev, &jerr); break;
+    case XPB_KV_PUT: s = kvStore_Put(&j->r.rev, st, j->r.key, v, (int)j->value_len); break;
+    case XPB_KV_DELETE:
+        s = j->last_rev ? delete_at(kv, j->r.bucket, j->r.key, j->last_rev, &jerr)
+                        : kvStore_Delete(st, j->r.key);
+        break;
     case XPB_KV_KEYS: run_keys(kv, j); return;
+    case XPB_KV_GET: run_get(kv, j); return;
+    case XPB_KV_FETCH: run_fetch(kv, j); return;
     }
     j->r.status = classify(s, jerr);
 }
@@ -185,16 +265,27 @@ static void on_wake(void *ud)
 int xpb_kv_submit(xpb_kv *kv, xpb_kv_op op, int bucket, const char *key, const char *value,
                   uint64_t last_rev)
 {
+    return xpb_kv_submit_bin(kv, op, bucket, key, value, value ? strlen(value) : 0, last_rev);
+}
+
+int xpb_kv_submit_bin(xpb_kv *kv, xpb_kv_op op, int bucket, const char *key, const void *value,
+                      size_t len, uint64_t last_rev)
+{
     if (bucket < 0 || (size_t)bucket >= kv->nstores) return XPB_EINVAL;
     kv_job *j = calloc(1, sizeof *j);
     if (j == NULL) return XPB_ENOMEM;
     j->r.op = op;
     j->r.bucket = bucket;
     j->last_rev = last_rev;
-    if ((key != NULL && (j->r.key = strdup(key)) == NULL) ||
-        (value != NULL && (j->value = strdup(value)) == NULL)) {
+    if (len > INT32_MAX || (key != NULL && (j->r.key = strdup(key)) == NULL) ||
+        (value != NULL && (j->value = malloc(len + 1)) == NULL)) {
         job_free(j);
         return XPB_ENOMEM;
+    }
+    if (value != NULL) {
+        memcpy(j->value, value, len);
+        j->value[len] = '\0';
+        j->value_len = len;
     }
     pthread_mutex_lock(&kv->mu);
     if (kv->queued >= XPB_KV_MAX_QUEUED || kv->stop) {

@@ -98,6 +98,7 @@ static int leases(nctx *p, const config_setting_t *g, xpb_nats_config *n)
 {
     int rc = flag(p, g, "leases", &n->leases);
     if (!rc) rc = flag(p, g, "only_listed_servers", &n->only_listed_servers);
+    if (!rc) rc = flag(p, g, "local_state", &n->local_state);
     if (rc) return rc;
     unsigned long long ttl = n->lease_ttl_s, ms = n->max_sessions;
     rc = num(p, g, "lease_ttl_s", 3, 3600, &ttl);
@@ -113,7 +114,7 @@ int config_parse_nats(const config_setting_t *root, xpb_config *c, const char *n
     static const char *const keys[] = {
         "servers",  "ca_file", "cert_file", "key_file",  "creds_file",  "nkey_seed_file",
         "nkey",     "bridge_id", "stream",  "replicas",  "storage",     "max_age_s",
-        "max_bytes", "leases",  "lease_ttl_s", "max_sessions", "only_listed_servers", NULL};
+        "max_bytes", "leases",  "lease_ttl_s", "max_sessions", "only_listed_servers", "local_state", NULL};
     nctx p = {name, err, errlen};
     const config_setting_t *g = config_setting_get_member(root, "nats");
     xpb_nats_config *n = &c->nats;

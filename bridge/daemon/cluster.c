@@ -21,6 +21,7 @@ struct xpb_cluster {
     char bridge_id[256];
     unsigned ttl_s, max_sessions;
     int leases;
+    int keep_state; /* XEP-0198 state and sends in NATS KV (state_nats.c) */
     xpb_kv *kv;
     lease_tab *lt;
     xpb_timer *tick;
@@ -76,6 +77,7 @@ int cluster_bus_config(xpb_daemon *d, const xpb_config *cfg, xpb_bus_config *bc,
     c->ttl_s = n->lease_ttl_s ? n->lease_ttl_s : XPB_CONFIG_DEFAULT_LEASE_TTL_S;
     c->max_sessions = n->max_sessions;
     c->leases = n->leases;
+    c->keep_state = n->leases && !n->local_state;
     bc->backend = &xpb_bus_nats_ops;
     bc->backend_cfg = &c->bus;
     (void)err;
@@ -108,23 +110,52 @@ static const xpb_account_cfg *conf_of(const xpb_daemon *d, size_t idx, const cha
     return NULL;
 }
 
+/* Claimed: its XEP-0198 state and outbox are read from NATS KV first
+ * (state_nats.c), then cluster_prefetched starts it. */
 static void op_start(void *ud, size_t idx)
 {
     struct xpb_cluster *c = ud;
     xpb_daemon *d = c->d;
     const char *jid = lease_account(c->lt, idx);
-    const xpb_account_cfg *ac = conf_of(d, idx, jid);
-    char err[512] = "";
     struct account *a = find_account(d, jid);
     if (a && !a->dead) { /* still closing from an earlier lease: wait for it */
         xpb_log(XPB_LOG_INFO, "leases: %s claimed while its old session closes; giving it back",
                 jid);
+    } else if (!d->nstate) {
+        cluster_prefetched(d, idx, jid, 0);
+        return;
+    } else {
+        int rc = state_nats_prefetch(d, idx, jid);
+        if (rc == 0) return;
+        xpb_log(XPB_LOG_ERROR, "leases: %s claimed but its state cannot be read: %s", jid,
+                xpb_strerror(rc));
+    }
+    lease_session_gone(c->lt, idx, xpb_kv_now_ms());
+}
+
+void cluster_prefetched(xpb_daemon *d, size_t idx, const char *jid, int rc)
+{
+    struct xpb_cluster *c = d->cluster;
+    const char *held = c && c->lt ? lease_account(c->lt, idx) : NULL;
+    if (!held || strcmp(held, jid) != 0) return;
+    if (lease_state_of(c->lt, idx) != LEASE_OWNED) { /* given up while its state was read */
+        lease_session_gone(c->lt, idx, xpb_kv_now_ms());
+        return;
+    }
+    const xpb_account_cfg *ac = conf_of(d, idx, jid);
+    char err[512] = "";
+    struct account *a = find_account(d, jid);
+    if (rc) {
+        snprintf(err, sizeof err, "its state in NATS KV could not be read (%s)",
+                 xpb_strerror(rc));
+    } else if (a && !a->dead) {
+        snprintf(err, sizeof err, "its old session still closes");
     } else if (ac && account_start(d, ac, NULL, 1, err, sizeof err) == 0) {
         xpb_log(XPB_LOG_INFO, "leases: %s claimed by %s", jid, c->bridge_id);
         return;
     } else {
         xpb_log(XPB_LOG_ERROR, "leases: %s claimed but cannot start: %s", jid,
-                ac ? err : "no longer configured");
+                ac || rc ? err : "no longer configured");
     }
     lease_session_gone(c->lt, idx, xpb_kv_now_ms());
 }
@@ -174,6 +205,7 @@ int cluster_start(xpb_daemon *d, char *err, size_t errlen)
      * lapse, the others already count it out and take its whole share. */
     const unsigned ttls[] = {c->ttl_s, c->ttl_s / 2 > 2 ? c->ttl_s / 2 : 2};
     int rc = xpb_kv_open(&c->kv, d->loop, &c->bus, buckets, ttls, 2, on_kv, c, err, errlen);
+    if (!rc && c->keep_state) rc = state_nats_init(d, &c->bus, err, errlen);
     if (rc) return rc;
     const char **jids = calloc(d->n_conf ? d->n_conf : 1, sizeof *jids);
     if (!jids) return XPB_ENOMEM;
@@ -186,8 +218,9 @@ int cluster_start(xpb_daemon *d, char *err, size_t errlen)
     free(jids);
     if (!c->lt || xpb_timer_new(d->loop, on_tick, c, &c->tick)) return XPB_ENOMEM;
     xpb_timer_start(c->tick, 0);
-    xpb_log(XPB_LOG_INFO, "leases: bridge %s shares %zu accounts (ttl %u s, max_sessions %u)",
-            c->bridge_id, d->n_conf, c->ttl_s, c->max_sessions);
+    xpb_log(XPB_LOG_INFO, "leases: bridge %s shares %zu accounts (ttl %u s, max_sessions %u); "
+            "XEP-0198 state and sends kept in %s", c->bridge_id, d->n_conf, c->ttl_s,
+            c->max_sessions, d->state ? d->state->where : "no store (--state-dir none)");
     return 0;
 }
 
@@ -219,6 +252,7 @@ void cluster_free(xpb_daemon *d)
     if (!c) return;
     xpb_timer_free(c->tick);
     xpb_kv_close(c->kv, 2000); /* the releases of a clean stop go out first */
+    state_nats_free(d);
     lease_free(c->lt);
     free_nats(&c->own);
     free(c);

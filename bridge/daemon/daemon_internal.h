@@ -8,7 +8,9 @@
  *   requests.c  the bus requests (req_*) and their dispatch, sending
  *   catchup.c   catch-up from the server's archive (XEP-0313) after a fresh bind
  *   sends.c     durable sends: the outbox, ids, Delivery states, XEP-0184
- *               receipts, XEP-0198 state kept in the state directory
+ *               receipts, XEP-0198 state kept through the state back end
+ *   state.c     the state directory; the local state back end (SQLite)
+ *   state_nats.c the NATS state back end (KV buckets xpb_sm, xpb_outbox)
  * Everything runs on the loop thread; timers are the loop's (xpb_loop.h). */
 #ifndef XPB_DAEMON_INTERNAL_H
 #define XPB_DAEMON_INTERNAL_H
@@ -114,12 +116,36 @@ struct account {
     int sm_dirty; /* stanzas received since the XEP-0198 state was last kept */
 };
 
+/* Where the XEP-0198 state and the accepted-but-unacknowledged sends are
+ * kept (docs/durability.md, docs/scaling.md): the state directory's SQLite
+ * store (state.c), or NATS KV when leases move accounts between bridges
+ * (state_nats.c). sm_load and outbox_each are called inside account_start.
+ * With async, outbox_put only queues the write: the backend calls
+ * sends_kept when it is stored (or failed), and only then is the send
+ * handed to its session and answered. */
+struct state_ops {
+    const char *where; /* for errors: "the state directory", "NATS KV" */
+    int async;
+    int (*sm_save)(xpb_daemon *d, const char *acc, const xpb_sm_state *st, char *err,
+                   size_t errlen);
+    int (*sm_clear)(xpb_daemon *d, const char *acc, char *err, size_t errlen);
+    /* 0 and *st filled, 1 when none, < 0 on error. */
+    int (*sm_load)(xpb_daemon *d, const char *acc, xpb_sm_state *st, char *err, size_t errlen);
+    int (*outbox_put)(xpb_daemon *d, const xpb_outbox_item *it, char *err, size_t errlen);
+    int (*outbox_done)(xpb_daemon *d, const char *acc, uint64_t id, char *err, size_t errlen);
+    int (*outbox_each)(xpb_daemon *d, const char *acc, xpb_outbox_cb cb, void *ud, char *err,
+                       size_t errlen);
+};
+
 struct xpb_cluster;
+struct state_nats;
 struct xpb_daemon {
     xpb_loop *loop;          /* given by xpb_daemon_new's caller */
     struct xpb_cluster *cluster; /* the NATS back end and the leases (cluster.c), or NULL */
     xpb_bus *bus;
     xpb_store *store; /* the state directory's database, or NULL */
+    const struct state_ops *state; /* where sends and XEP-0198 state are kept; NULL: nowhere */
+    struct state_nats *nstate;     /* state_nats.c's, with the NATS state back end */
     char state_dir[4096]; /* its directory, for errors */
     xpb_timer *sm_timer;  /* keeps the XEP-0198 state of accounts with sm_dirty (sends.c) */
     int sm_timer_armed;
@@ -270,12 +296,28 @@ void sends_on_receipt(struct account *a, const xpb_stanza *st);
 int sends_load_sm(struct account *a, xpb_session_sm *out);
 void sends_resend(struct account *a);
 void sends_account_free(struct account *a);
+/* The async state back end stored (rc 0) or failed to store (err) the
+ * outbox item (account, id): its deferred send goes out and is answered. */
+void sends_kept(xpb_daemon *d, const char *account, uint64_t id, int rc, const char *err);
 
 /* state.c: the state directory, the journal under the bus, Replay. */
 int state_open(xpb_daemon *d, const xpb_config *cfg, char *err, size_t errlen);
 void state_bus_config(xpb_daemon *d, xpb_bus_config *bc);
 void state_close(xpb_daemon *d);
 void req_replay(xpb_daemon *d, xpb_bus_request *req, const Xpb__V1__Replay *op);
+extern const struct state_ops state_local_ops;
+
+/* state_nats.c: the NATS state back end (docs/scaling.md). */
+extern const struct state_ops state_nats_ops;
+struct xpb_bus_nats_cfg;
+/* Opens the buckets on a KV worker of its own and becomes d->state. */
+int state_nats_init(xpb_daemon *d, const struct xpb_bus_nats_cfg *cfg, char *err,
+                    size_t errlen);
+void state_nats_free(xpb_daemon *d);
+/* Reads the account's XEP-0198 state and outbox from KV, then calls
+ * cluster_prefetched(d, idx, jid, rc): account_start within that call sees
+ * them through sm_load and outbox_each. 0, or the KV queue's error. */
+int state_nats_prefetch(xpb_daemon *d, size_t idx, const char *jid);
 
 /* catchup.c: catch-up from the server's archive (docs/durability.md). */
 int catchup_init(xpb_daemon *d, const xpb_config *cfg);
@@ -300,5 +342,7 @@ void cluster_account_gone(xpb_daemon *d, const char *jid);
 void cluster_shutdown(xpb_daemon *d);
 void cluster_free(xpb_daemon *d);
 void cluster_counters(const xpb_daemon *d, xpb_daemon_counters *out);
+/* The prefetch of a claimed account's state ended (rc 0: read): start it. */
+void cluster_prefetched(xpb_daemon *d, size_t idx, const char *jid, int rc);
 
 #endif

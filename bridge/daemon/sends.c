@@ -77,10 +77,10 @@ static int ensure_batch(xpb_daemon *d);
 static void outbox_forget(struct account *a, uint64_t id)
 {
     xpb_daemon *d = a->d;
-    if (!id || !d->store) return;
-    ensure_batch(d); /* joins the turn's batch; alone when none can open */
+    if (!id || !d->state) return;
+    if (!d->state->async) ensure_batch(d); /* joins the turn's batch; alone when none can open */
     char err[768];
-    if (xpb_store_outbox_done(d->store, a->name, id, err, sizeof err) != 0) {
+    if (d->state->outbox_done(d, a->name, id, err, sizeof err) != 0) {
         d->ctr.outbox_errors++;
         xpb_log(XPB_LOG_WARN, "session %s: outbox: %s (the send may go out again after a "
                               "restart)", a->name, err);
@@ -127,8 +127,9 @@ void publish_delivery(struct account *a, const xpb_session_event *sev)
     } else if (a->d->shutting_down && e->outbox_id) {
         /* Not failed for good: kept, and sent again at the next start. */
         char why[400];
-        snprintf(why, sizeof why, "%s; kept in the state directory and sent again when the "
-                 "bridge starts", sev->reason ? sev->reason : "the bridge is shutting down");
+        snprintf(why, sizeof why, "%s; kept in %s and sent again when the account starts "
+                 "again", sev->reason ? sev->reason : "the bridge is shutting down",
+                 a->d->state ? a->d->state->where : "the state directory");
         publish_outcome(a, XPB__V1__DELIVERY__OUTCOME__OUTCOME_FAILED, e, why, NULL);
     } else {
         outbox_forget(a, e->outbox_id);
@@ -145,9 +146,9 @@ static void refuse_storage(struct account *a, xpb_bus_request *req, const char *
     xpb_log(XPB_LOG_WARN, "session %s: send refused: %s", a->name, err);
     if (req)
         xpb_bus_reply_error(req, XPB__V1__ERROR_CODE__ERR_STORAGE,
-                            "send refused: %s; no new send is accepted until the state "
-                            "directory can be written (received stanzas are still relayed)",
-                            err);
+                            "send refused: %s; no new send is accepted until %s can be "
+                            "written (received stanzas are still relayed)",
+                            err, a->d->state ? a->d->state->where : "the state directory");
 }
 
 /* ---- group commit ------------------------------------------------------------------
@@ -166,6 +167,7 @@ struct deferred {
     xpb_bus_request *req;
     struct send_prep prep; /* owns the record */
     int rc, committed;     /* the batch's outcome */
+    unsigned tries;        /* async back end: puts that failed so far */
 };
 
 static void on_committed(void *ud, int rc, const char *err)
@@ -200,13 +202,19 @@ static int ensure_batch(xpb_daemon *d)
 static int persist(struct account *a, xpb_bus_request *req, struct send_prep *p, int batch)
 {
     xpb_daemon *d = a->d;
-    if (!batch || ensure_batch(d) != 0) xpb_store_batch_commit(d->store); /* on its own */
+    int async = d->state->async; /* kept once sends_kept says so: counted then */
+    if (!async && (!batch || ensure_batch(d) != 0))
+        xpb_store_batch_commit(d->store); /* on its own */
     p->outbox_id = ++a->outbox_next;
     xpb_outbox_item it = {.account = a->name, .id = p->outbox_id, .stanza_id = p->id,
                           .request_id = req ? xpb_bus_request_id(req) : NULL,
                           .xml = (const uint8_t *)p->record.data, .xml_len = p->record.len};
     char err[768];
-    int rc = xpb_store_outbox_put(d->store, &it, err, sizeof err);
+    int rc = d->state->outbox_put(d, &it, err, sizeof err);
+    if (rc == 0 && async) {
+        a->outbox_n++;
+        return 0;
+    }
     if (rc == 0) {
         a->outbox_n++;
         p->in_batch = xpb_store_batch_open(d->store);
@@ -285,6 +293,11 @@ static int defer(struct account *a, xpb_bus_request *req, struct send_prep *p)
 {
     xpb_daemon *d = a->d;
     struct deferred *e = calloc(1, sizeof *e);
+    if (!e && d->state->async) { /* nothing can wait for the write: refused */
+        sends_abort(a, p);
+        refuse_storage(a, req, "out of memory");
+        return XPB_ENOMEM;
+    }
     if (!e) {
         xpb_store_batch_commit(d->store); /* its row is written: answer at once */
         return 0;
@@ -313,9 +326,9 @@ static void drop_deferred(struct account *a)
         *pp = e->next;
         xpb_bus_reply_error(e->req, XPB__V1__ERROR_CODE__ERR_NOT_CONNECTED,
                             "session %s was closed before the send went out", a->name);
-        if (d->store && e->prep.outbox_id) {
+        if (d->state && e->prep.outbox_id) {
             char err[768];
-            xpb_store_outbox_done(d->store, a->name, e->prep.outbox_id, err, sizeof err);
+            d->state->outbox_done(d, a->name, e->prep.outbox_id, err, sizeof err);
         }
         sends_prep_free(&e->prep);
         free(e);
@@ -369,7 +382,16 @@ int sends_accept(struct account *a, xpb_bus_request *req, xpb_stanza *st, unsign
             p->receipt = 1;
         }
     }
-    int keep = a->d->store != NULL;
+    const struct state_ops *so = a->d->state;
+    int keep = so != NULL;
+    if (keep && so->async && (flags & SEND_INBATCH)) {
+        snprintf(p->err, sizeof p->err, "SendBatch items cannot be kept in %s yet (a batch is "
+                 "answered at once, a KV write later): send them one by one (docs/scaling.md)",
+                 so->where);
+        return XPB_EINVAL;
+    }
+    if (keep && so->async && !(flags & SEND_BATCH))
+        keep = 0; /* iq, presence, MUC requests: answered at once, not kept (docs/scaling.md) */
     if ((keep || st->kind == XPB__V1__KIND__KIND_MESSAGE) && xpb_stanza_pack(&p->record, st)) {
         if (req) xpb_bus_reply_error(req, XPB__V1__ERROR_CODE__ERR_INTERNAL, "out of memory");
         return XPB_ENOMEM;
@@ -377,6 +399,7 @@ int sends_accept(struct account *a, xpb_bus_request *req, xpb_stanza *st, unsign
     if (!keep) return 0;
     int batch = (flags & (SEND_BATCH | SEND_INBATCH)) != 0;
     int rc = persist(a, req, p, batch);
+    if (!rc && so->async) return defer(a, req, p);
     if (rc || !(flags & SEND_BATCH) || !xpb_store_batch_open(a->d->store)) return rc;
     return defer(a, req, p);
 }
@@ -389,6 +412,36 @@ int sends_commit(xpb_daemon *d, char *err, size_t errlen)
     if (rc) snprintf(err, errlen, "%s", d->commit_err[0] ? d->commit_err : xpb_strerror(rc));
     run_committed(d);
     return rc;
+}
+
+/* A failed KV put is tried again (a NATS node lost: its streams elect new
+ * leaders within seconds) before the send is refused. */
+static int put_again(xpb_daemon *d, struct deferred *e)
+{
+    if (e->tries >= XPB_DAEMON_KV_PUT_TRIES || !d->state || !d->state->async) return -1;
+    e->tries++;
+    xpb_outbox_item it = {.account = e->a->name, .id = e->prep.outbox_id,
+                          .stanza_id = e->prep.id, .request_id = xpb_bus_request_id(e->req),
+                          .xml = (const uint8_t *)e->prep.record.data,
+                          .xml_len = e->prep.record.len};
+    char err[768];
+    if (d->state->outbox_put(d, &it, err, sizeof err) != 0) return -1;
+    xpb_log(XPB_LOG_WARN, "session %s: send %s not stored in %s yet; trying again (%u of %u)",
+            e->a->name, e->prep.id, d->state->where, e->tries, XPB_DAEMON_KV_PUT_TRIES);
+    return 0;
+}
+
+void sends_kept(xpb_daemon *d, const char *account, uint64_t id, int rc, const char *err)
+{
+    for (struct deferred *e = d->deferred; e; e = e->next)
+        if (!e->committed && e->prep.outbox_id == id && strcmp(e->a->name, account) == 0) {
+            if (rc && put_again(d, e) == 0) return;
+            e->committed = 1;
+            e->rc = rc;
+            if (rc) snprintf(d->commit_err, sizeof d->commit_err, "%s", err);
+            break;
+        }
+    run_committed(d);
 }
 
 void sends_committed(struct account *a, struct send_prep *p, int rc)
@@ -506,7 +559,7 @@ static void save_sm(struct account *a)
 {
     xpb_daemon *d = a->d;
     xpb_session *s = session_of(a);
-    if (!d->store || !s) return;
+    if (!d->state || !s) return;
     xpb_session_sm sm;
     char err[768];
     int rc;
@@ -517,12 +570,12 @@ static void save_sm(struct account *a)
         snprintf(st.id, sizeof st.id, "%s", sm.id);
         snprintf(st.location, sizeof st.location, "%s", sm.location);
         snprintf(st.jid, sizeof st.jid, "%s", sm.jid);
-        rc = xpb_store_sm_save(d->store, a->name, &st, err, sizeof err);
+        rc = d->state->sm_save(d, a->name, &st, err, sizeof err);
         if (!rc)
             xpb_log(XPB_LOG_DEBUG, "session %s: XEP-0198 state kept (h %" PRIu32 ", acked %" PRIu32
                                    ")", a->name, sm.h_in, sm.h_acked);
     } else {
-        rc = xpb_store_sm_clear(d->store, a->name, err, sizeof err);
+        rc = d->state->sm_clear(d, a->name, err, sizeof err);
     }
     if (rc) xpb_log(XPB_LOG_WARN, "session %s: %s", a->name, err);
 }
@@ -532,7 +585,7 @@ static void save_sm(struct account *a)
  * save loses nothing the server will not send again. */
 void sends_on_sm(struct account *a)
 {
-    if (!a->d->store) return;
+    if (!a->d->state) return;
     if (a->d->bus) xpb_bus_flush(a->d->bus);
     save_sm(a);
 }
@@ -549,12 +602,13 @@ static void on_sm_timer(void *arg)
 void sends_on_inbound(struct account *a)
 {
     xpb_daemon *d = a->d;
-    if (!d->store || !a->cfg.stream_management || a->sm_dirty) return;
+    if (!d->state || !a->cfg.stream_management || a->sm_dirty) return;
     a->sm_dirty = 1;
     if (d->sm_timer_armed) return; /* never pushed back: saved within the bound */
     if (!d->sm_timer && xpb_timer_new(d->loop, on_sm_timer, d, &d->sm_timer) != 0) return;
     d->sm_timer_armed = 1;
-    xpb_timer_start(d->sm_timer, XPB_DAEMON_SM_SAVE_MS);
+    xpb_timer_start(d->sm_timer, d->state->async ? XPB_DAEMON_SM_SAVE_KV_MS
+                                                 : XPB_DAEMON_SM_SAVE_MS);
 }
 
 void sends_free(xpb_daemon *d)
@@ -571,7 +625,7 @@ void sends_free(xpb_daemon *d)
 void sends_on_stopped(struct account *a)
 {
     char err[768];
-    if (a->d->store && xpb_store_sm_clear(a->d->store, a->name, err, sizeof err) != 0)
+    if (a->d->state && a->d->state->sm_clear(a->d, a->name, err, sizeof err) != 0)
         xpb_log(XPB_LOG_WARN, "session %s: %s", a->name, err);
 }
 
@@ -579,10 +633,10 @@ int sends_load_sm(struct account *a, xpb_session_sm *out)
 {
     xpb_daemon *d = a->d;
     memset(out, 0, sizeof *out);
-    if (!d->store || !a->cfg.stream_management) return 1;
+    if (!d->state || !a->cfg.stream_management) return 1;
     xpb_sm_state st;
     char err[768];
-    int rc = xpb_store_sm_load(d->store, a->name, &st, err, sizeof err);
+    int rc = d->state->sm_load(d, a->name, &st, err, sizeof err);
     if (rc < 0) xpb_log(XPB_LOG_WARN, "session %s: %s", a->name, err);
     if (rc != 0) return 1;
     snprintf(out->id, sizeof out->id, "%s", st.id);
@@ -656,12 +710,17 @@ static void resend_one(struct account *a, const struct kept *k)
 void sends_resend(struct account *a)
 {
     xpb_daemon *d = a->d;
-    if (!d->store) return;
+    if (!d->state) return;
     struct kept *head = NULL, **tail = &head;
     char err[768];
-    if (xpb_store_outbox_each(d->store, a->name, collect, &tail, err, sizeof err) != 0)
+    if (d->state->outbox_each(d, a->name, collect, &tail, err, sizeof err) != 0)
         xpb_log(XPB_LOG_WARN, "session %s: outbox: %s", a->name, err);
     size_t n = 0;
+    /* In NATS KV, ids go on from the wall clock (µs): a key an earlier owner
+     * may still remove late (its queue drained after a partition) is never
+     * reused by this one. */
+    if (d->state->async && a->outbox_next < (uint64_t)time(NULL) * 1000000u)
+        a->outbox_next = (uint64_t)time(NULL) * 1000000u;
     for (struct kept *k = head; k; k = k->next, n++)
         if (k->id > a->outbox_next) a->outbox_next = k->id;
     a->outbox_n = n;

@@ -55,6 +55,7 @@ int state_open(xpb_daemon *d, const xpb_config *cfg, char *err, size_t errlen)
         return rc;
     }
     snprintf(d->state_dir, sizeof d->state_dir, "%s", dir);
+    d->state = &state_local_ops; /* cluster_start may put NATS KV in its place */
     d->journal_max_bytes = cfg->journal_max_bytes ? cfg->journal_max_bytes
                                                   : XPB_STORE_DEFAULT_MAX_BYTES;
     d->journal_max_age_s = cfg->journal_max_age_s ? cfg->journal_max_age_s
@@ -77,7 +78,50 @@ void state_close(xpb_daemon *d)
 {
     xpb_store_close(d->store);
     d->store = NULL;
+    if (d->state == &state_local_ops) d->state = NULL;
 }
+
+/* ---- the local state back end: the state directory's store ------------------------- */
+
+static int loc_sm_save(xpb_daemon *d, const char *acc, const xpb_sm_state *st, char *err,
+                       size_t errlen)
+{
+    return xpb_store_sm_save(d->store, acc, st, err, errlen);
+}
+
+static int loc_sm_clear(xpb_daemon *d, const char *acc, char *err, size_t errlen)
+{
+    return xpb_store_sm_clear(d->store, acc, err, errlen);
+}
+
+static int loc_sm_load(xpb_daemon *d, const char *acc, xpb_sm_state *st, char *err,
+                       size_t errlen)
+{
+    return xpb_store_sm_load(d->store, acc, st, err, errlen);
+}
+
+static int loc_outbox_put(xpb_daemon *d, const xpb_outbox_item *it, char *err, size_t errlen)
+{
+    return xpb_store_outbox_put(d->store, it, err, errlen);
+}
+
+static int loc_outbox_done(xpb_daemon *d, const char *acc, uint64_t id, char *err,
+                           size_t errlen)
+{
+    return xpb_store_outbox_done(d->store, acc, id, err, errlen);
+}
+
+static int loc_outbox_each(xpb_daemon *d, const char *acc, xpb_outbox_cb cb, void *ud,
+                           char *err, size_t errlen)
+{
+    return xpb_store_outbox_each(d->store, acc, cb, ud, err, errlen);
+}
+
+const struct state_ops state_local_ops = {
+    .where = "the state directory", .async = 0,
+    .sm_save = loc_sm_save, .sm_clear = loc_sm_clear, .sm_load = loc_sm_load,
+    .outbox_put = loc_outbox_put, .outbox_done = loc_outbox_done,
+    .outbox_each = loc_outbox_each};
 
 /* ---- Replay -------------------------------------------------------------------------- */
 

@@ -225,33 +225,237 @@ int xpb_bus_route(xpb_bus *b, const char *account, int on)
     return 0;
 }
 
-/* The NATS back end and its KV worker are never used by test_daemon (no
- * nats settings); these keep bus_nats*.c and the real loop out of the link. */
+/* The NATS back end is never used by these tests (the bus itself is fake);
+ * this keeps bus_nats*.c and the real loop out of the link. */
 const xpb_bus_backend_ops xpb_bus_nats_ops = {.name = "nats"};
+
+/* ---- a fake JetStream KV (fake_bus.h): one store for every xpb_kv, kept
+ * across daemons (a new daemon finds what a "crashed" one left), results
+ * handed to the callback only by fake_kv_deliver. ---- */
+
+#define FKV_KEYS 256
+#define FKV_PENDING 1024
+
+static struct fkv_key {
+    char bucket[32], key[256];
+    uint8_t *val;
+    size_t len;
+    uint64_t rev;
+    int live;
+} FKV[FKV_KEYS];
+static uint64_t fkv_seq;
+static int64_t fkv_now;
+
+struct xpb_kv {
+    xpb_kv_cb cb;
+    void *ud;
+    char names[XPB_KV_MAX_BUCKETS][32];
+    size_t n;
+};
+
+static struct fkv_pending {
+    xpb_kv *kv;
+    xpb_kv_result r;
+    uint8_t *val; /* GET */
+} FKV_Q[FKV_PENDING];
+static size_t fkv_nq;
+
+static struct fkv_key *fkv_find(const char *bucket, const char *key, int make)
+{
+    struct fkv_key *free_slot = NULL;
+    for (size_t i = 0; i < FKV_KEYS; i++) {
+        if (!FKV[i].bucket[0]) {
+            if (!free_slot) free_slot = &FKV[i];
+            continue;
+        }
+        if (strcmp(FKV[i].bucket, bucket) == 0 && strcmp(FKV[i].key, key) == 0) return &FKV[i];
+    }
+    if (!make || !free_slot) return NULL;
+    snprintf(free_slot->bucket, sizeof free_slot->bucket, "%s", bucket);
+    snprintf(free_slot->key, sizeof free_slot->key, "%s", key);
+    return free_slot;
+}
 
 int xpb_kv_open(xpb_kv **out, xpb_loop *loop, const xpb_bus_nats_cfg *cfg,
                 const char *const *buckets, const unsigned *ttls_s, size_t nbuckets, xpb_kv_cb cb,
                 void *ud, char *err, size_t errlen)
 {
-    (void)loop, (void)cfg, (void)buckets, (void)nbuckets, (void)ttls_s, (void)cb, (void)ud;
-    (void)err, (void)errlen;
-    *out = NULL;
-    return -2;
+    (void)loop, (void)cfg, (void)ttls_s, (void)err, (void)errlen;
+    xpb_kv *kv = calloc(1, sizeof *kv);
+    if (!kv) return -1;
+    kv->cb = cb;
+    kv->ud = ud;
+    for (size_t i = 0; i < nbuckets && i < XPB_KV_MAX_BUCKETS; i++)
+        snprintf(kv->names[kv->n++], sizeof kv->names[0], "%s", buckets[i]);
+    *out = kv;
+    return 0;
+}
+
+static void fkv_add_key(xpb_kv_result *r, const struct fkv_key *k, int with_value)
+{
+    r->keys = realloc(r->keys, (r->nkeys + 1) * sizeof *r->keys);
+    r->keys[r->nkeys] = strdup(k->key);
+    if (with_value) {
+        r->values = realloc(r->values, (r->nkeys + 1) * sizeof *r->values);
+        r->values_len = realloc(r->values_len, (r->nkeys + 1) * sizeof *r->values_len);
+        r->values[r->nkeys] = malloc(k->len + 1);
+        memcpy(r->values[r->nkeys], k->val, k->len);
+        r->values_len[r->nkeys] = k->len;
+    }
+    r->nkeys++;
+}
+
+static int fkv_frozen;
+
+void fake_kv_freeze(int on)
+{
+    fkv_frozen = on;
+}
+
+void fake_kv_drop_bucket(const char *bucket)
+{
+    for (size_t i = 0; i < FKV_KEYS; i++)
+        if (strcmp(FKV[i].bucket, bucket) == 0) FKV[i].live = 0;
+}
+
+int xpb_kv_submit_bin(xpb_kv *kv, xpb_kv_op op, int bucket, const char *key, const void *value,
+                      size_t len, uint64_t last_rev)
+{
+    if (fkv_frozen || !kv || bucket < 0 || (size_t)bucket >= kv->n || fkv_nq >= FKV_PENDING) return -2;
+    struct fkv_pending *p = &FKV_Q[fkv_nq++];
+    memset(p, 0, sizeof *p);
+    p->kv = kv;
+    p->r.op = op;
+    p->r.bucket = bucket;
+    p->r.key = key ? strdup(key) : NULL;
+    p->r.sent_ms = fkv_now;
+    const char *b = kv->names[bucket];
+    struct fkv_key *k = key && op != XPB_KV_FETCH ? fkv_find(b, key, op == XPB_KV_CREATE ||
+                                                    op == XPB_KV_PUT || op == XPB_KV_UPDATE)
+                                                  : NULL;
+    switch (op) {
+    case XPB_KV_CREATE:
+    case XPB_KV_UPDATE:
+    case XPB_KV_PUT:
+        if ((op == XPB_KV_CREATE && k->live) ||
+            (op == XPB_KV_UPDATE && (!k->live || k->rev != last_rev))) {
+            p->r.status = XPB_KV_CONFLICT;
+            break;
+        }
+        free(k->val);
+        k->val = malloc(len + 1);
+        memcpy(k->val, value ? value : "", len);
+        k->len = len;
+        k->live = 1;
+        p->r.rev = k->rev = ++fkv_seq;
+        break;
+    case XPB_KV_DELETE:
+        if (!k || !k->live || (last_rev && k->rev != last_rev)) {
+            p->r.status = last_rev ? XPB_KV_CONFLICT : XPB_KV_OK;
+            break;
+        }
+        k->live = 0;
+        break;
+    case XPB_KV_GET:
+        if (!k || !k->live) {
+            p->r.status = XPB_KV_CONFLICT;
+            break;
+        }
+        p->val = malloc(k->len + 1);
+        memcpy(p->val, k->val, k->len);
+        p->r.value = p->val;
+        p->r.value_len = k->len;
+        break;
+    case XPB_KV_KEYS:
+    case XPB_KV_FETCH: {
+        size_t plen = op == XPB_KV_FETCH ? strlen(key) - 1 : 0; /* "tok.*": "tok." */
+        for (size_t i = 0; i < FKV_KEYS; i++)
+            if (FKV[i].live && strcmp(FKV[i].bucket, b) == 0 &&
+                (op == XPB_KV_KEYS || strncmp(FKV[i].key, key, plen) == 0))
+                fkv_add_key(&p->r, &FKV[i], op == XPB_KV_FETCH);
+        break;
+    }
+    }
+    return 0;
 }
 
 int xpb_kv_submit(xpb_kv *kv, xpb_kv_op op, int bucket, const char *key, const char *value,
                   uint64_t last_rev)
 {
-    (void)kv, (void)op, (void)bucket, (void)key, (void)value, (void)last_rev;
-    return -2;
+    return xpb_kv_submit_bin(kv, op, bucket, key, value, value ? strlen(value) : 0, last_rev);
+}
+
+static void fkv_free_result(struct fkv_pending *p)
+{
+    for (size_t i = 0; i < p->r.nkeys; i++) {
+        free(p->r.keys[i]);
+        if (p->r.values) free(p->r.values[i]);
+    }
+    free(p->r.keys);
+    free(p->r.values);
+    free(p->r.values_len);
+    free((char *)p->r.key);
+    free(p->val);
+}
+
+size_t fake_kv_deliver(void)
+{
+    size_t n = 0;
+    while (fkv_nq > 0) { /* in order; a callback may queue more */
+        struct fkv_pending p = FKV_Q[0];
+        memmove(FKV_Q, FKV_Q + 1, (fkv_nq - 1) * sizeof FKV_Q[0]);
+        fkv_nq--;
+        p.kv->cb(p.kv->ud, &p.r);
+        fkv_free_result(&p);
+        n++;
+    }
+    return n;
+}
+
+size_t fake_kv_pending(void)
+{
+    return fkv_nq;
+}
+
+int fake_kv_get(const char *bucket, const char *key_prefix, size_t *len)
+{
+    int n = 0;
+    for (size_t i = 0; i < FKV_KEYS; i++)
+        if (FKV[i].live && strcmp(FKV[i].bucket, bucket) == 0 &&
+            strncmp(FKV[i].key, key_prefix, strlen(key_prefix)) == 0) {
+            if (len) *len = FKV[i].len;
+            n++;
+        }
+    return n;
+}
+
+void fake_kv_set_clock(int64_t ms)
+{
+    fkv_now = ms;
+}
+
+void fake_kv_wipe(void)
+{
+    for (size_t i = 0; i < fkv_nq; i++) fkv_free_result(&FKV_Q[i]);
+    fkv_nq = 0;
+    for (size_t i = 0; i < FKV_KEYS; i++) free(FKV[i].val);
+    memset(FKV, 0, sizeof FKV);
 }
 
 void xpb_kv_close(xpb_kv *kv, unsigned wait_ms)
 {
-    (void)kv, (void)wait_ms;
+    (void)wait_ms;
+    if (!kv) return;
+    size_t j = 0; /* its undelivered results are dropped, like the real one's */
+    for (size_t i = 0; i < fkv_nq; i++) {
+        if (FKV_Q[i].kv == kv) fkv_free_result(&FKV_Q[i]);
+        else FKV_Q[j++] = FKV_Q[i];
+    }
+    fkv_nq = j;
+    free(kv);
 }
 
 int64_t xpb_kv_now_ms(void)
 {
-    return 0;
+    return fkv_now;
 }

@@ -34,4 +34,15 @@ void fake_bus_clear_events(void);
 /* Frees every request and event (after the daemon is freed). */
 void fake_bus_reset(void);
 
+/* The fake JetStream KV (xpb_bus_kv.h): operations take effect at once,
+ * their results wait for fake_kv_deliver (in order; returns how many). */
+size_t fake_kv_deliver(void);
+size_t fake_kv_pending(void);
+/* How many live keys of bucket start with key_prefix (*len: one's value size). */
+int fake_kv_get(const char *bucket, const char *key_prefix, size_t *len);
+void fake_kv_set_clock(int64_t ms); /* what xpb_kv_now_ms returns */
+void fake_kv_wipe(void);            /* empties the store and the results */
+void fake_kv_freeze(int on);        /* on: every operation is refused (a dead process) */
+void fake_kv_drop_bucket(const char *bucket); /* its keys lapse (a ttl ran out) */
+
 #endif

@@ -126,6 +126,8 @@ static int op_kv(void *ud, xpb_kv_op op, int bucket, const char *key, const char
         r.keys = (char **)calloc(64, sizeof(char *));
         for (size_t i = 0; i < r.nkeys; i++) r.keys[i] = keybuf[i];
         break;
+    case XPB_KV_GET:
+    case XPB_KV_FETCH: return -1; /* the leases never read values */
     }
     if (r.status == XPB_KV_OK && k) {
         if (op == XPB_KV_DELETE) {

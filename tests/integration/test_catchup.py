@@ -1,9 +1,12 @@
 """Issue 11 item 4, catch-up from the server's archive: the real xpbridge with
---state-dir against Prosody with mod_mam and mod_muc_mam. While the bridge is
-down (kill -9) people write to it and to a room it is in; after the restart
-the bridge asks both archives for what came after its markers (XEP-0313 +
-RSM) and a subscriber with `xpbctl tail --resume-file` gets every message
-exactly once (counted by stanza-id, XEP-0359). A slow subscriber misses
+--state-dir against Prosody (and ejabberd) with MAM for accounts and rooms.
+While the bridge is down (kill -9) people write to it and to a room it is in.
+Restarted while the server still holds the broken stream, the bridge resumes
+it (XEP-0198) and the server sends what was never acknowledged; restarted
+after the server gave the stream up (a short resumption timeout), it binds
+afresh and asks both archives for what came after its markers (XEP-0313 +
+RSM). Either way a subscriber with `xpbctl tail --resume-file` gets every
+message exactly once (counted by stanza-id, XEP-0359). A slow subscriber misses
 nothing of 10,000 events. A Prosody restart (no resumption possible) loses
 nothing in either direction. Replay from before the oldest seq that
 retention kept gives ERR_REPLAY_GONE naming it (test_store checks the store's
@@ -68,12 +71,14 @@ class Resumer:
 
 class Catchup(unittest.TestCase):
     server = Prosody
+    resume_timeout = 120  # seconds (XEP-0198): every restart here comes well within
 
     @classmethod
     def setUpClass(cls):
         cls.stack = []
         cls.addClassCleanup(cls._cleanup)
-        cls.srv = cls.server(env.scratch(cls.server.kind), env.pki(), mam=True)
+        cls.srv = cls.server(env.scratch(cls.server.kind), env.pki(), mam=True,
+                             resume_timeout=cls.resume_timeout)
         cls.srv.start()
         cls.stack.append(lambda: cls.srv.stop())
         for user in ('bot', 'alice', 'carol', 'bot2', 'bot3', 'bot4'):
@@ -129,7 +134,11 @@ class Catchup(unittest.TestCase):
         self.assertEqual(len({e['seq'] for e in mine}), n)
         return mine
 
-    def test_messages_while_down_come_once_from_the_archives(self):
+    def down_and_back(self, expire):
+        """The bridge (in ROOM, markers set) is killed with SIGKILL; 200 direct
+        and 200 room messages come while it is down; it starts again on the
+        same state directory, at once or (expire) only after the server gave
+        up the hibernated stream. Returns (bridge, events, seconds, metrics port)."""
         work = env.scratch('bridge')
         port = procs.free_ports(1)[0]
         b = self.new_bridge(work, rooms=(f'{ROOM}/bot',), metrics_port=port)
@@ -141,15 +150,24 @@ class Catchup(unittest.TestCase):
         r = Resumer(b, resume)
         self.alice.send(BOT, 'warm-0')
         r.wait_bodies('warm-', 1, 20)
-        time.sleep(1.0)  # the resume file holds warm-0's seq
+        time.sleep(1.0)  # the resume file holds warm-0's seq; h and stanza-ids are kept
         r.stop()
 
         self.kill9(b)
+        killed = time.monotonic()
+        # The server holds the broken stream for resumption (XEP-0198 §5):
+        # these wait in its queue for the bridge.
         for i in range(200):
             self.alice.send(BOT, f'direct-{i}')
         for i in range(200):
             self.carol.send(ROOM, f'room-{i}', mtype='groupchat')
         self.carol.wait_stanza(lambda k, s: k == 'message' and s['body'] == 'room-199', 30)
+        if expire:
+            # All 400 were queued on the hibernated stream; now let it expire:
+            # the server drops, stores or bounces what the stream never acked.
+            left = self.srv.resume_timeout + 4 - (time.monotonic() - killed)
+            self.assertGreater(left, 2, 'the messages took longer than the resumption timeout')
+            time.sleep(left)
 
         b2 = self.new_bridge(work, rooms=(f'{ROOM}/bot',), metrics_port=port)
         t0 = time.monotonic()
@@ -163,23 +181,59 @@ class Catchup(unittest.TestCase):
         events = r2.tail.find(lambda e: True)
         self.assertEqual([e for e in events if body(e).startswith('warm-')], [],
                          'the resume file was not honoured')
-        direct = self.assert_once(events, 'direct-', 200)
-        room = self.assert_once(events, 'room-', 200)
+        return b2, events, took, port
+
+    def check_room_ids(self, room):
         for e in room:
             self.assertIn(ROOM, {b for b, _ in stanza_ids(e)}, e)
+
+    def test_restart_within_resumption_resumes_and_loses_nothing(self):
+        """Restarted while the server still holds the stream: the bridge
+        resumes it (no bind, no rejoin, no catch-up) and the server sends
+        what the old process never acknowledged, each message once."""
+        b2, events, took, port = self.down_and_back(expire=False)
+        log = '\n'.join(b2.log_lines(b2._log_mark))
+        self.assertIn(f'session {BOT} resumed as', log)
+        self.assertNotIn(f'session {BOT} online as', log)
+        self.assertNotIn(f'joining {ROOM}', log)
+        direct = self.assert_once(events, 'direct-', 200)
+        room = self.assert_once(events, 'room-', 200)
+        self.check_room_ids(room)
+        self.assertEqual([e for e in direct + room if e.get('from_archive')], [],
+                         'a resumed stream asks no archive')
+        self.assertNotIn(f'catch-up {BOT} of {BOT}', log)
+        self.assertNotIn(f'catch-up {ROOM} of {BOT}', log)
+        m = metrics(port)
+        self.assertEqual(m['xpb_catchup_runs_total'], 0)
+        self.assertEqual(m['xpb_catchup_messages_total'], 0)
+        print(f'\nresumed: 400 messages through the resumed stream within {took:.1f} s '
+              'of the restart')
+
+    def test_restart_after_resumption_expired_catches_up_once(self):
+        """Restarted after the server gave the stream up: a fresh bind, and
+        what the old stream never acknowledged comes from the archives (or,
+        ejabberd, partly from the offline store), each message once."""
+        b2, events, took, port = self.down_and_back(expire=True)
+        log = '\n'.join(b2.log_lines(b2._log_mark))
+        self.assertIn(f'session {BOT} online as', log)
+        self.assertNotIn(f'session {BOT} resumed as', log)
+        direct = self.assert_once(events, 'direct-', 200)
+        room = self.assert_once(events, 'room-', 200)
+        self.check_room_ids(room)
         archived = [e for e in direct + room if e.get('from_archive')]
         self.assertTrue(archived, 'nothing came from the archives')
         for e in archived:
             self.assertIn(e['archive'], (BOT, ROOM))
             self.assertIn('delay', e['stanza'])
-        log = '\n'.join(b2.log_lines())
         self.assertIn(f'catch-up {BOT} of {BOT} done', log)
         self.assertIn(f'catch-up {ROOM} of {BOT} done', log)
         m = metrics(port)
         self.assertGreaterEqual(m['xpb_catchup_runs_total'], 2)
         self.assertEqual(m['xpb_catchup_messages_total'], len(archived))
-        print(f'\ncatch-up: {len(archived)} archived messages of 400 published within '
-              f'{took:.1f} s of the restart')
+        live = len(direct) + len(room) - len(archived)
+        print(f'\ncatch-up: {len(archived)} archived and {live} live (offline store) of 400 '
+              f'within {took:.1f} s of the restart; '
+              f'{m.get("xpb_catchup_duplicates_total", 0)} duplicates dropped')
 
     def test_slow_subscriber_misses_nothing(self):
         """10,000 events while a subscriber reads far slower than they come:
@@ -300,17 +354,43 @@ class Catchup(unittest.TestCase):
 
 
 class CatchupEjabberd(unittest.TestCase):
-    """The kill -9 case against ejabberd's mod_mam (numeric archive ids, its own
+    """The kill -9 cases against ejabberd's mod_mam (numeric archive ids, its own
     offline and resumption behaviour)."""
     server = Ejabberd
+    resume_timeout = 120
     setUpClass = Catchup.__dict__['setUpClass']
     person = Catchup.__dict__['person']
     _cleanup = Catchup.__dict__['_cleanup']
     new_bridge = Catchup.new_bridge
     kill9 = Catchup.kill9
     assert_once = Catchup.assert_once
-    test_messages_while_down_come_once_from_the_archives = \
-        Catchup.test_messages_while_down_come_once_from_the_archives
+    down_and_back = Catchup.down_and_back
+    check_room_ids = Catchup.check_room_ids
+    test_restart_within_resumption_resumes_and_loses_nothing = \
+        Catchup.test_restart_within_resumption_resumes_and_loses_nothing
+
+
+class CatchupExpired(unittest.TestCase):
+    """A server that keeps a broken stream resumable for a few seconds only
+    (Prosody smacks_hibernation_time): the restart comes after it expired."""
+    server = Prosody
+    resume_timeout = 10  # seconds: the 400 messages are sent well within it
+    setUpClass = Catchup.__dict__['setUpClass']
+    person = Catchup.__dict__['person']
+    _cleanup = Catchup.__dict__['_cleanup']
+    new_bridge = Catchup.new_bridge
+    kill9 = Catchup.kill9
+    assert_once = Catchup.assert_once
+    down_and_back = Catchup.down_and_back
+    check_room_ids = Catchup.check_room_ids
+    test_restart_after_resumption_expired_catches_up_once = \
+        Catchup.test_restart_after_resumption_expired_catches_up_once
+
+
+class CatchupExpiredEjabberd(CatchupExpired):
+    """The same against ejabberd (mod_stream_mgmt resume_timeout,
+    resend_on_timeout: if_offline puts what was never acked in the offline store)."""
+    server = Ejabberd
 
 
 if __name__ == '__main__':

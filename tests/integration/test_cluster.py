@@ -20,6 +20,7 @@ XPB_CLUSTER_LONG=1 runs the issue's full size (150 accounts, 3,000 messages).
 import json
 import os
 import re
+import signal
 import subprocess
 import threading
 import time
@@ -140,14 +141,15 @@ class Cluster(unittest.TestCase):
         self.nats = NatsCluster(env.scratch('nats'), n=3).start()
         self.addCleanup(self.nats.stop)
 
+    # XEP-0198 on: each account's stream state and unacknowledged sends are
+    # kept in NATS KV, so the bridge that takes a killed bridge's account
+    # over resumes its hibernating stream (docs/scaling.md).
+    SM = True
+
     def bridge(self, name, urls=None, extra=''):
-        # Without XEP-0198: Prosody would keep a killed bridge's streams
-        # hibernating (smacks_hibernation_time) and hold their messages there
-        # instead of in offline storage; the new owner cannot resume them yet
-        # (docs/scaling.md, "Failover of XEP-0198 state").
         b = ClusterBridge(env.scratch(name), name, urls or self.nats.urls, self.accounts,
                           self.srv.ports['c2s'], env.pki().ca, ttl_s=TTL_S,
-                          stream_management=False, extra_nats='replicas = 3; ' + extra)
+                          stream_management=self.SM, extra_nats='replicas = 3; ' + extra)
         self.addCleanup(b.stop)
         return b.start()
 
@@ -176,13 +178,14 @@ class Cluster(unittest.TestCase):
             time.sleep(pause)
         return bodies
 
-    def outbound(self, tag, n, errors):
+    def outbound(self, tag, n, errors, accounts=None):
         """The backend writes to the people through xpbctl send --nats: n
         messages 'TAG-out-K', each retried with the same request id until a
         bridge that owns the account answers OK (NATS says "no responders"
         while nobody owns it)."""
+        accounts = accounts or [j for j, _ in self.accounts]
         for k in range(n):
-            acc = self.accounts[k % len(self.accounts)][0]
+            acc = accounts[k % len(accounts)]
             to = self.people[k % N_PEOPLE].jid_bare
             argv = [xpbctl_path(), 'send', '--nats', ','.join(self.nats.urls), '--timeout',
                     '3000', '--request-id', f'{tag}-{k}', '--account', acc, '--to', to,
@@ -245,8 +248,17 @@ class Cluster(unittest.TestCase):
         victim = bridges[0]
         moved = victim.online()
         self.assertTrue(moved, 'the victim owned no account')
-        kill_t, kill_wall = time.monotonic(), time.time()
-        victim.kill()
+        # Sends accepted but not acknowledged when the bridge dies: with the
+        # XMPP server paused, the victim answers OK once NATS KV keeps a send
+        # (xpb_outbox) but gets no XEP-0198 ack; the new owner must resend.
+        pending = sorted(moved)[:4]
+        os.kill(self.srv.proc.pid, signal.SIGSTOP)
+        try:
+            self.outbound('kbp', len(pending), errors, accounts=pending)
+            kill_t, kill_wall = time.monotonic(), time.time()
+            victim.kill()
+        finally:
+            os.kill(self.srv.proc.pid, signal.SIGCONT)
         back = self.wait_all_online(bridges[1:], 20, 'after kill -9 of a bridge')
         print(f'\nfailover: {len(moved)} accounts back in {back - kill_t:.1f}s')
         # No account online twice: every moved account was claimed on a
@@ -263,6 +275,21 @@ class Cluster(unittest.TestCase):
         out.join(300)
         inn.join(300)
         self.check_nothing_lost('kb', counter, inb, N_MESSAGES, errors)
+        self.check_nothing_lost('kbp', counter, set(), len(pending), errors)
+        # The new owners resumed the dead bridge's streams (state from NATS
+        # KV xpb_sm) and read its unacknowledged sends (xpb_outbox).
+        resumed, kept = set(), 0
+        for b in bridges[1:]:
+            for line in b.log_lines():
+                m = re.search(r'session (\S+) resumed as ', line)
+                if m and m.group(1) in moved:
+                    resumed.add(m.group(1))
+                m = re.search(r'session (\S+): from NATS KV: .*, (\d+) unacknowledged', line)
+                if m and m.group(1) in moved:
+                    kept += int(m.group(2))
+        self.assertEqual(moved - resumed, set(), 'streams not resumed by the new owner')
+        self.assertGreaterEqual(kept, len(pending), 'unacknowledged sends not read from KV')
+        print(f'{len(resumed)} streams resumed, {kept} unacknowledged sends resent')
 
     def test_partition_closes_sessions_before_the_ttl(self):
         proxy = TcpProxy(self.nats.client[0])

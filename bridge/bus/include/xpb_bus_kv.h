@@ -2,7 +2,8 @@
  * on a worker thread with its own connection (libnats KV calls block, and
  * the bus's connection reads on the loop). Results come back on the loop
  * thread through the callback. The account leases (bridge/daemon/lease.c)
- * are the user. */
+ * and the XEP-0198 state and outbox of the NATS state back end
+ * (bridge/daemon/state_nats.c) are the users. */
 #ifndef XPB_BUS_KV_H
 #define XPB_BUS_KV_H
 
@@ -14,13 +15,17 @@
 
 #define XPB_KV_OP_TIMEOUT_MS 1500u /* one KV call gives up after this */
 #define XPB_KV_MAX_QUEUED 65536u   /* operations waiting for the worker */
+#define XPB_KV_MAX_BUCKETS 4u      /* buckets one xpb_kv opens */
+#define XPB_KV_FETCH_MAX 100000u   /* entries one FETCH returns at most */
 
 typedef enum xpb_kv_op {
     XPB_KV_CREATE, /* only if the key has no live value */
     XPB_KV_UPDATE, /* only if the key's revision is still last_rev */
-    XPB_KV_DELETE, /* only if the key's revision is still last_rev */
+    XPB_KV_DELETE, /* only if the key's revision is still last_rev; last_rev 0: whatever it is */
     XPB_KV_PUT,    /* unconditional */
     XPB_KV_KEYS,   /* the live keys of the bucket */
+    XPB_KV_GET,    /* the key's value (status XPB_KV_CONFLICT: no live value) */
+    XPB_KV_FETCH,  /* key is a pattern ("tok.*"): every live key matching it, with values */
 } xpb_kv_op;
 
 typedef enum xpb_kv_status {
@@ -36,8 +41,12 @@ typedef struct xpb_kv_result {
     uint64_t rev;    /* the new revision (create, update, put) */
     xpb_kv_status status;
     int64_t sent_ms; /* xpb_kv_now_ms() when the worker started the call */
-    char **keys;     /* KEYS: valid during the callback */
+    char **keys;     /* KEYS, FETCH: valid during the callback */
     size_t nkeys;
+    uint8_t **values; /* FETCH: values[i] of keys[i], values_len[i] bytes */
+    size_t *values_len;
+    const uint8_t *value; /* GET: the value, value_len bytes */
+    size_t value_len;
 } xpb_kv_result;
 
 typedef void (*xpb_kv_cb)(void *ud, const xpb_kv_result *r);
@@ -55,6 +64,9 @@ int xpb_kv_open(xpb_kv **out, xpb_loop *loop, const xpb_bus_nats_cfg *cfg,
 /* Queues one operation (strings copied). 0, or XPB_EQUEUEFULL / XPB_ENOMEM. */
 int xpb_kv_submit(xpb_kv *kv, xpb_kv_op op, int bucket, const char *key, const char *value,
                   uint64_t last_rev);
+/* The same with a value of len bytes (any bytes). */
+int xpb_kv_submit_bin(xpb_kv *kv, xpb_kv_op op, int bucket, const char *key, const void *value,
+                      size_t len, uint64_t last_rev);
 /* Runs what is queued (at most wait_ms more), stops the worker, closes.
  * Results after the call are not delivered. NULL ok. */
 void xpb_kv_close(xpb_kv *kv, unsigned wait_ms);

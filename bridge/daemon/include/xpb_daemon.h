@@ -31,6 +31,13 @@
 /* XEP-0198 h of received stanzas is kept at most this long after them, so a
  * resumed stream after a crash redelivers only what came in that window. */
 #define XPB_DAEMON_SM_SAVE_MS 10u
+/* The same with the state in NATS KV (one KV round trip per account per save,
+ * on one worker thread): longer, so a busy bridge does not queue saves faster
+ * than KV takes them; a takeover gets at most this much again from the server. */
+#define XPB_DAEMON_SM_SAVE_KV_MS 250u
+/* A send's KV put that fails is tried this many more times (1.5 s each at
+ * most) before the send is refused: longer than a stream's leader election. */
+#define XPB_DAEMON_KV_PUT_TRIES 8u
 /* Group commit of the outbox (sends.c): a batch is committed this long after
  * its first row (0: on the loop's next turn). 1 ms measured no better. */
 #ifndef XPB_DAEMON_COMMIT_MS

@@ -36,7 +36,7 @@ c2s_require_encryption = ${tls_required}
 allow_unencrypted_plain_auth = ${allow_plain_plaintext}
 disable_sasl_mechanisms = { ${disabled_mechs} }
 consider_websocket_secure = true
-smacks_hibernation_time = 120
+smacks_hibernation_time = ${resume_timeout}
 smacks_max_unacked_stanzas = 5
 c2s_timeout = 60
 -- 200 simultaneous logins: a deeper accept queue than the default.

@@ -49,7 +49,7 @@ class Server:
                  sasl=('SCRAM-SHA-1', 'SCRAM-SHA-1-PLUS', 'SCRAM-SHA-256', 'PLAIN'),
                  tls_required=True,
                  tls=True, smacks=True, websocket=True, debug=False, tls12_only=False,
-                 mam=False):
+                 mam=False, resume_timeout=120):
         self.dir = os.path.join(tmpdir, self.kind)
         os.makedirs(self.dir, exist_ok=True)
         os.chmod(tmpdir, 0o755)
@@ -61,7 +61,10 @@ class Server:
         self.sasl, self.tls_required, self.tls = tuple(sasl), tls_required, tls
         self.smacks, self.websocket, self.debug = smacks, websocket, debug
         self.tls12_only = tls12_only  # TLS 1.2 only: tls-unique channel binding
-        self.mam = mam  # Prosody only: mod_mam for accounts, mod_muc_mam for rooms (XEP-0313)
+        self.mam = mam  # XEP-0313 archives: the account's, and every room's
+        # XEP-0198: how long a broken stream stays resumable, in seconds
+        # (Prosody smacks_hibernation_time, ejabberd mod_stream_mgmt resume_timeout).
+        self.resume_timeout = int(resume_timeout)
         c2s, dtls, http, https, dist = procs.free_ports(5)
         self.ports = {'c2s': c2s, 'directtls': dtls if tls else None, 'http': http,
                       'https': https if tls else None}
@@ -180,6 +183,7 @@ class Prosody(Server):
                            if self.mam else ''),
         }
         cfg = _fill('prosody.cfg.lua', dir=d, domain=self.domain,
+                    resume_timeout=self.resume_timeout,
                     loglevel='debug' if self.debug else 'info',
                     c2s_port=self.ports['c2s'],
                     tls_ports=self.ports['directtls'] or '',
@@ -258,7 +262,8 @@ class Ejabberd(Server):
                               '    tls: true\n'
                               '    request_handlers:\n'
                               '      /xmpp-websocket: ejabberd_http_ws\n')
-        smacks = ('  mod_stream_mgmt:\n    resume_timeout: 120\n    max_ack_queue: 5000\n'
+        smacks = (f'  mod_stream_mgmt:\n    resume_timeout: {self.resume_timeout}\n'
+                  '    max_ack_queue: 5000\n'
                   '    resend_on_timeout: if_offline\n') if self.smacks else ''
         # Storage: scram (one hash) unless PLAIN is the only mechanism.
         plain_only = set(self.sasl) <= {'PLAIN'}

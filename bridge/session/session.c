@@ -145,6 +145,12 @@ static void drop_link(xpb_session *s)
     s->link = 0;
     s->tls = s->authed = 0;
     s->sm_on = 0; /* SM id, counters and items are kept for resumption */
+    /* ...unless the stream was resumed but never shown to be read (session_sm.c,
+     * on_resumed): the next link binds afresh. */
+    if (s->resume_probe) {
+        session_forget_sm(s);
+        session_drop_internal_items(s);
+    }
     s->step = BIND_NONE;
     xpb_sasl_free(s->sasl);
     s->sasl = NULL;
@@ -564,6 +570,22 @@ static session_action on_ping_timer(xpb_session *s)
     return a;
 }
 
+/* A resumed stream whose server did not answer our
+ * <r/> in time (session_sm.c, on_resumed): it does not parse what we write.
+ * Resuming it again would feed the same parser, so a fresh session is bound;
+ * none of the queue was written on this stream, all of it goes there. The
+ * old session, if the server keeps it, waits out its resumption timeout
+ * (Prosody: a hibernating resource) and is never resumed. */
+static session_action give_up_resume(xpb_session *s)
+{
+    snprintf(s->why, sizeof s->why,
+             "resumed stream unacknowledged: no <a/> to our <r/> within %u ms (XEP-0198 §4); "
+             "new session", s->cfg.connect_timeout_ms);
+    session_forget_sm(s);
+    session_drop_internal_items(s);
+    return act_retry(XPB_ETIMEOUT, s->why, 0, 1);
+}
+
 static int negotiating(const xpb_session *s)
 {
     return s->state != XPB_SS_ONLINE && s->state != XPB_SS_BACKOFF &&
@@ -583,6 +605,7 @@ void xpb_session_on_timer(xpb_session *s, xpb_session_timer t)
         break;
     case XPB_TIMER_CONNECT:
         if (negotiating(s)) session_apply(s, act_retry(XPB_ETIMEOUT, "negotiation timed out", 0, 0));
+        else if (s->state == XPB_SS_ONLINE && s->resume_probe) session_apply(s, give_up_resume(s));
         break;
     case XPB_TIMER_ACK:
         s->ack_timer_armed = 0;

@@ -101,6 +101,8 @@ struct xpb_session {
     char *sm_id;                 /* resumable session id (kept across links) */
     char sm_location[256];       /* <enabled location=''/>, "" none */
     int sm_imported;             /* sm_id came from cfg.resume: h of <resumed/> is the server's */
+    int resume_probe;            /* resumed: the queue waits for an
+                                  * <a/> answering our <r/> (session_sm.c, on_resumed) */
     uint32_t h_in, last_acked;
     unsigned since_r;
     int ack_timer_armed;

@@ -95,6 +95,7 @@ void session_drop_internal_items(xpb_session *s)
 
 void session_forget_sm(xpb_session *s)
 {
+    s->resume_probe = 0;
     free(s->sm_id);
     s->sm_id = NULL;
     s->sm_location[0] = '\0';
@@ -173,6 +174,7 @@ static void send_next_item(xpb_session *s)
 
 void session_flush_queue(xpb_session *s)
 {
+    if (s->resume_probe) return; /* the server has not shown it reads this stream yet */
     while (s->state == XPB_SS_ONLINE && s->n_sent < s->n_items) send_next_item(s);
 }
 
@@ -248,6 +250,12 @@ static session_action apply_h(xpb_session *s, const char *hv)
     }
     s->last_acked = h;
     release_acked(s, diff);
+    if (s->resume_probe) { /* the server reads this stream: the queue goes out */
+        s->resume_probe = 0;
+        session_set_timer(s, XPB_TIMER_CONNECT, 0);
+        session_flush_queue(s);
+        session_request_ack_if_pending(s);
+    }
     return act_continue();
 }
 
@@ -287,11 +295,25 @@ static session_action on_resumed(xpb_session *s, const xpb_node *el)
         session_action a = apply_h(s, session_attr(el, "h"));
         if (a.kind != ACT_CONTINUE) return a;
     }
+    /* The old link (or the earlier process) may have died in the middle of
+     * a stanza, and a server may go on parsing the resumed stream where the
+     * old link's bytes stopped (Prosody 0.12 feeds the new link to the old
+     * link's parser): our stanzas would then be swallowed as children of
+     * that half stanza, never handled nor acknowledged, and every later
+     * resume of this stream would do the same. So nothing of the queue is
+     * written until an <a/> answers an <r/>: the server parses what we
+     * write. No answer within connect_timeout_ms: the stream is given up and
+     * a fresh one bound (session.c, give_up_resume). */
+    s->resume_probe = 1;
     s->stats.resumptions++;
     report_sm(s);
     s->n_sent = 0; /* XEP-0198 §5: everything not acknowledged is sent again */
     s->since_r = 0;
-    return session_go_online(s, 1);
+    session_action a = session_go_online(s, 1);
+    if (a.kind != ACT_CONTINUE || !s->resume_probe || s->state != XPB_SS_ONLINE) return a;
+    session_request_ack(s);
+    session_set_timer(s, XPB_TIMER_CONNECT, s->cfg.connect_timeout_ms);
+    return a;
 }
 
 static session_action on_failed(xpb_session *s, const xpb_node *el)

@@ -164,6 +164,7 @@ const session_edge session_edges[] = {
     {S(CONNECTING) | S(STREAM_OPEN) | S(STARTTLS) | S(TLS_HANDSHAKE) | S(AUTH) | S(BIND),
      "connect timer", S(BACKOFF)},
     {S(ONLINE), "ping timeout", S(BACKOFF)},
+    {S(ONLINE), "resume unacknowledged", S(BACKOFF)},
     {S(CLOSING), "close timer", S(STOPPED)},
     {S(ONLINE), "close()", S(CLOSING) | S(BACKOFF)},
     {S(IDLE) | S(CONNECTING) | S(STREAM_OPEN) | S(STARTTLS) | S(TLS_HANDSHAKE) | S(AUTH) |

@@ -852,6 +852,8 @@ static void test_resume_resends_only_unacked(void **state)
     feed(s, "<resumed xmlns='urn:xmpp:sm:3' previd='sm-1' h='2'/>");
     assert_int_equal(count_events(XPB_SE_ACKED), acked + 1); /* m-2 made it */
     assert_int_equal(last_event(XPB_SE_ACKED)->handle, h[1]);
+    assert_string_equal(sent(), "<r xmlns='urn:xmpp:sm:3'/>"); /* is the stream read? */
+    feed(s, "<a xmlns='urn:xmpp:sm:3' h='2'/>");
     assert_not_sent("id='m-1'");
     assert_not_sent("id='m-2'");
     assert_sent("id='m-4'");
@@ -1336,7 +1338,8 @@ static const xpb_session_sm KEPT = {.id = "sm-9", .location = "", .h_in = 7, .h_
                                     .jid = "user@example.com/old"};
 
 /* A new session given a kept state resumes first; the server's h (more than
- * this session ever sent) is taken as it is, and the queue is sent. */
+ * this session ever sent) is taken as it is, and the queue is sent once an
+ * <a/> answers our <r/> (the server parses this stream). */
 static void test_sm_import_resumes(void **state)
 {
     (void)state;
@@ -1355,14 +1358,90 @@ static void test_sm_import_resumes(void **state)
     const rec_event *on = last_event(XPB_SE_ONLINE);
     assert_int_equal(on->resumed, 1);
     assert_string_equal(on->jid, "user@example.com/old");
-    assert_sent("id='kept-1'");
-    assert_int_equal(last_event(XPB_SE_SENT)->handle, h);
+    assert_string_equal(sent(), "<r xmlns='urn:xmpp:sm:3'/>"); /* the probe, nothing else */
+    assert_null(last_event(XPB_SE_SENT));
+    assert_int_equal(F.timers[XPB_TIMER_CONNECT], XPB_SESSION_DEFAULT_CONNECT_TIMEOUT_MS);
+    send_msg(s, "new-1", "held"); /* a send meanwhile waits too */
+    assert_not_sent("new-1");
+    feed(s, "<r xmlns='urn:xmpp:sm:3'/>"); /* the server's own <r/> is answered */
+    assert_sent("<a xmlns='urn:xmpp:sm:3' h='7'/>");
+    assert_not_sent("kept-1");
+    clear_sent();
+    feed(s, "<a xmlns='urn:xmpp:sm:3' h='40'/>");
+    assert_int_equal(F.timers[XPB_TIMER_CONNECT], 0);
+    assert_non_null(strstr(sent(), "id='kept-1'"));
+    assert_true(strstr(sent(), "id='kept-1'") < strstr(sent(), "id='new-1'")); /* in order */
+    assert_sent("<r xmlns='urn:xmpp:sm:3'/>");
+    assert_int_equal(F.ev[F.n_ev - 1].kind, XPB_SE_SENT);
+    assert_int_equal(F.ev[F.n_ev - 2].kind, XPB_SE_SENT);
+    assert_int_equal(F.ev[F.n_ev - 2].handle, h);
     xpb_session_sm sm;
     assert_int_equal(xpb_session_get_sm(s, &sm), 0);
     assert_int_equal(sm.h_acked, 40);
     assert_int_equal(sm.h_in, 7);
     feed(s, "<a xmlns='urn:xmpp:sm:3' h='41'/>");
     assert_int_equal(last_event(XPB_SE_ACKED)->handle, h);
+    xpb_session_free(s);
+}
+
+/* Resumed, but the server never answers the <r/>: the old process died in
+ * the middle of a stanza and the server goes on parsing the new link where
+ * the old one stopped (Prosody 0.12), swallowing all we write. Nothing of
+ * the queue was written there; the stream is given up (not resumed again:
+ * the same parser would swallow it again) and a fresh bind sends it all. */
+static void test_sm_import_resume_unanswered_binds_afresh(void **state)
+{
+    (void)state;
+    xpb_session_config c;
+    base_cfg(&c, 1);
+    c.resume = &KEPT;
+    xpb_session *s = new_session(&c);
+    uint64_t h = send_msg(s, "kept-1", "resent");
+    negotiate(s, F_BIND F_SM);
+    clear_sent();
+    feed(s, "<resumed xmlns='urn:xmpp:sm:3' previd='sm-9' h='40'/>");
+    feed(s, "<r xmlns='urn:xmpp:sm:3'/>"); /* bytes from the server do not end the wait */
+    assert_int_equal(F.timers[XPB_TIMER_CONNECT], XPB_SESSION_DEFAULT_CONNECT_TIMEOUT_MS);
+    xpb_session_on_timer(s, XPB_TIMER_CONNECT);
+    assert_int_equal(xpb_session_get_state(s), XPB_SS_BACKOFF);
+    assert_non_null(strstr(last_event(XPB_SE_ERROR)->reason, "resumed stream unacknowledged"));
+    assert_not_sent("kept-1");
+    assert_null(last_event(XPB_SE_FAILED)); /* kept for the fresh session */
+    xpb_session_sm sm;
+    assert_int_equal(xpb_session_get_sm(s, &sm), 1); /* forgotten: no resume next */
+    xpb_session_on_timer(s, XPB_TIMER_RECONNECT);
+    negotiate(s, F_BIND F_SM);
+    assert_not_sent("<resume");
+    assert_sent("xpb-bind-");
+    answer_bind(s, "user@example.com/new");
+    clear_sent();
+    feed(s, "<enabled xmlns='urn:xmpp:sm:3' id='sm-11' resume='true'/>");
+    assert_sent("id='kept-1'");
+    assert_int_equal(last_event(XPB_SE_SENT)->handle, h);
+    assert_int_equal(last_event(XPB_SE_ONLINE)->resumed, 0);
+    xpb_session_free(s);
+}
+
+/* The link drops while the resumed stream is not yet shown to be read: the
+ * next link binds afresh as well. */
+static void test_sm_import_resume_link_lost_binds_afresh(void **state)
+{
+    (void)state;
+    xpb_session_config c;
+    base_cfg(&c, 1);
+    c.resume = &KEPT;
+    xpb_session *s = new_session(&c);
+    send_msg(s, "kept-1", "resent");
+    negotiate(s, F_BIND F_SM);
+    feed(s, "<resumed xmlns='urn:xmpp:sm:3' previd='sm-9' h='40'/>");
+    xpb_session_on_disconnected(s, "reset by peer");
+    assert_int_equal(xpb_session_get_state(s), XPB_SS_BACKOFF);
+    xpb_session_sm sm;
+    assert_int_equal(xpb_session_get_sm(s, &sm), 1);
+    xpb_session_on_timer(s, XPB_TIMER_RECONNECT);
+    negotiate(s, F_BIND F_SM);
+    assert_not_sent("<resume");
+    assert_sent("xpb-bind-");
     xpb_session_free(s);
 }
 
@@ -1419,6 +1498,8 @@ int main(void)
         T(test_sm_state_exported),
         T(test_sm_state_none_without_resume),
         T(test_sm_import_resumes),
+        T(test_sm_import_resume_unanswered_binds_afresh),
+        T(test_sm_import_resume_link_lost_binds_afresh),
         T(test_sm_import_failed_binds),
         T(test_queue_full),
         T(test_ping_timeout_reconnects),

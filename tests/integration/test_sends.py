@@ -51,7 +51,8 @@ class Sends(unittest.TestCase):
         cls.xpb = xpbridge
         cls.stack = []
         cls.addClassCleanup(cls._cleanup)
-        cls.srv = Prosody(env.scratch('prosody'), env.pki())
+        cls.srv = Prosody(env.scratch('prosody'), env.pki(),
+                          debug=bool(os.environ.get('XPB_DEBUG_SERVER')))
         cls.srv.start()
         cls.stack.append(cls.srv.stop)
         for user in ('bot', 'alice', 'carol'):
@@ -135,6 +136,15 @@ class Sends(unittest.TestCase):
 
         b2 = self.new_bridge(state, work)
         b2.start(online_timeout=None)
+        try:
+            self._all_arrive_after_restart(b2, ids, accepted)
+        except AssertionError:  # say why: what the second bridge and the server did
+            print(f'\nsecond bridge, last 60 log lines:\n'
+                  f'{chr(10).join(b2.log_lines(b2._log_mark)[-60:])}\n'
+                  f'Prosody, last 30 log lines:\n{self.srv.log_tail(30)}', file=sys.stderr)
+            raise
+
+    def _all_arrive_after_restart(self, b2, ids, accepted):
         self.wait_up(b2)
         c = self.client(b2)
         kept = re.search(r'(\d+) unacknowledged sends kept', '\n'.join(b2.log_lines()))

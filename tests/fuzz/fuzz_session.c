@@ -127,6 +127,13 @@ static void op_event(void *io, const xpb_session_event *e)
         xpb_buf_free(&b);
         break;
     }
+    case XPB_SE_SENT: /* written (again after a reconnect): known, not yet final */
+        if (e->handle == 0 || e->handle > F.issued + F.sending) die("unknown handle sent", NULL, 0);
+        if (e->handle <= MAX_HANDLES && F.reported[e->handle])
+            die("handle sent after its outcome", NULL, 0);
+        break;
+    case XPB_SE_SM: /* the XEP-0198 state changed: nothing to check here */
+        break;
     case XPB_SE_ACKED:
     case XPB_SE_FAILED:
         check_handle(e);
@@ -318,8 +325,10 @@ static int make_session(uint8_t m)
     return 0;
 }
 
-/* The user's stanzas not yet ACKED or FAILED stay within queue_max (the
- * session's own stanzas, e.g. ping answers, are not counted by the bound). */
+/* The user's stanzas not yet ACKED or FAILED stay within the session's
+ * bounds: queue_max waiting for the connection plus queue_max x
+ * XPB_SESSION_UNACKED_FACTOR sent and not yet acked (the session's own
+ * stanzas, e.g. ping answers, are not counted by them). */
 static void check_queue(uint8_t m)
 {
     uint64_t open = 0;
@@ -327,7 +336,8 @@ static void check_queue(uint8_t m)
         open += !F.reported[h];
     xpb_session_stats st;
     xpb_session_get_stats(F.s, &st);
-    if (open > ((m & 0x80) ? 3u : XPB_SESSION_DEFAULT_QUEUE_MAX) ||
+    uint64_t qmax = (m & 0x80) ? 3u : XPB_SESSION_DEFAULT_QUEUE_MAX;
+    if (open > qmax * (1u + XPB_SESSION_UNACKED_FACTOR) ||
         open > (uint64_t)st.queued + st.unacked)
         die("user stanzas over queue_max or missing from the queue", NULL, 0);
 }

@@ -21,6 +21,12 @@ static int is_jid_error(int rc)
     return rc == XPB_EJID || (rc <= XPB_EJIDEMPTY && rc >= XPB_EJIDRESOURCE);
 }
 
+/* A batch item the state directory could not keep (%s: why), said once for
+ * its two causes: the row refused, or the batch's commit failed. */
+#define SEND_REFUSED_FMT                                                                     \
+    "send refused: %s; no new send is accepted until the state directory can be written " \
+    "(received stanzas are still relayed)"
+
 /* Where a refusal goes: the request's error reply, or (one stanza of a
  * SendBatch) its SendOutcome, with the text kept in the batch's arena. */
 typedef struct send_sink {
@@ -114,9 +120,7 @@ static int send_prepare(struct account *a, const send_sink *k, xpb_stanza *st, u
         if (k->out && rc != SENDS_DEFERRED)
             refuse(k, rc == XPB_ENOMEM ? XPB__V1__ERROR_CODE__ERR_INTERNAL
                                        : XPB__V1__ERROR_CODE__ERR_STORAGE,
-                   "send refused: %s; no new send is accepted until the state directory can "
-                   "be written (received stanzas are still relayed)",
-                   prep->err[0] ? prep->err : xpb_strerror(rc));
+                   SEND_REFUSED_FMT, prep->err[0] ? prep->err : xpb_strerror(rc));
         sends_prep_free(prep);
     }
     return rc;
@@ -276,9 +280,7 @@ static void req_send_batch(struct account *a, xpb_bus_request *req, const Xpb__V
             char *id = ids + i * (XPB_SESSION_ID_MAX + 8);
             uint64_t h;
             if (crc && was_batched) {
-                refuse(&k, XPB__V1__ERROR_CODE__ERR_STORAGE,
-                       "send refused: %s; no new send is accepted until the state directory "
-                       "can be written (received stanzas are still relayed)", cerr);
+                refuse(&k, XPB__V1__ERROR_CODE__ERR_STORAGE, SEND_REFUSED_FMT, cerr);
                 sends_prep_free(&it->prep);
             } else if (send_handoff(a, &k, &it->st, &it->prep, &h, id,
                                     XPB_SESSION_ID_MAX + 8) == 0) {

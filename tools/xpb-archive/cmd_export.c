@@ -25,11 +25,6 @@ enum { FORMAT_XML, FORMAT_JSON, FORMAT_PB };
 static const xpbctl_choice formats[] = {
     {"xml", FORMAT_XML}, {"json", FORMAT_JSON}, {"pb", FORMAT_PB}, {NULL, 0}};
 
-static const char *bare_check(const char *v)
-{
-    return !v[0] || strchr(v, '/') ? "takes a bare JID" : NULL;
-}
-
 static const xpbctl_opt export_opts[] = {
     XA_DB_OPT(export_args),
     {.name = "--format",
@@ -41,13 +36,13 @@ static const xpbctl_opt export_opts[] = {
     {.name = "--with",
      .arg = "JID",
      .kind = XPBCTL_STR,
-     .check = bare_check,
+     .check = xa_bare_check,
      .offset = XPBCTL_AT(export_args, with),
      .help = "only the conversation with JID (a peer or a room)"},
     {.name = "--account",
      .arg = "JID",
      .kind = XPBCTL_STR,
-     .check = bare_check,
+     .check = xa_bare_check,
      .offset = XPBCTL_AT(export_args, account),
      .help = "only this account's messages"},
     {.name = "--since",

@@ -20,23 +20,18 @@ static const xpbctl_choice orders[] = {{"recency", ORDER_RECENCY},
                                        {"relevance", ORDER_RELEVANCE},
                                        {NULL, 0}};
 
-static const char *bare_check(const char *v)
-{
-    return !v[0] || strchr(v, '/') ? "takes a bare JID" : NULL;
-}
-
 static const xpbctl_opt search_opts[] = {
     XA_DB_OPT(search_args),
     {.name = "--with",
      .arg = "JID",
      .kind = XPBCTL_STR,
-     .check = bare_check,
+     .check = xa_bare_check,
      .offset = XPBCTL_AT(search_args, with),
      .help = "only the conversation with JID (a peer or a room)"},
     {.name = "--account",
      .arg = "JID",
      .kind = XPBCTL_STR,
-     .check = bare_check,
+     .check = xa_bare_check,
      .offset = XPBCTL_AT(search_args, account),
      .help = "only this account's messages"},
     {.name = "--since",

@@ -135,6 +135,11 @@ xa_db *xa_cmd_open(const char *cmd, const char *path, xa_mode mode)
     return db;
 }
 
+const char *xa_bare_check(const char *v)
+{
+    return !v[0] || strchr(v, '/') ? "takes a bare JID" : NULL;
+}
+
 const char *xa_time_check(const char *v)
 {
     return xa_time_value(v) < 0 ? "takes a date (YYYY-MM-DD) or a date-time "

@@ -37,6 +37,8 @@ extern const xpbctl_command xa_cmd_run, xa_cmd_search, xa_cmd_export, xa_cmd_imp
 
 /* Opens --db, printing "xpb-archive: CMD: reason" on failure; NULL then. */
 xa_db *xa_cmd_open(const char *cmd, const char *path, xa_mode mode);
+/* --with/--account: a bare JID (the option table's check). */
+const char *xa_bare_check(const char *v);
 /* --since/--until: a date (YYYY-MM-DD, midnight UTC) or an XEP-0082
  * date-time; the option table's check and the conversion. */
 const char *xa_time_check(const char *v);

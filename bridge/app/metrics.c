@@ -34,6 +34,7 @@ struct xpb_metrics {
     pthread_mutex_t mu; /* guards want, ready, snap and snap_rc */
     pthread_cond_t cv;
     int want, ready, stopping, snap_rc;
+    int walking; /* the snapshot of the waiting request is part-way (XPB_METRICS_MORE) */
     xpb_metrics_snapshot snap; /* filled on the daemon's thread, taken by the listener's */
 };
 
@@ -480,13 +481,24 @@ static void on_take(void *arg)
     struct xpb_metrics *m = arg;
     pthread_mutex_lock(&m->mu);
     if (m->want) {
-        xpb_metrics_snapshot_clear(&m->snap);
-        memset(&m->snap, 0, sizeof m->snap);
-        m->snap_rc = m->snapshot(m->ud, &m->snap);
-        xpb_loop_libevent_log_counts(&m->snap.libevent_seen, &m->snap.libevent_suppressed);
-        m->want = 0;
-        m->ready = 1;
-        pthread_cond_broadcast(&m->cv);
+        int first = !m->walking;
+        if (first) {
+            xpb_metrics_snapshot_clear(&m->snap);
+            memset(&m->snap, 0, sizeof m->snap);
+            xpb_loop_libevent_log_counts(&m->snap.libevent_seen, &m->snap.libevent_suppressed);
+        }
+        int rc = m->snapshot(m->ud, &m->snap, first);
+        m->walking = rc == XPB_METRICS_MORE;
+        if (m->walking) {
+            xpb_wake_signal(m->take); /* the next slice after the loop's other work */
+        } else {
+            m->snap_rc = rc;
+            m->want = 0;
+            m->ready = 1;
+            pthread_cond_broadcast(&m->cv);
+        }
+    } else {
+        m->walking = 0; /* its request gave up */
     }
     pthread_mutex_unlock(&m->mu);
 }
@@ -506,6 +518,7 @@ static int take_snapshot(struct xpb_metrics *m, xpb_metrics_snapshot *out)
     pthread_mutex_lock(&m->mu);
     m->ready = 0;
     m->want = 1;
+    m->walking = 0; /* a walk an earlier request left unfinished starts over */
     pthread_mutex_unlock(&m->mu);
     xpb_wake_signal(m->take);
     pthread_mutex_lock(&m->mu);

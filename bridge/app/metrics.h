@@ -37,8 +37,14 @@ typedef struct xpb_metrics_snapshot {
  * stalls this long is itself the alarm). */
 #define XPB_METRICS_SNAPSHOT_WAIT_MS 2000u
 
-/* Fills *out (zeroed before the call). 0, or non-zero: answered 500. */
-typedef int (*xpb_metrics_snapshot_fn)(void *ud, xpb_metrics_snapshot *out);
+/* Fills *out (zeroed before the first call of a request; first = 1 then),
+ * on the daemon's loop thread. Returns 0 when done, XPB_METRICS_MORE to be
+ * called again on a later loop turn (a slice of the accounts at a time, so
+ * the loop never stops for the whole walk), or another value: answered 500. */
+#define XPB_METRICS_MORE 1
+/* Accounts copied per loop turn for a scrape. */
+#define XPB_METRICS_SLICE 1024u
+typedef int (*xpb_metrics_snapshot_fn)(void *ud, xpb_metrics_snapshot *out, int first);
 int xpb_metrics_snapshot_add_account(xpb_metrics_snapshot *s, const char *name, unsigned queued,
                                      unsigned unacked);
 void xpb_metrics_snapshot_clear(xpb_metrics_snapshot *s);

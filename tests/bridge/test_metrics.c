@@ -173,15 +173,23 @@ typedef struct served {
     char reply[65536];
 } served;
 
-static int snapshot_src(void *ud, xpb_metrics_snapshot *s)
+/* Two slices: the figures and two accounts, then one more account. */
+static int snapshot_src(void *ud, xpb_metrics_snapshot *s, int first)
 {
     served *sv = ud;
     sv->calls++;
     if (!pthread_equal(pthread_self(), sv->daemon_thread)) sv->wrong_thread++;
+    if (!first) {
+        assert_int_equal(xpb_metrics_snapshot_add_account(s, "late@example.com", 5, 0), 0);
+        return 0;
+    }
+    uint64_t seen = s->libevent_seen, suppressed = s->libevent_suppressed;
     xpb_metrics_snapshot tmp;
     fake_snapshot(&tmp);
     *s = tmp;
-    return 0;
+    s->libevent_seen = seen;
+    s->libevent_suppressed = suppressed;
+    return XPB_METRICS_MORE;
 }
 
 static uint16_t free_port(void)
@@ -249,7 +257,8 @@ static void test_listener_thread(void **state)
     assert_non_null(strstr(sv.reply, "HTTP/1.1 200"));
     assert_has(sv.reply, "xpb_queue_depth{account=\"bot@example.com\"} 3\n");
     assert_has(sv.reply, "xpb_unacked{account=\"we\\\"ird\\\\na\\nme@example.com\"} 2\n");
-    assert_int_equal(sv.calls, 1);
+    assert_has(sv.reply, "xpb_queue_depth{account=\"late@example.com\"} 5\n");
+    assert_int_equal(sv.calls, 2); /* two loop turns */
     assert_int_equal(sv.wrong_thread, 0);
 
     /* The daemon's loop is not running: no figures within the wait. */
@@ -260,7 +269,7 @@ static void test_listener_thread(void **state)
     pthread_join(t, NULL);
     assert_non_null(strstr(sv.reply, "HTTP/1.1 503"));
     assert_non_null(strstr(sv.reply, "XPB_METRICS_SNAPSHOT_WAIT_MS"));
-    assert_int_equal(sv.calls, 1);
+    assert_int_equal(sv.calls, 2);
     xpb_metrics_free(m);
     xpb_wake_free(done);
     xpb_loop_free(sv.loop);

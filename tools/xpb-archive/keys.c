@@ -1,8 +1,9 @@
-/* De-duplication and lookup keys (docs/archive.md, "De-duplication"): 16
- * bytes each, SipHash-2-4 (twice, 64 bits each) under the archive's own
- * random secret, over the account, the key's type and its parts. Short keys
- * keep the msgkey table small; the secret keeps anyone who can send us a
- * message from making one collide with another's key. */
+/* De-duplication and lookup keys (docs/archive.md, "De-duplication"): 64
+ * bits each, SipHash-2-4 under the archive's own random secret, over the
+ * account, the key's type and its parts. An integer key is msgkey's rowid
+ * (no separate index, 8 bytes); the secret keeps anyone who can send us a
+ * message from making one collide with another's key, and a chance
+ * collision between two keys is 1 in 2^64 per pair (docs/archive.md). */
 #include <string.h>
 
 #include "db_internal.h"
@@ -73,11 +74,7 @@ static int part(xpb_buf *b, const char *s)
 static int finish(const xa_db *db, xpb_buf *in, xa_key *k)
 {
     uint64_t k0 = le64(db->secret), k1 = le64(db->secret + 8);
-    const uint8_t *p = (const uint8_t *)in->data;
-    uint64_t h[2] = {siphash(k0, k1, p, in->len),
-                     siphash(k0 ^ 0x5bd1e9955bd1e995ULL, k1 ^ 0x9e3779b97f4a7c15ULL, p, in->len)};
-    for (int i = 0; i < 16; i++)
-        k->b[i] = (uint8_t)(h[i / 8] >> (8 * (i % 8)));
+    k->v = (int64_t)siphash(k0, k1, (const uint8_t *)in->data, in->len);
     xpb_buf_free(in);
     return 0;
 }

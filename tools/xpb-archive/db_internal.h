@@ -64,7 +64,7 @@ typedef struct xa_z {
     xpb_buf body;            /* the last body read (xa_z_body) */
 } xa_z;
 
-#define XA_CONV_CACHE 256 /* conversation ids kept in memory */
+#define XA_CONV_CACHE 4096 /* conversation ids kept in memory */
 
 struct xa_db {
     sqlite3 *h;

@@ -266,6 +266,7 @@ int xa_db_open(const char *path, xa_mode mode, xa_db **out, char *err, size_t er
         return XA_ENOMEM;
     }
     db->n_pending = 1; /* unknown until the first xa_db_begin: look changes up */
+    db->n_ownnick = 1;
     int rc = open_file(db, mode, err, errlen);
     /* WAL: readers (search) never block the writer; NORMAL sync is durable
      * at each commit's WAL append with checkpoints fsynced (docs/archive.md). */
@@ -333,10 +334,13 @@ int xa_db_begin(xa_db *db, char *err, size_t errlen)
     db->in_tx = true;
     /* Another writer may have stored changes since our last transaction. */
     sqlite3_stmt *st = NULL;
-    rc = sqlite3_prepare_v2(db->h, "SELECT count(*) FROM msg WHERE target_ref IS NOT NULL", -1, &st,
-                            NULL);
+    rc = sqlite3_prepare_v2(db->h,
+                            "SELECT (SELECT count(*) FROM msg WHERE target_ref IS NOT NULL), "
+                            "(SELECT count(*) FROM ownnick)",
+                            -1, &st, NULL);
     if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         db->n_pending = sqlite3_column_int64(st, 0);
+        db->n_ownnick = sqlite3_column_int64(st, 1);
         rc = SQLITE_OK;
     }
     sqlite3_finalize(st);

@@ -14,6 +14,7 @@
 typedef enum xa_stmt_id {
     XA_ST_RESUME_SET,
     XA_ST_KEY_FIND,
+    XA_ST_KEY_FIND2,
     XA_ST_KEY_ADD,
     XA_ST_KEY_ADD2,
     XA_ST_MSG_GET,
@@ -78,6 +79,9 @@ struct xa_db {
      * at each xa_db_begin, raised for each change stored; while it is 0 a
      * new message has nothing to look up (changes.c). */
     int64_t n_pending;
+    /* Our nicks in rooms (ownnick): counted at each xa_db_begin; while 0 a
+     * room message has no nick of ours to look up (store.c). */
+    int64_t n_ownnick;
     /* The conversations' ids last used (store.c), forgotten at a rollback
      * (the rows it added went with it). */
     struct xa_conv_slot {

@@ -189,6 +189,7 @@ static int learn_nick(xa_db *db, const xa_msg *m, const char *nick, char *err, s
     /* Known already: its messages are marked. The marking walks the whole
      * table (no conversation index: docs/archive.md), once per new nick. */
     if (sqlite3_changes(db->h) == 0) return 0;
+    db->n_ownnick++;
     rc =
         xa_db_stmt(db, XA_ST_NICK_APPLY,
                    "UPDATE msg SET direction = 1 WHERE conv = (SELECT id FROM conv WHERE "
@@ -204,7 +205,7 @@ static int learn_nick(xa_db *db, const xa_msg *m, const char *nick, char *err, s
 static int is_own_nick(xa_db *db, const xa_msg *m, bool *own, char *err, size_t errlen)
 {
     *own = false;
-    if (!m->groupchat || !m->sender) return 0;
+    if (!m->groupchat || !m->sender || db->n_ownnick == 0) return 0;
     sqlite3_stmt *st;
     int rc = xa_db_stmt(db, XA_ST_NICK_GET,
                         "SELECT 1 FROM ownnick WHERE account = ?1 AND room = ?2 AND nick = ?3", &st,
@@ -249,22 +250,42 @@ static int merge(xa_db *db, int64_t id, const xa_msg *m, const stored *s, char *
     return 0;
 }
 
-/* The first stored copy among m's keys; 0 when none. */
+/* The messages m's de-duplication keys (at most two: keys_of) point to, in
+ * one statement (two scalar subqueries: an IN list would build a temporary
+ * table each time); 0 where none. */
+static int find_keys(xa_db *db, const key *k, size_t n, int64_t found[2], char *err,
+                     size_t errlen)
+{
+    sqlite3_stmt *st;
+    int rc = xa_db_stmt(db, XA_ST_KEY_FIND2,
+                        "SELECT (SELECT message FROM msgkey WHERE key = ?1), (SELECT message FROM "
+                        "msgkey WHERE key = ?2)",
+                        &st, err, errlen);
+    if (rc) return rc;
+    sqlite3_bind_int64(st, 1, k[0].v);
+    sqlite3_bind_int64(st, 2, k[n > 1 ? 1 : 0].v);
+    int r = sqlite3_step(st);
+    found[0] = r == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    found[1] = r == SQLITE_ROW && n > 1 ? sqlite3_column_int64(st, 1) : 0;
+    sqlite3_reset(st);
+    return r == SQLITE_ROW ? 0 : xa_db_error(db, r, "finding a key", err, errlen);
+}
+
+/* The first stored copy among m's keys, strongest first; 0 when none. */
 static int find_copy(xa_db *db, const xa_msg *m, const key *k, size_t n, int64_t *id, stored *s,
                      char *err, size_t errlen)
 {
+    int64_t found[2];
     *id = 0;
-    for (size_t i = 0; i < n; i++) {
-        int64_t found = 0;
-        int rc = xa_key_find(db, &k[i], &found, err, errlen);
-        if (rc) return rc;
-        if (!found) continue;
-        if ((rc = get_stored(db, found, s, err, errlen))) return rc;
+    int rc = n ? find_keys(db, k, n, found, err, errlen) : 0;
+    for (size_t i = 0; !rc && i < n && i < 2; i++) {
+        if (!found[i]) continue;
+        if ((rc = get_stored(db, found[i], s, err, errlen))) return rc;
         if (k[i].type != 's' && conflicts(m, s)) continue;
-        *id = found;
+        *id = found[i];
         return 0;
     }
-    return 0;
+    return rc;
 }
 
 static void bind_opt(sqlite3_stmt *st, int i, const char *v)

@@ -36,7 +36,8 @@
 #define VIEW_BY                                                                                    \
     "CASE WHEN m.strip & 16 THEN (CASE WHEN m.groupchat THEN c.jid ELSE c.account END) "          \
     "ELSE m.stanza_id_by END"
-#define VIEW_MSG_ID "CASE WHEN m.strip & 8 THEN " ID_TEXT("m.origin_id") " ELSE " ID_TEXT("m.msg_id") " END"
+#define VIEW_MSG_ID                                                                                \
+    "CASE WHEN m.strip & 8 THEN " ID_TEXT("m.origin_id") " ELSE " ID_TEXT("m.msg_id") " END"
 
 static const char schema_sql[] =
     "CREATE TABLE resume(id INTEGER PRIMARY KEY CHECK (id = 1),"
@@ -266,7 +267,7 @@ int xa_db_open(const char *path, xa_mode mode, xa_db **out, char *err, size_t er
         return XA_ENOMEM;
     }
     db->n_pending = 1; /* unknown until the first xa_db_begin: look changes up */
-    db->n_ownnick = 1;
+    db->n_ownnick = 1; /* the same for our room nicks */
     int rc = open_file(db, mode, err, errlen);
     /* WAL: readers (search) never block the writer; NORMAL sync is durable
      * at each commit's WAL append with checkpoints fsynced (docs/archive.md). */

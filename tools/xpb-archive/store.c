@@ -85,7 +85,7 @@ static int add_keys(xa_db *db, const key *k, size_t n, int64_t id, char *err, si
 /* An id (stanza-id, origin-id, the stanza's id) as its column holds it: a
  * canonical lowercase UUID (XEP-0359 ids usually are) as its 16 bytes, a
  * plain decimal number (ejabberd's stanza-ids) as an integer, else the
- * text. The view `message` (db.c, XA_ID_TEXT) gives the text back. */
+ * text. The view `message` (db.c, ID_TEXT) gives the text back. */
 static int hexval(char c)
 {
     return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;

@@ -432,7 +432,7 @@ static void sql_body(sqlite3_context *cx, int argc, sqlite3_value **argv)
         sqlite3_result_error_nomem(cx);
         return;
     }
-    if (body) sqlite3_result_text(cx, body, -1, SQLITE_TRANSIENT);
+    if (body) sqlite3_result_text(cx, body, (int)db->z.body.len - 1, SQLITE_TRANSIENT);
 }
 
 int xa_z_register(xa_db *db, char *err, size_t errlen)

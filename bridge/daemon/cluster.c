@@ -227,6 +227,10 @@ int cluster_start(xpb_daemon *d, char *err, size_t errlen)
 void cluster_account_gone(xpb_daemon *d, const char *jid)
 {
     if (d->bus) xpb_bus_route(d->bus, jid, 0);
+    if (d->nmarks) { /* its last markers are queued before its marks are dropped */
+        catchup_commit(d);
+        marks_nats_forget(d, jid);
+    }
     struct xpb_cluster *c = d->cluster;
     if (!c || !c->lt) return;
     long i = lease_find(c->lt, jid);

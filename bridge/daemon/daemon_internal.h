@@ -11,6 +11,7 @@
  *               receipts, XEP-0198 state kept through the state back end
  *   state.c     the state directory; the local state back end (SQLite)
  *   state_nats.c the NATS state back end (KV buckets xpb_sm, xpb_outbox)
+ *   marks_nats.c its MAM markers and seen stanza-ids (KV bucket xpb_marks)
  * Everything runs on the loop thread; timers are the loop's (xpb_loop.h). */
 #ifndef XPB_DAEMON_INTERNAL_H
 #define XPB_DAEMON_INTERNAL_H
@@ -135,10 +136,22 @@ struct state_ops {
     int (*outbox_done)(xpb_daemon *d, const char *acc, uint64_t id, char *err, size_t errlen);
     int (*outbox_each)(xpb_daemon *d, const char *acc, xpb_outbox_cb cb, void *ud, char *err,
                        size_t errlen);
+    /* The MAM markers and seen stanza-ids of catch-up (catchup.c), as the
+     * xpb_store_marker_get / _seen_has / _seen_commit of the store. seen_commit
+     * is called once the events are handed to the bus (xpb_bus_flush);
+     * upto_seq is the bus's last seq then: a back end whose bus acknowledges
+     * later (NATS) writes them only once every event up to it is stored. */
+    int (*marker_get)(xpb_daemon *d, const char *acc, const char *archive, char *out,
+                      size_t outlen, char *err, size_t errlen);
+    int (*seen_has)(xpb_daemon *d, const char *acc, const char *archive, const char *stanza_id,
+                    char *err, size_t errlen);
+    int (*seen_commit)(xpb_daemon *d, const xpb_store_seen_item *it, size_t n, uint64_t upto_seq,
+                       int64_t now_us, char *err, size_t errlen);
 };
 
 struct xpb_cluster;
 struct state_nats;
+struct marks_nats;
 struct xpb_daemon {
     xpb_loop *loop;          /* given by xpb_daemon_new's caller */
     struct xpb_cluster *cluster; /* the NATS back end and the leases (cluster.c), or NULL */
@@ -146,6 +159,7 @@ struct xpb_daemon {
     xpb_store *store; /* the state directory's database, or NULL */
     const struct state_ops *state; /* where sends and XEP-0198 state are kept; NULL: nowhere */
     struct state_nats *nstate;     /* state_nats.c's, with the NATS state back end */
+    struct marks_nats *nmarks;     /* marks_nats.c's, with the NATS state back end */
     char state_dir[4096]; /* its directory, for errors */
     xpb_timer *sm_timer;  /* keeps the XEP-0198 state of accounts with sm_dirty (sends.c) */
     int sm_timer_armed;
@@ -181,7 +195,7 @@ struct xpb_daemon {
     int iq_answer_version;  /* iq.answer_version */
     char **iq_passthrough;  /* iq.passthrough */
     size_t n_iq_passthrough;
-    struct catchup_daemon *cu; /* catchup.c; NULL: no catch-up (no state dir, or mam.catchup off) */
+    struct catchup_daemon *cu; /* catchup.c; NULL: no catch-up (no state back end, or mam.catchup off) */
 };
 
 /* ---- daemon.c ------------------------------------------------------------------ */
@@ -314,6 +328,27 @@ struct xpb_bus_nats_cfg;
 int state_nats_init(xpb_daemon *d, const struct xpb_bus_nats_cfg *cfg, char *err,
                     size_t errlen);
 void state_nats_free(xpb_daemon *d);
+/* The KV worker of the NATS state back end: bucket indexes, for marks_nats.c. */
+#define STATE_NATS_BUCKET_SM 0
+#define STATE_NATS_BUCKET_OUTBOX 1
+#define STATE_NATS_BUCKET_MARKS 2
+struct xpb_kv *state_nats_kv(xpb_daemon *d);
+
+/* marks_nats.c: markers and seen stanza-ids in KV bucket xpb_marks, kept in
+ * memory for the accounts this bridge runs (read at their prefetch) and
+ * written after JetStream acknowledged the events they stand for. */
+int marks_nats_init(xpb_daemon *d);
+void marks_nats_free(xpb_daemon *d); /* writes what the bus already acknowledged */
+/* A prefetch's FETCH of <token>.* in xpb_marks: the account's marks from now on. */
+int marks_nats_loaded(xpb_daemon *d, const char *jid, char *const *keys,
+                      uint8_t *const *values, const size_t *lens, size_t n);
+void marks_nats_forget(xpb_daemon *d, const char *jid); /* the account is no longer ours */
+int marks_nats_marker_get(xpb_daemon *d, const char *acc, const char *archive, char *out,
+                          size_t outlen, char *err, size_t errlen);
+int marks_nats_seen_has(xpb_daemon *d, const char *acc, const char *archive,
+                        const char *stanza_id, char *err, size_t errlen);
+int marks_nats_seen_commit(xpb_daemon *d, const xpb_store_seen_item *it, size_t n,
+                           uint64_t upto_seq, int64_t now_us, char *err, size_t errlen);
 /* Reads the account's XEP-0198 state and outbox from KV, then calls
  * cluster_prefetched(d, idx, jid, rc): account_start within that call sees
  * them through sm_load and outbox_each. 0, or the KV queue's error. */
@@ -322,6 +357,7 @@ int state_nats_prefetch(xpb_daemon *d, size_t idx, const char *jid);
 /* catchup.c: catch-up from the server's archive (docs/durability.md). */
 int catchup_init(xpb_daemon *d, const xpb_config *cfg);
 void catchup_fini(xpb_daemon *d); /* records what is pending; before state_close */
+void catchup_commit(xpb_daemon *d); /* records what is pending now */
 void catchup_account_free(struct account *a);
 void catchup_online(struct account *a); /* a fresh bind (not a resumption) */
 /* Inbound presence: our self-presence from a joined room starts its catch-up. */

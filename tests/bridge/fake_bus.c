@@ -132,6 +132,11 @@ const char *xpb_bus_request_id(const xpb_bus_request *req)
     return req->id;
 }
 
+void fake_bus_ack_all(void)
+{
+    if (G.bus) G.bus->st.acked_seq = G.bus->st.last_seq;
+}
+
 void xpb_bus_get_stats(const xpb_bus *b, xpb_bus_stats *out)
 {
     *out = b->st;
@@ -427,6 +432,16 @@ int fake_kv_get(const char *bucket, const char *key_prefix, size_t *len)
             n++;
         }
     return n;
+}
+
+const uint8_t *fake_kv_value(const char *bucket, const char *key, size_t *len)
+{
+    for (size_t i = 0; i < FKV_KEYS; i++)
+        if (FKV[i].live && strcmp(FKV[i].bucket, bucket) == 0 && strcmp(FKV[i].key, key) == 0) {
+            *len = FKV[i].len;
+            return FKV[i].val;
+        }
+    return NULL;
 }
 
 void fake_kv_set_clock(int64_t ms)

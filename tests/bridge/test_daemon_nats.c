@@ -4,7 +4,11 @@
  * leases, a send is answered only once its outbox key is stored; the
  * XEP-0198 state is in KV; a second bridge that takes the account over
  * after the first died resumes the stream with that state and sends the
- * unacknowledged send again, with the same id. */
+ * unacknowledged send again, with the same id. Catch-up markers and seen
+ * stanza-ids are in xpb_marks, written only once the bus acknowledged the
+ * events; a bridge that takes the account over, cannot resume and binds
+ * afresh asks the archive for what came after the dead bridge's marker and
+ * drops what the dead bridge had published. */
 // clang-format off
 #include <setjmp.h>
 #include <stdarg.h>
@@ -144,6 +148,85 @@ static fake_req *send_message(xpb_loop *loop, const char *body)
     return q;
 }
 
+/* The MAM query (XEP-0313) just sent, which must contain must: its iq id and queryid. */
+typedef struct query {
+    char id[64], qid[64];
+} query;
+
+static query sent_query(xpb_loop_session *ls, const char *must)
+{
+    query q;
+    const char *sent = fake_sent(ls), *mam = strstr(sent, "urn:xmpp:mam:2");
+    if (!mam || !strstr(mam, must)) fail_msg("no MAM query with '%s' sent: %s", must, sent);
+    const char *iq = NULL;
+    for (const char *p = sent; (p = strstr(p, "<iq ")) && p < mam; p++) iq = p;
+    assert_non_null(iq);
+    const char *id = strstr(iq, " id='"), *qid = strstr(mam, "queryid='");
+    assert_non_null(id);
+    assert_non_null(qid);
+    id += 5;
+    qid += 9;
+    snprintf(q.id, sizeof q.id, "%.*s", (int)(strchr(id, '\'') - id), id);
+    snprintf(q.qid, sizeof q.qid, "%.*s", (int)(strchr(qid, '\'') - qid), qid);
+    return q;
+}
+
+static void feed_result(xpb_loop_session *ls, const query *q, const char *rid, const char *body)
+{
+    char buf[1024];
+    snprintf(buf, sizeof buf,
+             "<message to='" BOT "/r1'><result xmlns='urn:xmpp:mam:2' queryid='%s' id='%s'>"
+             "<forwarded xmlns='urn:xmpp:forward:0'><delay xmlns='urn:xmpp:delay' "
+             "stamp='2026-12-06T01:02:03Z'/><message xmlns='jabber:client' "
+             "from='alice@example.com/x' to='" BOT "' type='chat'><body>%s</body></message>"
+             "</forwarded></result></message>",
+             q->qid, rid, body);
+    fake_feed(ls, buf);
+}
+
+static void feed_fin(xpb_loop_session *ls, const query *q, const char *last)
+{
+    char buf[512];
+    snprintf(buf, sizeof buf,
+             "<iq type='result' id='%s'><fin xmlns='urn:xmpp:mam:2' complete='true'><set "
+             "xmlns='http://jabber.org/protocol/rsm'><first>%s</first><last>%s</last></set>"
+             "</fin></iq>",
+             q->id, last, last);
+    fake_feed(ls, buf);
+}
+
+static void feed_live(xpb_loop_session *ls, const char *sid, const char *body)
+{
+    char buf[512];
+    snprintf(buf, sizeof buf,
+             "<message from='alice@example.com/x' to='" BOT "/r1' type='chat'><body>%s</body>"
+             "<stanza-id xmlns='urn:xmpp:sid:0' by='" BOT "' id='%s'/></message>",
+             body, sid);
+    fake_feed(ls, buf);
+}
+
+/* xpb_marks' value for BOT's own archive, as text ("" when there is none). */
+static void marks_value(char *out, size_t len)
+{
+    size_t n = 0;
+    const uint8_t *v = fake_kv_value("xpb_marks", BOT_TOKEN "." BOT_TOKEN, &n);
+    snprintf(out, len, "%.*s", v ? (int)n : 0, v ? (const char *)v : "");
+}
+
+/* Message events with a body, in order, as "body[A]" (A: from the archive). */
+static void bodies(char *out, size_t len)
+{
+    out[0] = '\0';
+    for (size_t i = 0; i < fake_bus_n_events(); i++) {
+        const Xpb__V1__Event *ev = fake_bus_event(i);
+        if (strcmp(fake_bus_event_kind(i), "message") || !ev->stanza || !ev->stanza->n_body)
+            continue;
+        size_t n = strlen(out);
+        snprintf(out + n, len - n, "%s%s%s", n ? " " : "", ev->stanza->body[0]->text,
+                 ev->from_archive ? "[A]" : "");
+    }
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -238,10 +321,86 @@ static void test_send_kept_in_kv_and_taken_over(void **state)
     fake_loop_free(loop);
 }
 
+static void test_marks_taken_over_by_a_fresh_bind(void **state)
+{
+    (void)state;
+    char v[1024], got[1024];
+    xpb_loop *loop = fake_loop_new();
+    xpb_daemon *d = new_bridge(loop, "one");
+    xpb_loop_session *ls = until_started(loop);
+    authenticate(ls);
+    bind_and_enable(ls);
+    fake_loop_idle(loop);
+    /* First run: the newest id only. The marker goes to KV only once the bus
+     * acknowledged every event published before it (JetStream's ack). */
+    query q = sent_query(ls, "<before/>");
+    feed_result(ls, &q, "A1", "old news");
+    feed_fin(ls, &q, "A1");
+    fake_loop_fire(loop, 200);
+    marks_value(v, sizeof v);
+    assert_string_equal(v, "");
+    fake_bus_ack_all();
+    fake_loop_fire(loop, 50);
+    marks_value(v, sizeof v);
+    assert_non_null(strstr(v, " A1"));
+    /* A live message moves the marker (caught up) and is seen; in KV only
+     * after its event is acknowledged. */
+    feed_live(ls, "L1", "live one");
+    fake_loop_fire(loop, 200);
+    marks_value(v, sizeof v);
+    assert_null(strstr(v, "L1"));
+    fake_bus_ack_all();
+    fake_loop_fire(loop, 50);
+    marks_value(v, sizeof v);
+    assert_non_null(strstr(v, " L1"));
+    assert_non_null(strstr(v, "2:L1")); /* and among the seen stanza-ids */
+
+    /* The bridge dies; its lease lapses. */
+    fake_kv_freeze(1);
+    xpb_daemon_free(d);
+    fake_loop_free(loop);
+    fake_bus_reset();
+    fake_kv_freeze(0);
+    fake_kv_drop_bucket("xpb_owners");
+    fake_kv_drop_bucket("xpb_bridges");
+
+    /* The next owner cannot resume (the server forgot the stream) and binds
+     * afresh: catch-up asks for what came after the dead bridge's marker,
+     * publishes it, and drops the live message the server delivers again,
+     * which the dead bridge had published. No state directory: all from KV. */
+    loop = fake_loop_new();
+    d = new_bridge(loop, "two");
+    ls = until_started(loop);
+    authenticate(ls);
+    assert_non_null(strstr(fake_sent(ls), "<resume xmlns='urn:xmpp:sm:3' previd='sm-1'"));
+    fake_feed(ls, "<failed xmlns='urn:xmpp:sm:3'><item-not-found "
+                  "xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></failed>");
+    bind_and_enable(ls);
+    fake_loop_idle(loop);
+    q = sent_query(ls, "<after>L1</after>");
+    feed_live(ls, "L1", "live one"); /* delivered again by the server */
+    feed_result(ls, &q, "X1", "while away");
+    feed_fin(ls, &q, "X1");
+    bodies(got, sizeof got);
+    assert_string_equal(got, "while away[A]");
+    xpb_daemon_counters c;
+    xpb_daemon_get_counters(d, &c);
+    assert_int_equal(c.catchup_duplicates, 1);
+    assert_int_equal(c.catchup_messages, 1);
+    fake_bus_ack_all();
+    fake_loop_fire(loop, 50);
+    marks_value(v, sizeof v);
+    assert_non_null(strstr(v, " X1"));
+    xpb_daemon_free(d);
+    fake_kv_deliver();
+    fake_loop_free(loop);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_send_kept_in_kv_and_taken_over, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_marks_taken_over_by_a_fresh_bind, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

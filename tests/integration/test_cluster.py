@@ -110,12 +110,15 @@ class EventCounter:
         self.proc.stderr.close()
 
 
-class Cluster(unittest.TestCase):
+class ClusterBase(unittest.TestCase):
+    """Prosody with the accounts and the people; a fresh NATS cluster per test."""
+    PROSODY_KW = {}
+
     @classmethod
     def setUpClass(cls):
         cls.stack = []
         cls.addClassCleanup(cls._cleanup)
-        cls.srv = Prosody(env.scratch('prosody'), env.pki())
+        cls.srv = Prosody(env.scratch('prosody'), env.pki(), **cls.PROSODY_KW)
         cls.srv.start()
         cls.stack.append(cls.srv.stop)
         users = cls.srv.register_many(N_ACCOUNTS, prefix='acct', password='pw')
@@ -221,7 +224,6 @@ class Cluster(unittest.TestCase):
         print(f'\n{tag}: {len(inb)} in, {n_out} out; duplicates: {counter.dups} events, '
               f'{dups} delivered messages')
 
-    # -- tests -----------------------------------------------------------------
     def wait_balanced(self, bridges, timeout):
         """Until the shares differ by one at most (bridges that start one
         after the other shed accounts to the later ones for a few rounds)."""
@@ -233,6 +235,25 @@ class Cluster(unittest.TestCase):
             time.sleep(0.2)
         self.fail(f'accounts not spread evenly within {timeout}s: {n}')
 
+    def assert_never_twice(self, bridges):
+        """From the logs: an account's session on one bridge was removed
+        before (second resolution: not after) another bridge claimed it."""
+        for b in bridges:
+            for acc, claims in events_of(b, ' claimed by ').items():
+                for other in bridges:
+                    if other is b:
+                        continue
+                    removed = events_of(other, ': removed').get(acc, [])
+                    got = events_of(other, ' claimed by ').get(acc, [])
+                    # each claim on b after a claim on other needs a removal in between
+                    for c in claims:
+                        before = [g for g in got if g <= c]
+                        if before:
+                            self.assertTrue(any(max(before) <= r <= c for r in removed),
+                                            f'{acc}: claimed by {b.id} while {other.id} held it')
+
+
+class Cluster(ClusterBase):
     def test_losing_a_bridge(self):
         bridges = [self.bridge(f'b{i}') for i in range(3)]
         self.wait_all_online(bridges, 60, 'start')
@@ -368,22 +389,86 @@ class Cluster(unittest.TestCase):
         self.check_nothing_lost('rr', counter, inb, N_MESSAGES, errors)
         self.assert_never_twice(everyone)
 
-    def assert_never_twice(self, bridges):
-        """From the logs: an account's session on one bridge was removed
-        before (second resolution: not after) another bridge claimed it."""
-        for b in bridges:
-            for acc, claims in events_of(b, ' claimed by ').items():
-                for other in bridges:
-                    if other is b:
-                        continue
-                    removed = events_of(other, ': removed').get(acc, [])
-                    got = events_of(other, ' claimed by ').get(acc, [])
-                    # each claim on b after a claim on other needs a removal in between
-                    for c in claims:
-                        before = [g for g in got if g <= c]
-                        if before:
-                            self.assertTrue(any(max(before) <= r <= c for r in removed),
-                                            f'{acc}: claimed by {b.id} while {other.id} held it')
+
+
+class ClusterCatchup(ClusterBase):
+    """Markers and de-duplication across bridges (docs/scaling.md, "Markers
+    and de-duplication in NATS KV"): Prosody with MAM (XEP-0313) keeps a
+    broken stream resumable for 2 s only, so the bridge that takes a killed
+    bridge's accounts over (after the 10 s ttl) cannot resume and binds
+    afresh. People write to those accounts before the kill and all through
+    the takeover; what reached the archive while no session was bound (the
+    hibernating stream drops archived messages, XEP-0198 6 / mod_smacks) is
+    only in the archive. The new owner reads the dead bridge's markers and
+    seen stanza-ids from KV bucket xpb_marks, asks the archive for what
+    came after them, and publishes every message once: nothing lost, none of
+    the dead bridge's messages published again, duplicates counted."""
+    PROSODY_KW = {'mam': True, 'resume_timeout': 2}
+
+    def send_to(self, tag, accounts, n, pause, start=0):
+        bodies = set()
+        for k in range(start, start + n):
+            body = f'{tag}-in-{k}'
+            self.people[k % N_PEOPLE].send(accounts[k % len(accounts)], body)
+            bodies.add(body)
+            time.sleep(pause)
+        return bodies
+
+    def test_takeover_without_resumption_catches_up(self):
+        bridges = [self.bridge(f'c{i}') for i in range(2)]
+        self.wait_all_online(bridges, 60, 'start')
+        self.wait_balanced(bridges, 60)
+        victim, heir = bridges
+        moved = sorted(victim.online())
+        self.assertTrue(moved, 'the victim owned no account')
+        counter = EventCounter(self.nats.urls, 'catchup')
+        self.addCleanup(counter.stop)
+        # Before the kill: published by the victim, its markers and seen ids
+        # reach xpb_marks once JetStream acknowledged them (within a second).
+        before = self.send_to('cb', moved, 3 * len(moved), 0.02)
+        self.assertEqual(counter.wait_for(before, 60), set(), 'messages before the kill')
+        time.sleep(2)
+        mark = heir.log_mark()
+        kill_t, kill_wall = time.monotonic(), time.time()
+        victim.kill()
+        during = set()
+        writer = threading.Thread(target=lambda: during.update(
+            self.send_to('cd', moved, 4 * len(moved), 0.15)))
+        writer.start()
+        back = self.wait_all_online([heir], 40, 'after kill -9 of a bridge')
+        writer.join(120)
+        after = self.send_to('ca', moved, len(moved), 0.02)
+        missing = counter.wait_for(before | during | after, 60)
+        self.assertEqual(missing, set(), f'messages never published ({len(missing)})')
+        lines = heir.log_lines(mark)
+        fresh = {acc for acc in moved
+                 if any(f'session {acc} online as ' in ln for ln in lines)}
+        caught = {acc for acc in moved if any(
+            f'catch-up {acc} of {acc}: asking for what came after' in ln for ln in lines)}
+        first = {acc for acc in moved if any(
+            f'catch-up {acc} of {acc}: first run' in ln for ln in lines)}
+        from_kv = {acc for acc in moved if any(
+            f'session {acc}: from NATS KV: archive {acc} marker' in ln for ln in lines)}
+        self.assertEqual(set(moved) - fresh, set(), 'accounts resumed: the test needs fresh binds')
+        self.assertEqual(set(moved) - from_kv, set(), 'marks not read from xpb_marks')
+        self.assertEqual(first, set(), 'catch-up started over without the dead owner\'s marker')
+        self.assertEqual(set(moved) - caught, set(), 'no catch-up after the marker')
+        with counter.lock:
+            again = sorted(b for (_, b), n in counter.seen.items()
+                           if n > 1 and b in before)
+            dups = counter.dups
+        self.assertEqual(again, [], 'the dead bridge\'s messages published again')
+        archived = sum(int(m.group(1)) for ln in lines
+                       for m in [re.search(r'done: (\d+) archived messages', ln)] if m)
+        dropped = sum(int(m.group(1)) for ln in lines
+                      for m in [re.search(r'\((\d+) duplicates dropped', ln)] if m)
+        print(f'\ncatch-up: {len(moved)} accounts bound afresh {back - kill_t:.1f}s after the '
+              f'kill; {len(during)} messages during the takeover, {archived} fetched from the '
+              f'archive, {dropped} archive duplicates dropped; duplicate events: {dups}')
+        for acc, times in events_of(heir, ' claimed by ').items():
+            if acc in moved:  # only once the victim's claim could have lapsed
+                for t in (t for t in times if t >= int(kill_wall)):
+                    self.assertGreaterEqual(t, int(kill_wall) + 2, f'{acc} taken over too early')
 
 
 if __name__ == '__main__':

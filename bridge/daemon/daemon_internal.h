@@ -150,6 +150,18 @@ struct state_ops {
 };
 
 struct xpb_cluster;
+/* A SendBatch whose items wait for the async state back end (sends.c): one
+ * d->deferred entry per kept item, consecutive. Once every item's key is
+ * stored or refused (and the group is sealed), item_done runs for each in
+ * order (rc 0: kept, hand it over with sends_send_kept; else why says why,
+ * and its outbox key is gone), then finish; nothing is sent before. */
+struct send_prep;
+struct send_group {
+    void (*item_done)(struct send_group *g, struct send_prep *p, int rc, const char *why);
+    void (*finish)(struct send_group *g);
+    int sealed; /* every item was prepared */
+};
+
 struct state_nats;
 struct marks_nats;
 struct xpb_daemon {
@@ -166,6 +178,7 @@ struct xpb_daemon {
     /* Group commit (sends.c): sends whose outbox row is in the open batch,
      * sent and answered by commit_timer once the batch is on disk. */
     struct deferred *deferred, **deferred_tail;
+    struct send_group *open_group; /* the SendBatch being prepared (async back end) */
     xpb_timer *commit_timer;
     int commit_armed;
     char commit_err[768]; /* the last failed commit's reason */
@@ -310,6 +323,11 @@ void sends_on_receipt(struct account *a, const xpb_stanza *st);
 int sends_load_sm(struct account *a, xpb_session_sm *out);
 void sends_resend(struct account *a);
 void sends_account_free(struct account *a);
+/* A kept send (its record) to its session, tracked under request_id: 0, or
+ * the session's error (its outbox key is then removed). */
+int sends_send_kept(struct account *a, struct send_prep *p, const char *request_id);
+/* Every item of g was prepared (d->open_group is no longer g): it may run. */
+void sends_group_sealed(xpb_daemon *d, struct send_group *g);
 /* The async state back end stored (rc 0) or failed to store (err) the
  * outbox item (account, id): its deferred send goes out and is answered. */
 void sends_kept(xpb_daemon *d, const char *account, uint64_t id, int rc, const char *err);

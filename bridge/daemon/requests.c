@@ -207,6 +207,113 @@ static void req_send(struct account *a, xpb_bus_request *req, const Xpb__V1__Sen
     if (send_for(a, req, &st, flags, &h, id, sizeof id) == 0) reply_sent(a, req, id);
 }
 
+/* ---- SendBatch with the async state back end (NATS KV) ------------------------------ */
+
+/* Every item's outbox key is put; the batch waits (a send_group in sends.c)
+ * until each is stored or refused, then the kept ones go to the session in
+ * order and the batch gets its one answer. */
+struct kbatch {
+    struct send_group g;
+    struct account *a;
+    xpb_bus_request *req;
+    size_t n, next; /* next: where item_done looks first */
+    struct kbatch_item {
+        Xpb__V1__SendOutcome out;
+        uint64_t outbox_id; /* 0: refused before it was kept */
+        char rid[XPB_BUS_MAX_REQUEST_ID + 16], text[512], id[XPB_SESSION_ID_MAX + 8];
+    } *items;
+};
+
+static void kbatch_item_done(struct send_group *g, struct send_prep *p, int rc, const char *why)
+{
+    struct kbatch *b = (struct kbatch *)g;
+    struct kbatch_item *it = NULL;
+    for (; b->next < b->n && !it; b->next++) /* items come back in their order */
+        if (b->items[b->next].outbox_id && b->items[b->next].outbox_id == p->outbox_id)
+            it = &b->items[b->next];
+    if (!it) return;
+    send_sink k = {.req = b->req, .request_id = it->rid, .out = &it->out, .text = it->text,
+                   .textlen = sizeof it->text};
+    if (rc == XPB_ENOTCONN) {
+        refuse(&k, XPB__V1__ERROR_CODE__ERR_NOT_CONNECTED, "%s", why);
+    } else if (rc) {
+        refuse(&k, XPB__V1__ERROR_CODE__ERR_STORAGE, SEND_REFUSED_FMT, why);
+    } else if ((rc = sends_send_kept(b->a, p, it->rid)) != 0) {
+        refuse_send(&k, b->a, rc);
+    } else {
+        snprintf(it->id, sizeof it->id, "%s", p->id);
+        it->out.has_code = it->out.has_queued = 1;
+        it->out.code = XPB__V1__ERROR_CODE__OK;
+        it->out.stanza_id = it->id;
+        xpb_session *s = session_of(b->a);
+        it->out.queued = !s || xpb_session_get_state(s) != XPB_SS_ONLINE;
+    }
+}
+
+static void kbatch_finish(struct send_group *g)
+{
+    struct kbatch *b = (struct kbatch *)g;
+    Xpb__V1__SendOutcome **ptrs = calloc(b->n, sizeof *ptrs);
+    if (!ptrs) {
+        xpb_bus_reply_error(b->req, XPB__V1__ERROR_CODE__ERR_INTERNAL, "out of memory");
+    } else {
+        for (size_t i = 0; i < b->n; i++) ptrs[i] = &b->items[i].out;
+        Xpb__V1__SendBatchResult br = XPB__V1__SEND_BATCH_RESULT__INIT;
+        br.n_result = b->n;
+        br.result = ptrs;
+        Xpb__V1__Response resp = XPB__V1__RESPONSE__INIT;
+        resp.result_case = XPB__V1__RESPONSE__RESULT_SENT_BATCH;
+        resp.sent_batch = &br;
+        xpb_bus_reply(b->req, &resp);
+    }
+    free(ptrs);
+    free(b->items);
+    free(b);
+}
+
+static void req_send_batch_kept(struct account *a, xpb_bus_request *req,
+                                const Xpb__V1__SendBatch *op)
+{
+    xpb_daemon *d = a->d;
+    struct kbatch *b = calloc(1, sizeof *b);
+    if (!b || !(b->items = calloc(op->n_send, sizeof *b->items))) {
+        free(b);
+        xpb_bus_reply_error(req, XPB__V1__ERROR_CODE__ERR_INTERNAL, "out of memory");
+        return;
+    }
+    b->g = (struct send_group){.item_done = kbatch_item_done, .finish = kbatch_finish};
+    b->a = a;
+    b->req = req;
+    b->n = op->n_send;
+    const char *rid = xpb_bus_request_id(req);
+    d->open_group = &b->g;
+    for (size_t i = 0; i < b->n; i++) {
+        struct kbatch_item *it = &b->items[i];
+        it->out = (Xpb__V1__SendOutcome)XPB__V1__SEND_OUTCOME__INIT;
+        snprintf(it->rid, sizeof it->rid, "%s/%zu", rid, i);
+        send_sink k = {.req = req, .request_id = it->rid, .out = &it->out, .text = it->text,
+                       .textlen = sizeof it->text};
+        const Xpb__V1__SendStanza *one = op->send[i];
+        if (!one || !one->stanza) {
+            refuse(&k, XPB__V1__ERROR_CODE__ERR_BAD_REQUEST,
+                   "send_batch.send[%zu].stanza is required", i);
+            continue;
+        }
+        xpb_stanza st = *one->stanza; /* shallow: only the id may change */
+        char uuid[37];
+        expand_id_uuid(&st, uuid);
+        unsigned flags = SEND_INBATCH | (one->has_receipt && one->receipt ? SEND_RECEIPT : 0u);
+        struct send_prep prep;
+        if (send_prepare(a, &k, &st, flags, &prep) == SENDS_DEFERRED)
+            it->outbox_id = prep.outbox_id;
+    }
+    d->open_group = NULL;
+    int waiting = 0;
+    for (size_t i = 0; i < b->n; i++) waiting |= b->items[i].outbox_id != 0;
+    if (waiting) sends_group_sealed(d, &b->g); /* b may be gone after this */
+    else kbatch_finish(&b->g);                 /* nothing kept: answered at once */
+}
+
 /* Many stanzas, one reply: each goes through the same path as a single send
  * and is accepted or refused on its own; its Delivery names
  * "<request_id>/<index>" (docs/bus.md, "Sending in batches"). */
@@ -218,6 +325,10 @@ static void req_send_batch(struct account *a, xpb_bus_request *req, const Xpb__V
         xpb_bus_reply_error(req, XPB__V1__ERROR_CODE__ERR_BAD_REQUEST,
                             "send_batch holds %zu stanzas; it takes 1 to %u", n,
                             XPB_DAEMON_MAX_SEND_BATCH);
+        return;
+    }
+    if (d->state && d->state->async) {
+        req_send_batch_kept(a, req, op);
         return;
     }
     xpb_arena_reset(d->rarena);

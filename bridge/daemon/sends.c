@@ -164,10 +164,12 @@ static void refuse_storage(struct account *a, xpb_bus_request *req, const char *
 struct deferred {
     struct deferred *next;
     struct account *a;
-    xpb_bus_request *req;
+    xpb_bus_request *req;  /* NULL for an item of a group */
+    struct send_group *group; /* a SendBatch item (async back end): its batch */
     struct send_prep prep; /* owns the record */
     int rc, committed;     /* the batch's outcome */
     unsigned tries;        /* async back end: puts that failed so far */
+    char err[256];         /* a group item's refusal */
 };
 
 static void on_committed(void *ud, int rc, const char *err)
@@ -227,6 +229,35 @@ static int persist(struct account *a, xpb_bus_request *req, struct send_prep *p,
     return rc;
 }
 
+int sends_send_kept(struct account *a, struct send_prep *p, const char *request_id)
+{
+    xpb_daemon *d = a->d;
+    d->ctr.sends_persisted++;
+    xpb_session *s = session_of(a);
+    xpb_stanza *st = NULL;
+    if (!d->send_arena) d->send_arena = xpb_arena_new(0);
+    int rc = d->send_arena ? 0 : XPB_ENOMEM;
+    if (!rc) {
+        xpb_arena_reset(d->send_arena);
+        rc = xpb_stanza_unpack(d->send_arena, (const uint8_t *)p->record.data, p->record.len,
+                               &d->limits, &st, NULL, 0);
+    }
+    uint64_t h = 0;
+    a->in_send = 1;
+    a->early_set = a->early_sent = 0;
+    if (!rc) rc = s ? xpb_session_send(s, st, &h) : XPB_ENOTCONN;
+    a->in_send = 0;
+    if (rc) {
+        sends_abort(a, p);
+        return rc;
+    }
+    d->ctr.stanzas[XPB_DIR_OUT][kind_index(st->kind)]++;
+    d->ctr.bytes_record[XPB_DIR_OUT] += p->record.len;
+    d->ctr.bytes_xml[XPB_DIR_OUT] += xpb_session_last_bytes(s);
+    sends_track(a, h, request_id, st, p);
+    return 0;
+}
+
 /* The batch is on disk (or failed): send and answer one deferred request. */
 static void send_deferred(xpb_daemon *d, struct deferred *e)
 {
@@ -236,43 +267,62 @@ static void send_deferred(xpb_daemon *d, struct deferred *e)
         refuse_storage(a, e->req, d->commit_err);
         return;
     }
-    d->ctr.sends_persisted++;
-    xpb_session *s = session_of(a);
-    xpb_stanza *st = NULL;
-    if (!d->send_arena) d->send_arena = xpb_arena_new(0);
-    int rc = d->send_arena ? 0 : XPB_ENOMEM;
-    if (!rc) {
-        xpb_arena_reset(d->send_arena);
-        rc = xpb_stanza_unpack(d->send_arena, (const uint8_t *)e->prep.record.data,
-                               e->prep.record.len, &d->limits, &st, NULL, 0);
+    int rc = sends_send_kept(a, &e->prep, xpb_bus_request_id(e->req));
+    if (rc) reply_send_error(a, e->req, rc);
+    else reply_sent(a, e->req, e->prep.id);
+}
+
+/* The group's entries are consecutive from e: all stored or refused? */
+static int group_ready(const struct deferred *e)
+{
+    const struct send_group *g = e->group;
+    if (!g->sealed) return 0;
+    for (; e && e->group == g; e = e->next)
+        if (!e->committed) return 0;
+    return 1;
+}
+
+/* Hands every item of e's group to its done callback, in order (rc:
+ * forced on all when not 0), then finishes the group. */
+static void run_group(xpb_daemon *d, struct deferred **pp, int rc, const char *why)
+{
+    struct send_group *g = (*pp)->group;
+    while (*pp && (*pp)->group == g) {
+        struct deferred *e = *pp;
+        *pp = e->next;
+        int erc = rc ? rc : e->rc;
+        if (erc && e->a->outbox_n && !rc) e->a->outbox_n--;
+        if (erc) d->ctr.storage_refusals += !rc;
+        g->item_done(g, &e->prep, erc, rc ? why : e->err);
+        sends_prep_free(&e->prep);
+        free(e);
     }
-    uint64_t h = 0;
-    a->in_send = 1;
-    a->early_set = a->early_sent = 0;
-    if (!rc) rc = s ? xpb_session_send(s, st, &h) : XPB_ENOTCONN;
-    a->in_send = 0;
-    if (rc) {
-        reply_send_error(a, e->req, rc);
-        sends_abort(a, &e->prep);
-        return;
-    }
-    d->ctr.stanzas[XPB_DIR_OUT][kind_index(st->kind)]++;
-    d->ctr.bytes_record[XPB_DIR_OUT] += e->prep.record.len;
-    d->ctr.bytes_xml[XPB_DIR_OUT] += xpb_session_last_bytes(s);
-    sends_track(a, h, xpb_bus_request_id(e->req), st, &e->prep);
-    reply_sent(a, e->req, e->prep.id);
+    d->deferred_tail = &d->deferred;
+    while (*d->deferred_tail) d->deferred_tail = &(*d->deferred_tail)->next;
+    g->finish(g);
 }
 
 static void run_committed(xpb_daemon *d)
 {
     while (d->deferred && d->deferred->committed) {
         struct deferred *e = d->deferred;
+        if (e->group) {
+            if (!group_ready(e)) break;
+            run_group(d, &d->deferred, 0, NULL);
+            continue;
+        }
         d->deferred = e->next;
         if (!d->deferred) d->deferred_tail = &d->deferred;
         send_deferred(d, e);
         sends_prep_free(&e->prep);
         free(e);
     }
+}
+
+void sends_group_sealed(xpb_daemon *d, struct send_group *g)
+{
+    g->sealed = 1;
+    run_committed(d);
 }
 
 static void on_commit_timer(void *arg)
@@ -304,6 +354,7 @@ static int defer(struct account *a, xpb_bus_request *req, struct send_prep *p)
     }
     e->a = a;
     e->req = req;
+    e->group = req ? NULL : d->open_group;
     e->prep = *p; /* the record moves into e */
     xpb_buf_init(&p->record, 0);
     if (!d->deferred_tail) d->deferred_tail = &d->deferred;
@@ -321,6 +372,18 @@ static void drop_deferred(struct account *a)
         struct deferred *e = *pp;
         if (e->a != a) {
             pp = &e->next;
+            continue;
+        }
+        if (e->group) { /* the whole batch is answered, each item refused */
+            char why[256];
+            snprintf(why, sizeof why, "session %s was closed before the send went out",
+                     a->name);
+            for (struct deferred *g = e; g && g->group == e->group; g = g->next)
+                if (d->state && g->prep.outbox_id) {
+                    char err[768];
+                    d->state->outbox_done(d, a->name, g->prep.outbox_id, err, sizeof err);
+                }
+            run_group(d, pp, XPB_ENOTCONN, why);
             continue;
         }
         *pp = e->next;
@@ -384,13 +447,11 @@ int sends_accept(struct account *a, xpb_bus_request *req, xpb_stanza *st, unsign
     }
     const struct state_ops *so = a->d->state;
     int keep = so != NULL;
-    if (keep && so->async && (flags & SEND_INBATCH)) {
-        snprintf(p->err, sizeof p->err, "SendBatch items cannot be kept in %s yet (a batch is "
-                 "answered at once, a KV write later): send them one by one (docs/scaling.md)",
-                 so->where);
+    if (keep && so->async && (flags & SEND_INBATCH) && !a->d->open_group) {
+        snprintf(p->err, sizeof p->err, "a SendBatch item for %s needs its batch", so->where);
         return XPB_EINVAL;
     }
-    if (keep && so->async && !(flags & SEND_BATCH))
+    if (keep && so->async && !(flags & (SEND_BATCH | SEND_INBATCH)))
         keep = 0; /* iq, presence, MUC requests: answered at once, not kept (docs/scaling.md) */
     if ((keep || st->kind == XPB__V1__KIND__KIND_MESSAGE) && xpb_stanza_pack(&p->record, st)) {
         if (req) xpb_bus_reply_error(req, XPB__V1__ERROR_CODE__ERR_INTERNAL, "out of memory");
@@ -421,7 +482,8 @@ static int put_again(xpb_daemon *d, struct deferred *e)
     if (e->tries >= XPB_DAEMON_KV_PUT_TRIES || !d->state || !d->state->async) return -1;
     e->tries++;
     xpb_outbox_item it = {.account = e->a->name, .id = e->prep.outbox_id,
-                          .stanza_id = e->prep.id, .request_id = xpb_bus_request_id(e->req),
+                          .stanza_id = e->prep.id,
+                          .request_id = e->req ? xpb_bus_request_id(e->req) : NULL,
                           .xml = (const uint8_t *)e->prep.record.data,
                           .xml_len = e->prep.record.len};
     char err[768];
@@ -439,6 +501,7 @@ void sends_kept(xpb_daemon *d, const char *account, uint64_t id, int rc, const c
             e->committed = 1;
             e->rc = rc;
             if (rc) snprintf(d->commit_err, sizeof d->commit_err, "%s", err);
+            if (rc) snprintf(e->err, sizeof e->err, "%s", err);
             break;
         }
     run_committed(d);

@@ -405,8 +405,13 @@ static void fkv_free_result(struct fkv_pending *p)
 
 size_t fake_kv_deliver(void)
 {
+    return fake_kv_deliver_n((size_t)-1);
+}
+
+size_t fake_kv_deliver_n(size_t max)
+{
     size_t n = 0;
-    while (fkv_nq > 0) { /* in order; a callback may queue more */
+    while (fkv_nq > 0 && n < max) { /* in order; a callback may queue more */
         struct fkv_pending p = FKV_Q[0];
         memmove(FKV_Q, FKV_Q + 1, (fkv_nq - 1) * sizeof FKV_Q[0]);
         fkv_nq--;

@@ -40,6 +40,7 @@ void fake_bus_reset(void);
 /* The fake JetStream KV (xpb_bus_kv.h): operations take effect at once,
  * their results wait for fake_kv_deliver (in order; returns how many). */
 size_t fake_kv_deliver(void);
+size_t fake_kv_deliver_n(size_t max); /* the oldest max results only */
 size_t fake_kv_pending(void);
 /* How many live keys of bucket start with key_prefix (*len: one's value size). */
 int fake_kv_get(const char *bucket, const char *key_prefix, size_t *len);

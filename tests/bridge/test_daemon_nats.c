@@ -321,6 +321,93 @@ static void test_send_kept_in_kv_and_taken_over(void **state)
     fake_loop_free(loop);
 }
 
+/* A SendBatch with the state in KV: every item's outbox key is stored
+ * before any stanza goes out; then one answer with a result per item. */
+static void test_send_batch_kept_in_kv(void **state)
+{
+    (void)state;
+    xpb_loop *loop = fake_loop_new();
+    xpb_daemon *d = new_bridge(loop, "one");
+    xpb_loop_session *ls = until_started(loop);
+    authenticate(ls);
+    bind_and_enable(ls);
+    fake_kv_deliver();
+    fake_clear_sent(ls);
+    static const char *const texts[] = {"batch one", NULL, "batch three"};
+    Xpb__V1__Text text[3];
+    Xpb__V1__Text *bodies[3][1];
+    xpb_stanza st[3];
+    Xpb__V1__SendStanza one[3], *ones[3];
+    for (int i = 0; i < 3; i++) {
+        xpb__v1__text__init(&text[i]);
+        text[i].text = (char *)texts[i];
+        bodies[i][0] = &text[i];
+        xpb__v1__stanza__init(&st[i]);
+        st[i].has_kind = st[i].has_type = 1;
+        st[i].kind = XPB__V1__KIND__KIND_MESSAGE;
+        st[i].type = XPB__V1__STANZA_TYPE__TYPE_CHAT;
+        st[i].to = "friend@example.com";
+        st[i].n_body = 1;
+        st[i].body = bodies[i];
+        xpb__v1__send_stanza__init(&one[i]);
+        one[i].stanza = texts[i] ? &st[i] : NULL; /* the second: no stanza, refused */
+        ones[i] = &one[i];
+    }
+    Xpb__V1__SendBatch op = XPB__V1__SEND_BATCH__INIT;
+    op.n_send = 3;
+    op.send = ones;
+    Xpb__V1__Request r = XPB__V1__REQUEST__INIT;
+    r.account = BOT;
+    r.op_case = XPB__V1__REQUEST__OP_SEND_BATCH;
+    r.send_batch = &op;
+    r.api_version = 1;
+    r.has_api_version = 1;
+    r.request_id = "batch-1";
+    fake_req *q = fake_bus_request("batch-1", &r);
+    assert_non_null(q);
+    fake_loop_idle(loop);
+    assert_false(q->answered);
+    assert_int_equal(fake_kv_get("xpb_outbox", BOT_TOKEN ".", NULL), 2);
+    fake_kv_deliver_n(1); /* one key confirmed: still nothing goes out */
+    fake_loop_idle(loop);
+    assert_false(q->answered);
+    assert_null(strstr(fake_sent(ls), "batch one"));
+    fake_kv_deliver();
+    fake_loop_idle(loop);
+    assert_true(q->answered);
+    assert_int_equal(q->resp->result_case, XPB__V1__RESPONSE__RESULT_SENT_BATCH);
+    const Xpb__V1__SendBatchResult *br = q->resp->sent_batch;
+    assert_int_equal(br->n_result, 3);
+    assert_int_equal(br->result[0]->code, XPB__V1__ERROR_CODE__OK);
+    assert_int_equal(br->result[1]->code, XPB__V1__ERROR_CODE__ERR_BAD_REQUEST);
+    assert_int_equal(br->result[2]->code, XPB__V1__ERROR_CODE__OK);
+    const char *sent = fake_sent(ls), *p1 = strstr(sent, "batch one"),
+               *p3 = strstr(sent, "batch three");
+    assert_non_null(p1);
+    assert_non_null(p3);
+    assert_true(p1 < p3);
+    assert_non_null(strstr(sent, br->result[2]->stanza_id));
+    int named = 0; /* their Delivery events name <request_id>/<index> */
+    for (size_t i = 0; i < fake_bus_n_events(); i++) {
+        const Xpb__V1__Event *ev = fake_bus_event(i);
+        if (ev->delivery && ev->delivery->request_id)
+            named |= strcmp(ev->delivery->request_id, "batch-1/2") == 0;
+    }
+    assert_true(named);
+    /* acknowledged by the server (with what went before: presence, the
+     * catch-up query): both keys go */
+    xpb_session_stats ss;
+    xpb_session_get_stats(xpb_loop_session_get(ls), &ss);
+    char ack[64];
+    snprintf(ack, sizeof ack, "<a xmlns='urn:xmpp:sm:3' h='%u'/>", ss.unacked);
+    fake_feed(ls, ack);
+    fake_kv_deliver();
+    assert_int_equal(fake_kv_get("xpb_outbox", BOT_TOKEN ".", NULL), 0);
+    xpb_daemon_free(d);
+    fake_kv_deliver();
+    fake_loop_free(loop);
+}
+
 static void test_marks_taken_over_by_a_fresh_bind(void **state)
 {
     (void)state;
@@ -401,6 +488,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_send_kept_in_kv_and_taken_over, setup, teardown),
         cmocka_unit_test_setup_teardown(test_marks_taken_over_by_a_fresh_bind, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_send_batch_kept_in_kv, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

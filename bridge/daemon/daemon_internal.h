@@ -284,13 +284,26 @@ struct send_prep {
                             here; the caller commits (sends_commit) before any is sent */
 #define SEND_BATCH 2u    /* may wait for the group commit: sends.c answers it */
 #define SENDS_DEFERRED 1 /* sends_accept: kept for the group commit; answered later */
+/* What a send request does once its stanza is handed to the session
+ * (requests.c, send_then_run): at once, or, when sends.c deferred it (the
+ * group commit, an async state back end), once it is kept. */
+enum send_then_kind { THEN_REPLY, THEN_IQ, THEN_ROSTER, THEN_PRESENCE, THEN_JOIN };
+struct send_then {
+    enum send_then_kind kind;
+    unsigned ms;  /* THEN_IQ: its timeout */
+    int remember; /* THEN_PRESENCE: the broadcast presence to announce again */
+};
+/* st as sent (id set), id its stanza id. */
+void send_then_run(struct account *a, xpb_bus_request *req, const xpb_stanza *st,
+                   const char *id, const struct send_then *t);
 /* Gives st an id (and a message an origin-id equal to it, XEP-0359), adds
  * the receipt request, and keeps it in the outbox before the request is
  * answered. 0; SENDS_DEFERRED (SEND_BATCH: its row joined the open batch,
- * and sends.c sends and answers it once that is on disk); or req is
- * answered (ERR_STORAGE naming the directory) and an error returned. */
+ * or the async state back end stores it: sends.c sends it and runs then
+ * once it is kept); or req is answered (ERR_STORAGE naming where) and an
+ * error returned. then: NULL for a SendBatch item. */
 int sends_accept(struct account *a, xpb_bus_request *req, xpb_stanza *st, unsigned flags,
-                 struct send_prep *p);
+                 const struct send_then *then, struct send_prep *p);
 /* Commits the open batch now (and sends and answers the deferred sends it
  * held): 0, or the store's error with err naming the directory (the batch's
  * rows are gone). Then sends_committed for each SEND_INBATCH prep. */
@@ -323,9 +336,11 @@ void sends_on_receipt(struct account *a, const xpb_stanza *st);
 int sends_load_sm(struct account *a, xpb_session_sm *out);
 void sends_resend(struct account *a);
 void sends_account_free(struct account *a);
-/* A kept send (its record) to its session, tracked under request_id: 0, or
- * the session's error (its outbox key is then removed). */
-int sends_send_kept(struct account *a, struct send_prep *p, const char *request_id);
+/* A kept send (its record) to its session, tracked under request_id: 0 and
+ * *sent (valid until the next call), or the session's error (its outbox key
+ * is then removed). */
+int sends_send_kept(struct account *a, struct send_prep *p, const char *request_id,
+                    const xpb_stanza **sent);
 /* Every item of g was prepared (d->open_group is no longer g): it may run. */
 void sends_group_sealed(xpb_daemon *d, struct send_group *g);
 /* The async state back end stored (rc 0) or failed to store (err) the

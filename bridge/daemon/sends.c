@@ -166,6 +166,7 @@ struct deferred {
     struct account *a;
     xpb_bus_request *req;  /* NULL for an item of a group */
     struct send_group *group; /* a SendBatch item (async back end): its batch */
+    struct send_then then;    /* not a group's item: what its request does once sent */
     struct send_prep prep; /* owns the record */
     int rc, committed;     /* the batch's outcome */
     unsigned tries;        /* async back end: puts that failed so far */
@@ -229,7 +230,8 @@ static int persist(struct account *a, xpb_bus_request *req, struct send_prep *p,
     return rc;
 }
 
-int sends_send_kept(struct account *a, struct send_prep *p, const char *request_id)
+int sends_send_kept(struct account *a, struct send_prep *p, const char *request_id,
+                    const xpb_stanza **sent)
 {
     xpb_daemon *d = a->d;
     d->ctr.sends_persisted++;
@@ -255,6 +257,7 @@ int sends_send_kept(struct account *a, struct send_prep *p, const char *request_
     d->ctr.bytes_record[XPB_DIR_OUT] += p->record.len;
     d->ctr.bytes_xml[XPB_DIR_OUT] += xpb_session_last_bytes(s);
     sends_track(a, h, request_id, st, p);
+    if (sent) *sent = st;
     return 0;
 }
 
@@ -267,9 +270,10 @@ static void send_deferred(xpb_daemon *d, struct deferred *e)
         refuse_storage(a, e->req, d->commit_err);
         return;
     }
-    int rc = sends_send_kept(a, &e->prep, xpb_bus_request_id(e->req));
+    const xpb_stanza *st = NULL;
+    int rc = sends_send_kept(a, &e->prep, xpb_bus_request_id(e->req), &st);
     if (rc) reply_send_error(a, e->req, rc);
-    else reply_sent(a, e->req, e->prep.id);
+    else send_then_run(a, e->req, st, e->prep.id, &e->then);
 }
 
 /* The group's entries are consecutive from e: all stored or refused? */
@@ -339,7 +343,8 @@ void sends_flush(xpb_daemon *d)
     run_committed(d);
 }
 
-static int defer(struct account *a, xpb_bus_request *req, struct send_prep *p)
+static int defer(struct account *a, xpb_bus_request *req, const struct send_then *then,
+                 struct send_prep *p)
 {
     xpb_daemon *d = a->d;
     struct deferred *e = calloc(1, sizeof *e);
@@ -355,6 +360,7 @@ static int defer(struct account *a, xpb_bus_request *req, struct send_prep *p)
     e->a = a;
     e->req = req;
     e->group = req ? NULL : d->open_group;
+    if (then) e->then = *then;
     e->prep = *p; /* the record moves into e */
     xpb_buf_init(&p->record, 0);
     if (!d->deferred_tail) d->deferred_tail = &d->deferred;
@@ -426,7 +432,7 @@ static void want_receipt(struct account *a, const char *id, const char *to, cons
 }
 
 int sends_accept(struct account *a, xpb_bus_request *req, xpb_stanza *st, unsigned flags,
-                 struct send_prep *p)
+                 const struct send_then *then, struct send_prep *p)
 {
     memset(p, 0, sizeof *p);
     xpb_buf_init(&p->record, 0);
@@ -451,8 +457,10 @@ int sends_accept(struct account *a, xpb_bus_request *req, xpb_stanza *st, unsign
         snprintf(p->err, sizeof p->err, "a SendBatch item for %s needs its batch", so->where);
         return XPB_EINVAL;
     }
-    if (keep && so->async && !(flags & (SEND_BATCH | SEND_INBATCH)))
-        keep = 0; /* iq, presence, MUC requests: answered at once, not kept (docs/scaling.md) */
+    if (keep && so->async && !then && !(flags & SEND_INBATCH)) {
+        snprintf(p->err, sizeof p->err, "a send kept in %s needs what follows it", so->where);
+        return XPB_EINVAL;
+    }
     if ((keep || st->kind == XPB__V1__KIND__KIND_MESSAGE) && xpb_stanza_pack(&p->record, st)) {
         if (req) xpb_bus_reply_error(req, XPB__V1__ERROR_CODE__ERR_INTERNAL, "out of memory");
         return XPB_ENOMEM;
@@ -460,9 +468,9 @@ int sends_accept(struct account *a, xpb_bus_request *req, xpb_stanza *st, unsign
     if (!keep) return 0;
     int batch = (flags & (SEND_BATCH | SEND_INBATCH)) != 0;
     int rc = persist(a, req, p, batch);
-    if (!rc && so->async) return defer(a, req, p);
+    if (!rc && so->async) return defer(a, req, then, p);
     if (rc || !(flags & SEND_BATCH) || !xpb_store_batch_open(a->d->store)) return rc;
-    return defer(a, req, p);
+    return defer(a, req, then, p);
 }
 
 int sends_commit(xpb_daemon *d, char *err, size_t errlen)

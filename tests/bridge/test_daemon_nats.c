@@ -408,6 +408,84 @@ static void test_send_batch_kept_in_kv(void **state)
     fake_loop_free(loop);
 }
 
+static fake_req *request(xpb_loop *loop, Xpb__V1__Request *r)
+{
+    char id[32];
+    snprintf(id, sizeof id, "r%d", ++n_req);
+    r->account = BOT;
+    r->api_version = 1;
+    r->has_api_version = 1;
+    r->request_id = id;
+    fake_req *q = fake_bus_request(id, r);
+    assert_non_null(q);
+    fake_loop_idle(loop);
+    return q;
+}
+
+/* iq, presence and MUC join requests are kept in xpb_outbox like messages:
+ * nothing goes out and nothing is answered before the key is stored. */
+static void test_other_sends_kept_in_kv(void **state)
+{
+    (void)state;
+    xpb_loop *loop = fake_loop_new();
+    xpb_daemon *d = new_bridge(loop, "one");
+    xpb_loop_session *ls = until_started(loop);
+    authenticate(ls);
+    bind_and_enable(ls);
+    fake_kv_deliver();
+    fake_clear_sent(ls);
+    int before = fake_kv_get("xpb_outbox", BOT_TOKEN ".", NULL);
+
+    xpb_stanza st = XPB__V1__STANZA__INIT;
+    st.has_kind = st.has_type = st.has_ping = 1;
+    st.kind = XPB__V1__KIND__KIND_IQ;
+    st.type = XPB__V1__STANZA_TYPE__TYPE_GET;
+    st.ping = 1;
+    st.to = "example.com";
+    st.id = "ping-1";
+    Xpb__V1__SendIq iq = XPB__V1__SEND_IQ__INIT;
+    iq.stanza = &st;
+    Xpb__V1__Request r1 = XPB__V1__REQUEST__INIT;
+    r1.op_case = XPB__V1__REQUEST__OP_IQ;
+    r1.iq = &iq;
+    fake_req *qi = request(loop, &r1);
+    Xpb__V1__SetPresence pr = XPB__V1__SET_PRESENCE__INIT;
+    pr.status = "kept first";
+    Xpb__V1__Request r2 = XPB__V1__REQUEST__INIT;
+    r2.op_case = XPB__V1__REQUEST__OP_PRESENCE;
+    r2.presence = &pr;
+    fake_req *qp = request(loop, &r2);
+    Xpb__V1__JoinRoom jr = XPB__V1__JOIN_ROOM__INIT;
+    jr.room = "room@conference.example.com";
+    jr.nick = "bot";
+    Xpb__V1__Request r3 = XPB__V1__REQUEST__INIT;
+    r3.op_case = XPB__V1__REQUEST__OP_JOIN;
+    r3.join = &jr;
+    fake_req *qj = request(loop, &r3);
+
+    assert_int_equal(fake_kv_get("xpb_outbox", BOT_TOKEN ".", NULL), before + 3);
+    assert_false(qi->answered || qp->answered || qj->answered);
+    assert_null(strstr(fake_sent(ls), "ping-1"));
+    assert_null(strstr(fake_sent(ls), "kept first"));
+    assert_null(strstr(fake_sent(ls), "room@conference"));
+    fake_kv_deliver();
+    fake_loop_idle(loop);
+    const char *sent = fake_sent(ls);
+    const char *pi = strstr(sent, "ping-1"), *pp = strstr(sent, "kept first"),
+               *pj = strstr(sent, "room@conference.example.com/bot");
+    if (!pi || !pp || !pj || !(pi < pp && pp < pj))
+        fail_msg("not sent in request order after KV kept them: %s", sent);
+    assert_true(qp->answered && qj->answered);
+    assert_false(qi->answered); /* an iq waits for its response */
+    fake_feed(ls, "<iq type='result' id='ping-1' from='example.com'/>");
+    fake_loop_idle(loop);
+    assert_true(qi->answered);
+    assert_int_equal(qi->resp->result_case, XPB__V1__RESPONSE__RESULT_IQ_RESULT);
+    xpb_daemon_free(d);
+    fake_kv_deliver();
+    fake_loop_free(loop);
+}
+
 static void test_marks_taken_over_by_a_fresh_bind(void **state)
 {
     (void)state;
@@ -489,6 +567,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_send_kept_in_kv_and_taken_over, setup, teardown),
         cmocka_unit_test_setup_teardown(test_marks_taken_over_by_a_fresh_bind, setup, teardown),
         cmocka_unit_test_setup_teardown(test_send_batch_kept_in_kv, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_other_sends_kept_in_kv, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

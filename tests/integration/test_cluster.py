@@ -21,6 +21,7 @@ import json
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import threading
 import time
@@ -469,6 +470,92 @@ class ClusterCatchup(ClusterBase):
             if acc in moved:  # only once the victim's claim could have lapsed
                 for t in (t for t in times if t >= int(kill_wall)):
                     self.assertGreaterEqual(t, int(kill_wall) + 2, f'{acc} taken over too early')
+
+
+def archive_path():
+    p = os.environ.get('XPB_ARCHIVE')
+    if p:
+        return p
+    here = os.path.dirname(os.path.abspath(__file__))
+    for d in ('release', 'asan', 'debug'):
+        c = os.path.join(here, '..', '..', 'build', d, 'tools', 'xpb-archive')
+        if os.access(c, os.X_OK):
+            return c
+    return None
+
+
+def archived(db):
+    """{body: rows} of the received messages in the archive database."""
+    out = {}
+    try:
+        c = sqlite3.connect(f'file:{db}?mode=ro', uri=True, timeout=10)
+        try:
+            for (body,) in c.execute('SELECT body FROM message WHERE kind = 0'):
+                out[body] = out.get(body, 0) + 1
+        finally:
+            c.close()
+    except sqlite3.Error:
+        pass
+    return out
+
+
+class ClusterArchive(ClusterBase):
+    """`xpb-archive run --nats URL --durable NAME` archives what every bridge
+    publishes: killed with SIGKILL while people write to the accounts of two
+    bridges, started again, it ends with every message exactly once (a
+    stream message is acknowledged only after its transaction committed, and
+    one that was not is delivered again)."""
+
+    def archiver(self, db, log):
+        if not archive_path():
+            self.skipTest('xpb-archive not built (set XPB_ARCHIVE)')
+        with open(log, 'ab') as err:
+            p = procs.spawn([archive_path(), 'run', '--db', db, '--nats', ','.join(self.nats.urls),
+                             '--durable', 'archive-test'], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=err)
+        self.addCleanup(procs.kill_group, p, 2)
+        return p
+
+    def test_archive_over_nats_through_a_kill(self):
+        bridges = [self.bridge(f'a{i}') for i in range(2)]
+        self.wait_all_online(bridges, 60, 'start')
+        work = env.scratch('archive-nats')
+        db, log = os.path.join(work, 'archive.db'), os.path.join(work, 'archive.log')
+        arch = self.archiver(db, log)
+        accounts = [j for j, _ in self.accounts]
+        n = 3 * len(accounts)
+        sent = set()
+        writer = threading.Thread(target=lambda: sent.update(self.send_all(accounts, n)))
+        writer.start()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and sum(archived(db).values()) < n // 3:
+            time.sleep(0.01)
+        os.killpg(arch.pid, signal.SIGKILL)  # mid-stream: some of it not yet acknowledged
+        arch.wait(10)
+        had = sum(archived(db).values())
+        arch = self.archiver(db, log)
+        writer.join(120)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not sent <= set(archived(db)):
+            time.sleep(0.3)
+        arch.send_signal(signal.SIGTERM)
+        self.assertEqual(arch.wait(15), 0, 'xpb-archive did not stop cleanly')
+        got = archived(db)
+        self.assertEqual(sent - set(got), set(), 'messages not archived')
+        twice = {b: k for b, k in got.items() if k > 1}
+        self.assertEqual(twice, {}, 'messages archived twice')
+        self.assertEqual(set(got) - sent, set(), 'messages nobody sent')
+        print(f'\narchive over NATS: {n} messages, {had} stored before the kill -9, all '
+              f'{len(got)} once after it')
+
+    def send_all(self, accounts, n):
+        bodies = set()
+        for k in range(n):
+            body = f'ar-in-{k}'
+            self.people[k % N_PEOPLE].send(accounts[k % len(accounts)], body)
+            bodies.add(body)
+            time.sleep(0.03)
+        return bodies
 
 
 if __name__ == '__main__':

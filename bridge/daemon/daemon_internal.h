@@ -208,7 +208,7 @@ struct xpb_daemon {
     int iq_answer_version;  /* iq.answer_version */
     char **iq_passthrough;  /* iq.passthrough */
     size_t n_iq_passthrough;
-    struct catchup_daemon *cu; /* catchup.c; NULL: no catch-up (no state back end, or mam.catchup off) */
+    struct catchup_daemon *cu; /* catchup.c; NULL: off (no state back end, mam.catchup off) */
 };
 
 /* ---- daemon.c ------------------------------------------------------------------ */
@@ -312,8 +312,9 @@ void sends_committed(struct account *a, struct send_prep *p, int rc);
 /* The answer to a refused xpb_session_send. */
 void reply_send_error(struct account *a, xpb_bus_request *req, int rc);
 void reply_sent(struct account *a, xpb_bus_request *req, const char *id);
-/* Commits the open batch and sends and answers what it held (before the bus
- * goes away). */
+/* Commits the open batch and sends and answers what it held, and answers
+ * (ERR_NOT_CONNECTED) what the async back end has not confirmed (before the
+ * bus goes away). */
 void sends_flush(xpb_daemon *d);
 /* The session refused it: forget its outbox row. */
 void sends_abort(struct account *a, struct send_prep *p);

@@ -337,10 +337,15 @@ static void on_commit_timer(void *arg)
     run_committed(d);
 }
 
+static void drop_deferred(struct account *a);
+
 void sends_flush(xpb_daemon *d)
 {
     if (d->store) xpb_store_batch_commit(d->store);
     run_committed(d);
+    /* What the async back end has not confirmed yet is answered now, while
+     * the bus (and so each request) is still there. */
+    while (d->deferred) drop_deferred(d->deferred->a);
 }
 
 static int defer(struct account *a, xpb_bus_request *req, const struct send_then *then,

@@ -486,6 +486,29 @@ static void test_other_sends_kept_in_kv(void **state)
     fake_loop_free(loop);
 }
 
+/* A bridge stopped while KV has not confirmed a send: the send is answered
+ * (not sent) while the bus is still there, and its key is taken back. */
+static void test_unconfirmed_send_at_stop(void **state)
+{
+    (void)state;
+    xpb_loop *loop = fake_loop_new();
+    xpb_daemon *d = new_bridge(loop, "one");
+    xpb_loop_session *ls = until_started(loop);
+    authenticate(ls);
+    bind_and_enable(ls);
+    fake_kv_deliver();
+    fake_req *q = send_message(loop, "never confirmed");
+    assert_false(q->answered);
+    assert_int_equal(fake_kv_get("xpb_outbox", BOT_TOKEN ".", NULL), 1);
+    xpb_daemon_free(d);
+    assert_true(q->answered);
+    assert_int_equal(q->resp->code, XPB__V1__ERROR_CODE__ERR_NOT_CONNECTED);
+    assert_null(strstr(fake_sent(ls), "never confirmed"));
+    assert_int_equal(fake_kv_get("xpb_outbox", BOT_TOKEN ".", NULL), 0);
+    fake_kv_deliver();
+    fake_loop_free(loop);
+}
+
 static void test_marks_taken_over_by_a_fresh_bind(void **state)
 {
     (void)state;
@@ -568,6 +591,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_marks_taken_over_by_a_fresh_bind, setup, teardown),
         cmocka_unit_test_setup_teardown(test_send_batch_kept_in_kv, setup, teardown),
         cmocka_unit_test_setup_teardown(test_other_sends_kept_in_kv, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unconfirmed_send_at_stop, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -360,8 +360,8 @@ const xpbctl_command xa_cmd_run = {
                      "[--events URL] [--requests URL] [--nats URL [--durable NAME]]",
             .synopsis = "    xpb-archive run --db FILE [--keep-days N] [--batch N] [--progress]\n"
                         "                    [--events URL] [--requests URL] [--timeout MS]\n"
-                        "    xpb-archive run --db FILE --nats URL [--durable NAME] [--keep-days N]\n"
-                        "                    [--progress]\n",
+                        "    xpb-archive run --db FILE --nats URL [--durable NAME]\n"
+                        "                    [--keep-days N] [--progress]\n",
             .description =
                 "    Reads the bridge's events and stores each message once in FILE (created\n"
                 "    when missing; SQLite in WAL mode). Archived: messages received (a\n"

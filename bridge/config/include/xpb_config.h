@@ -69,7 +69,7 @@ typedef struct xpb_nats_config {
     int leases;           /* accounts owned by KV leases (default on with the nats back end) */
     unsigned lease_ttl_s; /* a claim lapses this long after its last renewal */
     unsigned max_sessions; /* accounts this bridge takes at most (0: no limit) */
-    int local_state; /* 1: XEP-0198 state, sends and MAM markers in the state directory, not NATS KV */
+    int local_state; /* 1: XEP-0198 state, sends, MAM marks in the state dir, not NATS KV */
 } xpb_nats_config;
 
 typedef struct xpb_config {

@@ -500,10 +500,10 @@ static void test_unconfirmed_send_at_stop(void **state)
     fake_req *q = send_message(loop, "never confirmed");
     assert_false(q->answered);
     assert_int_equal(fake_kv_get("xpb_outbox", BOT_TOKEN ".", NULL), 1);
-    xpb_daemon_free(d);
+    assert_null(strstr(fake_sent(ls), "never confirmed"));
+    xpb_daemon_free(d); /* the session goes with it */
     assert_true(q->answered);
     assert_int_equal(q->resp->code, XPB__V1__ERROR_CODE__ERR_NOT_CONNECTED);
-    assert_null(strstr(fake_sent(ls), "never confirmed"));
     assert_int_equal(fake_kv_get("xpb_outbox", BOT_TOKEN ".", NULL), 0);
     fake_kv_deliver();
     fake_loop_free(loop);

@@ -179,6 +179,8 @@ struct xpb_daemon {
      * sent and answered by commit_timer once the batch is on disk. */
     struct deferred *deferred, **deferred_tail;
     struct send_group *open_group; /* the SendBatch being prepared (async back end) */
+    xpb_timer *put_retry_timer;    /* async back end: failed puts tried again (sends.c) */
+    int put_retry_armed;
     xpb_timer *commit_timer;
     int commit_armed;
     char commit_err[768]; /* the last failed commit's reason */

@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "daemon_internal.h"
+#include "xpb_bus_kv.h" /* xpb_kv_now_ms: the clock of the KV retries */
 #include "xpb_error.h"
 #include "xpb_jid.h"
 
@@ -170,6 +171,7 @@ struct deferred {
     struct send_prep prep; /* owns the record */
     int rc, committed;     /* the batch's outcome */
     unsigned tries;        /* async back end: puts that failed so far */
+    int64_t retry_at;      /* > 0: put it again at this xpb_kv_now_ms() */
     char err[256];         /* a group item's refusal */
 };
 
@@ -488,21 +490,63 @@ int sends_commit(xpb_daemon *d, char *err, size_t errlen)
     return rc;
 }
 
-/* A failed KV put is tried again (a NATS node lost: its streams elect new
- * leaders within seconds) before the send is refused. */
-static int put_again(xpb_daemon *d, struct deferred *e)
+static int put_now(xpb_daemon *d, struct deferred *e)
 {
-    if (e->tries >= XPB_DAEMON_KV_PUT_TRIES || !d->state || !d->state->async) return -1;
-    e->tries++;
     xpb_outbox_item it = {.account = e->a->name, .id = e->prep.outbox_id,
                           .stanza_id = e->prep.id,
                           .request_id = e->req ? xpb_bus_request_id(e->req) : NULL,
                           .xml = (const uint8_t *)e->prep.record.data,
                           .xml_len = e->prep.record.len};
     char err[768];
-    if (d->state->outbox_put(d, &it, err, sizeof err) != 0) return -1;
-    xpb_log(XPB_LOG_WARN, "session %s: send %s not stored in %s yet; trying again (%u of %u)",
-            e->a->name, e->prep.id, d->state->where, e->tries, XPB_DAEMON_KV_PUT_TRIES);
+    return d->state->outbox_put(d, &it, err, sizeof err);
+}
+
+/* Puts whose pause is over go again; a put that cannot even be queued fails. */
+static void on_put_retry(void *arg)
+{
+    xpb_daemon *d = arg;
+    d->put_retry_armed = 0;
+    int64_t now = xpb_kv_now_ms();
+    int waiting = 0;
+    for (struct deferred *e = d->deferred; e; e = e->next) {
+        if (!e->retry_at) continue;
+        if (e->retry_at > now) {
+            waiting = 1;
+            continue;
+        }
+        e->retry_at = 0;
+        if (d->state && put_now(d, e) == 0) continue;
+        e->committed = 1;
+        e->rc = XPB_ESTORE;
+        snprintf(e->err, sizeof e->err, "the KV queue refused it");
+        snprintf(d->commit_err, sizeof d->commit_err, "%s", e->err);
+    }
+    if (waiting) {
+        d->put_retry_armed = 1;
+        xpb_timer_start(d->put_retry_timer, XPB_DAEMON_KV_RETRY_MIN_MS);
+    }
+    run_committed(d);
+}
+
+/* A failed KV put is tried again after a pause that doubles (a NATS node
+ * lost: its streams elect new leaders within seconds, and while a stream has
+ * none a put fails at once) before the send is refused. */
+static int put_again(xpb_daemon *d, struct deferred *e)
+{
+    if (e->tries >= XPB_DAEMON_KV_PUT_TRIES || !d->state || !d->state->async) return -1;
+    if (!d->put_retry_timer && xpb_timer_new(d->loop, on_put_retry, d, &d->put_retry_timer))
+        return -1;
+    e->tries++;
+    unsigned pause = XPB_DAEMON_KV_RETRY_MIN_MS << (e->tries - 1);
+    if (pause > XPB_DAEMON_KV_RETRY_MAX_MS || e->tries > 16) pause = XPB_DAEMON_KV_RETRY_MAX_MS;
+    e->retry_at = xpb_kv_now_ms() + pause;
+    if (!d->put_retry_armed) {
+        d->put_retry_armed = 1;
+        xpb_timer_start(d->put_retry_timer, XPB_DAEMON_KV_RETRY_MIN_MS);
+    }
+    xpb_log(XPB_LOG_WARN, "session %s: send %s not stored in %s yet; trying again in %u ms "
+            "(%u of %u)", e->a->name, e->prep.id, d->state->where, pause, e->tries,
+            XPB_DAEMON_KV_PUT_TRIES);
     return 0;
 }
 
@@ -693,6 +737,8 @@ void sends_free(xpb_daemon *d)
     d->sm_timer = NULL;
     xpb_timer_free(d->commit_timer);
     d->commit_timer = NULL;
+    xpb_timer_free(d->put_retry_timer);
+    d->put_retry_timer = NULL;
     xpb_arena_free(d->send_arena);
     d->send_arena = NULL;
 }

@@ -311,6 +311,14 @@ static void fkv_add_key(xpb_kv_result *r, const struct fkv_key *k, int with_valu
 }
 
 static int fkv_frozen;
+static int fkv_fail_puts;
+static char fkv_fail_bucket[32];
+
+void fake_kv_fail_puts(const char *bucket, int n)
+{
+    snprintf(fkv_fail_bucket, sizeof fkv_fail_bucket, "%s", bucket);
+    fkv_fail_puts = n;
+}
 
 void fake_kv_freeze(int on)
 {
@@ -335,6 +343,11 @@ int xpb_kv_submit_bin(xpb_kv *kv, xpb_kv_op op, int bucket, const char *key, con
     p->r.key = key ? strdup(key) : NULL;
     p->r.sent_ms = fkv_now;
     const char *b = kv->names[bucket];
+    if (op == XPB_KV_PUT && fkv_fail_puts > 0 && strcmp(b, fkv_fail_bucket) == 0) {
+        fkv_fail_puts--; /* no leader, no answer: nothing stored */
+        p->r.status = XPB_KV_UNREACHABLE;
+        return 0;
+    }
     struct fkv_key *k = key && op != XPB_KV_FETCH ? fkv_find(b, key, op == XPB_KV_CREATE ||
                                                     op == XPB_KV_PUT || op == XPB_KV_UPDATE)
                                                   : NULL;
@@ -458,6 +471,7 @@ void fake_kv_wipe(void)
 {
     for (size_t i = 0; i < fkv_nq; i++) fkv_free_result(&FKV_Q[i]);
     fkv_nq = 0;
+    fkv_fail_puts = 0;
     for (size_t i = 0; i < FKV_KEYS; i++) free(FKV[i].val);
     memset(FKV, 0, sizeof FKV);
 }

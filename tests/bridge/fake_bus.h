@@ -49,6 +49,8 @@ const uint8_t *fake_kv_value(const char *bucket, const char *key, size_t *len);
 void fake_kv_set_clock(int64_t ms); /* what xpb_kv_now_ms returns */
 void fake_kv_wipe(void);            /* empties the store and the results */
 void fake_kv_freeze(int on);        /* on: every operation is refused (a dead process) */
+/* The next n puts to bucket are queued but answered UNREACHABLE, nothing stored. */
+void fake_kv_fail_puts(const char *bucket, int n);
 void fake_kv_drop_bucket(const char *bucket); /* its keys lapse (a ttl ran out) */
 
 #endif

@@ -486,6 +486,47 @@ static void test_other_sends_kept_in_kv(void **state)
     fake_loop_free(loop);
 }
 
+/* A put that fails (a stream without a leader fails at once) is tried again
+ * after a pause that doubles; the send is answered once one is stored. */
+static void test_failed_put_tried_again_after_a_pause(void **state)
+{
+    (void)state;
+    xpb_loop *loop = fake_loop_new();
+    xpb_daemon *d = new_bridge(loop, "one");
+    xpb_loop_session *ls = until_started(loop);
+    authenticate(ls);
+    bind_and_enable(ls);
+    fake_kv_deliver();
+    fake_kv_fail_puts("xpb_outbox", 2);
+    fake_req *q = send_message(loop, "second time lucky");
+    assert_int_equal(fake_kv_deliver(), 2); /* the put failed; its key taken back */
+    fake_loop_idle(loop);
+    assert_false(q->answered);
+    clock_ms += 200; /* within the first pause (250 ms): not tried yet */
+    fake_kv_set_clock(clock_ms);
+    fake_loop_fire(loop, 200);
+    assert_int_equal(fake_kv_pending(), 0);
+    clock_ms += 100;
+    fake_kv_set_clock(clock_ms);
+    fake_loop_fire(loop, 250); /* tried again: fails again */
+    assert_int_equal(fake_kv_deliver(), 2);
+    clock_ms += 400; /* the second pause is 500 ms */
+    fake_kv_set_clock(clock_ms);
+    fake_loop_fire(loop, 250);
+    assert_int_equal(fake_kv_pending(), 0);
+    clock_ms += 200;
+    fake_kv_set_clock(clock_ms);
+    fake_loop_fire(loop, 250);
+    assert_int_equal(fake_kv_deliver(), 1); /* stored */
+    fake_loop_idle(loop);
+    assert_true(q->answered);
+    assert_false(q->resp->has_code && q->resp->code != XPB__V1__ERROR_CODE__OK);
+    assert_non_null(strstr(fake_sent(ls), "second time lucky"));
+    xpb_daemon_free(d);
+    fake_kv_deliver();
+    fake_loop_free(loop);
+}
+
 /* A bridge stopped while KV has not confirmed a send: the send is answered
  * (not sent) while the bus is still there, and its key is taken back. */
 static void test_unconfirmed_send_at_stop(void **state)
@@ -592,6 +633,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_send_batch_kept_in_kv, setup, teardown),
         cmocka_unit_test_setup_teardown(test_other_sends_kept_in_kv, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unconfirmed_send_at_stop, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failed_put_tried_again_after_a_pause, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

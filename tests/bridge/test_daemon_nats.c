@@ -31,6 +31,7 @@
 
 #define BOT "bot@example.com"
 #define BOT_TOKEN "bot_40example_2Ecom"
+#define BOT2 "bot2@example.com"
 #define SERVER_HEADER                                                                              \
     "<?xml version='1.0'?><stream:stream xmlns='jabber:client' "                                   \
     "xmlns:stream='http://etherx.jabber.org/streams' id='s1' from='example.com' version='1.0'>"
@@ -46,10 +47,13 @@ static char pwfile[64];
 static int64_t clock_ms;
 static int n_req;
 
+static unsigned g_shards; /* nats.shards of the next new_bridge; 2 accounts with it */
+
 static xpb_daemon *new_bridge(xpb_loop *loop, const char *id)
 {
     xpb_config cfg;
     xpb_config_init(&cfg);
+    cfg.nats.shards = g_shards;
     cfg.state_dir = strdup("none");
     cfg.bus_nats = 1;
     cfg.nats.leases = 1;
@@ -57,12 +61,14 @@ static xpb_daemon *new_bridge(xpb_loop *loop, const char *id)
     cfg.nats.servers[0] = strdup("nats://127.0.0.1:4222");
     cfg.nats.n_servers = 1;
     cfg.nats.bridge_id = strdup(id);
-    cfg.accounts = calloc(1, sizeof *cfg.accounts);
-    cfg.n_accounts = 1;
-    cfg.accounts[0].jid = strdup(BOT);
-    cfg.accounts[0].password_file = strdup(pwfile);
-    cfg.accounts[0].host = strdup("127.0.0.1");
-    cfg.accounts[0].stream_management = 1;
+    cfg.n_accounts = g_shards ? 2 : 1;
+    cfg.accounts = calloc(cfg.n_accounts, sizeof *cfg.accounts);
+    for (size_t i = 0; i < cfg.n_accounts; i++) {
+        cfg.accounts[i].jid = strdup(i ? BOT2 : BOT);
+        cfg.accounts[i].password_file = strdup(pwfile);
+        cfg.accounts[i].host = strdup("127.0.0.1");
+        cfg.accounts[i].stream_management = 1;
+    }
     char err[512] = "";
     xpb_daemon *d = NULL;
     int rc = xpb_daemon_new(&d, loop, &cfg, err, sizeof err);
@@ -248,6 +254,7 @@ static int teardown(void **state)
     fake_kv_freeze(0);
     fake_kv_wipe();
     fake_bus_reset();
+    g_shards = 0;
     return 0;
 }
 
@@ -625,6 +632,48 @@ static void test_marks_taken_over_by_a_fresh_bind(void **state)
     fake_loop_free(loop);
 }
 
+/* nats.shards: one lease key for a group of accounts; the bridge that
+ * claims it starts them all, and the next owner takes them all over. */
+static void test_shard_lease_moves_its_accounts(void **state)
+{
+    (void)state;
+    g_shards = 1;
+    xpb_loop *loop = fake_loop_new();
+    xpb_daemon *d = new_bridge(loop, "one");
+    until_started(loop);
+    assert_non_null(fake_loop_session(loop, BOT2));
+    assert_int_equal(fake_kv_get("xpb_owners", "shard-0", NULL), 1);
+    assert_int_equal(fake_kv_get("xpb_owners", BOT_TOKEN, NULL), 0);
+    xpb_daemon_counters c;
+    xpb_daemon_get_counters(d, &c);
+    assert_int_equal(c.leases_owned, 1);
+
+    fake_kv_freeze(1); /* the bridge dies; its lease lapses */
+    xpb_daemon_free(d);
+    fake_loop_free(loop);
+    fake_bus_reset();
+    fake_kv_freeze(0);
+    fake_kv_drop_bucket("xpb_owners");
+    fake_kv_drop_bucket("xpb_bridges");
+
+    loop = fake_loop_new();
+    d = new_bridge(loop, "two");
+    until_started(loop);
+    assert_non_null(fake_loop_session(loop, BOT2));
+    assert_int_equal(fake_kv_get("xpb_owners", "shard-0", NULL), 1);
+    /* A clean stop closes both sessions, then releases the one key. */
+    xpb_daemon_shutdown(d);
+    for (int i = 0; i < 20 && fake_kv_get("xpb_owners", "shard-0", NULL); i++) {
+        fake_loop_idle(loop);
+        fake_loop_fire(loop, 250);
+        fake_kv_deliver();
+    }
+    assert_int_equal(fake_kv_get("xpb_owners", "shard-0", NULL), 0);
+    xpb_daemon_free(d);
+    fake_kv_deliver();
+    fake_loop_free(loop);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -635,6 +684,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_unconfirmed_send_at_stop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_put_tried_again_after_a_pause, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_shard_lease_moves_its_accounts, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

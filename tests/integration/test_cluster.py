@@ -13,7 +13,13 @@ PID), Prosody with the accounts, and xpbridge processes on bus.backend =
 - losing a NATS node: kill -9 one node during traffic; nothing is lost and
   every account is online again;
 - rolling restart: each bridge in turn stops cleanly and starts again during
-  traffic; nothing is lost, no account is online twice.
+  traffic; nothing is lost, no account is online twice;
+- ClusterCatchup: a takeover that cannot resume catches up from the dead
+  bridge's MAM marker in NATS KV (xpb_marks): nothing lost, nothing of the
+  dead bridge published again;
+- ClusterArchive: xpb-archive run --nats, killed mid-stream, archives every
+  message exactly once;
+- ClusterShards: the same kill -9 with the accounts leased in shards.
 
 XPB_CLUSTER_LONG=1 runs the issue's full size (150 accounts, 3,000 messages).
 """

@@ -100,11 +100,13 @@ static int leases(nctx *p, const config_setting_t *g, xpb_nats_config *n)
     if (!rc) rc = flag(p, g, "only_listed_servers", &n->only_listed_servers);
     if (!rc) rc = flag(p, g, "local_state", &n->local_state);
     if (rc) return rc;
-    unsigned long long ttl = n->lease_ttl_s, ms = n->max_sessions;
+    unsigned long long ttl = n->lease_ttl_s, ms = n->max_sessions, sh = n->shards;
     rc = num(p, g, "lease_ttl_s", 3, 3600, &ttl);
     if (!rc) rc = num(p, g, "max_sessions", 0, 10000000, &ms);
+    if (!rc) rc = num(p, g, "shards", 0, XPB_CONFIG_MAX_SHARDS, &sh);
     n->lease_ttl_s = (unsigned)ttl;
     n->max_sessions = (unsigned)ms;
+    n->shards = (unsigned)sh;
     return rc;
 }
 
@@ -114,7 +116,8 @@ int config_parse_nats(const config_setting_t *root, xpb_config *c, const char *n
     static const char *const keys[] = {
         "servers",  "ca_file", "cert_file", "key_file",  "creds_file",  "nkey_seed_file",
         "nkey",     "bridge_id", "stream",  "replicas",  "storage",     "max_age_s",
-        "max_bytes", "leases",  "lease_ttl_s", "max_sessions", "only_listed_servers", "local_state", NULL};
+        "max_bytes", "leases",  "lease_ttl_s", "max_sessions", "only_listed_servers", "local_state",
+        "shards", NULL};
     nctx p = {name, err, errlen};
     const config_setting_t *g = config_setting_get_member(root, "nats");
     xpb_nats_config *n = &c->nats;

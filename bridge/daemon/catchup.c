@@ -4,11 +4,14 @@
  * marker kept in the state directory, page by page (XEP-0313 v2 with
  * XEP-0059); every archived message becomes an ordinary message event with
  * from_archive and archive set. Stanza-ids (XEP-0359) de-duplicate archive
- * against live traffic both ways. A stanza-id is recorded as seen, and a
- * marker moved, only after the events are in the journal: the bus writes the
- * journal synchronously inside xpb_bus_flush (bus_journal.c, j_flush_done),
- * so commit_pending flushes first and writes the store after. The pure parts
- * are in mam.c (xpb_mam.h). Runs on the loop thread. */
+ * against live traffic both ways. Markers and seen ids are kept by the state
+ * back end (d->state: the state directory, or NATS KV across bridges). A
+ * stanza-id is recorded as seen, and a marker moved, only after the events
+ * are stored: the bus writes the journal synchronously inside xpb_bus_flush
+ * (bus_journal.c, j_flush_done), so commit_pending flushes first and writes
+ * the store after; the NATS back end holds its KV writes until JetStream
+ * acknowledged the events (marks_nats.c). The pure parts are in mam.c
+ * (xpb_mam.h). Runs on the loop thread. */
 #define _DEFAULT_SOURCE /* strdup */
 #include <inttypes.h>
 #include <stdio.h>
@@ -65,6 +68,7 @@ struct catchup_daemon {
     int timer_armed;
     xpb_arena *arena;
     uint64_t append_errors; /* the journal's append errors when last looked at */
+    uint64_t events_dropped; /* and the bus's dropped events (NATS: never in the stream) */
     int store_error_logged;
 };
 
@@ -79,19 +83,26 @@ static int64_t now_us(void)
 
 /* Flush the bus (the journal is written inside the flush), then record the
  * pending stanza-ids and markers in one transaction. When the journal failed
- * meanwhile, ids are still recorded (subscribers saw the events live) but no
- * marker moves: the next run asks for those messages again. */
+ * meanwhile (or, with NATS, the bus dropped events), ids are still recorded
+ * (subscribers saw the events live) but no marker moves: the next run asks
+ * for those messages again. */
 static void commit_pending(xpb_daemon *d)
 {
     struct catchup_daemon *cu = d->cu;
     if (!cu || cu->pending.n == 0) return;
     int journal_ok = 1;
+    uint64_t upto = 0;
     if (d->bus) {
         xpb_bus_flush(d->bus);
         xpb_bus_journal_stats js;
         xpb_bus_journal_get_stats(d->bus, &js);
         journal_ok = js.append_errors == cu->append_errors;
         cu->append_errors = js.append_errors;
+        xpb_bus_stats bs;
+        xpb_bus_get_stats(d->bus, &bs);
+        if (d->state->async) journal_ok &= bs.events_dropped == cu->events_dropped;
+        cu->events_dropped = bs.events_dropped;
+        upto = bs.last_seq;
     }
     xpb_store_seen_item it[XPB_MAM_PENDING_MAX];
     for (size_t i = 0; i < cu->pending.n; i++) {
@@ -103,11 +114,11 @@ static void commit_pending(xpb_daemon *d)
     }
     char err[512];
     int64_t t0 = now_us();
-    if (xpb_store_seen_commit(d->store, it, cu->pending.n, t0, err, sizeof err) != 0)
+    if (d->state->seen_commit(d, it, cu->pending.n, upto, t0, err, sizeof err) != 0)
         xpb_log(XPB_LOG_WARN, "catch-up: cannot record stanza-ids and markers: %s", err);
     else if (!journal_ok)
-        xpb_log(XPB_LOG_WARN, "catch-up: the journal could not be written; archive markers "
-                              "stay where they were");
+        xpb_log(XPB_LOG_WARN, "catch-up: the journal could not be written (or the bus dropped "
+                              "events); archive markers stay where they were");
     xpb_log(XPB_LOG_DEBUG, "catch-up: %zu stanza-ids and markers recorded in %.1f ms",
             cu->pending.n, (double)(now_us() - t0) / 1e3);
     xpb_mam_pending_clear(&cu->pending);
@@ -147,7 +158,7 @@ static int seen_before(struct account *a, const char *archive, const char *stanz
     struct catchup_daemon *cu = a->d->cu;
     if (xpb_mam_pending_has(&cu->pending, a->name, archive, stanza_id)) return 1;
     char err[512];
-    int rc = xpb_store_seen_has(a->d->store, a->name, archive, stanza_id, err, sizeof err);
+    int rc = a->d->state->seen_has(a->d, a->name, archive, stanza_id, err, sizeof err);
     if (rc >= 0) return rc;
     if (!cu->store_error_logged++) /* publishing twice beats losing it */
         xpb_log(XPB_LOG_WARN,
@@ -259,8 +270,7 @@ static void start_archive(struct catchup *c)
     c->started_us = now_us();
     c->synced = 0;
     d->ctr.catchup_runs++;
-    int rc =
-        xpb_store_marker_get(d->store, a->name, c->archive, text, sizeof text, err, sizeof err);
+    int rc = d->state->marker_get(d, a->name, c->archive, text, sizeof text, err, sizeof err);
     if (rc < 0) {
         refuse(c, err);
         return;
@@ -309,7 +319,7 @@ static void start_disco(struct catchup *c)
 
 int catchup_init(xpb_daemon *d, const xpb_config *cfg)
 {
-    if (!d->store) return 0; /* no marker can be kept: nothing to catch up from */
+    if (!d->state || !d->state->marker_get) return 0; /* no marker can be kept */
     if (!cfg->mam_catchup) {
         xpb_log(XPB_LOG_INFO, "catch-up: off (mam.catchup = false)");
         return 0;
@@ -328,6 +338,11 @@ int catchup_init(xpb_daemon *d, const xpb_config *cfg)
     }
     d->cu = cu;
     return 0;
+}
+
+void catchup_commit(xpb_daemon *d)
+{
+    commit_pending(d);
 }
 
 void catchup_fini(xpb_daemon *d)
@@ -600,7 +615,8 @@ static void on_error(struct catchup *c, const xpb_mam_fin *fin)
         char text[XPB_MAM_STAMP_LEN + XPB_MAM_ID_MAX + 2], err[256];
         xpb_mam_marker m;
         c->fallback_used = 1;
-        if (xpb_store_marker_get(c->acc->d->store, c->acc->name, c->archive, text, sizeof text, err,
+        xpb_daemon *d = c->acc->d;
+        if (d->state->marker_get(d, c->acc->name, c->archive, text, sizeof text, err,
                                  sizeof err) == 0 &&
             xpb_mam_marker_parse(text, &m) == 0 && m.stamp[0]) {
             xpb_mam_stamp(xpb_mam_stamp_parse(m.stamp) - CATCHUP_TIME_MARGIN_S, c->start);

@@ -467,10 +467,16 @@ static int daemon_init(xpb_daemon *d, xpb_loop *loop, const xpb_config *cfg, cha
     int rc = state_open(d, cfg, err, errlen);
     if (rc) return rc;
     rc = bus_start(d, cfg, err, errlen);
-    if (!rc && (rc = catchup_init(d, cfg)) != 0) snprintf(err, errlen, "catch-up: out of memory");
     if (rc) return rc;
     d->ctr.bus_up = 1;
-    if (cluster_owns_accounts(d)) return cluster_start(d, err, errlen);
+    /* cluster_start may put NATS KV in the state back end's place, which
+     * catch-up then keeps its markers in; accounts start later, on the loop */
+    if (cluster_owns_accounts(d) && (rc = cluster_start(d, err, errlen)) != 0) return rc;
+    if ((rc = catchup_init(d, cfg)) != 0) {
+        snprintf(err, errlen, "catch-up: out of memory");
+        return rc;
+    }
+    if (cluster_owns_accounts(d)) return 0;
     for (size_t i = 0; i < cfg->n_accounts; i++) {
         char aerr[512] = "";
         rc = account_start(d, &cfg->accounts[i], NULL, 1, aerr, sizeof aerr);
@@ -549,6 +555,7 @@ void xpb_daemon_free(xpb_daemon *d)
     if (!d) return;
     sends_flush(d);
     while (d->iqs) pending_free(d, d->iqs);
+    if (d->nmarks) catchup_commit(d); /* NATS KV: the markers acknowledged by now */
     if (d->bus) xpb_bus_free(d->bus);
     d->bus = NULL;
     catchup_fini(d); /* after the bus's last flush, before the store closes */

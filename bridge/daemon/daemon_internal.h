@@ -11,6 +11,7 @@
  *               receipts, XEP-0198 state kept through the state back end
  *   state.c     the state directory; the local state back end (SQLite)
  *   state_nats.c the NATS state back end (KV buckets xpb_sm, xpb_outbox)
+ *   marks_nats.c its MAM markers and seen stanza-ids (KV bucket xpb_marks)
  * Everything runs on the loop thread; timers are the loop's (xpb_loop.h). */
 #ifndef XPB_DAEMON_INTERNAL_H
 #define XPB_DAEMON_INTERNAL_H
@@ -135,10 +136,34 @@ struct state_ops {
     int (*outbox_done)(xpb_daemon *d, const char *acc, uint64_t id, char *err, size_t errlen);
     int (*outbox_each)(xpb_daemon *d, const char *acc, xpb_outbox_cb cb, void *ud, char *err,
                        size_t errlen);
+    /* The MAM markers and seen stanza-ids of catch-up (catchup.c), as the
+     * xpb_store_marker_get / _seen_has / _seen_commit of the store. seen_commit
+     * is called once the events are handed to the bus (xpb_bus_flush);
+     * upto_seq is the bus's last seq then: a back end whose bus acknowledges
+     * later (NATS) writes them only once every event up to it is stored. */
+    int (*marker_get)(xpb_daemon *d, const char *acc, const char *archive, char *out,
+                      size_t outlen, char *err, size_t errlen);
+    int (*seen_has)(xpb_daemon *d, const char *acc, const char *archive, const char *stanza_id,
+                    char *err, size_t errlen);
+    int (*seen_commit)(xpb_daemon *d, const xpb_store_seen_item *it, size_t n, uint64_t upto_seq,
+                       int64_t now_us, char *err, size_t errlen);
 };
 
 struct xpb_cluster;
+/* A SendBatch whose items wait for the async state back end (sends.c): one
+ * d->deferred entry per kept item, consecutive. Once every item's key is
+ * stored or refused (and the group is sealed), item_done runs for each in
+ * order (rc 0: kept, hand it over with sends_send_kept; else why says why,
+ * and its outbox key is gone), then finish; nothing is sent before. */
+struct send_prep;
+struct send_group {
+    void (*item_done)(struct send_group *g, struct send_prep *p, int rc, const char *why);
+    void (*finish)(struct send_group *g);
+    int sealed; /* every item was prepared */
+};
+
 struct state_nats;
+struct marks_nats;
 struct xpb_daemon {
     xpb_loop *loop;          /* given by xpb_daemon_new's caller */
     struct account *walk_next;   /* the next account of a sliced walk (reaping moves it on) */
@@ -147,12 +172,16 @@ struct xpb_daemon {
     xpb_store *store; /* the state directory's database, or NULL */
     const struct state_ops *state; /* where sends and XEP-0198 state are kept; NULL: nowhere */
     struct state_nats *nstate;     /* state_nats.c's, with the NATS state back end */
+    struct marks_nats *nmarks;     /* marks_nats.c's, with the NATS state back end */
     char state_dir[4096]; /* its directory, for errors */
     xpb_timer *sm_timer;  /* keeps the XEP-0198 state of accounts with sm_dirty (sends.c) */
     int sm_timer_armed;
     /* Group commit (sends.c): sends whose outbox row is in the open batch,
      * sent and answered by commit_timer once the batch is on disk. */
     struct deferred *deferred, **deferred_tail;
+    struct send_group *open_group; /* the SendBatch being prepared (async back end) */
+    xpb_timer *put_retry_timer;    /* async back end: failed puts tried again (sends.c) */
+    int put_retry_armed;
     xpb_timer *commit_timer;
     int commit_armed;
     char commit_err[768]; /* the last failed commit's reason */
@@ -182,7 +211,7 @@ struct xpb_daemon {
     int iq_answer_version;  /* iq.answer_version */
     char **iq_passthrough;  /* iq.passthrough */
     size_t n_iq_passthrough;
-    struct catchup_daemon *cu; /* catchup.c; NULL: no catch-up (no state dir, or mam.catchup off) */
+    struct catchup_daemon *cu; /* catchup.c; NULL: off (no state back end, mam.catchup off) */
 };
 
 /* ---- daemon.c ------------------------------------------------------------------ */
@@ -258,13 +287,26 @@ struct send_prep {
                             here; the caller commits (sends_commit) before any is sent */
 #define SEND_BATCH 2u    /* may wait for the group commit: sends.c answers it */
 #define SENDS_DEFERRED 1 /* sends_accept: kept for the group commit; answered later */
+/* What a send request does once its stanza is handed to the session
+ * (requests.c, send_then_run): at once, or, when sends.c deferred it (the
+ * group commit, an async state back end), once it is kept. */
+enum send_then_kind { THEN_REPLY, THEN_IQ, THEN_ROSTER, THEN_PRESENCE, THEN_JOIN };
+struct send_then {
+    enum send_then_kind kind;
+    unsigned ms;  /* THEN_IQ: its timeout */
+    int remember; /* THEN_PRESENCE: the broadcast presence to announce again */
+};
+/* st as sent (id set), id its stanza id. */
+void send_then_run(struct account *a, xpb_bus_request *req, const xpb_stanza *st,
+                   const char *id, const struct send_then *t);
 /* Gives st an id (and a message an origin-id equal to it, XEP-0359), adds
  * the receipt request, and keeps it in the outbox before the request is
  * answered. 0; SENDS_DEFERRED (SEND_BATCH: its row joined the open batch,
- * and sends.c sends and answers it once that is on disk); or req is
- * answered (ERR_STORAGE naming the directory) and an error returned. */
+ * or the async state back end stores it: sends.c sends it and runs then
+ * once it is kept); or req is answered (ERR_STORAGE naming where) and an
+ * error returned. then: NULL for a SendBatch item. */
 int sends_accept(struct account *a, xpb_bus_request *req, xpb_stanza *st, unsigned flags,
-                 struct send_prep *p);
+                 const struct send_then *then, struct send_prep *p);
 /* Commits the open batch now (and sends and answers the deferred sends it
  * held): 0, or the store's error with err naming the directory (the batch's
  * rows are gone). Then sends_committed for each SEND_INBATCH prep. */
@@ -273,8 +315,9 @@ void sends_committed(struct account *a, struct send_prep *p, int rc);
 /* The answer to a refused xpb_session_send. */
 void reply_send_error(struct account *a, xpb_bus_request *req, int rc);
 void reply_sent(struct account *a, xpb_bus_request *req, const char *id);
-/* Commits the open batch and sends and answers what it held (before the bus
- * goes away). */
+/* Commits the open batch and sends and answers what it held, and answers
+ * (ERR_NOT_CONNECTED) what the async back end has not confirmed (before the
+ * bus goes away). */
 void sends_flush(xpb_daemon *d);
 /* The session refused it: forget its outbox row. */
 void sends_abort(struct account *a, struct send_prep *p);
@@ -297,6 +340,13 @@ void sends_on_receipt(struct account *a, const xpb_stanza *st);
 int sends_load_sm(struct account *a, xpb_session_sm *out);
 void sends_resend(struct account *a);
 void sends_account_free(struct account *a);
+/* A kept send (its record) to its session, tracked under request_id: 0 and
+ * *sent (valid until the next call), or the session's error (its outbox key
+ * is then removed). */
+int sends_send_kept(struct account *a, struct send_prep *p, const char *request_id,
+                    const xpb_stanza **sent);
+/* Every item of g was prepared (d->open_group is no longer g): it may run. */
+void sends_group_sealed(xpb_daemon *d, struct send_group *g);
 /* The async state back end stored (rc 0) or failed to store (err) the
  * outbox item (account, id): its deferred send goes out and is answered. */
 void sends_kept(xpb_daemon *d, const char *account, uint64_t id, int rc, const char *err);
@@ -315,6 +365,27 @@ struct xpb_bus_nats_cfg;
 int state_nats_init(xpb_daemon *d, const struct xpb_bus_nats_cfg *cfg, char *err,
                     size_t errlen);
 void state_nats_free(xpb_daemon *d);
+/* The KV worker of the NATS state back end: bucket indexes, for marks_nats.c. */
+#define STATE_NATS_BUCKET_SM 0
+#define STATE_NATS_BUCKET_OUTBOX 1
+#define STATE_NATS_BUCKET_MARKS 2
+struct xpb_kv *state_nats_kv(xpb_daemon *d);
+
+/* marks_nats.c: markers and seen stanza-ids in KV bucket xpb_marks, kept in
+ * memory for the accounts this bridge runs (read at their prefetch) and
+ * written after JetStream acknowledged the events they stand for. */
+int marks_nats_init(xpb_daemon *d);
+void marks_nats_free(xpb_daemon *d); /* writes what the bus already acknowledged */
+/* A prefetch's FETCH of <token>.* in xpb_marks: the account's marks from now on. */
+int marks_nats_loaded(xpb_daemon *d, const char *jid, char *const *keys,
+                      uint8_t *const *values, const size_t *lens, size_t n);
+void marks_nats_forget(xpb_daemon *d, const char *jid); /* the account is no longer ours */
+int marks_nats_marker_get(xpb_daemon *d, const char *acc, const char *archive, char *out,
+                          size_t outlen, char *err, size_t errlen);
+int marks_nats_seen_has(xpb_daemon *d, const char *acc, const char *archive,
+                        const char *stanza_id, char *err, size_t errlen);
+int marks_nats_seen_commit(xpb_daemon *d, const xpb_store_seen_item *it, size_t n,
+                           uint64_t upto_seq, int64_t now_us, char *err, size_t errlen);
 /* Reads the account's XEP-0198 state and outbox from KV, then calls
  * cluster_prefetched(d, idx, jid, rc): account_start within that call sees
  * them through sm_load and outbox_each. 0, or the KV queue's error. */
@@ -323,6 +394,7 @@ int state_nats_prefetch(xpb_daemon *d, size_t idx, const char *jid);
 /* catchup.c: catch-up from the server's archive (docs/durability.md). */
 int catchup_init(xpb_daemon *d, const xpb_config *cfg);
 void catchup_fini(xpb_daemon *d); /* records what is pending; before state_close */
+void catchup_commit(xpb_daemon *d); /* records what is pending now */
 void catchup_account_free(struct account *a);
 void catchup_online(struct account *a); /* a fresh bind (not a resumption) */
 /* Inbound presence: our self-presence from a joined room starts its catch-up. */

@@ -96,7 +96,7 @@ void reply_send_error(struct account *a, xpb_bus_request *req, int rc)
  * then SENDS_DEFERRED means sends.c sends and answers it after the group
  * commit); SEND_INBATCH (a SendBatch item: its row joins the open batch). */
 static int send_prepare(struct account *a, const send_sink *k, xpb_stanza *st, unsigned flags,
-                        struct send_prep *prep)
+                        const struct send_then *then, struct send_prep *prep)
 {
     xpb_daemon *d = a->d;
     memset(prep, 0, sizeof *prep);
@@ -115,7 +115,7 @@ static int send_prepare(struct account *a, const send_sink *k, xpb_stanza *st, u
         return XPB_ENOTCONN;
     }
     /* A batch's item has no request of its own to answer: its refusal goes to k. */
-    rc = sends_accept(a, k->out ? NULL : k->req, st, flags, prep);
+    rc = sends_accept(a, k->out ? NULL : k->req, st, flags, then, prep);
     if (rc != 0) {
         if (k->out && rc != SENDS_DEFERRED)
             refuse(k, rc == XPB_ENOMEM ? XPB__V1__ERROR_CODE__ERR_INTERNAL
@@ -152,21 +152,20 @@ static int send_handoff(struct account *a, const send_sink *k, xpb_stanza *st,
     return 0;
 }
 
-static int send_item(struct account *a, const send_sink *k, xpb_stanza *st, unsigned flags,
-                     uint64_t *h, char *idbuf, size_t idlen)
-{
-    struct send_prep prep;
-    int rc = send_prepare(a, k, st, flags, &prep);
-    return rc ? rc : send_handoff(a, k, st, &prep, h, idbuf, idlen);
-}
-
-/* Send st for request req; on failure answer req and return non-zero
- * (SENDS_DEFERRED: sends.c answers it). */
+/* Send st for request req, then do what then says (answer it, wait for the
+ * iq's response ...): at once, or once sends.c kept it (SENDS_DEFERRED). On
+ * failure answer req and return non-zero. */
 static int send_for(struct account *a, xpb_bus_request *req, xpb_stanza *st, unsigned flags,
-                    uint64_t *h, char *idbuf, size_t idlen)
+                    const struct send_then *then)
 {
     send_sink k = {.req = req, .request_id = xpb_bus_request_id(req)};
-    return send_item(a, &k, st, flags, h, idbuf, idlen);
+    struct send_prep prep;
+    char id[XPB_SESSION_ID_MAX + 8];
+    uint64_t h;
+    int rc = send_prepare(a, &k, st, flags, then, &prep);
+    if (!rc) rc = send_handoff(a, &k, st, &prep, &h, id, sizeof id);
+    if (!rc) send_then_run(a, req, st, id, then);
+    return rc;
 }
 
 void reply_sent(struct account *a, xpb_bus_request *req, const char *id)
@@ -200,11 +199,118 @@ int send_own(struct account *a, const xpb_stanza *st)
 static void req_send(struct account *a, xpb_bus_request *req, const Xpb__V1__SendStanza *op)
 {
     xpb_stanza st = *op->stanza; /* shallow: only the id may change */
-    char uuid[37], id[XPB_SESSION_ID_MAX + 8];
+    char uuid[37];
     expand_id_uuid(&st, uuid);
-    uint64_t h;
     unsigned flags = SEND_BATCH | (op->has_receipt && op->receipt ? SEND_RECEIPT : 0u);
-    if (send_for(a, req, &st, flags, &h, id, sizeof id) == 0) reply_sent(a, req, id);
+    const struct send_then then = {.kind = THEN_REPLY};
+    send_for(a, req, &st, flags, &then);
+}
+
+/* ---- SendBatch with the async state back end (NATS KV) ------------------------------ */
+
+/* Every item's outbox key is put; the batch waits (a send_group in sends.c)
+ * until each is stored or refused, then the kept ones go to the session in
+ * order and the batch gets its one answer. */
+struct kbatch {
+    struct send_group g;
+    struct account *a;
+    xpb_bus_request *req;
+    size_t n, next; /* next: where item_done looks first */
+    struct kbatch_item {
+        Xpb__V1__SendOutcome out;
+        uint64_t outbox_id; /* 0: refused before it was kept */
+        char rid[XPB_BUS_MAX_REQUEST_ID + 16], text[512], id[XPB_SESSION_ID_MAX + 8];
+    } *items;
+};
+
+static void kbatch_item_done(struct send_group *g, struct send_prep *p, int rc, const char *why)
+{
+    struct kbatch *b = (struct kbatch *)g;
+    struct kbatch_item *it = NULL;
+    for (; b->next < b->n && !it; b->next++) /* items come back in their order */
+        if (b->items[b->next].outbox_id && b->items[b->next].outbox_id == p->outbox_id)
+            it = &b->items[b->next];
+    if (!it) return;
+    send_sink k = {.req = b->req, .request_id = it->rid, .out = &it->out, .text = it->text,
+                   .textlen = sizeof it->text};
+    if (rc == XPB_ENOTCONN) {
+        refuse(&k, XPB__V1__ERROR_CODE__ERR_NOT_CONNECTED, "%s", why);
+    } else if (rc) {
+        refuse(&k, XPB__V1__ERROR_CODE__ERR_STORAGE, SEND_REFUSED_FMT, why);
+    } else if ((rc = sends_send_kept(b->a, p, it->rid, NULL)) != 0) {
+        refuse_send(&k, b->a, rc);
+    } else {
+        snprintf(it->id, sizeof it->id, "%s", p->id);
+        it->out.has_code = it->out.has_queued = 1;
+        it->out.code = XPB__V1__ERROR_CODE__OK;
+        it->out.stanza_id = it->id;
+        xpb_session *s = session_of(b->a);
+        it->out.queued = !s || xpb_session_get_state(s) != XPB_SS_ONLINE;
+    }
+}
+
+static void kbatch_finish(struct send_group *g)
+{
+    struct kbatch *b = (struct kbatch *)g;
+    Xpb__V1__SendOutcome **ptrs = calloc(b->n, sizeof *ptrs);
+    if (!ptrs) {
+        xpb_bus_reply_error(b->req, XPB__V1__ERROR_CODE__ERR_INTERNAL, "out of memory");
+    } else {
+        for (size_t i = 0; i < b->n; i++) ptrs[i] = &b->items[i].out;
+        Xpb__V1__SendBatchResult br = XPB__V1__SEND_BATCH_RESULT__INIT;
+        br.n_result = b->n;
+        br.result = ptrs;
+        Xpb__V1__Response resp = XPB__V1__RESPONSE__INIT;
+        resp.result_case = XPB__V1__RESPONSE__RESULT_SENT_BATCH;
+        resp.sent_batch = &br;
+        xpb_bus_reply(b->req, &resp);
+    }
+    free(ptrs);
+    free(b->items);
+    free(b);
+}
+
+static void req_send_batch_kept(struct account *a, xpb_bus_request *req,
+                                const Xpb__V1__SendBatch *op)
+{
+    xpb_daemon *d = a->d;
+    struct kbatch *b = calloc(1, sizeof *b);
+    if (!b || !(b->items = calloc(op->n_send, sizeof *b->items))) {
+        free(b);
+        xpb_bus_reply_error(req, XPB__V1__ERROR_CODE__ERR_INTERNAL, "out of memory");
+        return;
+    }
+    b->g = (struct send_group){.item_done = kbatch_item_done, .finish = kbatch_finish};
+    b->a = a;
+    b->req = req;
+    b->n = op->n_send;
+    const char *rid = xpb_bus_request_id(req);
+    d->open_group = &b->g;
+    for (size_t i = 0; i < b->n; i++) {
+        struct kbatch_item *it = &b->items[i];
+        it->out = (Xpb__V1__SendOutcome)XPB__V1__SEND_OUTCOME__INIT;
+        snprintf(it->rid, sizeof it->rid, "%s/%zu", rid, i);
+        send_sink k = {.req = req, .request_id = it->rid, .out = &it->out, .text = it->text,
+                       .textlen = sizeof it->text};
+        const Xpb__V1__SendStanza *one = op->send[i];
+        if (!one || !one->stanza) {
+            refuse(&k, XPB__V1__ERROR_CODE__ERR_BAD_REQUEST,
+                   "send_batch.send[%zu].stanza is required", i);
+            continue;
+        }
+        xpb_stanza st = *one->stanza; /* shallow: only the id may change */
+        char uuid[37];
+        expand_id_uuid(&st, uuid);
+        unsigned flags = SEND_INBATCH | (one->has_receipt && one->receipt ? SEND_RECEIPT : 0u);
+        struct send_prep prep;
+        if (send_prepare(a, &k, &st, flags, NULL, &prep) == SENDS_DEFERRED)
+            it->outbox_id = prep.outbox_id;
+    }
+    d->open_group = NULL;
+    int waiting = 0;
+    for (size_t i = 0; i < b->n; i++) waiting |= b->items[i].outbox_id != 0;
+    if (waiting) sends_group_sealed(d, &b->g); /* b may be gone after this */
+    else kbatch_finish(&b->g);                 /* nothing kept: answered at once */
 }
 
 /* Many stanzas, one reply: each goes through the same path as a single send
@@ -218,6 +324,10 @@ static void req_send_batch(struct account *a, xpb_bus_request *req, const Xpb__V
         xpb_bus_reply_error(req, XPB__V1__ERROR_CODE__ERR_BAD_REQUEST,
                             "send_batch holds %zu stanzas; it takes 1 to %u", n,
                             XPB_DAEMON_MAX_SEND_BATCH);
+        return;
+    }
+    if (d->state && d->state->async) {
+        req_send_batch_kept(a, req, op);
         return;
     }
     xpb_arena_reset(d->rarena);
@@ -264,7 +374,7 @@ static void req_send_batch(struct account *a, xpb_bus_request *req, const Xpb__V
         it->st = *one->stanza; /* shallow: only the id may change */
         expand_id_uuid(&it->st, it->uuid);
         unsigned flags = SEND_INBATCH | (one->has_receipt && one->receipt ? SEND_RECEIPT : 0u);
-        it->prepared = send_prepare(a, &k, &it->st, flags, &it->prep) == 0;
+        it->prepared = send_prepare(a, &k, &it->st, flags, NULL, &it->prep) == 0;
         kept |= it->prepared && it->prep.in_batch;
     }
     char cerr[768] = "";
@@ -310,7 +420,7 @@ static void req_iq(struct account *a, xpb_bus_request *req, const Xpb__V1__SendI
 {
     xpb_daemon *d = a->d;
     xpb_stanza st = *op->stanza;
-    char uuid[37], gen[64], id[XPB_SESSION_ID_MAX + 8];
+    char uuid[37], gen[64];
     expand_id_uuid(&st, uuid);
     if (!st.id || !st.id[0]) {
         snprintf(gen, sizeof gen, "xpb-iq-%" PRIu64 "-%lx", ++d->iq_counter, (long)time(NULL));
@@ -318,13 +428,19 @@ static void req_iq(struct account *a, xpb_bus_request *req, const Xpb__V1__SendI
     }
     unsigned ms = op->has_timeout_ms && op->timeout_ms ? op->timeout_ms : 10000u;
     if (ms > XPB_DAEMON_MAX_IQ_TIMEOUT_MS) ms = XPB_DAEMON_MAX_IQ_TIMEOUT_MS;
-    uint64_t h;
-    if (send_for(a, req, &st, 0, &h, id, sizeof id) != 0) return;
-    struct pending_iq *p = pending_add(a, IQ_USER, id, st.to, req, ms);
+    const struct send_then then = {.kind = THEN_IQ, .ms = ms};
+    send_for(a, req, &st, 0, &then);
+}
+
+/* A backend's iq went out: wait for its response (iq.c). */
+static void iq_sent(struct account *a, xpb_bus_request *req, const xpb_stanza *st,
+                    const char *id, unsigned ms)
+{
+    struct pending_iq *p = pending_add(a, IQ_USER, id, st->to, req, ms);
     const char *qid;
-    /* XEP-0313 §5: its results are trusted only with this queryid, from st.to. */
-    if (p && xpb_trust_mam_queryid(&st, &qid) && !(p->mam_qid = strdup(qid))) {
-        pending_free(d, p);
+    /* XEP-0313 §5: its results are trusted only with this queryid, from st->to. */
+    if (p && xpb_trust_mam_queryid(st, &qid) && !(p->mam_qid = strdup(qid))) {
+        pending_free(a->d, p);
         p = NULL;
     }
     if (!p) xpb_bus_reply_error(req, XPB__V1__ERROR_CODE__ERR_INTERNAL, "out of memory");
@@ -338,13 +454,11 @@ static void req_roster(struct account *a, xpb_bus_request *req)
     st.kind = XPB__V1__KIND__KIND_IQ;
     st.type = XPB__V1__STANZA_TYPE__TYPE_GET; /* RFC 6121 §2.1.3 */
     st.roster = &q;
-    char id[64], sent[XPB_SESSION_ID_MAX + 8];
+    char id[64];
     snprintf(id, sizeof id, "xpb-roster-%" PRIu64, ++a->d->iq_counter);
     st.id = id;
-    uint64_t h;
-    if (send_for(a, req, &st, 0, &h, sent, sizeof sent) != 0) return;
-    if (!pending_add(a, IQ_ROSTER, sent, NULL, req, 10000u))
-        xpb_bus_reply_error(req, XPB__V1__ERROR_CODE__ERR_INTERNAL, "out of memory");
+    const struct send_then then = {.kind = THEN_ROSTER};
+    send_for(a, req, &st, 0, &then);
 }
 
 static int presence_type_ok(Xpb__V1__StanzaType t)
@@ -418,11 +532,8 @@ static void req_presence(struct account *a, xpb_bus_request *req, const Xpb__V1_
     }
     st.has_priority = op->has_priority;
     st.priority = op->priority;
-    char id[XPB_SESSION_ID_MAX + 8];
-    uint64_t h;
-    if (send_for(a, req, &st, 0, &h, id, sizeof id) != 0) return;
-    if (!op->to && !st.has_type) remember_presence(a, &st, op->status);
-    reply_sent(a, req, id);
+    const struct send_then then = {.kind = THEN_PRESENCE, .remember = !op->to && !st.has_type};
+    send_for(a, req, &st, 0, &then);
 }
 
 static void req_join(struct account *a, xpb_bus_request *req, const Xpb__V1__JoinRoom *op)
@@ -454,13 +565,35 @@ static void req_join(struct account *a, xpb_bus_request *req, const Xpb__V1__Joi
     xpb_stanza st;
     Xpb__V1__MucJoin mj;
     Xpb__V1__MucHistory mh;
-    char to[3 * 1024 + 8], id[XPB_SESSION_ID_MAX + 8];
+    char to[3 * 1024 + 8];
     join_stanza(r, &st, &mj, &mh, to, sizeof to);
-    uint64_t h;
-    if (send_for(a, req, &st, 0, &h, id, sizeof id) == 0) {
-        xpb_log(XPB_LOG_INFO, "session %s: joining %s as %s", a->name, r->room, r->nick);
-        reply_sent(a, req, id);
+    const struct send_then then = {.kind = THEN_JOIN};
+    send_for(a, req, &st, 0, &then);
+}
+
+void send_then_run(struct account *a, xpb_bus_request *req, const xpb_stanza *st,
+                   const char *id, const struct send_then *t)
+{
+    switch (t->kind) {
+    case THEN_IQ: iq_sent(a, req, st, id, t->ms); return;
+    case THEN_ROSTER:
+        if (!pending_add(a, IQ_ROSTER, id, NULL, req, 10000u))
+            xpb_bus_reply_error(req, XPB__V1__ERROR_CODE__ERR_INTERNAL, "out of memory");
+        return;
+    case THEN_PRESENCE:
+        if (t->remember)
+            remember_presence(a, st, st->n_status ? st->status[0]->text : NULL);
+        break;
+    case THEN_JOIN: { /* to is room/nick; a room (a bare JID) has no '/' */
+        const char *to = st->to ? st->to : "", *slash = strchr(to, '/');
+        int n = slash ? (int)(slash - to) : (int)strlen(to);
+        xpb_log(XPB_LOG_INFO, "session %s: joining %.*s as %s", a->name, n, to,
+                slash ? slash + 1 : "");
+        break;
     }
+    case THEN_REPLY: break;
+    }
+    reply_sent(a, req, id);
 }
 
 static Xpb__V1__SessionInfo *session_info(xpb_daemon *d, struct account *a)

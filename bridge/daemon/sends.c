@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "daemon_internal.h"
+#include "xpb_bus_kv.h" /* xpb_kv_now_ms: the clock of the KV retries */
 #include "xpb_error.h"
 #include "xpb_jid.h"
 
@@ -164,10 +165,14 @@ static void refuse_storage(struct account *a, xpb_bus_request *req, const char *
 struct deferred {
     struct deferred *next;
     struct account *a;
-    xpb_bus_request *req;
+    xpb_bus_request *req;  /* NULL for an item of a group */
+    struct send_group *group; /* a SendBatch item (async back end): its batch */
+    struct send_then then;    /* not a group's item: what its request does once sent */
     struct send_prep prep; /* owns the record */
     int rc, committed;     /* the batch's outcome */
     unsigned tries;        /* async back end: puts that failed so far */
+    int64_t retry_at;      /* > 0: put it again at this xpb_kv_now_ms() */
+    char err[256];         /* a group item's refusal */
 };
 
 static void on_committed(void *ud, int rc, const char *err)
@@ -227,6 +232,37 @@ static int persist(struct account *a, xpb_bus_request *req, struct send_prep *p,
     return rc;
 }
 
+int sends_send_kept(struct account *a, struct send_prep *p, const char *request_id,
+                    const xpb_stanza **sent)
+{
+    xpb_daemon *d = a->d;
+    d->ctr.sends_persisted++;
+    xpb_session *s = session_of(a);
+    xpb_stanza *st = NULL;
+    if (!d->send_arena) d->send_arena = xpb_arena_new(0);
+    int rc = d->send_arena ? 0 : XPB_ENOMEM;
+    if (!rc) {
+        xpb_arena_reset(d->send_arena);
+        rc = xpb_stanza_unpack(d->send_arena, (const uint8_t *)p->record.data, p->record.len,
+                               &d->limits, &st, NULL, 0);
+    }
+    uint64_t h = 0;
+    a->in_send = 1;
+    a->early_set = a->early_sent = 0;
+    if (!rc) rc = s ? xpb_session_send(s, st, &h) : XPB_ENOTCONN;
+    a->in_send = 0;
+    if (rc) {
+        sends_abort(a, p);
+        return rc;
+    }
+    d->ctr.stanzas[XPB_DIR_OUT][kind_index(st->kind)]++;
+    d->ctr.bytes_record[XPB_DIR_OUT] += p->record.len;
+    d->ctr.bytes_xml[XPB_DIR_OUT] += xpb_session_last_bytes(s);
+    sends_track(a, h, request_id, st, p);
+    if (sent) *sent = st;
+    return 0;
+}
+
 /* The batch is on disk (or failed): send and answer one deferred request. */
 static void send_deferred(xpb_daemon *d, struct deferred *e)
 {
@@ -236,43 +272,63 @@ static void send_deferred(xpb_daemon *d, struct deferred *e)
         refuse_storage(a, e->req, d->commit_err);
         return;
     }
-    d->ctr.sends_persisted++;
-    xpb_session *s = session_of(a);
-    xpb_stanza *st = NULL;
-    if (!d->send_arena) d->send_arena = xpb_arena_new(0);
-    int rc = d->send_arena ? 0 : XPB_ENOMEM;
-    if (!rc) {
-        xpb_arena_reset(d->send_arena);
-        rc = xpb_stanza_unpack(d->send_arena, (const uint8_t *)e->prep.record.data,
-                               e->prep.record.len, &d->limits, &st, NULL, 0);
+    const xpb_stanza *st = NULL;
+    int rc = sends_send_kept(a, &e->prep, xpb_bus_request_id(e->req), &st);
+    if (rc) reply_send_error(a, e->req, rc);
+    else send_then_run(a, e->req, st, e->prep.id, &e->then);
+}
+
+/* The group's entries are consecutive from e: all stored or refused? */
+static int group_ready(const struct deferred *e)
+{
+    const struct send_group *g = e->group;
+    if (!g->sealed) return 0;
+    for (; e && e->group == g; e = e->next)
+        if (!e->committed) return 0;
+    return 1;
+}
+
+/* Hands every item of e's group to its done callback, in order (rc:
+ * forced on all when not 0), then finishes the group. */
+static void run_group(xpb_daemon *d, struct deferred **pp, int rc, const char *why)
+{
+    struct send_group *g = (*pp)->group;
+    while (*pp && (*pp)->group == g) {
+        struct deferred *e = *pp;
+        *pp = e->next;
+        int erc = rc ? rc : e->rc;
+        if (erc && e->a->outbox_n && !rc) e->a->outbox_n--;
+        if (erc) d->ctr.storage_refusals += !rc;
+        g->item_done(g, &e->prep, erc, rc ? why : e->err);
+        sends_prep_free(&e->prep);
+        free(e);
     }
-    uint64_t h = 0;
-    a->in_send = 1;
-    a->early_set = a->early_sent = 0;
-    if (!rc) rc = s ? xpb_session_send(s, st, &h) : XPB_ENOTCONN;
-    a->in_send = 0;
-    if (rc) {
-        reply_send_error(a, e->req, rc);
-        sends_abort(a, &e->prep);
-        return;
-    }
-    d->ctr.stanzas[XPB_DIR_OUT][kind_index(st->kind)]++;
-    d->ctr.bytes_record[XPB_DIR_OUT] += e->prep.record.len;
-    d->ctr.bytes_xml[XPB_DIR_OUT] += xpb_session_last_bytes(s);
-    sends_track(a, h, xpb_bus_request_id(e->req), st, &e->prep);
-    reply_sent(a, e->req, e->prep.id);
+    d->deferred_tail = &d->deferred;
+    while (*d->deferred_tail) d->deferred_tail = &(*d->deferred_tail)->next;
+    g->finish(g);
 }
 
 static void run_committed(xpb_daemon *d)
 {
     while (d->deferred && d->deferred->committed) {
         struct deferred *e = d->deferred;
+        if (e->group) {
+            if (!group_ready(e)) break;
+            run_group(d, &d->deferred, 0, NULL);
+            continue;
+        }
         d->deferred = e->next;
         if (!d->deferred) d->deferred_tail = &d->deferred;
         send_deferred(d, e);
         sends_prep_free(&e->prep);
         free(e);
     }
+}
+
+void sends_group_sealed(xpb_daemon *d, struct send_group *g)
+{
+    g->sealed = 1;
+    run_committed(d);
 }
 
 static void on_commit_timer(void *arg)
@@ -283,13 +339,19 @@ static void on_commit_timer(void *arg)
     run_committed(d);
 }
 
+static void drop_deferred(struct account *a);
+
 void sends_flush(xpb_daemon *d)
 {
     if (d->store) xpb_store_batch_commit(d->store);
     run_committed(d);
+    /* What the async back end has not confirmed yet is answered now, while
+     * the bus (and so each request) is still there. */
+    while (d->deferred) drop_deferred(d->deferred->a);
 }
 
-static int defer(struct account *a, xpb_bus_request *req, struct send_prep *p)
+static int defer(struct account *a, xpb_bus_request *req, const struct send_then *then,
+                 struct send_prep *p)
 {
     xpb_daemon *d = a->d;
     struct deferred *e = calloc(1, sizeof *e);
@@ -304,6 +366,8 @@ static int defer(struct account *a, xpb_bus_request *req, struct send_prep *p)
     }
     e->a = a;
     e->req = req;
+    e->group = req ? NULL : d->open_group;
+    if (then) e->then = *then;
     e->prep = *p; /* the record moves into e */
     xpb_buf_init(&p->record, 0);
     if (!d->deferred_tail) d->deferred_tail = &d->deferred;
@@ -321,6 +385,18 @@ static void drop_deferred(struct account *a)
         struct deferred *e = *pp;
         if (e->a != a) {
             pp = &e->next;
+            continue;
+        }
+        if (e->group) { /* the whole batch is answered, each item refused */
+            char why[256];
+            snprintf(why, sizeof why, "session %s was closed before the send went out",
+                     a->name);
+            for (struct deferred *g = e; g && g->group == e->group; g = g->next)
+                if (d->state && g->prep.outbox_id) {
+                    char err[768];
+                    d->state->outbox_done(d, a->name, g->prep.outbox_id, err, sizeof err);
+                }
+            run_group(d, pp, XPB_ENOTCONN, why);
             continue;
         }
         *pp = e->next;
@@ -363,7 +439,7 @@ static void want_receipt(struct account *a, const char *id, const char *to, cons
 }
 
 int sends_accept(struct account *a, xpb_bus_request *req, xpb_stanza *st, unsigned flags,
-                 struct send_prep *p)
+                 const struct send_then *then, struct send_prep *p)
 {
     memset(p, 0, sizeof *p);
     xpb_buf_init(&p->record, 0);
@@ -384,14 +460,14 @@ int sends_accept(struct account *a, xpb_bus_request *req, xpb_stanza *st, unsign
     }
     const struct state_ops *so = a->d->state;
     int keep = so != NULL;
-    if (keep && so->async && (flags & SEND_INBATCH)) {
-        snprintf(p->err, sizeof p->err, "SendBatch items cannot be kept in %s yet (a batch is "
-                 "answered at once, a KV write later): send them one by one (docs/scaling.md)",
-                 so->where);
+    if (keep && so->async && (flags & SEND_INBATCH) && !a->d->open_group) {
+        snprintf(p->err, sizeof p->err, "a SendBatch item for %s needs its batch", so->where);
         return XPB_EINVAL;
     }
-    if (keep && so->async && !(flags & SEND_BATCH))
-        keep = 0; /* iq, presence, MUC requests: answered at once, not kept (docs/scaling.md) */
+    if (keep && so->async && !then && !(flags & SEND_INBATCH)) {
+        snprintf(p->err, sizeof p->err, "a send kept in %s needs what follows it", so->where);
+        return XPB_EINVAL;
+    }
     if ((keep || st->kind == XPB__V1__KIND__KIND_MESSAGE) && xpb_stanza_pack(&p->record, st)) {
         if (req) xpb_bus_reply_error(req, XPB__V1__ERROR_CODE__ERR_INTERNAL, "out of memory");
         return XPB_ENOMEM;
@@ -399,9 +475,9 @@ int sends_accept(struct account *a, xpb_bus_request *req, xpb_stanza *st, unsign
     if (!keep) return 0;
     int batch = (flags & (SEND_BATCH | SEND_INBATCH)) != 0;
     int rc = persist(a, req, p, batch);
-    if (!rc && so->async) return defer(a, req, p);
+    if (!rc && so->async) return defer(a, req, then, p);
     if (rc || !(flags & SEND_BATCH) || !xpb_store_batch_open(a->d->store)) return rc;
-    return defer(a, req, p);
+    return defer(a, req, then, p);
 }
 
 int sends_commit(xpb_daemon *d, char *err, size_t errlen)
@@ -414,20 +490,63 @@ int sends_commit(xpb_daemon *d, char *err, size_t errlen)
     return rc;
 }
 
-/* A failed KV put is tried again (a NATS node lost: its streams elect new
- * leaders within seconds) before the send is refused. */
-static int put_again(xpb_daemon *d, struct deferred *e)
+static int put_now(xpb_daemon *d, struct deferred *e)
 {
-    if (e->tries >= XPB_DAEMON_KV_PUT_TRIES || !d->state || !d->state->async) return -1;
-    e->tries++;
     xpb_outbox_item it = {.account = e->a->name, .id = e->prep.outbox_id,
-                          .stanza_id = e->prep.id, .request_id = xpb_bus_request_id(e->req),
+                          .stanza_id = e->prep.id,
+                          .request_id = e->req ? xpb_bus_request_id(e->req) : NULL,
                           .xml = (const uint8_t *)e->prep.record.data,
                           .xml_len = e->prep.record.len};
     char err[768];
-    if (d->state->outbox_put(d, &it, err, sizeof err) != 0) return -1;
-    xpb_log(XPB_LOG_WARN, "session %s: send %s not stored in %s yet; trying again (%u of %u)",
-            e->a->name, e->prep.id, d->state->where, e->tries, XPB_DAEMON_KV_PUT_TRIES);
+    return d->state->outbox_put(d, &it, err, sizeof err);
+}
+
+/* Puts whose pause is over go again; a put that cannot even be queued fails. */
+static void on_put_retry(void *arg)
+{
+    xpb_daemon *d = arg;
+    d->put_retry_armed = 0;
+    int64_t now = xpb_kv_now_ms();
+    int waiting = 0;
+    for (struct deferred *e = d->deferred; e; e = e->next) {
+        if (!e->retry_at) continue;
+        if (e->retry_at > now) {
+            waiting = 1;
+            continue;
+        }
+        e->retry_at = 0;
+        if (d->state && put_now(d, e) == 0) continue;
+        e->committed = 1;
+        e->rc = XPB_ESTORE;
+        snprintf(e->err, sizeof e->err, "the KV queue refused it");
+        snprintf(d->commit_err, sizeof d->commit_err, "%s", e->err);
+    }
+    if (waiting) {
+        d->put_retry_armed = 1;
+        xpb_timer_start(d->put_retry_timer, XPB_DAEMON_KV_RETRY_MIN_MS);
+    }
+    run_committed(d);
+}
+
+/* A failed KV put is tried again after a pause that doubles (a NATS node
+ * lost: its streams elect new leaders within seconds, and while a stream has
+ * none a put fails at once) before the send is refused. */
+static int put_again(xpb_daemon *d, struct deferred *e)
+{
+    if (e->tries >= XPB_DAEMON_KV_PUT_TRIES || !d->state || !d->state->async) return -1;
+    if (!d->put_retry_timer && xpb_timer_new(d->loop, on_put_retry, d, &d->put_retry_timer))
+        return -1;
+    e->tries++;
+    unsigned pause = XPB_DAEMON_KV_RETRY_MIN_MS << (e->tries - 1);
+    if (pause > XPB_DAEMON_KV_RETRY_MAX_MS || e->tries > 16) pause = XPB_DAEMON_KV_RETRY_MAX_MS;
+    e->retry_at = xpb_kv_now_ms() + pause;
+    if (!d->put_retry_armed) {
+        d->put_retry_armed = 1;
+        xpb_timer_start(d->put_retry_timer, XPB_DAEMON_KV_RETRY_MIN_MS);
+    }
+    xpb_log(XPB_LOG_WARN, "session %s: send %s not stored in %s yet; trying again in %u ms "
+            "(%u of %u)", e->a->name, e->prep.id, d->state->where, pause, e->tries,
+            XPB_DAEMON_KV_PUT_TRIES);
     return 0;
 }
 
@@ -439,6 +558,7 @@ void sends_kept(xpb_daemon *d, const char *account, uint64_t id, int rc, const c
             e->committed = 1;
             e->rc = rc;
             if (rc) snprintf(d->commit_err, sizeof d->commit_err, "%s", err);
+            if (rc) snprintf(e->err, sizeof e->err, "%s", err);
             break;
         }
     run_committed(d);
@@ -617,6 +737,8 @@ void sends_free(xpb_daemon *d)
     d->sm_timer = NULL;
     xpb_timer_free(d->commit_timer);
     d->commit_timer = NULL;
+    xpb_timer_free(d->put_retry_timer);
+    d->put_retry_timer = NULL;
     xpb_arena_free(d->send_arena);
     d->send_arena = NULL;
 }

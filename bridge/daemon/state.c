@@ -117,11 +117,32 @@ static int loc_outbox_each(xpb_daemon *d, const char *acc, xpb_outbox_cb cb, voi
     return xpb_store_outbox_each(d->store, acc, cb, ud, err, errlen);
 }
 
+static int loc_marker_get(xpb_daemon *d, const char *acc, const char *archive, char *out,
+                          size_t outlen, char *err, size_t errlen)
+{
+    return xpb_store_marker_get(d->store, acc, archive, out, outlen, err, errlen);
+}
+
+static int loc_seen_has(xpb_daemon *d, const char *acc, const char *archive,
+                        const char *stanza_id, char *err, size_t errlen)
+{
+    return xpb_store_seen_has(d->store, acc, archive, stanza_id, err, errlen);
+}
+
+/* The journal is written inside xpb_bus_flush, before this: upto_seq is there. */
+static int loc_seen_commit(xpb_daemon *d, const xpb_store_seen_item *it, size_t n,
+                           uint64_t upto_seq, int64_t now_us, char *err, size_t errlen)
+{
+    (void)upto_seq;
+    return xpb_store_seen_commit(d->store, it, n, now_us, err, errlen);
+}
+
 const struct state_ops state_local_ops = {
     .where = "the state directory", .async = 0,
     .sm_save = loc_sm_save, .sm_clear = loc_sm_clear, .sm_load = loc_sm_load,
     .outbox_put = loc_outbox_put, .outbox_done = loc_outbox_done,
-    .outbox_each = loc_outbox_each};
+    .outbox_each = loc_outbox_each, .marker_get = loc_marker_get, .seen_has = loc_seen_has,
+    .seen_commit = loc_seen_commit};
 
 /* ---- Replay -------------------------------------------------------------------------- */
 

@@ -1,7 +1,8 @@
 /* The NATS state back end (docs/scaling.md, "XEP-0198 state and sends in
  * NATS KV"): with leases, an account's XEP-0198 state and its accepted but
  * unacknowledged sends live in KV buckets xpb_sm and xpb_outbox, so the
- * bridge that takes the account over resumes its stream or resends them.
+ * bridge that takes the account over resumes its stream or resends them;
+ * its catch-up marks are in xpb_marks (marks_nats.c).
  * The KV calls run on their own worker thread and connection (xpb_bus_kv.h;
  * not the leases', so a burst of sends never delays a renewal). A send is
  * answered only once its outbox key is stored (sends_kept); a claimed
@@ -25,13 +26,16 @@ struct prefetch {
     struct prefetch *next;
     size_t idx;
     char *jid, *token;
-    int waiting; /* results still to come: 2, 1, 0 */
+    int waiting; /* results still to come: 3, 2, 1, 0 */
     int failed;
     int has_sm;
     xpb_sm_state sm;
     char **keys; /* its outbox: keys, values, lengths (taken from the FETCH result) */
     uint8_t **values;
     size_t *lens, n;
+    char **mkeys; /* its marks (xpb_marks), the same way */
+    uint8_t **mvalues;
+    size_t *mlens, mn;
 };
 
 struct state_nats {
@@ -40,15 +44,21 @@ struct state_nats {
     const struct prefetch *current; /* the one account_start reads now */
 };
 
+static void free_fetched(char **keys, uint8_t **values, size_t *lens, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(keys[i]);
+        free(values[i]);
+    }
+    free(keys);
+    free(values);
+    free(lens);
+}
+
 static void pf_free(struct prefetch *p)
 {
-    for (size_t i = 0; i < p->n; i++) {
-        free(p->keys[i]);
-        free(p->values[i]);
-    }
-    free(p->keys);
-    free(p->values);
-    free(p->lens);
+    free_fetched(p->keys, p->values, p->lens, p->n);
+    free_fetched(p->mkeys, p->mvalues, p->mlens, p->mn);
     free(p->jid);
     free(p->token);
     free(p);
@@ -77,7 +87,8 @@ static int n_sm_save(xpb_daemon *d, const char *acc, const xpb_sm_state *st, cha
     xpb_buf_init(&b, 0);
     int rc = state_nats_sm_encode(&b, st);
     if (!rc)
-        rc = xpb_kv_submit_bin(d->nstate->kv, XPB_KV_PUT, 0, tok, b.data, b.len, 0);
+        rc = xpb_kv_submit_bin(d->nstate->kv, XPB_KV_PUT, STATE_NATS_BUCKET_SM, tok, b.data,
+                               b.len, 0);
     xpb_buf_free(&b);
     return queue_err(rc, err, errlen, "XEP-0198 state");
 }
@@ -86,7 +97,8 @@ static int n_sm_clear(xpb_daemon *d, const char *acc, char *err, size_t errlen)
 {
     char tok[TOKEN_MAX];
     int rc = token_of(acc, tok);
-    if (!rc) rc = xpb_kv_submit(d->nstate->kv, XPB_KV_DELETE, 0, tok, NULL, 0);
+    if (!rc) rc = xpb_kv_submit(d->nstate->kv, XPB_KV_DELETE, STATE_NATS_BUCKET_SM, tok,
+                                 NULL, 0);
     return queue_err(rc, err, errlen, "removal of the XEP-0198 state");
 }
 
@@ -114,7 +126,9 @@ static int n_outbox_put(xpb_daemon *d, const xpb_outbox_item *it, char *err, siz
     xpb_buf_init(&b, 0);
     if (!rc) rc = state_nats_outbox_encode(&b, it);
     state_nats_outbox_key(tok, it->id, key, sizeof key);
-    if (!rc) rc = xpb_kv_submit_bin(d->nstate->kv, XPB_KV_PUT, 1, key, b.data, b.len, 0);
+    if (!rc)
+        rc = xpb_kv_submit_bin(d->nstate->kv, XPB_KV_PUT, STATE_NATS_BUCKET_OUTBOX, key, b.data,
+                               b.len, 0);
     xpb_buf_free(&b);
     return queue_err(rc, err, errlen, "send");
 }
@@ -124,7 +138,8 @@ static int n_outbox_done(xpb_daemon *d, const char *acc, uint64_t id, char *err,
     char tok[TOKEN_MAX], key[TOKEN_MAX + 32];
     int rc = token_of(acc, tok);
     state_nats_outbox_key(tok, id, key, sizeof key);
-    if (!rc) rc = xpb_kv_submit(d->nstate->kv, XPB_KV_DELETE, 1, key, NULL, 0);
+    if (!rc)
+        rc = xpb_kv_submit(d->nstate->kv, XPB_KV_DELETE, STATE_NATS_BUCKET_OUTBOX, key, NULL, 0);
     return queue_err(rc, err, errlen, "removal of an acknowledged send");
 }
 
@@ -164,9 +179,17 @@ static int n_outbox_each(xpb_daemon *d, const char *acc, xpb_outbox_cb cb, void 
 }
 
 const struct state_ops state_nats_ops = {
-    .where = "NATS KV (" XPB_NATS_SM_BUCKET ", " XPB_NATS_OUTBOX_BUCKET ")", .async = 1,
+    .where = "NATS KV (" XPB_NATS_SM_BUCKET ", " XPB_NATS_OUTBOX_BUCKET ", "
+             XPB_NATS_MARKS_BUCKET ")", .async = 1,
     .sm_save = n_sm_save, .sm_clear = n_sm_clear, .sm_load = n_sm_load,
-    .outbox_put = n_outbox_put, .outbox_done = n_outbox_done, .outbox_each = n_outbox_each};
+    .outbox_put = n_outbox_put, .outbox_done = n_outbox_done, .outbox_each = n_outbox_each,
+    .marker_get = marks_nats_marker_get, .seen_has = marks_nats_seen_has,
+    .seen_commit = marks_nats_seen_commit};
+
+struct xpb_kv *state_nats_kv(xpb_daemon *d)
+{
+    return d->nstate ? d->nstate->kv : NULL;
+}
 
 /* ---- results ------------------------------------------------------------------------- */
 
@@ -188,10 +211,11 @@ static void pf_result(xpb_daemon *d, struct prefetch *p, const xpb_kv_result *r)
         p->failed = 1;
     } else { /* the FETCH's arrays move into p */
         xpb_kv_result *m = (xpb_kv_result *)r;
-        p->keys = m->keys;
-        p->values = m->values;
-        p->lens = m->values_len;
-        p->n = m->nkeys;
+        int marks = r->bucket == STATE_NATS_BUCKET_MARKS;
+        *(marks ? &p->mkeys : &p->keys) = m->keys;
+        *(marks ? &p->mvalues : &p->values) = m->values;
+        *(marks ? &p->mlens : &p->lens) = m->values_len;
+        *(marks ? &p->mn : &p->n) = m->nkeys;
         m->keys = NULL;
         m->values = NULL;
         m->values_len = NULL;
@@ -209,6 +233,11 @@ static void pf_result(xpb_daemon *d, struct prefetch *p, const xpb_kv_result *r)
     else if (p->has_sm || p->n)
         xpb_log(XPB_LOG_INFO, "session %s: from NATS KV: %s, %zu unacknowledged sends", p->jid,
                 p->has_sm ? "XEP-0198 state" : "no XEP-0198 state", p->n);
+    if (!p->failed && marks_nats_loaded(d, p->jid, p->mkeys, p->mvalues, p->mlens, p->mn)) {
+        xpb_log(XPB_LOG_WARN, "session %s: its catch-up markers from NATS KV could not be "
+                              "kept (out of memory); not started here", p->jid);
+        p->failed = 1;
+    }
     sn->current = p;
     cluster_prefetched(d, p->idx, p->jid, p->failed ? XPB_ESTORE : 0);
     sn->current = NULL;
@@ -228,15 +257,20 @@ static void on_kv(void *ud, const xpb_kv_result *r)
         if (star) *star = '\0'; /* "<token>.*" */
         struct prefetch *p = pf_of(sn, tok);
         if (p) pf_result(d, p, r);
-    } else if (r->op == XPB_KV_PUT && r->bucket == 1 &&
+    } else if (r->op == XPB_KV_PUT && r->bucket == STATE_NATS_BUCKET_OUTBOX &&
                state_nats_outbox_key_parse(r->key, tok, sizeof tok, &id) == 0 &&
                xpb_nats_account_untoken(tok, jid, sizeof jid) == 0) {
         char err[256];
         snprintf(err, sizeof err, "NATS KV bucket %s did not store it within %u ms",
                  XPB_NATS_OUTBOX_BUCKET, XPB_KV_OP_TIMEOUT_MS);
         if (r->status != XPB_KV_OK) /* it may still land (a reconnect's buffer): take it back */
-            xpb_kv_submit(sn->kv, XPB_KV_DELETE, 1, r->key, NULL, 0);
+            xpb_kv_submit(sn->kv, XPB_KV_DELETE, STATE_NATS_BUCKET_OUTBOX, r->key, NULL, 0);
         sends_kept(d, jid, id, r->status == XPB_KV_OK ? 0 : XPB_ESTORE, err);
+    } else if (r->status == XPB_KV_UNREACHABLE && r->op == XPB_KV_PUT &&
+               r->bucket == STATE_NATS_BUCKET_MARKS) {
+        xpb_log(XPB_LOG_WARN, "NATS KV: catch-up marks under %s not stored within %u ms "
+                              "(a takeover fetches from an older marker)", r->key,
+                XPB_KV_OP_TIMEOUT_MS);
     } else if (r->status == XPB_KV_UNREACHABLE && r->op == XPB_KV_PUT) {
         d->ctr.outbox_errors++;
         xpb_log(XPB_LOG_WARN, "NATS KV: XEP-0198 state under %s not stored within %u ms "
@@ -254,10 +288,11 @@ int state_nats_prefetch(xpb_daemon *d, size_t idx, const char *jid)
         return XPB_ENOMEM;
     }
     snprintf(pat, sizeof pat, "%s.*", tok);
-    int rc = xpb_kv_submit(sn->kv, XPB_KV_GET, 0, tok, NULL, 0);
-    if (!rc) rc = xpb_kv_submit(sn->kv, XPB_KV_FETCH, 1, pat, NULL, 0);
+    int rc = xpb_kv_submit(sn->kv, XPB_KV_GET, STATE_NATS_BUCKET_SM, tok, NULL, 0);
+    if (!rc) rc = xpb_kv_submit(sn->kv, XPB_KV_FETCH, STATE_NATS_BUCKET_OUTBOX, pat, NULL, 0);
+    if (!rc) rc = xpb_kv_submit(sn->kv, XPB_KV_FETCH, STATE_NATS_BUCKET_MARKS, pat, NULL, 0);
     p->idx = idx;
-    p->waiting = 2;
+    p->waiting = 3;
     if (rc) { /* a GET may be queued: it finds no prefetch and is ignored */
         pf_free(p);
         return rc;
@@ -272,9 +307,14 @@ int state_nats_init(xpb_daemon *d, const struct xpb_bus_nats_cfg *cfg, char *err
 {
     struct state_nats *sn = calloc(1, sizeof *sn);
     if (!sn) return XPB_ENOMEM;
-    static const char *const buckets[] = {XPB_NATS_SM_BUCKET, XPB_NATS_OUTBOX_BUCKET};
-    static const unsigned ttls[] = {0, 0}; /* kept until removed */
-    int rc = xpb_kv_open(&sn->kv, d->loop, cfg, buckets, ttls, 2, on_kv, d, err, errlen);
+    static const char *const buckets[] = {XPB_NATS_SM_BUCKET, XPB_NATS_OUTBOX_BUCKET,
+                                          XPB_NATS_MARKS_BUCKET};
+    static const unsigned ttls[] = {0, 0, 0}; /* kept until removed or replaced */
+    int rc = xpb_kv_open(&sn->kv, d->loop, cfg, buckets, ttls, 3, on_kv, d, err, errlen);
+    if (!rc && (rc = marks_nats_init(d)) != 0) {
+        snprintf(err, errlen, "out of memory");
+        xpb_kv_close(sn->kv, 0);
+    }
     if (rc) {
         free(sn);
         return rc;
@@ -288,6 +328,7 @@ void state_nats_free(xpb_daemon *d)
 {
     struct state_nats *sn = d->nstate;
     if (!sn) return;
+    marks_nats_free(d); /* the markers JetStream acknowledged go out with the rest */
     xpb_kv_close(sn->kv, 2000); /* the last removals and states go out first */
     while (sn->pf) {
         struct prefetch *p = sn->pf;

@@ -7,10 +7,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "xpb_bus_nats_wire.h"
 #include "xpb_error.h"
 
 #define SM_MAGIC "XPBSM1"
 #define OB_MAGIC "XPBOB1"
+#define MK_MAGIC "XPBMK1"
 #define HEAD_MAX 200u /* a header line is shorter than this */
 
 /* The header line of v (up to '\n') as a string in head; the offset past it. */
@@ -114,4 +116,101 @@ int state_nats_outbox_key_parse(const char *key, char *token, size_t toklen, uin
     token[dot - key] = '\0';
     *id = v;
     return 0;
+}
+
+int state_nats_marks_encode(xpb_buf *out, const state_nats_marks *m)
+{
+    char head[HEAD_MAX];
+    size_t lm = strlen(m->marker);
+    snprintf(head, sizeof head, MK_MAGIC " %zu %zu\n", lm, m->n);
+    if (xpb_buf_append_str(out, head) || xpb_buf_append(out, m->marker, lm)) return XPB_ENOMEM;
+    for (size_t i = 0; i < m->n; i++) {
+        char len[24];
+        size_t l = strlen(m->seen[i]);
+        snprintf(len, sizeof len, "%zu:", l);
+        if (xpb_buf_append_str(out, len) || xpb_buf_append(out, m->seen[i], l)) return XPB_ENOMEM;
+    }
+    return 0;
+}
+
+/* One "<len>:<bytes>" stanza-id at v[*at] into id. */
+static int take_id(const uint8_t *v, size_t len, size_t *at, char *id, size_t idlen)
+{
+    size_t l = 0, digits = 0;
+    while (*at < len && v[*at] >= '0' && v[*at] <= '9' && digits < 4) {
+        l = l * 10 + (size_t)(v[*at] - '0');
+        (*at)++;
+        digits++;
+    }
+    if (!digits || *at >= len || v[*at] != ':' || l == 0) return XPB_EINVAL;
+    (*at)++;
+    return take(v, len, at, l, id, idlen);
+}
+
+int state_nats_marks_decode(const uint8_t *v, size_t len, state_nats_marks *m)
+{
+    char head[HEAD_MAX], id[XPB_NATS_MARK_ID_MAX];
+    size_t at = 0, lm, n;
+    int end = 0;
+    memset(m, 0, sizeof *m);
+    if (head_line(v, len, head, &at) || sscanf(head, MK_MAGIC " %zu %zu%n", &lm, &n, &end) != 2 ||
+        head[end] != '\0' || n > XPB_NATS_MARKS_SEEN ||
+        take(v, len, &at, lm, m->marker, sizeof m->marker))
+        return XPB_EINVAL;
+    for (size_t i = 0; i < n; i++) {
+        int rc = take_id(v, len, &at, id, sizeof id);
+        if (!rc && !(m->seen[m->n] = strdup(id))) rc = XPB_ENOMEM;
+        if (rc) {
+            state_nats_marks_clear(m);
+            return rc;
+        }
+        m->n++;
+    }
+    if (at != len) {
+        state_nats_marks_clear(m);
+        return XPB_EINVAL;
+    }
+    return 0;
+}
+
+void state_nats_marks_clear(state_nats_marks *m)
+{
+    for (size_t i = 0; i < m->n; i++) free(m->seen[i]);
+    memset(m, 0, sizeof *m);
+}
+
+int state_nats_marks_has(const state_nats_marks *m, const char *id)
+{
+    for (size_t i = m->n; i > 0; i--) /* newest first: a duplicate is usually recent */
+        if (strcmp(m->seen[i - 1], id) == 0) return 1;
+    return 0;
+}
+
+int state_nats_marks_add(state_nats_marks *m, const char *id)
+{
+    size_t l = strlen(id);
+    if (l == 0 || l >= XPB_NATS_MARK_ID_MAX) return XPB_ETOOBIG;
+    char *copy = NULL;
+    for (size_t i = 0; i < m->n; i++) /* kept already: it becomes the newest */
+        if (strcmp(m->seen[i], id) == 0) {
+            copy = m->seen[i];
+            memmove(&m->seen[i], &m->seen[i + 1], (m->n - i - 1) * sizeof *m->seen);
+            m->n--;
+            break;
+        }
+    if (!copy && !(copy = strdup(id))) return XPB_ENOMEM;
+    if (m->n == XPB_NATS_MARKS_SEEN) {
+        free(m->seen[0]);
+        memmove(&m->seen[0], &m->seen[1], (m->n - 1) * sizeof *m->seen);
+        m->n--;
+    }
+    m->seen[m->n++] = copy;
+    return 0;
+}
+
+size_t state_nats_marks_key(const char *token, const char *archive, char *out, size_t outlen)
+{
+    int n = snprintf(out, outlen, "%s.", token);
+    if (n < 0 || (size_t)n >= outlen) return outlen;
+    return (size_t)n + xpb_nats_account_token(archive, out + n, outlen - (size_t)n);
 }

@@ -132,6 +132,11 @@ const char *xpb_bus_request_id(const xpb_bus_request *req)
     return req->id;
 }
 
+void fake_bus_ack_all(void)
+{
+    if (G.bus) G.bus->st.acked_seq = G.bus->st.last_seq;
+}
+
 void xpb_bus_get_stats(const xpb_bus *b, xpb_bus_stats *out)
 {
     *out = b->st;
@@ -306,6 +311,14 @@ static void fkv_add_key(xpb_kv_result *r, const struct fkv_key *k, int with_valu
 }
 
 static int fkv_frozen;
+static int fkv_fail_puts;
+static char fkv_fail_bucket[32];
+
+void fake_kv_fail_puts(const char *bucket, int n)
+{
+    snprintf(fkv_fail_bucket, sizeof fkv_fail_bucket, "%s", bucket);
+    fkv_fail_puts = n;
+}
 
 void fake_kv_freeze(int on)
 {
@@ -330,6 +343,11 @@ int xpb_kv_submit_bin(xpb_kv *kv, xpb_kv_op op, int bucket, const char *key, con
     p->r.key = key ? strdup(key) : NULL;
     p->r.sent_ms = fkv_now;
     const char *b = kv->names[bucket];
+    if (op == XPB_KV_PUT && fkv_fail_puts > 0 && strcmp(b, fkv_fail_bucket) == 0) {
+        fkv_fail_puts--; /* no leader, no answer: nothing stored */
+        p->r.status = XPB_KV_UNREACHABLE;
+        return 0;
+    }
     struct fkv_key *k = key && op != XPB_KV_FETCH ? fkv_find(b, key, op == XPB_KV_CREATE ||
                                                     op == XPB_KV_PUT || op == XPB_KV_UPDATE)
                                                   : NULL;
@@ -400,8 +418,13 @@ static void fkv_free_result(struct fkv_pending *p)
 
 size_t fake_kv_deliver(void)
 {
+    return fake_kv_deliver_n((size_t)-1);
+}
+
+size_t fake_kv_deliver_n(size_t max)
+{
     size_t n = 0;
-    while (fkv_nq > 0) { /* in order; a callback may queue more */
+    while (fkv_nq > 0 && n < max) { /* in order; a callback may queue more */
         struct fkv_pending p = FKV_Q[0];
         memmove(FKV_Q, FKV_Q + 1, (fkv_nq - 1) * sizeof FKV_Q[0]);
         fkv_nq--;
@@ -429,6 +452,16 @@ int fake_kv_get(const char *bucket, const char *key_prefix, size_t *len)
     return n;
 }
 
+const uint8_t *fake_kv_value(const char *bucket, const char *key, size_t *len)
+{
+    for (size_t i = 0; i < FKV_KEYS; i++)
+        if (FKV[i].live && strcmp(FKV[i].bucket, bucket) == 0 && strcmp(FKV[i].key, key) == 0) {
+            *len = FKV[i].len;
+            return FKV[i].val;
+        }
+    return NULL;
+}
+
 void fake_kv_set_clock(int64_t ms)
 {
     fkv_now = ms;
@@ -438,6 +471,7 @@ void fake_kv_wipe(void)
 {
     for (size_t i = 0; i < fkv_nq; i++) fkv_free_result(&FKV_Q[i]);
     fkv_nq = 0;
+    fkv_fail_puts = 0;
     for (size_t i = 0; i < FKV_KEYS; i++) free(FKV[i].val);
     memset(FKV, 0, sizeof FKV);
 }

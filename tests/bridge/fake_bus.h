@@ -31,18 +31,26 @@ const Xpb__V1__Event *fake_bus_event(size_t i);
 /* The last "state" event of account, or NULL. */
 const Xpb__V1__SessionState *fake_bus_last_state(const char *account);
 void fake_bus_clear_events(void);
+/* The back end acknowledges every event published so far (acked_seq = last_seq;
+ * it stays 0 until this is called, like JetStream before its first ack). */
+void fake_bus_ack_all(void);
 /* Frees every request and event (after the daemon is freed). */
 void fake_bus_reset(void);
 
 /* The fake JetStream KV (xpb_bus_kv.h): operations take effect at once,
  * their results wait for fake_kv_deliver (in order; returns how many). */
 size_t fake_kv_deliver(void);
+size_t fake_kv_deliver_n(size_t max); /* the oldest max results only */
 size_t fake_kv_pending(void);
 /* How many live keys of bucket start with key_prefix (*len: one's value size). */
 int fake_kv_get(const char *bucket, const char *key_prefix, size_t *len);
+/* The live value of key (*len bytes), or NULL. */
+const uint8_t *fake_kv_value(const char *bucket, const char *key, size_t *len);
 void fake_kv_set_clock(int64_t ms); /* what xpb_kv_now_ms returns */
 void fake_kv_wipe(void);            /* empties the store and the results */
 void fake_kv_freeze(int on);        /* on: every operation is refused (a dead process) */
+/* The next n puts to bucket are queued but answered UNREACHABLE, nothing stored. */
+void fake_kv_fail_puts(const char *bucket, int n);
 void fake_kv_drop_bucket(const char *bucket); /* its keys lapse (a ttl ran out) */
 
 #endif

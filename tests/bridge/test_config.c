@@ -514,7 +514,7 @@ static void test_nats_group(void **state)
         "nats = { servers = [ \"nats://a:4222\", \"tls://b:4222\" ]; bridge_id = \"b1\";\n"
         "  ca_file = \"/ca\"; cert_file = \"/c\"; key_file = \"/k\"; creds_file = \"/cr\";\n"
         "  replicas = 3; storage = \"memory\"; max_age_s = 3600; max_bytes = 1000000;\n"
-        "  lease_ttl_s = 20; max_sessions = 500; only_listed_servers = true; };\n";
+        "  lease_ttl_s = 20; max_sessions = 500; only_listed_servers = true; shards = 64; };\n";
     assert_int_equal(xpb_config_parse_string(&c, good, "n.conf", err, sizeof err), 0);
     assert_true(c.bus_nats);
     assert_int_equal(c.nats.n_servers, 2);
@@ -526,6 +526,7 @@ static void test_nats_group(void **state)
     assert_int_equal(c.nats.max_age_s, 3600);
     assert_int_equal(c.nats.lease_ttl_s, 20);
     assert_int_equal(c.nats.max_sessions, 500);
+    assert_int_equal(c.nats.shards, 64);
     assert_true(c.nats.leases);
     assert_true(c.nats.only_listed_servers);
     xpb_config_clear(&c);
@@ -535,6 +536,7 @@ static void test_nats_group(void **state)
     assert_false(c.bus_nats);
     assert_true(c.nats.leases);
     assert_int_equal(c.nats.lease_ttl_s, XPB_CONFIG_DEFAULT_LEASE_TTL_S);
+    assert_int_equal(c.nats.shards, 0);
     xpb_config_clear(&c);
     static const struct {
         const char *text, *err;
@@ -548,6 +550,7 @@ static void test_nats_group(void **state)
          "n.conf:1: nats.storage must be \"file\" or \"memory\", not \"disk\""},
         {"nats = { replicas = 7; };", "n.conf:1: nats.replicas must be 1..5, not 7"},
         {"nats = { lease_ttl_s = 1; };", "n.conf:1: nats.lease_ttl_s must be 3..3600, not 1"},
+        {"nats = { shards = 65537; };", "n.conf:1: nats.shards must be 0..65536, not 65537"},
         {"nats = { sever = [ ]; };", "n.conf:1: nats.sever: unknown setting"},
         {"nats = { cert_file = \"/c\"; };", "n.conf:1: nats.cert_file and key_file go together"},
     };

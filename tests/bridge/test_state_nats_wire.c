@@ -1,7 +1,8 @@
 /* Tests for bridge/daemon/state_nats_wire.c, the values the NATS state back
- * end keeps in KV (xpb_sm, xpb_outbox): what is encoded decodes to the same
- * state and send; truncated, padded or foreign values are refused; outbox
- * keys carry the account token and the id. */
+ * end keeps in KV (xpb_sm, xpb_outbox, xpb_marks): what is encoded decodes to
+ * the same state, send and marks; truncated, padded or foreign values are
+ * refused; outbox keys carry the account token and the id, marks keys the
+ * archive's token; the seen stanza-ids keep the newest XPB_NATS_MARKS_SEEN. */
 // clang-format off
 #include <setjmp.h>
 #include <stdarg.h>
@@ -11,6 +12,7 @@
 // clang-format on
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "state_nats_wire.h"
@@ -118,6 +120,84 @@ static void test_outbox_keys(void **state)
     assert_int_equal(state_nats_outbox_key_parse(key, tok, 8, &id), XPB_EINVAL); /* no room */
 }
 
+static void test_marks_round_trip(void **state)
+{
+    (void)state;
+    state_nats_marks in, out;
+    memset(&in, 0, sizeof in);
+    snprintf(in.marker, sizeof in.marker, "2026-12-06T07:00:00Z 1ec1-ab");
+    assert_int_equal(state_nats_marks_add(&in, "id-1"), 0);
+    assert_int_equal(state_nats_marks_add(&in, "id with\nnewline and 12:colon"), 0);
+    xpb_buf b;
+    xpb_buf_init(&b, 0);
+    assert_int_equal(state_nats_marks_encode(&b, &in), 0);
+    assert_int_equal(state_nats_marks_decode((const uint8_t *)b.data, b.len, &out), 0);
+    assert_string_equal(out.marker, in.marker);
+    assert_int_equal(out.n, 2);
+    assert_string_equal(out.seen[0], "id-1");
+    assert_string_equal(out.seen[1], "id with\nnewline and 12:colon");
+    assert_true(state_nats_marks_has(&out, "id-1"));
+    assert_false(state_nats_marks_has(&out, "id-2"));
+    state_nats_marks_clear(&out);
+    /* one byte short, one byte more, another magic: refused, nothing kept */
+    assert_int_equal(state_nats_marks_decode((const uint8_t *)b.data, b.len - 1, &out),
+                     XPB_EINVAL);
+    assert_int_equal(out.n, 0);
+    assert_int_equal(xpb_buf_append(&b, "x", 1), 0);
+    assert_int_equal(state_nats_marks_decode((const uint8_t *)b.data, b.len, &out), XPB_EINVAL);
+    ((char *)b.data)[5] = '9';
+    assert_int_equal(state_nats_marks_decode((const uint8_t *)b.data, b.len - 1, &out),
+                     XPB_EINVAL);
+    static const char *const bad[] = {"XPBMK1 0 1\n0:", "XPBMK1 0 1\n3:ab", "XPBMK1 0 1\n2ab",
+                                      "XPBMK1 0 65\n", "XPBMK1 3 0\nab"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        if (state_nats_marks_decode((const uint8_t *)bad[i], strlen(bad[i]), &out) != XPB_EINVAL)
+            fail_msg("accepted: %s", bad[i]);
+    xpb_buf_free(&b);
+    /* no marker, no ids: a value all the same */
+    state_nats_marks_clear(&in);
+    xpb_buf_init(&b, 0);
+    assert_int_equal(state_nats_marks_encode(&b, &in), 0);
+    assert_int_equal(state_nats_marks_decode((const uint8_t *)b.data, b.len, &out), 0);
+    assert_string_equal(out.marker, "");
+    assert_int_equal(out.n, 0);
+    xpb_buf_free(&b);
+}
+
+static void test_marks_keep_the_newest(void **state)
+{
+    (void)state;
+    state_nats_marks m;
+    memset(&m, 0, sizeof m);
+    char id[32];
+    for (unsigned i = 0; i < XPB_NATS_MARKS_SEEN + 10; i++) {
+        snprintf(id, sizeof id, "s%u", i);
+        assert_int_equal(state_nats_marks_add(&m, id), 0);
+    }
+    assert_int_equal(m.n, XPB_NATS_MARKS_SEEN);
+    assert_false(state_nats_marks_has(&m, "s9"));
+    assert_true(state_nats_marks_has(&m, "s10"));
+    /* seen again: it becomes the newest and survives the next ten */
+    assert_int_equal(state_nats_marks_add(&m, "s10"), 0);
+    assert_int_equal(m.n, XPB_NATS_MARKS_SEEN);
+    for (unsigned i = 0; i < 10; i++) {
+        snprintf(id, sizeof id, "t%u", i);
+        assert_int_equal(state_nats_marks_add(&m, id), 0);
+    }
+    assert_true(state_nats_marks_has(&m, "s10"));
+    assert_false(state_nats_marks_has(&m, "s11"));
+    char longid[XPB_NATS_MARK_ID_MAX + 1];
+    memset(longid, 'a', sizeof longid - 1);
+    longid[sizeof longid - 1] = '\0';
+    assert_int_equal(state_nats_marks_add(&m, longid), XPB_ETOOBIG);
+    assert_int_equal(state_nats_marks_add(&m, ""), XPB_ETOOBIG);
+    state_nats_marks_clear(&m);
+    char key[128];
+    state_nats_marks_key("bot_40example_2Ecom", "room@conf.example.com", key, sizeof key);
+    assert_string_equal(key, "bot_40example_2Ecom.room_40conf_2Eexample_2Ecom");
+    assert_true(state_nats_marks_key("tok", "room@conf.example.com", key, 8) >= 8);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -125,6 +205,8 @@ int main(void)
         cmocka_unit_test(test_sm_refuses_bad_values),
         cmocka_unit_test(test_outbox_round_trip),
         cmocka_unit_test(test_outbox_keys),
+        cmocka_unit_test(test_marks_round_trip),
+        cmocka_unit_test(test_marks_keep_the_newest),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

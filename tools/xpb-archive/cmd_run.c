@@ -4,7 +4,10 @@
  * nothing twice; at start the journal is replayed from it, then events are
  * followed live, and a hole in the live stream is replayed (tail_resume.c,
  * shared with xpbctl tail). A full disk rolls the batch back: the resume
- * point stays, and once writing works again the journal is replayed from it. */
+ * point stays, and once writing works again the journal is replayed from it.
+ * Over NATS (--nats) a durable JetStream consumer keeps the place instead:
+ * each stream message is acknowledged only after its transaction committed,
+ * and one that was rolled back is delivered again. */
 #define _XOPEN_SOURCE 700 /* sigaction */
 #include <inttypes.h>
 #include <signal.h>
@@ -23,6 +26,7 @@
 #define RUN_PRUNE_EVERY_S 3600      /* with --keep-days */
 #define RUN_REPLAY_RETRY_S 2        /* a replay the bridge did not answer, tried again */
 #define RUN_ARENA_BLOCK (64 * 1024) /* one event's plain record */
+#define RUN_NATS_DURABLE "xpb-archive" /* --nats without --durable */
 
 typedef struct run_args {
     const char *db;
@@ -96,6 +100,8 @@ typedef struct arch {
     int64_t cutoff_us;
     time_t last_prune;
     bool replay_owed;   /* the journal could not be replayed yet (the bridge was down) */
+    bool whole;         /* NATS: a stream message is ingested whole (acked as one) */
+    ctl_sub *sub;
     time_t replay_tried;
     char err[XA_ERR_MAX];
 } arch;
@@ -157,7 +163,7 @@ static int deliver(void *ud, const Xpb__V1__Event *ev)
     if (ev->seq > a->res.journal_last) a->res.journal_last = ev->seq;
     if (a->in_tx >= a->batch && commit(a)) return 1;
     figures(a);
-    return stop_flag ? 1 : 0;
+    return stop_flag && !a->whole ? 1 : 0;
 }
 
 static void maybe_prune(arch *a, const run_args *args)
@@ -222,6 +228,34 @@ static int follow(arch *a, ctl_sub *sub, const run_args *args)
     return 0;
 }
 
+/* Over NATS: the durable consumer's messages, each one's events in a
+ * transaction; a message is acknowledged (by the next ctl_sub_next, or at
+ * close) only once that committed. A failed transaction's message is handed
+ * back (ctl_sub_redeliver). No journal replay: the consumer keeps the place,
+ * whichever bridges published; the archive stores a message seen twice once. */
+static int follow_nats(arch *a, ctl_sub *sub, const run_args *args)
+{
+    snprintf(a->res.journal_id, sizeof a->res.journal_id, "nats");
+    while (!stop_flag && !a->failed) {
+        const uint8_t *data = NULL;
+        size_t len = 0;
+        int rc = ctl_sub_next(sub, &data, &len);
+        figures(a);
+        maybe_prune(a, args);
+        if (rc == CTL_SUB_TIMEOUT) continue;
+        if (rc) return rc;
+        size_t topic_len = 0;
+        Xpb__V1__EventBatch *b = tail_batch_decode(a->bus, data, len, &topic_len);
+        if (!b) continue; /* not a batch of ours: acknowledged and skipped */
+        for (size_t i = 0; i < b->n_event; i++)
+            if (deliver(a, b->event[i])) break;
+        xpb__v1__event_batch__free_unpacked(b, NULL);
+        commit(a);
+    }
+    if (a->failed) ctl_sub_redeliver(sub);
+    return 0;
+}
+
 /* From the resume point the database holds: replay, then live. */
 static int catch_up_and_follow(arch *a, ctl_sub *sub, const run_args *args)
 {
@@ -231,6 +265,7 @@ static int catch_up_and_follow(arch *a, ctl_sub *sub, const run_args *args)
         fail(a, rc);
         return XA_EXIT_FAIL;
     }
+    if (a->whole) return follow_nats(a, sub, args);
     a->res.last = a->seq = seq;
     a->res.path = NULL;
     a->res.hold = true;
@@ -289,7 +324,9 @@ static int run_run(const xpbctl_command *cmd, const xpbctl_globals *g, void *arg
     ctl bus;
     int rc = ctl_init(&bus, cmd->page.name, g);
     if (rc) return rc;
+    if (bus.nats && !bus.durable) bus.durable = RUN_NATS_DURABLE;
     arch a = {0};
+    a.whole = bus.nats != NULL;
     a.batch = args->batch.set ? (uint64_t)args->batch.v : RUN_DEFAULT_BATCH;
     a.bus = &bus;
     if (!(a.db = xa_cmd_open("run", args->db, XA_OPEN_CREATE))) return XA_EXIT_FAIL;
@@ -301,6 +338,7 @@ static int run_run(const xpbctl_command *cmd, const xpbctl_globals *g, void *arg
         maybe_prune(&a, args);
         /* Subscribe before replaying: nothing published meanwhile falls between. */
         rc = a.failed ? XA_EXIT_FAIL : ctl_sub_open(&bus, NULL, 0, &sub);
+        a.sub = sub;
         if (!rc) rc = run_loop(&a, sub, args);
     } else {
         rc = XA_EXIT_FAIL;
@@ -319,9 +357,11 @@ const xpbctl_command xa_cmd_run = {
             .name = "run",
             .summary = "archive the bridge's messages as they come",
             .usage = "xpb-archive run --db FILE [--keep-days N] [--batch N] [--progress] "
-                     "[--events URL] [--requests URL]",
+                     "[--events URL] [--requests URL] [--nats URL [--durable NAME]]",
             .synopsis = "    xpb-archive run --db FILE [--keep-days N] [--batch N] [--progress]\n"
-                        "                    [--events URL] [--requests URL] [--timeout MS]\n",
+                        "                    [--events URL] [--requests URL] [--timeout MS]\n"
+                        "    xpb-archive run --db FILE --nats URL [--durable NAME]\n"
+                        "                    [--keep-days N] [--progress]\n",
             .description =
                 "    Reads the bridge's events and stores each message once in FILE (created\n"
                 "    when missing; SQLite in WAL mode). Archived: messages received (a\n"
@@ -343,6 +383,15 @@ const xpbctl_command xa_cmd_run = {
                 "    is rolled back, the resume point stays, and run tries again every\n"
                 "    5 seconds from there.\n"
                 "\n"
+                "    With --nats (bridges sharing accounts over NATS JetStream,\n"
+                "    docs/scaling.md) run reads stream XPB_EVENTS, every bridge's events,\n"
+                "    with the durable consumer NAME (--durable, default xpb-archive): each\n"
+                "    stream message (one event batch) is one transaction and is\n"
+                "    acknowledged only after it committed; a kill before that, or a full\n"
+                "    disk, has JetStream deliver it again, and the archive stores a message\n"
+                "    it sees twice once. Archivers that share NAME share the events. No\n"
+                "    journal replay: the consumer keeps the place.\n"
+                "\n"
                 "    While catching up, a progress line on standard error (when it is a\n"
                 "    terminal, or with --progress): messages stored, duplicates, changes,\n"
                 "    msgs/s and how many seqs behind the bridge's newest. SIGUSR1 prints the\n"
@@ -352,6 +401,8 @@ const xpbctl_command xa_cmd_run = {
                            "       newer xpb-archive, read-only) or failed while running\n"
                            "    2  usage error\n",
             .examples = "    xpb-archive run --db /var/lib/xpb-archive/archive.db\n"
+                        "    xpb-archive run --db archive.db --nats nats://10.0.0.1:4222,"
+                        "nats://10.0.0.2:4222\n"
                         "    xpb-archive run --db archive.db --keep-days 365 --progress\n"
                         "    kill -USR1 $(pidof xpb-archive)\n",
         },

@@ -54,7 +54,7 @@ static const xpbctl_command *find_command(const char *name)
     return NULL;
 }
 
-/* The bus options of `run` (a subset of xpbctl's global options). */
+/* The bus options of `run` (a subset of xpbctl's global options, NATS included). */
 static const xpbctl_opt bus_opts[] = {
     {.name = "--requests",
      .arg = "URL",
@@ -81,6 +81,25 @@ static const xpbctl_opt bus_opts[] = {
      .unit = "ms",
      .offset = XPBCTL_AT(xpbctl_globals, timeout),
      .help = "how long to wait for a replay page (default 15000)"},
+    {.name = "--nats",
+     .arg = "URL",
+     .kind = XPBCTL_STR,
+     .min = 1,
+     .max = 4095,
+     .offset = XPBCTL_AT(xpbctl_globals, nats),
+     .help = "read the events of bridges sharing accounts over NATS\n"
+             "instead of one bridge's sockets: nats://HOST:PORT, or\n"
+             "several separated by commas (stream XPB_EVENTS, a durable\n"
+             "JetStream consumer; --events and --requests are not used)"},
+    {.name = "--durable",
+     .arg = "NAME",
+     .kind = XPBCTL_STR,
+     .min = 1,
+     .max = 64,
+     .offset = XPBCTL_AT(xpbctl_globals, durable),
+     .help = "with --nats: the consumer's durable name (default\n"
+             "xpb-archive); it keeps the place across runs, and runs\n"
+             "that share it share the events"},
     {0},
 };
 

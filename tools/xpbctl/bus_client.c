@@ -418,6 +418,11 @@ int ctl_sub_next(ctl_sub *s, const uint8_t **data, size_t *len)
     return 0;
 }
 
+void ctl_sub_redeliver(ctl_sub *s)
+{
+    if (s && s->nats) nats_ctl_sub_redeliver(s->nats);
+}
+
 void ctl_sub_close(ctl_sub *s)
 {
     if (!s) return;

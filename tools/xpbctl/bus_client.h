@@ -58,6 +58,10 @@ int ctl_sub_open(ctl *c, const char *const *prefixes, size_t n, ctl_sub **out);
 /* The next message (valid until the next call): 0, CTL_SUB_TIMEOUT, or an
  * exit status (printed). */
 int ctl_sub_next(ctl_sub *s, const uint8_t **data, size_t *len);
+/* Over NATS the message ctl_sub_next returned is acknowledged by the next
+ * ctl_sub_next or by ctl_sub_close (an archiver acknowledges what it has
+ * committed); this takes that back: JetStream delivers it again. NNG: nothing. */
+void ctl_sub_redeliver(ctl_sub *s);
 void ctl_sub_close(ctl_sub *s);
 /* Waits until the subscription is connected to the bridge (so an event
  * published after this returns is received): 0, or XPBCTL_EXIT_NOREPLY

@@ -19,7 +19,8 @@ static int connect_to(const char *cmd, const char *servers, natsConnection **nc)
     const char *list[NATS_MAX_SERVERS];
     int n = 0;
     if (snprintf(buf, sizeof buf, "%s", servers) >= (int)sizeof buf) {
-        fprintf(stderr, "xpbctl: %s: --nats is longer than %zu bytes\n", cmd, sizeof buf - 1);
+        fprintf(stderr, "%s: %s: --nats is longer than %zu bytes\n", xpbctl_prog, cmd,
+                sizeof buf - 1);
         return XPBCTL_EXIT_USAGE;
     }
     for (char *p = buf, *comma; p && *p && n < NATS_MAX_SERVERS; p = comma ? comma + 1 : NULL) {
@@ -35,8 +36,8 @@ static int connect_to(const char *cmd, const char *servers, natsConnection **nc)
     if (s == NATS_OK) s = natsConnection_Connect(nc, o);
     natsOptions_Destroy(o);
     if (s != NATS_OK) {
-        fprintf(stderr, "xpbctl: %s: cannot connect to NATS at %s: %s\n", cmd, servers,
-                natsStatus_GetText(s));
+        fprintf(stderr, "%s: %s: cannot connect to NATS at %s: %s\n", xpbctl_prog, cmd,
+                servers, natsStatus_GetText(s));
         return XPBCTL_EXIT_NOREPLY;
     }
     return 0;
@@ -64,8 +65,8 @@ int nats_ctl_request(const char *cmd, const char *servers, const char *account,
         if (*reply) memcpy(*reply, natsMsg_GetData(m), *rlen);
         else rc = XPBCTL_EXIT_FAIL;
     } else {
-        fprintf(stderr, "xpbctl: %s: no reply on %s within %ld ms: %s%s\n", cmd, subject,
-                timeout_ms, natsStatus_GetText(s),
+        fprintf(stderr, "%s: %s: no reply on %s within %ld ms: %s%s\n", xpbctl_prog, cmd,
+                subject, timeout_ms, natsStatus_GetText(s),
                 s == NATS_NO_RESPONDERS ? " (no bridge owns the account now)" : "");
         rc = XPBCTL_EXIT_NOREPLY;
     }
@@ -107,8 +108,8 @@ int nats_ctl_sub_open(const char *cmd, const char *servers, const char *durable,
     natsStatus st = natsConnection_JetStream(&s->js, s->nc, NULL);
     if (st == NATS_OK) st = js_PullSubscribe(&s->sub, s->js, subject, durable, NULL, &so, &jerr);
     if (st != NATS_OK) {
-        fprintf(stderr, "xpbctl: %s: cannot consume %s from stream %s: %s (%d)\n", cmd, subject,
-                XPB_NATS_STREAM, natsStatus_GetText(st), (int)jerr);
+        fprintf(stderr, "%s: %s: cannot consume %s from stream %s: %s (%d)\n", xpbctl_prog,
+                cmd, subject, XPB_NATS_STREAM, natsStatus_GetText(st), (int)jerr);
         nats_ctl_sub_close(s);
         return XPBCTL_EXIT_FAIL;
     }
@@ -154,14 +155,14 @@ int nats_ctl_sub_next(nats_ctl_sub *s, long poll_ms, const uint8_t **data, size_
                                                    &jerr);
             if (st == NATS_TIMEOUT) return -1;
             if (st == NATS_CONNECTION_CLOSED || st == NATS_INVALID_SUBSCRIPTION) {
-                fprintf(stderr, "xpbctl: %s: fetch from %s: %s (%d)\n", s->cmd, XPB_NATS_STREAM,
-                        natsStatus_GetText(st), (int)jerr);
+                fprintf(stderr, "%s: %s: fetch from %s: %s (%d)\n", xpbctl_prog, s->cmd,
+                        XPB_NATS_STREAM, natsStatus_GetText(st), (int)jerr);
                 return XPBCTL_EXIT_FAIL;
             }
             if (st != NATS_OK) { /* a node lost, a consumer leader being elected: again */
                 if (!s->warned++)
-                    fprintf(stderr, "xpbctl: %s: fetch from %s: %s (%d); retrying\n", s->cmd,
-                            XPB_NATS_STREAM, natsStatus_GetText(st), (int)jerr);
+                    fprintf(stderr, "%s: %s: fetch from %s: %s (%d); retrying\n", xpbctl_prog,
+                            s->cmd, XPB_NATS_STREAM, natsStatus_GetText(st), (int)jerr);
                 nats_Sleep(poll_ms);
                 return -1;
             }
@@ -174,6 +175,13 @@ int nats_ctl_sub_next(nats_ctl_sub *s, long poll_ms, const uint8_t **data, size_
         }
         natsMsg_Ack(m, NULL); /* not one of ours: skip it */
     }
+}
+
+void nats_ctl_sub_redeliver(nats_ctl_sub *s)
+{
+    if (s->last) natsMsg_Nak(s->last, NULL);
+    s->last = NULL;
+    for (; s->next < s->list.Count; s->next++) natsMsg_Nak(s->list.Msgs[s->next], NULL);
 }
 
 void nats_ctl_sub_close(nats_ctl_sub *s)

@@ -24,6 +24,10 @@ int nats_ctl_sub_open(const char *cmd, const char *servers, const char *durable,
                       const char *subject, nats_ctl_sub **out);
 /* 0 with the frame, -1 (nothing within poll_ms), or an exit status. */
 int nats_ctl_sub_next(nats_ctl_sub *s, long poll_ms, const uint8_t **data, size_t *len);
+/* The message last handed out (and the rest of the fetched ones) is not
+ * acknowledged: JetStream delivers it again (negative acknowledgement). */
+void nats_ctl_sub_redeliver(nats_ctl_sub *s);
+/* Acknowledges the message last handed out, then closes. */
 void nats_ctl_sub_close(nats_ctl_sub *s);
 
 #endif

@@ -54,6 +54,7 @@ typedef struct xpb_account_cfg {
 /* nats = { ... } (docs/configuration.md "nats"): the NATS JetStream bus
  * (bus.backend = "nats") and the account leases shared by many bridges. */
 #define XPB_CONFIG_DEFAULT_LEASE_TTL_S 10u
+#define XPB_CONFIG_MAX_SHARDS 65536u /* nats.shards: lease keys the accounts are grouped into */
 typedef struct xpb_nats_config {
     char **servers;       /* nats://host:port */
     size_t n_servers;
@@ -68,8 +69,9 @@ typedef struct xpb_nats_config {
     int only_listed_servers; /* ignore the servers the cluster announces */
     int leases;           /* accounts owned by KV leases (default on with the nats back end) */
     unsigned lease_ttl_s; /* a claim lapses this long after its last renewal */
-    unsigned max_sessions; /* accounts this bridge takes at most (0: no limit) */
-    int local_state; /* 1: XEP-0198 state and sends in the state directory, not NATS KV */
+    unsigned max_sessions; /* accounts (shards) this bridge takes at most (0: no limit) */
+    unsigned shards;      /* accounts grouped into this many lease keys (0: one per account) */
+    int local_state; /* 1: XEP-0198 state, sends, MAM marks in the state dir, not NATS KV */
 } xpb_nats_config;
 
 typedef struct xpb_config {

@@ -35,9 +35,13 @@
  * on one worker thread): longer, so a busy bridge does not queue saves faster
  * than KV takes them; a takeover gets at most this much again from the server. */
 #define XPB_DAEMON_SM_SAVE_KV_MS 250u
-/* A send's KV put that fails is tried this many more times (1.5 s each at
- * most) before the send is refused: longer than a stream's leader election. */
+/* A send's KV put that fails is tried this many more times, after a pause
+ * of 250 ms doubling to 2 s (a put to a stream without a leader fails at
+ * once; one without an answer takes 1.5 s), before the send is refused:
+ * 11.75 s of pauses at least, longer than a stream's leader election. */
 #define XPB_DAEMON_KV_PUT_TRIES 8u
+#define XPB_DAEMON_KV_RETRY_MIN_MS 250u
+#define XPB_DAEMON_KV_RETRY_MAX_MS 2000u
 /* Group commit of the outbox (sends.c): a batch is committed this long after
  * its first row (0: on the loop's next turn). 1 ms measured no better. */
 #ifndef XPB_DAEMON_COMMIT_MS

@@ -147,6 +147,7 @@ struct xpb_daemon {
     const struct state_ops *state; /* where sends and XEP-0198 state are kept; NULL: nowhere */
     struct state_nats *nstate;     /* state_nats.c's, with the NATS state back end */
     char state_dir[4096]; /* its directory, for errors */
+    xpb_wake *store_wake; /* the store thread's completions wake the loop (state.c) */
     xpb_timer *sm_timer;  /* keeps the XEP-0198 state of accounts with sm_dirty (sends.c) */
     int sm_timer_armed;
     /* Group commit (sends.c): sends whose outbox row is in the open batch,
@@ -250,6 +251,7 @@ struct send_prep {
     uint64_t outbox_id;
     int receipt;
     int in_batch;  /* its row is in the open batch (SEND_INBATCH): see sends_committed */
+    int put_rc;    /* the store thread's outcome for its row (-1: not yet) */
     char err[256]; /* why the outbox refused it, when it did */
 };
 #define SEND_RECEIPT 1u  /* SendStanza.receipt */
@@ -264,11 +266,15 @@ struct send_prep {
  * answered (ERR_STORAGE naming the directory) and an error returned. */
 int sends_accept(struct account *a, xpb_bus_request *req, xpb_stanza *st, unsigned flags,
                  struct send_prep *p);
-/* Commits the open batch now (and sends and answers the deferred sends it
- * held): 0, or the store's error with err naming the directory (the batch's
- * rows are gone). Then sends_committed for each SEND_INBATCH prep. */
+/* Commits the open batch now, or with the store thread waits for the rows
+ * handed to it (and sends and answers the deferred sends it held): 0, or the
+ * store's error with err naming the directory (the batch's rows are gone).
+ * Then sends_committed for each SEND_INBATCH prep: that item's outcome (rc,
+ * or with the store thread its row's own, err then set to its reason). */
 int sends_commit(xpb_daemon *d, char *err, size_t errlen);
-void sends_committed(struct account *a, struct send_prep *p, int rc);
+int sends_committed(struct account *a, struct send_prep *p, int rc, char *err, size_t errlen);
+/* The local store runs its thread: writes are handed to it (state.c). */
+int state_threaded(const xpb_daemon *d);
 /* The answer to a refused xpb_session_send. */
 void reply_send_error(struct account *a, xpb_bus_request *req, int rc);
 void reply_sent(struct account *a, xpb_bus_request *req, const char *id);

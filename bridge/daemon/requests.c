@@ -276,10 +276,10 @@ static void req_send_batch(struct account *a, xpb_bus_request *req, const Xpb__V
                        .textlen = sizeof texts[i]};
         if (it->prepared) {
             int was_batched = it->prep.in_batch;
-            sends_committed(a, &it->prep, crc);
+            int irc = sends_committed(a, &it->prep, crc, cerr, sizeof cerr);
             char *id = ids + i * (XPB_SESSION_ID_MAX + 8);
             uint64_t h;
-            if (crc && was_batched) {
+            if (irc && was_batched) {
                 refuse(&k, XPB__V1__ERROR_CODE__ERR_STORAGE, SEND_REFUSED_FMT, cerr);
                 sends_prep_free(&it->prep);
             } else if (send_handoff(a, &k, &it->st, &it->prep, &h, id,

@@ -72,6 +72,7 @@ static xpb_daemon *daemon_with_state(xpb_loop *loop)
     int rc = xpb_daemon_new(&d, loop, &cfg, err, sizeof err);
     xpb_config_clear(&cfg);
     if (rc != 0) fail_msg("xpb_daemon_new: %s", err);
+    fake_loop_set_settle(loop, xpb_daemon_settle, d); /* the store thread's work, then timers */
     return d;
 }
 

@@ -58,6 +58,7 @@ struct room {
 };
 
 struct account;
+struct batch_job;
 struct pending_iq {
     struct pending_iq *next, *prev;   /* every pending iq of the daemon */
     struct pending_iq *anext, *aprev; /* those of acc: what a response is matched against */
@@ -153,6 +154,7 @@ struct xpb_daemon {
     /* Group commit (sends.c): sends whose outbox row is in the open batch,
      * sent and answered by commit_timer once the batch is on disk. */
     struct deferred *deferred, **deferred_tail;
+    struct batch_job *jobs; /* SendBatch requests waiting for the store thread (requests.c) */
     xpb_timer *commit_timer;
     int commit_armed;
     char commit_err[768]; /* the last failed commit's reason */
@@ -241,6 +243,12 @@ int send_own(struct account *a, const xpb_stanza *st);
 void resend_presence(struct account *a);
 /* The bus request handler (an xpb_bus_handler) that bus_start gives the bus. */
 void on_request(void *ud, xpb_bus_request *req, const Xpb__V1__Request *r);
+/* A SendBatch's row is written (or failed): at its last, sends_arm. */
+void send_batch_kept(struct batch_job *j);
+/* Sends and answers every SendBatch whose rows are all written, in order. */
+void send_batch_run(xpb_daemon *d);
+/* a is going away: its waiting SendBatches are refused when they finish. */
+void send_batch_drop_account(struct account *a);
 
 /* ---- sends.c ------------------------------------------------------------------- */
 /* What sends_accept prepared for one send: its id, its packed record, its
@@ -252,6 +260,7 @@ struct send_prep {
     int receipt;
     int in_batch;  /* its row is in the open batch (SEND_INBATCH): see sends_committed */
     int put_rc;    /* the store thread's outcome for its row (-1: not yet) */
+    struct batch_job *job; /* the SendBatch it belongs to (requests.c), or NULL */
     char err[256]; /* why the outbox refused it, when it did */
 };
 #define SEND_RECEIPT 1u  /* SendStanza.receipt */
@@ -281,6 +290,9 @@ void reply_sent(struct account *a, xpb_bus_request *req, const char *id);
 /* Commits the open batch and sends and answers what it held (before the bus
  * goes away). */
 void sends_flush(xpb_daemon *d);
+/* After this turn: the deferred sends and SendBatches whose rows are written
+ * are sent and answered (the commit timer). */
+void sends_arm(xpb_daemon *d);
 /* The session refused it: forget its outbox row. */
 void sends_abort(struct account *a, struct send_prep *p);
 /* The session took it as handle h: track it, publish QUEUED, then what the

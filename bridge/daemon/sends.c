@@ -195,6 +195,14 @@ static void arm_commit_timer(xpb_daemon *d)
     xpb_timer_start(d->commit_timer, XPB_DAEMON_COMMIT_MS);
 }
 
+void sends_arm(xpb_daemon *d)
+{
+    arm_commit_timer(d);
+    if (d->commit_armed) return;
+    run_committed(d); /* no timer: out of memory */
+    send_batch_run(d);
+}
+
 /* The store thread wrote (or failed to write) a deferred send's row. */
 static void on_row_kept(void *ud, const char *account, uint64_t id, int rc, const char *err)
 {
@@ -206,8 +214,7 @@ static void on_row_kept(void *ud, const char *account, uint64_t id, int rc, cons
             if (rc) snprintf(d->commit_err, sizeof d->commit_err, "%s", err);
             break;
         }
-    arm_commit_timer(d);
-    if (!d->commit_armed) run_committed(d); /* no timer: out of memory */
+    sends_arm(d);
 }
 
 /* The store thread wrote (or failed to write) a row whose prep waits for it:
@@ -219,6 +226,7 @@ static void on_prep_kept(void *ud, const char *account, uint64_t id, int rc, con
     (void)id;
     p->put_rc = rc;
     if (rc) snprintf(p->err, sizeof p->err, "%s", err);
+    if (p->job) send_batch_kept(p->job);
 }
 
 /* With the store thread (state.c): the row is handed over. A single send
@@ -353,6 +361,7 @@ static void on_commit_timer(void *arg)
     d->commit_armed = 0;
     if (d->store) xpb_store_batch_commit(d->store);
     run_committed(d);
+    send_batch_run(d);
 }
 
 void sends_flush(xpb_daemon *d)
@@ -360,6 +369,7 @@ void sends_flush(xpb_daemon *d)
     xpb_store_wait(d->store); /* the store thread's rows: marked committed or failed */
     if (d->store) xpb_store_batch_commit(d->store);
     run_committed(d);
+    send_batch_run(d);
 }
 
 static int defer(struct account *a, xpb_bus_request *req, struct send_prep *p)
@@ -828,6 +838,7 @@ void sends_resend(struct account *a)
 void sends_account_free(struct account *a)
 {
     drop_deferred(a);
+    send_batch_drop_account(a);
     while (a->receipts) {
         struct receipt_wait *w = a->receipts;
         a->receipts = w->next;

@@ -36,6 +36,7 @@ typedef struct jbe {
     xpb_journal_event *ev;
     size_t nev, capev;
     int last_error; /* logged once until it changes or a commit works again */
+    unsigned inflight; /* flushes the store thread holds (at most XPB_BUS_JOURNAL_INFLIGHT_MAX) */
     xpb_bus_journal_stats st;
 } jbe;
 
@@ -248,6 +249,7 @@ static void on_appended(void *ud, const char *account, uint64_t id, int rc, cons
     (void)account;
     (void)id;
     flight *f = ud;
+    f->j->inflight--;
     count_append(f->j, f->nev, rc, err);
     publish_held(f->j, f->held, f->nheld);
     free(f->held);
@@ -258,6 +260,10 @@ static void on_appended(void *ud, const char *account, uint64_t id, int rc, cons
 /* 0 when the store thread took the flush (published once written). */
 static int hand_over(jbe *j)
 {
+    if (j->inflight >= XPB_BUS_JOURNAL_INFLIGHT_MAX) { /* bounded: wait for the disk */
+        j->st.waits++;
+        xpb_store_wait(j->store);
+    }
     int rc = collect_held(j);
     flight *f = rc == 0 ? calloc(1, sizeof *f) : NULL;
     if (f == NULL) return rc ? rc : XPB_ENOMEM;
@@ -266,6 +272,7 @@ static int hand_over(jbe *j)
         free(f);
         return XPB_ENOMEM;
     }
+    j->inflight++;
     j->held = NULL; /* the flight owns them now */
     j->nheld = j->capheld = 0;
     j->ev = NULL;

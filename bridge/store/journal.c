@@ -1,8 +1,9 @@
 /* The event journal (xpb_store.h): every published event is appended before
  * it is published, a flush's events in one transaction (group commit); replay
  * reads them back by seq; retention drops the oldest by size and age. The seq
- * goes on across restarts and across a journal trimmed to nothing (meta
- * 'last_seq'). */
+ * goes on across restarts (the highest seq kept) and across a journal
+ * trimmed to nothing (meta 'last_seq', written by the trim before it deletes:
+ * not at every append, whose commit then writes one page less). */
 #include "store_internal.h"
 
 #include <stdio.h>
@@ -92,7 +93,6 @@ int xpb_store_journal_append(xpb_store *s, const xpb_journal_event *ev, size_t n
         rc = append_one(s, &ev[i]);
         bytes += ev[i].record_len + strlen(ev[i].topic);
     }
-    if (rc == SQLITE_OK) rc = set_last(s, ev[n - 1].seq);
     if (rc == SQLITE_OK) rc = store_txn_commit(s);
     if (rc != SQLITE_OK) {
         int code = store_fail(s, rc, "journal append", err, errlen);
@@ -207,6 +207,8 @@ int xpb_store_journal_trim(xpb_store *s, int64_t now_us, char *err, size_t errle
     if (rc != SQLITE_OK) return store_fail(s, rc, "journal trim", err, errlen);
     uint64_t cut = by_size > by_age ? by_size : by_age;
     if (!cut) return 0;
+    rc = set_last(s, s->js.last_seq); /* the seq goes on when every row goes */
+    if (rc != SQLITE_OK) return store_fail(s, rc, "journal trim", err, errlen);
     sqlite3_stmt *q = store_stmt(s, ST_J_DELETE_TO);
     if (!q) return store_fail(s, sqlite3_errcode(s->db), "journal trim", err, errlen);
     sqlite3_bind_int64(q, 1, (sqlite3_int64)cut);

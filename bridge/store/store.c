@@ -47,6 +47,11 @@ static const char *const SQL[ST_COUNT] = {
     [ST_SEEN_TRIM] = "DELETE FROM seen WHERE rowid IN (SELECT rowid FROM seen WHERE "
                      "account = ?1 AND archive = ?2 ORDER BY seen_us, rowid LIMIT ?3)",
     [ST_SEEN_HAS] = "SELECT 1 FROM seen WHERE account = ?1 AND archive = ?2 AND stanza_id = ?3",
+    [ST_TX_BEGIN] = "BEGIN IMMEDIATE",
+    [ST_TX_COMMIT] = "COMMIT",
+    [ST_TX_SAVEPOINT] = "SAVEPOINT op",
+    [ST_TX_RELEASE] = "RELEASE op",
+    [ST_TX_ROLLBACK_TO] = "ROLLBACK TO op",
 };
 
 static const char SCHEMA[] =
@@ -314,21 +319,34 @@ void store_batch_end(xpb_store *s)
     if (s->batch) xpb_store_batch_commit(s);
 }
 
+int store_step_stmt(xpb_store *s, enum store_stmt which)
+{
+    sqlite3_stmt *q = store_stmt(s, which);
+    if (!q) return sqlite3_errcode(s->db);
+    int rc = sqlite3_step(q);
+    sqlite3_reset(q);
+    return rc == SQLITE_DONE || rc == SQLITE_ROW ? SQLITE_OK : rc;
+}
+
 int store_txn_begin(xpb_store *s)
 {
-    return sqlite3_exec(s->db, s->in_round ? "SAVEPOINT op" : "BEGIN IMMEDIATE", NULL, NULL, NULL);
+    return store_step_stmt(s, s->in_round ? ST_TX_SAVEPOINT : ST_TX_BEGIN);
 }
 
 int store_txn_commit(xpb_store *s)
 {
-    return sqlite3_exec(s->db, s->in_round ? "RELEASE op" : "COMMIT", NULL, NULL, NULL);
+    return store_step_stmt(s, s->in_round ? ST_TX_RELEASE : ST_TX_COMMIT);
 }
 
 void store_txn_rollback(xpb_store *s)
 {
     if (sqlite3_get_autocommit(s->db)) return; /* SQLite rolled it back already */
-    sqlite3_exec(s->db, s->in_round ? "ROLLBACK TO op; RELEASE op" : "ROLLBACK", NULL, NULL,
-                 NULL);
+    if (!s->in_round) {
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+        return;
+    }
+    store_step_stmt(s, ST_TX_ROLLBACK_TO);
+    store_step_stmt(s, ST_TX_RELEASE);
 }
 
 void xpb_store_close(xpb_store *s)

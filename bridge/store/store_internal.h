@@ -28,6 +28,11 @@ enum store_stmt {
     ST_SEEN_COUNT,
     ST_SEEN_TRIM,
     ST_SEEN_HAS,
+    ST_TX_BEGIN,    /* the statements of store_txn_*, prepared once: a round */
+    ST_TX_COMMIT,   /* runs them for every write in it */
+    ST_TX_SAVEPOINT,
+    ST_TX_RELEASE,
+    ST_TX_ROLLBACK_TO,
     ST_COUNT
 };
 
@@ -65,6 +70,8 @@ int store_sync_sends(xpb_store *s, char *err, size_t errlen);
  * the journal's figures loaded (xpb_store_open; the store thread's own
  * connection). */
 int store_open_db(xpb_store *s, char *err, size_t errlen);
+/* Steps a statement without parameters (BEGIN, COMMIT, ...): an SQLite code. */
+int store_step_stmt(xpb_store *s, enum store_stmt which);
 /* A transaction of its own, or inside the store thread's round a savepoint. */
 int store_txn_begin(xpb_store *s);
 int store_txn_commit(xpb_store *s);

@@ -100,7 +100,7 @@ static void run_round(struct store_thread *t, struct store_op *list)
     xpb_journal_stats js0 = w->js;
     uint64_t seen0 = w->seen_journal_errors;
     char err[768] = "";
-    int broken = sqlite3_exec(w->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK;
+    int broken = store_step_stmt(w, ST_TX_BEGIN) != SQLITE_OK;
     w->in_round = 1;
     w->batch_puts = 0;
     for (struct store_op *op = list; op && !broken; op = op->next) {
@@ -109,7 +109,7 @@ static void run_round(struct store_thread *t, struct store_op *list)
         broken = sqlite3_get_autocommit(w->db); /* SQLite rolled the round back */
     }
     w->in_round = 0;
-    if (!broken) broken = sqlite3_exec(w->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK;
+    if (!broken) broken = store_step_stmt(w, ST_TX_COMMIT) != SQLITE_OK;
     if (broken) {
         if (!sqlite3_get_autocommit(w->db)) sqlite3_exec(w->db, "ROLLBACK", NULL, NULL, NULL);
         w->js = js0;

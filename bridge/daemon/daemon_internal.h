@@ -11,7 +11,9 @@
  *               receipts, XEP-0198 state kept through the state back end
  *   state.c     the state directory; the local state back end (SQLite)
  *   state_nats.c the NATS state back end (KV buckets xpb_sm, xpb_outbox)
- * Everything runs on the loop thread; timers are the loop's (xpb_loop.h). */
+ * Everything runs on the loop thread; timers are the loop's (xpb_loop.h).
+ * The state directory's writes run on the store thread (xpb_store.h); their
+ * completions come back on the loop through store_wake (state.c). */
 #ifndef XPB_DAEMON_INTERNAL_H
 #define XPB_DAEMON_INTERNAL_H
 

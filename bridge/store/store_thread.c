@@ -23,13 +23,13 @@ struct store_op {
     char *account;
     uint64_t id;
     int rc;
-    char *err;                  /* the failure's text, or NULL */
+    char *err;                   /* the failure's text, or NULL */
     const xpb_journal_event *ev; /* OP_JOURNAL: the caller's, n of them */
-    size_t n;                   /* OP_JOURNAL, OP_SEEN */
-    int64_t now_us;             /* OP_TRIM, OP_SEEN */
-    xpb_outbox_item put;        /* OP_PUT: its strings and bytes owned */
-    xpb_sm_state *sm;           /* OP_SM_SAVE */
-    xpb_store_seen_item *seen;  /* OP_SEEN: n items, strings owned */
+    size_t n;                    /* OP_JOURNAL, OP_SEEN */
+    int64_t now_us;              /* OP_TRIM, OP_SEEN */
+    xpb_outbox_item put;         /* OP_PUT: its strings and bytes owned */
+    xpb_sm_state *sm;            /* OP_SM_SAVE */
+    xpb_store_seen_item *seen;   /* OP_SEEN: n items, strings owned */
 };
 
 struct store_thread {
@@ -72,13 +72,20 @@ static int run_seen(xpb_store *w, struct store_op *op, char *err, size_t errlen)
 static int run_op(xpb_store *w, struct store_op *op, char *err, size_t errlen)
 {
     switch (op->kind) {
-    case OP_JOURNAL: return xpb_store_journal_append(w, op->ev, op->n, err, errlen);
-    case OP_TRIM: return xpb_store_journal_trim(w, op->now_us, err, errlen);
-    case OP_PUT: return xpb_store_outbox_put(w, &op->put, err, errlen);
-    case OP_DONE: return xpb_store_outbox_done(w, op->account, op->id, err, errlen);
-    case OP_SM_SAVE: return xpb_store_sm_save(w, op->account, op->sm, err, errlen);
-    case OP_SM_CLEAR: return xpb_store_sm_clear(w, op->account, err, errlen);
-    case OP_SEEN: return run_seen(w, op, err, errlen);
+    case OP_JOURNAL:
+        return xpb_store_journal_append(w, op->ev, op->n, err, errlen);
+    case OP_TRIM:
+        return xpb_store_journal_trim(w, op->now_us, err, errlen);
+    case OP_PUT:
+        return xpb_store_outbox_put(w, &op->put, err, errlen);
+    case OP_DONE:
+        return xpb_store_outbox_done(w, op->account, op->id, err, errlen);
+    case OP_SM_SAVE:
+        return xpb_store_sm_save(w, op->account, op->sm, err, errlen);
+    case OP_SM_CLEAR:
+        return xpb_store_sm_clear(w, op->account, err, errlen);
+    case OP_SEEN:
+        return run_seen(w, op, err, errlen);
     }
     return XPB_EINVAL;
 }
@@ -147,7 +154,8 @@ static void *thread_main(void *arg)
     pthread_setname_np(pthread_self(), "xpb-store"); /* top -H, perf, gdb */
     pthread_mutex_lock(&t->mu);
     for (;;) {
-        while (!t->todo && !t->stop) pthread_cond_wait(&t->work, &t->mu);
+        while (!t->todo && !t->stop)
+            pthread_cond_wait(&t->work, &t->mu);
         if (!t->todo) break;
         struct store_op *list = t->todo;
         t->todo = NULL;
@@ -157,7 +165,8 @@ static void *thread_main(void *arg)
         run_round(t, list);
         pthread_mutex_lock(&t->mu);
         *t->done_tail = list;
-        while (*t->done_tail) t->done_tail = &(*t->done_tail)->next;
+        while (*t->done_tail)
+            t->done_tail = &(*t->done_tail)->next;
         t->js = t->w->js;
         t->running = 0;
         pthread_cond_broadcast(&t->idle);
@@ -306,7 +315,8 @@ void xpb_store_wait(xpb_store *s)
     struct store_thread *t = s ? s->t : NULL;
     if (!t) return;
     pthread_mutex_lock(&t->mu);
-    while (t->todo || t->running) pthread_cond_wait(&t->idle, &t->mu);
+    while (t->todo || t->running)
+        pthread_cond_wait(&t->idle, &t->mu);
     pthread_mutex_unlock(&t->mu);
     xpb_store_complete(s);
 }
@@ -377,9 +387,11 @@ int xpb_store_submit_outbox_put(xpb_store *s, const xpb_outbox_item *it, xpb_sto
     uint8_t *xml = malloc(it->xml_len ? it->xml_len : 1);
     if (xml) memcpy(xml, it->xml, it->xml_len);
     op->id = it->id;
-    op->put = (xpb_outbox_item){.account = op->account, .id = it->id,
+    op->put = (xpb_outbox_item){.account = op->account,
+                                .id = it->id,
                                 .stanza_id = dup_opt(it->stanza_id, &bad),
-                                .request_id = dup_opt(it->request_id, &bad), .xml = xml,
+                                .request_id = dup_opt(it->request_id, &bad),
+                                .xml = xml,
                                 .xml_len = it->xml_len};
     if (bad || !xml) {
         op_free(op);
@@ -410,8 +422,7 @@ int xpb_store_submit_sm_save(xpb_store *s, const char *account, const xpb_sm_sta
     return submit(s, op);
 }
 
-int xpb_store_submit_sm_clear(xpb_store *s, const char *account, xpb_store_done_cb cb,
-                              void *ud)
+int xpb_store_submit_sm_clear(xpb_store *s, const char *account, xpb_store_done_cb cb, void *ud)
 {
     struct store_op *op = op_new(s, OP_SM_CLEAR, account, cb, ud);
     return op ? submit(s, op) : no_op(s);

@@ -98,12 +98,14 @@ static xpb_store *open_threaded(uint64_t max_pages)
 }
 
 /* n events from seq on, each record rec_len bytes of 'r'; ev must live until done. */
-static void fill(xpb_journal_event *ev, size_t n, uint64_t seq, const uint8_t *rec,
-                 size_t rec_len)
+static void fill(xpb_journal_event *ev, size_t n, uint64_t seq, const uint8_t *rec, size_t rec_len)
 {
     for (size_t i = 0; i < n; i++)
-        ev[i] = (xpb_journal_event){.seq = seq + i, .time_us = 1, .topic = "message/a@x/",
-                                    .record = rec, .record_len = rec_len};
+        ev[i] = (xpb_journal_event){.seq = seq + i,
+                                    .time_us = 1,
+                                    .topic = "message/a@x/",
+                                    .record = rec,
+                                    .record_len = rec_len};
 }
 
 static int count_rows(void *ud, const xpb_journal_event *ev)
@@ -129,13 +131,12 @@ static void test_order_and_completion_on_the_callers_thread(void **state)
     fill(ev1, 10, 1, rec, sizeof rec);
     fill(ev2, 10, 11, rec, sizeof rec);
     uint8_t xml[8] = "<m/>";
-    xpb_outbox_item it = {.account = "a@x", .id = 7, .stanza_id = "s7", .xml = xml,
-                          .xml_len = 4};
+    xpb_outbox_item it = {.account = "a@x", .id = 7, .stanza_id = "s7", .xml = xml, .xml_len = 4};
     xpb_sm_state sm = {.h_in = 5, .h_out = 3, .saved_us = 9};
     snprintf(sm.id, sizeof sm.id, "sm-1");
     snprintf(sm.jid, sizeof sm.jid, "a@x/r");
-    xpb_store_seen_item seen = {.account = "a@x", .archive = "a@x", .stanza_id = "id1",
-                                .marker = "T id1"};
+    xpb_store_seen_item seen = {
+        .account = "a@x", .archive = "a@x", .stanza_id = "id1", .marker = "T id1"};
     assert_int_equal(xpb_store_submit_journal(s, ev1, 10, on_done, "j1"), 0);
     assert_int_equal(xpb_store_submit_outbox_put(s, &it, on_done, "put"), 0);
     it.xml = NULL; /* copied: the caller's buffer is free again */
@@ -144,7 +145,8 @@ static void test_order_and_completion_on_the_callers_thread(void **state)
     assert_int_equal(xpb_store_submit_seen(s, &seen, 1, 5, on_done, "seen"), 0);
     assert_int_equal(xpb_store_submit_outbox_done(s, "a@x", 7, on_done, "done"), 0);
     /* Nothing completes on the store thread: only here, when asked. */
-    for (int i = 0; i < 200 && atomic_load(&g_notified) == 0; i++) usleep(1000);
+    for (int i = 0; i < 200 && atomic_load(&g_notified) == 0; i++)
+        usleep(1000);
     assert_true(atomic_load(&g_notified) > 0);
     assert_int_equal(g_log.n, 0);
     xpb_store_wait(s);
@@ -164,8 +166,8 @@ static void test_order_and_completion_on_the_callers_thread(void **state)
     assert_int_equal(xpb_store_next_seq(s), 21);
     size_t rows = 0;
     uint64_t next = 0;
-    assert_int_equal(xpb_store_journal_read(s, 1, "", 0, count_rows, &rows, &next, g_err,
-                                            sizeof g_err), 0);
+    assert_int_equal(
+        xpb_store_journal_read(s, 1, "", 0, count_rows, &rows, &next, g_err, sizeof g_err), 0);
     assert_int_equal(rows, 20);
     assert_int_equal(next, 21);
     xpb_sm_state got;
@@ -252,8 +254,8 @@ static void test_full_disk_fails_each_write(void **state)
     assert_int_equal(js.append_errors, 1);
     /* A send's row refused with the cause; the seen write keeps its marker out. */
     static uint8_t big[20000];
-    xpb_outbox_item it = {.account = "a@x", .id = 1, .stanza_id = "s1", .xml = big,
-                          .xml_len = sizeof big};
+    xpb_outbox_item it = {
+        .account = "a@x", .id = 1, .stanza_id = "s1", .xml = big, .xml_len = sizeof big};
     xpb_store_seen_item seen = {.account = "a@x", .archive = "a@x", .marker = "T moved"};
     assert_int_equal(xpb_store_submit_outbox_put(s, &it, on_done, "put"), 0);
     assert_int_equal(xpb_store_submit_seen(s, &seen, 1, 5, on_done, "seen"), 0);
@@ -268,8 +270,8 @@ static void test_full_disk_fails_each_write(void **state)
     assert_int_equal(xpb_store_marker_get(s, "a@x", "a@x", m, sizeof m, g_err, sizeof g_err), 1);
     size_t rows = 0;
     uint64_t next = 0;
-    assert_int_equal(xpb_store_journal_read(s, 1, "", 0, count_rows, &rows, &next, g_err,
-                                            sizeof g_err), 0);
+    assert_int_equal(
+        xpb_store_journal_read(s, 1, "", 0, count_rows, &rows, &next, g_err, sizeof g_err), 0);
     assert_int_equal(rows, (size_t)i * 20);
     xpb_store_close(s);
 }

@@ -8,7 +8,7 @@ set(XPB_MAN_DIR ${CMAKE_BINARY_DIR}/man)
 # that this list matches `xpbctl --help`).
 set(XPBCTL_COMMANDS convert send tail iq presence roster join sessions status open close)
 # xpb-archive's commands, likewise (tests/tools/test_man.sh).
-set(XPB_ARCHIVE_COMMANDS run search export import stats prune vacuum)
+set(XPB_ARCHIVE_COMMANDS run search export import stats prune vacuum sql)
 
 function(xpb_man_from_help target name section)
   set(out ${XPB_MAN_DIR}/${name}.${section})

@@ -52,8 +52,12 @@ struct xpb_reader {
     xpb_reader_callbacks cb;
     void *ud;
 
-    XML_Parser p;
-    size_t base; /* expat bytes that are not the user's (the wrapper) */
+    XML_Parser p;  /* NULL before AUTO decides, or while parked */
+    size_t base;   /* expat bytes that are not the user's (wrapper, replayed header) */
+    size_t origin; /* user offset of expat's first own byte (after an unpark) */
+    char *header;  /* STREAM: the stream's start tag as received, to unpark with */
+    size_t header_len;
+    int replaying; /* parsing the saved header into a new parser: no callbacks */
     xpb_arena *arena;
     frame *top; /* innermost open stanza element, NULL between stanzas */
     frame *frames; /* grows to the deepest stanza seen, never past max_depth */
@@ -100,8 +104,8 @@ __attribute__((format(printf, 3, 4))) static int reader_fail(xpb_reader *r, int 
 static size_t event_offset(const xpb_reader *r)
 {
     XML_Index i = XML_GetCurrentByteIndex(r->p);
-    if (i < 0 || (size_t)i < r->base) return 0;
-    return (size_t)i - r->base;
+    if (i < 0 || (size_t)i < r->base) return r->origin;
+    return (size_t)i - r->base + r->origin;
 }
 
 static size_t event_end(const xpb_reader *r)
@@ -385,10 +389,34 @@ static int check_callback(xpb_reader *r, int rc, const char *which)
                        event_offset(r));
 }
 
+/* XML_DefaultCurrent hands the current event's markup here, as received. */
+static void XMLCALL on_raw_header(void *ud, const XML_Char *s, int len)
+{
+    xpb_reader *r = ud;
+    if (len <= 0 || (size_t)len > XPB_READER_PARK_MAX_HEADER || r->header) return;
+    r->header = malloc((size_t)len);
+    if (!r->header) return; /* parking is an economy: without the copy it is skipped */
+    memcpy(r->header, s, (size_t)len);
+    r->header_len = (size_t)len;
+}
+
+/* Keep the stream's start tag, so a parked reader can rebuild expat's
+ * namespace context from it (xpb_reader_park). */
+static void save_header(xpb_reader *r)
+{
+    free(r->header);
+    r->header = NULL;
+    r->header_len = 0;
+    XML_SetDefaultHandlerExpand(r->p, on_raw_header);
+    XML_DefaultCurrent(r->p);
+    XML_SetDefaultHandlerExpand(r->p, NULL);
+}
+
 static void on_stream_start(xpb_reader *r, const XML_Char *name, const XML_Char **atts,
                             size_t n_attrs)
 {
     if (r->active == XPB_READER_FRAGMENTS) return; /* our own wrapper */
+    if (r->replaying) return;                      /* our own copy of the header */
     if (strcmp(name, STREAM_QNAME) != 0) {
         reader_fail(r, XPB_ENOTSTREAM,
                     "root element is not <stream:stream> in " XPB_NS_STREAMS
@@ -407,6 +435,7 @@ static void on_stream_start(xpb_reader *r, const XML_Char *name, const XML_Char 
         return;
     }
     r->mark = event_end(r);
+    save_header(r);
     int rc = r->cb.stream_open ? r->cb.stream_open(r->ud, h) : 0;
     xpb_arena_reset(r->arena);
     check_callback(r, rc, "stream_open");
@@ -703,7 +732,11 @@ static void state_clear(xpb_reader *r)
     if (r->p) XML_ParserFree(r->p);
     r->p = NULL;
     r->active = 0;
-    r->base = 0;
+    r->base = r->origin = 0;
+    free(r->header);
+    r->header = NULL;
+    r->header_len = 0;
+    r->replaying = 0;
     xpb_arena_reset(r->arena);
     r->top = NULL;
     r->stanza = NULL;
@@ -756,6 +789,7 @@ void xpb_reader_free(xpb_reader *r)
     if (!r) return;
     if (r->p) XML_ParserFree(r->p);
     xpb_arena_free(r->arena);
+    free(r->header);
     free(r->text);
     free(r->pending);
     free(r->frames);
@@ -769,6 +803,51 @@ void xpb_reader_trim(xpb_reader *r)
     free(r->text);
     r->text = NULL;
     r->text_cap = 0;
+}
+
+/* Parked: no expat parser, but the stream's header kept to make a new one. */
+static int is_parked(const xpb_reader *r)
+{
+    return !r->p && r->header && r->active == XPB_READER_STREAM;
+}
+
+/* Every byte handed to expat was parsed: it holds no partial token. Outside
+ * a callback the current index is just past the last parse event. */
+static int expat_drained(const xpb_reader *r)
+{
+    XML_Index i = XML_GetCurrentByteIndex(r->p);
+    return i >= 0 && (size_t)i >= r->base && (size_t)i - r->base + r->origin == r->fed;
+}
+
+int xpb_reader_park(xpb_reader *r)
+{
+    if (!r || !r->p || r->active != XPB_READER_STREAM || !r->header) return 0;
+    if (r->in_parse || r->stopped || r->closed || r->reset_pending || r->err) return 0;
+    if (r->xdepth != 1 || r->stanza || r->top || r->text_len || !expat_drained(r)) return 0;
+    xpb_reader_trim(r);
+    XML_ParserFree(r->p);
+    r->p = NULL;
+    r->xdepth = 0;
+    return 1;
+}
+
+/* A new parser, fed the saved start tag without callbacks: the stream's
+ * namespace declarations are in scope again, offsets go on from r->fed. */
+static int unpark(xpb_reader *r)
+{
+    int rc = parser_start(r, XPB_READER_STREAM);
+    if (rc == 0) {
+        r->replaying = 1;
+        enum XML_Status st = XML_Parse(r->p, r->header, (int)r->header_len, XML_FALSE);
+        r->replaying = 0;
+        if (st != XML_STATUS_OK || r->xdepth != 1) rc = XPB_EXML;
+    }
+    if (rc != 0)
+        return reader_fail(r, rc, "could not rebuild the parked stream's XML parser at byte %zu",
+                           r->fed);
+    r->base = r->header_len;
+    r->origin = r->fed;
+    return 0;
 }
 
 int xpb_reader_reset(xpb_reader *r)
@@ -925,6 +1004,10 @@ int xpb_reader_feed(xpb_reader *r, const char *buf, size_t len)
     if (r->err) return r->err;
     if (r->in_parse) return XPB_EINVAL; /* not from inside a callback */
     r->total += len;
+    if (len > 0 && is_parked(r)) {
+        int rc = unpark(r);
+        if (rc != 0) return rc;
+    }
     while (len > 0) {
         size_t used = 0;
         int rc = r->p ? feed_parser(r, buf, len, &used) : auto_take(r, buf, len, &used);

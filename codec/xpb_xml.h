@@ -103,6 +103,15 @@ int xpb_reader_reset(xpb_reader *r);
  * arena block, the text buffer), so an idle stream holds only expat's state.
  * A no-op inside a stanza or a feed. */
 void xpb_reader_trim(xpb_reader *r);
+/* Between stanzas of a stream that has gone quiet: also gives back the XML
+ * parser (about 9 KiB with its tables and input buffer), keeping only the
+ * stream's start tag as received; the next feed builds a new parser and
+ * replays that tag into it, so namespaces and offsets go on as before.
+ * Returns 1 when parked, 0 when the reader is not at a point where it can
+ * be (inside a stanza, a partial token buffered, not a stream, or a start
+ * tag over XPB_READER_PARK_MAX_HEADER bytes). */
+int xpb_reader_park(xpb_reader *r);
+#define XPB_READER_PARK_MAX_HEADER 4096u
 /* Total bytes fed since new/reset. */
 size_t xpb_reader_offset(const xpb_reader *r);
 /* Inside a stanza callback: the input bytes the stanza took, from the '<' of

@@ -256,14 +256,21 @@ static int add_account(void *ud, const char *name, unsigned queued, unsigned una
     return xpb_metrics_snapshot_add_account(ud, name, queued, unacked) != 0 ? XPB_ENOMEM : 0;
 }
 
-/* The /metrics listener's figures, read from the daemon on each request. */
-static int metrics_snapshot(void *ud, xpb_metrics_snapshot *s)
+/* The /metrics listener's figures, read from the daemon on each request
+ * (on the loop thread): the counters first, then the accounts, a slice per
+ * loop turn. */
+static int metrics_snapshot(void *ud, xpb_metrics_snapshot *s, int first)
 {
     struct run *r = ud;
-    xpb_daemon_get_counters(r->d, &s->c);
-    xpb_daemon_get_bus_stats(r->d, &s->bus);
-    for (int i = 0; i < XPB_MST_COUNT; i++) s->state_name[i] = xpb_daemon_state_name(i);
-    return xpb_daemon_each_account(r->d, add_account, s);
+    if (first) {
+        xpb_daemon_get_counters(r->d, &s->c);
+        xpb_daemon_get_bus_stats(r->d, &s->bus);
+        for (int i = 0; i < XPB_MST_COUNT; i++)
+            s->state_name[i] = xpb_daemon_state_name(i);
+    }
+    int more = 0;
+    int rc = xpb_daemon_each_account_slice(r->d, first, XPB_METRICS_SLICE, add_account, s, &more);
+    return rc ? rc : more ? XPB_METRICS_MORE : 0;
 }
 
 static int metrics_on(const xpb_config *cfg)

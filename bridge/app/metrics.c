@@ -6,11 +6,14 @@
 #include "metrics.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "xpb_httpd.h"
 #include "xpb_error.h"
@@ -23,6 +26,16 @@ struct xpb_metrics {
     unsigned max_connections, idle_timeout_s;
     xpb_metrics_snapshot_fn snapshot;
     void *ud;
+    xpb_loop *own; /* the listener's loop, run by thread */
+    pthread_t thread;
+    int thread_on;
+    xpb_wake *take;     /* on the daemon's loop: copy the figures */
+    xpb_wake *stop;     /* on the listener's loop: leave it */
+    pthread_mutex_t mu; /* guards want, ready, snap and snap_rc */
+    pthread_cond_t cv;
+    int want, ready, stopping, snap_rc;
+    int walking; /* the snapshot of the waiting request is part-way (XPB_METRICS_MORE) */
+    xpb_metrics_snapshot snap; /* filled on the daemon's thread, taken by the listener's */
 };
 
 int xpb_metrics_snapshot_add_account(xpb_metrics_snapshot *s, const char *name, unsigned queued,
@@ -35,7 +48,9 @@ int xpb_metrics_snapshot_add_account(xpb_metrics_snapshot *s, const char *name, 
         s->accounts = a;
         s->cap_accounts = cap;
     }
-    s->accounts[s->n_accounts++] = (xpb_metrics_account){name, queued, unacked};
+    size_t off = s->names.len;
+    if (xpb_buf_append(&s->names, name, strlen(name) + 1) != 0) return XPB_ENOMEM;
+    s->accounts[s->n_accounts++] = (xpb_metrics_account){off, queued, unacked};
     return 0;
 }
 
@@ -44,6 +59,7 @@ void xpb_metrics_snapshot_clear(xpb_metrics_snapshot *s)
     free(s->accounts);
     s->accounts = NULL;
     s->n_accounts = s->cap_accounts = 0;
+    xpb_buf_free(&s->names);
 }
 
 /* ---- the exposition text ---------------------------------------------------------- */
@@ -118,7 +134,8 @@ static int render_sessions(const xpb_metrics_snapshot *snap, xpb_buf *b)
         size_t nl = strlen(names[m]);
         for (size_t i = 0; !rc && i < snap->n_accounts; i++) {
             const xpb_metrics_account *a = &snap->accounts[i];
-            rc = account_line(b, names[m], nl, a->name, m == 0 ? a->queued : a->unacked);
+            rc = account_line(b, names[m], nl, xpb_metrics_account_name(snap, a),
+                              m == 0 ? a->queued : a->unacked);
         }
     }
     return rc;
@@ -414,12 +431,11 @@ static int gauge(xpb_buf *b, const char *name, const char *help, uint64_t v)
     return rc ? rc : put(b, "%s %" PRIu64 "\n", name, v);
 }
 
-static int render_http(const struct xpb_metrics *m, xpb_buf *b)
+static int render_http(const struct xpb_metrics *m, const xpb_metrics_snapshot *snap, xpb_buf *b)
 {
     xpb_httpd_stats st;
-    uint64_t seen, suppressed;
+    uint64_t seen = snap->libevent_seen, suppressed = snap->libevent_suppressed;
     xpb_httpd_get_stats(m->http, &st);
-    xpb_loop_libevent_log_counts(&seen, &suppressed);
     int rc = gauge(b, "xpb_metrics_connections", "Open /metrics connections.", st.open);
     if (!rc)
         rc = gauge(b, "xpb_metrics_max_connections", "metrics.max_connections.",
@@ -462,16 +478,93 @@ static void reply_text(xpb_httpd_reply *r, int code, const char *reason, const c
     xpb_buf_append(&r->body, body, len);
 }
 
+/* ---- the figures, copied on the daemon's thread ------------------------------------ */
+
+/* The daemon's loop thread: a request is waiting for the figures. */
+static void on_take(void *arg)
+{
+    struct xpb_metrics *m = arg;
+    pthread_mutex_lock(&m->mu);
+    if (m->want) {
+        int first = !m->walking;
+        if (first) {
+            xpb_metrics_snapshot_clear(&m->snap);
+            memset(&m->snap, 0, sizeof m->snap);
+            xpb_loop_libevent_log_counts(&m->snap.libevent_seen, &m->snap.libevent_suppressed);
+        }
+        int rc = m->snapshot(m->ud, &m->snap, first);
+        m->walking = rc == XPB_METRICS_MORE;
+        if (m->walking) {
+            xpb_wake_signal(m->take); /* the next slice after the loop's other work */
+        } else {
+            m->snap_rc = rc;
+            m->want = 0;
+            m->ready = 1;
+            pthread_cond_broadcast(&m->cv);
+        }
+    } else {
+        m->walking = 0; /* its request gave up */
+    }
+    pthread_mutex_unlock(&m->mu);
+}
+
+/* The listener's thread: the figures, or XPB_ETIMEOUT when the daemon's loop
+ * did not copy them within XPB_METRICS_SNAPSHOT_WAIT_MS (or is stopping). */
+static int take_snapshot(struct xpb_metrics *m, xpb_metrics_snapshot *out)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += XPB_METRICS_SNAPSHOT_WAIT_MS / 1000u;
+    until.tv_nsec += (long)(XPB_METRICS_SNAPSHOT_WAIT_MS % 1000u) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&m->mu);
+    m->ready = 0;
+    m->want = 1;
+    m->walking = 0; /* a walk an earlier request left unfinished starts over */
+    pthread_mutex_unlock(&m->mu);
+    xpb_wake_signal(m->take);
+    pthread_mutex_lock(&m->mu);
+    int rc = 0;
+    while (!m->ready && !m->stopping && rc != ETIMEDOUT)
+        rc = pthread_cond_timedwait(&m->cv, &m->mu, &until);
+    int got = m->ready;
+    if (got) {
+        *out = m->snap; /* ours now */
+        memset(&m->snap, 0, sizeof m->snap);
+        rc = m->snap_rc;
+    } else {
+        rc = XPB_ETIMEOUT;
+    }
+    m->want = m->ready = 0;
+    pthread_mutex_unlock(&m->mu);
+    return rc;
+}
+
+static void reply_unavailable(xpb_httpd_reply *r)
+{
+    char body[200];
+    int n = snprintf(body, sizeof body,
+                     "the bridge's loop did not hand over its figures within %u ms "
+                     "(XPB_METRICS_SNAPSHOT_WAIT_MS)\n",
+                     XPB_METRICS_SNAPSHOT_WAIT_MS);
+    reply_text(r, 503, "Service Unavailable", "text/plain; charset=utf-8", body, (size_t)n);
+}
+
 static void on_http(void *arg, const char *path, xpb_httpd_reply *r)
 {
     struct xpb_metrics *m = arg;
     int is_metrics = strcmp(path, "/metrics") == 0, is_health = strcmp(path, "/healthz") == 0;
     xpb_metrics_snapshot snap = {0};
-    int snap_rc = is_metrics || is_health ? m->snapshot(m->ud, &snap) : 0;
-    if (is_metrics) {
+    int snap_rc = is_metrics || is_health ? take_snapshot(m, &snap) : 0;
+    if (snap_rc == XPB_ETIMEOUT) {
+        reply_unavailable(r);
+    } else if (is_metrics) {
         xpb_buf b;
         xpb_buf_init(&b, 0);
-        if (!snap_rc && xpb_metrics_render(&snap, &b) == 0 && render_http(m, &b) == 0)
+        if (!snap_rc && xpb_metrics_render(&snap, &b) == 0 && render_http(m, &snap, &b) == 0)
             reply_text(r, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", b.data, b.len);
         else
             reply_text(r, 500, "Internal Server Error", "text/plain; charset=utf-8",
@@ -544,6 +637,19 @@ int xpb_metrics_check_listen(const char *listen, int allow_remote, char *err, si
     return check_listen(listen, allow_remote, addr, sizeof addr, &port, err, errlen);
 }
 
+static void on_stop(void *arg)
+{
+    struct xpb_metrics *m = arg;
+    xpb_loop_stop(m->own);
+}
+
+static void *run_listener(void *arg)
+{
+    struct xpb_metrics *m = arg;
+    xpb_loop_run(m->own);
+    return NULL;
+}
+
 int xpb_metrics_new(xpb_metrics **out, xpb_loop *loop, const xpb_metrics_opts *o,
                     xpb_metrics_snapshot_fn snapshot, void *ud, char *err, size_t errlen)
 {
@@ -560,13 +666,25 @@ int xpb_metrics_new(xpb_metrics **out, xpb_loop *loop, const xpb_metrics_opts *o
     m->ud = ud;
     m->max_connections = o->max_connections;
     m->idle_timeout_s = o->idle_timeout_s;
+    pthread_mutex_init(&m->mu, NULL);
+    pthread_cond_init(&m->cv, NULL); /* CLOCK_REALTIME deadlines (take_snapshot) */
+    xpb_loop_config lc = {0};
+    rc = xpb_loop_new(&m->own, &lc);
+    if (rc == 0) rc = xpb_wake_new(loop, on_take, m, &m->take);
+    if (rc == 0) rc = xpb_wake_new(m->own, on_stop, m, &m->stop);
+    if (rc != 0) snprintf(err, errlen, "metrics listener: %s", xpb_strerror(rc));
     xpb_httpd_opts ho = {.addr = addr, .port = port, .max_connections = o->max_connections,
                          .idle_timeout_s = o->idle_timeout_s};
-    rc = xpb_httpd_new(&m->http, loop, &ho, on_http, m, err, errlen);
+    if (rc == 0) rc = xpb_httpd_new(&m->http, m->own, &ho, on_http, m, err, errlen);
+    if (rc == 0 && pthread_create(&m->thread, NULL, run_listener, m) != 0) {
+        snprintf(err, errlen, "metrics listener: cannot start its thread");
+        rc = XPB_ENOMEM;
+    }
     if (rc) {
-        free(m);
+        xpb_metrics_free(m);
         return rc;
     }
+    m->thread_on = 1;
     *out = m;
     return 0;
 }
@@ -574,6 +692,20 @@ int xpb_metrics_new(xpb_metrics **out, xpb_loop *loop, const xpb_metrics_opts *o
 void xpb_metrics_free(xpb_metrics *m)
 {
     if (!m) return;
+    if (m->thread_on) {
+        pthread_mutex_lock(&m->mu);
+        m->stopping = 1; /* a request waiting for figures gives up now */
+        pthread_cond_broadcast(&m->cv);
+        pthread_mutex_unlock(&m->mu);
+        xpb_wake_signal(m->stop);
+        pthread_join(m->thread, NULL);
+    }
     xpb_httpd_free(m->http);
+    xpb_wake_free(m->stop);
+    xpb_wake_free(m->take);
+    xpb_loop_free(m->own);
+    xpb_metrics_snapshot_clear(&m->snap);
+    pthread_cond_destroy(&m->cv);
+    pthread_mutex_destroy(&m->mu);
     free(m);
 }

@@ -1,8 +1,11 @@
 /* /metrics (Prometheus text exposition format 0.0.4) and /healthz, served on
- * the bounded HTTP server of the loop library (xpb_httpd.h). The listener
- * knows nothing of the daemon: on every request it asks the snapshot
- * callback it was given for the figures (main.c wires it to the daemon), so
- * a test can render them from a fake source. */
+ * the bounded HTTP server of the loop library (xpb_httpd.h), on a thread and
+ * loop of its own. The listener knows nothing of the daemon: on every request
+ * it asks the snapshot callback it was given for the figures (main.c wires it
+ * to the daemon), which runs on the daemon's loop thread and only copies
+ * numbers and names; the text is rendered on the listener's thread, so the
+ * sessions' I/O waits for the copy, not for the rendering. A test can render
+ * from a fake source. */
 #ifndef XPB_METRICS_H
 #define XPB_METRICS_H
 
@@ -14,7 +17,7 @@
 
 /* One account's gauges (xpb_queue_depth, xpb_unacked). */
 typedef struct xpb_metrics_account {
-    const char *name; /* the source's; valid while the snapshot is used */
+    size_t name_off; /* into the snapshot's names: copied, the source may change */
     unsigned queued, unacked;
 } xpb_metrics_account;
 
@@ -25,13 +28,31 @@ typedef struct xpb_metrics_snapshot {
     const char *state_name[XPB_MST_COUNT]; /* the label of each c.sessions[] bucket */
     xpb_metrics_account *accounts;         /* grown by xpb_metrics_snapshot_add_account */
     size_t n_accounts, cap_accounts;
+    xpb_buf names;                               /* the accounts' names, each NUL-terminated */
+    uint64_t libevent_seen, libevent_suppressed; /* libevent's log messages */
 } xpb_metrics_snapshot;
 
-/* Fills *out (zeroed before the call). 0, or non-zero: answered 500. */
-typedef int (*xpb_metrics_snapshot_fn)(void *ud, xpb_metrics_snapshot *out);
+/* How long a request waits for the daemon's loop to copy its figures; past
+ * it, /metrics and /healthz answer 503 naming this limit (a loop that
+ * stalls this long is itself the alarm). */
+#define XPB_METRICS_SNAPSHOT_WAIT_MS 2000u
+
+/* Fills *out (zeroed before the first call of a request; first = 1 then),
+ * on the daemon's loop thread. Returns 0 when done, XPB_METRICS_MORE to be
+ * called again on a later loop turn (a slice of the accounts at a time, so
+ * the loop never stops for the whole walk), or another value: answered 500. */
+#define XPB_METRICS_MORE 1
+/* Accounts copied per loop turn for a scrape. */
+#define XPB_METRICS_SLICE 1024u
+typedef int (*xpb_metrics_snapshot_fn)(void *ud, xpb_metrics_snapshot *out, int first);
 int xpb_metrics_snapshot_add_account(xpb_metrics_snapshot *s, const char *name, unsigned queued,
                                      unsigned unacked);
 void xpb_metrics_snapshot_clear(xpb_metrics_snapshot *s);
+static inline const char *xpb_metrics_account_name(const xpb_metrics_snapshot *s,
+                                                   const xpb_metrics_account *a)
+{
+    return s->names.data + a->name_off;
+}
 
 typedef struct xpb_metrics xpb_metrics;
 typedef struct xpb_metrics_opts {
@@ -40,6 +61,9 @@ typedef struct xpb_metrics_opts {
     unsigned max_connections;    /* metrics.max_connections: more are closed at once */
     unsigned idle_timeout_s;     /* metrics.idle_timeout_s: per request, and per reply */
 } xpb_metrics_opts;
+/* loop is the daemon's: snapshot runs on its thread. The listener binds at
+ * once (errors in err) and serves from its own thread until xpb_metrics_free,
+ * which the daemon's thread calls. */
 int xpb_metrics_new(xpb_metrics **out, xpb_loop *loop, const xpb_metrics_opts *o,
                     xpb_metrics_snapshot_fn snapshot, void *ud, char *err, size_t errlen);
 void xpb_metrics_free(xpb_metrics *m);

@@ -265,6 +265,7 @@ void on_reap(void *arg)
             continue;
         }
         *pp = a->next;
+        if (d->walk_next == a) d->walk_next = a->next; /* a /metrics walk goes on past it */
         xpb_account_cfg *restart = a->restart_cfg;
         a->restart_cfg = NULL;
         xpb_log(XPB_LOG_INFO, "session %s: removed", a->name);

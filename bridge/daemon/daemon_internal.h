@@ -144,6 +144,7 @@ struct xpb_cluster;
 struct state_nats;
 struct xpb_daemon {
     xpb_loop *loop;          /* given by xpb_daemon_new's caller */
+    struct account *walk_next;   /* the next account of a sliced walk (reaping moves it on) */
     struct xpb_cluster *cluster; /* the NATS back end and the leases (cluster.c), or NULL */
     xpb_bus *bus;
     xpb_store *store; /* the state directory's database, or NULL */

@@ -24,6 +24,7 @@
 #include <string.h>
 
 #define XPB_LOOP_MAX_ADDRS 8u
+#define XPB_LOOP_DOMAIN_MAX 256u /* bytes of a target domain, NUL included */
 
 typedef struct tls_entry {
     struct tls_entry *next;
@@ -56,17 +57,19 @@ struct xpb_loop_session {
     struct event *timers[XPB_TIMER_COUNT];
     timer_arg targs[XPB_TIMER_COUNT];
     struct event *fail_ev; /* reports a connect failure from the loop, not inside a call */
-    char fail_reason[512];
+    char *fail_reason;     /* the last connect failure (set_fail), NULL when none */
     xpb_link *link;
     int connected;
     xpb_dns_query *dnsq;
     xpb_gate_node gate;  /* its place in the connect gate's queue (on_gate_go: offsetof) */
     int plan_srv;        /* the plan starts with an SRV lookup (else a fixed target) */
     unsigned connect_ms; /* the session's last XPB_TIMER_CONNECT, restarted at the gate */
-    char domain[256];
+    char *domain;        /* the target's domain, for TLS verification and logs */
     xpb_transport_kind kind;
     conn_plan *plan; /* only while connecting: freed once the session is online */
     uint32_t prng;   /* fallback only */
+    xpb_loop_session *busy_next; /* on the loop's busy list (see on_park) */
+    unsigned char busy;          /* 0: not listed, 1: read since the last sweep, 2: quiet since */
 };
 
 struct xpb_loop {
@@ -81,6 +84,8 @@ struct xpb_loop {
     xpb_strmap by_name; /* name -> session */
     xpb_gate *gate;     /* new connections per second (cfg.connect_rate) */
     struct event *trim_ev; /* XPB_LOOP_TRIM_QUIET_MS after the last session came online */
+    xpb_loop_session *busy; /* sessions that read lately: the only ones a sweep visits */
+    struct event *park_ev;  /* the sweep, every XPB_LOOP_PARK_MS while the list is not empty */
 };
 
 static void try_addr(xpb_loop_session *ls);
@@ -113,12 +118,30 @@ static void drop_link(xpb_loop_session *ls)
     ls->dnsq = NULL;
 }
 
+static void set_fail(xpb_loop_session *ls, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Sized to its text: an online session keeps none (the reason may be the
+ * old text itself, so it is formatted before the old one goes). */
+static void set_fail(xpb_loop_session *ls, const char *fmt, ...)
+{
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    free(ls->fail_reason);
+    ls->fail_reason = strdup(buf);
+}
+
 static void on_fail_ev(evutil_socket_t fd, short what, void *arg)
 {
     xpb_loop_session *ls = arg;
     (void)fd, (void)what;
-    logf_(ls, XPB_LOG_INFO, "disconnected: %s", ls->fail_reason);
-    xpb_session_on_disconnected(ls->s, ls->fail_reason);
+    char *reason = ls->fail_reason; /* ours: the session may connect again at once */
+    ls->fail_reason = NULL;
+    logf_(ls, XPB_LOG_INFO, "disconnected: %s", reason ? reason : "");
+    xpb_session_on_disconnected(ls->s, reason ? reason : "");
+    free(reason);
 }
 
 /* Failures found while the session is calling us are reported from the loop. */
@@ -126,10 +149,7 @@ static void fail_later(xpb_loop_session *ls, const char *reason)
 {
     static const struct timeval now = {0, 0};
     drop_link(ls);
-    /* reason is often fail_reason itself (try_target): snprintf onto its own
-     * source is undefined and came out empty. */
-    if (reason != ls->fail_reason)
-        snprintf(ls->fail_reason, sizeof ls->fail_reason, "%s", reason);
+    set_fail(ls, "%s", reason); /* reason is often fail_reason itself (try_target) */
     evtimer_add(ls->fail_ev, &now);
 }
 
@@ -149,18 +169,74 @@ static void on_link_tls(void *ud, const char *cb_type, const unsigned char *cb, 
     xpb_session_on_tls_ready(ls->s, cb_type, cb, len);
 }
 
+static void arm_park(xpb_loop *l)
+{
+    static const struct timeval period = {XPB_LOOP_PARK_MS / 1000u,
+                                          (XPB_LOOP_PARK_MS % 1000u) * 1000u};
+    evtimer_add(l->park_ev, &period);
+}
+
 static void on_link_bytes(void *ud, const char *data, size_t len)
 {
     xpb_loop_session *ls = ud;
+    if (!ls->busy) {
+        ls->busy_next = ls->loop->busy;
+        if (!ls->loop->busy) arm_park(ls->loop);
+        ls->loop->busy = ls;
+    }
+    ls->busy = 1;
     xpb_session_on_bytes(ls->s, data, len);
+}
+
+/* A session that read nothing for a whole sweep period is told it is idle
+ * (it parks its XML parser) and leaves the list: a sweep costs what the
+ * recently busy sessions number, never what all of them do. */
+static void on_park(evutil_socket_t fd, short what, void *arg)
+{
+    xpb_loop *l = arg;
+    (void)fd, (void)what;
+    xpb_loop_session **pp = &l->busy;
+    size_t parked = 0;
+    while (*pp) {
+        xpb_loop_session *ls = *pp;
+        if (ls->busy == 1) {
+            ls->busy = 2;
+            pp = &ls->busy_next;
+            continue;
+        }
+        *pp = ls->busy_next;
+        ls->busy_next = NULL;
+        ls->busy = 0;
+        xpb_session_idle(ls->s);
+        parked++;
+    }
+    /* After a wave (bring-up, a reconnect storm) their parsers' pages go
+     * back to the system too. Not for a trickle: malloc_trim walks the whole
+     * heap (5-20 ms at 10,000 sessions) and the pages are soon reused. */
+    if (parked >= XPB_LOOP_PARK_TRIM_MIN) {
+        static const struct timeval quiet = {0, XPB_LOOP_TRIM_QUIET_MS * 1000};
+        evtimer_add(l->trim_ev, &quiet);
+    }
+    if (l->busy) arm_park(l);
+}
+
+static void busy_unlink(xpb_loop_session *ls)
+{
+    if (!ls->busy) return;
+    for (xpb_loop_session **pp = &ls->loop->busy; *pp; pp = &(*pp)->busy_next)
+        if (*pp == ls) {
+            *pp = ls->busy_next;
+            break;
+        }
+    ls->busy = 0;
 }
 
 static void on_link_closed(void *ud, int err, const char *reason)
 {
     xpb_loop_session *ls = ud;
     drop_link(ls);
-    snprintf(ls->fail_reason, sizeof ls->fail_reason, "%s", reason);
     if (err == XPB_ECONNECT && ls->plan) {
+        set_fail(ls, "%s", reason);
         /* Next address, then next SRV target, before giving up (RFC 2782). */
         logf_(ls, XPB_LOG_INFO, "%s", reason);
         ls->plan->ai++;
@@ -204,9 +280,8 @@ static void try_addr(xpb_loop_session *ls)
                      : xpb_stream_new(&ls->link, &p, &link_cb, ls);
         if (rc == 0) return;
         ls->link = NULL;
-        snprintf(ls->fail_reason, sizeof ls->fail_reason, "connect to %s:%u: %s",
-                 ls->plan->targets[ls->plan->ti].host, (unsigned)ls->plan->targets[ls->plan->ti].port,
-                 xpb_strerror(rc));
+        set_fail(ls, "connect to %s:%u: %s", ls->plan->targets[ls->plan->ti].host,
+                 (unsigned)ls->plan->targets[ls->plan->ti].port, xpb_strerror(rc));
     }
     ls->plan->ti++;
     try_target(ls);
@@ -217,8 +292,7 @@ static void on_addrs(void *ud, int err, const struct sockaddr_storage *addrs, si
     xpb_loop_session *ls = ud;
     ls->dnsq = NULL;
     if (err != 0 || n == 0) {
-        snprintf(ls->fail_reason, sizeof ls->fail_reason, "cannot resolve %s",
-                 ls->plan->targets[ls->plan->ti].host);
+        set_fail(ls, "cannot resolve %s", ls->plan->targets[ls->plan->ti].host);
         ls->plan->ti++;
         try_target(ls);
         return;
@@ -263,7 +337,7 @@ static int ensure_dns(xpb_loop *l)
 static void try_target(xpb_loop_session *ls)
 {
     if (ls->plan->ti >= ls->plan->n_targets) {
-        fail_later(ls, ls->fail_reason[0] ? ls->fail_reason : "no address to connect to");
+        fail_later(ls, ls->fail_reason ? ls->fail_reason : "no address to connect to");
         return;
     }
     const xpb_dns_target *t = &ls->plan->targets[ls->plan->ti];
@@ -278,8 +352,7 @@ static void try_target(xpb_loop_session *ls)
     int rc = ensure_dns(ls->loop);
     if (rc == 0) rc = xpb_dns_addr(ls->loop->dns, t->host, t->port, on_addrs, ls, &ls->dnsq);
     if (rc != 0) {
-        snprintf(ls->fail_reason, sizeof ls->fail_reason, "cannot resolve %s: %s", t->host,
-                 xpb_strerror(rc));
+        set_fail(ls, "cannot resolve %s: %s", t->host, xpb_strerror(rc));
         ls->plan->ti++;
         try_target(ls);
     }
@@ -386,11 +459,15 @@ static int op_connect(void *io, const xpb_session_target *t)
     xpb_loop_session *ls = io;
     drop_link(ls);
     evtimer_del(ls->fail_ev);
-    ls->fail_reason[0] = '\0';
+    free(ls->fail_reason);
+    ls->fail_reason = NULL;
     size_t dl = t->domain ? strlen(t->domain) : 0;
-    if (dl == 0 || dl >= sizeof ls->domain) return XPB_EINVAL;
+    if (dl == 0 || dl >= XPB_LOOP_DOMAIN_MAX) return XPB_EINVAL;
     if (!ls->plan && !(ls->plan = calloc(1, sizeof *ls->plan))) return XPB_ENOMEM;
-    memcpy(ls->domain, t->domain, dl + 1);
+    if (!ls->domain || strcmp(ls->domain, t->domain) != 0) {
+        free(ls->domain);
+        if (!(ls->domain = strdup(t->domain))) return XPB_ENOMEM;
+    }
     ls->kind = t->transport;
     ls->plan_srv = !(t->transport == XPB_TRANSPORT_WEBSOCKET || t->see_other_host || t->host);
     if (!ls->plan_srv) {
@@ -583,6 +660,7 @@ int xpb_loop_new(xpb_loop **out, const xpb_loop_config *cfg)
     int rc = xpb_gate_new(&l->gate, l->base, cfg->connect_rate,
                           (size_t)cfg->connect_rate * XPB_LOOP_CONNECT_INFLIGHT_S, on_gate_go);
     if (rc == 0 && !(l->trim_ev = evtimer_new(l->base, on_trim, l))) rc = XPB_ENOMEM;
+    if (rc == 0 && !(l->park_ev = evtimer_new(l->base, on_park, l))) rc = XPB_ENOMEM;
     if (rc != 0) {
         xpb_loop_free(l);
         return rc;
@@ -603,6 +681,7 @@ void xpb_loop_free(xpb_loop *l)
     while (l->sessions) xpb_loop_remove_session(l, l->sessions);
     xpb_gate_free(l->gate);
     if (l->trim_ev) event_free(l->trim_ev);
+    if (l->park_ev) event_free(l->park_ev);
     xpb_dns_free(l->dns);
     while (l->tls) {
         tls_entry *e = l->tls;
@@ -643,12 +722,15 @@ void xpb_loop_stop(xpb_loop *l)
 
 static void session_release(xpb_loop_session *ls)
 {
+    busy_unlink(ls);
     drop_link(ls);
     if (ls->s) xpb_session_free(ls->s);
     for (int t = 0; t < XPB_TIMER_COUNT; t++)
         if (ls->timers[t]) event_free(ls->timers[t]);
     if (ls->fail_ev) event_free(ls->fail_ev);
     free(ls->plan);
+    free(ls->fail_reason);
+    free(ls->domain);
     free(ls->name);
     free(ls);
 }

@@ -6,6 +6,7 @@
  * Pure: every effect goes through the ops table the loop provides. */
 #include <assert.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -234,6 +235,17 @@ static void fail_stream(xpb_session *s, const char *xml, const char *why)
     enter_backoff(s, why, 0);
 }
 
+const char *session_whyf(xpb_session *s, const char *fmt, ...)
+{
+    if (!s->why_buf) s->why_buf = malloc(SESSION_WHY_MAX);
+    if (!s->why_buf) return s->why = "out of memory formatting the reason";
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(s->why_buf, SESSION_WHY_MAX, fmt, ap);
+    va_end(ap);
+    return s->why = s->why_buf;
+}
+
 void session_apply(xpb_session *s, session_action a)
 {
     if (a.kind == ACT_CONTINUE || a.kind == ACT_HALTED) return;
@@ -254,9 +266,10 @@ void session_apply(xpb_session *s, session_action a)
         refuse(s, why);
         return;
     case ACT_STREAM_ERROR: {
-        char xml[sizeof s->why_xml];
-        memcpy(xml, s->why_xml, sizeof xml);
-        fail_stream(s, xml, why);
+        char *xml = s->why_xml; /* ours now: fail_stream may build another */
+        s->why_xml = NULL;
+        fail_stream(s, xml ? xml : "", why);
+        free(xml);
         return;
     }
     case ACT_RETRY:
@@ -372,6 +385,7 @@ int xpb_session_new(xpb_session **out, const xpb_session_config *cfg, const xpb_
     if (s == NULL) return XPB_ENOMEM;
     s->ops = ops;
     s->io = io;
+    s->why = "";
     xpb_buf_init(&s->wbuf, 0);
     int rc = copy_config(s, cfg);
     if (rc == 0) rc = xpb_jid_parse(&s->jid, cfg->jid, strlen(cfg->jid), NULL, 0);
@@ -413,6 +427,9 @@ void xpb_session_free(xpb_session *s)
     free(s->cb_type);
     free(s->test_nonce);
     free(s->sm_id);
+    free(s->sm_location);
+    free(s->why_buf);
+    free(s->why_xml);
     memset(s->cb_data, 0, sizeof s->cb_data);
     free(s);
 }
@@ -511,14 +528,25 @@ void xpb_session_on_bytes(xpb_session *s, const char *data, size_t len)
     session_action a = s->pending;
     s->pending = act_continue();
     if (a.kind == ACT_CONTINUE && rc != 0) {
-        snprintf(s->why, sizeof s->why, "XML error from the server: %s",
-                 xpb_reader_error(s->reader));
+        session_whyf(s, "XML error from the server: %s", xpb_reader_error(s->reader));
         a = act_retry(rc, s->why, 0, 0);
     }
     session_apply(s, a);
     /* Between stanzas the reader gives its tree memory back: of 10,000
      * mostly idle sessions only those reading hold a block. */
     if (s->reader) xpb_reader_trim(s->reader);
+}
+
+void xpb_session_idle(xpb_session *s)
+{
+    /* Its expat parser too (about 9 KiB), rebuilt from the saved stream
+     * header when bytes come again: most of 10,000 sessions are quiet. */
+    if (!s) return;
+    if (s->reader) xpb_reader_park(s->reader);
+    /* And the reason buffer: session_apply copies a reason before using it. */
+    free(s->why_buf);
+    s->why_buf = NULL;
+    s->why = "";
 }
 
 void xpb_session_on_tls_failed(xpb_session *s, const char *reason)
@@ -545,8 +573,7 @@ void xpb_session_on_disconnected(xpb_session *s, const char *reason)
         stop_session(s, 0, "closed");
         return;
     default:
-        snprintf(s->why, sizeof s->why, "disconnected: %.250s",
-                 reason ? reason : "transport closed");
+        session_whyf(s, "disconnected: %.250s", reason ? reason : "transport closed");
         s->link = 0;
         session_apply(s, act_retry(0, s->why, 0, 0));
     }
@@ -578,9 +605,10 @@ static session_action on_ping_timer(xpb_session *s)
  * (Prosody: a hibernating resource) and is never resumed. */
 static session_action give_up_resume(xpb_session *s)
 {
-    snprintf(s->why, sizeof s->why,
-             "resumed stream unacknowledged: no <a/> to our <r/> within %u ms (XEP-0198 §4); "
-             "new session", s->cfg.connect_timeout_ms);
+    session_whyf(s,
+                 "resumed stream unacknowledged: no <a/> to our <r/> within %u ms (XEP-0198 §4); "
+                 "new session",
+                 s->cfg.connect_timeout_ms);
     session_forget_sm(s);
     session_drop_internal_items(s);
     return act_retry(XPB_ETIMEOUT, s->why, 0, 1);

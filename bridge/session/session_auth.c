@@ -93,9 +93,9 @@ static session_action start_auth(xpb_session *s, const xpb_node *features)
     int rc = new_sasl(s, cb_listed ? cb_types : NULL, n_cb);
     if (rc == 0) rc = xpb_sasl_select(s->sasl, offered, n, &mech);
     if (rc != 0) {
-        snprintf(s->why, sizeof s->why, "SASL: %s%s%s", xpb_strerror(rc),
-                 s->sasl && *xpb_sasl_error(s->sasl) ? ": " : "",
-                 s->sasl ? xpb_sasl_error(s->sasl) : "");
+        session_whyf(s, "SASL: %s%s%s", xpb_strerror(rc),
+                     s->sasl && *xpb_sasl_error(s->sasl) ? ": " : "",
+                     s->sasl ? xpb_sasl_error(s->sasl) : "");
         return act_stop(rc, s->why);
     }
     rc = xpb_sasl_start(s->sasl, &out, &out_len);
@@ -103,8 +103,8 @@ static session_action start_auth(xpb_session *s, const xpb_node *features)
     if (rc != 0) return act_stop(rc, "SASL: could not start the exchange");
     char list[XPB_SESSION_MAX_MECHS * 24];
     mech_list(list, sizeof list, offered, n);
-    snprintf(s->why, sizeof s->why, "authenticating with %s; the server offers %s%s", mech, list,
-             cb_listed ? " and lists its channel bindings (XEP-0440)" : "");
+    session_whyf(s, "authenticating with %s; the server offers %s%s", mech, list,
+                 cb_listed ? " and lists its channel bindings (XEP-0440)" : "");
     session_set_state(s, XPB_SS_AUTH, s->why, 0, 1);
     return act_continue();
 }
@@ -178,8 +178,8 @@ static int decode_payload(const xpb_node *el, unsigned char **out, size_t *len)
 
 static session_action auth_failed(xpb_session *s, int rc, const char *what)
 {
-    snprintf(s->why, sizeof s->why, "%s: %s%s%s", what, xpb_strerror(rc),
-             *xpb_sasl_error(s->sasl) ? ": " : "", xpb_sasl_error(s->sasl));
+    session_whyf(s, "%s: %s%s%s", what, xpb_strerror(rc), *xpb_sasl_error(s->sasl) ? ": " : "",
+                 xpb_sasl_error(s->sasl));
     return act_stop(XPB_EAUTH, s->why);
 }
 
@@ -222,7 +222,7 @@ session_action session_on_sasl_failure(xpb_session *s, const xpb_node *el)
         return act_retry(XPB_EAUTH,
                          "authentication failed: temporary-auth-failure (RFC 6120 §6.5.9): "
                          "retrying", 0, 0);
-    snprintf(s->why, sizeof s->why, "authentication failed: %.100s", cond);
+    session_whyf(s, "authentication failed: %.100s", cond);
     return act_stop(XPB_EAUTH, s->why);
 }
 
@@ -266,8 +266,8 @@ static session_action on_bind_result(xpb_session *s, const xpb_node *iq, const c
     const char *jid = session_node_text(
         xpb_node_child(xpb_node_child(iq, NS_BIND, "bind"), NS_BIND, "jid"));
     if (strcmp(type, "result") != 0 || *jid == '\0') {
-        snprintf(s->why, sizeof s->why, "resource binding refused: %.100s",
-                 session_first_child_name(xpb_node_child(iq, XPB_NS_CLIENT, "error"), "text"));
+        session_whyf(s, "resource binding refused: %.100s",
+                     session_first_child_name(xpb_node_child(iq, XPB_NS_CLIENT, "error"), "text"));
         return act_stop(XPB_ESTREAM, s->why);
     }
     free(s->bound_jid);

@@ -92,14 +92,15 @@ struct xpb_session {
     uint64_t iq_counter, id_counter, next_handle;
     char last_id[XPB_SESSION_ID_MAX];
     size_t last_bytes; /* XML size of the stanza last accepted by xpb_session_send */
-    char why[SESSION_WHY_MAX];   /* reason text of the action being applied */
-    char why_xml[384];           /* ACT_STREAM_ERROR: the <stream:error/> to send */
+    const char *why;   /* reason text of the action being applied (session_whyf) */
+    char *why_buf;     /* its SESSION_WHY_MAX bytes, made on demand, freed when idle */
+    char *why_xml;     /* ACT_STREAM_ERROR: the <stream:error/> to send, or NULL */
     xpb_buf wbuf;                /* where session_xml.c builds elements, reused */
 
     /* XEP-0198 */
     int sm_on;                   /* enabled or resumed on this stream */
     char *sm_id;                 /* resumable session id (kept across links) */
-    char sm_location[256];       /* <enabled location=''/>, "" none */
+    char *sm_location;           /* <enabled location=''/>, NULL none; kept, not used */
     int sm_imported;             /* sm_id came from cfg.resume: h of <resumed/> is the server's */
     int resume_probe;            /* resumed: the queue waits for an
                                   * <a/> answering our <r/> (session_sm.c, on_resumed) */
@@ -126,6 +127,10 @@ static inline session_action act_retry(int code, const char *why, unsigned floor
     return (session_action){ACT_RETRY, code, why, floor, close};
 }
 void session_apply(xpb_session *s, session_action a);
+/* Formats the reason of the action being built into the session's reason
+ * buffer (made on first use) and returns it; s->why points to it. */
+const char *session_whyf(xpb_session *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 /* The only writer of s->state. emit = 0 defers the XPB_SE_STATE event to the
  * caller (going online reports after the queue is flushed). */
 void session_set_state(xpb_session *s, xpb_session_state st, const char *reason, int code,

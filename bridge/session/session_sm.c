@@ -98,7 +98,8 @@ void session_forget_sm(xpb_session *s)
     s->resume_probe = 0;
     free(s->sm_id);
     s->sm_id = NULL;
-    s->sm_location[0] = '\0';
+    free(s->sm_location);
+    s->sm_location = NULL;
     s->sm_imported = 0;
     s->h_in = s->last_acked = 0;
 }
@@ -107,7 +108,7 @@ void session_import_sm(xpb_session *s, const xpb_session_sm *st)
 {
     session_forget_sm(s);
     if (!st->id[0] || !(s->sm_id = session_dup_str(st->id))) return;
-    snprintf(s->sm_location, sizeof s->sm_location, "%s", st->location);
+    if (st->location[0]) s->sm_location = strndup(st->location, XPB_SESSION_SM_LOCATION_MAX - 1);
     s->h_in = st->h_in;
     s->last_acked = st->h_acked;
     s->sm_imported = 1;
@@ -122,7 +123,7 @@ int xpb_session_get_sm(const xpb_session *s, xpb_session_sm *out)
     memset(out, 0, sizeof *out);
     if (!s || !s->sm_id) return 1;
     snprintf(out->id, sizeof out->id, "%s", s->sm_id);
-    snprintf(out->location, sizeof out->location, "%s", s->sm_location);
+    snprintf(out->location, sizeof out->location, "%s", s->sm_location ? s->sm_location : "");
     out->h_in = s->h_in;
     out->h_acked = s->last_acked;
     snprintf(out->jid, sizeof out->jid, "%s", s->bound_jid ? s->bound_jid : "");
@@ -193,9 +194,8 @@ static size_t count_internal_unacked(const xpb_session *s)
 session_action session_send_internal(xpb_session *s, const char *xml, size_t len)
 {
     if (s->sm_on && count_internal_unacked(s) >= XPB_SESSION_MAX_INTERNAL_UNACKED) {
-        snprintf(s->why, sizeof s->why,
-                 "server acknowledged none of our last %u stanzas (XEP-0198): new session",
-                 XPB_SESSION_MAX_INTERNAL_UNACKED);
+        session_whyf(s, "server acknowledged none of our last %u stanzas (XEP-0198): new session",
+                     XPB_SESSION_MAX_INTERNAL_UNACKED);
         session_forget_sm(s);
         session_drop_internal_items(s);
         return act_retry(0, s->why, 0, 0);
@@ -218,11 +218,11 @@ static session_action stream_error(xpb_session *s, const char *h, const char *se
     int rc = session_format_stream_error(&b, "undefined-condition",
                                          send_count ? NS_SM : NULL, "handled-count-too-high", h,
                                          send_count, NULL);
-    if (rc == 0 && b.len < sizeof s->why_xml) {
+    free(s->why_xml);
+    s->why_xml = rc == 0 ? malloc(b.len + 1) : NULL;
+    if (s->why_xml) {
         memcpy(s->why_xml, b.data, b.len);
         s->why_xml[b.len] = '\0';
-    } else {
-        s->why_xml[0] = '\0';
     }
     xpb_buf_free(&b);
     return (session_action){ACT_STREAM_ERROR, XPB_ESTREAM, s->why, 0, 0};
@@ -235,7 +235,7 @@ static session_action apply_h(xpb_session *s, const char *hv)
 {
     uint32_t h;
     if (session_parse_u32(hv, &h) != 0) {
-        snprintf(s->why, sizeof s->why, "stream management: invalid h");
+        session_whyf(s, "stream management: invalid h");
         return stream_error(s, NULL, NULL);
     }
     uint32_t diff = h - s->last_acked;
@@ -244,8 +244,10 @@ static session_action apply_h(xpb_session *s, const char *hv)
         char hs[16], ss[16];
         snprintf(hs, sizeof hs, "%" PRIu32, h);
         snprintf(ss, sizeof ss, "%" PRIu32, sent);
-        snprintf(s->why, sizeof s->why, "stream management: server acknowledged %" PRIu32
-                 " but only %" PRIu32 " were sent (handled-count-too-high)", h, sent);
+        session_whyf(s,
+                     "stream management: server acknowledged %" PRIu32 " but only %" PRIu32
+                     " were sent (handled-count-too-high)",
+                     h, sent);
         return stream_error(s, hs, ss);
     }
     s->last_acked = h;
@@ -269,7 +271,7 @@ static session_action on_enabled(xpb_session *s, const xpb_node *el)
     session_forget_sm(s);
     if (id && resume && (strcmp(resume, "true") == 0 || strcmp(resume, "1") == 0)) {
         s->sm_id = session_dup_str(id);
-        if (loc) snprintf(s->sm_location, sizeof s->sm_location, "%s", loc);
+        if (loc && *loc) s->sm_location = strndup(loc, XPB_SESSION_SM_LOCATION_MAX - 1);
     }
     s->sm_on = 1;
     s->since_r = 0;
@@ -286,7 +288,7 @@ static session_action on_resumed(xpb_session *s, const xpb_node *el)
          * so the server's h is taken as it is and nothing is released. */
         uint32_t h;
         if (session_parse_u32(session_attr(el, "h"), &h) != 0) {
-            snprintf(s->why, sizeof s->why, "stream management: invalid h");
+            session_whyf(s, "stream management: invalid h");
             return stream_error(s, NULL, NULL);
         }
         s->last_acked = h;

@@ -52,7 +52,7 @@ static session_action on_stream_error(xpb_session *s, const xpb_node *el)
 {
     const char *cond = session_first_child_name(el, "text");
     if (s->state == XPB_SS_CLOSING) return act_stop(0, "closed");
-    snprintf(s->why, sizeof s->why, "stream error: %.100s", cond);
+    session_whyf(s, "stream error: %.100s", cond);
     if (strcmp(cond, "see-other-host") == 0) {
         if (set_redirect(s, session_node_text(xpb_node_child(el, NS_STREAM_ERR, cond))) == 0)
             return (session_action){ACT_REDIRECT, 0, s->why, 0, 0};
@@ -214,9 +214,8 @@ static session_action out_of_place(xpb_session *s, const session_rule *r, unsign
 {
     char allowed[160];
     allowed_states(allowed, sizeof allowed, from);
-    snprintf(s->why, sizeof s->why,
-             "<%.40s xmlns='%.60s'/> is out of place in state %s (%s; allowed in: %s)",
-             el->name, el->ns, xpb_session_state_name(s->state), r->rule, allowed);
+    session_whyf(s, "<%.40s xmlns='%.60s'/> is out of place in state %s (%s; allowed in: %s)",
+                 el->name, el->ns, xpb_session_state_name(s->state), r->rule, allowed);
     return (session_action){ACT_REFUSE, XPB_ESTREAM, s->why, 0, 1};
 }
 

@@ -329,6 +329,81 @@ static void test_send_while_offline_is_queued(void **state)
     assert_int_equal(counters(f).stanzas[XPB_DIR_OUT][XPB_KIND_MESSAGE], 2);
 }
 
+static fake_req *open_named(fixture *f, const char *jid)
+{
+    Xpb__V1__OpenSession op = XPB__V1__OPEN_SESSION__INIT;
+    op.jid = (char *)jid;
+    op.password = "pencil";
+    Xpb__V1__Request r = XPB__V1__REQUEST__INIT;
+    r.account = (char *)jid;
+    r.op_case = XPB__V1__REQUEST__OP_OPEN;
+    r.open = &op;
+    return request(f, &r);
+}
+
+typedef struct walked {
+    char names[8][64];
+    unsigned n;
+} walked;
+
+static int note_name(void *ud, const char *name, unsigned queued, unsigned unacked)
+{
+    walked *w = ud;
+    (void)queued, (void)unacked;
+    assert_true(w->n < 8);
+    snprintf(w->names[w->n++], sizeof w->names[0], "%s", name);
+    return 0;
+}
+
+static int walked_has(const walked *w, const char *name)
+{
+    int n = 0;
+    for (unsigned i = 0; i < w->n; i++)
+        n += strcmp(w->names[i], name) == 0;
+    return n;
+}
+
+/* /metrics copies the accounts a slice per loop turn: every live account
+ * once, none twice, and an account closed and reaped between two slices
+ * (the next one the walk would visit) is skipped, not followed. */
+static void test_account_walk_in_slices(void **state)
+{
+    fixture *f = *state;
+    static const char *const jids[4] = {"a1@example.com", "a2@example.com", "a3@example.com",
+                                        "a4@example.com"};
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(code_of(open_named(f, jids[i])), 0);
+    walked w = {0};
+    int more = 0;
+    assert_int_equal(xpb_daemon_each_account_slice(f->d, 1, 3, note_name, &w, &more), 0);
+    assert_int_equal(w.n, 3);
+    assert_true(more);
+    assert_int_equal(xpb_daemon_each_account_slice(f->d, 0, 3, note_name, &w, &more), 0);
+    assert_int_equal(w.n, 4);
+    assert_false(more);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(walked_has(&w, jids[i]), 1);
+
+    /* Accounts are walked newest first: a4, a3, then a2 is next; close it. */
+    memset(&w, 0, sizeof w);
+    assert_int_equal(xpb_daemon_each_account_slice(f->d, 1, 2, note_name, &w, &more), 0);
+    assert_true(more);
+    const char *next = walked_has(&w, "a2@example.com") ? NULL : "a2@example.com";
+    assert_non_null(next);
+    Xpb__V1__CloseSession cl = XPB__V1__CLOSE_SESSION__INIT;
+    Xpb__V1__Request r = XPB__V1__REQUEST__INIT;
+    r.account = (char *)next;
+    r.op_case = XPB__V1__REQUEST__OP_CLOSE;
+    r.close = &cl;
+    assert_int_equal(code_of(request(f, &r)), 0);
+    fake_loop_idle(f->loop); /* the reaper runs */
+    assert_int_equal(xpb_daemon_each_account_slice(f->d, 0, 10, note_name, &w, &more), 0);
+    assert_false(more);
+    assert_int_equal(walked_has(&w, "a2@example.com"), 0);
+    assert_int_equal(walked_has(&w, "a1@example.com"), 1);
+    assert_int_equal(w.n, 3);
+}
+
 /* Without XEP-0198 (the server offers no <sm/>) a written stanza is acked
  * inside xpb_session_send, before the daemon knew its handle: the delivery
  * event must still be published, once, and nothing stays tracked. */
@@ -867,6 +942,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_open_starts_a_session, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_account_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_send_while_offline_is_queued, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_account_walk_in_slices, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delivery_acked_without_stream_management, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_send_batch, setup, teardown),

@@ -8,9 +8,15 @@
 #include <cmocka.h>
 // clang-format on
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "metrics.h"
 #include "xpb_error.h"
@@ -155,6 +161,120 @@ static void test_listen_rule(void **state)
     assert_int_equal(xpb_metrics_check_listen("127.0.0.1", 0, err, sizeof err), XPB_EINVAL);
 }
 
+/* ---- the listener on its own thread ------------------------------------------------ */
+
+typedef struct served {
+    pthread_t daemon_thread; /* where the snapshot must run */
+    int calls, wrong_thread;
+    xpb_loop *loop;
+    xpb_wake *done;
+    uint16_t port;
+    const char *path;
+    char reply[65536];
+} served;
+
+/* Two slices: the figures and two accounts, then one more account. */
+static int snapshot_src(void *ud, xpb_metrics_snapshot *s, int first)
+{
+    served *sv = ud;
+    sv->calls++;
+    if (!pthread_equal(pthread_self(), sv->daemon_thread)) sv->wrong_thread++;
+    if (!first) {
+        assert_int_equal(xpb_metrics_snapshot_add_account(s, "late@example.com", 5, 0), 0);
+        return 0;
+    }
+    uint64_t seen = s->libevent_seen, suppressed = s->libevent_suppressed;
+    xpb_metrics_snapshot tmp;
+    fake_snapshot(&tmp);
+    *s = tmp;
+    s->libevent_seen = seen;
+    s->libevent_suppressed = suppressed;
+    return XPB_METRICS_MORE;
+}
+
+static uint16_t free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+/* The client thread: one GET, the whole answer into sv->reply, then the
+ * daemon's loop is told to stop. */
+static void *client(void *arg)
+{
+    served *sv = arg;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(sv->port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    size_t got = 0;
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) == 0) {
+        char req[128];
+        int n = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\n\r\n", sv->path);
+        if (write(fd, req, (size_t)n) == n) {
+            ssize_t r;
+            while (got < sizeof sv->reply - 1 &&
+                   (r = read(fd, sv->reply + got, sizeof sv->reply - 1 - got)) > 0)
+                got += (size_t)r;
+        }
+    }
+    sv->reply[got] = '\0';
+    close(fd);
+    if (sv->done) xpb_wake_signal(sv->done);
+    return NULL;
+}
+
+static void on_done(void *ud)
+{
+    xpb_loop_stop(((served *)ud)->loop);
+}
+
+/* The figures are copied on the daemon's loop thread (the snapshot callback
+ * runs there, once per request) and rendered and sent by the listener's own
+ * thread; a daemon loop that does not answer gets a 503 naming the limit. */
+static void test_listener_thread(void **state)
+{
+    (void)state;
+    signal(SIGPIPE, SIG_IGN);
+    served sv = {.daemon_thread = pthread_self(), .path = "/metrics"};
+    xpb_loop_config lc = {0};
+    assert_int_equal(xpb_loop_new(&sv.loop, &lc), 0);
+    assert_int_equal(xpb_wake_new(sv.loop, on_done, &sv, &sv.done), 0);
+    sv.port = free_port();
+    char listen[64], err[256];
+    snprintf(listen, sizeof listen, "127.0.0.1:%u", (unsigned)sv.port);
+    xpb_metrics_opts mo = {.listen = listen, .max_connections = 4, .idle_timeout_s = 10};
+    xpb_metrics *m = NULL;
+    assert_int_equal(xpb_metrics_new(&m, sv.loop, &mo, snapshot_src, &sv, err, sizeof err), 0);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, client, &sv), 0);
+    assert_int_equal(xpb_loop_run(sv.loop), 0); /* until the client is done */
+    pthread_join(t, NULL);
+    assert_non_null(strstr(sv.reply, "HTTP/1.1 200"));
+    assert_has(sv.reply, "xpb_queue_depth{account=\"bot@example.com\"} 3\n");
+    assert_has(sv.reply, "xpb_unacked{account=\"we\\\"ird\\\\na\\nme@example.com\"} 2\n");
+    assert_has(sv.reply, "xpb_queue_depth{account=\"late@example.com\"} 5\n");
+    assert_int_equal(sv.calls, 2); /* two loop turns */
+    assert_int_equal(sv.wrong_thread, 0);
+
+    /* The daemon's loop is not running: no figures within the wait. */
+    sv.path = "/healthz";
+    xpb_wake *done = sv.done;
+    sv.done = NULL;
+    assert_int_equal(pthread_create(&t, NULL, client, &sv), 0);
+    pthread_join(t, NULL);
+    assert_non_null(strstr(sv.reply, "HTTP/1.1 503"));
+    assert_non_null(strstr(sv.reply, "XPB_METRICS_SNAPSHOT_WAIT_MS"));
+    assert_int_equal(sv.calls, 2);
+    xpb_metrics_free(m);
+    xpb_wake_free(done);
+    xpb_loop_free(sv.loop);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -162,6 +282,7 @@ int main(void)
         cmocka_unit_test(test_every_metric_has_help_and_type),
         cmocka_unit_test(test_healthz),
         cmocka_unit_test(test_listen_rule),
+        cmocka_unit_test(test_listener_thread),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1220,6 +1220,33 @@ static void test_connect_timeout_and_xml_error(void **state)
     xpb_session_free(s);
 }
 
+/* A quiet session parks its parser and reason buffer (xpb_session_idle); the
+ * next bytes go on exactly as before: stanzas counted for XEP-0198, <r/>
+ * answered, and an XML error still reported with its reason. */
+static void test_idle_parks_and_resumes(void **state)
+{
+    (void)state;
+    xpb_session_config c;
+    base_cfg(&c, 1);
+    xpb_session *s = online_sm(&c);
+    int stanzas = count_events(XPB_SE_STANZA);
+    xpb_session_idle(s);
+    xpb_session_idle(s); /* twice is harmless */
+    clear_sent();
+    feed(s, "<message from='a@example.com'><body>1</body></message>");
+    xpb_session_idle(s);
+    feed(s, "<presence from='a@example.com/x'/><r xmlns='urn:xmpp:sm:3'/>");
+    assert_sent("<a xmlns='urn:xmpp:sm:3' h='2'/>");
+    assert_int_equal(count_events(XPB_SE_STANZA), stanzas + 2);
+    xpb_session_idle(s);
+    feed(s, "<message><bad<");
+    assert_int_equal(xpb_session_get_state(s), XPB_SS_BACKOFF);
+    assert_int_equal(last_event(XPB_SE_ERROR)->code, XPB_EXML);
+    assert_non_null(strstr(last_event(XPB_SE_ERROR)->reason, "XML error from the server"));
+    xpb_session_idle(s);
+    xpb_session_free(s);
+}
+
 /* RFC 6120 §4.9.3: what each stream error leads to. */
 static void test_stream_error_table(void **state)
 {
@@ -1511,6 +1538,7 @@ int main(void)
         T(test_clean_close),
         T(test_websocket_framing),
         T(test_connect_timeout_and_xml_error),
+        T(test_idle_parks_and_resumes),
         T(test_stream_error_table),
         T(test_close_while_offline),
 #undef T

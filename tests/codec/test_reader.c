@@ -199,6 +199,89 @@ static void test_trim_between_stanzas(void **state)
     done(&c);
 }
 
+/* Parking between stanzas gives expat back and keeps only the start tag; the
+ * next feed rebuilds the parser, so prefixes declared on the stream, the
+ * default namespace, offsets, limits and the closing tag all go on as if it
+ * had never been parked. Where a stanza or a partial token is open, park
+ * refuses and nothing is lost. */
+static void test_park_between_stanzas(void **state)
+{
+    (void)state;
+    col c;
+    xpb_reader_limits lim = {.max_stanza_bytes = 10000};
+    xpb_reader *r = mk(&c, XPB_READER_STREAM, &lim);
+    assert_int_equal(xpb_reader_park(r), 0); /* no stream yet */
+    const char *hdr = "<?xml version='1.0'?><s:stream xmlns:s='" XPB_NS_STREAMS
+                      "' xmlns='jabber:client' xmlns:p='urn:p' id='i1'>";
+    assert_int_equal(feed_str(r, hdr), 0);
+    assert_int_equal(xpb_reader_park(r), 1);
+    assert_int_equal(xpb_reader_park(r), 0); /* already parked */
+    assert_int_equal(feed_str(r, "<message p:a='1'><body>one</body></message>\n"), 0);
+    assert_int_equal(xpb_reader_park(r), 1);
+    assert_int_equal(feed_str(r, "<presence/><mess"), 0);
+    assert_int_equal(xpb_reader_park(r), 0); /* "<mess" is buffered in expat */
+    assert_int_equal(feed_str(r, "age><body>t"), 0);
+    assert_int_equal(xpb_reader_park(r), 0); /* inside a stanza */
+    assert_int_equal(feed_str(r, "wo</body></message>"), 0);
+    assert_int_equal(xpb_reader_park(r), 1);
+    assert_int_equal(c.n_open, 1); /* the replayed header is not a new stream */
+    assert_int_equal(c.n_stanzas, 3);
+    assert_string_equal(c.log, "OPEN<{S}stream id='i1'></>\n"
+                               "<{C}message {urn:p}a='1'><{C}body>[one]</></>\n"
+                               "<{C}presence></>\n"
+                               "<{C}message><{C}body>[two]</></>\n");
+    /* Offsets in errors count the user's bytes only, across parks. */
+    size_t at = xpb_reader_offset(r);
+    assert_int_equal(feed_str(r, "  x"), XPB_ETEXT);
+    char want[64];
+    snprintf(want, sizeof want, "at byte %zu", at + 2);
+    assert_non_null(strstr(xpb_reader_error(r), want));
+    done(&c);
+
+    /* The closing tag after a park. */
+    r = mk(&c, XPB_READER_STREAM, &lim);
+    assert_int_equal(feed_str(r, HDR), 0);
+    assert_int_equal(xpb_reader_park(r), 1);
+    assert_int_equal(feed_str(r, "<iq type='get' id='1'/>"), 0);
+    assert_int_equal(xpb_reader_park(r), 1);
+    assert_int_equal(feed_str(r, "</stream:stream>"), 0);
+    assert_int_equal(c.n_close, 1);
+    assert_int_equal(xpb_reader_park(r), 0); /* closed */
+    done(&c);
+
+    /* The stanza size window goes on across a park. */
+    r = mk(&c, XPB_READER_STREAM, &lim);
+    assert_int_equal(feed_str(r, HDR), 0);
+    assert_int_equal(xpb_reader_park(r), 1);
+    static char big[12000];
+    memset(big, 'a', sizeof big - 1);
+    assert_int_equal(feed_str(r, "<message><body>"), 0);
+    assert_int_equal(feed_str(r, big), XPB_ESTANZASIZE);
+    done(&c);
+
+    /* After a reset (a new stream) the old header is not replayed. */
+    r = mk(&c, XPB_READER_STREAM, &lim);
+    assert_int_equal(feed_str(r, HDR), 0);
+    assert_int_equal(xpb_reader_reset(r), 0);
+    assert_int_equal(xpb_reader_park(r), 0);
+    assert_int_equal(feed_str(r,
+                              "<stream:stream xmlns='jabber:server' xmlns:stream='" XPB_NS_STREAMS
+                              "'><message/>"),
+                     0);
+    assert_int_equal(xpb_reader_park(r), 1);
+    assert_int_equal(feed_str(r, "<presence/>"), 0);
+    assert_int_equal(c.n_open, 2);
+    assert_non_null(strstr(c.log, "<{jabber:server}presence></>"));
+    done(&c);
+
+    /* Fragments have no stream to park. */
+    r = mk(&c, XPB_READER_FRAGMENTS, &lim);
+    assert_int_equal(feed_str(r, "<message/>"), 0);
+    assert_int_equal(xpb_reader_park(r), 0);
+    done(&c);
+    assert_int_equal(xpb_reader_park(NULL), 0);
+}
+
 static void test_stanza_trees(void **state)
 {
     (void)state;
@@ -1062,6 +1145,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_stream_header),
         cmocka_unit_test(test_trim_between_stanzas),
+        cmocka_unit_test(test_park_between_stanzas),
         cmocka_unit_test(test_stanza_trees),
         cmocka_unit_test(test_tree_helpers),
         cmocka_unit_test(test_refusals),

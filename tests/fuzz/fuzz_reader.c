@@ -3,6 +3,7 @@
  * walked (all strings touched, invariants checked). Must never crash or leak. */
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -84,19 +85,24 @@ static size_t chunk_size(uint8_t b, size_t size)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+/* One pass over the input; with park, the reader is parked after every
+ * chunk it allows it for. Returns the feed's result; *sum and msg describe
+ * everything it delivered and refused. */
+static int run(uint8_t b, const char *in, size_t n, int park, unsigned *sum, char *msg,
+               size_t msg_len)
 {
-    if (size < 1) return 0;
-    uint8_t b = data[0];
-    const char *in = (const char *)data + 1;
-    size_t n = size - 1, step = chunk_size(b, n);
+    size_t step = chunk_size(b, n);
     xpb_reader_limits small = {10000, 4, 3};
     xpb_reader_callbacks cb = {on_open, on_stanza, on_close};
     fuzz_ctx f = {0};
-    if (xpb_reader_new(&f.r, MODES[b & 3], (b & 0x80) ? &small : NULL, &cb, &f) != 0) return 0;
+    if (xpb_reader_new(&f.r, MODES[b & 3], (b & 0x80) ? &small : NULL, &cb, &f) != 0) abort();
     int rc = 0;
-    for (size_t off = 0; off < n && rc == 0; off += step)
+    for (size_t off = 0; off < n && rc == 0; off += step) {
         rc = xpb_reader_feed(f.r, in + off, n - off < step ? n - off : step);
+        if (park && rc == 0) (void)xpb_reader_park(f.r);
+    }
+    snprintf(msg, msg_len, "%s", xpb_reader_error(f.r));
+    int first = rc;
     if (rc != 0) {
         if (xpb_reader_error(f.r)[0] == '\0') abort();      /* every refusal explains itself */
         if (xpb_reader_feed(f.r, "<a/>", 4) != rc) abort(); /* sticky */
@@ -105,5 +111,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     if (xpb_reader_offset(f.r) > n) abort();
     xpb_reader_free(f.r);
+    *sum = f.sum;
+    return first;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size < 1) return 0;
+    uint8_t b = data[0];
+    const char *in = (const char *)data + 1;
+    size_t n = size - 1;
+    unsigned sum0 = 0, sum1 = 0;
+    char msg0[256], msg1[256];
+    int rc0 = run(b, in, n, 0, &sum0, msg0, sizeof msg0);
+    /* Parking between chunks must change nothing: what is delivered, what is
+     * refused, and the byte offset the refusal names. */
+    int rc1 = run(b, in, n, 1, &sum1, msg1, sizeof msg1);
+    if (rc0 != rc1 || sum0 != sum1 || strcmp(msg0, msg1) != 0) abort();
     return 0;
 }

@@ -540,14 +540,17 @@ static void records_come_back_whole_and_prune_frees_chunks(void **state)
     received(e, "<message from='bob@example.com/pc' to='me@example.com/b' type='chat' "
                 "id='o-7'><body>still here</body><origin-id xmlns='urn:xmpp:sid:0' id='o-7'/>"
                 "<delay xmlns='urn:xmpp:delay' stamp='2026-11-02T03:04:05Z'/></message>");
-    /* One transaction each: one chunk each. The id, origin-id and body are
-     * in the row, not in the record (strip 1|2|4), msg_id is the origin-id
-     * (8), the sender the peer (32). */
+    /* One transaction each: one chunk each. The id and origin-id are in the
+     * row, not in the record (strip 1|2); the body is only in the record;
+     * msg_id is the origin-id (8), the sender the peer (32). */
     assert_int_equal(count(e, "SELECT count(*) FROM chunk"), 2);
-    assert_int_equal(count(e, "SELECT strip FROM msg WHERE body = 'still here'"), 1 | 2 | 4 | 8 | 32);
+    assert_int_equal(count(e, "SELECT strip FROM message WHERE body = 'still here'"), 1 | 2 | 8 | 32);
+    assert_int_equal(count(e, "SELECT count(*) FROM msg WHERE xpb_body(rec) = 'hello there'"), 1);
+    assert_int_equal(search(e, "hello", NULL), 1);
     assert_string_equal(text(e, "SELECT msg_id FROM message WHERE body = 'still here'"), "o-7");
     assert_string_equal(text(e, "SELECT sender FROM message WHERE body = 'still here'"),
                         "bob@example.com");
+    assert_int_equal(count(e, "SELECT count(*) FROM msgkey"), 4); /* s, h, i; o */
     char err[XA_ERR_MAX];
     uint64_t n = 0;
     assert_int_equal(xa_db_begin(e->db, err, sizeof err), 0);
@@ -556,6 +559,11 @@ static void records_come_back_whole_and_prune_frees_chunks(void **state)
     assert_int_equal(xa_db_commit_plain(e->db, err, sizeof err), 0);
     assert_int_equal(n, 1);
     assert_int_equal(count(e, "SELECT count(*) FROM chunk"), 1);
+    /* The contentless index lost the pruned message's words (deleted with
+     * the text read back from its record), and only those. */
+    assert_int_equal(search(e, "hello", NULL), 0);
+    assert_int_equal(search(e, "still", NULL), 1);
+    assert_int_equal(count(e, "SELECT count(*) FROM msgkey"), 1); /* o-7's origin-id key */
     xa_filter f = {0};
     rec_seen seen = {0};
     assert_int_equal(xa_each(e->db, &f, on_record, &seen, err, sizeof err), 0);
@@ -563,6 +571,42 @@ static void records_come_back_whole_and_prune_frees_chunks(void **state)
     assert_string_equal(seen.id, "o-7");
     assert_string_equal(seen.origin_id, "o-7");
     assert_string_equal(seen.body, "still here");
+}
+
+/* UUIDs are kept as 16 bytes and decimal numbers as integers; the view and
+ * every reader see the text that came; other ids stay text. */
+static void ids_are_stored_small_and_read_back_as_text(void **state)
+{
+    env *e = *state;
+    received(e, "<message from='alice@example.com/phone' to='me@example.com/b' type='chat' "
+                "id='123e4567-e89b-12d3-a456-426614174000'><body>uuid one</body>"
+                "<origin-id xmlns='urn:xmpp:sid:0' id='123e4567-e89b-12d3-a456-426614174000'/>"
+                "<stanza-id xmlns='urn:xmpp:sid:0' by='me@example.com' id='1607599856484436'/>"
+                "</message>");
+    received(e, "<message from='alice@example.com/phone' to='me@example.com/b' type='chat' "
+                "id='0123'><body>text ids</body><stanza-id xmlns='urn:xmpp:sid:0' "
+                "by='me@example.com' id='123E4567-E89B-12D3-A456-426614174000'/></message>");
+    assert_string_equal(text(e, "SELECT typeof(origin_id) || typeof(stanza_id) FROM msg WHERE "
+                                "xpb_body(rec) = 'uuid one'"),
+                        "blobinteger");
+    assert_string_equal(text(e, "SELECT origin_id FROM message WHERE body = 'uuid one'"),
+                        "123e4567-e89b-12d3-a456-426614174000");
+    assert_string_equal(text(e, "SELECT msg_id FROM message WHERE body = 'uuid one'"),
+                        "123e4567-e89b-12d3-a456-426614174000");
+    assert_string_equal(text(e, "SELECT stanza_id FROM message WHERE body = 'uuid one'"),
+                        "1607599856484436");
+    /* Not canonical (upper case, a leading zero): text as it came. */
+    assert_string_equal(text(e, "SELECT typeof(stanza_id) || typeof(msg_id) FROM msg WHERE "
+                                "xpb_body(rec) = 'text ids'"),
+                        "texttext");
+    assert_string_equal(text(e, "SELECT stanza_id FROM message WHERE body = 'text ids'"),
+                        "123E4567-E89B-12D3-A456-426614174000");
+    assert_string_equal(text(e, "SELECT msg_id FROM message WHERE body = 'text ids'"), "0123");
+    /* The same message again (by its integer-kept stanza-id) adds nothing. */
+    received(e, "<message from='alice@example.com/phone' to='me@example.com/b' type='chat' "
+                "id='x'><body>uuid one</body><stanza-id xmlns='urn:xmpp:sid:0' "
+                "by='me@example.com' id='1607599856484436'/></message>");
+    assert_int_equal(count(e, "SELECT count(*) FROM message"), 2);
 }
 
 /* ---- schema checks and bad files ------------------------------------------ */
@@ -702,6 +746,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(chat_states_and_errors_are_skipped, setup, teardown),
         cmocka_unit_test_setup_teardown(resume_point_commits_with_messages, setup, teardown),
         cmocka_unit_test_setup_teardown(search_newest_first_is_exact, setup, teardown),
+        cmocka_unit_test_setup_teardown(ids_are_stored_small_and_read_back_as_text, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(bad_files_are_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(newer_schema_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(older_schema_is_refused, setup, teardown),

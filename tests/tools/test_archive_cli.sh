@@ -26,6 +26,10 @@ expect() {
     grep -qF -- "$phrase" "$work/err" || bad "$*: no \"$phrase\" in: $(cat "$work/err")"
 }
 
+same() { # FILE SUM: the file did not change
+    [ "$(sha256sum <"$1")" = "$2" ] || bad "$1 changed"
+}
+
 # Events (xpb.v1.Event, length-delimited) around stanza records from XML.
 events() { # XML_FILE OUT [REPEAT]
     "$xpbctl" convert --from xml --to pb "$1" >"$work/stanzas.pb"
@@ -105,10 +109,21 @@ expect 2 "takes a date" "$archive" search --db "$db" --since yesterday x
 expect 2 "--keep-days" "$archive" prune --db "$db"
 expect 2 "unknown command" "$archive" frobnicate --db "$db"
 
+# sql: the bodies (only in the records) through the view xpb-archive adds;
+# plain sqlite3 reads the same view without them. Writes are refused.
+[ "$("$archive" sql --db "$db" "SELECT stanza_id || ' ' || body FROM message WHERE body LIKE '%zebrafish%'")" = "S1 the zebrafish swims" ] ||
+    bad "sql: alice's message by its body"
+"$archive" sql --db "$db" --json "SELECT id, body, edited_body FROM message WHERE kind = 0 AND edited_body IS NOT NULL" |
+    grep -qE '^\{"id":[0-9]+,"body":"a second one","edited_body":"a second two"\}$' || bad "sql --json"
+python3 -c "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); print(c.execute('select group_concat(msg_id) from message').fetchone()[0])" "$db" |
+    grep -qF "m1,m2,m4" || bad "plain sqlite3 cannot read the view message"
+sum=$(sha256sum <"$db")
+expect 1 "only queries that write nothing" "$archive" sql --db "$db" "DELETE FROM msg"
+expect 1 "one statement only" "$archive" sql --db "$db" "SELECT 1; DELETE FROM msg"
+expect 1 "no such column: nosuch" "$archive" sql --db "$db" "SELECT nosuch FROM message"
+same "$db" "$sum"
+
 # ---- bad inputs: refused, named, nothing written -------------------------------
-same() { # FILE SUM: the file did not change
-    [ "$(sha256sum <"$1")" = "$2" ] || bad "$1 changed"
-}
 printf 'SQLite format 3\0 but then nothing sensible at all %.0s' {1..40} >"$work/garbage.db"
 sum=$(sha256sum <"$work/garbage.db")
 expect 1 "not an xpb-archive database, or a damaged one" "$archive" stats --db "$work/garbage.db"
@@ -124,6 +139,16 @@ sum=$(sha256sum <"$work/newer.db")
 expect 1 "schema version 7 was written by a newer xpb-archive" "$archive" import --db "$work/newer.db" "$work/ev.pb"
 expect 1 "newer xpb-archive" "$archive" search --db "$work/newer.db" zebrafish
 same "$work/newer.db" "$sum"
+
+# Schema 2 (text bodies and ids, the first release's layout after schema 1):
+# refused with the way out (export with the xpb-archive that wrote it, import).
+cp "$db" "$work/older.db"
+python3 -c "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute('pragma user_version=2'); c.commit()" "$work/older.db"
+sum=$(sha256sum <"$work/older.db")
+expect 1 "schema version 2 was written by an older xpb-archive (this one reads 3 only; export the archive with that one, then import it)" \
+    "$archive" import --db "$work/older.db" "$work/ev.pb"
+expect 1 "older xpb-archive" "$archive" sql --db "$work/older.db" "SELECT 1"
+same "$work/older.db" "$sum"
 
 expect 1 "no archive there" "$archive" search --db "$work/missing.db" x
 [ ! -e "$work/missing.db" ] || bad "search created a database"

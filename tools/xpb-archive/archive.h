@@ -15,7 +15,7 @@
 #include "xpb_stanza.h"
 
 /* The schema this build writes and the newest it reads (PRAGMA user_version). */
-#define XA_SCHEMA_VERSION 2
+#define XA_SCHEMA_VERSION 3
 #define XA_ERR_MAX 512      /* bytes of an error sentence */
 #define XA_JOURNAL_ID_MAX 64 /* EventBatch.journal_id: the bridge writes 32 hex digits */
 

@@ -47,14 +47,14 @@ static int get_current(xa_db *db, int64_t id, current *cur, char *err, size_t er
         cur->edited_us = sqlite3_column_int64(st, 2);
     }
     sqlite3_reset(st);
-    return r == SQLITE_ROW ? 0 : xa_db_error(db, r == SQLITE_DONE ? SQLITE_CORRUPT : r,
-                                             "reading a changed message", err, errlen);
+    return r == SQLITE_ROW ? 0
+                           : xa_db_error(db, r == SQLITE_DONE ? SQLITE_CORRUPT : r,
+                                         "reading a changed message", err, errlen);
 }
 
-/* The index is external-content FTS5: an entry goes with the text it was
- * made from. */
-static int fts(xa_db *db, xa_stmt_id which, int64_t id, const char *text, char *err,
-               size_t errlen)
+/* The index is contentless FTS5 (the text is in the record): an entry is
+ * deleted with the text it was made from. */
+static int fts(xa_db *db, xa_stmt_id which, int64_t id, const char *text, char *err, size_t errlen)
 {
     sqlite3_stmt *st;
     int rc = xa_db_stmt(db, which,
@@ -75,9 +75,8 @@ static int edit(xa_db *db, int64_t target, const char *body, int64_t time_us, ch
     int rc = get_current(db, target, &cur, err, errlen);
     if (rc || cur.edited_us > time_us) return rc; /* the latest correction wins */
     sqlite3_stmt *st;
-    rc = xa_db_stmt(db, XA_ST_EDIT,
-                    "UPDATE msg SET edited_body = ?2, edited_us = ?3 WHERE id = ?1", &st, err,
-                    errlen);
+    rc = xa_db_stmt(db, XA_ST_EDIT, "UPDATE msg SET edited_body = ?2, edited_us = ?3 WHERE id = ?1",
+                    &st, err, errlen);
     if (rc) return rc;
     sqlite3_bind_int64(st, 1, target);
     sqlite3_bind_text(st, 2, body ? body : "", -1, SQLITE_STATIC);
@@ -93,8 +92,8 @@ static int retract(xa_db *db, int64_t target, int64_t time_us, char *err, size_t
     int rc = get_current(db, target, &cur, err, errlen);
     if (rc || cur.retracted) return rc;
     sqlite3_stmt *st;
-    rc = xa_db_stmt(db, XA_ST_RETRACT, "UPDATE msg SET retracted_us = ?2 WHERE id = ?1", &st,
-                    err, errlen);
+    rc = xa_db_stmt(db, XA_ST_RETRACT, "UPDATE msg SET retracted_us = ?2 WHERE id = ?1", &st, err,
+                    errlen);
     if (rc) return rc;
     sqlite3_bind_int64(st, 1, target);
     sqlite3_bind_int64(st, 2, time_us);
@@ -107,9 +106,9 @@ static int apply(xa_db *db, int64_t change, int64_t target, xa_kind kind, const 
                  int64_t time_us, char *err, size_t errlen)
 {
     sqlite3_stmt *st;
-    int rc = xa_db_stmt(db, XA_ST_SET_TARGET,
-                        "UPDATE msg SET target = ?2, target_ref = NULL WHERE id = ?1", &st, err,
-                        errlen);
+    int rc =
+        xa_db_stmt(db, XA_ST_SET_TARGET,
+                   "UPDATE msg SET target = ?2, target_ref = NULL WHERE id = ?1", &st, err, errlen);
     if (rc) return rc;
     sqlite3_bind_int64(st, 1, change);
     sqlite3_bind_int64(st, 2, target);
@@ -136,8 +135,7 @@ typedef struct target {
     char sender[1024];
 } target;
 
-static int check_target(xa_db *db, const xa_msg *m, int64_t id, target *t, char *err,
-                        size_t errlen)
+static int check_target(xa_db *db, const xa_msg *m, int64_t id, target *t, char *err, size_t errlen)
 {
     sqlite3_stmt *st;
     int rc = xa_db_stmt(db, XA_ST_TARGET_GET,
@@ -156,7 +154,8 @@ static int check_target(xa_db *db, const xa_msg *m, int64_t id, target *t, char 
         snprintf(t->sender, sizeof t->sender, "%s", v ? (const char *)v : "");
     }
     sqlite3_reset(st);
-    return r == SQLITE_ROW || r == SQLITE_DONE ? 0 : xa_db_error(db, r, "reading a row", err, errlen);
+    return r == SQLITE_ROW || r == SQLITE_DONE ? 0
+                                               : xa_db_error(db, r, "reading a row", err, errlen);
 }
 
 static int find_target(xa_db *db, const xa_msg *m, target *t, char *err, size_t errlen)
@@ -164,8 +163,8 @@ static int find_target(xa_db *db, const xa_msg *m, target *t, char *err, size_t 
     const struct {
         char type;
         const char *a;
-    } ways[] = {{'i', m->conversation}, {'o', m->conversation}, {'s', m->conversation},
-                {'s', m->account}};
+    } ways[] = {
+        {'i', m->conversation}, {'o', m->conversation}, {'s', m->conversation}, {'s', m->account}};
     t->id = 0;
     for (size_t i = 0; i < sizeof ways / sizeof ways[0] && !t->id; i++) {
         xa_key k;
@@ -200,11 +199,12 @@ int xa_link_pending(xa_db *db, int64_t id, const xa_msg *m, xa_counts *c, char *
 {
     if (db->n_pending == 0) return 0; /* no change waits: nothing to look up */
     sqlite3_stmt *st;
-    int rc = xa_db_stmt(db, XA_ST_PENDING_FIND,
-                        "SELECT id, kind, time_us, body FROM msg INDEXED BY message_pending "
-                        "WHERE conv = (SELECT id FROM conv WHERE account = ?1 AND jid = ?2) AND "
-                        "target_ref IS NOT NULL AND target_ref IN (?3, ?4, ?5) ORDER BY time_us",
-                        &st, err, errlen);
+    int rc =
+        xa_db_stmt(db, XA_ST_PENDING_FIND,
+                   "SELECT id, kind, time_us, xpb_body(rec) FROM msg INDEXED BY message_pending "
+                   "WHERE conv = (SELECT id FROM conv WHERE account = ?1 AND jid = ?2) AND "
+                   "target_ref IS NOT NULL AND target_ref IN (?3, ?4, ?5) ORDER BY time_us",
+                   &st, err, errlen);
     if (rc) return rc;
     sqlite3_bind_text(st, 1, m->account, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, m->conversation, -1, SQLITE_STATIC);
@@ -225,8 +225,8 @@ int xa_link_pending(xa_db *db, int64_t id, const xa_msg *m, xa_counts *c, char *
     sqlite3_reset(st);
     for (size_t i = 0; i < n; i++) {
         c->linked++;
-        if (!rc) rc = apply(db, p[i].id, id, (xa_kind)p[i].kind, p[i].body, p[i].time_us, err,
-                            errlen);
+        if (!rc)
+            rc = apply(db, p[i].id, id, (xa_kind)p[i].kind, p[i].body, p[i].time_us, err, errlen);
         free(p[i].body);
     }
     return rc;
@@ -240,7 +240,8 @@ int xa_prune(xa_db *db, int64_t cutoff_us, uint64_t *n, char *err, size_t errlen
         "INSERT INTO temp.doomed SELECT id FROM msg WHERE kind = 0 AND time_us < ?1",
         "INSERT OR IGNORE INTO temp.doomed SELECT id FROM msg WHERE target IN "
         "(SELECT id FROM temp.doomed) OR (target IS NULL AND kind <> 0 AND time_us < ?1)",
-        "INSERT INTO fts(fts, rowid, body) SELECT 'delete', id, coalesce(edited_body, body) "
+        "INSERT INTO fts(fts, rowid, body) SELECT 'delete', id, coalesce(edited_body, "
+        "xpb_body(rec)) "
         "FROM msg WHERE id IN (SELECT id FROM temp.doomed) AND kind = 0 AND "
         "retracted_us IS NULL",
         "DELETE FROM msgkey WHERE message IN (SELECT id FROM temp.doomed)",
@@ -256,7 +257,8 @@ int xa_prune(xa_db *db, int64_t cutoff_us, uint64_t *n, char *err, size_t errlen
         if (rc == SQLITE_OK) rc = sqlite3_step(st);
         if (i == 6) *n = (uint64_t)sqlite3_changes(db->h);
         sqlite3_finalize(st);
-        if (rc != SQLITE_DONE && rc != SQLITE_OK) return xa_db_error(db, rc, "pruning", err, errlen);
+        if (rc != SQLITE_DONE && rc != SQLITE_OK)
+            return xa_db_error(db, rc, "pruning", err, errlen);
     }
     return 0;
 }

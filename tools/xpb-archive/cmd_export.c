@@ -62,16 +62,8 @@ static const xpbctl_opt export_opts[] = {
 };
 
 /* ---- JSON ------------------------------------------------------------- */
-static void json_str(xpb_buf *b, const char *name, const char *v, bool comma)
+static void json_text(xpb_buf *b, const char *v)
 {
-    if (comma) xpb_buf_append(b, ",", 1);
-    xpb_buf_append(b, "\"", 1);
-    xpb_buf_append_str(b, name);
-    xpb_buf_append(b, "\":", 2);
-    if (!v) {
-        xpb_buf_append_str(b, "null");
-        return;
-    }
     xpb_buf_append(b, "\"", 1);
     for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
         char esc[8];
@@ -89,6 +81,22 @@ static void json_str(xpb_buf *b, const char *name, const char *v, bool comma)
     xpb_buf_append(b, "\"", 1);
 }
 
+void xa_json_key(xpb_buf *b, const char *name, bool comma)
+{
+    if (comma) xpb_buf_append(b, ",", 1);
+    json_text(b, name);
+    xpb_buf_append(b, ":", 1);
+}
+
+void xa_json_str(xpb_buf *b, const char *name, const char *v, bool comma)
+{
+    xa_json_key(b, name, comma);
+    if (v)
+        json_text(b, v);
+    else
+        xpb_buf_append_str(b, "null");
+}
+
 static const char *const kind_names[] = {"message", "correction", "retraction"};
 
 int xa_json_row_full(const xa_row *r, bool with_record)
@@ -99,21 +107,21 @@ int xa_json_row_full(const xa_row *r, bool with_record)
     xa_format_stamp(r->time_us, t, sizeof t);
     snprintf(num, sizeof num, "%" PRId64, r->id);
     xpb_buf_append(&b, "{", 1);
-    json_str(&b, "id", num, false);
-    json_str(&b, "kind", kind_names[r->kind <= XA_KIND_RETRACTION ? r->kind : 0], true);
-    json_str(&b, "account", r->account, true);
-    json_str(&b, "conversation", r->conversation, true);
-    json_str(&b, "direction", r->direction == XA_DIR_OUT ? "out" : "in", true);
-    json_str(&b, "sender", r->sender, true);
-    json_str(&b, "time", t, true);
-    json_str(&b, "body", r->body, true);
-    json_str(&b, "edited_body", r->edited_body, true);
-    json_str(&b, "stanza_id", r->stanza_id, true);
-    json_str(&b, "stanza_id_by", r->stanza_id_by, true);
-    json_str(&b, "origin_id", r->origin_id, true);
+    xa_json_str(&b, "id", num, false);
+    xa_json_str(&b, "kind", kind_names[r->kind <= XA_KIND_RETRACTION ? r->kind : 0], true);
+    xa_json_str(&b, "account", r->account, true);
+    xa_json_str(&b, "conversation", r->conversation, true);
+    xa_json_str(&b, "direction", r->direction == XA_DIR_OUT ? "out" : "in", true);
+    xa_json_str(&b, "sender", r->sender, true);
+    xa_json_str(&b, "time", t, true);
+    xa_json_str(&b, "body", r->body, true);
+    xa_json_str(&b, "edited_body", r->edited_body, true);
+    xa_json_str(&b, "stanza_id", r->stanza_id, true);
+    xa_json_str(&b, "stanza_id_by", r->stanza_id_by, true);
+    xa_json_str(&b, "origin_id", r->origin_id, true);
     if (r->retracted_us) {
         xa_format_stamp(r->retracted_us, t, sizeof t);
-        json_str(&b, "retracted", t, true);
+        xa_json_str(&b, "retracted", t, true);
     }
     int rc = 0;
     if (with_record) {

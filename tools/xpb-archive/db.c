@@ -21,38 +21,62 @@
 #define XA_CACHE_PRAGMAS                                                                           \
     "PRAGMA cache_size=-65536; PRAGMA mmap_size=1073741824; PRAGMA wal_autocheckpoint=16384"
 
+/* The id columns (stanza-id, origin-id, the stanza's id) hold a canonical
+ * UUID as its 16 bytes and a plain decimal number as an integer (store.c,
+ * bind_id); the view gives the text back (ID_TEXT). */
+#define ID_TEXT(c)                                                                                 \
+    "CASE typeof(" c ") WHEN 'blob' THEN lower(substr(hex(" c "),1,8)||'-'||"                     \
+    "substr(hex(" c "),9,4)||'-'||substr(hex(" c "),13,4)||'-'||substr(hex(" c "),17,4)||'-'||"    \
+    "substr(hex(" c "),21)) ELSE CAST(" c " AS TEXT) END"
+
+/* msg leaves out what the conversation implies (msg.strip, store.c); the
+ * view puts it back. */
+#define VIEW_SENDER                                                                                \
+    "CASE WHEN m.strip & 32 THEN c.jid WHEN m.strip & 64 THEN c.account ELSE m.sender END"
+#define VIEW_BY                                                                                    \
+    "CASE WHEN m.strip & 16 THEN (CASE WHEN m.groupchat THEN c.jid ELSE c.account END) "          \
+    "ELSE m.stanza_id_by END"
+#define VIEW_MSG_ID                                                                                \
+    "CASE WHEN m.strip & 8 THEN " ID_TEXT("m.origin_id") " ELSE " ID_TEXT("m.msg_id") " END"
+
 static const char schema_sql[] =
     "CREATE TABLE resume(id INTEGER PRIMARY KEY CHECK (id = 1),"
     "  journal_id TEXT NOT NULL, seq INTEGER NOT NULL, secret BLOB NOT NULL);"
     "INSERT INTO resume VALUES (1, '', 0, randomblob(16));"
     "CREATE TABLE conv(id INTEGER PRIMARY KEY, account TEXT NOT NULL, jid TEXT NOT NULL,"
     "  UNIQUE (account, jid));"
+    /* No body column: the body is in the record (zrec.c) and the index is
+     * contentless; `xpb-archive sql` shows it (docs/archive.md). */
     "CREATE TABLE msg("
     "  id INTEGER PRIMARY KEY, conv INTEGER NOT NULL,"
     "  direction INTEGER NOT NULL, groupchat INTEGER NOT NULL, sender TEXT,"
-    "  stanza_id TEXT, stanza_id_by TEXT, origin_id TEXT, msg_id TEXT,"
-    "  time_us INTEGER NOT NULL, body TEXT, rec INTEGER NOT NULL,"
+    "  stanza_id, stanza_id_by TEXT, origin_id, msg_id,"
+    "  time_us INTEGER NOT NULL, rec INTEGER NOT NULL,"
     "  kind INTEGER NOT NULL DEFAULT 0, target INTEGER, target_ref TEXT,"
     "  edited_body TEXT, edited_us INTEGER, retracted_us INTEGER, strip INTEGER);"
-    "CREATE INDEX message_conv ON msg(conv, time_us);"
     "CREATE INDEX message_time ON msg(time_us);"
     "CREATE INDEX message_target ON msg(target) WHERE target IS NOT NULL;"
     "CREATE INDEX message_pending ON msg(conv, target_ref) WHERE target_ref IS NOT NULL;"
-    /* msg leaves out what the conversation implies (msg.strip, store.c). */
-    "CREATE VIEW message AS SELECT m.id, m.conv, c.account, c.jid AS conversation, m.direction,"
-    "  m.groupchat, CASE WHEN m.strip & 32 THEN c.jid WHEN m.strip & 64 THEN c.account"
-    "  ELSE m.sender END AS sender, m.stanza_id, CASE WHEN m.strip & 16 THEN (CASE WHEN"
-    "  m.groupchat THEN c.jid ELSE c.account END) ELSE m.stanza_id_by END AS stanza_id_by,"
-    "  m.origin_id, CASE WHEN m.strip & 8 THEN m.origin_id ELSE m.msg_id END AS msg_id,"
-    "  m.time_us, m.body, m.rec, m.kind, m.target, m.target_ref, m.edited_body, m.edited_us,"
+    "CREATE VIEW message AS SELECT m.id, m.conv, c.account, c.jid AS conversation,"
+    "  m.direction, m.groupchat, " VIEW_SENDER " AS sender,"
+    "  " ID_TEXT("m.stanza_id") " AS stanza_id, " VIEW_BY " AS stanza_id_by,"
+    "  " ID_TEXT("m.origin_id") " AS origin_id, " VIEW_MSG_ID " AS msg_id,"
+    "  m.time_us, m.rec, m.kind, m.target, m.target_ref, m.edited_body, m.edited_us,"
     "  m.retracted_us, m.strip FROM msg m JOIN conv c ON c.id = m.conv;"
     "CREATE TABLE dict(id INTEGER PRIMARY KEY, bytes BLOB NOT NULL);"
     "CREATE TABLE chunk(id INTEGER PRIMARY KEY, zdict INTEGER, bytes BLOB NOT NULL);"
-    "CREATE TABLE msgkey(key BLOB PRIMARY KEY, message INTEGER NOT NULL) WITHOUT ROWID;"
+    /* key: a 64-bit SipHash (keys.c), the rowid. */
+    "CREATE TABLE msgkey(key INTEGER PRIMARY KEY, message INTEGER NOT NULL);"
     "CREATE TABLE ownnick(account TEXT NOT NULL, room TEXT NOT NULL, nick TEXT NOT NULL,"
     "  PRIMARY KEY (account, room)) WITHOUT ROWID;"
-    "CREATE VIRTUAL TABLE fts USING fts5(body, content='msg', content_rowid='id', columnsize=0);"
-    "PRAGMA user_version = 2;";
+    "CREATE VIRTUAL TABLE fts USING fts5(body, content='', columnsize=0);"
+    "PRAGMA user_version = 3;";
+
+/* What a connection of ours adds: the view with the body read from the
+ * record (xpb_body, zrec.c), under the same name in the TEMP schema (which
+ * SQLite looks in first). */
+static const char temp_sql[] =
+    "CREATE TEMP VIEW message AS SELECT *, xpb_body(rec) AS body FROM main.message";
 
 static void setf(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -122,17 +146,20 @@ static int user_version(xa_db *db, int *v, char *err, size_t errlen)
 static int check_tables(xa_db *db, char *err, size_t errlen)
 {
     sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(db->h,
-                                "SELECT count(*) FROM sqlite_master WHERE name IN "
-                                "('resume','conv','msg','message','dict','chunk','msgkey','ownnick','fts')",
-                                -1, &st, NULL);
+    int rc = sqlite3_prepare_v2(
+        db->h,
+        "SELECT count(*) FROM sqlite_master WHERE name IN "
+        "('resume','conv','msg','message','dict','chunk','msgkey','ownnick','fts')",
+        -1, &st, NULL);
     int n = 0;
     if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) n = sqlite3_column_int(st, 0);
     if (rc == SQLITE_OK) rc = sqlite3_finalize(st);
     if (rc != SQLITE_OK) return xa_db_error(db, rc, "reading the schema", err, errlen);
     if (n != 9) {
-        setf(err, errlen, "%s: has schema version %d but not the archive's tables: not an "
-             "xpb-archive database", db->path, XA_SCHEMA_VERSION);
+        setf(err, errlen,
+             "%s: has schema version %d but not the archive's tables: not an "
+             "xpb-archive database",
+             db->path, XA_SCHEMA_VERSION);
         return XA_ECORRUPT;
     }
     return 0;
@@ -240,6 +267,7 @@ int xa_db_open(const char *path, xa_mode mode, xa_db **out, char *err, size_t er
         return XA_ENOMEM;
     }
     db->n_pending = 1; /* unknown until the first xa_db_begin: look changes up */
+    db->n_ownnick = 1; /* the same for our room nicks */
     int rc = open_file(db, mode, err, errlen);
     /* WAL: readers (search) never block the writer; NORMAL sync is durable
      * at each commit's WAL append with checkpoints fsynced (docs/archive.md). */
@@ -254,6 +282,8 @@ int xa_db_open(const char *path, xa_mode mode, xa_db **out, char *err, size_t er
     if (!rc) rc = check_schema(db, mode, err, errlen);
     if (!rc) rc = load_secret(db, err, errlen);
     if (!rc) rc = xa_z_open(db, err, errlen);
+    if (!rc) rc = xa_z_register(db, err, errlen);
+    if (!rc) rc = exec(db, temp_sql, "adding the message view", err, errlen);
     if (rc) {
         xa_db_close(db);
         return rc;
@@ -305,10 +335,13 @@ int xa_db_begin(xa_db *db, char *err, size_t errlen)
     db->in_tx = true;
     /* Another writer may have stored changes since our last transaction. */
     sqlite3_stmt *st = NULL;
-    rc = sqlite3_prepare_v2(db->h, "SELECT count(*) FROM msg WHERE target_ref IS NOT NULL", -1,
-                            &st, NULL);
+    rc = sqlite3_prepare_v2(db->h,
+                            "SELECT (SELECT count(*) FROM msg WHERE target_ref IS NOT NULL), "
+                            "(SELECT count(*) FROM ownnick)",
+                            -1, &st, NULL);
     if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         db->n_pending = sqlite3_column_int64(st, 0);
+        db->n_ownnick = sqlite3_column_int64(st, 1);
         rc = SQLITE_OK;
     }
     sqlite3_finalize(st);
@@ -322,8 +355,8 @@ int xa_db_commit(xa_db *db, const char *journal_id, uint64_t seq, char *err, siz
 {
     sqlite3_stmt *st = NULL;
     int rc = xa_db_stmt(db, XA_ST_RESUME_SET,
-                        "UPDATE resume SET journal_id = coalesce(?1, journal_id), seq = ?2",
-                        &st, err, errlen);
+                        "UPDATE resume SET journal_id = coalesce(?1, journal_id), seq = ?2", &st,
+                        err, errlen);
     if (rc) return rc;
     if (journal_id) sqlite3_bind_text(st, 1, journal_id, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, (sqlite3_int64)seq);

@@ -14,7 +14,9 @@
 typedef enum xa_stmt_id {
     XA_ST_RESUME_SET,
     XA_ST_KEY_FIND,
+    XA_ST_KEY_FIND2,
     XA_ST_KEY_ADD,
+    XA_ST_KEY_ADD2,
     XA_ST_MSG_GET,
     XA_ST_MSG_INSERT,
     XA_ST_MSG_MERGE,
@@ -60,9 +62,10 @@ typedef struct xa_z {
     int64_t cache_id;        /* the last chunk read, inflated */
     xpb_buf cache;
     xpb_buf whole;           /* the last record restored */
+    xpb_buf body;            /* the last body read (xa_z_body) */
 } xa_z;
 
-#define XA_CONV_CACHE 256 /* conversation ids kept in memory */
+#define XA_CONV_CACHE 4096 /* conversation ids kept in memory */
 
 struct xa_db {
     sqlite3 *h;
@@ -76,6 +79,9 @@ struct xa_db {
      * at each xa_db_begin, raised for each change stored; while it is 0 a
      * new message has nothing to look up (changes.c). */
     int64_t n_pending;
+    /* Our nicks in rooms (ownnick): counted at each xa_db_begin; while 0 a
+     * room message has no nick of ours to look up (store.c). */
+    int64_t n_ownnick;
     /* The conversations' ids last used (store.c), forgotten at a rollback
      * (the rows it added went with it). */
     struct xa_conv_slot {
@@ -100,10 +106,15 @@ int xa_z_add(struct xa_db *db, const uint8_t *rec, size_t len, int64_t *ref, cha
              size_t errlen);
 int xa_z_flush(struct xa_db *db, char *err, size_t errlen);
 int xa_z_record(struct xa_db *db, int64_t ref, const uint8_t **rec, size_t *len);
+/* The SQL function xpb_body(rec): the body of the record rec names (NULL
+ * when it has none), for the TEMP view `message` (db.c) and prune. */
+int xa_z_register(struct xa_db *db, char *err, size_t errlen);
+/* The record's first body text (extract.c's choice), into db's buffer
+ * (NUL-terminated, valid until the next call); *body NULL when it has none. */
+int xa_z_body(struct xa_db *db, const uint8_t *rec, size_t len, const char **body);
 /* msg.strip: what the stored record left out because a column holds it. */
 #define XA_STRIP_ID 1
 #define XA_STRIP_ORIGIN_ID 2
-#define XA_STRIP_BODY 4
 /* ...and the columns left NULL because the view (db.c) derives them: */
 #define XA_STRIP_MSG_ID_IS_ORIGIN 8   /* msg_id: the origin-id */
 #define XA_STRIP_BY_DEFAULT 16        /* stanza_id_by: the room, or our account */
@@ -112,7 +123,7 @@ int xa_z_record(struct xa_db *db, int64_t ref, const uint8_t **rec, size_t *len)
 /* The record *rec with the stripped fields put back (*rec then points into
  * db's buffer, valid until the next call). */
 int xa_z_restore(struct xa_db *db, int strip, const char *id, const char *origin_id,
-                 const char *body, const uint8_t **rec, size_t *len);
+                 const uint8_t **rec, size_t *len);
 void xa_z_rollback(struct xa_db *db);
 void xa_z_commit(struct xa_db *db);
 

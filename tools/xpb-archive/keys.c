@@ -1,8 +1,9 @@
-/* De-duplication and lookup keys (docs/archive.md, "De-duplication"): 16
- * bytes each, SipHash-2-4 (twice, 64 bits each) under the archive's own
- * random secret, over the account, the key's type and its parts. Short keys
- * keep the msgkey table small; the secret keeps anyone who can send us a
- * message from making one collide with another's key. */
+/* De-duplication and lookup keys (docs/archive.md, "De-duplication"): 64
+ * bits each, SipHash-2-4 under the archive's own random secret, over the
+ * account, the key's type and its parts. An integer key is msgkey's rowid
+ * (no separate index, 8 bytes); the secret keeps anyone who can send us a
+ * message from making one collide with another's key, and a chance
+ * collision between two keys is 1 in 2^64 per pair (docs/archive.md). */
 #include <string.h>
 
 #include "db_internal.h"
@@ -35,23 +36,47 @@ static uint64_t le64(const uint8_t *p)
     return v;
 }
 
-/* SipHash-2-4 (Aumasson, Bernstein 2012) of in[0..len) under k0, k1. */
-static uint64_t siphash(uint64_t k0, uint64_t k1, const uint8_t *in, size_t len)
+/* SipHash-2-4 (Aumasson, Bernstein 2012), fed piece by piece: the parts of
+ * a key go in as they are, with no buffer to build. */
+typedef struct sip {
+    uint64_t v0, v1, v2, v3, m; /* m: the bytes of the block not yet full */
+    size_t len;                 /* bytes fed */
+} sip;
+
+static void sip_init(sip *s, const uint8_t secret[16])
 {
-    uint64_t v0 = 0x736f6d6570736575ULL ^ k0, v1 = 0x646f72616e646f6dULL ^ k1;
-    uint64_t v2 = 0x6c7967656e657261ULL ^ k0, v3 = 0x7465646279746573ULL ^ k1;
-    size_t i = 0;
-    for (; i + 8 <= len; i += 8) {
-        uint64_t m = le64(in + i);
-        v3 ^= m;
-        SIPROUND;
-        SIPROUND;
-        v0 ^= m;
+    uint64_t k0 = le64(secret), k1 = le64(secret + 8);
+    *s = (sip){0x736f6d6570736575ULL ^ k0, 0x646f72616e646f6dULL ^ k1, 0x6c7967656e657261ULL ^ k0,
+               0x7465646279746573ULL ^ k1, 0, 0};
+}
+
+static void sip_block(sip *s, uint64_t m)
+{
+    uint64_t v0 = s->v0, v1 = s->v1, v2 = s->v2, v3 = s->v3 ^ m;
+    SIPROUND;
+    SIPROUND;
+    s->v0 = v0 ^ m;
+    s->v1 = v1;
+    s->v2 = v2;
+    s->v3 = v3;
+}
+
+static void sip_feed(sip *s, const void *data, size_t n)
+{
+    const uint8_t *p = data;
+    for (size_t i = 0; i < n; i++) {
+        s->m |= (uint64_t)p[i] << (8 * (s->len % 8));
+        if (++s->len % 8 == 0) {
+            sip_block(s, s->m);
+            s->m = 0;
+        }
     }
-    uint64_t b = (uint64_t)len << 56;
-    for (size_t j = 0; i + j < len; j++)
-        b |= (uint64_t)in[i + j] << (8 * j);
-    v3 ^= b;
+}
+
+static uint64_t sip_final(sip *s)
+{
+    uint64_t b = s->m | (uint64_t)s->len << 56;
+    uint64_t v0 = s->v0, v1 = s->v1, v2 = s->v2, v3 = s->v3 ^ b;
     SIPROUND;
     SIPROUND;
     v0 ^= b;
@@ -63,51 +88,42 @@ static uint64_t siphash(uint64_t k0, uint64_t k1, const uint8_t *in, size_t len)
     return v0 ^ v1 ^ v2 ^ v3;
 }
 
-static int part(xpb_buf *b, const char *s)
+static void part(sip *s, const char *v)
 {
     /* Every part ends with a 0xff byte, which UTF-8 never holds. */
-    int rc = s ? xpb_buf_append(b, s, strlen(s)) : 0;
-    return rc ? rc : xpb_buf_append(b, "\xff", 1);
-}
-
-static int finish(const xa_db *db, xpb_buf *in, xa_key *k)
-{
-    uint64_t k0 = le64(db->secret), k1 = le64(db->secret + 8);
-    const uint8_t *p = (const uint8_t *)in->data;
-    uint64_t h[2] = {siphash(k0, k1, p, in->len),
-                     siphash(k0 ^ 0x5bd1e9955bd1e995ULL, k1 ^ 0x9e3779b97f4a7c15ULL, p, in->len)};
-    for (int i = 0; i < 16; i++)
-        k->b[i] = (uint8_t)(h[i / 8] >> (8 * (i % 8)));
-    xpb_buf_free(in);
-    return 0;
+    if (v) sip_feed(s, v, strlen(v));
+    sip_feed(s, "\xff", 1);
 }
 
 int xa_key_make(const xa_db *db, xa_key *k, char type, const char *account, const char *a,
                 const char *b)
 {
-    xpb_buf in;
-    xpb_buf_init(&in, 0);
+    sip s;
     char t[2] = {type, 0};
+    sip_init(&s, db->secret);
+    part(&s, account);
+    part(&s, t);
+    part(&s, a);
+    part(&s, b);
     k->type = type;
-    if (part(&in, account) || part(&in, t) || part(&in, a) || part(&in, b)) {
-        xpb_buf_free(&in);
-        return XA_ENOMEM;
-    }
-    return finish(db, &in, k);
+    k->v = (int64_t)sip_final(&s);
+    return 0;
 }
 
 int xa_key_content(const xa_db *db, xa_key *k, const xa_msg *m)
 {
-    xpb_buf in;
-    xpb_buf_init(&in, 0);
+    sip s;
     /* Direction is left out in rooms: our send is "out" as a delivery and
      * "in" as the room's reflection. */
     char kd[3] = {'h', (char)('0' + m->kind), (char)('0' + (m->groupchat ? 2 : m->direction))};
+    sip_init(&s, db->secret);
+    part(&s, m->account);
+    sip_feed(&s, kd, 3);
+    part(&s, m->conversation);
+    part(&s, m->msg_id);
+    part(&s, m->body);
+    part(&s, m->target);
     k->type = 'h';
-    if (part(&in, m->account) || xpb_buf_append(&in, kd, 3) || part(&in, m->conversation) ||
-        part(&in, m->msg_id) || part(&in, m->body) || part(&in, m->target)) {
-        xpb_buf_free(&in);
-        return XA_ENOMEM;
-    }
-    return finish(db, &in, k);
+    k->v = (int64_t)sip_final(&s);
+    return 0;
 }

@@ -4,10 +4,8 @@
 
 #include "archive.h"
 
-#define XA_KEY_BYTES 16
-
 typedef struct xa_key {
-    uint8_t b[XA_KEY_BYTES];
+    int64_t v; /* msgkey.key: a 64-bit SipHash-2-4 */
     char type; /* 's' stanza-id, 'o' origin-id, 'h' content, 'i' the stanza's id (lookup only) */
 } xa_key;
 

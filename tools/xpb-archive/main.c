@@ -13,7 +13,7 @@
 
 static const xpbctl_command *const commands[] = {
     &xa_cmd_run,   &xa_cmd_search, &xa_cmd_export, &xa_cmd_import,
-    &xa_cmd_stats, &xa_cmd_prune,  &xa_cmd_vacuum,
+    &xa_cmd_stats, &xa_cmd_prune,  &xa_cmd_vacuum, &xa_cmd_sql,
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 

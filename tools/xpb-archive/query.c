@@ -11,7 +11,7 @@
 #define XA_SQL_MAX 2048
 
 static const char row_cols[] =
-    "m.id, m.account, m.conversation, m.sender, m.body, m.edited_body, m.stanza_id, "
+    "m.id, m.account, m.conversation, m.sender, NULL, m.edited_body, m.stanza_id, "
     "m.stanza_id_by, m.origin_id, m.direction, m.kind, m.time_us, m.target, m.retracted_us, "
     "m.rec, m.groupchat, m.msg_id, m.strip";
 
@@ -27,7 +27,6 @@ static bool read_row(xa_db *db, sqlite3_stmt *st, xa_row *r)
     r->account = col_text(st, 1);
     r->conversation = col_text(st, 2);
     r->sender = col_text(st, 3);
-    r->body = col_text(st, 4);
     r->edited_body = col_text(st, 5);
     r->stanza_id = col_text(st, 6);
     r->stanza_id_by = col_text(st, 7);
@@ -38,9 +37,12 @@ static bool read_row(xa_db *db, sqlite3_stmt *st, xa_row *r)
     r->target = sqlite3_column_int64(st, 12);
     r->retracted_us = sqlite3_column_int64(st, 13);
     r->groupchat = sqlite3_column_int(st, 15) != 0;
-    if (xa_z_record(db, sqlite3_column_int64(st, 14), &r->record, &r->record_len)) return false;
-    return xa_z_restore(db, sqlite3_column_int(st, 17), col_text(st, 16), r->origin_id, r->body,
-                        &r->record, &r->record_len) == 0;
+    /* The body is the record's (no column: docs/archive.md, "Schema"). */
+    if (xa_z_record(db, sqlite3_column_int64(st, 14), &r->record, &r->record_len) ||
+        xa_z_body(db, r->record, r->record_len, &r->body))
+        return false;
+    return xa_z_restore(db, sqlite3_column_int(st, 17), col_text(st, 16), r->origin_id, &r->record,
+                        &r->record_len) == 0;
 }
 
 /* The filter's WHERE terms, numbered from ?2 (?1 is the search query). */
@@ -48,7 +50,8 @@ static void where(const xa_filter *f, char *sql, size_t len)
 {
     size_t n = strlen(sql);
     if (f->with)
-        n += (size_t)snprintf(sql + n, len - n, " AND m.conv IN (SELECT id FROM conv WHERE jid = ?2)");
+        n += (size_t)snprintf(sql + n, len - n,
+                              " AND m.conv IN (SELECT id FROM conv WHERE jid = ?2)");
     if (f->account)
         n += (size_t)snprintf(sql + n, len - n,
                               " AND m.conv IN (SELECT id FROM conv WHERE account = ?3)");

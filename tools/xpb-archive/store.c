@@ -52,26 +52,85 @@ int xa_key_find(xa_db *db, const xa_key *k, int64_t *id, char *err, size_t errle
     int rc = xa_db_stmt(db, XA_ST_KEY_FIND, "SELECT message FROM msgkey WHERE key = ?1", &st, err,
                         errlen);
     if (rc) return rc;
-    sqlite3_bind_blob(st, 1, k->b, XA_KEY_BYTES, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 1, k->v);
     int s = sqlite3_step(st);
     *id = s == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
     sqlite3_reset(st);
-    return s == SQLITE_ROW || s == SQLITE_DONE ? 0 : xa_db_error(db, s, "finding a key", err, errlen);
+    return s == SQLITE_ROW || s == SQLITE_DONE ? 0
+                                               : xa_db_error(db, s, "finding a key", err, errlen);
 }
 
+/* Two keys a statement (a message has two, rarely three or four). */
 static int add_keys(xa_db *db, const key *k, size_t n, int64_t id, char *err, size_t errlen)
 {
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n; i += 2) {
         sqlite3_stmt *st;
-        int rc = xa_db_stmt(db, XA_ST_KEY_ADD,
-                            "INSERT OR IGNORE INTO msgkey(key, message) VALUES (?1, ?2)", &st, err,
-                            errlen);
+        bool two = i + 1 < n;
+        int rc = two ? xa_db_stmt(db, XA_ST_KEY_ADD2,
+                                  "INSERT OR IGNORE INTO msgkey(key, message) VALUES (?1, ?3), "
+                                  "(?2, ?3)",
+                                  &st, err, errlen)
+                     : xa_db_stmt(db, XA_ST_KEY_ADD,
+                                  "INSERT OR IGNORE INTO msgkey(key, message) VALUES (?1, ?3)", &st,
+                                  err, errlen);
         if (rc) return rc;
-        sqlite3_bind_blob(st, 1, k[i].b, XA_KEY_BYTES, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 2, id);
+        sqlite3_bind_int64(st, 1, k[i].v);
+        if (two) sqlite3_bind_int64(st, 2, k[i + 1].v);
+        sqlite3_bind_int64(st, 3, id);
         if ((rc = step_done(db, st, "adding a key", err, errlen))) return rc;
     }
     return 0;
+}
+
+/* An id (stanza-id, origin-id, the stanza's id) as its column holds it: a
+ * canonical lowercase UUID (XEP-0359 ids usually are) as its 16 bytes, a
+ * plain decimal number (ejabberd's stanza-ids) as an integer, else the
+ * text. The view `message` (db.c, ID_TEXT) gives the text back. */
+static int hexval(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+static bool uuid_bytes(const char *v, uint8_t out[16])
+{
+    size_t n = 0;
+    for (size_t i = 0; i < 36; i++) {
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+            if (v[i] != '-') return false;
+            continue;
+        }
+        int h = hexval(v[i]);
+        if (h < 0) return false;
+        if (n % 2 == 0)
+            out[n / 2] = (uint8_t)(h << 4);
+        else
+            out[n / 2] |= (uint8_t)h;
+        n++;
+    }
+    return v[36] == '\0';
+}
+
+static bool decimal(const char *v, int64_t *out)
+{
+    size_t n = strlen(v);
+    if (n == 0 || n > 18 || (v[0] == '0' && n > 1) || strspn(v, "0123456789") != n) return false;
+    *out = 0;
+    for (size_t i = 0; i < n; i++)
+        *out = *out * 10 + (v[i] - '0');
+    return true;
+}
+
+static void bind_id(sqlite3_stmt *st, int i, const char *v)
+{
+    uint8_t u[16];
+    int64_t d;
+    if (!v) return;
+    if (uuid_bytes(v, u))
+        sqlite3_bind_blob(st, i, u, sizeof u, SQLITE_TRANSIENT);
+    else if (decimal(v, &d))
+        sqlite3_bind_int64(st, i, d);
+    else
+        sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC);
 }
 
 /* What a stored row says about the copy that found it by a weaker key. */
@@ -100,7 +159,8 @@ static int get_stored(xa_db *db, int64_t id, stored *s, char *err, size_t errlen
         if ((v = sqlite3_column_text(st, 4))) snprintf(s->sender, sizeof s->sender, "%s", v);
     }
     sqlite3_reset(st);
-    return r == SQLITE_ROW || r == SQLITE_DONE ? 0 : xa_db_error(db, r, "reading a row", err, errlen);
+    return r == SQLITE_ROW || r == SQLITE_DONE ? 0
+                                               : xa_db_error(db, r, "reading a row", err, errlen);
 }
 
 /* Two different stanza-ids from the same archive are two messages, whatever
@@ -117,17 +177,24 @@ static int learn_nick(xa_db *db, const xa_msg *m, const char *nick, char *err, s
 {
     sqlite3_stmt *st;
     int rc = xa_db_stmt(db, XA_ST_NICK_SET,
-                        "INSERT OR REPLACE INTO ownnick(account, room, nick) VALUES (?1,?2,?3)",
+                        "INSERT INTO ownnick(account, room, nick) VALUES (?1,?2,?3) ON CONFLICT "
+                        "(account, room) DO UPDATE SET nick = excluded.nick WHERE nick <> "
+                        "excluded.nick",
                         &st, err, errlen);
     if (rc) return rc;
     sqlite3_bind_text(st, 1, m->account, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, m->conversation, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 3, nick, -1, SQLITE_TRANSIENT);
     if ((rc = step_done(db, st, "remembering our nick", err, errlen))) return rc;
-    rc = xa_db_stmt(db, XA_ST_NICK_APPLY,
-                    "UPDATE msg SET direction = 1 WHERE conv = (SELECT id FROM conv WHERE "
-                    "account = ?1 AND jid = ?2) AND groupchat = 1 AND sender = ?3 AND direction = 0",
-                    &st, err, errlen);
+    /* Known already: its messages are marked. The marking walks the whole
+     * table (no conversation index: docs/archive.md), once per new nick. */
+    if (sqlite3_changes(db->h) == 0) return 0;
+    db->n_ownnick++;
+    rc =
+        xa_db_stmt(db, XA_ST_NICK_APPLY,
+                   "UPDATE msg SET direction = 1 WHERE conv = (SELECT id FROM conv WHERE "
+                   "account = ?1 AND jid = ?2) AND groupchat = 1 AND sender = ?3 AND direction = 0",
+                   &st, err, errlen);
     if (rc) return rc;
     sqlite3_bind_text(st, 1, m->account, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, m->conversation, -1, SQLITE_STATIC);
@@ -138,11 +205,11 @@ static int learn_nick(xa_db *db, const xa_msg *m, const char *nick, char *err, s
 static int is_own_nick(xa_db *db, const xa_msg *m, bool *own, char *err, size_t errlen)
 {
     *own = false;
-    if (!m->groupchat || !m->sender) return 0;
+    if (!m->groupchat || !m->sender || db->n_ownnick == 0) return 0;
     sqlite3_stmt *st;
     int rc = xa_db_stmt(db, XA_ST_NICK_GET,
-                        "SELECT 1 FROM ownnick WHERE account = ?1 AND room = ?2 AND nick = ?3",
-                        &st, err, errlen);
+                        "SELECT 1 FROM ownnick WHERE account = ?1 AND room = ?2 AND nick = ?3", &st,
+                        err, errlen);
     if (rc) return rc;
     sqlite3_bind_text(st, 1, m->account, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, m->conversation, -1, SQLITE_STATIC);
@@ -150,7 +217,9 @@ static int is_own_nick(xa_db *db, const xa_msg *m, bool *own, char *err, size_t 
     int r = sqlite3_step(st);
     *own = r == SQLITE_ROW;
     sqlite3_reset(st);
-    return r == SQLITE_ROW || r == SQLITE_DONE ? 0 : xa_db_error(db, r, "reading our nick", err, errlen);
+    return r == SQLITE_ROW || r == SQLITE_DONE
+               ? 0
+               : xa_db_error(db, r, "reading our nick", err, errlen);
 }
 
 static int merge(xa_db *db, int64_t id, const xa_msg *m, const stored *s, char *err, size_t errlen)
@@ -166,10 +235,10 @@ static int merge(xa_db *db, int64_t id, const xa_msg *m, const stored *s, char *
     if (rc) return rc;
     sqlite3_bind_int64(st, 1, id);
     if (m->stanza_id && m->stanza_id_by) {
-        sqlite3_bind_text(st, 2, m->stanza_id, -1, SQLITE_STATIC);
+        bind_id(st, 2, m->stanza_id);
         sqlite3_bind_text(st, 3, m->stanza_id_by, -1, SQLITE_STATIC);
     }
-    if (m->origin_id) sqlite3_bind_text(st, 4, m->origin_id, -1, SQLITE_STATIC);
+    bind_id(st, 4, m->origin_id);
     if (m->sender) sqlite3_bind_text(st, 5, m->sender, -1, SQLITE_STATIC);
     sqlite3_bind_int(st, 6, m->direction);
     if ((rc = step_done(db, st, "merging a copy", err, errlen))) return rc;
@@ -181,22 +250,42 @@ static int merge(xa_db *db, int64_t id, const xa_msg *m, const stored *s, char *
     return 0;
 }
 
-/* The first stored copy among m's keys; 0 when none. */
+/* The messages m's de-duplication keys (at most two: keys_of) point to, in
+ * one statement (two scalar subqueries: an IN list would build a temporary
+ * table each time); 0 where none. */
+static int find_keys(xa_db *db, const key *k, size_t n, int64_t found[2], char *err,
+                     size_t errlen)
+{
+    sqlite3_stmt *st;
+    int rc = xa_db_stmt(db, XA_ST_KEY_FIND2,
+                        "SELECT (SELECT message FROM msgkey WHERE key = ?1), (SELECT message FROM "
+                        "msgkey WHERE key = ?2)",
+                        &st, err, errlen);
+    if (rc) return rc;
+    sqlite3_bind_int64(st, 1, k[0].v);
+    sqlite3_bind_int64(st, 2, k[n > 1 ? 1 : 0].v);
+    int r = sqlite3_step(st);
+    found[0] = r == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    found[1] = r == SQLITE_ROW && n > 1 ? sqlite3_column_int64(st, 1) : 0;
+    sqlite3_reset(st);
+    return r == SQLITE_ROW ? 0 : xa_db_error(db, r, "finding a key", err, errlen);
+}
+
+/* The first stored copy among m's keys, strongest first; 0 when none. */
 static int find_copy(xa_db *db, const xa_msg *m, const key *k, size_t n, int64_t *id, stored *s,
                      char *err, size_t errlen)
 {
+    int64_t found[2];
     *id = 0;
-    for (size_t i = 0; i < n; i++) {
-        int64_t found = 0;
-        int rc = xa_key_find(db, &k[i], &found, err, errlen);
-        if (rc) return rc;
-        if (!found) continue;
-        if ((rc = get_stored(db, found, s, err, errlen))) return rc;
+    int rc = n ? find_keys(db, k, n, found, err, errlen) : 0;
+    for (size_t i = 0; !rc && i < n && i < 2; i++) {
+        if (!found[i]) continue;
+        if ((rc = get_stored(db, found[i], s, err, errlen))) return rc;
         if (k[i].type != 's' && conflicts(m, s)) continue;
-        *id = found;
+        *id = found[i];
         return 0;
     }
-    return 0;
+    return rc;
 }
 
 static void bind_opt(sqlite3_stmt *st, int i, const char *v)
@@ -257,8 +346,9 @@ static int conv_id_db(xa_db *db, const xa_msg *m, int64_t *id, char *err, size_t
 {
     sqlite3_stmt *st;
     for (int pass = 0; pass < 2; pass++) {
-        int rc = xa_db_stmt(db, XA_ST_CONV_FIND, "SELECT id FROM conv WHERE account = ?1 AND jid = ?2",
-                            &st, err, errlen);
+        int rc =
+            xa_db_stmt(db, XA_ST_CONV_FIND, "SELECT id FROM conv WHERE account = ?1 AND jid = ?2",
+                       &st, err, errlen);
         if (rc) return rc;
         sqlite3_bind_text(st, 1, m->account, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, m->conversation, -1, SQLITE_STATIC);
@@ -278,19 +368,19 @@ static int conv_id_db(xa_db *db, const xa_msg *m, int64_t *id, char *err, size_t
     return *id ? 0 : xa_db_error(db, SQLITE_CORRUPT, "adding a conversation", err, errlen);
 }
 
-static int insert(xa_db *db, const xa_msg *m, const xpb_buf *rec, int strip, int64_t *id,
-                  char *err, size_t errlen)
+static int insert(xa_db *db, const xa_msg *m, const xpb_buf *rec, int strip, int64_t *id, char *err,
+                  size_t errlen)
 {
     sqlite3_stmt *st;
     int64_t conv = 0;
     int rc = conv_id(db, m, &conv, err, errlen);
     if (rc) return rc;
     rc = xa_db_stmt(db, XA_ST_MSG_INSERT,
-                        "INSERT INTO msg(conv, direction, groupchat, sender,"
-                        " stanza_id, stanza_id_by, origin_id, msg_id, time_us, body, kind,"
-                        " target_ref, rec, strip) VALUES (?1,?3,?4,?5,?6,?7,?8,?9,?10,?11,?13,"
-                        "?14,?15,?16)",
-                        &st, err, errlen);
+                    "INSERT INTO msg(conv, direction, groupchat, sender,"
+                    " stanza_id, stanza_id_by, origin_id, msg_id, time_us, kind,"
+                    " target_ref, rec, strip) VALUES (?1,?3,?4,?5,?6,?7,?8,?9,?10,?13,"
+                    "?14,?15,?16)",
+                    &st, err, errlen);
     if (rc) return rc;
     bool own = false;
     if ((rc = is_own_nick(db, m, &own, err, errlen))) return rc;
@@ -305,19 +395,18 @@ static int insert(xa_db *db, const xa_msg *m, const xpb_buf *rec, int strip, int
     else
         bind_opt(st, 5, m->sender);
     if (m->stanza_id && m->stanza_id_by) {
-        bind_opt(st, 6, m->stanza_id);
+        bind_id(st, 6, m->stanza_id);
         if (strcmp(m->stanza_id_by, m->groupchat ? m->conversation : m->account) == 0)
             strip |= XA_STRIP_BY_DEFAULT;
         else
             bind_opt(st, 7, m->stanza_id_by);
     }
-    bind_opt(st, 8, m->origin_id);
+    bind_id(st, 8, m->origin_id);
     if (m->msg_id && m->origin_id && strcmp(m->msg_id, m->origin_id) == 0)
         strip |= XA_STRIP_MSG_ID_IS_ORIGIN;
     else
-        bind_opt(st, 9, m->msg_id);
+        bind_id(st, 9, m->msg_id);
     sqlite3_bind_int64(st, 10, m->time_us);
-    bind_opt(st, 11, m->body);
     int64_t ref = 0;
     rc = xa_z_add(db, (const uint8_t *)rec->data, rec->len, &ref, err, errlen);
     if (rc) return rc;
@@ -361,7 +450,7 @@ int xa_store(xa_db *db, xpb_arena *a, const xa_msg *m, xa_counts *c, char *err, 
         return rc ? rc : add_keys(db, k, n, id, err, errlen);
     }
     /* The record without what its columns hold already (zrec.c puts it
-     * back): the id, the origin-id, a lone body without xml:lang. */
+     * back): the id, the origin-id. The body stays in it (no column). */
     xpb_stanza bare = *m->stanza;
     int strip = 0;
     if (bare.id && m->msg_id && strcmp(bare.id, m->msg_id) == 0) {
@@ -371,12 +460,6 @@ int xa_store(xa_db *db, xpb_arena *a, const xa_msg *m, xa_counts *c, char *err, 
     if (bare.origin_id && m->origin_id && strcmp(bare.origin_id, m->origin_id) == 0) {
         bare.origin_id = NULL;
         strip |= XA_STRIP_ORIGIN_ID;
-    }
-    if (bare.n_body == 1 && !bare.body[0]->lang && bare.body[0]->text && m->body &&
-        strcmp(bare.body[0]->text, m->body) == 0) {
-        bare.n_body = 0;
-        bare.body = NULL;
-        strip |= XA_STRIP_BODY;
     }
     xpb_buf rec;
     xpb_buf_init(&rec, 0);

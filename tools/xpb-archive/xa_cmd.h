@@ -14,7 +14,7 @@
 #define XA_EXIT_USAGE 2
 
 extern const xpbctl_command xa_cmd_run, xa_cmd_search, xa_cmd_export, xa_cmd_import, xa_cmd_stats,
-    xa_cmd_prune, xa_cmd_vacuum;
+    xa_cmd_prune, xa_cmd_vacuum, xa_cmd_sql;
 
 /* The --db option of every command (its table entry). */
 #define XA_DB_OPT(type)                                                                            \

@@ -55,6 +55,7 @@ void xa_z_close(xa_db *db)
     xpb_buf_free(&db->z.open);
     xpb_buf_free(&db->z.cache);
     xpb_buf_free(&db->z.whole);
+    xpb_buf_free(&db->z.body);
     memset(&db->z, 0, sizeof db->z);
 }
 
@@ -104,6 +105,7 @@ int xa_z_open(xa_db *db, char *err, size_t errlen)
     xpb_buf_init(&db->z.open, 0);
     xpb_buf_init(&db->z.cache, 0);
     xpb_buf_init(&db->z.whole, 0);
+    xpb_buf_init(&db->z.body, 0);
     return current_dict(db, err, errlen);
 }
 
@@ -172,8 +174,8 @@ int xa_z_flush(xa_db *db, char *err, size_t errlen)
     if (!db->z.open_id) return 0;
     const xa_zdict *d = dict_get(db, db->z.cur);
     bool ok = false;
-    int rc = deflate_chunk(db, d, (const uint8_t *)db->z.open.data, db->z.open.len, &ok, err,
-                           errlen);
+    int rc =
+        deflate_chunk(db, d, (const uint8_t *)db->z.open.data, db->z.open.len, &ok, err, errlen);
     if (rc) return rc;
     sqlite3_stmt *st;
     rc = xa_db_stmt(db, XA_ST_CHUNK_ADD, "INSERT INTO chunk(id, zdict, bytes) VALUES (?1,?2,?3)",
@@ -321,36 +323,120 @@ void xa_z_commit(xa_db *db)
     db->z.learnt_in_tx = false;
 }
 
-int xa_z_restore(xa_db *db, int strip, const char *id, const char *origin_id, const char *body,
-                 const uint8_t **rec, size_t *len)
+int xa_z_restore(xa_db *db, int strip, const char *id, const char *origin_id, const uint8_t **rec,
+                 size_t *len)
 {
+    strip &= XA_STRIP_ID | XA_STRIP_ORIGIN_ID;
     if (!strip) return 0;
-    if ((strip & XA_STRIP_ID && !id) || (strip & XA_STRIP_ORIGIN_ID && !origin_id) ||
-        (strip & XA_STRIP_BODY && !body))
+    if ((strip & XA_STRIP_ID && !id) || (strip & XA_STRIP_ORIGIN_ID && !origin_id))
         return XA_ECORRUPT;
     Xpb__V1__Stanza *st = xpb__v1__stanza__unpack(NULL, *len, *rec);
     if (!st) return XA_ECORRUPT;
     /* The columns' strings are lent to st for packing, and taken back. */
     char *saved_id = st->id, *saved_origin = st->origin_id;
-    Xpb__V1__Text text = XPB__V1__TEXT__INIT, *texts[1] = {&text};
-    size_t saved_n = st->n_body;
-    Xpb__V1__Text **saved_body = st->body;
     if (strip & XA_STRIP_ID) st->id = (char *)id;
     if (strip & XA_STRIP_ORIGIN_ID) st->origin_id = (char *)origin_id;
-    if (strip & XA_STRIP_BODY) {
-        text.text = (char *)body;
-        st->n_body = 1;
-        st->body = texts;
-    }
     db->z.whole.len = 0;
     int rc = xpb_stanza_pack(&db->z.whole, st);
     st->id = saved_id;
     st->origin_id = saved_origin;
-    st->n_body = saved_n;
-    st->body = saved_body;
     xpb__v1__stanza__free_unpacked(st, NULL);
     if (rc) return XA_ENOMEM;
     *rec = (const uint8_t *)db->z.whole.data;
     *len = db->z.whole.len;
     return 0;
+}
+
+/* ---- the body, read from the record's wire format ------------------------
+ * Stanza.body (field 10) is a repeated Text whose `text` is field 2; the
+ * first body with a text is the one extract.c archived. Reading the wire
+ * bytes spares unpacking the whole record for it. */
+#define XA_PB_STANZA_BODY 10
+#define XA_PB_TEXT_TEXT 2
+
+static bool pb_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+    *v = 0;
+    for (int shift = 0; *p < end && shift < 64; shift += 7) {
+        uint8_t b = *(*p)++;
+        *v |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80)) return true;
+    }
+    return false;
+}
+
+/* The next field of [*p, end): its number and, for a length-delimited one,
+ * its bytes; false at the end or on bytes that are not protobuf. */
+static bool pb_field(const uint8_t **p, const uint8_t *end, uint64_t *num, const uint8_t **val,
+                     size_t *vlen)
+{
+    uint64_t tag, v;
+    if (*p >= end || !pb_varint(p, end, &tag)) return false;
+    *num = tag >> 3;
+    *val = NULL;
+    *vlen = 0;
+    switch (tag & 7) {
+    case 0:
+        return pb_varint(p, end, &v);
+    case 1:
+        if (end - *p < 8) return false;
+        *p += 8;
+        return true;
+    case 5:
+        if (end - *p < 4) return false;
+        *p += 4;
+        return true;
+    case 2:
+        if (!pb_varint(p, end, &v) || v > (uint64_t)(end - *p)) return false;
+        *val = *p;
+        *vlen = (size_t)v;
+        *p += v;
+        return true;
+    default:
+        return false;
+    }
+}
+
+int xa_z_body(xa_db *db, const uint8_t *rec, size_t len, const char **body)
+{
+    const uint8_t *p = rec, *end = rec + len, *val, *tp, *tval;
+    uint64_t num, tnum;
+    size_t vlen, tlen;
+    *body = NULL;
+    while (pb_field(&p, end, &num, &val, &vlen)) {
+        if (num != XA_PB_STANZA_BODY || !val) continue;
+        for (tp = val; pb_field(&tp, val + vlen, &tnum, &tval, &tlen);) {
+            if (tnum != XA_PB_TEXT_TEXT || !tval) continue;
+            db->z.body.len = 0;
+            if (xpb_buf_append(&db->z.body, tval, tlen) || xpb_buf_append(&db->z.body, "", 1))
+                return XA_ENOMEM;
+            *body = db->z.body.data;
+            return 0;
+        }
+    }
+    return 0;
+}
+
+static void sql_body(sqlite3_context *cx, int argc, sqlite3_value **argv)
+{
+    xa_db *db = sqlite3_user_data(cx);
+    const uint8_t *rec;
+    const char *body = NULL;
+    size_t len;
+    if (argc != 1 || sqlite3_value_type(argv[0]) != SQLITE_INTEGER) return; /* NULL */
+    if (xa_z_record(db, sqlite3_value_int64(argv[0]), &rec, &len)) {
+        sqlite3_result_error(cx, "xpb_body: a record that cannot be read (damaged archive)", -1);
+        return;
+    }
+    if (xa_z_body(db, rec, len, &body)) {
+        sqlite3_result_error_nomem(cx);
+        return;
+    }
+    if (body) sqlite3_result_text(cx, body, (int)db->z.body.len - 1, SQLITE_TRANSIENT);
+}
+
+int xa_z_register(xa_db *db, char *err, size_t errlen)
+{
+    int rc = sqlite3_create_function(db->h, "xpb_body", 1, SQLITE_UTF8, db, sql_body, NULL, NULL);
+    return rc == SQLITE_OK ? 0 : xa_db_error(db, rc, "adding xpb_body()", err, errlen);
 }

@@ -213,7 +213,9 @@ static void many_accounts(ctx *c, unsigned run, load_run *r)
         c->failed = 1;
         return;
     }
-    usleep(1000000); /* idle: the bridge gives the bring-up's garbage back after 250 ms */
+    /* Idle: a session quiet for 1-2 s parks its XML parser (XPB_LOOP_PARK_MS)
+     * and the bridge gives the freed pages back 250 ms later. */
+    usleep(3000000);
     r->v[F_RSSM] = (double)lbridge_rss_kib(&c->b);
     if (r->v[F_RSS1] > 0 && r->v[F_RSSM] > 0 && c->o->idle)
         r->v[F_MEM] = (r->v[F_RSSM] - r->v[F_RSS1]) / c->o->idle;

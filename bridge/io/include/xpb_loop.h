@@ -55,6 +55,11 @@ int xpb_loop_new(xpb_loop **out, const xpb_loop_config *cfg);
  * took; once none has come online for this long, free heap pages are given
  * back to the system (glibc malloc_trim). */
 #define XPB_LOOP_TRIM_QUIET_MS 250u
+/* A session whose link read nothing for between one and two of these is
+ * told it is idle (xpb_session_idle: it parks its XML parser). */
+#define XPB_LOOP_PARK_MS 1000u
+/* Sessions parked in one sweep that make it worth giving pages back. */
+#define XPB_LOOP_PARK_TRIM_MIN 256u
 #define XPB_LOOP_CONNECT_INFLIGHT_S 2u
 /* Frees every session (no clean shutdown: close them first). */
 void xpb_loop_free(xpb_loop *l);

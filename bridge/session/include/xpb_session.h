@@ -34,6 +34,7 @@
 #define XPB_SESSION_ACK_IDLE_MS 1u
 #define XPB_SESSION_MAX_REDIRECTS 5u     /* see-other-host in a row (RFC 6120 §4.9.3.19) */
 #define XPB_SESSION_ID_MAX 64u           /* bytes of a generated stanza id, NUL included */
+#define XPB_SESSION_SM_LOCATION_MAX 256u /* bytes of a kept XEP-0198 location, NUL included */
 #define XPB_SESSION_MAX_MECHS 32u        /* SASL <mechanism/> names considered */
 
 typedef enum xpb_session_state {
@@ -75,7 +76,8 @@ typedef struct xpb_session_target {
  * the next process resumes the stream (§5) instead of binding afresh. */
 typedef struct xpb_session_sm {
     char id[256];       /* <enabled id=''/>; "" when the stream cannot be resumed */
-    char location[256]; /* <enabled location=''/>, "" when none (kept, not used to connect) */
+    char location[XPB_SESSION_SM_LOCATION_MAX]; /* <enabled location=''/>, "" when none (kept, not
+                                                   used to connect) */
     uint32_t h_in;      /* stanzas handled, as our last <a h=''/> (or <resume h=''/>) says */
     uint32_t h_acked;   /* our stanzas the server acknowledged */
     char jid[3072];     /* the bound full JID: <resumed/> does not repeat it */
@@ -175,6 +177,9 @@ void xpb_session_on_tls_ready(xpb_session *s, const char *cb_type, const unsigne
                               size_t cb_len);
 /* Received bytes (after TLS / WebSocket de-framing: XML only). */
 void xpb_session_on_bytes(xpb_session *s, const char *data, size_t len);
+/* The link has been quiet for a while: give back what the next bytes can
+ * rebuild (the XML parser, between stanzas). Never changes what is parsed. */
+void xpb_session_idle(xpb_session *s);
 /* The transport failed or closed; reason is for logs and events. */
 void xpb_session_on_disconnected(xpb_session *s, const char *reason);
 void xpb_session_on_timer(xpb_session *s, xpb_session_timer t);

@@ -218,6 +218,11 @@ static int render_journal(xpb_buf *b, const xpb_daemon_counters *c)
                      "or read-only state directory).",
                      c->journal_bus.append_errors);
     if (!rc)
+        rc = counter(b, "xpb_journal_waits_total",
+                     "Bus flushes that waited on the event loop for the store thread "
+                     "(XPB_BUS_JOURNAL_INFLIGHT_MAX flushes were already waiting for the disk).",
+                     c->journal_bus.waits);
+    if (!rc)
         rc = counter(b, "xpb_journal_trimmed_total", "Events dropped by retention.", j->trimmed);
     if (!rc) rc = counter(b, "xpb_journal_replays_total", "Replay pages served.", j->replays);
     if (!rc)

@@ -1,6 +1,9 @@
 /* The journal back end (xpb_bus_journal.h): write ahead of publish. Each
  * flush's batches are copied, their events appended to the journal in one
- * transaction (a group commit), then handed to the inner back end. When the
+ * transaction (a group commit), then handed to the inner back end. With the
+ * store thread (xpb_store_thread_start) the append is handed to it and the
+ * flush's batches wait, in flush order, for its completion: the loop goes on
+ * meanwhile and the events are still published only once written. When the
  * journal cannot be written (a full or read-only state directory) the events
  * are still published, and the error is counted and logged once per cause:
  * live relaying never stops for the disk. */
@@ -33,6 +36,7 @@ typedef struct jbe {
     xpb_journal_event *ev;
     size_t nev, capev;
     int last_error; /* logged once until it changes or a commit works again */
+    unsigned inflight; /* flushes the store thread holds (at most XPB_BUS_JOURNAL_INFLIGHT_MAX) */
     xpb_bus_journal_stats st;
 } jbe;
 
@@ -55,12 +59,24 @@ static int64_t now_us(void)
     return (int64_t)tv.tv_sec * 1000000 + tv.tv_usec;
 }
 
+static void on_trimmed(void *ud, const char *account, uint64_t id, int rc, const char *err)
+{
+    (void)ud;
+    (void)account;
+    (void)id;
+    if (rc != 0) xpb_log(XPB_LOG_WARN, "journal retention: %s", err);
+}
+
 static void on_trim(void *ud)
 {
     jbe *j = ud;
     char err[512];
-    if (xpb_store_journal_trim(j->store, now_us(), err, sizeof err) != 0)
+    if (xpb_store_threaded(j->store)) {
+        if (xpb_store_submit_trim(j->store, now_us(), on_trimmed, j) != 0)
+            xpb_log(XPB_LOG_WARN, "journal retention: out of memory; tried again later");
+    } else if (xpb_store_journal_trim(j->store, now_us(), err, sizeof err) != 0) {
         xpb_log(XPB_LOG_WARN, "journal retention: %s", err);
+    }
     xpb_timer_start(j->trim, XPB_BUS_JOURNAL_TRIM_MS);
 }
 
@@ -184,16 +200,11 @@ static int j_publish(void *be, const xpb_bus_batch *bt)
     return 0;
 }
 
-static void commit_held(jbe *j)
+static void count_append(jbe *j, size_t nev, int rc, const char *err)
 {
-    char err[512] = "";
-    int rc = 0;
-    j->nev = 0;
-    for (size_t i = 0; i < j->nheld && rc == 0; i++) rc = collect_events(j, &j->held[i]);
-    if (rc == 0) rc = xpb_store_journal_append(j->store, j->ev, j->nev, err, sizeof err);
     if (rc == 0) {
         j->st.commits++;
-        j->st.events += j->nev;
+        j->st.events += nev;
         if (j->last_error) xpb_log(XPB_LOG_INFO, "journal: writing again");
         j->last_error = 0;
         return;
@@ -201,21 +212,88 @@ static void commit_held(jbe *j)
     j->st.append_errors++;
     if (rc != j->last_error)
         xpb_log(XPB_LOG_ERROR, "journal: %s; events are published but not kept for replay",
-                err[0] ? err : xpb_strerror(rc));
+                err && err[0] ? err : xpb_strerror(rc));
     j->last_error = rc;
+}
+
+static int collect_held(jbe *j)
+{
+    int rc = 0;
+    j->nev = 0;
+    for (size_t i = 0; i < j->nheld && rc == 0; i++) rc = collect_events(j, &j->held[i]);
+    return rc;
+}
+
+/* The held batches go to the inner back end, in their order, and are freed. */
+static void publish_held(jbe *j, held_batch *held, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        j->inner->publish(j->inner_be, &held[i].bt);
+        free(held[i].mem);
+    }
+    if (j->inner->flush_done) j->inner->flush_done(j->inner_be);
+}
+
+/* One flush handed to the store thread: its batches and the events that point
+ * into them, until the append completes. */
+typedef struct flight {
+    jbe *j;
+    held_batch *held;
+    size_t nheld;
+    xpb_journal_event *ev;
+    size_t nev;
+} flight;
+
+static void on_appended(void *ud, const char *account, uint64_t id, int rc, const char *err)
+{
+    (void)account;
+    (void)id;
+    flight *f = ud;
+    f->j->inflight--;
+    count_append(f->j, f->nev, rc, err);
+    publish_held(f->j, f->held, f->nheld);
+    free(f->held);
+    free(f->ev);
+    free(f);
+}
+
+/* 0 when the store thread took the flush (published once written). */
+static int hand_over(jbe *j)
+{
+    if (j->inflight >= XPB_BUS_JOURNAL_INFLIGHT_MAX) { /* bounded: wait for the disk */
+        j->st.waits++;
+        xpb_store_wait(j->store);
+    }
+    int rc = collect_held(j);
+    flight *f = rc == 0 ? calloc(1, sizeof *f) : NULL;
+    if (f == NULL) return rc ? rc : XPB_ENOMEM;
+    *f = (flight){.j = j, .held = j->held, .nheld = j->nheld, .ev = j->ev, .nev = j->nev};
+    if (xpb_store_submit_journal(j->store, f->ev, f->nev, on_appended, f) != 0) {
+        free(f);
+        return XPB_ENOMEM;
+    }
+    j->inflight++;
+    j->held = NULL; /* the flight owns them now */
+    j->nheld = j->capheld = 0;
+    j->ev = NULL;
+    j->nev = j->capev = 0;
+    return 0;
 }
 
 static void j_flush_done(void *be)
 {
     jbe *j = be;
     if (j->nheld == 0) return;
-    commit_held(j);
-    for (size_t i = 0; i < j->nheld; i++) {
-        j->inner->publish(j->inner_be, &j->held[i].bt);
-        free(j->held[i].mem);
+    char err[512] = "";
+    int rc;
+    if (xpb_store_threaded(j->store)) {
+        if ((rc = hand_over(j)) == 0) return;
+    } else if ((rc = collect_held(j)) == 0) {
+        rc = xpb_store_journal_append(j->store, j->ev, j->nev, err, sizeof err);
     }
+    count_append(j, j->nev, rc, err);
+    publish_held(j, j->held, j->nheld);
     j->nheld = 0;
-    if (j->inner->flush_done) j->inner->flush_done(j->inner_be);
 }
 
 static int j_reply(void *be, xpb_bus_token *tok, const uint8_t *data, size_t len)
@@ -234,6 +312,7 @@ static void j_close(void *be)
 {
     jbe *j = be;
     j_flush_done(j);
+    xpb_store_wait(j->store); /* what the store thread holds is published first */
     j->inner->close(j->inner_be);
     xpb_timer_free(j->trim);
     free(j->held);

@@ -7,9 +7,10 @@
  * against live traffic both ways. Markers and seen ids are kept by the state
  * back end (d->state: the state directory, or NATS KV across bridges). A
  * stanza-id is recorded as seen, and a marker moved, only after the events
- * are stored: the bus writes the journal synchronously inside xpb_bus_flush
- * (bus_journal.c, j_flush_done), so commit_pending flushes first and writes
- * the store after; the NATS back end holds its KV writes until JetStream
+ * are stored: the bus writes the journal inside xpb_bus_flush (bus_journal.c,
+ * j_flush_done; with the store thread it hands the append over, and the ids
+ * follow it in submit order), so commit_pending flushes first and writes the
+ * store after; the NATS back end holds its KV writes until JetStream
  * acknowledged the events (marks_nats.c). The pure parts are in mam.c
  * (xpb_mam.h). Runs on the loop thread. */
 #define _DEFAULT_SOURCE /* strdup */
@@ -86,10 +87,48 @@ static int64_t now_us(void)
  * meanwhile (or, with NATS, the bus dropped events), ids are still recorded
  * (subscribers saw the events live) but no marker moves: the next run asks
  * for those messages again. */
+static void on_seen_written(void *ud, const char *account, uint64_t skipped, int rc,
+                            const char *err)
+{
+    (void)ud;
+    (void)account;
+    if (rc != 0)
+        xpb_log(XPB_LOG_WARN, "catch-up: cannot record stanza-ids and markers: %s", err);
+    else if (skipped)
+        xpb_log(XPB_LOG_WARN, "catch-up: the journal could not be written; archive markers "
+                              "stay where they were");
+}
+
+/* With the store thread: the flush hands the journal append to it, the ids
+ * and markers follow in submit order (the store leaves the markers out when
+ * an append failed meanwhile), and the wait makes them readable for
+ * seen_before before the pending list is cleared. */
+static void commit_threaded(xpb_daemon *d)
+{
+    struct catchup_daemon *cu = d->cu;
+    if (d->bus) xpb_bus_flush(d->bus);
+    xpb_store_seen_item it[XPB_MAM_PENDING_MAX];
+    for (size_t i = 0; i < cu->pending.n; i++) {
+        const xpb_mam_pending_ent *e = &cu->pending.ent[i];
+        it[i] = (xpb_store_seen_item){.account = e->account, .archive = e->archive,
+                                      .stanza_id = e->stanza_id, .marker = e->marker};
+    }
+    if (xpb_store_submit_seen(d->store, it, cu->pending.n, now_us(), on_seen_written, d) != 0)
+        xpb_log(XPB_LOG_WARN, "catch-up: cannot record stanza-ids and markers: out of memory");
+    xpb_store_wait(d->store);
+    xpb_mam_pending_clear(&cu->pending);
+    xpb_timer_stop(cu->timer);
+    cu->timer_armed = 0;
+}
+
 static void commit_pending(xpb_daemon *d)
 {
     struct catchup_daemon *cu = d->cu;
     if (!cu || cu->pending.n == 0) return;
+    if (state_threaded(d)) { /* the local store's thread (NATS: d->state's KV) */
+        commit_threaded(d);
+        return;
+    }
     int journal_ok = 1;
     uint64_t upto = 0;
     if (d->bus) {

@@ -12,7 +12,9 @@
  *   state.c     the state directory; the local state back end (SQLite)
  *   state_nats.c the NATS state back end (KV buckets xpb_sm, xpb_outbox)
  *   marks_nats.c its MAM markers and seen stanza-ids (KV bucket xpb_marks)
- * Everything runs on the loop thread; timers are the loop's (xpb_loop.h). */
+ * Everything runs on the loop thread; timers are the loop's (xpb_loop.h).
+ * The state directory's writes run on the store thread (xpb_store.h); their
+ * completions come back on the loop through store_wake (state.c). */
 #ifndef XPB_DAEMON_INTERNAL_H
 #define XPB_DAEMON_INTERNAL_H
 
@@ -59,6 +61,7 @@ struct room {
 };
 
 struct account;
+struct batch_job;
 struct pending_iq {
     struct pending_iq *next, *prev;   /* every pending iq of the daemon */
     struct pending_iq *anext, *aprev; /* those of acc: what a response is matched against */
@@ -174,6 +177,7 @@ struct xpb_daemon {
     struct state_nats *nstate;     /* state_nats.c's, with the NATS state back end */
     struct marks_nats *nmarks;     /* marks_nats.c's, with the NATS state back end */
     char state_dir[4096]; /* its directory, for errors */
+    xpb_wake *store_wake; /* the store thread's completions wake the loop (state.c) */
     xpb_timer *sm_timer;  /* keeps the XEP-0198 state of accounts with sm_dirty (sends.c) */
     int sm_timer_armed;
     /* Group commit (sends.c): sends whose outbox row is in the open batch,
@@ -182,6 +186,7 @@ struct xpb_daemon {
     struct send_group *open_group; /* the SendBatch being prepared (async back end) */
     xpb_timer *put_retry_timer;    /* async back end: failed puts tried again (sends.c) */
     int put_retry_armed;
+    struct batch_job *jobs; /* SendBatch requests waiting for the store thread (requests.c) */
     xpb_timer *commit_timer;
     int commit_armed;
     char commit_err[768]; /* the last failed commit's reason */
@@ -270,6 +275,12 @@ int send_own(struct account *a, const xpb_stanza *st);
 void resend_presence(struct account *a);
 /* The bus request handler (an xpb_bus_handler) that bus_start gives the bus. */
 void on_request(void *ud, xpb_bus_request *req, const Xpb__V1__Request *r);
+/* A SendBatch's row is written (or failed): at its last, sends_arm. */
+void send_batch_kept(struct batch_job *j);
+/* Sends and answers every SendBatch whose rows are all written, in order. */
+void send_batch_run(xpb_daemon *d);
+/* a is going away: its waiting SendBatches are refused when they finish. */
+void send_batch_drop_account(struct account *a);
 
 /* ---- sends.c ------------------------------------------------------------------- */
 /* What sends_accept prepared for one send: its id, its packed record, its
@@ -280,6 +291,8 @@ struct send_prep {
     uint64_t outbox_id;
     int receipt;
     int in_batch;  /* its row is in the open batch (SEND_INBATCH): see sends_committed */
+    int put_rc;    /* the store thread's outcome for its row (-1: not yet) */
+    struct batch_job *job; /* the SendBatch it belongs to (requests.c), or NULL */
     char err[256]; /* why the outbox refused it, when it did */
 };
 #define SEND_RECEIPT 1u  /* SendStanza.receipt */
@@ -307,11 +320,15 @@ void send_then_run(struct account *a, xpb_bus_request *req, const xpb_stanza *st
  * error returned. then: NULL for a SendBatch item. */
 int sends_accept(struct account *a, xpb_bus_request *req, xpb_stanza *st, unsigned flags,
                  const struct send_then *then, struct send_prep *p);
-/* Commits the open batch now (and sends and answers the deferred sends it
- * held): 0, or the store's error with err naming the directory (the batch's
- * rows are gone). Then sends_committed for each SEND_INBATCH prep. */
+/* Commits the open batch now, or with the store thread waits for the rows
+ * handed to it (and sends and answers the deferred sends it held): 0, or the
+ * store's error with err naming the directory (the batch's rows are gone).
+ * Then sends_committed for each SEND_INBATCH prep: that item's outcome (rc,
+ * or with the store thread its row's own, err then set to its reason). */
 int sends_commit(xpb_daemon *d, char *err, size_t errlen);
-void sends_committed(struct account *a, struct send_prep *p, int rc);
+int sends_committed(struct account *a, struct send_prep *p, int rc, char *err, size_t errlen);
+/* The local store runs its thread: writes are handed to it (state.c). */
+int state_threaded(const xpb_daemon *d);
 /* The answer to a refused xpb_session_send. */
 void reply_send_error(struct account *a, xpb_bus_request *req, int rc);
 void reply_sent(struct account *a, xpb_bus_request *req, const char *id);
@@ -319,6 +336,9 @@ void reply_sent(struct account *a, xpb_bus_request *req, const char *id);
  * (ERR_NOT_CONNECTED) what the async back end has not confirmed (before the
  * bus goes away). */
 void sends_flush(xpb_daemon *d);
+/* After this turn: the deferred sends and SendBatches whose rows are written
+ * are sent and answered (the commit timer). */
+void sends_arm(xpb_daemon *d);
 /* The session refused it: forget its outbox row. */
 void sends_abort(struct account *a, struct send_prep *p);
 /* The session took it as handle h: track it, publish QUEUED, then what the

@@ -315,7 +315,161 @@ static void req_send_batch_kept(struct account *a, xpb_bus_request *req,
 
 /* Many stanzas, one reply: each goes through the same path as a single send
  * and is accepted or refused on its own; its Delivery names
- * "<request_id>/<index>" (docs/bus.md, "Sending in batches"). */
+ * "<request_id>/<index>" (docs/bus.md, "Sending in batches"). Two passes:
+ * every item is checked and its row written (one commit for the batch), then
+ * the accepted ones go to the session. With the store thread the second pass
+ * waits, in a batch_job, until the thread has written every row (the loop
+ * goes on meanwhile); send_batch_run finishes it. */
+struct batch_item {
+    xpb_stanza st; /* shallow: the request's, kept until it is answered */
+    char uuid[37];
+    struct send_prep prep;
+    int prepared;
+    Xpb__V1__SendOutcome out;
+    char text[512];
+    char rid[XPB_BUS_MAX_REQUEST_ID + 16];
+    char id[XPB_SESSION_ID_MAX + 8];
+};
+
+struct batch_job {
+    struct batch_job *next;
+    xpb_daemon *d;
+    struct account *a; /* NULL: closed and freed while its rows were written */
+    char *account;
+    xpb_bus_request *req;
+    size_t n;
+    unsigned waiting; /* rows the store thread has not written yet */
+    Xpb__V1__SendOutcome **ptrs;
+    struct batch_item items[];
+};
+
+static void batch_free(struct batch_job *j)
+{
+    free(j->account);
+    free(j->ptrs);
+    free(j);
+}
+
+/* The second pass of one item: its row is kept (or refused: crc, cerr). */
+static void batch_item_send(struct batch_job *j, struct batch_item *it, int crc, char *cerr,
+                            size_t cerrlen)
+{
+    xpb_daemon *d = j->d;
+    struct account *a = j->a;
+    Xpb__V1__SendOutcome *o = &it->out;
+    send_sink k = {.req = j->req, .request_id = it->rid, .out = o, .text = it->text,
+                   .textlen = sizeof it->text};
+    if (!a) {
+        char err[768];
+        refuse(&k, XPB__V1__ERROR_CODE__ERR_NOT_CONNECTED,
+               "session %s was closed before the send went out", j->account);
+        if (d->state && it->prep.outbox_id && it->prep.put_rc == 0)
+            d->state->outbox_done(d, j->account, it->prep.outbox_id, err, sizeof err);
+        sends_prep_free(&it->prep);
+        return;
+    }
+    int was_batched = it->prep.in_batch;
+    int irc = sends_committed(a, &it->prep, crc, cerr, cerrlen);
+    uint64_t h;
+    if (irc && was_batched) {
+        refuse(&k, XPB__V1__ERROR_CODE__ERR_STORAGE, SEND_REFUSED_FMT, cerr);
+        sends_prep_free(&it->prep);
+    } else if (send_handoff(a, &k, &it->st, &it->prep, &h, it->id, sizeof it->id) == 0) {
+        o->has_code = 1;
+        o->code = XPB__V1__ERROR_CODE__OK;
+        o->stanza_id = it->id;
+        xpb_session *s = session_of(a);
+        o->has_queued = 1;
+        o->queued = !s || xpb_session_get_state(s) != XPB_SS_ONLINE;
+    }
+}
+
+static void batch_finish(struct batch_job *j, int crc, const char *cerr_in)
+{
+    char cerr[768];
+    snprintf(cerr, sizeof cerr, "%s", cerr_in);
+    for (size_t i = 0; i < j->n; i++)
+        if (j->items[i].prepared) batch_item_send(j, &j->items[i], crc, cerr, sizeof cerr);
+    Xpb__V1__SendBatchResult br = XPB__V1__SEND_BATCH_RESULT__INIT;
+    br.n_result = j->n;
+    br.result = j->ptrs;
+    Xpb__V1__Response resp = XPB__V1__RESPONSE__INIT;
+    resp.result_case = XPB__V1__RESPONSE__RESULT_SENT_BATCH;
+    resp.sent_batch = &br;
+    xpb_bus_reply(j->req, &resp);
+    batch_free(j);
+}
+
+void send_batch_kept(struct batch_job *j)
+{
+    if (j->waiting && --j->waiting == 0) sends_arm(j->d);
+}
+
+void send_batch_run(xpb_daemon *d)
+{
+    struct batch_job **pp = &d->jobs;
+    while (*pp) {
+        struct batch_job *j = *pp;
+        if (j->waiting) {
+            pp = &j->next;
+            continue;
+        }
+        *pp = j->next;
+        batch_finish(j, 0, "");
+        pp = &d->jobs; /* finishing may have changed the list */
+    }
+}
+
+void send_batch_drop_account(struct account *a)
+{
+    for (struct batch_job *j = a->d->jobs; j; j = j->next)
+        if (j->a == a) j->a = NULL;
+}
+
+static struct batch_job *batch_new(struct account *a, xpb_bus_request *req, size_t n)
+{
+    struct batch_job *j = calloc(1, sizeof *j + n * sizeof j->items[0]);
+    if (!j) return NULL;
+    j->ptrs = calloc(n, sizeof *j->ptrs);
+    j->account = strdup(a->name);
+    if (!j->ptrs || !j->account) {
+        batch_free(j);
+        return NULL;
+    }
+    j->d = a->d;
+    j->a = a;
+    j->req = req;
+    j->n = n;
+    return j;
+}
+
+/* First pass of item i: checked, its row written or handed to the store thread. */
+static void batch_prepare(struct batch_job *j, size_t i, const Xpb__V1__SendStanza *one)
+{
+    struct batch_item *it = &j->items[i];
+    it->out = (Xpb__V1__SendOutcome)XPB__V1__SEND_OUTCOME__INIT;
+    j->ptrs[i] = &it->out;
+    snprintf(it->rid, sizeof it->rid, "%s", xpb_bus_request_id(j->req));
+    size_t rl = strlen(it->rid);
+    snprintf(it->rid + rl, sizeof it->rid - rl, "/%zu", i);
+    send_sink k = {.req = j->req, .request_id = it->rid, .out = &it->out, .text = it->text,
+                   .textlen = sizeof it->text};
+    if (!one || !one->stanza) {
+        refuse(&k, XPB__V1__ERROR_CODE__ERR_BAD_REQUEST,
+               "send_batch.send[%zu].stanza is required", i);
+        return;
+    }
+    it->st = *one->stanza; /* shallow: only the id may change */
+    expand_id_uuid(&it->st, it->uuid);
+    unsigned flags = SEND_INBATCH | (one->has_receipt && one->receipt ? SEND_RECEIPT : 0u);
+    it->prepared = send_prepare(j->a, &k, &it->st, flags, NULL, &it->prep) == 0;
+    /* Set after send_prepare (which clears prep), before any completion can run
+     * (they run on this thread, later): the completion finds the job by it. */
+    it->prep.job = j;
+    if (it->prepared && it->prep.in_batch && state_threaded(j->d) && it->prep.put_rc < 0)
+        j->waiting++;
+}
+
 static void req_send_batch(struct account *a, xpb_bus_request *req, const Xpb__V1__SendBatch *op)
 {
     xpb_daemon *d = a->d;
@@ -330,90 +484,25 @@ static void req_send_batch(struct account *a, xpb_bus_request *req, const Xpb__V
         req_send_batch_kept(a, req, op);
         return;
     }
-    xpb_arena_reset(d->rarena);
-    Xpb__V1__SendOutcome *outs = xpb_arena_alloc(d->rarena, n * sizeof *outs);
-    Xpb__V1__SendOutcome **ptrs = xpb_arena_alloc(d->rarena, n * sizeof *ptrs);
-    char *ids = xpb_arena_alloc(d->rarena, n * (XPB_SESSION_ID_MAX + 8));
-    if (!outs || !ptrs || !ids) {
+    struct batch_job *j = batch_new(a, req, n);
+    if (!j) {
         xpb_bus_reply_error(req, XPB__V1__ERROR_CODE__ERR_INTERNAL, "out of memory");
         return;
     }
-    /* Two passes: every item is checked and its row written in one transaction
-     * (one commit for the batch), then the accepted ones go to the session. */
-    struct batch_item {
-        xpb_stanza st;
-        char uuid[37];
-        struct send_prep prep;
-        int prepared;
-    } *items = calloc(n, sizeof *items);
-    char (*texts)[512] = calloc(n, sizeof *texts);
-    char (*rids)[XPB_BUS_MAX_REQUEST_ID + 16] = calloc(n, sizeof *rids);
-    if (!items || !texts || !rids) {
-        free(items);
-        free(texts);
-        free(rids);
-        xpb_bus_reply_error(req, XPB__V1__ERROR_CODE__ERR_INTERNAL, "out of memory");
-        return;
-    }
-    const char *rid = xpb_bus_request_id(req);
     int kept = 0;
     for (size_t i = 0; i < n; i++) {
-        Xpb__V1__SendOutcome *o = &outs[i];
-        *o = (Xpb__V1__SendOutcome)XPB__V1__SEND_OUTCOME__INIT;
-        ptrs[i] = o;
-        snprintf(rids[i], sizeof rids[i], "%s/%zu", rid, i);
-        send_sink k = {.req = req, .request_id = rids[i], .out = o, .text = texts[i],
-                       .textlen = sizeof texts[i]};
-        const Xpb__V1__SendStanza *one = op->send[i];
-        if (!one || !one->stanza) {
-            refuse(&k, XPB__V1__ERROR_CODE__ERR_BAD_REQUEST,
-                   "send_batch.send[%zu].stanza is required", i);
-            continue;
-        }
-        struct batch_item *it = &items[i];
-        it->st = *one->stanza; /* shallow: only the id may change */
-        expand_id_uuid(&it->st, it->uuid);
-        unsigned flags = SEND_INBATCH | (one->has_receipt && one->receipt ? SEND_RECEIPT : 0u);
-        it->prepared = send_prepare(a, &k, &it->st, flags, NULL, &it->prep) == 0;
-        kept |= it->prepared && it->prep.in_batch;
+        batch_prepare(j, i, op->send[i]);
+        kept |= j->items[i].prepared && j->items[i].prep.in_batch;
+    }
+    if (state_threaded(d) && j->waiting) { /* finished by send_batch_run */
+        struct batch_job **tail = &d->jobs;
+        while (*tail) tail = &(*tail)->next;
+        *tail = j;
+        return;
     }
     char cerr[768] = "";
-    int crc = kept ? sends_commit(d, cerr, sizeof cerr) : 0;
-    for (size_t i = 0; i < n; i++) {
-        struct batch_item *it = &items[i];
-        Xpb__V1__SendOutcome *o = &outs[i];
-        send_sink k = {.req = req, .request_id = rids[i], .out = o, .text = texts[i],
-                       .textlen = sizeof texts[i]};
-        if (it->prepared) {
-            int was_batched = it->prep.in_batch;
-            sends_committed(a, &it->prep, crc);
-            char *id = ids + i * (XPB_SESSION_ID_MAX + 8);
-            uint64_t h;
-            if (crc && was_batched) {
-                refuse(&k, XPB__V1__ERROR_CODE__ERR_STORAGE, SEND_REFUSED_FMT, cerr);
-                sends_prep_free(&it->prep);
-            } else if (send_handoff(a, &k, &it->st, &it->prep, &h, id,
-                                    XPB_SESSION_ID_MAX + 8) == 0) {
-                o->has_code = 1;
-                o->code = XPB__V1__ERROR_CODE__OK;
-                o->stanza_id = id;
-                xpb_session *s = session_of(a);
-                o->has_queued = 1;
-                o->queued = !s || xpb_session_get_state(s) != XPB_SS_ONLINE;
-            }
-        }
-        if (o->error_text) o->error_text = xpb_arena_strndup(d->rarena, texts[i], strlen(texts[i]));
-    }
-    free(items);
-    free(texts);
-    free(rids);
-    Xpb__V1__SendBatchResult br = XPB__V1__SEND_BATCH_RESULT__INIT;
-    br.n_result = n;
-    br.result = ptrs;
-    Xpb__V1__Response resp = XPB__V1__RESPONSE__INIT;
-    resp.result_case = XPB__V1__RESPONSE__RESULT_SENT_BATCH;
-    resp.sent_batch = &br;
-    xpb_bus_reply(req, &resp);
+    int crc = kept && !state_threaded(d) ? sends_commit(d, cerr, sizeof cerr) : 0;
+    batch_finish(j, crc, cerr);
 }
 
 static void req_iq(struct account *a, xpb_bus_request *req, const Xpb__V1__SendIq *op)

@@ -79,7 +79,8 @@ static void outbox_forget(struct account *a, uint64_t id)
 {
     xpb_daemon *d = a->d;
     if (!id || !d->state) return;
-    if (!d->state->async) ensure_batch(d); /* joins the turn's batch; alone when none can open */
+    if (!d->state->async && !state_threaded(d))
+        ensure_batch(d); /* joins the turn's batch; alone when none can open */
     char err[768];
     if (d->state->outbox_done(d, a->name, id, err, sizeof err) != 0) {
         d->ctr.outbox_errors++;
@@ -187,6 +188,83 @@ static void on_committed(void *ud, int rc, const char *err)
 }
 
 static void on_commit_timer(void *arg);
+static void run_committed(xpb_daemon *d);
+
+/* Sends and answers what is committed after this turn (never inside the
+ * completion that marked it: that may run inside another request). */
+static void arm_commit_timer(xpb_daemon *d)
+{
+    if (d->commit_armed) return;
+    if (!d->commit_timer && xpb_timer_new(d->loop, on_commit_timer, d, &d->commit_timer)) return;
+    d->commit_armed = 1;
+    xpb_timer_start(d->commit_timer, XPB_DAEMON_COMMIT_MS);
+}
+
+void sends_arm(xpb_daemon *d)
+{
+    arm_commit_timer(d);
+    if (d->commit_armed) return;
+    run_committed(d); /* no timer: out of memory */
+    send_batch_run(d);
+}
+
+/* The store thread wrote (or failed to write) a deferred send's row. */
+static void on_row_kept(void *ud, const char *account, uint64_t id, int rc, const char *err)
+{
+    xpb_daemon *d = ud;
+    for (struct deferred *e = d->deferred; e; e = e->next)
+        if (!e->committed && e->prep.outbox_id == id && strcmp(e->a->name, account) == 0) {
+            e->committed = 1;
+            e->rc = rc;
+            if (rc) snprintf(d->commit_err, sizeof d->commit_err, "%s", err);
+            break;
+        }
+    sends_arm(d);
+}
+
+/* The store thread wrote (or failed to write) a row whose prep waits for it:
+ * a SendBatch item, or a request answered at once (sends_commit, persist). */
+static void on_prep_kept(void *ud, const char *account, uint64_t id, int rc, const char *err)
+{
+    struct send_prep *p = ud;
+    (void)account;
+    (void)id;
+    p->put_rc = rc;
+    if (rc) snprintf(p->err, sizeof p->err, "%s", err);
+    if (p->job) send_batch_kept(p->job);
+}
+
+/* With the store thread (state.c): the row is handed over. A single send
+ * (SEND_BATCH) waits in d->deferred for on_row_kept, a SendBatch item for
+ * sends_commit; iq, presence, join and roster requests (answered when this
+ * returns) wait here: rare, and the loop stalls for one round only. */
+static int persist_threaded(struct account *a, xpb_bus_request *req, struct send_prep *p,
+                            unsigned flags)
+{
+    xpb_daemon *d = a->d;
+    p->outbox_id = ++a->outbox_next;
+    p->put_rc = -1;
+    xpb_outbox_item it = {.account = a->name, .id = p->outbox_id, .stanza_id = p->id,
+                          .request_id = req ? xpb_bus_request_id(req) : NULL,
+                          .xml = (const uint8_t *)p->record.data, .xml_len = p->record.len};
+    int single = (flags & SEND_BATCH) != 0, later = (flags & (SEND_BATCH | SEND_INBATCH)) != 0;
+    int rc = xpb_store_submit_outbox_put(d->store, &it, single ? on_row_kept : on_prep_kept,
+                                         single ? (void *)d : (void *)p);
+    if (rc == 0 && !later) {
+        xpb_store_wait(d->store);
+        rc = p->put_rc;
+    }
+    if (rc == 0) {
+        a->outbox_n++;
+        p->in_batch = later;
+        if (!later) d->ctr.sends_persisted++; /* else once written */
+        return 0;
+    }
+    p->outbox_id = 0;
+    if (!p->err[0]) snprintf(p->err, sizeof p->err, "outbox: %s", xpb_strerror(rc));
+    refuse_storage(a, req, p->err);
+    return rc;
+}
 
 /* Opens a batch when none is; its commit runs from the loop, after this turn. */
 static int ensure_batch(xpb_daemon *d)
@@ -204,9 +282,11 @@ static int ensure_batch(xpb_daemon *d)
     return 0;
 }
 
-static int persist(struct account *a, xpb_bus_request *req, struct send_prep *p, int batch)
+static int persist(struct account *a, xpb_bus_request *req, struct send_prep *p, unsigned flags)
 {
     xpb_daemon *d = a->d;
+    if (state_threaded(d)) return persist_threaded(a, req, p, flags);
+    int batch = (flags & (SEND_BATCH | SEND_INBATCH)) != 0;
     int async = d->state->async; /* kept once sends_kept says so: counted then */
     if (!async && (!batch || ensure_batch(d) != 0))
         xpb_store_batch_commit(d->store); /* on its own */
@@ -337,14 +417,17 @@ static void on_commit_timer(void *arg)
     d->commit_armed = 0;
     if (d->store) xpb_store_batch_commit(d->store);
     run_committed(d);
+    send_batch_run(d);
 }
 
 static void drop_deferred(struct account *a);
 
 void sends_flush(xpb_daemon *d)
 {
+    xpb_store_wait(d->store); /* the store thread's rows: marked committed or failed */
     if (d->store) xpb_store_batch_commit(d->store);
     run_committed(d);
+    send_batch_run(d);
     /* What the async back end has not confirmed yet is answered now, while
      * the bus (and so each request) is still there. */
     while (d->deferred) drop_deferred(d->deferred->a);
@@ -355,7 +438,7 @@ static int defer(struct account *a, xpb_bus_request *req, const struct send_then
 {
     xpb_daemon *d = a->d;
     struct deferred *e = calloc(1, sizeof *e);
-    if (!e && d->state->async) { /* nothing can wait for the write: refused */
+    if (!e && (d->state->async || state_threaded(d))) { /* nothing can wait: refused */
         sends_abort(a, p);
         refuse_storage(a, req, "out of memory");
         return XPB_ENOMEM;
@@ -473,9 +556,9 @@ int sends_accept(struct account *a, xpb_bus_request *req, xpb_stanza *st, unsign
         return XPB_ENOMEM;
     }
     if (!keep) return 0;
-    int batch = (flags & (SEND_BATCH | SEND_INBATCH)) != 0;
-    int rc = persist(a, req, p, batch);
-    if (!rc && so->async) return defer(a, req, then, p);
+    int rc = persist(a, req, p, flags);
+    if (!rc && (so->async || (state_threaded(a->d) && (flags & SEND_BATCH))))
+        return defer(a, req, then, p);
     if (rc || !(flags & SEND_BATCH) || !xpb_store_batch_open(a->d->store)) return rc;
     return defer(a, req, then, p);
 }
@@ -483,6 +566,11 @@ int sends_accept(struct account *a, xpb_bus_request *req, xpb_stanza *st, unsign
 int sends_commit(xpb_daemon *d, char *err, size_t errlen)
 {
     if (!d->store) return 0;
+    if (state_threaded(d)) { /* each row has its own outcome: sends_committed */
+        xpb_store_wait(d->store);
+        run_committed(d);
+        return 0;
+    }
     d->commit_err[0] = '\0';
     int rc = xpb_store_batch_commit(d->store);
     if (rc) snprintf(err, errlen, "%s", d->commit_err[0] ? d->commit_err : xpb_strerror(rc));
@@ -564,17 +652,22 @@ void sends_kept(xpb_daemon *d, const char *account, uint64_t id, int rc, const c
     run_committed(d);
 }
 
-void sends_committed(struct account *a, struct send_prep *p, int rc)
+int sends_committed(struct account *a, struct send_prep *p, int rc, char *err, size_t errlen)
 {
-    if (!p->in_batch) return; /* written on its own: counted then */
+    if (!p->in_batch) return 0; /* written on its own: counted then */
     p->in_batch = 0;
+    if (state_threaded(a->d)) {
+        rc = p->put_rc < 0 ? XPB_ESTORE : p->put_rc;
+        if (rc) snprintf(err, errlen, "%s", p->err[0] ? p->err : "outbox: not written");
+    }
     if (!rc) {
         a->d->ctr.sends_persisted++;
-        return;
+        return 0;
     }
     if (a->outbox_n) a->outbox_n--;
     p->outbox_id = 0; /* the batch's rows are gone */
     a->d->ctr.storage_refusals++;
+    return rc;
 }
 
 void sends_abort(struct account *a, struct send_prep *p)
@@ -708,6 +801,10 @@ void sends_on_sm(struct account *a)
     if (!a->d->state) return;
     if (a->d->bus) xpb_bus_flush(a->d->bus);
     save_sm(a);
+    /* The session answers the server's <r/> when this returns: the state must
+     * be written by then. A wait per ack round (the 10 ms timer's saves are
+     * not waited for). */
+    if (state_threaded(a->d)) xpb_store_wait(a->d->store);
 }
 
 static void on_sm_timer(void *arg)
@@ -863,6 +960,7 @@ void sends_resend(struct account *a)
 void sends_account_free(struct account *a)
 {
     drop_deferred(a);
+    send_batch_drop_account(a);
     while (a->receipts) {
         struct receipt_wait *w = a->receipts;
         a->receipts = w->next;

@@ -1,6 +1,8 @@
 /* The daemon's state directory (docs/durability.md): opens the store when
- * one is configured, puts the journal back end under the bus so every event
- * is on disk before it is published, and serves Replay requests from it. */
+ * one is configured, starts its thread (writes, commits, fsyncs and
+ * checkpoints off the loop; completions come back through a wake of the
+ * loop), puts the journal back end under the bus so every event is on disk
+ * before it is published, and serves Replay requests from it. */
 #define _DEFAULT_SOURCE
 #include "daemon_internal.h"
 
@@ -25,6 +27,41 @@ static void make_parents(const char *dir)
         if (mkdir(path, 0700) != 0 && errno != EEXIST) break;
         *p = '/';
     }
+}
+
+static void on_store_wake(void *ud)
+{
+    xpb_daemon *d = ud;
+    xpb_store_complete(d->store);
+}
+
+static void notify_loop(void *ud)
+{
+    xpb_wake_signal(ud); /* from the store thread */
+}
+
+/* Without its thread the store still works, on the loop (slower): said once. */
+static void start_thread(xpb_daemon *d)
+{
+    char why[768] = "";
+    int rc = xpb_wake_new(d->loop, on_store_wake, d, &d->store_wake);
+    if (rc == 0) rc = xpb_store_thread_start(d->store, notify_loop, d->store_wake, why, sizeof why);
+    if (rc == 0) return;
+    xpb_log(XPB_LOG_WARN, "state: no store thread (%s): commits run on the event loop",
+            why[0] ? why : xpb_strerror(rc));
+    xpb_wake_free(d->store_wake);
+    d->store_wake = NULL;
+}
+
+void xpb_daemon_settle(void *ud)
+{
+    xpb_daemon *d = ud;
+    if (d && d->store) xpb_store_wait(d->store);
+}
+
+int state_threaded(const xpb_daemon *d)
+{
+    return d->state == &state_local_ops && xpb_store_threaded(d->store);
 }
 
 int state_open(xpb_daemon *d, const xpb_config *cfg, char *err, size_t errlen)
@@ -56,6 +93,7 @@ int state_open(xpb_daemon *d, const xpb_config *cfg, char *err, size_t errlen)
     }
     snprintf(d->state_dir, sizeof d->state_dir, "%s", dir);
     d->state = &state_local_ops; /* cluster_start may put NATS KV in its place */
+    start_thread(d);
     d->journal_max_bytes = cfg->journal_max_bytes ? cfg->journal_max_bytes
                                                   : XPB_STORE_DEFAULT_MAX_BYTES;
     d->journal_max_age_s = cfg->journal_max_age_s ? cfg->journal_max_age_s
@@ -76,27 +114,59 @@ void state_bus_config(xpb_daemon *d, xpb_bus_config *bc)
 
 void state_close(xpb_daemon *d)
 {
+    xpb_store_wait(d->store); /* every write done and its completion run */
     xpb_store_close(d->store);
     d->store = NULL;
+    xpb_wake_free(d->store_wake);
+    d->store_wake = NULL;
     if (d->state == &state_local_ops) d->state = NULL;
 }
 
 /* ---- the local state back end: the state directory's store ------------------------- */
 
+/* With the store thread, XEP-0198 state and removals are handed to it; a
+ * failure is logged when it completes (as the synchronous calls' callers do). */
+static void on_written(void *ud, const char *acc, uint64_t id, int rc, const char *err)
+{
+    xpb_daemon *d = ud;
+    if (rc == 0) return;
+    if (id) { /* an outbox removal */
+        d->ctr.outbox_errors++;
+        xpb_log(XPB_LOG_WARN, "session %s: outbox: %s (the send may go out again after a "
+                              "restart)", acc ? acc : "?", err);
+    } else {
+        xpb_log(XPB_LOG_WARN, "session %s: %s", acc ? acc : "?", err);
+    }
+}
+
+static int queued(int rc, const char *what, char *err, size_t errlen)
+{
+    if (rc) snprintf(err, errlen, "%s: not handed to the store thread: %s", what, xpb_strerror(rc));
+    return rc;
+}
+
 static int loc_sm_save(xpb_daemon *d, const char *acc, const xpb_sm_state *st, char *err,
                        size_t errlen)
 {
+    if (state_threaded(d))
+        return queued(xpb_store_submit_sm_save(d->store, acc, st, on_written, d),
+                      "stream management state", err, errlen);
     return xpb_store_sm_save(d->store, acc, st, err, errlen);
 }
 
 static int loc_sm_clear(xpb_daemon *d, const char *acc, char *err, size_t errlen)
 {
+    if (state_threaded(d))
+        return queued(xpb_store_submit_sm_clear(d->store, acc, on_written, d),
+                      "stream management state", err, errlen);
     return xpb_store_sm_clear(d->store, acc, err, errlen);
 }
 
+/* Reads see every write handed over before them (account start: rare). */
 static int loc_sm_load(xpb_daemon *d, const char *acc, xpb_sm_state *st, char *err,
                        size_t errlen)
 {
+    xpb_store_wait(d->store);
     return xpb_store_sm_load(d->store, acc, st, err, errlen);
 }
 
@@ -108,12 +178,16 @@ static int loc_outbox_put(xpb_daemon *d, const xpb_outbox_item *it, char *err, s
 static int loc_outbox_done(xpb_daemon *d, const char *acc, uint64_t id, char *err,
                            size_t errlen)
 {
+    if (state_threaded(d))
+        return queued(xpb_store_submit_outbox_done(d->store, acc, id, on_written, d), "outbox",
+                      err, errlen);
     return xpb_store_outbox_done(d->store, acc, id, err, errlen);
 }
 
 static int loc_outbox_each(xpb_daemon *d, const char *acc, xpb_outbox_cb cb, void *ud,
                            char *err, size_t errlen)
 {
+    xpb_store_wait(d->store);
     return xpb_store_outbox_each(d->store, acc, cb, ud, err, errlen);
 }
 

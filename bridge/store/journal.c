@@ -1,8 +1,9 @@
 /* The event journal (xpb_store.h): every published event is appended before
  * it is published, a flush's events in one transaction (group commit); replay
  * reads them back by seq; retention drops the oldest by size and age. The seq
- * goes on across restarts and across a journal trimmed to nothing (meta
- * 'last_seq'). */
+ * goes on across restarts (the highest seq kept) and across a journal
+ * trimmed to nothing (meta 'last_seq', written by the trim before it deletes:
+ * not at every append, whose commit then writes one page less). */
 #include "store_internal.h"
 
 #include <stdio.h>
@@ -45,7 +46,9 @@ int store_journal_load(xpb_store *s, char *err, size_t errlen)
 
 uint64_t xpb_store_next_seq(const xpb_store *s)
 {
-    return s->js.last_seq + 1;
+    xpb_journal_stats js;
+    xpb_store_journal_stats(s, &js);
+    return js.last_seq + 1;
 }
 
 static int append_one(xpb_store *s, const xpb_journal_event *ev)
@@ -84,17 +87,16 @@ int xpb_store_journal_append(xpb_store *s, const xpb_journal_event *ev, size_t n
         }
     }
     store_batch_end(s);
-    int rc = sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+    int rc = store_txn_begin(s);
     uint64_t bytes = 0;
     for (size_t i = 0; rc == SQLITE_OK && i < n; i++) {
         rc = append_one(s, &ev[i]);
         bytes += ev[i].record_len + strlen(ev[i].topic);
     }
-    if (rc == SQLITE_OK) rc = set_last(s, ev[n - 1].seq);
-    if (rc == SQLITE_OK) rc = sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
+    if (rc == SQLITE_OK) rc = store_txn_commit(s);
     if (rc != SQLITE_OK) {
         int code = store_fail(s, rc, "journal append", err, errlen);
-        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+        store_txn_rollback(s);
         s->js.append_errors++;
         return code;
     }
@@ -106,18 +108,19 @@ int xpb_store_journal_append(xpb_store *s, const xpb_journal_event *ev, size_t n
     return 0;
 }
 
-static int replay_gone(xpb_store *s, uint64_t from_seq, char *err, size_t errlen)
+static int replay_gone(const xpb_store *s, const xpb_journal_stats *js, uint64_t from_seq,
+                       char *err, size_t errlen)
 {
-    if (s->js.first_seq)
+    if (js->first_seq)
         snprintf(err, errlen,
                  "replay from seq %llu: the journal keeps seq %llu to %llu (retention: "
                  "journal_max_bytes %llu, journal_max_age_s %llu)",
-                 (unsigned long long)from_seq, (unsigned long long)s->js.first_seq,
-                 (unsigned long long)s->js.last_seq, (unsigned long long)s->max_bytes,
+                 (unsigned long long)from_seq, (unsigned long long)js->first_seq,
+                 (unsigned long long)js->last_seq, (unsigned long long)s->max_bytes,
                  (unsigned long long)s->max_age_s);
     else
         snprintf(err, errlen, "replay from seq %llu: the journal is empty; the next seq is %llu",
-                 (unsigned long long)from_seq, (unsigned long long)(s->js.last_seq + 1));
+                 (unsigned long long)from_seq, (unsigned long long)(js->last_seq + 1));
     return XPB_EREPLAYGONE;
 }
 
@@ -127,8 +130,10 @@ int xpb_store_journal_read(xpb_store *s, uint64_t from_seq, const char *topic_pr
 {
     if (from_seq == 0) from_seq = 1;
     *next = from_seq;
-    if (from_seq <= s->js.last_seq && (!s->js.first_seq || from_seq < s->js.first_seq))
-        return replay_gone(s, from_seq, err, errlen);
+    xpb_journal_stats js; /* the store thread's figures when it writes the journal */
+    xpb_store_journal_stats(s, &js);
+    if (from_seq <= js.last_seq && (!js.first_seq || from_seq < js.first_seq))
+        return replay_gone(s, &js, from_seq, err, errlen);
     int prefixed = topic_prefix && topic_prefix[0];
     sqlite3_stmt *q = store_stmt(s, prefixed ? ST_J_READ_PREFIX : ST_J_READ);
     if (!q) return store_fail(s, sqlite3_errcode(s->db), "journal read", err, errlen);
@@ -159,8 +164,8 @@ int xpb_store_journal_read(xpb_store *s, uint64_t from_seq, const char *topic_pr
         return store_fail(s, rc, "journal read", err, errlen);
     /* Fewer rows than asked and not stopped: every kept event up to the end
      * was examined (those of other topics included), so go on after it. */
-    if (!stopped && (!max_events || rows < max_events) && *next <= s->js.last_seq)
-        *next = s->js.last_seq + 1;
+    if (!stopped && (!max_events || rows < max_events) && *next <= js.last_seq)
+        *next = js.last_seq + 1;
     return 0;
 }
 
@@ -202,6 +207,8 @@ int xpb_store_journal_trim(xpb_store *s, int64_t now_us, char *err, size_t errle
     if (rc != SQLITE_OK) return store_fail(s, rc, "journal trim", err, errlen);
     uint64_t cut = by_size > by_age ? by_size : by_age;
     if (!cut) return 0;
+    rc = set_last(s, s->js.last_seq); /* the seq goes on when every row goes */
+    if (rc != SQLITE_OK) return store_fail(s, rc, "journal trim", err, errlen);
     sqlite3_stmt *q = store_stmt(s, ST_J_DELETE_TO);
     if (!q) return store_fail(s, sqlite3_errcode(s->db), "journal trim", err, errlen);
     sqlite3_bind_int64(q, 1, (sqlite3_int64)cut);
@@ -218,5 +225,11 @@ int xpb_store_journal_trim(xpb_store *s, int64_t now_us, char *err, size_t errle
 
 void xpb_store_journal_stats(const xpb_store *s, xpb_journal_stats *out)
 {
-    *out = s->js;
+    if (!s->t) {
+        *out = s->js;
+        return;
+    }
+    store_thread_js(s, out); /* what the thread wrote; replays are served here */
+    out->replays = s->js.replays;
+    out->replayed_events = s->js.replayed_events;
 }

@@ -40,7 +40,7 @@ int xpb_store_outbox_put(xpb_store *s, const xpb_outbox_item *it, char *err, siz
     bind_opt_text(q, 4, it->request_id);
     sqlite3_bind_blob(q, 5, it->xml, (int)it->xml_len, SQLITE_STATIC);
     int rc = step_done(s, q, "outbox", err, errlen);
-    if (s->batch) s->batch_puts = 1;          /* on disk when the batch commits */
+    if (s->batch || s->in_round) s->batch_puts = 1; /* on disk when the batch commits */
     else if (!rc) rc = store_sync_sends(s, err, errlen); /* its own commit: now */
     return rc;
 }
@@ -230,15 +230,15 @@ int xpb_store_seen_commit(xpb_store *s, const xpb_store_seen_item *it, size_t n,
                           char *err, size_t errlen)
 {
     if (n == 0) return 0;
-    int rc = sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+    int rc = store_txn_begin(s);
     if (rc != SQLITE_OK) return store_fail(s, rc, "seen ids", err, errlen);
     int xrc = 0;
     for (size_t i = 0; i < n && xrc == 0; i++) xrc = seen_item(s, &it[i], now_us, err, errlen);
     if (xrc == 0) {
-        rc = sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
+        rc = store_txn_commit(s);
         if (rc == SQLITE_OK) return 0;
         xrc = store_fail(s, rc, "seen ids", err, errlen);
     }
-    sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    store_txn_rollback(s);
     return xrc;
 }

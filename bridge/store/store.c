@@ -47,6 +47,11 @@ static const char *const SQL[ST_COUNT] = {
     [ST_SEEN_TRIM] = "DELETE FROM seen WHERE rowid IN (SELECT rowid FROM seen WHERE "
                      "account = ?1 AND archive = ?2 ORDER BY seen_us, rowid LIMIT ?3)",
     [ST_SEEN_HAS] = "SELECT 1 FROM seen WHERE account = ?1 AND archive = ?2 AND stanza_id = ?3",
+    [ST_TX_BEGIN] = "BEGIN IMMEDIATE",
+    [ST_TX_COMMIT] = "COMMIT",
+    [ST_TX_SAVEPOINT] = "SAVEPOINT op",
+    [ST_TX_RELEASE] = "RELEASE op",
+    [ST_TX_ROLLBACK_TO] = "ROLLBACK TO op",
 };
 
 static const char SCHEMA[] =
@@ -167,7 +172,7 @@ static int migrate(xpb_store *s, char *err, size_t errlen)
     return rc;
 }
 
-static int open_db(xpb_store *s, const xpb_store_config *cfg, char *err, size_t errlen)
+int store_open_db(xpb_store *s, char *err, size_t errlen)
 {
     int rc = sqlite3_open_v2(s->path, &s->db,
                              SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
@@ -177,15 +182,14 @@ static int open_db(xpb_store *s, const xpb_store_config *cfg, char *err, size_t 
     /* WAL: readers never block the writer, and a commit is in the file when
      * it returns (kill -9 safe). FULL adds an fsync per commit (power-cut
      * safe); SENDS takes it only for the outbox (store_sync_sends). */
-    s->sync = cfg->sync;
     rc = store_exec(s, s->sync == XPB_STORE_SYNC_FULL
                            ? "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
                            : "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
                     "open", err, errlen);
-    if (!rc && cfg->max_db_pages) {
+    if (!rc && s->max_db_pages) {
         char sql[64];
         snprintf(sql, sizeof sql, "PRAGMA max_page_count=%llu",
-                 (unsigned long long)cfg->max_db_pages);
+                 (unsigned long long)s->max_db_pages);
         rc = store_exec(s, sql, "open", err, errlen);
     }
     if (!rc) rc = store_exec(s, SCHEMA, "schema", err, errlen);
@@ -251,7 +255,9 @@ int xpb_store_open(xpb_store **out, const xpb_store_config *cfg, char *err, size
         free(s);
         return XPB_EINVAL;
     }
-    rc = open_db(s, cfg, err, errlen);
+    s->sync = cfg->sync;
+    s->max_db_pages = cfg->max_db_pages;
+    rc = store_open_db(s, err, errlen);
     if (rc) {
         xpb_store_close(s);
         return rc;
@@ -313,9 +319,40 @@ void store_batch_end(xpb_store *s)
     if (s->batch) xpb_store_batch_commit(s);
 }
 
+int store_step_stmt(xpb_store *s, enum store_stmt which)
+{
+    sqlite3_stmt *q = store_stmt(s, which);
+    if (!q) return sqlite3_errcode(s->db);
+    int rc = sqlite3_step(q);
+    sqlite3_reset(q);
+    return rc == SQLITE_DONE || rc == SQLITE_ROW ? SQLITE_OK : rc;
+}
+
+int store_txn_begin(xpb_store *s)
+{
+    return store_step_stmt(s, s->in_round ? ST_TX_SAVEPOINT : ST_TX_BEGIN);
+}
+
+int store_txn_commit(xpb_store *s)
+{
+    return store_step_stmt(s, s->in_round ? ST_TX_RELEASE : ST_TX_COMMIT);
+}
+
+void store_txn_rollback(xpb_store *s)
+{
+    if (sqlite3_get_autocommit(s->db)) return; /* SQLite rolled it back already */
+    if (!s->in_round) {
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+        return;
+    }
+    store_step_stmt(s, ST_TX_ROLLBACK_TO);
+    store_step_stmt(s, ST_TX_RELEASE);
+}
+
 void xpb_store_close(xpb_store *s)
 {
     if (!s) return;
+    store_thread_stop(s);
     store_batch_end(s);
     for (int i = 0; i < ST_COUNT; i++) sqlite3_finalize(s->st[i]);
     sqlite3_close(s->db);

@@ -1,6 +1,7 @@
 /* The fake loop (fake_loop.h): sessions on scripted I/O, hand-fired timers. */
 #include "fake_loop.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,7 +30,18 @@ struct xpb_loop_session {
     xpb_loop_session *next;
 };
 
+struct xpb_wake {
+    xpb_loop *l;
+    xpb_wake_cb cb;
+    void *ud;
+    atomic_int signaled;
+    xpb_wake *next;
+};
+
 struct xpb_loop {
+    void (*settle)(void *ud); /* fake_loop_set_settle */
+    void *settle_ud;
+    xpb_wake *wakes;
     xpb_loop_event_cb on_event;
     xpb_loop_log_cb on_log;
     void *ud;
@@ -204,7 +216,42 @@ void xpb_timer_free(xpb_timer *t)
     free(t);
 }
 
+int xpb_wake_new(xpb_loop *l, xpb_wake_cb cb, void *ud, xpb_wake **out)
+{
+    xpb_wake *w = calloc(1, sizeof *w);
+    if (!w) return XPB_ENOMEM;
+    w->l = l;
+    w->cb = cb;
+    w->ud = ud;
+    w->next = l->wakes;
+    l->wakes = w;
+    *out = w;
+    return 0;
+}
+
+void xpb_wake_signal(xpb_wake *w)
+{
+    atomic_store(&w->signaled, 1); /* any thread; run by fake_loop_fire */
+}
+
+void xpb_wake_free(xpb_wake *w)
+{
+    if (!w) return;
+    for (xpb_wake **pp = &w->l->wakes; *pp; pp = &(*pp)->next)
+        if (*pp == w) {
+            *pp = w->next;
+            break;
+        }
+    free(w);
+}
+
 /* ---- the test's side ------------------------------------------------------------------ */
+
+void fake_loop_set_settle(xpb_loop *l, void (*settle)(void *ud), void *ud)
+{
+    l->settle = settle;
+    l->settle_ud = ud;
+}
 
 xpb_loop *fake_loop_new(void)
 {
@@ -215,6 +262,7 @@ void fake_loop_free(xpb_loop *l)
 {
     if (!l) return;
     while (l->sessions) xpb_loop_remove_session(l, l->sessions);
+    while (l->wakes) xpb_wake_free(l->wakes);
     for (size_t i = 0; i < FAKE_MAX_TIMERS; i++) free(l->timers[i]);
     free(l);
 }
@@ -267,6 +315,9 @@ unsigned fake_session_timer(xpb_loop_session *ls, xpb_session_timer t)
 
 int fake_loop_fire(xpb_loop *l, unsigned ms)
 {
+    if (l->settle) l->settle(l->settle_ud);
+    for (xpb_wake *w = l->wakes; w; w = w->next)
+        if (atomic_exchange(&w->signaled, 0)) w->cb(w->ud);
     xpb_timer *due[FAKE_MAX_TIMERS];
     size_t n = 0;
     for (size_t i = 0; i < FAKE_MAX_TIMERS; i++)

@@ -1,8 +1,9 @@
 /* A fake loop for tests/bridge/test_daemon.c, linked in place of
  * bridge/io/loop.c and loop_events.c (a link seam). It implements only the
  * xpb_loop.h functions the daemon calls (xpb_loop_set_handlers, _base, _stop,
- * _add_session, _remove_session, _session_get, _session_name, and
- * xpb_timer_new/start/stop/free). Each session is a real xpb_session state
+ * _add_session, _remove_session, _session_get, _session_name,
+ * xpb_timer_new/start/stop/free, and xpb_wake_new/signal/free: a wake
+ * signalled from any thread runs at the next fake_loop_fire). Each session is a real xpb_session state
  * machine on scripted fake I/O: what it sends is kept as text, the test
  * feeds the server's XML, and timers fire only when the test says so. */
 #ifndef FAKE_LOOP_H
@@ -32,6 +33,10 @@ unsigned fake_session_timer(xpb_loop_session *ls, xpb_session_timer t);
  * (work deferred to the loop, such as reaping) until none is left. */
 int fake_loop_fire(xpb_loop *l, unsigned ms);
 void fake_loop_idle(xpb_loop *l);
+/* settle(ud) runs at the start of every fake_loop_fire: a test with a state
+ * directory passes xpb_daemon_settle, so that what the store thread was
+ * handed is written and completed before the timers fire (deterministic). */
+void fake_loop_set_settle(xpb_loop *l, void (*settle)(void *ud), void *ud);
 /* How many timers are armed for ms. */
 int fake_loop_armed(const xpb_loop *l, unsigned ms);
 

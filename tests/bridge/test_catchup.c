@@ -55,6 +55,7 @@ static void daemon_up(fixture *f, unsigned max_pages)
     int rc = xpb_daemon_new(&f->d, f->loop, &cfg, err, sizeof err);
     xpb_config_clear(&cfg);
     if (rc != 0) fail_msg("xpb_daemon_new: %s", err);
+    fake_loop_set_settle(f->loop, xpb_daemon_settle, f->d);
 }
 
 static void daemon_down(fixture *f)

@@ -3,6 +3,7 @@
  * linked in place of the real ones. Each session is the real xpb_session
  * state machine; the test plays the server by feeding it XML, and fires the
  * daemon's timers by hand. No network, no NNG, no libevent. */
+#define _DEFAULT_SOURCE /* usleep */
 // clang-format off
 #include <setjmp.h>
 #include <stdarg.h>
@@ -14,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "fake_bus.h"
 #include "fake_loop.h"
@@ -72,6 +74,7 @@ static xpb_daemon *daemon_with_state(xpb_loop *loop)
     int rc = xpb_daemon_new(&d, loop, &cfg, err, sizeof err);
     xpb_config_clear(&cfg);
     if (rc != 0) fail_msg("xpb_daemon_new: %s", err);
+    fake_loop_set_settle(loop, xpb_daemon_settle, d); /* the store thread's work, then timers */
     return d;
 }
 
@@ -814,6 +817,55 @@ static void test_send_batch_kept_before_the_answer(void **state)
     assert_int_equal(counters(f).outbox, 0);
 }
 
+/* With the store thread: a send and a SendBatch are answered (and handed to
+ * the session) only once the thread has written their rows: not from the
+ * request handler, whatever the thread's speed; the loop's next turn does. */
+static void test_answers_wait_for_the_store_thread(void **state)
+{
+    fixture *f = *state;
+    open_bot(f, NULL);
+    Xpb__V1__Text text = XPB__V1__TEXT__INIT;
+    text.text = "held";
+    Xpb__V1__Text *bodies[] = {&text};
+    xpb_stanza st = XPB__V1__STANZA__INIT;
+    st.has_kind = st.has_type = 1;
+    st.kind = XPB__V1__KIND__KIND_MESSAGE;
+    st.type = XPB__V1__STANZA_TYPE__TYPE_CHAT;
+    st.to = "friend@example.com";
+    st.n_body = 1;
+    st.body = bodies;
+    Xpb__V1__SendStanza one = XPB__V1__SEND_STANZA__INIT;
+    one.stanza = &st;
+    Xpb__V1__SendStanza *items[] = {&one, &one};
+    Xpb__V1__SendBatch batch = XPB__V1__SEND_BATCH__INIT;
+    batch.n_send = 2;
+    batch.send = items;
+    Xpb__V1__Request r1 = XPB__V1__REQUEST__INIT, r2 = XPB__V1__REQUEST__INIT;
+    r1.account = r2.account = BOT;
+    r1.api_version = r2.api_version = 1;
+    r1.has_api_version = r2.has_api_version = 1;
+    r1.request_id = "held-send";
+    r1.op_case = XPB__V1__REQUEST__OP_SEND;
+    r1.send = &one;
+    r2.request_id = "held-batch";
+    r2.op_case = XPB__V1__REQUEST__OP_SEND_BATCH;
+    r2.send_batch = &batch;
+    fake_req *q1 = fake_bus_request("held-send", &r1);
+    fake_req *q2 = fake_bus_request("held-batch", &r2);
+    usleep(20000); /* the thread has long written them: still no answer */
+    assert_false(q1->answered);
+    assert_false(q2->answered);
+    assert_int_equal(counters(f).sends_persisted, 0);
+    fake_loop_idle(f->loop); /* completions, then the commit timer */
+    assert_int_equal(code_of(q1), XPB__V1__ERROR_CODE__OK);
+    assert_int_equal(code_of(q2), XPB__V1__ERROR_CODE__OK);
+    assert_int_equal(q2->resp->sent_batch->n_result, 2);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(q2->resp->sent_batch->result[i]->code, XPB__V1__ERROR_CODE__OK);
+    assert_int_equal(counters(f).sends_persisted, 3);
+    assert_int_equal(counters(f).outbox, 3);
+}
+
 /* XEP-0184: RECEIVED only from the JID the message went to (bare match). */
 static void test_receipt_only_from_the_addressee(void **state)
 {
@@ -910,6 +962,8 @@ int main(void)
                                         teardown_state),
         cmocka_unit_test_setup_teardown(test_state_dir_locked, setup_state, teardown_state),
         cmocka_unit_test_setup_teardown(test_send_batch_kept_before_the_answer, setup_state,
+                                        teardown_state),
+        cmocka_unit_test_setup_teardown(test_answers_wait_for_the_store_thread, setup_state,
                                         teardown_state),
         cmocka_unit_test(test_state_names),
     };

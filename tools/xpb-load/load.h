@@ -147,6 +147,7 @@ typedef struct load_opts {
     unsigned idle, runs, batch_max, batch_flush_us;
     int sm, peer, json, batch_flush_set;
     int state; /* the bridge gets a state directory (journal, outbox) */
+    int journal_ratio; /* each run also floods a bridge without and one with it */
     uint64_t seed;
 } load_opts;
 
@@ -176,6 +177,9 @@ typedef enum load_fig {
     F_PEER_MEM,
     F_PEER_ONLINE,
     F_PEER_IDLE_N,
+    F_IN_JOURNAL_OFF, /* --journal-ratio: inbound without a state directory */
+    F_IN_JOURNAL_ON,  /* and with one, back to back in the same run */
+    F_JOURNAL_RATIO,  /* on / off of that run */
     F_COUNT
 } load_fig;
 

@@ -32,7 +32,7 @@ static const char usage_text[] =
     "    xpb-load [--xpbridge PATH] [--messages N] [--sends N] [--idle M]\n"
     "             [--latency-count N] [--latency-rate R] [--runs N] [--no-sm]\n"
     "             [--no-peer] [--batch-max N] [--batch-flush-us US] [--state] [--seed N]\n"
-    "             [--keep] [--json]\n"
+    "             [--journal-ratio] [--keep] [--json]\n"
     "\n"
     "DESCRIPTION\n"
     "    Starts a scripted direct-TLS XMPP server (XEP-0368) on 127.0.0.1 and a\n"
@@ -88,6 +88,10 @@ static const char usage_text[] =
     "    --state           give the bridge a state directory (in the run's work\n"
     "                      directory): every event journaled, every send kept\n"
     "                      in the outbox before it is answered (default: none)\n"
+    "    --journal-ratio   each run also floods a 1-account bridge without a state\n"
+    "                      directory and one with it, back to back (the order\n"
+    "                      turns every run), and reports the runs' on/off ratio\n"
+    "                      (issue 11: >= 0.8)\n"
     "    --seed N          traffic generator seed (default 1)\n"
     "    --keep            keep the work directory (configs, logs) and print it\n"
     "    --json            print one JSON object instead of the table\n"
@@ -118,7 +122,8 @@ enum {
     O_SEED,
     O_KEEP,
     O_JSON,
-    O_STATE
+    O_STATE,
+    O_JRATIO
 };
 
 static const struct option long_opts[] = {{"xpbridge", required_argument, 0, O_XPB},
@@ -136,6 +141,7 @@ static const struct option long_opts[] = {{"xpbridge", required_argument, 0, O_X
                                           {"keep", no_argument, 0, O_KEEP},
                                           {"json", no_argument, 0, O_JSON},
                                           {"state", no_argument, 0, O_STATE},
+                                          {"journal-ratio", no_argument, 0, O_JRATIO},
                                           {"help", no_argument, 0, 'h'},
                                           {0, 0, 0, 0}};
 
@@ -230,6 +236,8 @@ static int parse_args(int argc, char **argv, cli *c)
             c->o.xpbridge = optarg;
         } else if (opt == O_STATE) {
             c->o.state = 1;
+        } else if (opt == O_JRATIO) {
+            c->o.journal_ratio = 1;
         } else if (opt == O_NOSM || opt == O_NOPEER || opt == O_KEEP || opt == O_JSON) {
             *(opt == O_NOSM     ? &c->o.sm
               : opt == O_NOPEER ? &c->o.peer

@@ -21,6 +21,7 @@
 
 typedef struct ctx {
     const load_opts *o;
+    int state; /* the bridge brought up next gets a state directory */
     lsrv *srv;
     lbridge b;
     lsub *sub;
@@ -91,7 +92,7 @@ static int bring_up(ctx *c, const char *name, unsigned run, unsigned accounts, d
                        .batch_max = c->o->batch_max,
                        .batch_flush_us = c->o->batch_flush_us,
                        .batch_flush_set = c->o->batch_flush_set,
-                       .state = c->o->state};
+                       .state = c->state};
     if (mkdir(dir, 0700) || lbridge_config(&bo, &c->b) || lsub_start(c->b.events, &c->sub))
         return -1;
     uint64_t t0 = load_now_ns(), t1;
@@ -186,6 +187,25 @@ static void single_account(ctx *c, unsigned run, load_run *r)
     r->v[F_OUT_DELIVERED] = (double)(lsub_deliveries(c->sub) - d0);
 }
 
+/* --journal-ratio: the 1-account flood on a bridge without a state directory
+ * and on one with it, back to back, the order turned every run (drift on a
+ * shared machine then favours neither); the run's own ratio is a figure. */
+static void journal_pair(ctx *c, unsigned run, load_run *r)
+{
+    for (int k = 0; k < 2 && !c->failed && !load_interrupted; k++) {
+        c->state = (int)((run + (unsigned)k) % 2);
+        if (bring_up(c, c->state ? "jon" : "joff", run, 1, NULL)) {
+            c->failed = 1;
+            break;
+        }
+        r->v[c->state ? F_IN_JOURNAL_ON : F_IN_JOURNAL_OFF] = inbound(c, NULL);
+        tear_down(c, r);
+    }
+    c->state = c->o->state;
+    if (r->v[F_IN_JOURNAL_ON] > 0 && r->v[F_IN_JOURNAL_OFF] > 0)
+        r->v[F_JOURNAL_RATIO] = r->v[F_IN_JOURNAL_ON] / r->v[F_IN_JOURNAL_OFF];
+}
+
 static void many_accounts(ctx *c, unsigned run, load_run *r)
 {
     size_t bytes;
@@ -216,7 +236,7 @@ static void with_peer(ctx *c, load_run *r)
 
 int load_run_once(const load_opts *o, unsigned run, load_run *r)
 {
-    ctx c = {.o = o};
+    ctx c = {.o = o, .state = o->state};
     for (int i = 0; i < F_COUNT; i++)
         r->v[i] = -1;
     r->v[F_GAPS] = 0;
@@ -226,6 +246,7 @@ int load_run_once(const load_opts *o, unsigned run, load_run *r)
     tear_down(&c, r);
     if (!load_interrupted && !c.failed) many_accounts(&c, run, r);
     tear_down(&c, r);
+    if (!load_interrupted && !c.failed && o->journal_ratio) journal_pair(&c, run, r);
     if (!load_interrupted && !c.failed && o->peer) with_peer(&c, r);
     lsrv_stop(c.srv);
     /* A figure, not a failure: the counts above check the measured work. */

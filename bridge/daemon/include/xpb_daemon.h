@@ -63,6 +63,10 @@ void xpb_daemon_shutdown(xpb_daemon *d);
 /* SIGHUP: apply the accounts of cfg (added, removed, restarted when changed). */
 void xpb_daemon_reload(xpb_daemon *d, const xpb_config *cfg);
 void xpb_daemon_free(xpb_daemon *d);
+/* Waits until the state directory's store thread has written everything
+ * handed to it and runs what that completes (tests and tools; the loop does
+ * it by itself through its wake event). d is an xpb_daemon. */
+void xpb_daemon_settle(void *d);
 const char *xpb_daemon_events_url(const xpb_daemon *d);
 const char *xpb_daemon_requests_url(const xpb_daemon *d);
 

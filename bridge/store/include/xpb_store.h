@@ -11,7 +11,8 @@
  * commits), and the catch-up from the server's archive brings the events
  * back (docs/durability.md, "Power cuts"); with XPB_STORE_SYNC_NORMAL the
  * newest sends may be lost too. One store per process; call it from one
- * thread. */
+ * thread. With the store thread (xpb_store_thread_start) the writes are
+ * handed to it instead and the caller's connection only reads. */
 #ifndef XPB_STORE_H
 #define XPB_STORE_H
 
@@ -168,5 +169,62 @@ typedef struct xpb_store_seen_item {
 } xpb_store_seen_item;
 int xpb_store_seen_commit(xpb_store *s, const xpb_store_seen_item *it, size_t n, int64_t now_us,
                           char *err, size_t errlen);
+
+/* ---- the store thread ---------------------------------------------------------------
+ * Commits, fsyncs and WAL checkpoints off the caller's (event loop's) thread.
+ * After xpb_store_thread_start the writes go through xpb_store_submit_*: each
+ * is queued (a mutex-protected list swap per round, nothing else shared) and
+ * runs on the store thread, on a connection of its own, in the order
+ * submitted; the thread takes everything queued at once and writes it in one
+ * transaction (a group commit: one fsync per round when it wrote outbox rows
+ * in XPB_STORE_SYNC_SENDS, one per commit in FULL), then checkpoints the WAL
+ * when it passed XPB_STORE_CHECKPOINT_PAGES (PASSIVE: readers are never
+ * waited for). When a round fails (a full or read-only disk), it is rolled
+ * back and each write is tried again alone, so each gets its own outcome.
+ * Then notify(ud) is called on the store thread; the caller answers by calling
+ * xpb_store_complete on its own thread, which calls each write's done
+ * callback there, in submit order, once it is committed (and, for an outbox
+ * row, on disk per the sync mode), or failed. The other calls of this header
+ * (reads, xpb_store_journal_stats) stay on the caller's thread; writing with
+ * the synchronous calls while the thread runs is not allowed. */
+#define XPB_STORE_CHECKPOINT_PAGES 1000u /* SQLite's own automatic checkpoint size */
+
+typedef void (*xpb_store_notify_fn)(void *ud);
+int xpb_store_thread_start(xpb_store *s, xpb_store_notify_fn notify, void *ud, char *err,
+                           size_t errlen);
+/* 1 when the store thread runs (writes go through xpb_store_submit_*). */
+int xpb_store_threaded(const xpb_store *s);
+/* Calls the done callbacks of the writes that finished (the caller's thread). */
+void xpb_store_complete(xpb_store *s);
+/* Blocks until every write submitted so far has finished, then completes
+ * them (xpb_store_complete). For the rare paths that must know now. */
+void xpb_store_wait(xpb_store *s);
+
+/* A write's outcome, on the caller's thread: rc 0, or XPB_ESTOREFULL,
+ * XPB_ESTORERO or XPB_ESTORE with err naming the directory and the cause.
+ * account and id are the write's (NULL and 0 when it has none); for
+ * xpb_store_submit_seen, id is 1 when the markers were left out (below). */
+typedef void (*xpb_store_done_cb)(void *ud, const char *account, uint64_t id, int rc,
+                                  const char *err);
+/* Every submit: 0 when queued (cb will be called once, cb may be NULL), or
+ * XPB_ENOMEM / XPB_EINVAL (no thread) and nothing is queued. */
+/* ev and what it points to stay the caller's, unchanged, until cb. */
+int xpb_store_submit_journal(xpb_store *s, const xpb_journal_event *ev, size_t n,
+                             xpb_store_done_cb cb, void *ud);
+int xpb_store_submit_trim(xpb_store *s, int64_t now_us, xpb_store_done_cb cb, void *ud);
+/* The others copy what they are given. */
+int xpb_store_submit_outbox_put(xpb_store *s, const xpb_outbox_item *it, xpb_store_done_cb cb,
+                                void *ud);
+int xpb_store_submit_outbox_done(xpb_store *s, const char *account, uint64_t id,
+                                 xpb_store_done_cb cb, void *ud);
+int xpb_store_submit_sm_save(xpb_store *s, const char *account, const xpb_sm_state *st,
+                             xpb_store_done_cb cb, void *ud);
+int xpb_store_submit_sm_clear(xpb_store *s, const char *account, xpb_store_done_cb cb,
+                              void *ud);
+/* xpb_store_seen_commit on the thread. The markers are left out (the seen ids
+ * are still written) when a journal append failed since the previous
+ * xpb_store_submit_seen ran: a marker moves only past events in the journal. */
+int xpb_store_submit_seen(xpb_store *s, const xpb_store_seen_item *it, size_t n, int64_t now_us,
+                          xpb_store_done_cb cb, void *ud);
 
 #endif

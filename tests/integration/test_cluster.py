@@ -27,7 +27,6 @@ import json
 import os
 import re
 import signal
-import sqlite3
 import subprocess
 import threading
 import time
@@ -531,17 +530,20 @@ def archive_path():
 
 
 def archived(db):
-    """{body: rows} of the received messages in the archive database."""
+    """{body: rows} of the received messages in the archive database. The
+    body lives only in the deflated record (schema 3), so it is read through
+    `xpb-archive sql` (docs/archive.md, "Reading it with SQL")."""
     out = {}
-    try:
-        c = sqlite3.connect(f'file:{db}?mode=ro', uri=True, timeout=10)
-        try:
-            for (body,) in c.execute('SELECT body FROM message WHERE kind = 0'):
-                out[body] = out.get(body, 0) + 1
-        finally:
-            c.close()
-    except sqlite3.Error:
-        pass
+    if not os.path.exists(db):
+        return out
+    r = subprocess.run([archive_path(), 'sql', '--db', db, '--json',
+                        'SELECT body FROM message WHERE kind = 0'],
+                       capture_output=True, text=True, timeout=30)
+    if r.returncode != 0:  # not created yet, or busy: nothing to count yet
+        return out
+    for line in r.stdout.splitlines():
+        body = json.loads(line).get('body')
+        out[body] = out.get(body, 0) + 1
     return out
 
 

@@ -265,7 +265,7 @@ Xpb__V1__Event *xa_event_unpack(xpb_arena *a, const uint8_t *data, size_t len, c
     if (rc) {
         char why[XA_ERR_MAX];
         snprintf(why, sizeof why, "%s", err && errlen ? err : "");
-        if (err && errlen) snprintf(err, errlen, "event: %s (%s)", why, xpb_strerror(rc));
+        if (err && errlen) snprintf(err, errlen, "event: %s: %s", xpb_strerror(rc), why);
         return NULL;
     }
     Xpb__V1__Event *ev = xpb__v1__event__unpack(xpb_arena_pb_allocator(a), len, data);

@@ -271,7 +271,7 @@ Xpb__V1__Event *xa_event_unpack(xpb_arena *a, const uint8_t *data, size_t len, c
     Xpb__V1__Event *ev = xpb__v1__event__unpack(xpb_arena_pb_allocator(a), len, data);
     if (!ev && err && errlen)
         snprintf(err, errlen, "event: protobuf-c cannot unpack these %zu bytes", len);
-    return ev;
+    return ev; /* NULL: what protobuf-c allocated stays in a until its reset */
 }
 
 /* A carbon's inner message (XEP-0280 §7): its delay is the forwarded one's. */

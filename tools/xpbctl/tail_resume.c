@@ -104,7 +104,10 @@ static Xpb__V1__EventBatch *batch_in(xpb_arena *a, const uint8_t *data, size_t l
     if (xpb_pb_check_wire_nul(&xpb__v1__event_batch__descriptor, data, len,
                               TAIL_BATCH_WIRE_DEPTH, NULL, 0))
         return NULL;
-    return xpb__v1__event_batch__unpack(xpb_arena_pb_allocator(a), len, data);
+    Xpb__V1__EventBatch *b = xpb__v1__event_batch__unpack(xpb_arena_pb_allocator(a), len, data);
+    /* What protobuf-c allocated before giving up, it "freed": a no-op here. */
+    if (!b) xpb_arena_reset(a);
+    return b;
 }
 
 static int on_page(ctl *c, const Xpb__V1__Response *resp)

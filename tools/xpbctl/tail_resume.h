@@ -62,7 +62,8 @@ Xpb__V1__EventBatch *tail_batch_decode(const ctl *c, const uint8_t *data, size_t
                                        size_t *topic_len);
 /* The same unpacked into arena a (nothing to free: a's reset does it), after
  * the wire walk that bounds the depth and refuses a NUL in any string
- * (xpb_pb_check_wire_nul): the events are then the caller's to change. */
+ * (xpb_pb_check_wire_nul): the events are then the caller's to change. a
+ * must hold nothing else: it is reset when protobuf-c gives up half way. */
 Xpb__V1__EventBatch *tail_batch_decode_in(const ctl *c, xpb_arena *a, const uint8_t *data,
                                           size_t len, size_t *topic_len);
 

@@ -933,6 +933,15 @@ int xpb_pb_check_depth(const ProtobufCMessageDescriptor *desc, const uint8_t *da
     return wire_walk(&w, desc, data, len, 1);
 }
 
+int xpb_pb_check_wire_nul(const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len,
+                          unsigned max_depth, char *err, size_t errlen)
+{
+    if (err != NULL && errlen > 0) err[0] = '\0';
+    if (desc == NULL || (data == NULL && len > 0)) return XPB_EINVAL;
+    wire w = {.base = data, .max_depth = max_depth, .strings = true, .err = err, .errlen = errlen};
+    return wire_walk(&w, desc, data, len, 1);
+}
+
 int xpb_pb_check_wire_text(const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len,
                            unsigned max_depth, size_t max_string, char *err, size_t errlen)
 {

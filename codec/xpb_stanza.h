@@ -99,6 +99,14 @@ int xpb_pb_check_depth(const ProtobufCMessageDescriptor *desc, const uint8_t *da
  * "send.stanza.body.text: U+0000 at byte 5 is not an XML 1.0 character". */
 int xpb_pb_check_wire_text(const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len,
                            unsigned max_depth, size_t max_string, char *err, size_t errlen);
+/* The depth walk of xpb_pb_check_depth that also refuses a NUL in any string
+ * field, at any depth (protobuf-c keeps it, and every C reader would then see
+ * the string cut short): what xpb_stanza_unpack checks on the wire before
+ * unpacking, for a message that wraps records (an Event). The other text
+ * rules are xpb_stanza_check's, on the unpacked record. XPB_EPBDEPTH,
+ * XPB_EPBDECODE or XPB_EXMLCHAR, with err naming the field path. */
+int xpb_pb_check_wire_nul(const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len,
+                          unsigned max_depth, char *err, size_t errlen);
 /* Appends st packed to out: the bytes protobuf_c_message_pack would give
  * (codec/pack.c). 0, XPB_EINVAL, XPB_ETOOBIG (out->max) or XPB_ENOMEM. */
 int xpb_stanza_pack(xpb_buf *out, const xpb_stanza *st);

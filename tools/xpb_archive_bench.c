@@ -169,12 +169,15 @@ static int ingest(xa_db *db, const stream *s, xa_counts *c)
     int rc = a ? 0 : -1;
     for (size_t i = 0; !rc && i < s->n; i++) {
         if (i % BENCH_BATCH == 0) rc = xa_db_begin(db, err, sizeof err);
-        Xpb__V1__Event *ev = rc ? NULL : xpb__v1__event__unpack(NULL, s->len[i], s->ev[i]);
-        if (!ev) break;
-        rc = xa_ingest(db, a, ev, c, err, sizeof err);
-        xpb_arena_reset(a);
+        /* As `run` does: checked on the wire, unpacked into the arena. */
+        Xpb__V1__Event *ev = rc ? NULL : xa_event_unpack(a, s->ev[i], s->len[i], err, sizeof err);
+        if (!ev) {
+            rc = -1;
+            break;
+        }
         uint64_t seq = ev->seq;
-        xpb__v1__event__free_unpacked(ev, NULL);
+        rc = xa_ingest_owned(db, a, ev, c, err, sizeof err);
+        xpb_arena_reset(a);
         if (!rc && (i % BENCH_BATCH == BENCH_BATCH - 1 || i + 1 == s->n))
             rc = xa_db_commit(db, "bench", seq, err, sizeof err);
     }

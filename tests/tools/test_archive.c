@@ -56,6 +56,15 @@ static xpb_stanza *stanza(env *e, const char *xml)
     return run.st;
 }
 
+static uint8_t *pack_event(const Xpb__V1__Event *ev, size_t *len)
+{
+    *len = xpb__v1__event__get_packed_size(ev);
+    uint8_t *buf = malloc(*len);
+    assert_non_null(buf);
+    xpb__v1__event__pack(ev, buf);
+    return buf;
+}
+
 /* Ingests one event in its own transaction, as `run` would with a batch of one. */
 static void ingest(env *e, Xpb__V1__Event *ev)
 {
@@ -66,18 +75,42 @@ static void ingest(env *e, Xpb__V1__Event *ev)
     ev->has_timestamp_us = 1;
     ev->timestamp_us = 1700000000000000ULL + e->seq;
     assert_int_equal(xa_db_begin(e->db, err, sizeof err), 0);
-    int rc = xa_ingest(e->db, e->a, ev, &e->c, err, sizeof err);
+    /* As `run` and `import` do: bytes, arena, checked in place. */
+    size_t len;
+    uint8_t *buf = pack_event(ev, &len);
+    xpb_arena *a = xpb_arena_new(4096);
+    assert_non_null(a);
+    Xpb__V1__Event *owned = xa_event_unpack(a, buf, len, err, sizeof err);
+    free(buf);
+    if (!owned) fail_msg("unpack: %s", err);
+    int rc = xa_ingest_owned(e->db, a, owned, &e->c, err, sizeof err);
+    xpb_arena_free(a);
     if (rc) print_error("ingest: %s\n", err);
     assert_int_equal(rc, 0);
     assert_int_equal(xa_db_commit(e->db, "j1", ev->seq, err, sizeof err), 0);
 }
 
-static void received(env *e, const char *xml)
+/* ev packed, with the first byte equal to mark in its wire bytes made 0. */
+static uint8_t *packed_with_nul(Xpb__V1__Event *ev, char mark, size_t *len)
+{
+    uint8_t *buf = pack_event(ev, len);
+    uint8_t *at = memchr(buf, mark, *len);
+    assert_non_null(at);
+    *at = 0;
+    return buf;
+}
+
+static void received_stanza(env *e, xpb_stanza *st)
 {
     Xpb__V1__Event ev = XPB__V1__EVENT__INIT;
     ev.body_case = XPB__V1__EVENT__BODY_STANZA;
-    ev.stanza = stanza(e, xml);
+    ev.stanza = st;
     ingest(e, &ev);
+}
+
+static void received(env *e, const char *xml)
+{
+    received_stanza(e, stanza(e, xml));
 }
 
 static void from_archive(env *e, const char *archive, const char *xml)
@@ -725,6 +758,108 @@ static void full_disk_keeps_the_resume_point(void **state)
     assert_int_equal(seq, 2);
 }
 
+/* A NUL inside a string of the event's bytes: protobuf-c would keep it and
+ * every C reader would see the body cut short. Refused before unpacking. */
+static void event_bytes_with_nul_are_refused(void **state)
+{
+    env *e = *state;
+    Xpb__V1__Event ev = XPB__V1__EVENT__INIT;
+    ev.body_case = XPB__V1__EVENT__BODY_STANZA;
+    ev.account = ME;
+    ev.stanza = stanza(e, "<message from='alice@example.com/a' to='me@example.com' "
+                          "type='chat'><body>cut#here</body></message>");
+    size_t len;
+    uint8_t *buf = packed_with_nul(&ev, '#', &len);
+    char err[XA_ERR_MAX] = "";
+    assert_null(xa_event_unpack(e->a, buf, len, err, sizeof err));
+    assert_true(strstr(err, "U+0000") && strstr(err, "body"));
+    free(buf);
+    /* In the account too (outside any stanza). */
+    ev.account = "me@exa#mple.com";
+    buf = packed_with_nul(&ev, '#', &len);
+    assert_null(xa_event_unpack(e->a, buf, len, err, sizeof err));
+    assert_non_null(strstr(err, "account"));
+    free(buf);
+}
+
+/* Nested deeper than the record depth bound allows: refused on the wire,
+ * before protobuf-c (which has no recursion limit) unpacks it. */
+static void event_nested_too_deep_is_refused(void **state)
+{
+    env *e = *state;
+    enum { LEVELS = 40 }; /* wire depth 3 + 2 * 39 = 81 > 2 * 32 + 1 + 2 */
+    Xpb__V1__Element el[LEVELS];
+    Xpb__V1__Node node[LEVELS];
+    Xpb__V1__Node *kid[LEVELS];
+    for (int i = LEVELS - 1; i >= 0; i--) {
+        el[i] = (Xpb__V1__Element)XPB__V1__ELEMENT__INIT;
+        el[i].name = "x";
+        el[i].ns = "urn:example:deep";
+        el[i].n_child = i + 1 < LEVELS;
+        el[i].child = &kid[i + 1 < LEVELS ? i + 1 : i];
+        node[i] = (Xpb__V1__Node)XPB__V1__NODE__INIT;
+        node[i].node_case = XPB__V1__NODE__NODE_ELEMENT;
+        node[i].element = &el[i];
+        kid[i] = &node[i];
+    }
+    xpb_stanza *st = stanza(e, "<message from='alice@example.com/a' to='me@example.com' "
+                               "type='chat'><body>deep</body></message>");
+    Xpb__V1__Element *ext = &el[0];
+    st->n_extension = 1;
+    st->extension = &ext;
+    Xpb__V1__Event ev = XPB__V1__EVENT__INIT;
+    ev.body_case = XPB__V1__EVENT__BODY_STANZA;
+    ev.stanza = st;
+    size_t len;
+    uint8_t *buf = pack_event(&ev, &len);
+    char err[XA_ERR_MAX] = "";
+    assert_null(xa_event_unpack(e->a, buf, len, err, sizeof err));
+    assert_non_null(strstr(err, "depth"));
+    free(buf);
+    el[9].n_child = 0; /* ten levels are fine */
+    buf = pack_event(&ev, &len);
+    assert_non_null(xa_event_unpack(e->a, buf, len, err, sizeof err));
+    free(buf);
+}
+
+/* The bridge's events use compact forms (origin_id_is_id here): made plain
+ * in place, they are stored and matched like the plain copy they stand for. */
+static void compact_event_is_expanded_in_place(void **state)
+{
+    env *e = *state;
+    xpb_stanza *st = stanza(e, "<message from='alice@example.com/a' to='me@example.com' "
+                               "type='chat' id='o-1'><body>compact</body></message>");
+    st->has_origin_id_is_id = 1;
+    st->origin_id_is_id = 1;
+    received_stanza(e, st);
+    assert_string_equal(text(e, "SELECT origin_id FROM message"), "o-1");
+    /* The same message in plain form is found by that origin-id. */
+    received(e, "<message from='alice@example.com/a' to='me@example.com' type='chat' id='o-1'>"
+                "<origin-id xmlns='urn:xmpp:sid:0' id='o-1'/><body>compact</body></message>");
+    assert_int_equal(count(e, "SELECT count(*) FROM message"), 1);
+    assert_int_equal(e->c.duplicates, 1);
+}
+
+/* A message with a body gets every record check before it is stored (a bad
+ * JID here: refused, nothing stored); one without a body (a chat state) is
+ * skipped before the checks: nothing of it would be stored. */
+static void bad_record_is_refused_bodyless_skipped(void **state)
+{
+    env *e = *state;
+    xpb_stanza *st = stanza(e, "<message from='alice@example.com/a' to='me@example.com' "
+                               "type='chat'><body>hello</body></message>");
+    st->from = "alice@@example.com/a";
+    received_stanza(e, st);
+    assert_int_equal(e->c.refused, 1);
+    assert_int_equal(count(e, "SELECT count(*) FROM message"), 0);
+    st = stanza(e, "<message from='alice@example.com/a' to='me@example.com' type='chat'>"
+                   "<composing xmlns='http://jabber.org/protocol/chatstates'/></message>");
+    st->from = "alice@@example.com/a";
+    received_stanza(e, st);
+    assert_int_equal(e->c.refused, 1);
+    assert_int_equal(e->c.skipped, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -755,6 +890,10 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(read_only_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(full_disk_keeps_the_resume_point, setup, teardown),
+        cmocka_unit_test_setup_teardown(event_bytes_with_nul_are_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(event_nested_too_deep_is_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(compact_event_is_expanded_in_place, setup, teardown),
+        cmocka_unit_test_setup_teardown(bad_record_is_refused_bodyless_skipped, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -91,6 +91,16 @@ typedef struct xa_msg {
  * event that carries no message to archive (presence, a chat state, an
  * error, a delivery other than ACKED...), or XA_EINVAL (err says why). */
 int xa_extract(xpb_arena *a, const Xpb__V1__Event *ev, xa_msg *m, char *err, size_t errlen);
+/* An event from untrusted bytes, owned by arena a: the wire walk bounds the
+ * nesting depth and refuses a NUL in any string (xpb_pb_check_wire_nul), then
+ * protobuf-c unpacks it with the arena's allocator (nothing to free: the
+ * arena's reset does it). NULL with err filled when refused. */
+Xpb__V1__Event *xa_event_unpack(xpb_arena *a, const uint8_t *data, size_t len, char *err,
+                                size_t errlen);
+/* xa_extract for an event from xa_event_unpack: its stanza is checked
+ * (xpb_stanza_check) and made plain in place instead of copied, so ev
+ * changes (strings it gains are in a). */
+int xa_extract_owned(xpb_arena *a, Xpb__V1__Event *ev, xa_msg *m, char *err, size_t errlen);
 /* XEP-0082 date-time ("2026-12-06T03:43:21.5Z", offsets allowed) to
  * microseconds since 1970; -1 when it is not one. */
 int64_t xa_parse_stamp(const char *s);
@@ -111,6 +121,10 @@ int xa_store(xa_db *db, xpb_arena *a, const xa_msg *m, xa_counts *c, char *err, 
  * share). A refused record is counted, not an error. */
 int xa_ingest(xa_db *db, xpb_arena *a, const Xpb__V1__Event *ev, xa_counts *c, char *err,
               size_t errlen);
+/* The same for an event from xa_event_unpack in arena a (xa_extract_owned);
+ * the caller resets a afterwards, which frees ev. */
+int xa_ingest_owned(xa_db *db, xpb_arena *a, Xpb__V1__Event *ev, xa_counts *c, char *err,
+                    size_t errlen);
 /* Ingest drops messages older than this (0: keep all); `run --keep-days`. */
 void xa_db_set_cutoff(xa_db *db, int64_t cutoff_us);
 

@@ -61,23 +61,21 @@ static int ingest_all(xa_db *db, const import_args *a, const xpb_buf *b, xa_coun
         size_t flen, used;
         const uint8_t *p = (const uint8_t *)b->data + off;
         int d = xpb_delim_next(p, b->len - off, IMPORT_MAX_RECORD, &frame, &flen, &used);
-        Xpb__V1__Event *ev = NULL;
-        if (d == 0 &&
-            !xpb_pb_check_depth(&xpb__v1__event__descriptor, frame, flen,
-                                XPB_RECORD_DEFAULT_MAX_DEPTH + 2))
-            ev = xpb__v1__event__unpack(NULL, flen, frame);
+        /* Checked on the wire (depth, NUL), unpacked into the arena. */
+        Xpb__V1__Event *ev = d == 0 ? xa_event_unpack(arena, frame, flen, err, sizeof err) : NULL;
         n++;
         if (!ev) {
             fprintf(stderr,
-                    "xpb-archive: import: %s: record %zu at byte %zu is %s: nothing imported\n",
+                    "xpb-archive: import: %s: record %zu at byte %zu is %s%s%s: nothing "
+                    "imported\n",
                     a->file, n, off,
-                    d == 1 ? "cut short" : d ? "not a length-delimited record" : "not an xpb.v1.Event");
+                    d == 1 ? "cut short" : d ? "not a length-delimited record" : "not an xpb.v1.Event",
+                    d == 0 ? ": " : "", d == 0 ? err : "");
             rc = -1;
             break;
         }
         uint64_t refused = c->refused;
-        rc = xa_ingest(db, arena, ev, c, err, sizeof err);
-        xpb__v1__event__free_unpacked(ev, NULL);
+        rc = xa_ingest_owned(db, arena, ev, c, err, sizeof err);
         xpb_arena_reset(arena);
         if (rc) fprintf(stderr, "xpb-archive: import: %s: nothing imported\n", err);
         if (!rc && c->refused > refused) {

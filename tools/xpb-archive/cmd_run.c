@@ -27,6 +27,7 @@
 #define RUN_REPLAY_RETRY_S 2        /* a replay the bridge did not answer, tried again */
 #define RUN_ARENA_BLOCK (64 * 1024) /* one event's plain record */
 #define RUN_NATS_DURABLE "xpb-archive" /* --nats without --durable */
+#define RUN_BATCH_ARENA_BLOCK (256 * 1024) /* a batch's or a replay page's events */
 
 typedef struct run_args {
     const char *db;
@@ -90,7 +91,8 @@ static void catch_signals(void)
 
 typedef struct arch {
     xa_db *db;
-    xpb_arena *arena;
+    xpb_arena *arena;          /* one event's plain record, reset per event */
+    xpb_arena *live, *replay;  /* the events of a live batch, of a replay page */
     xa_counts c, committed; /* committed: the counts as of the last commit */
     tail_resume res;
     ctl *bus;
@@ -151,7 +153,10 @@ static int deliver(void *ud, const Xpb__V1__Event *ev)
     }
     a->in_tx++;
     uint64_t refused = a->c.refused;
-    int rc = xa_ingest(a->db, a->arena, ev, &a->c, a->err, sizeof a->err);
+    /* Every event comes from tail_batch_decode_in or a replay page with
+     * a->res.arena set: checked on the wire and in an arena of ours, so it
+     * is ours to change (its stanza is checked and expanded in place). */
+    int rc = xa_ingest_owned(a->db, a->arena, (Xpb__V1__Event *)ev, &a->c, a->err, sizeof a->err);
     xpb_arena_reset(a->arena);
     if (rc) {
         fail(a, rc);
@@ -217,12 +222,12 @@ static int follow(arch *a, ctl_sub *sub, const run_args *args)
         }
         if (rc) return rc;
         size_t topic_len = 0;
-        Xpb__V1__EventBatch *b = tail_batch_decode(a->bus, data, len, &topic_len);
+        Xpb__V1__EventBatch *b = tail_batch_decode_in(a->bus, a->live, data, len, &topic_len);
         if (!b) continue;
         tail_resume_journal(&a->res, b->journal_id);
         for (size_t i = 0; pay_replay(a, b) && i < b->n_event; i++)
             if (tail_resume_live(a->bus, &a->res, NULL, 0, b, i, deliver, a)) break;
-        xpb__v1__event_batch__free_unpacked(b, NULL);
+        xpb_arena_reset(a->live);
         commit(a);
     }
     return 0;
@@ -245,11 +250,13 @@ static int follow_nats(arch *a, ctl_sub *sub, const run_args *args)
         if (rc == CTL_SUB_TIMEOUT) continue;
         if (rc) return rc;
         size_t topic_len = 0;
-        Xpb__V1__EventBatch *b = tail_batch_decode(a->bus, data, len, &topic_len);
+        /* Checked on the wire and unpacked into the batch arena, as live
+         * batches are (deliver changes the events in place). */
+        Xpb__V1__EventBatch *b = tail_batch_decode_in(a->bus, a->live, data, len, &topic_len);
         if (!b) continue; /* not a batch of ours: acknowledged and skipped */
         for (size_t i = 0; i < b->n_event; i++)
             if (deliver(a, b->event[i])) break;
-        xpb__v1__event_batch__free_unpacked(b, NULL);
+        xpb_arena_reset(a->live);
         commit(a);
     }
     if (a->failed) ctl_sub_redeliver(sub);
@@ -269,6 +276,7 @@ static int catch_up_and_follow(arch *a, ctl_sub *sub, const run_args *args)
     a->res.last = a->seq = seq;
     a->res.path = NULL;
     a->res.hold = true;
+    a->res.arena = a->replay;
     int stopped = 0;
     a->replay_owed = false;
     rc = tail_replay(a->bus, &a->res, NULL, 0, 0, deliver, a, &stopped);
@@ -331,10 +339,12 @@ static int run_run(const xpbctl_command *cmd, const xpbctl_globals *g, void *arg
     a.bus = &bus;
     if (!(a.db = xa_cmd_open("run", args->db, XA_OPEN_CREATE))) return XA_EXIT_FAIL;
     a.arena = xpb_arena_new(RUN_ARENA_BLOCK);
+    a.live = xpb_arena_new(RUN_BATCH_ARENA_BLOCK);
+    a.replay = xpb_arena_new(RUN_BATCH_ARENA_BLOCK);
     a.prog = xa_progress_new(args->progress || isatty(2));
     ctl_sub *sub = NULL;
     catch_signals();
-    if (a.arena && a.prog) {
+    if (a.arena && a.live && a.replay && a.prog) {
         maybe_prune(&a, args);
         /* Subscribe before replaying: nothing published meanwhile falls between. */
         rc = a.failed ? XA_EXIT_FAIL : ctl_sub_open(&bus, NULL, 0, &sub);
@@ -347,6 +357,8 @@ static int run_run(const xpbctl_command *cmd, const xpbctl_globals *g, void *arg
     ctl_sub_close(sub);
     xa_progress_free(a.prog);
     xpb_arena_free(a.arena);
+    xpb_arena_free(a.live);
+    xpb_arena_free(a.replay);
     xa_db_close(a.db);
     return rc;
 }

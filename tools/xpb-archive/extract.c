@@ -225,19 +225,53 @@ static void place(xpb_arena *a, const xpb_stanza *st, xa_msg *m)
     }
 }
 
-/* The message the event carries, plain (compact forms expanded) and checked:
- * the event's stanza is packed again and unpacked into the arena. */
-static int plain_copy(xpb_arena *a, const xpb_stanza *in, xpb_stanza **out, char *err,
-                      size_t errlen)
+/* The message the event carries, plain (compact forms expanded) and checked
+ * with every rule for untrusted records. A borrowed event (xa_extract) is
+ * not ours to change: its stanza is packed again and unpacked into the arena
+ * (xpb_stanza_unpack: depth and NUL on the wire, then xpb_stanza_check). An
+ * owned one (xa_extract_owned: from xa_event_unpack, whose wire walk bounded
+ * the depth and refused a NUL in any string before protobuf-c unpacked it
+ * into the arena) is checked where it is (xpb_stanza_check) and expanded in
+ * place, which spares the copy. */
+static int plain_stanza(xpb_arena *a, const xpb_stanza *in, bool owned, xpb_stanza **out,
+                        char *err, size_t errlen)
 {
-    xpb_buf b;
-    xpb_buf_init(&b, 0);
-    int rc = xpb_stanza_pack(&b, in);
-    if (!rc) rc = xpb_stanza_unpack(a, (const uint8_t *)b.data, b.len, NULL, out, err, errlen);
-    xpb_buf_free(&b);
+    int rc;
+    if (owned) {
+        rc = xpb_stanza_check(in, NULL, err, errlen);
+        if (!rc) *out = (xpb_stanza *)in; /* owned: the caller's, in arena memory */
+    } else {
+        xpb_buf b;
+        xpb_buf_init(&b, 0);
+        rc = xpb_stanza_pack(&b, in);
+        if (!rc) rc = xpb_stanza_unpack(a, (const uint8_t *)b.data, b.len, NULL, out, err, errlen);
+        xpb_buf_free(&b);
+    }
     if (!rc) rc = xpb_stanza_expand(a, *out);
     if (rc && err && errlen && !err[0]) snprintf(err, errlen, "record: %s", xpb_strerror(rc));
     return rc ? XA_EINVAL : 0;
+}
+
+/* Event > Stanza, or Event > Delivery > Stanza: two wire levels above the
+ * record's own bound (2 per record level and a trailing Node, see
+ * xpb_stanza_unpack). */
+#define XA_EVENT_WIRE_DEPTH (2u * XPB_RECORD_DEFAULT_MAX_DEPTH + 1u + 2u)
+
+Xpb__V1__Event *xa_event_unpack(xpb_arena *a, const uint8_t *data, size_t len, char *err,
+                                size_t errlen)
+{
+    int rc = xpb_pb_check_wire_nul(&xpb__v1__event__descriptor, data, len, XA_EVENT_WIRE_DEPTH,
+                                   err, errlen);
+    if (rc) {
+        char why[XA_ERR_MAX];
+        snprintf(why, sizeof why, "%s", err && errlen ? err : "");
+        if (err && errlen) snprintf(err, errlen, "event: %s: %s", xpb_strerror(rc), why);
+        return NULL;
+    }
+    Xpb__V1__Event *ev = xpb__v1__event__unpack(xpb_arena_pb_allocator(a), len, data);
+    if (!ev && err && errlen)
+        snprintf(err, errlen, "event: protobuf-c cannot unpack these %zu bytes", len);
+    return ev; /* NULL: what protobuf-c allocated stays in a until its reset */
 }
 
 /* A carbon's inner message (XEP-0280 §7): its delay is the forwarded one's. */
@@ -258,7 +292,8 @@ static int64_t message_time(const Xpb__V1__Event *ev, const xpb_stanza *st,
     return ev->has_timestamp_us ? (int64_t)ev->timestamp_us : 0;
 }
 
-int xa_extract(xpb_arena *a, const Xpb__V1__Event *ev, xa_msg *m, char *err, size_t errlen)
+static int extract(xpb_arena *a, const Xpb__V1__Event *ev, bool owned, xa_msg *m, char *err,
+                   size_t errlen)
 {
     memset(m, 0, sizeof *m);
     if (err && errlen) err[0] = '\0';
@@ -278,23 +313,36 @@ int xa_extract(xpb_arena *a, const Xpb__V1__Event *ev, xa_msg *m, char *err, siz
         return XA_EINVAL;
     }
     m->account = ev->account;
-    xpb_stanza *outer = NULL;
-    int rc = plain_copy(a, src, &outer, err, errlen);
-    if (rc) return rc;
     /* XEP-0280 §11: a carbon not from our bare JID is forged. The bridge drops
      * those; a bridge that says what it checked (Event.trust) must have
      * checked this one too. */
-    if (outer->carbon && ev->has_trust && !(ev->trust & XPB__V1__TRUST__TRUST_CARBON_OWN_ACCOUNT)) {
+    if (src->carbon && ev->has_trust && !(ev->trust & XPB__V1__TRUST__TRUST_CARBON_OWN_ACCOUNT)) {
         seterr(err, errlen,
                "a carbon the bridge did not verify (Event.trust lacks "
                "TRUST_CARBON_OWN_ACCOUNT, XEP-0280 §11)");
         return XA_EINVAL;
     }
+    /* Chat states, receipts, markers...: nothing of them is stored, so they
+     * are skipped before the record checks and the copy (which would make
+     * a third of the ingest's checks on xpb-gen traffic for nothing). Only
+     * whether a body or a change is there is read: protobuf-c unpacked the
+     * event safely (its depth bounded on the wire), and the compact forms
+     * expand leaves neither bodies nor extension elements to change. */
     const Xpb__V1__Delay *fwd_delay = NULL;
-    const xpb_stanza *st = unwrap_carbon(outer, &fwd_delay);
+    const xpb_stanza *st = unwrap_carbon(src, &fwd_delay);
+    find_change(st, m);
+    if (m->kind == XA_KIND_MESSAGE && !first_body(st)) return XA_SKIP;
+    xpb_stanza *outer = NULL;
+    int rc = plain_stanza(a, src, owned, &outer, err, errlen);
+    if (rc) return rc;
+    /* From the checked, plain record (the copy, or src expanded in place). */
+    fwd_delay = NULL;
+    m->kind = XA_KIND_MESSAGE;
+    m->target = NULL;
+    st = unwrap_carbon(outer, &fwd_delay);
     find_change(st, m);
     m->body = first_body(st);
-    if (m->kind == XA_KIND_MESSAGE && !m->body) return XA_SKIP; /* chat states, receipts... */
+    if (m->kind == XA_KIND_MESSAGE && !m->body) return XA_SKIP;
     place(a, st, m);
     if (!m->conversation || !m->conversation[0]) {
         seterr(err, errlen, "message without the peer's address (from/to)");
@@ -306,4 +354,14 @@ int xa_extract(xpb_arena *a, const Xpb__V1__Event *ev, xa_msg *m, char *err, siz
     m->time_us = message_time(ev, st, fwd_delay);
     m->stanza = st;
     return 0;
+}
+
+int xa_extract(xpb_arena *a, const Xpb__V1__Event *ev, xa_msg *m, char *err, size_t errlen)
+{
+    return extract(a, ev, false, m, err, errlen);
+}
+
+int xa_extract_owned(xpb_arena *a, Xpb__V1__Event *ev, xa_msg *m, char *err, size_t errlen)
+{
+    return extract(a, ev, true, m, err, errlen);
 }

@@ -482,12 +482,13 @@ int xa_store(xa_db *db, xpb_arena *a, const xa_msg *m, xa_counts *c, char *err, 
     return xa_link_change(db, id, m, c, err, errlen);
 }
 
-int xa_ingest(xa_db *db, xpb_arena *a, const Xpb__V1__Event *ev, xa_counts *c, char *err,
-              size_t errlen)
+static int ingest(xa_db *db, xpb_arena *a, Xpb__V1__Event *owned, const Xpb__V1__Event *ev,
+                  xa_counts *c, char *err, size_t errlen)
 {
     xa_msg m;
     c->events++;
-    int rc = xa_extract(a, ev, &m, err, errlen);
+    int rc = owned ? xa_extract_owned(a, owned, &m, err, errlen)
+                   : xa_extract(a, ev, &m, err, errlen);
     if (rc == XA_SKIP) {
         c->skipped++;
         return 0;
@@ -498,4 +499,16 @@ int xa_ingest(xa_db *db, xpb_arena *a, const Xpb__V1__Event *ev, xa_counts *c, c
     }
     if (err && errlen) err[0] = '\0';
     return rc ? rc : xa_store(db, a, &m, c, err, errlen);
+}
+
+int xa_ingest(xa_db *db, xpb_arena *a, const Xpb__V1__Event *ev, xa_counts *c, char *err,
+              size_t errlen)
+{
+    return ingest(db, a, NULL, ev, c, err, errlen);
+}
+
+int xa_ingest_owned(xa_db *db, xpb_arena *a, Xpb__V1__Event *ev, xa_counts *c, char *err,
+                    size_t errlen)
+{
+    return ingest(db, a, ev, ev, c, err, errlen);
 }

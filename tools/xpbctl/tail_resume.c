@@ -95,6 +95,21 @@ typedef struct replay_run {
     int stop;
 } replay_run;
 
+/* EventBatch > Event > Delivery > Stanza: three wire levels above a
+ * record's own bound (two per record level and a trailing Node). */
+#define TAIL_BATCH_WIRE_DEPTH (2u * XPB_RECORD_DEFAULT_MAX_DEPTH + 1u + 3u)
+
+static Xpb__V1__EventBatch *batch_in(xpb_arena *a, const uint8_t *data, size_t len)
+{
+    if (xpb_pb_check_wire_nul(&xpb__v1__event_batch__descriptor, data, len,
+                              TAIL_BATCH_WIRE_DEPTH, NULL, 0))
+        return NULL;
+    Xpb__V1__EventBatch *b = xpb__v1__event_batch__unpack(xpb_arena_pb_allocator(a), len, data);
+    /* What protobuf-c allocated before giving up, it "freed": a no-op here. */
+    if (!b) xpb_arena_reset(a);
+    return b;
+}
+
 static int on_page(ctl *c, const Xpb__V1__Response *resp)
 {
     replay_run *run = c->ud;
@@ -105,7 +120,9 @@ static int on_page(ctl *c, const Xpb__V1__Response *resp)
     run->last_seq = pg->last_seq;
     run->r->journal_last = pg->last_seq;
     run->count = pg->count;
-    Xpb__V1__EventBatch *b = xpb__v1__event_batch__unpack(NULL, pg->batch.len, pg->batch.data);
+    Xpb__V1__EventBatch *b =
+        run->r->arena ? batch_in(run->r->arena, pg->batch.data, pg->batch.len)
+                      : xpb__v1__event_batch__unpack(NULL, pg->batch.len, pg->batch.data);
     if (!b) {
         fprintf(stderr, "%s: %s: undecodable replay page (%zu bytes)\n", xpbctl_prog, c->cmd,
                 pg->batch.len);
@@ -119,7 +136,10 @@ static int on_page(ctl *c, const Xpb__V1__Response *resp)
         run->r->last = ev->seq;
         run->r->dirty = 1;
     }
-    xpb__v1__event_batch__free_unpacked(b, NULL);
+    if (run->r->arena)
+        xpb_arena_reset(run->r->arena);
+    else
+        xpb__v1__event_batch__free_unpacked(b, NULL);
     return 0;
 }
 
@@ -187,6 +207,23 @@ Xpb__V1__EventBatch *tail_batch_decode(const ctl *c, const uint8_t *data, size_t
         !(b = xpb__v1__event_batch__unpack(NULL, len - off, data + off))) {
         fprintf(stderr, "%s: %s: undecodable event message (%zu bytes)\n", xpbctl_prog, c->cmd,
                 len);
+        return NULL;
+    }
+    *topic_len = off - 1;
+    return b;
+}
+
+Xpb__V1__EventBatch *tail_batch_decode_in(const ctl *c, xpb_arena *a, const uint8_t *data,
+                                          size_t len, size_t *topic_len)
+{
+    const uint8_t *nul = memchr(data, 0, len);
+    size_t off = nul ? (size_t)(nul - data) + 1 : 0;
+    Xpb__V1__EventBatch *b = nul ? batch_in(a, data + off, len - off) : NULL;
+    if (!b) {
+        fprintf(stderr,
+                "%s: %s: undecodable event message (%zu bytes; or nested too deep, or a NUL "
+                "in a string)\n",
+                xpbctl_prog, c->cmd, len);
         return NULL;
     }
     *topic_len = off - 1;

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "bus_client.h"
+#include "xpb_arena.h"
 
 #define TAIL_REPLAY_PAGE 1000u /* events asked per Replay request */
 /* Quiet this long after an event: ask the journal once whether PUB dropped
@@ -21,6 +22,11 @@ typedef struct tail_resume {
     uint64_t journal_last; /* the journal's newest seq, from the last replay page */
     unsigned long long requests; /* Replay requests made: numbers their request ids */
     bool hold; /* a hole whose replay got no reply is not skipped (an archive) */
+    /* NULL: replay pages are unpacked with malloc. Set (xpb-archive run):
+     * each page is checked on the wire (depth, no NUL in any string) and
+     * unpacked into this arena, reset once its events are delivered; the
+     * deliver function may then change the events it gets. */
+    xpb_arena *arena;
 } tail_resume;
 
 /* Reads "JOURNAL_ID SEQ" from path (a missing file is a first run); from_seq,
@@ -54,5 +60,11 @@ int tail_resume_live(ctl *c, tail_resume *r, const char *const *prefixes, size_t
  * or NULL with the reason printed. The depth is checked before unpacking. */
 Xpb__V1__EventBatch *tail_batch_decode(const ctl *c, const uint8_t *data, size_t len,
                                        size_t *topic_len);
+/* The same unpacked into arena a (nothing to free: a's reset does it), after
+ * the wire walk that bounds the depth and refuses a NUL in any string
+ * (xpb_pb_check_wire_nul): the events are then the caller's to change. a
+ * must hold nothing else: it is reset when protobuf-c gives up half way. */
+Xpb__V1__EventBatch *tail_batch_decode_in(const ctl *c, xpb_arena *a, const uint8_t *data,
+                                          size_t len, size_t *topic_len);
 
 #endif

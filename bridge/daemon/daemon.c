@@ -669,8 +669,7 @@ void xpb_daemon_get_counters(xpb_daemon *d, xpb_daemon_counters *out)
         out->journal_max_age_s = d->journal_max_age_s;
     }
     out->catchup_on = d->cu != NULL;
-    out->outbox = 0;
-    for (struct account *a = d->accounts; a; a = a->next) out->outbox += a->outbox_n;
+    out->outbox = d->outbox_total;
 }
 
 void xpb_daemon_get_bus_stats(xpb_daemon *d, xpb_bus_stats *out)

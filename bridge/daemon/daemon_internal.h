@@ -170,6 +170,7 @@ struct marks_nats;
 struct xpb_daemon {
     xpb_loop *loop;          /* given by xpb_daemon_new's caller */
     struct account *walk_next;   /* the next account of a sliced walk (reaping moves it on) */
+    uint64_t outbox_total;       /* the live accounts' outbox_n, kept as they change (sends.c) */
     struct xpb_cluster *cluster; /* the NATS back end and the leases (cluster.c), or NULL */
     xpb_bus *bus;
     xpb_store *store; /* the state directory's database, or NULL */

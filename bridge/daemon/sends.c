@@ -21,6 +21,21 @@
 /* ---- ids ------------------------------------------------------------------------- */
 
 /* Unique across restarts without any state: 64 random bits and a counter. */
+/* An account's kept sends, and the daemon's sum of them (read by /metrics
+ * and status without a walk over the accounts). */
+static void outbox_add(struct account *a)
+{
+    a->outbox_n++;
+    a->d->outbox_total++;
+}
+
+static void outbox_sub(struct account *a)
+{
+    if (!a->outbox_n) return;
+    a->outbox_n--;
+    a->d->outbox_total--;
+}
+
 static void make_id(char *buf, size_t len)
 {
     static uint64_t counter;
@@ -88,7 +103,7 @@ static void outbox_forget(struct account *a, uint64_t id)
                               "restart)", a->name, err);
         return;
     }
-    if (a->outbox_n) a->outbox_n--;
+    outbox_sub(a);
 }
 
 /* While xpb_session_send runs, the daemon does not know the handle yet: what
@@ -255,7 +270,7 @@ static int persist_threaded(struct account *a, xpb_bus_request *req, struct send
         rc = p->put_rc;
     }
     if (rc == 0) {
-        a->outbox_n++;
+        outbox_add(a);
         p->in_batch = later;
         if (!later) d->ctr.sends_persisted++; /* else once written */
         return 0;
@@ -297,11 +312,11 @@ static int persist(struct account *a, xpb_bus_request *req, struct send_prep *p,
     char err[768];
     int rc = d->state->outbox_put(d, &it, err, sizeof err);
     if (rc == 0 && async) {
-        a->outbox_n++;
+        outbox_add(a);
         return 0;
     }
     if (rc == 0) {
-        a->outbox_n++;
+        outbox_add(a);
         p->in_batch = xpb_store_batch_open(d->store);
         if (!p->in_batch) d->ctr.sends_persisted++; /* else at commit */
         return 0;
@@ -348,7 +363,7 @@ static void send_deferred(xpb_daemon *d, struct deferred *e)
 {
     struct account *a = e->a;
     if (e->rc) {
-        if (a->outbox_n) a->outbox_n--;
+        outbox_sub(a);
         refuse_storage(a, e->req, d->commit_err);
         return;
     }
@@ -377,7 +392,7 @@ static void run_group(xpb_daemon *d, struct deferred **pp, int rc, const char *w
         struct deferred *e = *pp;
         *pp = e->next;
         int erc = rc ? rc : e->rc;
-        if (erc && e->a->outbox_n && !rc) e->a->outbox_n--;
+        if (erc && !rc) outbox_sub(e->a);
         if (erc) d->ctr.storage_refusals += !rc;
         g->item_done(g, &e->prep, erc, rc ? why : e->err);
         sends_prep_free(&e->prep);
@@ -664,7 +679,7 @@ int sends_committed(struct account *a, struct send_prep *p, int rc, char *err, s
         a->d->ctr.sends_persisted++;
         return 0;
     }
-    if (a->outbox_n) a->outbox_n--;
+    outbox_sub(a);
     p->outbox_id = 0; /* the batch's rows are gone */
     a->d->ctr.storage_refusals++;
     return rc;
@@ -942,6 +957,7 @@ void sends_resend(struct account *a)
         a->outbox_next = (uint64_t)time(NULL) * 1000000u;
     for (struct kept *k = head; k; k = k->next, n++)
         if (k->id > a->outbox_next) a->outbox_next = k->id;
+    a->d->outbox_total += n - a->outbox_n;
     a->outbox_n = n;
     if (n)
         xpb_log(XPB_LOG_INFO, "session %s: %zu unacknowledged sends kept from the last run: "
@@ -970,4 +986,6 @@ void sends_account_free(struct account *a)
         free(w);
     }
     a->n_receipts = 0;
+    a->d->outbox_total -= a->outbox_n; /* kept in the store; this process forgets them */
+    a->outbox_n = 0;
 }

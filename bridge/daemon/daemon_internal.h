@@ -7,8 +7,10 @@
  *   muc.c       MUC: join, rejoin, XEP-0410 self-ping, instant rooms
  *   requests.c  the bus requests (req_*) and their dispatch, sending
  *   catchup.c   catch-up from the server's archive (XEP-0313) after a fresh bind
+ *   status.c    the list and status requests
+ *   sm_keep.c   the XEP-0198 state kept through the state back end
  *   sends.c     durable sends: the outbox, ids, Delivery states, XEP-0184
- *               receipts, XEP-0198 state kept through the state back end
+ *               receipts
  *   state.c     the state directory; the local state back end (SQLite)
  *   state_nats.c the NATS state back end (KV buckets xpb_sm, xpb_outbox)
  *   marks_nats.c its MAM markers and seen stanza-ids (KV bucket xpb_marks)
@@ -179,7 +181,7 @@ struct xpb_daemon {
     struct marks_nats *nmarks;     /* marks_nats.c's, with the NATS state back end */
     char state_dir[4096]; /* its directory, for errors */
     xpb_wake *store_wake; /* the store thread's completions wake the loop (state.c) */
-    xpb_timer *sm_timer;  /* keeps the XEP-0198 state of accounts with sm_dirty (sends.c) */
+    xpb_timer *sm_timer;  /* keeps the XEP-0198 state of accounts with sm_dirty (sm_keep.c) */
     int sm_timer_armed;
     /* Group commit (sends.c): sends whose outbox row is in the open batch,
      * sent and answered by commit_timer once the batch is on disk. */
@@ -333,6 +335,9 @@ int state_threaded(const xpb_daemon *d);
 /* The answer to a refused xpb_session_send. */
 void reply_send_error(struct account *a, xpb_bus_request *req, int rc);
 void reply_sent(struct account *a, xpb_bus_request *req, const char *id);
+/* The list and status requests (status.c). */
+void req_list(xpb_daemon *d, xpb_bus_request *req);
+void req_status(xpb_daemon *d, xpb_bus_request *req);
 /* Commits the open batch and sends and answers what it held, and answers
  * (ERR_NOT_CONNECTED) what the async back end has not confirmed (before the
  * bus goes away). */

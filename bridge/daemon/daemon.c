@@ -144,11 +144,17 @@ void free_handle(struct handle_ent *e)
     free(e);
 }
 
-/* Outcomes arrive in send order: the entry is at or near the head. */
+/* SENT reports come in send order, for the stanza after the one the last
+ * search found, which may be thousands of unacknowledged entries from the
+ * head: the search starts at that one (h_find), then tries the part before
+ * it, so an out-of-order report is still found. */
 struct handle_ent *find_handle(struct account *a, uint64_t h)
 {
-    for (struct handle_ent *e = a->h_head; e; e = e->next)
-        if (e->handle == h) return e;
+    struct handle_ent *start = a->h_find && a->h_find->handle <= h ? a->h_find : NULL;
+    for (struct handle_ent *e = start ? start : a->h_head; e; e = e->next)
+        if (e->handle == h) return a->h_find = e;
+    for (struct handle_ent *e = a->h_head; start && e != start; e = e->next)
+        if (e->handle == h) return a->h_find = e;
     return NULL;
 }
 
@@ -160,6 +166,7 @@ struct handle_ent *take_handle(struct account *a, uint64_t h)
         if (prev) prev->next = e->next;
         else a->h_head = e->next;
         if (a->h_tail == e) a->h_tail = prev;
+        if (a->h_find == e) a->h_find = prev;
         return e;
     }
     return NULL;

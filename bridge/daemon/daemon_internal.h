@@ -94,6 +94,7 @@ struct account {
     xpb_loop_session *ls;
     char *full_jid;
     struct handle_ent *h_head, *h_tail;
+    struct handle_ent *h_find; /* where find_handle last found one (or NULL) */
     /* An outcome the session reported inside xpb_session_send, before the
      * handle was tracked (without XEP-0198 a written stanza is acked at
      * once): kept here and published as soon as send_for tracks it. */

@@ -694,15 +694,6 @@ static int visit_account(struct account *a, xpb_daemon_account_fn cb, void *ud)
     return cb(ud, a->name, st.queued, st.unacked);
 }
 
-int xpb_daemon_each_account(xpb_daemon *d, xpb_daemon_account_fn cb, void *ud)
-{
-    for (struct account *a = d->accounts; a; a = a->next) {
-        int rc = visit_account(a, cb, ud);
-        if (rc) return rc;
-    }
-    return 0;
-}
-
 int xpb_daemon_each_account_slice(xpb_daemon *d, int start, size_t max, xpb_daemon_account_fn cb,
                                   void *ud, int *more)
 {

@@ -120,17 +120,16 @@ typedef struct xpb_daemon_counters {
 } xpb_daemon_counters;
 void xpb_daemon_get_counters(xpb_daemon *d, xpb_daemon_counters *out);
 void xpb_daemon_get_bus_stats(xpb_daemon *d, xpb_bus_stats *out);
-/* Per-account gauges, one call of cb per live account in one walk (O(n) for
- * a scrape: issue 10 found the indexed walk O(n^2)). cb returns non-zero to
- * stop; that value is returned. */
+/* Per-account gauges, one call of cb per live account (O(n) for a scrape:
+ * issue 10 found the indexed walk O(n^2)). cb returns non-zero to stop; that
+ * value is returned. The walk goes in slices of at most max accounts, one
+ * slice per call, so a scrape at 10,000 accounts never holds the loop for
+ * the whole walk: start = 1 begins a walk (a later start abandons an
+ * unfinished one). *more says whether accounts are left. Accounts added
+ * meanwhile may be missed and removed ones are skipped; none is visited
+ * twice. */
 typedef int (*xpb_daemon_account_fn)(void *ud, const char *name, unsigned queued,
                                      unsigned unacked);
-int xpb_daemon_each_account(xpb_daemon *d, xpb_daemon_account_fn cb, void *ud);
-/* The same walk in slices of at most max accounts, one slice per call, so a
- * scrape at 10,000 accounts never holds the loop for the whole walk: start
- * = 1 begins a walk (a later start abandons an unfinished one). *more says
- * whether accounts are left. Accounts added meanwhile may be missed and
- * removed ones are skipped; none is visited twice. */
 int xpb_daemon_each_account_slice(xpb_daemon *d, int start, size_t max, xpb_daemon_account_fn cb,
                                   void *ud, int *more);
 

@@ -45,7 +45,49 @@ class BridgeError(AssertionError):
     pass
 
 
-class Bridge:
+class LogFollower:
+    """Reading an xpbridge's log file as it grows. The class using it sets
+    log_path, proc (the process, for a death while waiting), _log_mark (the
+    log's size at this start) and log_name (who, in error messages)."""
+    log_name = 'xpbridge'
+
+    def log_mark(self):
+        try:
+            return os.path.getsize(self.log_path)
+        except OSError:
+            return 0
+
+    def log_lines(self, since=0):
+        try:
+            with open(self.log_path, 'rb') as f:
+                f.seek(since)
+                return f.read().decode('utf-8', 'replace').splitlines()
+        except OSError:
+            return []
+
+    def wait_log(self, text, timeout, since=None):
+        """The first log line (written after `since`, default: this start)
+        containing text (or any of a tuple of texts)."""
+        since = self._log_mark if since is None else since
+        deadline = time.monotonic() + timeout
+        texts = (text,) if isinstance(text, str) else tuple(text)
+        while True:
+            for line in self.log_lines(since):
+                if any(t in line for t in texts):
+                    return line
+            if self.proc.poll() is not None:
+                raise BridgeError(f'{self.log_name} exited ({self.proc.returncode}) before '
+                                  f'"{text}"; log tail:\n{self.log_tail()}')
+            if time.monotonic() > deadline:
+                raise BridgeError(f'no "{text}" in the {self.log_name} log within {timeout}s; '
+                                  f'log tail:\n{self.log_tail()}')
+            time.sleep(0.05)
+
+    def log_tail(self, n=40):
+        return '\n'.join(self.log_lines()[-n:])
+
+
+class Bridge(LogFollower):
     """One xpbridge process serving one account from flags (--jid ...), its
     bus on ipc:// sockets in `workdir`, logs at debug level to a file."""
 
@@ -88,41 +130,6 @@ class Bridge:
                              online_timeout)
         self.full_jid = line.split(' as ', 1)[1].split()[0]
         return self.full_jid
-
-    def log_mark(self):
-        try:
-            return os.path.getsize(self.log_path)
-        except OSError:
-            return 0
-
-    def log_lines(self, since=0):
-        try:
-            with open(self.log_path, 'rb') as f:
-                f.seek(since)
-                return f.read().decode('utf-8', 'replace').splitlines()
-        except OSError:
-            return []
-
-    def wait_log(self, text, timeout, since=None):
-        """The first log line (written after `since`, default: this start)
-        containing text (or any of a tuple of texts)."""
-        since = self._log_mark if since is None else since
-        deadline = time.monotonic() + timeout
-        texts = (text,) if isinstance(text, str) else tuple(text)
-        while True:
-            for line in self.log_lines(since):
-                if any(t in line for t in texts):
-                    return line
-            if self.proc.poll() is not None:
-                raise BridgeError(f'xpbridge exited ({self.proc.returncode}) before '
-                                  f'"{text}"; log tail:\n{self.log_tail()}')
-            if time.monotonic() > deadline:
-                raise BridgeError(f'no "{text}" in the xpbridge log within {timeout}s; '
-                                  f'log tail:\n{self.log_tail()}')
-            time.sleep(0.05)
-
-    def log_tail(self, n=40):
-        return '\n'.join(self.log_lines()[-n:])
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None

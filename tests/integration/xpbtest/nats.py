@@ -13,7 +13,7 @@ import time
 import urllib.request
 
 from . import procs
-from .bridge import BridgeError, xpbctl_path, xpbridge_path
+from .bridge import LogFollower, xpbctl_path, xpbridge_path
 
 
 def nats_server_path():
@@ -113,7 +113,7 @@ def _q(s):
     return '"' + s.replace('\\', '\\\\').replace('"', '\\"') + '"'
 
 
-class ClusterBridge:
+class ClusterBridge(LogFollower):
     """xpbridge with bus.backend = "nats": every account of `accounts`
     ([(jid, password)]) listed in its config file; leases decide which run."""
 
@@ -121,6 +121,7 @@ class ClusterBridge:
                  ttl_s=10, max_sessions=0, extra_nats='', stream_management=True):
         self.path, self.ctl_path = xpbridge_path(), xpbctl_path()
         self.dir, self.id = workdir, bridge_id
+        self.log_name = bridge_id
         self.log_path = os.path.join(workdir, 'xpbridge.log')
         self.conf = os.path.join(workdir, 'xpbridge.conf')
         os.makedirs(workdir, exist_ok=True)
@@ -144,46 +145,18 @@ class ClusterBridge:
         self.proc = None
 
     def start(self, ready_timeout=20):
-        self._mark = self.log_mark()
+        self._log_mark = self.log_mark()
         with open(self.log_path, 'ab') as err:
             self.proc = procs.spawn([self.path, '--config', self.conf], stdin=subprocess.DEVNULL,
                                     stdout=subprocess.DEVNULL, stderr=err)
         self.wait_log('xpbridge: ready', ready_timeout)
         return self
 
-    def log_mark(self):
-        try:
-            return os.path.getsize(self.log_path)
-        except OSError:
-            return 0
-
-    def log_lines(self, since=0):
-        try:
-            with open(self.log_path, 'rb') as f:
-                f.seek(since)
-                return f.read().decode('utf-8', 'replace').splitlines()
-        except OSError:
-            return []
-
-    def wait_log(self, text, timeout):
-        deadline = time.monotonic() + timeout
-        while True:
-            for line in self.log_lines(self._mark):
-                if text in line:
-                    return line
-            if self.proc.poll() is not None:
-                raise BridgeError(f'{self.id} exited ({self.proc.returncode}) before "{text}":\n'
-                                  + '\n'.join(self.log_lines()[-30:]))
-            if time.monotonic() > deadline:
-                raise BridgeError(f'no "{text}" in {self.id} log within {timeout}s:\n'
-                                  + '\n'.join(self.log_lines()[-30:]))
-            time.sleep(0.1)
-
     def online(self):
         """Accounts this bridge has online now, from its log: 'online as'
         minus 'removed' / 'closing' since this start."""
         up = set()
-        for line in self.log_lines(self._mark):
+        for line in self.log_lines(self._log_mark):
             if ' online as ' in line or ' resumed as ' in line:
                 up.add(line.split('session ', 1)[1].split()[0])
             elif ': removed' in line and 'session ' in line:

@@ -29,11 +29,13 @@ struct lsub {
     uint64_t messages, online, deliveries, gaps, complete, last_ns;
     uint8_t *seen; /* bit per seq: the gap rule of docs/bus.md needs the set */
     size_t seen_bytes;
-    uint64_t *lat;
-    size_t n_lat;
+    uint64_t *lat, *lat_bridge; /* arrival - send; event stamp - send */
+    size_t n_lat, n_lat_bridge;
 };
 
-static void on_stanza(lsub *s, const Xpb__V1__Stanza *st, uint64_t now)
+/* stamped: Event.timestamp_us (wall clock, set where the bridge publishes)
+ * on this process's monotonic clock, in ns; 0 when the event has none. */
+static void on_stanza(lsub *s, const Xpb__V1__Stanza *st, uint64_t now, uint64_t stamped)
 {
     if (!st->has_kind || st->kind != XPB__V1__KIND__KIND_MESSAGE) return;
     s->messages++;
@@ -41,7 +43,19 @@ static void on_stanza(lsub *s, const Xpb__V1__Stanza *st, uint64_t now)
     if (st->id && !strncmp(st->id, "lt-", 3) && s->n_lat < LAT_MAX) {
         uint64_t sent = strtoull(st->id + 3, NULL, 10);
         if (sent && sent <= now) s->lat[s->n_lat++] = now - sent;
+        /* The stamp has microseconds only: a hop under 1 us counts as 0. */
+        if (sent && stamped) s->lat_bridge[s->n_lat_bridge++] = stamped > sent ? stamped - sent : 0;
     }
+}
+
+/* CLOCK_REALTIME - CLOCK_MONOTONIC, now: turns an event's wall-clock stamp
+ * into the monotonic time the test server stamps its probes with. */
+static int64_t wall_minus_mono(void)
+{
+    struct timespec w, m;
+    clock_gettime(CLOCK_REALTIME, &w);
+    clock_gettime(CLOCK_MONOTONIC, &m);
+    return ((int64_t)w.tv_sec - (int64_t)m.tv_sec) * 1000000000 + (w.tv_nsec - m.tv_nsec);
 }
 
 static int seen_get(const lsub *s, uint64_t seq)
@@ -81,9 +95,12 @@ static void check_batch(lsub *s, const Xpb__V1__EventBatch *b)
         if (b->event[i]->has_seq) seen_set(s, b->event[i]->seq);
 }
 
-static void on_event(lsub *s, const Xpb__V1__Event *e, uint64_t now)
+static void on_event(lsub *s, const Xpb__V1__Event *e, uint64_t now, int64_t wall_off)
 {
-    if (e->body_case == XPB__V1__EVENT__BODY_STANZA) on_stanza(s, e->stanza, now);
+    uint64_t stamped = 0;
+    if (e->has_timestamp_us && (int64_t)(e->timestamp_us * 1000u) > wall_off)
+        stamped = (uint64_t)((int64_t)(e->timestamp_us * 1000u) - wall_off);
+    if (e->body_case == XPB__V1__EVENT__BODY_STANZA) on_stanza(s, e->stanza, now, stamped);
     if (e->body_case == XPB__V1__EVENT__BODY_STATE && e->state->has_state &&
         (e->state->state == XPB__V1__SESSION_STATE__STATE__STATE_ONLINE ||
          e->state->state == XPB__V1__SESSION_STATE__STATE__STATE_RESUMED))
@@ -97,6 +114,7 @@ static void on_event(lsub *s, const Xpb__V1__Event *e, uint64_t now)
 static void on_message(lsub *s, nng_msg *m)
 {
     uint64_t now = load_now_ns();
+    int64_t wall_off = wall_minus_mono();
     const uint8_t *d = nng_msg_body(m);
     size_t len = nng_msg_len(m);
     const uint8_t *nul = memchr(d, 0, len);
@@ -107,7 +125,7 @@ static void on_message(lsub *s, nng_msg *m)
     pthread_mutex_lock(&s->mu);
     check_batch(s, b);
     for (size_t i = 0; i < b->n_event; i++)
-        on_event(s, b->event[i], now);
+        on_event(s, b->event[i], now, wall_off);
     pthread_mutex_unlock(&s->mu);
     xpb__v1__event_batch__free_unpacked(b, NULL);
 }
@@ -128,7 +146,9 @@ static void *sub_main(void *arg)
 int lsub_start(const char *events_url, lsub **out)
 {
     lsub *s = calloc(1, sizeof(*s));
-    if (!s || !(s->lat = malloc(LAT_MAX * sizeof(*s->lat)))) {
+    if (!s || !(s->lat = malloc(LAT_MAX * sizeof(*s->lat))) ||
+        !(s->lat_bridge = malloc(LAT_MAX * sizeof(*s->lat_bridge)))) {
+        if (s) free(s->lat);
         free(s);
         return -1;
     }
@@ -146,6 +166,7 @@ int lsub_start(const char *events_url, lsub **out)
         fprintf(stderr, "xpb-load: cannot subscribe to %s: %s\n", events_url, nng_strerror(rv));
         nng_close(s->s);
         free(s->lat);
+        free(s->lat_bridge);
         free(s);
         return -1;
     }
@@ -161,6 +182,7 @@ void lsub_stop(lsub *s)
     nng_close(s->s);
     pthread_mutex_destroy(&s->mu);
     free(s->lat);
+    free(s->lat_bridge);
     free(s->seen);
     free(s);
 }
@@ -169,7 +191,7 @@ void lsub_reset(lsub *s)
 {
     pthread_mutex_lock(&s->mu);
     s->messages = s->online = s->deliveries = s->last_ns = 0;
-    s->n_lat = 0;
+    s->n_lat = s->n_lat_bridge = 0;
     pthread_mutex_unlock(&s->mu);
 }
 
@@ -215,4 +237,13 @@ const uint64_t *lsub_latencies(lsub *s, size_t *n)
     *n = s->n_lat;
     pthread_mutex_unlock(&s->mu);
     return s->lat;
+}
+
+const uint64_t *lsub_bridge_latencies(lsub *s, size_t *n)
+{
+    pthread_mutex_lock(&s->mu);
+    qsort(s->lat_bridge, s->n_lat_bridge, sizeof(*s->lat_bridge), cmp_u64);
+    *n = s->n_lat_bridge;
+    pthread_mutex_unlock(&s->mu);
+    return s->lat_bridge;
 }

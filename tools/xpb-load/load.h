@@ -111,6 +111,13 @@ uint64_t lsub_gaps(lsub *s);       /* events missing by seq */
 uint64_t lsub_last_ns(lsub *s);    /* arrival of the last message event */
 /* Latency samples of "lt-" messages in ns, sorted; *n their count. */
 const uint64_t *lsub_latencies(lsub *s, size_t *n);
+/* The bridge's share of each: the probe's send to its event's timestamp_us
+ * (set where the bridge publishes, before NNG), sorted. */
+const uint64_t *lsub_bridge_latencies(lsub *s, size_t *n);
+/* NNG alone, for comparison with the hop: n 8-byte messages at rate per
+ * second from a PUB to a SUB on ipc:// in dir, set up as the bridge's PUB
+ * and this SUB are; arrival - send p50 and p99 in us. 0 or -1 (printed). */
+int lnng_floor(const char *dir, uint64_t n, double rate, double *p50_us, double *p99_us);
 
 typedef struct lreq_result {
     uint64_t ok, queue_full, other_err;
@@ -166,6 +173,11 @@ typedef enum load_fig {
     F_LAT_P50,
     F_LAT_P99,
     F_LAT_RATE,
+    F_LAT_BRIDGE_P50, /* the bridge's share: probe sent to event stamped */
+    F_LAT_BRIDGE_P99,
+    F_NNG_P50, /* NNG PUB -> SUB alone, same rate and machine */
+    F_NNG_P99,
+    F_IN1_GEN_CPU, /* this program's CPU during the one-account flood */
     F_MEM,
     F_RSS1,
     F_RSSM,

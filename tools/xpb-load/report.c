@@ -20,6 +20,11 @@ static const char *const keys[F_COUNT] = {
     [F_LAT_P50] = "latency_p50_us",
     [F_LAT_P99] = "latency_p99_us",
     [F_LAT_RATE] = "latency_rate_per_s",
+    [F_LAT_BRIDGE_P50] = "latency_in_bridge_p50_us",
+    [F_LAT_BRIDGE_P99] = "latency_in_bridge_p99_us",
+    [F_NNG_P50] = "nng_pub_sub_alone_p50_us",
+    [F_NNG_P99] = "nng_pub_sub_alone_p99_us",
+    [F_IN1_GEN_CPU] = "inbound_1_account_xpb_load_cpu_pct",
     [F_MEM] = "memory_per_idle_session_kib",
     [F_RSS1] = "rss_1_account_kib",
     [F_RSSM] = "rss_with_idle_kib",
@@ -127,6 +132,7 @@ void load_report_text(const load_opts *o, const load_run *runs, unsigned n)
     printf("%-44s %14s %14s %14s  %s\n", "figure", "xpbridge", "libstrophe", "ratio", "goal");
     row("inbound stanzas/s, 1 account", m[F_IN1], m[F_PEER_IN], 0, "beat the peer");
     row("  bridge CPU % during that flood", m[F_IN1_CPU], -1, 0, "");
+    row("  xpb-load's own CPU % (server, SUB)", m[F_IN1_GEN_CPU], -1, 0, "");
     snprintf(l, sizeof(l), "inbound stanzas/s, 1 + %u idle accounts", o->idle);
     row(l, m[F_IN_IDLE], -1, 0, ">= 0.95x the 1-account figure");
     row("outbound stanzas/s, 16 requests in flight", m[F_OUT16], m[F_PEER_OUT], 0, "");
@@ -140,6 +146,10 @@ void load_report_text(const load_opts *o, const load_run *runs, unsigned n)
     snprintf(l, sizeof(l), "added latency p50 us, at %.0f/s", m[F_LAT_RATE]);
     row(l, m[F_LAT_P50], -1, 1, "<= 100 us at half load");
     row("added latency p99 us", m[F_LAT_P99], -1, 1, "<= 1000 us");
+    row("  of which in the bridge (to publish), p50 us", m[F_LAT_BRIDGE_P50], -1, 1, "");
+    row("  of which in the bridge, p99 us", m[F_LAT_BRIDGE_P99], -1, 1, "");
+    row("  NNG PUB->SUB alone, same rate, p50 us", m[F_NNG_P50], -1, 1, "(no bridge goes below)");
+    row("  NNG PUB->SUB alone, p99 us", m[F_NNG_P99], -1, 1, "");
     row("memory per idle TLS session, KiB", m[F_MEM], m[F_PEER_MEM], 1, "<= 32 KiB");
     row("  bridge RSS KiB, 1 account", m[F_RSS1], -1, 0, "");
     snprintf(l, sizeof(l), "  bridge RSS KiB, %u accounts", o->idle + 1);

@@ -5,6 +5,7 @@
 #define _DEFAULT_SOURCE
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -116,19 +117,31 @@ static void tear_down(ctx *c, load_run *r)
     c->sub = NULL;
 }
 
-static double inbound(ctx *c, double *cpu_pct)
+/* This program's CPU seconds (its test server, subscriber and REQ threads). */
+static double self_cpu_s(void)
+{
+    struct rusage u;
+    if (getrusage(RUSAGE_SELF, &u)) return -1;
+    return (double)u.ru_utime.tv_sec + (double)u.ru_utime.tv_usec / 1e6 +
+           (double)u.ru_stime.tv_sec + (double)u.ru_stime.tv_usec / 1e6;
+}
+
+/* gen_pct: this program's own CPU meanwhile (NULL: not wanted). On 2 cores
+ * it bounds what a bridge on both could reach (docs/benchmarks.md). */
+static double inbound(ctx *c, double *cpu_pct, double *gen_pct)
 {
     uint64_t n = c->o->messages, tf = 0, tl = 0;
     lsub_reset(c->sub);
-    double c0 = lbridge_cpu_s(&c->b);
+    double c0 = lbridge_cpu_s(&c->b), g0 = self_cpu_s();
     if (lsrv_flood(c->srv, BUSY, n)) return -1;
     uint64_t got = wait_for(c, sub_messages, c->sub, n, STALL_NS, NULL);
-    double c1 = lbridge_cpu_s(&c->b);
+    double c1 = lbridge_cpu_s(&c->b), g1 = self_cpu_s();
     lsrv_sent(c->srv, BUSY, &tf, &tl);
     uint64_t last = lsub_last_ns(c->sub);
     if (short_of(c, "inbound messages published", got, n) || !tf || last <= tf) return -1;
     double secs = (double)(last - tf) / 1e9;
     if (cpu_pct && c0 >= 0 && c1 >= 0) *cpu_pct = (c1 - c0) / secs * 100;
+    if (gen_pct && g0 >= 0 && g1 >= 0) *gen_pct = (g1 - g0) / secs * 100;
     return (double)n / secs;
 }
 
@@ -144,6 +157,13 @@ static void latency(ctx *c, double rate, load_run *r)
     r->v[F_LAT_RATE] = rate;
     r->v[F_LAT_P50] = (double)lat[k / 2] / 1e3;
     r->v[F_LAT_P99] = (double)lat[k * 99 / 100] / 1e3;
+    const uint64_t *in = lsub_bridge_latencies(c->sub, &k);
+    if (k) {
+        r->v[F_LAT_BRIDGE_P50] = (double)in[k / 2] / 1e3;
+        r->v[F_LAT_BRIDGE_P99] = (double)in[k * 99 / 100] / 1e3;
+    }
+    /* NNG alone at the same rate, right after, on the same machine. */
+    lnng_floor(c->o->dir, n, rate, &r->v[F_NNG_P50], &r->v[F_NNG_P99]);
 }
 
 static void outbound(ctx *c, unsigned k, unsigned batch, load_fig rate, load_fig refused,
@@ -176,7 +196,7 @@ static void single_account(ctx *c, unsigned run, load_run *r)
         return;
     }
     r->v[F_RSS1] = (double)lbridge_rss_kib(&c->b);
-    r->v[F_IN1] = inbound(c, &r->v[F_IN1_CPU]);
+    r->v[F_IN1] = inbound(c, &r->v[F_IN1_CPU], &r->v[F_IN1_GEN_CPU]);
     double rate = c->o->latency_rate > 0 ? c->o->latency_rate : r->v[F_IN1] / 2;
     latency(c, rate, r);
     uint64_t d0 = lsub_deliveries(c->sub);
@@ -198,7 +218,7 @@ static void journal_pair(ctx *c, unsigned run, load_run *r)
             c->failed = 1;
             break;
         }
-        r->v[c->state ? F_IN_JOURNAL_ON : F_IN_JOURNAL_OFF] = inbound(c, NULL);
+        r->v[c->state ? F_IN_JOURNAL_ON : F_IN_JOURNAL_OFF] = inbound(c, NULL, NULL);
         tear_down(c, r);
     }
     c->state = c->o->state;
@@ -221,7 +241,7 @@ static void many_accounts(ctx *c, unsigned run, load_run *r)
         r->v[F_MEM] = (r->v[F_RSSM] - r->v[F_RSS1]) / c->o->idle;
     r->v[F_SCRAPE] = lbridge_scrape_ms(&c->b, &bytes);
     if (r->v[F_SCRAPE] < 0) short_of(c, "/metrics scrapes answered", 0, 1);
-    r->v[F_IN_IDLE] = inbound(c, NULL);
+    r->v[F_IN_IDLE] = inbound(c, NULL, NULL);
 }
 
 static void with_peer(ctx *c, load_run *r)

@@ -1,0 +1,123 @@
+/* NNG's own PUB -> SUB hop, for comparison with the bridge's: the same
+ * transport (ipc://), queues and receive loop as the bridge's PUB and
+ * xpb-load's SUB (bus.c), 8-byte messages carrying their send time, paced at
+ * the latency figure's rate. What this measures no bridge can go below. */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <nng/nng.h>
+#include <nng/protocol/pubsub0/pub.h>
+#include <nng/protocol/pubsub0/sub.h>
+
+#include "load.h"
+#include "xpb_bus.h" /* XPB_BUS_PUB_SENDBUF */
+
+#define FLOOR_SUB_QUEUE 4096 /* as bus.c's SUB_QUEUE */
+#define FLOOR_POLL_MS 100
+#define FLOOR_SETTLE_US 200000u /* the SUB's connection to come up */
+#define FLOOR_WAIT_MS 5000u     /* the last messages to arrive */
+
+typedef struct floor_sub {
+    nng_socket s;
+    uint64_t *lat;
+    atomic_size_t n;
+    size_t max;
+    atomic_int stop;
+} floor_sub;
+
+static void *floor_recv(void *arg)
+{
+    floor_sub *f = arg;
+    while (!f->stop) {
+        nng_msg *m = NULL;
+        if (nng_recvmsg(f->s, &m, 0) != 0) continue;
+        uint64_t now = load_now_ns(), sent;
+        size_t i = f->n;
+        if (nng_msg_len(m) == sizeof(sent) && i < f->max) {
+            memcpy(&sent, nng_msg_body(m), sizeof(sent));
+            f->lat[i] = now > sent ? now - sent : 0;
+            f->n = i + 1;
+        }
+        nng_msg_free(m);
+    }
+    return NULL;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int open_pair(const char *url, nng_socket *pub, floor_sub *f)
+{
+    int rv = nng_pub0_open(pub);
+    if (!rv) rv = nng_socket_set_int(*pub, NNG_OPT_SENDBUF, XPB_BUS_PUB_SENDBUF);
+    if (!rv) rv = nng_listen(*pub, url, NULL, 0);
+    if (!rv) rv = nng_sub0_open(&f->s);
+    if (!rv) rv = nng_socket_set(f->s, NNG_OPT_SUB_SUBSCRIBE, "", 0);
+    if (!rv) rv = nng_socket_set_int(f->s, NNG_OPT_RECVBUF, FLOOR_SUB_QUEUE);
+    if (!rv) rv = nng_socket_set_ms(f->s, NNG_OPT_RECVTIMEO, FLOOR_POLL_MS);
+    if (!rv) rv = nng_dial(f->s, url, NULL, 0);
+    if (rv) fprintf(stderr, "xpb-load: NNG floor probe on %s: %s\n", url, nng_strerror(rv));
+    return rv ? -1 : 0;
+}
+
+/* Sleeps to each send time, as the bridge's loop waits in epoll between
+ * stanzas (a sender spinning on a core would hide the cost of waking the
+ * threads up, and on 2 cores take one from NNG's threads). A message whose
+ * time has passed goes at once. */
+static void pace_and_send(nng_socket pub, uint64_t n, double rate)
+{
+    uint64_t t0 = load_now_ns();
+    prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0); /* the default slack is 50 us */
+    for (uint64_t i = 0; i < n && !load_interrupted; i++) {
+        uint64_t due = t0 + (uint64_t)((double)i * 1e9 / rate), now = load_now_ns();
+        if (now < due) {
+            struct timespec ts = {(time_t)(due / 1000000000u), (long)(due % 1000000000u)};
+            clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
+            now = load_now_ns();
+        }
+        nng_send(pub, &now, sizeof(now), NNG_FLAG_NONBLOCK);
+    }
+}
+
+int lnng_floor(const char *dir, uint64_t n, double rate, double *p50_us, double *p99_us)
+{
+    char url[LOAD_PATH_MAX + 16];
+    snprintf(url, sizeof(url), "ipc://%s/nng-floor.ipc", dir);
+    floor_sub f = {.max = n};
+    nng_socket pub = NNG_SOCKET_INITIALIZER;
+    pthread_t th;
+    int ok = rate > 0 && n > 0 && (f.lat = malloc(n * sizeof(*f.lat))) != NULL &&
+             open_pair(url, &pub, &f) == 0 && pthread_create(&th, NULL, floor_recv, &f) == 0;
+    if (ok) {
+        usleep(FLOOR_SETTLE_US);
+        pace_and_send(pub, n, rate);
+        for (unsigned w = 0; f.n < n && w < FLOOR_WAIT_MS && !load_interrupted; w++)
+            usleep(1000);
+        f.stop = 1;
+        pthread_join(th, NULL);
+        size_t k = f.n;
+        ok = k > 0;
+        if (ok) {
+            qsort(f.lat, k, sizeof(*f.lat), cmp_u64);
+            *p50_us = (double)f.lat[k / 2] / 1e3;
+            *p99_us = (double)f.lat[k * 99 / 100] / 1e3;
+        } else {
+            fprintf(stderr, "xpb-load: NNG floor probe: none of %llu messages arrived\n",
+                    (unsigned long long)n);
+        }
+    }
+    nng_close(f.s);
+    nng_close(pub);
+    free(f.lat);
+    return ok ? 0 : -1;
+}

@@ -31,7 +31,7 @@ for h in codec/xpb_*.h; do owner[$(basename "$h")]=codec; done
 # Which files may include which system library (a regex over the path).
 declare -A lib_owner=(
     ['event2/']='^bridge/io/'
-    ['nng/']='^(bridge/bus/|tools/xpbctl/bus_client\.c$|tools/xpb-load/(bus|req)\.c$)'
+    ['nng/']='^(bridge/bus/|tools/xpbctl/bus_client\.c$|tools/xpb-load/(bus|req|nng_floor)\.c$)'
     ['openssl/ssl.h']='^(bridge/io/tcp_tls\.c|tools/xpb-load/server\.c|tools/xpb-load/server_internal\.h)$'
     ['ares.h']='^bridge/io/dns\.c$'
     ['libconfig.h']='^bridge/config/config(_nats)?\.c$'

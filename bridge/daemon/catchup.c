@@ -34,6 +34,7 @@
 #define CATCHUP_COMMIT_MS 200u
 #define NS_DISCO_INFO "http://jabber.org/protocol/disco#info"
 #define JID_MAX (3 * 1024 + 8)
+#define CATCHUP_STREAM_MAX 256 /* a XEP-0198 stream id, NUL included (xpb_sm_state.id) */
 
 enum cu_state {
     CU_IDLE,   /* nothing asked in this stream yet */
@@ -110,8 +111,11 @@ static void commit_threaded(xpb_daemon *d)
     xpb_store_seen_item it[XPB_MAM_PENDING_MAX];
     for (size_t i = 0; i < cu->pending.n; i++) {
         const xpb_mam_pending_ent *e = &cu->pending.ent[i];
-        it[i] = (xpb_store_seen_item){.account = e->account, .archive = e->archive,
-                                      .stanza_id = e->stanza_id, .marker = e->marker};
+        it[i] = (xpb_store_seen_item){.account = e->account,
+                                      .archive = e->archive,
+                                      .stanza_id = e->stanza_id,
+                                      .marker = e->marker,
+                                      .stream = e->stream};
     }
     if (xpb_store_submit_seen(d->store, it, cu->pending.n, now_us(), on_seen_written, d) != 0)
         xpb_log(XPB_LOG_WARN, "catch-up: cannot record stanza-ids and markers: out of memory");
@@ -149,7 +153,8 @@ static void commit_pending(xpb_daemon *d)
         it[i] = (xpb_store_seen_item){.account = e->account,
                                       .archive = e->archive,
                                       .stanza_id = e->stanza_id,
-                                      .marker = journal_ok ? e->marker : NULL};
+                                      .marker = journal_ok ? e->marker : NULL,
+                                      .stream = e->stream};
     }
     char err[512];
     int64_t t0 = now_us();
@@ -172,15 +177,40 @@ static void on_commit_timer(void *arg)
     commit_pending(d);
 }
 
-/* Remember stanza_id (may be NULL) and/or a new marker of archive. */
+/* The stream a marker written now is caught up in: the session's XEP-0198
+ * id, kept while it stays the same (NULL: none, the marker says ""). */
+static const char *stream_now(struct account *a)
+{
+    xpb_session *s = session_of(a);
+    xpb_session_sm sm;
+    if (!s || xpb_session_get_sm(s, &sm) != 0 || !sm.id[0]) return NULL;
+    if (!a->cu_stream || strcmp(a->cu_stream, sm.id) != 0) {
+        free(a->cu_stream);
+        a->cu_stream = strdup(sm.id);
+    }
+    return a->cu_stream;
+}
+
+/* A run that just caught up reads the stream id again: a fresh bind since
+ * the last marker has a new one. */
+static void a_stream_fresh(struct account *a)
+{
+    free(a->cu_stream);
+    a->cu_stream = NULL;
+    stream_now(a);
+}
+
+/* Remember stanza_id (may be NULL) and/or a new marker of archive; synced:
+ * the archive is caught up, the marker records the stream it is in. */
 static void remember(struct account *a, const char *archive, const char *stanza_id,
-                     const char *marker)
+                     const char *marker, int synced)
 {
     struct catchup_daemon *cu = a->d->cu;
-    int rc = xpb_mam_pending_add(&cu->pending, a->name, archive, stanza_id, marker);
+    const char *stream = marker && synced ? (a->cu_stream ? a->cu_stream : stream_now(a)) : NULL;
+    int rc = xpb_mam_pending_add(&cu->pending, a->name, archive, stanza_id, marker, stream);
     if (rc == XPB_ETOOBIG) { /* XPB_MAM_PENDING_MAX reached: write them now */
         commit_pending(a->d);
-        rc = xpb_mam_pending_add(&cu->pending, a->name, archive, stanza_id, marker);
+        rc = xpb_mam_pending_add(&cu->pending, a->name, archive, stanza_id, marker, stream);
     }
     if (rc)
         xpb_log(XPB_LOG_WARN, "catch-up %s: cannot remember stanza-id: %s", archive,
@@ -309,11 +339,16 @@ static void start_archive(struct catchup *c)
     c->started_us = now_us();
     c->synced = 0;
     d->ctr.catchup_runs++;
-    int rc = d->state->marker_get(d, a->name, c->archive, text, sizeof text, err, sizeof err);
+    char was[CATCHUP_STREAM_MAX] = "";
+    int rc = d->state->marker_get(d, a->name, c->archive, text, sizeof text, was, sizeof was, err,
+                                  sizeof err);
     if (rc < 0) {
         refuse(c, err);
         return;
     }
+    /* Not caught up until this run ends: a restart that resumes this stream
+     * meanwhile must not take the marker for caught up (resume_archive). */
+    if (rc == 0 && was[0]) remember(a, c->archive, NULL, text, 0);
     if (rc == 1 || xpb_mam_marker_parse(text, &m) != 0 || (!m.id[0] && !m.stamp[0])) {
         c->state = CU_LATEST; /* first run: learn the newest id, take no history */
         send_page(c, NULL, 1);
@@ -404,17 +439,57 @@ void catchup_account_free(struct account *a)
         free(c->archive);
         free(c);
     }
+    free(a->cu_stream);
+    a->cu_stream = NULL;
 }
 
 void catchup_online(struct account *a)
 {
     if (!a->d->cu) return;
+    free(a->cu_stream); /* a fresh bind: a new stream */
+    a->cu_stream = NULL;
     for (struct catchup *c = a->cu; c; c = c->next) { /* rooms start again once rejoined */
         c->state = CU_IDLE;
         c->synced = 0;
     }
     struct catchup *c = get_archive(a, a->name, 0);
     if (c) start_archive(c);
+}
+
+/* archive was caught up in stream when this process's predecessor wrote its
+ * marker: the resumed stream lost nothing since (XEP-0198 §5), so it is
+ * caught up now, and live stanza-ids move its marker again. */
+static void resume_archive(struct account *a, const char *archive, int room, const char *stream)
+{
+    xpb_daemon *d = a->d;
+    struct catchup *c = find_archive(a, archive);
+    if (c && c->state != CU_IDLE) return; /* this process knows better (a run, or done) */
+    char text[XPB_MAM_STAMP_LEN + XPB_MAM_ID_MAX + 2], was[CATCHUP_STREAM_MAX], err[512];
+    int rc = d->state->marker_get(d, a->name, archive, text, sizeof text, was, sizeof was, err,
+                                  sizeof err);
+    if (rc != 0 || strcmp(was, stream) != 0) {
+        if (rc < 0) xpb_log(XPB_LOG_WARN, "catch-up %s of %s: %s", archive, a->name, err);
+        return; /* not caught up then: the next fresh bind asks the archive */
+    }
+    if (!(c = get_archive(a, archive, room))) return;
+    c->state = CU_DONE;
+    c->synced = 1;
+    xpb_log(XPB_LOG_INFO,
+            "catch-up %s of %s: caught up in the resumed stream before the restart; its "
+            "marker moves with live messages again",
+            archive, a->name);
+}
+
+void catchup_resumed(struct account *a)
+{
+    if (!a->d->cu) return;
+    const char *stream = stream_now(a);
+    if (!stream) return;
+    resume_archive(a, a->name, 0, stream);
+    for (struct room *r = a->rooms; r; r = r->next) {
+        if (!r->norm) xpb_jid_normalize(r->room, strlen(r->room), &r->norm, NULL, 0);
+        if (r->norm) resume_archive(a, r->norm, 1, stream);
+    }
 }
 
 /* XEP-0045 §7.2.2: our own presence (110) from a room we joined: the join is
@@ -525,7 +600,7 @@ static void on_result(struct catchup *c, const xpb_node *el, uint32_t trust)
                 rid, xpb_strerror(rc));
         return;
     }
-    remember(a, c->archive, rid, NULL);
+    remember(a, c->archive, rid, NULL, 0);
     a->d->ctr.catchup_messages++;
 }
 
@@ -589,7 +664,7 @@ int catchup_inbound(struct account *a, const xpb_node *el, uint32_t trust)
     const struct catchup *c = find_archive(a, archive);
     char marker[XPB_MAM_STAMP_LEN + XPB_MAM_ID_MAX + 2] = "";
     if (c && c->state == CU_DONE && c->synced) marker_text(NULL, id, marker, sizeof marker);
-    remember(a, archive, id, marker[0] ? marker : NULL);
+    remember(a, archive, id, marker[0] ? marker : NULL, 1);
     return 0;
 }
 
@@ -610,7 +685,8 @@ static void on_latest(struct catchup *c)
 {
     char marker[XPB_MAM_STAMP_LEN + XPB_MAM_ID_MAX + 2];
     marker_text(c->page_stamp, c->page_last, marker, sizeof marker);
-    remember(c->acc, c->archive, NULL, marker);
+    a_stream_fresh(c->acc);
+    remember(c->acc, c->archive, NULL, marker, 1);
     commit_pending(c->acc->d);
     xpb_log(XPB_LOG_INFO, "catch-up %s of %s: first run, no history taken; marker %s", c->archive,
             c->acc->name, marker);
@@ -622,13 +698,15 @@ static void on_page(struct catchup *c, const xpb_mam_fin *fin)
     struct catchup_daemon *cu = c->acc->d->cu;
     c->pages++;
     const char *last = fin->last[0] ? fin->last : c->page_last;
+    int done = fin->complete || !fin->last[0]; /* caught up with this page */
     if (last[0]) {
         char marker[XPB_MAM_STAMP_LEN + XPB_MAM_ID_MAX + 2];
         marker_text(c->page_stamp, last, marker, sizeof marker);
-        remember(c->acc, c->archive, NULL, marker);
+        if (done) a_stream_fresh(c->acc);
+        remember(c->acc, c->archive, NULL, marker, done);
     }
     commit_pending(c->acc->d); /* the page is in the journal before the next is asked */
-    if (fin->complete || !fin->last[0]) {
+    if (done) {
         finished(c, 1, "done");
     } else if (c->pages >= cu->max_pages || c->messages >= cu->max_messages) {
         c->acc->d->ctr.catchup_bounded++;
@@ -655,7 +733,7 @@ static void on_error(struct catchup *c, const xpb_mam_fin *fin)
         xpb_mam_marker m;
         c->fallback_used = 1;
         xpb_daemon *d = c->acc->d;
-        if (d->state->marker_get(d, c->acc->name, c->archive, text, sizeof text, err,
+        if (d->state->marker_get(d, c->acc->name, c->archive, text, sizeof text, NULL, 0, err,
                                  sizeof err) == 0 &&
             xpb_mam_marker_parse(text, &m) == 0 && m.stamp[0]) {
             xpb_mam_stamp(xpb_mam_stamp_parse(m.stamp) - CATCHUP_TIME_MARGIN_S, c->start);

@@ -310,6 +310,8 @@ static void on_online(struct account *a, const xpb_session_event *ev)
         resend_presence(a);
         rejoin_rooms(a);
         catchup_online(a); /* what the archive got while no stream was bound */
+    } else {
+        catchup_resumed(a);
     }
 }
 

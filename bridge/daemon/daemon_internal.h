@@ -116,6 +116,7 @@ struct account {
     int pres_set, pres_show, pres_has_prio, pres_prio;
     char *pres_status;
     struct catchup *cu; /* catchup.c: one per archive (ours, each room's) */
+    char *cu_stream;    /* catchup.c: the XEP-0198 stream id markers are written in; NULL none */
     uint64_t outbox_next;  /* the next outbox id (sends.c); past every kept one */
     uint64_t outbox_n;     /* sends kept in the outbox now */
     struct receipt_wait *receipts; /* newest first, at most XPB_DAEMON_RECEIPTS_MAX */
@@ -147,8 +148,8 @@ struct state_ops {
      * is called once the events are handed to the bus (xpb_bus_flush);
      * upto_seq is the bus's last seq then: a back end whose bus acknowledges
      * later (NATS) writes them only once every event up to it is stored. */
-    int (*marker_get)(xpb_daemon *d, const char *acc, const char *archive, char *out,
-                      size_t outlen, char *err, size_t errlen);
+    int (*marker_get)(xpb_daemon *d, const char *acc, const char *archive, char *out, size_t outlen,
+                      char *stream, size_t streamlen, char *err, size_t errlen);
     int (*seen_has)(xpb_daemon *d, const char *acc, const char *archive, const char *stanza_id,
                     char *err, size_t errlen);
     int (*seen_commit)(xpb_daemon *d, const xpb_store_seen_item *it, size_t n, uint64_t upto_seq,
@@ -408,7 +409,7 @@ int marks_nats_loaded(xpb_daemon *d, const char *jid, char *const *keys,
                       uint8_t *const *values, const size_t *lens, size_t n);
 void marks_nats_forget(xpb_daemon *d, const char *jid); /* the account is no longer ours */
 int marks_nats_marker_get(xpb_daemon *d, const char *acc, const char *archive, char *out,
-                          size_t outlen, char *err, size_t errlen);
+                          size_t outlen, char *stream, size_t streamlen, char *err, size_t errlen);
 int marks_nats_seen_has(xpb_daemon *d, const char *acc, const char *archive,
                         const char *stanza_id, char *err, size_t errlen);
 int marks_nats_seen_commit(xpb_daemon *d, const xpb_store_seen_item *it, size_t n,
@@ -424,6 +425,8 @@ void catchup_fini(xpb_daemon *d); /* records what is pending; before state_close
 void catchup_commit(xpb_daemon *d); /* records what is pending now */
 void catchup_account_free(struct account *a);
 void catchup_online(struct account *a); /* a fresh bind (not a resumption) */
+/* A resumption: archives caught up in this stream before a restart are again. */
+void catchup_resumed(struct account *a);
 /* Inbound presence: our self-presence from a joined room starts its catch-up. */
 void catchup_presence(struct account *a, const xpb_node *el, uint32_t trust);
 /* An inbound message that passed the trust rules: 1 when catch-up took it (a

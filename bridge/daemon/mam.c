@@ -281,24 +281,30 @@ int xpb_mam_pending_has(const xpb_mam_pending *p, const char *account, const cha
     return 0;
 }
 
-static int set_marker(xpb_mam_pending_ent *e, const char *marker)
+static int set_marker(xpb_mam_pending_ent *e, const char *marker, const char *stream)
 {
-    char *m = strdup(marker);
-    if (!m) return XPB_ENOMEM;
+    char *m = strdup(marker), *st = stream ? strdup(stream) : NULL;
+    if (!m || (stream && !st)) {
+        free(m);
+        free(st);
+        return XPB_ENOMEM;
+    }
     free(e->marker);
+    free(e->stream);
     e->marker = m;
+    e->stream = st;
     return 0;
 }
 
 int xpb_mam_pending_add(xpb_mam_pending *p, const char *account, const char *archive,
-                        const char *stanza_id, const char *marker)
+                        const char *stanza_id, const char *marker, const char *stream)
 {
     /* A marker alone replaces the archive's newest one: they are written in order. */
     if (marker && !stanza_id)
         for (size_t i = p->n; i-- > 0;)
             if (p->ent[i].marker && same(p->ent[i].archive, archive) &&
                 same(p->ent[i].account, account))
-                return set_marker(&p->ent[i], marker);
+                return set_marker(&p->ent[i], marker, stream);
     if (p->n >= XPB_MAM_PENDING_MAX) return XPB_ETOOBIG;
     xpb_mam_pending_ent *e = &p->ent[p->n];
     memset(e, 0, sizeof *e);
@@ -306,11 +312,14 @@ int xpb_mam_pending_add(xpb_mam_pending *p, const char *account, const char *arc
     e->archive = strdup(archive);
     e->stanza_id = stanza_id ? strdup(stanza_id) : NULL;
     e->marker = marker ? strdup(marker) : NULL;
-    if (!e->account || !e->archive || (stanza_id && !e->stanza_id) || (marker && !e->marker)) {
+    e->stream = marker && stream ? strdup(stream) : NULL;
+    if (!e->account || !e->archive || (stanza_id && !e->stanza_id) || (marker && !e->marker) ||
+        (e->marker && stream && !e->stream)) {
         free(e->account);
         free(e->archive);
         free(e->stanza_id);
         free(e->marker);
+        free(e->stream);
         return XPB_ENOMEM;
     }
     p->n++;
@@ -324,6 +333,7 @@ void xpb_mam_pending_clear(xpb_mam_pending *p)
         free(p->ent[i].archive);
         free(p->ent[i].stanza_id);
         free(p->ent[i].marker);
+        free(p->ent[i].stream);
     }
     p->n = 0;
 }

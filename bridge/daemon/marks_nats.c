@@ -208,13 +208,14 @@ static int queue_snapshot(struct marks_nats *mn, const struct marks_acc *ma,
 /* ---- the state ops -------------------------------------------------------------------- */
 
 int marks_nats_marker_get(xpb_daemon *d, const char *acc, const char *archive, char *out,
-                          size_t outlen, char *err, size_t errlen)
+                          size_t outlen, char *stream, size_t streamlen, char *err, size_t errlen)
 {
     (void)err, (void)errlen;
     struct marks_acc *ma = d->nmarks ? xpb_strmap_get(&d->nmarks->by_acc, acc) : NULL;
     const struct marks_arch *a = ma ? arch_of(ma, archive, 0) : NULL;
     if (!a || !a->m.marker[0]) return 1;
     snprintf(out, outlen, "%s", a->m.marker);
+    if (stream) snprintf(stream, streamlen, "%s", a->m.stream);
     return 0;
 }
 
@@ -245,7 +246,10 @@ int marks_nats_seen_commit(xpb_daemon *d, const xpb_store_seen_item *it, size_t 
         }
         if (it[i].stanza_id && state_nats_marks_add(&a->m, it[i].stanza_id) == XPB_ENOMEM)
             rc = XPB_ENOMEM;
-        if (it[i].marker) snprintf(a->m.marker, sizeof a->m.marker, "%s", it[i].marker);
+        if (it[i].marker) {
+            snprintf(a->m.marker, sizeof a->m.marker, "%s", it[i].marker);
+            snprintf(a->m.stream, sizeof a->m.stream, "%s", it[i].stream ? it[i].stream : "");
+        }
         a->dirty = 1;
     }
     /* One snapshot per archive touched, whatever the number of its items.

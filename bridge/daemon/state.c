@@ -192,9 +192,10 @@ static int loc_outbox_each(xpb_daemon *d, const char *acc, xpb_outbox_cb cb, voi
 }
 
 static int loc_marker_get(xpb_daemon *d, const char *acc, const char *archive, char *out,
-                          size_t outlen, char *err, size_t errlen)
+                          size_t outlen, char *stream, size_t streamlen, char *err, size_t errlen)
 {
-    return xpb_store_marker_get(d->store, acc, archive, out, outlen, err, errlen);
+    return xpb_store_marker_get(d->store, acc, archive, out, outlen, stream, streamlen, err,
+                                errlen);
 }
 
 static int loc_seen_has(xpb_daemon *d, const char *acc, const char *archive,

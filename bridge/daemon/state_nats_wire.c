@@ -13,6 +13,7 @@
 #define SM_MAGIC "XPBSM1"
 #define OB_MAGIC "XPBOB1"
 #define MK_MAGIC "XPBMK1"
+#define MK2_MAGIC "XPBMK2" /* with the stream the marker was caught up in */
 #define HEAD_MAX 200u /* a header line is shorter than this */
 
 /* The header line of v (up to '\n') as a string in head; the offset past it. */
@@ -121,9 +122,15 @@ int state_nats_outbox_key_parse(const char *key, char *token, size_t toklen, uin
 int state_nats_marks_encode(xpb_buf *out, const state_nats_marks *m)
 {
     char head[HEAD_MAX];
-    size_t lm = strlen(m->marker);
-    snprintf(head, sizeof head, MK_MAGIC " %zu %zu\n", lm, m->n);
-    if (xpb_buf_append_str(out, head) || xpb_buf_append(out, m->marker, lm)) return XPB_ENOMEM;
+    size_t lm = strlen(m->marker), ls = strlen(m->stream);
+    /* Without a stream the first form: a bridge of before XPBMK2 reads it. */
+    if (ls)
+        snprintf(head, sizeof head, MK2_MAGIC " %zu %zu %zu\n", lm, ls, m->n);
+    else
+        snprintf(head, sizeof head, MK_MAGIC " %zu %zu\n", lm, m->n);
+    if (xpb_buf_append_str(out, head) || xpb_buf_append(out, m->marker, lm) ||
+        xpb_buf_append(out, m->stream, ls))
+        return XPB_ENOMEM;
     for (size_t i = 0; i < m->n; i++) {
         char len[24];
         size_t l = strlen(m->seen[i]);
@@ -150,12 +157,17 @@ static int take_id(const uint8_t *v, size_t len, size_t *at, char *id, size_t id
 int state_nats_marks_decode(const uint8_t *v, size_t len, state_nats_marks *m)
 {
     char head[HEAD_MAX], id[XPB_NATS_MARK_ID_MAX];
-    size_t at = 0, lm, n;
-    int end = 0;
+    size_t at = 0, lm, ls = 0, n;
+    int end = 0, v2 = 0;
     memset(m, 0, sizeof *m);
-    if (head_line(v, len, head, &at) || sscanf(head, MK_MAGIC " %zu %zu%n", &lm, &n, &end) != 2 ||
-        head[end] != '\0' || n > XPB_NATS_MARKS_SEEN ||
-        take(v, len, &at, lm, m->marker, sizeof m->marker))
+    if (head_line(v, len, head, &at)) return XPB_EINVAL;
+    if (sscanf(head, MK2_MAGIC " %zu %zu %zu%n", &lm, &ls, &n, &end) == 3)
+        v2 = 1;
+    else if (end = 0, sscanf(head, MK_MAGIC " %zu %zu%n", &lm, &n, &end) != 2)
+        return XPB_EINVAL;
+    if (head[end] != '\0' || n > XPB_NATS_MARKS_SEEN ||
+        take(v, len, &at, lm, m->marker, sizeof m->marker) ||
+        (v2 && (ls == 0 || take(v, len, &at, ls, m->stream, sizeof m->stream))))
         return XPB_EINVAL;
     for (size_t i = 0; i < n; i++) {
         int rc = take_id(v, len, &at, id, sizeof id);

@@ -7,7 +7,10 @@
  *                                        the request id and the packed stanza record
  *   xpb_marks  key <account-token>.<archive-token>: "XPBMK1 marker_len n\n" then the
  *                                        marker text, then n stanza-ids, each as
- *                                        "<len>:" and its bytes (oldest first) */
+ *                                        "<len>:" and its bytes (oldest first); or
+ *                                        "XPBMK2 marker_len stream_len n\n" with the
+ *                                        stream id after the marker text (a marker
+ *                                        written while caught up, catchup.c) */
 #ifndef XPB_STATE_NATS_WIRE_H
 #define XPB_STATE_NATS_WIRE_H
 
@@ -27,11 +30,13 @@
 #define XPB_NATS_MARKS_SEEN 64u
 #define XPB_NATS_MARK_TEXT_MAX 288u /* a marker's text (xpb_mam_marker_format) */
 #define XPB_NATS_MARK_ID_MAX 256u   /* a stanza-id (XPB_MAM_ID_MAX) */
+#define XPB_NATS_MARK_STREAM_MAX 256u /* a XEP-0198 stream id (xpb_sm_state.id) */
 
 /* One archive's marks: its marker ("" none) and the stanza-ids published
  * from it, oldest first (each malloc'd). */
 typedef struct state_nats_marks {
     char marker[XPB_NATS_MARK_TEXT_MAX];
+    char stream[XPB_NATS_MARK_STREAM_MAX]; /* the XEP-0198 stream caught up in, "" none */
     char *seen[XPB_NATS_MARKS_SEEN];
     size_t n;
 } state_nats_marks;

@@ -138,7 +138,7 @@ int xpb_store_sm_clear(xpb_store *s, const char *account, char *err, size_t errl
 }
 
 int xpb_store_marker_get(xpb_store *s, const char *account, const char *archive, char *out,
-                         size_t outlen, char *err, size_t errlen)
+                         size_t outlen, char *stream, size_t streamlen, char *err, size_t errlen)
 {
     sqlite3_stmt *q = store_stmt(s, ST_M_GET);
     if (!q) return store_fail(s, sqlite3_errcode(s->db), "archive marker", err, errlen);
@@ -146,13 +146,14 @@ int xpb_store_marker_get(xpb_store *s, const char *account, const char *archive,
     sqlite3_bind_text(q, 2, archive, -1, SQLITE_STATIC);
     int rc = sqlite3_step(q);
     if (rc == SQLITE_ROW) copy_text(out, outlen, sqlite3_column_text(q, 0));
+    if (rc == SQLITE_ROW && stream) copy_text(stream, streamlen, sqlite3_column_text(q, 1));
     sqlite3_reset(q);
     if (rc == SQLITE_ROW) return 0;
     return rc == SQLITE_DONE ? 1 : store_fail(s, rc, "archive marker", err, errlen);
 }
 
 int xpb_store_marker_set(xpb_store *s, const char *account, const char *archive,
-                         const char *stanza_id, char *err, size_t errlen)
+                         const char *stanza_id, const char *stream, char *err, size_t errlen)
 {
     store_batch_end(s);
     sqlite3_stmt *q = store_stmt(s, ST_M_SET);
@@ -160,6 +161,7 @@ int xpb_store_marker_set(xpb_store *s, const char *account, const char *archive,
     sqlite3_bind_text(q, 1, account, -1, SQLITE_STATIC);
     sqlite3_bind_text(q, 2, archive, -1, SQLITE_STATIC);
     sqlite3_bind_text(q, 3, stanza_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 4, stream ? stream : "", -1, SQLITE_STATIC);
     return step_done(s, q, "archive marker", err, errlen);
 }
 
@@ -222,7 +224,9 @@ static int seen_item(xpb_store *s, const xpb_store_seen_item *it, int64_t now_us
                                             err, errlen)
                            : 0;
     if (rc < 0) return rc;
-    if (it->marker) return xpb_store_marker_set(s, it->account, it->archive, it->marker, err, errlen);
+    if (it->marker)
+        return xpb_store_marker_set(s, it->account, it->archive, it->marker, it->stream, err,
+                                    errlen);
     return 0;
 }
 

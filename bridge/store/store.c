@@ -39,8 +39,9 @@ static const char *const SQL[ST_COUNT] = {
                    "jid) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     [ST_SM_LOAD] = "SELECT sm_id, location, h_in, h_out, saved_us, jid FROM sm WHERE account = ?1",
     [ST_SM_CLEAR] = "DELETE FROM sm WHERE account = ?1",
-    [ST_M_GET] = "SELECT stanza_id FROM marker WHERE account = ?1 AND archive = ?2",
-    [ST_M_SET] = "INSERT OR REPLACE INTO marker(account, archive, stanza_id) VALUES (?1, ?2, ?3)",
+    [ST_M_GET] = "SELECT stanza_id, stream FROM marker WHERE account = ?1 AND archive = ?2",
+    [ST_M_SET] = "INSERT OR REPLACE INTO marker(account, archive, stanza_id, stream) "
+                 "VALUES (?1, ?2, ?3, ?4)",
     [ST_SEEN_ADD] = "INSERT OR IGNORE INTO seen(account, archive, stanza_id, seen_us) "
                     "VALUES (?1, ?2, ?3, ?4)",
     [ST_SEEN_COUNT] = "SELECT count(*) FROM seen WHERE account = ?1 AND archive = ?2",
@@ -64,7 +65,8 @@ static const char SCHEMA[] =
     " location TEXT NOT NULL, h_in INTEGER NOT NULL, h_out INTEGER NOT NULL,"
     " saved_us INTEGER NOT NULL, jid TEXT NOT NULL DEFAULT '') STRICT;"
     "CREATE TABLE IF NOT EXISTS marker(account TEXT NOT NULL, archive TEXT NOT NULL,"
-    " stanza_id TEXT NOT NULL, PRIMARY KEY(account, archive)) STRICT;"
+    " stanza_id TEXT NOT NULL, stream TEXT NOT NULL DEFAULT '', PRIMARY KEY(account, archive))"
+    " STRICT;"
     "CREATE TABLE IF NOT EXISTS seen(account TEXT NOT NULL, archive TEXT NOT NULL,"
     " stanza_id TEXT NOT NULL, seen_us INTEGER NOT NULL, UNIQUE(account, archive, stanza_id))"
     " STRICT;";
@@ -157,15 +159,44 @@ static int user_version(xpb_store *s)
     return v;
 }
 
+/* 1 when table has the column, 0 when not, < 0 on error. */
+static int has_column(xpb_store *s, const char *table, const char *column)
+{
+    sqlite3_stmt *q;
+    if (sqlite3_prepare_v2(s->db, "SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2", -1, &q,
+                           NULL))
+        return -1;
+    sqlite3_bind_text(q, 1, table, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 2, column, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(q);
+    sqlite3_finalize(q);
+    return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* Adds a column the database was made without (a fresh one has it from
+ * SCHEMA). By the column's presence, not the version alone: an older
+ * xpbridge that opened the file since wrote its own version back. */
+static int add_column(xpb_store *s, const char *table, const char *column, const char *sql,
+                      char *err, size_t errlen)
+{
+    int has = has_column(s, table, column);
+    if (has < 0) return store_fail(s, sqlite3_errcode(s->db), "schema", err, errlen);
+    return has ? 0 : store_exec(s, sql, "schema", err, errlen);
+}
+
 /* Version 2: the sm table keeps the bound full JID (a resumed stream has
- * no bind to tell it). A fresh database already has it (SCHEMA). */
+ * no bind to tell it). Version 3: a marker keeps the XEP-0198 stream it was
+ * written in while its archive was caught up (catchup.c: a restart that
+ * resumes that stream is caught up too). */
 static int migrate(xpb_store *s, char *err, size_t errlen)
 {
-    int v = user_version(s);
-    int rc = 0;
-    if (v == 1)
-        rc = store_exec(s, "ALTER TABLE sm ADD COLUMN jid TEXT NOT NULL DEFAULT ''", "schema",
+    int rc = add_column(s, "sm", "jid", "ALTER TABLE sm ADD COLUMN jid TEXT NOT NULL DEFAULT ''",
                         err, errlen);
+    if (!rc)
+        rc = add_column(s, "marker", "stream",
+                        "ALTER TABLE marker ADD COLUMN stream TEXT NOT NULL DEFAULT ''", err,
+                        errlen);
+    int v = rc ? 0 : user_version(s);
     if (!rc && v != XPB_STORE_SCHEMA_VERSION)
         rc = store_exec(s, "PRAGMA user_version=" XPB_STR(XPB_STORE_SCHEMA_VERSION), "schema",
                         err, errlen);

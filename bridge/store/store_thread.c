@@ -64,7 +64,8 @@ static int run_seen(xpb_store *w, struct store_op *op, char *err, size_t errlen)
     w->seen_journal_errors = w->js.append_errors;
     for (size_t i = 0; op->id && i < op->n; i++) {
         free((void *)op->seen[i].marker);
-        op->seen[i].marker = NULL;
+        free((void *)op->seen[i].stream);
+        op->seen[i].marker = op->seen[i].stream = NULL;
     }
     return xpb_store_seen_commit(w, op->seen, op->n, op->now_us, err, errlen);
 }
@@ -194,6 +195,7 @@ static void op_free(struct store_op *op)
         free((void *)op->seen[i].archive);
         free((void *)op->seen[i].stanza_id);
         free((void *)op->seen[i].marker);
+        free((void *)op->seen[i].stream);
     }
     free(op->seen);
     free(op);
@@ -441,7 +443,8 @@ int xpb_store_submit_seen(xpb_store *s, const xpb_store_seen_item *it, size_t n,
         op->seen[i] = (xpb_store_seen_item){.account = dup_opt(it[i].account, &bad),
                                             .archive = dup_opt(it[i].archive, &bad),
                                             .stanza_id = dup_opt(it[i].stanza_id, &bad),
-                                            .marker = dup_opt(it[i].marker, &bad)};
+                                            .marker = dup_opt(it[i].marker, &bad),
+                                            .stream = dup_opt(it[i].stream, &bad)};
     }
     if (bad) {
         op_free(op);

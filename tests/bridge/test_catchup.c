@@ -3,7 +3,8 @@
  * answering its XEP-0313 queries. First run (no history, marker from the
  * newest id), paging after the marker with from_archive events, stanza-id
  * de-duplication both ways, live ids moving the marker, a refusing archive,
- * the item-not-found fallback by time, and the page bound. */
+ * the item-not-found fallback by time, the page bound, and a restart that
+ * resumes a caught-up stream. */
 // clang-format off
 #include <setjmp.h>
 #include <stdarg.h>
@@ -220,7 +221,7 @@ static void marker(char *out, size_t len)
     char err[256];
     assert_int_equal(xpb_store_open(&s, &sc, err, sizeof err), 0);
     out[0] = '\0';
-    xpb_store_marker_get(s, BOT, BOT, out, len, err, sizeof err);
+    xpb_store_marker_get(s, BOT, BOT, out, len, NULL, 0, err, sizeof err);
     xpb_store_close(s);
 }
 
@@ -419,6 +420,137 @@ static void test_carbon_then_archive(void **state)
     assert_int_equal(carbons, 1);
 }
 
+/* Through SASL with XEP-0198 offered; then, when previd is NULL, bind and
+ * <enabled id=sm_id/> (a fresh bind), else <resumed previd=''/> (what the
+ * session asks for with the state kept by the previous daemon). */
+static void login_sm(fixture *f, const char *previd, const char *sm_id)
+{
+    open_bot(f);
+    xpb_loop_session *ls = bot(f);
+    xpb_session *s = xpb_loop_session_get(ls);
+    xpb_session_on_connected(s, 0);
+    fake_feed(ls, SERVER_HEADER FEATURES(F_STARTTLS F_PLAIN));
+    fake_feed(ls, "<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
+    xpb_session_on_tls_ready(s, NULL, NULL, 0);
+    fake_feed(ls, SERVER_HEADER FEATURES(F_PLAIN));
+    fake_feed(ls, "<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>");
+    fake_clear_sent(ls);
+    fake_feed(ls, SERVER_HEADER FEATURES(F_BIND "<sm xmlns='urn:xmpp:sm:3'/>"));
+    char buf[512];
+    if (previd) {
+        if (!strstr(fake_sent(ls), previd)) fail_msg("no <resume/> sent: %s", fake_sent(ls));
+        fake_clear_sent(ls);
+        snprintf(buf, sizeof buf, "<resumed xmlns='urn:xmpp:sm:3' previd='%s' h='0'/>", previd);
+        fake_feed(ls, buf);
+    } else {
+        const char *p = strstr(fake_sent(ls), "id='xpb-bind-");
+        if (!p) fail_msg("no bind sent: %s", fake_sent(ls));
+        char id[64];
+        p += strlen("id='");
+        snprintf(id, sizeof id, "%.*s", (int)(strchr(p, '\'') - p), p);
+        fake_clear_sent(ls);
+        snprintf(buf, sizeof buf,
+                 "<iq type='result' id='%s'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>"
+                 "<jid>" BOT "/r1</jid></bind></iq><enabled xmlns='urn:xmpp:sm:3' id='%s' "
+                 "resume='true'/>",
+                 id, sm_id);
+        fake_feed(ls, buf);
+    }
+    assert_int_equal(xpb_session_get_state(s), XPB_SS_ONLINE);
+    fake_loop_idle(f->loop);
+}
+
+/* The marker's text and the stream it was written in while caught up. */
+static void marker_stream(char *m, size_t mlen, char *stream, size_t slen)
+{
+    xpb_store_config sc = {.dir = g_dir};
+    xpb_store *s = NULL;
+    char err[256];
+    assert_int_equal(xpb_store_open(&s, &sc, err, sizeof err), 0);
+    m[0] = stream[0] = '\0';
+    xpb_store_marker_get(s, BOT, BOT, m, mlen, stream, slen, err, sizeof err);
+    xpb_store_close(s);
+}
+
+/* Killed while caught up, then restarted on the same state: the stream is
+ * resumed (XEP-0198), nothing was lost in between, so the archive is still
+ * caught up and live stanza-ids move the marker again (before, it stayed
+ * where the old process left it until the next fresh bind, and that bind's
+ * run fetched everything since: past the seen-id window, twice). A run
+ * that had not finished in the resumed stream keeps the marker still. */
+static void test_resumed_restart_stays_caught_up(void **state)
+{
+    fixture *f = *state;
+    char m[256], st[256];
+    daemon_up(f, 0);
+    login_sm(f, NULL, "S1");
+    xpb_loop_session *ls = bot(f);
+    query q = sent_query(ls, "<before/>"); /* the first run: the newest id only */
+    feed_result(ls, &q, "A1", "old");
+    feed_fin(ls, &q, "A1", "A1", 1);
+    feed_live(ls, "L1", "live one");
+    assert_true(fake_loop_fire(f->loop, 200) >= 1);
+    daemon_down(f); /* no clean stop: the XEP-0198 state stays for a resume */
+    marker_stream(m, sizeof m, st, sizeof st);
+    assert_non_null(strstr(m, " L1"));
+    assert_string_equal(st, "S1");
+
+    daemon_up(f, 0);
+    login_sm(f, "S1", NULL);
+    ls = bot(f);
+    assert_null(strstr(fake_sent(ls), "urn:xmpp:mam:2")); /* resumed: no catch-up run */
+    feed_live(ls, "L2", "live two");
+    assert_true(fake_loop_fire(f->loop, 200) >= 1);
+    daemon_down(f);
+    marker_stream(m, sizeof m, st, sizeof st);
+    assert_non_null(strstr(m, " L2"));
+    assert_string_equal(st, "S1");
+
+    /* A fresh bind (resumption refused) starts a run; killed before it ends. */
+    daemon_up(f, 0);
+    open_bot(f);
+    ls = bot(f);
+    xpb_session *s = xpb_loop_session_get(ls);
+    xpb_session_on_connected(s, 0);
+    fake_feed(ls, SERVER_HEADER FEATURES(F_STARTTLS F_PLAIN));
+    fake_feed(ls, "<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
+    xpb_session_on_tls_ready(s, NULL, NULL, 0);
+    fake_feed(ls, SERVER_HEADER FEATURES(F_PLAIN));
+    fake_feed(ls, "<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>");
+    fake_clear_sent(ls);
+    fake_feed(ls, SERVER_HEADER FEATURES(F_BIND "<sm xmlns='urn:xmpp:sm:3'/>"));
+    fake_clear_sent(ls);
+    fake_feed(ls, "<failed xmlns='urn:xmpp:sm:3'><item-not-found "
+                  "xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></failed>");
+    const char *p = strstr(fake_sent(ls), "id='xpb-bind-");
+    if (!p) fail_msg("no bind after <failed/>: %s", fake_sent(ls));
+    char id[64], buf[512];
+    p += strlen("id='");
+    snprintf(id, sizeof id, "%.*s", (int)(strchr(p, '\'') - p), p);
+    fake_clear_sent(ls);
+    snprintf(buf, sizeof buf,
+             "<iq type='result' id='%s'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>"
+             "<jid>" BOT "/r1</jid></bind></iq><enabled xmlns='urn:xmpp:sm:3' id='S2' "
+             "resume='true'/>",
+             id);
+    fake_feed(ls, buf);
+    fake_loop_idle(f->loop);
+    sent_query(ls, "<after>L2</after>"); /* asked, never answered */
+    assert_true(fake_loop_fire(f->loop, 200) >= 1);
+    daemon_down(f);
+    marker_stream(m, sizeof m, st, sizeof st);
+    assert_non_null(strstr(m, " L2"));
+    assert_string_equal(st, ""); /* the run did not end: not caught up in S2 */
+
+    daemon_up(f, 0);
+    login_sm(f, "S2", NULL);
+    feed_live(bot(f), "L3", "live three");
+    fake_loop_fire(f->loop, 200);
+    daemon_down(f);
+    marker_stream(m, sizeof m, st, sizeof st);
+    assert_non_null(strstr(m, " L2")); /* stays: the next fresh bind asks after L2 */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -427,6 +559,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_unknown_marker_falls_back_to_time, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bound, setup, teardown),
         cmocka_unit_test_setup_teardown(test_carbon_then_archive, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_resumed_restart_stays_caught_up, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -297,20 +297,28 @@ static void test_pending(void **state)
 {
     (void)state;
     static xpb_mam_pending p; /* 512 entries: keep it off the stack */
-    assert_int_equal(xpb_mam_pending_add(&p, "bot@x", "bot@x", "id1", NULL), 0);
-    assert_int_equal(xpb_mam_pending_add(&p, "bot@x", "room@m", "id1", NULL), 0);
+    assert_int_equal(xpb_mam_pending_add(&p, "bot@x", "bot@x", "id1", NULL, NULL), 0);
+    assert_int_equal(xpb_mam_pending_add(&p, "bot@x", "room@m", "id1", NULL, NULL), 0);
     assert_true(xpb_mam_pending_has(&p, "bot@x", "bot@x", "id1"));
     assert_true(xpb_mam_pending_has(&p, "bot@x", "room@m", "id1"));
     assert_false(xpb_mam_pending_has(&p, "bot@x", "bot@x", "id2"));   /* another id */
     assert_false(xpb_mam_pending_has(&p, "bot2@x", "bot@x", "id1"));  /* another account */
     assert_false(xpb_mam_pending_has(&p, "bot@x", "other@m", "id1")); /* another archive */
     /* Markers: an id with its marker, then a marker alone replaces the newest. */
-    assert_int_equal(xpb_mam_pending_add(&p, "bot@x", "bot@x", "id2", "T id2"), 0);
-    assert_int_equal(xpb_mam_pending_add(&p, "bot@x", "bot@x", "id3", "T id3"), 0);
-    assert_int_equal(xpb_mam_pending_add(&p, "bot@x", "bot@x", NULL, "T id9"), 0);
+    assert_int_equal(xpb_mam_pending_add(&p, "bot@x", "bot@x", "id2", "T id2", NULL), 0);
+    assert_int_equal(xpb_mam_pending_add(&p, "bot@x", "bot@x", "id3", "T id3", "sm-1"), 0);
+    assert_int_equal(xpb_mam_pending_add(&p, "bot@x", "bot@x", NULL, "T id9", NULL), 0);
     assert_int_equal(p.n, 4);
     assert_string_equal(p.ent[2].marker, "T id2");
-    assert_string_equal(p.ent[3].marker, "T id9");
+    assert_null(p.ent[2].stream);
+    assert_string_equal(p.ent[3].marker, "T id9"); /* and its stream with it: none now */
+    assert_null(p.ent[3].stream);
+    assert_int_equal(xpb_mam_pending_add(&p, "bot@x", "bot@x", NULL, "T id10", "sm-2"), 0);
+    assert_string_equal(p.ent[3].marker, "T id10");
+    assert_string_equal(p.ent[3].stream, "sm-2");
+    assert_int_equal(xpb_mam_pending_add(&p, "bot@x", "bot@x", "id11", NULL, "sm-3"), 0);
+    assert_null(p.ent[4].stream); /* a stream only goes with a marker */
+    assert_int_equal(p.n, 5);
     assert_false(xpb_mam_pending_has(&p, "bot@x", "bot@x", NULL));
     xpb_mam_pending_clear(&p);
     assert_int_equal(p.n, 0);
@@ -319,9 +327,10 @@ static void test_pending(void **state)
     char id[32];
     for (unsigned i = 0; i < XPB_MAM_PENDING_MAX; i++) {
         snprintf(id, sizeof id, "n%u", i);
-        assert_int_equal(xpb_mam_pending_add(&p, "bot@x", "bot@x", id, NULL), 0);
+        assert_int_equal(xpb_mam_pending_add(&p, "bot@x", "bot@x", id, NULL, NULL), 0);
     }
-    assert_int_equal(xpb_mam_pending_add(&p, "bot@x", "bot@x", "one-more", NULL), XPB_ETOOBIG);
+    assert_int_equal(xpb_mam_pending_add(&p, "bot@x", "bot@x", "one-more", NULL, NULL),
+                     XPB_ETOOBIG);
     assert_true(xpb_mam_pending_has(&p, "bot@x", "bot@x", "n511"));
     xpb_mam_pending_clear(&p);
 }

@@ -164,6 +164,43 @@ static void test_marks_round_trip(void **state)
     xpb_buf_free(&b);
 }
 
+/* A marker written while caught up keeps its stream (XPBMK2); without one
+ * the value is the first form, which bridges of before XPBMK2 read. */
+static void test_marks_stream(void **state)
+{
+    (void)state;
+    state_nats_marks in, out;
+    memset(&in, 0, sizeof in);
+    snprintf(in.marker, sizeof in.marker, "2026-12-06T07:00:00Z m1");
+    snprintf(in.stream, sizeof in.stream, "sm-stream-1");
+    assert_int_equal(state_nats_marks_add(&in, "id-1"), 0);
+    xpb_buf b;
+    xpb_buf_init(&b, 0);
+    assert_int_equal(state_nats_marks_encode(&b, &in), 0);
+    assert_memory_equal(b.data, "XPBMK2 ", 7);
+    assert_int_equal(state_nats_marks_decode((const uint8_t *)b.data, b.len, &out), 0);
+    assert_string_equal(out.marker, in.marker);
+    assert_string_equal(out.stream, "sm-stream-1");
+    assert_int_equal(out.n, 1);
+    state_nats_marks_clear(&out);
+    assert_int_equal(state_nats_marks_decode((const uint8_t *)b.data, b.len - 1, &out), XPB_EINVAL);
+    xpb_buf_free(&b);
+    in.stream[0] = '\0';
+    xpb_buf_init(&b, 0);
+    assert_int_equal(state_nats_marks_encode(&b, &in), 0);
+    assert_memory_equal(b.data, "XPBMK1 ", 7);
+    assert_int_equal(state_nats_marks_decode((const uint8_t *)b.data, b.len, &out), 0);
+    assert_string_equal(out.stream, "");
+    state_nats_marks_clear(&out);
+    xpb_buf_free(&b);
+    state_nats_marks_clear(&in);
+    /* an empty stream is written as the first form: XPBMK2 with none is foreign */
+    static const char *const bad[] = {"XPBMK2 0 0 0\n", "XPBMK2 2 3 0\nabcd", "XPBMK2 0 1\nx"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        if (state_nats_marks_decode((const uint8_t *)bad[i], strlen(bad[i]), &out) != XPB_EINVAL)
+            fail_msg("accepted: %s", bad[i]);
+}
+
 static void test_marks_keep_the_newest(void **state)
 {
     (void)state;
@@ -201,11 +238,9 @@ static void test_marks_keep_the_newest(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_sm_round_trip),
-        cmocka_unit_test(test_sm_refuses_bad_values),
-        cmocka_unit_test(test_outbox_round_trip),
-        cmocka_unit_test(test_outbox_keys),
-        cmocka_unit_test(test_marks_round_trip),
+        cmocka_unit_test(test_sm_round_trip),         cmocka_unit_test(test_sm_refuses_bad_values),
+        cmocka_unit_test(test_outbox_round_trip),     cmocka_unit_test(test_outbox_keys),
+        cmocka_unit_test(test_marks_round_trip),      cmocka_unit_test(test_marks_stream),
         cmocka_unit_test(test_marks_keep_the_newest),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -22,6 +22,8 @@
 
 #include <cmocka.h>
 
+#include <sqlite3.h>
+
 #include "xpb_error.h"
 #include "xpb_store.h"
 
@@ -234,7 +236,8 @@ static void test_state_survives_reopen(void **state)
     assert_int_equal(xpb_store_outbox_put(s, &it, g_err, sizeof g_err), 0);
     xpb_sm_state sm = {.id = "sm-1", .location = "", .h_in = 41, .h_out = 42, .saved_us = 5};
     assert_int_equal(xpb_store_sm_save(s, "bot@x", &sm, g_err, sizeof g_err), 0);
-    assert_int_equal(xpb_store_marker_set(s, "bot@x", "bot@x", "arch-9", g_err, sizeof g_err), 0);
+    assert_int_equal(xpb_store_marker_set(s, "bot@x", "bot@x", "arch-9", NULL, g_err, sizeof g_err),
+                     0);
     assert_int_equal(xpb_store_seen(s, "bot@x", "room@muc.x", "sid-1", 1, g_err, sizeof g_err), 0);
     xpb_store_close(s);
 
@@ -253,14 +256,74 @@ static void test_state_survives_reopen(void **state)
     assert_int_equal(xpb_store_sm_clear(s, "bot@x", g_err, sizeof g_err), 0);
     assert_int_equal(xpb_store_sm_load(s, "bot@x", &got, g_err, sizeof g_err), 1);
     char marker[64];
-    assert_int_equal(xpb_store_marker_get(s, "bot@x", "bot@x", marker, sizeof marker, g_err,
-                                          sizeof g_err), 0);
+    assert_int_equal(xpb_store_marker_get(s, "bot@x", "bot@x", marker, sizeof marker, NULL, 0,
+                                          g_err, sizeof g_err),
+                     0);
     assert_string_equal(marker, "arch-9");
-    assert_int_equal(xpb_store_marker_get(s, "bot@x", "room@muc.x", marker, sizeof marker, g_err,
-                                          sizeof g_err), 1);
+    assert_int_equal(xpb_store_marker_get(s, "bot@x", "room@muc.x", marker, sizeof marker, NULL, 0,
+                                          g_err, sizeof g_err),
+                     1);
     assert_int_equal(xpb_store_seen(s, "bot@x", "room@muc.x", "sid-1", 2, g_err, sizeof g_err), 1);
     assert_int_equal(xpb_store_seen(s, "bot@x", "room@muc.x", "sid-2", 2, g_err, sizeof g_err), 0);
     assert_int_equal(xpb_store_seen(s, "bot@x", "other@muc.x", "sid-1", 2, g_err, sizeof g_err), 0);
+    xpb_store_close(s);
+}
+
+/* Runs sql on the state directory's database, as another program would. */
+static void db_exec(const char *sql)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/xpbridge.db", g_dir);
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    char *msg = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) fail_msg("%s: %s", sql, msg);
+    sqlite3_close(db);
+}
+
+/* A marker keeps the stream it was caught up in. A state directory made
+ * before that (schema 2: no marker.stream) gains the column, its markers
+ * read as not caught up; a database an older xpbridge opened since (version
+ * 2 written back over 3, the column there) opens all the same. */
+static void test_marker_stream_and_schema_2(void **state)
+{
+    (void)state;
+    xpb_store *s = open_store(g_dir, 0, 0);
+    assert_int_equal(xpb_store_marker_set(s, "bot@x", "bot@x", "T a1", "sm-1", g_err, sizeof g_err),
+                     0);
+    char m[64], st[64];
+    assert_int_equal(
+        xpb_store_marker_get(s, "bot@x", "bot@x", m, sizeof m, st, sizeof st, g_err, sizeof g_err),
+        0);
+    assert_string_equal(m, "T a1");
+    assert_string_equal(st, "sm-1");
+    xpb_store_seen_item it = {.account = "bot@x", .archive = "bot@x", .marker = "T a2"};
+    assert_int_equal(xpb_store_seen_commit(s, &it, 1, 5, g_err, sizeof g_err), 0);
+    assert_int_equal(
+        xpb_store_marker_get(s, "bot@x", "bot@x", m, sizeof m, st, sizeof st, g_err, sizeof g_err),
+        0);
+    assert_string_equal(st, ""); /* written without a stream: not caught up */
+    xpb_store_close(s);
+
+    /* Back to schema 2 by hand: the table as it was, version 2. */
+    db_exec("DROP TABLE marker; CREATE TABLE marker(account TEXT NOT NULL, archive TEXT NOT "
+            "NULL, stanza_id TEXT NOT NULL, PRIMARY KEY(account, archive)) STRICT; INSERT INTO "
+            "marker VALUES('bot@x', 'bot@x', 'T old'); PRAGMA user_version=2;");
+    s = open_store(g_dir, 0, 0);
+    assert_int_equal(
+        xpb_store_marker_get(s, "bot@x", "bot@x", m, sizeof m, st, sizeof st, g_err, sizeof g_err),
+        0);
+    assert_string_equal(m, "T old");
+    assert_string_equal(st, "");
+    assert_int_equal(
+        xpb_store_marker_set(s, "bot@x", "bot@x", "T new", "sm-2", g_err, sizeof g_err), 0);
+    xpb_store_close(s);
+    db_exec("PRAGMA user_version=2;");
+    s = open_store(g_dir, 0, 0);
+    assert_int_equal(
+        xpb_store_marker_get(s, "bot@x", "bot@x", m, sizeof m, st, sizeof st, g_err, sizeof g_err),
+        0);
+    assert_string_equal(st, "sm-2");
     xpb_store_close(s);
 }
 
@@ -354,9 +417,11 @@ static void test_seen_commit(void **state)
     assert_int_equal(xpb_store_seen_has(s, "bot@x", "room@m", "a1", g_err, sizeof g_err), 0);
     assert_int_equal(xpb_store_seen_has(s, "bot2@x", "bot@x", "a1", g_err, sizeof g_err), 0);
     char m[64];
-    assert_int_equal(xpb_store_marker_get(s, "bot@x", "bot@x", m, sizeof m, g_err, sizeof g_err), 0);
+    assert_int_equal(
+        xpb_store_marker_get(s, "bot@x", "bot@x", m, sizeof m, NULL, 0, g_err, sizeof g_err), 0);
     assert_string_equal(m, "T a3"); /* the last marker of the archive wins */
-    assert_int_equal(xpb_store_marker_get(s, "bot@x", "room@m", m, sizeof m, g_err, sizeof g_err), 0);
+    assert_int_equal(
+        xpb_store_marker_get(s, "bot@x", "room@m", m, sizeof m, NULL, 0, g_err, sizeof g_err), 0);
     assert_string_equal(m, "T r1");
     /* has does not write: the id is still new for xpb_store_seen */
     assert_int_equal(xpb_store_seen(s, "bot@x", "bot@x", "a9", 6, g_err, sizeof g_err), 0);
@@ -382,9 +447,10 @@ static void test_seen_commit(void **state)
     assert_int_equal(rc, XPB_ESTOREFULL);
     assert_non_null(strstr(g_err, "state directory full"));
     assert_int_equal(xpb_store_seen_has(s, "bot@x", "bot@x", ids[0], g_err, sizeof g_err), 0);
-    assert_int_equal(xpb_store_marker_get(s, "bot@x", "bot@x", m, sizeof m, g_err, sizeof g_err) == 0 &&
-                         strcmp(m, ids[399]) == 0,
-                     0);
+    assert_int_equal(
+        xpb_store_marker_get(s, "bot@x", "bot@x", m, sizeof m, NULL, 0, g_err, sizeof g_err) == 0 &&
+            strcmp(m, ids[399]) == 0,
+        0);
     xpb_store_close(s);
 }
 
@@ -524,6 +590,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sync_modes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lock_refuses_a_second_open, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retention, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_marker_stream_and_schema_2, setup, teardown),
         cmocka_unit_test_setup_teardown(test_full_by_page_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_seen_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_full_disk_tmpfs, setup, teardown),

@@ -175,7 +175,8 @@ static void test_order_and_completion_on_the_callers_thread(void **state)
     assert_int_equal(got.h_in, 5);
     assert_string_equal(got.jid, "a@x/r");
     char m[64];
-    assert_int_equal(xpb_store_marker_get(s, "a@x", "a@x", m, sizeof m, g_err, sizeof g_err), 0);
+    assert_int_equal(
+        xpb_store_marker_get(s, "a@x", "a@x", m, sizeof m, NULL, 0, g_err, sizeof g_err), 0);
     assert_string_equal(m, "T id1");
     assert_int_equal(xpb_store_seen_has(s, "a@x", "a@x", "id1", g_err, sizeof g_err), 1);
     size_t kept = 0;
@@ -267,7 +268,8 @@ static void test_full_disk_fails_each_write(void **state)
     assert_string_equal(g_log.tag[last + 2], "seen");
     assert_int_equal(g_log.id[last + 2], 1); /* markers left out */
     char m[64];
-    assert_int_equal(xpb_store_marker_get(s, "a@x", "a@x", m, sizeof m, g_err, sizeof g_err), 1);
+    assert_int_equal(
+        xpb_store_marker_get(s, "a@x", "a@x", m, sizeof m, NULL, 0, g_err, sizeof g_err), 1);
     size_t rows = 0;
     uint64_t next = 0;
     assert_int_equal(

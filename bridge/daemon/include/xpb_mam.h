@@ -83,6 +83,7 @@ int64_t xpb_mam_stamp_parse(const char *stamp);
 typedef struct xpb_mam_pending_ent {
     char *account, *archive, *stanza_id; /* stanza_id NULL: a marker only */
     char *marker;                        /* the archive's new marker, or NULL */
+    char *stream; /* with the marker: the XEP-0198 stream caught up in, or NULL */
 } xpb_mam_pending_ent;
 typedef struct xpb_mam_pending {
     xpb_mam_pending_ent ent[XPB_MAM_PENDING_MAX];
@@ -92,10 +93,11 @@ typedef struct xpb_mam_pending {
 int xpb_mam_pending_has(const xpb_mam_pending *p, const char *account, const char *archive,
                         const char *stanza_id);
 /* Adds an id (may be NULL) and/or the archive's new marker (may be NULL; it
- * replaces an earlier one of the same archive). XPB_ETOOBIG when full (write
- * the set to the store first), XPB_ENOMEM. */
+ * replaces an earlier one of the same archive) with its stream (NULL: the
+ * archive was not caught up when it was written). XPB_ETOOBIG when full
+ * (write the set to the store first), XPB_ENOMEM. */
 int xpb_mam_pending_add(xpb_mam_pending *p, const char *account, const char *archive,
-                        const char *stanza_id, const char *marker);
+                        const char *stanza_id, const char *marker, const char *stream);
 void xpb_mam_pending_clear(xpb_mam_pending *p);
 
 #endif

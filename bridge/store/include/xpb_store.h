@@ -21,7 +21,7 @@
 
 #define XPB_STORE_FILE "xpbridge.db"
 #define XPB_STORE_LOCK_FILE "xpbridge.lock" /* flock(2): one bridge per state directory */
-#define XPB_STORE_SCHEMA_VERSION 2 /* 2: sm.jid */
+#define XPB_STORE_SCHEMA_VERSION 3          /* 2: sm.jid; 3: marker.stream */
 #define XPB_STORE_DEFAULT_MAX_BYTES (1024ull * 1024u * 1024u) /* journal retention: 1 GiB */
 #define XPB_STORE_DEFAULT_MAX_AGE_S (7u * 24u * 3600u)        /* journal retention: 7 days */
 #define XPB_STORE_JOURNAL_ID_LEN 32                           /* hex characters */
@@ -144,11 +144,14 @@ int xpb_store_sm_clear(xpb_store *s, const char *account, char *err, size_t errl
 
 /* ---- XEP-0313 markers and XEP-0359 de-duplication ---------------------------------- */
 /* The last archive stanza-id of archive (the account's bare JID, or a room)
- * whose events are in the journal. 0 and out filled, 1 when none, or error. */
+ * whose events are in the journal. 0 and out filled, 1 when none, or error.
+ * stream (NULL: not wanted) gets the XEP-0198 stream id the marker was
+ * written in while the archive was caught up, "" when it was not. */
 int xpb_store_marker_get(xpb_store *s, const char *account, const char *archive, char *out,
-                         size_t outlen, char *err, size_t errlen);
+                         size_t outlen, char *stream, size_t streamlen, char *err, size_t errlen);
+/* stream NULL: "". */
 int xpb_store_marker_set(xpb_store *s, const char *account, const char *archive,
-                         const char *stanza_id, char *err, size_t errlen);
+                         const char *stanza_id, const char *stream, char *err, size_t errlen);
 /* Records stanza_id as seen for (account, archive): 0 when new, 1 when it was
  * seen before (a duplicate), or an error. Keeps at most XPB_STORE_SEEN_MAX ids
  * per archive, dropping the oldest. */
@@ -166,6 +169,7 @@ typedef struct xpb_store_seen_item {
     const char *account, *archive;
     const char *stanza_id; /* recorded as seen; NULL: none */
     const char *marker;    /* the archive's new marker (xpb_store_marker_set); NULL: none */
+    const char *stream;    /* and its stream (caught up in it); NULL: "" */
 } xpb_store_seen_item;
 int xpb_store_seen_commit(xpb_store *s, const xpb_store_seen_item *it, size_t n, int64_t now_us,
                           char *err, size_t errlen);

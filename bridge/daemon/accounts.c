@@ -94,6 +94,7 @@ void account_free(struct account *a)
         xpb_loop_remove_session(d->loop, a->ls);
     }
     sends_account_free(a);
+    sm_keep_forget(a);
     a->h_find = NULL;
     while (a->h_head) {
         struct handle_ent *e = a->h_head;

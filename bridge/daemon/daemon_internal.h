@@ -122,6 +122,8 @@ struct account {
     struct receipt_wait *receipts; /* newest first, at most XPB_DAEMON_RECEIPTS_MAX */
     unsigned n_receipts;
     int sm_dirty; /* stanzas received since the XEP-0198 state was last kept */
+    int sm_listed; /* on d->sm_list (sm_keep.c) */
+    struct account *sm_next;
 };
 
 /* Where the XEP-0198 state and the accepted-but-unacknowledged sends are
@@ -185,6 +187,7 @@ struct xpb_daemon {
     xpb_wake *store_wake; /* the store thread's completions wake the loop (state.c) */
     xpb_timer *sm_timer;  /* keeps the XEP-0198 state of accounts with sm_dirty (sm_keep.c) */
     int sm_timer_armed;
+    struct account *sm_list; /* accounts the sm_timer saves: each marked dirty since (once) */
     /* Group commit (sends.c): sends whose outbox row is in the open batch,
      * sent and answered by commit_timer once the batch is on disk. */
     struct deferred *deferred, **deferred_tail;
@@ -361,6 +364,7 @@ void sends_on_sm(struct account *a);
 void sends_on_inbound(struct account *a);
 void sends_free(xpb_daemon *d);
 void sends_on_stopped(struct account *a);
+void sm_keep_forget(struct account *a); /* off d->sm_list: the account is being freed */
 /* An inbound message: a XEP-0184 <received/> from the addressee is RECEIVED. */
 void sends_on_receipt(struct account *a, const xpb_stanza *st);
 /* Account start: the saved XEP-0198 state (1 when none), then the outbox

@@ -50,13 +50,35 @@ void sends_on_sm(struct account *a)
     if (state_threaded(a->d)) xpb_store_wait(a->d->store);
 }
 
+/* The timer saves the accounts marked dirty since it last ran, from a list:
+ * a walk of every account cost a round over 10,000 of them every 10 ms
+ * while any one received (issue 10: flat cost per account). */
 static void on_sm_timer(void *arg)
 {
     xpb_daemon *d = arg;
     d->sm_timer_armed = 0;
     if (d->bus) xpb_bus_flush(d->bus);
-    for (struct account *a = d->accounts; a; a = a->next)
+    struct account *list = d->sm_list;
+    d->sm_list = NULL;
+    while (list) {
+        struct account *a = list;
+        list = a->sm_next;
+        a->sm_next = NULL;
+        a->sm_listed = 0;
         if (a->sm_dirty && !a->dead) save_sm(a);
+    }
+}
+
+void sm_keep_forget(struct account *a)
+{
+    if (!a->sm_listed) return;
+    for (struct account **p = &a->d->sm_list; *p; p = &(*p)->sm_next)
+        if (*p == a) {
+            *p = a->sm_next;
+            break;
+        }
+    a->sm_next = NULL;
+    a->sm_listed = 0;
 }
 
 void sends_on_inbound(struct account *a)
@@ -64,6 +86,11 @@ void sends_on_inbound(struct account *a)
     xpb_daemon *d = a->d;
     if (!d->state || !a->cfg.stream_management || a->sm_dirty) return;
     a->sm_dirty = 1;
+    if (!a->sm_listed) { /* saved since by sends_on_sm, maybe: listed once all the same */
+        a->sm_listed = 1;
+        a->sm_next = d->sm_list;
+        d->sm_list = a;
+    }
     if (d->sm_timer_armed) return; /* never pushed back: saved within the bound */
     if (!d->sm_timer && xpb_timer_new(d->loop, on_sm_timer, d, &d->sm_timer) != 0) return;
     d->sm_timer_armed = 1;

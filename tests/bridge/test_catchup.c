@@ -551,6 +551,56 @@ static void test_resumed_restart_stays_caught_up(void **state)
     assert_non_null(strstr(m, " L2")); /* stays: the next fresh bind asks after L2 */
 }
 
+static uint32_t kept_h(void)
+{
+    xpb_store_config sc = {.dir = g_dir};
+    xpb_store *s = NULL;
+    char err[256];
+    assert_int_equal(xpb_store_open(&s, &sc, err, sizeof err), 0);
+    xpb_sm_state st;
+    int rc = xpb_store_sm_load(s, BOT, &st, err, sizeof err);
+    xpb_store_close(s);
+    return rc == 0 ? st.h_in : 0;
+}
+
+/* The XEP-0198 state of an account that received is kept within
+ * XPB_DAEMON_SM_SAVE_MS, by a timer that visits the accounts marked since
+ * (a list, not every account); an account closed while on that list is
+ * taken off it (ASan: no use after free when the timer runs). */
+static void test_sm_kept_from_the_dirty_list(void **state)
+{
+    fixture *f = *state;
+    daemon_up(f, 0);
+    login_sm(f, NULL, "S1");
+    xpb_loop_session *ls = bot(f);
+    query q = sent_query(ls, "<before/>");
+    feed_fin(ls, &q, "", "", 1);
+    feed_live(ls, "K1", "one");
+    feed_live(ls, "K2", "two");
+    assert_int_equal(fake_loop_fire(f->loop, XPB_DAEMON_SM_SAVE_MS), 1);
+    daemon_down(f);                /* the store is the daemon's while it runs: read it after */
+    assert_int_equal(kept_h(), 3); /* the <fin/> iq and two messages */
+
+    daemon_up(f, 0);
+    login_sm(f, "S1", NULL);
+    ls = bot(f);
+    feed_live(ls, "K3", "three"); /* on the list again */
+    Xpb__V1__CloseSession cl = XPB__V1__CLOSE_SESSION__INIT;
+    Xpb__V1__Request r = XPB__V1__REQUEST__INIT;
+    r.account = BOT;
+    r.op_case = XPB__V1__REQUEST__OP_CLOSE;
+    r.close = &cl;
+    r.api_version = 1;
+    r.has_api_version = 1;
+    r.request_id = "close-1";
+    assert_non_null(fake_bus_request("close-1", &r));
+    xpb_session_on_disconnected(xpb_loop_session_get(ls), "gone");
+    fake_loop_idle(f->loop); /* the account is reaped */
+    fake_loop_fire(f->loop, XPB_DAEMON_SM_SAVE_MS);
+    daemon_down(f);
+    assert_int_equal(kept_h(), 0); /* closed for good: nothing to resume */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -560,6 +610,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bound, setup, teardown),
         cmocka_unit_test_setup_teardown(test_carbon_then_archive, setup, teardown),
         cmocka_unit_test_setup_teardown(test_resumed_restart_stays_caught_up, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sm_kept_from_the_dirty_list, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

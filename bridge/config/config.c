@@ -53,6 +53,7 @@ void xpb_config_init(xpb_config *c)
     c->metrics_max_connections = XPB_CONFIG_DEFAULT_METRICS_MAX_CONNECTIONS;
     c->metrics_idle_timeout_s = XPB_CONFIG_DEFAULT_METRICS_IDLE_S;
     c->backoff_reset_s = XPB_CONFIG_DEFAULT_BACKOFF_RESET_S;
+    c->backoff_max_s = XPB_CONFIG_DEFAULT_BACKOFF_MAX_S;
     c->connect_rate = XPB_CONFIG_DEFAULT_CONNECT_RATE;
     c->mam_catchup = 1;
     c->mam_page_size = XPB_CONFIG_DEFAULT_MAM_PAGE;
@@ -284,8 +285,13 @@ static int parse_metrics_limits(pctx *p, const config_setting_t *root, xpb_confi
 {
     static const char *const mkeys[] = {"listen", "allow_remote", "max_connections",
                                         "idle_timeout_s", NULL};
-    static const char *const lkeys[] = {"queue_max", "max_stanza_bytes", "muc_self_ping_s",
-                                        "backoff_reset_s", "connect_rate", NULL};
+    static const char *const lkeys[] = {"queue_max",
+                                        "max_stanza_bytes",
+                                        "muc_self_ping_s",
+                                        "backoff_reset_s",
+                                        "backoff_max_s",
+                                        "connect_rate",
+                                        NULL};
     const config_setting_t *g;
     int rc = group_of(p, root, "metrics", mkeys, &g);
     if (!rc && g) {
@@ -302,16 +308,18 @@ static int parse_metrics_limits(pctx *p, const config_setting_t *root, xpb_confi
     }
     if (rc || (rc = group_of(p, root, "limits", lkeys, &g)) || !g) return rc;
     unsigned long long qm = c->queue_max, msb = c->max_stanza_bytes, mp = c->muc_ping_s;
-    unsigned long long br = c->backoff_reset_s, cr = c->connect_rate;
+    unsigned long long br = c->backoff_reset_s, bx = c->backoff_max_s, cr = c->connect_rate;
     if (!rc) rc = get_uint(p, g, "queue_max", 1, 1000000, &qm);
     if (!rc) rc = get_uint(p, g, "max_stanza_bytes", 10000, 16ll * 1024 * 1024, &msb);
     if (!rc) rc = get_uint(p, g, "muc_self_ping_s", 0, 86400, &mp);
     if (!rc) rc = get_uint(p, g, "backoff_reset_s", 1, 86400, &br);
+    if (!rc) rc = get_uint(p, g, "backoff_max_s", 1, 3600, &bx);
     if (!rc) rc = get_uint(p, g, "connect_rate", 0, 1000000, &cr);
     c->queue_max = (unsigned)qm;
     c->max_stanza_bytes = (size_t)msb;
     c->muc_ping_s = (unsigned)mp;
     c->backoff_reset_s = (unsigned)br;
+    c->backoff_max_s = (unsigned)bx;
     c->connect_rate = (unsigned)cr;
     return rc;
 }

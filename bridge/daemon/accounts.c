@@ -143,6 +143,7 @@ static void session_config(const xpb_daemon *d, const struct account *a, xpb_ses
     sc->stream_management = a->cfg.stream_management;
     sc->queue_max = d->queue_max;
     sc->backoff_reset_ms = d->backoff_reset_s * 1000u;
+    sc->backoff_max_ms = d->backoff_max_s * 1000u;
     /* ws:// only with allow_plaintext_ws, which config.c grants to loopback only */
     sc->allow_plaintext = a->cfg.transport == XPB_TRANSPORT_WEBSOCKET && a->cfg.allow_plaintext_ws;
     sc->max_stanza_bytes = d->limits.max_stanza_bytes;

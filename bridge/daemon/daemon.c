@@ -445,6 +445,7 @@ static int daemon_init(xpb_daemon *d, xpb_loop *loop, const xpb_config *cfg, cha
     d->queue_max = cfg->queue_max;
     d->muc_ping_s = cfg->muc_ping_s;
     d->backoff_reset_s = cfg->backoff_reset_s;
+    d->backoff_max_s = cfg->backoff_max_s;
     d->compact_records = cfg->compact_records;
     d->limits.max_stanza_bytes = cfg->max_stanza_bytes;
     d->iq_answer_version = cfg->iq_answer_version;

@@ -208,6 +208,7 @@ struct xpb_daemon {
     xpb_record_limits limits;
     unsigned queue_max, muc_ping_s;
     unsigned backoff_reset_s; /* limits.backoff_reset_s */
+    unsigned backoff_max_s;   /* limits.backoff_max_s */
     int compact_records; /* publish compact forms (docs/mapping.md §7) */
     xpb_open_rules open_rules; /* bus.allow_*: what an open request may do */
     xpb_account_cfg *conf;     /* the configuration's accounts: what open may start */

@@ -111,27 +111,33 @@ static const struct bad_case {
     const char *text;
     const char *err;
 } BAD[] = {
-    {"log = { level = \"loud\"; };", "bad.conf:1: log level must be debug, info, warn or error, not \"loud\""},
+    {"log = { level = \"loud\"; };",
+     "bad.conf:1: log level must be debug, info, warn or error, not \"loud\""},
     {"\n\nlimits = { queue_max = 0; };", "bad.conf:3: queue_max must be 1..1000000, not 0"},
-    {"limits = {\n max_stanza_bytes = 100; };", "bad.conf:2: max_stanza_bytes must be 10000..16777216, not 100"},
+    {"limits = {\n max_stanza_bytes = 100; };",
+     "bad.conf:2: max_stanza_bytes must be 10000..16777216, not 100"},
     {"bus = { batch_max = \"many\"; };", "bad.conf:1: batch_max must be an integer"},
     {"bus = { allow_remote = 1; };", "bad.conf:1: allow_remote must be true or false"},
     {"bus = { evnets = \"ipc:///x\"; };", "bad.conf:1: unknown setting 'evnets' in bus"},
     {"colour = \"blue\";", "bad.conf:1: unknown setting 'colour' in the top level"},
-    {"metrics = { listen = \"localhost\"; };", "bad.conf:1: metrics listen must be \"ADDR:PORT\" (e.g. \"127.0.0.1:9477\") or \"0\""},
+    {"metrics = { listen = \"localhost\"; };",
+     "bad.conf:1: metrics listen must be \"ADDR:PORT\" (e.g. \"127.0.0.1:9477\") or \"0\""},
     {"bus = 3;", "bad.conf:1: bus must be a group: bus = { ... };"},
     {"accounts = ( {\n password_file = \"/p\"; } );", "bad.conf:1: an account needs jid"},
     {"accounts = (\n { jid = \"example.com\"; password_file = \"/p\"; } );",
      "bad.conf:2: jid \"example.com\": an account JID needs a localpart (user@domain)"},
-    {"accounts = ( { jid = \"a@b.example\"; } );", "bad.conf:1: account a@b.example needs password_file"},
+    {"accounts = ( { jid = \"a@b.example\"; } );",
+     "bad.conf:1: account a@b.example needs password_file"},
     {"accounts = ( { jid = \"a@b.example\"; password_file = \"/p\";\n port = 70000; } );",
      "bad.conf:2: port must be 1..65535, not 70000"},
     {"accounts = ( { jid = \"a@b.example\"; password_file = \"/p\"; transport = \"tcp\"; } );",
      "bad.conf:1: transport must be starttls, directtls or websocket, not \"tcp\""},
-    {"accounts = ( { jid = \"a@b.example\"; password_file = \"/p\"; transport = \"websocket\"; } );",
+    {"accounts = ( { jid = \"a@b.example\"; password_file = \"/p\"; transport = \"websocket\"; } "
+     ");",
      "bad.conf:1: transport \"websocket\" needs ws_url (wss://...)"},
     /* ws:// is plaintext (RFC 7395 has no STARTTLS): loopback and explicit only */
-    {"accounts = ( { jid = \"a@b.example\"; password_file = \"/p\";\n ws_url = \"ws://127.0.0.1:5280/ws\"; } );",
+    {"accounts = ( { jid = \"a@b.example\"; password_file = \"/p\";\n ws_url = "
+     "\"ws://127.0.0.1:5280/ws\"; } );",
      "bad.conf:2: ws_url \"ws://127.0.0.1:5280/ws\": ws:// is WebSocket without TLS (RFC 7395 has "
      "no STARTTLS); use wss://, or set allow_plaintext_ws = true (--allow-plaintext-ws) for a "
      "loopback host"},
@@ -143,24 +149,32 @@ static const struct bad_case {
      " ws_url = \"ws://127.evil.example/ws\"; } );",
      "bad.conf:2: ws_url \"ws://127.evil.example/ws\": ws:// (no TLS) is allowed only to a "
      "loopback host (127.0.0.0/8, ::1, localhost); use wss://"},
-    {"accounts = ( { jid = \"a@b.example\"; password_file = \"/p\";\n ws_url = \"https://example.com/ws\"; } );",
+    {"accounts = ( { jid = \"a@b.example\"; password_file = \"/p\";\n ws_url = "
+     "\"https://example.com/ws\"; } );",
      "bad.conf:2: ws_url \"https://example.com/ws\" must be wss://HOST[:PORT]/PATH (or ws:// to a "
      "loopback host with allow_plaintext_ws)"},
     {"accounts = ( { jid = \"a@b.example\"; password_file = \"/p\"; transport = \"starttls\";\n"
      " ws_url = \"wss://example.com/ws\"; } );",
      "bad.conf:2: ws_url goes with transport \"websocket\" (or no transport setting)"},
     {"metrics = { max_connections = 0; };", "bad.conf:1: max_connections must be 1..10000, not 0"},
-    {"metrics = { idle_timeout_s = 7200; };", "bad.conf:1: idle_timeout_s must be 1..3600, not 7200"},
+    {"metrics = { idle_timeout_s = 7200; };",
+     "bad.conf:1: idle_timeout_s must be 1..3600, not 7200"},
     {"limits = { backoff_reset_s = 0; };", "bad.conf:1: backoff_reset_s must be 1..86400, not 0"},
+    {"limits = { backoff_max_s = 0; };", "bad.conf:1: backoff_max_s must be 1..3600, not 0"},
     {"accounts = ( { jid = \"a@b.example\"; password_file = \"/p\"; pasword = \"x\"; } );",
      "bad.conf:1: unknown setting 'pasword' in an account"},
-    {"accounts = ( { jid = \"a@b.example\"; password_file = \"/p\";\n presence = { show = \"busy\"; }; } );",
+    {"accounts = ( { jid = \"a@b.example\"; password_file = \"/p\";\n presence = { show = "
+     "\"busy\"; }; } );",
      "bad.conf:2: presence show must be away, chat, dnd, xa or online, not \"busy\""},
-    {"accounts = ( { jid = \"a@b.example\"; password_file = \"/p\";\n rooms = ( { room = \"r@muc.example\"; } ); } );",
+    {"accounts = ( { jid = \"a@b.example\"; password_file = \"/p\";\n rooms = ( { room = "
+     "\"r@muc.example\"; } ); } );",
      "bad.conf:2: a room needs room and nick"},
-    {"accounts = ( { jid = \"a@b.example\"; password_file = \"/p\"; rooms = (\n { room = \"r@muc.example/nick\"; nick = \"n\"; } ); } );",
-     "bad.conf:2: room \"r@muc.example/nick\": a room is a bare JID room@service (the nick goes in 'nick')"},
-    {"accounts = ( { jid = \"a@b.example\"; password_file = \"/p\"; },\n { jid = \"A@B.example\"; password_file = \"/q\"; } );",
+    {"accounts = ( { jid = \"a@b.example\"; password_file = \"/p\"; rooms = (\n { room = "
+     "\"r@muc.example/nick\"; nick = \"n\"; } ); } );",
+     "bad.conf:2: room \"r@muc.example/nick\": a room is a bare JID room@service (the nick goes in "
+     "'nick')"},
+    {"accounts = ( { jid = \"a@b.example\"; password_file = \"/p\"; },\n { jid = \"A@B.example\"; "
+     "password_file = \"/q\"; } );",
      "bad.conf:2: account a@b.example is defined twice (first on line 1)"},
     {"state = { sync = \"always\"; };",
      "bad.conf:1: state.sync must be \"sends\", \"full\" or \"normal\", not \"always\""},
@@ -308,15 +322,18 @@ static void test_robustness_limits(void **state)
     assert_int_equal(c.metrics_max_connections, XPB_CONFIG_DEFAULT_METRICS_MAX_CONNECTIONS);
     assert_int_equal(c.metrics_idle_timeout_s, XPB_CONFIG_DEFAULT_METRICS_IDLE_S);
     assert_int_equal(c.backoff_reset_s, XPB_CONFIG_DEFAULT_BACKOFF_RESET_S);
+    assert_int_equal(c.backoff_max_s, XPB_CONFIG_DEFAULT_BACKOFF_MAX_S);
     xpb_config_clear(&c);
-    assert_int_equal(xpb_config_parse_string(&c,
-                                             "metrics = { max_connections = 4; idle_timeout_s = 2; };\n"
-                                             "limits = { backoff_reset_s = 300; };",
-                                             "l.conf", err, sizeof err),
-                     0);
+    assert_int_equal(
+        xpb_config_parse_string(&c,
+                                "metrics = { max_connections = 4; idle_timeout_s = 2; };\n"
+                                "limits = { backoff_reset_s = 300; backoff_max_s = 8; };",
+                                "l.conf", err, sizeof err),
+        0);
     assert_int_equal(c.metrics_max_connections, 4);
     assert_int_equal(c.metrics_idle_timeout_s, 2);
     assert_int_equal(c.backoff_reset_s, 300);
+    assert_int_equal(c.backoff_max_s, 8);
     xpb_config_clear(&c);
 }
 

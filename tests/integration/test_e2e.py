@@ -52,8 +52,15 @@ class Fixture:
             self.stack.append(self.srv.stop)
             self.srv.register('bot', 'bot-pw')
             self.srv.register('alice', 'alice-pw')
-            self.bridge = Bridge(env.scratch('bridge'), BOT, 'bot-pw', '127.0.0.1',
-                                 self.srv.ports['c2s'], env.pki().ca, rooms=rooms)
+            work = env.scratch('bridge')
+            conf = os.path.join(work, 'xpbridge.conf')
+            with open(conf, 'w') as f:
+                # A server restart ends with system-shutdown (RFC 6120 §4.9.3.20),
+                # after which the bridge waits half of backoff_max_s (60 s by
+                # default) before it reconnects: 2 s here.
+                f.write('limits = { backoff_max_s = 4; };\n')
+            self.bridge = Bridge(work, BOT, 'bot-pw', '127.0.0.1', self.srv.ports['c2s'],
+                                 env.pki().ca, rooms=rooms, extra=('--config', conf))
             self.tail = self.bridge.tail()  # before the bridge: it sees the session start
             self.stack.append(self.tail.stop)
             self.bot_jid = self.bridge.start()

@@ -22,6 +22,7 @@
 #define XPB_CONFIG_DEFAULT_MAM_TIMEOUT_MS 30000u   /* one page's query */
 #define XPB_CONFIG_MAX_MAM_TIMEOUT_MS 600000u      /* as an iq request's longest timeout */
 #define XPB_CONFIG_DEFAULT_BACKOFF_RESET_S 60u /* online this long -> the backoff starts over */
+#define XPB_CONFIG_DEFAULT_BACKOFF_MAX_S 60u   /* the longest wait between reconnects */
 #define XPB_CONFIG_MAX_FILE_BYTES (16u * 1024u * 1024u) /* a bigger config file is refused */
 
 enum { XPB_CFG_LOG_DEBUG = 0, XPB_CFG_LOG_INFO, XPB_CFG_LOG_WARN, XPB_CFG_LOG_ERROR };
@@ -90,6 +91,7 @@ typedef struct xpb_config {
     unsigned metrics_max_connections; /* metrics.max_connections */
     unsigned metrics_idle_timeout_s;  /* metrics.idle_timeout_s */
     unsigned backoff_reset_s;         /* limits.backoff_reset_s */
+    unsigned backoff_max_s;           /* limits.backoff_max_s */
     unsigned connect_rate;            /* limits.connect_rate: new connections/s, 0 no limit */
     unsigned queue_max;
     size_t max_stanza_bytes;

@@ -49,6 +49,18 @@ assert m["events_missing_by_seq"] == 0, "events missing by seq"
 assert len(d["each_run"]) == 1 and isinstance(d["goals"], dict)
 PY
 
+# --busy: the first flood split over several accounts, all of it delivered.
+if ! timeout 120 "$load" --xpbridge "$bridge" "${tiny[@]}" --busy 3 --no-peer --json >"$out" 2>"$err"; then
+    cat "$err" >&2
+    echo "FAIL: xpb-load --busy 3 did not complete" >&2
+    exit 1
+fi
+/usr/bin/python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["busy"] == 3 and d["median"]["inbound_1_account_per_s"] > 0, d' "$out"
+if "$load" --busy 400 --messages 300 >/dev/null 2>&1; then
+    echo "FAIL: --busy above its bound was accepted" >&2
+    exit 1
+fi
+
 # A "bridge" that exits at once delivers nothing: the tool must say so and fail.
 if timeout 60 "$load" --xpbridge /bin/true "${tiny[@]}" --no-peer >/dev/null 2>"$err"; then
     echo "FAIL: xpb-load succeeded with a bridge that delivers nothing" >&2

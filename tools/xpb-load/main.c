@@ -20,6 +20,7 @@
 #define LOAD_MAX_RUNS 64u
 /* The busy account plus M idle ones, within the bridge's own limit. */
 #define LOAD_MAX_IDLE (XPB_CONFIG_MAX_ACCOUNTS - 1u)
+#define LOAD_MAX_BUSY 64u /* the test server floods at most 64 sessions at once */
 #define LOAD_MAX_COUNT 100000000ull
 
 volatile int load_interrupted;
@@ -29,7 +30,7 @@ static const char usage_text[] =
     "    xpb-load - benchmark xpbridge under load, with libstrophe beside it\n"
     "\n"
     "SYNOPSIS\n"
-    "    xpb-load [--xpbridge PATH] [--messages N] [--sends N] [--idle M]\n"
+    "    xpb-load [--xpbridge PATH] [--messages N] [--sends N] [--idle M] [--busy K]\n"
     "             [--latency-count N] [--latency-rate R] [--runs N] [--no-sm]\n"
     "             [--no-peer] [--batch-max N] [--batch-flush-us US] [--state] [--seed N]\n"
     "             [--journal-ratio] [--keep] [--json]\n"
@@ -82,6 +83,12 @@ static const char usage_text[] =
     "    --sends N         send requests per outbound figure (default 20000)\n"
     "    --idle M          idle accounts beside the busy one (default 1000; at\n"
     "                      most 9999: the bridge takes 10,000 accounts)\n"
+    "    --busy K          the first inbound figure floods K accounts at once,\n"
+    "                      --messages in all, split evenly (default 1; at most\n"
+    "                      64): the bridge's figure for many busy sessions, the\n"
+    "                      one a bridge with several loops spreads over cores.\n"
+    "                      The figure is then not compared with libstrophe's\n"
+    "                      (one session), nor the idle figure with it\n"
     "    --latency-count N stamped messages for the latency figure (default 20000)\n"
     "    --latency-rate R  their rate per second (default: half the inbound\n"
     "                      figure of the same run)\n"
@@ -129,13 +136,15 @@ enum {
     O_KEEP,
     O_JSON,
     O_STATE,
-    O_JRATIO
+    O_JRATIO,
+    O_BUSY
 };
 
 static const struct option long_opts[] = {{"xpbridge", required_argument, 0, O_XPB},
                                           {"messages", required_argument, 0, O_MSG},
                                           {"sends", required_argument, 0, O_SENDS},
                                           {"idle", required_argument, 0, O_IDLE},
+                                          {"busy", required_argument, 0, O_BUSY},
                                           {"latency-count", required_argument, 0, O_LATN},
                                           {"latency-rate", required_argument, 0, O_LATR},
                                           {"runs", required_argument, 0, O_RUNS},
@@ -180,6 +189,7 @@ static int set_num(cli *c, int opt, const char *arg)
 {
     unsigned long long v;
     unsigned long long max = opt == O_IDLE                      ? LOAD_MAX_IDLE
+                             : opt == O_BUSY                    ? LOAD_MAX_BUSY
                              : opt == O_RUNS                    ? LOAD_MAX_RUNS
                              : opt == O_BMAX || opt == O_BFLUSH ? 100000000u
                                                                 : LOAD_MAX_COUNT;
@@ -198,6 +208,9 @@ static int set_num(cli *c, int opt, const char *arg)
         break;
     case O_IDLE:
         c->o.idle = (unsigned)v;
+        break;
+    case O_BUSY:
+        c->o.busy = (unsigned)v;
         break;
     case O_LATN:
         c->o.latency_count = v;
@@ -228,6 +241,7 @@ static int parse_args(int argc, char **argv, cli *c)
     c->o = (load_opts){.messages = 100000,
                        .sends = 20000,
                        .idle = 1000,
+                       .busy = 1,
                        .latency_count = 20000,
                        .runs = 3,
                        .sm = 1,
@@ -256,7 +270,11 @@ static int parse_args(int argc, char **argv, cli *c)
         }
         if (rc) return rc;
     }
-    return optind < argc ? usage_error("unexpected argument", argv[optind]) : 0;
+    if (optind < argc) return usage_error("unexpected argument", argv[optind]);
+    if (c->o.busy > c->o.messages) return usage_error("--busy is more than --messages", NULL);
+    if (c->o.busy > c->o.idle + 1)
+        return usage_error("--busy is more than the 1 + --idle accounts of the idle figure", NULL);
+    return 0;
 }
 
 /* ../bridge/xpbridge beside this program's directory (the build tree). */

@@ -126,17 +126,28 @@ static double self_cpu_s(void)
            (double)u.ru_stime.tv_sec + (double)u.ru_stime.tv_usec / 1e6;
 }
 
-/* gen_pct: this program's own CPU meanwhile (NULL: not wanted). On 2 cores
- * it bounds what a bridge on both could reach (docs/benchmarks.md). */
-static double inbound(ctx *c, double *cpu_pct, double *gen_pct)
+/* The --messages flood, split over accounts load0 .. load<busy-1>, from the
+ * first byte sent to any to the last event. gen_pct: this program's own CPU
+ * meanwhile (NULL: not wanted); on 2 cores it bounds what a bridge on both
+ * could reach (docs/benchmarks.md). */
+static double inbound(ctx *c, unsigned busy, double *cpu_pct, double *gen_pct)
 {
-    uint64_t n = c->o->messages, tf = 0, tl = 0;
+    uint64_t n = c->o->messages, tf = 0;
+    char user[32];
     lsub_reset(c->sub);
     double c0 = lbridge_cpu_s(&c->b), g0 = self_cpu_s();
-    if (lsrv_flood(c->srv, BUSY, n)) return -1;
+    for (unsigned i = 0; i < busy; i++) {
+        load_account(i, user, sizeof(user));
+        if (lsrv_flood(c->srv, user, n / busy + (i < n % busy))) return -1;
+    }
     uint64_t got = wait_for(c, sub_messages, c->sub, n, STALL_NS, NULL);
     double c1 = lbridge_cpu_s(&c->b), g1 = self_cpu_s();
-    lsrv_sent(c->srv, BUSY, &tf, &tl);
+    for (unsigned i = 0; i < busy; i++) {
+        uint64_t f = 0, l = 0;
+        load_account(i, user, sizeof(user));
+        lsrv_sent(c->srv, user, &f, &l);
+        if (f && (!tf || f < tf)) tf = f;
+    }
     uint64_t last = lsub_last_ns(c->sub);
     if (short_of(c, "inbound messages published", got, n) || !tf || last <= tf) return -1;
     double secs = (double)(last - tf) / 1e9;
@@ -191,12 +202,12 @@ static void outbound(ctx *c, unsigned k, unsigned batch, load_fig rate, load_fig
 
 static void single_account(ctx *c, unsigned run, load_run *r)
 {
-    if (bring_up(c, "one", run, 1, NULL)) {
+    if (bring_up(c, "one", run, c->o->busy, NULL)) {
         c->failed = 1;
         return;
     }
     r->v[F_RSS1] = (double)lbridge_rss_kib(&c->b);
-    r->v[F_IN1] = inbound(c, &r->v[F_IN1_CPU], &r->v[F_IN1_GEN_CPU]);
+    r->v[F_IN1] = inbound(c, c->o->busy, &r->v[F_IN1_CPU], &r->v[F_IN1_GEN_CPU]);
     double rate = c->o->latency_rate > 0 ? c->o->latency_rate : r->v[F_IN1] / 2;
     latency(c, rate, r);
     uint64_t d0 = lsub_deliveries(c->sub);
@@ -218,7 +229,7 @@ static void journal_pair(ctx *c, unsigned run, load_run *r)
             c->failed = 1;
             break;
         }
-        r->v[c->state ? F_IN_JOURNAL_ON : F_IN_JOURNAL_OFF] = inbound(c, NULL, NULL);
+        r->v[c->state ? F_IN_JOURNAL_ON : F_IN_JOURNAL_OFF] = inbound(c, 1, NULL, NULL);
         tear_down(c, r);
     }
     c->state = c->o->state;
@@ -237,11 +248,12 @@ static void many_accounts(ctx *c, unsigned run, load_run *r)
      * and the bridge gives the freed pages back 250 ms later. */
     usleep(3000000);
     r->v[F_RSSM] = (double)lbridge_rss_kib(&c->b);
-    if (r->v[F_RSS1] > 0 && r->v[F_RSSM] > 0 && c->o->idle)
-        r->v[F_MEM] = (r->v[F_RSSM] - r->v[F_RSS1]) / c->o->idle;
+    /* RSS1 is of --busy accounts: the sessions beyond those are the idle ones */
+    if (r->v[F_RSS1] > 0 && r->v[F_RSSM] > 0 && c->o->idle + 1 > c->o->busy)
+        r->v[F_MEM] = (r->v[F_RSSM] - r->v[F_RSS1]) / (double)(c->o->idle + 1 - c->o->busy);
     r->v[F_SCRAPE] = lbridge_scrape_ms(&c->b, &bytes);
     if (r->v[F_SCRAPE] < 0) short_of(c, "/metrics scrapes answered", 0, 1);
-    r->v[F_IN_IDLE] = inbound(c, NULL, NULL);
+    r->v[F_IN_IDLE] = inbound(c, 1, NULL, NULL);
 }
 
 static void with_peer(ctx *c, load_run *r)

@@ -36,7 +36,8 @@ need = ["inbound_1_account_per_s", "inbound_with_idle_per_s", "outbound_16_in_fl
         "latency_p99_us", "rss_1_account_kib", "rss_with_idle_kib", "accounts_online_s",
         "metrics_scrape_ms", "libstrophe_inbound_per_s", "libstrophe_outbound_per_s",
         "libstrophe_memory_per_idle_session_kib", "libstrophe_idle_online_s",
-        "latency_in_bridge_p50_us", "nng_pub_sub_alone_p50_us", "inbound_1_account_xpb_load_cpu_pct"]
+        "latency_in_bridge_p50_us", "nng_pub_sub_alone_p50_us", "inbound_1_account_xpb_load_cpu_pct",
+        "thread_wake_same_core_p50_us"]
 for k in need:
     v = m.get(k)
     assert isinstance(v, (int, float)) and not isinstance(v, bool), f"{k}: {v!r} is not a number"

@@ -118,6 +118,10 @@ const uint64_t *lsub_bridge_latencies(lsub *s, size_t *n);
  * second from a PUB to a SUB on ipc:// in dir, set up as the bridge's PUB
  * and this SUB are; arrival - send p50 and p99 in us. 0 or -1 (printed). */
 int lnng_floor(const char *dir, uint64_t n, double rate, double *p50_us, double *p99_us);
+/* One thread waking another through a pipe, p50 of half the round trip in
+ * us: on the same core, and on another (-1 with one core). Every hop of an
+ * event between threads (server, bridge, NNG, subscriber) pays one. */
+void lwake_floor(double *same_core_us, double *other_core_us);
 
 typedef struct lreq_result {
     uint64_t ok, queue_full, other_err;
@@ -179,6 +183,8 @@ typedef enum load_fig {
     F_NNG_P50, /* NNG PUB -> SUB alone, same rate and machine */
     F_NNG_P99,
     F_IN1_GEN_CPU, /* this program's CPU during the one-account flood */
+    F_WAKE_SAME,   /* a thread waking another on the same core, p50 us */
+    F_WAKE_OTHER,  /* on another core */
     F_MEM,
     F_RSS1,
     F_RSSM,

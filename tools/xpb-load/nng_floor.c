@@ -1,9 +1,11 @@
-/* NNG's own PUB -> SUB hop, for comparison with the bridge's: the same
- * transport (ipc://), queues and receive loop as the bridge's PUB and
- * xpb-load's SUB (bus.c), 8-byte messages carrying their send time, paced at
- * the latency figure's rate. What this measures no bridge can go below. */
+/* What a hop costs on this machine without a bridge: NNG's own PUB -> SUB
+ * hop (the same transport, ipc://, queues and receive loop as the bridge's
+ * PUB and xpb-load's SUB in bus.c; 8-byte messages carrying their send time,
+ * paced at the latency figure's rate), and one thread waking another through
+ * a pipe on the same core and on another core. No bridge goes below these. */
 #define _GNU_SOURCE
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -120,4 +122,80 @@ int lnng_floor(const char *dir, uint64_t n, double rate, double *p50_us, double 
     nng_close(pub);
     free(f.lat);
     return ok ? 0 : -1;
+}
+
+/* ---- a thread waking another ---------------------------------------------- */
+
+#define WAKE_ROUNDS 2000
+#define WAKE_GAP_US 300 /* the waker sleeps between rounds: the other thread sleeps too */
+
+typedef struct wake_pair {
+    int ping[2], pong[2];
+    int cpu;
+} wake_pair;
+
+static int pin_to(int cpu)
+{
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    return pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+}
+
+static void *wake_echo(void *arg)
+{
+    wake_pair *w = arg;
+    char b;
+    pin_to(w->cpu);
+    while (read(w->ping[0], &b, 1) == 1)
+        if (write(w->pong[1], &b, 1) != 1) break;
+    return NULL;
+}
+
+/* Half the round trip of one byte to a thread pinned to cpu and back, the
+ * caller pinned to CPU 0: p50 in us, or -1. */
+static double wake_p50(int cpu)
+{
+    wake_pair w = {.cpu = cpu};
+    uint64_t *lat = malloc(WAKE_ROUNDS * sizeof(*lat));
+    pthread_t th;
+    double p50 = -1;
+    if (!lat || pipe(w.ping) || pipe(w.pong)) {
+        free(lat);
+        return -1;
+    }
+    cpu_set_t before;
+    pthread_getaffinity_np(pthread_self(), sizeof(before), &before);
+    if (pin_to(0) == 0 && pthread_create(&th, NULL, wake_echo, &w) == 0) {
+        int n = 0;
+        char b = 1;
+        usleep(10000);
+        for (; n < WAKE_ROUNDS && !load_interrupted; n++) {
+            uint64_t t = load_now_ns();
+            if (write(w.ping[1], &b, 1) != 1 || read(w.pong[0], &b, 1) != 1) break;
+            lat[n] = (load_now_ns() - t) / 2;
+            usleep(WAKE_GAP_US);
+        }
+        close(w.ping[1]); /* the echo thread reads EOF and ends */
+        pthread_join(th, NULL);
+        if (n > 0) {
+            qsort(lat, (size_t)n, sizeof(*lat), cmp_u64);
+            p50 = (double)lat[n / 2] / 1e3;
+        }
+    } else {
+        close(w.ping[1]);
+    }
+    pthread_setaffinity_np(pthread_self(), sizeof(before), &before);
+    close(w.ping[0]);
+    close(w.pong[0]);
+    close(w.pong[1]);
+    free(lat);
+    return p50;
+}
+
+void lwake_floor(double *same_core_us, double *other_core_us)
+{
+    *same_core_us = wake_p50(0);
+    /* One core: no other to wake on. */
+    *other_core_us = sysconf(_SC_NPROCESSORS_ONLN) > 1 ? wake_p50(1) : -1;
 }

@@ -25,6 +25,8 @@ static const char *const keys[F_COUNT] = {
     [F_NNG_P50] = "nng_pub_sub_alone_p50_us",
     [F_NNG_P99] = "nng_pub_sub_alone_p99_us",
     [F_IN1_GEN_CPU] = "inbound_1_account_xpb_load_cpu_pct",
+    [F_WAKE_SAME] = "thread_wake_same_core_p50_us",
+    [F_WAKE_OTHER] = "thread_wake_other_core_p50_us",
     [F_MEM] = "memory_per_idle_session_kib",
     [F_RSS1] = "rss_1_account_kib",
     [F_RSSM] = "rss_with_idle_kib",
@@ -158,6 +160,9 @@ void load_report_text(const load_opts *o, const load_run *runs, unsigned n)
     row("  of which in the bridge, p99 us", m[F_LAT_BRIDGE_P99], -1, 1, "");
     row("  NNG PUB->SUB alone, same rate, p50 us", m[F_NNG_P50], -1, 1, "(no bridge goes below)");
     row("  NNG PUB->SUB alone, p99 us", m[F_NNG_P99], -1, 1, "");
+    row("  a thread waking one on the same core, p50 us", m[F_WAKE_SAME], -1, 1, "");
+    row("  a thread waking one on another core, p50 us", m[F_WAKE_OTHER], -1, 1,
+        "(each hop between threads)");
     row("memory per idle TLS session, KiB", m[F_MEM], m[F_PEER_MEM], 1, "<= 32 KiB");
     row("  bridge RSS KiB, 1 account", m[F_RSS1], -1, 0, "");
     snprintf(l, sizeof(l), "  bridge RSS KiB, %u accounts", o->idle + 1);

@@ -175,6 +175,7 @@ static void latency(ctx *c, double rate, load_run *r)
     }
     /* NNG alone at the same rate, right after, on the same machine. */
     lnng_floor(c->o->dir, n, rate, &r->v[F_NNG_P50], &r->v[F_NNG_P99]);
+    lwake_floor(&r->v[F_WAKE_SAME], &r->v[F_WAKE_OTHER]);
 }
 
 static void outbound(ctx *c, unsigned k, unsigned batch, load_fig rate, load_fig refused,

@@ -340,6 +340,7 @@ static void start_archive(struct catchup *c)
     c->synced = 0;
     d->ctr.catchup_runs++;
     char was[CATCHUP_STREAM_MAX] = "";
+    commit_pending(d); /* live markers still pending are newer than the stored one */
     int rc = d->state->marker_get(d, a->name, c->archive, text, sizeof text, was, sizeof was, err,
                                   sizeof err);
     if (rc < 0) {

@@ -70,7 +70,14 @@ others_log=$(mktemp)
 setsid -w nice -n 19 bash -c "set -euo pipefail; top='$top'; t0=$t0; jobs=$jobs; SECONDS=$SECONDS
 $(declare -f step others); others" >"$others_log" 2>&1 &
 others_pid=$!
-trap 'kill -- -$others_pid 2>/dev/null || true; rm -f "$others_log"' EXIT
+stop_others() {
+    if kill -- -"$others_pid" 2>/dev/null; then
+        echo "test.sh: stopped the checks beside the release tests; their output so far:" >&2
+        tail -n 20 "$others_log" >&2
+    fi
+    rm -f "$others_log"
+}
+trap stop_others EXIT
 
 step "release tests (packages, ASan, fuzzing and cppcheck run beside them: pid $others_pid)"
 ctest --test-dir build/release --output-on-failure -j "$jobs"

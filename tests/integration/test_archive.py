@@ -467,7 +467,12 @@ class ArchivePipeline(unittest.TestCase):
         arch.start()
         tail = b.tail('--kind', 'delivery', '--json')
         self.addCleanup(tail.stop)
-        time.sleep(1)
+        # In the room before the groupchat goes out: catch-up looks at a room
+        # once our self-presence (XEP-0045 110) says the join is complete. A
+        # fixed second was not always enough on a loaded machine: the room
+        # refused the message (not an occupant) and no reflection came.
+        b.wait_log(f'catch-up {ROOM} of {BOT}', 30)
+        time.sleep(0.5)  # the tail and the archiver subscribed
         b.ctl('send', '--account', BOT, '--to', f'alice@{DOMAIN}', '--id', 'own-1',
               'own message one')
         b.ctl('send', '--account', BOT, '--to', ROOM, '--type', 'groupchat', '--id', 'own-2',
@@ -480,8 +485,10 @@ class ArchivePipeline(unittest.TestCase):
         got = wait_rows(db, 2, 20, where="kind = 0 AND body LIKE 'own %'")
         # The room's message has two copies, our ACKED delivery and the room's
         # reflection, in either order: the row is whole once both are merged.
-        wait_rows(db, 1, 20, where="kind = 0 AND body = 'own room message' AND "
-                                   f"direction = 1 AND sender = '{BOT_NICK}'")
+        merged = wait_rows(db, 1, 20, where="kind = 0 AND body = 'own room message' AND "
+                                            f"direction = 1 AND sender = '{BOT_NICK}'")
+        self.assertTrue(merged, f'the reflection was not merged: {rows(db, "kind = 0")}\n'
+                                f'{b.log_tail()}')
         got = rows(db, "kind = 0 AND body LIKE 'own %'")
         by_body = {r['body']: r for r in got}
         one = by_body['own message one']

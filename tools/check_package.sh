@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Checks xpbridge as shipped (issue "Ship it like a real Debian service"):
 #  1. builds the .deb packages and runs lintian (tools/build_deb.sh);
-#  2. installs the release build into a DESTDIR and runs the installed
+#  2. unpacks those packages into one directory and runs the installed
 #     xpbridge --version and xpbctl --help;
 #  3. builds a ten-line C program against the installed codec, with
 #     pkg-config and with find_package(xpbridge), and runs it;
 #  4. checks the systemd unit with systemd-analyze verify;
 #  5. checks the Prometheus alert rules with promtool.
-#   bash tools/check_package.sh      (run by tools/test.sh; about 3 minutes on 2 cores)
+#   bash tools/check_package.sh      (run by tools/test.sh; about 2 minutes on 2 cores)
 set -euo pipefail
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 work=$(mktemp -d)
@@ -17,21 +17,22 @@ step() { printf -- '-- %s\n' "$*"; }
 step "Debian packages + lintian"
 bash "$top/tools/build_deb.sh" "$top/build/deb"
 
-step "install into a DESTDIR"
+step "the packages' files, unpacked"
 dest=$work/root
-# The prefix is a configure-time setting (it decides /etc vs /usr/etc), so the
-# tree is configured for /usr the way the package is.
-cmake -S "$top" -B "$work/b" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_INSTALL_PREFIX=/usr \
-    -DBUILD_TESTING=OFF -DXPB_LTO=ON >/dev/null
-cmake --build "$work/b" -j "$(nproc 2>/dev/null || echo 2)" >/dev/null
-DESTDIR=$dest cmake --install "$work/b" >/dev/null
+# What ships: the .deb files just built, unpacked into one tree (a second
+# build and install of the source would test the build, not the packages).
+for deb in "$top"/build/deb/*.deb; do
+    case $deb in *-dbgsym_*) continue ;; esac
+    dpkg-deb -x "$deb" "$dest"
+done
 for f in usr/sbin/xpbridge usr/bin/xpbctl usr/bin/xpb-archive usr/bin/xpb-gen usr/bin/xpb-bench \
     etc/xpbridge/xpbridge.conf usr/share/man/man8/xpbridge.8 usr/share/man/man5/xpbridge.conf.5 \
     usr/share/man/man1/xpbctl.1 usr/share/man/man1/xpb-archive.1 \
     usr/share/xpbridge/proto/xpb/v1/bus.proto \
     lib/systemd/system/xpbridge.service usr/include/xpbridge/xpb_stanza.h \
     usr/share/bash-completion/completions/xpbctl; do
-    [ -e "$dest/$f" ] || { echo "not installed: /$f" >&2; exit 1; }
+    # dh_compress gzips man pages in the package
+    [ -e "$dest/$f" ] || [ -e "$dest/$f.gz" ] || { echo "not installed: /$f" >&2; exit 1; }
 done
 "$dest/usr/sbin/xpbridge" --version
 "$dest/usr/bin/xpbctl" --help | head -n 2

@@ -130,6 +130,8 @@ struct handle_ent *track_handle(struct account *a, uint64_t h, const char *reque
     e->handle = h;
     e->request_id = xstrdup(request_id);
     e->stanza_id = xstrdup(sid);
+    if (!a->h_head) a->h_unordered = 0; /* a new list starts ordered */
+    else if (h <= a->h_tail->handle) a->h_unordered = 1;
     if (a->h_tail) a->h_tail->next = e;
     else a->h_head = e;
     a->h_tail = e;
@@ -144,25 +146,44 @@ void free_handle(struct handle_ent *e)
     free(e);
 }
 
+/* A session numbers its stanzas upwards, so the list is normally ordered by
+ * handle; then a handle past the tail is not tracked (yet): the report of
+ * the stanza xpb_session_send is writing, which used to walk the whole list
+ * of unacknowledged ones, once per send. */
+static int beyond_tail(const struct account *a, uint64_t h)
+{
+    return !a->h_tail || (!a->h_unordered && h > a->h_tail->handle);
+}
+
 /* SENT reports come in send order, for the stanza after the one the last
  * search found, which may be thousands of unacknowledged entries from the
  * head: the search starts at that one (h_find), then tries the part before
- * it, so an out-of-order report is still found. */
+ * it, so an out-of-order report is still found. In an ordered list each
+ * walk also stops at the first larger handle. */
 struct handle_ent *find_handle(struct account *a, uint64_t h)
 {
+    if (beyond_tail(a, h)) return NULL;
     struct handle_ent *start = a->h_find && a->h_find->handle <= h ? a->h_find : NULL;
-    for (struct handle_ent *e = start ? start : a->h_head; e; e = e->next)
+    for (struct handle_ent *e = start ? start : a->h_head; e; e = e->next) {
         if (e->handle == h) return a->h_find = e;
-    for (struct handle_ent *e = a->h_head; start && e != start; e = e->next)
+        if (e->handle > h && !a->h_unordered) return NULL;
+    }
+    for (struct handle_ent *e = a->h_head; start && e != start; e = e->next) {
         if (e->handle == h) return a->h_find = e;
+        if (e->handle > h && !a->h_unordered) return NULL;
+    }
     return NULL;
 }
 
 struct handle_ent *take_handle(struct account *a, uint64_t h)
 {
+    if (beyond_tail(a, h)) return NULL;
     struct handle_ent *prev = NULL;
     for (struct handle_ent *e = a->h_head; e; prev = e, e = e->next) {
-        if (e->handle != h) continue;
+        if (e->handle != h) {
+            if (e->handle > h && !a->h_unordered) return NULL;
+            continue;
+        }
         if (prev) prev->next = e->next;
         else a->h_head = e->next;
         if (a->h_tail == e) a->h_tail = prev;

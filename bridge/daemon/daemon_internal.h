@@ -36,7 +36,8 @@ typedef Xpb__V1__SessionState__State pub_state;
 enum iq_kind { IQ_USER, IQ_ROSTER, IQ_SELFPING, IQ_CATCHUP };
 
 /* A sent stanza whose outcome a Delivery event reports. Outcomes arrive in
- * send order, so the FIFO is searched from its head. */
+ * send order and handles grow, so the FIFO is searched from its head (or
+ * from where the last search ended) and stops at a larger handle. */
 struct handle_ent {
     struct handle_ent *next;
     uint64_t handle;
@@ -95,6 +96,7 @@ struct account {
     char *full_jid;
     struct handle_ent *h_head, *h_tail;
     struct handle_ent *h_find; /* where find_handle last found one (or NULL) */
+    int h_unordered; /* a handle was tracked after a larger one (a new session) */
     /* An outcome the session reported inside xpb_session_send, before the
      * handle was tracked (without XEP-0198 a written stanza is acked at
      * once): kept here and published as soon as send_for tracks it. */

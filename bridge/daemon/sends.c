@@ -14,13 +14,13 @@
 #include <time.h>
 
 #include "daemon_internal.h"
+#include "xpb_arena.h"
 #include "xpb_bus_kv.h" /* xpb_kv_now_ms: the clock of the KV retries */
 #include "xpb_error.h"
 #include "xpb_jid.h"
 
 /* ---- ids ------------------------------------------------------------------------- */
 
-/* Unique across restarts without any state: 64 random bits and a counter. */
 /* An account's kept sends, and the daemon's sum of them (read by /metrics
  * and status without a walk over the accounts). */
 static void outbox_add(struct account *a)
@@ -36,13 +36,43 @@ static void outbox_sub(struct account *a)
     a->d->outbox_total--;
 }
 
+/* 64 random bits per id, read from the kernel 32 ids at a time: a
+ * getrandom call per id was a tenth of accepting a send. */
+static uint64_t random64(void)
+{
+    static uint64_t pool[32];
+    static size_t left;
+    if (!left) {
+        if (getrandom(pool, sizeof pool, GRND_NONBLOCK) != (ssize_t)sizeof pool) {
+            uint64_t seed = (uint64_t)time(NULL) ^ ((uint64_t)clock() << 32);
+            for (size_t i = 0; i < 32; i++) { /* no entropy yet (early boot): spread it */
+                seed += 0x9e3779b97f4a7c15u;
+                pool[i] = seed ^ (seed >> 31);
+            }
+        }
+        left = 32;
+    }
+    return pool[--left];
+}
+
+/* Unique across restarts without any state: 64 random bits and a counter,
+ * "xpb-<16 hex>-<counter>" (written without printf: this is per send). */
 static void make_id(char *buf, size_t len)
 {
     static uint64_t counter;
-    uint64_t r = 0;
-    if (getrandom(&r, sizeof r, GRND_NONBLOCK) != (ssize_t)sizeof r)
-        r = (uint64_t)time(NULL) ^ ((uint64_t)clock() << 32);
-    snprintf(buf, len, "xpb-%016" PRIx64 "-%" PRIu64, r, ++counter);
+    static const char hex[] = "0123456789abcdef";
+    char tmp[4 + 16 + 1 + 20 + 1], dec[20];
+    uint64_t r = random64(), n = ++counter;
+    size_t k = 4, d = 0;
+    memcpy(tmp, "xpb-", 4);
+    for (int shift = 60; shift >= 0; shift -= 4) tmp[k++] = hex[(r >> shift) & 15u];
+    tmp[k++] = '-';
+    do dec[d++] = (char)('0' + n % 10); while ((n /= 10) != 0);
+    while (d) tmp[k++] = dec[--d];
+    if (!len) return;
+    if (k >= len) k = len - 1;
+    memcpy(buf, tmp, k);
+    buf[k] = '\0';
 }
 
 /* The bare JID of jid, normalised (RFC 7622); NULL when it is not a JID. */
@@ -82,8 +112,13 @@ static xpb_stanza *acked_stanza(struct account *a, const struct handle_ent *e)
     xpb_daemon *d = a->d;
     xpb_stanza *st = NULL;
     xpb_arena_reset(d->arena);
-    if (xpb_stanza_unpack(d->arena, e->record, e->record_len, &d->limits, &st, NULL, 0) != 0)
-        return NULL;
+    /* Bytes this process packed (sends_accept) from a record that passed
+     * xpb_stanza_check: no depth walk and no second check (xpb_stanza_unpack
+     * does both, for bytes from outside: the store, the bus). */
+    st = (xpb_stanza *)protobuf_c_message_unpack(&xpb__v1__stanza__descriptor,
+                                                 xpb_arena_pb_allocator(d->arena), e->record_len,
+                                                 e->record);
+    if (!st) return NULL;
     if (!st->from && !st->has_from_ref && a->full_jid) st->from = a->full_jid;
     return st;
 }
@@ -344,7 +379,7 @@ int sends_send_kept(struct account *a, struct send_prep *p, const char *request_
     uint64_t h = 0;
     a->in_send = 1;
     a->early_set = a->early_sent = 0;
-    if (!rc) rc = s ? xpb_session_send(s, st, &h) : XPB_ENOTCONN;
+    if (!rc) rc = s ? xpb_session_send_checked(s, st, &h) : XPB_ENOTCONN; /* unpack checked */
     a->in_send = 0;
     if (rc) {
         sends_abort(a, p);
@@ -833,7 +868,7 @@ static void resend_one(struct account *a, const struct kept *k)
     uint64_t h = 0;
     a->in_send = 1;
     a->early_set = a->early_sent = 0;
-    if (rc == 0) rc = s ? xpb_session_send(s, st, &h) : XPB_ENOTCONN;
+    if (rc == 0) rc = s ? xpb_session_send_checked(s, st, &h) : XPB_ENOTCONN; /* unpack checked */
     a->in_send = 0;
     if (rc != 0) { /* left in the outbox: the next start tries again */
         xpb_log(XPB_LOG_WARN, "session %s: outbox item %" PRIu64 " not sent again: %s",

@@ -44,7 +44,8 @@ struct handle_ent {
     char *request_id, *stanza_id;
     uint64_t outbox_id;    /* its row in the store's outbox; 0: not kept */
     int resent;            /* sent again after a restart (Delivery.resent) */
-    uint8_t *record;       /* a message: its packed record, for ACKED's Delivery.stanza */
+    uint8_t *record;       /* a message: its packed record, for ACKED's Delivery.stanza
+                            * (in the entry's own block, like the two ids) */
     size_t record_len;
     int received;          /* its XEP-0184 receipt came before the server's ack */
 };
@@ -240,6 +241,10 @@ xpb_session *session_of(struct account *a);
 void expand_id_uuid(xpb_stanza *st, char buf[37]);
 struct handle_ent *track_handle(struct account *a, uint64_t h, const char *request_id,
                                 const char *sid);
+/* The same with a copy of the packed record (ACKED's Delivery.stanza); the
+ * entry, its ids and its record are one block that free_handle frees. */
+struct handle_ent *track_handle_record(struct account *a, uint64_t h, const char *request_id,
+                                       const char *sid, const uint8_t *record, size_t record_len);
 struct handle_ent *take_handle(struct account *a, uint64_t h);
 struct handle_ent *find_handle(struct account *a, uint64_t h);
 void free_handle(struct handle_ent *e);

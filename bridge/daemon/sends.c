@@ -729,15 +729,13 @@ void sends_abort(struct account *a, struct send_prep *p)
 static struct handle_ent *track(struct account *a, uint64_t h, const char *request_id,
                                 const char *sid, int kind, struct send_prep *p, int resent)
 {
-    struct handle_ent *e = track_handle(a, h, request_id, sid);
+    int keep = p && kind == XPB__V1__KIND__KIND_MESSAGE && p->record.len;
+    struct handle_ent *e =
+        track_handle_record(a, h, request_id, sid, keep ? (const uint8_t *)p->record.data : NULL,
+                            keep ? p->record.len : 0);
     if (!e) return NULL;
     e->outbox_id = p ? p->outbox_id : 0;
     e->resent = resent;
-    if (p && kind == XPB__V1__KIND__KIND_MESSAGE && p->record.len &&
-        (e->record = malloc(p->record.len))) {
-        memcpy(e->record, p->record.data, p->record.len);
-        e->record_len = p->record.len;
-    }
     return e;
 }
 

@@ -9,8 +9,9 @@
  *   catchup.c   catch-up from the server's archive (XEP-0313) after a fresh bind
  *   status.c    the list and status requests
  *   sm_keep.c   the XEP-0198 state kept through the state back end
- *   sends.c     durable sends: the outbox, ids, Delivery states, XEP-0184
- *               receipts
+ *   sends.c     durable sends: ids, the outbox, the group commit, resends
+ *   delivery.c  the Delivery events of sent stanzas (tracked by handle),
+ *               XEP-0184 receipts
  *   state.c     the state directory; the local state back end (SQLite)
  *   state_nats.c the NATS state back end (KV buckets xpb_sm, xpb_outbox)
  *   marks_nats.c its MAM markers and seen stanza-ids (KV bucket xpb_marks)
@@ -365,8 +366,21 @@ void sends_abort(struct account *a, struct send_prep *p);
 void sends_track(struct account *a, uint64_t h, const char *request_id, const xpb_stanza *st,
                  struct send_prep *p);
 void sends_prep_free(struct send_prep *p);
+/* Its outbox row (id; 0: none) is no longer needed: removed, in the turn's
+ * batch where there is one. */
+void sends_outbox_forget(struct account *a, uint64_t id);
+
+/* ---- delivery.c ---------------------------------------------------------------- */
 /* Session events: SENT, ACKED, FAILED (Delivery), SM (state kept). */
 void publish_delivery(struct account *a, const xpb_session_event *sev);
+/* The session took the stanza sid (kind) as handle h: tracked with p's
+ * outbox id and, for a message, its packed record; NULL when out of memory. */
+struct handle_ent *delivery_track(struct account *a, uint64_t h, const char *request_id,
+                                  const char *sid, int kind, struct send_prep *p, int resent);
+/* QUEUED, then what the session reported inside xpb_session_send. */
+void delivery_after_send(struct account *a, uint64_t h, const struct handle_ent *e);
+/* A message sent with SendStanza.receipt: wait for its addressee's receipt. */
+void delivery_want_receipt(struct account *a, const char *id, const char *to, const char *rid);
 void sends_on_sm(struct account *a);
 /* A stanza was received: its h is kept within XPB_DAEMON_SM_SAVE_MS. */
 void sends_on_inbound(struct account *a);

@@ -247,7 +247,8 @@ static void on_request(void *front, xpb_bus_token *tok, const uint8_t *data, siz
     Xpb__V1__Request *r = NULL;
     /* Unpacked into an arena of its own (a SendBatch's fields are hundreds
      * of small allocations); blocks sized to the request, up to 1 MiB. */
-    size_t block = len > XPB_BUS_REQUEST_ARENA_MAX / 8 ? XPB_BUS_REQUEST_ARENA_MAX : len * 8;
+    size_t block = len > XPB_BUS_REQUEST_ARENA_BLOCK_MAX / 8 ? XPB_BUS_REQUEST_ARENA_BLOCK_MAX
+                                                             : len * 8;
     xpb_arena *ar = xpb_arena_new(block < 16384 ? 16384 : block);
     int rc = ar ? xpb_bus_decode_request_in(ar, data, len, b->cfg.max_request_bytes,
                                             b->cfg.max_string, &r, id, &has_id, &code, text,

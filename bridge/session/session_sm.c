@@ -28,7 +28,7 @@ static void item_release(xpb_session *s, size_t i)
  * of the array when acks left at least half of it free, else it grows. */
 static int items_reserve(xpb_session *s)
 {
-    size_t head = (size_t)(s->items - s->items_base);
+    size_t head = s->items_base ? (size_t)(s->items - s->items_base) : 0;
     if (head + s->n_items < s->cap_items) return 0;
     if (head > 0 && head >= s->cap_items / 2) {
         memmove(s->items_base, s->items, s->n_items * sizeof *s->items);

@@ -16,6 +16,7 @@
 #include "bus_internal.h"
 #include "xpb_bus_journal.h"
 #include "xpb_bus_backend.h"
+#include "xpb_arena.h"
 #include "xpb_error.h"
 #include "xpb_loop.h"
 
@@ -28,7 +29,8 @@ struct xpb_bus_request {
     xpb_bus *bus;
     xpb_bus_token *tok;
     enum req_state state;
-    Xpb__V1__Request *req;         /* HANDLER: unpacked */
+    Xpb__V1__Request *req;         /* HANDLER: unpacked (in arena, when not NULL) */
+    xpb_arena *arena;              /* HANDLER: where req lives; NULL: malloc'd */
     xpb_bus_dd_entry *entry;       /* HANDLER or WAITING */
     struct xpb_bus_request *wnext; /* WAITING: the next resend; FREE: the free list */
     char id[XPB_BUS_MAX_REQUEST_ID + 1];
@@ -156,6 +158,7 @@ static xpb_bus_request *req_take(xpb_bus *b, xpb_bus_token *tok, const char *id,
     s->wnext = NULL;
     s->entry = NULL;
     s->req = NULL;
+    s->arena = NULL;
     memcpy(s->id, id, strlen(id) + 1);
     s->control = control;
     b->st.inflight++;
@@ -175,14 +178,22 @@ static void req_release(xpb_bus *b, xpb_bus_request *s)
     b->free_reqs = s;
 }
 
+/* A decoded request goes: its arena, or (none could be made) its mallocs. */
+static void request_free(Xpb__V1__Request *r, xpb_arena *ar)
+{
+    if (ar) xpb_arena_free(ar);
+    else if (r) xpb__v1__request__free_unpacked(r, NULL);
+}
+
 /* A valid request: cached answer, join the in-flight one, busy, or handler. */
-static void dispatch(xpb_bus *b, xpb_bus_token *tok, const char *id, Xpb__V1__Request *r)
+static void dispatch(xpb_bus *b, xpb_bus_token *tok, const char *id, Xpb__V1__Request *r,
+                     xpb_arena *ar)
 {
     xpb_bus_dd_entry *e = xpb_bus_dd_find(&b->dd, id);
     if (e != NULL && e->owner == NULL) {
         b->st.dedupe_hits++;
         xpb_bus_dd_touch(&b->dd, e);
-        xpb__v1__request__free_unpacked(r, NULL);
+        request_free(r, ar);
         send_bytes(b, tok, e->resp, e->resp_len);
         return;
     }
@@ -191,13 +202,13 @@ static void dispatch(xpb_bus *b, xpb_bus_token *tok, const char *id, Xpb__V1__Re
     char text[128] = "no request slot free";
     if (over_limit(b, control, text, sizeof text) || b->free_reqs == NULL) {
         b->st.busy++;
-        xpb__v1__request__free_unpacked(r, NULL);
+        request_free(r, ar);
         answer_error(b, tok, id, XPB__V1__ERROR_CODE__ERR_BUSY, text);
         return;
     }
     if (e != NULL) {
         b->st.dedupe_hits++;
-        xpb__v1__request__free_unpacked(r, NULL);
+        request_free(r, ar);
         xpb_bus_request *s = req_take(b, tok, id, control);
         s->state = REQ_WAITING;
         s->entry = e;
@@ -207,7 +218,7 @@ static void dispatch(xpb_bus *b, xpb_bus_token *tok, const char *id, Xpb__V1__Re
     }
     e = xpb_bus_dd_add(&b->dd, id);
     if (e == NULL) {
-        xpb__v1__request__free_unpacked(r, NULL);
+        request_free(r, ar);
         answer_error(b, tok, id, XPB__V1__ERROR_CODE__ERR_INTERNAL, "out of memory");
         return;
     }
@@ -215,6 +226,7 @@ static void dispatch(xpb_bus *b, xpb_bus_token *tok, const char *id, Xpb__V1__Re
     e->owner = s;
     s->entry = e;
     s->req = r;
+    s->arena = ar;
     s->state = REQ_HANDLER;
     b->handler(b->ud, s, r);
 }
@@ -233,12 +245,21 @@ static void on_request(void *front, xpb_bus_token *tok, const uint8_t *data, siz
     Xpb__V1__ErrorCode code = XPB__V1__ERROR_CODE__ERR_BAD_REQUEST;
     b->st.requests++;
     Xpb__V1__Request *r = NULL;
-    int rc = xpb_bus_decode_request(data, len, b->cfg.max_request_bytes, b->cfg.max_string, &r, id,
-                                    &has_id, &code, text, sizeof text);
+    /* Unpacked into an arena of its own (a SendBatch's fields are hundreds
+     * of small allocations); blocks sized to the request, up to 1 MiB. */
+    size_t block = len > XPB_BUS_REQUEST_ARENA_BLOCK_MAX / 8 ? XPB_BUS_REQUEST_ARENA_BLOCK_MAX
+                                                             : len * 8;
+    xpb_arena *ar = xpb_arena_new(block < 16384 ? 16384 : block);
+    int rc = ar ? xpb_bus_decode_request_in(ar, data, len, b->cfg.max_request_bytes,
+                                            b->cfg.max_string, &r, id, &has_id, &code, text,
+                                            sizeof text)
+                : xpb_bus_decode_request(data, len, b->cfg.max_request_bytes, b->cfg.max_string,
+                                         &r, id, &has_id, &code, text, sizeof text);
     if (rc == 0) {
-        dispatch(b, tok, id, r);
+        dispatch(b, tok, id, r, ar);
         return;
     }
+    xpb_arena_free(ar);
     b->st.malformed++;
     b->st.bad_strings += rc == -2;
     answer_error(b, tok, has_id ? id : NULL, code, text);
@@ -255,8 +276,9 @@ static void complete_entry(xpb_bus *b, xpb_bus_dd_entry *e, uint8_t *buf, size_t
 {
     xpb_bus_request *owner = e->owner, *w = e->waiters;
     xpb_bus_dd_answered(&b->dd, e, buf, len);
-    xpb__v1__request__free_unpacked(owner->req, NULL);
+    request_free(owner->req, owner->arena);
     owner->req = NULL;
+    owner->arena = NULL;
     xpb_bus_token *tok = owner->tok;
     req_release(b, owner);
     send_bytes(b, tok, buf, len);
@@ -521,8 +543,9 @@ static void answer_open_requests(xpb_bus *b)
     for (unsigned i = 0; i < b->npool; i++) {
         xpb_bus_request *s = &b->pool[i];
         if (s->state != REQ_HANDLER) continue;
-        xpb__v1__request__free_unpacked(s->req, NULL);
+        request_free(s->req, s->arena);
         s->req = NULL;
+        s->arena = NULL;
         xpb_bus_dd_drop(&b->dd, s->entry);
         xpb_bus_token *tok = s->tok;
         req_release(b, s);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "xpb_arena.h"
 #include "xpb_error.h"
 #include "xpb_stanza.h"
 
@@ -114,8 +115,9 @@ static int in_op_stanza(const char *path)
  * unpacking: protobuf-c recurses without a limit and keeps a NUL inside a
  * string, where every later strlen would silently cut it. */
 static Xpb__V1__Request *decode(const uint8_t *data, size_t len, size_t max_bytes,
-                                size_t max_string, Xpb__V1__ErrorCode *code, int *bad_string,
-                                char *text, size_t textlen)
+                                size_t max_string, ProtobufCAllocator *alloc,
+                                Xpb__V1__ErrorCode *code, int *bad_string, char *text,
+                                size_t textlen)
 {
     if (len > max_bytes) {
         snprintf(text, textlen, "request does not decode: %zu bytes, limit %zu", len, max_bytes);
@@ -136,7 +138,7 @@ static Xpb__V1__Request *decode(const uint8_t *data, size_t len, size_t max_byte
         return NULL;
     }
     Xpb__V1__Request *r = NULL;
-    if (rc == 0) r = xpb__v1__request__unpack(NULL, len, data);
+    if (rc == 0) r = xpb__v1__request__unpack(alloc, len, data);
     if (r == NULL) snprintf(text, textlen, "request does not decode: not a valid xpb.v1.Request");
     return r;
 }
@@ -182,23 +184,41 @@ static void wire_request_id(const uint8_t *p, size_t len, char id[XPB_BUS_MAX_RE
     }
 }
 
-/* bus_internal.h; the front (bus.c) is its only caller in the bridge. */
-int xpb_bus_decode_request(const uint8_t *data, size_t len, size_t max_bytes, size_t max_string,
-                           Xpb__V1__Request **out, char id[XPB_BUS_MAX_REQUEST_ID + 1], int *has_id,
-                           Xpb__V1__ErrorCode *code, char *text, size_t textlen)
+static int decode_request(const uint8_t *data, size_t len, size_t max_bytes, size_t max_string,
+                          ProtobufCAllocator *alloc, Xpb__V1__Request **out,
+                          char id[XPB_BUS_MAX_REQUEST_ID + 1], int *has_id,
+                          Xpb__V1__ErrorCode *code, char *text, size_t textlen)
 {
     *out = NULL;
     *has_id = 0;
     *code = XPB__V1__ERROR_CODE__ERR_BAD_REQUEST;
     int bad_string = 0;
     Xpb__V1__Request *r =
-        decode(data, len, max_bytes, max_string, code, &bad_string, text, textlen);
+        decode(data, len, max_bytes, max_string, alloc, code, &bad_string, text, textlen);
     if (r == NULL && bad_string) wire_request_id(data, len, id, has_id);
     if (r == NULL) return bad_string ? -2 : -1;
     if (validate(r, max_string, id, has_id, text, textlen, code) != 0) {
-        xpb__v1__request__free_unpacked(r, NULL);
+        xpb__v1__request__free_unpacked(r, alloc);
         return -1;
     }
     *out = r;
     return 0;
+}
+
+/* bus_internal.h; the front (bus.c) is its only caller in the bridge. */
+int xpb_bus_decode_request(const uint8_t *data, size_t len, size_t max_bytes, size_t max_string,
+                           Xpb__V1__Request **out, char id[XPB_BUS_MAX_REQUEST_ID + 1], int *has_id,
+                           Xpb__V1__ErrorCode *code, char *text, size_t textlen)
+{
+    return decode_request(data, len, max_bytes, max_string, NULL, out, id, has_id, code, text,
+                          textlen);
+}
+
+int xpb_bus_decode_request_in(xpb_arena *a, const uint8_t *data, size_t len, size_t max_bytes,
+                              size_t max_string, Xpb__V1__Request **out,
+                              char id[XPB_BUS_MAX_REQUEST_ID + 1], int *has_id,
+                              Xpb__V1__ErrorCode *code, char *text, size_t textlen)
+{
+    return decode_request(data, len, max_bytes, max_string, xpb_arena_pb_allocator(a), out, id,
+                          has_id, code, text, textlen);
 }

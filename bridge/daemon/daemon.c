@@ -122,47 +122,85 @@ static void publish_state(struct account *a, pub_state st, const char *reason, c
     publish_event(a->d, "state", a->name, &ev);
 }
 
-struct handle_ent *track_handle(struct account *a, uint64_t h, const char *request_id,
-                                const char *sid)
+/* One allocation per tracked stanza: the entry, then its record and its
+ * two ids (four mallocs and four frees per send before). */
+struct handle_ent *track_handle_record(struct account *a, uint64_t h, const char *request_id,
+                                       const char *sid, const uint8_t *record, size_t record_len)
 {
-    struct handle_ent *e = calloc(1, sizeof *e);
+    size_t rl = request_id ? strlen(request_id) + 1 : 0, sl = sid ? strlen(sid) + 1 : 0;
+    if (record_len > SIZE_MAX - sizeof(struct handle_ent) - rl - sl) return NULL;
+    struct handle_ent *e = malloc(sizeof *e + record_len + rl + sl);
     if (!e) return NULL;
-    e->handle = h;
-    e->request_id = xstrdup(request_id);
-    e->stanza_id = xstrdup(sid);
+    *e = (struct handle_ent){.handle = h};
+    char *p = (char *)(e + 1);
+    if (record && record_len) {
+        e->record = (uint8_t *)p;
+        e->record_len = record_len;
+        memcpy(p, record, record_len);
+        p += record_len;
+    }
+    if (request_id) {
+        e->request_id = memcpy(p, request_id, rl);
+        p += rl;
+    }
+    if (sid) e->stanza_id = memcpy(p, sid, sl);
+    if (!a->h_head) a->h_unordered = 0; /* a new list starts ordered */
+    else if (h <= a->h_tail->handle) a->h_unordered = 1;
     if (a->h_tail) a->h_tail->next = e;
     else a->h_head = e;
     a->h_tail = e;
     return e;
 }
 
+struct handle_ent *track_handle(struct account *a, uint64_t h, const char *request_id,
+                                const char *sid)
+{
+    return track_handle_record(a, h, request_id, sid, NULL, 0);
+}
+
 void free_handle(struct handle_ent *e)
 {
-    free(e->record);
-    free(e->request_id);
-    free(e->stanza_id);
-    free(e);
+    free(e); /* its strings and record are in the same block */
+}
+
+/* A session numbers its stanzas upwards, so the list is normally ordered by
+ * handle; then a handle past the tail is not tracked (yet): the report of
+ * the stanza xpb_session_send is writing, which used to walk the whole list
+ * of unacknowledged ones, once per send. */
+static int beyond_tail(const struct account *a, uint64_t h)
+{
+    return !a->h_tail || (!a->h_unordered && h > a->h_tail->handle);
 }
 
 /* SENT reports come in send order, for the stanza after the one the last
  * search found, which may be thousands of unacknowledged entries from the
  * head: the search starts at that one (h_find), then tries the part before
- * it, so an out-of-order report is still found. */
+ * it, so an out-of-order report is still found. In an ordered list each
+ * walk also stops at the first larger handle. */
 struct handle_ent *find_handle(struct account *a, uint64_t h)
 {
+    if (beyond_tail(a, h)) return NULL;
     struct handle_ent *start = a->h_find && a->h_find->handle <= h ? a->h_find : NULL;
-    for (struct handle_ent *e = start ? start : a->h_head; e; e = e->next)
+    for (struct handle_ent *e = start ? start : a->h_head; e; e = e->next) {
         if (e->handle == h) return a->h_find = e;
-    for (struct handle_ent *e = a->h_head; start && e != start; e = e->next)
+        if (e->handle > h && !a->h_unordered) return NULL;
+    }
+    for (struct handle_ent *e = a->h_head; start && e != start; e = e->next) {
         if (e->handle == h) return a->h_find = e;
+        if (e->handle > h && !a->h_unordered) return NULL;
+    }
     return NULL;
 }
 
 struct handle_ent *take_handle(struct account *a, uint64_t h)
 {
+    if (beyond_tail(a, h)) return NULL;
     struct handle_ent *prev = NULL;
     for (struct handle_ent *e = a->h_head; e; prev = e, e = e->next) {
-        if (e->handle != h) continue;
+        if (e->handle != h) {
+            if (e->handle > h && !a->h_unordered) return NULL;
+            continue;
+        }
         if (prev) prev->next = e->next;
         else a->h_head = e->next;
         if (a->h_tail == e) a->h_tail = prev;

@@ -9,8 +9,9 @@
  *   catchup.c   catch-up from the server's archive (XEP-0313) after a fresh bind
  *   status.c    the list and status requests
  *   sm_keep.c   the XEP-0198 state kept through the state back end
- *   sends.c     durable sends: the outbox, ids, Delivery states, XEP-0184
- *               receipts
+ *   sends.c     durable sends: ids, the outbox, the group commit, resends
+ *   delivery.c  the Delivery events of sent stanzas (tracked by handle),
+ *               XEP-0184 receipts
  *   state.c     the state directory; the local state back end (SQLite)
  *   state_nats.c the NATS state back end (KV buckets xpb_sm, xpb_outbox)
  *   marks_nats.c its MAM markers and seen stanza-ids (KV bucket xpb_marks)
@@ -36,14 +37,16 @@ typedef Xpb__V1__SessionState__State pub_state;
 enum iq_kind { IQ_USER, IQ_ROSTER, IQ_SELFPING, IQ_CATCHUP };
 
 /* A sent stanza whose outcome a Delivery event reports. Outcomes arrive in
- * send order, so the FIFO is searched from its head. */
+ * send order and handles grow, so the FIFO is searched from its head (or
+ * from where the last search ended) and stops at a larger handle. */
 struct handle_ent {
     struct handle_ent *next;
     uint64_t handle;
     char *request_id, *stanza_id;
     uint64_t outbox_id;    /* its row in the store's outbox; 0: not kept */
     int resent;            /* sent again after a restart (Delivery.resent) */
-    uint8_t *record;       /* a message: its packed record, for ACKED's Delivery.stanza */
+    uint8_t *record;       /* a message: its packed record, for ACKED's Delivery.stanza
+                            * (in the entry's own block, like the two ids) */
     size_t record_len;
     int received;          /* its XEP-0184 receipt came before the server's ack */
 };
@@ -95,6 +98,7 @@ struct account {
     char *full_jid;
     struct handle_ent *h_head, *h_tail;
     struct handle_ent *h_find; /* where find_handle last found one (or NULL) */
+    int h_unordered; /* a handle was tracked after a larger one (a new session) */
     /* An outcome the session reported inside xpb_session_send, before the
      * handle was tracked (without XEP-0198 a written stanza is acked at
      * once): kept here and published as soon as send_for tracks it. */
@@ -238,6 +242,10 @@ xpb_session *session_of(struct account *a);
 void expand_id_uuid(xpb_stanza *st, char buf[37]);
 struct handle_ent *track_handle(struct account *a, uint64_t h, const char *request_id,
                                 const char *sid);
+/* The same with a copy of the packed record (ACKED's Delivery.stanza); the
+ * entry, its ids and its record are one block that free_handle frees. */
+struct handle_ent *track_handle_record(struct account *a, uint64_t h, const char *request_id,
+                                       const char *sid, const uint8_t *record, size_t record_len);
 struct handle_ent *take_handle(struct account *a, uint64_t h);
 struct handle_ent *find_handle(struct account *a, uint64_t h);
 void free_handle(struct handle_ent *e);
@@ -358,8 +366,21 @@ void sends_abort(struct account *a, struct send_prep *p);
 void sends_track(struct account *a, uint64_t h, const char *request_id, const xpb_stanza *st,
                  struct send_prep *p);
 void sends_prep_free(struct send_prep *p);
+/* Its outbox row (id; 0: none) is no longer needed: removed, in the turn's
+ * batch where there is one. */
+void sends_outbox_forget(struct account *a, uint64_t id);
+
+/* ---- delivery.c ---------------------------------------------------------------- */
 /* Session events: SENT, ACKED, FAILED (Delivery), SM (state kept). */
 void publish_delivery(struct account *a, const xpb_session_event *sev);
+/* The session took the stanza sid (kind) as handle h: tracked with p's
+ * outbox id and, for a message, its packed record; NULL when out of memory. */
+struct handle_ent *delivery_track(struct account *a, uint64_t h, const char *request_id,
+                                  const char *sid, int kind, struct send_prep *p, int resent);
+/* QUEUED, then what the session reported inside xpb_session_send. */
+void delivery_after_send(struct account *a, uint64_t h, const struct handle_ent *e);
+/* A message sent with SendStanza.receipt: wait for its addressee's receipt. */
+void delivery_want_receipt(struct account *a, const char *id, const char *to, const char *rid);
 void sends_on_sm(struct account *a);
 /* A stanza was received: its h is kept within XPB_DAEMON_SM_SAVE_MS. */
 void sends_on_inbound(struct account *a);

@@ -135,7 +135,8 @@ static int send_handoff(struct account *a, const send_sink *k, xpb_stanza *st,
     xpb_session *s = session_of(a);
     a->in_send = 1;
     a->early_set = a->early_sent = 0;
-    int rc = s ? xpb_session_send(s, st, h) : XPB_ENOTCONN;
+    /* send_prepare checked st (the session's limits are d->limits). */
+    int rc = s ? xpb_session_send_checked(s, st, h) : XPB_ENOTCONN;
     a->in_send = 0;
     if (rc != 0) {
         refuse_send(k, a, rc);
@@ -145,9 +146,11 @@ static int send_handoff(struct account *a, const send_sink *k, xpb_stanza *st,
     }
     snprintf(idbuf, idlen, "%s", xpb_session_last_id(s));
     sends_track(a, *h, k->request_id, st, prep);
+    /* A message's record was packed from st as sent (sends_accept). */
+    d->ctr.bytes_record[XPB_DIR_OUT] +=
+        prep->record.len ? prep->record.len : xpb_pack_plan_measure(d->plan, &st->base);
     sends_prep_free(prep);
     d->ctr.stanzas[XPB_DIR_OUT][kind_index(st->kind)]++;
-    d->ctr.bytes_record[XPB_DIR_OUT] += xpb_pack_plan_measure(d->plan, &st->base);
     d->ctr.bytes_xml[XPB_DIR_OUT] += xpb_session_last_bytes(s); /* as the session queued it */
     return 0;
 }

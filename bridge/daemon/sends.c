@@ -2,9 +2,8 @@
  * accepted stanza gets an id (a message an origin-id equal to it, XEP-0359)
  * and is kept in the state directory's outbox before the request is
  * answered, until the server acknowledges it (XEP-0198) or it fails for good;
- * after a restart the outbox is sent again. Its Delivery events go QUEUED ->
- * SENT -> ACKED -> RECEIVED (XEP-0184 receipt from the addressee only), or
- * FAILED. The XEP-0198 state is kept too, so a restart resumes the stream. */
+ * after a restart the outbox is sent again. Its Delivery events (QUEUED ->
+ * SENT -> ACKED -> RECEIVED, or FAILED) are delivery.c's. */
 #define _DEFAULT_SOURCE /* strdup */
 #include <inttypes.h>
 #include <stdio.h>
@@ -16,11 +15,9 @@
 #include "daemon_internal.h"
 #include "xpb_bus_kv.h" /* xpb_kv_now_ms: the clock of the KV retries */
 #include "xpb_error.h"
-#include "xpb_jid.h"
 
 /* ---- ids ------------------------------------------------------------------------- */
 
-/* Unique across restarts without any state: 64 random bits and a counter. */
 /* An account's kept sends, and the daemon's sum of them (read by /metrics
  * and status without a walk over the accounts). */
 static void outbox_add(struct account *a)
@@ -36,61 +33,48 @@ static void outbox_sub(struct account *a)
     a->d->outbox_total--;
 }
 
+/* 64 random bits per id, read from the kernel 32 ids at a time: a
+ * getrandom call per id was a tenth of accepting a send. */
+static uint64_t random64(void)
+{
+    static uint64_t pool[32];
+    static size_t left;
+    if (!left) {
+        if (getrandom(pool, sizeof pool, GRND_NONBLOCK) != (ssize_t)sizeof pool) {
+            uint64_t seed = (uint64_t)time(NULL) ^ ((uint64_t)clock() << 32);
+            for (size_t i = 0; i < 32; i++) { /* no entropy yet (early boot): spread it */
+                seed += 0x9e3779b97f4a7c15u;
+                pool[i] = seed ^ (seed >> 31);
+            }
+        }
+        left = 32;
+    }
+    return pool[--left];
+}
+
+/* Unique across restarts without any state: 64 random bits and a counter,
+ * "xpb-<16 hex>-<counter>" (written without printf: this is per send). */
 static void make_id(char *buf, size_t len)
 {
     static uint64_t counter;
-    uint64_t r = 0;
-    if (getrandom(&r, sizeof r, GRND_NONBLOCK) != (ssize_t)sizeof r)
-        r = (uint64_t)time(NULL) ^ ((uint64_t)clock() << 32);
-    snprintf(buf, len, "xpb-%016" PRIx64 "-%" PRIu64, r, ++counter);
-}
-
-/* The bare JID of jid, normalised (RFC 7622); NULL when it is not a JID. */
-static char *bare_of(const char *jid)
-{
-    char *norm = NULL;
-    if (!jid || xpb_jid_normalize(jid, strlen(jid), &norm, NULL, 0) != 0) return NULL;
-    char *slash = strchr(norm, '/');
-    if (slash) *slash = '\0';
-    return norm;
-}
-
-/* ---- Delivery events -------------------------------------------------------------- */
-
-static void publish_outcome(struct account *a, Xpb__V1__Delivery__Outcome o,
-                            const struct handle_ent *e, const char *reason, xpb_stanza *st)
-{
-    Xpb__V1__Delivery dl = XPB__V1__DELIVERY__INIT;
-    dl.has_outcome = 1;
-    dl.outcome = o;
-    dl.request_id = e->request_id;
-    dl.stanza_id = e->stanza_id;
-    dl.reason = (char *)reason;
-    dl.stanza = st;
-    dl.has_resent = e->resent;
-    dl.resent = e->resent;
-    Xpb__V1__Event ev = XPB__V1__EVENT__INIT;
-    ev.body_case = XPB__V1__EVENT__BODY_DELIVERY;
-    ev.delivery = &dl;
-    publish_event(a->d, "delivery", a->name, &ev);
-}
-
-/* ACKED for a message carries it as sent, from filled in (bus.proto). */
-static xpb_stanza *acked_stanza(struct account *a, const struct handle_ent *e)
-{
-    if (!e->record) return NULL;
-    xpb_daemon *d = a->d;
-    xpb_stanza *st = NULL;
-    xpb_arena_reset(d->arena);
-    if (xpb_stanza_unpack(d->arena, e->record, e->record_len, &d->limits, &st, NULL, 0) != 0)
-        return NULL;
-    if (!st->from && !st->has_from_ref && a->full_jid) st->from = a->full_jid;
-    return st;
+    static const char hex[] = "0123456789abcdef";
+    char tmp[4 + 16 + 1 + 20 + 1], dec[20];
+    uint64_t r = random64(), n = ++counter;
+    size_t k = 4, d = 0;
+    memcpy(tmp, "xpb-", 4);
+    for (int shift = 60; shift >= 0; shift -= 4) tmp[k++] = hex[(r >> shift) & 15u];
+    tmp[k++] = '-';
+    do dec[d++] = (char)('0' + n % 10); while ((n /= 10) != 0);
+    while (d) tmp[k++] = dec[--d];
+    if (!len) return;
+    if (k >= len) k = len - 1;
+    memcpy(buf, tmp, k);
+    buf[k] = '\0';
 }
 
 static int ensure_batch(xpb_daemon *d);
 
-static void outbox_forget(struct account *a, uint64_t id)
+void sends_outbox_forget(struct account *a, uint64_t id)
 {
     xpb_daemon *d = a->d;
     if (!id || !d->state) return;
@@ -104,55 +88,6 @@ static void outbox_forget(struct account *a, uint64_t id)
         return;
     }
     outbox_sub(a);
-}
-
-/* While xpb_session_send runs, the daemon does not know the handle yet: what
- * the session reports then is kept and published by sends_track. */
-static int keep_early(struct account *a, const xpb_session_event *sev)
-{
-    if (!a->in_send) return 0;
-    if (sev->kind == XPB_SE_SENT) {
-        a->early_sent = 1;
-        return 1;
-    }
-    a->early_set = 1;
-    a->early_handle = sev->handle;
-    a->early_kind = sev->kind;
-    snprintf(a->early_reason, sizeof a->early_reason, "%s", sev->reason ? sev->reason : "");
-    return 1;
-}
-
-void publish_delivery(struct account *a, const xpb_session_event *sev)
-{
-    if (sev->kind == XPB_SE_SENT) {
-        const struct handle_ent *e = find_handle(a, sev->handle);
-        if (e) publish_outcome(a, XPB__V1__DELIVERY__OUTCOME__OUTCOME_SENT, e, NULL, NULL);
-        else keep_early(a, sev);
-        return;
-    }
-    struct handle_ent *e = take_handle(a, sev->handle);
-    if (!e) {
-        keep_early(a, sev);
-        return; /* or the daemon's own stanzas (self-pings, rejoins) */
-    }
-    if (sev->kind == XPB_SE_ACKED) {
-        outbox_forget(a, e->outbox_id);
-        publish_outcome(a, XPB__V1__DELIVERY__OUTCOME__OUTCOME_ACKED, e, NULL,
-                        acked_stanza(a, e));
-        if (e->received) /* held back so that the states come in their order */
-            publish_outcome(a, XPB__V1__DELIVERY__OUTCOME__OUTCOME_RECEIVED, e, NULL, NULL);
-    } else if (a->d->shutting_down && e->outbox_id) {
-        /* Not failed for good: kept, and sent again at the next start. */
-        char why[400];
-        snprintf(why, sizeof why, "%s; kept in %s and sent again when the account starts "
-                 "again", sev->reason ? sev->reason : "the bridge is shutting down",
-                 a->d->state ? a->d->state->where : "the state directory");
-        publish_outcome(a, XPB__V1__DELIVERY__OUTCOME__OUTCOME_FAILED, e, why, NULL);
-    } else {
-        outbox_forget(a, e->outbox_id);
-        publish_outcome(a, XPB__V1__DELIVERY__OUTCOME__OUTCOME_FAILED, e, sev->reason, NULL);
-    }
-    free_handle(e);
 }
 
 /* ---- accepting a send ------------------------------------------------------------- */
@@ -344,7 +279,7 @@ int sends_send_kept(struct account *a, struct send_prep *p, const char *request_
     uint64_t h = 0;
     a->in_send = 1;
     a->early_set = a->early_sent = 0;
-    if (!rc) rc = s ? xpb_session_send(s, st, &h) : XPB_ENOTCONN;
+    if (!rc) rc = s ? xpb_session_send_checked(s, st, &h) : XPB_ENOTCONN; /* unpack checked */
     a->in_send = 0;
     if (rc) {
         sends_abort(a, p);
@@ -511,31 +446,6 @@ static void drop_deferred(struct account *a)
     while (*d->deferred_tail) d->deferred_tail = &(*d->deferred_tail)->next;
 }
 
-static void want_receipt(struct account *a, const char *id, const char *to, const char *rid)
-{
-    char *peer = bare_of(to);
-    struct receipt_wait *w = peer ? calloc(1, sizeof *w) : NULL;
-    if (!w || !(w->stanza_id = strdup(id)) || (rid && !(w->request_id = strdup(rid)))) {
-        if (w) free(w->stanza_id);
-        free(w);
-        free(peer);
-        return;
-    }
-    w->peer = peer;
-    w->next = a->receipts;
-    a->receipts = w;
-    if (++a->n_receipts <= XPB_DAEMON_RECEIPTS_MAX) return;
-    struct receipt_wait **pp = &a->receipts; /* drop the oldest: the list's tail */
-    while ((*pp)->next) pp = &(*pp)->next;
-    struct receipt_wait *old = *pp;
-    *pp = NULL;
-    free(old->stanza_id);
-    free(old->peer);
-    free(old->request_id);
-    free(old);
-    a->n_receipts--;
-}
-
 int sends_accept(struct account *a, xpb_bus_request *req, xpb_stanza *st, unsigned flags,
                  const struct send_then *then, struct send_prep *p)
 {
@@ -687,98 +597,13 @@ int sends_committed(struct account *a, struct send_prep *p, int rc, char *err, s
 
 void sends_abort(struct account *a, struct send_prep *p)
 {
-    outbox_forget(a, p->outbox_id);
+    sends_outbox_forget(a, p->outbox_id);
     p->outbox_id = 0;
-}
-
-static struct handle_ent *track(struct account *a, uint64_t h, const char *request_id,
-                                const char *sid, int kind, struct send_prep *p, int resent)
-{
-    struct handle_ent *e = track_handle(a, h, request_id, sid);
-    if (!e) return NULL;
-    e->outbox_id = p ? p->outbox_id : 0;
-    e->resent = resent;
-    if (p && kind == XPB__V1__KIND__KIND_MESSAGE && p->record.len &&
-        (e->record = malloc(p->record.len))) {
-        memcpy(e->record, p->record.data, p->record.len);
-        e->record_len = p->record.len;
-    }
-    return e;
-}
-
-/* QUEUED, then what the session reported inside xpb_session_send. */
-static void after_send(struct account *a, uint64_t h, const struct handle_ent *e)
-{
-    if (e) publish_outcome(a, XPB__V1__DELIVERY__OUTCOME__OUTCOME_QUEUED, e, NULL, NULL);
-    if (a->early_sent && e)
-        publish_outcome(a, XPB__V1__DELIVERY__OUTCOME__OUTCOME_SENT, e, NULL, NULL);
-    a->early_sent = 0;
-    if (a->early_set && a->early_handle == h) {
-        xpb_session_event sev = {.kind = a->early_kind, .handle = h,
-                                 .reason = a->early_reason[0] ? a->early_reason : NULL};
-        a->early_set = 0;
-        publish_delivery(a, &sev);
-    }
-}
-
-void sends_track(struct account *a, uint64_t h, const char *request_id, const xpb_stanza *st,
-                 struct send_prep *p)
-{
-    const struct handle_ent *e = track(a, h, request_id, p->id, st->kind, p, 0);
-    if (p->receipt) want_receipt(a, p->id, st->to, request_id);
-    after_send(a, h, e);
 }
 
 void sends_prep_free(struct send_prep *p)
 {
     xpb_buf_free(&p->record);
-}
-
-/* ---- receipts ----------------------------------------------------------------------- */
-
-void sends_on_receipt(struct account *a, const xpb_stanza *st)
-{
-    char uuid[37];
-    const char *id = st->receipt_received;
-    if (!id && st->has_receipt_received_uuid && st->receipt_received_uuid.len == 16) {
-        const uint8_t *u = st->receipt_received_uuid.data;
-        snprintf(uuid, sizeof uuid,
-                 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", u[0],
-                 u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13],
-                 u[14], u[15]);
-        id = uuid;
-    }
-    if (!id || !a->receipts) return;
-    struct receipt_wait **pp = &a->receipts;
-    while (*pp && strcmp((*pp)->stanza_id, id) != 0) pp = &(*pp)->next;
-    if (!*pp) return;
-    struct receipt_wait *w = *pp;
-    char *from = bare_of(st->from);
-    if (!from || strcmp(from, w->peer) != 0) {
-        /* XEP-0184 §8: only the addressee can confirm; anyone else is ignored. */
-        a->d->ctr.receipts_spoofed++;
-        xpb_log(XPB_LOG_WARN, "session %s: receipt for %s from %s ignored: it was sent to %s",
-                a->name, id, st->from ? st->from : "(no from)", w->peer);
-        free(from);
-        return;
-    }
-    free(from);
-    *pp = w->next;
-    a->n_receipts--;
-    a->d->ctr.receipts_received++;
-    struct handle_ent *tracked = a->h_head;
-    while (tracked && (!tracked->stanza_id || strcmp(tracked->stanza_id, id) != 0))
-        tracked = tracked->next;
-    if (tracked) {
-        tracked->received = 1; /* RECEIVED follows its ACKED */
-    } else {
-        struct handle_ent e = {.request_id = w->request_id, .stanza_id = w->stanza_id};
-        publish_outcome(a, XPB__V1__DELIVERY__OUTCOME__OUTCOME_RECEIVED, &e, NULL, NULL);
-    }
-    free(w->stanza_id);
-    free(w->peer);
-    free(w->request_id);
-    free(w);
 }
 
 void sends_free(xpb_daemon *d)
@@ -833,7 +658,7 @@ static void resend_one(struct account *a, const struct kept *k)
     uint64_t h = 0;
     a->in_send = 1;
     a->early_set = a->early_sent = 0;
-    if (rc == 0) rc = s ? xpb_session_send(s, st, &h) : XPB_ENOTCONN;
+    if (rc == 0) rc = s ? xpb_session_send_checked(s, st, &h) : XPB_ENOTCONN; /* unpack checked */
     a->in_send = 0;
     if (rc != 0) { /* left in the outbox: the next start tries again */
         xpb_log(XPB_LOG_WARN, "session %s: outbox item %" PRIu64 " not sent again: %s",
@@ -845,9 +670,9 @@ static void resend_one(struct account *a, const struct kept *k)
     struct send_prep p = {.outbox_id = k->id};
     snprintf(p.id, sizeof p.id, "%s", xpb_session_last_id(s));
     p.record = (xpb_buf){.data = (char *)k->record, .len = k->len, .cap = k->len};
-    const struct handle_ent *e = track(a, h, k->request_id, p.id, st->kind, &p, 1);
-    if (st->has_receipt_request && st->receipt_request && st->to) want_receipt(a, p.id, st->to, k->request_id);
-    after_send(a, h, e);
+    const struct handle_ent *e = delivery_track(a, h, k->request_id, p.id, st->kind, &p, 1);
+    if (st->has_receipt_request && st->receipt_request && st->to) delivery_want_receipt(a, p.id, st->to, k->request_id);
+    delivery_after_send(a, h, e);
 }
 
 void sends_resend(struct account *a)

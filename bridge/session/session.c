@@ -543,6 +543,7 @@ void xpb_session_idle(xpb_session *s)
      * header when bytes come again: most of 10,000 sessions are quiet. */
     if (!s) return;
     if (s->reader) xpb_reader_park(s->reader);
+    xpb_buf_free(&s->wbuf); /* made again by the next element written */
     /* And the reason buffer: session_apply copies a reason before using it. */
     free(s->why_buf);
     s->why_buf = NULL;
@@ -670,7 +671,7 @@ static int make_id(xpb_session *s, const xpb_stanza *st)
     return 1;
 }
 
-int xpb_session_send(xpb_session *s, const xpb_stanza *st, uint64_t *handle)
+static int session_send(xpb_session *s, const xpb_stanza *st, uint64_t *handle, int checked)
 {
     if (s == NULL || st == NULL) return XPB_EINVAL;
     if (s->state == XPB_SS_STOPPED || s->state == XPB_SS_CLOSING) return XPB_ENOTCONN;
@@ -683,22 +684,37 @@ int xpb_session_send(xpb_session *s, const xpb_stanza *st, uint64_t *handle)
         return XPB_EQUEUEFULL;
     xpb_stanza copy = *st; /* shallow: only the id may differ */
     if (make_id(s, st)) copy.id = s->last_id;
-    xpb_buf b;
-    xpb_buf_init(&b, 0);
-    /* Strings as long as the stanza may be: what arrived can be echoed. */
+    /* Written in the session's reused buffer, then copied at its size:
+     * one allocation per stanza, not one per doubling of a fresh buffer. */
+    xpb_buf *b = &s->wbuf;
+    xpb_buf_reset(b);
+    /* Strings as long as the stanza may be: what arrived can be echoed. The
+     * XML bound (max_stanza_bytes) holds with or without the check. */
     xpb_record_limits lim = {.max_string = s->cfg.max_stanza_bytes,
                              .max_stanza_bytes = s->cfg.max_stanza_bytes};
-    int rc = xpb_stanza_to_xml(&b, &copy, session_is_ws(s) ? "" : XPB_NS_CLIENT, &lim, NULL, 0);
+    const char *ns = session_is_ws(s) ? "" : XPB_NS_CLIENT;
+    int rc = checked ? xpb_stanza_to_xml_prechecked(b, &copy, ns, &lim, NULL, 0)
+                     : xpb_stanza_to_xml(b, &copy, ns, &lim, NULL, 0);
     uint64_t h = s->next_handle + 1;
-    if (rc == 0) rc = session_item_insert(s, s->n_items, h, b.data, b.len);
-    size_t bytes = b.len;
-    xpb_buf_free(&b);
+    size_t bytes = b->len;
+    if (rc == 0) rc = session_item_insert(s, s->n_items, h, b->data, b->len);
+    if (b->cap > XPB_SESSION_WBUF_KEEP) xpb_buf_free(b); /* a large stanza's buffer */
     if (rc != 0) return rc;
     s->last_bytes = bytes;
     s->next_handle = h;
     if (handle != NULL) *handle = h;
     session_flush_queue(s);
     return 0;
+}
+
+int xpb_session_send(xpb_session *s, const xpb_stanza *st, uint64_t *handle)
+{
+    return session_send(s, st, handle, 0);
+}
+
+int xpb_session_send_checked(xpb_session *s, const xpb_stanza *st, uint64_t *handle)
+{
+    return session_send(s, st, handle, 1);
 }
 
 void xpb_session_close(xpb_session *s)

@@ -108,7 +108,10 @@ struct xpb_session {
     unsigned since_r;
     int ack_timer_armed;
 
-    out_item *items;             /* [0, n_sent) sent and unacked; the rest queued */
+    /* [0, n_sent) sent and unacked; the rest queued. items points into
+     * items_base (cap_items entries): an ack releases from the front by
+     * moving items on, not by moving every unacked entry down. */
+    out_item *items, *items_base;
     size_t n_items, cap_items, n_sent;
 
     unsigned backoff_cur;
@@ -199,6 +202,7 @@ session_action session_go_online(xpb_session *s, int resumed);
 /* ---- stream management and the outbound queue (session_sm.c) ------------- */
 session_action session_on_sm(xpb_session *s, const xpb_node *el);
 int session_item_insert(xpb_session *s, size_t at, uint64_t handle, const char *xml, size_t len);
+
 void session_items_free(xpb_session *s);
 void session_fail_all_items(xpb_session *s, const char *reason);
 void session_drop_internal_items(xpb_session *s);

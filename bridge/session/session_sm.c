@@ -14,20 +14,39 @@
 static void item_release(xpb_session *s, size_t i)
 {
     free(s->items[i].xml);
-    memmove(&s->items[i], &s->items[i + 1], (s->n_items - i - 1) * sizeof *s->items);
+    if (i == 0) { /* an ack, from the front: O(1) */
+        s->items++;
+    } else {
+        memmove(&s->items[i], &s->items[i + 1], (s->n_items - i - 1) * sizeof *s->items);
+    }
     s->n_items--;
     if (i < s->n_sent) s->n_sent--;
+    if (s->n_items == 0) s->items = s->items_base;
+}
+
+/* Room for one more entry at the end: the live ones moved back to the front
+ * of the array when acks left at least half of it free, else it grows. */
+static int items_reserve(xpb_session *s)
+{
+    size_t head = s->items_base ? (size_t)(s->items - s->items_base) : 0;
+    if (head + s->n_items < s->cap_items) return 0;
+    if (head > 0 && head >= s->cap_items / 2) {
+        memmove(s->items_base, s->items, s->n_items * sizeof *s->items);
+        s->items = s->items_base;
+        return 0;
+    }
+    size_t cap = s->cap_items ? s->cap_items * 2 : 16;
+    out_item *n = realloc(s->items_base, cap * sizeof *n);
+    if (n == NULL) return XPB_ENOMEM;
+    s->items_base = n;
+    s->items = n + head;
+    s->cap_items = cap;
+    return 0;
 }
 
 int session_item_insert(xpb_session *s, size_t at, uint64_t handle, const char *xml, size_t len)
 {
-    if (s->n_items == s->cap_items) {
-        size_t cap = s->cap_items ? s->cap_items * 2 : 16;
-        out_item *n = realloc(s->items, cap * sizeof *n);
-        if (n == NULL) return XPB_ENOMEM;
-        s->items = n;
-        s->cap_items = cap;
-    }
+    if (items_reserve(s) != 0) return XPB_ENOMEM;
     char *copy = malloc(len + 1);
     if (copy == NULL) return XPB_ENOMEM;
     memcpy(copy, xml, len);
@@ -41,8 +60,8 @@ int session_item_insert(xpb_session *s, size_t at, uint64_t handle, const char *
 void session_items_free(xpb_session *s)
 {
     for (size_t i = 0; i < s->n_items; i++) free(s->items[i].xml);
-    free(s->items);
-    s->items = NULL;
+    free(s->items_base);
+    s->items = s->items_base = NULL;
     s->n_items = s->cap_items = s->n_sent = 0;
 }
 

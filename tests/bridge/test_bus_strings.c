@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "bus_internal.h"
+#include "xpb_arena.h"
 #include "xpb_bus.h"
 
 #define MAXPATH 80
@@ -250,12 +251,95 @@ static void test_max_string_follows_the_configured_limit(void **state)
     free(req);
 }
 
+/* A request decoded into an arena (what the bus does) is the request the
+ * malloc'd decode gives, field for field, and lives in the arena's blocks;
+ * a refusal is the same refusal, with nothing to free but the arena (ASan
+ * reports a leak otherwise). */
+static void test_decode_into_an_arena(void **state)
+{
+    (void)state;
+    enum { N = 64 };
+    Xpb__V1__Text text = XPB__V1__TEXT__INIT;
+    Xpb__V1__Text *bodies[] = {&text};
+    Xpb__V1__Stanza st[N];
+    Xpb__V1__SendStanza one[N], *items[N];
+    for (int i = 0; i < N; i++) {
+        st[i] = (Xpb__V1__Stanza)XPB__V1__STANZA__INIT;
+        st[i].has_kind = 1;
+        st[i].kind = XPB__V1__KIND__KIND_MESSAGE;
+        st[i].to = "friend@example.com";
+        st[i].n_body = 1;
+        st[i].body = bodies;
+        one[i] = (Xpb__V1__SendStanza)XPB__V1__SEND_STANZA__INIT;
+        one[i].stanza = &st[i];
+        one[i].has_receipt = 1;
+        one[i].receipt = i % 2;
+        items[i] = &one[i];
+    }
+    text.text = "hello";
+    Xpb__V1__SendBatch sb = XPB__V1__SEND_BATCH__INIT;
+    sb.n_send = N;
+    sb.send = items;
+    Xpb__V1__Request rq = XPB__V1__REQUEST__INIT;
+    rq.has_api_version = 1;
+    rq.api_version = 1;
+    rq.request_id = "batch-1";
+    rq.account = "a@example.com";
+    rq.op_case = XPB__V1__REQUEST__OP_SEND_BATCH;
+    rq.send_batch = &sb;
+    for (int refused = 0; refused < 2; refused++) {
+        rq.account = refused ? NULL : "a@example.com"; /* send_batch needs its account */
+        size_t len = xpb__v1__request__get_packed_size(&rq);
+        uint8_t *req = malloc(len);
+        xpb__v1__request__pack(&rq, req);
+        Xpb__V1__Request *rm = NULL, *ra = NULL;
+        char id_m[XPB_BUS_MAX_REQUEST_ID + 1], id_a[XPB_BUS_MAX_REQUEST_ID + 1];
+        char text_m[512] = "", text_a[512] = "";
+        int has_m = 0, has_a = 0;
+        Xpb__V1__ErrorCode code_m = 0, code_a = 0;
+        int rc_m = xpb_bus_decode_request(req, len, BUFCAP, 0, &rm, id_m, &has_m, &code_m, text_m,
+                                          sizeof text_m);
+        xpb_arena *a = xpb_arena_new(1024);
+        assert_non_null(a);
+        size_t m0 = xpb_arena_mallocs(a);
+        int rc_a = xpb_bus_decode_request_in(a, req, len, BUFCAP, 0, &ra, id_a, &has_a, &code_a,
+                                             text_a, sizeof text_a);
+        assert_int_equal(rc_a, rc_m);
+        assert_int_equal(has_a, has_m);
+        if (has_m) assert_string_equal(id_a, id_m);
+        if (refused) {
+            assert_int_equal(rc_a, -1);
+            assert_null(ra);
+            assert_int_equal(code_a, code_m);
+            assert_string_equal(text_a, text_m);
+            assert_true(text_a[0] != '\0');
+        } else {
+            assert_int_equal(rc_a, 0);
+            assert_true(xpb_arena_mallocs(a) > m0); /* in the arena's blocks */
+            assert_string_equal(ra->request_id, "batch-1");
+            assert_string_equal(ra->account, "a@example.com");
+            assert_int_equal(ra->op_case, XPB__V1__REQUEST__OP_SEND_BATCH);
+            assert_int_equal(ra->send_batch->n_send, N);
+            for (int i = 0; i < N; i++) {
+                const Xpb__V1__SendStanza *x = ra->send_batch->send[i];
+                assert_string_equal(x->stanza->to, rm->send_batch->send[i]->stanza->to);
+                assert_string_equal(x->stanza->body[0]->text, "hello");
+                assert_int_equal(x->receipt, i % 2);
+            }
+            xpb__v1__request__free_unpacked(rm, NULL);
+        }
+        xpb_arena_free(a);
+        free(req);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_every_request_field),
         cmocka_unit_test(test_sweep_every_string_field),
         cmocka_unit_test(test_max_string_follows_the_configured_limit),
+        cmocka_unit_test(test_decode_into_an_arena),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -34,6 +34,7 @@
     "<mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism>"          \
     "</mechanisms>"
 #define F_BIND "<bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/>"
+#define F_SM "<sm xmlns='urn:xmpp:sm:3'/>"
 
 typedef struct fixture {
     xpb_loop *loop;
@@ -221,8 +222,9 @@ static void assert_not_sent(xpb_loop_session *ls, const char *what)
     if (strstr(fake_sent(ls), what)) fail_msg("'%s' sent; sent: %s", what, fake_sent(ls));
 }
 
-/* TCP, STARTTLS, PLAIN, bind: ends ONLINE as BOT/r1 (no XEP-0198 offered). */
-static void login(fixture *f)
+/* TCP, STARTTLS, PLAIN, bind: ends ONLINE as BOT/r1; with sm, XEP-0198 is
+ * offered and enabled. */
+static void login_with(fixture *f, int sm)
 {
     xpb_loop_session *ls = bot_session(f);
     xpb_session *s = xpb_loop_session_get(ls);
@@ -234,7 +236,7 @@ static void login(fixture *f)
     fake_feed(ls, SERVER_HEADER FEATURES(F_PLAIN));
     fake_feed(ls, "<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>");
     fake_clear_sent(ls);
-    fake_feed(ls, SERVER_HEADER FEATURES(F_BIND));
+    fake_feed(ls, sm ? SERVER_HEADER FEATURES(F_BIND F_SM) : SERVER_HEADER FEATURES(F_BIND));
     const char *p = strstr(fake_sent(ls), "id='xpb-bind-");
     assert_non_null(p);
     char id[64], buf[512];
@@ -245,8 +247,17 @@ static void login(fixture *f)
              "<iq type='result' id='%s'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>"
              "<jid>" BOT "/r1</jid></bind></iq>", id);
     fake_feed(ls, buf);
+    if (sm) {
+        assert_sent(ls, "<enable xmlns='urn:xmpp:sm:3'");
+        fake_feed(ls, "<enabled xmlns='urn:xmpp:sm:3' id='sm-1' resume='true'/>");
+    }
     assert_int_equal(xpb_session_get_state(s), XPB_SS_ONLINE);
     fake_loop_idle(f->loop);
+}
+
+static void login(fixture *f)
+{
+    login_with(f, 0);
 }
 
 static xpb_daemon_counters counters(fixture *f)
@@ -502,6 +513,118 @@ static void test_send_batch(void **state)
 
 /* Accounts are named by their normalised bare JID: any spelling of it finds
  * the session (RFC 7622 §3); another JID does not. */
+/* An id the bridge gives: "xpb-<16 hex>-<decimal counter>". */
+static int is_generated_id(const char *id, unsigned long long *counter)
+{
+    if (strncmp(id, "xpb-", 4) != 0) return 0;
+    for (int i = 4; i < 20; i++)
+        if (!strchr("0123456789abcdef", id[i]) || !id[i]) return 0;
+    if (id[20] != '-' || !id[21]) return 0;
+    char *end = NULL;
+    *counter = strtoull(id + 21, &end, 10);
+    return *end == '\0';
+}
+
+/* The Delivery outcomes (letters, see outcomes_of) of the stanza with this id. */
+static void outcomes_of(const char *id, char *out, size_t cap, int *resent);
+
+/* SendBatch with XEP-0198: every stanza gets its own generated id (the
+ * counter going up by one), QUEUED and SENT at once and ACKED only when an
+ * <a/> covers it, in order, carrying the message as sent with from filled
+ * in; the counters count the records as sent. */
+static void test_send_batch_acked_by_the_server(void **state)
+{
+    fixture *f = *state;
+    open_bot(f, NULL);
+    login_with(f, 1);
+    xpb_loop_session *ls = bot_session(f);
+    fake_bus_clear_events();
+    fake_clear_sent(ls);
+    xpb_daemon_counters c0 = counters(f);
+    enum { N = 40 };
+    Xpb__V1__Text text = XPB__V1__TEXT__INIT;
+    text.text = "batch & acks";
+    Xpb__V1__Text *bodies[] = {&text};
+    xpb_stanza st = XPB__V1__STANZA__INIT;
+    st.has_kind = st.has_type = 1;
+    st.kind = XPB__V1__KIND__KIND_MESSAGE;
+    st.type = XPB__V1__STANZA_TYPE__TYPE_CHAT;
+    st.to = "friend@example.com";
+    st.n_body = 1;
+    st.body = bodies;
+    Xpb__V1__SendStanza one[N], *items[N];
+    for (int i = 0; i < N; i++) {
+        one[i] = (Xpb__V1__SendStanza)XPB__V1__SEND_STANZA__INIT;
+        one[i].stanza = &st;
+        items[i] = &one[i];
+    }
+    Xpb__V1__SendBatch op = XPB__V1__SEND_BATCH__INIT;
+    op.n_send = N;
+    op.send = items;
+    Xpb__V1__Request r = XPB__V1__REQUEST__INIT;
+    r.account = BOT;
+    r.op_case = XPB__V1__REQUEST__OP_SEND_BATCH;
+    r.send_batch = &op;
+    fake_req *q = request(f, &r);
+    assert_int_equal(code_of(q), XPB__V1__ERROR_CODE__OK);
+    const Xpb__V1__SendBatchResult *br = q->resp->sent_batch;
+    assert_int_equal(br->n_result, N);
+    unsigned long long prev = 0, cnt = 0;
+    char got[16];
+    int resent;
+    for (int i = 0; i < N; i++) {
+        const char *id = br->result[i]->stanza_id;
+        assert_int_equal(br->result[i]->code, XPB__V1__ERROR_CODE__OK);
+        if (!is_generated_id(id, &cnt)) fail_msg("stanza id '%s' is not xpb-<16 hex>-<n>", id);
+        if (i) assert_int_equal(cnt, prev + 1);
+        prev = cnt;
+        for (int j = 0; j < i; j++) assert_string_not_equal(br->result[j]->stanza_id, id);
+        assert_sent(ls, id);
+        outcomes_of(id, got, sizeof got, &resent);
+        assert_string_equal(got, "QS");
+    }
+    /* The initial presence is the stream's first stanza: h counts it. */
+    fake_feed(ls, "<a xmlns='urn:xmpp:sm:3' h='11'/>");
+    for (int i = 0; i < N; i++) {
+        outcomes_of(br->result[i]->stanza_id, got, sizeof got, &resent);
+        assert_string_equal(got, i < 10 ? "QSA" : "QS");
+    }
+    char h[64];
+    snprintf(h, sizeof h, "<a xmlns='urn:xmpp:sm:3' h='%d'/>", N + 1);
+    fake_feed(ls, h);
+    size_t acked = 0, record_bytes = 0;
+    for (size_t k = 0; k < fake_bus_n_events(); k++) {
+        const Xpb__V1__Event *ev = fake_bus_event(k);
+        if (ev->body_case != XPB__V1__EVENT__BODY_DELIVERY ||
+            ev->delivery->outcome != XPB__V1__DELIVERY__OUTCOME__OUTCOME_ACKED)
+            continue;
+        assert_true(acked < N);
+        const xpb_stanza *as = ev->delivery->stanza;
+        assert_non_null(as);
+        assert_string_equal(ev->delivery->stanza_id, br->result[acked]->stanza_id); /* in order */
+        assert_string_equal(as->id, br->result[acked]->stanza_id);
+        assert_string_equal(as->origin_id, as->id);
+        assert_string_equal(as->from, BOT "/r1");
+        assert_string_equal(as->to, "friend@example.com");
+        assert_int_equal(as->n_body, 1);
+        assert_string_equal(as->body[0]->text, "batch & acks");
+        xpb_stanza sent = *as; /* the record as sent had no from */
+        sent.from = NULL;
+        xpb_buf b;
+        xpb_buf_init(&b, 0);
+        assert_int_equal(xpb_stanza_pack(&b, &sent), 0);
+        record_bytes += b.len;
+        xpb_buf_free(&b);
+        acked++;
+    }
+    assert_int_equal(acked, N);
+    xpb_daemon_counters c1 = counters(f);
+    assert_int_equal(c1.stanzas[XPB_DIR_OUT][XPB_KIND_MESSAGE] -
+                         c0.stanzas[XPB_DIR_OUT][XPB_KIND_MESSAGE], N);
+    assert_int_equal(c1.bytes_record[XPB_DIR_OUT] - c0.bytes_record[XPB_DIR_OUT], record_bytes);
+    assert_true(c1.bytes_xml[XPB_DIR_OUT] - c0.bytes_xml[XPB_DIR_OUT] > record_bytes);
+}
+
 static void test_account_name_is_normalised(void **state)
 {
     fixture *f = *state;
@@ -948,6 +1071,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_delivery_acked_without_stream_management, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_send_batch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_send_batch_acked_by_the_server, setup, teardown),
         cmocka_unit_test_setup_teardown(test_account_name_is_normalised, setup, teardown),
         cmocka_unit_test_setup_teardown(test_iq_response_matched_to_its_request, setup, teardown),
         cmocka_unit_test_setup_teardown(test_iq_timeout, setup, teardown),

@@ -949,6 +949,126 @@ static void test_queue_full(void **state)
     xpb_session_free(s);
 }
 
+/* Acks release from the front of the outbound queue without moving the rest
+ * (the array's head moves on; it is compacted or grown when full): through
+ * growth, compaction and the session's own stanzas (pongs) kept among the
+ * user's, every ACKED comes once, in send order, and the unacked count
+ * stays exact. */
+static void test_acks_release_from_the_front(void **state)
+{
+    (void)state;
+    xpb_session_config c;
+    base_cfg(&c, 1);
+    c.ack_every = 1000; /* the test asks nothing; it acknowledges */
+    xpb_session *s = online_sm(&c);
+    uint64_t order[200]; /* what the server handles, in order; 0: our own */
+    size_t n_order = 0, n_acked = 0;
+    order[n_order++] = 0; /* the initial presence */
+    static const size_t acks[] = {3, 1, 17, 0, 9, 30, 2, 14};
+    char xml[200];
+    for (size_t round = 0; round < 8; round++) {
+        for (int i = 0; i < 9; i++) order[n_order++] = send_msg(s, NULL, "x");
+        snprintf(xml, sizeof xml,
+                 "<iq type='get' id='p%zu' from='example.com'><ping xmlns='urn:xmpp:ping'/></iq>",
+                 round);
+        feed(s, xml);
+        order[n_order++] = 0; /* the pong */
+        size_t to = n_acked + acks[round];
+        snprintf(xml, sizeof xml, "<a xmlns='urn:xmpp:sm:3' h='%zu'/>", to);
+        feed(s, xml);
+        n_acked = to;
+        xpb_session_stats st;
+        xpb_session_get_stats(s, &st);
+        assert_int_equal(st.unacked, n_order - n_acked);
+        assert_int_equal(st.queued, 0);
+    }
+    snprintf(xml, sizeof xml, "<a xmlns='urn:xmpp:sm:3' h='%zu'/>", n_order);
+    feed(s, xml);
+    assert_int_equal(xpb_session_get_state(s), XPB_SS_ONLINE);
+    size_t k = 0;
+    for (int i = 0; i < F.n_ev; i++) {
+        if (F.ev[i].kind != XPB_SE_ACKED) continue;
+        while (k < n_order && order[k] == 0) k++; /* ours: no event */
+        assert_true(k < n_order);
+        assert_int_equal(F.ev[i].handle, order[k]);
+        k++;
+    }
+    while (k < n_order && order[k] == 0) k++;
+    assert_int_equal(k, n_order);
+    xpb_session_stats st;
+    xpb_session_get_stats(s, &st);
+    assert_int_equal(st.unacked, 0);
+    xpb_session_free(s);
+}
+
+/* xpb_session_send_checked writes what xpb_session_send writes without the
+ * record check; the XML bound (max_stanza_bytes) still holds, and a stanza
+ * larger than the reused buffer keeps (XPB_SESSION_WBUF_KEEP) goes out
+ * whole, as do the ones after it and after the session went idle. */
+static void test_send_checked(void **state)
+{
+    (void)state;
+    xpb_session_config c;
+    base_cfg(&c, 0);
+    c.max_stanza_bytes = 4 * XPB_SESSION_WBUF_KEEP;
+    xpb_session *s = online_plain(&c);
+    Xpb__V1__Text text = XPB__V1__TEXT__INIT;
+    Xpb__V1__Text *bodies[1] = {&text};
+    xpb_stanza st = XPB__V1__STANZA__INIT;
+    st.has_kind = 1;
+    st.kind = XPB__V1__KIND__KIND_MESSAGE;
+    st.to = "friend@example.com";
+    st.id = "c1";
+    st.n_body = 1;
+    st.body = bodies;
+    text.text = "a < b & c";
+    uint64_t h1 = 0, h2 = 0;
+    clear_sent();
+    assert_int_equal(xpb_session_send(s, &st, &h1), 0);
+    char plain[400];
+    snprintf(plain, sizeof plain, "%s", sent());
+    clear_sent();
+    assert_int_equal(xpb_session_send_checked(s, &st, &h2), 0);
+    assert_string_equal(sent(), plain);
+    assert_true(h2 == h1 + 1);
+    assert_sent("<body>a &lt; b &amp; c</body>");
+    size_t big = 2 * XPB_SESSION_WBUF_KEEP;
+    char *body = malloc(big + 1);
+    assert_non_null(body);
+    memset(body, 'b', big);
+    body[big] = '\0';
+    text.text = body;
+    st.id = "big";
+    clear_sent();
+    assert_int_equal(xpb_session_send_checked(s, &st, &h1), 0);
+    assert_non_null(strstr(sent(), body));
+    assert_int_equal(count_sub(sent(), "<message"), 1);
+    assert_int_equal(F.out.len, xpb_session_last_bytes(s)); /* no SM: only the message */
+    assert_true(xpb_session_last_bytes(s) > big);
+    char *huge = malloc(c.max_stanza_bytes + 1);
+    assert_non_null(huge);
+    memset(huge, 'h', c.max_stanza_bytes);
+    huge[c.max_stanza_bytes] = '\0';
+    text.text = huge;
+    st.id = "huge";
+    clear_sent();
+    assert_int_equal(xpb_session_send_checked(s, &st, &h1), XPB_ETOOBIG);
+    assert_int_equal(F.out.len, 0);
+    text.text = "small";
+    st.id = "after";
+    assert_int_equal(xpb_session_send_checked(s, &st, &h1), 0);
+    xpb_session_idle(s);
+    st.id = "after-idle";
+    assert_int_equal(xpb_session_send_checked(s, &st, &h2), 0);
+    assert_sent("id='after'");
+    assert_sent("id='after-idle'");
+    assert_sent("<body>small</body></message>");
+    assert_int_equal(count_sub(sent(), "<message"), 2);
+    free(body);
+    free(huge);
+    xpb_session_free(s);
+}
+
 static void test_ping_timeout_reconnects(void **state)
 {
     (void)state;
@@ -1529,6 +1649,8 @@ int main(void)
         T(test_sm_import_resume_link_lost_binds_afresh),
         T(test_sm_import_failed_binds),
         T(test_queue_full),
+        T(test_acks_release_from_the_front),
+        T(test_send_checked),
         T(test_ping_timeout_reconnects),
         T(test_sm_ping_uses_r),
         T(test_unacked_internal_bounded),

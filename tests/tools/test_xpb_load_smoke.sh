@@ -37,11 +37,12 @@ need = ["inbound_1_account_per_s", "inbound_with_idle_per_s", "outbound_16_in_fl
         "metrics_scrape_ms", "libstrophe_inbound_per_s", "libstrophe_outbound_per_s",
         "libstrophe_memory_per_idle_session_kib", "libstrophe_idle_online_s",
         "latency_in_bridge_p50_us", "nng_pub_sub_alone_p50_us", "inbound_1_account_xpb_load_cpu_pct",
-        "thread_wake_same_core_p50_us"]
+        "thread_wake_same_core_p50_us", "outbound_send_batch_bridge_cpu_us_per_stanza"]
 for k in need:
     v = m.get(k)
     assert isinstance(v, (int, float)) and not isinstance(v, bool), f"{k}: {v!r} is not a number"
-for k in ["inbound_1_account_per_s", "outbound_16_in_flight_per_s", "outbound_send_batch_per_s", "libstrophe_inbound_per_s"]:
+for k in ["inbound_1_account_per_s", "outbound_16_in_flight_per_s", "outbound_send_batch_per_s",
+          "libstrophe_inbound_per_s", "outbound_send_batch_bridge_cpu_us_per_stanza"]:
     assert m[k] > 0, f"{k} is {m[k]}"
 assert m["latency_p50_us"] <= m["latency_p99_us"], "p50 above p99"
 # The bridge's share ends where it publishes: before the subscriber has it.

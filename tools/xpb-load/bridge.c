@@ -2,6 +2,7 @@
  * xpbridge as a child with it, reads its RSS and CPU from /proc, scrapes
  * /metrics, and stops it by PID (SIGTERM, then SIGKILL after a grace time). */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -175,8 +176,37 @@ long lbridge_rss_kib(const lbridge *b)
     return kib;
 }
 
+/* Nanoseconds on a CPU, summed over the bridge's threads (schedstat's
+ * first field): a clock tick (10 ms) is too coarse for a phase of a
+ * fraction of a second. */
+static double cpu_from_schedstat(pid_t pid)
+{
+    char path[96];
+    snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+    DIR *dir = opendir(path);
+    if (!dir) return -1;
+    double ns = 0;
+    int any = 0;
+    for (struct dirent *de; (de = readdir(dir));) {
+        if (de->d_name[0] == '.') continue;
+        char p2[160];
+        snprintf(p2, sizeof(p2), "/proc/%d/task/%.20s/schedstat", (int)pid, de->d_name);
+        FILE *f = fopen(p2, "r");
+        unsigned long long run = 0;
+        if (f && fscanf(f, "%llu", &run) == 1) {
+            ns += (double)run;
+            any = 1;
+        }
+        if (f) fclose(f);
+    }
+    closedir(dir);
+    return any ? ns / 1e9 : -1;
+}
+
 double lbridge_cpu_s(const lbridge *b)
 {
+    double s = cpu_from_schedstat(b->pid);
+    if (s >= 0) return s;
     char path[64], buf[1024];
     snprintf(path, sizeof(path), "/proc/%d/stat", (int)b->pid);
     FILE *f = fopen(path, "r");

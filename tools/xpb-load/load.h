@@ -94,7 +94,7 @@ int lbridge_spawn(const lbridge_opts *o, lbridge *b);
 int lbridge_alive(lbridge *b); /* 0 once it exited (printed, and reaped) */
 void lbridge_stop(lbridge *b);
 long lbridge_rss_kib(const lbridge *b); /* VmRSS, or -1 */
-double lbridge_cpu_s(const lbridge *b); /* user + system seconds, or -1 */
+double lbridge_cpu_s(const lbridge *b); /* seconds on a CPU, all threads, or -1 */
 /* GET /metrics; the time to the last byte in ms, or -1. */
 double lbridge_scrape_ms(const lbridge *b, size_t *bytes);
 void load_account(unsigned i, char *out, size_t len); /* "loadI" */
@@ -175,6 +175,7 @@ typedef enum load_fig {
     F_OUT_DELIVERED,
     F_OUT_BATCH,
     F_OUT_BATCH_REFUSED,
+    F_OUT_BATCH_CPU, /* bridge CPU us per accepted SendBatch stanza, acks included */
     F_LAT_P50,
     F_LAT_P99,
     F_LAT_RATE,

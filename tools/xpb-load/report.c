@@ -17,6 +17,7 @@ static const char *const keys[F_COUNT] = {
     [F_OUT_DELIVERED] = "outbound_delivery_events_acked",
     [F_OUT_BATCH] = "outbound_send_batch_per_s",
     [F_OUT_BATCH_REFUSED] = "outbound_send_batch_queue_full",
+    [F_OUT_BATCH_CPU] = "outbound_send_batch_bridge_cpu_us_per_stanza",
     [F_LAT_P50] = "latency_p50_us",
     [F_LAT_P99] = "latency_p99_us",
     [F_LAT_RATE] = "latency_rate_per_s",
@@ -152,6 +153,7 @@ void load_report_text(const load_opts *o, const load_run *runs, unsigned n)
     row("outbound stanzas/s, SendBatch of 64, 4 in flight", m[F_OUT_BATCH], m[F_PEER_OUT], 0,
         ">= 0.8x libstrophe sending directly");
     row("  ERR_QUEUE_FULL refusals", m[F_OUT_BATCH_REFUSED], -1, 0, "0 while the server keeps up");
+    row("  bridge CPU us per stanza, acks included", m[F_OUT_BATCH_CPU], -1, 2, "");
     row("  ACKED delivery events (all three)", m[F_OUT_DELIVERED], -1, 0, "one per accepted send");
     snprintf(l, sizeof(l), "added latency p50 us, at %.0f/s", m[F_LAT_RATE]);
     row(l, m[F_LAT_P50], -1, 1, "<= 100 us at half load");

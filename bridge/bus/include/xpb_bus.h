@@ -17,6 +17,9 @@
 #define XPB_BUS_DEFAULT_BATCH_MAX 64u               /* events per batch */
 #define XPB_BUS_DEFAULT_BATCH_FLUSH_US 0u /* a partial batch goes out when the loop is idle */
 #define XPB_BUS_DEFAULT_MAX_INFLIGHT 64u     /* ordinary requests at once (one is kept free) */
+/* A request is unpacked into an arena of its own, in blocks of 8 x its
+ * wire size (at least 16 KiB), at most this much per block. */
+#define XPB_BUS_REQUEST_ARENA_BLOCK_MAX (1u << 20)
 #define XPB_BUS_CONTROL_SLOTS 8u             /* more, only for status, list and close */
 #define XPB_BUS_DEFAULT_DEDUPE 4096u         /* responses remembered by request id */
 /* bytes per batch (a bigger single event goes alone) */

@@ -36,6 +36,10 @@
 #define XPB_SESSION_ID_MAX 64u           /* bytes of a generated stanza id, NUL included */
 #define XPB_SESSION_SM_LOCATION_MAX 256u /* bytes of a kept XEP-0198 location, NUL included */
 #define XPB_SESSION_MAX_MECHS 32u        /* SASL <mechanism/> names considered */
+/* The session's reused XML buffer (stanzas are written there, then copied
+ * at their size) is given back after a stanza that grew it past this, and
+ * when the session goes idle: quiet sessions keep no buffer. */
+#define XPB_SESSION_WBUF_KEEP 16384u
 
 typedef enum xpb_session_state {
     XPB_SS_IDLE = 0,        /* created, not started */
@@ -197,6 +201,12 @@ void xpb_session_on_tls_failed(xpb_session *s, const char *reason);
  * online, kept until acked with SM. *handle identifies it in ACKED/FAILED.
  * XPB_EQUEUEFULL when queue_max stanzas are waiting. */
 int xpb_session_send(xpb_session *s, const xpb_stanza *st, uint64_t *handle);
+/* The same for a record that already passed xpb_stanza_check with limits no
+ * looser than the session's (default depth, max_string = max_stanza_bytes)
+ * and was not changed since, except for an id or origin-id set to a checked
+ * string: the check is not run twice (it was a quarter of a send's cost).
+ * The XML is still bounded by max_stanza_bytes. */
+int xpb_session_send_checked(xpb_session *s, const xpb_stanza *st, uint64_t *handle);
 /* Clean shutdown: unavailable presence, </stream:stream>, wait briefly. */
 void xpb_session_close(xpb_session *s);
 /* The id of the stanza accepted by the last successful xpb_session_send

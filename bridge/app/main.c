@@ -251,14 +251,15 @@ static void service_status(void *ud, char *buf, size_t len)
     snprintf(buf, len, "%u of %u sessions online", c.sessions[XPB_MST_ONLINE], c.n_accounts);
 }
 
+/* 0, or XPB_METRICS_FULL: the walk stops at this account until there is room. */
 static int add_account(void *ud, const char *name, unsigned queued, unsigned unacked)
 {
-    return xpb_metrics_snapshot_add_account(ud, name, queued, unacked) != 0 ? XPB_ENOMEM : 0;
+    return xpb_metrics_snapshot_add_account(ud, name, queued, unacked);
 }
 
 /* The /metrics listener's figures, read from the daemon on each request
  * (on the loop thread): the counters first, then the accounts, a slice per
- * loop turn. */
+ * loop turn, paused (XPB_METRICS_FULL) while the listener makes room. */
 static int metrics_snapshot(void *ud, xpb_metrics_snapshot *s, int first)
 {
     struct run *r = ud;
@@ -270,7 +271,7 @@ static int metrics_snapshot(void *ud, xpb_metrics_snapshot *s, int first)
     }
     int more = 0;
     int rc = xpb_daemon_each_account_slice(r->d, first, XPB_METRICS_SLICE, add_account, s, &more);
-    return rc ? rc : more ? XPB_METRICS_MORE : 0;
+    return rc ? rc : more ? XPB_METRICS_MORE : 0; /* rc: XPB_METRICS_FULL */
 }
 
 static int metrics_on(const xpb_config *cfg)

@@ -701,10 +701,9 @@ int xpb_daemon_each_account_slice(xpb_daemon *d, int start, size_t max, xpb_daem
     int rc = 0;
     for (size_t n = 0; d->walk_next && n < max && !rc; n++) {
         struct account *a = d->walk_next;
-        d->walk_next = a->next;
         rc = visit_account(a, cb, ud);
+        if (rc <= 0) d->walk_next = rc ? NULL : a->next; /* > 0: visited again next time */
     }
-    if (rc) d->walk_next = NULL;
     *more = d->walk_next != NULL;
     return rc;
 }

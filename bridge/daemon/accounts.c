@@ -91,6 +91,7 @@ void account_free(struct account *a)
     if (a->ls) {
         a->dead = 1;
         account_recount(a); /* its last reconnects stay in the totals */
+        if (session_of(a)) xpb_session_set_gauges(session_of(a), NULL);
         xpb_loop_remove_session(d->loop, a->ls);
     }
     sends_account_free(a);
@@ -197,6 +198,7 @@ int account_start(xpb_daemon *d, const xpb_account_cfg *cfg, const char *passwor
         return rc;
     }
     xpb_loop_session_set_ud(a->ls, a);
+    if (session_of(a)) xpb_session_set_gauges(session_of(a), &a->gauges);
     account_recount(a);
     cluster_account_started(d, a->name);
     xpb_log(XPB_LOG_INFO, "session %s: started (%s)", a->name,

@@ -685,13 +685,11 @@ void xpb_daemon_get_bus_stats(xpb_daemon *d, xpb_bus_stats *out)
     else memset(out, 0, sizeof *out);
 }
 
+/* Reads the account alone: its session keeps a->gauges current. */
 static int visit_account(struct account *a, xpb_daemon_account_fn cb, void *ud)
 {
-    xpb_session *s = session_of(a);
-    if (!s || a->dead) return 0;
-    xpb_session_stats st;
-    xpb_session_get_stats(s, &st);
-    return cb(ud, a->name, st.queued, st.unacked);
+    if (!a->ls || a->dead) return 0;
+    return cb(ud, a->name, a->gauges.queued, a->gauges.unacked);
 }
 
 int xpb_daemon_each_account_slice(xpb_daemon *d, int start, size_t max, xpb_daemon_account_fn cb,

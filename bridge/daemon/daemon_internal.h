@@ -85,13 +85,17 @@ struct closer {
 
 struct account {
     struct account *next;
+    /* What a /metrics walk reads (visit_account), side by side: it touches
+     * neither the loop session nor the session. */
+    char *name;                /* bare JID */
+    xpb_loop_session *ls;
+    xpb_session_gauges gauges; /* its session's queue, written by the session */
+    int dead;
     xpb_daemon *d;
-    char *name;            /* bare JID */
     xpb_account_cfg cfg;
     int from_config;
     unsigned char *password;
     size_t password_len;
-    xpb_loop_session *ls;
     char *full_jid;
     struct handle_ent *h_head, *h_tail;
     struct handle_ent *h_find; /* where find_handle last found one (or NULL) */
@@ -106,7 +110,7 @@ struct account {
     struct pending_iq *iqs; /* this account's pending iqs (anext) */
     struct closer *closers;
     xpb_timer *close_timer;
-    int removing, dead;
+    int removing;
     int bucket;            /* its XPB_MST_* in the daemon's live gauges; -1: not counted */
     uint64_t seen_reconnects, seen_resumptions; /* its session's, already in the totals */
     xpb_account_cfg *restart_cfg; /* reload: start again with this once stopped */

@@ -567,7 +567,7 @@ void xpb_daemon_free(xpb_daemon *d)
     d->bus = NULL;
     catchup_fini(d); /* after the bus's last flush, before the store closes */
     state_close(d);  /* after the bus: its last flush goes to the journal */
-    d->walk_next = NULL;
+    walk_free(d);
     while (d->accounts) {
         struct account *a = d->accounts;
         d->accounts = a->next;
@@ -683,25 +683,4 @@ void xpb_daemon_get_bus_stats(xpb_daemon *d, xpb_bus_stats *out)
 {
     if (d->bus) xpb_bus_get_stats(d->bus, out);
     else memset(out, 0, sizeof *out);
-}
-
-/* Reads the account alone: its session keeps a->gauges current. */
-static int visit_account(struct account *a, xpb_daemon_account_fn cb, void *ud)
-{
-    if (!a->ls || a->dead) return 0;
-    return cb(ud, a->name, a->gauges.queued, a->gauges.unacked);
-}
-
-int xpb_daemon_each_account_slice(xpb_daemon *d, int start, size_t max, xpb_daemon_account_fn cb,
-                                  void *ud, int *more)
-{
-    if (start) d->walk_next = d->accounts;
-    int rc = 0;
-    for (size_t n = 0; d->walk_next && n < max && !rc; n++) {
-        struct account *a = d->walk_next;
-        rc = visit_account(a, cb, ud);
-        if (rc <= 0) d->walk_next = rc ? NULL : a->next; /* > 0: visited again next time */
-    }
-    *more = d->walk_next != NULL;
-    return rc;
 }

@@ -176,7 +176,10 @@ struct state_nats;
 struct marks_nats;
 struct xpb_daemon {
     xpb_loop *loop;          /* given by xpb_daemon_new's caller */
-    struct account *walk_next;   /* the next account of a sliced walk (reaping moves it on) */
+    /* The accounts oldest first, for the sliced /metrics walk (walk.c):
+     * walk_pos of them are left to visit, from walk_pos - 1 down. */
+    struct account **walk_arr;
+    size_t walk_n, walk_cap, walk_pos;
     uint64_t outbox_total;       /* the live accounts' outbox_n, kept as they change (sends.c) */
     struct xpb_cluster *cluster; /* the NATS back end and the leases (cluster.c), or NULL */
     xpb_bus *bus;
@@ -259,6 +262,13 @@ int account_start(xpb_daemon *d, const xpb_account_cfg *cfg, const char *passwor
                   int from_config, char *err, size_t errlen);
 void account_close(struct account *a);
 void on_reap(void *arg);
+/* walk.c: the array the /metrics walk reads. walk_reserve before an account
+ * is started (room for one more), walk_add once it is, walk_drop_dead in
+ * on_reap before the dead accounts are freed. */
+int walk_reserve(xpb_daemon *d);
+void walk_add(xpb_daemon *d, struct account *a);
+void walk_drop_dead(xpb_daemon *d);
+void walk_free(xpb_daemon *d);
 
 /* ---- iq.c ---------------------------------------------------------------------- */
 void pending_free(xpb_daemon *d, struct pending_iq *p);

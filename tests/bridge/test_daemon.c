@@ -431,6 +431,26 @@ static void test_account_walk_in_slices(void **state)
     assert_int_equal(xpb_daemon_each_account_slice(f->d, 1, 10, fail_walk, &w, &more),
                      XPB_ENOMEM);
     assert_false(more);
+
+    /* An account visited already is reaped, another opened, between two
+     * slices: the walk goes on with the accounts it had not visited. */
+    memset(&w, 0, sizeof w);
+    assert_int_equal(xpb_daemon_each_account_slice(f->d, 1, 1, note_name, &w, &more), 0);
+    assert_int_equal(walked_has(&w, "a4@example.com"), 1);
+    r.account = "a4@example.com";
+    assert_int_equal(code_of(request(f, &r)), 0);
+    fake_loop_idle(f->loop);
+    assert_int_equal(code_of(open_named(f, "a5@example.com")), 0);
+    assert_int_equal(xpb_daemon_each_account_slice(f->d, 0, 10, note_name, &w, &more), 0);
+    assert_false(more);
+    assert_int_equal(w.n, 3);
+    assert_int_equal(walked_has(&w, "a3@example.com"), 1);
+    assert_int_equal(walked_has(&w, "a1@example.com"), 1);
+    /* A new walk sees the newcomer first. */
+    memset(&w, 0, sizeof w);
+    assert_int_equal(xpb_daemon_each_account_slice(f->d, 1, 1, note_name, &w, &more), 0);
+    assert_int_equal(walked_has(&w, "a5@example.com"), 1);
+    assert_true(more);
 }
 
 /* Without XEP-0198 (the server offers no <sm/>) a written stanza is acked

@@ -64,10 +64,13 @@ int xpb_metrics_snapshot_reserve(xpb_metrics_snapshot *s, size_t accounts, size_
     if (accounts > SIZE_MAX / sizeof *s->accounts - s->n_accounts ||
         name_bytes > SIZE_MAX - s->names_len)
         return XPB_ENOMEM;
+    /* The new room is written once here, so that its pages are faulted in on
+     * the caller's thread (the listener's), not on the daemon's loop. */
     size_t want = s->n_accounts + accounts;
     if (want > s->cap_accounts) {
         xpb_metrics_account *a = realloc(s->accounts, want * sizeof *a);
         if (!a) return XPB_ENOMEM;
+        memset(a + s->cap_accounts, 0, (want - s->cap_accounts) * sizeof *a);
         s->accounts = a;
         s->cap_accounts = want;
     }
@@ -75,6 +78,7 @@ int xpb_metrics_snapshot_reserve(xpb_metrics_snapshot *s, size_t accounts, size_
     if (want > s->names_cap) {
         char *n = realloc(s->names, want);
         if (!n) return XPB_ENOMEM;
+        memset(n + s->names_cap, 0, want - s->names_cap);
         s->names = n;
         s->names_cap = want;
     }

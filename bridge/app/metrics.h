@@ -51,7 +51,7 @@ typedef struct xpb_metrics_snapshot {
 #define XPB_METRICS_MORE 1
 #define XPB_METRICS_FULL 2
 /* Accounts copied per loop turn for a scrape. */
-#define XPB_METRICS_SLICE 1024u
+#define XPB_METRICS_SLICE 2048u
 typedef int (*xpb_metrics_snapshot_fn)(void *ud, xpb_metrics_snapshot *out, int first);
 /* 0, or XPB_METRICS_FULL (nothing added) when the room is used up: it never
  * allocates, because it runs on the daemon's loop thread. */

@@ -44,7 +44,7 @@ struct xpb_metrics {
     /* Filled on the daemon's thread while want (and not growing), read by the
      * listener's once ready; its room is kept for the next request. */
     xpb_metrics_snapshot snap;
-    xpb_buf out; /* the listener's: the page is rendered here, its room kept */
+    size_t page_len; /* the last page's size: room for the next one is made at once */
 };
 
 int xpb_metrics_snapshot_add_account(xpb_metrics_snapshot *s, const char *name, unsigned queued,
@@ -609,6 +609,21 @@ static int take_snapshot(struct xpb_metrics *m)
     return rc;
 }
 
+/* The page, straight into the reply's body (which goes to the socket without
+ * a copy), with room for all of it made first: the last page's size, or a
+ * guess from the accounts' names the first time. */
+static int render_page(struct xpb_metrics *m, const xpb_metrics_snapshot *snap, xpb_buf *b)
+{
+    size_t guess = m->page_len ? m->page_len + m->page_len / 8
+                               : 2 * snap->names_len + 64 * snap->n_accounts + 16384;
+    xpb_buf_reset(b);
+    int rc = xpb_buf_make_room(b, guess);
+    if (!rc) rc = xpb_metrics_render(snap, b);
+    if (!rc) rc = render_http(m, snap, b);
+    if (!rc) m->page_len = b->len;
+    return rc;
+}
+
 static void reply_unavailable(xpb_httpd_reply *r)
 {
     char body[200];
@@ -628,13 +643,14 @@ static void on_http(void *arg, const char *path, xpb_httpd_reply *r)
     if (snap_rc == XPB_ETIMEOUT) {
         reply_unavailable(r);
     } else if (is_metrics) {
-        xpb_buf *b = &m->out;
-        xpb_buf_reset(b);
-        if (!snap_rc && xpb_metrics_render(snap, b) == 0 && render_http(m, snap, b) == 0)
-            reply_text(r, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", b->data, b->len);
-        else
+        if (!snap_rc && render_page(m, snap, &r->body) == 0) {
+            r->status = 200;
+            r->reason = "OK";
+            r->ctype = "text/plain; version=0.0.4; charset=utf-8";
+        } else {
             reply_text(r, 500, "Internal Server Error", "text/plain; charset=utf-8",
                        "metrics rendering failed\n", 25);
+        }
     } else if (is_health) {
         char why[256] = "the figures could not be read", body[300];
         int ok = !snap_rc && xpb_metrics_health(snap, why, sizeof why);
@@ -730,7 +746,6 @@ int xpb_metrics_new(xpb_metrics **out, xpb_loop *loop, const xpb_metrics_opts *o
     m->ud = ud;
     m->max_connections = o->max_connections;
     m->idle_timeout_s = o->idle_timeout_s;
-    xpb_buf_init(&m->out, 0);
     pthread_mutex_init(&m->mu, NULL);
     pthread_cond_init(&m->cv, NULL); /* CLOCK_REALTIME deadlines (take_snapshot) */
     xpb_loop_config lc = {0};
@@ -770,7 +785,6 @@ void xpb_metrics_free(xpb_metrics *m)
     xpb_wake_free(m->take);
     xpb_loop_free(m->own);
     xpb_metrics_snapshot_clear(&m->snap);
-    xpb_buf_free(&m->out);
     pthread_cond_destroy(&m->cv);
     pthread_mutex_destroy(&m->mu);
     free(m);

@@ -285,7 +285,10 @@ static int metrics_start(struct run *r, xpb_loop *loop, const xpb_config *cfg, c
                          size_t errlen)
 {
     if (!metrics_on(cfg)) return 0;
-    xpb_metrics_opts mo = {.listen = cfg->metrics_listen,
+    xpb_daemon_counters c;
+    xpb_daemon_get_counters(r->d, &c);
+    xpb_metrics_opts mo = {.expected_accounts = c.n_accounts,
+                           .listen = cfg->metrics_listen,
                            .allow_remote = cfg->metrics_allow_remote || cfg->allow_remote,
                            .max_connections = cfg->metrics_max_connections,
                            .idle_timeout_s = cfg->metrics_idle_timeout_s};

@@ -746,6 +746,16 @@ int xpb_metrics_new(xpb_metrics **out, xpb_loop *loop, const xpb_metrics_opts *o
     m->ud = ud;
     m->max_connections = o->max_connections;
     m->idle_timeout_s = o->idle_timeout_s;
+    if (o->expected_accounts) {
+        size_t n = o->expected_accounts + XPB_METRICS_ROOM_MARGIN;
+        if (xpb_metrics_snapshot_reserve(&m->snap, n, n * XPB_METRICS_NAME_GUESS) != 0) {
+            snprintf(err, errlen, "metrics listener: out of memory for %zu accounts' figures",
+                     o->expected_accounts);
+            xpb_metrics_snapshot_clear(&m->snap);
+            free(m);
+            return XPB_ENOMEM;
+        }
+    }
     pthread_mutex_init(&m->mu, NULL);
     pthread_cond_init(&m->cv, NULL); /* CLOCK_REALTIME deadlines (take_snapshot) */
     xpb_loop_config lc = {0};

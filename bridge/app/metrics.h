@@ -75,6 +75,8 @@ typedef struct xpb_metrics_opts {
     int allow_remote;
     unsigned max_connections;    /* metrics.max_connections: more are closed at once */
     unsigned idle_timeout_s;     /* metrics.idle_timeout_s: per request, and per reply */
+    size_t expected_accounts;    /* the snapshot's room is made for these at once (the
+                                  * configured accounts): the first scrape need not wait */
 } xpb_metrics_opts;
 /* loop is the daemon's: snapshot runs on its thread. The listener binds at
  * once (errors in err) and serves from its own thread until xpb_metrics_free,

@@ -342,6 +342,35 @@ static void test_listener_thread(void **state)
     xpb_loop_free(sv.loop);
 }
 
+/* Room made at start for the accounts the bridge has (expected_accounts):
+ * the first scrape goes through without XPB_METRICS_FULL. */
+static void test_listener_room_made_at_start(void **state)
+{
+    (void)state;
+    served sv = {.daemon_thread = pthread_self(), .path = "/metrics"};
+    xpb_loop_config lc = {0};
+    assert_int_equal(xpb_loop_new(&sv.loop, &lc), 0);
+    assert_int_equal(xpb_wake_new(sv.loop, on_done, &sv, &sv.done), 0);
+    sv.port = free_port();
+    char listen[64], err[256];
+    snprintf(listen, sizeof listen, "127.0.0.1:%u", (unsigned)sv.port);
+    xpb_metrics_opts mo = {.listen = listen, .max_connections = 4, .idle_timeout_s = 10,
+                           .expected_accounts = 3};
+    xpb_metrics *m = NULL;
+    assert_int_equal(xpb_metrics_new(&m, sv.loop, &mo, snapshot_src, &sv, err, sizeof err), 0);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, client, &sv), 0);
+    assert_int_equal(xpb_loop_run(sv.loop), 0);
+    pthread_join(t, NULL);
+    assert_non_null(strstr(sv.reply, "HTTP/1.1 200"));
+    assert_has(sv.reply, "xpb_queue_depth{account=\"late@example.com\"} 5\n");
+    assert_int_equal(sv.full, 0);
+    assert_int_equal(sv.calls, 2);
+    xpb_metrics_free(m);
+    xpb_wake_free(sv.done);
+    xpb_loop_free(sv.loop);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -351,6 +380,7 @@ int main(void)
         cmocka_unit_test(test_snapshot_room),
         cmocka_unit_test(test_listen_rule),
         cmocka_unit_test(test_listener_thread),
+        cmocka_unit_test(test_listener_room_made_at_start),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

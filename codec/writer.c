@@ -79,6 +79,11 @@ int xpb_buf_append(xpb_buf *b, const void *data, size_t len)
     return buf_put(b, data, len);
 }
 
+int xpb_buf_make_room(xpb_buf *b, size_t extra)
+{
+    return buf_reserve(b, extra);
+}
+
 int xpb_buf_append_str(xpb_buf *b, const char *s)
 {
     return buf_put(b, s, strlen(s));

@@ -136,6 +136,9 @@ void xpb_buf_free(xpb_buf *b);
 void xpb_buf_reset(xpb_buf *b);
 int xpb_buf_append(xpb_buf *b, const void *data, size_t len);
 int xpb_buf_append_str(xpb_buf *b, const char *s);
+/* Room for extra more bytes, so that appends up to them do not reallocate:
+ * 0, XPB_ETOOBIG past max, or XPB_ENOMEM. */
+int xpb_buf_make_room(xpb_buf *b, size_t extra);
 int xpb_xml_escape_text(xpb_buf *b, const char *s, size_t len);
 int xpb_xml_escape_attr(xpb_buf *b, const char *s, size_t len);
 

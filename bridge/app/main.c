@@ -251,14 +251,15 @@ static void service_status(void *ud, char *buf, size_t len)
     snprintf(buf, len, "%u of %u sessions online", c.sessions[XPB_MST_ONLINE], c.n_accounts);
 }
 
+/* 0, or XPB_METRICS_FULL: the walk stops at this account until there is room. */
 static int add_account(void *ud, const char *name, unsigned queued, unsigned unacked)
 {
-    return xpb_metrics_snapshot_add_account(ud, name, queued, unacked) != 0 ? XPB_ENOMEM : 0;
+    return xpb_metrics_snapshot_add_account(ud, name, queued, unacked);
 }
 
 /* The /metrics listener's figures, read from the daemon on each request
  * (on the loop thread): the counters first, then the accounts, a slice per
- * loop turn. */
+ * loop turn, paused (XPB_METRICS_FULL) while the listener makes room. */
 static int metrics_snapshot(void *ud, xpb_metrics_snapshot *s, int first)
 {
     struct run *r = ud;
@@ -270,7 +271,7 @@ static int metrics_snapshot(void *ud, xpb_metrics_snapshot *s, int first)
     }
     int more = 0;
     int rc = xpb_daemon_each_account_slice(r->d, first, XPB_METRICS_SLICE, add_account, s, &more);
-    return rc ? rc : more ? XPB_METRICS_MORE : 0;
+    return rc ? rc : more ? XPB_METRICS_MORE : 0; /* rc: XPB_METRICS_FULL */
 }
 
 static int metrics_on(const xpb_config *cfg)
@@ -284,7 +285,10 @@ static int metrics_start(struct run *r, xpb_loop *loop, const xpb_config *cfg, c
                          size_t errlen)
 {
     if (!metrics_on(cfg)) return 0;
-    xpb_metrics_opts mo = {.listen = cfg->metrics_listen,
+    xpb_daemon_counters c;
+    xpb_daemon_get_counters(r->d, &c);
+    xpb_metrics_opts mo = {.expected_accounts = c.n_accounts,
+                           .listen = cfg->metrics_listen,
                            .allow_remote = cfg->metrics_allow_remote || cfg->allow_remote,
                            .max_connections = cfg->metrics_max_connections,
                            .idle_timeout_s = cfg->metrics_idle_timeout_s};

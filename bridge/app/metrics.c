@@ -20,6 +20,10 @@
 #include "xpb_loop.h"
 
 #define METRICS_MAX_ADDR 128
+/* Sizing the reused snapshot (make_room): accounts beyond the counted ones,
+ * and the bytes per name before any is seen. */
+#define XPB_METRICS_ROOM_MARGIN 64u
+#define XPB_METRICS_NAME_GUESS 48u
 
 struct xpb_metrics {
     xpb_httpd *http;
@@ -31,35 +35,83 @@ struct xpb_metrics {
     int thread_on;
     xpb_wake *take;     /* on the daemon's loop: copy the figures */
     xpb_wake *stop;     /* on the listener's loop: leave it */
-    pthread_mutex_t mu; /* guards want, ready, snap and snap_rc */
+    pthread_mutex_t mu; /* guards want, ready, full, growing, snap and snap_rc */
     pthread_cond_t cv;
     int want, ready, stopping, snap_rc;
-    int walking; /* the snapshot of the waiting request is part-way (XPB_METRICS_MORE) */
-    xpb_metrics_snapshot snap; /* filled on the daemon's thread, taken by the listener's */
+    int walking; /* the snapshot of the waiting request is part-way (MORE or FULL) */
+    int full;    /* the walk waits for room (XPB_METRICS_FULL) */
+    int growing; /* the listener's thread is making room: the loop keeps off snap */
+    /* Filled on the daemon's thread while want (and not growing), read by the
+     * listener's once ready; its room is kept for the next request. */
+    xpb_metrics_snapshot snap;
+    size_t page_len; /* the last page's size: room for the next one is made at once */
 };
 
 int xpb_metrics_snapshot_add_account(xpb_metrics_snapshot *s, const char *name, unsigned queued,
                                      unsigned unacked)
 {
-    if (s->n_accounts == s->cap_accounts) {
-        size_t cap = s->cap_accounts ? 2 * s->cap_accounts : 16;
-        xpb_metrics_account *a = realloc(s->accounts, cap * sizeof *a);
-        if (!a) return XPB_ENOMEM;
-        s->accounts = a;
-        s->cap_accounts = cap;
-    }
-    size_t off = s->names.len;
-    if (xpb_buf_append(&s->names, name, strlen(name) + 1) != 0) return XPB_ENOMEM;
-    s->accounts[s->n_accounts++] = (xpb_metrics_account){off, queued, unacked};
+    size_t len = strlen(name) + 1;
+    if (s->n_accounts == s->cap_accounts || len > s->names_cap - s->names_len)
+        return XPB_METRICS_FULL;
+    memcpy(s->names + s->names_len, name, len);
+    s->accounts[s->n_accounts++] = (xpb_metrics_account){s->names_len, queued, unacked};
+    s->names_len += len;
     return 0;
+}
+
+int xpb_metrics_snapshot_reserve(xpb_metrics_snapshot *s, size_t accounts, size_t name_bytes)
+{
+    if (accounts > SIZE_MAX / sizeof *s->accounts - s->n_accounts ||
+        name_bytes > SIZE_MAX - s->names_len)
+        return XPB_ENOMEM;
+    /* The new room is written once here, so that its pages are faulted in on
+     * the caller's thread (the listener's), not on the daemon's loop. */
+    size_t want = s->n_accounts + accounts;
+    if (want > s->cap_accounts) {
+        xpb_metrics_account *a = realloc(s->accounts, want * sizeof *a);
+        if (!a) return XPB_ENOMEM;
+        memset(a + s->cap_accounts, 0, (want - s->cap_accounts) * sizeof *a);
+        s->accounts = a;
+        s->cap_accounts = want;
+    }
+    want = s->names_len + name_bytes;
+    if (want > s->names_cap) {
+        char *n = realloc(s->names, want);
+        if (!n) return XPB_ENOMEM;
+        memset(n + s->names_cap, 0, want - s->names_cap);
+        s->names = n;
+        s->names_cap = want;
+    }
+    return 0;
+}
+
+void xpb_metrics_snapshot_reset(xpb_metrics_snapshot *s)
+{
+    xpb_metrics_snapshot kept = {.accounts = s->accounts, .cap_accounts = s->cap_accounts,
+                                 .names = s->names, .names_cap = s->names_cap};
+    *s = kept;
 }
 
 void xpb_metrics_snapshot_clear(xpb_metrics_snapshot *s)
 {
     free(s->accounts);
-    s->accounts = NULL;
-    s->n_accounts = s->cap_accounts = 0;
-    xpb_buf_free(&s->names);
+    free(s->names);
+    *s = (xpb_metrics_snapshot){0};
+}
+
+/* The listener's thread, after XPB_METRICS_FULL: room for every account the
+ * counters count (with a margin for accounts added since) at the names'
+ * mean length so far, and at least twice what did not do. */
+static int make_room(xpb_metrics_snapshot *s)
+{
+    size_t total = (size_t)s->c.n_accounts + XPB_METRICS_ROOM_MARGIN;
+    size_t left = total > s->n_accounts ? total - s->n_accounts : XPB_METRICS_ROOM_MARGIN;
+    size_t mean = s->n_accounts ? s->names_len / s->n_accounts + 1 : XPB_METRICS_NAME_GUESS;
+    size_t accounts = left, names = left * mean;
+    if (s->n_accounts == s->cap_accounts && accounts < s->cap_accounts)
+        accounts = s->cap_accounts; /* at least doubled */
+    if (names < s->names_cap) names = s->names_cap;
+    return xpb_metrics_snapshot_reserve(s, accounts, names);
 }
 
 /* ---- the exposition text ---------------------------------------------------------- */
@@ -480,37 +532,55 @@ static void reply_text(xpb_httpd_reply *r, int code, const char *reason, const c
 
 /* ---- the figures, copied on the daemon's thread ------------------------------------ */
 
-/* The daemon's loop thread: a request is waiting for the figures. */
+/* The daemon's loop thread: a request is waiting for the figures. It only
+ * copies into the room the listener's thread made (no allocation here). */
 static void on_take(void *arg)
 {
     struct xpb_metrics *m = arg;
     pthread_mutex_lock(&m->mu);
-    if (m->want) {
+    if (m->want && !m->growing && !m->full) {
         int first = !m->walking;
         if (first) {
-            xpb_metrics_snapshot_clear(&m->snap);
-            memset(&m->snap, 0, sizeof m->snap);
+            xpb_metrics_snapshot_reset(&m->snap);
             xpb_loop_libevent_log_counts(&m->snap.libevent_seen, &m->snap.libevent_suppressed);
         }
         int rc = m->snapshot(m->ud, &m->snap, first);
-        m->walking = rc == XPB_METRICS_MORE;
-        if (m->walking) {
+        m->walking = rc == XPB_METRICS_MORE || rc == XPB_METRICS_FULL;
+        if (rc == XPB_METRICS_MORE) {
             xpb_wake_signal(m->take); /* the next slice after the loop's other work */
+        } else if (rc == XPB_METRICS_FULL) {
+            m->full = 1; /* the listener makes room, then wakes us again */
+            pthread_cond_broadcast(&m->cv);
         } else {
             m->snap_rc = rc;
             m->want = 0;
             m->ready = 1;
             pthread_cond_broadcast(&m->cv);
         }
-    } else {
+    } else if (!m->want) {
         m->walking = 0; /* its request gave up */
     }
     pthread_mutex_unlock(&m->mu);
 }
 
-/* The listener's thread: the figures, or XPB_ETIMEOUT when the daemon's loop
- * did not copy them within XPB_METRICS_SNAPSHOT_WAIT_MS (or is stopping). */
-static int take_snapshot(struct xpb_metrics *m, xpb_metrics_snapshot *out)
+/* The listener's thread, m->mu held, after XPB_METRICS_FULL: more room,
+ * made outside the lock while the loop keeps off the snapshot. */
+static int grow_snapshot(struct xpb_metrics *m)
+{
+    m->full = 0;
+    m->growing = 1;
+    pthread_mutex_unlock(&m->mu);
+    int rc = make_room(&m->snap);
+    pthread_mutex_lock(&m->mu);
+    m->growing = 0;
+    if (rc == 0) xpb_wake_signal(m->take);
+    return rc;
+}
+
+/* The listener's thread: m->snap holds the figures, or XPB_ETIMEOUT when the
+ * daemon's loop did not copy them within XPB_METRICS_SNAPSHOT_WAIT_MS (or is
+ * stopping). */
+static int take_snapshot(struct xpb_metrics *m)
 {
     struct timespec until;
     clock_gettime(CLOCK_REALTIME, &until);
@@ -521,25 +591,36 @@ static int take_snapshot(struct xpb_metrics *m, xpb_metrics_snapshot *out)
         until.tv_nsec -= 1000000000L;
     }
     pthread_mutex_lock(&m->mu);
-    m->ready = 0;
+    m->ready = m->full = 0;
     m->want = 1;
     m->walking = 0; /* a walk an earlier request left unfinished starts over */
     pthread_mutex_unlock(&m->mu);
     xpb_wake_signal(m->take);
     pthread_mutex_lock(&m->mu);
-    int rc = 0;
-    while (!m->ready && !m->stopping && rc != ETIMEDOUT)
-        rc = pthread_cond_timedwait(&m->cv, &m->mu, &until);
-    int got = m->ready;
-    if (got) {
-        *out = m->snap; /* ours now */
-        memset(&m->snap, 0, sizeof m->snap);
-        rc = m->snap_rc;
-    } else {
-        rc = XPB_ETIMEOUT;
+    int rc = 0, room = 0;
+    while (!m->ready && !m->stopping && rc != ETIMEDOUT && !room) {
+        if (m->full) room = grow_snapshot(m);
+        else rc = pthread_cond_timedwait(&m->cv, &m->mu, &until);
     }
+    if (m->ready) rc = m->snap_rc;
+    else rc = room ? room : XPB_ETIMEOUT;
     m->want = m->ready = 0;
     pthread_mutex_unlock(&m->mu);
+    return rc;
+}
+
+/* The page, straight into the reply's body (which goes to the socket without
+ * a copy), with room for all of it made first: the last page's size, or a
+ * guess from the accounts' names the first time. */
+static int render_page(struct xpb_metrics *m, const xpb_metrics_snapshot *snap, xpb_buf *b)
+{
+    size_t guess = m->page_len ? m->page_len + m->page_len / 8
+                               : 2 * snap->names_len + 64 * snap->n_accounts + 16384;
+    xpb_buf_reset(b);
+    int rc = xpb_buf_make_room(b, guess);
+    if (!rc) rc = xpb_metrics_render(snap, b);
+    if (!rc) rc = render_http(m, snap, b);
+    if (!rc) m->page_len = b->len;
     return rc;
 }
 
@@ -557,22 +638,22 @@ static void on_http(void *arg, const char *path, xpb_httpd_reply *r)
 {
     struct xpb_metrics *m = arg;
     int is_metrics = strcmp(path, "/metrics") == 0, is_health = strcmp(path, "/healthz") == 0;
-    xpb_metrics_snapshot snap = {0};
-    int snap_rc = is_metrics || is_health ? take_snapshot(m, &snap) : 0;
+    const xpb_metrics_snapshot *snap = &m->snap;
+    int snap_rc = is_metrics || is_health ? take_snapshot(m) : 0;
     if (snap_rc == XPB_ETIMEOUT) {
         reply_unavailable(r);
     } else if (is_metrics) {
-        xpb_buf b;
-        xpb_buf_init(&b, 0);
-        if (!snap_rc && xpb_metrics_render(&snap, &b) == 0 && render_http(m, &snap, &b) == 0)
-            reply_text(r, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", b.data, b.len);
-        else
+        if (!snap_rc && render_page(m, snap, &r->body) == 0) {
+            r->status = 200;
+            r->reason = "OK";
+            r->ctype = "text/plain; version=0.0.4; charset=utf-8";
+        } else {
             reply_text(r, 500, "Internal Server Error", "text/plain; charset=utf-8",
                        "metrics rendering failed\n", 25);
-        xpb_buf_free(&b);
+        }
     } else if (is_health) {
         char why[256] = "the figures could not be read", body[300];
-        int ok = !snap_rc && xpb_metrics_health(&snap, why, sizeof why);
+        int ok = !snap_rc && xpb_metrics_health(snap, why, sizeof why);
         int n = snprintf(body, sizeof body, "%s\n", why);
         reply_text(r, ok ? 200 : 503, ok ? "OK" : "Service Unavailable",
                    "text/plain; charset=utf-8", body, (size_t)n);
@@ -580,7 +661,6 @@ static void on_http(void *arg, const char *path, xpb_httpd_reply *r)
         static const char nf[] = "try /metrics or /healthz\n";
         reply_text(r, 404, "Not Found", "text/plain; charset=utf-8", nf, sizeof nf - 1);
     }
-    xpb_metrics_snapshot_clear(&snap);
 }
 
 /* "ADDR:PORT" or "[v6]:PORT" -> addr, port. */
@@ -666,6 +746,16 @@ int xpb_metrics_new(xpb_metrics **out, xpb_loop *loop, const xpb_metrics_opts *o
     m->ud = ud;
     m->max_connections = o->max_connections;
     m->idle_timeout_s = o->idle_timeout_s;
+    if (o->expected_accounts) {
+        size_t n = o->expected_accounts + XPB_METRICS_ROOM_MARGIN;
+        if (xpb_metrics_snapshot_reserve(&m->snap, n, n * XPB_METRICS_NAME_GUESS) != 0) {
+            snprintf(err, errlen, "metrics listener: out of memory for %zu accounts' figures",
+                     o->expected_accounts);
+            xpb_metrics_snapshot_clear(&m->snap);
+            free(m);
+            return XPB_ENOMEM;
+        }
+    }
     pthread_mutex_init(&m->mu, NULL);
     pthread_cond_init(&m->cv, NULL); /* CLOCK_REALTIME deadlines (take_snapshot) */
     xpb_loop_config lc = {0};

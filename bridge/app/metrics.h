@@ -21,14 +21,18 @@ typedef struct xpb_metrics_account {
     unsigned queued, unacked;
 } xpb_metrics_account;
 
-/* The figures of one request, filled by the source. */
+/* The figures of one request, filled by the source. The listener keeps one
+ * snapshot and reuses its room from scrape to scrape: filling it on the
+ * daemon's loop thread never allocates (xpb_metrics_snapshot_add_account
+ * says XPB_METRICS_FULL instead, and the listener's thread makes room). */
 typedef struct xpb_metrics_snapshot {
     xpb_daemon_counters c;
     xpb_bus_stats bus;
     const char *state_name[XPB_MST_COUNT]; /* the label of each c.sessions[] bucket */
-    xpb_metrics_account *accounts;         /* grown by xpb_metrics_snapshot_add_account */
+    xpb_metrics_account *accounts;
     size_t n_accounts, cap_accounts;
-    xpb_buf names;                               /* the accounts' names, each NUL-terminated */
+    char *names; /* the accounts' names, each NUL-terminated */
+    size_t names_len, names_cap;
     uint64_t libevent_seen, libevent_suppressed; /* libevent's log messages */
 } xpb_metrics_snapshot;
 
@@ -37,21 +41,32 @@ typedef struct xpb_metrics_snapshot {
  * stalls this long is itself the alarm). */
 #define XPB_METRICS_SNAPSHOT_WAIT_MS 2000u
 
-/* Fills *out (zeroed before the first call of a request; first = 1 then),
- * on the daemon's loop thread. Returns 0 when done, XPB_METRICS_MORE to be
- * called again on a later loop turn (a slice of the accounts at a time, so
- * the loop never stops for the whole walk), or another value: answered 500. */
+/* Fills *out (emptied before the first call of a request, its room kept;
+ * first = 1 then), on the daemon's loop thread. Returns 0 when done,
+ * XPB_METRICS_MORE to be called again on a later loop turn (a slice of the
+ * accounts at a time, so the loop never stops for the whole walk),
+ * XPB_METRICS_FULL when an account did not fit (called again, first = 0,
+ * once the listener's thread made room; that account is added then), or
+ * another value: answered 500. */
 #define XPB_METRICS_MORE 1
+#define XPB_METRICS_FULL 2
 /* Accounts copied per loop turn for a scrape. */
-#define XPB_METRICS_SLICE 1024u
+#define XPB_METRICS_SLICE 2048u
 typedef int (*xpb_metrics_snapshot_fn)(void *ud, xpb_metrics_snapshot *out, int first);
+/* 0, or XPB_METRICS_FULL (nothing added) when the room is used up: it never
+ * allocates, because it runs on the daemon's loop thread. */
 int xpb_metrics_snapshot_add_account(xpb_metrics_snapshot *s, const char *name, unsigned queued,
                                      unsigned unacked);
+/* Room for at least accounts more accounts with name_bytes more bytes of
+ * names (NULs included): 0 or XPB_ENOMEM. */
+int xpb_metrics_snapshot_reserve(xpb_metrics_snapshot *s, size_t accounts, size_t name_bytes);
+/* Empties the snapshot and keeps its room; _clear frees the room too. */
+void xpb_metrics_snapshot_reset(xpb_metrics_snapshot *s);
 void xpb_metrics_snapshot_clear(xpb_metrics_snapshot *s);
 static inline const char *xpb_metrics_account_name(const xpb_metrics_snapshot *s,
                                                    const xpb_metrics_account *a)
 {
-    return s->names.data + a->name_off;
+    return s->names + a->name_off;
 }
 
 typedef struct xpb_metrics xpb_metrics;
@@ -60,6 +75,8 @@ typedef struct xpb_metrics_opts {
     int allow_remote;
     unsigned max_connections;    /* metrics.max_connections: more are closed at once */
     unsigned idle_timeout_s;     /* metrics.idle_timeout_s: per request, and per reply */
+    size_t expected_accounts;    /* the snapshot's room is made for these at once (the
+                                  * configured accounts): the first scrape need not wait */
 } xpb_metrics_opts;
 /* loop is the daemon's: snapshot runs on its thread. The listener binds at
  * once (errors in err) and serves from its own thread until xpb_metrics_free,

@@ -91,6 +91,7 @@ void account_free(struct account *a)
     if (a->ls) {
         a->dead = 1;
         account_recount(a); /* its last reconnects stay in the totals */
+        if (session_of(a)) xpb_session_set_gauges(session_of(a), NULL);
         xpb_loop_remove_session(d->loop, a->ls);
     }
     sends_account_free(a);
@@ -153,6 +154,7 @@ static void session_config(const xpb_daemon *d, const struct account *a, xpb_ses
 int account_start(xpb_daemon *d, const xpb_account_cfg *cfg, const char *password,
                          int from_config, char *err, size_t errlen)
 {
+    if (walk_reserve(d) != 0) return XPB_ENOMEM; /* walk_add below cannot fail */
     struct account *a = calloc(1, sizeof *a);
     if (!a) return XPB_ENOMEM;
     a->d = d;
@@ -199,6 +201,8 @@ int account_start(xpb_daemon *d, const xpb_account_cfg *cfg, const char *passwor
         return rc;
     }
     xpb_loop_session_set_ud(a->ls, a);
+    if (session_of(a)) xpb_session_set_gauges(session_of(a), &a->gauges);
+    walk_add(d, a);
     account_recount(a);
     cluster_account_started(d, a->name);
     xpb_log(XPB_LOG_INFO, "session %s: started (%s)", a->name,
@@ -260,6 +264,7 @@ void account_recount(struct account *a)
 void on_reap(void *arg)
 {
     xpb_daemon *d = arg;
+    walk_drop_dead(d); /* every dead account is freed below */
     struct account **pp = &d->accounts;
     while (*pp) {
         struct account *a = *pp;
@@ -268,7 +273,6 @@ void on_reap(void *arg)
             continue;
         }
         *pp = a->next;
-        if (d->walk_next == a) d->walk_next = a->next; /* a /metrics walk goes on past it */
         xpb_account_cfg *restart = a->restart_cfg;
         a->restart_cfg = NULL;
         xpb_log(XPB_LOG_INFO, "session %s: removed", a->name);

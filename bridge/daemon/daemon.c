@@ -608,7 +608,7 @@ void xpb_daemon_free(xpb_daemon *d)
     d->bus = NULL;
     catchup_fini(d); /* after the bus's last flush, before the store closes */
     state_close(d);  /* after the bus: its last flush goes to the journal */
-    d->walk_next = NULL;
+    walk_free(d);
     while (d->accounts) {
         struct account *a = d->accounts;
         d->accounts = a->next;
@@ -724,28 +724,4 @@ void xpb_daemon_get_bus_stats(xpb_daemon *d, xpb_bus_stats *out)
 {
     if (d->bus) xpb_bus_get_stats(d->bus, out);
     else memset(out, 0, sizeof *out);
-}
-
-static int visit_account(struct account *a, xpb_daemon_account_fn cb, void *ud)
-{
-    xpb_session *s = session_of(a);
-    if (!s || a->dead) return 0;
-    xpb_session_stats st;
-    xpb_session_get_stats(s, &st);
-    return cb(ud, a->name, st.queued, st.unacked);
-}
-
-int xpb_daemon_each_account_slice(xpb_daemon *d, int start, size_t max, xpb_daemon_account_fn cb,
-                                  void *ud, int *more)
-{
-    if (start) d->walk_next = d->accounts;
-    int rc = 0;
-    for (size_t n = 0; d->walk_next && n < max && !rc; n++) {
-        struct account *a = d->walk_next;
-        d->walk_next = a->next;
-        rc = visit_account(a, cb, ud);
-    }
-    if (rc) d->walk_next = NULL;
-    *more = d->walk_next != NULL;
-    return rc;
 }

@@ -88,13 +88,17 @@ struct closer {
 
 struct account {
     struct account *next;
+    /* What a /metrics walk reads (visit_account), side by side: it touches
+     * neither the loop session nor the session. */
+    char *name;                /* bare JID */
+    xpb_loop_session *ls;
+    xpb_session_gauges gauges; /* its session's queue, written by the session */
+    int dead;
     xpb_daemon *d;
-    char *name;            /* bare JID */
     xpb_account_cfg cfg;
     int from_config;
     unsigned char *password;
     size_t password_len;
-    xpb_loop_session *ls;
     char *full_jid;
     struct handle_ent *h_head, *h_tail;
     struct handle_ent *h_find; /* where find_handle last found one (or NULL) */
@@ -110,7 +114,7 @@ struct account {
     struct pending_iq *iqs; /* this account's pending iqs (anext) */
     struct closer *closers;
     xpb_timer *close_timer;
-    int removing, dead;
+    int removing;
     int bucket;            /* its XPB_MST_* in the daemon's live gauges; -1: not counted */
     uint64_t seen_reconnects, seen_resumptions; /* its session's, already in the totals */
     xpb_account_cfg *restart_cfg; /* reload: start again with this once stopped */
@@ -179,7 +183,10 @@ struct state_nats;
 struct marks_nats;
 struct xpb_daemon {
     xpb_loop *loop;          /* given by xpb_daemon_new's caller */
-    struct account *walk_next;   /* the next account of a sliced walk (reaping moves it on) */
+    /* The accounts oldest first, for the sliced /metrics walk (walk.c):
+     * walk_pos of them are left to visit, from walk_pos - 1 down. */
+    struct account **walk_arr;
+    size_t walk_n, walk_cap, walk_pos;
     uint64_t outbox_total;       /* the live accounts' outbox_n, kept as they change (sends.c) */
     struct xpb_cluster *cluster; /* the NATS back end and the leases (cluster.c), or NULL */
     xpb_bus *bus;
@@ -268,6 +275,13 @@ int account_start(xpb_daemon *d, const xpb_account_cfg *cfg, const char *passwor
                   int from_config, char *err, size_t errlen);
 void account_close(struct account *a);
 void on_reap(void *arg);
+/* walk.c: the array the /metrics walk reads. walk_reserve before an account
+ * is started (room for one more), walk_add once it is, walk_drop_dead in
+ * on_reap before the dead accounts are freed. */
+int walk_reserve(xpb_daemon *d);
+void walk_add(xpb_daemon *d, struct account *a);
+void walk_drop_dead(xpb_daemon *d);
+void walk_free(xpb_daemon *d);
 
 /* ---- iq.c ---------------------------------------------------------------------- */
 void pending_free(xpb_daemon *d, struct pending_iq *p);

@@ -229,7 +229,7 @@ static void fail_stream(xpb_session *s, const char *xml, const char *why)
     session_emit_bytes(s, xml, strlen(xml));
     session_write_stream_close(s);
     session_forget_sm(s);
-    s->n_sent = 0;
+    s->n_sent = 0; /* session_drop_internal_items syncs the gauges */
     session_drop_internal_items(s);
     session_emit_event(s, XPB_SE_ERROR, why, XPB_ESTREAM);
     enter_backoff(s, why, 0);
@@ -766,6 +766,12 @@ void xpb_session_get_stats(const xpb_session *s, xpb_session_stats *out)
     *out = s->stats;
     out->unacked = (unsigned)s->n_sent;
     out->queued = (unsigned)(s->n_items - s->n_sent);
+}
+
+void xpb_session_set_gauges(xpb_session *s, xpb_session_gauges *g)
+{
+    s->gauges = g;
+    session_gauges_sync(s);
 }
 
 int xpb_session_test_set_sasl_nonce(xpb_session *s, const char *nonce)

@@ -113,6 +113,7 @@ struct xpb_session {
      * moving items on, not by moving every unacked entry down. */
     out_item *items, *items_base;
     size_t n_items, cap_items, n_sent;
+    xpb_session_gauges *gauges;  /* the owner's copy of the queue's gauges, or NULL */
 
     unsigned backoff_cur;
     int ping_wait;
@@ -202,7 +203,13 @@ session_action session_go_online(xpb_session *s, int resumed);
 /* ---- stream management and the outbound queue (session_sm.c) ------------- */
 session_action session_on_sm(xpb_session *s, const xpb_node *el);
 int session_item_insert(xpb_session *s, size_t at, uint64_t handle, const char *xml, size_t len);
-
+/* After every change of n_items or n_sent: the owner's copy follows. */
+static inline void session_gauges_sync(xpb_session *s)
+{
+    if (!s->gauges) return;
+    s->gauges->queued = (unsigned)(s->n_items - s->n_sent);
+    s->gauges->unacked = (unsigned)s->n_sent;
+}
 void session_items_free(xpb_session *s);
 void session_fail_all_items(xpb_session *s, const char *reason);
 void session_drop_internal_items(xpb_session *s);

@@ -22,6 +22,7 @@ static void item_release(xpb_session *s, size_t i)
     s->n_items--;
     if (i < s->n_sent) s->n_sent--;
     if (s->n_items == 0) s->items = s->items_base;
+    session_gauges_sync(s);
 }
 
 /* Room for one more entry at the end: the live ones moved back to the front
@@ -54,6 +55,7 @@ int session_item_insert(xpb_session *s, size_t at, uint64_t handle, const char *
     memmove(&s->items[at + 1], &s->items[at], (s->n_items - at) * sizeof *s->items);
     s->items[at] = (out_item){.handle = handle, .xml = copy, .len = len};
     s->n_items++;
+    session_gauges_sync(s);
     return 0;
 }
 
@@ -63,6 +65,7 @@ void session_items_free(xpb_session *s)
     free(s->items_base);
     s->items = s->items_base = NULL;
     s->n_items = s->cap_items = s->n_sent = 0;
+    session_gauges_sync(s);
 }
 
 static void report_sm(xpb_session *s)
@@ -97,6 +100,7 @@ void session_fail_all_items(xpb_session *s, const char *reason)
         report_item(s, XPB_SE_FAILED, h, reason);
     }
     s->n_sent = 0;
+    session_gauges_sync(s);
 }
 
 /* A fresh session: our own stanzas of the old one are pointless (presence and
@@ -104,6 +108,7 @@ void session_fail_all_items(xpb_session *s, const char *reason)
 void session_drop_internal_items(xpb_session *s)
 {
     s->n_sent = 0;
+    session_gauges_sync(s);
     for (size_t i = 0; i < s->n_items;) {
         if (s->items[i].handle == 0)
             item_release(s, i);
@@ -183,6 +188,7 @@ static void send_next_item(xpb_session *s)
     s->stats.stanzas_out++;
     if (s->sm_on) {
         s->n_sent++;
+        session_gauges_sync(s);
         report_item(s, XPB_SE_SENT, h, NULL);
         after_tracked_send(s);
     } else {
@@ -329,6 +335,7 @@ static session_action on_resumed(xpb_session *s, const xpb_node *el)
     s->stats.resumptions++;
     report_sm(s);
     s->n_sent = 0; /* XEP-0198 §5: everything not acknowledged is sent again */
+    session_gauges_sync(s);
     s->since_r = 0;
     session_action a = session_go_online(s, 1);
     if (a.kind != ACT_CONTINUE || !s->resume_probe || s->state != XPB_SS_ONLINE) return a;

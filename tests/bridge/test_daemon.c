@@ -357,15 +357,26 @@ static fake_req *open_named(fixture *f, const char *jid)
 typedef struct walked {
     char names[8][64];
     unsigned n;
+    int pause_at; /* refuse the account after this many (once), as a full snapshot does */
 } walked;
 
 static int note_name(void *ud, const char *name, unsigned queued, unsigned unacked)
 {
     walked *w = ud;
     (void)queued, (void)unacked;
+    if (w->pause_at > 0 && w->n == (unsigned)w->pause_at) {
+        w->pause_at = 0;
+        return 7;
+    }
     assert_true(w->n < 8);
     snprintf(w->names[w->n++], sizeof w->names[0], "%s", name);
     return 0;
+}
+
+static int fail_walk(void *ud, const char *name, unsigned queued, unsigned unacked)
+{
+    (void)ud, (void)name, (void)queued, (void)unacked;
+    return XPB_ENOMEM;
 }
 
 static int walked_has(const walked *w, const char *name)
@@ -415,6 +426,42 @@ static void test_account_walk_in_slices(void **state)
     assert_int_equal(walked_has(&w, "a2@example.com"), 0);
     assert_int_equal(walked_has(&w, "a1@example.com"), 1);
     assert_int_equal(w.n, 3);
+
+    /* A callback with no room (a positive value) pauses the walk at that
+     * account: the next slice visits it again; a negative value ends it. */
+    memset(&w, 0, sizeof w);
+    w.pause_at = 1;
+    assert_int_equal(xpb_daemon_each_account_slice(f->d, 1, 10, note_name, &w, &more), 7);
+    assert_int_equal(w.n, 1);
+    assert_true(more);
+    assert_int_equal(xpb_daemon_each_account_slice(f->d, 0, 10, note_name, &w, &more), 0);
+    assert_false(more);
+    assert_int_equal(w.n, 3);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(walked_has(&w, jids[i]), i == 1 ? 0 : 1); /* each once, a2 closed */
+    assert_int_equal(xpb_daemon_each_account_slice(f->d, 1, 10, fail_walk, &w, &more),
+                     XPB_ENOMEM);
+    assert_false(more);
+
+    /* An account visited already is reaped, another opened, between two
+     * slices: the walk goes on with the accounts it had not visited. */
+    memset(&w, 0, sizeof w);
+    assert_int_equal(xpb_daemon_each_account_slice(f->d, 1, 1, note_name, &w, &more), 0);
+    assert_int_equal(walked_has(&w, "a4@example.com"), 1);
+    r.account = "a4@example.com";
+    assert_int_equal(code_of(request(f, &r)), 0);
+    fake_loop_idle(f->loop);
+    assert_int_equal(code_of(open_named(f, "a5@example.com")), 0);
+    assert_int_equal(xpb_daemon_each_account_slice(f->d, 0, 10, note_name, &w, &more), 0);
+    assert_false(more);
+    assert_int_equal(w.n, 3);
+    assert_int_equal(walked_has(&w, "a3@example.com"), 1);
+    assert_int_equal(walked_has(&w, "a1@example.com"), 1);
+    /* A new walk sees the newcomer first. */
+    memset(&w, 0, sizeof w);
+    assert_int_equal(xpb_daemon_each_account_slice(f->d, 1, 1, note_name, &w, &more), 0);
+    assert_int_equal(walked_has(&w, "a5@example.com"), 1);
+    assert_true(more);
 }
 
 /* Without XEP-0198 (the server offers no <sm/>) a written stanza is acked

@@ -21,10 +21,9 @@
 #include "metrics.h"
 #include "xpb_error.h"
 
-/* The fake source: figures the test chose. */
-static void fake_snapshot(xpb_metrics_snapshot *s)
+/* The fake source: figures the test chose (the accounts apart). */
+static void fake_figures(xpb_metrics_snapshot *s)
 {
-    memset(s, 0, sizeof *s);
     static const char *const names[XPB_MST_COUNT] = {"connecting", "online", "disconnected",
                                                      "closing", "stopped"};
     for (int i = 0; i < XPB_MST_COUNT; i++) s->state_name[i] = names[i];
@@ -41,6 +40,13 @@ static void fake_snapshot(xpb_metrics_snapshot *s)
     s->c.muc_self_ping_s = 300;
     s->bus.events = 123;
     s->bus.inflight = 4;
+}
+
+static void fake_snapshot(xpb_metrics_snapshot *s)
+{
+    memset(s, 0, sizeof *s);
+    fake_figures(s);
+    assert_int_equal(xpb_metrics_snapshot_reserve(s, 2, 64), 0);
     assert_int_equal(xpb_metrics_snapshot_add_account(s, "bot@example.com", 3, 1), 0);
     /* Label values escape \, " and newline (exposition format 0.0.4). */
     assert_int_equal(xpb_metrics_snapshot_add_account(s, "we\"ird\\na\nme@example.com", 0, 2), 0);
@@ -148,6 +154,43 @@ static void test_healthz(void **state)
     xpb_metrics_snapshot_clear(&s);
 }
 
+/* Adding an account never allocates (it runs on the daemon's loop thread):
+ * without room it says XPB_METRICS_FULL and adds nothing; reserve makes
+ * room; reset empties and keeps the room. */
+static void test_snapshot_room(void **state)
+{
+    (void)state;
+    xpb_metrics_snapshot s = {0};
+    assert_int_equal(xpb_metrics_snapshot_add_account(&s, "a@example.com", 1, 2),
+                     XPB_METRICS_FULL);
+    assert_int_equal(s.n_accounts, 0);
+    assert_int_equal(xpb_metrics_snapshot_reserve(&s, 2, 20), 0);
+    assert_int_equal(xpb_metrics_snapshot_add_account(&s, "a@example.com", 1, 2), 0);
+    /* 14 bytes used of 20: 7 with the NUL do not fit, 6 do. */
+    assert_int_equal(xpb_metrics_snapshot_add_account(&s, "b@e.co", 3, 4), XPB_METRICS_FULL);
+    assert_int_equal(xpb_metrics_snapshot_add_account(&s, "b@e.c", 3, 4), 0);
+    assert_int_equal(xpb_metrics_snapshot_add_account(&s, "", 0, 0), XPB_METRICS_FULL); /* 2 of 2 */
+    assert_int_equal(s.n_accounts, 2);
+    assert_string_equal(xpb_metrics_account_name(&s, &s.accounts[0]), "a@example.com");
+    assert_string_equal(xpb_metrics_account_name(&s, &s.accounts[1]), "b@e.c");
+    assert_int_equal(s.accounts[1].queued, 3);
+    assert_int_equal(s.accounts[1].unacked, 4);
+    const xpb_metrics_account *room = s.accounts;
+    s.c.n_accounts = 7;
+    xpb_metrics_snapshot_reset(&s);
+    assert_int_equal(s.n_accounts, 0);
+    assert_int_equal(s.names_len, 0);
+    assert_int_equal(s.c.n_accounts, 0);
+    assert_ptr_equal(s.accounts, room);
+    assert_int_equal(s.cap_accounts, 2);
+    assert_int_equal(s.names_cap, 20);
+    assert_int_equal(xpb_metrics_snapshot_add_account(&s, "c@example.com", 5, 6), 0);
+    assert_string_equal(xpb_metrics_account_name(&s, &s.accounts[0]), "c@example.com");
+    xpb_metrics_snapshot_clear(&s);
+    assert_null(s.accounts);
+    assert_null(s.names);
+}
+
 static void test_listen_rule(void **state)
 {
     (void)state;
@@ -165,7 +208,8 @@ static void test_listen_rule(void **state)
 
 typedef struct served {
     pthread_t daemon_thread; /* where the snapshot must run */
-    int calls, wrong_thread;
+    int calls, wrong_thread, full;
+    size_t next; /* the source's cursor over its accounts */
     xpb_loop *loop;
     xpb_wake *done;
     uint16_t port;
@@ -173,23 +217,32 @@ typedef struct served {
     char reply[65536];
 } served;
 
-/* Two slices: the figures and two accounts, then one more account. */
+/* The source's accounts, walked two per call (a slice) like the daemon's:
+ * an account that does not fit (XPB_METRICS_FULL) is added at the next call. */
+static const struct {
+    const char *name;
+    unsigned queued, unacked;
+} src_accounts[3] = {
+    {"bot@example.com", 3, 1}, {"we\"ird\\na\nme@example.com", 0, 2}, {"late@example.com", 5, 0}};
+
 static int snapshot_src(void *ud, xpb_metrics_snapshot *s, int first)
 {
     served *sv = ud;
     sv->calls++;
     if (!pthread_equal(pthread_self(), sv->daemon_thread)) sv->wrong_thread++;
-    if (!first) {
-        assert_int_equal(xpb_metrics_snapshot_add_account(s, "late@example.com", 5, 0), 0);
-        return 0;
+    if (first) {
+        assert_int_equal(s->n_accounts, 0); /* emptied for each request */
+        fake_figures(s);
+        sv->next = 0;
     }
-    uint64_t seen = s->libevent_seen, suppressed = s->libevent_suppressed;
-    xpb_metrics_snapshot tmp;
-    fake_snapshot(&tmp);
-    *s = tmp;
-    s->libevent_seen = seen;
-    s->libevent_suppressed = suppressed;
-    return XPB_METRICS_MORE;
+    for (int n = 0; n < 2 && sv->next < 3; n++, sv->next++) {
+        int rc = xpb_metrics_snapshot_add_account(s, src_accounts[sv->next].name,
+                                                  src_accounts[sv->next].queued,
+                                                  src_accounts[sv->next].unacked);
+        if (rc == XPB_METRICS_FULL) sv->full++;
+        if (rc) return rc;
+    }
+    return sv->next < 3 ? XPB_METRICS_MORE : 0;
 }
 
 static uint16_t free_port(void)
@@ -258,8 +311,22 @@ static void test_listener_thread(void **state)
     assert_has(sv.reply, "xpb_queue_depth{account=\"bot@example.com\"} 3\n");
     assert_has(sv.reply, "xpb_unacked{account=\"we\\\"ird\\\\na\\nme@example.com\"} 2\n");
     assert_has(sv.reply, "xpb_queue_depth{account=\"late@example.com\"} 5\n");
-    assert_int_equal(sv.calls, 2); /* two loop turns */
+    /* No room at first: the listener made it, then two slices. */
+    assert_int_equal(sv.full, 1);
+    assert_int_equal(sv.calls, 3);
     assert_int_equal(sv.wrong_thread, 0);
+
+    /* The next scrape reuses the room: two slices, nothing full. */
+    memset(sv.reply, 0, sizeof sv.reply);
+    assert_int_equal(pthread_create(&t, NULL, client, &sv), 0);
+    assert_int_equal(xpb_loop_run(sv.loop), 0);
+    pthread_join(t, NULL);
+    assert_non_null(strstr(sv.reply, "HTTP/1.1 200"));
+    assert_has(sv.reply, "xpb_unacked{account=\"bot@example.com\"} 1\n");
+    assert_has(sv.reply, "xpb_queue_depth{account=\"late@example.com\"} 5\n");
+    assert_null(strstr(strstr(sv.reply, "late@example.com") + 1, "xpb_queue_depth{account=\"late"));
+    assert_int_equal(sv.full, 1);
+    assert_int_equal(sv.calls, 5);
 
     /* The daemon's loop is not running: no figures within the wait. */
     sv.path = "/healthz";
@@ -269,9 +336,38 @@ static void test_listener_thread(void **state)
     pthread_join(t, NULL);
     assert_non_null(strstr(sv.reply, "HTTP/1.1 503"));
     assert_non_null(strstr(sv.reply, "XPB_METRICS_SNAPSHOT_WAIT_MS"));
-    assert_int_equal(sv.calls, 2);
+    assert_int_equal(sv.calls, 5);
     xpb_metrics_free(m);
     xpb_wake_free(done);
+    xpb_loop_free(sv.loop);
+}
+
+/* Room made at start for the accounts the bridge has (expected_accounts):
+ * the first scrape goes through without XPB_METRICS_FULL. */
+static void test_listener_room_made_at_start(void **state)
+{
+    (void)state;
+    served sv = {.daemon_thread = pthread_self(), .path = "/metrics"};
+    xpb_loop_config lc = {0};
+    assert_int_equal(xpb_loop_new(&sv.loop, &lc), 0);
+    assert_int_equal(xpb_wake_new(sv.loop, on_done, &sv, &sv.done), 0);
+    sv.port = free_port();
+    char listen[64], err[256];
+    snprintf(listen, sizeof listen, "127.0.0.1:%u", (unsigned)sv.port);
+    xpb_metrics_opts mo = {.listen = listen, .max_connections = 4, .idle_timeout_s = 10,
+                           .expected_accounts = 3};
+    xpb_metrics *m = NULL;
+    assert_int_equal(xpb_metrics_new(&m, sv.loop, &mo, snapshot_src, &sv, err, sizeof err), 0);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, client, &sv), 0);
+    assert_int_equal(xpb_loop_run(sv.loop), 0);
+    pthread_join(t, NULL);
+    assert_non_null(strstr(sv.reply, "HTTP/1.1 200"));
+    assert_has(sv.reply, "xpb_queue_depth{account=\"late@example.com\"} 5\n");
+    assert_int_equal(sv.full, 0);
+    assert_int_equal(sv.calls, 2);
+    xpb_metrics_free(m);
+    xpb_wake_free(sv.done);
     xpb_loop_free(sv.loop);
 }
 
@@ -281,8 +377,10 @@ int main(void)
         cmocka_unit_test(test_values_and_labels),
         cmocka_unit_test(test_every_metric_has_help_and_type),
         cmocka_unit_test(test_healthz),
+        cmocka_unit_test(test_snapshot_room),
         cmocka_unit_test(test_listen_rule),
         cmocka_unit_test(test_listener_thread),
+        cmocka_unit_test(test_listener_room_made_at_start),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

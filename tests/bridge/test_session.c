@@ -915,6 +915,57 @@ static void test_resume_failed_fresh_bind(void **state)
     xpb_session_free(s);
 }
 
+/* The gauges the owner reads without touching the session (/metrics) equal
+ * the stats at every step: sent, acked, queued while offline, resent after
+ * a resume, freed; unset, they are left alone. */
+static void check_gauges(xpb_session *s, const xpb_session_gauges *g, unsigned queued,
+                         unsigned unacked, int line)
+{
+    xpb_session_stats st;
+    xpb_session_get_stats(s, &st);
+    if (st.queued != queued || st.unacked != unacked || g->queued != queued ||
+        g->unacked != unacked)
+        fail_msg("line %d: stats %u queued %u unacked, gauges %u %u; expected %u %u", line,
+                 st.queued, st.unacked, g->queued, g->unacked, queued, unacked);
+}
+#define assert_gauges(s, g, q, u) check_gauges(s, g, q, u, __LINE__)
+
+static void test_gauges_follow_the_queue(void **state)
+{
+    (void)state;
+    xpb_session_config c;
+    base_cfg(&c, 1);
+    c.send_presence = 0;
+    xpb_session *s = online_sm(&c);
+    xpb_session_gauges g = {77, 77};
+    xpb_session_set_gauges(s, &g); /* filled at once */
+    assert_gauges(s, &g, 0, 0);
+    send_msg(s, "m-1", "1");
+    send_msg(s, "m-2", "2");
+    send_msg(s, "m-3", "3");
+    assert_gauges(s, &g, 0, 3);
+    feed(s, "<a xmlns='urn:xmpp:sm:3' h='1'/>");
+    assert_gauges(s, &g, 0, 2);
+    xpb_session_on_disconnected(s, "connection reset");
+    send_msg(s, "m-4", "4"); /* offline: queued */
+    assert_gauges(s, &g, 1, 2);
+    xpb_session_on_timer(s, XPB_TIMER_RECONNECT);
+    negotiate(s, F_BIND F_SM);
+    feed(s, "<resumed xmlns='urn:xmpp:sm:3' previd='sm-1' h='2'/>");
+    assert_gauges(s, &g, 2, 0); /* m-2 acked; m-3, m-4 wait for the probe's <a/> */
+    feed(s, "<a xmlns='urn:xmpp:sm:3' h='2'/>");
+    assert_gauges(s, &g, 0, 2);
+    xpb_session_set_gauges(s, NULL);
+    feed(s, "<a xmlns='urn:xmpp:sm:3' h='4'/>");
+    assert_int_equal(g.unacked, 2); /* unset: left alone */
+    xpb_session_set_gauges(s, &g);
+    assert_gauges(s, &g, 0, 0);
+    send_msg(s, "m-5", "5");
+    assert_gauges(s, &g, 0, 1);
+    xpb_session_free(s);
+    assert_int_equal(g.unacked, 0); /* the queue went with the session */
+}
+
 static void test_queue_full(void **state)
 {
     (void)state;
@@ -1648,6 +1699,7 @@ int main(void)
         T(test_sm_import_resume_unanswered_binds_afresh),
         T(test_sm_import_resume_link_lost_binds_afresh),
         T(test_sm_import_failed_binds),
+        T(test_gauges_follow_the_queue),
         T(test_queue_full),
         T(test_acks_release_from_the_front),
         T(test_send_checked),

@@ -225,6 +225,29 @@ static void test_buf_growth_and_max(void **state)
     xpb_buf_free(&b);
 }
 
+/* make_room: later appends up to it keep the same storage; max still holds. */
+static void test_buf_make_room(void **state)
+{
+    (void)state;
+    xpb_buf b;
+    xpb_buf_init(&b, 0);
+    assert_int_equal(xpb_buf_append_str(&b, "ab"), 0);
+    assert_int_equal(xpb_buf_make_room(&b, 5000), 0);
+    assert_true(b.cap >= 5002);
+    const char *room = b.data;
+    for (int i = 0; i < 5000; i++) assert_int_equal(xpb_buf_append(&b, "y", 1), 0);
+    assert_ptr_equal(b.data, room);
+    assert_int_equal(b.len, 5002);
+    assert_int_equal(memcmp(b.data, "abyy", 4), 0);
+    xpb_buf_free(&b);
+    xpb_buf_init(&b, 10);
+    assert_int_equal(xpb_buf_append_str(&b, "1234"), 0);
+    assert_int_equal(xpb_buf_make_room(&b, 7), XPB_ETOOBIG);
+    assert_int_equal(xpb_buf_make_room(&b, 6), 0);
+    assert_int_equal(b.len, 4);
+    xpb_buf_free(&b);
+}
+
 static void test_writer_toobig_leaves_nothing(void **state)
 {
     (void)state;
@@ -614,6 +637,7 @@ int main(void)
         cmocka_unit_test(test_ns_nested_inherit),
         cmocka_unit_test(test_writer_misuse),
         cmocka_unit_test(test_buf_growth_and_max),
+        cmocka_unit_test(test_buf_make_room),
         cmocka_unit_test(test_writer_toobig_leaves_nothing),
         cmocka_unit_test(test_check_text_table),
         cmocka_unit_test(test_stream_header),

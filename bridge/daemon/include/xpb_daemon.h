@@ -122,7 +122,9 @@ void xpb_daemon_get_counters(xpb_daemon *d, xpb_daemon_counters *out);
 void xpb_daemon_get_bus_stats(xpb_daemon *d, xpb_bus_stats *out);
 /* Per-account gauges, one call of cb per live account (O(n) for a scrape:
  * issue 10 found the indexed walk O(n^2)). cb returns non-zero to stop; that
- * value is returned. The walk goes in slices of at most max accounts, one
+ * value is returned: a positive one pauses the walk at that account (the
+ * next call visits it again: the caller had no room for it), a negative one
+ * ends the walk. The walk goes in slices of at most max accounts, one
  * slice per call, so a scrape at 10,000 accounts never holds the loop for
  * the whole walk: start = 1 begins a walk (a later start abandons an
  * unfinished one). *more says whether accounts are left. Accounts added

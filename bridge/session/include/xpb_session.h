@@ -230,6 +230,15 @@ typedef struct xpb_session_stats {
     unsigned queued, unacked;
 } xpb_session_stats;
 void xpb_session_get_stats(const xpb_session *s, xpb_session_stats *out);
+/* The outbound queue's gauges (the queued and unacked of the stats), which
+ * the session writes into g each time they change, so that its owner reads
+ * them without touching the session (/metrics walks 10,000 accounts). g is
+ * the owner's and must outlive the session or be unset (NULL) first; it is
+ * filled at once. */
+typedef struct xpb_session_gauges {
+    unsigned queued, unacked;
+} xpb_session_gauges;
+void xpb_session_set_gauges(xpb_session *s, xpb_session_gauges *g);
 
 /* Test hooks, not for production. Fix the SCRAM client nonce of the next SASL
  * exchanges (to replay RFC 5802 §5). Set the XEP-0198 counters of a stream

@@ -7,6 +7,8 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -125,6 +127,127 @@ static void test_wake_from_threads(void **state)
     xpb_loop_free(r.l);
 }
 
+/* ---- mailboxes -------------------------------------------------------------- */
+
+typedef struct mbox_rec {
+    xpb_loop *l;
+    pthread_t loop_thread;
+    int seen[4][1000]; /* per producer, the order its items ran in */
+    int n_seen[4];
+    int total, stop_at, wrong_thread, dropped;
+    xpb_mailbox *m;
+} mbox_rec;
+
+typedef struct mbox_item {
+    mbox_rec *r;
+    int producer, seq;
+} mbox_item;
+
+static void mbox_run(void *arg)
+{
+    mbox_item *it = arg;
+    mbox_rec *r = it->r;
+    if (!pthread_equal(pthread_self(), r->loop_thread)) r->wrong_thread++;
+    r->seen[it->producer][r->n_seen[it->producer]++] = it->seq;
+    free(it);
+    if (++r->total == r->stop_at) xpb_loop_stop(r->l);
+}
+
+static void mbox_drop(void *arg)
+{
+    mbox_item *it = arg;
+    it->r->dropped++;
+    free(it);
+}
+
+typedef struct producer {
+    mbox_rec *r;
+    int id;
+} producer;
+
+static void *produce(void *arg)
+{
+    producer *p = arg;
+    for (int i = 0; i < 1000; i++) {
+        mbox_item *it = malloc(sizeof *it);
+        *it = (mbox_item){p->r, p->id, i};
+        if (xpb_mailbox_post(p->r->m, mbox_run, mbox_drop, it) != 0) free(it);
+    }
+    return NULL;
+}
+
+/* Four threads post 1,000 items each: every item runs once, on the loop's
+ * thread, and each thread's items in the order it posted them. */
+static void test_mailbox_from_threads(void **state)
+{
+    (void)state;
+    static mbox_rec r;
+    memset(&r, 0, sizeof r);
+    r.l = new_loop();
+    r.loop_thread = pthread_self();
+    r.stop_at = 4000;
+    assert_int_equal(xpb_mailbox_new(r.l, &r.m), 0);
+    producer p[4];
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++) {
+        p[i] = (producer){&r, i};
+        assert_int_equal(pthread_create(&t[i], NULL, produce, &p[i]), 0);
+    }
+    for (int i = 0; i < 4; i++)
+        pthread_join(t[i], NULL);
+    assert_int_equal(xpb_mailbox_queued(r.m), 4000);
+    assert_int_equal(xpb_loop_run(r.l), 0);
+    assert_int_equal(r.total, 4000);
+    assert_int_equal(r.wrong_thread, 0);
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(r.n_seen[i], 1000);
+        for (int k = 0; k < 1000; k++)
+            assert_int_equal(r.seen[i][k], k);
+    }
+    assert_int_equal(xpb_mailbox_queued(r.m), 0);
+    xpb_mailbox_free(r.m);
+    xpb_loop_free(r.l);
+}
+
+static void post_again(void *arg)
+{
+    mbox_rec *r = arg;
+    r->total++;
+    if (r->total < 3) {
+        assert_int_equal(xpb_mailbox_post(r->m, post_again, NULL, r), 0);
+        /* what a run posts waits for the next round */
+        assert_int_equal(xpb_mailbox_queued(r->m), 1);
+    } else {
+        xpb_loop_stop(r->l);
+    }
+}
+
+/* A run may post again (a later round runs it); a mailbox freed with items
+ * pending drops each; NULL arguments are refused. */
+static void test_mailbox_repost_and_free(void **state)
+{
+    (void)state;
+    static mbox_rec r;
+    memset(&r, 0, sizeof r);
+    r.l = new_loop();
+    assert_int_equal(xpb_mailbox_new(r.l, &r.m), 0);
+    assert_int_equal(xpb_mailbox_post(r.m, post_again, NULL, &r), 0);
+    assert_int_equal(xpb_loop_run(r.l), 0);
+    assert_int_equal(r.total, 3);
+    for (int i = 0; i < 5; i++) {
+        mbox_item *it = malloc(sizeof *it);
+        *it = (mbox_item){&r, 0, i};
+        assert_int_equal(xpb_mailbox_post(r.m, mbox_run, mbox_drop, it), 0);
+    }
+    xpb_mailbox_free(r.m); /* not run: dropped, and freed by drop (ASan: no leak) */
+    assert_int_equal(r.dropped, 5);
+    assert_int_equal(r.n_seen[0], 0);
+    assert_int_equal(xpb_mailbox_new(NULL, &r.m), XPB_EINVAL);
+    assert_int_equal(xpb_mailbox_post(NULL, mbox_run, NULL, NULL), XPB_EINVAL);
+    xpb_mailbox_free(NULL);
+    xpb_loop_free(r.l);
+}
+
 static void on_sig(void *ud, int signo)
 {
     assert_int_equal(signo, SIGUSR1);
@@ -147,10 +270,9 @@ static void test_signal(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_timers_order_and_stop),
-        cmocka_unit_test(test_watch),
-        cmocka_unit_test(test_wake_from_threads),
-        cmocka_unit_test(test_signal),
+        cmocka_unit_test(test_timers_order_and_stop),   cmocka_unit_test(test_watch),
+        cmocka_unit_test(test_wake_from_threads),       cmocka_unit_test(test_mailbox_from_threads),
+        cmocka_unit_test(test_mailbox_repost_and_free), cmocka_unit_test(test_signal),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

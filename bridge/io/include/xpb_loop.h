@@ -132,6 +132,21 @@ int xpb_wake_new(xpb_loop *l, xpb_wake_cb cb, void *ud, xpb_wake **out);
 void xpb_wake_signal(xpb_wake *w);
 void xpb_wake_free(xpb_wake *w);
 
+/* A mailbox: work any thread hands to the loop. run(arg) is called on the
+ * loop's thread, in the order of the posts (one thread's posts keep their
+ * order; posts of several threads are ordered as they took the mailbox),
+ * all that is pending in one round; what a run posts goes to the next round.
+ * XPB_EQUEUEFULL past XPB_MAILBOX_MAX pending: the poster keeps arg. Freed
+ * with items pending, each gets drop(arg) (NULL: nothing) instead, on the
+ * freeing thread. Free it on the loop's thread, or once the loop is done. */
+#define XPB_MAILBOX_MAX 65536u
+typedef struct xpb_mailbox xpb_mailbox;
+typedef void (*xpb_mail_fn)(void *arg);
+int xpb_mailbox_new(xpb_loop *l, xpb_mailbox **out);
+int xpb_mailbox_post(xpb_mailbox *m, xpb_mail_fn run, xpb_mail_fn drop, void *arg);
+size_t xpb_mailbox_queued(xpb_mailbox *m); /* pending now (any thread) */
+void xpb_mailbox_free(xpb_mailbox *m);
+
 /* A POSIX signal delivered as a loop callback (SIGTERM, SIGHUP ...). */
 typedef struct xpb_signal xpb_signal;
 typedef void (*xpb_signal_cb)(void *ud, int signo);

@@ -248,6 +248,52 @@ static void test_mailbox_repost_and_free(void **state)
     xpb_loop_free(r.l);
 }
 
+typedef struct lt_rec {
+    pthread_t main;
+    int on_main, runs;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+} lt_rec;
+
+static void lt_run(void *arg)
+{
+    lt_rec *r = arg;
+    pthread_mutex_lock(&r->mu);
+    r->on_main += pthread_equal(pthread_self(), r->main);
+    r->runs++;
+    pthread_cond_signal(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+}
+
+/* A loop on its own thread runs what is posted to it there, not on the
+ * poster's thread; stop runs what was posted before it, then joins. */
+static void test_loop_thread(void **state)
+{
+    (void)state;
+    static lt_rec r;
+    memset(&r, 0, sizeof r);
+    r.main = pthread_self();
+    pthread_mutex_init(&r.mu, NULL);
+    pthread_cond_init(&r.cv, NULL);
+    xpb_loop *l = new_loop();
+    xpb_loop_thread *t;
+    assert_int_equal(xpb_loop_thread_start(l, &t), 0);
+    for (int i = 0; i < 100; i++)
+        assert_int_equal(xpb_mailbox_post(xpb_loop_thread_mailbox(t), lt_run, NULL, &r), 0);
+    pthread_mutex_lock(&r.mu);
+    while (r.runs < 50)
+        pthread_cond_wait(&r.cv, &r.mu); /* runs while we wait */
+    pthread_mutex_unlock(&r.mu);
+    assert_int_equal(xpb_loop_thread_stop(t), 0);
+    assert_int_equal(r.runs, 100);
+    assert_int_equal(r.on_main, 0);
+    assert_int_equal(xpb_loop_thread_start(NULL, &t), XPB_EINVAL);
+    assert_int_equal(xpb_loop_thread_stop(NULL), 0);
+    xpb_loop_free(l);
+    pthread_cond_destroy(&r.cv);
+    pthread_mutex_destroy(&r.mu);
+}
+
 static void on_sig(void *ud, int signo)
 {
     assert_int_equal(signo, SIGUSR1);
@@ -270,9 +316,13 @@ static void test_signal(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_timers_order_and_stop),   cmocka_unit_test(test_watch),
-        cmocka_unit_test(test_wake_from_threads),       cmocka_unit_test(test_mailbox_from_threads),
-        cmocka_unit_test(test_mailbox_repost_and_free), cmocka_unit_test(test_signal),
+        cmocka_unit_test(test_timers_order_and_stop),
+        cmocka_unit_test(test_watch),
+        cmocka_unit_test(test_wake_from_threads),
+        cmocka_unit_test(test_mailbox_from_threads),
+        cmocka_unit_test(test_mailbox_repost_and_free),
+        cmocka_unit_test(test_loop_thread),
+        cmocka_unit_test(test_signal),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -147,6 +147,18 @@ int xpb_mailbox_post(xpb_mailbox *m, xpb_mail_fn run, xpb_mail_fn drop, void *ar
 size_t xpb_mailbox_queued(xpb_mailbox *m); /* pending now (any thread) */
 void xpb_mailbox_free(xpb_mailbox *m);
 
+/* A loop on a thread of its own (several loops: the worker loops). Start
+ * runs xpb_loop_run(l) on a new thread, with a mailbox on l that other
+ * threads post to (xpb_loop_thread_mailbox; the mailbox also keeps the loop
+ * alive while it has nothing else). Stop posts the loop's stop after what
+ * was posted before, joins the thread, frees the mailbox (what was posted
+ * after is dropped) and returns xpb_loop_run's result; the loop is then the
+ * caller's again, to free. */
+typedef struct xpb_loop_thread xpb_loop_thread;
+int xpb_loop_thread_start(xpb_loop *l, xpb_loop_thread **out);
+xpb_mailbox *xpb_loop_thread_mailbox(xpb_loop_thread *t);
+int xpb_loop_thread_stop(xpb_loop_thread *t);
+
 /* A POSIX signal delivered as a loop callback (SIGTERM, SIGHUP ...). */
 typedef struct xpb_signal xpb_signal;
 typedef void (*xpb_signal_cb)(void *ud, int signo);

@@ -47,6 +47,15 @@ const xpb_attr *xpb_node_attr(const xpb_node *el, const char *ns, const char *na
 /* First child element with this ns and name (ns NULL = any), or NULL. */
 const xpb_node *xpb_node_child(const xpb_node *el, const char *ns, const char *name);
 
+/* A deep copy of n (its attributes, children and every string) into a, for
+ * a tree that must outlive the reader's callback or move to another thread.
+ * n's next siblings are not copied (out->next is NULL). XPB_ENOMEM, or
+ * XPB_EDEPTH for a tree deeper than XPB_NODE_CLONE_MAX_DEPTH (the reader's
+ * own max_depth keeps its trees far below). */
+#define XPB_NODE_CLONE_MAX_DEPTH 256u
+struct xpb_arena;
+int xpb_node_clone(struct xpb_arena *a, const xpb_node *n, xpb_node **out);
+
 /* ---- Reader ------------------------------------------------------------- */
 #define XPB_READER_DEFAULT_MAX_STANZA (256u * 1024u) /* RFC 6120 §13.12: >= 10000 */
 #define XPB_READER_MIN_MAX_STANZA 10000u

@@ -1140,6 +1140,63 @@ static void test_bad_args(void **state)
     xpb_reader_free(NULL);
 }
 
+/* ---- xpb_node_clone ------------------------------------------------------ */
+
+typedef struct clone_col {
+    xpb_arena *a;
+    xpb_node *copy;
+    xpb_buf orig;
+} clone_col;
+
+static int keep_clone(void *ud, const xpb_node *s)
+{
+    clone_col *k = ud;
+    assert_int_equal(xpb_node_clone(k->a, s, &k->copy), 0);
+    assert_int_equal(xpb_xml_write_node(&k->orig, s, "jabber:client"), 0);
+    return 0;
+}
+
+/* The copy outlives the reader (freed before it is read) and writes the same
+ * XML as the original did: names, namespaces, attributes, text, order. */
+static void test_clone_outlives_the_reader(void **state)
+{
+    (void)state;
+    clone_col k = {.a = xpb_arena_new(0)};
+    xpb_buf_init(&k.orig, 0);
+    xpb_reader_callbacks cb = {.stanza = keep_clone};
+    xpb_reader *r;
+    assert_int_equal(xpb_reader_new(&r, XPB_READER_FRAGMENTS, NULL, &cb, &k), 0);
+    const char *xml = "<message xmlns='jabber:client' to='a@b/c' xml:lang='en' type='chat'>"
+                      "<body>h&amp;i &lt;3</body><x xmlns='urn:y' k='v'><z/>tail<w a='1'/></x>"
+                      "</message>";
+    assert_int_equal(xpb_reader_feed(r, xml, strlen(xml)), 0);
+    xpb_reader_free(r); /* the original tree is gone */
+    assert_non_null(k.copy);
+    assert_null(k.copy->next);
+    xpb_buf again;
+    xpb_buf_init(&again, 0);
+    assert_int_equal(xpb_xml_write_node(&again, k.copy, "jabber:client"), 0);
+    assert_int_equal(again.len, k.orig.len);
+    assert_memory_equal(again.data, k.orig.data, again.len);
+    assert_string_equal(xpb_node_attr(k.copy, XPB_NS_XML, "lang")->value, "en");
+    xpb_buf_free(&again);
+    xpb_buf_free(&k.orig);
+
+    /* Deeper than the bound: refused by name, not copied. */
+    xpb_node *deep = NULL, **at = &deep;
+    for (unsigned i = 0; i <= XPB_NODE_CLONE_MAX_DEPTH + 1; i++) {
+        *at = xpb_arena_calloc(k.a, sizeof **at);
+        (*at)->kind = XPB_NODE_ELEMENT;
+        (*at)->name = "d";
+        (*at)->ns = "urn:d";
+        at = &(*at)->children;
+    }
+    xpb_node *copy = NULL;
+    assert_int_equal(xpb_node_clone(k.a, deep, &copy), XPB_EDEPTH);
+    assert_int_equal(xpb_node_clone(NULL, deep, &copy), XPB_EINVAL);
+    xpb_arena_free(k.a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1166,6 +1223,7 @@ int main(void)
         cmocka_unit_test(test_fragments_no_stream_open),
         cmocka_unit_test(test_stanza_bytes),
         cmocka_unit_test(test_bad_args),
+        cmocka_unit_test(test_clone_outlives_the_reader),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,497 @@
+/* Sessions on N worker loops, driven from the owner's loop (xpb_shards.h).
+ * WORK IN PROGRESS (branch `loops`): no sending yet.
+ *
+ * Each side owns its half of a session and touches only that: the worker
+ * its xpb_loop_session (and through it the xpb_session), the owner its
+ * mirror (state, stats, XEP-0198 state) and ud. They talk through mailboxes
+ * (xpb_mailbox): commands to a worker (create, close, destroy), events to the
+ * owner, each event a copy (strings, the stanza's tree cloned into an arena
+ * of its own). A proxy is freed when its last reference goes: the owner's
+ * (until remove), the worker's (until its session is freed) and one per
+ * event on its way. */
+#define _GNU_SOURCE /* explicit_bzero */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "xpb_arena.h"
+#include "xpb_error.h"
+#include "xpb_shards.h"
+#include "xpb_strmap.h"
+
+struct worker {
+    xpb_shards *sh;
+    unsigned index;
+    xpb_loop *loop;
+    xpb_loop_thread *thread;
+    xpb_shard_session *creating; /* its events while xpb_loop_add_session starts it */
+};
+
+struct xpb_shards {
+    xpb_shards_config cfg;
+    struct worker w[XPB_SHARDS_MAX_WORKERS];
+    unsigned n;
+    xpb_mailbox *to_owner;
+    xpb_shard_session *live; /* owner side: added, not removed */
+    /* XPB_SE_SM: a worker waits for the owner's on_event (or for the end). */
+    pthread_mutex_t sm_mu;
+    pthread_cond_t sm_cv;
+    int stopping;
+};
+
+struct xpb_shard_session {
+    xpb_shards *sh;
+    unsigned wi;
+    char *name;
+    atomic_int refs;
+    /* owner side */
+    xpb_shard_session *prev, *next;
+    void *ud;
+    int removed;
+    xpb_session_state state;
+    xpb_session_stats stats;
+    int sm_ok;
+    xpb_session_sm *sm; /* NULL until the first XPB_SE_SM */
+    /* worker side */
+    xpb_loop_session *ls;
+};
+
+static void unref(xpb_shard_session *ss)
+{
+    if (atomic_fetch_sub(&ss->refs, 1) != 1) return;
+    free(ss->sm);
+    free(ss->name);
+    free(ss);
+}
+
+/* ---- events, worker -> owner ------------------------------------------------------ */
+
+typedef struct shard_ev {
+    xpb_shard_session *ss;
+    xpb_session_event ev;
+    char *reason, *jid;
+    xpb_arena *arena; /* the stanza's copy */
+    xpb_session_state state;
+    xpb_session_stats stats;
+    int sm_ok;
+    xpb_session_sm *sm;
+    int *done; /* XPB_SE_SM: the waiting worker's flag, under sh->sm_mu */
+} shard_ev;
+
+/* On the owner's thread. Once stopping, the worker no longer waits and its
+ * flag (on its stack) may be gone: a dropped event leaves it alone. */
+static void ev_complete(xpb_shards *sh, shard_ev *e)
+{
+    if (!e->done) return;
+    pthread_mutex_lock(&sh->sm_mu);
+    if (!sh->stopping) *e->done = 1;
+    pthread_cond_broadcast(&sh->sm_cv);
+    pthread_mutex_unlock(&sh->sm_mu);
+}
+
+static void ev_free(shard_ev *e)
+{
+    xpb_arena_free(e->arena);
+    free(e->reason);
+    free(e->jid);
+    free(e->sm);
+    free(e);
+}
+
+static void owner_event(void *arg)
+{
+    shard_ev *e = arg;
+    xpb_shard_session *ss = e->ss;
+    xpb_shards *sh = ss->sh;
+    if (!ss->removed) {
+        ss->state = e->state;
+        ss->stats = e->stats;
+        if (e->sm) {
+            ss->sm_ok = e->sm_ok;
+            if (!ss->sm) ss->sm = e->sm, e->sm = NULL;
+            else *ss->sm = *e->sm;
+        }
+        if (sh->cfg.on_event) sh->cfg.on_event(sh->cfg.ud, ss, &e->ev);
+    }
+    ev_complete(sh, e);
+    ev_free(e);
+    unref(ss);
+}
+
+static void owner_event_dropped(void *arg)
+{
+    shard_ev *e = arg;
+    xpb_shard_session *ss = e->ss;
+    ev_complete(ss->sh, e);
+    ev_free(e);
+    unref(ss);
+}
+
+static char *dup_or_null(const char *s, int *bad)
+{
+    char *d = s ? strdup(s) : NULL;
+    if (s && !d) *bad = 1;
+    return d;
+}
+
+/* ev of ss on the worker's thread, with the session's figures of now. */
+static shard_ev *ev_copy(xpb_shard_session *ss, const xpb_session_event *ev, xpb_session *s)
+{
+    shard_ev *e = calloc(1, sizeof *e);
+    if (!e) return NULL;
+    int bad = 0;
+    e->ss = ss;
+    e->ev = *ev;
+    e->ev.reason = e->reason = dup_or_null(ev->reason, &bad);
+    e->ev.jid = e->jid = dup_or_null(ev->jid, &bad);
+    e->ev.stanza = NULL;
+    if (ev->stanza && !bad) {
+        xpb_node *copy = NULL;
+        bad = !(e->arena = xpb_arena_new(0)) || xpb_node_clone(e->arena, ev->stanza, &copy) != 0;
+        e->ev.stanza = copy;
+    }
+    if (s) {
+        e->state = xpb_session_get_state(s);
+        xpb_session_get_stats(s, &e->stats);
+        if (ev->kind == XPB_SE_SM && !bad) {
+            bad = !(e->sm = malloc(sizeof *e->sm));
+            if (!bad) e->sm_ok = xpb_session_get_sm(s, e->sm) == 0;
+        }
+    } else {
+        e->state = ev->kind == XPB_SE_STATE ? ev->state : XPB_SS_STOPPED;
+    }
+    if (bad) {
+        ev_free(e);
+        return NULL;
+    }
+    return e;
+}
+
+/* e belongs to the owner once posted: nothing of it is read after. */
+static void post_event(xpb_shards *sh, shard_ev *e)
+{
+    xpb_shard_session *ss = e->ss;
+    int sync = e->ev.kind == XPB_SE_SM, done = 0;
+    atomic_fetch_add(&ss->refs, 1);
+    if (sync) e->done = &done;
+    if (xpb_mailbox_post(sh->to_owner, owner_event, owner_event_dropped, e) != 0) {
+        ev_free(e);
+        unref(ss);
+        return;
+    }
+    if (!sync) return;
+    /* The owner keeps the state before the session tells the server its h. */
+    pthread_mutex_lock(&sh->sm_mu);
+    while (!done && !sh->stopping) pthread_cond_wait(&sh->sm_cv, &sh->sm_mu);
+    pthread_mutex_unlock(&sh->sm_mu);
+}
+
+static void on_worker_event(void *ud, xpb_loop_session *ls, const xpb_session_event *ev)
+{
+    struct worker *w = ud;
+    xpb_shard_session *ss = xpb_loop_session_ud(ls);
+    if (!ss) ss = w->creating; /* NULL: being destroyed */
+    if (!ss) return;
+    shard_ev *e = ev_copy(ss, ev, xpb_loop_session_get(ls));
+    if (!e) {
+        if (w->sh->cfg.on_log)
+            w->sh->cfg.on_log(w->sh->cfg.ud, XPB_LOG_ERROR, ss->name,
+                              "an event was lost: out of memory copying it for the daemon");
+        return;
+    }
+    post_event(w->sh, e);
+}
+
+/* ---- commands, owner -> worker ---------------------------------------------------- */
+
+typedef struct create_cmd {
+    xpb_shard_session *ss;
+    xpb_session_config cfg;
+    xpb_session_sm resume;
+    char *jid, *host, *ws_url, *show, *status, *ca_file;
+    unsigned char *password;
+} create_cmd;
+
+static void create_free(create_cmd *c)
+{
+    if (c->password) explicit_bzero(c->password, c->cfg.password_len);
+    free(c->password);
+    free(c->jid);
+    free(c->host);
+    free(c->ws_url);
+    free(c->show);
+    free(c->status);
+    free(c->ca_file);
+    explicit_bzero(&c->resume, sizeof c->resume);
+    free(c);
+}
+
+static create_cmd *create_copy(xpb_shard_session *ss, const xpb_session_config *cfg,
+                               const char *ca_file)
+{
+    create_cmd *c = calloc(1, sizeof *c);
+    if (!c) return NULL;
+    int bad = 0;
+    c->ss = ss;
+    c->cfg = *cfg;
+    c->cfg.jid = c->jid = dup_or_null(cfg->jid, &bad);
+    c->cfg.host = c->host = dup_or_null(cfg->host, &bad);
+    c->cfg.ws_url = c->ws_url = dup_or_null(cfg->ws_url, &bad);
+    c->cfg.presence_show = c->show = dup_or_null(cfg->presence_show, &bad);
+    c->cfg.presence_status = c->status = dup_or_null(cfg->presence_status, &bad);
+    c->ca_file = dup_or_null(ca_file, &bad);
+    if (cfg->password && cfg->password_len) {
+        c->password = malloc(cfg->password_len);
+        if (c->password) memcpy(c->password, cfg->password, cfg->password_len);
+        else bad = 1;
+    }
+    c->cfg.password = c->password;
+    if (cfg->resume) {
+        c->resume = *cfg->resume;
+        c->cfg.resume = &c->resume;
+    }
+    if (bad) {
+        create_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+static void worker_create(void *arg)
+{
+    create_cmd *c = arg;
+    xpb_shard_session *ss = c->ss;
+    struct worker *w = &ss->sh->w[ss->wi];
+    char err[256] = "";
+    xpb_loop_session *ls = NULL;
+    w->creating = ss;
+    int rc = xpb_loop_add_session(w->loop, ss->name, &c->cfg, c->ca_file, &ls, err, sizeof err);
+    w->creating = NULL;
+    create_free(c);
+    if (rc == 0) {
+        ss->ls = ls;
+        xpb_loop_session_set_ud(ls, ss);
+        return;
+    }
+    char why[320];
+    snprintf(why, sizeof why, "session not created on worker %u: %s", ss->wi,
+             err[0] ? err : xpb_strerror(rc));
+    xpb_session_event ev = {.kind = XPB_SE_STATE, .state = XPB_SS_STOPPED, .reason = why,
+                            .code = rc};
+    shard_ev *e = ev_copy(ss, &ev, NULL);
+    if (e) post_event(ss->sh, e);
+    unref(ss); /* the worker's: no session */
+}
+
+static void create_dropped(void *arg)
+{
+    create_cmd *c = arg;
+    xpb_shard_session *ss = c->ss;
+    create_free(c);
+    unref(ss);
+}
+
+static void worker_close(void *arg)
+{
+    xpb_shard_session *ss = arg;
+    if (ss->ls) xpb_session_close(xpb_loop_session_get(ss->ls));
+    unref(ss);
+}
+
+static void worker_destroy(void *arg)
+{
+    xpb_shard_session *ss = arg;
+    if (ss->ls) {
+        xpb_loop_session_set_ud(ss->ls, NULL); /* no more events of it */
+        xpb_loop_remove_session(ss->sh->w[ss->wi].loop, ss->ls);
+        ss->ls = NULL;
+        unref(ss); /* the worker's */
+    }
+    unref(ss); /* the command's */
+}
+
+static void cmd_dropped(void *arg)
+{
+    unref(arg);
+}
+
+/* A command the worker must get: a full mailbox is waited out. */
+static int post_cmd(xpb_shard_session *ss, xpb_mail_fn run, xpb_mail_fn drop, void *arg)
+{
+    xpb_mailbox *mb = xpb_loop_thread_mailbox(ss->sh->w[ss->wi].thread);
+    int rc;
+    while ((rc = xpb_mailbox_post(mb, run, drop, arg)) == XPB_EQUEUEFULL) {
+        struct timespec ms = {0, 1000000};
+        nanosleep(&ms, NULL);
+    }
+    return rc;
+}
+
+/* ---- the owner's API --------------------------------------------------------------- */
+
+int xpb_shards_new(xpb_shards **out, const xpb_shards_config *cfg, char *err, size_t errlen)
+{
+    if (!out || !cfg || !cfg->owner || cfg->workers < 1 || cfg->workers > XPB_SHARDS_MAX_WORKERS) {
+        snprintf(err, errlen, "loops must be 1 .. %u", XPB_SHARDS_MAX_WORKERS);
+        return XPB_EINVAL;
+    }
+    xpb_shards *sh = calloc(1, sizeof *sh);
+    if (!sh) return XPB_ENOMEM;
+    sh->cfg = *cfg;
+    pthread_mutex_init(&sh->sm_mu, NULL);
+    pthread_cond_init(&sh->sm_cv, NULL);
+    int rc = xpb_mailbox_new(cfg->owner, &sh->to_owner);
+    for (unsigned i = 0; rc == 0 && i < cfg->workers; i++) {
+        struct worker *w = &sh->w[i];
+        xpb_loop_config lc = cfg->worker;
+        lc.base = NULL;
+        lc.on_event = on_worker_event;
+        lc.on_log = cfg->on_log;
+        lc.ud = w;
+        if (lc.connect_rate) lc.connect_rate = (lc.connect_rate + cfg->workers - 1) / cfg->workers;
+        w->sh = sh;
+        w->index = i;
+        rc = xpb_loop_new(&w->loop, &lc);
+        if (rc == 0) {
+            /* the loop's callbacks get the worker, not the shards' ud */
+            xpb_loop_set_handlers(w->loop, on_worker_event, cfg->on_log, w);
+            rc = xpb_loop_thread_start(w->loop, &w->thread);
+        }
+        if (rc == 0) sh->n = i + 1;
+        else snprintf(err, errlen, "worker loop %u: %s", i, xpb_strerror(rc));
+    }
+    if (rc != 0) {
+        xpb_shards_free(sh);
+        return rc;
+    }
+    *out = sh;
+    return 0;
+}
+
+unsigned xpb_shards_workers(const xpb_shards *sh)
+{
+    return sh->n;
+}
+
+int xpb_shards_add(xpb_shards *sh, const char *name, const xpb_session_config *cfg,
+                   const char *ca_file, xpb_shard_session **out)
+{
+    if (!sh || !name || !cfg || !out) return XPB_EINVAL;
+    xpb_shard_session *ss = calloc(1, sizeof *ss);
+    if (!ss || !(ss->name = strdup(name))) {
+        free(ss);
+        return XPB_ENOMEM;
+    }
+    ss->sh = sh;
+    ss->wi = xpb_strmap_hash(name) % sh->n;
+    ss->state = XPB_SS_IDLE;
+    atomic_init(&ss->refs, 3); /* the owner's, the worker's, the create command's */
+    create_cmd *c = create_copy(ss, cfg, ca_file);
+    if (!c) {
+        free(ss->name);
+        free(ss);
+        return XPB_ENOMEM;
+    }
+    /* the command's reference becomes the worker's when the session is made */
+    atomic_fetch_sub(&ss->refs, 1);
+    ss->next = sh->live;
+    if (sh->live) sh->live->prev = ss;
+    sh->live = ss;
+    post_cmd(ss, worker_create, create_dropped, c);
+    *out = ss;
+    return 0;
+}
+
+void xpb_shards_remove(xpb_shard_session *ss)
+{
+    if (!ss || ss->removed) return;
+    xpb_shards *sh = ss->sh;
+    ss->removed = 1;
+    if (ss->prev) ss->prev->next = ss->next;
+    else sh->live = ss->next;
+    if (ss->next) ss->next->prev = ss->prev;
+    atomic_fetch_add(&ss->refs, 1); /* the command's */
+    post_cmd(ss, worker_destroy, cmd_dropped, ss);
+    unref(ss); /* the owner's */
+}
+
+void xpb_shard_close(xpb_shard_session *ss)
+{
+    if (!ss || ss->removed) return;
+    atomic_fetch_add(&ss->refs, 1);
+    post_cmd(ss, worker_close, cmd_dropped, ss);
+}
+
+void xpb_shards_free(xpb_shards *sh)
+{
+    if (!sh) return;
+    pthread_mutex_lock(&sh->sm_mu);
+    sh->stopping = 1; /* a worker waiting for its XEP-0198 event goes on */
+    pthread_cond_broadcast(&sh->sm_cv);
+    pthread_mutex_unlock(&sh->sm_mu);
+    for (unsigned i = 0; i < sh->n; i++) {
+        struct worker *w = &sh->w[i];
+        xpb_loop_thread_stop(w->thread); /* commands not yet run are dropped */
+        for (xpb_loop_session *ls = xpb_loop_first(w->loop), *next; ls; ls = next) {
+            next = xpb_loop_next(ls);
+            xpb_shard_session *ss = xpb_loop_session_ud(ls);
+            xpb_loop_session_set_ud(ls, NULL);
+            xpb_loop_remove_session(w->loop, ls);
+            if (ss) {
+                ss->ls = NULL;
+                unref(ss); /* the worker's */
+            }
+        }
+        xpb_loop_free(w->loop);
+    }
+    xpb_mailbox_free(sh->to_owner); /* events not delivered: dropped */
+    while (sh->live) {
+        xpb_shard_session *ss = sh->live;
+        sh->live = ss->next;
+        ss->removed = 1;
+        unref(ss); /* the owner's */
+    }
+    pthread_cond_destroy(&sh->sm_cv);
+    pthread_mutex_destroy(&sh->sm_mu);
+    free(sh);
+}
+
+void xpb_shard_set_ud(xpb_shard_session *ss, void *ud)
+{
+    ss->ud = ud;
+}
+
+void *xpb_shard_ud(const xpb_shard_session *ss)
+{
+    return ss->ud;
+}
+
+const char *xpb_shard_name(const xpb_shard_session *ss)
+{
+    return ss->name;
+}
+
+unsigned xpb_shard_worker(const xpb_shard_session *ss)
+{
+    return ss->wi;
+}
+
+xpb_session_state xpb_shard_state(const xpb_shard_session *ss)
+{
+    return ss->state;
+}
+
+void xpb_shard_stats(const xpb_shard_session *ss, xpb_session_stats *out)
+{
+    *out = ss->stats;
+}
+
+int xpb_shard_sm(const xpb_shard_session *ss, xpb_session_sm *out)
+{
+    if (!ss->sm || !ss->sm_ok) return 1;
+    *out = *ss->sm;
+    return 0;
+}

@@ -1,0 +1,171 @@
+/* Tests for bridge/io/shards.c (work in progress, branch `loops`): sessions
+ * on two worker loops, driven from the test's loop. Their server refuses
+ * every connection (a closed port on 127.0.0.1), so each session goes
+ * connecting -> backoff -> connecting ...: the events must reach the owner's
+ * thread, in order per session, with the state mirrored; a session that
+ * cannot be made says why; remove stops its events; free with sessions and
+ * events under way leaks nothing (ASan). */
+// clang-format off
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+// clang-format on
+
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "xpb_error.h"
+#include "xpb_shards.h"
+
+#define N_SESS 6
+
+typedef struct rec {
+    xpb_loop *owner;
+    xpb_shards *sh;
+    pthread_t owner_thread;
+    int off_thread;
+    int states[N_SESS][64];
+    int n_states[N_SESS];
+    int stopped_reason_ok;
+    int want_backoffs, backoffs;
+    xpb_timer *deadline;
+} rec;
+
+static rec g;
+
+static int index_of(xpb_shard_session *ss)
+{
+    return (int)(intptr_t)xpb_shard_ud(ss);
+}
+
+static void on_event(void *ud, xpb_shard_session *ss, const xpb_session_event *ev)
+{
+    rec *r = ud;
+    if (!pthread_equal(pthread_self(), r->owner_thread)) r->off_thread++;
+    if (ev->kind != XPB_SE_STATE) return;
+    int i = index_of(ss);
+    assert_int_equal(xpb_shard_state(ss), ev->state); /* mirrored before the call */
+    if (r->n_states[i] < 64) r->states[i][r->n_states[i]++] = ev->state;
+    if (ev->state == XPB_SS_STOPPED && ev->reason && strstr(ev->reason, "not created on worker"))
+        r->stopped_reason_ok++;
+    if (ev->state == XPB_SS_BACKOFF && ++r->backoffs >= r->want_backoffs)
+        xpb_loop_stop(r->owner);
+}
+
+static void on_deadline(void *ud)
+{
+    xpb_loop_stop(((rec *)ud)->owner);
+}
+
+static uint16_t closed_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t al = sizeof a;
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &al), 0);
+    close(fd); /* nothing listens there now */
+    return ntohs(a.sin_port);
+}
+
+static void session_cfg(xpb_session_config *c, uint16_t port)
+{
+    xpb_session_config_init(c);
+    c->jid = "u@localhost";
+    c->password = (const unsigned char *)"pw";
+    c->password_len = 2;
+    c->host = "127.0.0.1";
+    c->port = port;
+    c->backoff_min_ms = 20;
+    c->backoff_max_ms = 40;
+}
+
+static void test_events_reach_the_owner(void **state)
+{
+    (void)state;
+    memset(&g, 0, sizeof g);
+    g.owner_thread = pthread_self();
+    xpb_loop_config oc = {0};
+    assert_int_equal(xpb_loop_new(&g.owner, &oc), 0);
+    xpb_shards_config cfg = {.workers = 2, .owner = g.owner, .on_event = on_event, .ud = &g};
+    char err[256] = "";
+    assert_int_equal(xpb_shards_new(&g.sh, &cfg, err, sizeof err), 0);
+    assert_int_equal(xpb_shards_workers(g.sh), 2);
+    xpb_session_config sc;
+    session_cfg(&sc, closed_port());
+    xpb_shard_session *ss[N_SESS];
+    unsigned on_worker[2] = {0, 0};
+    for (int i = 0; i < N_SESS - 1; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "acct%d", i);
+        assert_int_equal(xpb_shards_add(g.sh, name, &sc, NULL, &ss[i]), 0);
+        xpb_shard_set_ud(ss[i], (void *)(intptr_t)i);
+        on_worker[xpb_shard_worker(ss[i])]++;
+    }
+    assert_true(on_worker[0] > 0 && on_worker[1] > 0); /* spread by name */
+    /* A CA file that cannot be read: the worker cannot make the session. */
+    assert_int_equal(xpb_shards_add(g.sh, "bad", &sc, "/nonexistent/ca.pem", &ss[N_SESS - 1]), 0);
+    xpb_shard_set_ud(ss[N_SESS - 1], (void *)(intptr_t)(N_SESS - 1));
+    g.want_backoffs = 3 * (N_SESS - 1);
+    assert_int_equal(xpb_timer_new(g.owner, on_deadline, &g, &g.deadline), 0);
+    xpb_timer_start(g.deadline, 10000);
+    assert_int_equal(xpb_loop_run(g.owner), 0);
+    assert_true(g.backoffs >= g.want_backoffs);
+    assert_int_equal(g.off_thread, 0);
+    assert_int_equal(g.stopped_reason_ok, 1);
+    for (int i = 0; i < N_SESS - 1; i++) {
+        /* connecting first, then connecting and backoff in turn */
+        assert_true(g.n_states[i] >= 2);
+        assert_int_equal(g.states[i][0], XPB_SS_CONNECTING);
+        for (int k = 1; k < g.n_states[i]; k++)
+            assert_int_equal(g.states[i][k],
+                             g.states[i][k - 1] == XPB_SS_CONNECTING ? XPB_SS_BACKOFF
+                                                                     : XPB_SS_CONNECTING);
+    }
+    assert_int_equal(xpb_shard_state(ss[N_SESS - 1]), XPB_SS_STOPPED);
+
+    /* Removed: none of its events after this. Closed: it stops. */
+    int before = g.n_states[0];
+    xpb_shards_remove(ss[0]);
+    xpb_shard_close(ss[1]);
+    g.want_backoffs = g.backoffs + 2 * (N_SESS - 3);
+    xpb_timer_start(g.deadline, 10000);
+    assert_int_equal(xpb_loop_run(g.owner), 0);
+    assert_int_equal(g.n_states[0], before);
+    assert_int_equal(xpb_shard_state(ss[1]), XPB_SS_STOPPED);
+    /* Freed with sessions reconnecting and events on their way. */
+    xpb_timer_free(g.deadline);
+    xpb_shards_free(g.sh);
+    xpb_loop_free(g.owner);
+}
+
+static void test_bad_config(void **state)
+{
+    (void)state;
+    xpb_loop *owner;
+    xpb_loop_config oc = {0};
+    assert_int_equal(xpb_loop_new(&owner, &oc), 0);
+    xpb_shards *sh = NULL;
+    char err[256] = "";
+    xpb_shards_config cfg = {.workers = 0, .owner = owner};
+    assert_int_equal(xpb_shards_new(&sh, &cfg, err, sizeof err), XPB_EINVAL);
+    assert_non_null(strstr(err, "loops must be 1 .."));
+    cfg.workers = XPB_SHARDS_MAX_WORKERS + 1;
+    assert_int_equal(xpb_shards_new(&sh, &cfg, err, sizeof err), XPB_EINVAL);
+    xpb_loop_free(owner);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_events_reach_the_owner),
+        cmocka_unit_test(test_bad_config),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

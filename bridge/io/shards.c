@@ -176,6 +176,10 @@ static void post_event(xpb_shards *sh, shard_ev *e)
     xpb_shard_session *ss = e->ss;
     int sync = e->ev.kind == XPB_SE_SM, done = 0;
     atomic_fetch_add(&ss->refs, 1);
+    /* The flag lives on this stack while the owner may write it: this thread
+     * waits below until it has, or until the owner stops (and then leaves
+     * it alone, ev_complete). */
+    // cppcheck-suppress autoVariables
     if (sync) e->done = &done;
     if (xpb_mailbox_post(sh->to_owner, owner_event, owner_event_dropped, e) != 0) {
         ev_free(e);

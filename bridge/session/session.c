@@ -717,6 +717,23 @@ int xpb_session_send_checked(xpb_session *s, const xpb_stanza *st, uint64_t *han
     return session_send(s, st, handle, 1);
 }
 
+int xpb_session_send_xml(xpb_session *s, const char *xml, size_t len, uint64_t handle)
+{
+    if (s == NULL || xml == NULL || len == 0 || handle <= s->next_handle) return XPB_EINVAL;
+    if (s->state == XPB_SS_STOPPED || s->state == XPB_SS_CLOSING) return XPB_ENOTCONN;
+    size_t max = s->cfg.max_stanza_bytes ? s->cfg.max_stanza_bytes : XPB_READER_DEFAULT_MAX_STANZA;
+    if (len > max) return XPB_ETOOBIG;
+    if (s->n_items - s->n_sent >= s->cfg.queue_max ||
+        s->n_sent >= (size_t)s->cfg.queue_max * XPB_SESSION_UNACKED_FACTOR)
+        return XPB_EQUEUEFULL;
+    int rc = session_item_insert(s, s->n_items, handle, xml, len);
+    if (rc != 0) return rc;
+    s->last_bytes = len;
+    s->next_handle = handle;
+    session_flush_queue(s);
+    return 0;
+}
+
 void xpb_session_close(xpb_session *s)
 {
     if (s == NULL || s->state == XPB_SS_STOPPED || s->state == XPB_SS_CLOSING) return;

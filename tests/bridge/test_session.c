@@ -1120,6 +1120,48 @@ static void test_send_checked(void **state)
     xpb_session_free(s);
 }
 
+/* xpb_session_send_xml queues the bytes it is given under the caller's
+ * handle: written as given, handles only growing, the XML bound and the
+ * queue bound held; a stopped session refuses. */
+static void test_send_xml(void **state)
+{
+    (void)state;
+    xpb_session_config c;
+    base_cfg(&c, 0);
+    c.max_stanza_bytes = 10000;
+    c.queue_max = 2;
+    xpb_session *s = online_plain(&c);
+    const char *m1 = "<message to='friend@example.com' id='x1'><body>one</body></message>";
+    clear_sent();
+    assert_int_equal(xpb_session_send_xml(s, m1, strlen(m1), 5), 0);
+    assert_string_equal(sent(), m1);
+    assert_int_equal(xpb_session_last_bytes(s), strlen(m1));
+    assert_int_equal(xpb_session_send_xml(s, m1, strlen(m1), 5), XPB_EINVAL); /* not larger */
+    assert_int_equal(xpb_session_send_xml(s, m1, strlen(m1), 3), XPB_EINVAL);
+    assert_int_equal(xpb_session_send_xml(s, m1, 0, 9), XPB_EINVAL);
+    char *huge = malloc(c.max_stanza_bytes + 2);
+    assert_non_null(huge);
+    memset(huge, 'h', c.max_stanza_bytes + 1);
+    assert_int_equal(xpb_session_send_xml(s, huge, c.max_stanza_bytes + 1, 9), XPB_ETOOBIG);
+    free(huge);
+    /* A record sent after takes the next handle after the caller's. */
+    Xpb__V1__Text text = XPB__V1__TEXT__INIT;
+    Xpb__V1__Text *bodies[1] = {&text};
+    xpb_stanza st = XPB__V1__STANZA__INIT;
+    st.has_kind = 1;
+    st.kind = XPB__V1__KIND__KIND_MESSAGE;
+    st.to = "friend@example.com";
+    st.n_body = 1;
+    st.body = bodies;
+    text.text = "two";
+    uint64_t h = 0;
+    assert_int_equal(xpb_session_send(s, &st, &h), 0);
+    assert_int_equal(h, 6);
+    xpb_session_close(s);
+    assert_int_equal(xpb_session_send_xml(s, m1, strlen(m1), 10), XPB_ENOTCONN);
+    xpb_session_free(s);
+}
+
 static void test_ping_timeout_reconnects(void **state)
 {
     (void)state;
@@ -1703,6 +1745,7 @@ int main(void)
         T(test_queue_full),
         T(test_acks_release_from_the_front),
         T(test_send_checked),
+        T(test_send_xml),
         T(test_ping_timeout_reconnects),
         T(test_sm_ping_uses_r),
         T(test_unacked_internal_bounded),

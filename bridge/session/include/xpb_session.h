@@ -207,6 +207,13 @@ int xpb_session_send(xpb_session *s, const xpb_stanza *st, uint64_t *handle);
  * string: the check is not run twice (it was a quarter of a send's cost).
  * The XML is still bounded by max_stanza_bytes. */
 int xpb_session_send_checked(xpb_session *s, const xpb_stanza *st, uint64_t *handle);
+/* A stanza already written as XML for this stream (its namespace: "" on a
+ * WebSocket, jabber:client otherwise), under a handle the caller chose:
+ * larger than every handle before (several loops: the daemon's proxy gives
+ * the handle and the id at once, the worker's session queues the bytes).
+ * XPB_EINVAL for a handle not larger, XPB_ETOOBIG past max_stanza_bytes,
+ * and the refusals of xpb_session_send. */
+int xpb_session_send_xml(xpb_session *s, const char *xml, size_t len, uint64_t handle);
 /* Clean shutdown: unavailable presence, </stream:stream>, wait briefly. */
 void xpb_session_close(xpb_session *s);
 /* The id of the stanza accepted by the last successful xpb_session_send

@@ -1,5 +1,5 @@
 /* Sessions on N worker loops, driven from the owner's loop (xpb_shards.h).
- * WORK IN PROGRESS (branch `loops`): no sending yet.
+ * WORK IN PROGRESS (branch `loops`): the daemon does not use it yet.
  *
  * Each side owns its half of a session and touches only that: the worker
  * its xpb_loop_session (and through it the xpb_session), the owner its
@@ -10,16 +10,19 @@
  * (until remove), the worker's (until its session is freed) and one per
  * event on its way. */
 #define _GNU_SOURCE /* explicit_bzero */
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 
 #include "xpb_arena.h"
 #include "xpb_error.h"
 #include "xpb_shards.h"
+#include "xpb_stanza.h"
 #include "xpb_strmap.h"
 
 struct worker {
@@ -55,6 +58,12 @@ struct xpb_shard_session {
     xpb_session_stats stats;
     int sm_ok;
     xpb_session_sm *sm; /* NULL until the first XPB_SE_SM */
+    uint64_t next_handle, id_counter;
+    xpb_buf wbuf;            /* the owner writes each stanza's XML here */
+    const char *stream_ns;   /* "" on a WebSocket, jabber:client otherwise */
+    size_t max_stanza_bytes; /* 0: the codec's default */
+    unsigned queue_max;
+    atomic_uint on_way; /* sends posted, not yet queued by the worker */
     /* worker side */
     xpb_loop_session *ls;
 };
@@ -62,6 +71,7 @@ struct xpb_shard_session {
 static void unref(xpb_shard_session *ss)
 {
     if (atomic_fetch_sub(&ss->refs, 1) != 1) return;
+    xpb_buf_free(&ss->wbuf);
     free(ss->sm);
     free(ss->name);
     free(ss);
@@ -334,6 +344,88 @@ static int post_cmd(xpb_shard_session *ss, xpb_mail_fn run, xpb_mail_fn drop, vo
     return rc;
 }
 
+typedef struct send_cmd {
+    xpb_shard_session *ss;
+    uint64_t handle;
+    size_t len;
+    char xml[];
+} send_cmd;
+
+static void worker_send(void *arg)
+{
+    send_cmd *c = arg;
+    xpb_shard_session *ss = c->ss;
+    atomic_fetch_sub(&ss->on_way, 1);
+    int rc = ss->ls ? xpb_session_send_xml(xpb_loop_session_get(ss->ls), c->xml, c->len, c->handle)
+                    : XPB_ENOTCONN;
+    if (rc != 0) { /* accepted by the owner already: the refusal is this handle's failure */
+        char why[160];
+        snprintf(why, sizeof why, "not queued by the session on worker %u: %s", ss->wi,
+                 xpb_strerror(rc));
+        xpb_session_event ev = {
+            .kind = XPB_SE_FAILED, .handle = c->handle, .reason = why, .code = rc};
+        shard_ev *e = ev_copy(ss, &ev, ss->ls ? xpb_loop_session_get(ss->ls) : NULL);
+        if (e) post_event(ss->sh, e);
+    }
+    free(c);
+    unref(ss);
+}
+
+static void send_dropped(void *arg)
+{
+    send_cmd *c = arg;
+    xpb_shard_session *ss = c->ss;
+    atomic_fetch_sub(&ss->on_way, 1);
+    free(c);
+    unref(ss);
+}
+
+/* The session's id form, xpb-<16 hex>-<n>, from the kernel's randomness. */
+static void make_id(xpb_shard_session *ss, char *out, size_t len)
+{
+    uint32_t r[2] = {0, 0};
+    if (getrandom(r, sizeof r, 0) != (ssize_t)sizeof r) r[0] ^= (uint32_t)(uintptr_t)out;
+    snprintf(out, len, "xpb-%08" PRIx32 "%08" PRIx32 "-%" PRIu64, r[0], r[1], ++ss->id_counter);
+}
+
+int xpb_shard_send(xpb_shard_session *ss, const xpb_stanza *st, int checked, uint64_t *handle,
+                   char *id, size_t idlen, size_t *xml_bytes)
+{
+    if (!ss || !st || !handle || !id || idlen == 0) return XPB_EINVAL;
+    if (ss->removed || ss->state == XPB_SS_STOPPED || ss->state == XPB_SS_CLOSING)
+        return XPB_ENOTCONN;
+    size_t on_way = atomic_load(&ss->on_way);
+    if (ss->stats.queued + on_way >= ss->queue_max ||
+        ss->stats.unacked >= (size_t)ss->queue_max * XPB_SESSION_UNACKED_FACTOR)
+        return XPB_EQUEUEFULL;
+    xpb_stanza copy = *st; /* shallow: only the id may differ */
+    if (st->id && st->id[0]) {
+        snprintf(id, idlen, "%s", st->id);
+    } else {
+        make_id(ss, id, idlen);
+        copy.id = id;
+    }
+    xpb_record_limits lim = {.max_string = ss->max_stanza_bytes,
+                             .max_stanza_bytes = ss->max_stanza_bytes};
+    xpb_buf_reset(&ss->wbuf);
+    int rc = checked ? xpb_stanza_to_xml_prechecked(&ss->wbuf, &copy, ss->stream_ns, &lim, NULL, 0)
+                     : xpb_stanza_to_xml(&ss->wbuf, &copy, ss->stream_ns, &lim, NULL, 0);
+    if (rc != 0) return rc;
+    send_cmd *c = malloc(sizeof *c + ss->wbuf.len);
+    if (!c) return XPB_ENOMEM;
+    c->ss = ss;
+    c->handle = ++ss->next_handle;
+    c->len = ss->wbuf.len;
+    memcpy(c->xml, ss->wbuf.data, c->len);
+    if (ss->wbuf.cap > XPB_SESSION_WBUF_KEEP) xpb_buf_free(&ss->wbuf);
+    atomic_fetch_add(&ss->refs, 1);
+    atomic_fetch_add(&ss->on_way, 1);
+    post_cmd(ss, worker_send, send_dropped, c);
+    *handle = c->handle;
+    if (xml_bytes) *xml_bytes = c->len; /* c is the worker's from here: read before */
+    return 0;
+}
+
 /* ---- the owner's API --------------------------------------------------------------- */
 
 int xpb_shards_new(xpb_shards **out, const xpb_shards_config *cfg, char *err, size_t errlen)
@@ -392,6 +484,10 @@ int xpb_shards_add(xpb_shards *sh, const char *name, const xpb_session_config *c
     ss->sh = sh;
     ss->wi = xpb_strmap_hash(name) % sh->n;
     ss->state = XPB_SS_IDLE;
+    ss->stream_ns = cfg->transport == XPB_TRANSPORT_WEBSOCKET ? "" : XPB_NS_CLIENT;
+    ss->max_stanza_bytes = cfg->max_stanza_bytes;
+    ss->queue_max = cfg->queue_max ? cfg->queue_max : XPB_SESSION_DEFAULT_QUEUE_MAX;
+    xpb_buf_init(&ss->wbuf, 0);
     atomic_init(&ss->refs, 3); /* the owner's, the worker's, the create command's */
     create_cmd *c = create_copy(ss, cfg, ca_file);
     if (!c) {

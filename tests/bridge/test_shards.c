@@ -20,8 +20,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "xpb/v1/stanza.pb-c.h"
 #include "xpb_error.h"
 #include "xpb_shards.h"
+#include "xpb_stanza.h"
 
 #define N_SESS 6
 
@@ -61,6 +63,11 @@ static void on_event(void *ud, xpb_shard_session *ss, const xpb_session_event *e
 static void on_deadline(void *ud)
 {
     xpb_loop_stop(((rec *)ud)->owner);
+}
+
+static void on_deadline_send(void *ud)
+{
+    xpb_loop_stop(ud);
 }
 
 static uint16_t closed_port(void)
@@ -145,6 +152,98 @@ static void test_events_reach_the_owner(void **state)
     xpb_loop_free(g.owner);
 }
 
+typedef struct send_rec {
+    xpb_loop *owner;
+    int failed;
+    uint64_t failed_handle[8];
+    int backoffs;
+} send_rec;
+
+static void on_send_event(void *ud, xpb_shard_session *ss, const xpb_session_event *ev)
+{
+    (void)ss;
+    send_rec *r = ud;
+    if (ev->kind == XPB_SE_FAILED && ev->reason && strstr(ev->reason, "not queued by the session"))
+        r->failed_handle[r->failed++ % 8] = ev->handle;
+    if (ev->kind == XPB_SE_STATE && ev->state == XPB_SS_BACKOFF && ++r->backoffs >= 2)
+        xpb_loop_stop(r->owner);
+}
+
+/* Sends answer at once with a handle and an id; past queue_max a send is
+ * refused, at once or (when the worker's queue filled before the owner heard
+ * of it) as a FAILED event for its handle: five sends to a session that
+ * queues three, two refused either way. A bad record is refused at once. */
+static void test_send_through_a_worker(void **state)
+{
+    (void)state;
+    static send_rec r;
+    memset(&r, 0, sizeof r);
+    xpb_loop_config oc = {0};
+    assert_int_equal(xpb_loop_new(&r.owner, &oc), 0);
+    xpb_shards_config cfg = {.workers = 2, .owner = r.owner, .on_event = on_send_event, .ud = &r};
+    xpb_shards *sh;
+    char err[256] = "";
+    assert_int_equal(xpb_shards_new(&sh, &cfg, err, sizeof err), 0);
+    xpb_session_config sc;
+    session_cfg(&sc, closed_port());
+    sc.queue_max = 3;
+    xpb_shard_session *ss;
+    assert_int_equal(xpb_shards_add(sh, "sender", &sc, NULL, &ss), 0);
+    Xpb__V1__Text text = XPB__V1__TEXT__INIT;
+    Xpb__V1__Text *bodies[1] = {&text};
+    xpb_stanza st = XPB__V1__STANZA__INIT;
+    st.has_kind = 1;
+    st.kind = XPB__V1__KIND__KIND_MESSAGE;
+    st.to = "friend@example.com";
+    st.n_body = 1;
+    st.body = bodies;
+    text.text = "hello";
+    int accepted = 0, refused_now = 0;
+    uint64_t last = 0;
+    for (int i = 0; i < 5; i++) {
+        uint64_t h = 0;
+        char id[64] = "";
+        size_t bytes = 0;
+        int rc = xpb_shard_send(ss, &st, 0, &h, id, sizeof id, &bytes);
+        if (rc == XPB_EQUEUEFULL) {
+            refused_now++;
+            continue;
+        }
+        assert_int_equal(rc, 0);
+        assert_true(h > last);
+        last = h;
+        assert_int_equal(strncmp(id, "xpb-", 4), 0);
+        assert_true(bytes > strlen("<message"));
+        accepted++;
+    }
+    st.to = "not a jid@@";
+    uint64_t h;
+    char id[64];
+    assert_true(xpb_shard_send(ss, &st, 0, &h, id, sizeof id, NULL) != 0);
+    xpb_timer *dl;
+    assert_int_equal(xpb_timer_new(r.owner, on_deadline_send, r.owner, &dl), 0);
+    xpb_timer_start(dl, 10000);
+    assert_int_equal(xpb_loop_run(r.owner), 0);
+    assert_int_equal(refused_now + r.failed, 2);
+    assert_int_equal(accepted - r.failed, 3);
+    xpb_session_stats stats;
+    xpb_shard_stats(ss, &stats);
+    assert_int_equal(stats.queued, 3);
+    /* Closed, as the last event says: refused at once. */
+    xpb_shard_close(ss);
+    r.backoffs = -1000000; /* stop on the deadline or STOPPED below */
+    while (xpb_shard_state(ss) != XPB_SS_STOPPED) {
+        xpb_timer_start(dl, 50);
+        assert_int_equal(xpb_loop_run(r.owner), 0);
+    }
+    st.to = "friend@example.com";
+    assert_int_equal(xpb_shard_send(ss, &st, 0, &h, id, sizeof id, NULL), XPB_ENOTCONN);
+    xpb_shards_remove(ss); /* ss is not used after this */
+    xpb_timer_free(dl);
+    xpb_shards_free(sh);
+    xpb_loop_free(r.owner);
+}
+
 static void test_bad_config(void **state)
 {
     (void)state;
@@ -165,6 +264,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_events_reach_the_owner),
+        cmocka_unit_test(test_send_through_a_worker),
         cmocka_unit_test(test_bad_config),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -2,8 +2,8 @@
  * from one owner loop (the daemon's): several loops, shape 1 of
  * docs/architecture.md. WORK IN PROGRESS (branch `loops`): sessions are
  * added, removed and closed, their events reach the owner's thread with the
- * stanza copied and the session's state, stats and XEP-0198 state mirrored;
- * sending is not built yet.
+ * stanza copied and the session's state, stats and XEP-0198 state mirrored,
+ * and stanzas are sent; the daemon does not use it yet.
  *
  * The owner calls everything here from its loop's thread; on_event runs
  * there too. A worker never waits for the owner except for an XPB_SE_SM
@@ -54,6 +54,18 @@ void xpb_shard_set_ud(xpb_shard_session *ss, void *ud);
 void *xpb_shard_ud(const xpb_shard_session *ss);
 const char *xpb_shard_name(const xpb_shard_session *ss);
 unsigned xpb_shard_worker(const xpb_shard_session *ss);
+/* Sends st: the owner checks it (unless checked: it passed xpb_stanza_check
+ * with the session's limits), gives it an id when it has none (into id),
+ * writes its XML (*xml_bytes its size) and a handle (larger than the last),
+ * and answers at once; the worker's session queues the bytes. A refusal the
+ * worker's session makes after (the queue filled meanwhile, the stream
+ * stopped) comes back as an XPB_SE_FAILED event for the handle. Refused at
+ * once: XPB_ENOTCONN (stopped or closing, as last reported), XPB_EQUEUEFULL
+ * (the last reported queue plus what is on its way reaches the session's
+ * bounds), and the record's own errors. */
+int xpb_shard_send(xpb_shard_session *ss, const xpb_stanza *st, int checked, uint64_t *handle,
+                   char *id, size_t idlen, size_t *xml_bytes);
+
 /* As of the last event delivered. */
 xpb_session_state xpb_shard_state(const xpb_shard_session *ss);
 void xpb_shard_stats(const xpb_shard_session *ss, xpb_session_stats *out);

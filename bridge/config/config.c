@@ -290,7 +290,7 @@ static int parse_metrics_limits(pctx *p, const config_setting_t *root, xpb_confi
                                         "muc_self_ping_s",
                                         "backoff_reset_s",
                                         "backoff_max_s",
-                                        "connect_rate",
+                                        "connect_rate", "loops",
                                         NULL};
     const config_setting_t *g;
     int rc = group_of(p, root, "metrics", mkeys, &g);
@@ -308,19 +308,22 @@ static int parse_metrics_limits(pctx *p, const config_setting_t *root, xpb_confi
     }
     if (rc || (rc = group_of(p, root, "limits", lkeys, &g)) || !g) return rc;
     unsigned long long qm = c->queue_max, msb = c->max_stanza_bytes, mp = c->muc_ping_s;
-    unsigned long long br = c->backoff_reset_s, bx = c->backoff_max_s, cr = c->connect_rate;
+    unsigned long long br = c->backoff_reset_s, bx = c->backoff_max_s, cr = c->connect_rate,
+                       lp = c->loops;
     if (!rc) rc = get_uint(p, g, "queue_max", 1, 1000000, &qm);
     if (!rc) rc = get_uint(p, g, "max_stanza_bytes", 10000, 16ll * 1024 * 1024, &msb);
     if (!rc) rc = get_uint(p, g, "muc_self_ping_s", 0, 86400, &mp);
     if (!rc) rc = get_uint(p, g, "backoff_reset_s", 1, 86400, &br);
     if (!rc) rc = get_uint(p, g, "backoff_max_s", 1, 3600, &bx);
     if (!rc) rc = get_uint(p, g, "connect_rate", 0, 1000000, &cr);
+    if (!rc) rc = get_uint(p, g, "loops", 0, XPB_SHARDS_MAX_WORKERS_CONFIG, &lp);
     c->queue_max = (unsigned)qm;
     c->max_stanza_bytes = (size_t)msb;
     c->muc_ping_s = (unsigned)mp;
     c->backoff_reset_s = (unsigned)br;
     c->backoff_max_s = (unsigned)bx;
     c->connect_rate = (unsigned)cr;
+    c->loops = (unsigned)lp;
     return rc;
 }
 

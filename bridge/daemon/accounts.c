@@ -82,17 +82,16 @@ void schedule_reap(xpb_daemon *d)
 void account_free(struct account *a)
 {
     xpb_daemon *d = a->d;
-    if (a->ls) cluster_account_gone(d, a->name);
+    if (link_present(a)) cluster_account_gone(d, a->name);
     free(a->pres_status);
     if (a->name) xpb_strmap_del(&d->by_name, a->name, a);
     pending_drop_account(d, a, "the session was closed");
     catchup_account_free(a);
     answer_closers(a, NULL);
-    if (a->ls) {
+    if (link_present(a)) {
         a->dead = 1;
         account_recount(a); /* its last reconnects stay in the totals */
-        if (session_of(a)) xpb_session_set_gauges(session_of(a), NULL);
-        xpb_loop_remove_session(d->loop, a->ls);
+        link_remove(a);
     }
     sends_account_free(a);
     sm_keep_forget(a);
@@ -192,16 +191,13 @@ int account_start(xpb_daemon *d, const xpb_account_cfg *cfg, const char *passwor
     char jid[3 * 1024 + 8];
     session_config(d, a, &sc, jid, sizeof jid);
     if (sends_load_sm(a, &sm) == 0) sc.resume = &sm;
-    rc = xpb_loop_add_session(d->loop, a->name, &sc, a->cfg.ca_file, &a->ls, err, errlen);
+    rc = link_add(a, &sc, err, errlen);
     if (rc) {
         if (!err[0]) snprintf(err, errlen, "%s", xpb_strerror(rc));
         d->accounts = a->next;
-        a->ls = NULL;
         account_free(a);
         return rc;
     }
-    xpb_loop_session_set_ud(a->ls, a);
-    if (session_of(a)) xpb_session_set_gauges(session_of(a), &a->gauges);
     walk_add(d, a);
     account_recount(a);
     cluster_account_started(d, a->name);
@@ -231,9 +227,8 @@ void account_close(struct account *a)
         if (xpb_timer_new(a->d->loop, on_close_timeout, a, &a->close_timer) == 0)
             xpb_timer_start(a->close_timer, XPB_DAEMON_CLOSE_WAIT_MS);
     }
-    xpb_session *s = session_of(a);
-    if (s) xpb_session_close(s);
-    if ((!s || xpb_session_get_state(s) == XPB_SS_STOPPED) && !a->dead) {
+    link_close(a);
+    if (link_state(a) == XPB_SS_STOPPED && !a->dead) {
         answer_closers(a, NULL);
         a->dead = 1;
         account_recount(a);
@@ -244,16 +239,15 @@ void account_close(struct account *a)
 void account_recount(struct account *a)
 {
     xpb_daemon *d = a->d;
-    xpb_session *s = session_of(a);
     int bucket = -1;
-    if (s) {
+    if (link_present(a)) {
         xpb_session_stats st;
-        xpb_session_get_stats(s, &st);
+        link_stats(a, &st);
         d->sum_reconnects += st.reconnects - a->seen_reconnects;
         d->sum_resumptions += st.resumptions - a->seen_resumptions;
         a->seen_reconnects = st.reconnects;
         a->seen_resumptions = st.resumptions;
-        if (!a->dead) bucket = daemon_state_bucket(xpb_session_get_state(s));
+        if (!a->dead) bucket = daemon_state_bucket(link_state(a));
     }
     if (bucket == a->bucket) return;
     if (a->bucket >= 0) d->n_bucket[a->bucket]--;

@@ -181,9 +181,8 @@ static void on_commit_timer(void *arg)
  * id, kept while it stays the same (NULL: none, the marker says ""). */
 static const char *stream_now(struct account *a)
 {
-    xpb_session *s = session_of(a);
     xpb_session_sm sm;
-    if (!s || xpb_session_get_sm(s, &sm) != 0 || !sm.id[0]) return NULL;
+    if (link_sm(a, &sm) != 0 || !sm.id[0]) return NULL;
     if (!a->cu_stream || strcmp(a->cu_stream, sm.id) != 0) {
         free(a->cu_stream);
         a->cu_stream = strdup(sm.id);

@@ -82,10 +82,6 @@ struct account *request_account(xpb_daemon *d, const char *name, char *why, size
     return NULL;
 }
 
-xpb_session *session_of(struct account *a)
-{
-    return a->ls ? xpb_loop_session_get(a->ls) : NULL;
-}
 
 /* A compact id (docs/mapping.md §7) back to its canonical UUID text. */
 void expand_id_uuid(xpb_stanza *st, char buf[37])
@@ -378,11 +374,8 @@ static void on_state(struct account *a, const xpb_session_event *ev)
     }
 }
 
-static void on_session_event(void *ud, xpb_loop_session *ls, const xpb_session_event *ev)
+void daemon_session_event(struct account *a, const xpb_session_event *ev)
 {
-    xpb_daemon *d = ud;
-    struct account *a = account_of(d, ls);
-    if (!a) return;
     switch (ev->kind) {
     case XPB_SE_STATE: on_state(a, ev); break;
     case XPB_SE_ONLINE: on_online(a, ev); break;
@@ -397,6 +390,46 @@ static void on_session_event(void *ud, xpb_loop_session *ls, const xpb_session_e
     default: break;
     }
     if (ev->kind != XPB_SE_STANZA) account_recount(a); /* a stanza changes no gauge */
+}
+
+static void on_session_event(void *ud, xpb_loop_session *ls, const xpb_session_event *ev)
+{
+    struct account *a = account_of(ud, ls);
+    if (a) daemon_session_event(a, ev);
+}
+
+/* A worker loop's session (xpb_shards): the proxy's ud is its account, and
+ * the queue gauges /metrics reads come with the event (the session on the
+ * worker cannot write them into the account). */
+static void on_shard_event(void *ud, xpb_shard_session *ss, const xpb_session_event *ev)
+{
+    (void)ud;
+    struct account *a = xpb_shard_ud(ss);
+    if (!a) return;
+    xpb_session_stats st;
+    xpb_shard_stats(ss, &st);
+    a->gauges.queued = st.queued;
+    a->gauges.unacked = st.unacked;
+    daemon_session_event(a, ev);
+}
+
+static void on_loop_log(void *ud, int level, const char *session, const char *msg);
+
+static int shards_start(xpb_daemon *d, xpb_loop *loop, const xpb_config *cfg, char *err,
+                        size_t errlen)
+{
+    if (cfg->loops == 0) return 0;
+    xpb_shards_config sc = {.workers = cfg->loops,
+                            .owner = loop,
+                            .on_event = on_shard_event,
+                            .on_log = on_loop_log,
+                            .ud = d};
+    sc.worker.connect_rate = cfg->connect_rate;
+    char why[256] = "";
+    int rc = xpb_shards_new(&d->shards, &sc, why, sizeof why);
+    if (rc != 0) snprintf(err, errlen, "loops = %u: %s", cfg->loops, why);
+    else xpb_log(XPB_LOG_INFO, "sessions on %u worker loops", cfg->loops);
+    return rc;
 }
 
 static void on_loop_log(void *ud, int level, const char *session, const char *msg)
@@ -512,7 +545,9 @@ static int daemon_init(xpb_daemon *d, xpb_loop *loop, const xpb_config *cfg, cha
         return XPB_ENOMEM;
     }
     xpb_loop_set_handlers(loop, on_session_event, on_loop_log, d);
-    int rc = state_open(d, cfg, err, errlen);
+    int rc = shards_start(d, loop, cfg, err, errlen);
+    if (rc) return rc;
+    rc = state_open(d, cfg, err, errlen);
     if (rc) return rc;
     rc = bus_start(d, cfg, err, errlen);
     if (rc) return rc;
@@ -601,6 +636,11 @@ void xpb_daemon_shutdown(xpb_daemon *d)
 void xpb_daemon_free(xpb_daemon *d)
 {
     if (!d) return;
+    if (d->shards) { /* the worker loops stop first: no session runs after */
+        for (struct account *a = d->accounts; a; a = a->next) a->ss = NULL;
+        xpb_shards_free(d->shards);
+        d->shards = NULL;
+    }
     sends_flush(d);
     while (d->iqs) pending_free(d, d->iqs);
     if (d->nmarks) catchup_commit(d); /* NATS KV: the markers acknowledged by now */

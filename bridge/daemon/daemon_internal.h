@@ -28,6 +28,7 @@
 #include "open_policy.h"
 #include "xpb_loop.h"
 #include "xpb_session.h"
+#include "xpb_shards.h"
 #include "xpb_stanza.h"
 #include "xpb_strmap.h"
 #include "xpb_trust.h"
@@ -91,7 +92,8 @@ struct account {
     /* What a /metrics walk reads (visit_account), side by side: it touches
      * neither the loop session nor the session. */
     char *name;                /* bare JID */
-    xpb_loop_session *ls;
+    xpb_loop_session *ls;  /* its session on the daemon's loop (no worker loops), or */
+    xpb_shard_session *ss; /* its proxy on a worker loop (link.c) */
     xpb_session_gauges gauges; /* its session's queue, written by the session */
     int dead;
     xpb_daemon *d;
@@ -182,6 +184,7 @@ struct send_group {
 struct state_nats;
 struct marks_nats;
 struct xpb_daemon {
+    xpb_shards *shards; /* the worker loops (config loops >= 1), or NULL: sessions on loop */
     xpb_loop *loop;          /* given by xpb_daemon_new's caller */
     /* The accounts oldest first, for the sliced /metrics walk (walk.c):
      * walk_pos of them are left to visit, from walk_pos - 1 down. */
@@ -245,7 +248,20 @@ int kind_index(Xpb__V1__Kind k);
 /* The live (not dead) account of that name, in O(1). */
 struct account *find_account(xpb_daemon *d, const char *name);
 struct account *request_account(xpb_daemon *d, const char *name, char *why, size_t whylen);
-xpb_session *session_of(struct account *a);
+/* ---- link.c: the account's session, on this loop or a worker's ------------- */
+int link_present(const struct account *a);
+int link_add(struct account *a, const xpb_session_config *sc, char *err, size_t errlen);
+void link_remove(struct account *a);
+void link_close(struct account *a);
+xpb_session_state link_state(const struct account *a); /* XPB_SS_STOPPED: none */
+void link_stats(const struct account *a, xpb_session_stats *st); /* zeros: none */
+int link_sm(const struct account *a, xpb_session_sm *sm);          /* 1: none */
+/* As xpb_session_send(_checked), with the id given (or the record's) into
+ * id and the XML's size into *xml_bytes (either NULL: not wanted). */
+int link_send(struct account *a, const xpb_stanza *st, int checked, uint64_t *h, char *id,
+              size_t idlen, size_t *xml_bytes);
+/* daemon.c: a session event of a, on the daemon's thread. */
+void daemon_session_event(struct account *a, const xpb_session_event *ev);
 void expand_id_uuid(xpb_stanza *st, char buf[37]);
 struct handle_ent *track_handle(struct account *a, uint64_t h, const char *request_id,
                                 const char *sid);

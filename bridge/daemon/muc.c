@@ -134,8 +134,7 @@ void on_ping_timer(void *arg)
     xpb_daemon *d = arg;
     xpb_timer_start(d->ping_timer, d->muc_ping_s * 1000u); /* every muc_self_ping_s */
     for (struct account *a = d->accounts; a; a = a->next) {
-        xpb_session *s = session_of(a);
-        if (!a->dead && !a->removing && s && xpb_session_get_state(s) == XPB_SS_ONLINE)
+        if (!a->dead && !a->removing && link_state(a) == XPB_SS_ONLINE)
             self_ping_account(a);
     }
 }

@@ -62,12 +62,11 @@ static void refuse(const send_sink *k, Xpb__V1__ErrorCode code, const char *fmt,
  * the stanza itself. */
 static void refuse_send(const send_sink *k, struct account *a, int rc)
 {
-    xpb_session *s = session_of(a);
-    if (rc == XPB_EQUEUEFULL && s) {
+    if (rc == XPB_EQUEUEFULL && link_present(a)) {
         xpb_session_stats st;
-        xpb_session_get_stats(s, &st);
+        link_stats(a, &st);
         const char *why = "too many stanzas waiting for the connection";
-        if (xpb_session_get_state(s) != XPB_SS_ONLINE)
+        if (link_state(a) != XPB_SS_ONLINE)
             why = "stanzas waiting while not connected";
         else if (st.unacked >= a->d->queue_max * XPB_SESSION_UNACKED_FACTOR)
             why = "too many stanzas sent and not acknowledged";
@@ -108,9 +107,7 @@ static int send_prepare(struct account *a, const send_sink *k, xpb_stanza *st, u
                "%s", cerr[0] ? cerr : xpb_strerror(rc));
         return rc;
     }
-    xpb_session *s = session_of(a);
-    if (!s || xpb_session_get_state(s) == XPB_SS_STOPPED ||
-        xpb_session_get_state(s) == XPB_SS_CLOSING) {
+    if (link_state(a) == XPB_SS_STOPPED || link_state(a) == XPB_SS_CLOSING) {
         refuse_send(k, a, XPB_ENOTCONN);
         return XPB_ENOTCONN;
     }
@@ -132,11 +129,11 @@ static int send_handoff(struct account *a, const send_sink *k, xpb_stanza *st,
                         struct send_prep *prep, uint64_t *h, char *idbuf, size_t idlen)
 {
     xpb_daemon *d = a->d;
-    xpb_session *s = session_of(a);
+    size_t xml_bytes = 0;
     a->in_send = 1;
     a->early_set = a->early_sent = 0;
     /* send_prepare checked st (the session's limits are d->limits). */
-    int rc = s ? xpb_session_send_checked(s, st, h) : XPB_ENOTCONN;
+    int rc = link_send(a, st, 1, h, idbuf, idlen, &xml_bytes);
     a->in_send = 0;
     if (rc != 0) {
         refuse_send(k, a, rc);
@@ -144,14 +141,13 @@ static int send_handoff(struct account *a, const send_sink *k, xpb_stanza *st,
         sends_prep_free(prep);
         return rc;
     }
-    snprintf(idbuf, idlen, "%s", xpb_session_last_id(s));
     sends_track(a, *h, k->request_id, st, prep);
     /* A message's record was packed from st as sent (sends_accept). */
     d->ctr.bytes_record[XPB_DIR_OUT] +=
         prep->record.len ? prep->record.len : xpb_pack_plan_measure(d->plan, &st->base);
     sends_prep_free(prep);
     d->ctr.stanzas[XPB_DIR_OUT][kind_index(st->kind)]++;
-    d->ctr.bytes_xml[XPB_DIR_OUT] += xpb_session_last_bytes(s); /* as the session queued it */
+    d->ctr.bytes_xml[XPB_DIR_OUT] += xml_bytes; /* as the session queued it */
     return 0;
 }
 
@@ -176,8 +172,7 @@ void reply_sent(struct account *a, xpb_bus_request *req, const char *id)
     Xpb__V1__SendResult sr = XPB__V1__SEND_RESULT__INIT;
     sr.stanza_id = (char *)id;
     sr.has_queued = 1;
-    xpb_session *s = session_of(a);
-    sr.queued = !s || xpb_session_get_state(s) != XPB_SS_ONLINE;
+    sr.queued = link_state(a) != XPB_SS_ONLINE;
     Xpb__V1__Response resp = XPB__V1__RESPONSE__INIT;
     resp.result_case = XPB__V1__RESPONSE__RESULT_SENT;
     resp.sent = &sr;
@@ -187,9 +182,8 @@ void reply_sent(struct account *a, xpb_bus_request *req, const char *id)
 /* The daemon's own stanzas (rejoins, self-pings): no request, no Delivery. */
 int send_own(struct account *a, const xpb_stanza *st)
 {
-    xpb_session *s = session_of(a);
     uint64_t h;
-    int rc = s ? xpb_session_send(s, st, &h) : XPB_ENOTCONN;
+    int rc = link_send(a, st, 0, &h, NULL, 0, NULL);
     if (rc != 0)
         xpb_log(XPB_LOG_WARN, "session %s: cannot send: %s", a->name, xpb_strerror(rc));
     else
@@ -247,8 +241,7 @@ static void kbatch_item_done(struct send_group *g, struct send_prep *p, int rc, 
         it->out.has_code = it->out.has_queued = 1;
         it->out.code = XPB__V1__ERROR_CODE__OK;
         it->out.stanza_id = it->id;
-        xpb_session *s = session_of(b->a);
-        it->out.queued = !s || xpb_session_get_state(s) != XPB_SS_ONLINE;
+        it->out.queued = link_state(b->a) != XPB_SS_ONLINE;
     }
 }
 
@@ -381,9 +374,8 @@ static void batch_item_send(struct batch_job *j, struct batch_item *it, int crc,
         o->has_code = 1;
         o->code = XPB__V1__ERROR_CODE__OK;
         o->stanza_id = it->id;
-        xpb_session *s = session_of(a);
         o->has_queued = 1;
-        o->queued = !s || xpb_session_get_state(s) != XPB_SS_ONLINE;
+        o->queued = link_state(a) != XPB_SS_ONLINE;
     }
 }
 

@@ -267,7 +267,6 @@ int sends_send_kept(struct account *a, struct send_prep *p, const char *request_
 {
     xpb_daemon *d = a->d;
     d->ctr.sends_persisted++;
-    xpb_session *s = session_of(a);
     xpb_stanza *st = NULL;
     if (!d->send_arena) d->send_arena = xpb_arena_new(0);
     int rc = d->send_arena ? 0 : XPB_ENOMEM;
@@ -277,9 +276,10 @@ int sends_send_kept(struct account *a, struct send_prep *p, const char *request_
                                &d->limits, &st, NULL, 0);
     }
     uint64_t h = 0;
+    size_t xml_bytes = 0;
     a->in_send = 1;
     a->early_set = a->early_sent = 0;
-    if (!rc) rc = s ? xpb_session_send_checked(s, st, &h) : XPB_ENOTCONN; /* unpack checked */
+    if (!rc) rc = link_send(a, st, 1, &h, NULL, 0, &xml_bytes); /* unpack checked */
     a->in_send = 0;
     if (rc) {
         sends_abort(a, p);
@@ -287,7 +287,7 @@ int sends_send_kept(struct account *a, struct send_prep *p, const char *request_
     }
     d->ctr.stanzas[XPB_DIR_OUT][kind_index(st->kind)]++;
     d->ctr.bytes_record[XPB_DIR_OUT] += p->record.len;
-    d->ctr.bytes_xml[XPB_DIR_OUT] += xpb_session_last_bytes(s);
+    d->ctr.bytes_xml[XPB_DIR_OUT] += xml_bytes;
     sends_track(a, h, request_id, st, p);
     if (sent) *sent = st;
     return 0;
@@ -647,7 +647,6 @@ static int collect(void *ud, const xpb_outbox_item *it)
 static void resend_one(struct account *a, const struct kept *k)
 {
     xpb_daemon *d = a->d;
-    xpb_session *s = session_of(a);
     xpb_stanza *st = NULL;
     char err[256] = "";
     if (!d->send_arena) d->send_arena = xpb_arena_new(0);
@@ -656,9 +655,10 @@ static void resend_one(struct account *a, const struct kept *k)
     int rc = xpb_stanza_unpack(d->send_arena, k->record, k->len, &d->limits, &st, err,
                                sizeof err);
     uint64_t h = 0;
+    char sent_id[XPB_SESSION_ID_MAX + 8] = "";
     a->in_send = 1;
     a->early_set = a->early_sent = 0;
-    if (rc == 0) rc = s ? xpb_session_send_checked(s, st, &h) : XPB_ENOTCONN; /* unpack checked */
+    if (rc == 0) rc = link_send(a, st, 1, &h, sent_id, sizeof sent_id, NULL); /* unpack checked */
     a->in_send = 0;
     if (rc != 0) { /* left in the outbox: the next start tries again */
         xpb_log(XPB_LOG_WARN, "session %s: outbox item %" PRIu64 " not sent again: %s",
@@ -668,7 +668,7 @@ static void resend_one(struct account *a, const struct kept *k)
     d->ctr.sends_resent++;
     d->ctr.stanzas[XPB_DIR_OUT][kind_index(st->kind)]++;
     struct send_prep p = {.outbox_id = k->id};
-    snprintf(p.id, sizeof p.id, "%s", xpb_session_last_id(s));
+    snprintf(p.id, sizeof p.id, "%s", sent_id);
     p.record = (xpb_buf){.data = (char *)k->record, .len = k->len, .cap = k->len};
     const struct handle_ent *e = delivery_track(a, h, k->request_id, p.id, st->kind, &p, 1);
     if (st->has_receipt_request && st->receipt_request && st->to) delivery_want_receipt(a, p.id, st->to, k->request_id);

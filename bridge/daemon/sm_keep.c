@@ -14,13 +14,12 @@
 static void save_sm(struct account *a)
 {
     xpb_daemon *d = a->d;
-    xpb_session *s = session_of(a);
-    if (!d->state || !s) return;
+    if (!d->state || !link_present(a)) return;
     xpb_session_sm sm;
     char err[768];
     int rc;
     a->sm_dirty = 0;
-    if (xpb_session_get_sm(s, &sm) == 0) {
+    if (link_sm(a, &sm) == 0) {
         xpb_sm_state st = {.h_in = sm.h_in, .h_out = sm.h_acked,
                            .saved_us = (int64_t)time(NULL) * 1000000};
         snprintf(st.id, sizeof st.id, "%s", sm.id);

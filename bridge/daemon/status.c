@@ -12,15 +12,14 @@ static Xpb__V1__SessionInfo *session_info(xpb_daemon *d, struct account *a)
     Xpb__V1__SessionInfo *si = xpb_arena_calloc(ar, sizeof *si);
     if (!si) return NULL;
     xpb__v1__session_info__init(si);
-    xpb_session *s = session_of(a);
-    xpb_session_stats st = {0};
-    if (s) xpb_session_get_stats(s, &st);
+    xpb_session_stats st;
+    link_stats(a, &st);
     si->account = a->name;
     si->jid = a->full_jid;
     si->has_state = si->has_stanzas_in = si->has_stanzas_out = si->has_queued = 1;
     si->has_unacked = si->has_reconnects = si->has_resumptions = 1;
-    si->state = s ? daemon_bus_state(xpb_session_get_state(s))
-                  : XPB__V1__SESSION_STATE__STATE__STATE_STOPPED;
+    si->state = link_present(a) ? daemon_bus_state(link_state(a))
+                                : XPB__V1__SESSION_STATE__STATE__STATE_STOPPED;
     si->stanzas_in = st.stanzas_in;
     si->stanzas_out = st.stanzas_out;
     si->queued = st.queued;

@@ -61,7 +61,7 @@ static void prefetch_ahead(struct account *const *arr, size_t pos)
 /* Reads the account alone: its session keeps a->gauges current. */
 static int visit_account(struct account *a, xpb_daemon_account_fn cb, void *ud)
 {
-    if (!a->ls || a->dead) return 0;
+    if (!link_present(a) || a->dead) return 0;
     return cb(ud, a->name, a->gauges.queued, a->gauges.unacked);
 }
 

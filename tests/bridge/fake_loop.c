@@ -346,3 +346,77 @@ int fake_loop_armed(const xpb_loop *l, unsigned ms)
         n += l->timers[i] && l->timers[i]->armed && l->timers[i]->ms == ms;
     return n;
 }
+
+/* ---- xpb_shards.h: the daemon's tests run with loops = 0 ---------------------------
+ * Defined here so that shards.c (and the real loop under it) is never linked
+ * in; reaching one of these means a test configured worker loops. */
+#include "xpb_shards.h"
+
+static void no_shards(const char *fn)
+{
+    fprintf(stderr, "fake_loop: %s called: the daemon's tests have no worker loops\n", fn);
+    abort();
+}
+
+int xpb_shards_new(xpb_shards **out, const xpb_shards_config *cfg, char *err, size_t errlen)
+{
+    (void)out, (void)cfg;
+    snprintf(err, errlen, "no worker loops in the fake loop");
+    return XPB_EINVAL;
+}
+void xpb_shards_free(xpb_shards *sh)
+{
+    if (sh) no_shards(__func__);
+}
+int xpb_shards_add(xpb_shards *sh, const char *name, const xpb_session_config *cfg,
+                   const char *ca_file, xpb_shard_session **out)
+{
+    (void)sh, (void)name, (void)cfg, (void)ca_file, (void)out;
+    no_shards(__func__);
+    return XPB_EINVAL;
+}
+void xpb_shards_remove(xpb_shard_session *ss)
+{
+    (void)ss;
+    no_shards(__func__);
+}
+void xpb_shard_close(xpb_shard_session *ss)
+{
+    (void)ss;
+    no_shards(__func__);
+}
+void xpb_shard_set_ud(xpb_shard_session *ss, void *ud)
+{
+    (void)ss, (void)ud;
+    no_shards(__func__);
+}
+void *xpb_shard_ud(const xpb_shard_session *ss)
+{
+    (void)ss;
+    no_shards(__func__);
+    return NULL;
+}
+xpb_session_state xpb_shard_state(const xpb_shard_session *ss)
+{
+    (void)ss;
+    no_shards(__func__);
+    return XPB_SS_STOPPED;
+}
+void xpb_shard_stats(const xpb_shard_session *ss, xpb_session_stats *out)
+{
+    (void)ss, (void)out;
+    no_shards(__func__);
+}
+int xpb_shard_sm(const xpb_shard_session *ss, xpb_session_sm *out)
+{
+    (void)ss, (void)out;
+    no_shards(__func__);
+    return 1;
+}
+int xpb_shard_send(xpb_shard_session *ss, const xpb_stanza *st, int checked, uint64_t *handle,
+                   char *id, size_t idlen, size_t *xml_bytes)
+{
+    (void)ss, (void)st, (void)checked, (void)handle, (void)id, (void)idlen, (void)xml_bytes;
+    no_shards(__func__);
+    return XPB_EINVAL;
+}

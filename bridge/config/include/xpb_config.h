@@ -23,6 +23,7 @@
 #define XPB_CONFIG_MAX_MAM_TIMEOUT_MS 600000u      /* as an iq request's longest timeout */
 #define XPB_CONFIG_DEFAULT_BACKOFF_RESET_S 60u /* online this long -> the backoff starts over */
 #define XPB_CONFIG_DEFAULT_BACKOFF_MAX_S 60u   /* the longest wait between reconnects */
+#define XPB_SHARDS_MAX_WORKERS_CONFIG 64u      /* limits.loops (xpb_shards.h's bound) */
 #define XPB_CONFIG_MAX_FILE_BYTES (16u * 1024u * 1024u) /* a bigger config file is refused */
 
 enum { XPB_CFG_LOG_DEBUG = 0, XPB_CFG_LOG_INFO, XPB_CFG_LOG_WARN, XPB_CFG_LOG_ERROR };
@@ -93,6 +94,7 @@ typedef struct xpb_config {
     unsigned backoff_reset_s;         /* limits.backoff_reset_s */
     unsigned backoff_max_s;           /* limits.backoff_max_s */
     unsigned connect_rate;            /* limits.connect_rate: new connections/s, 0 no limit */
+    unsigned loops;                   /* limits.loops: worker loops for the sessions; 0: none */
     unsigned queue_max;
     size_t max_stanza_bytes;
     unsigned muc_ping_s;  /* 0 disables the self-ping */

@@ -391,7 +391,12 @@ static void make_id(xpb_shard_session *ss, char *out, size_t len)
 int xpb_shard_send(xpb_shard_session *ss, const xpb_stanza *st, int checked, uint64_t *handle,
                    char *id, size_t idlen, size_t *xml_bytes)
 {
-    if (!ss || !st || !handle || !id || idlen == 0) return XPB_EINVAL;
+    char own[XPB_SESSION_ID_MAX];
+    if (!ss || !st || !handle) return XPB_EINVAL;
+    if (!id || idlen == 0) { /* the caller does not want it */
+        id = own;
+        idlen = sizeof own;
+    }
     if (ss->removed || ss->state == XPB_SS_STOPPED || ss->state == XPB_SS_CLOSING)
         return XPB_ENOTCONN;
     size_t on_way = atomic_load(&ss->on_way);

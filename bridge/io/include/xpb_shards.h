@@ -55,7 +55,8 @@ void *xpb_shard_ud(const xpb_shard_session *ss);
 const char *xpb_shard_name(const xpb_shard_session *ss);
 unsigned xpb_shard_worker(const xpb_shard_session *ss);
 /* Sends st: the owner checks it (unless checked: it passed xpb_stanza_check
- * with the session's limits), gives it an id when it has none (into id),
+ * with the session's limits), gives it an id when it has none (into id;
+ * NULL: not wanted),
  * writes its XML (*xml_bytes its size) and a handle (larger than the last),
  * and answers at once; the worker's session queues the bytes. A refusal the
  * worker's session makes after (the queue filled meanwhile, the stream

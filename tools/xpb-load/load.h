@@ -85,6 +85,7 @@ typedef struct lbridge_opts {
     unsigned batch_max, batch_flush_us; /* batch_max 0: the bridge's default */
     int batch_flush_set;                /* 0: the bridge's batch_flush_us (0 is a value) */
     int state;                          /* 1: state.dir = dir/state; 0: "none" */
+    unsigned loops;                     /* limits.loops: worker loops (0: none) */
 } lbridge_opts;
 
 /* Writes dir/xpbridge.conf and fills b's endpoints; then spawn runs it, so a
@@ -157,6 +158,7 @@ typedef struct load_opts {
     double latency_rate; /* 0: half the run's one-account inbound figure */
     unsigned idle, runs, batch_max, batch_flush_us;
     unsigned busy; /* accounts flooded at once for the first inbound figure (default 1) */
+    unsigned loops; /* the bridge's limits.loops (default 0) */
     int sm, peer, json, batch_flush_set;
     int state; /* the bridge gets a state directory (journal, outbox) */
     int journal_ratio; /* each run also floods a bridge without and one with it */

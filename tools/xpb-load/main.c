@@ -33,7 +33,7 @@ static const char usage_text[] =
     "    xpb-load [--xpbridge PATH] [--messages N] [--sends N] [--idle M] [--busy K]\n"
     "             [--latency-count N] [--latency-rate R] [--runs N] [--no-sm]\n"
     "             [--no-peer] [--batch-max N] [--batch-flush-us US] [--state] [--seed N]\n"
-    "             [--journal-ratio] [--keep] [--json]\n"
+    "             [--journal-ratio] [--loops N] [--keep] [--json]\n"
     "\n"
     "DESCRIPTION\n"
     "    Starts a scripted direct-TLS XMPP server (XEP-0368) on 127.0.0.1 and a\n"
@@ -90,6 +90,8 @@ static const char usage_text[] =
     "    --sends N         send requests per outbound figure (default 20000)\n"
     "    --idle M          idle accounts beside the busy one (default 1000; at\n"
     "                      most 9999: the bridge takes 10,000 accounts)\n"
+    "    --loops N         the bridge's limits.loops: sessions on N worker loops\n"
+    "                      (default 0: all on its main loop)\n"
     "    --busy K          the first inbound figure floods K accounts at once,\n"
     "                      --messages in all, split evenly (default 1; at most\n"
     "                      64): the bridge's figure for many busy sessions, the\n"
@@ -144,7 +146,8 @@ enum {
     O_JSON,
     O_STATE,
     O_JRATIO,
-    O_BUSY
+    O_BUSY,
+    O_LOOPS
 };
 
 static const struct option long_opts[] = {{"xpbridge", required_argument, 0, O_XPB},
@@ -152,6 +155,7 @@ static const struct option long_opts[] = {{"xpbridge", required_argument, 0, O_X
                                           {"sends", required_argument, 0, O_SENDS},
                                           {"idle", required_argument, 0, O_IDLE},
                                           {"busy", required_argument, 0, O_BUSY},
+                                          {"loops", required_argument, 0, O_LOOPS},
                                           {"latency-count", required_argument, 0, O_LATN},
                                           {"latency-rate", required_argument, 0, O_LATR},
                                           {"runs", required_argument, 0, O_RUNS},
@@ -197,10 +201,12 @@ static int set_num(cli *c, int opt, const char *arg)
     unsigned long long v;
     unsigned long long max = opt == O_IDLE                      ? LOAD_MAX_IDLE
                              : opt == O_BUSY                    ? LOAD_MAX_BUSY
+                             : opt == O_LOOPS                   ? 64u
                              : opt == O_RUNS                    ? LOAD_MAX_RUNS
                              : opt == O_BMAX || opt == O_BFLUSH ? 100000000u
                                                                 : LOAD_MAX_COUNT;
-    unsigned long long min = opt == O_IDLE || opt == O_SEED || opt == O_BFLUSH ? 0 : 1;
+    unsigned long long min =
+        opt == O_IDLE || opt == O_SEED || opt == O_BFLUSH || opt == O_LOOPS ? 0 : 1;
     if (parse_num(arg, min, max, &v)) {
         char what[96];
         snprintf(what, sizeof(what), "not a number from %llu to %llu", min, max);
@@ -218,6 +224,9 @@ static int set_num(cli *c, int opt, const char *arg)
         break;
     case O_BUSY:
         c->o.busy = (unsigned)v;
+        break;
+    case O_LOOPS:
+        c->o.loops = (unsigned)v;
         break;
     case O_LATN:
         c->o.latency_count = v;

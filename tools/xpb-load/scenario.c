@@ -93,7 +93,8 @@ static int bring_up(ctx *c, const char *name, unsigned run, unsigned accounts, d
                        .batch_max = c->o->batch_max,
                        .batch_flush_us = c->o->batch_flush_us,
                        .batch_flush_set = c->o->batch_flush_set,
-                       .state = c->state};
+                       .state = c->state,
+                       .loops = c->o->loops};
     if (mkdir(dir, 0700) || lbridge_config(&bo, &c->b) || lsub_start(c->b.events, &c->sub))
         return -1;
     uint64_t t0 = load_now_ns(), t1;

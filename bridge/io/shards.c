@@ -1,5 +1,6 @@
 /* Sessions on N worker loops, driven from the owner's loop (xpb_shards.h).
- * WORK IN PROGRESS (branch `loops`): the daemon does not use it yet.
+ * Experimental (`limits.loops`, off by default): docs/architecture.md,
+ * "Several loops", lists what is left.
  *
  * Each side owns its half of a session and touches only that: the worker
  * its xpb_loop_session (and through it the xpb_session), the owner its
@@ -31,6 +32,8 @@ struct worker {
     xpb_loop *loop;
     xpb_loop_thread *thread;
     xpb_shard_session *creating; /* its events while xpb_loop_add_session starts it */
+    struct ev_batch *batch;      /* this turn's events, not yet posted */
+    xpb_wake *flush;             /* posts the batch after the turn */
 };
 
 struct xpb_shards {
@@ -77,130 +80,188 @@ static void unref(xpb_shard_session *ss)
     free(ss);
 }
 
-/* ---- events, worker -> owner ------------------------------------------------------ */
+/* ---- events, worker -> owner ------------------------------------------------------
+ * A worker collects the events of one loop turn in a batch: the events, their
+ * strings and stanza copies all in the batch's arena, one mailbox post and
+ * one wake of the owner per turn (a post per event cost more than the work
+ * it moved: docs/architecture.md, "Several loops"). The batch is posted by a
+ * wake the worker signals itself at the first event, which runs after the
+ * turn's other callbacks, or at once for an XPB_SE_SM event, which the
+ * worker then waits for. The owner runs the events in order and frees the
+ * batch. */
 
 typedef struct shard_ev {
+    struct shard_ev *next;
     xpb_shard_session *ss;
     xpb_session_event ev;
-    char *reason, *jid;
-    xpb_arena *arena; /* the stanza's copy */
     xpb_session_state state;
     xpb_session_stats stats;
     int sm_ok;
-    xpb_session_sm *sm;
-    int *done; /* XPB_SE_SM: the waiting worker's flag, under sh->sm_mu */
+    xpb_session_sm *sm; /* XPB_SE_SM: the state then */
 } shard_ev;
 
+typedef struct ev_batch {
+    xpb_shards *sh;
+    xpb_arena *arena;
+    shard_ev *head, **tail;
+    int *done; /* ends with an XPB_SE_SM event: the waiting worker's flag, under sh->sm_mu */
+} ev_batch;
+
+#define BATCH_ARENA_BLOCK (64u * 1024u)
+
 /* On the owner's thread. Once stopping, the worker no longer waits and its
- * flag (on its stack) may be gone: a dropped event leaves it alone. */
-static void ev_complete(xpb_shards *sh, shard_ev *e)
+ * flag (on its stack) may be gone: a dropped batch leaves it alone. */
+static void batch_complete(ev_batch *b)
 {
-    if (!e->done) return;
+    if (!b->done) return;
+    xpb_shards *sh = b->sh;
     pthread_mutex_lock(&sh->sm_mu);
-    if (!sh->stopping) *e->done = 1;
+    if (!sh->stopping) *b->done = 1;
     pthread_cond_broadcast(&sh->sm_cv);
     pthread_mutex_unlock(&sh->sm_mu);
 }
 
-static void ev_free(shard_ev *e)
+static void batch_free(ev_batch *b)
 {
-    xpb_arena_free(e->arena);
-    free(e->reason);
-    free(e->jid);
-    free(e->sm);
-    free(e);
+    for (shard_ev *e = b->head; e; e = e->next)
+        unref(e->ss);
+    xpb_arena_free(b->arena);
+    free(b);
 }
 
-static void owner_event(void *arg)
+static void owner_event(shard_ev *e)
 {
-    shard_ev *e = arg;
     xpb_shard_session *ss = e->ss;
     xpb_shards *sh = ss->sh;
-    if (!ss->removed) {
-        ss->state = e->state;
-        ss->stats = e->stats;
-        if (e->sm) {
-            ss->sm_ok = e->sm_ok;
-            if (!ss->sm) ss->sm = e->sm, e->sm = NULL;
-            else *ss->sm = *e->sm;
-        }
-        if (sh->cfg.on_event) sh->cfg.on_event(sh->cfg.ud, ss, &e->ev);
+    if (ss->removed) return;
+    ss->state = e->state;
+    ss->stats = e->stats;
+    if (e->sm) {
+        ss->sm_ok = e->sm_ok;
+        if (!ss->sm) ss->sm = malloc(sizeof *ss->sm);
+        if (ss->sm)
+            *ss->sm = *e->sm;
+        else
+            ss->sm_ok = 0;
     }
-    ev_complete(sh, e);
-    ev_free(e);
-    unref(ss);
+    if (sh->cfg.on_event) sh->cfg.on_event(sh->cfg.ud, ss, &e->ev);
 }
 
-static void owner_event_dropped(void *arg)
+static void owner_batch(void *arg)
 {
-    shard_ev *e = arg;
-    xpb_shard_session *ss = e->ss;
-    ev_complete(ss->sh, e);
-    ev_free(e);
-    unref(ss);
+    ev_batch *b = arg;
+    for (shard_ev *e = b->head; e; e = e->next)
+        owner_event(e);
+    batch_complete(b);
+    batch_free(b);
 }
 
-static char *dup_or_null(const char *s, int *bad)
+static void owner_batch_dropped(void *arg)
 {
-    char *d = s ? strdup(s) : NULL;
-    if (s && !d) *bad = 1;
+    ev_batch *b = arg;
+    batch_complete(b);
+    batch_free(b);
+}
+
+static const char *arena_dup(xpb_arena *a, const char *s, int *bad)
+{
+    if (!s) return NULL;
+    const char *d = xpb_arena_strndup(a, s, strlen(s));
+    if (!d) *bad = 1;
     return d;
 }
 
-/* ev of ss on the worker's thread, with the session's figures of now. */
-static shard_ev *ev_copy(xpb_shard_session *ss, const xpb_session_event *ev, xpb_session *s)
+/* The worker's open batch, made at its first event; NULL when out of memory. */
+static ev_batch *open_batch(struct worker *w)
 {
-    shard_ev *e = calloc(1, sizeof *e);
-    if (!e) return NULL;
+    if (w->batch) return w->batch;
+    ev_batch *b = calloc(1, sizeof *b);
+    if (!b || !(b->arena = xpb_arena_new(BATCH_ARENA_BLOCK))) {
+        free(b);
+        return NULL;
+    }
+    b->sh = w->sh;
+    b->tail = &b->head;
+    w->batch = b;
+    xpb_wake_signal(w->flush); /* posted after this turn's other callbacks */
+    return b;
+}
+
+/* ev of ss into w's batch, with the session's figures of now (s NULL: none). */
+static int ev_add(struct worker *w, xpb_shard_session *ss, const xpb_session_event *ev,
+                  xpb_session *s)
+{
+    ev_batch *b = open_batch(w);
+    shard_ev *e = b ? xpb_arena_calloc(b->arena, sizeof *e) : NULL;
+    if (!e) return XPB_ENOMEM;
     int bad = 0;
     e->ss = ss;
     e->ev = *ev;
-    e->ev.reason = e->reason = dup_or_null(ev->reason, &bad);
-    e->ev.jid = e->jid = dup_or_null(ev->jid, &bad);
+    e->ev.reason = arena_dup(b->arena, ev->reason, &bad);
+    e->ev.jid = arena_dup(b->arena, ev->jid, &bad);
     e->ev.stanza = NULL;
     if (ev->stanza && !bad) {
         xpb_node *copy = NULL;
-        bad = !(e->arena = xpb_arena_new(0)) || xpb_node_clone(e->arena, ev->stanza, &copy) != 0;
+        bad = xpb_node_clone(b->arena, ev->stanza, &copy) != 0;
         e->ev.stanza = copy;
     }
     if (s) {
         e->state = xpb_session_get_state(s);
         xpb_session_get_stats(s, &e->stats);
         if (ev->kind == XPB_SE_SM && !bad) {
-            bad = !(e->sm = malloc(sizeof *e->sm));
+            bad = !(e->sm = xpb_arena_alloc(b->arena, sizeof *e->sm));
             if (!bad) e->sm_ok = xpb_session_get_sm(s, e->sm) == 0;
         }
     } else {
         e->state = ev->kind == XPB_SE_STATE ? ev->state : XPB_SS_STOPPED;
     }
-    if (bad) {
-        ev_free(e);
-        return NULL;
-    }
-    return e;
+    if (bad) return XPB_ENOMEM; /* left in the arena, not linked */
+    atomic_fetch_add(&ss->refs, 1);
+    *b->tail = e;
+    b->tail = &e->next;
+    return 0;
 }
 
-/* e belongs to the owner once posted: nothing of it is read after. */
-static void post_event(xpb_shards *sh, shard_ev *e)
+/* Posts w's batch; with sync, waits until the owner ran it (XPB_SE_SM: the
+ * owner keeps the state before the session tells the server its h). */
+static void post_batch(struct worker *w, int sync)
 {
-    xpb_shard_session *ss = e->ss;
-    int sync = e->ev.kind == XPB_SE_SM, done = 0;
-    atomic_fetch_add(&ss->refs, 1);
+    ev_batch *b = w->batch;
+    if (!b) return;
+    w->batch = NULL;
+    xpb_shards *sh = w->sh;
+    int done = 0;
     /* The flag lives on this stack while the owner may write it: this thread
      * waits below until it has, or until the owner stops (and then leaves
-     * it alone, ev_complete). */
+     * it alone, batch_complete). */
     // cppcheck-suppress autoVariables
-    if (sync) e->done = &done;
-    if (xpb_mailbox_post(sh->to_owner, owner_event, owner_event_dropped, e) != 0) {
-        ev_free(e);
-        unref(ss);
+    if (sync) b->done = &done;
+    if (xpb_mailbox_post(sh->to_owner, owner_batch, owner_batch_dropped, b) != 0) {
+        b->done = NULL;
+        batch_free(b);
         return;
     }
     if (!sync) return;
-    /* The owner keeps the state before the session tells the server its h. */
     pthread_mutex_lock(&sh->sm_mu);
     while (!done && !sh->stopping) pthread_cond_wait(&sh->sm_cv, &sh->sm_mu);
     pthread_mutex_unlock(&sh->sm_mu);
+}
+
+static void on_flush(void *ud)
+{
+    post_batch(ud, 0);
+}
+
+static void worker_event(struct worker *w, xpb_shard_session *ss, const xpb_session_event *ev,
+                         xpb_session *s)
+{
+    if (ev_add(w, ss, ev, s) != 0) {
+        if (w->sh->cfg.on_log)
+            w->sh->cfg.on_log(w->sh->cfg.ud, XPB_LOG_ERROR, ss->name,
+                              "an event was lost: out of memory copying it for the daemon");
+        return;
+    }
+    if (ev->kind == XPB_SE_SM) post_batch(w, 1);
 }
 
 static void on_worker_event(void *ud, xpb_loop_session *ls, const xpb_session_event *ev)
@@ -208,18 +269,17 @@ static void on_worker_event(void *ud, xpb_loop_session *ls, const xpb_session_ev
     struct worker *w = ud;
     xpb_shard_session *ss = xpb_loop_session_ud(ls);
     if (!ss) ss = w->creating; /* NULL: being destroyed */
-    if (!ss) return;
-    shard_ev *e = ev_copy(ss, ev, xpb_loop_session_get(ls));
-    if (!e) {
-        if (w->sh->cfg.on_log)
-            w->sh->cfg.on_log(w->sh->cfg.ud, XPB_LOG_ERROR, ss->name,
-                              "an event was lost: out of memory copying it for the daemon");
-        return;
-    }
-    post_event(w->sh, e);
+    if (ss) worker_event(w, ss, ev, xpb_loop_session_get(ls));
 }
 
 /* ---- commands, owner -> worker ---------------------------------------------------- */
+
+static char *dup_or_null(const char *s, int *bad)
+{
+    char *d = s ? strdup(s) : NULL;
+    if (s && !d) *bad = 1;
+    return d;
+}
 
 typedef struct create_cmd {
     xpb_shard_session *ss;
@@ -295,9 +355,8 @@ static void worker_create(void *arg)
              err[0] ? err : xpb_strerror(rc));
     xpb_session_event ev = {.kind = XPB_SE_STATE, .state = XPB_SS_STOPPED, .reason = why,
                             .code = rc};
-    shard_ev *e = ev_copy(ss, &ev, NULL);
-    if (e) post_event(ss->sh, e);
-    unref(ss); /* the worker's: no session */
+    worker_event(w, ss, &ev, NULL);
+    unref(ss); /* the worker's: no session (the event holds its own) */
 }
 
 static void create_dropped(void *arg)
@@ -364,8 +423,7 @@ static void worker_send(void *arg)
                  xpb_strerror(rc));
         xpb_session_event ev = {
             .kind = XPB_SE_FAILED, .handle = c->handle, .reason = why, .code = rc};
-        shard_ev *e = ev_copy(ss, &ev, ss->ls ? xpb_loop_session_get(ss->ls) : NULL);
-        if (e) post_event(ss->sh, e);
+        worker_event(&ss->sh->w[ss->wi], ss, &ev, ss->ls ? xpb_loop_session_get(ss->ls) : NULL);
     }
     free(c);
     unref(ss);
@@ -423,11 +481,11 @@ int xpb_shard_send(xpb_shard_session *ss, const xpb_stanza *st, int checked, uin
     c->len = ss->wbuf.len;
     memcpy(c->xml, ss->wbuf.data, c->len);
     if (ss->wbuf.cap > XPB_SESSION_WBUF_KEEP) xpb_buf_free(&ss->wbuf);
+    *handle = c->handle; /* c is the worker's once posted: read before */
+    if (xml_bytes) *xml_bytes = c->len;
     atomic_fetch_add(&ss->refs, 1);
     atomic_fetch_add(&ss->on_way, 1);
     post_cmd(ss, worker_send, send_dropped, c);
-    *handle = c->handle;
-    if (xml_bytes) *xml_bytes = c->len; /* c is the worker's from here: read before */
     return 0;
 }
 
@@ -459,8 +517,9 @@ int xpb_shards_new(xpb_shards **out, const xpb_shards_config *cfg, char *err, si
         if (rc == 0) {
             /* the loop's callbacks get the worker, not the shards' ud */
             xpb_loop_set_handlers(w->loop, on_worker_event, cfg->on_log, w);
-            rc = xpb_loop_thread_start(w->loop, &w->thread);
+            rc = xpb_wake_new(w->loop, on_flush, w, &w->flush);
         }
+        if (rc == 0) rc = xpb_loop_thread_start(w->loop, &w->thread);
         if (rc == 0) sh->n = i + 1;
         else snprintf(err, errlen, "worker loop %u: %s", i, xpb_strerror(rc));
     }
@@ -539,7 +598,11 @@ void xpb_shards_free(xpb_shards *sh)
     pthread_mutex_unlock(&sh->sm_mu);
     for (unsigned i = 0; i < sh->n; i++) {
         struct worker *w = &sh->w[i];
-        xpb_loop_thread_stop(w->thread); /* commands not yet run are dropped */
+        if (w->thread) xpb_loop_thread_stop(w->thread); /* commands not yet run are dropped */
+        if (w->batch) { /* never posted: nobody waits for it (stopping) */
+            batch_free(w->batch);
+            w->batch = NULL;
+        }
         for (xpb_loop_session *ls = xpb_loop_first(w->loop), *next; ls; ls = next) {
             next = xpb_loop_next(ls);
             xpb_shard_session *ss = xpb_loop_session_ud(ls);
@@ -550,6 +613,7 @@ void xpb_shards_free(xpb_shards *sh)
                 unref(ss); /* the worker's */
             }
         }
+        xpb_wake_free(w->flush);
         xpb_loop_free(w->loop);
     }
     xpb_mailbox_free(sh->to_owner); /* events not delivered: dropped */

@@ -1,9 +1,9 @@
 /* Sessions spread over N worker loops, each on a thread of its own, driven
  * from one owner loop (the daemon's): several loops, shape 1 of
- * docs/architecture.md. WORK IN PROGRESS (branch `loops`): sessions are
- * added, removed and closed, their events reach the owner's thread with the
- * stanza copied and the session's state, stats and XEP-0198 state mirrored,
- * and stanzas are sent; the daemon does not use it yet.
+ * docs/architecture.md. Experimental (`limits.loops`, off by default):
+ * sessions are added, removed and closed, their events reach the owner's
+ * thread a worker loop turn at a time with the stanzas copied and the
+ * session's state, stats and XEP-0198 state mirrored, and stanzas are sent.
  *
  * The owner calls everything here from its loop's thread; on_event runs
  * there too. A worker never waits for the owner except for an XPB_SE_SM

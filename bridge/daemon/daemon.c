@@ -5,6 +5,7 @@
  * or answered. Here too: new/free, clean shutdown, the counters /metrics
  * shows, and the one table naming session states. Runs on the loop thread. */
 #define _DEFAULT_SOURCE /* strdup */
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -408,8 +409,8 @@ static void on_shard_event(void *ud, xpb_shard_session *ss, const xpb_session_ev
     if (!a) return;
     xpb_session_stats st;
     xpb_shard_stats(ss, &st);
-    a->gauges.queued = st.queued;
-    a->gauges.unacked = st.unacked;
+    atomic_store_explicit(&a->gauges.queued, st.queued, memory_order_relaxed);
+    atomic_store_explicit(&a->gauges.unacked, st.unacked, memory_order_relaxed);
     daemon_session_event(a, ev);
 }
 

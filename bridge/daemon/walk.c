@@ -3,6 +3,7 @@
  * array do not wait on one another as a list's next pointers do, and the
  * accounts and names a few steps ahead are prefetched: issue 10 measured the
  * list walk at 0.3-0.4 us an account, all of it waiting for memory. */
+#include <stdatomic.h>
 #include <stdlib.h>
 
 #include "daemon_internal.h"
@@ -62,7 +63,8 @@ static void prefetch_ahead(struct account *const *arr, size_t pos)
 static int visit_account(struct account *a, xpb_daemon_account_fn cb, void *ud)
 {
     if (!link_present(a) || a->dead) return 0;
-    return cb(ud, a->name, a->gauges.queued, a->gauges.unacked);
+    return cb(ud, a->name, atomic_load_explicit(&a->gauges.queued, memory_order_relaxed),
+              atomic_load_explicit(&a->gauges.unacked, memory_order_relaxed));
 }
 
 /* Newest first: from the end of the array down; walk_pos accounts are left. */

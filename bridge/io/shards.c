@@ -67,6 +67,7 @@ struct xpb_shard_session {
     size_t max_stanza_bytes; /* 0: the codec's default */
     unsigned queue_max;
     atomic_uint on_way; /* sends posted, not yet queued by the worker */
+    xpb_session_gauges live; /* the worker's session writes them as its queue changes */
     /* worker side */
     xpb_loop_session *ls;
 };
@@ -98,6 +99,8 @@ typedef struct shard_ev {
     xpb_session_stats stats;
     int sm_ok;
     xpb_session_sm *sm; /* XPB_SE_SM: the state then */
+    int has_counts;     /* h_in, h_acked of the session then (every event with one) */
+    uint32_t h_in, h_acked;
 } shard_ev;
 
 typedef struct ev_batch {
@@ -143,6 +146,11 @@ static void owner_event(shard_ev *e)
             *ss->sm = *e->sm;
         else
             ss->sm_ok = 0;
+    } else if (e->has_counts && ss->sm && ss->sm_ok) {
+        /* Between XEP-0198 state events the counters move with each stanza:
+         * the state kept within XPB_DAEMON_SM_SAVE_MS must follow them. */
+        ss->sm->h_in = e->h_in;
+        ss->sm->h_acked = e->h_acked;
     }
     if (sh->cfg.on_event) sh->cfg.on_event(sh->cfg.ud, ss, &e->ev);
 }
@@ -208,6 +216,8 @@ static int ev_add(struct worker *w, xpb_shard_session *ss, const xpb_session_eve
     if (s) {
         e->state = xpb_session_get_state(s);
         xpb_session_get_stats(s, &e->stats);
+        e->has_counts = 1;
+        xpb_session_sm_counts(s, &e->h_in, &e->h_acked);
         if (ev->kind == XPB_SE_SM && !bad) {
             bad = !(e->sm = xpb_arena_alloc(b->arena, sizeof *e->sm));
             if (!bad) e->sm_ok = xpb_session_get_sm(s, e->sm) == 0;
@@ -348,6 +358,7 @@ static void worker_create(void *arg)
     if (rc == 0) {
         ss->ls = ls;
         xpb_loop_session_set_ud(ls, ss);
+        xpb_session_set_gauges(xpb_loop_session_get(ls), &ss->live);
         return;
     }
     char why[320];
@@ -379,6 +390,7 @@ static void worker_destroy(void *arg)
     xpb_shard_session *ss = arg;
     if (ss->ls) {
         xpb_loop_session_set_ud(ss->ls, NULL); /* no more events of it */
+        xpb_session_set_gauges(xpb_loop_session_get(ss->ls), NULL);
         xpb_loop_remove_session(ss->sh->w[ss->wi].loop, ss->ls);
         ss->ls = NULL;
         unref(ss); /* the worker's */
@@ -457,9 +469,13 @@ int xpb_shard_send(xpb_shard_session *ss, const xpb_stanza *st, int checked, uin
     }
     if (ss->removed || ss->state == XPB_SS_STOPPED || ss->state == XPB_SS_CLOSING)
         return XPB_ENOTCONN;
+    /* The session's own bounds, on its queue as of now plus what is on its
+     * way to it: a refusal here is an ERR_QUEUE_FULL, as with loops = 0. */
     size_t on_way = atomic_load(&ss->on_way);
-    if (ss->stats.queued + on_way >= ss->queue_max ||
-        ss->stats.unacked >= (size_t)ss->queue_max * XPB_SESSION_UNACKED_FACTOR)
+    size_t queued = atomic_load_explicit(&ss->live.queued, memory_order_relaxed);
+    size_t unacked = atomic_load_explicit(&ss->live.unacked, memory_order_relaxed);
+    if (queued + on_way >= ss->queue_max ||
+        unacked >= (size_t)ss->queue_max * XPB_SESSION_UNACKED_FACTOR)
         return XPB_EQUEUEFULL;
     xpb_stanza copy = *st; /* shallow: only the id may differ */
     if (st->id && st->id[0]) {
@@ -656,6 +672,9 @@ xpb_session_state xpb_shard_state(const xpb_shard_session *ss)
 void xpb_shard_stats(const xpb_shard_session *ss, xpb_session_stats *out)
 {
     *out = ss->stats;
+    /* The queue's gauges are the session's as of now, not of the last event. */
+    out->queued = atomic_load_explicit(&ss->live.queued, memory_order_relaxed);
+    out->unacked = atomic_load_explicit(&ss->live.unacked, memory_order_relaxed);
 }
 
 int xpb_shard_sm(const xpb_shard_session *ss, xpb_session_sm *out)

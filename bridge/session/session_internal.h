@@ -5,6 +5,7 @@
 #ifndef XPB_SESSION_INTERNAL_H
 #define XPB_SESSION_INTERNAL_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -207,8 +208,9 @@ int session_item_insert(xpb_session *s, size_t at, uint64_t handle, const char *
 static inline void session_gauges_sync(xpb_session *s)
 {
     if (!s->gauges) return;
-    s->gauges->queued = (unsigned)(s->n_items - s->n_sent);
-    s->gauges->unacked = (unsigned)s->n_sent;
+    atomic_store_explicit(&s->gauges->queued, (unsigned)(s->n_items - s->n_sent),
+                          memory_order_relaxed);
+    atomic_store_explicit(&s->gauges->unacked, (unsigned)s->n_sent, memory_order_relaxed);
 }
 void session_items_free(xpb_session *s);
 void session_fail_all_items(xpb_session *s, const char *reason);

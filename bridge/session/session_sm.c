@@ -154,6 +154,12 @@ int xpb_session_get_sm(const xpb_session *s, xpb_session_sm *out)
     return 0;
 }
 
+void xpb_session_sm_counts(const xpb_session *s, uint32_t *h_in, uint32_t *h_acked)
+{
+    *h_in = s->h_in;
+    *h_acked = s->last_acked;
+}
+
 void session_request_ack(xpb_session *s)
 {
     session_write_empty(s, NS_SM, "r");

@@ -67,7 +67,7 @@ unsigned xpb_shard_worker(const xpb_shard_session *ss);
 int xpb_shard_send(xpb_shard_session *ss, const xpb_stanza *st, int checked, uint64_t *handle,
                    char *id, size_t idlen, size_t *xml_bytes);
 
-/* As of the last event delivered. */
+/* As of the last event delivered; the stats' queued and unacked as of now. */
 xpb_session_state xpb_shard_state(const xpb_shard_session *ss);
 void xpb_shard_stats(const xpb_shard_session *ss, xpb_session_stats *out);
 /* 0 and *out filled, 1 when the stream cannot be resumed. */

@@ -227,6 +227,8 @@ const char *xpb_session_jid(const xpb_session *s);
 /* The stream's XEP-0198 resumption state: 0 and *out filled when the
  * stream can be resumed, 1 when not (no SM, or the server refused resume). */
 int xpb_session_get_sm(const xpb_session *s, xpb_session_sm *out);
+/* Just the counters of that state (h in, h acknowledged), without copying it. */
+void xpb_session_sm_counts(const xpb_session *s, uint32_t *h_in, uint32_t *h_acked);
 
 xpb_session_state xpb_session_get_state(const xpb_session *s);
 const char *xpb_session_state_name(xpb_session_state st);
@@ -243,7 +245,10 @@ void xpb_session_get_stats(const xpb_session *s, xpb_session_stats *out);
  * the owner's and must outlive the session or be unset (NULL) first; it is
  * filled at once. */
 typedef struct xpb_session_gauges {
-    unsigned queued, unacked;
+    /* Atomic: with worker loops the session writes them on its thread and
+     * the daemon reads them on its own (xpb_shards). Relaxed is enough: each
+     * is a count read on its own. */
+    _Atomic unsigned queued, unacked;
 } xpb_session_gauges;
 void xpb_session_set_gauges(xpb_session *s, xpb_session_gauges *g);
 

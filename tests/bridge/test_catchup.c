@@ -113,8 +113,9 @@ static xpb_loop_session *bot(fixture *f)
     return ls;
 }
 
-/* TCP, STARTTLS, PLAIN, bind: ONLINE as BOT/r1, a fresh bind. */
-static void login(fixture *f)
+/* TCP, STARTTLS, PLAIN, then the stream's features after SASL (what the
+ * session answers them with is left in fake_sent). */
+static xpb_loop_session *through_sasl(fixture *f, const char *features)
 {
     open_bot(f);
     xpb_loop_session *ls = bot(f);
@@ -126,19 +127,36 @@ static void login(fixture *f)
     fake_feed(ls, SERVER_HEADER FEATURES(F_PLAIN));
     fake_feed(ls, "<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>");
     fake_clear_sent(ls);
-    fake_feed(ls, SERVER_HEADER FEATURES(F_BIND));
+    fake_feed(ls, features);
+    return ls;
+}
+
+/* Answers the bind the session just sent with BOT/r1, and with <enabled
+ * id=sm_id/> when sm_id is not NULL (XEP-0198). */
+static void answer_bind(xpb_loop_session *ls, const char *sm_id)
+{
     const char *p = strstr(fake_sent(ls), "id='xpb-bind-");
-    assert_non_null(p);
-    char id[64], buf[512];
+    if (!p) fail_msg("no bind sent: %s", fake_sent(ls));
+    char id[64], enabled[128] = "", buf[512];
     p += strlen("id='");
     snprintf(id, sizeof id, "%.*s", (int)(strchr(p, '\'') - p), p);
+    if (sm_id)
+        snprintf(enabled, sizeof enabled, "<enabled xmlns='urn:xmpp:sm:3' id='%s' resume='true'/>",
+                 sm_id);
     fake_clear_sent(ls);
     snprintf(buf, sizeof buf,
              "<iq type='result' id='%s'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>"
-             "<jid>" BOT "/r1</jid></bind></iq>",
-             id);
+             "<jid>" BOT "/r1</jid></bind></iq>%s",
+             id, enabled);
     fake_feed(ls, buf);
-    assert_int_equal(xpb_session_get_state(s), XPB_SS_ONLINE);
+}
+
+/* TCP, STARTTLS, PLAIN, bind: ONLINE as BOT/r1, a fresh bind. */
+static void login(fixture *f)
+{
+    xpb_loop_session *ls = through_sasl(f, SERVER_HEADER FEATURES(F_BIND));
+    answer_bind(ls, NULL);
+    assert_int_equal(xpb_session_get_state(xpb_loop_session_get(ls)), XPB_SS_ONLINE);
     fake_loop_idle(f->loop);
 }
 
@@ -214,15 +232,12 @@ static void feed_live(xpb_loop_session *ls, const char *sid, const char *body)
     fake_feed(ls, buf);
 }
 
+static void marker_stream(char *m, size_t mlen, char *stream, size_t slen);
+
 static void marker(char *out, size_t len)
 {
-    xpb_store_config sc = {.dir = g_dir};
-    xpb_store *s = NULL;
-    char err[256];
-    assert_int_equal(xpb_store_open(&s, &sc, err, sizeof err), 0);
-    out[0] = '\0';
-    xpb_store_marker_get(s, BOT, BOT, out, len, NULL, 0, err, sizeof err);
-    xpb_store_close(s);
+    char stream[256];
+    marker_stream(out, len, stream, sizeof stream);
 }
 
 /* Message events with body text, in order, as "body[A]" (A: archived). */
@@ -425,38 +440,18 @@ static void test_carbon_then_archive(void **state)
  * session asks for with the state kept by the previous daemon). */
 static void login_sm(fixture *f, const char *previd, const char *sm_id)
 {
-    open_bot(f);
-    xpb_loop_session *ls = bot(f);
-    xpb_session *s = xpb_loop_session_get(ls);
-    xpb_session_on_connected(s, 0);
-    fake_feed(ls, SERVER_HEADER FEATURES(F_STARTTLS F_PLAIN));
-    fake_feed(ls, "<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
-    xpb_session_on_tls_ready(s, NULL, NULL, 0);
-    fake_feed(ls, SERVER_HEADER FEATURES(F_PLAIN));
-    fake_feed(ls, "<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>");
-    fake_clear_sent(ls);
-    fake_feed(ls, SERVER_HEADER FEATURES(F_BIND "<sm xmlns='urn:xmpp:sm:3'/>"));
-    char buf[512];
+    xpb_loop_session *ls =
+        through_sasl(f, SERVER_HEADER FEATURES(F_BIND "<sm xmlns='urn:xmpp:sm:3'/>"));
     if (previd) {
         if (!strstr(fake_sent(ls), previd)) fail_msg("no <resume/> sent: %s", fake_sent(ls));
         fake_clear_sent(ls);
+        char buf[512];
         snprintf(buf, sizeof buf, "<resumed xmlns='urn:xmpp:sm:3' previd='%s' h='0'/>", previd);
         fake_feed(ls, buf);
     } else {
-        const char *p = strstr(fake_sent(ls), "id='xpb-bind-");
-        if (!p) fail_msg("no bind sent: %s", fake_sent(ls));
-        char id[64];
-        p += strlen("id='");
-        snprintf(id, sizeof id, "%.*s", (int)(strchr(p, '\'') - p), p);
-        fake_clear_sent(ls);
-        snprintf(buf, sizeof buf,
-                 "<iq type='result' id='%s'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>"
-                 "<jid>" BOT "/r1</jid></bind></iq><enabled xmlns='urn:xmpp:sm:3' id='%s' "
-                 "resume='true'/>",
-                 id, sm_id);
-        fake_feed(ls, buf);
+        answer_bind(ls, sm_id);
     }
-    assert_int_equal(xpb_session_get_state(s), XPB_SS_ONLINE);
+    assert_int_equal(xpb_session_get_state(xpb_loop_session_get(ls)), XPB_SS_ONLINE);
     fake_loop_idle(f->loop);
 }
 
@@ -508,32 +503,11 @@ static void test_resumed_restart_stays_caught_up(void **state)
 
     /* A fresh bind (resumption refused) starts a run; killed before it ends. */
     daemon_up(f, 0);
-    open_bot(f);
-    ls = bot(f);
-    xpb_session *s = xpb_loop_session_get(ls);
-    xpb_session_on_connected(s, 0);
-    fake_feed(ls, SERVER_HEADER FEATURES(F_STARTTLS F_PLAIN));
-    fake_feed(ls, "<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
-    xpb_session_on_tls_ready(s, NULL, NULL, 0);
-    fake_feed(ls, SERVER_HEADER FEATURES(F_PLAIN));
-    fake_feed(ls, "<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>");
-    fake_clear_sent(ls);
-    fake_feed(ls, SERVER_HEADER FEATURES(F_BIND "<sm xmlns='urn:xmpp:sm:3'/>"));
+    ls = through_sasl(f, SERVER_HEADER FEATURES(F_BIND "<sm xmlns='urn:xmpp:sm:3'/>"));
     fake_clear_sent(ls);
     fake_feed(ls, "<failed xmlns='urn:xmpp:sm:3'><item-not-found "
                   "xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></failed>");
-    const char *p = strstr(fake_sent(ls), "id='xpb-bind-");
-    if (!p) fail_msg("no bind after <failed/>: %s", fake_sent(ls));
-    char id[64], buf[512];
-    p += strlen("id='");
-    snprintf(id, sizeof id, "%.*s", (int)(strchr(p, '\'') - p), p);
-    fake_clear_sent(ls);
-    snprintf(buf, sizeof buf,
-             "<iq type='result' id='%s'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>"
-             "<jid>" BOT "/r1</jid></bind></iq><enabled xmlns='urn:xmpp:sm:3' id='S2' "
-             "resume='true'/>",
-             id);
-    fake_feed(ls, buf);
+    answer_bind(ls, "S2");
     fake_loop_idle(f->loop);
     sent_query(ls, "<after>L2</after>"); /* asked, never answered */
     assert_true(fake_loop_fire(f->loop, 200) >= 1);

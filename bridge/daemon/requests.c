@@ -107,7 +107,8 @@ static int send_prepare(struct account *a, const send_sink *k, xpb_stanza *st, u
                "%s", cerr[0] ? cerr : xpb_strerror(rc));
         return rc;
     }
-    if (link_state(a) == XPB_SS_STOPPED || link_state(a) == XPB_SS_CLOSING) {
+    xpb_session_state state = link_state(a);
+    if (state == XPB_SS_STOPPED || state == XPB_SS_CLOSING) {
         refuse_send(k, a, XPB_ENOTCONN);
         return XPB_ENOTCONN;
     }

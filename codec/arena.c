@@ -174,6 +174,40 @@ char *xpb_arena_strndup(xpb_arena *a, const char *s, size_t len)
     return p;
 }
 
+/* Under AddressSanitizer the padding between allocations stays poisoned:
+ * copy only what was handed out, and leave the rest of the copy as it is. */
+static void copy_handed_out(unsigned char *to, const unsigned char *from, size_t len)
+{
+#ifdef XPB_ASAN
+    size_t i = 0;
+    while (i < len) {
+        size_t j = i;
+        while (j < len && !__asan_address_is_poisoned(from + j))
+            j++;
+        if (j > i) memcpy(to + i, from + i, j - i);
+        while (j < len && __asan_address_is_poisoned(from + j))
+            j++;
+        i = j;
+    }
+#else
+    memcpy(to, from, len);
+#endif
+}
+
+int xpb_arena_copy_used(xpb_arena *dst, const xpb_arena *src, void **copy,
+                        const unsigned char **base, size_t *len)
+{
+    arena_block *b = src->first;
+    if (!b || src->head != b || b->used == 0) return 1;
+    unsigned char *to = xpb_arena_alloc(dst, b->used);
+    if (!to) return -1;
+    copy_handed_out(to, block_data(b), b->used);
+    *copy = to;
+    *base = block_data(b);
+    *len = b->used;
+    return 0;
+}
+
 ProtobufCAllocator *xpb_arena_pb_allocator(xpb_arena *a)
 {
     return &a->pb;

@@ -1,8 +1,10 @@
 /* A tree copied whole into an arena (xpb_xml.h, xpb_node_clone): a stanza
  * the reader built, which lives only until its callback returns, handed to
  * another thread (several loops: a worker loop's stanza for the daemon). */
+#include <stdint.h>
 #include <string.h>
 
+#include "node_internal.h"
 #include "xpb_arena.h"
 #include "xpb_error.h"
 #include "xpb_xml.h"
@@ -60,4 +62,70 @@ int xpb_node_clone(xpb_arena *a, const xpb_node *n, xpb_node **out)
     int rc = 0;
     *out = clone_one(a, n, 0, &rc);
     return *out ? 0 : rc;
+}
+
+/* ---- a tree copied byte for byte: its pointers moved ----------------------------- */
+
+typedef struct span {
+    uintptr_t lo, hi; /* the source range */
+    unsigned char *to;
+} span;
+
+static int in_span(const span *sp, const void *p)
+{
+    return (uintptr_t)p >= sp->lo && (uintptr_t)p < sp->hi;
+}
+
+static void *moved(const span *sp, const void *p)
+{
+    return sp->to + ((uintptr_t)p - sp->lo);
+}
+
+static int node_in_span(const span *sp, const xpb_node *p)
+{
+    return in_span(sp, p) && in_span(sp, (const unsigned char *)(p + 1) - 1);
+}
+
+/* A string in the range moves; any other lives for good (the reader's). */
+static const char *move_str(const span *sp, const char *p)
+{
+    return p && in_span(sp, p) ? moved(sp, p) : p;
+}
+
+/* c (already in the copy) and its children; siblings by the caller's loop. */
+static int move_node(const span *sp, xpb_node *c, unsigned depth)
+{
+    if (depth > XPB_NODE_CLONE_MAX_DEPTH) return XPB_EDEPTH;
+    c->text = move_str(sp, c->text);
+    c->ns = move_str(sp, c->ns);
+    c->name = move_str(sp, c->name);
+    if (c->n_attrs) {
+        if (!in_span(sp, c->attrs) || !in_span(sp, c->attrs + c->n_attrs - 1)) return XPB_EINVAL;
+        c->attrs = moved(sp, c->attrs);
+        for (size_t i = 0; i < c->n_attrs; i++) {
+            xpb_attr *a = &c->attrs[i];
+            a->ns = move_str(sp, a->ns);
+            a->name = move_str(sp, a->name);
+            a->value = move_str(sp, a->value);
+        }
+    }
+    for (xpb_node **k = &c->children; *k; k = &(*k)->next) {
+        if (!node_in_span(sp, *k)) return XPB_EINVAL;
+        *k = moved(sp, *k);
+        int rc = move_node(sp, *k, depth + 1);
+        if (rc != 0) return rc;
+    }
+    return 0;
+}
+
+int xpb_node_relocate(void *copy, const unsigned char *base, size_t len, const xpb_node *n,
+                      xpb_node **out)
+{
+    span sp = {(uintptr_t)base, (uintptr_t)base + len, copy};
+    if (!node_in_span(&sp, n)) return XPB_EINVAL;
+    xpb_node *root = moved(&sp, n);
+    root->next = NULL;
+    int rc = move_node(&sp, root, 0);
+    if (rc == 0) *out = root;
+    return rc;
 }

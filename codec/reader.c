@@ -1,6 +1,7 @@
 /* The restricted XMPP stream reader (RFC 6120 §11) on expat: bytes in any
  * chunking, the stream header and one element tree per stanza out, every
  * refusal a distinct code plus a message naming the rule, limit and offset. */
+#include "node_internal.h"
 #include "xpb_error.h"
 #include "xpb_stanza.h" /* the namespace dictionary */
 #include "expat_compat.h"
@@ -794,6 +795,22 @@ void xpb_reader_free(xpb_reader *r)
     free(r->pending);
     free(r->frames);
     free(r);
+}
+
+/* Every pointer of a tree the reader builds is into its arena or to a string
+ * that lives for good (split_name: the dictionary's URIs, common_name, "").
+ * With the arena in one block, the block's used bytes are the stanza's
+ * (reset after each), copied at once. */
+int xpb_reader_clone(const xpb_reader *r, const xpb_node *n, xpb_arena *a, xpb_node **out)
+{
+    if (!r || !n || !a || !out) return XPB_EINVAL;
+    void *copy;
+    const unsigned char *base;
+    size_t len;
+    int rc = xpb_arena_copy_used(a, r->arena, &copy, &base, &len);
+    if (rc < 0) return XPB_ENOMEM;
+    if (rc == 0 && xpb_node_relocate(copy, base, len, n, out) == 0) return 0;
+    return xpb_node_clone(a, n, out); /* a tree over blocks, or not the reader's */
 }
 
 void xpb_reader_trim(xpb_reader *r)

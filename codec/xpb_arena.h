@@ -25,6 +25,13 @@ char *xpb_arena_strndup(xpb_arena *a, const char *s, size_t len);
 /* An allocator for protobuf_c_message_unpack whose free is a no-op. The
  * returned struct lives inside the arena object. */
 ProtobufCAllocator *xpb_arena_pb_allocator(xpb_arena *a);
+/* The bytes src handed out since its last reset, copied into dst in one
+ * allocation, when they all lie in src's first block (one stanza's tree of
+ * the reader: xpb_reader_clone). 16-byte aligned, so every offset keeps its
+ * alignment. 0 with *copy, *base (src's first byte) and *len set; 1 when src
+ * holds more than one block or nothing; -1 on ENOMEM. */
+int xpb_arena_copy_used(xpb_arena *dst, const xpb_arena *src, void **copy,
+                        const unsigned char **base, size_t *len);
 /* Number of malloc calls this arena made since it was created (for benchmarks). */
 size_t xpb_arena_mallocs(const xpb_arena *a);
 

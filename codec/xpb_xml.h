@@ -121,6 +121,15 @@ void xpb_reader_trim(xpb_reader *r);
  * tag over XPB_READER_PARK_MAX_HEADER bytes). */
 int xpb_reader_park(xpb_reader *r);
 #define XPB_READER_PARK_MAX_HEADER 4096u
+/* A copy of n into a (as xpb_node_clone, which it falls back to): inside a
+ * stanza callback, n being the stanza delivered, the tree lies in one block
+ * of the reader's arena, which is copied at once and its pointers moved;
+ * the namespaces of the dictionary and the common names the reader shares
+ * are shared by the copy. For a worker loop handing stanzas to another
+ * thread (several loops). */
+struct xpb_arena;
+int xpb_reader_clone(const xpb_reader *r, const xpb_node *n, struct xpb_arena *a,
+                     xpb_node **out);
 /* Total bytes fed since new/reset. */
 size_t xpb_reader_offset(const xpb_reader *r);
 /* Inside a stanza callback: the input bytes the stanza took, from the '<' of

@@ -55,6 +55,7 @@ void xpb_config_init(xpb_config *c)
     c->backoff_reset_s = XPB_CONFIG_DEFAULT_BACKOFF_RESET_S;
     c->backoff_max_s = XPB_CONFIG_DEFAULT_BACKOFF_MAX_S;
     c->connect_rate = XPB_CONFIG_DEFAULT_CONNECT_RATE;
+    c->loops = XPB_CONFIG_LOOPS_AUTO;
     c->mam_catchup = 1;
     c->mam_page_size = XPB_CONFIG_DEFAULT_MAM_PAGE;
     c->mam_max_pages = XPB_CONFIG_DEFAULT_MAM_MAX_PAGES;
@@ -316,7 +317,14 @@ static int parse_metrics_limits(pctx *p, const config_setting_t *root, xpb_confi
     if (!rc) rc = get_uint(p, g, "backoff_reset_s", 1, 86400, &br);
     if (!rc) rc = get_uint(p, g, "backoff_max_s", 1, 3600, &bx);
     if (!rc) rc = get_uint(p, g, "connect_rate", 0, 1000000, &cr);
-    if (!rc) rc = get_uint(p, g, "loops", 0, XPB_SHARDS_MAX_WORKERS_CONFIG, &lp);
+    const config_setting_t *ls = config_setting_get_member(g, "loops");
+    if (!rc && ls && config_setting_type(ls) == CONFIG_TYPE_STRING) {
+        if (strcmp(config_setting_get_string(ls), "auto") != 0)
+            rc = fail_at(p, ls, "loops must be \"auto\" or 0..%u", XPB_SHARDS_MAX_WORKERS_CONFIG);
+        lp = XPB_CONFIG_LOOPS_AUTO;
+    } else if (!rc) {
+        rc = get_uint(p, g, "loops", 0, XPB_SHARDS_MAX_WORKERS_CONFIG, &lp);
+    }
     c->queue_max = (unsigned)qm;
     c->max_stanza_bytes = (size_t)msb;
     c->muc_ping_s = (unsigned)mp;
@@ -789,4 +797,12 @@ const xpb_account_cfg *xpb_config_find(const xpb_config *c, const char *jid)
     for (size_t i = 0; i < c->n_accounts; i++)
         if (strcmp(c->accounts[i].jid, jid) == 0) return &c->accounts[i];
     return NULL;
+}
+
+unsigned xpb_config_loops(const xpb_config *c)
+{
+    if (c->loops != XPB_CONFIG_LOOPS_AUTO) return c->loops;
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    if (n < 2) return 0; /* one core: the hand-offs would only cost */
+    return n > (long)XPB_SHARDS_MAX_WORKERS_CONFIG ? XPB_SHARDS_MAX_WORKERS_CONFIG : (unsigned)n;
 }

@@ -14,6 +14,7 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +35,13 @@ struct worker {
     xpb_shard_session *creating; /* its events while xpb_loop_add_session starts it */
     struct ev_batch *batch;      /* this turn's events, not yet posted */
     xpb_wake *flush;             /* posts the batch after the turn */
+    /* Batches the owner ran come back here (it pushes, the worker takes the
+     * whole list), so a steady flow reuses the same warm blocks: freed on the
+     * owner's thread, glibc gave the worker's heap back to the system and
+     * took it again, a page fault per 4 KiB (docs/architecture.md). */
+    _Atomic(struct ev_batch *) returned;
+    struct ev_batch *spare; /* the worker's: taken from returned */
+    unsigned n_spare;
 };
 
 struct xpb_shards {
@@ -94,6 +102,7 @@ static void unref(xpb_shard_session *ss)
 typedef struct shard_ev {
     struct shard_ev *next;
     xpb_shard_session *ss;
+    int holds_ref; /* the first of a run of ss's events in the batch holds one for the run */
     xpb_session_event ev;
     xpb_session_state state;
     xpb_session_stats stats;
@@ -105,12 +114,20 @@ typedef struct shard_ev {
 
 typedef struct ev_batch {
     xpb_shards *sh;
+    struct worker *w; /* whose it goes back to */
+    struct ev_batch *next_spare;
     xpb_arena *arena;
     shard_ev *head, **tail;
+    unsigned n; /* events */
     int *done; /* ends with an XPB_SE_SM event: the waiting worker's flag, under sh->sm_mu */
 } ev_batch;
 
-#define BATCH_ARENA_BLOCK (64u * 1024u)
+/* A batch is posted at its BATCH_POST_EVENTS-th event, without waiting for
+ * the end of the turn: the owner starts on it while the worker reads on, and
+ * the batch stays within its block (under glibc's mmap threshold). */
+#define BATCH_ARENA_BLOCK (120u * 1024u)
+#define BATCH_POST_EVENTS 64u
+#define BATCH_SPARE_MAX 16u /* a worker keeps at most this many (a burst's are freed) */
 
 /* On the owner's thread. Once stopping, the worker no longer waits and its
  * flag (on its stack) may be gone: a dropped batch leaves it alone. */
@@ -124,12 +141,70 @@ static void batch_complete(ev_batch *b)
     pthread_mutex_unlock(&sh->sm_mu);
 }
 
-static void batch_free(ev_batch *b)
+static void batch_unref(ev_batch *b)
 {
     for (shard_ev *e = b->head; e; e = e->next)
-        unref(e->ss);
+        if (e->holds_ref) unref(e->ss);
+}
+
+static void batch_free(ev_batch *b)
+{
+    batch_unref(b);
     xpb_arena_free(b->arena);
     free(b);
+}
+
+/* On the owner's thread: the batch emptied and pushed back to its worker. */
+static void batch_return(ev_batch *b)
+{
+    batch_unref(b);
+    xpb_arena_reset(b->arena);
+    b->head = NULL;
+    b->tail = &b->head;
+    b->n = 0;
+    b->done = NULL;
+    struct worker *w = b->w;
+    ev_batch *top = atomic_load_explicit(&w->returned, memory_order_relaxed);
+    do
+        b->next_spare = top;
+    while (!atomic_compare_exchange_weak_explicit(&w->returned, &top, b, memory_order_release,
+                                                  memory_order_relaxed));
+}
+
+static void free_spares(ev_batch *b)
+{
+    while (b) {
+        ev_batch *next = b->next_spare;
+        xpb_arena_free(b->arena);
+        free(b);
+        b = next;
+    }
+}
+
+/* On the worker's thread: a spare batch, refilled from what came back. */
+static ev_batch *take_spare(struct worker *w)
+{
+    if (!w->spare) {
+        ev_batch *list = atomic_exchange_explicit(&w->returned, NULL, memory_order_acquire);
+        for (ev_batch *next; list; list = next) {
+            next = list->next_spare;
+            if (w->n_spare < BATCH_SPARE_MAX) {
+                list->next_spare = w->spare;
+                w->spare = list;
+                w->n_spare++;
+            } else {
+                list->next_spare = NULL;
+                free_spares(list);
+            }
+        }
+    }
+    ev_batch *b = w->spare;
+    if (b) {
+        w->spare = b->next_spare;
+        w->n_spare--;
+        b->next_spare = NULL;
+    }
+    return b;
 }
 
 static void owner_event(shard_ev *e)
@@ -161,14 +236,14 @@ static void owner_batch(void *arg)
     for (shard_ev *e = b->head; e; e = e->next)
         owner_event(e);
     batch_complete(b);
-    batch_free(b);
+    batch_return(b);
 }
 
 static void owner_batch_dropped(void *arg)
 {
     ev_batch *b = arg;
     batch_complete(b);
-    batch_free(b);
+    batch_return(b);
 }
 
 static const char *arena_dup(xpb_arena *a, const char *s, int *bad)
@@ -183,13 +258,16 @@ static const char *arena_dup(xpb_arena *a, const char *s, int *bad)
 static ev_batch *open_batch(struct worker *w)
 {
     if (w->batch) return w->batch;
-    ev_batch *b = calloc(1, sizeof *b);
-    if (!b || !(b->arena = xpb_arena_new(BATCH_ARENA_BLOCK))) {
-        free(b);
-        return NULL;
+    ev_batch *b = take_spare(w);
+    if (!b) {
+        if (!(b = calloc(1, sizeof *b)) || !(b->arena = xpb_arena_new(BATCH_ARENA_BLOCK))) {
+            free(b);
+            return NULL;
+        }
+        b->sh = w->sh;
+        b->w = w;
+        b->tail = &b->head;
     }
-    b->sh = w->sh;
-    b->tail = &b->head;
     w->batch = b;
     xpb_wake_signal(w->flush); /* posted after this turn's other callbacks */
     return b;
@@ -210,7 +288,7 @@ static int ev_add(struct worker *w, xpb_shard_session *ss, const xpb_session_eve
     e->ev.stanza = NULL;
     if (ev->stanza && !bad) {
         xpb_node *copy = NULL;
-        bad = xpb_node_clone(b->arena, ev->stanza, &copy) != 0;
+        bad = xpb_session_clone_stanza(s, ev->stanza, b->arena, &copy) != 0;
         e->ev.stanza = copy;
     }
     if (s) {
@@ -226,9 +304,17 @@ static int ev_add(struct worker *w, xpb_shard_session *ss, const xpb_session_eve
         e->state = ev->kind == XPB_SE_STATE ? ev->state : XPB_SS_STOPPED;
     }
     if (bad) return XPB_ENOMEM; /* left in the arena, not linked */
-    atomic_fetch_add(&ss->refs, 1);
+    /* The batch runs its events in order and drops its references after the
+     * last: one per run of the same session's events is enough (an atomic
+     * per stanza on a line the owner also writes cost more). */
+    shard_ev *prev = b->head ? (shard_ev *)((char *)b->tail - offsetof(shard_ev, next)) : NULL;
+    if (!prev || prev->ss != ss) {
+        e->holds_ref = 1;
+        atomic_fetch_add(&ss->refs, 1);
+    }
     *b->tail = e;
     b->tail = &e->next;
+    b->n++;
     return 0;
 }
 
@@ -272,6 +358,7 @@ static void worker_event(struct worker *w, xpb_shard_session *ss, const xpb_sess
         return;
     }
     if (ev->kind == XPB_SE_SM) post_batch(w, 1);
+    else if (w->batch && w->batch->n >= BATCH_POST_EVENTS) post_batch(w, 0);
 }
 
 static void on_worker_event(void *ud, xpb_loop_session *ls, const xpb_session_event *ev)
@@ -632,7 +719,11 @@ void xpb_shards_free(xpb_shards *sh)
         xpb_wake_free(w->flush);
         xpb_loop_free(w->loop);
     }
-    xpb_mailbox_free(sh->to_owner); /* events not delivered: dropped */
+    xpb_mailbox_free(sh->to_owner); /* events not delivered: dropped (and returned) */
+    for (unsigned i = 0; i < sh->n; i++) {
+        free_spares(sh->w[i].spare);
+        free_spares(atomic_exchange(&sh->w[i].returned, NULL));
+    }
     while (sh->live) {
         xpb_shard_session *ss = sh->live;
         sh->live = ss->next;

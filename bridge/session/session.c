@@ -805,3 +805,10 @@ int xpb_session_test_set_sm_counters(xpb_session *s, uint32_t h_in, uint32_t h_a
     s->last_acked = h_acked;
     return 0;
 }
+
+int xpb_session_clone_stanza(const xpb_session *s, const xpb_node *stanza, xpb_arena *a,
+                             xpb_node **out)
+{
+    return s && s->reader ? xpb_reader_clone(s->reader, stanza, a, out)
+                          : xpb_node_clone(a, stanza, out);
+}

@@ -49,6 +49,7 @@ static void daemon_up(fixture *f, unsigned max_pages)
     assert_non_null(f->loop);
     xpb_config cfg;
     xpb_config_init(&cfg);
+    cfg.loops = 0; /* the fake loop has no worker loops */
     cfg.allow_inline_credentials = 1;
     cfg.state_dir = strdup(g_dir);
     if (max_pages) cfg.mam_max_pages = max_pages;

@@ -161,6 +161,8 @@ static const struct bad_case {
      "bad.conf:1: idle_timeout_s must be 1..3600, not 7200"},
     {"limits = { backoff_reset_s = 0; };", "bad.conf:1: backoff_reset_s must be 1..86400, not 0"},
     {"limits = { backoff_max_s = 0; };", "bad.conf:1: backoff_max_s must be 1..3600, not 0"},
+    {"limits = { loops = \"many\"; };", "bad.conf:1: loops must be \"auto\" or 0..64"},
+    {"limits = { loops = 65; };", "bad.conf:1: loops must be 0..64, not 65"},
     {"accounts = ( { jid = \"a@b.example\"; password_file = \"/p\"; pasword = \"x\"; } );",
      "bad.conf:1: unknown setting 'pasword' in an account"},
     {"accounts = ( { jid = \"a@b.example\"; password_file = \"/p\";\n presence = { show = "
@@ -323,17 +325,31 @@ static void test_robustness_limits(void **state)
     assert_int_equal(c.metrics_idle_timeout_s, XPB_CONFIG_DEFAULT_METRICS_IDLE_S);
     assert_int_equal(c.backoff_reset_s, XPB_CONFIG_DEFAULT_BACKOFF_RESET_S);
     assert_int_equal(c.backoff_max_s, XPB_CONFIG_DEFAULT_BACKOFF_MAX_S);
+    /* loops: one worker loop per core by default, none on one core */
+    assert_int_equal(c.loops, XPB_CONFIG_LOOPS_AUTO);
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    assert_int_equal(xpb_config_loops(&c), cores < 2 ? 0 : (unsigned)cores);
+    xpb_config_clear(&c);
+    assert_int_equal(xpb_config_parse_string(&c, "limits = { loops = \"auto\"; };", "a.conf", err,
+                                             sizeof err),
+                     0);
+    assert_int_equal(c.loops, XPB_CONFIG_LOOPS_AUTO);
+    xpb_config_clear(&c);
+    assert_int_equal(
+        xpb_config_parse_string(&c, "limits = { loops = 0; };", "z.conf", err, sizeof err), 0);
+    assert_int_equal(xpb_config_loops(&c), 0);
     xpb_config_clear(&c);
     assert_int_equal(
         xpb_config_parse_string(&c,
                                 "metrics = { max_connections = 4; idle_timeout_s = 2; };\n"
-                                "limits = { backoff_reset_s = 300; backoff_max_s = 8; };",
+                                "limits = { backoff_reset_s = 300; backoff_max_s = 8; loops = 3; };",
                                 "l.conf", err, sizeof err),
         0);
     assert_int_equal(c.metrics_max_connections, 4);
     assert_int_equal(c.metrics_idle_timeout_s, 2);
     assert_int_equal(c.backoff_reset_s, 300);
     assert_int_equal(c.backoff_max_s, 8);
+    assert_int_equal(xpb_config_loops(&c), 3);
     xpb_config_clear(&c);
 }
 

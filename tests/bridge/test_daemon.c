@@ -50,6 +50,7 @@ static int setup(void **state)
     assert_non_null(f->loop);
     xpb_config cfg;
     xpb_config_init(&cfg);
+    cfg.loops = 0; /* the fake loop has no worker loops */
     cfg.allow_inline_credentials = 1; /* open may carry a password (bus.allow_inline_credentials) */
     cfg.state_dir = strdup("none"); /* never the user's default state directory */
     char err[512] = "";
@@ -68,6 +69,7 @@ static xpb_daemon *daemon_with_state(xpb_loop *loop)
 {
     xpb_config cfg;
     xpb_config_init(&cfg);
+    cfg.loops = 0; /* the fake loop has no worker loops */
     cfg.allow_inline_credentials = 1;
     cfg.state_dir = strdup(state_dir);
     char err[512] = "";
@@ -1087,6 +1089,7 @@ static void test_state_dir_locked(void **state)
     xpb_loop *l2 = fake_loop_new();
     xpb_config cfg;
     xpb_config_init(&cfg);
+    cfg.loops = 0; /* the fake loop has no worker loops */
     cfg.state_dir = strdup(state_dir);
     char err[1024] = "";
     xpb_daemon *d2 = NULL;

@@ -53,6 +53,7 @@ static xpb_daemon *new_bridge(xpb_loop *loop, const char *id)
 {
     xpb_config cfg;
     xpb_config_init(&cfg);
+    cfg.loops = 0; /* the fake loop has no worker loops */
     cfg.nats.shards = g_shards;
     cfg.state_dir = strdup("none");
     cfg.bus_nats = 1;

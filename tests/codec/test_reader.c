@@ -11,6 +11,7 @@
 
 #include <cmocka.h> /* after the headers it needs */
 
+#include "node_internal.h" /* xpb_node_relocate */
 #include "xpb_error.h"
 #include "xpb_stanza.h" /* xpb_ns_id */
 #include "xpb_xml.h"
@@ -1197,6 +1198,117 @@ static void test_clone_outlives_the_reader(void **state)
     xpb_arena_free(k.a);
 }
 
+/* ---- xpb_reader_clone ------------------------------------------------------ */
+
+typedef struct rclone_col {
+    xpb_reader *r;
+    xpb_arena *a;
+    xpb_node *copy[4];
+    xpb_buf orig[4];
+    size_t n;
+} rclone_col;
+
+static int keep_reader_clone(void *ud, const xpb_node *s)
+{
+    rclone_col *k = ud;
+    assert_true(k->n < 4);
+    assert_int_equal(xpb_reader_clone(k->r, s, k->a, &k->copy[k->n]), 0);
+    xpb_buf_init(&k->orig[k->n], 0);
+    assert_int_equal(xpb_xml_write_node(&k->orig[k->n], s, "jabber:client"), 0);
+    k->n++;
+    return 0;
+}
+
+/* Stanza after stanza, each copied from the reader's block at once (the
+ * block is reset in between), one over several blocks copied node by node:
+ * every copy outlives the reader (ASan reports any pointer left in its
+ * arena) and writes the same XML; the dictionary's namespaces and the
+ * common names are shared, not copied. */
+static void test_reader_clone_moves_the_block(void **state)
+{
+    (void)state;
+    rclone_col k = {.a = xpb_arena_new(0)};
+    xpb_reader_callbacks cb = {.stanza = keep_reader_clone};
+    assert_int_equal(xpb_reader_new(&k.r, XPB_READER_FRAGMENTS, NULL, &cb, &k), 0);
+    const char *one = "<message xmlns='jabber:client' to='a@b/c' xml:lang='en' type='chat'>"
+                      "<body>h&amp;i &lt;3</body><x xmlns='urn:y' k='v'><z/>tail<w a='1'/></x>"
+                      "</message>";
+    const char *two = "<presence xmlns='jabber:client' from='d@e/f'><show>away</show>"
+                      "<c xmlns='http://jabber.org/protocol/caps' hash='sha-1' node='n' ver='v'/>"
+                      "</presence>";
+    assert_int_equal(xpb_reader_feed(k.r, one, strlen(one)), 0);
+    assert_int_equal(xpb_reader_feed(k.r, two, strlen(two)), 0);
+    /* Over the reader's 16 KiB block: text of 40,000 bytes. */
+    xpb_buf big;
+    xpb_buf_init(&big, 0);
+    assert_int_equal(xpb_buf_append(&big, "<message xmlns='jabber:client'><body>", 37), 0);
+    for (int i = 0; i < 4000; i++) assert_int_equal(xpb_buf_append(&big, "0123456789", 10), 0);
+    assert_int_equal(xpb_buf_append(&big, "</body></message>", 17), 0);
+    assert_int_equal(xpb_reader_feed(k.r, (const char *)big.data, big.len), 0);
+    xpb_buf_free(&big);
+    xpb_reader_free(k.r); /* every original tree is gone */
+    assert_int_equal(k.n, 3);
+    for (size_t i = 0; i < k.n; i++) {
+        xpb_buf again;
+        xpb_buf_init(&again, 0);
+        assert_null(k.copy[i]->next);
+        assert_int_equal(xpb_xml_write_node(&again, k.copy[i], "jabber:client"), 0);
+        assert_int_equal(again.len, k.orig[i].len);
+        assert_memory_equal(again.data, k.orig[i].data, again.len);
+        xpb_buf_free(&again);
+        xpb_buf_free(&k.orig[i]);
+    }
+    assert_ptr_equal(k.copy[0]->ns, xpb_ns_uri(xpb_ns_id(XPB_NS_CLIENT)));
+    assert_string_equal(xpb_node_attr(k.copy[0], XPB_NS_XML, "lang")->value, "en");
+    const xpb_node *x = xpb_node_child(k.copy[0], "urn:y", "x");
+    assert_non_null(x);
+    assert_string_equal(xpb_node_attr(x, "", "k")->value, "v");
+    assert_int_equal(k.copy[2]->children->children->text_len, 40000);
+    xpb_arena_free(k.a);
+}
+
+/* A tree that is not the reader's (or not all in the range) is refused by
+ * xpb_node_relocate, and xpb_reader_clone copies it node by node instead;
+ * an arena over two blocks, or empty, has no single range to copy. */
+static void test_reader_clone_other_trees(void **state)
+{
+    (void)state;
+    xpb_arena *mine = xpb_arena_new(0), *dst = xpb_arena_new(0);
+    xpb_node *root = xpb_arena_calloc(mine, sizeof *root);
+    xpb_node *child = xpb_arena_calloc(dst, sizeof *child); /* outside mine's range */
+    root->kind = child->kind = XPB_NODE_ELEMENT;
+    root->ns = child->ns = "urn:t";
+    root->name = "r";
+    child->name = "c";
+    root->children = child;
+    void *copy;
+    const unsigned char *base;
+    size_t len;
+    assert_int_equal(xpb_arena_copy_used(dst, mine, &copy, &base, &len), 0);
+    assert_int_equal(len, sizeof *root);
+    xpb_node *out = NULL;
+    assert_int_equal(xpb_node_relocate(copy, base, len, root, &out), XPB_EINVAL);
+    assert_int_equal(xpb_node_relocate(copy, base, len, child, &out), XPB_EINVAL);
+
+    xpb_reader_callbacks cb = {0};
+    xpb_reader *r;
+    assert_int_equal(xpb_reader_new(&r, XPB_READER_FRAGMENTS, NULL, &cb, NULL), 0);
+    assert_int_equal(xpb_reader_clone(r, root, dst, &out), 0); /* node by node */
+    assert_ptr_not_equal(out, root);
+    assert_string_equal(out->children->name, "c");
+    assert_ptr_not_equal(out->children, child);
+    assert_int_equal(xpb_reader_clone(NULL, root, dst, &out), XPB_EINVAL);
+    xpb_reader_free(r);
+
+    xpb_arena_reset(mine);
+    assert_int_equal(xpb_arena_copy_used(dst, mine, &copy, &base, &len), 1); /* empty */
+    assert_non_null(xpb_arena_alloc(mine, 100));
+    assert_non_null(xpb_arena_alloc(mine, 32 * 1024)); /* a second block */
+    assert_int_equal(xpb_arena_copy_used(dst, mine, &copy, &base, &len), 1);
+    xpb_arena_free(mine);
+    xpb_arena_free(dst);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1224,6 +1336,8 @@ int main(void)
         cmocka_unit_test(test_stanza_bytes),
         cmocka_unit_test(test_bad_args),
         cmocka_unit_test(test_clone_outlives_the_reader),
+        cmocka_unit_test(test_reader_clone_moves_the_block),
+        cmocka_unit_test(test_reader_clone_other_trees),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -85,7 +85,7 @@ typedef struct lbridge_opts {
     unsigned batch_max, batch_flush_us; /* batch_max 0: the bridge's default */
     int batch_flush_set;                /* 0: the bridge's batch_flush_us (0 is a value) */
     int state;                          /* 1: state.dir = dir/state; 0: "none" */
-    unsigned loops;                     /* limits.loops: worker loops (0: none) */
+    int loops;                          /* limits.loops: worker loops (0: none); -1: "auto" */
 } lbridge_opts;
 
 /* Writes dir/xpbridge.conf and fills b's endpoints; then spawn runs it, so a
@@ -158,10 +158,11 @@ typedef struct load_opts {
     double latency_rate; /* 0: half the run's one-account inbound figure */
     unsigned idle, runs, batch_max, batch_flush_us;
     unsigned busy; /* accounts flooded at once for the first inbound figure (default 1) */
-    unsigned loops; /* the bridge's limits.loops (default 0) */
+    int loops;      /* the bridge's limits.loops; -1 (the default): "auto", one per core */
     int sm, peer, json, batch_flush_set;
     int state; /* the bridge gets a state directory (journal, outbox) */
     int journal_ratio; /* each run also floods a bridge without and one with it */
+    int loops_ratio;   /* each run also floods --busy accounts on loops = 0 and on --loops */
     uint64_t seed;
 } load_opts;
 
@@ -202,6 +203,10 @@ typedef enum load_fig {
     F_IN_JOURNAL_OFF, /* --journal-ratio: inbound without a state directory */
     F_IN_JOURNAL_ON,  /* and with one, back to back in the same run */
     F_JOURNAL_RATIO,  /* on / off of that run */
+    F_IN_LOOPS_ONE,   /* --loops-ratio: --busy accounts flooded with loops = 0 */
+    F_IN_LOOPS_N,     /* and with --loops, back to back in the same run */
+    F_LOOPS_RATIO,    /* N / one of that run */
+    F_LOOPS_N,        /* the worker loops of that bridge ("auto" resolved) */
     F_COUNT
 } load_fig;
 

@@ -33,7 +33,7 @@ static const char usage_text[] =
     "    xpb-load [--xpbridge PATH] [--messages N] [--sends N] [--idle M] [--busy K]\n"
     "             [--latency-count N] [--latency-rate R] [--runs N] [--no-sm]\n"
     "             [--no-peer] [--batch-max N] [--batch-flush-us US] [--state] [--seed N]\n"
-    "             [--journal-ratio] [--loops N] [--keep] [--json]\n"
+    "             [--journal-ratio] [--loops N|auto] [--loops-ratio] [--keep] [--json]\n"
     "\n"
     "DESCRIPTION\n"
     "    Starts a scripted direct-TLS XMPP server (XEP-0368) on 127.0.0.1 and a\n"
@@ -90,8 +90,13 @@ static const char usage_text[] =
     "    --sends N         send requests per outbound figure (default 20000)\n"
     "    --idle M          idle accounts beside the busy one (default 1000; at\n"
     "                      most 9999: the bridge takes 10,000 accounts)\n"
-    "    --loops N         the bridge's limits.loops: sessions on N worker loops\n"
-    "                      (default 0: all on its main loop)\n"
+    "    --loops N|auto    the bridge's limits.loops: sessions on N worker loops,\n"
+    "                      0 all on its main loop (default auto, the bridge's\n"
+    "                      own default: one per core, none on one core)\n"
+    "    --loops-ratio     each run also floods the --busy accounts on a bridge\n"
+    "                      with loops = 0 and on one with --loops, back to back\n"
+    "                      (the order turns every run), and reports the runs'\n"
+    "                      ratio (issue 10: >= 1.5 with 2 loops)\n"
     "    --busy K          the first inbound figure floods K accounts at once,\n"
     "                      --messages in all, split evenly (default 1; at most\n"
     "                      64): the bridge's figure for many busy sessions, the\n"
@@ -146,6 +151,7 @@ enum {
     O_JSON,
     O_STATE,
     O_JRATIO,
+    O_LRATIO,
     O_BUSY,
     O_LOOPS
 };
@@ -168,6 +174,7 @@ static const struct option long_opts[] = {{"xpbridge", required_argument, 0, O_X
                                           {"json", no_argument, 0, O_JSON},
                                           {"state", no_argument, 0, O_STATE},
                                           {"journal-ratio", no_argument, 0, O_JRATIO},
+                                          {"loops-ratio", no_argument, 0, O_LRATIO},
                                           {"help", no_argument, 0, 'h'},
                                           {0, 0, 0, 0}};
 
@@ -226,7 +233,7 @@ static int set_num(cli *c, int opt, const char *arg)
         c->o.busy = (unsigned)v;
         break;
     case O_LOOPS:
-        c->o.loops = (unsigned)v;
+        c->o.loops = (int)v;
         break;
     case O_LATN:
         c->o.latency_count = v;
@@ -258,6 +265,7 @@ static int parse_args(int argc, char **argv, cli *c)
                        .sends = 20000,
                        .idle = 1000,
                        .busy = 1,
+                       .loops = -1,
                        .latency_count = 20000,
                        .runs = 3,
                        .sm = 1,
@@ -274,6 +282,10 @@ static int parse_args(int argc, char **argv, cli *c)
             c->o.state = 1;
         } else if (opt == O_JRATIO) {
             c->o.journal_ratio = 1;
+        } else if (opt == O_LRATIO) {
+            c->o.loops_ratio = 1;
+        } else if (opt == O_LOOPS && !strcmp(optarg, "auto")) {
+            c->o.loops = -1;
         } else if (opt == O_NOSM || opt == O_NOPEER || opt == O_KEEP || opt == O_JSON) {
             *(opt == O_NOSM     ? &c->o.sm
               : opt == O_NOPEER ? &c->o.peer

@@ -23,6 +23,7 @@
 typedef struct ctx {
     const load_opts *o;
     int state; /* the bridge brought up next gets a state directory */
+    int loops; /* and these limits.loops (-1: "auto") */
     lsrv *srv;
     lbridge b;
     lsub *sub;
@@ -94,7 +95,7 @@ static int bring_up(ctx *c, const char *name, unsigned run, unsigned accounts, d
                        .batch_flush_us = c->o->batch_flush_us,
                        .batch_flush_set = c->o->batch_flush_set,
                        .state = c->state,
-                       .loops = c->o->loops};
+                       .loops = c->loops};
     if (mkdir(dir, 0700) || lbridge_config(&bo, &c->b) || lsub_start(c->b.events, &c->sub))
         return -1;
     uint64_t t0 = load_now_ns(), t1;
@@ -246,6 +247,35 @@ static void journal_pair(ctx *c, unsigned run, load_run *r)
         r->v[F_JOURNAL_RATIO] = r->v[F_IN_JOURNAL_ON] / r->v[F_IN_JOURNAL_OFF];
 }
 
+/* The worker loops "auto" gives: one per core, none on one core (the
+ * bridge's xpb_config_loops). */
+static int loops_of(int loops)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return loops >= 0 ? loops : n < 2 ? 0 : (int)n;
+}
+
+/* --loops-ratio: the --busy flood on a bridge with loops = 0 and on one with
+ * --loops, back to back, the order turned every run; the run's own ratio is
+ * a figure (issue 10: at least 1.5 with 2 loops). */
+static void loops_pair(ctx *c, unsigned run, load_run *r)
+{
+    for (int k = 0; k < 2 && !c->failed && !load_interrupted; k++) {
+        int many = (int)((run + (unsigned)k) % 2);
+        c->loops = many ? c->o->loops : 0;
+        if (bring_up(c, many ? "loopsn" : "loops1", run, c->o->busy, NULL)) {
+            c->failed = 1;
+            break;
+        }
+        r->v[many ? F_IN_LOOPS_N : F_IN_LOOPS_ONE] = inbound(c, c->o->busy, NULL, NULL);
+        tear_down(c, r);
+    }
+    c->loops = c->o->loops;
+    r->v[F_LOOPS_N] = loops_of(c->o->loops);
+    if (r->v[F_IN_LOOPS_ONE] > 0 && r->v[F_IN_LOOPS_N] > 0)
+        r->v[F_LOOPS_RATIO] = r->v[F_IN_LOOPS_N] / r->v[F_IN_LOOPS_ONE];
+}
+
 static void many_accounts(ctx *c, unsigned run, load_run *r)
 {
     size_t bytes;
@@ -277,7 +307,7 @@ static void with_peer(ctx *c, load_run *r)
 
 int load_run_once(const load_opts *o, unsigned run, load_run *r)
 {
-    ctx c = {.o = o, .state = o->state};
+    ctx c = {.o = o, .state = o->state, .loops = o->loops};
     for (int i = 0; i < F_COUNT; i++)
         r->v[i] = -1;
     r->v[F_GAPS] = 0;
@@ -288,6 +318,7 @@ int load_run_once(const load_opts *o, unsigned run, load_run *r)
     if (!load_interrupted && !c.failed) many_accounts(&c, run, r);
     tear_down(&c, r);
     if (!load_interrupted && !c.failed && o->journal_ratio) journal_pair(&c, run, r);
+    if (!load_interrupted && !c.failed && o->loops_ratio) loops_pair(&c, run, r);
     if (!load_interrupted && !c.failed && o->peer) with_peer(&c, r);
     lsrv_stop(c.srv);
     /* A figure, not a failure: the counts above check the measured work. */

@@ -24,6 +24,7 @@
 #define XPB_CONFIG_DEFAULT_BACKOFF_RESET_S 60u /* online this long -> the backoff starts over */
 #define XPB_CONFIG_DEFAULT_BACKOFF_MAX_S 60u   /* the longest wait between reconnects */
 #define XPB_SHARDS_MAX_WORKERS_CONFIG 64u      /* limits.loops (xpb_shards.h's bound) */
+#define XPB_CONFIG_LOOPS_AUTO 0xffffffffu       /* limits.loops = "auto" */
 #define XPB_CONFIG_MAX_FILE_BYTES (16u * 1024u * 1024u) /* a bigger config file is refused */
 
 enum { XPB_CFG_LOG_DEBUG = 0, XPB_CFG_LOG_INFO, XPB_CFG_LOG_WARN, XPB_CFG_LOG_ERROR };
@@ -94,7 +95,9 @@ typedef struct xpb_config {
     unsigned backoff_reset_s;         /* limits.backoff_reset_s */
     unsigned backoff_max_s;           /* limits.backoff_max_s */
     unsigned connect_rate;            /* limits.connect_rate: new connections/s, 0 no limit */
-    unsigned loops;                   /* limits.loops: worker loops for the sessions; 0: none */
+    unsigned loops;                   /* limits.loops: worker loops for the sessions; 0: none;
+                                       * XPB_CONFIG_LOOPS_AUTO (the default): one per core,
+                                       * none on one core (xpb_config_loops) */
     unsigned queue_max;
     size_t max_stanza_bytes;
     unsigned muc_ping_s;  /* 0 disables the self-ping */
@@ -171,5 +174,8 @@ int xpb_config_transport(const char *name);
  * localhost): RFC 7395 has no STARTTLS, so ws:// is plaintext. 0, or
  * XPB_EINVAL with why. */
 int xpb_config_check_ws_url(const char *url, int allow_plaintext_ws, char *why, size_t whylen);
+
+/* The worker loops c asks for, "auto" resolved with the cores online. */
+unsigned xpb_config_loops(const xpb_config *c);
 
 #endif

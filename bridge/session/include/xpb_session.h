@@ -230,6 +230,12 @@ int xpb_session_get_sm(const xpb_session *s, xpb_session_sm *out);
 /* Just the counters of that state (h in, h acknowledged), without copying it. */
 void xpb_session_sm_counts(const xpb_session *s, uint32_t *h_in, uint32_t *h_acked);
 
+/* During an XPB_SE_STANZA event: a copy of its stanza into a, made from the
+ * reader's arena at once where it can be (xpb_reader_clone). */
+struct xpb_arena;
+int xpb_session_clone_stanza(const xpb_session *s, const xpb_node *stanza, struct xpb_arena *a,
+                             xpb_node **out);
+
 xpb_session_state xpb_session_get_state(const xpb_session *s);
 const char *xpb_session_state_name(xpb_session_state st);
 /* Counters for /metrics and tests. */

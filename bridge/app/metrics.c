@@ -360,6 +360,11 @@ static int render_limits(xpb_buf *b, const xpb_daemon_counters *c)
         rc = gauge(b, "xpb_muc_self_ping_seconds",
                        "limits.muc_self_ping_s: XEP-0410 self-ping interval, 0 when off.",
                        c->muc_self_ping_s);
+    if (!rc)
+        rc = gauge(b, "xpb_worker_loops",
+                   "limits.loops in force: worker loops running the sessions, 0 when all run "
+                   "on the main loop.",
+                   c->worker_loops);
     return rc;
 }
 

@@ -42,6 +42,10 @@ struct worker {
     _Atomic(struct ev_batch *) returned;
     struct ev_batch *spare; /* the worker's: taken from returned */
     unsigned n_spare;
+    /* Sends the owner has accepted for this worker's sessions in its turn,
+     * posted together (send_batch); the worker gives the emptied one back. */
+    struct send_batch *sends;
+    _Atomic(struct send_batch *) spare_sends;
 };
 
 struct xpb_shards {
@@ -49,6 +53,7 @@ struct xpb_shards {
     struct worker w[XPB_SHARDS_MAX_WORKERS];
     unsigned n;
     xpb_mailbox *to_owner;
+    xpb_wake *send_flush;    /* on the owner's loop: posts every worker's sends after its turn */
     xpb_shard_session *live; /* owner side: added, not removed */
     /* XPB_SE_SM: a worker waits for the owner's on_event (or for the end). */
     pthread_mutex_t sm_mu;
@@ -70,7 +75,6 @@ struct xpb_shard_session {
     int sm_ok;
     xpb_session_sm *sm; /* NULL until the first XPB_SE_SM */
     uint64_t next_handle, id_counter;
-    xpb_buf wbuf;            /* the owner writes each stanza's XML here */
     const char *stream_ns;   /* "" on a WebSocket, jabber:client otherwise */
     size_t max_stanza_bytes; /* 0: the codec's default */
     unsigned queue_max;
@@ -83,7 +87,6 @@ struct xpb_shard_session {
 static void unref(xpb_shard_session *ss)
 {
     if (atomic_fetch_sub(&ss->refs, 1) != 1) return;
-    xpb_buf_free(&ss->wbuf);
     free(ss->sm);
     free(ss->name);
     free(ss);
@@ -491,30 +494,79 @@ static void cmd_dropped(void *arg)
 }
 
 /* A command the worker must get: a full mailbox is waited out. */
-static int post_cmd(xpb_shard_session *ss, xpb_mail_fn run, xpb_mail_fn drop, void *arg)
-{
-    xpb_mailbox *mb = xpb_loop_thread_mailbox(ss->sh->w[ss->wi].thread);
-    int rc;
-    while ((rc = xpb_mailbox_post(mb, run, drop, arg)) == XPB_EQUEUEFULL) {
-        struct timespec ms = {0, 1000000};
-        nanosleep(&ms, NULL);
-    }
-    return rc;
-}
+/* ---- sends, owner -> worker ----------------------------------------------------------
+ * A send is accepted on the owner's thread (xpb_shard_send) and its XML
+ * written straight into the worker's open send batch: one buffer of entries,
+ * each a header and the stanza's bytes. The batch is posted after the
+ * owner's turn (send_flush), at its SEND_POST_ENTRIES-th entry, or before
+ * any other command to that worker, so a session's commands keep their
+ * order. A post per send cost a malloc, a mailbox lock and a wake per
+ * stanza (docs/architecture.md, "Several loops"). */
 
-typedef struct send_cmd {
+typedef struct send_ent {
     xpb_shard_session *ss;
     uint64_t handle;
-    size_t len;
-    char xml[];
-} send_cmd;
+    size_t len;    /* of the XML after the header */
+    int holds_ref; /* the first of a run of ss's sends holds one for the run */
+} send_ent;
 
-static void worker_send(void *arg)
+typedef struct send_batch {
+    struct worker *w;
+    xpb_buf buf; /* send_ent, XML, padding to SEND_ALIGN; again */
+    unsigned n;
+    xpb_shard_session *last; /* owner side: the last entry's session */
+} send_batch;
+
+#define SEND_ALIGN 8u
+#define SEND_POST_ENTRIES 64u
+#define SEND_BATCH_KEEP (256u * 1024u) /* a larger buffer is not kept for reuse */
+
+static size_t send_pad(size_t n)
 {
-    send_cmd *c = arg;
+    return (n + SEND_ALIGN - 1) & ~(size_t)(SEND_ALIGN - 1);
+}
+
+static void send_batch_free(send_batch *b)
+{
+    if (!b) return;
+    xpb_buf_free(&b->buf);
+    free(b);
+}
+
+/* On the worker's thread (or at the end): the batch back to its worker for
+ * reuse, or freed when one is already there or it grew large. */
+static void send_batch_return(send_batch *b)
+{
+    if (b->buf.cap > SEND_BATCH_KEEP) {
+        send_batch_free(b);
+        return;
+    }
+    xpb_buf_reset(&b->buf);
+    b->n = 0;
+    b->last = NULL;
+    send_batch_free(atomic_exchange(&b->w->spare_sends, b));
+}
+
+/* Runs fn on every entry, then drops the runs' references. */
+static void send_batch_each(send_batch *b, void (*fn)(send_ent *e, const char *xml))
+{
+    for (size_t at = 0; at < b->buf.len;) {
+        send_ent *e = (send_ent *)(void *)(b->buf.data + at);
+        fn(e, b->buf.data + at + sizeof *e);
+        at += send_pad(sizeof *e + e->len);
+    }
+    for (size_t at = 0; at < b->buf.len;) {
+        send_ent *e = (send_ent *)(void *)(b->buf.data + at);
+        at += send_pad(sizeof *e + e->len);
+        if (e->holds_ref) unref(e->ss);
+    }
+}
+
+static void worker_send_one(send_ent *c, const char *xml)
+{
     xpb_shard_session *ss = c->ss;
     atomic_fetch_sub(&ss->on_way, 1);
-    int rc = ss->ls ? xpb_session_send_xml(xpb_loop_session_get(ss->ls), c->xml, c->len, c->handle)
+    int rc = ss->ls ? xpb_session_send_xml(xpb_loop_session_get(ss->ls), xml, c->len, c->handle)
                     : XPB_ENOTCONN;
     if (rc != 0) { /* accepted by the owner already: the refusal is this handle's failure */
         char why[160];
@@ -524,17 +576,75 @@ static void worker_send(void *arg)
             .kind = XPB_SE_FAILED, .handle = c->handle, .reason = why, .code = rc};
         worker_event(&ss->sh->w[ss->wi], ss, &ev, ss->ls ? xpb_loop_session_get(ss->ls) : NULL);
     }
-    free(c);
-    unref(ss);
 }
 
-static void send_dropped(void *arg)
+static void dropped_one(send_ent *c, const char *xml)
 {
-    send_cmd *c = arg;
-    xpb_shard_session *ss = c->ss;
-    atomic_fetch_sub(&ss->on_way, 1);
-    free(c);
-    unref(ss);
+    (void)xml;
+    atomic_fetch_sub(&c->ss->on_way, 1);
+}
+
+static void worker_sends(void *arg)
+{
+    send_batch_each(arg, worker_send_one);
+    send_batch_return(arg);
+}
+
+static void sends_dropped(void *arg)
+{
+    send_batch_each(arg, dropped_one);
+    send_batch_return(arg);
+}
+
+static int post_to(struct worker *w, xpb_mail_fn run, xpb_mail_fn drop, void *arg)
+{
+    xpb_mailbox *mb = xpb_loop_thread_mailbox(w->thread);
+    int rc;
+    while ((rc = xpb_mailbox_post(mb, run, drop, arg)) == XPB_EQUEUEFULL) {
+        struct timespec ms = {0, 1000000};
+        nanosleep(&ms, NULL);
+    }
+    return rc;
+}
+
+/* On the owner's thread: w's open send batch to w. */
+static void post_sends(struct worker *w)
+{
+    send_batch *b = w->sends;
+    if (!b) return;
+    w->sends = NULL;
+    post_to(w, worker_sends, sends_dropped, b);
+}
+
+static void on_send_flush(void *ud)
+{
+    xpb_shards *sh = ud;
+    for (unsigned i = 0; i < sh->n; i++)
+        post_sends(&sh->w[i]);
+}
+
+/* A command the worker must get: a full mailbox is waited out. The sends
+ * accepted before it go first. */
+static int post_cmd(xpb_shard_session *ss, xpb_mail_fn run, xpb_mail_fn drop, void *arg)
+{
+    struct worker *w = &ss->sh->w[ss->wi];
+    post_sends(w);
+    return post_to(w, run, drop, arg);
+}
+
+/* w's open send batch, made (or taken back from the worker) at its first entry. */
+static send_batch *open_sends(xpb_shards *sh, struct worker *w)
+{
+    if (w->sends) return w->sends;
+    send_batch *b = atomic_exchange(&w->spare_sends, NULL);
+    if (!b) {
+        if (!(b = calloc(1, sizeof *b))) return NULL;
+        b->w = w;
+        xpb_buf_init(&b->buf, 0);
+    }
+    w->sends = b;
+    xpb_wake_signal(sh->send_flush);
+    return b;
 }
 
 /* The session's id form, xpb-<16 hex>-<n>, from the kernel's randomness. */
@@ -573,22 +683,35 @@ int xpb_shard_send(xpb_shard_session *ss, const xpb_stanza *st, int checked, uin
     }
     xpb_record_limits lim = {.max_string = ss->max_stanza_bytes,
                              .max_stanza_bytes = ss->max_stanza_bytes};
-    xpb_buf_reset(&ss->wbuf);
-    int rc = checked ? xpb_stanza_to_xml_prechecked(&ss->wbuf, &copy, ss->stream_ns, &lim, NULL, 0)
-                     : xpb_stanza_to_xml(&ss->wbuf, &copy, ss->stream_ns, &lim, NULL, 0);
-    if (rc != 0) return rc;
-    send_cmd *c = malloc(sizeof *c + ss->wbuf.len);
-    if (!c) return XPB_ENOMEM;
-    c->ss = ss;
-    c->handle = ++ss->next_handle;
-    c->len = ss->wbuf.len;
-    memcpy(c->xml, ss->wbuf.data, c->len);
-    if (ss->wbuf.cap > XPB_SESSION_WBUF_KEEP) xpb_buf_free(&ss->wbuf);
-    *handle = c->handle; /* c is the worker's once posted: read before */
-    if (xml_bytes) *xml_bytes = c->len;
-    atomic_fetch_add(&ss->refs, 1);
+    struct worker *w = &ss->sh->w[ss->wi];
+    send_batch *b = open_sends(ss->sh, w);
+    if (!b) return XPB_ENOMEM;
+    /* The entry's header, then the XML written after it in place. */
+    size_t at = b->buf.len;
+    send_ent head = {.ss = ss};
+    int rc = xpb_buf_append(&b->buf, &head, sizeof head);
+    if (rc == 0)
+        rc = checked ? xpb_stanza_to_xml_prechecked(&b->buf, &copy, ss->stream_ns, &lim, NULL, 0)
+                     : xpb_stanza_to_xml(&b->buf, &copy, ss->stream_ns, &lim, NULL, 0);
+    size_t len = b->buf.len - at - sizeof head;
+    static const char zeros[SEND_ALIGN];
+    if (rc == 0) rc = xpb_buf_append(&b->buf, zeros, send_pad(sizeof head + len) - sizeof head - len);
+    if (rc != 0) {
+        b->buf.len = at;
+        return rc;
+    }
+    send_ent *e = (send_ent *)(void *)(b->buf.data + at);
+    e->handle = ++ss->next_handle;
+    e->len = len;
+    if (b->last != ss) {
+        e->holds_ref = 1;
+        atomic_fetch_add(&ss->refs, 1);
+        b->last = ss;
+    }
+    *handle = e->handle;
+    if (xml_bytes) *xml_bytes = len;
     atomic_fetch_add(&ss->on_way, 1);
-    post_cmd(ss, worker_send, send_dropped, c);
+    if (++b->n >= SEND_POST_ENTRIES) post_sends(w);
     return 0;
 }
 
@@ -606,6 +729,7 @@ int xpb_shards_new(xpb_shards **out, const xpb_shards_config *cfg, char *err, si
     pthread_mutex_init(&sh->sm_mu, NULL);
     pthread_cond_init(&sh->sm_cv, NULL);
     int rc = xpb_mailbox_new(cfg->owner, &sh->to_owner);
+    if (rc == 0) rc = xpb_wake_new(cfg->owner, on_send_flush, sh, &sh->send_flush);
     for (unsigned i = 0; rc == 0 && i < cfg->workers; i++) {
         struct worker *w = &sh->w[i];
         xpb_loop_config lc = cfg->worker;
@@ -654,7 +778,6 @@ int xpb_shards_add(xpb_shards *sh, const char *name, const xpb_session_config *c
     ss->stream_ns = cfg->transport == XPB_TRANSPORT_WEBSOCKET ? "" : XPB_NS_CLIENT;
     ss->max_stanza_bytes = cfg->max_stanza_bytes;
     ss->queue_max = cfg->queue_max ? cfg->queue_max : XPB_SESSION_DEFAULT_QUEUE_MAX;
-    xpb_buf_init(&ss->wbuf, 0);
     atomic_init(&ss->refs, 3); /* the owner's, the worker's, the create command's */
     create_cmd *c = create_copy(ss, cfg, ca_file);
     if (!c) {
@@ -695,6 +818,12 @@ void xpb_shard_close(xpb_shard_session *ss)
 void xpb_shards_free(xpb_shards *sh)
 {
     if (!sh) return;
+    xpb_wake_free(sh->send_flush); /* on the owner's loop, as this call */
+    for (unsigned i = 0; i < sh->n; i++) { /* sends never posted */
+        send_batch *b = sh->w[i].sends;
+        sh->w[i].sends = NULL;
+        if (b) sends_dropped(b);
+    }
     pthread_mutex_lock(&sh->sm_mu);
     sh->stopping = 1; /* a worker waiting for its XEP-0198 event goes on */
     pthread_cond_broadcast(&sh->sm_cv);
@@ -723,6 +852,7 @@ void xpb_shards_free(xpb_shards *sh)
     for (unsigned i = 0; i < sh->n; i++) {
         free_spares(sh->w[i].spare);
         free_spares(atomic_exchange(&sh->w[i].returned, NULL));
+        send_batch_free(atomic_exchange(&sh->w[i].spare_sends, NULL));
     }
     while (sh->live) {
         xpb_shard_session *ss = sh->live;

@@ -368,6 +368,11 @@ void xpb_shards_free(xpb_shards *sh)
 {
     if (sh) no_shards(__func__);
 }
+unsigned xpb_shards_workers(const xpb_shards *sh)
+{
+    if (sh) no_shards(__func__);
+    return 0;
+}
 int xpb_shards_add(xpb_shards *sh, const char *name, const xpb_session_config *cfg,
                    const char *ca_file, xpb_shard_session **out)
 {

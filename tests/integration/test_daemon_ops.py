@@ -721,6 +721,9 @@ class TestMetrics(OpsBase):
         self.assertEqual(metric(m1, 'xpb_queue_max'), 1000)
         self.assertEqual(metric(m1, 'xpb_max_stanza_bytes'), 262144)
         self.assertEqual(metric(m1, 'xpb_muc_self_ping_seconds'), 300)
+        # limits.loops "auto": one worker loop per core, none on one core.
+        cores = os.cpu_count() or 1
+        self.assertEqual(metric(m1, 'xpb_worker_loops'), cores if cores >= 2 else 0)
         self.assertGreaterEqual(metric(m1, 'xpb_bus_requests_total'), n_out)
 
         # Server gone: not healthy, and the gauge says so.

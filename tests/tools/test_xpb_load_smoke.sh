@@ -52,12 +52,22 @@ assert len(d["each_run"]) == 1 and isinstance(d["goals"], dict)
 PY
 
 # --busy: the first flood split over several accounts, all of it delivered.
-if ! timeout 120 "$load" --xpbridge "$bridge" "${tiny[@]}" --busy 3 --no-peer --json >"$out" 2>"$err"; then
+# --loops-ratio: the same flood on loops = 0 and on loops = 2, both delivered.
+if ! timeout 120 "$load" --xpbridge "$bridge" "${tiny[@]}" --busy 3 --loops 2 --loops-ratio \
+        --no-peer --json >"$out" 2>"$err"; then
     cat "$err" >&2
-    echo "FAIL: xpb-load --busy 3 did not complete" >&2
+    echo "FAIL: xpb-load --busy 3 --loops-ratio did not complete" >&2
     exit 1
 fi
-/usr/bin/python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["busy"] == 3 and d["median"]["inbound_1_account_per_s"] > 0, d' "$out"
+/usr/bin/python3 - "$out" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+m = d["median"]
+assert d["busy"] == 3 and m["inbound_1_account_per_s"] > 0, d
+for k in ["inbound_busy_loops_0_per_s", "inbound_busy_loops_n_per_s", "inbound_loops_ratio"]:
+    assert isinstance(m.get(k), (int, float)) and m[k] > 0, f"{k}: {m.get(k)!r}"
+assert m["loops_n"] == 2, m["loops_n"]
+PY
 if "$load" --busy 400 --messages 300 >/dev/null 2>&1; then
     echo "FAIL: --busy above its bound was accepted" >&2
     exit 1

@@ -210,6 +210,10 @@ typedef enum load_fig {
     F_COUNT
 } load_fig;
 
+/* The worker loops limits.loops = loops gives (-1, "auto": one per core,
+ * none on one core), as the bridge resolves it. */
+int load_loops_of(int loops);
+
 typedef struct load_run {
     double v[F_COUNT];
 } load_run;

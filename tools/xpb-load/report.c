@@ -143,9 +143,9 @@ void load_report_text(const load_opts *o, const load_run *runs, unsigned n)
     char l[128];
     medians(runs, n, m);
     printf("xpb-load: medians of %u run(s); %llu flood messages, %llu sends, %u idle accounts, "
-           "XEP-0198 %s\n\n",
+           "XEP-0198 %s, loops = %d%s\n\n",
            n, (unsigned long long)o->messages, (unsigned long long)o->sends, o->idle,
-           o->sm ? "on" : "off");
+           o->sm ? "on" : "off", load_loops_of(o->loops), o->loops < 0 ? " (auto)" : "");
     printf("%-44s %14s %14s %14s  %s\n", "figure", "xpbridge", "libstrophe", "ratio", "goal");
     if (o->busy > 1) {
         snprintf(l, sizeof(l), "inbound stanzas/s, %u accounts at once", o->busy);
@@ -229,9 +229,11 @@ void load_report_json(const load_opts *o, const load_run *runs, unsigned n)
     double m[F_COUNT];
     medians(runs, n, m);
     printf("{\"tool\": \"xpb-load\", \"runs\": %u, \"messages\": %llu, \"sends\": %llu, "
-           "\"latency_count\": %llu, \"idle\": %u, \"busy\": %u, \"sm\": %s,\n \"median\": {",
+           "\"latency_count\": %llu, \"idle\": %u, \"busy\": %u, \"sm\": %s, \"loops\": %d,\n"
+           " \"median\": {",
            n, (unsigned long long)o->messages, (unsigned long long)o->sends,
-           (unsigned long long)o->latency_count, o->idle, o->busy, o->sm ? "true" : "false");
+           (unsigned long long)o->latency_count, o->idle, o->busy, o->sm ? "true" : "false",
+           load_loops_of(o->loops));
     json_figs(m);
     printf("},\n \"each_run\": [");
     for (unsigned i = 0; i < n; i++) {

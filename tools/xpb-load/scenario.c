@@ -249,7 +249,7 @@ static void journal_pair(ctx *c, unsigned run, load_run *r)
 
 /* The worker loops "auto" gives: one per core, none on one core (the
  * bridge's xpb_config_loops). */
-static int loops_of(int loops)
+int load_loops_of(int loops)
 {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     return loops >= 0 ? loops : n < 2 ? 0 : (int)n;
@@ -271,7 +271,7 @@ static void loops_pair(ctx *c, unsigned run, load_run *r)
         tear_down(c, r);
     }
     c->loops = c->o->loops;
-    r->v[F_LOOPS_N] = loops_of(c->o->loops);
+    r->v[F_LOOPS_N] = load_loops_of(c->o->loops);
     if (r->v[F_IN_LOOPS_ONE] > 0 && r->v[F_IN_LOOPS_N] > 0)
         r->v[F_LOOPS_RATIO] = r->v[F_IN_LOOPS_N] / r->v[F_IN_LOOPS_ONE];
 }

@@ -94,6 +94,7 @@ typedef struct xpb_daemon_counters {
     /* the limits in force, so a dashboard or an alert can relate a gauge to its bound */
     unsigned queue_max, muc_self_ping_s;
     size_t max_stanza_bytes;
+    unsigned worker_loops; /* limits.loops in force ("auto" resolved); 0: one loop */
     /* the state directory's journal (docs/durability.md); journal_on 0: none */
     int journal_on;
     xpb_journal_stats journal;      /* kept now, appended, trimmed, replays served */

@@ -4,6 +4,7 @@
  * libstrophe client doing the same work in the same run. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <getopt.h>
 #include <libgen.h>
@@ -33,7 +34,8 @@ static const char usage_text[] =
     "    xpb-load [--xpbridge PATH] [--messages N] [--sends N] [--idle M] [--busy K]\n"
     "             [--latency-count N] [--latency-rate R] [--runs N] [--no-sm]\n"
     "             [--no-peer] [--batch-max N] [--batch-flush-us US] [--state] [--seed N]\n"
-    "             [--journal-ratio] [--loops N|auto] [--loops-ratio] [--keep] [--json]\n"
+    "             [--journal-ratio] [--loops N|auto] [--loops-ratio] [--cpu-latency-us US]\n"
+    "             [--keep] [--json]\n"
     "\n"
     "DESCRIPTION\n"
     "    Starts a scripted direct-TLS XMPP server (XEP-0368) on 127.0.0.1 and a\n"
@@ -120,6 +122,12 @@ static const char usage_text[] =
     "                      turns every run), and reports the runs' on/off ratio\n"
     "                      (issue 11: >= 0.8)\n"
     "    --seed N          traffic generator seed (default 1)\n"
+    "    --cpu-latency-us US  hold a PM QoS request on /dev/cpu_dma_latency for\n"
+    "                      the whole run (root; what tuned's latency-performance\n"
+    "                      profile does): idle cores wake within US microseconds.\n"
+    "                      0 keeps them polling instead of halting, so a thread\n"
+    "                      woken on the other core runs in a few microseconds,\n"
+    "                      not tens (docs/benchmarks.md, \"Where the hop goes\")\n"
     "    --keep            keep the work directory (configs, logs) and print it\n"
     "    --json            print one JSON object instead of the table\n"
     "    -h, --help        this text\n"
@@ -147,6 +155,7 @@ enum {
     O_BMAX,
     O_BFLUSH,
     O_SEED,
+    O_CPULAT,
     O_KEEP,
     O_JSON,
     O_STATE,
@@ -170,6 +179,7 @@ static const struct option long_opts[] = {{"xpbridge", required_argument, 0, O_X
                                           {"batch-max", required_argument, 0, O_BMAX},
                                           {"batch-flush-us", required_argument, 0, O_BFLUSH},
                                           {"seed", required_argument, 0, O_SEED},
+                                          {"cpu-latency-us", required_argument, 0, O_CPULAT},
                                           {"keep", no_argument, 0, O_KEEP},
                                           {"json", no_argument, 0, O_JSON},
                                           {"state", no_argument, 0, O_STATE},
@@ -200,6 +210,7 @@ static int parse_num(const char *s, unsigned long long min, unsigned long long m
 typedef struct cli {
     load_opts o;
     int keep;
+    long cpu_latency_us; /* -1: leave the machine's idle states alone */
     char xpbridge[LOAD_PATH_MAX];
 } cli;
 
@@ -209,11 +220,13 @@ static int set_num(cli *c, int opt, const char *arg)
     unsigned long long max = opt == O_IDLE                      ? LOAD_MAX_IDLE
                              : opt == O_BUSY                    ? LOAD_MAX_BUSY
                              : opt == O_LOOPS                   ? 64u
+                             : opt == O_CPULAT                  ? 2000000000u
                              : opt == O_RUNS                    ? LOAD_MAX_RUNS
                              : opt == O_BMAX || opt == O_BFLUSH ? 100000000u
                                                                 : LOAD_MAX_COUNT;
     unsigned long long min =
-        opt == O_IDLE || opt == O_SEED || opt == O_BFLUSH || opt == O_LOOPS ? 0 : 1;
+        opt == O_IDLE || opt == O_SEED || opt == O_BFLUSH || opt == O_LOOPS || opt == O_CPULAT ? 0
+                                                                                             : 1;
     if (parse_num(arg, min, max, &v)) {
         char what[96];
         snprintf(what, sizeof(what), "not a number from %llu to %llu", min, max);
@@ -234,6 +247,9 @@ static int set_num(cli *c, int opt, const char *arg)
         break;
     case O_LOOPS:
         c->o.loops = (int)v;
+        break;
+    case O_CPULAT:
+        c->cpu_latency_us = (long)v;
         break;
     case O_LATN:
         c->o.latency_count = v;
@@ -354,6 +370,23 @@ static int rm_one(const char *path, const struct stat *st, int flag, struct FTW 
     return remove(path);
 }
 
+/* --cpu-latency-us: the request holds while the descriptor stays open
+ * (Documentation/power/pm_qos_interface.rst); the process's exit drops it. */
+static int hold_cpu_latency(long lat_us)
+{
+    if (lat_us < 0) return 0;
+    int fd = open("/dev/cpu_dma_latency", O_WRONLY | O_CLOEXEC);
+    int32_t v = (int32_t)lat_us;
+    if (fd < 0 || write(fd, &v, sizeof v) != (ssize_t)sizeof v) {
+        fprintf(stderr, "xpb-load: --cpu-latency-us: /dev/cpu_dma_latency: %s\n",
+                strerror(errno));
+        if (fd >= 0) close(fd);
+        return -1;
+    }
+    fprintf(stderr, "xpb-load: PM QoS cpu_dma_latency held at %ld us for the run\n", lat_us);
+    return 0; /* fd left open on purpose */
+}
+
 static int run_all(cli *c)
 {
     load_run runs[LOAD_MAX_RUNS];
@@ -376,8 +409,10 @@ int main(int argc, char **argv)
     memset(&c, 0, sizeof(c));
     if (argc == 5 && !strcmp(argv[1], "--peer-idle-child")) /* peer_idle.c runs itself */
         return peer_idle_child(atoi(argv[2]), argv[3], (unsigned)atoi(argv[4]));
+    c.cpu_latency_us = -1;
     int rc = parse_args(argc, argv, &c);
     if (rc) return rc;
+    if (hold_cpu_latency(c.cpu_latency_us)) return 2;
     if (!c.o.xpbridge && default_bridge(&c))
         return usage_error("no xpbridge beside this program: give --xpbridge PATH", NULL);
     char dir[] = "/tmp/xpb-load-XXXXXX";

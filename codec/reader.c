@@ -1,10 +1,10 @@
 /* The restricted XMPP stream reader (RFC 6120 §11) on expat: bytes in any
  * chunking, the stream header and one element tree per stanza out, every
  * refusal a distinct code plus a message naming the rule, limit and offset. */
+#include "expat_compat.h"
 #include "node_internal.h"
 #include "xpb_error.h"
 #include "xpb_stanza.h" /* the namespace dictionary */
-#include "expat_compat.h"
 #include "xpb_xml.h"
 
 #include <expat.h>

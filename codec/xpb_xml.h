@@ -128,8 +128,7 @@ int xpb_reader_park(xpb_reader *r);
  * are shared by the copy. For a worker loop handing stanzas to another
  * thread (several loops). */
 struct xpb_arena;
-int xpb_reader_clone(const xpb_reader *r, const xpb_node *n, struct xpb_arena *a,
-                     xpb_node **out);
+int xpb_reader_clone(const xpb_reader *r, const xpb_node *n, struct xpb_arena *a, xpb_node **out);
 /* Total bytes fed since new/reset. */
 size_t xpb_reader_offset(const xpb_reader *r);
 /* Inside a stanza callback: the input bytes the stanza took, from the '<' of

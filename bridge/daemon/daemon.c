@@ -421,18 +421,17 @@ static int shards_start(xpb_daemon *d, xpb_loop *loop, const xpb_config *cfg, ch
 {
     unsigned n = xpb_config_loops(cfg);
     if (n == 0) return 0;
-    xpb_shards_config sc = {.workers = n,
-                            .owner = loop,
-                            .on_event = on_shard_event,
-                            .on_log = on_loop_log,
-                            .ud = d};
+    xpb_shards_config sc = {
+        .workers = n, .owner = loop, .on_event = on_shard_event, .on_log = on_loop_log, .ud = d};
     sc.worker.connect_rate = cfg->connect_rate;
     char why[256] = "";
     int rc = xpb_shards_new(&d->shards, &sc, why, sizeof why);
     int autom = cfg->loops == XPB_CONFIG_LOOPS_AUTO;
-    if (rc != 0) snprintf(err, errlen, "limits.loops = %u%s: %s", n, autom ? " (auto)" : "", why);
-    else xpb_log(XPB_LOG_INFO, "sessions on %u worker loops (limits.loops = %s)", n,
-                 autom ? "\"auto\": one per core" : "as configured");
+    if (rc != 0)
+        snprintf(err, errlen, "limits.loops = %u%s: %s", n, autom ? " (auto)" : "", why);
+    else
+        xpb_log(XPB_LOG_INFO, "sessions on %u worker loops (limits.loops = %s)", n,
+                autom ? "\"auto\": one per core" : "as configured");
     return rc;
 }
 

@@ -1,15 +1,15 @@
 /* Sessions on N worker loops, driven from the owner's loop (xpb_shards.h).
- * Experimental (`limits.loops`, off by default): docs/architecture.md,
- * "Several loops", lists what is left.
+ * limits.loops (default "auto": one per core): docs/architecture.md,
+ * "Several loops". Sends, owner -> worker, are in shard_sends.c.
  *
  * Each side owns its half of a session and touches only that: the worker
  * its xpb_loop_session (and through it the xpb_session), the owner its
  * mirror (state, stats, XEP-0198 state) and ud. They talk through mailboxes
  * (xpb_mailbox): commands to a worker (create, close, destroy), events to the
- * owner, each event a copy (strings, the stanza's tree cloned into an arena
- * of its own). A proxy is freed when its last reference goes: the owner's
- * (until remove), the worker's (until its session is freed) and one per
- * event on its way. */
+ * owner, each event a copy (strings, the stanza's tree copied into its
+ * batch's arena). A proxy is freed when its last reference goes: the
+ * owner's (until remove), the worker's (until its session is freed) and one
+ * per run of its events or sends on their way. */
 #define _GNU_SOURCE /* explicit_bzero */
 #include <inttypes.h>
 #include <pthread.h>
@@ -21,74 +21,14 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include "shards_internal.h"
 #include "xpb_arena.h"
 #include "xpb_error.h"
 #include "xpb_shards.h"
 #include "xpb_stanza.h"
 #include "xpb_strmap.h"
 
-struct worker {
-    xpb_shards *sh;
-    unsigned index;
-    xpb_loop *loop;
-    xpb_loop_thread *thread;
-    xpb_shard_session *creating; /* its events while xpb_loop_add_session starts it */
-    struct ev_batch *batch;      /* this turn's events, not yet posted */
-    xpb_wake *flush;             /* posts the batch after the turn */
-    /* Batches the owner ran come back here (it pushes, the worker takes the
-     * whole list), so a steady flow reuses the same warm blocks: freed on the
-     * owner's thread, glibc gave the worker's heap back to the system and
-     * took it again, a page fault per 4 KiB (docs/architecture.md). */
-    _Atomic(struct ev_batch *) returned;
-    struct ev_batch *spare; /* the worker's: taken from returned */
-    unsigned n_spare;
-    /* Sends the owner has accepted for this worker's sessions in its turn,
-     * posted together (send_batch); the worker gives the emptied one back. */
-    struct send_batch *sends;
-    _Atomic(struct send_batch *) spare_sends;
-};
-
-struct xpb_shards {
-    xpb_shards_config cfg;
-    struct worker w[XPB_SHARDS_MAX_WORKERS];
-    unsigned n;
-    xpb_mailbox *to_owner;
-    xpb_wake *send_flush;    /* on the owner's loop: posts every worker's sends after its turn */
-    xpb_shard_session *live; /* owner side: added, not removed */
-    /* XPB_SE_SM: a worker waits for the owner's on_event (or for the end). */
-    pthread_mutex_t sm_mu;
-    pthread_cond_t sm_cv;
-    int stopping;
-};
-
-struct xpb_shard_session {
-    xpb_shards *sh;
-    unsigned wi;
-    char *name;
-    atomic_int refs;
-    /* owner side */
-    xpb_shard_session *prev, *next;
-    void *ud;
-    int removed;
-    xpb_session_state state;
-    xpb_session_stats stats;
-    int sm_ok;
-    /* The XEP-0198 state as of the last events, kept small: the struct is
-     * 3.6 KiB of fixed arrays, a tenth of an idle session (issue 10's 32 KiB
-     * per session at 10,000). NULL until the first XPB_SE_SM. */
-    char *sm_strs; /* id, location, jid: each NUL-terminated, one allocation */
-    uint32_t sm_h_in, sm_h_acked;
-    uint64_t next_handle, id_counter;
-    const char *stream_ns;   /* "" on a WebSocket, jabber:client otherwise */
-    size_t max_stanza_bytes; /* 0: the codec's default */
-    unsigned queue_max;
-    atomic_uint on_way; /* sends posted, not yet queued by the worker */
-    xpb_session_gauges live; /* the worker's session writes them as its queue changes */
-    /* worker side */
-    xpb_loop_session *ls;
-};
-
-static void unref(xpb_shard_session *ss)
+void shards_unref(xpb_shard_session *ss)
 {
     if (atomic_fetch_sub(&ss->refs, 1) != 1) return;
     free(ss->sm_strs);
@@ -151,7 +91,7 @@ static void batch_complete(ev_batch *b)
 static void batch_unref(ev_batch *b)
 {
     for (shard_ev *e = b->head; e; e = e->next)
-        if (e->holds_ref) unref(e->ss);
+        if (e->holds_ref) shards_unref(e->ss);
 }
 
 static void batch_free(ev_batch *b)
@@ -373,7 +313,7 @@ static void on_flush(void *ud)
     post_batch(ud, 0);
 }
 
-static void worker_event(struct worker *w, xpb_shard_session *ss, const xpb_session_event *ev,
+void shards_worker_event(struct worker *w, xpb_shard_session *ss, const xpb_session_event *ev,
                          xpb_session *s)
 {
     if (ev_add(w, ss, ev, s) != 0) {
@@ -383,7 +323,8 @@ static void worker_event(struct worker *w, xpb_shard_session *ss, const xpb_sess
         return;
     }
     if (ev->kind == XPB_SE_SM) post_batch(w, 1);
-    else if (w->batch && w->batch->n >= BATCH_POST_EVENTS) post_batch(w, 0);
+    else if (w->batch && w->batch->n >= BATCH_POST_EVENTS)
+        post_batch(w, 0);
 }
 
 static void on_worker_event(void *ud, xpb_loop_session *ls, const xpb_session_event *ev)
@@ -391,7 +332,7 @@ static void on_worker_event(void *ud, xpb_loop_session *ls, const xpb_session_ev
     struct worker *w = ud;
     xpb_shard_session *ss = xpb_loop_session_ud(ls);
     if (!ss) ss = w->creating; /* NULL: being destroyed */
-    if (ss) worker_event(w, ss, ev, xpb_loop_session_get(ls));
+    if (ss) shards_worker_event(w, ss, ev, xpb_loop_session_get(ls));
 }
 
 /* ---- commands, owner -> worker ---------------------------------------------------- */
@@ -478,8 +419,8 @@ static void worker_create(void *arg)
              err[0] ? err : xpb_strerror(rc));
     xpb_session_event ev = {.kind = XPB_SE_STATE, .state = XPB_SS_STOPPED, .reason = why,
                             .code = rc};
-    worker_event(w, ss, &ev, NULL);
-    unref(ss); /* the worker's: no session (the event holds its own) */
+    shards_worker_event(w, ss, &ev, NULL);
+    shards_unref(ss); /* the worker's: no session (the event holds its own) */
 }
 
 static void create_dropped(void *arg)
@@ -487,14 +428,14 @@ static void create_dropped(void *arg)
     create_cmd *c = arg;
     xpb_shard_session *ss = c->ss;
     create_free(c);
-    unref(ss);
+    shards_unref(ss);
 }
 
 static void worker_close(void *arg)
 {
     xpb_shard_session *ss = arg;
     if (ss->ls) xpb_session_close(xpb_loop_session_get(ss->ls));
-    unref(ss);
+    shards_unref(ss);
 }
 
 static void worker_destroy(void *arg)
@@ -505,238 +446,17 @@ static void worker_destroy(void *arg)
         xpb_session_set_gauges(xpb_loop_session_get(ss->ls), NULL);
         xpb_loop_remove_session(ss->sh->w[ss->wi].loop, ss->ls);
         ss->ls = NULL;
-        unref(ss); /* the worker's */
+        shards_unref(ss); /* the worker's */
     }
-    unref(ss); /* the command's */
+    shards_unref(ss); /* the command's */
 }
 
 static void cmd_dropped(void *arg)
 {
-    unref(arg);
+    shards_unref(arg);
 }
 
 /* A command the worker must get: a full mailbox is waited out. */
-/* ---- sends, owner -> worker ----------------------------------------------------------
- * A send is accepted on the owner's thread (xpb_shard_send) and its XML
- * written straight into the worker's open send batch: one buffer of entries,
- * each a header and the stanza's bytes. The batch is posted after the
- * owner's turn (send_flush), at its SEND_POST_ENTRIES-th entry, or before
- * any other command to that worker, so a session's commands keep their
- * order. A post per send cost a malloc, a mailbox lock and a wake per
- * stanza (docs/architecture.md, "Several loops"). */
-
-typedef struct send_ent {
-    xpb_shard_session *ss;
-    uint64_t handle;
-    size_t len;    /* of the XML after the header */
-    int holds_ref; /* the first of a run of ss's sends holds one for the run */
-} send_ent;
-
-typedef struct send_batch {
-    struct worker *w;
-    xpb_buf buf; /* send_ent, XML, padding to SEND_ALIGN; again */
-    unsigned n;
-    xpb_shard_session *last; /* owner side: the last entry's session */
-} send_batch;
-
-#define SEND_ALIGN 8u
-#define SEND_POST_ENTRIES 64u
-#define SEND_BATCH_KEEP (256u * 1024u) /* a larger buffer is not kept for reuse */
-
-static size_t send_pad(size_t n)
-{
-    return (n + SEND_ALIGN - 1) & ~(size_t)(SEND_ALIGN - 1);
-}
-
-static void send_batch_free(send_batch *b)
-{
-    if (!b) return;
-    xpb_buf_free(&b->buf);
-    free(b);
-}
-
-/* On the worker's thread (or at the end): the batch back to its worker for
- * reuse, or freed when one is already there or it grew large. */
-static void send_batch_return(send_batch *b)
-{
-    if (b->buf.cap > SEND_BATCH_KEEP) {
-        send_batch_free(b);
-        return;
-    }
-    xpb_buf_reset(&b->buf);
-    b->n = 0;
-    b->last = NULL;
-    send_batch_free(atomic_exchange(&b->w->spare_sends, b));
-}
-
-/* Runs fn on every entry, then drops the runs' references. */
-static void send_batch_each(send_batch *b, void (*fn)(send_ent *e, const char *xml))
-{
-    for (size_t at = 0; at < b->buf.len;) {
-        send_ent *e = (send_ent *)(void *)(b->buf.data + at);
-        fn(e, b->buf.data + at + sizeof *e);
-        at += send_pad(sizeof *e + e->len);
-    }
-    for (size_t at = 0; at < b->buf.len;) {
-        send_ent *e = (send_ent *)(void *)(b->buf.data + at);
-        at += send_pad(sizeof *e + e->len);
-        if (e->holds_ref) unref(e->ss);
-    }
-}
-
-static void worker_send_one(send_ent *c, const char *xml)
-{
-    xpb_shard_session *ss = c->ss;
-    atomic_fetch_sub(&ss->on_way, 1);
-    int rc = ss->ls ? xpb_session_send_xml(xpb_loop_session_get(ss->ls), xml, c->len, c->handle)
-                    : XPB_ENOTCONN;
-    if (rc != 0) { /* accepted by the owner already: the refusal is this handle's failure */
-        char why[160];
-        snprintf(why, sizeof why, "not queued by the session on worker %u: %s", ss->wi,
-                 xpb_strerror(rc));
-        xpb_session_event ev = {
-            .kind = XPB_SE_FAILED, .handle = c->handle, .reason = why, .code = rc};
-        worker_event(&ss->sh->w[ss->wi], ss, &ev, ss->ls ? xpb_loop_session_get(ss->ls) : NULL);
-    }
-}
-
-static void dropped_one(send_ent *c, const char *xml)
-{
-    (void)xml;
-    atomic_fetch_sub(&c->ss->on_way, 1);
-}
-
-static void worker_sends(void *arg)
-{
-    send_batch_each(arg, worker_send_one);
-    send_batch_return(arg);
-}
-
-static void sends_dropped(void *arg)
-{
-    send_batch_each(arg, dropped_one);
-    send_batch_return(arg);
-}
-
-static int post_to(struct worker *w, xpb_mail_fn run, xpb_mail_fn drop, void *arg)
-{
-    xpb_mailbox *mb = xpb_loop_thread_mailbox(w->thread);
-    int rc;
-    while ((rc = xpb_mailbox_post(mb, run, drop, arg)) == XPB_EQUEUEFULL) {
-        struct timespec ms = {0, 1000000};
-        nanosleep(&ms, NULL);
-    }
-    return rc;
-}
-
-/* On the owner's thread: w's open send batch to w. */
-static void post_sends(struct worker *w)
-{
-    send_batch *b = w->sends;
-    if (!b) return;
-    w->sends = NULL;
-    post_to(w, worker_sends, sends_dropped, b);
-}
-
-static void on_send_flush(void *ud)
-{
-    xpb_shards *sh = ud;
-    for (unsigned i = 0; i < sh->n; i++)
-        post_sends(&sh->w[i]);
-}
-
-/* A command the worker must get: a full mailbox is waited out. The sends
- * accepted before it go first. */
-static int post_cmd(xpb_shard_session *ss, xpb_mail_fn run, xpb_mail_fn drop, void *arg)
-{
-    struct worker *w = &ss->sh->w[ss->wi];
-    post_sends(w);
-    return post_to(w, run, drop, arg);
-}
-
-/* w's open send batch, made (or taken back from the worker) at its first entry. */
-static send_batch *open_sends(xpb_shards *sh, struct worker *w)
-{
-    if (w->sends) return w->sends;
-    send_batch *b = atomic_exchange(&w->spare_sends, NULL);
-    if (!b) {
-        if (!(b = calloc(1, sizeof *b))) return NULL;
-        b->w = w;
-        xpb_buf_init(&b->buf, 0);
-    }
-    w->sends = b;
-    xpb_wake_signal(sh->send_flush);
-    return b;
-}
-
-/* The session's id form, xpb-<16 hex>-<n>, from the kernel's randomness. */
-static void make_id(xpb_shard_session *ss, char *out, size_t len)
-{
-    uint32_t r[2] = {0, 0};
-    if (getrandom(r, sizeof r, 0) != (ssize_t)sizeof r) r[0] ^= (uint32_t)(uintptr_t)out;
-    snprintf(out, len, "xpb-%08" PRIx32 "%08" PRIx32 "-%" PRIu64, r[0], r[1], ++ss->id_counter);
-}
-
-int xpb_shard_send(xpb_shard_session *ss, const xpb_stanza *st, int checked, uint64_t *handle,
-                   char *id, size_t idlen, size_t *xml_bytes)
-{
-    char own[XPB_SESSION_ID_MAX];
-    if (!ss || !st || !handle) return XPB_EINVAL;
-    if (!id || idlen == 0) { /* the caller does not want it */
-        id = own;
-        idlen = sizeof own;
-    }
-    if (ss->removed || ss->state == XPB_SS_STOPPED || ss->state == XPB_SS_CLOSING)
-        return XPB_ENOTCONN;
-    /* The session's own bounds, on its queue as of now plus what is on its
-     * way to it: a refusal here is an ERR_QUEUE_FULL, as with loops = 0. */
-    size_t on_way = atomic_load(&ss->on_way);
-    size_t queued = atomic_load_explicit(&ss->live.queued, memory_order_relaxed);
-    size_t unacked = atomic_load_explicit(&ss->live.unacked, memory_order_relaxed);
-    if (queued + on_way >= ss->queue_max ||
-        unacked >= (size_t)ss->queue_max * XPB_SESSION_UNACKED_FACTOR)
-        return XPB_EQUEUEFULL;
-    xpb_stanza copy = *st; /* shallow: only the id may differ */
-    if (st->id && st->id[0]) {
-        snprintf(id, idlen, "%s", st->id);
-    } else {
-        make_id(ss, id, idlen);
-        copy.id = id;
-    }
-    xpb_record_limits lim = {.max_string = ss->max_stanza_bytes,
-                             .max_stanza_bytes = ss->max_stanza_bytes};
-    struct worker *w = &ss->sh->w[ss->wi];
-    send_batch *b = open_sends(ss->sh, w);
-    if (!b) return XPB_ENOMEM;
-    /* The entry's header, then the XML written after it in place. */
-    size_t at = b->buf.len;
-    send_ent head = {.ss = ss};
-    int rc = xpb_buf_append(&b->buf, &head, sizeof head);
-    if (rc == 0)
-        rc = checked ? xpb_stanza_to_xml_prechecked(&b->buf, &copy, ss->stream_ns, &lim, NULL, 0)
-                     : xpb_stanza_to_xml(&b->buf, &copy, ss->stream_ns, &lim, NULL, 0);
-    size_t len = b->buf.len - at - sizeof head;
-    static const char zeros[SEND_ALIGN];
-    if (rc == 0) rc = xpb_buf_append(&b->buf, zeros, send_pad(sizeof head + len) - sizeof head - len);
-    if (rc != 0) {
-        b->buf.len = at;
-        return rc;
-    }
-    send_ent *e = (send_ent *)(void *)(b->buf.data + at);
-    e->handle = ++ss->next_handle;
-    e->len = len;
-    if (b->last != ss) {
-        e->holds_ref = 1;
-        atomic_fetch_add(&ss->refs, 1);
-        b->last = ss;
-    }
-    *handle = e->handle;
-    if (xml_bytes) *xml_bytes = len;
-    atomic_fetch_add(&ss->on_way, 1);
-    if (++b->n >= SEND_POST_ENTRIES) post_sends(w);
-    return 0;
-}
-
 /* ---- the owner's API --------------------------------------------------------------- */
 
 int xpb_shards_new(xpb_shards **out, const xpb_shards_config *cfg, char *err, size_t errlen)
@@ -751,7 +471,7 @@ int xpb_shards_new(xpb_shards **out, const xpb_shards_config *cfg, char *err, si
     pthread_mutex_init(&sh->sm_mu, NULL);
     pthread_cond_init(&sh->sm_cv, NULL);
     int rc = xpb_mailbox_new(cfg->owner, &sh->to_owner);
-    if (rc == 0) rc = xpb_wake_new(cfg->owner, on_send_flush, sh, &sh->send_flush);
+    if (rc == 0) rc = xpb_wake_new(cfg->owner, shards_on_send_flush, sh, &sh->send_flush);
     for (unsigned i = 0; rc == 0 && i < cfg->workers; i++) {
         struct worker *w = &sh->w[i];
         xpb_loop_config lc = cfg->worker;
@@ -812,7 +532,7 @@ int xpb_shards_add(xpb_shards *sh, const char *name, const xpb_session_config *c
     ss->next = sh->live;
     if (sh->live) sh->live->prev = ss;
     sh->live = ss;
-    post_cmd(ss, worker_create, create_dropped, c);
+    shards_post_cmd(ss, worker_create, create_dropped, c);
     *out = ss;
     return 0;
 }
@@ -826,26 +546,22 @@ void xpb_shards_remove(xpb_shard_session *ss)
     else sh->live = ss->next;
     if (ss->next) ss->next->prev = ss->prev;
     atomic_fetch_add(&ss->refs, 1); /* the command's */
-    post_cmd(ss, worker_destroy, cmd_dropped, ss);
-    unref(ss); /* the owner's */
+    shards_post_cmd(ss, worker_destroy, cmd_dropped, ss);
+    shards_unref(ss); /* the owner's */
 }
 
 void xpb_shard_close(xpb_shard_session *ss)
 {
     if (!ss || ss->removed) return;
     atomic_fetch_add(&ss->refs, 1);
-    post_cmd(ss, worker_close, cmd_dropped, ss);
+    shards_post_cmd(ss, worker_close, cmd_dropped, ss);
 }
 
 void xpb_shards_free(xpb_shards *sh)
 {
     if (!sh) return;
     xpb_wake_free(sh->send_flush); /* on the owner's loop, as this call */
-    for (unsigned i = 0; i < sh->n; i++) { /* sends never posted */
-        send_batch *b = sh->w[i].sends;
-        sh->w[i].sends = NULL;
-        if (b) sends_dropped(b);
-    }
+    shards_drop_unposted_sends(sh);
     pthread_mutex_lock(&sh->sm_mu);
     sh->stopping = 1; /* a worker waiting for its XEP-0198 event goes on */
     pthread_cond_broadcast(&sh->sm_cv);
@@ -864,7 +580,7 @@ void xpb_shards_free(xpb_shards *sh)
             xpb_loop_remove_session(w->loop, ls);
             if (ss) {
                 ss->ls = NULL;
-                unref(ss); /* the worker's */
+                shards_unref(ss); /* the worker's */
             }
         }
         xpb_wake_free(w->flush);
@@ -874,13 +590,13 @@ void xpb_shards_free(xpb_shards *sh)
     for (unsigned i = 0; i < sh->n; i++) {
         free_spares(sh->w[i].spare);
         free_spares(atomic_exchange(&sh->w[i].returned, NULL));
-        send_batch_free(atomic_exchange(&sh->w[i].spare_sends, NULL));
+        shards_free_send_spares(&sh->w[i]);
     }
     while (sh->live) {
         xpb_shard_session *ss = sh->live;
         sh->live = ss->next;
         ss->removed = 1;
-        unref(ss); /* the owner's */
+        shards_unref(ss); /* the owner's */
     }
     pthread_cond_destroy(&sh->sm_cv);
     pthread_mutex_destroy(&sh->sm_mu);

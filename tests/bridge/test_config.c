@@ -330,21 +330,21 @@ static void test_robustness_limits(void **state)
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     assert_int_equal(xpb_config_loops(&c), cores < 2 ? 0 : (unsigned)cores);
     xpb_config_clear(&c);
-    assert_int_equal(xpb_config_parse_string(&c, "limits = { loops = \"auto\"; };", "a.conf", err,
-                                             sizeof err),
-                     0);
+    assert_int_equal(
+        xpb_config_parse_string(&c, "limits = { loops = \"auto\"; };", "a.conf", err, sizeof err),
+        0);
     assert_int_equal(c.loops, XPB_CONFIG_LOOPS_AUTO);
     xpb_config_clear(&c);
     assert_int_equal(
         xpb_config_parse_string(&c, "limits = { loops = 0; };", "z.conf", err, sizeof err), 0);
     assert_int_equal(xpb_config_loops(&c), 0);
     xpb_config_clear(&c);
-    assert_int_equal(
-        xpb_config_parse_string(&c,
-                                "metrics = { max_connections = 4; idle_timeout_s = 2; };\n"
-                                "limits = { backoff_reset_s = 300; backoff_max_s = 8; loops = 3; };",
-                                "l.conf", err, sizeof err),
-        0);
+    assert_int_equal(xpb_config_parse_string(
+                         &c,
+                         "metrics = { max_connections = 4; idle_timeout_s = 2; };\n"
+                         "limits = { backoff_reset_s = 300; backoff_max_s = 8; loops = 3; };",
+                         "l.conf", err, sizeof err),
+                     0);
     assert_int_equal(c.metrics_max_connections, 4);
     assert_int_equal(c.metrics_idle_timeout_s, 2);
     assert_int_equal(c.backoff_reset_s, 300);

@@ -50,7 +50,7 @@ static int setup(void **state)
     assert_non_null(f->loop);
     xpb_config cfg;
     xpb_config_init(&cfg);
-    cfg.loops = 0; /* the fake loop has no worker loops */
+    cfg.loops = 0;                    /* the fake loop has no worker loops */
     cfg.allow_inline_credentials = 1; /* open may carry a password (bus.allow_inline_credentials) */
     cfg.state_dir = strdup("none"); /* never the user's default state directory */
     char err[512] = "";

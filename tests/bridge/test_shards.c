@@ -264,8 +264,10 @@ static void test_sends_batched(void **state)
     session_cfg(&sc, closed_port());
     sc.queue_max = 200;
     xpb_shard_session *ss[2];
-    const char *names[2] = {"acct0", "acct1"}; /* one on each worker (test_events_reach_the_owner) */
-    for (int i = 0; i < 2; i++) assert_int_equal(xpb_shards_add(sh, names[i], &sc, NULL, &ss[i]), 0);
+    const char *names[2] = {"acct0",
+                            "acct1"}; /* one on each worker (test_events_reach_the_owner) */
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(xpb_shards_add(sh, names[i], &sc, NULL, &ss[i]), 0);
     assert_true(xpb_shard_worker(ss[0]) != xpb_shard_worker(ss[1]));
     Xpb__V1__Text text = XPB__V1__TEXT__INIT;
     Xpb__V1__Text *bodies[1] = {&text};

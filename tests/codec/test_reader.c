@@ -1242,7 +1242,8 @@ static void test_reader_clone_moves_the_block(void **state)
     xpb_buf big;
     xpb_buf_init(&big, 0);
     assert_int_equal(xpb_buf_append(&big, "<message xmlns='jabber:client'><body>", 37), 0);
-    for (int i = 0; i < 4000; i++) assert_int_equal(xpb_buf_append(&big, "0123456789", 10), 0);
+    for (int i = 0; i < 4000; i++)
+        assert_int_equal(xpb_buf_append(&big, "0123456789", 10), 0);
     assert_int_equal(xpb_buf_append(&big, "</body></message>", 17), 0);
     assert_int_equal(xpb_reader_feed(k.r, (const char *)big.data, big.len), 0);
     xpb_buf_free(&big);

@@ -77,8 +77,10 @@ static int write_config(const lbridge_opts *o, lbridge *b, char *conf, size_t le
     fprintf(f, "metrics = { listen = \"127.0.0.1:%d\"; };\n", b->metrics_port);
     if (o->state) fprintf(f, "state = { dir = \"%s/state\"; };\n", b->dir);
     else fprintf(f, "state = { dir = \"none\"; };\n");
-    if (o->loops < 0) fprintf(f, "limits = { queue_max = 1000; loops = \"auto\"; };\n");
-    else fprintf(f, "limits = { queue_max = 1000; loops = %d; };\n", o->loops);
+    if (o->loops < 0)
+        fprintf(f, "limits = { queue_max = 1000; loops = \"auto\"; };\n");
+    else
+        fprintf(f, "limits = { queue_max = 1000; loops = %d; };\n", o->loops);
     fprintf(f, "accounts = (\n");
     for (unsigned i = 0; i < o->accounts; i++)
         write_account(f, o, pw, i);

@@ -190,7 +190,7 @@ static uint64_t wire_get(wire w, unsigned want)
 typedef struct light_ev {
     uint64_t seq, stamp_us;
     int has_seq;
-    unsigned body; /* 10 stanza, 11 state, 12 delivery, 0 none */
+    unsigned body;  /* 10 stanza, 11 state, 12 delivery, 0 none */
     uint64_t value; /* the stanza's kind, the state's state, the delivery's outcome */
     wire id;        /* the stanza's id (may be empty) */
 } light_ev;
@@ -203,15 +203,20 @@ static int light_event(wire w, light_ev *e)
     *e = (light_ev){0};
     while (w.p < w.end) {
         if (wire_field(&w, &num, &v, &sub)) return -1;
-        if (num == 1) e->seq = v, e->has_seq = 1;
-        else if (num == 2) e->stamp_us = v;
-        else if (num >= 10 && num <= 12) e->body = num, body = sub;
+        if (num == 1)
+            e->seq = v, e->has_seq = 1;
+        else if (num == 2)
+            e->stamp_us = v;
+        else if (num >= 10 && num <= 12)
+            e->body = num, body = sub;
     }
     if (e->body == 10) {
         while (body.p < body.end) {
             if (wire_field(&body, &num, &v, &sub)) return -1;
-            if (num == 1) e->value = v;
-            else if (num == 4) e->id = sub;
+            if (num == 1)
+                e->value = v;
+            else if (num == 4)
+                e->id = sub;
         }
     } else if (e->body) {
         e->value = wire_get(body, 1);

@@ -158,7 +158,7 @@ typedef struct load_opts {
     double latency_rate; /* 0: half the run's one-account inbound figure */
     unsigned idle, runs, batch_max, batch_flush_us;
     unsigned busy; /* accounts flooded at once for the first inbound figure (default 1) */
-    int loops;      /* the bridge's limits.loops; -1 (the default): "auto", one per core */
+    int loops;     /* the bridge's limits.loops; -1 (the default): "auto", one per core */
     int sm, peer, json, batch_flush_set;
     int state; /* the bridge gets a state directory (journal, outbox) */
     int journal_ratio; /* each run also floods a bridge without and one with it */

@@ -226,7 +226,7 @@ static int set_num(cli *c, int opt, const char *arg)
                                                                 : LOAD_MAX_COUNT;
     unsigned long long min =
         opt == O_IDLE || opt == O_SEED || opt == O_BFLUSH || opt == O_LOOPS || opt == O_CPULAT ? 0
-                                                                                             : 1;
+                                                                                               : 1;
     if (parse_num(arg, min, max, &v)) {
         char what[96];
         snprintf(what, sizeof(what), "not a number from %llu to %llu", min, max);
@@ -378,8 +378,7 @@ static int hold_cpu_latency(long lat_us)
     int fd = open("/dev/cpu_dma_latency", O_WRONLY | O_CLOEXEC);
     int32_t v = (int32_t)lat_us;
     if (fd < 0 || write(fd, &v, sizeof v) != (ssize_t)sizeof v) {
-        fprintf(stderr, "xpb-load: --cpu-latency-us: /dev/cpu_dma_latency: %s\n",
-                strerror(errno));
+        fprintf(stderr, "xpb-load: --cpu-latency-us: /dev/cpu_dma_latency: %s\n", strerror(errno));
         if (fd >= 0) close(fd);
         return -1;
     }

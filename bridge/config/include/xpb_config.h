@@ -24,7 +24,7 @@
 #define XPB_CONFIG_DEFAULT_BACKOFF_RESET_S 60u /* online this long -> the backoff starts over */
 #define XPB_CONFIG_DEFAULT_BACKOFF_MAX_S 60u   /* the longest wait between reconnects */
 #define XPB_SHARDS_MAX_WORKERS_CONFIG 64u      /* limits.loops (xpb_shards.h's bound) */
-#define XPB_CONFIG_LOOPS_AUTO 0xffffffffu       /* limits.loops = "auto" */
+#define XPB_CONFIG_LOOPS_AUTO 0xffffffffu      /* limits.loops = "auto" */
 #define XPB_CONFIG_MAX_FILE_BYTES (16u * 1024u * 1024u) /* a bigger config file is refused */
 
 enum { XPB_CFG_LOG_DEBUG = 0, XPB_CFG_LOG_INFO, XPB_CFG_LOG_WARN, XPB_CFG_LOG_ERROR };

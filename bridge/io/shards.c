@@ -489,8 +489,15 @@ int xpb_shards_new(xpb_shards **out, const xpb_shards_config *cfg, char *err, si
             rc = xpb_wake_new(w->loop, on_flush, w, &w->flush);
         }
         if (rc == 0) rc = xpb_loop_thread_start(w->loop, &w->thread);
-        if (rc == 0) sh->n = i + 1;
-        else snprintf(err, errlen, "worker loop %u: %s", i, xpb_strerror(rc));
+        if (rc == 0) {
+            sh->n = i + 1;
+        } else { /* not counted in sh->n: free what this one made here */
+            snprintf(err, errlen, "worker loop %u: %s", i, xpb_strerror(rc));
+            xpb_wake_free(w->flush);
+            w->flush = NULL;
+            xpb_loop_free(w->loop);
+            w->loop = NULL;
+        }
     }
     if (rc != 0) {
         xpb_shards_free(sh);

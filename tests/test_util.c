@@ -60,3 +60,18 @@ size_t xpb_test_each_xml(const char *dir, xpb_test_file_fn fn, void *ud)
     free(names);
     return done;
 }
+
+void xpb_test_msg_init(xpb_test_msg *m, const char *to, const char *body)
+{
+    xpb_stanza st = XPB__V1__STANZA__INIT;
+    Xpb__V1__Text text = XPB__V1__TEXT__INIT;
+    m->st = st;
+    m->text = text;
+    m->text.text = (char *)body;
+    m->bodies[0] = &m->text;
+    m->st.has_kind = 1;
+    m->st.kind = XPB__V1__KIND__KIND_MESSAGE;
+    m->st.to = (char *)to;
+    m->st.n_body = 1;
+    m->st.body = m->bodies;
+}

@@ -4,6 +4,8 @@
 
 #include <stddef.h>
 
+#include "xpb_stanza.h"
+
 /* The whole file at path, malloc'ed, with a NUL after the *len bytes; NULL
  * when it cannot be opened or read. */
 char *xpb_test_read_file(const char *path, size_t *len);
@@ -13,5 +15,14 @@ char *xpb_test_read_file(const char *path, size_t *len);
  * file cannot be read. */
 typedef void (*xpb_test_file_fn)(const char *name, const char *data, size_t len, void *ud);
 size_t xpb_test_each_xml(const char *dir, xpb_test_file_fn fn, void *ud);
+
+/* A message record to `to` with one body, as the send tests build it; the
+ * record points into m, so m must stay where it is while st is used. */
+typedef struct xpb_test_msg {
+    xpb_stanza st;
+    Xpb__V1__Text text;
+    Xpb__V1__Text *bodies[1];
+} xpb_test_msg;
+void xpb_test_msg_init(xpb_test_msg *m, const char *to, const char *body);
 
 #endif

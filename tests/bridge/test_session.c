@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "test_util.h"
 #include "xpb_error.h"
 #include "xpb_sasl.h"
 #include "xpb_session.h"
@@ -316,18 +317,12 @@ static xpb_session *online_plain(xpb_session_config *c)
 /* A message record; id NULL lets the session assign one. */
 static uint64_t send_msg(xpb_session *s, const char *id, const char *body)
 {
-    Xpb__V1__Text text = XPB__V1__TEXT__INIT;
-    text.text = (char *)body;
-    Xpb__V1__Text *bodies[1] = {&text};
-    xpb_stanza st = XPB__V1__STANZA__INIT;
-    st.has_kind = 1;
-    st.kind = XPB__V1__KIND__KIND_MESSAGE;
+    xpb_test_msg m;
+    xpb_test_msg_init(&m, "friend@example.com", body);
+    xpb_stanza st = m.st;
     st.has_type = 1;
     st.type = XPB__V1__STANZA_TYPE__TYPE_CHAT;
-    st.to = "friend@example.com";
     st.id = (char *)id;
-    st.n_body = 1;
-    st.body = bodies;
     uint64_t h = 0;
     assert_int_equal(xpb_session_send(s, &st, &h), 0);
     assert_true(h > 0);
@@ -1063,16 +1058,10 @@ static void test_send_checked(void **state)
     base_cfg(&c, 0);
     c.max_stanza_bytes = 4 * XPB_SESSION_WBUF_KEEP;
     xpb_session *s = online_plain(&c);
-    Xpb__V1__Text text = XPB__V1__TEXT__INIT;
-    Xpb__V1__Text *bodies[1] = {&text};
-    xpb_stanza st = XPB__V1__STANZA__INIT;
-    st.has_kind = 1;
-    st.kind = XPB__V1__KIND__KIND_MESSAGE;
-    st.to = "friend@example.com";
+    xpb_test_msg m;
+    xpb_test_msg_init(&m, "friend@example.com", "a < b & c");
+    xpb_stanza st = m.st;
     st.id = "c1";
-    st.n_body = 1;
-    st.body = bodies;
-    text.text = "a < b & c";
     uint64_t h1 = 0, h2 = 0;
     clear_sent();
     assert_int_equal(xpb_session_send(s, &st, &h1), 0);
@@ -1088,7 +1077,7 @@ static void test_send_checked(void **state)
     assert_non_null(body);
     memset(body, 'b', big);
     body[big] = '\0';
-    text.text = body;
+    m.text.text = body;
     st.id = "big";
     clear_sent();
     assert_int_equal(xpb_session_send_checked(s, &st, &h1), 0);
@@ -1100,12 +1089,12 @@ static void test_send_checked(void **state)
     assert_non_null(huge);
     memset(huge, 'h', c.max_stanza_bytes);
     huge[c.max_stanza_bytes] = '\0';
-    text.text = huge;
+    m.text.text = huge;
     st.id = "huge";
     clear_sent();
     assert_int_equal(xpb_session_send_checked(s, &st, &h1), XPB_ETOOBIG);
     assert_int_equal(F.out.len, 0);
-    text.text = "small";
+    m.text.text = "small";
     st.id = "after";
     assert_int_equal(xpb_session_send_checked(s, &st, &h1), 0);
     xpb_session_idle(s);
@@ -1145,15 +1134,9 @@ static void test_send_xml(void **state)
     assert_int_equal(xpb_session_send_xml(s, huge, c.max_stanza_bytes + 1, 9), XPB_ETOOBIG);
     free(huge);
     /* A record sent after takes the next handle after the caller's. */
-    Xpb__V1__Text text = XPB__V1__TEXT__INIT;
-    Xpb__V1__Text *bodies[1] = {&text};
-    xpb_stanza st = XPB__V1__STANZA__INIT;
-    st.has_kind = 1;
-    st.kind = XPB__V1__KIND__KIND_MESSAGE;
-    st.to = "friend@example.com";
-    st.n_body = 1;
-    st.body = bodies;
-    text.text = "two";
+    xpb_test_msg m;
+    xpb_test_msg_init(&m, "friend@example.com", "two");
+    xpb_stanza st = m.st;
     uint64_t h = 0;
     assert_int_equal(xpb_session_send(s, &st, &h), 0);
     assert_int_equal(h, 6);

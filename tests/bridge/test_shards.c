@@ -20,6 +20,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "test_util.h"
 #include "xpb/v1/stanza.pb-c.h"
 #include "xpb_error.h"
 #include "xpb_shards.h"
@@ -169,6 +170,19 @@ static void on_send_event(void *ud, xpb_shard_session *ss, const xpb_session_eve
         xpb_loop_stop(r->owner);
 }
 
+/* An owner loop and two worker loops whose events go to r. */
+static xpb_shards *send_setup(send_rec *r)
+{
+    memset(r, 0, sizeof *r);
+    xpb_loop_config oc = {0};
+    assert_int_equal(xpb_loop_new(&r->owner, &oc), 0);
+    xpb_shards_config cfg = {.workers = 2, .owner = r->owner, .on_event = on_send_event, .ud = r};
+    xpb_shards *sh;
+    char err[256] = "";
+    assert_int_equal(xpb_shards_new(&sh, &cfg, err, sizeof err), 0);
+    return sh;
+}
+
 /* Sends answer at once with a handle and an id; past queue_max a send is
  * refused, at once or (when the worker's queue filled before the owner heard
  * of it) as a FAILED event for its handle: five sends to a session that
@@ -177,27 +191,15 @@ static void test_send_through_a_worker(void **state)
 {
     (void)state;
     static send_rec r;
-    memset(&r, 0, sizeof r);
-    xpb_loop_config oc = {0};
-    assert_int_equal(xpb_loop_new(&r.owner, &oc), 0);
-    xpb_shards_config cfg = {.workers = 2, .owner = r.owner, .on_event = on_send_event, .ud = &r};
-    xpb_shards *sh;
-    char err[256] = "";
-    assert_int_equal(xpb_shards_new(&sh, &cfg, err, sizeof err), 0);
+    xpb_shards *sh = send_setup(&r);
     xpb_session_config sc;
     session_cfg(&sc, closed_port());
     sc.queue_max = 3;
     xpb_shard_session *ss;
     assert_int_equal(xpb_shards_add(sh, "sender", &sc, NULL, &ss), 0);
-    Xpb__V1__Text text = XPB__V1__TEXT__INIT;
-    Xpb__V1__Text *bodies[1] = {&text};
-    xpb_stanza st = XPB__V1__STANZA__INIT;
-    st.has_kind = 1;
-    st.kind = XPB__V1__KIND__KIND_MESSAGE;
-    st.to = "friend@example.com";
-    st.n_body = 1;
-    st.body = bodies;
-    text.text = "hello";
+    xpb_test_msg m;
+    xpb_test_msg_init(&m, "friend@example.com", "hello");
+    xpb_stanza st = m.st;
     int accepted = 0, refused_now = 0;
     uint64_t last = 0;
     for (int i = 0; i < 5; i++) {
@@ -253,13 +255,7 @@ static void test_sends_batched(void **state)
 {
     (void)state;
     static send_rec r;
-    memset(&r, 0, sizeof r);
-    xpb_loop_config oc = {0};
-    assert_int_equal(xpb_loop_new(&r.owner, &oc), 0);
-    xpb_shards_config cfg = {.workers = 2, .owner = r.owner, .on_event = on_send_event, .ud = &r};
-    xpb_shards *sh;
-    char err[256] = "";
-    assert_int_equal(xpb_shards_new(&sh, &cfg, err, sizeof err), 0);
+    xpb_shards *sh = send_setup(&r);
     xpb_session_config sc;
     session_cfg(&sc, closed_port());
     sc.queue_max = 200;
@@ -269,15 +265,9 @@ static void test_sends_batched(void **state)
     for (int i = 0; i < 2; i++)
         assert_int_equal(xpb_shards_add(sh, names[i], &sc, NULL, &ss[i]), 0);
     assert_true(xpb_shard_worker(ss[0]) != xpb_shard_worker(ss[1]));
-    Xpb__V1__Text text = XPB__V1__TEXT__INIT;
-    Xpb__V1__Text *bodies[1] = {&text};
-    xpb_stanza st = XPB__V1__STANZA__INIT;
-    st.has_kind = 1;
-    st.kind = XPB__V1__KIND__KIND_MESSAGE;
-    st.to = "friend@example.com";
-    st.n_body = 1;
-    st.body = bodies;
-    text.text = "hello";
+    xpb_test_msg m;
+    xpb_test_msg_init(&m, "friend@example.com", "hello");
+    xpb_stanza st = m.st;
     uint64_t last[2] = {0, 0};
     for (int n = 0; n < 150; n++) {
         for (int i = 0; i < 2; i++) {

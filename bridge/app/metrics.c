@@ -365,6 +365,11 @@ static int render_limits(xpb_buf *b, const xpb_daemon_counters *c)
                    "limits.loops in force: worker loops running the sessions, 0 when all run "
                    "on the main loop.",
                    c->worker_loops);
+    if (!rc)
+        rc = counter(b, "xpb_worker_waits_total",
+                     "Times a worker loop stopped reading its sockets until the main loop had run "
+                     "its events (XPB_SHARDS_MAX_IN_FLIGHT batches of 64 behind).",
+                     c->worker_waits);
     return rc;
 }
 

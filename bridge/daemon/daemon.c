@@ -752,6 +752,7 @@ void xpb_daemon_get_counters(xpb_daemon *d, xpb_daemon_counters *out)
     out->muc_self_ping_s = d->muc_ping_s;
     out->max_stanza_bytes = d->limits.max_stanza_bytes;
     out->worker_loops = d->shards ? xpb_shards_workers(d->shards) : 0;
+    out->worker_waits = d->shards ? xpb_shards_waits(d->shards) : 0;
     cluster_counters(d, out);
     if (d->store) {
         out->journal_on = 1;

@@ -111,6 +111,7 @@ static void batch_return(ev_batch *b)
     b->n = 0;
     b->done = NULL;
     struct worker *w = b->w;
+    atomic_fetch_sub(&w->in_flight, 1);
     ev_batch *top = atomic_load_explicit(&w->returned, memory_order_relaxed);
     do
         b->next_spare = top;
@@ -297,7 +298,23 @@ static void post_batch(struct worker *w, int sync)
      * it alone, batch_complete). */
     // cppcheck-suppress autoVariables
     if (sync) b->done = &done;
-    if (xpb_mailbox_post(sh->to_owner, owner_batch, owner_batch_dropped, b) != 0) {
+    /* Backpressure, not loss: while the owner is this far behind (or its
+     * mailbox is full) the worker waits, and reads none of its sockets. */
+    int rc, waited = 0;
+    struct timespec pause = {0, 200000};
+    while (atomic_load(&w->in_flight) >= XPB_SHARDS_MAX_IN_FLIGHT && !atomic_load(&sh->stop_flag)) {
+        if (!waited++) atomic_fetch_add(&sh->waits, 1);
+        nanosleep(&pause, NULL);
+    }
+    atomic_fetch_add(&w->in_flight, 1);
+    while ((rc = xpb_mailbox_post(sh->to_owner, owner_batch, owner_batch_dropped, b)) ==
+               XPB_EQUEUEFULL &&
+           !atomic_load(&sh->stop_flag)) {
+        if (!waited++) atomic_fetch_add(&sh->waits, 1);
+        nanosleep(&pause, NULL);
+    }
+    if (rc != 0) { /* stopping: nobody will run them */
+        atomic_fetch_sub(&w->in_flight, 1);
         b->done = NULL;
         batch_free(b);
         return;
@@ -512,6 +529,11 @@ unsigned xpb_shards_workers(const xpb_shards *sh)
     return sh->n;
 }
 
+unsigned long long xpb_shards_waits(const xpb_shards *sh)
+{
+    return atomic_load(&sh->waits);
+}
+
 int xpb_shards_add(xpb_shards *sh, const char *name, const xpb_session_config *cfg,
                    const char *ca_file, xpb_shard_session **out)
 {
@@ -571,6 +593,7 @@ void xpb_shards_free(xpb_shards *sh)
     shards_drop_unposted_sends(sh);
     pthread_mutex_lock(&sh->sm_mu);
     sh->stopping = 1; /* a worker waiting for its XEP-0198 event goes on */
+    atomic_store(&sh->stop_flag, 1); /* and one waiting for room */
     pthread_cond_broadcast(&sh->sm_cv);
     pthread_mutex_unlock(&sh->sm_mu);
     for (unsigned i = 0; i < sh->n; i++) {

@@ -29,6 +29,10 @@ struct worker {
      * posted together (send_batch); the worker gives the emptied one back. */
     struct send_batch *sends;
     _Atomic(struct send_batch *) spare_sends;
+    /* Event batches posted and not yet given back: at XPB_SHARDS_MAX_IN_FLIGHT
+     * the worker waits for the owner (backpressure: its sockets are not read
+     * meanwhile, so the servers' TCP windows fill; nothing is dropped). */
+    atomic_uint in_flight;
 };
 
 struct xpb_shards {
@@ -42,6 +46,8 @@ struct xpb_shards {
     pthread_mutex_t sm_mu;
     pthread_cond_t sm_cv;
     int stopping;
+    atomic_int stop_flag; /* stopping, read without sm_mu by a worker that waits for room */
+    atomic_ullong waits;  /* times a worker waited for the owner (xpb_shards_waits) */
 };
 
 struct xpb_shard_session {

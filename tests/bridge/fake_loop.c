@@ -373,6 +373,11 @@ unsigned xpb_shards_workers(const xpb_shards *sh)
     if (sh) no_shards(__func__);
     return 0;
 }
+unsigned long long xpb_shards_waits(const xpb_shards *sh)
+{
+    if (sh) no_shards(__func__);
+    return 0;
+}
 int xpb_shards_add(xpb_shards *sh, const char *name, const xpb_session_config *cfg,
                    const char *ca_file, xpb_shard_session **out)
 {

@@ -303,6 +303,51 @@ static void test_sends_batched(void **state)
     xpb_loop_free(r.owner);
 }
 
+/* Backpressure, not loss: the owner runs nothing while a worker makes more
+ * than XPB_SHARDS_MAX_IN_FLIGHT batches of events (20,000 sends to a
+ * session the worker could not make, each a FAILED event): the worker waits
+ * for room, and once the owner runs, every event arrives. */
+static void test_worker_waits_for_the_owner(void **state)
+{
+    (void)state;
+    static send_rec r;
+    xpb_shards *sh = send_setup(&r);
+    xpb_session_config sc;
+    session_cfg(&sc, closed_port());
+    sc.queue_max = 100000;
+    xpb_shard_session *ss;
+    /* A CA file that cannot be read: no session on the worker, every send fails there. */
+    assert_int_equal(xpb_shards_add(sh, "nobody", &sc, "/nonexistent/ca.pem", &ss), 0);
+    xpb_test_msg m;
+    xpb_test_msg_init(&m, "friend@example.com", "hello");
+    enum { N = 20000 };
+    assert_true(N / 64 > XPB_SHARDS_MAX_IN_FLIGHT);
+    for (int i = 0; i < N; i++) {
+        uint64_t h;
+        assert_int_equal(xpb_shard_send(ss, &m.st, 0, &h, NULL, 0, NULL), 0);
+    }
+    xpb_timer *dl;
+    assert_int_equal(xpb_timer_new(r.owner, on_deadline_send, r.owner, &dl), 0);
+    /* The sends still in the owner's open batch go with its first turn. */
+    xpb_timer_start(dl, 1);
+    assert_int_equal(xpb_loop_run(r.owner), 0);
+    for (int i = 0; i < 500 && xpb_shards_waits(sh) == 0; i++) {
+        struct timespec ms = {0, 10000000};
+        nanosleep(&ms, NULL); /* the owner runs nothing meanwhile */
+    }
+    assert_true(xpb_shards_waits(sh) >= 1);
+    r.backoffs = -1000000;
+    for (int slice = 0; slice < 400 && r.failed < N; slice++) {
+        xpb_timer_start(dl, 50);
+        assert_int_equal(xpb_loop_run(r.owner), 0);
+    }
+    assert_int_equal(r.failed, N); /* every one, none dropped */
+    xpb_shards_remove(ss);
+    xpb_timer_free(dl);
+    xpb_shards_free(sh);
+    xpb_loop_free(r.owner);
+}
+
 static void test_bad_config(void **state)
 {
     (void)state;
@@ -325,6 +370,7 @@ int main(void)
         cmocka_unit_test(test_events_reach_the_owner),
         cmocka_unit_test(test_send_through_a_worker),
         cmocka_unit_test(test_sends_batched),
+        cmocka_unit_test(test_worker_waits_for_the_owner),
         cmocka_unit_test(test_bad_config),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

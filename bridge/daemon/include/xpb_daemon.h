@@ -95,6 +95,8 @@ typedef struct xpb_daemon_counters {
     unsigned queue_max, muc_self_ping_s;
     size_t max_stanza_bytes;
     unsigned worker_loops; /* limits.loops in force ("auto" resolved); 0: one loop */
+    uint64_t worker_waits; /* a worker loop waited: the daemon's loop was XPB_SHARDS_MAX_IN_FLIGHT
+                              batches behind it */
     /* the state directory's journal (docs/durability.md); journal_on 0: none */
     int journal_on;
     xpb_journal_stats journal;      /* kept now, appended, trimmed, replays served */

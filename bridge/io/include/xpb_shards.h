@@ -40,6 +40,11 @@ int xpb_shards_new(xpb_shards **out, const xpb_shards_config *cfg, char *err, si
  * and wait for STOPPED first). */
 void xpb_shards_free(xpb_shards *sh);
 unsigned xpb_shards_workers(const xpb_shards *sh);
+/* A worker holds at most this many event batches the owner has not run yet
+ * (64 events each); past it, the worker waits (xpb_shards_waits counts it). */
+#define XPB_SHARDS_MAX_IN_FLIGHT 256u
+/* Times a worker waited because the owner was that far behind. */
+unsigned long long xpb_shards_waits(const xpb_shards *sh);
 
 /* The session is made and started on worker hash(name) % workers; cfg and
  * ca_file are copied. A setup failure comes back as an XPB_SE_STATE event

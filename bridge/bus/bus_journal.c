@@ -216,11 +216,27 @@ static void count_append(jbe *j, size_t nev, int rc, const char *err)
     j->last_error = rc;
 }
 
+static int by_seq(const void *a, const void *b)
+{
+    uint64_t x = ((const xpb_journal_event *)a)->seq, y = ((const xpb_journal_event *)b)->seq;
+    return x < y ? -1 : x > y;
+}
+
+/* The flush's events in seq order. Batches are per topic and leave in the
+ * order of their first seq, so two topics' events interleave across them
+ * (message/a: 1, 3; state/b: 2): batch by batch they come 1, 3, 2, and the
+ * journal, whose seqs only grow, refused the whole flush (the events were
+ * published and not kept: a resuming subscriber missed them). */
 static int collect_held(jbe *j)
 {
     int rc = 0;
     j->nev = 0;
     for (size_t i = 0; i < j->nheld && rc == 0; i++) rc = collect_events(j, &j->held[i]);
+    for (size_t i = 1; rc == 0 && i < j->nev; i++)
+        if (j->ev[i].seq < j->ev[i - 1].seq) {
+            qsort(j->ev, j->nev, sizeof *j->ev, by_seq);
+            break;
+        }
     return rc;
 }
 

@@ -1,4 +1,4 @@
-/* Tests for bridge/io/shards.c (experimental, limits.loops): sessions
+/* Tests for bridge/io/shards.c (limits.loops): sessions
  * on two worker loops, driven from the test's loop. Their server refuses
  * every connection (a closed port on 127.0.0.1), so each session goes
  * connecting -> backoff -> connecting ...: the events must reach the owner's

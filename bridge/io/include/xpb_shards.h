@@ -1,6 +1,6 @@
 /* Sessions spread over N worker loops, each on a thread of its own, driven
  * from one owner loop (the daemon's): several loops, shape 1 of
- * docs/architecture.md. Experimental (`limits.loops`, off by default):
+ * docs/architecture.md. `limits.loops` ("auto" by default: one per core):
  * sessions are added, removed and closed, their events reach the owner's
  * thread a worker loop turn at a time with the stanzas copied and the
  * session's state, stats and XEP-0198 state mirrored, and stanzas are sent.

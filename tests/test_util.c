@@ -75,3 +75,10 @@ void xpb_test_msg_init(xpb_test_msg *m, const char *to, const char *body)
     m->st.n_body = 1;
     m->st.body = m->bodies;
 }
+
+void xpb_test_chat_init(xpb_test_msg *m, const char *to, const char *body)
+{
+    xpb_test_msg_init(m, to, body);
+    m->st.has_type = 1;
+    m->st.type = XPB__V1__STANZA_TYPE__TYPE_CHAT;
+}

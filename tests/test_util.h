@@ -24,5 +24,7 @@ typedef struct xpb_test_msg {
     Xpb__V1__Text *bodies[1];
 } xpb_test_msg;
 void xpb_test_msg_init(xpb_test_msg *m, const char *to, const char *body);
+/* The same, of type chat. */
+void xpb_test_chat_init(xpb_test_msg *m, const char *to, const char *body);
 
 #endif

@@ -29,9 +29,9 @@
 #include <nng/supplemental/util/platform.h>
 
 #include "xpb_bus.h"
-#include "xpb_store.h"
-#include "xpb_loop.h"
 #include "xpb_error.h"
+#include "xpb_loop.h"
+#include "xpb_store.h"
 
 #define NMAX 4096
 
@@ -966,14 +966,16 @@ static void test_journal_keeps_interleaved_topics(void **state)
     cfg.requests_url = f->req_url;
     cfg.journal = store;
     assert_int_equal(make_bus(f, &cfg, &f->bus, err, sizeof err), 0);
-    for (int i = 0; i < 10; i++) publish_one(f, i % 2 ? "presence" : "message", ALICE);
+    for (int i = 0; i < 10; i++)
+        publish_one(f, i % 2 ? "presence" : "message", ALICE);
     xpb_bus_flush(f->bus);
     run_until(f, NULL, 0, 50);
     uint64_t seqs[32] = {0}, next = 0;
     assert_int_equal(
         xpb_store_journal_read(store, 1, "", 0, count_journal, seqs, &next, err, sizeof err), 0);
     assert_int_equal(seqs[0], 10);
-    for (uint64_t i = 1; i <= 10; i++) assert_int_equal(seqs[i], i);
+    for (uint64_t i = 1; i <= 10; i++)
+        assert_int_equal(seqs[i], i);
     xpb_bus_free(f->bus);
     f->bus = NULL;
     xpb_store_close(store);

@@ -19,6 +19,7 @@
 
 #include "fake_bus.h"
 #include "fake_loop.h"
+#include "test_util.h"
 #include "xpb_config.h"
 #include "xpb_daemon.h"
 #include "xpb_error.h"
@@ -153,16 +154,9 @@ static fake_req *send_message(fixture *f, const char *body)
 
 static fake_req *send_message_as(fixture *f, const char *account, const char *body)
 {
-    Xpb__V1__Text text = XPB__V1__TEXT__INIT;
-    text.text = (char *)body;
-    Xpb__V1__Text *bodies[] = {&text};
-    xpb_stanza st = XPB__V1__STANZA__INIT;
-    st.has_kind = st.has_type = 1;
-    st.kind = XPB__V1__KIND__KIND_MESSAGE;
-    st.type = XPB__V1__STANZA_TYPE__TYPE_CHAT;
-    st.to = "friend@example.com";
-    st.n_body = 1;
-    st.body = bodies;
+    xpb_test_msg m;
+    xpb_test_chat_init(&m, "friend@example.com", body);
+    xpb_stanza st = m.st;
     Xpb__V1__SendStanza op = XPB__V1__SEND_STANZA__INIT;
     op.stanza = &st;
     Xpb__V1__Request r = XPB__V1__REQUEST__INIT;
@@ -500,16 +494,9 @@ static void test_send_batch(void **state)
     login(f);
     xpb_loop_session *ls = bot_session(f);
     fake_bus_clear_events();
-    Xpb__V1__Text text = XPB__V1__TEXT__INIT;
-    text.text = "batch hello";
-    Xpb__V1__Text *bodies[] = {&text};
-    xpb_stanza ok = XPB__V1__STANZA__INIT, bad = XPB__V1__STANZA__INIT;
-    ok.has_kind = ok.has_type = 1;
-    ok.kind = XPB__V1__KIND__KIND_MESSAGE;
-    ok.type = XPB__V1__STANZA_TYPE__TYPE_CHAT;
-    ok.to = "friend@example.com";
-    ok.n_body = 1;
-    ok.body = bodies;
+    xpb_test_msg m;
+    xpb_test_chat_init(&m, "friend@example.com", "batch hello");
+    xpb_stanza ok = m.st, bad;
     bad = ok;
     bad.to = "not a jid@@";
     Xpb__V1__SendStanza s0 = XPB__V1__SEND_STANZA__INIT, s1 = XPB__V1__SEND_STANZA__INIT,
@@ -591,16 +578,9 @@ static void test_send_batch_acked_by_the_server(void **state)
     fake_clear_sent(ls);
     xpb_daemon_counters c0 = counters(f);
     enum { N = 40 };
-    Xpb__V1__Text text = XPB__V1__TEXT__INIT;
-    text.text = "batch & acks";
-    Xpb__V1__Text *bodies[] = {&text};
-    xpb_stanza st = XPB__V1__STANZA__INIT;
-    st.has_kind = st.has_type = 1;
-    st.kind = XPB__V1__KIND__KIND_MESSAGE;
-    st.type = XPB__V1__STANZA_TYPE__TYPE_CHAT;
-    st.to = "friend@example.com";
-    st.n_body = 1;
-    st.body = bodies;
+    xpb_test_msg m;
+    xpb_test_chat_init(&m, "friend@example.com", "batch & acks");
+    xpb_stanza st = m.st;
     Xpb__V1__SendStanza one[N], *items[N];
     for (int i = 0; i < N; i++) {
         one[i] = (Xpb__V1__SendStanza)XPB__V1__SEND_STANZA__INIT;
@@ -945,16 +925,9 @@ static void test_send_batch_kept_before_the_answer(void **state)
 {
     fixture *f = *state;
     open_bot(f, NULL); /* not logged in: the sends wait in the queue */
-    Xpb__V1__Text text = XPB__V1__TEXT__INIT;
-    text.text = "batch kept";
-    Xpb__V1__Text *bodies[] = {&text};
-    xpb_stanza ok = XPB__V1__STANZA__INIT;
-    ok.has_kind = ok.has_type = 1;
-    ok.kind = XPB__V1__KIND__KIND_MESSAGE;
-    ok.type = XPB__V1__STANZA_TYPE__TYPE_CHAT;
-    ok.to = "friend@example.com";
-    ok.n_body = 1;
-    ok.body = bodies;
+    xpb_test_msg m;
+    xpb_test_chat_init(&m, "friend@example.com", "batch kept");
+    xpb_stanza ok = m.st;
     Xpb__V1__SendStanza s0 = XPB__V1__SEND_STANZA__INIT, s1 = XPB__V1__SEND_STANZA__INIT,
                         s2 = XPB__V1__SEND_STANZA__INIT;
     s0.stanza = s1.stanza = s2.stanza = &ok;
@@ -998,16 +971,9 @@ static void test_answers_wait_for_the_store_thread(void **state)
 {
     fixture *f = *state;
     open_bot(f, NULL);
-    Xpb__V1__Text text = XPB__V1__TEXT__INIT;
-    text.text = "held";
-    Xpb__V1__Text *bodies[] = {&text};
-    xpb_stanza st = XPB__V1__STANZA__INIT;
-    st.has_kind = st.has_type = 1;
-    st.kind = XPB__V1__KIND__KIND_MESSAGE;
-    st.type = XPB__V1__STANZA_TYPE__TYPE_CHAT;
-    st.to = "friend@example.com";
-    st.n_body = 1;
-    st.body = bodies;
+    xpb_test_msg m;
+    xpb_test_chat_init(&m, "friend@example.com", "held");
+    xpb_stanza st = m.st;
     Xpb__V1__SendStanza one = XPB__V1__SEND_STANZA__INIT;
     one.stanza = &st;
     Xpb__V1__SendStanza *items[] = {&one, &one};

@@ -24,6 +24,7 @@
 
 #include "fake_bus.h"
 #include "fake_loop.h"
+#include "test_util.h"
 #include "xpb_config.h"
 #include "xpb_daemon.h"
 #include "xpb_error.h"
@@ -128,16 +129,9 @@ static void bind_and_enable(xpb_loop_session *ls)
 
 static fake_req *send_message(xpb_loop *loop, const char *body)
 {
-    Xpb__V1__Text text = XPB__V1__TEXT__INIT;
-    text.text = (char *)body;
-    Xpb__V1__Text *bodies[] = {&text};
-    xpb_stanza st = XPB__V1__STANZA__INIT;
-    st.has_kind = st.has_type = 1;
-    st.kind = XPB__V1__KIND__KIND_MESSAGE;
-    st.type = XPB__V1__STANZA_TYPE__TYPE_CHAT;
-    st.to = "friend@example.com";
-    st.n_body = 1;
-    st.body = bodies;
+    xpb_test_msg m;
+    xpb_test_chat_init(&m, "friend@example.com", body);
+    xpb_stanza st = m.st;
     Xpb__V1__SendStanza op = XPB__V1__SEND_STANZA__INIT;
     op.stanza = &st;
     Xpb__V1__Request r = XPB__V1__REQUEST__INIT;

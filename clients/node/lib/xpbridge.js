@@ -10,6 +10,8 @@ const fs = require('fs');
 const os = require('os');
 const path = require('path');
 const nano = require('nanomsg');
+
+const SETTLE_MS = 500; // events(): the live stream quiet this long, the journal is read once more
 const protobuf = require('protobufjs');
 
 const API_VERSION = 1;
@@ -322,8 +324,23 @@ class Bridge {
     try {
       if (journal) yield* replayAfter(null);
       if (!journal && last) det.resumeFrom(last, subs.length === 1 && subs[0] === '');
+      // The bridge's PUB attaches a new subscriber a moment after it dials:
+      // what it published meanwhile came neither live nor (if published after
+      // the replay was read) from the replay, and a hole shows only at the
+      // next event. So once the live stream has been quiet for SETTLE_MS the
+      // journal is read once more from the last event delivered (it is
+      // written before it is published: it holds everything not received).
+      let settled = !journal;
       for (;;) {
-        if (queue.length === 0 && !(await waitFor((w) => { wake = w; }, timeout))) return;
+        if (queue.length === 0 && !settled) {
+          if (!(await waitFor((w) => { wake = w; }, SETTLE_MS))) {
+            settled = true;
+            yield* replayAfter(null);
+            continue;
+          }
+        } else if (queue.length === 0 && !(await waitFor((w) => { wake = w; }, timeout))) {
+          return;
+        }
         wake = null;
         if (queue.length === 0) continue;
         let m;

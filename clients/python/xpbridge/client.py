@@ -326,12 +326,22 @@ class Bridge:
     def _follow(self, sock, det, resume_file, on_gap, timeout, resume=None):
         idle_since = time.monotonic()
         journal = resume is not None and resume.journal
+        # The bridge's PUB attaches a new subscriber a moment after it dials:
+        # what it published meanwhile came neither live nor (if published
+        # after the replay was read) from the replay, and a hole shows only
+        # at the next event. So at the first quiet poll the journal is read
+        # once more from the last event delivered (it is written before it is
+        # published, so by then it holds everything not received live).
+        settled = not journal
         while True:
             try:
                 data = sock.recv()
             except _nng.NngError as e:
                 if e.errno != _nng.ETIMEDOUT:
                     raise
+                if not settled:
+                    settled = True
+                    yield from resume.replay()
                 if timeout is not None and time.monotonic() - idle_since >= timeout:
                     return
                 continue

@@ -206,7 +206,11 @@ static int follow(tail_run *t, ctl_sub *sub)
 {
     bool done = false;
     unsigned quiet_ms = 0;
-    bool checked = true; /* replay_first has just looked */
+    /* Not "replay_first has just looked": the bridge's PUB attaches this
+     * subscriber a moment after it dials, and what it published meanwhile
+     * came neither live nor (if published after the replay was read) from
+     * replay_first. The first quiet spell looks once more. */
+    bool checked = false;
     while (!done && !tail_stop) {
         const uint8_t *data = NULL;
         size_t len = 0;

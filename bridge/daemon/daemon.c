@@ -83,7 +83,6 @@ struct account *request_account(xpb_daemon *d, const char *name, char *why, size
     return NULL;
 }
 
-
 /* A compact id (docs/mapping.md §7) back to its canonical UUID text. */
 void expand_id_uuid(xpb_stanza *st, char buf[37])
 {

@@ -655,7 +655,7 @@ static void resend_one(struct account *a, const struct kept *k)
     int rc = xpb_stanza_unpack(d->send_arena, k->record, k->len, &d->limits, &st, err,
                                sizeof err);
     uint64_t h = 0;
-    char sent_id[XPB_SESSION_ID_MAX + 8] = "";
+    char sent_id[XPB_SESSION_ID_MAX] = ""; /* p.id's size: what it keeps */
     a->in_send = 1;
     a->early_set = a->early_sent = 0;
     if (rc == 0) rc = link_send(a, st, 1, &h, sent_id, sizeof sent_id, NULL); /* unpack checked */

@@ -18,8 +18,7 @@ static Xpb__V1__SessionInfo *session_info(xpb_daemon *d, struct account *a)
     si->jid = a->full_jid;
     si->has_state = si->has_stanzas_in = si->has_stanzas_out = si->has_queued = 1;
     si->has_unacked = si->has_reconnects = si->has_resumptions = 1;
-    si->state = link_present(a) ? daemon_bus_state(link_state(a))
-                                : XPB__V1__SESSION_STATE__STATE__STATE_STOPPED;
+    si->state = daemon_bus_state(link_state(a)); /* no session: STOPPED */
     si->stanzas_in = st.stanzas_in;
     si->stanzas_out = st.stanzas_out;
     si->queued = st.queued;

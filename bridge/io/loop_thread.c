@@ -4,7 +4,6 @@
  * work while it waits for its first session. */
 #include <pthread.h>
 #include <stdlib.h>
-#include <time.h>
 
 #include "xpb_error.h"
 #include "xpb_loop.h"
@@ -57,10 +56,7 @@ int xpb_loop_thread_stop(xpb_loop_thread *t)
     if (!t) return 0;
     /* Posted after everything posted before it: those run first. A full
      * mailbox cannot refuse the stop: wait for room. */
-    while (xpb_mailbox_post(t->mail, stop_loop, NULL, t->l) == XPB_EQUEUEFULL) {
-        struct timespec ms = {0, 1000000};
-        nanosleep(&ms, NULL);
-    }
+    xpb_mailbox_post_wait(t->mail, stop_loop, NULL, t->l);
     pthread_join(t->th, NULL);
     xpb_mailbox_free(t->mail); /* the loop is done: dropped, not run */
     int rc = t->rc;

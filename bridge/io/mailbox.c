@@ -7,6 +7,7 @@
  * the order they were posted. */
 #include <pthread.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "xpb_error.h"
 #include "xpb_loop.h"
@@ -84,6 +85,16 @@ int xpb_mailbox_post(xpb_mailbox *m, xpb_mail_fn run, xpb_mail_fn drop, void *ar
     xpb_wake_signal(m->wake);
     // cppcheck-suppress memleak ; `it` is on the mailbox's list (m->tail)
     return 0;
+}
+
+int xpb_mailbox_post_wait(xpb_mailbox *m, xpb_mail_fn run, xpb_mail_fn drop, void *arg)
+{
+    int rc;
+    while ((rc = xpb_mailbox_post(m, run, drop, arg)) == XPB_EQUEUEFULL) {
+        struct timespec ms = {0, 1000000};
+        nanosleep(&ms, NULL);
+    }
+    return rc;
 }
 
 size_t xpb_mailbox_queued(xpb_mailbox *m)

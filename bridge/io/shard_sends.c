@@ -1,13 +1,11 @@
 /* Sends through a worker loop (xpb_shards.h, xpb_shard_send): accepted on
  * the owner's thread, queued by the session on the worker's. */
 #define _GNU_SOURCE
-#include <inttypes.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
-#include <time.h>
 
 #include "shards_internal.h"
 #include "xpb_error.h"
@@ -116,24 +114,13 @@ static void sends_dropped(void *arg)
     send_batch_return(arg);
 }
 
-static int post_to(struct worker *w, xpb_mail_fn run, xpb_mail_fn drop, void *arg)
-{
-    xpb_mailbox *mb = xpb_loop_thread_mailbox(w->thread);
-    int rc;
-    while ((rc = xpb_mailbox_post(mb, run, drop, arg)) == XPB_EQUEUEFULL) {
-        struct timespec ms = {0, 1000000};
-        nanosleep(&ms, NULL);
-    }
-    return rc;
-}
-
 /* On the owner's thread: w's open send batch to w. */
 static void post_sends(struct worker *w)
 {
     send_batch *b = w->sends;
     if (!b) return;
     w->sends = NULL;
-    post_to(w, worker_sends, sends_dropped, b);
+    xpb_mailbox_post_wait(xpb_loop_thread_mailbox(w->thread), worker_sends, sends_dropped, b);
 }
 
 void shards_on_send_flush(void *ud)
@@ -149,7 +136,7 @@ int shards_post_cmd(xpb_shard_session *ss, xpb_mail_fn run, xpb_mail_fn drop, vo
 {
     struct worker *w = &ss->sh->w[ss->wi];
     post_sends(w);
-    return post_to(w, run, drop, arg);
+    return xpb_mailbox_post_wait(xpb_loop_thread_mailbox(w->thread), run, drop, arg);
 }
 
 /* w's open send batch, made (or taken back from the worker) at its first entry. */
@@ -167,12 +154,23 @@ static send_batch *open_sends(xpb_shards *sh, struct worker *w)
     return b;
 }
 
-/* The session's id form, xpb-<16 hex>-<n>, from the kernel's randomness. */
+/* A random word from the kernel, 64 per getrandom call: a call per send was
+ * a system call on the owner's path of every stanza sent without an id. */
+static uint32_t id_random(xpb_shards *sh, const void *salt)
+{
+    if (sh->id_rand_left == 0) {
+        if (getrandom(sh->id_rand, sizeof sh->id_rand, 0) != (ssize_t)sizeof sh->id_rand)
+            return (uint32_t)(uintptr_t)salt; /* not expected; the counter keeps ids apart */
+        sh->id_rand_left = sizeof sh->id_rand / sizeof sh->id_rand[0];
+    }
+    return sh->id_rand[--sh->id_rand_left];
+}
+
+/* The session's id form (xpb_session_format_id), from the kernel's randomness. */
 static void make_id(xpb_shard_session *ss, char *out, size_t len)
 {
-    uint32_t r[2] = {0, 0};
-    if (getrandom(r, sizeof r, 0) != (ssize_t)sizeof r) r[0] ^= (uint32_t)(uintptr_t)out;
-    snprintf(out, len, "xpb-%08" PRIx32 "%08" PRIx32 "-%" PRIu64, r[0], r[1], ++ss->id_counter);
+    uint32_t r0 = id_random(ss->sh, out), r1 = id_random(ss->sh, ss);
+    xpb_session_format_id(out, len, r0, r1, ++ss->id_counter);
 }
 
 int xpb_shard_send(xpb_shard_session *ss, const xpb_stanza *st, int checked, uint64_t *handle,

@@ -42,9 +42,9 @@ void shards_unref(xpb_shard_session *ss)
  * one wake of the owner per turn (a post per event cost more than the work
  * it moved: docs/architecture.md, "Several loops"). The batch is posted by a
  * wake the worker signals itself at the first event, which runs after the
- * turn's other callbacks, or at once for an XPB_SE_SM event, which the
- * worker then waits for. The owner runs the events in order and frees the
- * batch. */
+ * turn's other callbacks, at its BATCH_POST_EVENTS-th event, or at once for
+ * an XPB_SE_SM event, which the worker then waits for. The owner runs the
+ * events in order and gives the batch back to the worker for reuse. */
 
 typedef struct shard_ev {
     struct shard_ev *next;
@@ -94,11 +94,13 @@ static void batch_unref(ev_batch *b)
         if (e->holds_ref) shards_unref(e->ss);
 }
 
+static void free_spares(ev_batch *b);
+
 static void batch_free(ev_batch *b)
 {
     batch_unref(b);
-    xpb_arena_free(b->arena);
-    free(b);
+    b->next_spare = NULL;
+    free_spares(b);
 }
 
 /* On the owner's thread: the batch emptied and pushed back to its worker. */
@@ -284,6 +286,17 @@ static int ev_add(struct worker *w, xpb_shard_session *ss, const xpb_session_eve
     return 0;
 }
 
+/* One pause of a worker waiting for the owner (counted once per wait);
+ * 0 without pausing once the owner stops. */
+static int pause_for_owner(xpb_shards *sh, int *waited)
+{
+    if (atomic_load(&sh->stopping)) return 0;
+    if (!(*waited)++) atomic_fetch_add(&sh->waits, 1);
+    struct timespec pause = {0, 200000};
+    nanosleep(&pause, NULL);
+    return 1;
+}
+
 /* Posts w's batch; with sync, waits until the owner ran it (XPB_SE_SM: the
  * owner keeps the state before the session tells the server its h). */
 static void post_batch(struct worker *w, int sync)
@@ -301,17 +314,12 @@ static void post_batch(struct worker *w, int sync)
     /* Backpressure, not loss: while the owner is this far behind (or its
      * mailbox is full) the worker waits, and reads none of its sockets. */
     int rc, waited = 0;
-    struct timespec pause = {0, 200000};
-    while (atomic_load(&w->in_flight) >= XPB_SHARDS_MAX_IN_FLIGHT && !atomic_load(&sh->stop_flag)) {
-        if (!waited++) atomic_fetch_add(&sh->waits, 1);
-        nanosleep(&pause, NULL);
+    while (atomic_load(&w->in_flight) >= XPB_SHARDS_MAX_IN_FLIGHT && pause_for_owner(sh, &waited)) {
     }
     atomic_fetch_add(&w->in_flight, 1);
     while ((rc = xpb_mailbox_post(sh->to_owner, owner_batch, owner_batch_dropped, b)) ==
                XPB_EQUEUEFULL &&
-           !atomic_load(&sh->stop_flag)) {
-        if (!waited++) atomic_fetch_add(&sh->waits, 1);
-        nanosleep(&pause, NULL);
+           pause_for_owner(sh, &waited)) {
     }
     if (rc != 0) { /* stopping: nobody will run them */
         atomic_fetch_sub(&w->in_flight, 1);
@@ -473,7 +481,6 @@ static void cmd_dropped(void *arg)
     shards_unref(arg);
 }
 
-/* A command the worker must get: a full mailbox is waited out. */
 /* ---- the owner's API --------------------------------------------------------------- */
 
 int xpb_shards_new(xpb_shards **out, const xpb_shards_config *cfg, char *err, size_t errlen)
@@ -592,8 +599,8 @@ void xpb_shards_free(xpb_shards *sh)
     xpb_wake_free(sh->send_flush); /* on the owner's loop, as this call */
     shards_drop_unposted_sends(sh);
     pthread_mutex_lock(&sh->sm_mu);
-    sh->stopping = 1; /* a worker waiting for its XEP-0198 event goes on */
-    atomic_store(&sh->stop_flag, 1); /* and one waiting for room */
+    atomic_store(&sh->stopping,
+                 1); /* a worker waiting for its XEP-0198 event, or for room, goes on */
     pthread_cond_broadcast(&sh->sm_cv);
     pthread_mutex_unlock(&sh->sm_mu);
     for (unsigned i = 0; i < sh->n; i++) {

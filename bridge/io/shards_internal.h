@@ -45,9 +45,14 @@ struct xpb_shards {
     /* XPB_SE_SM: a worker waits for the owner's on_event (or for the end). */
     pthread_mutex_t sm_mu;
     pthread_cond_t sm_cv;
-    int stopping;
-    atomic_int stop_flag; /* stopping, read without sm_mu by a worker that waits for room */
+    /* Set under sm_mu (for the XEP-0198 wait), read also without it by a
+     * worker that waits for room (post_batch). */
+    atomic_int stopping;
     atomic_ullong waits;  /* times a worker waited for the owner (xpb_shards_waits) */
+    /* Random words for the ids of sends without one (shard_sends.c), drawn
+     * from the kernel a block at a time: owner's thread only. */
+    uint32_t id_rand[64];
+    unsigned id_rand_left;
 };
 
 struct xpb_shard_session {

@@ -666,22 +666,30 @@ static int make_id(xpb_session *s, const xpb_stanza *st)
         return 0;
     }
     uint32_t a = s->ops->random(s->io), b = s->ops->random(s->io);
-    snprintf(s->last_id, sizeof s->last_id, "xpb-%08" PRIx32 "%08" PRIx32 "-%" PRIu64, a, b,
-             ++s->id_counter);
+    xpb_session_format_id(s->last_id, sizeof s->last_id, a, b, ++s->id_counter);
     return 1;
+}
+
+void xpb_session_format_id(char *out, size_t len, uint32_t r0, uint32_t r1, uint64_t counter)
+{
+    snprintf(out, len, "xpb-%08" PRIx32 "%08" PRIx32 "-%" PRIu64, r0, r1, counter);
+}
+
+/* queue_max bounds what waits for the connection; what was sent and is not
+ * yet acked is bounded apart (XPB_SESSION_UNACKED_FACTOR x queue_max), so a
+ * server that acks as it reads never makes a send fail, however fast they
+ * come: its acks trail the stream by a few milliseconds. */
+static int queue_full(const xpb_session *s)
+{
+    return s->n_items - s->n_sent >= s->cfg.queue_max ||
+           s->n_sent >= (size_t)s->cfg.queue_max * XPB_SESSION_UNACKED_FACTOR;
 }
 
 static int session_send(xpb_session *s, const xpb_stanza *st, uint64_t *handle, int checked)
 {
     if (s == NULL || st == NULL) return XPB_EINVAL;
     if (s->state == XPB_SS_STOPPED || s->state == XPB_SS_CLOSING) return XPB_ENOTCONN;
-    /* queue_max bounds what waits for the connection; what was sent and is
-     * not yet acked is bounded apart (XPB_SESSION_UNACKED_FACTOR x queue_max),
-     * so a server that acks as it reads never makes a send fail, however
-     * fast they come: its acks trail the stream by a few milliseconds. */
-    if (s->n_items - s->n_sent >= s->cfg.queue_max ||
-        s->n_sent >= (size_t)s->cfg.queue_max * XPB_SESSION_UNACKED_FACTOR)
-        return XPB_EQUEUEFULL;
+    if (queue_full(s)) return XPB_EQUEUEFULL;
     xpb_stanza copy = *st; /* shallow: only the id may differ */
     if (make_id(s, st)) copy.id = s->last_id;
     /* Written in the session's reused buffer, then copied at its size:
@@ -723,9 +731,7 @@ int xpb_session_send_xml(xpb_session *s, const char *xml, size_t len, uint64_t h
     if (s->state == XPB_SS_STOPPED || s->state == XPB_SS_CLOSING) return XPB_ENOTCONN;
     size_t max = s->cfg.max_stanza_bytes ? s->cfg.max_stanza_bytes : XPB_READER_DEFAULT_MAX_STANZA;
     if (len > max) return XPB_ETOOBIG;
-    if (s->n_items - s->n_sent >= s->cfg.queue_max ||
-        s->n_sent >= (size_t)s->cfg.queue_max * XPB_SESSION_UNACKED_FACTOR)
-        return XPB_EQUEUEFULL;
+    if (queue_full(s)) return XPB_EQUEUEFULL;
     int rc = session_item_insert(s, s->n_items, handle, xml, len);
     if (rc != 0) return rc;
     s->last_bytes = len;

@@ -144,6 +144,9 @@ typedef struct xpb_mailbox xpb_mailbox;
 typedef void (*xpb_mail_fn)(void *arg);
 int xpb_mailbox_new(xpb_loop *l, xpb_mailbox **out);
 int xpb_mailbox_post(xpb_mailbox *m, xpb_mail_fn run, xpb_mail_fn drop, void *arg);
+/* The same for work that must get there: a full mailbox is waited out (1 ms
+ * at a time, on the poster's thread). */
+int xpb_mailbox_post_wait(xpb_mailbox *m, xpb_mail_fn run, xpb_mail_fn drop, void *arg);
 size_t xpb_mailbox_queued(xpb_mailbox *m); /* pending now (any thread) */
 void xpb_mailbox_free(xpb_mailbox *m);
 

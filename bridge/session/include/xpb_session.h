@@ -214,6 +214,9 @@ int xpb_session_send_checked(xpb_session *s, const xpb_stanza *st, uint64_t *han
  * XPB_EINVAL for a handle not larger, XPB_ETOOBIG past max_stanza_bytes,
  * and the refusals of xpb_session_send. */
 int xpb_session_send_xml(xpb_session *s, const char *xml, size_t len, uint64_t handle);
+/* The id a stanza sent without one gets: xpb-<r0 r1 in hex>-<counter>, r0
+ * and r1 random (the session's own, and the worker loops' proxies'). */
+void xpb_session_format_id(char *out, size_t len, uint32_t r0, uint32_t r1, uint64_t counter);
 /* Clean shutdown: unavailable presence, </stream:stream>, wait briefly. */
 void xpb_session_close(xpb_session *s);
 /* The id of the stanza accepted by the last successful xpb_session_send

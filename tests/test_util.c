@@ -5,6 +5,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 char *xpb_test_read_file(const char *path, size_t *len)
 {
@@ -81,4 +85,18 @@ void xpb_test_chat_init(xpb_test_msg *m, const char *to, const char *body)
     xpb_test_msg_init(m, to, body);
     m->st.has_type = 1;
     m->st.type = XPB__V1__STANZA_TYPE__TYPE_CHAT;
+}
+
+unsigned short xpb_test_free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t al = sizeof a;
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
+        getsockname(fd, (struct sockaddr *)&a, &al) != 0) {
+        fprintf(stderr, "xpb_test_free_port: no loopback port\n");
+        abort();
+    }
+    close(fd); /* nothing listens there now */
+    return ntohs(a.sin_port);
 }

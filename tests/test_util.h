@@ -16,6 +16,9 @@ char *xpb_test_read_file(const char *path, size_t *len);
 typedef void (*xpb_test_file_fn)(const char *name, const char *data, size_t len, void *ud);
 size_t xpb_test_each_xml(const char *dir, xpb_test_file_fn fn, void *ud);
 
+/* A port on 127.0.0.1 that nothing listens on now (bound, read, closed). */
+unsigned short xpb_test_free_port(void);
+
 /* A message record to `to` with one body, as the send tests build it; the
  * record points into m, so m must stay where it is while st is used. */
 typedef struct xpb_test_msg {

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "metrics.h"
+#include "test_util.h"
 #include "xpb_error.h"
 
 /* The fake source: figures the test chose (the accounts apart). */
@@ -245,17 +246,6 @@ static int snapshot_src(void *ud, xpb_metrics_snapshot *s, int first)
     return sv->next < 3 ? XPB_METRICS_MORE : 0;
 }
 
-static uint16_t free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
 /* The client thread: one GET, the whole answer into sv->reply, then the
  * daemon's loop is told to stop. */
 static void *client(void *arg)
@@ -297,7 +287,7 @@ static void test_listener_thread(void **state)
     xpb_loop_config lc = {0};
     assert_int_equal(xpb_loop_new(&sv.loop, &lc), 0);
     assert_int_equal(xpb_wake_new(sv.loop, on_done, &sv, &sv.done), 0);
-    sv.port = free_port();
+    sv.port = xpb_test_free_port();
     char listen[64], err[256];
     snprintf(listen, sizeof listen, "127.0.0.1:%u", (unsigned)sv.port);
     xpb_metrics_opts mo = {.listen = listen, .max_connections = 4, .idle_timeout_s = 10};
@@ -351,7 +341,7 @@ static void test_listener_room_made_at_start(void **state)
     xpb_loop_config lc = {0};
     assert_int_equal(xpb_loop_new(&sv.loop, &lc), 0);
     assert_int_equal(xpb_wake_new(sv.loop, on_done, &sv, &sv.done), 0);
-    sv.port = free_port();
+    sv.port = xpb_test_free_port();
     char listen[64], err[256];
     snprintf(listen, sizeof listen, "127.0.0.1:%u", (unsigned)sv.port);
     xpb_metrics_opts mo = {.listen = listen, .max_connections = 4, .idle_timeout_s = 10,

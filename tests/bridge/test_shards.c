@@ -71,17 +71,6 @@ static void on_deadline_send(void *ud)
     xpb_loop_stop(ud);
 }
 
-static uint16_t closed_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t al = sizeof a;
-    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &al), 0);
-    close(fd); /* nothing listens there now */
-    return ntohs(a.sin_port);
-}
-
 static void session_cfg(xpb_session_config *c, uint16_t port)
 {
     xpb_session_config_init(c);
@@ -106,7 +95,7 @@ static void test_events_reach_the_owner(void **state)
     assert_int_equal(xpb_shards_new(&g.sh, &cfg, err, sizeof err), 0);
     assert_int_equal(xpb_shards_workers(g.sh), 2);
     xpb_session_config sc;
-    session_cfg(&sc, closed_port());
+    session_cfg(&sc, xpb_test_free_port());
     xpb_shard_session *ss[N_SESS];
     unsigned on_worker[2] = {0, 0};
     for (int i = 0; i < N_SESS - 1; i++) {
@@ -193,7 +182,7 @@ static void test_send_through_a_worker(void **state)
     static send_rec r;
     xpb_shards *sh = send_setup(&r);
     xpb_session_config sc;
-    session_cfg(&sc, closed_port());
+    session_cfg(&sc, xpb_test_free_port());
     sc.queue_max = 3;
     xpb_shard_session *ss;
     assert_int_equal(xpb_shards_add(sh, "sender", &sc, NULL, &ss), 0);
@@ -257,7 +246,7 @@ static void test_sends_batched(void **state)
     static send_rec r;
     xpb_shards *sh = send_setup(&r);
     xpb_session_config sc;
-    session_cfg(&sc, closed_port());
+    session_cfg(&sc, xpb_test_free_port());
     sc.queue_max = 200;
     xpb_shard_session *ss[2];
     const char *names[2] = {"acct0",
@@ -313,7 +302,7 @@ static void test_worker_waits_for_the_owner(void **state)
     static send_rec r;
     xpb_shards *sh = send_setup(&r);
     xpb_session_config sc;
-    session_cfg(&sc, closed_port());
+    session_cfg(&sc, xpb_test_free_port());
     sc.queue_max = 100000;
     xpb_shard_session *ss;
     /* A CA file that cannot be read: no session on the worker, every send fails there. */

@@ -23,6 +23,20 @@
 #define LAT_MAX (4u * 1024u * 1024u)             /* latency samples kept */
 #define SUB_ARENA_BLOCK (256u * 1024u)           /* a batch of 64 events fits in one */
 
+typedef struct wire {
+    const uint8_t *p, *end;
+} wire;
+
+typedef struct light_ev {
+    uint64_t seq, stamp_us;
+    int has_seq;
+    unsigned body;  /* 10 stanza, 11 state, 12 delivery, 0 none */
+    uint64_t value; /* the stanza's kind, the state's state, the delivery's outcome */
+    wire id;        /* the stanza's id (may be empty) */
+} light_ev;
+
+#define SUB_LIGHT_MAX 4096u /* events a batch may hold (bus.batch_max's bound) */
+
 struct lsub {
     nng_socket s;
     pthread_t thread;
@@ -30,6 +44,7 @@ struct lsub {
     pthread_mutex_t mu;
     uint64_t messages, online, deliveries, gaps, complete, last_ns;
     uint64_t batches; /* NNG messages received (every SUB_UNPACK_EVERY-th is unpacked) */
+    light_ev light[SUB_LIGHT_MAX]; /* the batch being read off the wire */
     uint8_t *seen; /* bit per seq: the gap rule of docs/bus.md needs the set */
     size_t seen_bytes;
     /* Each batch is unpacked into it and it is reset after: the SUB shares
@@ -39,21 +54,6 @@ struct lsub {
     uint64_t *lat, *lat_bridge; /* arrival - send; event stamp - send */
     size_t n_lat, n_lat_bridge;
 };
-
-/* stamped: Event.timestamp_us (wall clock, set where the bridge publishes)
- * on this process's monotonic clock, in ns; 0 when the event has none. */
-static void on_stanza(lsub *s, const Xpb__V1__Stanza *st, uint64_t now, uint64_t stamped)
-{
-    if (!st->has_kind || st->kind != XPB__V1__KIND__KIND_MESSAGE) return;
-    s->messages++;
-    s->last_ns = now;
-    if (st->id && !strncmp(st->id, "lt-", 3) && s->n_lat < LAT_MAX) {
-        uint64_t sent = strtoull(st->id + 3, NULL, 10);
-        if (sent && sent <= now) s->lat[s->n_lat++] = now - sent;
-        /* The stamp has microseconds only: a hop under 1 us counts as 0. */
-        if (sent && stamped) s->lat_bridge[s->n_lat_bridge++] = stamped > sent ? stamped - sent : 0;
-    }
-}
 
 /* CLOCK_REALTIME - CLOCK_MONOTONIC, now: turns an event's wall-clock stamp
  * into the monotonic time the test server stamps its probes with. */
@@ -90,31 +90,20 @@ static void seen_set(lsub *s, uint64_t seq)
  * their first seq, so a batch starting at F means every seq below F not seen
  * yet was lost. The first batch seen starts the count (events before the
  * subscriber connected are not losses). */
-static void check_batch(lsub *s, const Xpb__V1__EventBatch *b)
+static void batch_starts(lsub *s, uint64_t first)
 {
-    if (!b->n_event || !b->event[0]->has_seq) return;
-    uint64_t first = b->event[0]->seq;
     if (!s->complete) s->complete = first - 1;
     for (uint64_t q = s->complete + 1; q < first; q++)
         if (!seen_get(s, q)) s->gaps++;
     if (first - 1 > s->complete) s->complete = first - 1;
-    for (size_t i = 0; i < b->n_event; i++)
-        if (b->event[i]->has_seq) seen_set(s, b->event[i]->seq);
 }
 
-static void on_event(lsub *s, const Xpb__V1__Event *e, uint64_t now, int64_t wall_off)
+static void check_batch(lsub *s, const Xpb__V1__EventBatch *b)
 {
-    uint64_t stamped = 0;
-    if (e->has_timestamp_us && (int64_t)(e->timestamp_us * 1000u) > wall_off)
-        stamped = (uint64_t)((int64_t)(e->timestamp_us * 1000u) - wall_off);
-    if (e->body_case == XPB__V1__EVENT__BODY_STANZA) on_stanza(s, e->stanza, now, stamped);
-    if (e->body_case == XPB__V1__EVENT__BODY_STATE && e->state->has_state &&
-        (e->state->state == XPB__V1__SESSION_STATE__STATE__STATE_ONLINE ||
-         e->state->state == XPB__V1__SESSION_STATE__STATE__STATE_RESUMED))
-        s->online++;
-    if (e->body_case == XPB__V1__EVENT__BODY_DELIVERY && e->delivery->has_outcome &&
-        e->delivery->outcome == XPB__V1__DELIVERY__OUTCOME__OUTCOME_ACKED)
-        s->deliveries++;
+    if (!b->n_event || !b->event[0]->has_seq) return;
+    batch_starts(s, b->event[0]->seq);
+    for (size_t i = 0; i < b->n_event; i++)
+        if (b->event[i]->has_seq) seen_set(s, b->event[i]->seq);
 }
 
 /* ---- the batch read off the wire, not unpacked ------------------------------------
@@ -129,10 +118,6 @@ static void on_event(lsub *s, const Xpb__V1__Event *e, uint64_t now, int64_t wal
  * (tests/tools/test_xpb_load_smoke.sh) would report. */
 
 #define SUB_UNPACK_EVERY 64u
-
-typedef struct wire {
-    const uint8_t *p, *end;
-} wire;
 
 static int wire_varint(wire *w, uint64_t *v)
 {
@@ -187,14 +172,6 @@ static uint64_t wire_get(wire w, unsigned want)
     return got;
 }
 
-typedef struct light_ev {
-    uint64_t seq, stamp_us;
-    int has_seq;
-    unsigned body;  /* 10 stanza, 11 state, 12 delivery, 0 none */
-    uint64_t value; /* the stanza's kind, the state's state, the delivery's outcome */
-    wire id;        /* the stanza's id (may be empty) */
-} light_ev;
-
 static int light_event(wire w, light_ev *e)
 {
     unsigned num;
@@ -224,6 +201,10 @@ static int light_event(wire w, light_ev *e)
     return 0;
 }
 
+/* What an event adds to the counts, read off the wire or unpacked (on_event):
+ * one rule for both. The stamp (Event.timestamp_us, wall clock, set where the
+ * bridge publishes) goes onto this process's monotonic clock; it has
+ * microseconds only, so a hop under 1 us counts as 0. */
 static void light_on_event(lsub *s, const light_ev *e, uint64_t now, int64_t wall_off)
 {
     if (e->body == 10 && e->value == XPB__V1__KIND__KIND_MESSAGE) {
@@ -248,34 +229,46 @@ static void light_on_event(lsub *s, const light_ev *e, uint64_t now, int64_t wal
     if (e->body == 12 && e->value == XPB__V1__DELIVERY__OUTCOME__OUTCOME_ACKED) s->deliveries++;
 }
 
+/* An unpacked event as the light scan would have read it. */
+static void on_event(lsub *s, const Xpb__V1__Event *e, uint64_t now, int64_t wall_off)
+{
+    light_ev l = {.seq = e->seq,
+                  .has_seq = e->has_seq,
+                  .stamp_us = e->has_timestamp_us ? e->timestamp_us : 0};
+    if (e->body_case == XPB__V1__EVENT__BODY_STANZA) {
+        const Xpb__V1__Stanza *st = e->stanza;
+        l.body = 10;
+        l.value = st->has_kind ? (uint64_t)st->kind : 0;
+        if (st->id)
+            l.id = (wire){(const uint8_t *)st->id, (const uint8_t *)st->id + strlen(st->id)};
+    } else if (e->body_case == XPB__V1__EVENT__BODY_STATE) {
+        l.body = 11;
+        l.value = e->state->has_state ? (uint64_t)e->state->state : 0;
+    } else if (e->body_case == XPB__V1__EVENT__BODY_DELIVERY) {
+        l.body = 12;
+        l.value = e->delivery->has_outcome ? (uint64_t)e->delivery->outcome : 0;
+    }
+    light_on_event(s, &l, now, wall_off);
+}
+
 /* The batch as light events: 0, or -1 when it does not read (then unpacked). */
 static int light_batch(lsub *s, const uint8_t *d, size_t len, uint64_t now, int64_t wall_off)
 {
-    wire w = {d, d + len};
+    wire w = {d, d + len}, sub;
     unsigned num;
-    uint64_t v, first = 0, n = 0;
-    wire sub;
-    /* First pass: well formed, and the first seq (the gap rule). */
+    uint64_t v;
+    size_t n = 0;
+    /* Read whole (well formed, or unpacked instead) before anything counts. */
     while (w.p < w.end) {
-        light_ev e;
         if (wire_field(&w, &num, &v, &sub)) return -1;
         if (num != 1) continue;
-        if (light_event(sub, &e)) return -1;
-        if (n++ == 0) first = e.has_seq ? e.seq : 0;
+        if (n == SUB_LIGHT_MAX || light_event(sub, &s->light[n++])) return -1;
     }
-    if (n && first) {
-        if (!s->complete) s->complete = first - 1;
-        for (uint64_t q = s->complete + 1; q < first; q++)
-            if (!seen_get(s, q)) s->gaps++;
-        if (first - 1 > s->complete) s->complete = first - 1;
-    }
-    for (w = (wire){d, d + len}; w.p < w.end;) {
-        light_ev e;
-        if (wire_field(&w, &num, &v, &sub)) break; /* read once above: cannot fail */
-        if (num != 1) continue;
-        light_event(sub, &e);
-        if (e.has_seq && first) seen_set(s, e.seq);
-        light_on_event(s, &e, now, wall_off);
+    uint64_t first = n && s->light[0].has_seq ? s->light[0].seq : 0; /* as check_batch */
+    if (first) batch_starts(s, first);
+    for (size_t i = 0; i < n; i++) {
+        if (first && s->light[i].has_seq) seen_set(s, s->light[i].seq);
+        light_on_event(s, &s->light[i], now, wall_off);
     }
     return 0;
 }

@@ -17,7 +17,6 @@
 
 #define SUB_MAX_BYTES (64u * 1024u * 1024u)
 #define SUB_QUEUE 4096
-#define SUB_POLL_MS 100
 #define SUB_REDIAL_MS 5
 #define SUB_SEEN_MAX_BYTES (64u * 1024u * 1024u) /* seqs checked: 512 M */
 #define LAT_MAX (4u * 1024u * 1024u)             /* latency samples kept */
@@ -39,7 +38,7 @@ typedef struct light_ev {
 
 struct lsub {
     nng_socket s;
-    pthread_t thread;
+    nng_aio *aio; /* receives on NNG's own thread: no wake of one of ours */
     atomic_int stop;
     pthread_mutex_t mu;
     uint64_t messages, online, deliveries, gaps, complete, last_ns;
@@ -303,17 +302,21 @@ static void on_message(lsub *s, nng_msg *m)
     xpb_arena_reset(s->arena); /* b and everything in it */
 }
 
-static void *sub_main(void *arg)
+/* A receive completes on NNG's thread, which runs this at once: a thread of
+ * ours blocked in nng_recvmsg would be one more wake per batch, and each is
+ * tens of us on a VM whose idle cores halt (docs/benchmarks.md). */
+static void sub_received(void *arg)
 {
     lsub *s = arg;
-    while (!s->stop) {
-        nng_msg *m = NULL;
-        if (nng_recvmsg(s->s, &m, 0) == 0) {
-            on_message(s, m);
-            nng_msg_free(m);
-        }
+    int rv = nng_aio_result(s->aio);
+    if (rv == 0) {
+        nng_msg *m = nng_aio_get_msg(s->aio);
+        on_message(s, m);
+        nng_msg_free(m);
+    } else if (rv == NNG_ECLOSED || rv == NNG_ECANCELED) {
+        return;
     }
-    return NULL;
+    if (!s->stop) nng_recv_aio(s->s, s->aio);
 }
 
 int lsub_start(const char *events_url, lsub **out)
@@ -334,11 +337,14 @@ int lsub_start(const char *events_url, lsub **out)
     if (!rv) rv = nng_socket_set(s->s, NNG_OPT_SUB_SUBSCRIBE, "", 0);
     if (!rv) rv = nng_socket_set_size(s->s, NNG_OPT_RECVMAXSZ, SUB_MAX_BYTES);
     if (!rv) rv = nng_socket_set_int(s->s, NNG_OPT_RECVBUF, SUB_QUEUE);
-    if (!rv) rv = nng_socket_set_ms(s->s, NNG_OPT_RECVTIMEO, SUB_POLL_MS);
     /* The bridge binds after it starts: catch its first state events. */
     if (!rv) rv = nng_socket_set_ms(s->s, NNG_OPT_RECONNMINT, SUB_REDIAL_MS);
     if (!rv) rv = nng_dial(s->s, events_url, NULL, NNG_FLAG_NONBLOCK); /* redials */
-    if (!rv) rv = pthread_create(&s->thread, NULL, sub_main, s);
+    if (!rv) rv = nng_aio_alloc(&s->aio, sub_received, s);
+    if (!rv) {
+        nng_aio_set_timeout(s->aio, NNG_DURATION_INFINITE);
+        nng_recv_aio(s->s, s->aio);
+    }
     if (rv) {
         fprintf(stderr, "xpb-load: cannot subscribe to %s: %s\n", events_url, nng_strerror(rv));
         nng_close(s->s);
@@ -356,7 +362,8 @@ void lsub_stop(lsub *s)
 {
     if (!s) return;
     s->stop = 1;
-    pthread_join(s->thread, NULL);
+    nng_aio_stop(s->aio); /* cancels the receive and waits out its callback */
+    nng_aio_free(s->aio);
     nng_close(s->s);
     pthread_mutex_destroy(&s->mu);
     free(s->lat);

@@ -21,25 +21,25 @@
 #include "load.h"
 #include "xpb_bus.h" /* XPB_BUS_PUB_SENDBUF */
 
-#define FLOOR_SUB_QUEUE 4096 /* as bus.c's SUB_QUEUE */
-#define FLOOR_POLL_MS 100
+#define FLOOR_SUB_QUEUE 4096    /* as bus.c's SUB_QUEUE */
 #define FLOOR_SETTLE_US 200000u /* the SUB's connection to come up */
 #define FLOOR_WAIT_MS 5000u     /* the last messages to arrive */
 
 typedef struct floor_sub {
     nng_socket s;
+    nng_aio *aio; /* received on NNG's thread, as bus.c's SUB does */
     uint64_t *lat;
     atomic_size_t n;
     size_t max;
-    atomic_int stop;
 } floor_sub;
 
-static void *floor_recv(void *arg)
+static void floor_received(void *arg)
 {
     floor_sub *f = arg;
-    while (!f->stop) {
-        nng_msg *m = NULL;
-        if (nng_recvmsg(f->s, &m, 0) != 0) continue;
+    int rv = nng_aio_result(f->aio);
+    if (rv == NNG_ECLOSED || rv == NNG_ECANCELED) return;
+    if (rv == 0) {
+        nng_msg *m = nng_aio_get_msg(f->aio);
         uint64_t now = load_now_ns(), sent;
         size_t i = f->n;
         if (nng_msg_len(m) == sizeof(sent) && i < f->max) {
@@ -49,7 +49,7 @@ static void *floor_recv(void *arg)
         }
         nng_msg_free(m);
     }
-    return NULL;
+    nng_recv_aio(f->s, f->aio);
 }
 
 static int cmp_u64(const void *a, const void *b)
@@ -66,8 +66,12 @@ static int open_pair(const char *url, nng_socket *pub, floor_sub *f)
     if (!rv) rv = nng_sub0_open(&f->s);
     if (!rv) rv = nng_socket_set(f->s, NNG_OPT_SUB_SUBSCRIBE, "", 0);
     if (!rv) rv = nng_socket_set_int(f->s, NNG_OPT_RECVBUF, FLOOR_SUB_QUEUE);
-    if (!rv) rv = nng_socket_set_ms(f->s, NNG_OPT_RECVTIMEO, FLOOR_POLL_MS);
     if (!rv) rv = nng_dial(f->s, url, NULL, 0);
+    if (!rv) rv = nng_aio_alloc(&f->aio, floor_received, f);
+    if (!rv) {
+        nng_aio_set_timeout(f->aio, NNG_DURATION_INFINITE);
+        nng_recv_aio(f->s, f->aio);
+    }
     if (rv) fprintf(stderr, "xpb-load: NNG floor probe on %s: %s\n", url, nng_strerror(rv));
     return rv ? -1 : 0;
 }
@@ -97,16 +101,14 @@ int lnng_floor(const char *dir, uint64_t n, double rate, double *p50_us, double 
     snprintf(url, sizeof(url), "ipc://%s/nng-floor.ipc", dir);
     floor_sub f = {.max = n};
     nng_socket pub = NNG_SOCKET_INITIALIZER;
-    pthread_t th;
     int ok = rate > 0 && n > 0 && (f.lat = malloc(n * sizeof(*f.lat))) != NULL &&
-             open_pair(url, &pub, &f) == 0 && pthread_create(&th, NULL, floor_recv, &f) == 0;
+             open_pair(url, &pub, &f) == 0;
     if (ok) {
         usleep(FLOOR_SETTLE_US);
         pace_and_send(pub, n, rate);
         for (unsigned w = 0; f.n < n && w < FLOOR_WAIT_MS && !load_interrupted; w++)
             usleep(1000);
-        f.stop = 1;
-        pthread_join(th, NULL);
+        nng_aio_stop(f.aio); /* no callback runs after this */
         size_t k = f.n;
         ok = k > 0;
         if (ok) {
@@ -117,6 +119,10 @@ int lnng_floor(const char *dir, uint64_t n, double rate, double *p50_us, double 
             fprintf(stderr, "xpb-load: NNG floor probe: none of %llu messages arrived\n",
                     (unsigned long long)n);
         }
+    }
+    if (f.aio) {
+        nng_aio_stop(f.aio);
+        nng_aio_free(f.aio);
     }
     nng_close(f.s);
     nng_close(pub);

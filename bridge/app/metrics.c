@@ -424,6 +424,11 @@ static int render_bus(xpb_buf *b, const xpb_bus_stats *s)
         rc = counter(b, "xpb_bus_dedupe_hits_total",
                      "Resent request ids answered from the response cache.", s->dedupe_hits);
     if (!rc)
+        rc = counter(b, "xpb_bus_dedupe_restored_total",
+                     "Answers rebuilt from kept sends at a start or a takeover, so that a "
+                     "resent request id is not run again.",
+                     s->dedupe_restored);
+    if (!rc)
         rc = counter(b, "xpb_bus_busy_total", "Requests refused with ERR_BUSY.", s->busy);
     if (!rc) rc = head(b, "xpb_bus_inflight", "gauge", "Requests being served.");
     if (!rc) rc = put(b, "xpb_bus_inflight %u\n", s->inflight);

@@ -324,6 +324,41 @@ int xpb_bus_reply_error(xpb_bus_request *req, Xpb__V1__ErrorCode code, const cha
     return xpb_bus_reply(req, &r);
 }
 
+int xpb_bus_remember_answer(xpb_bus *b, const char *id, Xpb__V1__Response *resp)
+{
+    if (b == NULL || id == NULL || id[0] == '\0' || strlen(id) > XPB_BUS_MAX_REQUEST_ID ||
+        resp == NULL)
+        return XPB_EINVAL;
+    if (xpb_bus_dd_find(&b->dd, id) != NULL) return 0;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    int rc = pack_response(resp, id, &buf, &len);
+    if (rc != 0) return rc;
+    xpb_bus_dd_entry *e = xpb_bus_dd_add(&b->dd, id);
+    if (e == NULL) {
+        free(buf);
+        return XPB_ENOMEM;
+    }
+    xpb_bus_dd_answered(&b->dd, e, buf, len);
+    b->st.dedupe_restored++;
+    xpb_bus_dd_evict(&b->dd);
+    return 0;
+}
+
+int xpb_bus_remembered_sent(xpb_bus *b, const char *id, char *out, size_t outlen)
+{
+    if (b == NULL || id == NULL || out == NULL || outlen == 0 || b->st.dedupe_restored == 0)
+        return 0; /* only restored answers are asked for: none, no lookup */
+    const xpb_bus_dd_entry *e = xpb_bus_dd_find(&b->dd, id);
+    if (e == NULL || e->owner != NULL || e->resp == NULL) return 0;
+    Xpb__V1__Response *r = xpb__v1__response__unpack(NULL, e->resp_len, e->resp);
+    int found = r != NULL && r->result_case == XPB__V1__RESPONSE__RESULT_SENT && r->sent &&
+                r->sent->stanza_id && strlen(r->sent->stanza_id) < outlen;
+    if (found) memcpy(out, r->sent->stanza_id, strlen(r->sent->stanza_id) + 1);
+    if (r) xpb__v1__response__free_unpacked(r, NULL);
+    return found;
+}
+
 /* ---- events ---- */
 
 static int kind_ok(const char *kind)

@@ -364,9 +364,12 @@ void send_then_run(struct account *a, xpb_bus_request *req, const xpb_stanza *st
  * answered. 0; SENDS_DEFERRED (SEND_BATCH: its row joined the open batch,
  * or the async state back end stores it: sends.c sends it and runs then
  * once it is kept); or req is answered (ERR_STORAGE naming where) and an
- * error returned. then: NULL for a SendBatch item. */
-int sends_accept(struct account *a, xpb_bus_request *req, xpb_stanza *st, unsigned flags,
-                 const struct send_then *then, struct send_prep *p);
+ * error returned. then: NULL for a SendBatch item. request_id: what its
+ * Delivery names (a SendBatch item's "<request_id>/<index>"), kept with it,
+ * so the Delivery of a send made again after a restart names it too, and a
+ * resend of the request is answered without sending it twice. */
+int sends_accept(struct account *a, xpb_bus_request *req, const char *request_id, xpb_stanza *st,
+                 unsigned flags, const struct send_then *then, struct send_prep *p);
 /* Commits the open batch now, or with the store thread waits for the rows
  * handed to it (and sends and answers the deferred sends it held): 0, or the
  * store's error with err naming the directory (the batch's rows are gone).
@@ -379,6 +382,9 @@ int state_threaded(const xpb_daemon *d);
 /* The answer to a refused xpb_session_send. */
 void reply_send_error(struct account *a, xpb_bus_request *req, int rc);
 void reply_sent(struct account *a, xpb_bus_request *req, const char *id);
+/* Remembers the answer a send of stanza id got for request_id (the bus's
+ * cache: xpb_bus_remember_answer), for a send kept from the last run. */
+void remember_sent(struct account *a, const char *request_id, const char *id);
 /* The list and status requests (status.c). */
 void req_list(xpb_daemon *d, xpb_bus_request *req);
 void req_status(xpb_daemon *d, xpb_bus_request *req);

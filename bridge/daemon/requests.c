@@ -113,7 +113,7 @@ static int send_prepare(struct account *a, const send_sink *k, xpb_stanza *st, u
         return XPB_ENOTCONN;
     }
     /* A batch's item has no request of its own to answer: its refusal goes to k. */
-    rc = sends_accept(a, k->out ? NULL : k->req, st, flags, then, prep);
+    rc = sends_accept(a, k->out ? NULL : k->req, k->request_id, st, flags, then, prep);
     if (rc != 0) {
         if (k->out && rc != SENDS_DEFERRED)
             refuse(k, rc == XPB_ENOMEM ? XPB__V1__ERROR_CODE__ERR_INTERNAL
@@ -168,16 +168,50 @@ static int send_for(struct account *a, xpb_bus_request *req, xpb_stanza *st, uns
     return rc;
 }
 
+/* The answer to a send of stanza id: a SendResult in resp, which points at sr. */
+static void sent_answer(struct account *a, const char *id, Xpb__V1__SendResult *sr,
+                        Xpb__V1__Response *resp)
+{
+    *sr = (Xpb__V1__SendResult)XPB__V1__SEND_RESULT__INIT;
+    sr->stanza_id = (char *)id;
+    sr->has_queued = 1;
+    sr->queued = link_state(a) != XPB_SS_ONLINE;
+    *resp = (Xpb__V1__Response)XPB__V1__RESPONSE__INIT;
+    resp->result_case = XPB__V1__RESPONSE__RESULT_SENT;
+    resp->sent = sr;
+}
+
 void reply_sent(struct account *a, xpb_bus_request *req, const char *id)
 {
-    Xpb__V1__SendResult sr = XPB__V1__SEND_RESULT__INIT;
-    sr.stanza_id = (char *)id;
-    sr.has_queued = 1;
-    sr.queued = link_state(a) != XPB_SS_ONLINE;
-    Xpb__V1__Response resp = XPB__V1__RESPONSE__INIT;
-    resp.result_case = XPB__V1__RESPONSE__RESULT_SENT;
-    resp.sent = &sr;
+    Xpb__V1__SendResult sr;
+    Xpb__V1__Response resp;
+    sent_answer(a, id, &sr, &resp);
     xpb_bus_reply(req, &resp);
+}
+
+void remember_sent(struct account *a, const char *request_id, const char *id)
+{
+    Xpb__V1__SendResult sr;
+    Xpb__V1__Response resp;
+    sent_answer(a, id, &sr, &resp);
+    int rc = xpb_bus_remember_answer(a->d->bus, request_id, &resp);
+    if (rc != 0 && rc != XPB_EINVAL)
+        xpb_log(XPB_LOG_WARN, "session %s: the answer to request %s is not remembered: %s", a->name,
+                request_id, xpb_strerror(rc));
+}
+
+/* A batch item whose stanza a restart (or a takeover) kept and sent again:
+ * answered with that stanza's id instead of being sent twice (the batch's
+ * resend after the crash). 1 when it was. */
+static int item_sent_before(struct account *a, const char *rid, Xpb__V1__SendOutcome *out, char *id,
+                            size_t idlen)
+{
+    if (!xpb_bus_remembered_sent(a->d->bus, rid, id, idlen)) return 0;
+    out->has_code = out->has_queued = 1;
+    out->code = XPB__V1__ERROR_CODE__OK;
+    out->stanza_id = id;
+    out->queued = link_state(a) != XPB_SS_ONLINE;
+    return 1;
 }
 
 /* The daemon's own stanzas (rejoins, self-pings): no request, no Delivery. */
@@ -295,6 +329,7 @@ static void req_send_batch_kept(struct account *a, xpb_bus_request *req,
                    "send_batch.send[%zu].stanza is required", i);
             continue;
         }
+        if (item_sent_before(a, it->rid, &it->out, it->id, sizeof it->id)) continue;
         xpb_stanza st = *one->stanza; /* shallow: only the id may change */
         char uuid[37];
         expand_id_uuid(&st, uuid);
@@ -455,6 +490,7 @@ static void batch_prepare(struct batch_job *j, size_t i, const Xpb__V1__SendStan
                "send_batch.send[%zu].stanza is required", i);
         return;
     }
+    if (item_sent_before(j->a, it->rid, &it->out, it->id, sizeof it->id)) return;
     it->st = *one->stanza; /* shallow: only the id may change */
     expand_id_uuid(&it->st, it->uuid);
     unsigned flags = SEND_INBATCH | (one->has_receipt && one->receipt ? SEND_RECEIPT : 0u);

@@ -188,15 +188,18 @@ static void on_prep_kept(void *ud, const char *account, uint64_t id, int rc, con
  * (SEND_BATCH) waits in d->deferred for on_row_kept, a SendBatch item for
  * sends_commit; iq, presence, join and roster requests (answered when this
  * returns) wait here: rare, and the loop stalls for one round only. */
-static int persist_threaded(struct account *a, xpb_bus_request *req, struct send_prep *p,
-                            unsigned flags)
+static int persist_threaded(struct account *a, xpb_bus_request *req, const char *request_id,
+                            struct send_prep *p, unsigned flags)
 {
     xpb_daemon *d = a->d;
     p->outbox_id = ++a->outbox_next;
     p->put_rc = -1;
-    xpb_outbox_item it = {.account = a->name, .id = p->outbox_id, .stanza_id = p->id,
-                          .request_id = req ? xpb_bus_request_id(req) : NULL,
-                          .xml = (const uint8_t *)p->record.data, .xml_len = p->record.len};
+    xpb_outbox_item it = {.account = a->name,
+                          .id = p->outbox_id,
+                          .stanza_id = p->id,
+                          .request_id = request_id,
+                          .xml = (const uint8_t *)p->record.data,
+                          .xml_len = p->record.len};
     int single = (flags & SEND_BATCH) != 0, later = (flags & (SEND_BATCH | SEND_INBATCH)) != 0;
     int rc = xpb_store_submit_outbox_put(d->store, &it, single ? on_row_kept : on_prep_kept,
                                          single ? (void *)d : (void *)p);
@@ -232,18 +235,22 @@ static int ensure_batch(xpb_daemon *d)
     return 0;
 }
 
-static int persist(struct account *a, xpb_bus_request *req, struct send_prep *p, unsigned flags)
+static int persist(struct account *a, xpb_bus_request *req, const char *request_id,
+                   struct send_prep *p, unsigned flags)
 {
     xpb_daemon *d = a->d;
-    if (state_threaded(d)) return persist_threaded(a, req, p, flags);
+    if (state_threaded(d)) return persist_threaded(a, req, request_id, p, flags);
     int batch = (flags & (SEND_BATCH | SEND_INBATCH)) != 0;
     int async = d->state->async; /* kept once sends_kept says so: counted then */
     if (!async && (!batch || ensure_batch(d) != 0))
         xpb_store_batch_commit(d->store); /* on its own */
     p->outbox_id = ++a->outbox_next;
-    xpb_outbox_item it = {.account = a->name, .id = p->outbox_id, .stanza_id = p->id,
-                          .request_id = req ? xpb_bus_request_id(req) : NULL,
-                          .xml = (const uint8_t *)p->record.data, .xml_len = p->record.len};
+    xpb_outbox_item it = {.account = a->name,
+                          .id = p->outbox_id,
+                          .stanza_id = p->id,
+                          .request_id = request_id,
+                          .xml = (const uint8_t *)p->record.data,
+                          .xml_len = p->record.len};
     char err[768];
     int rc = d->state->outbox_put(d, &it, err, sizeof err);
     if (rc == 0 && async) {
@@ -446,8 +453,8 @@ static void drop_deferred(struct account *a)
     while (*d->deferred_tail) d->deferred_tail = &(*d->deferred_tail)->next;
 }
 
-int sends_accept(struct account *a, xpb_bus_request *req, xpb_stanza *st, unsigned flags,
-                 const struct send_then *then, struct send_prep *p)
+int sends_accept(struct account *a, xpb_bus_request *req, const char *request_id, xpb_stanza *st,
+                 unsigned flags, const struct send_then *then, struct send_prep *p)
 {
     memset(p, 0, sizeof *p);
     xpb_buf_init(&p->record, 0);
@@ -481,7 +488,7 @@ int sends_accept(struct account *a, xpb_bus_request *req, xpb_stanza *st, unsign
         return XPB_ENOMEM;
     }
     if (!keep) return 0;
-    int rc = persist(a, req, p, flags);
+    int rc = persist(a, req, request_id, p, flags);
     if (!rc && (so->async || (state_threaded(a->d) && (flags & SEND_BATCH))))
         return defer(a, req, then, p);
     if (rc || !(flags & SEND_BATCH) || !xpb_store_batch_open(a->d->store)) return rc;
@@ -667,6 +674,12 @@ static void resend_one(struct account *a, const struct kept *k)
     }
     d->ctr.sends_resent++;
     d->ctr.stanzas[XPB_DIR_OUT][kind_index(st->kind)]++;
+    /* A client that got no answer before the crash resends the same request
+     * id: it gets the answer it would have got, and the stanza is not sent
+     * a third time (docs/bus.md, "Idempotency"). An iq's answer is the
+     * server's result, which is not kept: its resend runs again. */
+    if (k->request_id && st->kind != XPB__V1__KIND__KIND_IQ)
+        remember_sent(a, k->request_id, sent_id);
     struct send_prep p = {.outbox_id = k->id};
     snprintf(p.id, sizeof p.id, "%s", sent_id);
     p.record = (xpb_buf){.data = (char *)k->record, .len = k->len, .cap = k->len};

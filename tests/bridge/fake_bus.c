@@ -23,9 +23,15 @@ struct xpb_bus_request {
     struct xpb_bus_request *next;
 };
 
+#define FAKE_BUS_MAX_REMEMBERED 256
+
 static struct {
     xpb_bus *bus;
     struct xpb_bus_request *reqs;
+    struct {
+        char id[64], stanza_id[128]; /* stanza_id "": not a SendResult */
+    } rem[FAKE_BUS_MAX_REMEMBERED];  /* xpb_bus_remember_answer's cache */
+    size_t n_rem;
     char kinds[FAKE_BUS_MAX_EVENTS][16];
     Xpb__V1__Event *events[FAKE_BUS_MAX_EVENTS];
     size_t n_events;
@@ -132,6 +138,42 @@ const char *xpb_bus_request_id(const xpb_bus_request *req)
     return req->id;
 }
 
+static int rem_find(const char *id)
+{
+    for (size_t i = 0; i < G.n_rem; i++)
+        if (strcmp(G.rem[i].id, id) == 0) return (int)i;
+    return -1;
+}
+
+int xpb_bus_remember_answer(xpb_bus *b, const char *id, Xpb__V1__Response *resp)
+{
+    if (!b || !id || !id[0] || strlen(id) >= sizeof G.rem[0].id || !resp) return XPB_EINVAL;
+    if (rem_find(id) >= 0) return 0;
+    if (G.n_rem == FAKE_BUS_MAX_REMEMBERED) return XPB_ENOMEM;
+    snprintf(G.rem[G.n_rem].id, sizeof G.rem[0].id, "%s", id);
+    const char *sid =
+        resp->result_case == XPB__V1__RESPONSE__RESULT_SENT && resp->sent && resp->sent->stanza_id
+            ? resp->sent->stanza_id
+            : "";
+    snprintf(G.rem[G.n_rem++].stanza_id, sizeof G.rem[0].stanza_id, "%s", sid);
+    b->st.dedupe_restored++;
+    return 0;
+}
+
+int xpb_bus_remembered_sent(xpb_bus *b, const char *id, char *out, size_t outlen)
+{
+    int i = b && id ? rem_find(id) : -1;
+    if (i < 0 || !G.rem[i].stanza_id[0] || strlen(G.rem[i].stanza_id) >= outlen) return 0;
+    snprintf(out, outlen, "%s", G.rem[i].stanza_id);
+    return 1;
+}
+
+const char *fake_bus_remembered(const char *id)
+{
+    int i = rem_find(id);
+    return i < 0 ? NULL : G.rem[i].stanza_id;
+}
+
 void fake_bus_ack_all(void)
 {
     if (G.bus) G.bus->st.acked_seq = G.bus->st.last_seq;
@@ -172,6 +214,17 @@ fake_req *fake_bus_request(const char *id, const Xpb__V1__Request *r)
     req->next = G.reqs;
     G.reqs = req;
     G.bus->st.requests++;
+    int i = rem_find(id);
+    if (i >= 0) { /* as bus.c's cache: the remembered answer, the handler not run */
+        G.bus->st.dedupe_hits++;
+        Xpb__V1__SendResult sr = XPB__V1__SEND_RESULT__INIT;
+        sr.stanza_id = G.rem[i].stanza_id;
+        Xpb__V1__Response resp = XPB__V1__RESPONSE__INIT;
+        resp.result_case = XPB__V1__RESPONSE__RESULT_SENT;
+        resp.sent = &sr;
+        answer(req, &resp);
+        return &req->pub;
+    }
     G.bus->handler(G.bus->ud, req, r);
     return &req->pub;
 }
@@ -208,6 +261,7 @@ void fake_bus_clear_events(void)
 void fake_bus_reset(void)
 {
     fake_bus_clear_events();
+    G.n_rem = 0;
     while (G.reqs) {
         xpb_bus_request *r = G.reqs;
         G.reqs = r->next;

@@ -1,8 +1,8 @@
 /* A fake bus for tests/bridge/test_daemon.c, linked in place of
  * bridge/bus/bus.c (a link seam): it implements only the xpb_bus.h functions
  * the daemon calls (xpb_bus_config_init, _new, _free, _flush, _publish,
- * _reply, _reply_error, _request_id, _get_stats, _events_url,
- * _requests_url), keeps every published event and every reply as packed
+ * _reply, _reply_error, _request_id, _remember_answer, _remembered_sent,
+ * _get_stats, _events_url, _requests_url), keeps every published event and every reply as packed
  * records, and lets the test hand the daemon a request. No NNG. */
 #ifndef FAKE_BUS_H
 #define FAKE_BUS_H
@@ -34,7 +34,12 @@ void fake_bus_clear_events(void);
 /* The back end acknowledges every event published so far (acked_seq = last_seq;
  * it stays 0 until this is called, like JetStream before its first ack). */
 void fake_bus_ack_all(void);
-/* Frees every request and event (after the daemon is freed). */
+/* The stanza id of the answer remembered for request id (xpb_bus_remember_answer;
+ * "" when it is not a SendResult), or NULL. A request with that id is answered
+ * from it, without the handler, as bus.c's cache does. */
+const char *fake_bus_remembered(const char *id);
+/* Frees every request and event, and forgets remembered answers (after the
+ * daemon is freed). */
 void fake_bus_reset(void);
 
 /* The fake JetStream KV (xpb_bus_kv.h): operations take effect at once,

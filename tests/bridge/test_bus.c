@@ -354,6 +354,47 @@ static void test_resend_answered_from_cache(void **state)
     call_free(&b);
 }
 
+/* An answer a restarted bridge rebuilt (xpb_bus_remember_answer): a request
+ * with that id gets it, and the handler never sees the request. An id the
+ * cache already knew keeps its first answer. */
+static void test_remembered_answer_serves_a_resend(void **state)
+{
+    fx *f = *state;
+    Xpb__V1__SendResult sr = XPB__V1__SEND_RESULT__INIT;
+    sr.stanza_id = "kept-7";
+    sr.has_queued = 1;
+    sr.queued = 1;
+    Xpb__V1__Response resp = XPB__V1__RESPONSE__INIT;
+    resp.result_case = XPB__V1__RESPONSE__RESULT_SENT;
+    resp.sent = &sr;
+    assert_int_equal(xpb_bus_remember_answer(f->bus, "sent-before-crash", &resp), 0);
+    sr.stanza_id = "other";
+    assert_int_equal(xpb_bus_remember_answer(f->bus, "sent-before-crash", &resp), 0);
+    assert_int_equal(xpb_bus_remember_answer(f->bus, "", &resp), XPB_EINVAL);
+    char sid[32] = "";
+    assert_int_equal(xpb_bus_remembered_sent(f->bus, "sent-before-crash", sid, sizeof sid), 1);
+    assert_string_equal(sid, "kept-7");
+    assert_int_equal(xpb_bus_remembered_sent(f->bus, "sent-before-crash", sid, 4), 0);
+    assert_int_equal(xpb_bus_remembered_sent(f->bus, "never-seen", sid, sizeof sid), 0);
+
+    size_t len;
+    call c;
+    uint8_t *rq = pack_status("sent-before-crash", 1, &len);
+    roundtrip(f, f->req_url, rq, len, 2000, &c);
+    assert_int_equal(c.rv, 0);
+    assert_non_null(c.resp);
+    assert_string_equal(c.resp->request_id, "sent-before-crash");
+    assert_int_equal(c.resp->result_case, XPB__V1__RESPONSE__RESULT_SENT);
+    assert_string_equal(c.resp->sent->stanza_id, "kept-7");
+    assert_true(c.resp->sent->queued);
+    assert_int_equal(f->h.calls, 0);
+    xpb_bus_stats st;
+    xpb_bus_get_stats(f->bus, &st);
+    assert_int_equal(st.dedupe_restored, 1);
+    assert_int_equal(st.dedupe_hits, 1);
+    call_free(&c);
+}
+
 /* A resend while the first is still at the handler waits for its answer. */
 static void test_resend_while_in_flight(void **state)
 {
@@ -1354,6 +1395,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_request_reply, setup, teardown),
         cmocka_unit_test_setup_teardown(test_slow_request_does_not_block, setup, teardown),
         cmocka_unit_test_setup_teardown(test_resend_answered_from_cache, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_remembered_answer_serves_a_resend, setup, teardown),
         cmocka_unit_test_setup_teardown(test_resend_while_in_flight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_malformed_requests, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deep_nesting_10000, setup, teardown),

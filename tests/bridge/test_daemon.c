@@ -964,6 +964,89 @@ static void test_send_batch_kept_before_the_answer(void **state)
     assert_int_equal(counters(f).outbox, 0);
 }
 
+/* After a crash, a client that got no answer resends the same request id:
+ * a send (or a SendBatch item) the new daemon kept and sent again is
+ * answered with its stanza id and is not sent once more; an iq is not
+ * remembered (its answer is the server's). */
+static void test_resend_after_restart_not_sent_again(void **state)
+{
+    fixture *f = *state;
+    open_bot(f, NULL); /* not logged in: the sends wait in the outbox */
+    fake_req *q = send_message(f, "once");
+    assert_int_equal(code_of(q), XPB__V1__ERROR_CODE__OK);
+    char rid[32], id[80];
+    snprintf(rid, sizeof rid, "r%d", f->n_req);
+    snprintf(id, sizeof id, "%s", q->resp->sent->stanza_id);
+    xpb_test_msg m;
+    xpb_test_chat_init(&m, "friend@example.com", "in a batch");
+    xpb_stanza st = m.st;
+    Xpb__V1__SendStanza s0 = XPB__V1__SEND_STANZA__INIT, s1 = XPB__V1__SEND_STANZA__INIT;
+    s0.stanza = s1.stanza = &st;
+    Xpb__V1__SendStanza *items[] = {&s0, &s1};
+    Xpb__V1__SendBatch op = XPB__V1__SEND_BATCH__INIT;
+    op.n_send = 2;
+    op.send = items;
+    Xpb__V1__Request br = XPB__V1__REQUEST__INIT;
+    br.account = BOT;
+    br.op_case = XPB__V1__REQUEST__OP_SEND_BATCH;
+    br.send_batch = &op;
+    fake_req *qb = request(f, &br);
+    assert_int_equal(code_of(qb), XPB__V1__ERROR_CODE__OK);
+    char brid[32], bids[2][80];
+    snprintf(brid, sizeof brid, "r%d", f->n_req);
+    for (int i = 0; i < 2; i++)
+        snprintf(bids[i], sizeof bids[i], "%s", qb->resp->sent_batch->result[i]->stanza_id);
+    assert_int_equal(counters(f).outbox, 3);
+
+    xpb_daemon_free(f->d); /* "crash" */
+    fake_loop_free(f->loop);
+    fake_bus_reset();
+    f->loop = fake_loop_new();
+    f->d = daemon_with_state(f->loop);
+    open_bot(f, NULL);
+    assert_int_equal(counters(f).sends_resent, 3);
+    assert_non_null(fake_bus_remembered(rid));
+    assert_string_equal(fake_bus_remembered(rid), id);
+
+    /* The same bytes again, under the same ids. */
+    xpb_test_chat_init(&m, "friend@example.com", "once");
+    st = m.st;
+    Xpb__V1__SendStanza one = XPB__V1__SEND_STANZA__INIT;
+    one.stanza = &st;
+    Xpb__V1__Request r = XPB__V1__REQUEST__INIT;
+    r.api_version = br.api_version = 1;
+    r.has_api_version = br.has_api_version = 1;
+    r.account = BOT;
+    r.request_id = rid;
+    r.op_case = XPB__V1__REQUEST__OP_SEND;
+    r.send = &one;
+    fake_req *again = fake_bus_request(rid, &r);
+    fake_loop_idle(f->loop);
+    assert_int_equal(code_of(again), XPB__V1__ERROR_CODE__OK);
+    assert_string_equal(again->resp->sent->stanza_id, id);
+    s0.stanza = s1.stanza = &st;
+    br.request_id = brid;
+    fake_req *bagain = fake_bus_request(brid, &br);
+    fake_loop_idle(f->loop);
+    assert_int_equal(code_of(bagain), XPB__V1__ERROR_CODE__OK);
+    assert_int_equal(bagain->resp->sent_batch->n_result, 2);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(bagain->resp->sent_batch->result[i]->code, XPB__V1__ERROR_CODE__OK);
+        assert_string_equal(bagain->resp->sent_batch->result[i]->stanza_id, bids[i]);
+    }
+    xpb_daemon_counters c = counters(f);
+    assert_int_equal(c.sends_persisted, 0); /* nothing new was kept */
+    assert_int_equal(c.outbox, 3);
+    login(f);
+    const char *sent = fake_sent(bot_session(f));
+    const char *p = strstr(sent, "<body>once</body>");
+    assert_non_null(p);
+    assert_null(strstr(p + 1, "<body>once</body>")); /* sent once by this daemon */
+    assert_non_null(strstr(sent, id));
+    for (int i = 0; i < 2; i++)
+        assert_non_null(strstr(sent, bids[i]));
+}
+
 /* With the store thread: a send and a SendBatch are answered (and handed to
  * the session) only once the thread has written their rows: not from the
  * request handler, whatever the thread's speed; the loop's next turn does. */
@@ -1098,6 +1181,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_shutdown_answers_pending_and_stops_the_loop, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_sends_states_and_outbox, setup_state, teardown_state),
+        cmocka_unit_test_setup_teardown(test_resend_after_restart_not_sent_again, setup_state,
+                                        teardown_state),
         cmocka_unit_test_setup_teardown(test_sends_resent_after_restart, setup_state,
                                         teardown_state),
         cmocka_unit_test_setup_teardown(test_receipt_only_from_the_addressee, setup_state,

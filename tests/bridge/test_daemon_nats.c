@@ -275,8 +275,9 @@ static void test_send_kept_in_kv_and_taken_over(void **state)
     fake_loop_idle(loop);
     assert_true(q->answered);
     assert_false(q->resp->has_code && q->resp->code != XPB__V1__ERROR_CODE__OK);
-    char sid[128];
+    char sid[128], rid[64];
     snprintf(sid, sizeof sid, "%s", q->resp->sent->stanza_id);
+    snprintf(rid, sizeof rid, "%s", q->resp->request_id);
     assert_non_null(strstr(fake_sent(ls), "kept in kv"));
 
     /* The bridge dies before the server acknowledges it: nothing more of
@@ -314,6 +315,10 @@ static void test_send_kept_in_kv_and_taken_over(void **state)
     xpb_daemon_counters c;
     xpb_daemon_get_counters(d, &c);
     assert_int_equal(c.sends_resent, 1);
+    /* A client that got no answer resends the request to the new owner: it
+     * is answered with the kept send's id, not run again. */
+    assert_non_null(fake_bus_remembered(rid));
+    assert_string_equal(fake_bus_remembered(rid), sid);
     /* The server acknowledges it: its key goes. */
     fake_feed(ls, "<a xmlns='urn:xmpp:sm:3' h='1'/>");
     fake_kv_deliver();

@@ -144,6 +144,41 @@ class Sends(unittest.TestCase):
                   f'Prosody, last 30 log lines:\n{self.srv.log_tail(30)}', file=sys.stderr)
             raise
 
+    def test_resent_request_after_kill9_is_not_sent_twice(self):
+        """A client whose send was accepted right before kill -9 (no answer
+        reached it) resends the same request id to the restarted bridge: it
+        gets the kept stanza's id, and alice gets the message under that id
+        only (the bridge sends the kept one again; no copy with a new id)."""
+        work = env.scratch('bridge-rid')
+        state = os.path.join(work, 'state')
+        b = self.new_bridge(state, work)
+        b.start()
+        c = self.client(b)
+        os.kill(self.srv.proc.pid, signal.SIGSTOP)  # nothing is acknowledged
+        self.addCleanup(lambda: os.kill(self.srv.proc.pid, signal.SIGCONT))
+        try:
+            first = c.send(BOT, to=ALICE, body='rid-once', request_id='rid-after-kill9')
+            self.kill9(b)
+        finally:
+            os.kill(self.srv.proc.pid, signal.SIGCONT)
+        b2 = self.new_bridge(state, work)
+        b2.start(online_timeout=None)
+        c2 = self.client(b2)
+        again = c2.send(BOT, to=ALICE, body='rid-once', request_id='rid-after-kill9')
+        self.assertEqual(again.stanza_id, first.stanza_id)
+        text = urllib.request.urlopen(f'http://{b2.metrics_addr}/metrics', timeout=10).read()
+        restored = re.search(rb'^xpb_bus_dedupe_restored_total (\d+)$', text, re.M)
+        self.assertIsNotNone(restored, 'xpb_bus_dedupe_restored_total is not in /metrics')
+        self.assertGreaterEqual(int(restored.group(1)), 1)
+        self.wait_up(b2)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not self.alice.messages('rid-once'):
+            time.sleep(0.2)
+        time.sleep(2)  # any later copy
+        got = self.alice.messages('rid-once')
+        self.assertTrue(got, 'the kept send never arrived')
+        self.assertEqual({m['id'] for m in got}, {first.stanza_id}, got)
+
     def _all_arrive_after_restart(self, b2, ids, accepted):
         self.wait_up(b2)
         c = self.client(b2)

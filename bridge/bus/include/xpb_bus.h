@@ -109,6 +109,16 @@ int xpb_bus_reply_error(xpb_bus_request *req, Xpb__V1__ErrorCode code, const cha
     __attribute__((format(printf, 3, 4)));
 const char *xpb_bus_request_id(const xpb_bus_request *req);
 
+/* Remembers resp as the answer already given to request id, as if a request
+ * with that id had just been answered: a resend gets it and does not run
+ * again. For answers a restarted bridge (or the new owner of an account)
+ * rebuilds from what it kept, such as the sends still in the outbox. An id
+ * the cache already knows (answered or in flight) keeps its answer: 0. */
+int xpb_bus_remember_answer(xpb_bus *b, const char *id, Xpb__V1__Response *resp);
+/* The stanza id in the remembered answer of id, when it is a SendResult
+ * (copied into out, at most outlen - 1 bytes): 1; 0 when there is none. */
+int xpb_bus_remembered_sent(xpb_bus *b, const char *id, char *out, size_t outlen);
+
 typedef struct xpb_bus_stats {
     uint64_t events, batches, publish_errors, requests, replies, malformed, dedupe_hits, busy;
     uint64_t last_seq;
@@ -122,6 +132,7 @@ typedef struct xpb_bus_stats {
     uint64_t acked_seq;        /* the back end took every event up to this seq (NNG: when sent) */
     uint64_t publish_retries;  /* batches the back end sent again (NATS: refused or no ack) */
     uint64_t publish_pending;  /* batches the back end holds until acknowledged (NATS) */
+    uint64_t dedupe_restored;  /* answers remembered with xpb_bus_remember_answer */
 } xpb_bus_stats;
 void xpb_bus_get_stats(const xpb_bus *b, xpb_bus_stats *out);
 /* Requests naming account reach this bus from now on (on) or no longer

@@ -87,6 +87,18 @@ void xpb_test_chat_init(xpb_test_msg *m, const char *to, const char *body)
     m->st.type = XPB__V1__STANZA_TYPE__TYPE_CHAT;
 }
 
+void xpb_test_batch_init(Xpb__V1__Request *r, Xpb__V1__SendBatch *op, const char *account,
+                         Xpb__V1__SendStanza **items, size_t n)
+{
+    *op = (Xpb__V1__SendBatch)XPB__V1__SEND_BATCH__INIT;
+    op->n_send = n;
+    op->send = items;
+    *r = (Xpb__V1__Request)XPB__V1__REQUEST__INIT;
+    r->account = (char *)account;
+    r->op_case = XPB__V1__REQUEST__OP_SEND_BATCH;
+    r->send_batch = op;
+}
+
 unsigned short xpb_test_free_port(void)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);

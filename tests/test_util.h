@@ -4,6 +4,7 @@
 
 #include <stddef.h>
 
+#include "xpb/v1/bus.pb-c.h"
 #include "xpb_stanza.h"
 
 /* The whole file at path, malloc'ed, with a NUL after the *len bytes; NULL
@@ -29,5 +30,10 @@ typedef struct xpb_test_msg {
 void xpb_test_msg_init(xpb_test_msg *m, const char *to, const char *body);
 /* The same, of type chat. */
 void xpb_test_chat_init(xpb_test_msg *m, const char *to, const char *body);
+
+/* r: a SendBatch request (in op) of the n items for account, without an api
+ * version or request id (the caller's request helper sets those). */
+void xpb_test_batch_init(Xpb__V1__Request *r, Xpb__V1__SendBatch *op, const char *account,
+                         Xpb__V1__SendStanza **items, size_t n);
 
 #endif

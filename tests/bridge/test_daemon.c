@@ -505,13 +505,9 @@ static void test_send_batch(void **state)
     s2.stanza = &bad; /* s1 has no stanza */
     s3.stanza = &ok;
     Xpb__V1__SendStanza *items[] = {&s0, &s1, &s2, &s3};
-    Xpb__V1__SendBatch op = XPB__V1__SEND_BATCH__INIT;
-    op.n_send = 4;
-    op.send = items;
-    Xpb__V1__Request r = XPB__V1__REQUEST__INIT;
-    r.account = BOT;
-    r.op_case = XPB__V1__REQUEST__OP_SEND_BATCH;
-    r.send_batch = &op;
+    Xpb__V1__SendBatch op;
+    Xpb__V1__Request r;
+    xpb_test_batch_init(&r, &op, BOT, items, 4);
     fake_req *q = request(f, &r);
     assert_int_equal(code_of(q), XPB__V1__ERROR_CODE__OK);
     assert_int_equal(q->resp->result_case, XPB__V1__RESPONSE__RESULT_SENT_BATCH);
@@ -587,13 +583,9 @@ static void test_send_batch_acked_by_the_server(void **state)
         one[i].stanza = &st;
         items[i] = &one[i];
     }
-    Xpb__V1__SendBatch op = XPB__V1__SEND_BATCH__INIT;
-    op.n_send = N;
-    op.send = items;
-    Xpb__V1__Request r = XPB__V1__REQUEST__INIT;
-    r.account = BOT;
-    r.op_case = XPB__V1__REQUEST__OP_SEND_BATCH;
-    r.send_batch = &op;
+    Xpb__V1__SendBatch op;
+    Xpb__V1__Request r;
+    xpb_test_batch_init(&r, &op, BOT, items, N);
     fake_req *q = request(f, &r);
     assert_int_equal(code_of(q), XPB__V1__ERROR_CODE__OK);
     const Xpb__V1__SendBatchResult *br = q->resp->sent_batch;
@@ -932,13 +924,9 @@ static void test_send_batch_kept_before_the_answer(void **state)
                         s2 = XPB__V1__SEND_STANZA__INIT;
     s0.stanza = s1.stanza = s2.stanza = &ok;
     Xpb__V1__SendStanza *items[] = {&s0, &s1, &s2};
-    Xpb__V1__SendBatch op = XPB__V1__SEND_BATCH__INIT;
-    op.n_send = 3;
-    op.send = items;
-    Xpb__V1__Request r = XPB__V1__REQUEST__INIT;
-    r.account = BOT;
-    r.op_case = XPB__V1__REQUEST__OP_SEND_BATCH;
-    r.send_batch = &op;
+    Xpb__V1__SendBatch op;
+    Xpb__V1__Request r;
+    xpb_test_batch_init(&r, &op, BOT, items, 3);
     fake_req *q = request(f, &r);
     assert_int_equal(code_of(q), XPB__V1__ERROR_CODE__OK);
     const Xpb__V1__SendBatchResult *br = q->resp->sent_batch;
@@ -983,13 +971,9 @@ static void test_resend_after_restart_not_sent_again(void **state)
     Xpb__V1__SendStanza s0 = XPB__V1__SEND_STANZA__INIT, s1 = XPB__V1__SEND_STANZA__INIT;
     s0.stanza = s1.stanza = &st;
     Xpb__V1__SendStanza *items[] = {&s0, &s1};
-    Xpb__V1__SendBatch op = XPB__V1__SEND_BATCH__INIT;
-    op.n_send = 2;
-    op.send = items;
-    Xpb__V1__Request br = XPB__V1__REQUEST__INIT;
-    br.account = BOT;
-    br.op_case = XPB__V1__REQUEST__OP_SEND_BATCH;
-    br.send_batch = &op;
+    Xpb__V1__SendBatch op;
+    Xpb__V1__Request br;
+    xpb_test_batch_init(&br, &op, BOT, items, 2);
     fake_req *qb = request(f, &br);
     assert_int_equal(code_of(qb), XPB__V1__ERROR_CODE__OK);
     char brid[32], bids[2][80];

@@ -360,13 +360,9 @@ static void test_send_batch_kept_in_kv(void **state)
         one[i].stanza = texts[i] ? &st[i] : NULL; /* the second: no stanza, refused */
         ones[i] = &one[i];
     }
-    Xpb__V1__SendBatch op = XPB__V1__SEND_BATCH__INIT;
-    op.n_send = 3;
-    op.send = ones;
-    Xpb__V1__Request r = XPB__V1__REQUEST__INIT;
-    r.account = BOT;
-    r.op_case = XPB__V1__REQUEST__OP_SEND_BATCH;
-    r.send_batch = &op;
+    Xpb__V1__SendBatch op;
+    Xpb__V1__Request r;
+    xpb_test_batch_init(&r, &op, BOT, ones, 3);
     r.api_version = 1;
     r.has_api_version = 1;
     r.request_id = "batch-1";

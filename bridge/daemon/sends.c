@@ -124,6 +124,7 @@ struct deferred {
     unsigned tries;        /* async back end: puts that failed so far */
     int64_t retry_at;      /* > 0: put it again at this xpb_kv_now_ms() */
     char err[256];         /* a group item's refusal */
+    char request_id[XPB_BUS_MAX_REQUEST_ID + 24]; /* its row's (an item's "<id>/<index>") */
 };
 
 static void on_committed(void *ud, int rc, const char *err)
@@ -184,6 +185,18 @@ static void on_prep_kept(void *ud, const char *account, uint64_t id, int rc, con
     if (p->job) send_batch_kept(p->job);
 }
 
+/* p's outbox row (its outbox_id set), made for request_id. */
+static xpb_outbox_item outbox_item(const struct account *a, const struct send_prep *p,
+                                   const char *request_id)
+{
+    return (xpb_outbox_item){.account = a->name,
+                             .id = p->outbox_id,
+                             .stanza_id = p->id,
+                             .request_id = request_id,
+                             .xml = (const uint8_t *)p->record.data,
+                             .xml_len = p->record.len};
+}
+
 /* With the store thread (state.c): the row is handed over. A single send
  * (SEND_BATCH) waits in d->deferred for on_row_kept, a SendBatch item for
  * sends_commit; iq, presence, join and roster requests (answered when this
@@ -194,12 +207,7 @@ static int persist_threaded(struct account *a, xpb_bus_request *req, const char 
     xpb_daemon *d = a->d;
     p->outbox_id = ++a->outbox_next;
     p->put_rc = -1;
-    xpb_outbox_item it = {.account = a->name,
-                          .id = p->outbox_id,
-                          .stanza_id = p->id,
-                          .request_id = request_id,
-                          .xml = (const uint8_t *)p->record.data,
-                          .xml_len = p->record.len};
+    xpb_outbox_item it = outbox_item(a, p, request_id);
     int single = (flags & SEND_BATCH) != 0, later = (flags & (SEND_BATCH | SEND_INBATCH)) != 0;
     int rc = xpb_store_submit_outbox_put(d->store, &it, single ? on_row_kept : on_prep_kept,
                                          single ? (void *)d : (void *)p);
@@ -245,12 +253,7 @@ static int persist(struct account *a, xpb_bus_request *req, const char *request_
     if (!async && (!batch || ensure_batch(d) != 0))
         xpb_store_batch_commit(d->store); /* on its own */
     p->outbox_id = ++a->outbox_next;
-    xpb_outbox_item it = {.account = a->name,
-                          .id = p->outbox_id,
-                          .stanza_id = p->id,
-                          .request_id = request_id,
-                          .xml = (const uint8_t *)p->record.data,
-                          .xml_len = p->record.len};
+    xpb_outbox_item it = outbox_item(a, p, request_id);
     char err[768];
     int rc = d->state->outbox_put(d, &it, err, sizeof err);
     if (rc == 0 && async) {
@@ -390,8 +393,8 @@ void sends_flush(xpb_daemon *d)
     while (d->deferred) drop_deferred(d->deferred->a);
 }
 
-static int defer(struct account *a, xpb_bus_request *req, const struct send_then *then,
-                 struct send_prep *p)
+static int defer(struct account *a, xpb_bus_request *req, const char *request_id,
+                 const struct send_then *then, struct send_prep *p)
 {
     xpb_daemon *d = a->d;
     struct deferred *e = calloc(1, sizeof *e);
@@ -406,6 +409,7 @@ static int defer(struct account *a, xpb_bus_request *req, const struct send_then
     }
     e->a = a;
     e->req = req;
+    snprintf(e->request_id, sizeof e->request_id, "%s", request_id ? request_id : "");
     e->group = req ? NULL : d->open_group;
     if (then) e->then = *then;
     e->prep = *p; /* the record moves into e */
@@ -490,9 +494,9 @@ int sends_accept(struct account *a, xpb_bus_request *req, const char *request_id
     if (!keep) return 0;
     int rc = persist(a, req, request_id, p, flags);
     if (!rc && (so->async || (state_threaded(a->d) && (flags & SEND_BATCH))))
-        return defer(a, req, then, p);
+        return defer(a, req, request_id, then, p);
     if (rc || !(flags & SEND_BATCH) || !xpb_store_batch_open(a->d->store)) return rc;
-    return defer(a, req, then, p);
+    return defer(a, req, request_id, then, p);
 }
 
 int sends_commit(xpb_daemon *d, char *err, size_t errlen)
@@ -512,11 +516,7 @@ int sends_commit(xpb_daemon *d, char *err, size_t errlen)
 
 static int put_now(xpb_daemon *d, struct deferred *e)
 {
-    xpb_outbox_item it = {.account = e->a->name, .id = e->prep.outbox_id,
-                          .stanza_id = e->prep.id,
-                          .request_id = e->req ? xpb_bus_request_id(e->req) : NULL,
-                          .xml = (const uint8_t *)e->prep.record.data,
-                          .xml_len = e->prep.record.len};
+    xpb_outbox_item it = outbox_item(e->a, &e->prep, e->request_id[0] ? e->request_id : NULL);
     char err[768];
     return d->state->outbox_put(d, &it, err, sizeof err);
 }

@@ -1,8 +1,9 @@
 /* What a hop costs on this machine without a bridge: NNG's own PUB -> SUB
  * hop (the same transport, ipc://, queues and receive loop as the bridge's
- * PUB and xpb-load's SUB in bus.c; 8-byte messages carrying their send time,
- * paced at the latency figure's rate), and one thread waking another through
- * a pipe on the same core and on another core. No bridge goes below these. */
+ * PUB and xpb-load's SUB in bus.c; 8-byte send times, paced at the latency
+ * figure's rate, those due together in one message as the bridge batches),
+ * and one thread waking another through a pipe on the same core and on
+ * another core. No bridge goes below these. */
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <sched.h>
@@ -22,6 +23,7 @@
 #include "xpb_bus.h" /* XPB_BUS_PUB_SENDBUF */
 
 #define FLOOR_SUB_QUEUE 4096    /* as bus.c's SUB_QUEUE */
+#define FLOOR_BATCH_MAX 64      /* stamps per message at most: the bridge's batch_max */
 #define FLOOR_SETTLE_US 200000u /* the SUB's connection to come up */
 #define FLOOR_WAIT_MS 5000u     /* the last messages to arrive */
 
@@ -41,9 +43,11 @@ static void floor_received(void *arg)
     if (rv == 0) {
         nng_msg *m = nng_aio_get_msg(f->aio);
         uint64_t now = load_now_ns(), sent;
-        size_t i = f->n;
-        if (nng_msg_len(m) == sizeof(sent) && i < f->max) {
-            memcpy(&sent, nng_msg_body(m), sizeof(sent));
+        const uint8_t *p = nng_msg_body(m);
+        for (size_t off = 0; off + sizeof(sent) <= nng_msg_len(m); off += sizeof(sent)) {
+            size_t i = f->n;
+            if (i >= f->max) break;
+            memcpy(&sent, p + off, sizeof(sent));
             f->lat[i] = now > sent ? now - sent : 0;
             f->n = i + 1;
         }
@@ -78,20 +82,33 @@ static int open_pair(const char *url, nng_socket *pub, floor_sub *f)
 
 /* Sleeps to each send time, as the bridge's loop waits in epoll between
  * stanzas (a sender spinning on a core would hide the cost of waking the
- * threads up, and on 2 cores take one from NNG's threads). A message whose
- * time has passed goes at once. */
+ * threads up, and on 2 cores take one from NNG's threads). Every message
+ * whose time has passed goes in one NNG message, each stamped with its time
+ * (when it "arrived"), as the bridge publishes the stanzas of one turn in one
+ * batch: one NNG message per stamp fell behind at high rates and measured
+ * NNG's queue, milliseconds, not its hop. */
+static uint64_t due_of(uint64_t t0, uint64_t i, double rate)
+{
+    return t0 + (uint64_t)((double)i * 1e9 / rate);
+}
+
 static void pace_and_send(nng_socket pub, uint64_t n, double rate)
 {
-    uint64_t t0 = load_now_ns();
+    uint64_t t0 = load_now_ns(), stamps[FLOOR_BATCH_MAX];
     prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0); /* the default slack is 50 us */
-    for (uint64_t i = 0; i < n && !load_interrupted; i++) {
-        uint64_t due = t0 + (uint64_t)((double)i * 1e9 / rate), now = load_now_ns();
+    for (uint64_t i = 0; i < n && !load_interrupted;) {
+        uint64_t due = due_of(t0, i, rate), now = load_now_ns();
         if (now < due) {
             struct timespec ts = {(time_t)(due / 1000000000u), (long)(due % 1000000000u)};
             clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
             now = load_now_ns();
         }
-        nng_send(pub, &now, sizeof(now), NNG_FLAG_NONBLOCK);
+        size_t k = 0;
+        while (i < n && k < FLOOR_BATCH_MAX && (due = due_of(t0, i, rate)) <= now) {
+            stamps[k++] = due;
+            i++;
+        }
+        if (k) nng_send(pub, stamps, k * sizeof(stamps[0]), NNG_FLAG_NONBLOCK);
     }
 }
 

@@ -43,8 +43,13 @@ void shards_unref(xpb_shard_session *ss)
  * it moved: docs/architecture.md, "Several loops"). The batch is posted by a
  * wake the worker signals itself at the first event, which runs after the
  * turn's other callbacks, at its BATCH_POST_EVENTS-th event, or at once for
- * an XPB_SE_SM event, which the worker then waits for. The owner runs the
- * events in order and gives the batch back to the worker for reuse. */
+ * an XPB_SE_SM event, which the worker then waits for. A turn's first event
+ * also goes at once, alone, when the owner has run every batch of this
+ * worker (in_flight 0): the owner, idle, starts on it while the worker
+ * parses the rest of the turn (Nagle's rule across the threads; the hop's
+ * p50 in the bridge fell from 141-199 to 100-151 us at half load, and a
+ * busy owner keeps the batches whole: docs/benchmarks.md). The owner runs
+ * the events in order and gives the batch back to the worker for reuse. */
 
 typedef struct shard_ev {
     struct shard_ev *next;
@@ -348,7 +353,8 @@ void shards_worker_event(struct worker *w, xpb_shard_session *ss, const xpb_sess
         return;
     }
     if (ev->kind == XPB_SE_SM) post_batch(w, 1);
-    else if (w->batch && w->batch->n >= BATCH_POST_EVENTS)
+    else if (w->batch && (w->batch->n >= BATCH_POST_EVENTS ||
+                          (w->batch->n == 1 && atomic_load(&w->in_flight) == 0)))
         post_batch(w, 0);
 }
 

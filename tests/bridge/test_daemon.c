@@ -820,6 +820,18 @@ static int teardown_state(void **state)
     return rc;
 }
 
+/* "Crash": the daemon goes without closing anything; a new one on the same
+ * state directory opens the account again. */
+static void crash_and_restart(fixture *f)
+{
+    xpb_daemon_free(f->d);
+    fake_loop_free(f->loop);
+    fake_bus_reset();
+    f->loop = fake_loop_new();
+    f->d = daemon_with_state(f->loop);
+    open_bot(f, NULL);
+}
+
 /* The delivery outcomes of stanza id, in order, as letters (Q S A R F). */
 static void outcomes_of(const char *id, char *out, size_t cap, int *resent)
 {
@@ -887,13 +899,7 @@ static void test_sends_resent_after_restart(void **state)
     snprintf(id1, sizeof id1, "%s", q1->resp->sent->stanza_id);
     snprintf(id2, sizeof id2, "%s", q2->resp->sent->stanza_id);
     assert_int_equal(counters(f).outbox, 2);
-    /* "Crash": the daemon goes without closing anything. */
-    xpb_daemon_free(f->d);
-    fake_loop_free(f->loop);
-    fake_bus_reset();
-    f->loop = fake_loop_new();
-    f->d = daemon_with_state(f->loop);
-    open_bot(f, NULL);
+    crash_and_restart(f);
     assert_int_equal(counters(f).sends_resent, 2);
     assert_int_equal(counters(f).outbox, 2);
     login(f);
@@ -939,12 +945,7 @@ static void test_send_batch_kept_before_the_answer(void **state)
     }
     assert_int_equal(counters(f).sends_persisted, 3);
     assert_int_equal(counters(f).outbox, 3);
-    xpb_daemon_free(f->d); /* "crash" */
-    fake_loop_free(f->loop);
-    fake_bus_reset();
-    f->loop = fake_loop_new();
-    f->d = daemon_with_state(f->loop);
-    open_bot(f, NULL);
+    crash_and_restart(f);
     assert_int_equal(counters(f).sends_resent, 3);
     login(f);
     const char *sent = fake_sent(bot_session(f));
@@ -982,12 +983,7 @@ static void test_resend_after_restart_not_sent_again(void **state)
         snprintf(bids[i], sizeof bids[i], "%s", qb->resp->sent_batch->result[i]->stanza_id);
     assert_int_equal(counters(f).outbox, 3);
 
-    xpb_daemon_free(f->d); /* "crash" */
-    fake_loop_free(f->loop);
-    fake_bus_reset();
-    f->loop = fake_loop_new();
-    f->d = daemon_with_state(f->loop);
-    open_bot(f, NULL);
+    crash_and_restart(f);
     assert_int_equal(counters(f).sends_resent, 3);
     assert_non_null(fake_bus_remembered(rid));
     assert_string_equal(fake_bus_remembered(rid), id);

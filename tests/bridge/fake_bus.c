@@ -23,7 +23,7 @@ struct xpb_bus_request {
     struct xpb_bus_request *next;
 };
 
-#define FAKE_BUS_MAX_REMEMBERED 256
+#define FAKE_BUS_MAX_REMEMBERED 8192 /* more than XPB_BUS_DEFAULT_DEDUPE */
 
 static struct {
     xpb_bus *bus;

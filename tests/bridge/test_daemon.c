@@ -23,6 +23,7 @@
 #include "xpb_config.h"
 #include "xpb_daemon.h"
 #include "xpb_error.h"
+#include "xpb_log.h"
 
 #define BOT "bot@example.com"
 #define ROOM "room@conference.example.com"
@@ -66,10 +67,13 @@ static int setup(void **state)
 /* The same with a state directory (a fresh temporary one, removed after). */
 static char state_dir[64];
 
+static unsigned queue_max_next; /* daemon_with_state: limits.queue_max when not 0 */
+
 static xpb_daemon *daemon_with_state(xpb_loop *loop)
 {
     xpb_config cfg;
     xpb_config_init(&cfg);
+    if (queue_max_next) cfg.queue_max = queue_max_next;
     cfg.loops = 0; /* the fake loop has no worker loops */
     cfg.allow_inline_credentials = 1;
     cfg.state_dir = strdup(state_dir);
@@ -1027,6 +1031,37 @@ static void test_resend_after_restart_not_sent_again(void **state)
         assert_non_null(strstr(sent, bids[i]));
 }
 
+/* More kept sends than the request-id cache holds: the log names the limit
+ * once, and every answer was still offered to the cache (the oldest go). */
+static void test_more_kept_sends_than_the_cache_holds(void **state)
+{
+    fixture *f = *state;
+    const unsigned n = XPB_BUS_DEFAULT_DEDUPE + 2u;
+    char log[sizeof state_dir + 16];
+    snprintf(log, sizeof log, "%s/log", state_dir);
+    char err[256];
+    assert_int_equal(xpb_log_open_file(log, err, sizeof err), 0);
+    queue_max_next = n + 10;
+    crash_and_restart(f); /* a daemon with the larger queue */
+    for (unsigned i = 0; i < n; i++)
+        assert_int_equal(code_of(send_message(f, "many")), 0);
+    crash_and_restart(f);
+    queue_max_next = 0;
+    assert_int_equal(counters(f).sends_resent, n);
+    xpb_log_close_file();
+    size_t len = 0;
+    char *text = xpb_test_read_file(log, &len);
+    assert_non_null(text);
+    const char *w = strstr(text, "more sends kept from the last run than the request-id cache "
+                                 "holds (4096 answers, dedupe_entries)");
+    assert_non_null(w);
+    assert_null(strstr(w + 1, "more sends kept from the last run")); /* once */
+    free(text);
+    xpb_bus_stats st;
+    xpb_bus_get_stats(fake_bus_get(), &st);
+    assert_int_equal(st.dedupe_restored, n);
+}
+
 /* With the store thread: a send and a SendBatch are answered (and handed to
  * the session) only once the thread has written their rows: not from the
  * request handler, whatever the thread's speed; the loop's next turn does. */
@@ -1162,6 +1197,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_sends_states_and_outbox, setup_state, teardown_state),
         cmocka_unit_test_setup_teardown(test_resend_after_restart_not_sent_again, setup_state,
+                                        teardown_state),
+        cmocka_unit_test_setup_teardown(test_more_kept_sends_than_the_cache_holds, setup_state,
                                         teardown_state),
         cmocka_unit_test_setup_teardown(test_sends_resent_after_restart, setup_state,
                                         teardown_state),

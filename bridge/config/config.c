@@ -45,6 +45,7 @@ void xpb_config_init(xpb_config *c)
     c->log_level = XPB_CFG_LOG_INFO;
     c->max_request_bytes = 1024u * 1024u;
     c->batch_max = 64;
+    c->dedupe_entries = XPB_CONFIG_DEDUPE_DEFAULT;
     c->batch_flush_us = XPB_CONFIG_DEFAULT_BATCH_FLUSH_US;
     c->metrics_listen = strdup(XPB_CONFIG_DEFAULT_METRICS);
     c->queue_max = XPB_SESSION_DEFAULT_QUEUE_MAX;
@@ -242,10 +243,19 @@ static int parse_log(pctx *p, const config_setting_t *root, xpb_config *c)
 
 static int parse_bus(pctx *p, const config_setting_t *root, xpb_config *c)
 {
-    static const char *const keys[] = {"events", "requests", "private_dir", "allow_remote",
-                                       "max_request_bytes", "batch_max", "batch_flush_us",
-                                       "compact_records", "allow_inline_credentials",
-                                       "allow_open_overrides", "backend", NULL};
+    static const char *const keys[] = {"events",
+                                       "requests",
+                                       "private_dir",
+                                       "allow_remote",
+                                       "max_request_bytes",
+                                       "batch_max",
+                                       "batch_flush_us",
+                                       "dedupe_entries",
+                                       "compact_records",
+                                       "allow_inline_credentials",
+                                       "allow_open_overrides",
+                                       "backend",
+                                       NULL};
     const config_setting_t *g;
     int rc = group_of(p, root, "bus", keys, &g);
     if (rc || !g) return rc;
@@ -254,7 +264,8 @@ static int parse_bus(pctx *p, const config_setting_t *root, xpb_config *c)
     if (be && (!bes || (strcmp(bes, "nng") && strcmp(bes, "nats"))))
         return fail_at(p, be, "bus.backend must be \"nng\" or \"nats\"");
     c->bus_nats = bes && strcmp(bes, "nats") == 0;
-    unsigned long long mrb = c->max_request_bytes, bm = c->batch_max, bf = c->batch_flush_us;
+    unsigned long long mrb = c->max_request_bytes, bm = c->batch_max, bf = c->batch_flush_us,
+                       dd = c->dedupe_entries;
     if (!rc) rc = get_str(p, g, "events", &c->events_url);
     if (!rc) rc = get_str(p, g, "requests", &c->requests_url);
     if (!rc) rc = get_str(p, g, "private_dir", &c->private_dir);
@@ -265,9 +276,11 @@ static int parse_bus(pctx *p, const config_setting_t *root, xpb_config *c)
     if (!rc) rc = get_uint(p, g, "max_request_bytes", 1024, 64ll * 1024 * 1024, &mrb);
     if (!rc) rc = get_uint(p, g, "batch_max", 1, 4096, &bm);
     if (!rc) rc = get_uint(p, g, "batch_flush_us", 0, 1000000, &bf);
+    if (!rc) rc = get_uint(p, g, "dedupe_entries", 16, XPB_CONFIG_DEDUPE_MAX, &dd);
     c->max_request_bytes = (size_t)mrb;
     c->batch_max = (unsigned)bm;
     c->batch_flush_us = (unsigned)bf;
+    c->dedupe_entries = (unsigned)dd;
     return rc;
 }
 

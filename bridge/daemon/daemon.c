@@ -487,6 +487,7 @@ static int bus_start(xpb_daemon *d, const xpb_config *cfg, char *err, size_t err
     bc.max_string = cfg->max_stanza_bytes; /* a bot can send back what it received */
     bc.batch_max = cfg->batch_max;
     bc.batch_flush_us = cfg->batch_flush_us;
+    bc.dedupe_entries = d->dedupe_entries = cfg->dedupe_entries;
     state_bus_config(d, &bc);
     int rc = cluster_bus_config(d, cfg, &bc, err, errlen);
     if (rc) return rc;

@@ -198,12 +198,12 @@ void remember_sent(struct account *a, const char *request_id, const char *id)
     if (rc != 0 && rc != XPB_EINVAL)
         xpb_log(XPB_LOG_WARN, "session %s: the answer to request %s is not remembered: %s", a->name,
                 request_id, xpb_strerror(rc));
-    if (rc == 0 && ++a->d->remembered == XPB_BUS_DEFAULT_DEDUPE + 1u)
+    if (rc == 0 && ++a->d->remembered == (uint64_t)a->d->dedupe_entries + 1u)
         xpb_log(XPB_LOG_WARN,
                 "more sends kept from the last run than the request-id cache holds (%u "
-                "answers, dedupe_entries): a resend of the oldest ones runs again "
+                "answers, bus.dedupe_entries): a resend of the oldest ones runs again "
                 "(docs/bus.md, \"Idempotency\")",
-                XPB_BUS_DEFAULT_DEDUPE);
+                a->d->dedupe_entries);
 }
 
 /* A batch item whose stanza a restart (or a takeover) kept and sent again:

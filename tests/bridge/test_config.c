@@ -19,8 +19,11 @@
 
 static const char GOOD[] =
     "log = { level = \"debug\"; file = \"/tmp/x.log\"; };\n"
-    "bus = { events = \"ipc:///run/xpbridge/events\"; requests = \"ipc:///run/xpbridge/requests\";\n"
-    "        allow_remote = false; max_request_bytes = 65536; batch_max = 16; batch_flush_us = 500; };\n"
+    "bus = { events = \"ipc:///run/xpbridge/events\"; requests = "
+    "\"ipc:///run/xpbridge/requests\";\n"
+    "        allow_remote = false; max_request_bytes = 65536; batch_max = 16; batch_flush_us = "
+    "500;\n"
+    "        dedupe_entries = 20000; };\n"
     "metrics = { listen = \"127.0.0.1:9999\"; };\n"
     "limits = { queue_max = 50; max_stanza_bytes = 100000; muc_self_ping_s = 60; };\n"
     "accounts = (\n"
@@ -47,6 +50,7 @@ static void test_good_config(void **state)
     assert_int_equal(c.max_request_bytes, 65536);
     assert_int_equal(c.batch_max, 16);
     assert_int_equal(c.batch_flush_us, 500);
+    assert_int_equal(c.dedupe_entries, 20000);
     assert_string_equal(c.metrics_listen, "127.0.0.1:9999");
     assert_int_equal(c.queue_max, 50);
     assert_int_equal(c.max_stanza_bytes, 100000);
@@ -69,7 +73,7 @@ static void test_good_config(void **state)
     assert_string_equal(a->rooms[0].room, "team@conference.example.com");
     assert_string_equal(a->rooms[0].nick, "bot");
     assert_int_equal(a->rooms[0].history_maxstanzas, 5);
-    assert_int_equal(a->line, 7);
+    assert_int_equal(a->line, 8);
     const xpb_account_cfg *b = &c.accounts[1];
     assert_int_equal(b->transport, XPB_TRANSPORT_WEBSOCKET);
     assert_string_equal(b->ws_url, "wss://example.com/ws");
@@ -117,6 +121,7 @@ static const struct bad_case {
     {"limits = {\n max_stanza_bytes = 100; };",
      "bad.conf:2: max_stanza_bytes must be 10000..16777216, not 100"},
     {"bus = { batch_max = \"many\"; };", "bad.conf:1: batch_max must be an integer"},
+    {"bus = { dedupe_entries = 5; };", "bad.conf:1: dedupe_entries must be 16..4194304, not 5"},
     {"bus = { allow_remote = 1; };", "bad.conf:1: allow_remote must be true or false"},
     {"bus = { evnets = \"ipc:///x\"; };", "bad.conf:1: unknown setting 'evnets' in bus"},
     {"colour = \"blue\";", "bad.conf:1: unknown setting 'colour' in the top level"},

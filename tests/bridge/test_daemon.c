@@ -1053,7 +1053,7 @@ static void test_more_kept_sends_than_the_cache_holds(void **state)
     char *text = xpb_test_read_file(log, &len);
     assert_non_null(text);
     const char *w = strstr(text, "more sends kept from the last run than the request-id cache "
-                                 "holds (4096 answers, dedupe_entries)");
+                                 "holds (4096 answers, bus.dedupe_entries)");
     assert_non_null(w);
     assert_null(strstr(w + 1, "more sends kept from the last run")); /* once */
     free(text);

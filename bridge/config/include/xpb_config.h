@@ -5,6 +5,9 @@
 #define XPB_CONFIG_DEFAULT_BATCH_FLUSH_US 0u /* bus.batch_flush_us (0: flush when the loop goes idle) */
 #define XPB_CONFIG_H
 
+#define XPB_CONFIG_DEDUPE_DEFAULT 4096u  /* bus.dedupe_entries: XPB_BUS_DEFAULT_DEDUPE */
+#define XPB_CONFIG_DEDUPE_MAX (1u << 22) /* the bus's own bound */
+
 #include <stddef.h>
 
 #define XPB_CONFIG_DEFAULT_METRICS "127.0.0.1:9477"
@@ -85,6 +88,7 @@ typedef struct xpb_config {
     int allow_remote;
     size_t max_request_bytes;
     unsigned batch_max, batch_flush_us;
+    unsigned dedupe_entries; /* bus: answered request ids remembered (XPB_CONFIG_DEDUPE_*) */
     int compact_records;  /* bus.compact_records: publish compact record forms */
     int allow_inline_credentials; /* bus.allow_inline_credentials: open may send a password */
     int allow_open_overrides; /* bus.allow_open_overrides: open may send files, host, port, TLS */

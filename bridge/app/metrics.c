@@ -429,6 +429,10 @@ static int render_bus(xpb_buf *b, const xpb_bus_stats *s)
                      "resent request id is not run again.",
                      s->dedupe_restored);
     if (!rc)
+        rc = head(b, "xpb_bus_dedupe_size", "gauge",
+                  "Answered request ids remembered now (at most bus.dedupe_entries).");
+    if (!rc) rc = put(b, "xpb_bus_dedupe_size %u\n", s->dedupe_size);
+    if (!rc)
         rc = counter(b, "xpb_bus_busy_total", "Requests refused with ERR_BUSY.", s->busy);
     if (!rc) rc = head(b, "xpb_bus_inflight", "gauge", "Requests being served.");
     if (!rc) rc = put(b, "xpb_bus_inflight %u\n", s->inflight);

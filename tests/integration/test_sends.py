@@ -170,6 +170,9 @@ class Sends(unittest.TestCase):
         restored = re.search(rb'^xpb_bus_dedupe_restored_total (\d+)$', text, re.M)
         self.assertIsNotNone(restored, 'xpb_bus_dedupe_restored_total is not in /metrics')
         self.assertGreaterEqual(int(restored.group(1)), 1)
+        size = re.search(rb'^xpb_bus_dedupe_size (\d+)$', text, re.M)
+        self.assertIsNotNone(size, 'xpb_bus_dedupe_size is not in /metrics')
+        self.assertGreaterEqual(int(size.group(1)), 1)  # the restored answer at least
         self.wait_up(b2)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and not self.alice.messages('rid-once'):

@@ -206,6 +206,15 @@ void remember_sent(struct account *a, const char *request_id, const char *id)
                 a->d->dedupe_entries);
 }
 
+/* A SendBatch item's outcome when its stanza id went to the session. */
+static void item_sent(struct account *a, Xpb__V1__SendOutcome *out, char *id)
+{
+    out->has_code = out->has_queued = 1;
+    out->code = XPB__V1__ERROR_CODE__OK;
+    out->stanza_id = id;
+    out->queued = link_state(a) != XPB_SS_ONLINE;
+}
+
 /* A batch item whose stanza a restart (or a takeover) kept and sent again:
  * answered with that stanza's id instead of being sent twice (the batch's
  * resend after the crash). 1 when it was. */
@@ -213,10 +222,7 @@ static int item_sent_before(struct account *a, const char *rid, Xpb__V1__SendOut
                             size_t idlen)
 {
     if (!xpb_bus_remembered_sent(a->d->bus, rid, id, idlen)) return 0;
-    out->has_code = out->has_queued = 1;
-    out->code = XPB__V1__ERROR_CODE__OK;
-    out->stanza_id = id;
-    out->queued = link_state(a) != XPB_SS_ONLINE;
+    item_sent(a, out, id);
     return 1;
 }
 
@@ -279,10 +285,7 @@ static void kbatch_item_done(struct send_group *g, struct send_prep *p, int rc, 
         refuse_send(&k, b->a, rc);
     } else {
         snprintf(it->id, sizeof it->id, "%s", p->id);
-        it->out.has_code = it->out.has_queued = 1;
-        it->out.code = XPB__V1__ERROR_CODE__OK;
-        it->out.stanza_id = it->id;
-        it->out.queued = link_state(b->a) != XPB_SS_ONLINE;
+        item_sent(b->a, &it->out, it->id);
     }
 }
 
@@ -413,11 +416,7 @@ static void batch_item_send(struct batch_job *j, struct batch_item *it, int crc,
         refuse(&k, XPB__V1__ERROR_CODE__ERR_STORAGE, SEND_REFUSED_FMT, cerr);
         sends_prep_free(&it->prep);
     } else if (send_handoff(a, &k, &it->st, &it->prep, &h, it->id, sizeof it->id) == 0) {
-        o->has_code = 1;
-        o->code = XPB__V1__ERROR_CODE__OK;
-        o->stanza_id = it->id;
-        o->has_queued = 1;
-        o->queued = link_state(a) != XPB_SS_ONLINE;
+        item_sent(a, o, it->id);
     }
 }
 

@@ -38,8 +38,7 @@ typedef struct light_ev {
 
 struct lsub {
     nng_socket s;
-    nng_aio *aio; /* receives on NNG's own thread: no wake of one of ours */
-    atomic_int stop;
+    lrecv rx;
     pthread_mutex_t mu;
     uint64_t messages, online, deliveries, gaps, complete, last_ns;
     uint64_t batches; /* NNG messages received (every SUB_UNPACK_EVERY-th is unpacked) */
@@ -273,8 +272,9 @@ static int light_batch(lsub *s, const uint8_t *d, size_t len, uint64_t now, int6
 }
 
 /* Every NNG message: topic, NUL, EventBatch (bus.proto). */
-static void on_message(lsub *s, nng_msg *m)
+static void on_message(void *arg, nng_msg *m)
 {
+    lsub *s = arg;
     uint64_t now = load_now_ns();
     int64_t wall_off = wall_minus_mono();
     const uint8_t *d = nng_msg_body(m);
@@ -302,21 +302,38 @@ static void on_message(lsub *s, nng_msg *m)
     xpb_arena_reset(s->arena); /* b and everything in it */
 }
 
-/* A receive completes on NNG's thread, which runs this at once: a thread of
- * ours blocked in nng_recvmsg would be one more wake per batch, and each is
- * tens of us on a VM whose idle cores halt (docs/benchmarks.md). */
-static void sub_received(void *arg)
+static void lrecv_done(void *arg)
 {
-    lsub *s = arg;
-    int rv = nng_aio_result(s->aio);
+    lrecv *r = arg;
+    int rv = nng_aio_result(r->aio);
+    if (rv == NNG_ECLOSED || rv == NNG_ECANCELED) return;
     if (rv == 0) {
-        nng_msg *m = nng_aio_get_msg(s->aio);
-        on_message(s, m);
+        nng_msg *m = nng_aio_get_msg(r->aio);
+        r->fn(r->ud, m);
         nng_msg_free(m);
-    } else if (rv == NNG_ECLOSED || rv == NNG_ECANCELED) {
-        return;
     }
-    if (!s->stop) nng_recv_aio(s->s, s->aio);
+    nng_recv_aio(r->s, r->aio); /* once lrecv_stop began: refused (ECANCELED) */
+}
+
+int lrecv_start(lrecv *r, nng_socket s, lrecv_fn fn, void *ud)
+{
+    *r = (lrecv){.s = s, .fn = fn, .ud = ud};
+    int rv = nng_aio_alloc(&r->aio, lrecv_done, r);
+    if (rv) {
+        r->aio = NULL;
+        return rv;
+    }
+    nng_aio_set_timeout(r->aio, NNG_DURATION_INFINITE);
+    nng_recv_aio(s, r->aio);
+    return 0;
+}
+
+void lrecv_stop(lrecv *r)
+{
+    if (!r->aio) return;
+    nng_aio_stop(r->aio); /* cancels the receive and waits out its callback */
+    nng_aio_free(r->aio);
+    r->aio = NULL;
 }
 
 int lsub_start(const char *events_url, lsub **out)
@@ -340,11 +357,7 @@ int lsub_start(const char *events_url, lsub **out)
     /* The bridge binds after it starts: catch its first state events. */
     if (!rv) rv = nng_socket_set_ms(s->s, NNG_OPT_RECONNMINT, SUB_REDIAL_MS);
     if (!rv) rv = nng_dial(s->s, events_url, NULL, NNG_FLAG_NONBLOCK); /* redials */
-    if (!rv) rv = nng_aio_alloc(&s->aio, sub_received, s);
-    if (!rv) {
-        nng_aio_set_timeout(s->aio, NNG_DURATION_INFINITE);
-        nng_recv_aio(s->s, s->aio);
-    }
+    if (!rv) rv = lrecv_start(&s->rx, s->s, on_message, s);
     if (rv) {
         fprintf(stderr, "xpb-load: cannot subscribe to %s: %s\n", events_url, nng_strerror(rv));
         nng_close(s->s);
@@ -361,9 +374,7 @@ int lsub_start(const char *events_url, lsub **out)
 void lsub_stop(lsub *s)
 {
     if (!s) return;
-    s->stop = 1;
-    nng_aio_stop(s->aio); /* cancels the receive and waits out its callback */
-    nng_aio_free(s->aio);
+    lrecv_stop(&s->rx);
     nng_close(s->s);
     pthread_mutex_destroy(&s->mu);
     free(s->lat);

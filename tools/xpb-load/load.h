@@ -15,6 +15,24 @@
 /* ---- clock --------------------------------------------------------------- */
 uint64_t load_now_ns(void); /* CLOCK_MONOTONIC: server and subscriber share it */
 
+/* ---- receiving on NNG's thread (bus.c) ------------------------------------ */
+/* For the files that speak NNG (check_layers.sh): seen after <nng/nng.h>. */
+#ifdef NNG_MAJOR_VERSION
+/* fn gets every message received on s, on NNG's own thread, and the message
+ * is freed after it returns: a thread of ours blocked in nng_recvmsg would be
+ * one more wake per message, tens of us on a VM whose idle cores halt
+ * (docs/benchmarks.md). For the SUB and the NNG floor probe alike. */
+typedef void (*lrecv_fn)(void *ud, nng_msg *m);
+typedef struct lrecv {
+    nng_socket s;
+    nng_aio *aio; /* NULL: not started, or stopped */
+    lrecv_fn fn;
+    void *ud;
+} lrecv;
+int lrecv_start(lrecv *r, nng_socket s, lrecv_fn fn, void *ud); /* 0 or an NNG error */
+void lrecv_stop(lrecv *r); /* no fn runs after it; nothing if not started */
+#endif
+
 /* ---- the test server (server.c, server_xml.c, cert.c) -------------------- */
 typedef struct lsrv lsrv;
 

@@ -29,31 +29,24 @@
 
 typedef struct floor_sub {
     nng_socket s;
-    nng_aio *aio; /* received on NNG's thread, as bus.c's SUB does */
+    lrecv rx; /* on NNG's thread, as bus.c's SUB */
     uint64_t *lat;
     atomic_size_t n;
     size_t max;
 } floor_sub;
 
-static void floor_received(void *arg)
+static void floor_received(void *arg, nng_msg *m)
 {
     floor_sub *f = arg;
-    int rv = nng_aio_result(f->aio);
-    if (rv == NNG_ECLOSED || rv == NNG_ECANCELED) return;
-    if (rv == 0) {
-        nng_msg *m = nng_aio_get_msg(f->aio);
-        uint64_t now = load_now_ns(), sent;
-        const uint8_t *p = nng_msg_body(m);
-        for (size_t off = 0; off + sizeof(sent) <= nng_msg_len(m); off += sizeof(sent)) {
-            size_t i = f->n;
-            if (i >= f->max) break;
-            memcpy(&sent, p + off, sizeof(sent));
-            f->lat[i] = now > sent ? now - sent : 0;
-            f->n = i + 1;
-        }
-        nng_msg_free(m);
+    uint64_t now = load_now_ns(), sent;
+    const uint8_t *p = nng_msg_body(m);
+    for (size_t off = 0; off + sizeof(sent) <= nng_msg_len(m); off += sizeof(sent)) {
+        size_t i = f->n;
+        if (i >= f->max) break;
+        memcpy(&sent, p + off, sizeof(sent));
+        f->lat[i] = now > sent ? now - sent : 0;
+        f->n = i + 1;
     }
-    nng_recv_aio(f->s, f->aio);
 }
 
 static int cmp_u64(const void *a, const void *b)
@@ -71,11 +64,7 @@ static int open_pair(const char *url, nng_socket *pub, floor_sub *f)
     if (!rv) rv = nng_socket_set(f->s, NNG_OPT_SUB_SUBSCRIBE, "", 0);
     if (!rv) rv = nng_socket_set_int(f->s, NNG_OPT_RECVBUF, FLOOR_SUB_QUEUE);
     if (!rv) rv = nng_dial(f->s, url, NULL, 0);
-    if (!rv) rv = nng_aio_alloc(&f->aio, floor_received, f);
-    if (!rv) {
-        nng_aio_set_timeout(f->aio, NNG_DURATION_INFINITE);
-        nng_recv_aio(f->s, f->aio);
-    }
+    if (!rv) rv = lrecv_start(&f->rx, f->s, floor_received, f);
     if (rv) fprintf(stderr, "xpb-load: NNG floor probe on %s: %s\n", url, nng_strerror(rv));
     return rv ? -1 : 0;
 }
@@ -125,7 +114,7 @@ int lnng_floor(const char *dir, uint64_t n, double rate, double *p50_us, double 
         pace_and_send(pub, n, rate);
         for (unsigned w = 0; f.n < n && w < FLOOR_WAIT_MS && !load_interrupted; w++)
             usleep(1000);
-        nng_aio_stop(f.aio); /* no callback runs after this */
+        lrecv_stop(&f.rx); /* no callback runs after this */
         size_t k = f.n;
         ok = k > 0;
         if (ok) {
@@ -137,10 +126,7 @@ int lnng_floor(const char *dir, uint64_t n, double rate, double *p50_us, double 
                     (unsigned long long)n);
         }
     }
-    if (f.aio) {
-        nng_aio_stop(f.aio);
-        nng_aio_free(f.aio);
-    }
+    lrecv_stop(&f.rx);
     nng_close(f.s);
     nng_close(pub);
     free(f.lat);

@@ -605,8 +605,8 @@ void xpb_shards_free(xpb_shards *sh)
     xpb_wake_free(sh->send_flush); /* on the owner's loop, as this call */
     shards_drop_unposted_sends(sh);
     pthread_mutex_lock(&sh->sm_mu);
-    atomic_store(&sh->stopping,
-                 1); /* a worker waiting for its XEP-0198 event, or for room, goes on */
+    /* A worker waiting for its XEP-0198 event, or for room, goes on. */
+    atomic_store(&sh->stopping, 1);
     pthread_cond_broadcast(&sh->sm_cv);
     pthread_mutex_unlock(&sh->sm_mu);
     for (unsigned i = 0; i < sh->n; i++) {

@@ -43,13 +43,16 @@ void shards_unref(xpb_shard_session *ss)
  * it moved: docs/architecture.md, "Several loops"). The batch is posted by a
  * wake the worker signals itself at the first event, which runs after the
  * turn's other callbacks, at its BATCH_POST_EVENTS-th event, or at once for
- * an XPB_SE_SM event, which the worker then waits for. A turn's first event
- * also goes at once, alone, when the owner has run every batch of this
- * worker (in_flight 0): the owner, idle, starts on it while the worker
- * parses the rest of the turn (Nagle's rule across the threads; the hop's
- * p50 in the bridge fell from 141-199 to 100-151 us at half load, and a
- * busy owner keeps the batches whole: docs/benchmarks.md). The owner runs
- * the events in order and gives the batch back to the worker for reuse. */
+ * an XPB_SE_SM event, which the worker then waits for. An event that opens
+ * a batch when the owner has run every batch of this worker (in_flight 0)
+ * also goes at once, alone: the owner, idle, starts on it while the worker
+ * parses on (Nagle's rule across the threads; the hop's p50 in the bridge
+ * fell from 141-199 to 100-151 us at half load: docs/benchmarks.md). Events
+ * added while the owner is busy wait for the end of the turn, so a busy
+ * owner gets whole batches; posting them as soon as it is idle again
+ * (tried) halved the events per bus message under load and cost 12-25% of
+ * the flood (test_shards test_handoff holds the rule). The owner runs the
+ * events in order and gives the batch back to the worker for reuse. */
 
 typedef struct shard_ev {
     struct shard_ev *next;

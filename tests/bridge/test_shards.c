@@ -15,11 +15,13 @@
 
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "shards_internal.h" /* a turn run on the worker's thread (test_handoff) */
 #include "test_util.h"
 #include "xpb/v1/stanza.pb-c.h"
 #include "xpb_error.h"
@@ -353,6 +355,112 @@ static void test_worker_waits_for_the_owner(void **state)
     xpb_loop_free(r.owner);
 }
 
+/* The hand-off rule (shards.c, "events, worker -> owner"), in one worker
+ * turn: event 1 opens a batch while the owner has run every batch the worker
+ * posted, so it goes at once; event 2 is added before the owner has run it,
+ * so it waits in a new batch; the owner then runs event 1, and event 3 joins
+ * event 2's batch, which stays with the worker until the turn ends (a busy
+ * owner gets whole batches). Posting that batch at event 3 (tried: it halved
+ * the events per bus message under load) fails here. */
+typedef struct turn_rec {
+    xpb_loop *owner;
+    xpb_shards *sh;
+    xpb_shard_session *ss;
+    atomic_int seen;      /* the turn's events the owner ran */
+    atomic_int two_added; /* the worker added event 2: the owner may run */
+    int owner_was_idle;   /* no batch of the worker in flight when the turn began */
+    int ran_1;            /* the owner ran event 1 during the turn */
+    int ran_3;            /* the owner ran event 3 during the turn */
+    atomic_int turn_over; /* the fields above are final */
+} turn_rec;
+
+static void on_turn_event(void *ud, xpb_shard_session *ss, const xpb_session_event *ev)
+{
+    (void)ss;
+    turn_rec *t = ud;
+    if (ev->kind == XPB_SE_SENT && atomic_fetch_add(&t->seen, 1) + 1 == 3) xpb_loop_stop(t->owner);
+}
+
+/* Waits up to ms for *v to reach n (another thread raises it). */
+static int wait_for(atomic_int *v, int n, int ms)
+{
+    for (int i = 0; i < ms && atomic_load(v) < n; i++) {
+        struct timespec one = {0, 1000000};
+        nanosleep(&one, NULL);
+    }
+    return atomic_load(v) >= n;
+}
+
+static void turn_event(turn_rec *t, struct worker *w, uint64_t handle)
+{
+    xpb_session_event ev = {.kind = XPB_SE_SENT, .handle = handle};
+    shards_worker_event(w, t->ss, &ev, NULL);
+}
+
+/* On the worker's thread, as one turn of its loop. */
+static void worker_turn(void *arg)
+{
+    turn_rec *t = arg;
+    struct worker *w = &t->sh->w[xpb_shard_worker(t->ss)];
+    t->owner_was_idle = atomic_load(&w->in_flight) == 0;
+    turn_event(t, w, 1);
+    turn_event(t, w, 2); /* the owner's loop is not running yet */
+    atomic_store(&t->two_added, 1);
+    t->ran_1 = wait_for(&t->seen, 1, 5000);
+    /* The owner counts the batch done after running its events. */
+    for (int i = 0; i < 5000 && atomic_load(&w->in_flight) != 0; i++) {
+        struct timespec one = {0, 1000000};
+        nanosleep(&one, NULL);
+    }
+    turn_event(t, w, 3);
+    /* An idle owner runs a post in microseconds; a held batch is not posted
+     * before the turn ends, however long it waits. */
+    t->ran_3 = wait_for(&t->seen, 3, 500);
+    atomic_store(&t->turn_over, 1);
+}
+
+static void on_turn_deadline(void *ud)
+{
+    xpb_loop_stop(ud);
+}
+
+static void test_handoff(void **state)
+{
+    (void)state;
+    static turn_rec t;
+    memset(&t, 0, sizeof t);
+    xpb_loop_config oc = {0};
+    assert_int_equal(xpb_loop_new(&t.owner, &oc), 0);
+    xpb_shards_config cfg = {.workers = 2, .owner = t.owner, .on_event = on_turn_event, .ud = &t};
+    char err[256] = "";
+    assert_int_equal(xpb_shards_new(&t.sh, &cfg, err, sizeof err), 0);
+    xpb_session_config sc;
+    session_cfg(&sc, xpb_test_free_port());
+    /* A CA file that cannot be read: no session on the worker, so no event
+     * of its own after the one that says so. */
+    assert_int_equal(xpb_shards_add(t.sh, "turn", &sc, "/nonexistent/ca.pem", &t.ss), 0);
+    xpb_timer *dl;
+    assert_int_equal(xpb_timer_new(t.owner, on_turn_deadline, t.owner, &dl), 0);
+    for (int i = 0; i < 100 && xpb_shard_state(t.ss) != XPB_SS_STOPPED; i++) {
+        xpb_timer_start(dl, 50);
+        assert_int_equal(xpb_loop_run(t.owner), 0);
+    }
+    assert_int_equal(xpb_shard_state(t.ss), XPB_SS_STOPPED);
+    assert_int_equal(shards_post_cmd(t.ss, worker_turn, NULL, &t), 0);
+    assert_true(wait_for(&t.two_added, 1, 5000));
+    xpb_timer_start(dl, 10000);
+    assert_int_equal(xpb_loop_run(t.owner), 0);
+    assert_int_equal(atomic_load(&t.seen), 3); /* every one, in the end */
+    assert_true(wait_for(&t.turn_over, 1, 5000));
+    assert_true(t.owner_was_idle);
+    assert_true(t.ran_1);
+    assert_false(t.ran_3); /* held to the end of the turn */
+    xpb_shards_remove(t.ss);
+    xpb_timer_free(dl);
+    xpb_shards_free(t.sh);
+    xpb_loop_free(t.owner);
+}
+
 static void test_bad_config(void **state)
 {
     (void)state;
@@ -376,6 +484,7 @@ int main(void)
         cmocka_unit_test(test_send_through_a_worker),
         cmocka_unit_test(test_sends_batched),
         cmocka_unit_test(test_worker_waits_for_the_owner),
+        cmocka_unit_test(test_handoff),
         cmocka_unit_test(test_bad_config),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -11,6 +11,7 @@
 #define LOAD_DOMAIN "load.test" /* every account's domain; the certificate's name */
 #define LOAD_PASSWORD "load-pw" /* the test server accepts any password */
 #define LOAD_PATH_MAX 512
+#define LOAD_TRICKLE_TICK_NS 20000 /* the test server's tick while it trickles: 20 us */
 
 /* ---- clock --------------------------------------------------------------- */
 uint64_t load_now_ns(void); /* CLOCK_MONOTONIC: server and subscriber share it */

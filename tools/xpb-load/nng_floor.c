@@ -11,7 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -69,13 +68,19 @@ static int open_pair(const char *url, nng_socket *pub, floor_sub *f)
     return rv ? -1 : 0;
 }
 
-/* Sleeps to each send time, as the bridge's loop waits in epoll between
- * stanzas (a sender spinning on a core would hide the cost of waking the
- * threads up, and on 2 cores take one from NNG's threads). Every message
- * whose time has passed goes in one NNG message, each stamped with its time
- * (when it "arrived"), as the bridge publishes the stanzas of one turn in one
- * batch: one NNG message per stamp fell behind at high rates and measured
- * NNG's queue, milliseconds, not its hop. */
+/* Sends the stamps at the test server's cadence: it wakes every
+ * LOAD_TRICKLE_TICK_NS (about 70 us with the kernel's default timer slack of
+ * 50 us) and writes the messages due by then, stamped as they leave; the
+ * bridge publishes the stanzas of one read in one batch. So this sleeps to
+ * the next stamp's time, at least a tick after the last send, and sends
+ * every stamp then due in one NNG message (at most the bridge's batch_max),
+ * each stamped with the send time. It sleeps rather than spins: a spinning
+ * sender would hide the cost of waking NNG's threads, and on 2 cores take
+ * one from them. Two earlier forms measured something else: one NNG message
+ * per stamp fell behind at high rates (milliseconds of NNG's queue), and a
+ * 1 ns timer slack (one message per stamp again above about 100,000/s) also
+ * stayed with the thread that made the next run's test server and bridge
+ * (docs/benchmarks.md). */
 static uint64_t due_of(uint64_t t0, uint64_t i, double rate)
 {
     return t0 + (uint64_t)((double)i * 1e9 / rate);
@@ -83,21 +88,22 @@ static uint64_t due_of(uint64_t t0, uint64_t i, double rate)
 
 static void pace_and_send(nng_socket pub, uint64_t n, double rate)
 {
-    uint64_t t0 = load_now_ns(), stamps[FLOOR_BATCH_MAX];
-    prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0); /* the default slack is 50 us */
+    uint64_t t0 = load_now_ns(), last = 0, stamps[FLOOR_BATCH_MAX];
     for (uint64_t i = 0; i < n && !load_interrupted;) {
         uint64_t due = due_of(t0, i, rate), now = load_now_ns();
+        if (last && due < last + LOAD_TRICKLE_TICK_NS) due = last + LOAD_TRICKLE_TICK_NS;
         if (now < due) {
             struct timespec ts = {(time_t)(due / 1000000000u), (long)(due % 1000000000u)};
             clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
             now = load_now_ns();
         }
         size_t k = 0;
-        while (i < n && k < FLOOR_BATCH_MAX && (due = due_of(t0, i, rate)) <= now) {
-            stamps[k++] = due;
+        while (i < n && k < FLOOR_BATCH_MAX && due_of(t0, i, rate) <= now) {
+            stamps[k++] = now;
             i++;
         }
         if (k) nng_send(pub, stamps, k * sizeof(stamps[0]), NNG_FLAG_NONBLOCK);
+        last = now;
     }
 }
 

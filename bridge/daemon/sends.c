@@ -267,7 +267,8 @@ static int persist(struct account *a, xpb_bus_request *req, const char *request_
         return 0;
     }
     p->outbox_id = 0;
-    snprintf(p->err, sizeof p->err, "%s", err);
+    /* The refusal as the item keeps it: cut to its field, on purpose. */
+    snprintf(p->err, sizeof p->err, "%.*s", (int)sizeof p->err - 1, err);
     refuse_storage(a, req, err);
     return rc;
 }

@@ -28,6 +28,13 @@ if(NOT XPB_SYSTEMD_UNITDIR)
 endif()
 install(FILES ${CMAKE_SOURCE_DIR}/deploy/systemd/xpbridge.service DESTINATION ${XPB_SYSTEMD_UNITDIR})
 
+# A tuned profile for the lowest bus hop (docs/operations.md, "Latency"),
+# where tuned 2.20 (Debian 12) looks for profiles; used only when chosen.
+set(XPB_TUNED_PROFILEDIR ${CMAKE_INSTALL_PREFIX}/lib/tuned
+    CACHE PATH "where tuned's profiles go (xpbridge-latency)")
+install(FILES ${CMAKE_SOURCE_DIR}/deploy/tuned/xpbridge-latency/tuned.conf
+        DESTINATION ${XPB_TUNED_PROFILEDIR}/xpbridge-latency)
+
 # --- the codec library --------------------------------------------------------
 # Fat LTO objects: the archive links with any compiler, not only this gcc's
 # LTO plugin, while our own programs still optimise across files.

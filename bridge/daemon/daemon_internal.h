@@ -191,7 +191,6 @@ struct xpb_daemon {
     struct account **walk_arr;
     size_t walk_n, walk_cap, walk_pos;
     uint64_t outbox_total;       /* the live accounts' outbox_n, kept as they change (sends.c) */
-    uint64_t remembered;         /* answers of kept sends remembered (remember_sent) */
     unsigned dedupe_entries;     /* the bus's request-id cache holds this many answers */
     struct xpb_cluster *cluster; /* the NATS back end and the leases (cluster.c), or NULL */
     xpb_bus *bus;

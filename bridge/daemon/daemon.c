@@ -475,6 +475,12 @@ int remember_config(xpb_daemon *d, const xpb_config *cfg)
     return 0;
 }
 
+/* The config's defaults are the bus's own: the config layer does not see the
+ * bus's header, so the daemon, which sees both, holds them equal. */
+_Static_assert(XPB_CONFIG_DEDUPE_DEFAULT == XPB_BUS_DEFAULT_DEDUPE, "bus.dedupe_entries default");
+_Static_assert(XPB_CONFIG_DEFAULT_BATCH_FLUSH_US == XPB_BUS_DEFAULT_BATCH_FLUSH_US,
+               "bus.batch_flush_us default");
+
 static int bus_start(xpb_daemon *d, const xpb_config *cfg, char *err, size_t errlen)
 {
     xpb_bus_config bc;

@@ -11,7 +11,7 @@ XPB_BUILD_PKGS="cmake make gcc clang pkg-config protobuf-c-compiler libprotobuf-
 
 # Only the test command needs these: the package build and its checks
 # (tools/check_package.sh). tools/test.sh passes them to xpb_install_deps.
-XPB_TEST_PKGS="debhelper dpkg-dev lintian systemd procps prometheus"
+XPB_TEST_PKGS="debhelper dpkg-dev lintian systemd procps prometheus tuned"
 
 # The client libraries' tests (clients/): protoc's classes for Python, and
 # node with npm and a C++ compiler for the nanomsg addon. A nodejs from

@@ -188,13 +188,13 @@ static void *srv_main(void *arg)
     lsrv *s = arg;
     struct epoll_event evs[SRV_EPOLL_BATCH];
     while (!s->stop) {
-        /* A trickle wakes every SRV_TRICKLE_TICK_NS, so its messages leave
+        /* A trickle wakes every LOAD_TRICKLE_TICK_NS, so its messages leave
          * nearly one by one, as a person's would: a 1 ms tick sent them in
          * bursts, and the latency figure then measured the burst's queue.
          * The kernel's default timer slack (50 us) stretches the tick to
          * about 70 us. A 1 us slack (tried) made the hop worse: on 2 cores
          * the server's 50,000 wakes a second took the bridge's CPU. */
-        struct timespec tick = {0, s->n_work ? (lsrv_trickling(s) ? SRV_TRICKLE_TICK_NS : 1000000)
+        struct timespec tick = {0, s->n_work ? (lsrv_trickling(s) ? LOAD_TRICKLE_TICK_NS : 1000000)
                                              : 100000000};
         int n = epoll_pwait2(s->ep, evs, SRV_EPOLL_BATCH, &tick, NULL);
         pthread_mutex_lock(&s->mu);

@@ -66,7 +66,6 @@ void lsrv_work_fill(lsrv *s, lconn *c);
 int lconn_flush(lsrv *s, lconn *c);
 void lsrv_work_drop(lsrv *s, lconn *c);
 int lsrv_trickling(const lsrv *s); /* some work has a rate (a trickle) */
-#define SRV_TRICKLE_TICK_NS LOAD_TRICKLE_TICK_NS
 void lsrv_wake(lsrv *s);
 
 #endif

@@ -195,12 +195,15 @@ void remember_sent(struct account *a, const char *request_id, const char *id)
     Xpb__V1__Response resp;
     sent_answer(a, id, &sr, &resp);
     int rc = xpb_bus_remember_answer(a->d->bus, request_id, &resp);
-    if (rc != 0 && rc != XPB_EINVAL)
-        xpb_log(XPB_LOG_WARN, "session %s: the answer to request %s is not remembered: %s", a->name,
-                request_id, xpb_strerror(rc));
-    xpb_bus_stats st = {0};
-    if (rc == 0) xpb_bus_get_stats(a->d->bus, &st); /* counts the answers it took */
-    if (rc == 0 && st.dedupe_restored == (uint64_t)a->d->dedupe_entries + 1u)
+    if (rc != 0) {
+        if (rc != XPB_EINVAL)
+            xpb_log(XPB_LOG_WARN, "session %s: the answer to request %s is not remembered: %s",
+                    a->name, request_id, xpb_strerror(rc));
+        return;
+    }
+    xpb_bus_stats st;
+    xpb_bus_get_stats(a->d->bus, &st); /* counts the answers it took */
+    if (st.dedupe_restored == (uint64_t)a->d->dedupe_entries + 1u)
         xpb_log(XPB_LOG_WARN,
                 "more sends kept from the last run than the request-id cache holds (%u "
                 "answers, bus.dedupe_entries): a resend of the oldest ones runs again "

@@ -15,8 +15,11 @@
 
 #include "bus_endpoint.h"
 #include "xpb_error.h"
+#include "xpb_log.h"
 #include "xpb_loop.h"
+#include "xpb_nng_close.h"
 
+#define NNG_BE_CLOSE_MS 2000u /* xpb_nng_close_bounded at the daemon's stop */
 #define PUB_RECVMAXSZ 4096u /* PUB never receives; bounded all the same */
 
 /* Why contexts rather than a raw REP socket: a context keeps the REQ
@@ -332,8 +335,18 @@ static void nng_be_close(void *bep)
         stop_slots(be);
         free(be->slots);
     }
-    if (be->rep_open) nng_close(be->rep);
-    if (be->pub_open) nng_close(be->pub);
+    /* Bounded (xpb_nng_close.h): NNG 1.5.2 can hang closing a socket whose
+     * peer is mid-message; the daemon exits right after its bus closes. */
+    if (be->rep_open && xpb_nng_close_bounded(be->rep, NNG_BE_CLOSE_MS) == XPB_NNG_CLOSE_STUCK)
+        xpb_log(XPB_LOG_WARN,
+                "bus: the request socket did not close within %u ms (NNG 1.5.2 "
+                "close defect, docs/bus.md \"Closing a socket\"); left to the exit",
+                NNG_BE_CLOSE_MS);
+    if (be->pub_open && xpb_nng_close_bounded(be->pub, NNG_BE_CLOSE_MS) == XPB_NNG_CLOSE_STUCK)
+        xpb_log(XPB_LOG_WARN,
+                "bus: the event socket did not close within %u ms (NNG 1.5.2 "
+                "close defect, docs/bus.md \"Closing a socket\"); left to the exit",
+                NNG_BE_CLOSE_MS);
     xpb_wake_free(be->wake);
     /* Requests queued after drain were freed by on_recv; any left were
      * queued before a failed open and never delivered. */

@@ -14,6 +14,7 @@
 #include "load.h"
 #include "xpb/v1/bus.pb-c.h"
 #include "xpb_arena.h"
+#include "xpb_nng_close.h"
 
 #define SUB_MAX_BYTES (64u * 1024u * 1024u)
 #define SUB_QUEUE 4096
@@ -360,7 +361,7 @@ int lsub_start(const char *events_url, lsub **out)
     if (!rv) rv = lrecv_start(&s->rx, s->s, on_message, s);
     if (rv) {
         fprintf(stderr, "xpb-load: cannot subscribe to %s: %s\n", events_url, nng_strerror(rv));
-        nng_close(s->s);
+        xpb_nng_close_bounded(s->s, LOAD_CLOSE_MS);
         free(s->lat);
         free(s->lat_bridge);
         xpb_arena_free(s->arena);
@@ -375,7 +376,7 @@ void lsub_stop(lsub *s)
 {
     if (!s) return;
     lrecv_stop(&s->rx);
-    nng_close(s->s);
+    xpb_nng_close_bounded(s->s, LOAD_CLOSE_MS); /* NNG 1.5.2 can hang (xpb_nng_close.h) */
     pthread_mutex_destroy(&s->mu);
     free(s->lat);
     free(s->lat_bridge);

@@ -12,6 +12,7 @@
 #define LOAD_PASSWORD "load-pw" /* the test server accepts any password */
 #define LOAD_PATH_MAX 512
 #define LOAD_TRICKLE_TICK_NS 20000 /* the test server's tick while it trickles: 20 us */
+#define LOAD_CLOSE_MS 2000u        /* xpb_nng_close_bounded: NNG 1.5.2 can hang in nng_close */
 
 /* ---- clock --------------------------------------------------------------- */
 uint64_t load_now_ns(void); /* CLOCK_MONOTONIC: server and subscriber share it */

@@ -20,6 +20,7 @@
 
 #include "load.h"
 #include "xpb_bus.h" /* XPB_BUS_PUB_SENDBUF */
+#include "xpb_nng_close.h"
 
 #define FLOOR_SUB_QUEUE 4096    /* as bus.c's SUB_QUEUE */
 #define FLOOR_BATCH_MAX 64      /* stamps per message at most: the bridge's batch_max */
@@ -133,8 +134,8 @@ int lnng_floor(const char *dir, uint64_t n, double rate, double *p50_us, double 
         }
     }
     lrecv_stop(&f.rx);
-    nng_close(f.s);
-    nng_close(pub);
+    xpb_nng_close_bounded(f.s, LOAD_CLOSE_MS);
+    xpb_nng_close_bounded(pub, LOAD_CLOSE_MS);
     free(f.lat);
     return ok ? 0 : -1;
 }

@@ -14,6 +14,7 @@
 #include "load.h"
 #include "xpb/v1/bus.pb-c.h"
 #include "xpb_bus_wire.h"
+#include "xpb_nng_close.h"
 
 #define REQ_TIMEOUT_MS 60000
 #define REQ_FULL_BACKOFF_MS 1 /* a context waits this long after an ERR_QUEUE_FULL */
@@ -224,7 +225,7 @@ int lreq_run(const char *url, const char *account, uint64_t n, unsigned in_fligh
     if (rv) fprintf(stderr, "xpb-load: requests on %s: %s\n", url, nng_strerror(rv));
     for (unsigned i = 0; cs && i < in_flight; i++)
         if (cs[i].aio) nng_aio_stop(cs[i].aio);
-    nng_close(s);
+    xpb_nng_close_bounded(s, LOAD_CLOSE_MS);
     for (unsigned i = 0; cs && i < in_flight; i++)
         nng_aio_free(cs[i].aio);
     free(cs);
@@ -260,6 +261,6 @@ int lreq_status(const char *url, uint64_t *online)
     if (!rc) *online = r->status->sessions_online;
     if (r) xpb__v1__response__free_unpacked(r, NULL);
     if (m) nng_msg_free(m);
-    nng_close(s);
+    xpb_nng_close_bounded(s, LOAD_CLOSE_MS);
     return rc;
 }

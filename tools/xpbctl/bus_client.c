@@ -14,12 +14,14 @@
 
 #include "bus_client.h"
 #include "nats_client.h"
-#include "xpb_bus_nats_wire.h"
 #include "output.h"
+#include "xpb_bus_nats_wire.h"
 #include "xpb_error.h"
+#include "xpb_nng_close.h"
 #include "xpb_stanza.h"
 
 #define CTL_RESEND_MARGIN_MS 60000 /* REQ resend time = timeout + this: never resend blindly */
+#define CTL_CLOSE_MS 1000u         /* xpb_nng_close_bounded: a command's end waits no longer */
 #define CTL_MAX_REPLY_BYTES (64u * 1024u * 1024u) /* NNG_OPT_RECVMAXSZ: big rosters, sessions */
 #define CTL_MAX_EVENT_BYTES (64u * 1024u * 1024u) /* a batch of 64 events of up to 256 KiB */
 #define CTL_SUB_QUEUE 1024                        /* NNG_OPT_RECVBUF on SUB, in messages */
@@ -167,7 +169,7 @@ static int open_req(ctl *c, nng_socket *s)
     if (rv) {
         fprintf(stderr, "%s: %s: cannot connect to %s: %s — is xpbridge running?\n", xpbctl_prog, c->cmd,
                 c->requests, nng_strerror(rv));
-        nng_close(*s);
+        xpb_nng_close_bounded(*s, CTL_CLOSE_MS);
         return rv == NNG_EADDRINVAL || rv == NNG_ENOTSUP ? XPBCTL_EXIT_USAGE : XPBCTL_EXIT_NOREPLY;
     }
     return 0;
@@ -237,7 +239,7 @@ static int call(ctl *c, Xpb__V1__Request *r, Xpb__V1__Response **out)
     int rc = open_req(c, &s);
     if (!rc) {
         rc = exchange(c, s, buf, len, out);
-        nng_close(s);
+        xpb_nng_close_bounded(s, CTL_CLOSE_MS);
     }
     free(buf);
     return rc;
@@ -432,7 +434,9 @@ void ctl_sub_close(ctl_sub *s)
         return;
     }
     if (s->msg) nng_msg_free(s->msg);
-    nng_close(s->s);
+    /* Bounded: NNG 1.5.2 can hang closing a SUB the bridge publishes to
+     * (xpb_nng_close.h); xpbctl exits right after. */
+    xpb_nng_close_bounded(s->s, CTL_CLOSE_MS);
     if (s->cv) nng_cv_free(s->cv);
     if (s->mtx) nng_mtx_free(s->mtx);
     free(s);

@@ -1,9 +1,13 @@
 """Unit tests of the xpbridge Python package without a bridge: gap
 detection, event message framing as bridge/bus.c writes it, error mapping,
 and retries with the same request id (a fake REQ socket)."""
+import ctypes
 import os
+import shutil
 import sys
 import tempfile
+import threading
+import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
@@ -180,6 +184,66 @@ class Requests(unittest.TestCase):
     def test_request_ids_are_unique(self):
         b = self.bridge([])
         self.assertEqual(len({b.new_request_id() for _ in range(100)}), 100)
+
+
+class Close(unittest.TestCase):
+    """Socket.close against NNG 1.5.2's close defect (docs/bus.md, "Closing
+    a socket"): a subscriber closed while a PUB floods it. A plain nng_close
+    hangs on most such closes; Socket.close returns by its bound."""
+
+    def test_flooded_subscriber_close_returns_by_the_bound(self):
+        lib = _nng.lib()
+        lib.nng_pub0_open.argtypes = [ctypes.POINTER(_nng._Socket)]
+        lib.nng_listen.argtypes = [_nng._Socket, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_int]
+        d = tempfile.mkdtemp(prefix='xpb-pyclose-')
+        self.addCleanup(shutil.rmtree, d, True)
+        url = f'ipc://{d}/ev'
+        pub = _nng.Socket.__new__(_nng.Socket)
+        pub._s, pub.closed = _nng._Socket(), False
+        self.assertEqual(lib.nng_pub0_open(ctypes.byref(pub._s)), 0)
+        self.assertEqual(lib.nng_listen(pub._s, url.encode(), None, 0), 0)
+        stop = threading.Event()
+        buf = ctypes.create_string_buffer(200000)
+
+        def flood():
+            n = 0
+            while not stop.is_set():
+                lib.nng_send(pub._s, buf, 64 + (n * 7919) % 199000, 0)
+                n += 1
+        flooder = threading.Thread(target=flood, daemon=True)
+        flooder.start()
+        self.addCleanup(lambda: (stop.set(), flooder.join(), pub.close(0.25)))
+        bound, before, stuck = 0.25, _nng.stuck_closes, 0
+        for _ in range(12):
+            s = _nng.Socket('sub')
+            s.set_size(_nng.OPT_RECVMAXSZ, 1 << 20)
+            s.set_bytes(_nng.OPT_SUB_SUBSCRIBE, b'')
+            s.set_ms(_nng.OPT_RECVTIMEO, 10000)
+            s.dial(url)
+            for _ in range(3):
+                self.assertTrue(s.recv())  # the flood reaches it
+            t0 = time.monotonic()
+            with _quiet():
+                closed = s.close(bound)
+            waited = time.monotonic() - t0
+            self.assertLess(waited, bound + 5)
+            self.assertTrue(s.closed)
+            if not closed:
+                stuck += 1
+                self.assertGreaterEqual(waited, bound - 0.01)
+        self.assertEqual(_nng.stuck_closes - before, stuck)
+        print(f'Socket.close: {stuck} of 12 flooded closes passed {bound} s')
+
+
+class _quiet:
+    """The stuck-close warning is expected here: keep it out of the output."""
+
+    def __enter__(self):
+        self.level = _nng.log.level
+        _nng.log.setLevel('ERROR')
+
+    def __exit__(self, *exc):
+        _nng.log.setLevel(self.level)
 
 
 class ResumeFile(unittest.TestCase):

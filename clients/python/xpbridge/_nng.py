@@ -4,6 +4,12 @@ Every ctypes call releases the GIL, so a blocking receive does not stall
 other threads."""
 import ctypes
 import ctypes.util
+import logging
+import threading
+
+log = logging.getLogger('xpbridge')
+CLOSE_BOUND_S = 2.0  # Socket.close waits no longer (NNG 1.5.2 can hang in nng_close)
+stuck_closes = 0  # closes that passed CLOSE_BOUND_S in this process
 
 # nng.h
 FLAG_ALLOC = 1
@@ -103,7 +109,24 @@ class Socket:
         finally:
             lib().nng_free(p, n)
 
-    def close(self):
-        if not self.closed:
-            self.closed = True
-            lib().nng_close(self._s)
+    def close(self, bound_s=CLOSE_BOUND_S):
+        """nng_close, waiting at most bound_s seconds. NNG 1.5.2 (Debian 12)
+        can hang for good closing a socket while a message is being read
+        (a SUB the bridge publishes to): the close then goes on in a daemon
+        thread, counted in stuck_closes and logged, and the process carries
+        on. Once it happened, NNG's reaper thread is stuck: later closes in
+        the process wait the bound too (docs/bus.md, "Closing a socket")."""
+        global stuck_closes
+        if self.closed:
+            return True
+        self.closed = True
+        t = threading.Thread(target=lib().nng_close, args=(self._s,), daemon=True,
+                             name='xpbridge-nng-close')
+        t.start()
+        t.join(bound_s)
+        if not t.is_alive():
+            return True
+        stuck_closes += 1
+        log.warning('nng_close did not return within %.1f s (NNG 1.5.2 close defect, '
+                    'docs/bus.md "Closing a socket"); left to the process exit', bound_s)
+        return False

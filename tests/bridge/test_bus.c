@@ -31,6 +31,7 @@
 #include "xpb_bus.h"
 #include "xpb_error.h"
 #include "xpb_loop.h"
+#include "xpb_nng_close.h"
 #include "xpb_store.h"
 
 #define NMAX 4096
@@ -935,10 +936,10 @@ static void test_publish_topics_batches_seq(void **state)
     assert_int_equal(st.last_seq, TOTAL);
     assert_int_equal(st.publish_errors, 0);
     assert_true(st.batches < TOTAL / 10);
-    nng_close(all);
-    nng_close(msgs);
-    nng_close(alice);
-    nng_close(alic);
+    xpb_nng_close_bounded(all, 5000); /* NNG 1.5.2 (xpb_nng_close.h) */
+    xpb_nng_close_bounded(msgs, 5000); /* NNG 1.5.2 (xpb_nng_close.h) */
+    xpb_nng_close_bounded(alice, 5000); /* NNG 1.5.2 (xpb_nng_close.h) */
+    xpb_nng_close_bounded(alic, 5000); /* NNG 1.5.2 (xpb_nng_close.h) */
 }
 
 static void test_publish_refuses_bad_topic(void **state)
@@ -1070,7 +1071,7 @@ static void test_slow_subscriber_sees_gap(void **state)
     assert_int_equal(st.last_seq, TOTAL);
     assert_int_equal(st.batches + st.publish_errors, TOTAL / BATCH);
     assert_int_equal(st.events_dropped, st.publish_errors * BATCH);
-    nng_close(sub);
+    xpb_nng_close_bounded(sub, 5000); /* NNG 1.5.2 (xpb_nng_close.h) */
 }
 
 /* prev_seq of every batch read off a SUB socket, with its topic and seqs. */
@@ -1155,7 +1156,7 @@ static void test_prev_seq_chains_per_topic(void **state)
     assert_int_equal(events, TOTAL);
     assert_true(batches > TOTAL / 3);
     assert_int_equal(zero_prev, 2); /* each topic's first batch only */
-    nng_close(all);
+    xpb_nng_close_bounded(all, 5000); /* NNG 1.5.2 (xpb_nng_close.h) */
 }
 
 /* A topic forgotten after BUS_MAX_TOPICS (16384) newer ones: its next batch
@@ -1194,7 +1195,7 @@ static void test_prev_seq_forgotten_topic(void **state)
     assert_int_equal(pb.seq[0], 2 * MAX_TOPICS + 2);
     assert_true(pb.has_prev);
     assert_int_equal(pb.prev, 0);
-    nng_close(sub);
+    xpb_nng_close_bounded(sub, 5000); /* NNG 1.5.2 (xpb_nng_close.h) */
 }
 
 /* ---- endpoints ---- */

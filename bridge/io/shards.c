@@ -47,7 +47,11 @@ void shards_unref(xpb_shard_session *ss)
  * a batch when the owner has run every batch of this worker (in_flight 0)
  * also goes at once, alone: the owner, idle, starts on it while the worker
  * parses on (Nagle's rule across the threads; the hop's p50 in the bridge
- * fell from 141-199 to 100-151 us at half load: docs/benchmarks.md). Events
+ * fell from 141-199 to 100-151 us at half load: docs/benchmarks.md), but only
+ * while the worker's last turn had at most ALONE_TURN_MAX events: in a flood
+ * the owner is idle between batches too, and lone events there made a bus
+ * message each (30 events per message instead of 40, 25% more messages and
+ * the NNG wake-ups on both ends of each; the flood was 1-3% slower). Events
  * added while the owner is busy wait for the end of the turn, so a busy
  * owner gets whole batches; posting them as soon as it is idle again
  * (tried) halved the events per bus message under load and cost 12-25% of
@@ -83,6 +87,9 @@ typedef struct ev_batch {
 #define BATCH_ARENA_BLOCK (120u * 1024u)
 #define BATCH_POST_EVENTS 64u
 #define BATCH_SPARE_MAX 16u /* a worker keeps at most this many (a burst's are freed) */
+/* An event goes alone only while the worker's turns are this short (a
+ * trickle); after a longer turn it waits for its batch (a flood). */
+#define ALONE_TURN_MAX 8u
 
 /* On the owner's thread. Once stopping, the worker no longer waits and its
  * flag (on its stack) may be gone: a dropped batch leaves it alone. */
@@ -343,7 +350,10 @@ static void post_batch(struct worker *w, int sync)
 
 static void on_flush(void *ud)
 {
-    post_batch(ud, 0);
+    struct worker *w = ud;
+    w->last_turn_events = w->turn_events;
+    w->turn_events = 0;
+    post_batch(w, 0);
 }
 
 void shards_worker_event(struct worker *w, xpb_shard_session *ss, const xpb_session_event *ev,
@@ -355,9 +365,11 @@ void shards_worker_event(struct worker *w, xpb_shard_session *ss, const xpb_sess
                               "an event was lost: out of memory copying it for the daemon");
         return;
     }
+    w->turn_events++;
     if (ev->kind == XPB_SE_SM) post_batch(w, 1);
     else if (w->batch && (w->batch->n >= BATCH_POST_EVENTS ||
-                          (w->batch->n == 1 && atomic_load(&w->in_flight) == 0)))
+                          (w->batch->n == 1 && atomic_load(&w->in_flight) == 0 &&
+                           w->last_turn_events <= ALONE_TURN_MAX)))
         post_batch(w, 0);
 }
 

@@ -33,6 +33,7 @@ struct worker {
      * the worker waits for the owner (backpressure: its sockets are not read
      * meanwhile, so the servers' TCP windows fill; nothing is dropped). */
     atomic_uint in_flight;
+    unsigned turn_events, last_turn_events; /* events of this turn, of the last one */
 };
 
 struct xpb_shards {

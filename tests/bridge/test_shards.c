@@ -372,13 +372,17 @@ typedef struct turn_rec {
     int ran_1;            /* the owner ran event 1 during the turn */
     int ran_3;            /* the owner ran event 3 during the turn */
     atomic_int turn_over; /* the fields above are final */
+    int stop_at;          /* the owner's loop stops when it has run this many (0: 3) */
+    int held;             /* test_flood_turn_holds: the owner had not run the lone event */
 } turn_rec;
 
 static void on_turn_event(void *ud, xpb_shard_session *ss, const xpb_session_event *ev)
 {
     (void)ss;
     turn_rec *t = ud;
-    if (ev->kind == XPB_SE_SENT && atomic_fetch_add(&t->seen, 1) + 1 == 3) xpb_loop_stop(t->owner);
+    if (ev->kind == XPB_SE_SENT &&
+        atomic_fetch_add(&t->seen, 1) + 1 == (t->stop_at ? t->stop_at : 3))
+        xpb_loop_stop(t->owner);
 }
 
 /* Waits up to ms for *v to reach n (another thread raises it). */
@@ -461,6 +465,95 @@ static void test_handoff(void **state)
     xpb_loop_free(t.owner);
 }
 
+/* The lone post is for a trickle (shards.c, ALONE_TURN_MAX): after a turn of
+ * more events than that, the next turn's first event waits for its batch
+ * even though the owner is idle; after a short turn it goes at once again.
+ * Without the rule the held event runs within microseconds and this fails. */
+#define LONG_TURN 12 /* > ALONE_TURN_MAX */
+
+static void wait_owner_done(struct worker *w)
+{
+    for (int i = 0; i < 5000 && atomic_load(&w->in_flight) != 0; i++) {
+        struct timespec one = {0, 1000000};
+        nanosleep(&one, NULL);
+    }
+}
+
+static void worker_long_turn(void *arg)
+{
+    turn_rec *t = arg;
+    struct worker *w = &t->sh->w[xpb_shard_worker(t->ss)];
+    for (int i = 1; i <= LONG_TURN; i++)
+        turn_event(t, w, (uint64_t)i);
+}
+
+static void worker_turn_after_long(void *arg)
+{
+    turn_rec *t = arg;
+    struct worker *w = &t->sh->w[xpb_shard_worker(t->ss)];
+    wait_owner_done(w);
+    t->owner_was_idle = atomic_load(&w->in_flight) == 0;
+    turn_event(t, w, LONG_TURN + 1);
+    t->held = !wait_for(&t->seen, LONG_TURN + 1, 500);
+}
+
+static void worker_turn_after_short(void *arg)
+{
+    turn_rec *t = arg;
+    struct worker *w = &t->sh->w[xpb_shard_worker(t->ss)];
+    wait_owner_done(w);
+    turn_event(t, w, LONG_TURN + 2);
+    t->ran_1 = wait_for(&t->seen, LONG_TURN + 2, 5000);
+    atomic_store(&t->turn_over, 1);
+}
+
+/* Runs the owner's loop until it has run n events (10 s at most). */
+static void owner_until(turn_rec *t, xpb_timer *dl, int n)
+{
+    t->stop_at = n;
+    for (int i = 0; i < 100 && atomic_load(&t->seen) < n; i++) {
+        xpb_timer_start(dl, 100);
+        assert_int_equal(xpb_loop_run(t->owner), 0);
+    }
+    assert_int_equal(atomic_load(&t->seen), n);
+}
+
+static void test_flood_turn_holds(void **state)
+{
+    (void)state;
+    static turn_rec t;
+    memset(&t, 0, sizeof t);
+    xpb_loop_config oc = {0};
+    assert_int_equal(xpb_loop_new(&t.owner, &oc), 0);
+    xpb_shards_config cfg = {.workers = 1, .owner = t.owner, .on_event = on_turn_event, .ud = &t};
+    char err[256] = "";
+    assert_int_equal(xpb_shards_new(&t.sh, &cfg, err, sizeof err), 0);
+    xpb_session_config sc;
+    session_cfg(&sc, xpb_test_free_port());
+    assert_int_equal(xpb_shards_add(t.sh, "flood", &sc, "/nonexistent/ca.pem", &t.ss), 0);
+    xpb_timer *dl;
+    assert_int_equal(xpb_timer_new(t.owner, on_turn_deadline, t.owner, &dl), 0);
+    for (int i = 0; i < 100 && xpb_shard_state(t.ss) != XPB_SS_STOPPED; i++) {
+        xpb_timer_start(dl, 50);
+        assert_int_equal(xpb_loop_run(t.owner), 0);
+    }
+    assert_int_equal(xpb_shard_state(t.ss), XPB_SS_STOPPED);
+    assert_int_equal(shards_post_cmd(t.ss, worker_long_turn, NULL, &t), 0);
+    owner_until(&t, dl, LONG_TURN);
+    assert_int_equal(shards_post_cmd(t.ss, worker_turn_after_long, NULL, &t), 0);
+    owner_until(&t, dl, LONG_TURN + 1);
+    assert_true(t.owner_was_idle);
+    assert_true(t.held); /* the owner idle for 500 ms, the event still with the worker */
+    assert_int_equal(shards_post_cmd(t.ss, worker_turn_after_short, NULL, &t), 0);
+    owner_until(&t, dl, LONG_TURN + 2);
+    assert_true(wait_for(&t.turn_over, 1, 5000));
+    assert_true(t.ran_1); /* a trickle again: the lone event went at once */
+    xpb_shards_remove(t.ss);
+    xpb_timer_free(dl);
+    xpb_shards_free(t.sh);
+    xpb_loop_free(t.owner);
+}
+
 static void test_bad_config(void **state)
 {
     (void)state;
@@ -485,6 +578,7 @@ int main(void)
         cmocka_unit_test(test_sends_batched),
         cmocka_unit_test(test_worker_waits_for_the_owner),
         cmocka_unit_test(test_handoff),
+        cmocka_unit_test(test_flood_turn_holds),
         cmocka_unit_test(test_bad_config),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

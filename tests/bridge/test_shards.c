@@ -428,28 +428,45 @@ static void on_turn_deadline(void *ud)
     xpb_loop_stop(ud);
 }
 
+/* t's owner loop and shards with one account on a worker, its session
+ * stopped: a CA file that cannot be read leaves no session on the worker, so
+ * no event of its own after the one that says so. Returns the owner's
+ * deadline timer. */
+static xpb_timer *turn_start(turn_rec *t, unsigned workers, const char *name)
+{
+    memset(t, 0, sizeof *t);
+    xpb_loop_config oc = {0};
+    assert_int_equal(xpb_loop_new(&t->owner, &oc), 0);
+    xpb_shards_config cfg = {
+        .workers = workers, .owner = t->owner, .on_event = on_turn_event, .ud = t};
+    char err[256] = "";
+    assert_int_equal(xpb_shards_new(&t->sh, &cfg, err, sizeof err), 0);
+    xpb_session_config sc;
+    session_cfg(&sc, xpb_test_free_port());
+    assert_int_equal(xpb_shards_add(t->sh, name, &sc, "/nonexistent/ca.pem", &t->ss), 0);
+    xpb_timer *dl;
+    assert_int_equal(xpb_timer_new(t->owner, on_turn_deadline, t->owner, &dl), 0);
+    for (int i = 0; i < 100 && xpb_shard_state(t->ss) != XPB_SS_STOPPED; i++) {
+        xpb_timer_start(dl, 50);
+        assert_int_equal(xpb_loop_run(t->owner), 0);
+    }
+    assert_int_equal(xpb_shard_state(t->ss), XPB_SS_STOPPED);
+    return dl;
+}
+
+static void turn_end(turn_rec *t, xpb_timer *dl)
+{
+    xpb_shards_remove(t->ss);
+    xpb_timer_free(dl);
+    xpb_shards_free(t->sh);
+    xpb_loop_free(t->owner);
+}
+
 static void test_handoff(void **state)
 {
     (void)state;
     static turn_rec t;
-    memset(&t, 0, sizeof t);
-    xpb_loop_config oc = {0};
-    assert_int_equal(xpb_loop_new(&t.owner, &oc), 0);
-    xpb_shards_config cfg = {.workers = 2, .owner = t.owner, .on_event = on_turn_event, .ud = &t};
-    char err[256] = "";
-    assert_int_equal(xpb_shards_new(&t.sh, &cfg, err, sizeof err), 0);
-    xpb_session_config sc;
-    session_cfg(&sc, xpb_test_free_port());
-    /* A CA file that cannot be read: no session on the worker, so no event
-     * of its own after the one that says so. */
-    assert_int_equal(xpb_shards_add(t.sh, "turn", &sc, "/nonexistent/ca.pem", &t.ss), 0);
-    xpb_timer *dl;
-    assert_int_equal(xpb_timer_new(t.owner, on_turn_deadline, t.owner, &dl), 0);
-    for (int i = 0; i < 100 && xpb_shard_state(t.ss) != XPB_SS_STOPPED; i++) {
-        xpb_timer_start(dl, 50);
-        assert_int_equal(xpb_loop_run(t.owner), 0);
-    }
-    assert_int_equal(xpb_shard_state(t.ss), XPB_SS_STOPPED);
+    xpb_timer *dl = turn_start(&t, 2, "turn");
     assert_int_equal(shards_post_cmd(t.ss, worker_turn, NULL, &t), 0);
     assert_true(wait_for(&t.two_added, 1, 5000));
     xpb_timer_start(dl, 10000);
@@ -459,10 +476,7 @@ static void test_handoff(void **state)
     assert_true(t.owner_was_idle);
     assert_true(t.ran_1);
     assert_false(t.ran_3); /* held to the end of the turn */
-    xpb_shards_remove(t.ss);
-    xpb_timer_free(dl);
-    xpb_shards_free(t.sh);
-    xpb_loop_free(t.owner);
+    turn_end(&t, dl);
 }
 
 /* The lone post is for a trickle (shards.c, ALONE_TURN_MAX): after a turn of
@@ -522,22 +536,7 @@ static void test_flood_turn_holds(void **state)
 {
     (void)state;
     static turn_rec t;
-    memset(&t, 0, sizeof t);
-    xpb_loop_config oc = {0};
-    assert_int_equal(xpb_loop_new(&t.owner, &oc), 0);
-    xpb_shards_config cfg = {.workers = 1, .owner = t.owner, .on_event = on_turn_event, .ud = &t};
-    char err[256] = "";
-    assert_int_equal(xpb_shards_new(&t.sh, &cfg, err, sizeof err), 0);
-    xpb_session_config sc;
-    session_cfg(&sc, xpb_test_free_port());
-    assert_int_equal(xpb_shards_add(t.sh, "flood", &sc, "/nonexistent/ca.pem", &t.ss), 0);
-    xpb_timer *dl;
-    assert_int_equal(xpb_timer_new(t.owner, on_turn_deadline, t.owner, &dl), 0);
-    for (int i = 0; i < 100 && xpb_shard_state(t.ss) != XPB_SS_STOPPED; i++) {
-        xpb_timer_start(dl, 50);
-        assert_int_equal(xpb_loop_run(t.owner), 0);
-    }
-    assert_int_equal(xpb_shard_state(t.ss), XPB_SS_STOPPED);
+    xpb_timer *dl = turn_start(&t, 1, "flood");
     assert_int_equal(shards_post_cmd(t.ss, worker_long_turn, NULL, &t), 0);
     owner_until(&t, dl, LONG_TURN);
     assert_int_equal(shards_post_cmd(t.ss, worker_turn_after_long, NULL, &t), 0);
@@ -548,10 +547,7 @@ static void test_flood_turn_holds(void **state)
     owner_until(&t, dl, LONG_TURN + 2);
     assert_true(wait_for(&t.turn_over, 1, 5000));
     assert_true(t.ran_1); /* a trickle again: the lone event went at once */
-    xpb_shards_remove(t.ss);
-    xpb_timer_free(dl);
-    xpb_shards_free(t.sh);
-    xpb_loop_free(t.owner);
+    turn_end(&t, dl);
 }
 
 static void test_bad_config(void **state)

@@ -401,6 +401,16 @@ static void turn_event(turn_rec *t, struct worker *w, uint64_t handle)
     shards_worker_event(w, t->ss, &ev, NULL);
 }
 
+/* Waits up to 5 s until the owner has run every batch w posted (it counts a
+ * batch done after running its events). */
+static void wait_owner_done(struct worker *w)
+{
+    for (int i = 0; i < 5000 && atomic_load(&w->in_flight) != 0; i++) {
+        struct timespec one = {0, 1000000};
+        nanosleep(&one, NULL);
+    }
+}
+
 /* On the worker's thread, as one turn of its loop. */
 static void worker_turn(void *arg)
 {
@@ -411,11 +421,7 @@ static void worker_turn(void *arg)
     turn_event(t, w, 2); /* the owner's loop is not running yet */
     atomic_store(&t->two_added, 1);
     t->ran_1 = wait_for(&t->seen, 1, 5000);
-    /* The owner counts the batch done after running its events. */
-    for (int i = 0; i < 5000 && atomic_load(&w->in_flight) != 0; i++) {
-        struct timespec one = {0, 1000000};
-        nanosleep(&one, NULL);
-    }
+    wait_owner_done(w);
     turn_event(t, w, 3);
     /* An idle owner runs a post in microseconds; a held batch is not posted
      * before the turn ends, however long it waits. */
@@ -484,14 +490,6 @@ static void test_handoff(void **state)
  * even though the owner is idle; after a short turn it goes at once again.
  * Without the rule the held event runs within microseconds and this fails. */
 #define LONG_TURN 12 /* > ALONE_TURN_MAX */
-
-static void wait_owner_done(struct worker *w)
-{
-    for (int i = 0; i < 5000 && atomic_load(&w->in_flight) != 0; i++) {
-        struct timespec one = {0, 1000000};
-        nanosleep(&one, NULL);
-    }
-}
 
 static void worker_long_turn(void *arg)
 {

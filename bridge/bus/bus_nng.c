@@ -324,6 +324,17 @@ static void stop_slots(nng_be *be)
     }
 }
 
+/* Bounded (xpb_nng_close.h): NNG 1.5.2 can hang closing a socket whose peer
+ * is mid-message; the daemon exits right after its bus closes. */
+static void close_socket(nng_socket s, const char *what)
+{
+    if (xpb_nng_close_bounded(s, NNG_BE_CLOSE_MS) == XPB_NNG_CLOSE_STUCK)
+        xpb_log(XPB_LOG_WARN,
+                "bus: the %s socket did not close within %u ms (NNG 1.5.2 close defect, "
+                "docs/bus.md \"Closing a socket\"); left to the exit",
+                what, NNG_BE_CLOSE_MS);
+}
+
 static void nng_be_close(void *bep)
 {
     nng_be *be = bep;
@@ -335,18 +346,8 @@ static void nng_be_close(void *bep)
         stop_slots(be);
         free(be->slots);
     }
-    /* Bounded (xpb_nng_close.h): NNG 1.5.2 can hang closing a socket whose
-     * peer is mid-message; the daemon exits right after its bus closes. */
-    if (be->rep_open && xpb_nng_close_bounded(be->rep, NNG_BE_CLOSE_MS) == XPB_NNG_CLOSE_STUCK)
-        xpb_log(XPB_LOG_WARN,
-                "bus: the request socket did not close within %u ms (NNG 1.5.2 "
-                "close defect, docs/bus.md \"Closing a socket\"); left to the exit",
-                NNG_BE_CLOSE_MS);
-    if (be->pub_open && xpb_nng_close_bounded(be->pub, NNG_BE_CLOSE_MS) == XPB_NNG_CLOSE_STUCK)
-        xpb_log(XPB_LOG_WARN,
-                "bus: the event socket did not close within %u ms (NNG 1.5.2 "
-                "close defect, docs/bus.md \"Closing a socket\"); left to the exit",
-                NNG_BE_CLOSE_MS);
+    if (be->rep_open) close_socket(be->rep, "request");
+    if (be->pub_open) close_socket(be->pub, "event");
     xpb_wake_free(be->wake);
     /* Requests queued after drain were freed by on_recv; any left were
      * queued before a failed open and never delivered. */
